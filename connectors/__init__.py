@@ -1,0 +1,1 @@
+"""Connectors: how agency systems get records into the hub (Python API, JSON Lines files)."""

@@ -1,0 +1,36 @@
+"""Quarantine records: an event the projection refused, its coordinates and a machine-readable reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from projections.projector import Quarantined
+from sharehub.avro import load_schema, split_single_object
+
+QUARANTINE_SCHEMA = load_schema("quarantine")
+
+
+def encode_quarantined(entry: Quarantined) -> tuple[bytes, bytes]:
+    """(Kafka key, value) of a quarantine record. The key names the source, so replays dedupe on it."""
+    message = entry.message
+    value = QUARANTINE_SCHEMA.encode_single_object(
+        {
+            "source_topic": message.topic,
+            "source_partition": message.partition,
+            "source_offset": message.offset,
+            "reason": entry.reason,
+            "detail": entry.detail,
+            "quarantined_at": dt.datetime.now(dt.UTC),
+            "original_key": message.key,
+            "original_value": message.value,
+        }
+    )
+    return f"{message.topic}:{message.partition}:{message.offset}".encode(), value
+
+
+def decode_quarantined(value: bytes) -> dict[str, Any]:
+    fp, body = split_single_object(value)
+    if fp != QUARANTINE_SCHEMA.fingerprint:
+        raise ValueError("not a sharehub quarantine record")
+    return QUARANTINE_SCHEMA.decode(body)

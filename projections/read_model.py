@@ -1,0 +1,201 @@
+"""A consumer's read model: its granted records and the log positions that produced them.
+
+One store per consumer agency: a SQLite file of its own by default, or a schema of its own in one
+PostgreSQL database. Rows and positions are written in the same transaction, so a projection that dies at
+any point restarts exactly where its last committed batch ended (nothing lost, nothing applied twice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+metadata = MetaData()
+
+records = Table(
+    "records",
+    metadata,
+    Column("dataset", String(64), primary_key=True),
+    Column("record_key", String(256), primary_key=True),
+    Column("fields", JSON, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("agreement_id", String(128), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    #: The offset of the next message to apply.
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One granted record, as the consumer may see it."""
+
+    dataset: str
+    record_key: str
+    fields: dict[str, Any]
+    event_id: str
+    occurred_at: dt.datetime
+    agreement_id: str
+
+
+def schema_name(consumer: str) -> str:
+    """PostgreSQL schema that holds a consumer's read model."""
+    return "rm_" + re.sub(r"[^a-z0-9_]", "_", consumer.lower())
+
+
+class ReadModelStore:
+    """The read model of one consumer agency."""
+
+    def __init__(self, url_template: str, consumer: str) -> None:
+        self.consumer = consumer
+        url = make_url(url_template.replace("{consumer}", consumer))
+        self._schema: str | None = None
+        if url.get_backend_name() == "sqlite":
+            if url.database:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self._schema = schema_name(consumer)
+            self.engine = create_engine(url, pool_pre_ping=True).execution_options(
+                schema_translate_map={None: self._schema}
+            )
+        self._dialect = self.engine.dialect.name
+
+    def create(self) -> None:
+        """Create the tables (and the consumer's schema on PostgreSQL) if they do not exist."""
+        with self.engine.begin() as conn:
+            if self._schema is not None:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            metadata.create_all(conn)
+
+    def drop(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.drop_all(conn)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def positions(self) -> dict[TopicPartition, int]:
+        with self.engine.connect() as conn:
+            return {(t, p): o for t, p, o in conn.execute(select(positions.c.topic, positions.c.partition, positions.c.next_offset))}
+
+    def apply(self, rows: Sequence[Row], new_positions: Mapping[TopicPartition, int]) -> None:
+        """Upsert ``rows`` and move ``positions`` forward, all in one transaction."""
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        now = dt.datetime.now(dt.UTC)
+        with self.engine.begin() as conn:
+            if rows:
+                # Later events for the same key win: keep only the last row per key within a batch.
+                latest = {(r.dataset, r.record_key): r for r in rows}
+                stmt = insert(records).values(
+                    [
+                        {
+                            "dataset": r.dataset,
+                            "record_key": r.record_key,
+                            "fields": r.fields,
+                            "event_id": r.event_id,
+                            "occurred_at": r.occurred_at,
+                            "agreement_id": r.agreement_id,
+                            "applied_at": now,
+                        }
+                        for r in latest.values()
+                    ]
+                )
+                excluded = stmt.excluded
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[records.c.dataset, records.c.record_key],
+                        set_={
+                            "fields": excluded.fields,
+                            "event_id": excluded.event_id,
+                            "occurred_at": excluded.occurred_at,
+                            "agreement_id": excluded.agreement_id,
+                            "applied_at": excluded.applied_at,
+                        },
+                    )
+                )
+            if new_positions:
+                pstmt = insert(positions).values(
+                    [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in new_positions.items()]
+                )
+                conn.execute(
+                    pstmt.on_conflict_do_update(
+                        index_elements=[positions.c.topic, positions.c.partition],
+                        set_={"next_offset": pstmt.excluded.next_offset},
+                    )
+                )
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def list(self, dataset: str, *, limit: int, after_key: str | None = None) -> list[dict[str, Any]]:
+        query = select(records.c.record_key, records.c.fields).where(records.c.dataset == dataset)
+        if after_key is not None:
+            query = query.where(records.c.record_key > after_key)
+        query = query.order_by(records.c.record_key).limit(limit)
+        with self.engine.connect() as conn:
+            return [{"key": k, "fields": f} for k, f in conn.execute(query)]
+
+    def get(self, dataset: str, record_key: str) -> dict[str, Any] | None:
+        query = select(records.c.fields).where(records.c.dataset == dataset, records.c.record_key == record_key)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        return None if found is None else {"key": record_key, "fields": found}
+
+    def count(self, dataset: str | None = None) -> int:
+        query = select(func.count()).select_from(records)
+        if dataset is not None:
+            query = query.where(records.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def datasets(self) -> list[tuple[str, int]]:
+        query = select(records.c.dataset, func.count()).group_by(records.c.dataset).order_by(records.c.dataset)
+        with self.engine.connect() as conn:
+            return [(d, int(n)) for d, n in conn.execute(query)]
+
+    def all_keys(self, dataset: str) -> Iterable[str]:
+        with self.engine.connect() as conn:
+            yield from conn.execute(select(records.c.record_key).where(records.c.dataset == dataset)).scalars()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the query API read while the projection writes; FULL sync keeps committed batches on a crash.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()

@@ -1,0 +1,30 @@
+"""The ``sharehub`` command line: one Typer app, one sub-module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="sharehub: the data-sharing hub for public agencies.",
+)
+
+
+def _register() -> None:
+    from services.cli import demo_commands, generate_commands, hub_commands, kafka_commands
+
+    app.add_typer(kafka_commands.app, name="kafka")
+    app.add_typer(hub_commands.gov_app, name="gov")
+    app.add_typer(hub_commands.credentials_app, name="credentials")
+    app.add_typer(hub_commands.audit_app, name="audit")
+    app.add_typer(generate_commands.app, name="generate")
+    app.add_typer(demo_commands.app, name="demo")
+    app.command("publish")(hub_commands.publish)
+    app.command("project")(hub_commands.project)
+    app.command("serve")(hub_commands.serve)
+
+
+def main() -> None:
+    _register()
+    app()

@@ -1,0 +1,158 @@
+"""Commands that run the hub: governance, credentials, publishing, projection, query API, audit."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.errors import EXIT_FAILURE, reports_errors
+from services.hub import Hub
+
+gov_app = typer.Typer(help="Central governance: agencies, datasets, agreements.", no_args_is_help=True)
+credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
+audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@gov_app.command("load")
+@reports_errors
+def gov_load(
+    spec: Annotated[Path, typer.Argument(help="YAML file describing agencies, datasets and agreements")],
+    create_topics: Annotated[bool, typer.Option(help="Create the dataset and quarantine topics on Kafka")] = True,
+) -> None:
+    """Bring governance to the state SPEC describes (idempotent): keys for new agencies and datasets, topics."""
+    from services.governance_bootstrap import create_topics as make_topics
+    from services.governance_bootstrap import load_governance, read_spec
+
+    hub = Hub()
+    state = load_governance(hub.settings, read_spec(spec))
+    err.print(
+        f"governance: {len(state.agencies)} agencies, {len(state.datasets())} datasets, "
+        f"{len(state.agreements())} agreements → {hub.governance_path}"
+    )
+    if create_topics:
+        created = make_topics(hub.settings, state)
+        err.print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
+
+
+@gov_app.command("show")
+@reports_errors
+def gov_show() -> None:
+    """Print agencies, datasets and agreements."""
+    gov = Hub().governance
+    table = Table("agency", "name", "kind", "clearance", "signing keys")
+    for a in gov.agencies:
+        table.add_row(a.id, a.name, a.kind, a.clearance, ", ".join(k.key_id for k in a.keys))
+    out.print(table)
+    table = Table("dataset", "owner", "classification", "topic")
+    for d in gov.datasets():
+        table.add_row(d.id, d.owner, d.classification, d.topic)
+    out.print(table)
+    table = Table("agreement", "consumer", "dataset", "fields", "status", "valid until")
+    for ag in gov.agreements():
+        table.add_row(ag.id, ag.consumer, ag.dataset, ", ".join(ag.fields), ag.status, str(ag.valid_until or "-"))
+    out.print(table)
+
+
+@credentials_app.command("issue")
+@reports_errors
+def credentials_issue(consumer: Annotated[str, typer.Argument(help="Consumer agency id")]) -> None:
+    """Issue a bearer credential to CONSUMER. It is printed once; only its hash is kept."""
+    from services.governance_bootstrap import issue_credential
+
+    print(issue_credential(Hub().settings, consumer))
+
+
+@reports_errors
+def publish(
+    file: Annotated[Path, typer.Argument(help="JSON Lines file, one record per line", exists=True, dir_okay=False)],
+    agency: Annotated[str, typer.Option("--as", help="Publishing agency (must own the dataset)")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")],
+    event_type: Annotated[str, typer.Option(help="UPSERTED or CORRECTED")] = "UPSERTED",
+) -> None:
+    """Validate, seal and publish each line of FILE; bad lines are reported with their numbers, good lines go."""
+    from connectors.jsonl_source import read_jsonl
+    from connectors.publisher import Publisher
+
+    hub = Hub()
+    publisher = Publisher(
+        bootstrap=hub.settings.bootstrap, governance=hub.governance, keys=hub.keys, agency=agency, dataset=dataset
+    )
+    report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
+    for bad in report.rejected:
+        err.print(f"{file}:{bad.number}: {bad.reason}", markup=False, highlight=False)
+    err.print(
+        f"published {report.published} events to {hub.governance.dataset(dataset).topic}"
+        + (f" (sequences {report.first_sequence}..{report.last_sequence})" if report.published else "")
+        + f", rejected {len(report.rejected)} lines"
+    )
+    if report.rejected:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@reports_errors
+def project(
+    loglevel: Annotated[str, typer.Option(help="Log level of the worker")] = "INFO",
+) -> None:
+    """Run the projection worker until stopped: Kafka → verify → decrypt → agreements → read models."""
+    from projections.projector import Projector
+    from projections.worker import create_app, run
+
+    hub = Hub()
+    stores = {consumer: hub.store(consumer) for consumer in hub.consumers()}
+    projector = Projector(hub.governance, hub.keys, stores)
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run(create_app(projector, hub.settings.bootstrap), loglevel=loglevel.upper())
+
+
+@reports_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default SHAREHUB_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default SHAREHUB_API_PORT, 8384)")] = None,
+) -> None:
+    """Run the query API."""
+    import uvicorn
+
+    from services.query_api import create_app
+
+    hub = Hub()
+    hub.governance  # fail now, clearly, if governance is missing
+    uvicorn.run(
+        create_app(hub), host=host or hub.settings.api_host, port=port or hub.settings.api_port, log_level="info"
+    )
+
+
+@audit_app.command("verify")
+@reports_errors
+def audit_verify_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, every event")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every event, not only findings")] = False,
+) -> None:
+    """Replay every dataset topic from offset 0 with public keys only; exit 1 on any finding."""
+    from services.audit import audit_verify
+
+    hub = Hub()
+    report = audit_verify(hub.settings.bootstrap, hub.governance)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        rows = report.events if show_all else report.findings
+        if rows:
+            table = Table("topic", "partition", "offset", "producer", "sequence", "signature", "chain", "detail")
+            for e in rows:
+                table.add_row(
+                    e.topic, str(e.partition), str(e.offset), e.producer or "?", str(e.sequence or "?"),
+                    e.signature, e.chain, e.detail,
+                )
+            out.print(table)
+        out.print(f"{len(report.events)} events verified, {len(report.findings)} findings")
+    if report.findings:
+        raise typer.Exit(EXIT_FAILURE)

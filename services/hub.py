@@ -1,0 +1,41 @@
+"""One installation of the hub as the services see it: settings, governance, keys, read-model stores."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from projections.read_model import ReadModelStore
+from sharehub.governance import GovernanceState
+from sharehub.keys import LocalKeyStore, load_master_key
+from sharehub.settings import Settings
+
+
+class Hub:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def governance_path(self) -> Path:
+        return self.home / "governance.json"
+
+    @cached_property
+    def governance(self) -> GovernanceState:
+        return GovernanceState.load(self.governance_path)
+
+    @cached_property
+    def keys(self) -> LocalKeyStore:
+        return LocalKeyStore(self.home / "keystore.json", load_master_key(self.home, self.settings.master_key))
+
+    def consumers(self) -> list[str]:
+        """Every agency that holds an agreement, whatever its state: each has a read model."""
+        return sorted({a.consumer for a in self.governance.agreements()})
+
+    def store(self, consumer: str) -> ReadModelStore:
+        store = ReadModelStore(self.settings.read_model_url_template, consumer)
+        store.create()
+        return store

@@ -1,0 +1,76 @@
+"""Hub processes run in the background (projection worker, query API): pid files, logs, clean stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _paths(home: Path, name: str) -> tuple[Path, Path]:
+    run = home / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    return run / f"{name}.pid", run / f"{name}.log"
+
+
+def running_pid(home: Path, name: str) -> int | None:
+    pid_file, _ = _paths(home, name)
+    try:
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        pid_file.unlink(missing_ok=True)
+        return None
+    if b"sharehub" not in cmdline:  # the pid was reused by something else
+        pid_file.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def start(home: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> tuple[int, Path]:
+    """Start ``sharehub ARGS`` in the background unless it already runs; returns (pid, log file)."""
+    pid_file, log_file = _paths(home, name)
+    pid = running_pid(home, name)
+    if pid is not None:
+        return pid, log_file
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid, log_file
+
+
+def stop(home: Path, name: str, timeout: float = 20.0) -> bool:
+    pid = running_pid(home, name)
+    pid_file, _ = _paths(home, name)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        _reap(pid)
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        os.killpg(pid, signal.SIGKILL)
+        _reap(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,138 @@
+"""The query API: each consumer agency reads its own read model, with its own bearer credential.
+
+Routes live under ``/v1/consumers/{consumer}/...`` so that a request for another agency's read model is
+refused (403) rather than answered with an empty list. No credential, or an unknown one, is a 401.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from projections.read_model import ReadModelStore
+from services.hub import Hub
+from sharehub.errors import Forbidden, NotAuthenticated, SharehubError, UnknownReferenceError
+
+_bearer = HTTPBearer(auto_error=False, description="Credential issued by governance to a consumer agency.")
+
+
+class Record(BaseModel):
+    key: str
+    fields: dict[str, Any]
+
+
+class RecordPage(BaseModel):
+    items: list[Record]
+    #: Pass as ``after`` to read the next page; null on the last page.
+    next: str | None
+
+
+class GrantedDataset(BaseModel):
+    dataset: str
+    agreement: str
+    fields: list[str]
+    records: int
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(
+        title="sharehub query API",
+        version="1",
+        description="Each consumer agency reads the records its active agreements grant, and nothing else.",
+    )
+    stores: dict[str, ReadModelStore] = {}
+
+    def store(consumer: str) -> ReadModelStore:
+        if consumer not in stores:
+            stores[consumer] = hub.store(consumer)
+        return stores[consumer]
+
+    def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+        if credentials is None:
+            raise NotAuthenticated("a bearer credential is required")
+        consumer = hub.governance.consumer_for_token(credentials.credentials)
+        if consumer is None:
+            raise NotAuthenticated("unknown credential")
+        return consumer
+
+    def own_read_model(
+        consumer: Annotated[str, Path(description="Consumer agency id")],
+        who: Annotated[str, Depends(caller)],
+    ) -> str:
+        if who != consumer:
+            raise Forbidden(f"the credential of {who!r} may not read the read model of {consumer!r}")
+        return consumer
+
+    def granted(consumer: str, dataset: str) -> str:
+        hub.governance.dataset(dataset)  # 404 for a dataset that does not exist
+        if hub.governance.active_agreement(consumer, dataset, dt.datetime.now(dt.UTC)) is None:
+            raise Forbidden(f"{consumer!r} holds no active agreement for {dataset!r}")
+        return dataset
+
+    @app.exception_handler(SharehubError)
+    async def _error(_request: Request, exc: SharehubError) -> JSONResponse:
+        status, code = _status(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/me")
+    def me(who: Annotated[str, Depends(caller)]) -> dict[str, str]:
+        return {"consumer": who}
+
+    @app.get("/v1/consumers/{consumer}/datasets")
+    def datasets(consumer: Annotated[str, Depends(own_read_model)]) -> list[GrantedDataset]:
+        now = dt.datetime.now(dt.UTC)
+        out = []
+        for ds in hub.governance.datasets():
+            agreement = hub.governance.active_agreement(consumer, ds.id, now)
+            if agreement is not None:
+                out.append(
+                    GrantedDataset(
+                        dataset=ds.id,
+                        agreement=agreement.id,
+                        fields=list(agreement.fields),
+                        records=store(consumer).count(ds.id),
+                    )
+                )
+        return out
+
+    @app.get("/v1/consumers/{consumer}/datasets/{dataset}/records")
+    def list_records(
+        consumer: Annotated[str, Depends(own_read_model)],
+        dataset: str,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: Annotated[str | None, Query(description="Key after which the page starts")] = None,
+    ) -> RecordPage:
+        granted(consumer, dataset)
+        items = store(consumer).list(dataset, limit=limit, after_key=after)
+        next_key = items[-1]["key"] if len(items) == limit else None
+        return RecordPage(items=[Record(**i) for i in items], next=next_key)
+
+    @app.get("/v1/consumers/{consumer}/datasets/{dataset}/records/{key}")
+    def get_record(consumer: Annotated[str, Depends(own_read_model)], dataset: str, key: str) -> Record:
+        granted(consumer, dataset)
+        found = store(consumer).get(dataset, key)
+        if found is None:
+            raise UnknownReferenceError(f"no record {key!r} in {consumer!r}'s read model of {dataset!r}")
+        return Record(**found)
+
+    return app
+
+
+def _status(exc: SharehubError) -> tuple[int, str]:
+    if isinstance(exc, NotAuthenticated):
+        return 401, "not_authenticated"
+    if isinstance(exc, Forbidden):
+        return 403, "forbidden"
+    if isinstance(exc, UnknownReferenceError):
+        return 404, "not_found"
+    return 400, "bad_request"

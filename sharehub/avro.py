@@ -1,0 +1,257 @@
+"""Avro for sharehub: dataset schemas, their CRC-64-AVRO fingerprints, single-object encoding, and the
+conversion between JSON records (what agencies send) and Avro data (what goes on the wire).
+
+Single-object encoding (Avro spec): ``C3 01`` + 8-byte little-endian CRC-64-AVRO fingerprint of the
+schema's Parsing Canonical Form + the Avro binary body. The fingerprint tells any reader, years later,
+which schema wrote the bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint as _fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from sharehub.errors import RecordValidationError, UnknownReferenceError
+
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+FINGERPRINT_SIZE = 8
+HEADER_SIZE = len(SINGLE_OBJECT_MARKER) + FINGERPRINT_SIZE
+
+CLASSIFICATIONS = ("public", "internal", "confidential", "secret", "top-secret")
+
+Schema = dict[str, Any]
+
+
+def fingerprint(schema: Schema | str) -> bytes:
+    """CRC-64-AVRO fingerprint of a schema, as the 8 little-endian bytes single-object encoding uses."""
+    return bytes.fromhex(_fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What sharehub knows about one top-level field beyond its Avro type."""
+
+    name: str
+    classification: str
+    personal: bool
+    type: Any
+
+
+@dataclass(frozen=True)
+class RecordSchema:
+    """A named Avro record schema, parsed once, with its fingerprint and field metadata."""
+
+    name: str
+    raw: Schema
+    parsed: Any = field(repr=False)
+    fingerprint: bytes
+    fields: dict[str, FieldSpec]
+
+    @classmethod
+    def from_json(cls, name: str, raw: Schema) -> RecordSchema:
+        if raw.get("type") != "record":
+            raise UnknownReferenceError(f"schema {name!r} is not an Avro record")
+        fields = {
+            f["name"]: FieldSpec(
+                name=f["name"],
+                classification=_classification(name, f),
+                personal=bool(f.get("personal", False)),
+                type=f["type"],
+            )
+            for f in raw["fields"]
+        }
+        return cls(name=name, raw=raw, parsed=fastavro.parse_schema(raw), fingerprint=fingerprint(raw), fields=fields)
+
+    def encode(self, datum: dict[str, Any]) -> bytes:
+        """Avro binary body of ``datum`` (no header)."""
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, self.parsed, datum)
+        return out.getvalue()
+
+    def decode(self, body: bytes) -> dict[str, Any]:
+        """Inverse of :meth:`encode`; refuses trailing bytes."""
+        buf = io.BytesIO(body)
+        datum: dict[str, Any] = fastavro.schemaless_reader(buf, self.parsed, None)
+        if buf.tell() != len(body):
+            raise ValueError(f"{len(body) - buf.tell()} trailing bytes after the {self.name} record")
+        return datum
+
+    def encode_single_object(self, datum: dict[str, Any]) -> bytes:
+        return SINGLE_OBJECT_MARKER + self.fingerprint + self.encode(datum)
+
+
+def _classification(schema_name: str, f: Schema) -> str:
+    level = f.get("classification", "internal")
+    if level not in CLASSIFICATIONS:
+        raise UnknownReferenceError(
+            f"schema {schema_name!r}, field {f['name']!r}: classification {level!r} is not one of {CLASSIFICATIONS}"
+        )
+    return str(level)
+
+
+def load_schema(name: str) -> RecordSchema:
+    """Load ``schemas/<name>.avsc`` shipped with sharehub."""
+    try:
+        text = resources.files("schemas").joinpath(f"{name}.avsc").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UnknownReferenceError(f"no schema named {name!r} in sharehub's schemas") from None
+    return RecordSchema.from_json(name, json.loads(text))
+
+
+def split_single_object(data: bytes) -> tuple[bytes, bytes]:
+    """(fingerprint, body) of a single-object encoded value; ValueError if it is not one."""
+    if len(data) < HEADER_SIZE or not data.startswith(SINGLE_OBJECT_MARKER):
+        raise ValueError("not Avro single-object encoded (missing C3 01 marker)")
+    return data[2:HEADER_SIZE], data[HEADER_SIZE:]
+
+
+# --- JSON records <-> Avro data ------------------------------------------------------------------
+
+_INT_RANGE = (-(2**31), 2**31 - 1)
+_LONG_RANGE = (-(2**63), 2**63 - 1)
+
+
+def record_from_json(schema: RecordSchema, obj: Any) -> dict[str, Any]:
+    """Turn a JSON object into an Avro datum for ``schema``, or raise RecordValidationError naming the field."""
+    return _convert_record(schema.raw, obj, path="")
+
+
+def _convert_record(rec: Schema, obj: Any, path: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise RecordValidationError(f"{path or 'record'}: expected a JSON object, got {_kind(obj)}")
+    known = {f["name"] for f in rec["fields"]}
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise RecordValidationError(f"{path or 'record'}: unknown field(s) {', '.join(map(repr, unknown))}")
+    out: dict[str, Any] = {}
+    for f in rec["fields"]:
+        where = f"{path}.{f['name']}" if path else f["name"]
+        if f["name"] in obj:
+            out[f["name"]] = _convert(f["type"], obj[f["name"]], where)
+        elif "default" in f:
+            out[f["name"]] = f["default"]
+        else:
+            raise RecordValidationError(f"{where}: required field is missing")
+    return out
+
+
+def _convert(t: Any, v: Any, path: str) -> Any:  # noqa: C901 - one branch per Avro type reads best
+    if isinstance(t, list):
+        return _convert_union(t, v, path)
+    if isinstance(t, str):
+        t = {"type": t}
+    kind, logical = t["type"], t.get("logicalType")
+    if kind == "null":
+        if v is not None:
+            raise RecordValidationError(f"{path}: expected null, got {_kind(v)}")
+        return None
+    if kind == "boolean":
+        if not isinstance(v, bool):
+            raise RecordValidationError(f"{path}: expected true or false, got {_kind(v)}")
+        return v
+    if kind == "int" and logical == "date":
+        return _date(v, path)
+    if kind == "long" and logical in ("timestamp-millis", "timestamp-micros"):
+        return _timestamp(v, path)
+    if kind in ("int", "long"):
+        low, high = _INT_RANGE if kind == "int" else _LONG_RANGE
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise RecordValidationError(f"{path}: expected an integer ({kind}), got {_kind(v)}")
+        return v
+    if kind in ("float", "double"):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise RecordValidationError(f"{path}: expected a number, got {_kind(v)}")
+        return float(v)
+    if kind == "string":
+        if not isinstance(v, str):
+            raise RecordValidationError(f"{path}: expected a string, got {_kind(v)}")
+        return v
+    if kind == "enum":
+        if v not in t["symbols"]:
+            raise RecordValidationError(f"{path}: {v!r} is not one of {', '.join(t['symbols'])}")
+        return v
+    if kind == "array":
+        if not isinstance(v, list):
+            raise RecordValidationError(f"{path}: expected a list, got {_kind(v)}")
+        return [_convert(t["items"], item, f"{path}[{i}]") for i, item in enumerate(v)]
+    if kind == "map":
+        if not isinstance(v, dict):
+            raise RecordValidationError(f"{path}: expected an object, got {_kind(v)}")
+        return {k: _convert(t["values"], item, f"{path}.{k}") for k, item in v.items()}
+    if kind == "record":
+        return _convert_record(t, v, path)
+    raise RecordValidationError(f"{path}: Avro type {kind!r} is not supported in JSON input")
+
+
+def _convert_union(branches: list[Any], v: Any, path: str) -> Any:
+    if v is None:
+        if "null" in branches:
+            return None
+        raise RecordValidationError(f"{path}: may not be null")
+    errors = []
+    for branch in branches:
+        if branch == "null":
+            continue
+        try:
+            return _convert(branch, v, path)
+        except RecordValidationError as exc:
+            errors.append(str(exc))
+    raise RecordValidationError(errors[0] if len(errors) == 1 else f"{path}: matches no branch of the union")
+
+
+def _date(v: Any, path: str) -> dt.date:
+    if not isinstance(v, str):
+        raise RecordValidationError(f"{path}: expected a date YYYY-MM-DD, got {_kind(v)}")
+    try:
+        return dt.date.fromisoformat(v)
+    except ValueError:
+        raise RecordValidationError(f"{path}: {v!r} is not a valid date YYYY-MM-DD") from None
+
+
+def _timestamp(v: Any, path: str) -> dt.datetime:
+    if not isinstance(v, str):
+        raise RecordValidationError(f"{path}: expected an ISO-8601 timestamp, got {_kind(v)}")
+    try:
+        ts = dt.datetime.fromisoformat(v)
+    except ValueError:
+        raise RecordValidationError(f"{path}: {v!r} is not a valid ISO-8601 timestamp") from None
+    if ts.tzinfo is None:
+        raise RecordValidationError(f"{path}: timestamp {v!r} needs a UTC offset")
+    return ts
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int | float):
+        return f"the number {v!r}"
+    if isinstance(v, str):
+        return f"the string {v[:40]!r}"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def datum_to_json(value: Any) -> Any:
+    """Avro datum → JSON-ready value (dates and timestamps as ISO strings)."""
+    if isinstance(value, dict):
+        return {k: datum_to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [datum_to_json(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value

@@ -1,0 +1,111 @@
+"""Every error sharehub raises on purpose, in one hierarchy.
+
+::
+
+    SharehubError
+    ├── ConfigurationError        settings or local state unusable (master key missing or readable by others)
+    ├── InputError                a caller's input is wrong; the message says what and where
+    │   ├── RecordValidationError     a record does not match its dataset's schema
+    │   └── UnknownReferenceError     an agency, dataset, consumer or key id that does not exist
+    ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
+    │   ├── MalformedEnvelope         not a sharehub envelope, truncated, trailing bytes     malformed
+    │   ├── UnsupportedEnvelopeVersion  envelope schema fingerprint not known               unsupported_envelope_version
+    │   ├── UnknownSigner             no such agency or signing key                         unknown_signer
+    │   ├── SignatureInvalid          signature does not verify over the exact bytes        bad_signature
+    │   ├── NotOwner                  signed by an agency that does not own the dataset     not_owner
+    │   ├── DatasetMismatch           header names another dataset than the topic carries   dataset_mismatch
+    │   ├── UnknownSchema             payload fingerprint names no schema of the dataset    unknown_schema
+    │   ├── UnknownDataKey            no data-encryption key with that id                   unknown_data_key
+    │   ├── DecryptionFailed          AES-GCM authentication failed                         decryption_failed
+    │   └── PayloadInvalid            decrypted payload is not a valid record              payload_invalid
+    ├── AccessDenied              a query that may not be answered
+    │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
+    │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
+    └── BrokerError               Kafka unreachable or a delivery failed
+
+Messages never contain key material or record contents beyond field names.
+"""
+
+from __future__ import annotations
+
+
+class SharehubError(Exception):
+    """Base of every error sharehub raises on purpose."""
+
+
+class ConfigurationError(SharehubError):
+    """Settings or local state that make the hub unable to start safely."""
+
+
+class InputError(SharehubError):
+    """A caller's input is wrong."""
+
+
+class RecordValidationError(InputError):
+    """A record does not match its dataset's schema."""
+
+
+class UnknownReferenceError(InputError):
+    """A reference to something that does not exist."""
+
+
+class EnvelopeError(SharehubError):
+    """An event that must not be applied. ``reason`` is stable and machine-readable."""
+
+    reason = "envelope_error"
+
+
+class MalformedEnvelope(EnvelopeError):
+    reason = "malformed"
+
+
+class UnsupportedEnvelopeVersion(EnvelopeError):
+    reason = "unsupported_envelope_version"
+
+
+class UnknownSigner(EnvelopeError):
+    reason = "unknown_signer"
+
+
+class SignatureInvalid(EnvelopeError):
+    reason = "bad_signature"
+
+
+class NotOwner(EnvelopeError):
+    reason = "not_owner"
+
+
+class DatasetMismatch(EnvelopeError):
+    reason = "dataset_mismatch"
+
+
+class UnknownSchema(EnvelopeError):
+    reason = "unknown_schema"
+
+
+class UnknownDataKey(EnvelopeError):
+    reason = "unknown_data_key"
+
+
+class DecryptionFailed(EnvelopeError):
+    reason = "decryption_failed"
+
+
+class PayloadInvalid(EnvelopeError):
+    reason = "payload_invalid"
+
+
+class AccessDenied(SharehubError):
+    """A query that may not be answered."""
+
+
+class NotAuthenticated(AccessDenied):
+    """No credential, or one the hub does not know."""
+
+
+class Forbidden(AccessDenied):
+    """A known caller asking for something it may not see."""
+
+
+class BrokerError(SharehubError):
+    """Kafka could not be reached, or refused or lost a write."""

@@ -1,0 +1,57 @@
+"""Kafka client settings and topic administration shared by every part of the hub (confluent-kafka)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from sharehub.errors import BrokerError
+
+
+#: librdkafka's own log lines (connection retries, many a second while a broker is down) go here, not to
+#: stderr. sharehub's code raises one clear BrokerError instead; set this logger to DEBUG to see them.
+librdkafka_log = logging.getLogger("sharehub.librdkafka")
+librdkafka_log.setLevel(logging.CRITICAL)
+
+
+def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "client.id": "sharehub", "logger": librdkafka_log, **extra}
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    """Idempotent, acks=all: a delivered event is on every in-sync replica, once, in order."""
+    return client_config(
+        bootstrap,
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 10,
+            "message.timeout.ms": 60_000,
+        },
+    )
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], *, timeout: float = 30.0) -> list[str]:
+    """Create each (topic, partitions) that does not exist yet; returns the names created."""
+    admin = AdminClient(client_config(bootstrap))
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise BrokerError(f"Kafka at {bootstrap} does not answer: {exc}") from None
+    wanted = [NewTopic(name, num_partitions=n, replication_factor=-1) for name, n in topics if name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise BrokerError(f"could not create topic {name!r}: {exc}") from None
+    return created

@@ -1,0 +1,50 @@
+"""Runtime settings, read from ``SHAREHUB_*`` environment variables (pydantic-settings).
+
+Implementations are chosen here, never by patching: the broker address, where local state lives, which
+database holds the read models.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_KAFKA_PORT = 39092
+LOCAL_CONTROLLER_PORT = 39093
+
+
+class Settings(BaseSettings):
+    """All knobs of one sharehub installation."""
+
+    model_config = SettingsConfigDict(env_prefix="SHAREHUB_", extra="ignore")
+
+    #: Local state: keystore, governance state, local broker data, SQLite read models.
+    home: Path = Field(default=Path(".sharehub"))
+    #: Where downloaded artefacts (Kafka's jars) are cached; outside the repository.
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "sharehub")
+    #: An external broker; when unset, the local KRaft broker started by ``sharehub kafka start``.
+    kafka_bootstrap: str | None = None
+    #: Port of the local broker's client listener (and the next one for its controller).
+    local_kafka_port: int = LOCAL_KAFKA_PORT
+    #: SQLAlchemy URL of the read-model database; ``{consumer}`` is replaced by the consumer agency id.
+    #: Default: one SQLite file per consumer under ``home/readmodels``. For PostgreSQL give a URL
+    #: without ``{consumer}``: each consumer then gets its own schema in that database.
+    read_model_url: str | None = None
+    #: Base64 of the 32-byte master key that wraps every key at rest; when unset, ``home/master.key``.
+    master_key: str | None = Field(default=None, repr=False)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8384
+
+    @cached_property
+    def bootstrap(self) -> str:
+        """The broker every component talks to."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def read_model_url_template(self) -> str:
+        if self.read_model_url:
+            return self.read_model_url
+        return f"sqlite:///{(self.home / 'readmodels').resolve()}/{{consumer}}.db"
