@@ -1,0 +1,83 @@
+"""``sharehub generate``: synthetic datasets as JSON Lines, ready for ``sharehub publish``.
+
+Every entry of ``GENERATORS`` becomes one sub-command with the same options, so adding a dataset is one
+line here plus its generator in ``connectors.synthetic``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from connectors.synthetic import generate_party_members, write_jsonl
+
+#: ``generator(count, seed)``: deterministic for its arguments, lazy, validating them on the call.
+Generator = Callable[[int, int], Iterator[dict[str, Any]]]
+
+#: Dataset id (the name of its schema in ``schemas/``) -> its generator.
+GENERATORS: dict[str, Generator] = {
+    "party-members": generate_party_members,
+}
+
+
+class _DatasetGroup(TyperGroup):
+    """Answers an unknown dataset with the list of known ones (click alone says "No such command")."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and not args[0].startswith("-") and args[0] not in GENERATORS:
+            known = ", ".join(sorted(GENERATORS))
+            raise typer.BadParameter(
+                f"unknown dataset {args[0]!r}; known datasets: {known}", ctx=ctx, param_hint="'DATASET'"
+            )
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DatasetGroup,
+    no_args_is_help=True,
+    subcommand_metavar="DATASET [OPTIONS]",
+    help="Generate a synthetic dataset as JSON Lines (deterministic for a seed), for `sharehub publish`.",
+)
+
+
+def _register(dataset: str, generator: Generator) -> None:
+    def command(
+        count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of records.")],
+        seed: Annotated[int, typer.Option("--seed", "-s", help="Same seed, same records.")] = 0,
+        output: Annotated[
+            Path | None,
+            typer.Option(
+                "--output", "-o", dir_okay=False, help="JSON Lines file to write; stdout if omitted."
+            ),
+        ] = None,
+    ) -> None:
+        if output is not None and not output.parent.is_dir():
+            raise typer.BadParameter(f"directory {output.parent} does not exist", param_hint="'--output'")
+        try:
+            records = generator(count, seed)
+        except ValueError as exc:  # arguments the generator itself rejects, e.g. ids out of range
+            raise typer.BadParameter(str(exc)) from None
+        try:
+            written = write_jsonl(records, output)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, and keep Python's exit-time flush of stdout
+            # from failing on the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            typer.echo(f"Error: cannot write {output or 'stdout'}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(1) from None
+        if output is not None:
+            typer.echo(f"wrote {written:,} {dataset} records to {output}", err=True)
+
+    app.command(dataset, help=f"Write COUNT synthetic {dataset} records as JSON Lines.")(command)
+
+
+for _dataset, _generator in GENERATORS.items():
+    _register(_dataset, _generator)
