@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ records = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("agreement_id", String(128), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False),
+    #: How many events have been applied to this record: exactly-once means one per event published.
+    Column("version", BigInteger, nullable=False),
 )
 
 positions = Table(
@@ -102,8 +104,11 @@ class ReadModelStore:
             metadata.create_all(conn)
 
     def drop(self) -> None:
+        """Remove the read model entirely."""
         with self.engine.begin() as conn:
             metadata.drop_all(conn)
+            if self._schema is not None:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self._schema}" CASCADE')
 
     def close(self) -> None:
         self.engine.dispose()
@@ -120,8 +125,13 @@ class ReadModelStore:
         now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as conn:
             if rows:
-                # Later events for the same key win: keep only the last row per key within a batch.
-                latest = {(r.dataset, r.record_key): r for r in rows}
+                # Later events for the same key win: keep only the last row per key within a batch,
+                # and count every event applied to it.
+                latest: dict[tuple[str, str], Row] = {}
+                applied: dict[tuple[str, str], int] = {}
+                for r in rows:
+                    latest[(r.dataset, r.record_key)] = r
+                    applied[(r.dataset, r.record_key)] = applied.get((r.dataset, r.record_key), 0) + 1
                 stmt = insert(records).values(
                     [
                         {
@@ -132,8 +142,9 @@ class ReadModelStore:
                             "occurred_at": r.occurred_at,
                             "agreement_id": r.agreement_id,
                             "applied_at": now,
+                            "version": applied[key],
                         }
-                        for r in latest.values()
+                        for key, r in latest.items()
                     ]
                 )
                 excluded = stmt.excluded
@@ -146,6 +157,7 @@ class ReadModelStore:
                             "occurred_at": excluded.occurred_at,
                             "agreement_id": excluded.agreement_id,
                             "applied_at": excluded.applied_at,
+                            "version": records.c.version + excluded.version,
                         },
                     )
                 )
@@ -161,6 +173,12 @@ class ReadModelStore:
                 )
 
     # --- reading ---------------------------------------------------------------------------------
+
+    def versions(self, dataset: str) -> dict[str, int]:
+        """Record key → number of events applied to it."""
+        query = select(records.c.record_key, records.c.version).where(records.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            return {k: int(v) for k, v in conn.execute(query)}
 
     def list(self, dataset: str, *, limit: int, after_key: str | None = None) -> list[dict[str, Any]]:
         query = select(records.c.record_key, records.c.fields).where(records.c.dataset == dataset)
@@ -187,10 +205,6 @@ class ReadModelStore:
         query = select(records.c.dataset, func.count()).group_by(records.c.dataset).order_by(records.c.dataset)
         with self.engine.connect() as conn:
             return [(d, int(n)) for d, n in conn.execute(query)]
-
-    def all_keys(self, dataset: str) -> Iterable[str]:
-        with self.engine.connect() as conn:
-            yield from conn.execute(select(records.c.record_key).where(records.c.dataset == dataset)).scalars()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

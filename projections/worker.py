@@ -16,7 +16,7 @@ from faust.types import TP
 
 from projections.projector import LogMessage, Projector
 from projections.quarantine import encode_quarantined
-from sharehub.topics import QUARANTINE_TOPIC
+from pathlib import Path
 
 log = logging.getLogger("sharehub.projection")
 
@@ -24,10 +24,14 @@ BATCH_SIZE = 500
 BATCH_WAIT_S = 0.2
 
 
-def create_app(projector: Projector, bootstrap: str, *, app_id: str = "sharehub-projector") -> faust.App:
+def create_app(
+    projector: Projector, bootstrap: str, *, group: str, quarantine_topic: str, datadir: Path
+) -> faust.App:
+    """A faust app in consumer group ``group`` projecting every dataset topic the projector knows."""
     app = faust.App(
-        app_id,
+        group,
         broker=f"kafka://{bootstrap}",
+        datadir=str(datadir),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
@@ -40,7 +44,7 @@ def create_app(projector: Projector, bootstrap: str, *, app_id: str = "sharehub-
         broker_commit_interval=1.0,
     )
     datasets = app.topic(*projector.topics, key_type=bytes, value_type=bytes)
-    quarantine = app.topic(QUARANTINE_TOPIC, key_type=bytes, value_type=bytes)
+    quarantine = app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
     dataset_topics = set(projector.topics)
 
     @app.agent(datasets)

@@ -18,7 +18,6 @@ from sharehub.governance import Agency, Agreement, Dataset, GovernanceState, Pub
 from sharehub.kafka import ensure_topics
 from sharehub.keys import LocalKeyStore, _write_private, load_master_key
 from sharehub.settings import Settings
-from sharehub.topics import QUARANTINE_TOPIC
 
 import datetime as dt
 
@@ -27,6 +26,7 @@ class HubSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     operator: str
+    topic_prefix: str = "sharehub"
     agencies: list[dict[str, Any]]
     datasets: list[dict[str, Any]] = []
     agreements: list[dict[str, Any]] = []
@@ -48,9 +48,6 @@ def read_spec(path: Path) -> HubSpec:
 def load_governance(settings: Settings, spec: HubSpec) -> GovernanceState:
     """Write governance state (and keys) for ``spec``; keeps what already exists."""
     home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
-    keys = LocalKeyStore(home / "keystore.json", load_master_key(home, settings.master_key, create=True))
-    previous = GovernanceState.load(home / "governance.json") if (home / "governance.json").exists() else None
     try:
         agencies = [Agency.model_validate(a) for a in spec.agencies]
         datasets = [Dataset.model_validate(d) for d in spec.datasets]
@@ -58,7 +55,12 @@ def load_governance(settings: Settings, spec: HubSpec) -> GovernanceState:
     except ValidationError as exc:
         raise InputError(_first_error(exc)) from None
     # Validate everything before any key is made.
-    GovernanceState(operator=spec.operator, agencies=agencies, datasets=datasets, agreements=agreements)
+    GovernanceState(
+        operator=spec.operator, topic_prefix=spec.topic_prefix, agencies=agencies, datasets=datasets, agreements=agreements
+    )
+    home.mkdir(parents=True, exist_ok=True)
+    keys = LocalKeyStore(home / "keystore.json", load_master_key(home, settings.master_key, create=True))
+    previous = GovernanceState.load(home / "governance.json") if (home / "governance.json").exists() else None
     agencies = [_with_signing_key(a, previous, keys) for a in agencies]
     for ds in datasets:
         data_key_id = f"{ds.id}/data/1"
@@ -67,14 +69,20 @@ def load_governance(settings: Settings, spec: HubSpec) -> GovernanceState:
         keys.ensure_routing_key(ds.id)
     credentials = {c: h for c, h in (previous.credentials if previous else {}).items() if any(a.id == c for a in agencies)}
     state = GovernanceState(
-        operator=spec.operator, agencies=agencies, datasets=datasets, agreements=agreements, credentials=credentials
+        operator=spec.operator,
+        topic_prefix=spec.topic_prefix,
+        agencies=agencies,
+        datasets=datasets,
+        agreements=agreements,
+        credentials=credentials,
     )
     save(settings, state)
     return state
 
 
 def create_topics(settings: Settings, state: GovernanceState) -> list[str]:
-    return ensure_topics(settings.bootstrap, [(d.topic, d.partitions) for d in state.datasets()] + [(QUARANTINE_TOPIC, 1)])
+    topics = [(d.topic, d.partitions) for d in state.datasets()] + [(state.quarantine_topic, 1)]
+    return ensure_topics(settings.bootstrap, topics)
 
 
 def issue_credential(settings: Settings, consumer: str) -> str:

@@ -14,6 +14,7 @@ from sharehub.settings import Settings
 class Hub:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        self._governance: tuple[int, GovernanceState] | None = None
 
     @property
     def home(self) -> Path:
@@ -23,9 +24,16 @@ class Hub:
     def governance_path(self) -> Path:
         return self.home / "governance.json"
 
-    @cached_property
+    @property
     def governance(self) -> GovernanceState:
-        return GovernanceState.load(self.governance_path)
+        """The current governance state, re-read whenever its file changes (e.g. a credential is issued)."""
+        try:
+            changed = self.governance_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            changed = -1
+        if self._governance is None or self._governance[0] != changed:
+            self._governance = (changed, GovernanceState.load(self.governance_path))
+        return self._governance[1]
 
     @cached_property
     def keys(self) -> LocalKeyStore:

@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+#: Children started by this process, kept so they can be waited for (and are not reported as leaked).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def _paths(home: Path, name: str) -> tuple[Path, Path]:
     run = home / "run"
@@ -22,6 +25,7 @@ def running_pid(home: Path, name: str) -> int | None:
         pid = int(pid_file.read_text())
     except (FileNotFoundError, ValueError):
         return None
+    _reap(pid)
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
@@ -48,6 +52,7 @@ def start(home: Path, name: str, args: list[str], env: dict[str, str] | None = N
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+    _children[proc.pid] = proc
     pid_file.write_text(str(proc.pid))
     return proc.pid, log_file
 
@@ -70,6 +75,11 @@ def stop(home: Path, name: str, timeout: float = 20.0) -> bool:
 
 
 def _reap(pid: int) -> None:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _children[pid]
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

@@ -149,6 +149,8 @@ def _convert(t: Any, v: Any, path: str) -> Any:  # noqa: C901 - one branch per A
     if isinstance(t, str):
         t = {"type": t}
     kind, logical = t["type"], t.get("logicalType")
+    if v is None and kind != "null":
+        raise RecordValidationError(f"{path}: may not be null")
     if kind == "null":
         if v is not None:
             raise RecordValidationError(f"{path}: expected null, got {_kind(v)}")

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -59,11 +59,8 @@ class Dataset(_Model):
     classification: Classification
     key_field: str
     partitions: int = Field(default=3, ge=1, le=256)
-
-    @property
-    def topic(self) -> str:
-        """The dataset's one topic, named after its owner and id."""
-        return f"sharehub.{self.owner}.{self.id}"
+    #: The dataset's one topic, ``<topic prefix>.<owner>.<id>``; set by governance when it declares it.
+    topic: str = ""
 
 
 class Agreement(_Model):
@@ -99,11 +96,16 @@ class GovernanceView(Protocol):
     def active_agreement(self, consumer: str, dataset: str, at: dt.datetime) -> Agreement | None: ...
     def consumer_for_token(self, token: str) -> str | None: ...
 
+    @property
+    def quarantine_topic(self) -> str: ...
+
 
 class GovernanceState(_Model):
     """The skeleton's governance: one validated document."""
 
     operator: str
+    #: Namespace of every topic of this hub, so several hubs (or test runs) can share one Kafka cluster.
+    topic_prefix: str = Field(default="sharehub", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     agencies: tuple[Agency, ...]
     datasets_: tuple[Dataset, ...] = Field(alias="datasets")
     agreements_: tuple[Agreement, ...] = Field(default=(), alias="agreements")
@@ -111,6 +113,29 @@ class GovernanceState(_Model):
     credentials: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_topics(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            prefix = data.get("topic_prefix", "sharehub")
+            named = []
+            for ds in data.get("datasets", data.get("datasets_", ())):
+                fields = ds.model_dump() if isinstance(ds, Dataset) else dict(ds)
+                fields["topic"] = f"{prefix}.{fields['owner']}.{fields['id']}"
+                named.append(fields)
+            data = {**data, "datasets": named}
+            data.pop("datasets_", None)
+        return data
+
+    @property
+    def quarantine_topic(self) -> str:
+        return f"{self.topic_prefix}-quarantine"
+
+    @property
+    def projector_group(self) -> str:
+        """Kafka consumer group of this hub's projection workers."""
+        return f"{self.topic_prefix}-projector"
 
     @model_validator(mode="after")
     def _check_references(self) -> GovernanceState:

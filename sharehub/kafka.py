@@ -35,6 +35,10 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
     )
 
 
+#: The log is the system of record: its topics keep every event for ever (no time or size retention).
+LOG_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
 def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], *, timeout: float = 30.0) -> list[str]:
     """Create each (topic, partitions) that does not exist yet; returns the names created."""
     admin = AdminClient(client_config(bootstrap))
@@ -42,7 +46,11 @@ def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], *, timeout:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise BrokerError(f"Kafka at {bootstrap} does not answer: {exc}") from None
-    wanted = [NewTopic(name, num_partitions=n, replication_factor=-1) for name, n in topics if name not in existing]
+    wanted = [
+        NewTopic(name, num_partitions=n, replication_factor=-1, config=LOG_TOPIC_CONFIG)
+        for name, n in topics
+        if name not in existing
+    ]
     if not wanted:
         return []
     futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)

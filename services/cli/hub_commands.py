@@ -110,7 +110,15 @@ def project(
     stores = {consumer: hub.store(consumer) for consumer in hub.consumers()}
     projector = Projector(hub.governance, hub.keys, stores)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(create_app(projector, hub.settings.bootstrap), loglevel=loglevel.upper())
+    gov = hub.governance
+    app = create_app(
+        projector,
+        hub.settings.bootstrap,
+        group=gov.projector_group,
+        quarantine_topic=gov.quarantine_topic,
+        datadir=hub.home / "projector",
+    )
+    run(app, loglevel=loglevel.upper())
 
 
 @reports_errors
@@ -145,14 +153,20 @@ def audit_verify_command(
         print(json.dumps(report.to_json(), indent=1))
     else:
         rows = report.events if show_all else report.findings
-        if rows:
-            table = Table("topic", "partition", "offset", "producer", "sequence", "signature", "chain", "detail")
-            for e in rows:
-                table.add_row(
-                    e.topic, str(e.partition), str(e.offset), e.producer or "?", str(e.sequence or "?"),
-                    e.signature, e.chain, e.detail,
-                )
+        columns = ("topic", "partition", "offset", "producer", "sequence", "signature", "chain", "detail")
+        cells = [
+            (e.topic, str(e.partition), str(e.offset), e.producer or "?", str(e.sequence or "?"), e.signature, e.chain, e.detail)
+            for e in rows
+        ]
+        if cells and out.is_terminal:
+            table = Table(*columns)
+            for row in cells:
+                table.add_row(*row)
             out.print(table)
+        elif cells:  # piped: one finding per line, tab-separated, never truncated
+            print("\t".join(columns))
+            for row in cells:
+                print("\t".join(row))
         out.print(f"{len(report.events)} events verified, {len(report.findings)} findings")
     if report.findings:
         raise typer.Exit(EXIT_FAILURE)

@@ -1,0 +1,27 @@
+# sharehub: the two commands are `make demo` and `make test`.
+.PHONY: demo demo-down test venv lint kafka-start kafka-stop clean
+
+demo: venv  ## Start Kafka, load demo governance and data, start the worker and the API, print a curl line.
+	.venv/bin/sharehub demo up
+
+demo-down:  ## Stop the demo's API, worker and broker.
+	.venv/bin/sharehub demo down
+
+test:  ## The whole suite against a real Kafka broker and PostgreSQL, started and stopped for the run.
+	scripts/test.sh
+
+venv:
+	scripts/venv.sh
+
+lint: venv
+	.venv/bin/ruff check sharehub connectors projections services tests
+	.venv/bin/mypy
+
+kafka-start: venv
+	.venv/bin/sharehub kafka start
+
+kafka-stop:
+	.venv/bin/sharehub kafka stop
+
+clean: demo-down
+	rm -rf .sharehub .sharehub-test

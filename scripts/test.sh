@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite against real components: a local Kafka broker (KRaft) and a PostgreSQL server are
+# started for the run and stopped afterwards, whatever happens. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/venv.sh
+
+export SHAREHUB_HOME="$PWD/.sharehub-test"
+export SHAREHUB_LOCAL_KAFKA_PORT="${SHAREHUB_TEST_KAFKA_PORT:-39592}"
+rm -rf "$SHAREHUB_HOME"
+mkdir -p "$SHAREHUB_HOME"
+
+started_kafka=""
+started_pg=""
+cleanup() {
+  status=$?
+  [ -n "$started_kafka" ] && .venv/bin/sharehub kafka stop >/dev/null 2>&1 || true
+  [ -n "$started_pg" ] && scripts/postgres.sh stop || true
+  exit $status
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${SHAREHUB_KAFKA_BOOTSTRAP:-}" ]; then
+  started_kafka=1
+  export SHAREHUB_KAFKA_BOOTSTRAP=$(.venv/bin/sharehub kafka start | tail -n 1)
+fi
+if [ -z "${SHAREHUB_TEST_POSTGRES_URL:-}" ]; then
+  started_pg=1
+  export SHAREHUB_TEST_POSTGRES_URL=$(scripts/postgres.sh start | tail -n 1)
+fi
+echo "test run: Kafka at $SHAREHUB_KAFKA_BOOTSTRAP, PostgreSQL at $SHAREHUB_TEST_POSTGRES_URL" >&2
+
+# The broker started above is not stopped by the kafka tests' own brokers: they use other ports.
+unset SHAREHUB_LOCAL_KAFKA_PORT
+.venv/bin/python -m pytest "$@"

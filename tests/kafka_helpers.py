@@ -1,0 +1,59 @@
+"""Helpers for tests that run the hub's real processes against the real broker."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from services import processes
+from services.hub import Hub
+from tests.conftest import hub_env
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sharehub(hub: Hub, *args: str, input_file: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real command line against ``hub``."""
+    return subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        env=hub_env(hub),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Worker:
+    """The projection worker as a real background process."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.pid: int | None = None
+        self.log: Path | None = None
+
+    def start(self) -> None:
+        self.pid, self.log = processes.start(self.hub.home, "projector", ["project"], env=hub_env(self.hub))
+
+    def stop(self) -> None:
+        processes.stop(self.hub.home, "projector")
+
+    def alive(self) -> bool:
+        return processes.running_pid(self.hub.home, "projector") is not None

@@ -1,0 +1,211 @@
+"""End to end on the real broker: publish → Kafka → projection worker → read model → query API.
+
+Every process is the real one (``sharehub project``, ``sharehub serve``); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from connectors.publisher import Publisher
+from connectors.synthetic import generate_party_members, write_jsonl
+from projections.quarantine import decode_quarantined
+from services import processes
+from services.audit import read_topic
+from services.governance_bootstrap import issue_credential
+from services.hub import Hub
+from sharehub.kafka import client_config
+from tests.conftest import hub_env
+from tests.kafka_helpers import Worker, free_port, sharehub, wait_until
+
+pytestmark = pytest.mark.kafka
+DATASET = "party-members"
+
+
+@pytest.fixture
+def worker(hub: Hub) -> Iterator[Worker]:
+    w = Worker(hub)
+    yield w
+    w.stop()
+
+
+def publish(hub: Hub, records: list[dict[str, object]]) -> None:
+    publisher = Publisher(
+        bootstrap=hub.settings.bootstrap, governance=hub.governance, keys=hub.keys, agency="coc", dataset=DATASET
+    )
+    for record in records:
+        publisher.publish(record)
+    publisher.flush()
+
+
+def test_publish_project_and_query_end_to_end(hub: Hub, worker: Worker, tmp_path: Path) -> None:
+    data = tmp_path / "members.jsonl"
+    write_jsonl(generate_party_members(300, seed=7), data)
+    published = sharehub(hub, "publish", "--as", "coc", "--dataset", DATASET, str(data))
+    assert published.returncode == 0, published.stderr
+    assert "published 300 events" in published.stderr
+
+    worker.start()
+    store = hub.store("dongthap-ppc")
+    wait_until(lambda: store.count(DATASET) == 300, timeout=90, what="300 rows in the read model", log=worker.log)
+
+    port = free_port()
+    processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(base + "/healthz"), timeout=30, what="the query API")
+        token = issue_credential(hub.settings, "dongthap-ppc")
+        headers = {"Authorization": f"Bearer {token}"}
+        first = json.loads(data.read_text().splitlines()[0])
+        url = f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records/{first['member_id']}"
+        got = httpx.get(url, headers=headers, timeout=10)
+        assert got.status_code == 200
+        fields = got.json()["fields"]
+        assert fields["full_name"] == first["full_name"]
+        assert "national_id" not in fields and "phone" not in fields and "date_of_birth" not in fields
+
+        other = httpx.get(
+            f"{base}/v1/consumers/langson-ppc/datasets/{DATASET}/records", headers=headers, timeout=10
+        )
+        assert other.status_code == 403
+        page = httpx.get(f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records?limit=1000", headers=headers)
+        assert len(page.json()["items"]) == 300
+    finally:
+        processes.stop(hub.home, "api")
+
+
+def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker: Worker) -> None:
+    publish(hub, list(generate_party_members(20, seed=3)))
+    topic = hub.governance.dataset(DATASET).topic
+    partition, offset, value = next(read_topic(hub.settings.bootstrap, topic))
+    tampered = bytearray(value)
+    tampered[len(tampered) // 2] ^= 0x01
+    producer = Producer(client_config(hub.settings.bootstrap))
+    producer.produce(topic, value=bytes(tampered), partition=partition)
+    assert producer.flush(10) == 0
+    bad_offset = _end_offset(hub, topic, partition) - 1
+
+    audit = sharehub(hub, "audit", "verify", "--json")
+    assert audit.returncode == 1
+    report = json.loads(audit.stdout)
+    assert report["events"] == 21 and report["findings"] == 1
+    [finding] = [r for r in report["results"] if r["signature"] != "ok" or r["chain"] != "ok"]
+    assert (finding["partition"], finding["offset"], finding["signature"]) == (partition, bad_offset, "bad_signature")
+
+    human = sharehub(hub, "audit", "verify")
+    assert human.returncode == 1
+    assert f"{bad_offset}" in human.stdout and "bad_signature" in human.stdout
+
+    worker.start()
+    store = hub.store("dongthap-ppc")
+    wait_until(
+        lambda: store.positions().get((topic, partition), 0) > bad_offset, timeout=90, what="the worker to pass the bad event", log=worker.log
+    )
+    assert store.count(DATASET) == 20
+    assert set(store.versions(DATASET).values()) == {1}  # the tampered copy was not applied on top
+    quarantined = [decode_quarantined(v) for _, _, v in read_topic(hub.settings.bootstrap, hub.governance.quarantine_topic)]
+    assert [(q["source_partition"], q["source_offset"], q["reason"]) for q in quarantined] == [
+        (partition, bad_offset, "bad_signature")
+    ]
+    assert quarantined[0]["original_value"] == bytes(tampered)
+
+
+def test_sigkill_mid_stream_leaves_every_record_exactly_once(hub: Hub, worker: Worker) -> None:
+    members = list(generate_party_members(4000, seed=11))
+    versions = 3
+    for _ in range(versions):
+        publish(hub, members)
+    total = versions * len(members)
+    store = hub.store("langson-ppc")
+
+    def applied() -> int:
+        return sum(store.versions(DATASET).values())
+
+    worker.start()
+    wait_until(lambda: applied() > 0, timeout=90, what="the worker to apply a first batch", log=worker.log)
+    before_kill = applied()
+    assert worker.pid is not None
+    os.killpg(worker.pid, signal.SIGKILL)
+    wait_until(lambda: not worker.alive(), timeout=10, what="the worker to die")
+    assert before_kill < total, "the worker finished before it could be killed mid-stream"
+
+    worker.start()
+    wait_until(lambda: applied() >= total, timeout=180, what=f"{total} applied events", log=worker.log)
+    _settle(hub, store)
+    assert applied() == total
+    assert store.count(DATASET) == len(members)
+    assert set(store.versions(DATASET).values()) == {versions}
+
+
+def test_publishing_continues_the_chain_across_runs(hub: Hub) -> None:
+    publish(hub, list(generate_party_members(10, seed=1)))
+    publish(hub, list(generate_party_members(10, seed=2, start_index=10)))
+    audit = sharehub(hub, "audit", "verify", "--json")
+    assert audit.returncode == 0, audit.stdout
+    results = json.loads(audit.stdout)["results"]
+    assert sorted(r["sequence"] for r in results) == list(range(1, 21))
+
+
+def test_bad_lines_are_reported_and_good_lines_still_go(hub: Hub, tmp_path: Path) -> None:
+    good = list(generate_party_members(3, seed=5))
+    lines = [json.dumps(good[0]), "{not json", json.dumps(good[1]), json.dumps({**good[2], "gender": "X"}), ""]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    result = sharehub(hub, "publish", "--as", "coc", "--dataset", DATASET, str(data))
+    assert result.returncode == 1
+    assert f"{data}:2: not valid JSON" in result.stderr
+    assert f"{data}:4: gender: 'X' is not one of MALE, FEMALE" in result.stderr
+    assert "published 2 events" in result.stderr and "rejected 2 lines" in result.stderr
+    assert "Traceback" not in result.stderr
+    topic = hub.governance.dataset(DATASET).topic
+    assert sum(1 for _ in read_topic(hub.settings.bootstrap, topic)) == 2
+
+
+def test_only_the_owner_may_publish(hub: Hub, tmp_path: Path) -> None:
+    data = tmp_path / "one.jsonl"
+    write_jsonl(generate_party_members(1, seed=1), data)
+    result = sharehub(hub, "publish", "--as", "go", "--dataset", DATASET, str(data))
+    assert result.returncode == 2
+    assert "'go' may not publish 'party-members': its owner is 'coc'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _end_offset(hub: Hub, topic: str, partition: int) -> int:
+    consumer = Consumer(client_config(hub.settings.bootstrap, **{"group.id": "sharehub-test-watermarks"}))
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+    finally:
+        consumer.close()
+
+
+def _settle(hub: Hub, store: object) -> None:
+    """Give a worker that would apply something twice the time to do it."""
+    import time
+
+    time.sleep(3)
+
+
+def test_governance_creates_topics_that_keep_every_event(hub: Hub) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient(client_config(hub.settings.bootstrap))
+    for topic in (hub.governance.dataset(DATASET).topic, hub.governance.quarantine_topic):
+        resource = ConfigResource("topic", topic)
+        config = admin.describe_configs([resource])[resource].result(timeout=10)
+        assert config["retention.ms"].value == "-1", topic
+        assert config["retention.bytes"].value == "-1", topic

@@ -1,0 +1,158 @@
+"""The envelope: seal → open round trip, each refusal with its own error, and tamper evidence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.hub import Hub
+from sharehub.avro import record_from_json
+from sharehub.envelope import ZERO_HASH, Envelope, open_envelope, parse, seal, verify
+from sharehub.errors import (
+    DatasetMismatch,
+    DecryptionFailed,
+    EnvelopeError,
+    MalformedEnvelope,
+    NotOwner,
+    SignatureInvalid,
+    UnknownDataKey,
+    UnknownSigner,
+    UnsupportedEnvelopeVersion,
+)
+from sharehub.keys import SigningKey
+from tests.test_avro import member
+
+DATASET = "party-members"
+
+
+def sealed(hub: Hub, *, producer: str = "coc", signing_key: SigningKey | None = None, **overrides: Any) -> Envelope:
+    schema = hub.governance.current_schema(DATASET)
+    key_id = hub.keys.current_data_key_id(DATASET)
+    args: dict[str, Any] = dict(
+        schema=schema,
+        record=record_from_json(schema, member()),
+        producer=producer,
+        dataset=DATASET,
+        event_type="UPSERTED",
+        sequence=1,
+        prev_hash=ZERO_HASH,
+        signing_key=signing_key or hub.keys.signing_key(producer),
+        data_key_id=key_id,
+        data_key=hub.keys.data_key(key_id),
+    )
+    args.update(overrides)
+    return seal(**args)
+
+
+def opened(hub: Hub, raw: bytes, dataset: str = DATASET) -> Any:
+    return open_envelope(raw, topic_dataset=dataset, signers=hub.governance, keys=hub.keys)
+
+
+def test_round_trip(offline_hub: Hub) -> None:
+    envelope = sealed(offline_hub)
+    event = opened(offline_hub, envelope.raw)
+    assert event.record["full_name"] == "Nguyễn Thị Lan"
+    assert event.record["date_of_birth"] == dt.date(1980, 2, 29)
+    assert event.header.producer == "coc"
+    assert event.header.sequence == 1
+
+
+def test_the_wire_form_is_the_avro_envelope_record(offline_hub: Hub) -> None:
+    from sharehub.envelope import ENVELOPE_SCHEMA
+
+    envelope = sealed(offline_hub)
+    fields = ENVELOPE_SCHEMA.decode(envelope.raw[10:])
+    assert fields["ciphertext"] == envelope.ciphertext
+    assert fields["signature"] == envelope.signature
+    assert fields["schema_fingerprint"] == offline_hub.governance.current_schema(DATASET).fingerprint
+
+
+def test_the_payload_is_not_readable_on_the_wire(offline_hub: Hub) -> None:
+    raw = sealed(offline_hub).raw
+    for plaintext in ("Nguyễn Thị Lan".encode(), b"087180123456", b"0912345678", b"CB-28315-001"):
+        assert plaintext not in raw
+
+
+def test_signature_verifies_without_any_decryption_key(offline_hub: Hub) -> None:
+    envelope = parse(sealed(offline_hub).raw)
+    verify(envelope, offline_hub.governance)  # governance holds public keys only
+
+
+def test_every_single_bit_flip_is_detected(offline_hub: Hub) -> None:
+    raw = sealed(offline_hub).raw
+    for position in range(len(raw)):
+        for bit in range(8):
+            tampered = bytearray(raw)
+            tampered[position] ^= 1 << bit
+            with pytest.raises(EnvelopeError):
+                opened(offline_hub, bytes(tampered))
+
+
+def test_truncated_and_garbage_input_is_malformed(offline_hub: Hub) -> None:
+    raw = sealed(offline_hub).raw
+    for bad in (b"", b"\xc3\x01", raw[:40], raw[:-1], raw + b"\x00", b"garbage" * 20):
+        with pytest.raises((MalformedEnvelope, SignatureInvalid)):
+            opened(offline_hub, bad)
+
+
+def test_an_unknown_envelope_version_is_named(offline_hub: Hub) -> None:
+    raw = sealed(offline_hub).raw
+    with pytest.raises(UnsupportedEnvelopeVersion):
+        parse(raw[:2] + b"\x00" * 8 + raw[10:])
+
+
+def test_an_event_on_another_datasets_topic_is_refused(offline_hub: Hub) -> None:
+    with pytest.raises(DatasetMismatch):
+        opened(offline_hub, sealed(offline_hub).raw, dataset="documents")
+
+
+def test_a_validly_signed_event_by_a_non_owner_is_refused(offline_hub: Hub) -> None:
+    with pytest.raises(NotOwner, match="'go' signed an event of 'party-members'"):
+        opened(offline_hub, sealed(offline_hub, producer="go").raw)
+
+
+def test_a_forged_signature_is_refused(offline_hub: Hub) -> None:
+    forged_key = SigningKey("coc/sign/1", Ed25519PrivateKey.generate())
+    with pytest.raises(SignatureInvalid):
+        opened(offline_hub, sealed(offline_hub, signing_key=forged_key).raw)
+
+
+def test_an_unknown_signing_key_is_refused(offline_hub: Hub) -> None:
+    stranger = SigningKey("coc/sign/99", Ed25519PrivateKey.generate())
+    with pytest.raises(UnknownSigner, match="no signing key 'coc/sign/99'"):
+        opened(offline_hub, sealed(offline_hub, signing_key=stranger).raw)
+
+
+def test_an_event_signed_before_the_key_was_valid_is_refused(offline_hub: Hub) -> None:
+    early = dt.datetime(2019, 12, 31, tzinfo=dt.UTC)
+    with pytest.raises(UnknownSigner, match="was not valid"):
+        opened(offline_hub, sealed(offline_hub, occurred_at=early).raw)
+
+
+def test_an_unknown_data_key_is_refused(offline_hub: Hub) -> None:
+    key_id = offline_hub.keys.current_data_key_id(DATASET)
+    envelope = sealed(offline_hub, data_key_id="party-members/data/404", data_key=offline_hub.keys.data_key(key_id))
+    with pytest.raises(UnknownDataKey):
+        opened(offline_hub, envelope.raw)
+
+
+def test_the_wrong_data_key_fails_decryption(offline_hub: Hub) -> None:
+    offline_hub.keys.create_data_key("other", "other/data/1")
+    envelope = sealed(offline_hub, data_key=offline_hub.keys.data_key("other/data/1"))
+    with pytest.raises(DecryptionFailed):
+        opened(offline_hub, envelope.raw)
+
+
+def test_an_oversized_envelope_is_refused_before_parsing(offline_hub: Hub) -> None:
+    with pytest.raises(MalformedEnvelope, match="limit"):
+        parse(b"\xc3\x01" + b"\x00" * (1024 * 1024 + 1))
+
+
+def test_each_event_hash_chains_to_the_previous(offline_hub: Hub) -> None:
+    first = sealed(offline_hub)
+    second = sealed(offline_hub, sequence=2, prev_hash=first.hash)
+    assert parse(second.raw).header.prev_hash == first.hash
+    assert parse(second.raw).header.sequence == 2

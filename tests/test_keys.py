@@ -1,0 +1,72 @@
+"""Keys at rest: the master key's sources and permissions, wrapping, and no key material in sight."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from services.hub import Hub
+from sharehub.errors import ConfigurationError, UnknownDataKey
+from sharehub.keys import LocalKeyStore, SecretBytes, load_master_key
+
+
+def test_the_master_key_file_is_created_owner_only(tmp_path: Path) -> None:
+    load_master_key(tmp_path, None, create=True)
+    assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_master_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    load_master_key(tmp_path, None, create=True)
+    os.chmod(tmp_path / "master.key", 0o644)
+    with pytest.raises(ConfigurationError, match="readable or writable by others"):
+        load_master_key(tmp_path, None)
+
+
+def test_a_missing_master_key_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="set SHAREHUB_MASTER_KEY"):
+        load_master_key(tmp_path, None)
+
+
+@pytest.mark.parametrize(("value", "message"), [("not base64!", "not valid base64"), ("AAAA", "32 bytes")])
+def test_a_bad_master_key_from_the_environment_is_refused(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_master_key(tmp_path, value)
+
+
+def test_the_environment_master_key_wins(tmp_path: Path) -> None:
+    key = base64.b64encode(b"k" * 32).decode()
+    assert load_master_key(tmp_path, key).reveal() == b"k" * 32
+    assert not (tmp_path / "master.key").exists()
+
+
+def test_no_key_material_is_stored_in_the_clear(offline_hub: Hub) -> None:
+    store_file = (offline_hub.home / "keystore.json").read_bytes()
+    assert (offline_hub.home / "keystore.json").stat().st_mode & 0o777 == 0o600
+    signing = offline_hub.keys.signing_key("coc").private.private_bytes_raw()
+    data = offline_hub.keys.data_key(offline_hub.keys.current_data_key_id("party-members")).reveal()
+    for secret in (signing, data):
+        assert secret not in store_file
+        assert base64.b64encode(secret) not in store_file
+        assert secret.hex().encode() not in store_file
+
+
+def test_another_master_key_cannot_unwrap_the_store(offline_hub: Hub) -> None:
+    other = LocalKeyStore(offline_hub.home / "keystore.json", SecretBytes(b"x" * 32))
+    with pytest.raises(ConfigurationError, match="not the one this store was made with"):
+        other.signing_key("coc")
+
+
+def test_reprs_never_show_key_material(offline_hub: Hub) -> None:
+    data = offline_hub.keys.data_key(offline_hub.keys.current_data_key_id("party-members"))
+    signing = offline_hub.keys.signing_key("coc")
+    assert data.reveal().hex() not in repr(data) and "redacted" in repr(data)
+    assert repr(signing) == "SigningKey(key_id='coc/sign/1')"
+    assert "wrapped" not in repr(offline_hub.keys)
+
+
+def test_an_unknown_data_key_is_an_error_not_a_crash(offline_hub: Hub) -> None:
+    with pytest.raises(UnknownDataKey, match="no data-encryption key 'nope'"):
+        offline_hub.keys.data_key("nope")

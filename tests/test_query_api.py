@@ -1,0 +1,120 @@
+"""The query API: a consumer reads its own read model with its own credential, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.governance_bootstrap import issue_credential
+from services.hub import Hub
+from services.query_api import create_app
+from tests.test_avro import member
+from tests.test_projector import apply, messages, projector
+
+RECORDS = "/v1/consumers/{consumer}/datasets/party-members/records"
+
+
+@pytest.fixture
+def loaded(offline_hub: Hub) -> Hub:
+    apply(projector(offline_hub), messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
+    return offline_hub
+
+
+def client(hub: Hub) -> TestClient:
+    return TestClient(create_app(Hub(hub.settings)))
+
+
+def bearer(hub: Hub, consumer: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_credential(hub.settings, consumer)}"}
+
+
+def test_a_consumer_reads_only_its_granted_fields(loaded: Hub) -> None:
+    auth = bearer(loaded, "langson-ppc")
+    response = client(loaded).get(RECORDS.format(consumer="langson-ppc"), headers=auth)
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert len(items) == 5
+    assert all(set(i["fields"]) == {"member_id", "province_code", "commune_code", "status"} for i in items)
+
+
+def test_no_credential_is_401(loaded: Hub) -> None:
+    response = client(loaded).get(RECORDS.format(consumer="dongthap-ppc"))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_an_unknown_credential_is_401(loaded: Hub) -> None:
+    response = client(loaded).get(
+        RECORDS.format(consumer="dongthap-ppc"), headers={"Authorization": "Bearer shc_not-a-real-one"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"error": "not_authenticated", "detail": "unknown credential"}
+
+
+def test_another_consumers_read_model_is_403_not_an_empty_list(loaded: Hub) -> None:
+    auth = bearer(loaded, "langson-ppc")
+    c = client(loaded)
+    for path in (
+        RECORDS.format(consumer="dongthap-ppc"),
+        RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001",
+        "/v1/consumers/dongthap-ppc/datasets",
+    ):
+        response = c.get(path, headers=auth)
+        assert response.status_code == 403, path
+        assert "may not read the read model of 'dongthap-ppc'" in response.json()["detail"]
+
+
+def test_a_dataset_without_an_active_agreement_is_403(loaded: Hub) -> None:
+    auth = bearer(loaded, "go")
+    response = client(loaded).get(RECORDS.format(consumer="go"), headers=auth)
+    assert response.status_code == 403
+    assert response.json()["detail"] == "'go' holds no active agreement for 'party-members'"
+
+
+def test_unknown_dataset_and_record_are_404(loaded: Hub) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    c = client(loaded)
+    assert c.get("/v1/consumers/dongthap-ppc/datasets/weather/records", headers=auth).status_code == 404
+    missing = c.get(RECORDS.format(consumer="dongthap-ppc") + "/PM9999999999", headers=auth)
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+
+
+def test_fetch_by_key_and_pagination(loaded: Hub) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    c = client(loaded)
+    base = RECORDS.format(consumer="dongthap-ppc")
+    one = c.get(base + "/PM0000000003", headers=auth).json()
+    assert one["key"] == "PM0000000003" and one["fields"]["full_name"] == "Nguyễn Thị Lan"
+    page = c.get(base, params={"limit": 2}, headers=auth).json()
+    assert [i["key"] for i in page["items"]] == ["PM0000000001", "PM0000000002"]
+    rest = c.get(base, params={"limit": 10, "after": page["next"]}, headers=auth).json()
+    assert [i["key"] for i in rest["items"]] == ["PM0000000003", "PM0000000004", "PM0000000005"]
+    assert rest["next"] is None
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "ten"])
+def test_a_bad_limit_is_a_4xx_not_a_crash(loaded: Hub, limit: str) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    response = client(loaded).get(RECORDS.format(consumer="dongthap-ppc"), params={"limit": limit}, headers=auth)
+    assert response.status_code == 422
+
+
+def test_datasets_lists_what_the_agreements_grant(loaded: Hub) -> None:
+    auth = bearer(loaded, "langson-ppc")
+    listed = client(loaded).get("/v1/consumers/langson-ppc/datasets", headers=auth).json()
+    assert listed == [
+        {
+            "dataset": "party-members",
+            "agreement": "langson-ppc.party-members.1",
+            "fields": ["member_id", "province_code", "commune_code", "status"],
+            "records": 5,
+        }
+    ]
+
+
+def test_openapi_and_health(loaded: Hub) -> None:
+    c = client(loaded)
+    assert c.get("/healthz").json() == {"status": "ok"}
+    spec = c.get("/openapi.json").json()
+    assert "/v1/consumers/{consumer}/datasets/{dataset}/records/{key}" in spec["paths"]

@@ -1,0 +1,90 @@
+"""One contract for every read-model backend, run against real SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from projections.read_model import ReadModelStore, Row
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/{{consumer}}.db"
+
+
+def postgres_url(_tmp_path: Path) -> str:
+    url = os.environ.get("SHAREHUB_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("SHAREHUB_TEST_POSTGRES_URL is not set: run the suite with 'make test', which starts PostgreSQL")
+    return url
+
+
+@pytest.fixture(params=[pytest.param(sqlite_url, id="sqlite"), pytest.param(postgres_url, id="postgres", marks=pytest.mark.postgres)])
+def url_template(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(request.param(tmp_path))
+
+
+@pytest.fixture
+def store(url_template: str) -> Iterator[ReadModelStore]:
+    s = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    s.create()
+    yield s
+    s.drop()
+    s.close()
+
+
+def row(key: str, **fields: object) -> Row:
+    return Row("party-members", key, dict(fields), str(uuid.uuid4()), dt.datetime.now(dt.UTC), "ag-1")
+
+
+def test_rows_and_positions_are_written_together(store: ReadModelStore) -> None:
+    store.apply([row("a", status="OFFICIAL")], {("t", 0): 10, ("t", 1): 3})
+    assert store.get("party-members", "a") == {"key": "a", "fields": {"status": "OFFICIAL"}}
+    assert store.positions() == {("t", 0): 10, ("t", 1): 3}
+
+
+def test_a_failed_transaction_leaves_neither_rows_nor_positions(store: ReadModelStore) -> None:
+    store.apply([row("a")], {("t", 0): 1})
+    # The rows are written first; the positions then break a NOT NULL constraint: all must roll back.
+    with pytest.raises(IntegrityError):
+        store.apply([row("b")], {("t", 0): None})  # type: ignore[dict-item]
+    assert store.get("party-members", "b") is None
+    assert store.positions() == {("t", 0): 1}
+
+
+def test_upserts_keep_the_latest_fields_and_count_applications(store: ReadModelStore) -> None:
+    store.apply([row("a", v=1), row("a", v=2)], {("t", 0): 2})
+    store.apply([row("a", v=3)], {("t", 0): 3})
+    assert store.get("party-members", "a")["fields"] == {"v": 3}
+    assert store.versions("party-members") == {"a": 3}
+
+
+def test_listing_pages_by_key(store: ReadModelStore) -> None:
+    store.apply([row(k) for k in ["c", "a", "e", "b", "d"]], {})
+    first = store.list("party-members", limit=2)
+    rest = store.list("party-members", limit=10, after_key=first[-1]["key"])
+    assert [r["key"] for r in first] == ["a", "b"]
+    assert [r["key"] for r in rest] == ["c", "d", "e"]
+    assert store.count("party-members") == 5
+    assert store.datasets() == [("party-members", 5)]
+
+
+def test_consumers_are_isolated(url_template: str) -> None:
+    one = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    two = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    for s in (one, two):
+        s.create()
+    try:
+        one.apply([row("secret-of-one")], {("t", 0): 1})
+        assert two.count() == 0
+        assert two.positions() == {}
+    finally:
+        for s in (one, two):
+            s.drop()
+            s.close()
