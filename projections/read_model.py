@@ -80,9 +80,11 @@ def schema_name(consumer: str) -> str:
 class ReadModelStore:
     """The read model of one consumer agency."""
 
-    def __init__(self, url_template: str, consumer: str) -> None:
+    def __init__(self, url_template: str, consumer: str, *, password_file: Path | None = None) -> None:
         self.consumer = consumer
         url = make_url(url_template.replace("{consumer}", consumer))
+        if password_file is not None:
+            url = url.set(password=password_file.read_text(encoding="utf-8").strip())
         self._schema: str | None = None
         if url.get_backend_name() == "sqlite":
             if url.database:

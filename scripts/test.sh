@@ -30,6 +30,4 @@ if [ -z "${SHAREHUB_TEST_POSTGRES_URL:-}" ]; then
 fi
 echo "test run: Kafka at $SHAREHUB_KAFKA_BOOTSTRAP, PostgreSQL at $SHAREHUB_TEST_POSTGRES_URL" >&2
 
-# The broker started above is not stopped by the kafka tests' own brokers: they use other ports.
-unset SHAREHUB_LOCAL_KAFKA_PORT
 .venv/bin/python -m pytest "$@"

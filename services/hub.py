@@ -44,6 +44,8 @@ class Hub:
         return sorted({a.consumer for a in self.governance.agreements()})
 
     def store(self, consumer: str) -> ReadModelStore:
-        store = ReadModelStore(self.settings.read_model_url_template, consumer)
+        store = ReadModelStore(
+            self.settings.read_model_url_template, consumer, password_file=self.settings.read_model_password_file
+        )
         store.create()
         return store

@@ -13,6 +13,10 @@ from pathlib import Path
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
+#: Every process started here runs ``python -m services ...``; a pid whose command line lacks this is not ours.
+_LAUNCH_MARKER = b"\x00-m\x00services\x00"
+
+
 def _paths(home: Path, name: str) -> tuple[Path, Path]:
     run = home / "run"
     run.mkdir(parents=True, exist_ok=True)
@@ -31,7 +35,7 @@ def running_pid(home: Path, name: str) -> int | None:
     except FileNotFoundError:
         pid_file.unlink(missing_ok=True)
         return None
-    if b"sharehub" not in cmdline:  # the pid was reused by something else
+    if _LAUNCH_MARKER not in cmdline:  # the pid was reused by something else
         pid_file.unlink(missing_ok=True)
         return None
     return pid

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     #: Default: one SQLite file per consumer under ``home/readmodels``. For PostgreSQL give a URL
     #: without ``{consumer}``: each consumer then gets its own schema in that database.
     read_model_url: str | None = None
+    #: File holding the read-model database password (e.g. a Docker secret), so it is in no URL or env.
+    read_model_password_file: Path | None = None
     #: Base64 of the 32-byte master key that wraps every key at rest; when unset, ``home/master.key``.
     master_key: str | None = Field(default=None, repr=False)
     api_host: str = "127.0.0.1"

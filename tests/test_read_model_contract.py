@@ -88,3 +88,11 @@ def test_consumers_are_isolated(url_template: str) -> None:
         for s in (one, two):
             s.drop()
             s.close()
+
+
+def test_the_database_password_comes_from_a_file_and_never_shows(tmp_path: Path) -> None:
+    secret = tmp_path / "db_password"
+    secret.write_text("s3cret-from-a-file\n")
+    store = ReadModelStore("postgresql+psycopg://sharehub@db.invalid:5432/hub", "c", password_file=secret)
+    assert store.engine.url.password == "s3cret-from-a-file"
+    assert "s3cret" not in str(store.engine.url) and "s3cret" not in repr(store.engine)

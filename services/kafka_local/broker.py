@@ -241,6 +241,7 @@ class LocalKafka:
         while True:
             self._reap(pids)
             if not any(_alive(p) for p in pids):
+                self._reap(pids)  # one that exited since the last reap is a zombie until reaped
                 return True
             if time.monotonic() >= deadline:
                 return False
