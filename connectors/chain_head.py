@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from sharehub.envelope import ZERO_HASH, parse, verify
+from sharehub.envelope import ZERO_HASH, SignerDirectory, parse, verify
 from sharehub.errors import BrokerError, EnvelopeError
-from sharehub.envelope import SignerDirectory
 from sharehub.kafka import client_config
 
 WINDOW = 200
@@ -36,7 +35,11 @@ def recover_chain_head(
     consumer = Consumer(
         client_config(
             bootstrap,
-            **{"group.id": f"sharehub-chain-{uuid.uuid4()}", "enable.auto.commit": False, "enable.partition.eof": True},
+            **{
+                "group.id": f"sharehub-chain-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
         )
     )
     try:
@@ -46,7 +49,9 @@ def recover_chain_head(
             raise BrokerError(f"Kafka at {bootstrap} does not answer: {exc}") from None
         described = metadata.topics.get(topic)
         if described is None or described.error is not None:
-            raise BrokerError(f"topic {topic!r} does not exist; governance creates it when the dataset is declared")
+            raise BrokerError(
+                f"topic {topic!r} does not exist; governance creates it when the dataset is declared"
+            )
         head = GENESIS
         for partition in described.partitions:
             found = _newest_in_partition(consumer, topic, partition, producer, signers, timeout)
@@ -81,7 +86,9 @@ def _newest_in_partition(
     return None
 
 
-def _read_range(consumer: Consumer, topic: str, partition: int, start: int, end: int, timeout: float) -> list[bytes]:
+def _read_range(
+    consumer: Consumer, topic: str, partition: int, start: int, end: int, timeout: float
+) -> list[bytes]:
     consumer.assign([TopicPartition(topic, partition, start)])
     values: list[bytes] = []
     deadline = time.monotonic() + timeout

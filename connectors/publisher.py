@@ -76,7 +76,9 @@ class Publisher:
         self._head = ChainHead(envelope.header.sequence, envelope.hash)
         return envelope
 
-    def publish_lines(self, lines: Iterable[Line | BadLine], *, event_type: str = "UPSERTED") -> PublishReport:
+    def publish_lines(
+        self, lines: Iterable[Line | BadLine], *, event_type: str = "UPSERTED"
+    ) -> PublishReport:
         report = PublishReport()
         for line in lines:
             if isinstance(line, BadLine):

@@ -83,7 +83,12 @@ class Projector:
                 if dataset is None:
                     raise UnknownReferenceError(f"topic {message.topic!r} carries no registered dataset")
                 opened.append(
-                    (message, open_envelope(message.value, topic_dataset=dataset, signers=self._governance, keys=self._keys))
+                    (
+                        message,
+                        open_envelope(
+                            message.value, topic_dataset=dataset, signers=self._governance, keys=self._keys
+                        ),
+                    )
                 )
             except (EnvelopeError, UnknownReferenceError) as exc:
                 reason = getattr(exc, "reason", "unknown_dataset")

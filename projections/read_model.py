@@ -19,7 +19,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Engine,
     Integer,
     MetaData,
     String,
@@ -119,7 +118,12 @@ class ReadModelStore:
 
     def positions(self) -> dict[TopicPartition, int]:
         with self.engine.connect() as conn:
-            return {(t, p): o for t, p, o in conn.execute(select(positions.c.topic, positions.c.partition, positions.c.next_offset))}
+            return {
+                (t, p): o
+                for t, p, o in conn.execute(
+                    select(positions.c.topic, positions.c.partition, positions.c.next_offset)
+                )
+            }
 
     def apply(self, rows: Sequence[Row], new_positions: Mapping[TopicPartition, int]) -> None:
         """Upsert ``rows`` and move ``positions`` forward, all in one transaction."""
@@ -191,7 +195,9 @@ class ReadModelStore:
             return [{"key": k, "fields": f} for k, f in conn.execute(query)]
 
     def get(self, dataset: str, record_key: str) -> dict[str, Any] | None:
-        query = select(records.c.fields).where(records.c.dataset == dataset, records.c.record_key == record_key)
+        query = select(records.c.fields).where(
+            records.c.dataset == dataset, records.c.record_key == record_key
+        )
         with self.engine.connect() as conn:
             found = conn.execute(query).scalar_one_or_none()
         return None if found is None else {"key": record_key, "fields": found}
@@ -204,7 +210,9 @@ class ReadModelStore:
             return int(conn.execute(query).scalar_one())
 
     def datasets(self) -> list[tuple[str, int]]:
-        query = select(records.c.dataset, func.count()).group_by(records.c.dataset).order_by(records.c.dataset)
+        query = (
+            select(records.c.dataset, func.count()).group_by(records.c.dataset).order_by(records.c.dataset)
+        )
         with self.engine.connect() as conn:
             return [(d, int(n)) for d, n in conn.execute(query)]
 

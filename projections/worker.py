@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -16,7 +17,6 @@ from faust.types import TP
 
 from projections.projector import LogMessage, Projector
 from projections.quarantine import encode_quarantined
-from pathlib import Path
 
 log = logging.getLogger("sharehub.projection")
 
@@ -51,7 +51,9 @@ def create_app(
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
             batch = [
-                LogMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                LogMessage(
+                    e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value
+                )
                 for e in events
             ]
             decision = await asyncio.to_thread(projector.decide, batch)
@@ -61,7 +63,10 @@ def create_app(
                 await delivered  # on the broker before the positions move past it
                 log.warning(
                     "quarantined %s[%d]@%d: %s",
-                    entry.message.topic, entry.message.partition, entry.message.offset, entry.reason,
+                    entry.message.topic,
+                    entry.message.partition,
+                    entry.message.offset,
+                    entry.reason,
                 )
             await asyncio.to_thread(projector.commit, decision)
             if decision.applied():

@@ -14,7 +14,7 @@ started_kafka=""
 started_pg=""
 cleanup() {
   status=$?
-  [ -n "$started_kafka" ] && .venv/bin/sharehub kafka stop >/dev/null 2>&1 || true
+  [ -n "$started_kafka" ] && env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/sharehub kafka stop >/dev/null 2>&1 || true
   [ -n "$started_pg" ] && scripts/postgres.sh stop || true
   exit $status
 }

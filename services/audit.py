@@ -67,7 +67,11 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
             try:
                 envelope = parse(value)
                 header = envelope.header
-                status.producer, status.sequence, status.event_id = header.producer, header.sequence, header.event_id
+                status.producer, status.sequence, status.event_id = (
+                    header.producer,
+                    header.sequence,
+                    header.event_id,
+                )
                 if header.dataset != dataset.id:
                     raise _finding("dataset_mismatch", f"names dataset {header.dataset!r}")
                 verify(envelope, governance)
@@ -100,7 +104,8 @@ def _check_chain(events: list[tuple[EventStatus, Envelope]]) -> None:
         first_status, first = copies[0]
         for status, envelope in copies[1:]:
             status.chain = "duplicate" if envelope.hash == first.hash else "fork"
-            status.detail = f"sequence {sequence} appears again at {first_status.topic}[{first_status.partition}]@{first_status.offset}"
+            where = f"{first_status.topic}[{first_status.partition}]@{first_status.offset}"
+            status.detail = f"sequence {sequence} appears again at {where}"
         if sequence != expected:
             first_status.chain = "gap"
             first_status.detail = f"sequences {expected}..{sequence - 1} are missing"
@@ -117,14 +122,18 @@ def _check_chain(events: list[tuple[EventStatus, Envelope]]) -> None:
         where = (status.topic, status.partition)
         if envelope.header.sequence < highest.get(where, 0) and status.chain == "ok":
             status.chain = "out_of_order"
-            status.detail = f"sequence {envelope.header.sequence} after {highest[where]} in the same partition"
+            status.detail = (
+                f"sequence {envelope.header.sequence} after {highest[where]} in the same partition"
+            )
         highest[where] = max(highest.get(where, 0), envelope.header.sequence)
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> Iterator[tuple[int, int, bytes]]:
     """Every message of ``topic`` up to the end it had when reading began: (partition, offset, value)."""
     consumer = Consumer(
-        client_config(bootstrap, **{"group.id": f"sharehub-audit-{uuid.uuid4()}", "enable.auto.commit": False})
+        client_config(
+            bootstrap, **{"group.id": f"sharehub-audit-{uuid.uuid4()}", "enable.auto.commit": False}
+        )
     )
     try:
         try:

@@ -6,6 +6,7 @@ keys, credentials and topics that already exist are kept. Governance is the only
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,6 @@ from sharehub.governance import Agency, Agreement, Dataset, GovernanceState, Pub
 from sharehub.kafka import ensure_topics
 from sharehub.keys import LocalKeyStore, _write_private, load_master_key
 from sharehub.settings import Settings
-
-import datetime as dt
 
 
 class HubSpec(BaseModel):
@@ -56,7 +55,11 @@ def load_governance(settings: Settings, spec: HubSpec) -> GovernanceState:
         raise InputError(_first_error(exc)) from None
     # Validate everything before any key is made.
     GovernanceState(
-        operator=spec.operator, topic_prefix=spec.topic_prefix, agencies=agencies, datasets=datasets, agreements=agreements
+        operator=spec.operator,
+        topic_prefix=spec.topic_prefix,
+        agencies=agencies,
+        datasets=datasets,
+        agreements=agreements,
     )
     home.mkdir(parents=True, exist_ok=True)
     keys = LocalKeyStore(home / "keystore.json", load_master_key(home, settings.master_key, create=True))
@@ -67,7 +70,11 @@ def load_governance(settings: Settings, spec: HubSpec) -> GovernanceState:
         if not keys.has(data_key_id):
             keys.create_data_key(ds.id, data_key_id)
         keys.ensure_routing_key(ds.id)
-    credentials = {c: h for c, h in (previous.credentials if previous else {}).items() if any(a.id == c for a in agencies)}
+    credentials = {
+        c: h
+        for c, h in (previous.credentials if previous else {}).items()
+        if any(a.id == c for a in agencies)
+    }
     state = GovernanceState(
         operator=spec.operator,
         topic_prefix=spec.topic_prefix,
@@ -111,7 +118,9 @@ def _with_signing_key(agency: Agency, previous: GovernanceState | None, keys: Lo
             return agency.model_copy(update={"keys": old.keys})
     key_id = f"{agency.id}/sign/1"
     public = keys.create_signing_key(agency.id, key_id)
-    record = PublicKey(key_id=key_id, public_key=public.hex(), valid_from=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    record = PublicKey(
+        key_id=key_id, public_key=public.hex(), valid_from=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    )
     return agency.model_copy(update={"keys": (record,)})
 
 

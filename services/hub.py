@@ -37,7 +37,9 @@ class Hub:
 
     @cached_property
     def keys(self) -> LocalKeyStore:
-        return LocalKeyStore(self.home / "keystore.json", load_master_key(self.home, self.settings.master_key))
+        return LocalKeyStore(
+            self.home / "keystore.json", load_master_key(self.home, self.settings.master_key)
+        )
 
     def consumers(self) -> list[str]:
         """Every agency that holds an agreement, whatever its state: each has a read model."""
@@ -45,7 +47,9 @@ class Hub:
 
     def store(self, consumer: str) -> ReadModelStore:
         store = ReadModelStore(
-            self.settings.read_model_url_template, consumer, password_file=self.settings.read_model_password_file
+            self.settings.read_model_url_template,
+            consumer,
+            password_file=self.settings.read_model_password_file,
         )
         store.create()
         return store

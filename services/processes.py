@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-#: Every process started here runs ``python -m services ...``; a pid whose command line lacks this is not ours.
+#: Every process started here runs ``python -m services ...``; a pid whose command line lacks it is not ours.
 _LAUNCH_MARKER = b"\x00-m\x00services\x00"
 
 
@@ -84,7 +85,5 @@ def _reap(pid: int) -> None:
         if child.poll() is not None:
             del _children[pid]
         return
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

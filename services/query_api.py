@@ -4,7 +4,6 @@ Routes live under ``/v1/consumers/{consumer}/...`` so that a request for another
 refused (403) rather than answered with an empty list. No credential, or an unknown one, is a 401.
 """
 
-
 import datetime as dt
 from typing import Annotated, Any
 

@@ -13,7 +13,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro.schema import fingerprint as _fingerprint
@@ -68,7 +68,9 @@ class RecordSchema:
             )
             for f in raw["fields"]
         }
-        return cls(name=name, raw=raw, parsed=fastavro.parse_schema(raw), fingerprint=fingerprint(raw), fields=fields)
+        return cls(
+            name=name, raw=raw, parsed=fastavro.parse_schema(raw), fingerprint=fingerprint(raw), fields=fields
+        )
 
     def encode(self, datum: dict[str, Any]) -> bytes:
         """Avro binary body of ``datum`` (no header)."""
@@ -79,7 +81,7 @@ class RecordSchema:
     def decode(self, body: bytes) -> dict[str, Any]:
         """Inverse of :meth:`encode`; refuses trailing bytes."""
         buf = io.BytesIO(body)
-        datum: dict[str, Any] = fastavro.schemaless_reader(buf, self.parsed, None)
+        datum = cast(dict[str, Any], fastavro.schemaless_reader(buf, self.parsed, None))
         if buf.tell() != len(body):
             raise ValueError(f"{len(body) - buf.tell()} trailing bytes after the {self.name} record")
         return datum
@@ -92,7 +94,8 @@ def _classification(schema_name: str, f: Schema) -> str:
     level = f.get("classification", "internal")
     if level not in CLASSIFICATIONS:
         raise UnknownReferenceError(
-            f"schema {schema_name!r}, field {f['name']!r}: classification {level!r} is not one of {CLASSIFICATIONS}"
+            f"schema {schema_name!r}, field {f['name']!r}: "
+            f"classification {level!r} is not one of {CLASSIFICATIONS}"
         )
     return str(level)
 
@@ -120,7 +123,7 @@ _LONG_RANGE = (-(2**63), 2**63 - 1)
 
 
 def record_from_json(schema: RecordSchema, obj: Any) -> dict[str, Any]:
-    """Turn a JSON object into an Avro datum for ``schema``, or raise RecordValidationError naming the field."""
+    """A JSON object as an Avro datum of ``schema``, or RecordValidationError naming the field."""
     return _convert_record(schema.raw, obj, path="")
 
 

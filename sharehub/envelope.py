@@ -210,7 +210,7 @@ def parse(raw: bytes) -> Envelope:
 
 
 def verify(envelope: Envelope, signers: SignerDirectory) -> None:
-    """Check the producer's signature over the exact bytes received. Raises UnknownSigner or SignatureInvalid."""
+    """Check the producer's signature over the exact bytes received (UnknownSigner, SignatureInvalid)."""
     header = envelope.header
     public = signers.signing_public_key(header.producer, header.signer_key_id, header.occurred_at)
     try:
@@ -226,7 +226,9 @@ def open_envelope(raw: bytes, *, topic_dataset: str, signers: SignerDirectory, k
     envelope = parse(raw)
     header = envelope.header
     if header.dataset != topic_dataset:
-        raise DatasetMismatch(f"event names dataset {header.dataset!r} but arrived on {topic_dataset!r}'s topic")
+        raise DatasetMismatch(
+            f"event names dataset {header.dataset!r} but arrived on {topic_dataset!r}'s topic"
+        )
     verify(envelope, signers)
     owner = signers.dataset_owner(header.dataset)
     if header.producer != owner:

@@ -8,16 +8,16 @@
     │   ├── RecordValidationError     a record does not match its dataset's schema
     │   └── UnknownReferenceError     an agency, dataset, consumer or key id that does not exist
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
-    │   ├── MalformedEnvelope         not a sharehub envelope, truncated, trailing bytes     malformed
-    │   ├── UnsupportedEnvelopeVersion  envelope schema fingerprint not known               unsupported_envelope_version
-    │   ├── UnknownSigner             no such agency or signing key                         unknown_signer
-    │   ├── SignatureInvalid          signature does not verify over the exact bytes        bad_signature
-    │   ├── NotOwner                  signed by an agency that does not own the dataset     not_owner
-    │   ├── DatasetMismatch           header names another dataset than the topic carries   dataset_mismatch
-    │   ├── UnknownSchema             payload fingerprint names no schema of the dataset    unknown_schema
-    │   ├── UnknownDataKey            no data-encryption key with that id                   unknown_data_key
-    │   ├── DecryptionFailed          AES-GCM authentication failed                         decryption_failed
-    │   └── PayloadInvalid            decrypted payload is not a valid record              payload_invalid
+    │   ├── MalformedEnvelope           not an envelope, truncated, trailing bytes    malformed
+    │   ├── UnsupportedEnvelopeVersion  unknown envelope schema fingerprint           unsupported_envelope_version
+    │   ├── UnknownSigner               no such agency or key, or key not valid then  unknown_signer
+    │   ├── SignatureInvalid            signature fails over the exact bytes          bad_signature
+    │   ├── NotOwner                    signer does not own the dataset               not_owner
+    │   ├── DatasetMismatch             header names another dataset than the topic   dataset_mismatch
+    │   ├── UnknownSchema               fingerprint names no schema of the dataset    unknown_schema
+    │   ├── UnknownDataKey              no data-encryption key with that id           unknown_data_key
+    │   ├── DecryptionFailed            AES-GCM authentication failed                 decryption_failed
+    │   └── PayloadInvalid              decrypted payload is not a valid record       payload_invalid
     ├── AccessDenied              a query that may not be answered
     │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)

@@ -120,7 +120,7 @@ class GovernanceState(_Model):
         if isinstance(data, dict):
             prefix = data.get("topic_prefix", "sharehub")
             named = []
-            for ds in data.get("datasets", data.get("datasets_", ())):
+            for ds in data.get("datasets") or data.get("datasets_") or ():
                 fields = ds.model_dump() if isinstance(ds, Dataset) else dict(ds)
                 fields["topic"] = f"{prefix}.{fields['owner']}.{fields['id']}"
                 named.append(fields)
@@ -237,7 +237,9 @@ class GovernanceState(_Model):
     @classmethod
     def load(cls, path: Path) -> GovernanceState:
         if not path.exists():
-            raise UnknownReferenceError(f"no governance state at {path}: run 'sharehub gov load FILE.yaml' first")
+            raise UnknownReferenceError(
+                f"no governance state at {path}: run 'sharehub gov load FILE.yaml' first"
+            )
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
 
     def dump(self) -> str:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sharehub.errors import BrokerError
-
 
 #: librdkafka's own log lines (connection retries, many a second while a broker is down) go here, not to
 #: stderr. sharehub's code raises one clear BrokerError instead; set this logger to DEBUG to see them.

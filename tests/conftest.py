@@ -47,7 +47,9 @@ def demo_spec(prefix: str | None = None) -> HubSpec:
 @pytest.fixture
 def offline_hub(tmp_path: Path) -> Hub:
     """A hub with demo governance and keys, for tests that need no broker."""
-    settings = Settings(home=tmp_path / "home", kafka_bootstrap="127.0.0.1:9", master_key=None, read_model_url=None)
+    settings = Settings(
+        home=tmp_path / "home", kafka_bootstrap="127.0.0.1:9", master_key=None, read_model_url=None
+    )
     load_governance(settings, demo_spec())
     return Hub(settings)
 
@@ -55,7 +57,9 @@ def offline_hub(tmp_path: Path) -> Hub:
 @pytest.fixture
 def hub(tmp_path: Path, kafka_bootstrap: str) -> Hub:
     """A hub with demo governance, keys and its own topics on the real broker."""
-    settings = Settings(home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None)
+    settings = Settings(
+        home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
+    )
     state = load_governance(settings, demo_spec())
     create_topics(settings, state)
     return Hub(settings)

@@ -30,7 +30,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def sharehub(hub: Hub, *args: str, input_file: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def sharehub(
+    hub: Hub, *args: str, input_file: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line against ``hub``."""
     return subprocess.run(
         [sys.executable, "-m", "services", *args],

@@ -39,7 +39,11 @@ def worker(hub: Hub) -> Iterator[Worker]:
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:
     publisher = Publisher(
-        bootstrap=hub.settings.bootstrap, governance=hub.governance, keys=hub.keys, agency="coc", dataset=DATASET
+        bootstrap=hub.settings.bootstrap,
+        governance=hub.governance,
+        keys=hub.keys,
+        agency="coc",
+        dataset=DATASET,
     )
     for record in records:
         publisher.publish(record)
@@ -55,7 +59,9 @@ def test_publish_project_and_query_end_to_end(hub: Hub, worker: Worker, tmp_path
 
     worker.start()
     store = hub.store("dongthap-ppc")
-    wait_until(lambda: store.count(DATASET) == 300, timeout=90, what="300 rows in the read model", log=worker.log)
+    wait_until(
+        lambda: store.count(DATASET) == 300, timeout=90, what="300 rows in the read model", log=worker.log
+    )
 
     port = free_port()
     processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
@@ -76,7 +82,9 @@ def test_publish_project_and_query_end_to_end(hub: Hub, worker: Worker, tmp_path
             f"{base}/v1/consumers/langson-ppc/datasets/{DATASET}/records", headers=headers, timeout=10
         )
         assert other.status_code == 403
-        page = httpx.get(f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records?limit=1000", headers=headers)
+        page = httpx.get(
+            f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records?limit=1000", headers=headers
+        )
         assert len(page.json()["items"]) == 300
     finally:
         processes.stop(hub.home, "api")
@@ -98,7 +106,11 @@ def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker
     report = json.loads(audit.stdout)
     assert report["events"] == 21 and report["findings"] == 1
     [finding] = [r for r in report["results"] if r["signature"] != "ok" or r["chain"] != "ok"]
-    assert (finding["partition"], finding["offset"], finding["signature"]) == (partition, bad_offset, "bad_signature")
+    assert (finding["partition"], finding["offset"], finding["signature"]) == (
+        partition,
+        bad_offset,
+        "bad_signature",
+    )
 
     human = sharehub(hub, "audit", "verify")
     assert human.returncode == 1
@@ -107,11 +119,17 @@ def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker
     worker.start()
     store = hub.store("dongthap-ppc")
     wait_until(
-        lambda: store.positions().get((topic, partition), 0) > bad_offset, timeout=90, what="the worker to pass the bad event", log=worker.log
+        lambda: store.positions().get((topic, partition), 0) > bad_offset,
+        timeout=90,
+        what="the worker to pass the bad event",
+        log=worker.log,
     )
     assert store.count(DATASET) == 20
     assert set(store.versions(DATASET).values()) == {1}  # the tampered copy was not applied on top
-    quarantined = [decode_quarantined(v) for _, _, v in read_topic(hub.settings.bootstrap, hub.governance.quarantine_topic)]
+    quarantined = [
+        decode_quarantined(v)
+        for _, _, v in read_topic(hub.settings.bootstrap, hub.governance.quarantine_topic)
+    ]
     assert [(q["source_partition"], q["source_offset"], q["reason"]) for q in quarantined] == [
         (partition, bad_offset, "bad_signature")
     ]
@@ -156,7 +174,13 @@ def test_publishing_continues_the_chain_across_runs(hub: Hub) -> None:
 
 def test_bad_lines_are_reported_and_good_lines_still_go(hub: Hub, tmp_path: Path) -> None:
     good = list(generate_party_members(3, seed=5))
-    lines = [json.dumps(good[0]), "{not json", json.dumps(good[1]), json.dumps({**good[2], "gender": "X"}), ""]
+    lines = [
+        json.dumps(good[0]),
+        "{not json",
+        json.dumps(good[1]),
+        json.dumps({**good[2], "gender": "X"}),
+        "",
+    ]
     data = tmp_path / "mixed.jsonl"
     data.write_text("\n".join(lines) + "\n")
     result = sharehub(hub, "publish", "--as", "coc", "--dataset", DATASET, str(data))

@@ -28,7 +28,9 @@ from tests.test_avro import member
 DATASET = "party-members"
 
 
-def sealed(hub: Hub, *, producer: str = "coc", signing_key: SigningKey | None = None, **overrides: Any) -> Envelope:
+def sealed(
+    hub: Hub, *, producer: str = "coc", signing_key: SigningKey | None = None, **overrides: Any
+) -> Envelope:
     schema = hub.governance.current_schema(DATASET)
     key_id = hub.keys.current_data_key_id(DATASET)
     args: dict[str, Any] = dict(
@@ -134,7 +136,9 @@ def test_an_event_signed_before_the_key_was_valid_is_refused(offline_hub: Hub) -
 
 def test_an_unknown_data_key_is_refused(offline_hub: Hub) -> None:
     key_id = offline_hub.keys.current_data_key_id(DATASET)
-    envelope = sealed(offline_hub, data_key_id="party-members/data/404", data_key=offline_hub.keys.data_key(key_id))
+    envelope = sealed(
+        offline_hub, data_key_id="party-members/data/404", data_key=offline_hub.keys.data_key(key_id)
+    )
     with pytest.raises(UnknownDataKey):
         opened(offline_hub, envelope.raw)
 

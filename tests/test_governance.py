@@ -42,7 +42,9 @@ def test_credentials_are_stored_hashed(offline_hub: Hub) -> None:
     token = issue_credential(offline_hub.settings, "dongthap-ppc")
     state_file = (offline_hub.home / "governance.json").read_text()
     assert token not in state_file
-    assert GovernanceState.load(offline_hub.home / "governance.json").consumer_for_token(token) == "dongthap-ppc"
+    assert (
+        GovernanceState.load(offline_hub.home / "governance.json").consumer_for_token(token) == "dongthap-ppc"
+    )
     assert GovernanceState.load(offline_hub.home / "governance.json").consumer_for_token(token + "x") is None
 
 
@@ -71,7 +73,9 @@ def agreement(**changes: Any) -> dict[str, Any]:
         ({"valid_until": "2020-01-01T00:00:00Z"}, "valid_until is not after valid_from"),
     ],
 )
-def test_a_bad_agreement_is_refused_with_its_reason(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
+def test_a_bad_agreement_is_refused_with_its_reason(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
     spec = spec_with(agreements=[agreement(**changes)])
     with pytest.raises(InputError, match=message):
         load_governance(settings(tmp_path), spec)
@@ -81,7 +85,9 @@ def test_a_field_above_the_consumers_clearance_is_never_granted(tmp_path: Path) 
     spec = spec_with(
         agreements=[agreement(consumer="mcst-pc", id="mcst.1", fields=["member_id", "full_name"])]
     )
-    with pytest.raises(InputError, match="'full_name' is confidential, above the internal clearance of 'mcst-pc'"):
+    with pytest.raises(
+        InputError, match="'full_name' is confidential, above the internal clearance of 'mcst-pc'"
+    ):
         load_governance(settings(tmp_path), spec)
 
 

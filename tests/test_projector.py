@@ -15,7 +15,9 @@ def projector(hub: Hub) -> Projector:
     return Projector(hub.governance, hub.keys, {c: hub.store(c) for c in hub.consumers()})
 
 
-def messages(hub: Hub, records: list[dict[str, Any]], *, partition: int = 0, start: int = 0) -> list[LogMessage]:
+def messages(
+    hub: Hub, records: list[dict[str, Any]], *, partition: int = 0, start: int = 0
+) -> list[LogMessage]:
     topic = hub.governance.dataset("party-members").topic
     schema = hub.governance.current_schema("party-members")
     out, prev = [], ZERO_HASH
@@ -62,8 +64,14 @@ def test_replaying_a_batch_applies_nothing_twice(offline_hub: Hub) -> None:
     apply(p, batch)
     second = apply(p, batch)  # as after a crash between the commit and the broker's offset commit
     assert second.applied() == 0
-    assert offline_hub.store("dongthap-ppc").versions("party-members") == {"PM0000000001": 2, "PM0000000002": 1}
-    assert offline_hub.store("dongthap-ppc").get("party-members", "PM0000000001")["fields"]["status"] == "EXPELLED"
+    assert offline_hub.store("dongthap-ppc").versions("party-members") == {
+        "PM0000000001": 2,
+        "PM0000000002": 1,
+    }
+    assert (
+        offline_hub.store("dongthap-ppc").get("party-members", "PM0000000001")["fields"]["status"]
+        == "EXPELLED"
+    )
 
 
 def test_a_partly_applied_batch_resumes_where_the_read_model_stopped(offline_hub: Hub) -> None:
@@ -88,7 +96,12 @@ def test_invalid_events_are_quarantined_with_their_reason_and_never_applied(offl
         LogMessage("elsewhere", 0, 0, None, good.value),
     ]
     decision = apply(p, batch)
-    assert [q.reason for q in decision.quarantined] == ["bad_signature", "not_owner", "malformed", "unknown_dataset"]
+    assert [q.reason for q in decision.quarantined] == [
+        "bad_signature",
+        "not_owner",
+        "malformed",
+        "unknown_dataset",
+    ]
     assert decision.applied() == 0
     assert offline_hub.store("dongthap-ppc").count() == 0
     assert offline_hub.store("dongthap-ppc").positions()[(good.topic, 0)] == 3

@@ -16,7 +16,9 @@ RECORDS = "/v1/consumers/{consumer}/datasets/party-members/records"
 
 @pytest.fixture
 def loaded(offline_hub: Hub) -> Hub:
-    apply(projector(offline_hub), messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
+    apply(
+        projector(offline_hub), messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)])
+    )
     return offline_hub
 
 
@@ -96,7 +98,9 @@ def test_fetch_by_key_and_pagination(loaded: Hub) -> None:
 @pytest.mark.parametrize("limit", ["0", "1001", "ten"])
 def test_a_bad_limit_is_a_4xx_not_a_crash(loaded: Hub, limit: str) -> None:
     auth = bearer(loaded, "dongthap-ppc")
-    response = client(loaded).get(RECORDS.format(consumer="dongthap-ppc"), params={"limit": limit}, headers=auth)
+    response = client(loaded).get(
+        RECORDS.format(consumer="dongthap-ppc"), params={"limit": limit}, headers=auth
+    )
     assert response.status_code == 422
 
 

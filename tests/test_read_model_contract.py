@@ -21,11 +21,18 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_url(_tmp_path: Path) -> str:
     url = os.environ.get("SHAREHUB_TEST_POSTGRES_URL")
     if not url:
-        pytest.fail("SHAREHUB_TEST_POSTGRES_URL is not set: run the suite with 'make test', which starts PostgreSQL")
+        pytest.fail(
+            "SHAREHUB_TEST_POSTGRES_URL is not set: run the suite with 'make test', which starts PostgreSQL"
+        )
     return url
 
 
-@pytest.fixture(params=[pytest.param(sqlite_url, id="sqlite"), pytest.param(postgres_url, id="postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        pytest.param(sqlite_url, id="sqlite"),
+        pytest.param(postgres_url, id="postgres", marks=pytest.mark.postgres),
+    ]
+)
 def url_template(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.param(tmp_path))
 

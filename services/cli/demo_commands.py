@@ -47,7 +47,11 @@ def up(
     data.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(generate_party_members(members, seed), data)
     publisher = Publisher(
-        bootstrap=settings.bootstrap, governance=hub.governance, keys=hub.keys, agency="coc", dataset="party-members"
+        bootstrap=settings.bootstrap,
+        governance=hub.governance,
+        keys=hub.keys,
+        agency="coc",
+        dataset="party-members",
     )
     report = publisher.publish_lines(read_jsonl(data))
     err.print(f"published {report.published} party-members events as the Central Organization Commission")
@@ -64,17 +68,18 @@ def up(
         time.sleep(1)
     token = issue_credential(settings, DEMO_CONSUMER)
     base = f"http://{settings.api_host}:{settings.api_port}"
+    records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3"
     typer.echo(
         f"""
 sharehub demo is up.
   Kafka            {settings.bootstrap}
   projection       pid {worker_pid}, log {worker_log}
   query API        {base}  (OpenAPI: {base}/docs), log {api_log}
-  read model       {DEMO_CONSUMER}: {store.count('party-members')} party members, granted fields only
+  read model       {DEMO_CONSUMER}: {store.count("party-members")} party members, granted fields only
   state            {settings.home.resolve()}
 
 Read the Dong Thap Provincial Party Committee's read model:
-  curl -s -H 'Authorization: Bearer {token}' '{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3'
+  curl -s -H 'Authorization: Bearer {token}' '{records_url}'
 
 Verify every signature and chain on the log:  .venv/bin/sharehub audit verify
 Stop everything:                              make demo-down

@@ -26,9 +26,11 @@ err = Console(stderr=True, soft_wrap=True)
 @reports_errors
 def gov_load(
     spec: Annotated[Path, typer.Argument(help="YAML file describing agencies, datasets and agreements")],
-    create_topics: Annotated[bool, typer.Option(help="Create the dataset and quarantine topics on Kafka")] = True,
+    create_topics: Annotated[
+        bool, typer.Option(help="Create the dataset and quarantine topics on Kafka")
+    ] = True,
 ) -> None:
-    """Bring governance to the state SPEC describes (idempotent): keys for new agencies and datasets, topics."""
+    """Bring governance to the state SPEC describes (idempotent): new keys, topics."""
     from services.governance_bootstrap import create_topics as make_topics
     from services.governance_bootstrap import load_governance, read_spec
 
@@ -58,7 +60,9 @@ def gov_show() -> None:
     out.print(table)
     table = Table("agreement", "consumer", "dataset", "fields", "status", "valid until")
     for ag in gov.agreements():
-        table.add_row(ag.id, ag.consumer, ag.dataset, ", ".join(ag.fields), ag.status, str(ag.valid_until or "-"))
+        table.add_row(
+            ag.id, ag.consumer, ag.dataset, ", ".join(ag.fields), ag.status, str(ag.valid_until or "-")
+        )
     out.print(table)
 
 
@@ -73,18 +77,24 @@ def credentials_issue(consumer: Annotated[str, typer.Argument(help="Consumer age
 
 @reports_errors
 def publish(
-    file: Annotated[Path, typer.Argument(help="JSON Lines file, one record per line", exists=True, dir_okay=False)],
+    file: Annotated[
+        Path, typer.Argument(help="JSON Lines file, one record per line", exists=True, dir_okay=False)
+    ],
     agency: Annotated[str, typer.Option("--as", help="Publishing agency (must own the dataset)")],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")],
     event_type: Annotated[str, typer.Option(help="UPSERTED or CORRECTED")] = "UPSERTED",
 ) -> None:
-    """Validate, seal and publish each line of FILE; bad lines are reported with their numbers, good lines go."""
+    """Validate, seal and publish each line of FILE; bad lines are reported by number, good lines go."""
     from connectors.jsonl_source import read_jsonl
     from connectors.publisher import Publisher
 
     hub = Hub()
     publisher = Publisher(
-        bootstrap=hub.settings.bootstrap, governance=hub.governance, keys=hub.keys, agency=agency, dataset=dataset
+        bootstrap=hub.settings.bootstrap,
+        governance=hub.governance,
+        keys=hub.keys,
+        agency=agency,
+        dataset=dataset,
     )
     report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
     for bad in report.rejected:
@@ -132,9 +142,12 @@ def serve(
     from services.query_api import create_app
 
     hub = Hub()
-    hub.governance  # fail now, clearly, if governance is missing
+    hub.governance.agencies  # noqa: B018 - fail now, clearly, if there is no governance state
     uvicorn.run(
-        create_app(hub), host=host or hub.settings.api_host, port=port or hub.settings.api_port, log_level="info"
+        create_app(hub),
+        host=host or hub.settings.api_host,
+        port=port or hub.settings.api_port,
+        log_level="info",
     )
 
 
@@ -155,7 +168,16 @@ def audit_verify_command(
         rows = report.events if show_all else report.findings
         columns = ("topic", "partition", "offset", "producer", "sequence", "signature", "chain", "detail")
         cells = [
-            (e.topic, str(e.partition), str(e.offset), e.producer or "?", str(e.sequence or "?"), e.signature, e.chain, e.detail)
+            (
+                e.topic,
+                str(e.partition),
+                str(e.offset),
+                e.producer or "?",
+                str(e.sequence or "?"),
+                e.signature,
+                e.chain,
+                e.detail,
+            )
             for e in rows
         ]
         if cells and out.is_terminal:
