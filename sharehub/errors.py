@@ -5,19 +5,19 @@
     SharehubError
     ├── ConfigurationError        settings or local state unusable (master key missing or readable by others)
     ├── InputError                a caller's input is wrong; the message says what and where
-    │   ├── RecordValidationError     a record does not match its dataset's schema
-    │   └── UnknownReferenceError     an agency, dataset, consumer or key id that does not exist
+    │   ├── RecordValidationError      a record does not match its dataset's      schema
+    │   └── UnknownReferenceError      an agency, dataset, consumer or key id that does notexist
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
-    │   ├── MalformedEnvelope           not an envelope, truncated, trailing bytes    malformed
-    │   ├── UnsupportedEnvelopeVersion  unknown envelope schema fingerprint           unsupported_envelope_version
-    │   ├── UnknownSigner               no such agency or key, or key not valid then  unknown_signer
-    │   ├── SignatureInvalid            signature fails over the exact bytes          bad_signature
-    │   ├── NotOwner                    signer does not own the dataset               not_owner
-    │   ├── DatasetMismatch             header names another dataset than the topic   dataset_mismatch
-    │   ├── UnknownSchema               fingerprint names no schema of the dataset    unknown_schema
-    │   ├── UnknownDataKey              no data-encryption key with that id           unknown_data_key
-    │   ├── DecryptionFailed            AES-GCM authentication failed                 decryption_failed
-    │   └── PayloadInvalid              decrypted payload is not a valid record       payload_invalid
+    │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
+    │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
+    │   ├── UnknownSigner              agency or key unknown, or not valid then   unknown_signer
+    │   ├── SignatureInvalid           signature fails over the exact bytes       bad_signature
+    │   ├── NotOwner                   signer does not own the dataset            not_owner
+    │   ├── DatasetMismatch            names another dataset than its topic's     dataset_mismatch
+    │   ├── UnknownSchema              fingerprint names no schema of the dataset unknown_schema
+    │   ├── UnknownDataKey             no data-encryption key with that id        unknown_data_key
+    │   ├── DecryptionFailed           AES-GCM authentication failed              decryption_failed
+    │   └── PayloadInvalid             decrypted payload is not a valid record    payload_invalid
     ├── AccessDenied              a query that may not be answered
     │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
