@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
+.venv/bin/ruff check sharehub connectors projections services tests
+.venv/bin/mypy
 
 export SHAREHUB_HOME="$PWD/.sharehub-test"
 export SHAREHUB_LOCAL_KAFKA_PORT="${SHAREHUB_TEST_KAFKA_PORT:-39592}"
