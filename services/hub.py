@@ -15,6 +15,7 @@ class Hub:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self._governance: tuple[int, GovernanceState] | None = None
+        self._stores: dict[str, ReadModelStore] = {}
 
     @property
     def home(self) -> Path:
@@ -46,10 +47,18 @@ class Hub:
         return sorted({a.consumer for a in self.governance.agreements()})
 
     def store(self, consumer: str) -> ReadModelStore:
-        store = ReadModelStore(
-            self.settings.read_model_url_template,
-            consumer,
-            password_file=self.settings.read_model_password_file,
-        )
-        store.create()
-        return store
+        """The consumer's read model (created if new), one per consumer for the life of this hub."""
+        if consumer not in self._stores:
+            store = ReadModelStore(
+                self.settings.read_model_url_template,
+                consumer,
+                password_file=self.settings.read_model_password_file,
+            )
+            store.create()
+            self._stores[consumer] = store
+        return self._stores[consumer]
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()

@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from projections.read_model import ReadModelStore
 from services.hub import Hub
 from sharehub.errors import Forbidden, NotAuthenticated, SharehubError, UnknownReferenceError
 
@@ -43,12 +42,7 @@ def create_app(hub: Hub) -> FastAPI:
         version="1",
         description="Each consumer agency reads the records its active agreements grant, and nothing else.",
     )
-    stores: dict[str, ReadModelStore] = {}
-
-    def store(consumer: str) -> ReadModelStore:
-        if consumer not in stores:
-            stores[consumer] = hub.store(consumer)
-        return stores[consumer]
+    store = hub.store
 
     def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
         if credentials is None:

@@ -45,29 +45,35 @@ def demo_spec(prefix: str | None = None) -> HubSpec:
 
 
 @pytest.fixture
-def offline_hub(tmp_path: Path) -> Hub:
+def offline_hub(tmp_path: Path) -> Iterator[Hub]:
     """A hub with demo governance and keys, for tests that need no broker."""
     settings = Settings(
         home=tmp_path / "home", kafka_bootstrap="127.0.0.1:9", master_key=None, read_model_url=None
     )
     load_governance(settings, demo_spec())
-    return Hub(settings)
+    hub = Hub(settings)
+    yield hub
+    hub.close()
 
 
 @pytest.fixture
-def hub(tmp_path: Path, kafka_bootstrap: str) -> Hub:
+def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
     """A hub with demo governance, keys and its own topics on the real broker."""
     settings = Settings(
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     state = load_governance(settings, demo_spec())
     create_topics(settings, state)
-    return Hub(settings)
+    hub = Hub(settings)
+    yield hub
+    hub.close()
 
 
 def hub_env(hub: Hub, **extra: str) -> dict[str, str]:
     """Environment for running sharehub commands against ``hub`` in a subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")}
+    if hub.settings.read_model_url:
+        env["SHAREHUB_READ_MODEL_URL"] = hub.settings.read_model_url
     env.update(
         SHAREHUB_HOME=str(hub.home),
         SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,

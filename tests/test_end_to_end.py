@@ -50,7 +50,32 @@ def publish(hub: Hub, records: list[dict[str, object]]) -> None:
     publisher.flush()
 
 
-def test_publish_project_and_query_end_to_end(hub: Hub, worker: Worker, tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def read_model_backend(request: pytest.FixtureRequest, hub: Hub) -> Iterator[Hub]:
+    """The hub with its read models in SQLite (the default) or in the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield hub
+        return
+    url = os.environ.get("SHAREHUB_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("SHAREHUB_TEST_POSTGRES_URL is not set: run the suite with 'make test'")
+    on_postgres = Hub(hub.settings.model_copy(update={"read_model_url": url}))
+    yield on_postgres
+    for consumer in on_postgres.consumers():
+        on_postgres.store(consumer).drop()
+    on_postgres.close()
+
+
+def test_publish_project_and_query_end_to_end(read_model_backend: Hub, tmp_path: Path) -> None:
+    hub = read_model_backend
+    worker = Worker(hub)
+    try:
+        _publish_project_and_query(hub, worker, tmp_path)
+    finally:
+        worker.stop()
+
+
+def _publish_project_and_query(hub: Hub, worker: Worker, tmp_path: Path) -> None:
     data = tmp_path / "members.jsonl"
     write_jsonl(generate_party_members(300, seed=7), data)
     published = sharehub(hub, "publish", "--as", "coc", "--dataset", DATASET, str(data))

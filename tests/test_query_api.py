@@ -23,7 +23,7 @@ def loaded(offline_hub: Hub) -> Hub:
 
 
 def client(hub: Hub) -> TestClient:
-    return TestClient(create_app(Hub(hub.settings)))
+    return TestClient(create_app(hub))
 
 
 def bearer(hub: Hub, consumer: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 app = typer.Typer(
@@ -26,5 +28,7 @@ def _register() -> None:
 
 
 def main() -> None:
+    # Read models, key stores and demo data hold classified records: nothing the hub writes is for others.
+    os.umask(0o077)
     _register()
     app()
