@@ -1,37 +1,28 @@
-"""Where a producer's hash chain stands: recovered from the dataset's topic itself, the source of truth.
+"""Where a producer's chains stand: recovered from the dataset's topic itself, the source of truth.
 
-Each partition is read backwards in windows until its newest event that verifies as the producer's is
-found; the chain head is the highest sequence over all partitions. Forged or corrupt messages at the end of
-a partition are passed over, so they can never bend the chain.
+Each partition (lane) is read backwards in windows until its newest event that verifies as the producer's
+is found. Forged or corrupt messages at the end of a lane are passed over, so they can never bend a chain.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from sharehub.envelope import ZERO_HASH, SignerDirectory, parse, verify
+from sharehub.chain import ChainHead, head_after
+from sharehub.envelope import SignerDirectory, parse, verify
 from sharehub.errors import BrokerError, EnvelopeError
 from sharehub.kafka import client_config
 
 WINDOW = 200
 
 
-@dataclass(frozen=True)
-class ChainHead:
-    sequence: int
-    hash: bytes
-
-
-GENESIS = ChainHead(0, ZERO_HASH)
-
-
-def recover_chain_head(
+def recover_chain_heads(
     bootstrap: str, topic: str, producer: str, signers: SignerDirectory, *, timeout: float = 30.0
-) -> ChainHead:
+) -> tuple[int, dict[int, ChainHead]]:
+    """(number of lanes, chain head per lane that has one)."""
     consumer = Consumer(
         client_config(
             bootstrap,
@@ -52,34 +43,34 @@ def recover_chain_head(
             raise BrokerError(
                 f"topic {topic!r} does not exist; governance creates it when the dataset is declared"
             )
-        head = GENESIS
-        for partition in described.partitions:
-            found = _newest_in_partition(consumer, topic, partition, producer, signers, timeout)
-            if found is not None and found.sequence > head.sequence:
-                head = found
-        return head
+        heads = {}
+        for lane in sorted(described.partitions):
+            found = _newest_in_lane(consumer, topic, lane, producer, signers, timeout)
+            if found is not None:
+                heads[lane] = found
+        return len(described.partitions), heads
     finally:
         consumer.close()
 
 
-def _newest_in_partition(
-    consumer: Consumer, topic: str, partition: int, producer: str, signers: SignerDirectory, timeout: float
+def _newest_in_lane(
+    consumer: Consumer, topic: str, lane: int, producer: str, signers: SignerDirectory, timeout: float
 ) -> ChainHead | None:
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, lane), timeout=timeout)
     end = high
     while end > low:
         start = max(low, end - WINDOW)
         best: ChainHead | None = None
-        for value in _read_range(consumer, topic, partition, start, end, timeout):
+        for value in _read_range(consumer, topic, lane, start, end, timeout):
             try:
                 envelope = parse(value)
-                if envelope.header.producer != producer:
+                if envelope.header.producer != producer or envelope.header.lane != lane:
                     continue
                 verify(envelope, signers)
             except EnvelopeError:
                 continue
             if best is None or envelope.header.sequence > best.sequence:
-                best = ChainHead(envelope.header.sequence, envelope.hash)
+                best = head_after(envelope)
         if best is not None:
             return best
         end = start

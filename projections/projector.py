@@ -1,8 +1,13 @@
 """The projection's decisions, free of any transport: which events are valid, and what each consumer gets.
 
-:meth:`Projector.decide` opens a batch of log messages and applies the agreements; :meth:`Projector.commit`
-writes each consumer's rows with its new positions in one transaction. The worker sends quarantined events
-to the quarantine topic *between* the two, so a crash can duplicate a quarantine entry but never lose one.
+For every message, in log order: parse → authenticate (dataset, signature, owner) → lane → chain → decrypt.
+An event that fails any step goes to quarantine with its reason and is never applied. An event that
+continues its chain is applied to every consumer holding an active agreement, limited to the agreement's
+fields; an ERASED event, or an event whose subject's key was destroyed, purges that subject everywhere.
+
+:meth:`Projector.decide` judges a batch; :meth:`Projector.commit` writes each consumer's rows, purges,
+positions and chain heads in one transaction. The worker sends quarantined events to the quarantine topic
+*between* the two, so a crash can duplicate a quarantine entry but never lose one.
 """
 
 from __future__ import annotations
@@ -10,12 +15,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from projections.read_model import ReadModelStore, Row, TopicPartition
+from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
+from sharehub import chain
 from sharehub.avro import datum_to_json
-from sharehub.envelope import DataKeys, OpenedEvent, open_envelope
-from sharehub.errors import EnvelopeError, UnknownReferenceError
+from sharehub.envelope import DataKeys, OpenedEvent, authenticate, decrypt, parse, pseudonym
+from sharehub.errors import ChainViolation, EnvelopeError, SubjectErased, UnknownReferenceError
 from sharehub.governance import GovernanceView
+from sharehub.keys import SecretBytes
+
+
+class ProjectionKeys(DataKeys, Protocol):
+    def routing_key(self, dataset: str) -> SecretBytes: ...
+    def forget_cached(self, key_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -38,12 +51,27 @@ class Quarantined:
     detail: str
 
 
+@dataclass(frozen=True)
+class _Apply:
+    message: LogMessage
+    event: OpenedEvent
+
+
+@dataclass(frozen=True)
+class _Purge:
+    message: LogMessage
+    dataset: str
+    subject_ref: str
+
+
 @dataclass
 class Decision:
-    """What one batch does: rows and positions per consumer, and what goes to quarantine."""
+    """What one batch does: rows, purges, positions and chain heads per consumer, and what is quarantined."""
 
     rows: dict[str, list[Row]] = field(default_factory=dict)
+    purges: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     positions: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
+    heads: ChainHeads = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
 
     def applied(self) -> int:
@@ -56,7 +84,7 @@ class Projector:
     def __init__(
         self,
         governance: GovernanceView,
-        keys: DataKeys,
+        keys: ProjectionKeys,
         stores: Mapping[str, ReadModelStore],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -65,72 +93,133 @@ class Projector:
         self._stores = stores
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
+        self._heads: ChainHeads = {}
+        #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
+        self._judged: dict[TopicPartition, int] = {}
 
     @property
     def topics(self) -> list[str]:
         return sorted(self._dataset_by_topic)
 
     def resume_offset(self, tp: TopicPartition) -> int:
-        """Where to start reading ``tp`` so that no read model misses anything: the least stored position."""
-        return min((store.positions().get(tp, 0) for store in self._stores.values()), default=0)
+        """Where to start reading ``tp`` so that no read model misses anything: the least stored position.
+        The chain heads are taken from a read model that stands exactly there."""
+        stored = {consumer: store.positions().get(tp, 0) for consumer, store in self._stores.items()}
+        offset = min(stored.values(), default=0)
+        for key in [k for k in self._heads if k[:2] == tp]:
+            del self._heads[key]
+        behind = [c for c, position in stored.items() if position == offset]
+        if offset and behind:
+            self._heads.update(self._stores[behind[0]].chain_heads(tp))
+        self._judged[tp] = offset
+        return offset
 
     def decide(self, batch: Sequence[LogMessage]) -> Decision:
         decision = Decision()
-        opened: list[tuple[LogMessage, OpenedEvent]] = []
+        verdicts: list[_Apply | _Purge] = []
         for message in batch:
+            if message.tp not in self._judged:
+                self.resume_offset(message.tp)
+            if message.offset < self._judged[message.tp]:
+                continue  # judged before: a redelivery after a rebalance or a restart
+            self._judged[message.tp] = message.offset + 1
             try:
-                dataset = self._dataset_by_topic.get(message.topic)
-                if dataset is None:
-                    raise UnknownReferenceError(f"topic {message.topic!r} carries no registered dataset")
-                opened.append(
-                    (
-                        message,
-                        open_envelope(
-                            message.value, topic_dataset=dataset, signers=self._governance, keys=self._keys
-                        ),
-                    )
-                )
+                verdict = self._judge(message)
             except (EnvelopeError, UnknownReferenceError) as exc:
                 reason = getattr(exc, "reason", "unknown_dataset")
                 decision.quarantined.append(Quarantined(message, reason, str(exc)))
+                continue
+            if verdict is not None:
+                verdicts.append(verdict)
+        moved_tps = {m.tp for m in batch}
+        decision.heads = {k: v for k, v in self._heads.items() if k[:2] in moved_tps}
         now = self._clock()
         for consumer, store in self._stores.items():
             done = store.positions()
-            rows: list[Row] = []
             moved: dict[TopicPartition, int] = {}
             for message in batch:
-                if message.offset < done.get(message.tp, 0):
+                if message.offset >= done.get(message.tp, 0):
+                    moved[message.tp] = max(moved.get(message.tp, 0), message.offset + 1)
+            rows, purges = [], []
+            for verdict in verdicts:
+                if verdict.message.offset < done.get(verdict.message.tp, 0):
                     continue  # applied by an earlier run: exactly-once effects
-                moved[message.tp] = max(moved.get(message.tp, 0), message.offset + 1)
-            for message, event in opened:
-                if message.offset < done.get(message.tp, 0):
-                    continue
-                row = self._grant(consumer, event, now)
-                if row is not None:
+                if isinstance(verdict, _Purge):
+                    purges.append((verdict.dataset, verdict.subject_ref))
+                elif (row := self._grant(consumer, verdict.event, now)) is not None:
                     rows.append(row)
-            decision.rows[consumer] = rows
-            decision.positions[consumer] = moved
+            decision.rows[consumer], decision.purges[consumer], decision.positions[consumer] = (
+                rows,
+                purges,
+                moved,
+            )
         return decision
 
     def commit(self, decision: Decision) -> None:
-        for consumer, store in self._stores.items():
-            rows = decision.rows.get(consumer, [])
-            moved = decision.positions.get(consumer, {})
-            if rows or moved:
-                store.apply(rows, moved)
+        try:
+            for consumer, store in self._stores.items():
+                moved = decision.positions.get(consumer, {})
+                heads = {k: v for k, v in decision.heads.items() if k[:2] in moved}
+                if moved:
+                    store.apply(
+                        decision.rows.get(consumer, []),
+                        moved,
+                        purges=decision.purges.get(consumer, []),
+                        heads=heads,
+                    )
+        except BaseException:
+            self._judged.clear()  # judge again from the stored positions: nothing may be skipped
+            raise
+
+    # --- judging one message -------------------------------------------------------------------------
+
+    def _judge(self, message: LogMessage) -> _Apply | _Purge | None:
+        dataset = self._dataset_by_topic.get(message.topic)
+        if dataset is None:
+            raise UnknownReferenceError(f"topic {message.topic!r} carries no registered dataset")
+        envelope = parse(message.value)
+        authenticate(envelope, topic_dataset=dataset, signers=self._governance)
+        header = envelope.header
+        if header.lane != message.partition:
+            raise ChainViolation(
+                "misrouted", f"signed for lane {header.lane}, found in partition {message.partition}"
+            )
+        key = (message.topic, message.partition, header.producer)
+        current = self._heads.get(key)
+        verdict = chain.judge(None if current is None else chain.ChainHead(*current), envelope)
+        if verdict in (None, chain.GAP):
+            self._heads[key] = (header.sequence, envelope.hash)  # a gap is reported, then the chain goes on
+        if verdict is not None:
+            raise ChainViolation(
+                verdict, f"sequence {header.sequence} in lane {header.lane} of {header.producer!r}"
+            )
+        try:
+            event = decrypt(envelope, signers=self._governance, keys=self._keys)
+        except SubjectErased:
+            return _Purge(message, dataset, _subject_ref(header.subject_key_id))
+        if event.record is None:  # ERASED
+            self._keys.forget_cached(header.subject_key_id)
+            return _Purge(message, dataset, _subject_ref(header.subject_key_id))
+        return _Apply(message, event)
 
     def _grant(self, consumer: str, event: OpenedEvent, now: dt.datetime) -> Row | None:
         header = event.header
         agreement = self._governance.active_agreement(consumer, header.dataset, now)
-        if agreement is None:
+        if agreement is None or event.record is None:
             return None  # default deny
         key_field = self._governance.dataset(header.dataset).key_field
+        record_key = str(event.record[key_field])
         granted = {name: event.record[name] for name in agreement.fields if name in event.record}
         return Row(
             dataset=header.dataset,
-            record_key=str(event.record[key_field]),
+            record_key=record_key,
+            subject_ref=pseudonym(self._keys.routing_key(header.dataset), record_key).hex(),
             fields=datum_to_json(granted),
             event_id=header.event_id,
             occurred_at=header.occurred_at,
             agreement_id=agreement.id,
         )
+
+
+def _subject_ref(subject_key_id: str) -> str:
+    return subject_key_id.rsplit("/", 1)[-1]

@@ -20,10 +20,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -38,6 +40,8 @@ records = Table(
     metadata,
     Column("dataset", String(64), primary_key=True),
     Column("record_key", String(256), primary_key=True),
+    #: The record's pseudonym (hex): what an erasure names, so the subject can be purged.
+    Column("subject_ref", String(64), nullable=False, index=True),
     Column("fields", JSON, nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
@@ -56,7 +60,19 @@ positions = Table(
     Column("next_offset", BigInteger, nullable=False),
 )
 
+chain_heads = Table(
+    "chain_heads",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("producer", String(64), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
 TopicPartition = tuple[str, int]
+#: (topic, partition, producer) → (sequence, hash) of the last event that continued that chain.
+ChainHeads = dict[tuple[str, int, str], tuple[int, bytes]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,7 @@ class Row:
 
     dataset: str
     record_key: str
+    subject_ref: str
     fields: dict[str, Any]
     event_id: str
     occurred_at: dt.datetime
@@ -125,8 +142,24 @@ class ReadModelStore:
                 )
             }
 
-    def apply(self, rows: Sequence[Row], new_positions: Mapping[TopicPartition, int]) -> None:
-        """Upsert ``rows`` and move ``positions`` forward, all in one transaction."""
+    def chain_heads(self, tp: TopicPartition) -> ChainHeads:
+        query = select(chain_heads).where(chain_heads.c.topic == tp[0], chain_heads.c.partition == tp[1])
+        with self.engine.connect() as conn:
+            return {
+                (r.topic, r.partition, r.producer): (int(r.sequence), bytes(r.hash))
+                for r in conn.execute(query)
+            }
+
+    def apply(
+        self,
+        rows: Sequence[Row],
+        new_positions: Mapping[TopicPartition, int],
+        *,
+        purges: Sequence[tuple[str, str]] = (),
+        heads: ChainHeads | None = None,
+    ) -> None:
+        """Upsert ``rows``, then purge erased subjects ((dataset, subject_ref)), and move the positions and
+        chain heads forward, all in one transaction."""
         insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as conn:
@@ -143,6 +176,7 @@ class ReadModelStore:
                         {
                             "dataset": r.dataset,
                             "record_key": r.record_key,
+                            "subject_ref": r.subject_ref,
                             "fields": r.fields,
                             "event_id": r.event_id,
                             "occurred_at": r.occurred_at,
@@ -165,6 +199,23 @@ class ReadModelStore:
                             "applied_at": excluded.applied_at,
                             "version": records.c.version + excluded.version,
                         },
+                    )
+                )
+            for dataset, subject_ref in purges:
+                conn.execute(
+                    delete(records).where(records.c.dataset == dataset, records.c.subject_ref == subject_ref)
+                )
+            if heads:
+                hstmt = insert(chain_heads).values(
+                    [
+                        {"topic": t, "partition": p, "producer": who, "sequence": seq, "hash": h}
+                        for (t, p, who), (seq, h) in heads.items()
+                    ]
+                )
+                conn.execute(
+                    hstmt.on_conflict_do_update(
+                        index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
+                        set_={"sequence": hstmt.excluded.sequence, "hash": hstmt.excluded.hash},
                     )
                 )
             if new_positions:

@@ -1,9 +1,11 @@
 """Audit: replay dataset topics from offset 0, with public keys only, and check every event.
 
 For each event: does it parse, does the producer's signature verify over the exact bytes, does the
-producer own the dataset. For each (producer, dataset) chain: sequences run 1, 2, 3… with no gap or
-duplicate, in order within a partition, and each ``prev_hash`` is the SHA-256 of the event before.
-No decryption key is needed or used.
+producer own the dataset, is it in the lane (partition) it was signed for. For each (producer, lane) chain,
+in log order: sequences run 1, 2, 3… and each ``prev_hash`` is the SHA-256 of the event before; a gap, a
+duplicate, an event out of order, a fork and a broken link are each named. Then every signed checkpoint
+is held against the log: a checkpointed event that is missing means the lane was cut short (truncated),
+one with another hash means it was rewritten. No decryption key is needed or used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from sharehub.envelope import ZERO_HASH, Envelope, parse, verify
+from sharehub import chain
+from sharehub.checkpoints import open_checkpoint
+from sharehub.envelope import Envelope, authenticate, parse
 from sharehub.errors import BrokerError, EnvelopeError
 from sharehub.governance import GovernanceView
 from sharehub.kafka import client_config
@@ -32,7 +36,8 @@ class EventStatus:
     event_id: str | None = None
     #: ok, or the reason code of the failure (bad_signature, malformed, not_owner, ...).
     signature: str = "ok"
-    #: ok, or what is wrong with the chain at this event; "-" when the event is not part of a valid chain.
+    #: ok, or what is wrong with the chain here: gap, duplicate, out_of_order, fork, broken_link,
+    #: misrouted, truncated, checkpoint_mismatch; "-" when the event is not authentic.
     chain: str = "ok"
     detail: str = ""
 
@@ -44,6 +49,7 @@ class EventStatus:
 @dataclass
 class AuditReport:
     events: list[EventStatus] = field(default_factory=list)
+    checkpoints: int = 0
 
     @property
     def findings(self) -> list[EventStatus]:
@@ -51,16 +57,25 @@ class AuditReport:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "events": len(self.events),
+            "events": sum(1 for e in self.events if not e.topic.endswith("-checkpoints")),
+            "checkpoints": self.checkpoints,
             "findings": len(self.findings),
             "results": [asdict(e) for e in self.events],
         }
 
 
+@dataclass
+class _Lane:
+    """One (producer, dataset, lane) chain as the audit walks it."""
+
+    head: chain.ChainHead | None = None
+    seen: dict[int, bytes] = field(default_factory=dict)
+
+
 def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float = 60.0) -> AuditReport:
     report = AuditReport()
+    lanes: dict[tuple[str, str, int], _Lane] = defaultdict(_Lane)
     for dataset in governance.datasets():
-        chains: dict[str, list[tuple[EventStatus, Envelope]]] = defaultdict(list)
         for partition, offset, value in read_topic(bootstrap, dataset.topic, timeout=timeout):
             status = EventStatus(dataset.topic, partition, offset)
             report.events.append(status)
@@ -72,60 +87,62 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
                     header.sequence,
                     header.event_id,
                 )
-                if header.dataset != dataset.id:
-                    raise _finding("dataset_mismatch", f"names dataset {header.dataset!r}")
-                verify(envelope, governance)
-                if header.producer != dataset.owner:
-                    raise _finding("not_owner", f"{header.producer!r} does not own {dataset.id!r}")
+                authenticate(envelope, topic_dataset=dataset.id, signers=governance)
             except EnvelopeError as exc:
                 status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
                 continue
-            chains[header.producer].append((status, envelope))
-        for events in chains.values():
-            _check_chain(events)
+            if header.lane != partition:
+                status.chain, status.detail = "misrouted", f"signed for lane {header.lane}"
+                continue
+            _walk(lanes[(header.producer, dataset.id, partition)], envelope, status)
+    for partition, offset, value in read_topic(bootstrap, governance.checkpoint_topic, timeout=timeout):
+        report.checkpoints += 1
+        status = EventStatus(governance.checkpoint_topic, partition, offset)
+        try:
+            checkpoint = open_checkpoint(value, governance)
+        except EnvelopeError as exc:
+            status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
+            report.events.append(status)
+            continue
+        status.producer, status.sequence = checkpoint.producer, checkpoint.sequence
+        logged = lanes[(checkpoint.producer, checkpoint.dataset, checkpoint.lane)].seen.get(
+            checkpoint.sequence
+        )
+        where = f"{checkpoint.dataset} lane {checkpoint.lane} sequence {checkpoint.sequence}"
+        if logged is None:
+            status.chain, status.detail = "truncated", f"checkpointed event {where} is not in the log"
+        elif logged != checkpoint.head_hash:
+            status.chain, status.detail = "checkpoint_mismatch", f"event {where} differs from its checkpoint"
+        if not status.ok:
+            report.events.append(status)
     return report
 
 
-def _finding(reason: str, detail: str) -> EnvelopeError:
-    exc = EnvelopeError(detail)
-    exc.reason = reason
-    return exc
-
-
-def _check_chain(events: list[tuple[EventStatus, Envelope]]) -> None:
-    """Mark gaps, duplicates, forks, broken links and reordering in one producer's chain."""
-    by_sequence: dict[int, list[tuple[EventStatus, Envelope]]] = defaultdict(list)
-    for status, envelope in events:
-        by_sequence[envelope.header.sequence].append((status, envelope))
-    previous_hash: bytes | None = None
-    expected = 1
-    for sequence in sorted(by_sequence):
-        copies = by_sequence[sequence]
-        first_status, first = copies[0]
-        for status, envelope in copies[1:]:
-            status.chain = "duplicate" if envelope.hash == first.hash else "fork"
-            where = f"{first_status.topic}[{first_status.partition}]@{first_status.offset}"
-            status.detail = f"sequence {sequence} appears again at {where}"
-        if sequence != expected:
-            first_status.chain = "gap"
-            first_status.detail = f"sequences {expected}..{sequence - 1} are missing"
-        else:
-            want = ZERO_HASH if sequence == 1 else previous_hash
-            if first.header.prev_hash != want:
-                first_status.chain = "broken_link"
-                first_status.detail = "prev_hash is not the hash of the previous event"
-        previous_hash = first.hash
-        expected = sequence + 1
-    # Within one partition a producer's sequences must rise with the offsets.
-    highest: dict[tuple[str, int], int] = {}
-    for status, envelope in sorted(events, key=lambda se: (se[0].partition, se[0].offset)):
-        where = (status.topic, status.partition)
-        if envelope.header.sequence < highest.get(where, 0) and status.chain == "ok":
-            status.chain = "out_of_order"
-            status.detail = (
-                f"sequence {envelope.header.sequence} after {highest[where]} in the same partition"
+def _walk(lane: _Lane, envelope: Envelope, status: EventStatus) -> None:
+    header = envelope.header
+    verdict = chain.judge(lane.head, envelope)
+    earlier = lane.seen.get(header.sequence)
+    if verdict is None or verdict == chain.GAP:
+        if verdict == chain.GAP:
+            expected = (lane.head.sequence if lane.head else 0) + 1
+            status.chain, status.detail = (
+                "gap",
+                f"sequences {expected}..{header.sequence - 1} are missing here",
             )
-        highest[where] = max(highest.get(where, 0), envelope.header.sequence)
+        lane.head = chain.head_after(envelope)
+        lane.seen[header.sequence] = envelope.hash
+    elif verdict == chain.FORK:
+        status.chain, status.detail = "broken_link", "prev_hash is not the hash of the previous event"
+    elif earlier is None:
+        status.chain, status.detail = (
+            "out_of_order",
+            f"sequence {header.sequence} after {lane.head.sequence if lane.head else 0}",
+        )
+        lane.seen[header.sequence] = envelope.hash
+    elif earlier == envelope.hash:
+        status.chain, status.detail = "duplicate", f"sequence {header.sequence} appears again"
+    else:
+        status.chain, status.detail = "fork", f"another event already holds sequence {header.sequence}"
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> Iterator[tuple[int, int, bytes]]:

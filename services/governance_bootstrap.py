@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sharehub.errors import InputError
 from sharehub.governance import Agency, Agreement, Dataset, GovernanceState, PublicKey, token_hash
 from sharehub.kafka import ensure_topics
-from sharehub.keys import LocalKeyStore, _write_private, load_master_key
+from sharehub.keys import LocalKeyStore, write_private, load_master_key
 from sharehub.settings import Settings
 
 
@@ -62,7 +62,7 @@ def load_governance(settings: Settings, spec: HubSpec) -> GovernanceState:
         agreements=agreements,
     )
     home.mkdir(parents=True, exist_ok=True)
-    keys = LocalKeyStore(home / "keystore.json", load_master_key(home, settings.master_key, create=True))
+    keys = LocalKeyStore(home / "keys.db", load_master_key(home, settings.master_key, create=True))
     previous = GovernanceState.load(home / "governance.json") if (home / "governance.json").exists() else None
     agencies = [_with_signing_key(a, previous, keys) for a in agencies]
     for ds in datasets:
@@ -88,7 +88,8 @@ def load_governance(settings: Settings, spec: HubSpec) -> GovernanceState:
 
 
 def create_topics(settings: Settings, state: GovernanceState) -> list[str]:
-    topics = [(d.topic, d.partitions) for d in state.datasets()] + [(state.quarantine_topic, 1)]
+    own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1)]
+    topics = [(d.topic, d.partitions) for d in state.datasets()] + own
     return ensure_topics(settings.bootstrap, topics)
 
 
@@ -105,7 +106,7 @@ def issue_credential(settings: Settings, consumer: str) -> str:
 
 def save(settings: Settings, state: GovernanceState) -> None:
     GovernanceState.model_validate_json(state.dump())  # never write a state that would not load
-    _write_private(settings.home / "governance.json", state.dump().encode())
+    write_private(settings.home / "governance.json", state.dump().encode())
 
 
 def _with_signing_key(agency: Agency, previous: GovernanceState | None, keys: LocalKeyStore) -> Agency:

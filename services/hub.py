@@ -38,9 +38,7 @@ class Hub:
 
     @cached_property
     def keys(self) -> LocalKeyStore:
-        return LocalKeyStore(
-            self.home / "keystore.json", load_master_key(self.home, self.settings.master_key)
-        )
+        return LocalKeyStore(self.home / "keys.db", load_master_key(self.home, self.settings.master_key))
 
     def consumers(self) -> list[str]:
         """Every agency that holds an agreement, whatever its state: each has a read model."""
@@ -62,3 +60,6 @@ class Hub:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+        if "keys" in self.__dict__:
+            self.keys.close()
+            del self.__dict__["keys"]

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any, cast
 
@@ -88,6 +89,28 @@ class RecordSchema:
 
     def encode_single_object(self, datum: dict[str, Any]) -> bytes:
         return SINGLE_OBJECT_MARKER + self.fingerprint + self.encode(datum)
+
+    @cached_property
+    def personal_fields(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.fields.items() if spec.personal)
+
+    @cached_property
+    def shared_part(self) -> RecordSchema:
+        """The record without its personal fields: what the dataset key encrypts."""
+        return self._part("Shared", lambda f: not f.get("personal", False))
+
+    @cached_property
+    def personal_part(self) -> RecordSchema:
+        """Only the personal fields: what a data subject's own key encrypts."""
+        return self._part("Personal", lambda f: bool(f.get("personal", False)))
+
+    def _part(self, suffix: str, keep: Any) -> RecordSchema:
+        raw = {
+            **self.raw,
+            "name": self.raw["name"] + suffix,
+            "fields": [f for f in self.raw["fields"] if keep(f)],
+        }
+        return RecordSchema.from_json(f"{self.name}#{suffix.lower()}", raw)
 
 
 def _classification(schema_name: str, f: Schema) -> str:

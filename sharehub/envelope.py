@@ -2,15 +2,18 @@
 
 Sealing runs encode → encrypt → sign::
 
-    payload    = single-object Avro of the record under its dataset schema (C3 01 + fingerprint + body)
-    header     = C3 01 + envelope fingerprint + Avro of the header fields (producer ... nonce)
-    ciphertext = AES-256-GCM(data key, nonce, payload, associated data = header)
-    signature  = Ed25519(producer's key, header + Avro(ciphertext))
-    wire       = header + Avro(ciphertext) + signature          (= the Avro Envelope record, single-object)
+    shared     = single-object Avro of the record's non-personal fields
+    personal   = single-object Avro of the record's personal fields (those the schema tags ``personal``)
+    header     = C3 01 + envelope fingerprint + Avro of the header fields (producer ... personal_nonce)
+    ciphertext = AES-256-GCM(dataset key of the current epoch, nonce, shared, associated data = header)
+    personal_ciphertext = AES-256-GCM(the data subject's key, personal_nonce, personal, associated data = header)
+    signature  = Ed25519(producer's key, header + ciphertexts)
+    wire       = header + Avro(ciphertext) + Avro(personal_ciphertext) + signature   (the Avro Envelope record)
 
-Opening runs the exact reverse, and every step has its own error (see :mod:`sharehub.errors`). The
-signature covers every byte before it, so integrity can be checked by anyone holding the producer's
-public key, without any decryption key (that is what the audit does). Nothing else calls the cipher.
+Opening runs the exact reverse in three steps, each with its own errors (:mod:`sharehub.errors`):
+:func:`parse` (structure, no key), :func:`authenticate` (dataset, signature, owner: public keys only — the
+audit stops here) and :func:`decrypt`. Destroying a subject's key (crypto-shredding) makes its personal
+fields unreadable for ever while every signature and hash still verifies. Nothing else calls the cipher.
 """
 
 from __future__ import annotations
@@ -45,14 +48,15 @@ SIGNATURE_SIZE = 64
 NONCE_SIZE = 12
 HASH_SIZE = 32
 ZERO_HASH = bytes(HASH_SIZE)
+NO_NONCE = bytes(NONCE_SIZE)
 #: Larger values are refused before any parsing work is done.
 MAX_ENVELOPE_SIZE = 1024 * 1024
-EVENT_TYPES = ("UPSERTED", "CORRECTED", "DELETED")
+EVENT_TYPES = ("UPSERTED", "CORRECTED", "ERASED")
 
 ENVELOPE_SCHEMA = load_schema("envelope")
 _HEADER_SCHEMA = RecordSchema.from_json(
     "envelope-header",
-    {**ENVELOPE_SCHEMA.raw, "name": "EnvelopeHeader", "fields": ENVELOPE_SCHEMA.raw["fields"][:-2]},
+    {**ENVELOPE_SCHEMA.raw, "name": "EnvelopeHeader", "fields": ENVELOPE_SCHEMA.raw["fields"][:-3]},
 )
 _PREFIX = SINGLE_OBJECT_MARKER + ENVELOPE_SCHEMA.fingerprint
 
@@ -66,12 +70,15 @@ class Header:
     event_type: str
     event_id: str
     occurred_at: dt.datetime
+    lane: int
     sequence: int
     prev_hash: bytes
     schema_fingerprint: bytes
     signer_key_id: str
     data_key_id: str
+    subject_key_id: str
     nonce: bytes
+    personal_nonce: bytes
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,10 @@ class Envelope:
 
     header: Header
     ciphertext: bytes
+    personal_ciphertext: bytes
     signature: bytes
     raw: bytes
-    #: ``raw[:header_end]`` is the header, the associated data of the encryption.
+    #: ``raw[:header_end]`` is the header, the associated data of both ciphertexts.
     header_end: int
 
     @property
@@ -91,17 +99,17 @@ class Envelope:
 
     @property
     def hash(self) -> bytes:
-        """SHA-256 of the whole envelope: what the next event's ``prev_hash`` must hold."""
+        """SHA-256 of the whole envelope: what the next event's ``prev_hash`` in its lane must hold."""
         return hashlib.sha256(self.raw).digest()
 
 
 @dataclass(frozen=True)
 class OpenedEvent:
-    """A verified, decrypted, decoded event."""
+    """A verified, decrypted, decoded event. ``record`` is None for an ERASED event."""
 
     envelope: Envelope
     schema: RecordSchema
-    record: dict[str, Any]
+    record: dict[str, Any] | None
 
     @property
     def header(self) -> Header:
@@ -125,57 +133,95 @@ class DataKeys(Protocol):
     def data_key(self, key_id: str) -> SecretBytes:
         """The data-encryption key with this id; UnknownDataKey if there is none."""
 
+    def subject_key(self, key_id: str) -> SecretBytes:
+        """A data subject's key; SubjectErased once destroyed."""
+
 
 # --- sealing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainPosition:
+    """Where an event goes in its producer's chain: lane (partition), sequence, and the previous hash."""
+
+    lane: int
+    sequence: int
+    prev_hash: bytes
 
 
 def seal(
     *,
     schema: RecordSchema,
-    record: dict[str, Any],
+    record: dict[str, Any] | None,
     producer: str,
     dataset: str,
     event_type: str,
-    sequence: int,
-    prev_hash: bytes,
+    position: ChainPosition,
     signing_key: SigningKey,
     data_key_id: str,
     data_key: SecretBytes,
+    subject_key_id: str = "",
+    subject_key: SecretBytes | None = None,
     event_id: str | None = None,
     occurred_at: dt.datetime | None = None,
 ) -> Envelope:
-    """Encode, encrypt and sign one record. ``record`` must already be a valid Avro datum for ``schema``."""
+    """Encode, encrypt and sign one record (a valid Avro datum for ``schema``; None for ERASED)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"event type {event_type!r} is not one of {EVENT_TYPES}")
-    if len(prev_hash) != HASH_SIZE:
+    if len(position.prev_hash) != HASH_SIZE:
         raise ValueError("prev_hash must be a 32-byte SHA-256")
+    if (record is None) != (event_type == "ERASED"):
+        raise ValueError("an ERASED event carries no record, every other event one")
+    personal_fields = schema.personal_fields
+    if personal_fields and not subject_key_id:
+        raise ValueError(f"{schema.name} has personal fields: a subject key is required")
     header = Header(
         producer=producer,
         dataset=dataset,
         event_type=event_type,
         event_id=event_id or str(uuid.uuid4()),
         occurred_at=occurred_at or dt.datetime.now(dt.UTC),
-        sequence=sequence,
-        prev_hash=prev_hash,
+        lane=position.lane,
+        sequence=position.sequence,
+        prev_hash=position.prev_hash,
         schema_fingerprint=schema.fingerprint,
         signer_key_id=signing_key.key_id,
         data_key_id=data_key_id,
+        subject_key_id=subject_key_id,
         nonce=secrets.token_bytes(NONCE_SIZE),
+        personal_nonce=secrets.token_bytes(NONCE_SIZE)
+        if personal_fields and record is not None
+        else NO_NONCE,
     )
     header_bytes = _PREFIX + _HEADER_SCHEMA.encode(header.__dict__)
-    payload = schema.encode_single_object(record)
-    ciphertext = AESGCM(data_key.reveal()).encrypt(header.nonce, payload, header_bytes)
-    unsigned = header_bytes + _avro_bytes(ciphertext)
-    signature = signing_key.sign(unsigned)
-    raw = unsigned + signature
+    shared, personal = b"", b""
+    if record is not None:
+        shared = schema.shared_part.encode_single_object({k: record[k] for k in schema.shared_part.fields})
+        if personal_fields:
+            personal = schema.personal_part.encode_single_object({k: record[k] for k in personal_fields})
+    ciphertext = AESGCM(data_key.reveal()).encrypt(header.nonce, shared, header_bytes)
+    personal_ciphertext = b""
+    if personal:
+        if subject_key is None:
+            raise ValueError("a record with personal fields needs its subject's key")
+        personal_ciphertext = AESGCM(subject_key.reveal()).encrypt(
+            header.personal_nonce, personal, header_bytes
+        )
+    unsigned = header_bytes + _avro_bytes(ciphertext) + _avro_bytes(personal_ciphertext)
+    raw = unsigned + signing_key.sign(unsigned)
     if len(raw) > MAX_ENVELOPE_SIZE:
         raise PayloadInvalid(f"sealed event is {len(raw)} bytes; the limit is {MAX_ENVELOPE_SIZE}")
-    return Envelope(header, ciphertext, signature, raw, len(header_bytes))
+    return Envelope(header, ciphertext, personal_ciphertext, raw[-SIGNATURE_SIZE:], raw, len(header_bytes))
 
 
-def routing_key(key: SecretBytes, record_key: str) -> bytes:
-    """Kafka message key for a record: keyed-hash pseudonym, stable per record, revealing nothing."""
-    return hmac.new(key.reveal(), record_key.encode(), hashlib.sha256).digest()[:16]
+def pseudonym(routing_key: SecretBytes, record_key: str) -> bytes:
+    """A record's pseudonym: keyed hash, stable per record, revealing nothing. Kafka key and subject ref."""
+    return hmac.new(routing_key.reveal(), record_key.encode(), hashlib.sha256).digest()[:16]
+
+
+def lane_for(record_pseudonym: bytes, lanes: int) -> int:
+    """The partition every event of one record goes to, so its changes stay in order."""
+    return int.from_bytes(record_pseudonym[:8], "big") % lanes
 
 
 # --- opening ------------------------------------------------------------------------------------
@@ -199,14 +245,16 @@ def parse(raw: bytes) -> Envelope:
     except Exception as exc:  # fastavro raises many types on garbage; all mean the same here
         raise MalformedEnvelope(f"envelope does not decode: {type(exc).__name__}") from None
     ciphertext: bytes = fields.pop("ciphertext")
+    personal_ciphertext: bytes = fields.pop("personal_ciphertext")
     signature: bytes = fields.pop("signature")
-    header_end = len(raw) - SIGNATURE_SIZE - len(_avro_bytes(ciphertext))
+    header_end = (
+        len(raw) - SIGNATURE_SIZE - len(_avro_bytes(personal_ciphertext)) - len(_avro_bytes(ciphertext))
+    )
     if header_end <= HEADER_SIZE:
         raise MalformedEnvelope("envelope header is empty")
-    occurred_at = fields["occurred_at"]
-    if occurred_at.tzinfo is None:  # fastavro gives aware UTC datetimes; guard against a future change
-        fields["occurred_at"] = occurred_at.replace(tzinfo=dt.UTC)
-    return Envelope(Header(**fields), ciphertext, signature, raw, header_end)
+    if fields["occurred_at"].tzinfo is None:  # fastavro gives aware UTC datetimes; guard against a change
+        fields["occurred_at"] = fields["occurred_at"].replace(tzinfo=dt.UTC)
+    return Envelope(Header(**fields), ciphertext, personal_ciphertext, signature, raw, header_end)
 
 
 def verify(envelope: Envelope, signers: SignerDirectory) -> None:
@@ -221,9 +269,8 @@ def verify(envelope: Envelope, signers: SignerDirectory) -> None:
         ) from None
 
 
-def open_envelope(raw: bytes, *, topic_dataset: str, signers: SignerDirectory, keys: DataKeys) -> OpenedEvent:
-    """parse → check dataset and owner → verify → decrypt → decode, each failure with its own error."""
-    envelope = parse(raw)
+def authenticate(envelope: Envelope, *, topic_dataset: str, signers: SignerDirectory) -> None:
+    """The event is its dataset's, signed by a valid key of the dataset's owner. Public keys only."""
     header = envelope.header
     if header.dataset != topic_dataset:
         raise DatasetMismatch(
@@ -233,27 +280,61 @@ def open_envelope(raw: bytes, *, topic_dataset: str, signers: SignerDirectory, k
     owner = signers.dataset_owner(header.dataset)
     if header.producer != owner:
         raise NotOwner(f"{header.producer!r} signed an event of {header.dataset!r}, which {owner!r} owns")
+
+
+def decrypt(envelope: Envelope, *, signers: SignerDirectory, keys: DataKeys) -> OpenedEvent:
+    """Decrypt and decode an authenticated envelope. SubjectErased when the subject's key was destroyed."""
+    header = envelope.header
     schema = signers.dataset_schemas(header.dataset).get(header.schema_fingerprint)
     if schema is None:
         raise UnknownSchema(
             f"schema fingerprint {header.schema_fingerprint.hex()} names no schema of {header.dataset!r}"
         )
-    key = keys.data_key(header.data_key_id)
+    aad = envelope.raw[: envelope.header_end]
+    shared = _decrypt(
+        keys.data_key(header.data_key_id), header.nonce, envelope.ciphertext, aad, header.data_key_id
+    )
+    if header.event_type == "ERASED":
+        if shared:
+            raise PayloadInvalid("an ERASED event carries no record")
+        return OpenedEvent(envelope, schema, None)
+    record = _decode(schema.shared_part, shared)
+    if schema.personal_fields:
+        if not header.subject_key_id:
+            raise PayloadInvalid(f"{schema.name} has personal fields but the event names no subject key")
+        subject_key = keys.subject_key(header.subject_key_id)
+        personal = _decrypt(
+            subject_key, header.personal_nonce, envelope.personal_ciphertext, aad, header.subject_key_id
+        )
+        record.update(_decode(schema.personal_part, personal))
+    return OpenedEvent(envelope, schema, {name: record[name] for name in schema.fields})
+
+
+def open_envelope(raw: bytes, *, topic_dataset: str, signers: SignerDirectory, keys: DataKeys) -> OpenedEvent:
+    """parse → authenticate → decrypt, each failure with its own error."""
+    envelope = parse(raw)
+    authenticate(envelope, topic_dataset=topic_dataset, signers=signers)
+    return decrypt(envelope, signers=signers, keys=keys)
+
+
+def _decrypt(key: SecretBytes, nonce: bytes, ciphertext: bytes, aad: bytes, key_id: str) -> bytes:
     try:
-        payload = AESGCM(key.reveal()).decrypt(header.nonce, envelope.ciphertext, raw[: envelope.header_end])
+        return AESGCM(key.reveal()).decrypt(nonce, ciphertext, aad)
     except InvalidTag:
-        raise DecryptionFailed(f"payload does not decrypt under key {header.data_key_id!r}") from None
+        raise DecryptionFailed(f"payload does not decrypt under key {key_id!r}") from None
+
+
+def _decode(part: RecordSchema, payload: bytes) -> dict[str, Any]:
     try:
         fp, body = split_single_object(payload)
     except ValueError as exc:
         raise PayloadInvalid(str(exc)) from None
-    if fp != header.schema_fingerprint:
-        raise PayloadInvalid("payload fingerprint differs from the header's")
+    if fp != part.fingerprint:
+        raise PayloadInvalid(f"payload was not written with {part.name}")
     try:
-        record = schema.decode(body)
+        return part.decode(body)
     except Exception as exc:  # as in parse(): any decoding failure is one kind of error
-        raise PayloadInvalid(f"payload does not decode as {schema.name}: {type(exc).__name__}") from None
-    return OpenedEvent(envelope, schema, record)
+        raise PayloadInvalid(f"payload does not decode as {part.name}: {type(exc).__name__}") from None
 
 
 def _avro_bytes(value: bytes) -> bytes:

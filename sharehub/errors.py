@@ -17,7 +17,9 @@
     │   ├── UnknownSchema              fingerprint names no schema of the dataset unknown_schema
     │   ├── UnknownDataKey             no data-encryption key with that id        unknown_data_key
     │   ├── DecryptionFailed           AES-GCM authentication failed              decryption_failed
-    │   └── PayloadInvalid             decrypted payload is not a valid record    payload_invalid
+    │   ├── PayloadInvalid             decrypted payload is not a valid record    payload_invalid
+    │   ├── SubjectErased              the subject key was destroyed (erasure)    subject_erased
+    │   └── ChainViolation             gap, replay, duplicate, fork, misrouted    chain_violation
     ├── AccessDenied              a query that may not be answered
     │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
@@ -93,6 +95,23 @@ class DecryptionFailed(EnvelopeError):
 
 class PayloadInvalid(EnvelopeError):
     reason = "payload_invalid"
+
+
+class ChainViolation(EnvelopeError):
+    """An authentic event that does not continue its producer's chain; ``reason`` names how (chain_gap,
+    replayed_sequence, duplicate, chain_fork, misrouted)."""
+
+    reason = "chain_violation"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class SubjectErased(EnvelopeError):
+    """The event's data subject was erased: its personal fields can never be read again."""
+
+    reason = "subject_erased"
 
 
 class AccessDenied(SharehubError):

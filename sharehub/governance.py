@@ -99,6 +99,9 @@ class GovernanceView(Protocol):
     @property
     def quarantine_topic(self) -> str: ...
 
+    @property
+    def checkpoint_topic(self) -> str: ...
+
 
 class GovernanceState(_Model):
     """The skeleton's governance: one validated document."""
@@ -133,6 +136,11 @@ class GovernanceState(_Model):
         return f"{self.topic_prefix}-quarantine"
 
     @property
+    def checkpoint_topic(self) -> str:
+        """Where producers' signed checkpoints of their chains go."""
+        return f"{self.topic_prefix}-checkpoints"
+
+    @property
     def projector_group(self) -> str:
         """Kafka consumer group of this hub's projection workers."""
         return f"{self.topic_prefix}-projector"
@@ -155,6 +163,11 @@ class GovernanceState(_Model):
             schema = load_schema(ds.id)
             if ds.key_field not in schema.fields:
                 raise InputError(f"dataset {ds.id!r}: key field {ds.key_field!r} is not in its schema")
+            if schema.fields[ds.key_field].personal:
+                raise InputError(
+                    f"dataset {ds.id!r}: key field {ds.key_field!r} is tagged personal; erasure could not "
+                    "leave the record addressable: key records by a non-personal identifier"
+                )
         for ag in self.agreements_:
             _check_agreement(ag, agencies, datasets)
         for consumer in self.credentials:

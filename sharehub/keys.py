@@ -1,20 +1,32 @@
-"""Keys at rest: a master key that wraps every other key, and the local key store.
+"""Keys at rest: a master key that wraps every other key, and the local key service.
 
 The master key (32 bytes) comes from ``SHAREHUB_MASTER_KEY`` (base64) or from ``<home>/master.key``, a file
-that must be readable by its owner only; otherwise the hub refuses to start and says why. Every key the
-store holds (agencies' Ed25519 signing keys, datasets' data-encryption and routing keys) is wrapped with
-AES-256-GCM under the master key, its id and kind bound as associated data, so a wrapped key cannot be
-swapped for another. :class:`KeyService` is the seam a real KMS implements.
+that must be readable by its owner only; otherwise the hub refuses to start and says why.
+
+:class:`LocalKeyStore` keeps every other key in one SQLite file, wrapped with AES-256-GCM under the master
+key, its id and kind bound as associated data so a wrapped key cannot be swapped for another:
+
+- agencies' Ed25519 **signing** keys;
+- datasets' **data**-encryption keys, one per epoch: rotation starts a new epoch and never re-encrypts the
+  log, old epochs stay readable;
+- datasets' **routing** keys, which turn record keys into pseudonyms (Kafka message keys, subject refs);
+- **subject** keys, one per data subject of a dataset, for the fields its schema tags as personal.
+  Destroying one (crypto-shredding) leaves a tombstone: the key is gone, the fact that it existed is not.
+
+:class:`KeyService` is the seam a real KMS (e.g. Vault's transit engine) implements.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import datetime as dt
 import os
 import secrets
+import sqlite3
 import stat
 import tempfile
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -23,11 +35,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sharehub.errors import ConfigurationError, UnknownDataKey, UnknownReferenceError
+from sharehub.errors import ConfigurationError, SubjectErased, UnknownDataKey, UnknownReferenceError
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
-KeyKind = Literal["signing", "data", "routing"]
+KeyKind = Literal["signing", "data", "routing", "subject"]
+_SUBJECT_CACHE = 100_000
 
 
 class SecretBytes:
@@ -64,7 +77,7 @@ def load_master_key(home: Path, env_value: str | None, *, create: bool = False) 
                 f"no master key: set SHAREHUB_MASTER_KEY or run 'sharehub gov load' to create {path}"
             )
         home.mkdir(parents=True, exist_ok=True)
-        _write_private(path, base64.b64encode(secrets.token_bytes(KEY_SIZE)) + b"\n")
+        write_private(path, base64.b64encode(secrets.token_bytes(KEY_SIZE)) + b"\n")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigurationError(
@@ -81,7 +94,7 @@ def load_master_key(home: Path, env_value: str | None, *, create: bool = False) 
     return SecretBytes(raw)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write atomically, readable by the owner only from the first byte on."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -110,6 +123,11 @@ class SigningKey:
         return f"SigningKey(key_id={self.key_id!r})"
 
 
+def subject_key_id(dataset: str, subject_ref: bytes) -> str:
+    """Id of a data subject's key: names the dataset and the subject's pseudonym, never the subject."""
+    return f"{dataset}/subject/{subject_ref.hex()}"
+
+
 class KeyService(Protocol):
     """What the envelope and its users need from key management."""
 
@@ -117,105 +135,191 @@ class KeyService(Protocol):
         """The data-encryption key with this id; UnknownDataKey if there is none."""
 
     def current_data_key_id(self, dataset: str) -> str:
-        """The id of the key new events of ``dataset`` are encrypted with."""
+        """The id of the key new events of ``dataset`` are encrypted with (the current epoch)."""
 
     def routing_key(self, dataset: str) -> SecretBytes:
-        """The key that turns record keys into pseudonymous Kafka message keys."""
+        """The key that turns record keys into pseudonyms (Kafka message keys, subject refs)."""
 
     def signing_key(self, agency: str) -> SigningKey:
         """The agency's current private signing key."""
 
+    def subject_key(self, key_id: str) -> SecretBytes:
+        """A data subject's key; SubjectErased once destroyed, UnknownDataKey if it never existed."""
+
+    def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
+        """Create (durably, before any event uses them) the keys of subjects that have none yet."""
+
 
 class LocalKeyStore:
-    """Wrapped keys in one owner-only JSON file under the hub's home."""
+    """The local key service: wrapped keys in one owner-only SQLite file under the hub's home."""
 
     def __init__(self, path: Path, master: SecretBytes) -> None:
         self._path = path
         self._aead = AESGCM(master.reveal())
-        self._entries: dict[str, dict[str, str]] = {}
-        if path.exists():
-            self._entries = json.loads(path.read_text(encoding="utf-8"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
+        if fresh:
+            write_private(path, b"")
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL,"
+            " wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS current (name TEXT PRIMARY KEY, key_id TEXT NOT NULL)")
+        self._subjects: OrderedDict[str, SecretBytes] = OrderedDict()
 
     def __repr__(self) -> str:
-        return f"LocalKeyStore(path={str(self._path)!r}, keys={len(self._entries)})"
+        return f"LocalKeyStore(path={str(self._path)!r})"
 
-    # --- creating keys ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    # --- creating and rotating ---------------------------------------------------------------------
 
     def create_signing_key(self, agency: str, key_id: str) -> bytes:
-        """Generate an Ed25519 key for ``agency``; returns the raw public key (32 bytes)."""
+        """Generate an Ed25519 key for ``agency``, make it current; returns the raw public key (32 bytes)."""
         private = Ed25519PrivateKey.generate()
-        self._put(key_id, "signing", agency, private.private_bytes_raw())
-        self._entries[f"current-signing:{agency}"] = {"key_id": key_id}
-        self._save()
+        with self._db:
+            self._insert(key_id, "signing", agency, private.private_bytes_raw())
+            self._set_current(f"signing:{agency}", key_id)
         return private.public_key().public_bytes_raw()
 
     def create_data_key(self, dataset: str, key_id: str) -> None:
-        self._put(key_id, "data", dataset, secrets.token_bytes(KEY_SIZE))
-        self._entries[f"current-data:{dataset}"] = {"key_id": key_id}
-        self._save()
+        with self._db:
+            self._insert(key_id, "data", dataset, secrets.token_bytes(KEY_SIZE))
+            self._set_current(f"data:{dataset}", key_id)
+
+    def rotate_data_key(self, dataset: str) -> str:
+        """Start a new epoch for ``dataset``: new events use a new key, earlier ones keep theirs."""
+        epoch = (
+            1
+            + self._db.execute(
+                "SELECT COUNT(*) FROM keys WHERE kind = 'data' AND owner = ?", (dataset,)
+            ).fetchone()[0]
+        )
+        key_id = f"{dataset}/data/{epoch}"
+        self.create_data_key(dataset, key_id)
+        return key_id
 
     def ensure_routing_key(self, dataset: str) -> None:
         key_id = f"{dataset}/routing"
-        if key_id not in self._entries:
-            self._put(key_id, "routing", dataset, secrets.token_bytes(KEY_SIZE))
-            self._save()
+        if not self.has(key_id):
+            with self._db:
+                self._insert(key_id, "routing", dataset, secrets.token_bytes(KEY_SIZE))
+
+    def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
+        wanted = {subject_key_id(dataset, ref) for ref in subject_refs}
+        rows = [self._wrap(key_id, "subject", secrets.token_bytes(KEY_SIZE)) for key_id in wanted]
+        now = _now()
+        with self._db:  # one transaction: keys are durable before any event that needs them is sent
+            self._db.executemany(
+                "INSERT OR IGNORE INTO keys (key_id, kind, owner, wrapped, created_at) VALUES (?, 'subject', ?, ?, ?)",
+                [(key_id, dataset, wrapped, now) for key_id, wrapped in rows],
+            )
+
+    def destroy_subject_key(self, key_id: str) -> bool:
+        """Crypto-shred: forget the key material, keep a tombstone. Returns whether a key was destroyed."""
+        self._subjects.pop(key_id, None)
+        with self._db:
+            cursor = self._db.execute(
+                "UPDATE keys SET wrapped = NULL, destroyed_at = ? WHERE key_id = ? AND kind = 'subject'"
+                " AND wrapped IS NOT NULL",
+                (_now(), key_id),
+            )
+        return cursor.rowcount == 1
 
     def has(self, key_id: str) -> bool:
-        return key_id in self._entries
+        return self._db.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id,)).fetchone() is not None
 
-    # --- KeyService ------------------------------------------------------------------------------
+    # --- KeyService --------------------------------------------------------------------------------
 
     def data_key(self, key_id: str) -> SecretBytes:
-        entry = self._entries.get(key_id)
-        if entry is None or entry.get("kind") != "data":
+        row = self._row(key_id, "data")
+        if row is None:
             raise UnknownDataKey(f"no data-encryption key {key_id!r}")
-        return SecretBytes(self._unwrap(key_id, entry))
+        return SecretBytes(self._unwrap(key_id, "data", row))
 
     def current_data_key_id(self, dataset: str) -> str:
-        entry = self._entries.get(f"current-data:{dataset}")
-        if entry is None:
-            raise UnknownReferenceError(f"dataset {dataset!r} has no data-encryption key")
-        return entry["key_id"]
+        return self._current(f"data:{dataset}", f"dataset {dataset!r} has no data-encryption key")
 
     def routing_key(self, dataset: str) -> SecretBytes:
         key_id = f"{dataset}/routing"
-        entry = self._entries.get(key_id)
-        if entry is None:
+        row = self._row(key_id, "routing")
+        if row is None:
             raise UnknownReferenceError(f"dataset {dataset!r} has no routing key")
-        return SecretBytes(self._unwrap(key_id, entry))
+        return SecretBytes(self._unwrap(key_id, "routing", row))
 
     def signing_key(self, agency: str) -> SigningKey:
-        current = self._entries.get(f"current-signing:{agency}")
-        if current is None:
-            raise UnknownReferenceError(f"this key store holds no signing key of agency {agency!r}")
-        key_id = current["key_id"]
-        raw = self._unwrap(key_id, self._entries[key_id])
-        return SigningKey(key_id, Ed25519PrivateKey.from_private_bytes(raw))
+        key_id = self._current(
+            f"signing:{agency}", f"this key store holds no signing key of agency {agency!r}"
+        )
+        row = self._row(key_id, "signing")
+        assert row is not None  # a current pointer always names a stored key
+        return SigningKey(key_id, Ed25519PrivateKey.from_private_bytes(self._unwrap(key_id, "signing", row)))
 
-    # --- wrapping --------------------------------------------------------------------------------
+    def subject_key(self, key_id: str) -> SecretBytes:
+        cached = self._subjects.get(key_id)
+        if cached is not None:
+            self._subjects.move_to_end(key_id)
+            return cached
+        found = self._db.execute(
+            "SELECT wrapped, destroyed_at FROM keys WHERE key_id = ? AND kind = 'subject'", (key_id,)
+        ).fetchone()
+        if found is None:
+            raise UnknownDataKey(f"no subject key {key_id!r}")
+        if found[0] is None:
+            raise SubjectErased(f"the subject of {key_id!r} was erased on {found[1]}")
+        key = SecretBytes(self._unwrap(key_id, "subject", found[0]))
+        self._subjects[key_id] = key
+        if len(self._subjects) > _SUBJECT_CACHE:
+            self._subjects.popitem(last=False)
+        return key
 
-    def _put(self, key_id: str, kind: KeyKind, owner: str, material: bytes) -> None:
+    def forget_cached(self, key_id: str) -> None:
+        """Drop a subject key from this process's cache (after another process destroyed it)."""
+        self._subjects.pop(key_id, None)
+
+    # --- storage and wrapping ----------------------------------------------------------------------
+
+    def _insert(self, key_id: str, kind: KeyKind, owner: str, material: bytes) -> None:
+        _, wrapped = self._wrap(key_id, kind, material)
+        self._db.execute(
+            "INSERT INTO keys (key_id, kind, owner, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
+            (key_id, kind, owner, wrapped, _now()),
+        )
+
+    def _set_current(self, name: str, key_id: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO current (name, key_id) VALUES (?, ?)", (name, key_id))
+
+    def _current(self, name: str, missing: str) -> str:
+        row = self._db.execute("SELECT key_id FROM current WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UnknownReferenceError(missing)
+        return str(row[0])
+
+    def _row(self, key_id: str, kind: KeyKind) -> bytes | None:
+        row = self._db.execute(
+            "SELECT wrapped FROM keys WHERE key_id = ? AND kind = ?", (key_id, kind)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _wrap(self, key_id: str, kind: KeyKind, material: bytes) -> tuple[str, bytes]:
         nonce = secrets.token_bytes(NONCE_SIZE)
-        wrapped = self._aead.encrypt(nonce, material, _aad(key_id, kind))
-        self._entries[key_id] = {
-            "kind": kind,
-            "owner": owner,
-            "wrapped": base64.b64encode(nonce + wrapped).decode(),
-        }
+        return key_id, nonce + self._aead.encrypt(nonce, material, _aad(key_id, kind))
 
-    def _unwrap(self, key_id: str, entry: dict[str, str]) -> bytes:
-        blob = base64.b64decode(entry["wrapped"])
+    def _unwrap(self, key_id: str, kind: str, blob: bytes) -> bytes:
         try:
-            return self._aead.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _aad(key_id, entry["kind"]))
+            return self._aead.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _aad(key_id, kind))
         except InvalidTag:
             raise ConfigurationError(
                 f"key {key_id!r} cannot be unwrapped: the master key is not the one this store was made with"
             ) from None
 
-    def _save(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(self._path, json.dumps(self._entries, indent=1, sort_keys=True).encode())
-
 
 def _aad(key_id: str, kind: str) -> bytes:
     return f"sharehub-key:{kind}:{key_id}".encode()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()

@@ -10,7 +10,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.hub import Hub
 from sharehub.avro import record_from_json
-from sharehub.envelope import ZERO_HASH, Envelope, open_envelope, parse, seal, verify
+from sharehub.envelope import (
+    ZERO_HASH,
+    ChainPosition,
+    Envelope,
+    open_envelope,
+    parse,
+    pseudonym,
+    seal,
+    verify,
+)
 from sharehub.errors import (
     DatasetMismatch,
     DecryptionFailed,
@@ -22,28 +31,44 @@ from sharehub.errors import (
     UnknownSigner,
     UnsupportedEnvelopeVersion,
 )
-from sharehub.keys import SigningKey
+from sharehub.keys import SigningKey, subject_key_id
 from tests.test_avro import member
 
 DATASET = "party-members"
 
 
+def subject_of(hub: Hub, member_id: str) -> str:
+    """The subject key id of a member, created if new (as the publisher does before sealing)."""
+    ref = pseudonym(hub.keys.routing_key(DATASET), member_id)
+    hub.keys.ensure_subject_keys(DATASET, [ref])
+    return subject_key_id(DATASET, ref)
+
+
 def sealed(
-    hub: Hub, *, producer: str = "coc", signing_key: SigningKey | None = None, **overrides: Any
+    hub: Hub,
+    *,
+    producer: str = "coc",
+    signing_key: SigningKey | None = None,
+    record: dict[str, Any] | None = None,
+    position: ChainPosition = ChainPosition(0, 1, ZERO_HASH),
+    **overrides: Any,
 ) -> Envelope:
     schema = hub.governance.current_schema(DATASET)
     key_id = hub.keys.current_data_key_id(DATASET)
+    datum = record_from_json(schema, record or member())
+    subject = subject_of(hub, datum["member_id"])
     args: dict[str, Any] = dict(
         schema=schema,
-        record=record_from_json(schema, member()),
+        record=datum,
         producer=producer,
         dataset=DATASET,
         event_type="UPSERTED",
-        sequence=1,
-        prev_hash=ZERO_HASH,
+        position=position,
         signing_key=signing_key or hub.keys.signing_key(producer),
         data_key_id=key_id,
         data_key=hub.keys.data_key(key_id),
+        subject_key_id=subject,
+        subject_key=hub.keys.subject_key(subject),
     )
     args.update(overrides)
     return seal(**args)
@@ -157,6 +182,6 @@ def test_an_oversized_envelope_is_refused_before_parsing(offline_hub: Hub) -> No
 
 def test_each_event_hash_chains_to_the_previous(offline_hub: Hub) -> None:
     first = sealed(offline_hub)
-    second = sealed(offline_hub, sequence=2, prev_hash=first.hash)
+    second = sealed(offline_hub, position=ChainPosition(0, 2, first.hash))
     assert parse(second.raw).header.prev_hash == first.hash
     assert parse(second.raw).header.sequence == 2

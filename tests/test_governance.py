@@ -26,10 +26,14 @@ def settings(tmp_path: Path) -> Settings:
 
 def test_loading_twice_changes_nothing(tmp_path: Path) -> None:
     first = load_governance(settings(tmp_path), demo_spec("t-same"))
-    keystore = (tmp_path / "home" / "keystore.json").read_bytes()
+    hub = Hub(settings(tmp_path))
+    signing = hub.keys.signing_key("coc").private.private_bytes_raw()
+    data_key_id = hub.keys.current_data_key_id("party-members")
     second = load_governance(settings(tmp_path), demo_spec("t-same"))
     assert first == second
-    assert (tmp_path / "home" / "keystore.json").read_bytes() == keystore
+    again = Hub(settings(tmp_path))
+    assert again.keys.signing_key("coc").private.private_bytes_raw() == signing
+    assert again.keys.current_data_key_id("party-members") == data_key_id
 
 
 def test_topics_are_named_after_owner_and_dataset(offline_hub: Hub) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from projections.projector import LogMessage, Projector
 from services.hub import Hub
-from sharehub.envelope import ZERO_HASH
+from sharehub.envelope import ZERO_HASH, ChainPosition
 from tests.test_avro import member
 from tests.test_envelope import sealed
 
@@ -18,13 +18,11 @@ def projector(hub: Hub) -> Projector:
 def messages(
     hub: Hub, records: list[dict[str, Any]], *, partition: int = 0, start: int = 0
 ) -> list[LogMessage]:
+    """Records sealed as one chain in lane ``partition``, at offsets from ``start``."""
     topic = hub.governance.dataset("party-members").topic
-    schema = hub.governance.current_schema("party-members")
     out, prev = [], ZERO_HASH
-    from sharehub.avro import record_from_json
-
     for i, record in enumerate(records):
-        envelope = sealed(hub, record=record_from_json(schema, record), sequence=i + 1, prev_hash=prev)
+        envelope = sealed(hub, record=record, position=ChainPosition(partition, i + 1, prev))
         prev = envelope.hash
         out.append(LogMessage(topic, partition, start + i, None, envelope.raw))
     return out

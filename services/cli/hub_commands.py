@@ -99,11 +99,8 @@ def publish(
     report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
     for bad in report.rejected:
         err.print(f"{file}:{bad.number}: {bad.reason}", markup=False, highlight=False)
-    err.print(
-        f"published {report.published} events to {hub.governance.dataset(dataset).topic}"
-        + (f" (sequences {report.first_sequence}..{report.last_sequence})" if report.published else "")
-        + f", rejected {len(report.rejected)} lines"
-    )
+    topic = hub.governance.dataset(dataset).topic
+    err.print(f"published {report.published} events to {topic}, rejected {len(report.rejected)} lines")
     if report.rejected:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -192,3 +189,42 @@ def audit_verify_command(
         out.print(f"{len(report.events)} events verified, {len(report.findings)} findings")
     if report.findings:
         raise typer.Exit(EXIT_FAILURE)
+
+
+keys_app = typer.Typer(help="Key management: data-encryption key epochs.", no_args_is_help=True)
+
+
+@keys_app.command("rotate")
+@reports_errors
+def keys_rotate(dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")]) -> None:
+    """Start a new data-encryption key epoch for DATASET; earlier events keep their keys, nothing is re-encrypted."""
+    hub = Hub()
+    hub.governance.dataset(dataset)
+    print(hub.keys.rotate_data_key(dataset))
+
+
+@gov_app.command("erase")
+@reports_errors
+def gov_erase(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")],
+    subject: Annotated[str, typer.Option("--subject", help="Key of the record whose subject is erased")],
+    requested_by: Annotated[str, typer.Option(help="The dataset's owner, requesting the erasure")],
+    approved_by: Annotated[str, typer.Option(help="The central operator, approving it")],
+) -> None:
+    """Erase a data subject by crypto-shredding; prints the signed receipt (also kept under the hub's home)."""
+    from services.erasure import erase_subject
+
+    receipt = erase_subject(
+        Hub(), dataset=dataset, record_key=subject, requested_by=requested_by, approved_by=approved_by
+    )
+    print(json.dumps(receipt, indent=1))
+
+
+@audit_app.command("receipt")
+@reports_errors
+def audit_receipt(file: Annotated[Path, typer.Argument(help="An erasure receipt (JSON)")]) -> None:
+    """Verify an erasure receipt's signature; exit 1 if it does not verify."""
+    from services.erasure import load_receipt, verify_receipt
+
+    verify_receipt(load_receipt(file), Hub().governance)
+    out.print("receipt verifies")

@@ -1,0 +1,102 @@
+"""Erasure of a data subject by crypto-shredding, and its signed receipt.
+
+The owner requests, central governance approves (a different agency: the hub's operator). Then:
+
+1. the owner's ERASED event goes onto the dataset's log, so every read model purges the subject;
+2. the subject's key is destroyed, so no replay, rebuild or audit can ever read its personal fields again,
+   while every signature and hash of the log still verifies;
+3. the operator signs a receipt saying what was erased, when, by whose request and approval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+
+from connectors.publisher import Publisher
+from services.hub import Hub
+from sharehub.envelope import pseudonym
+from sharehub.errors import InputError, SignatureInvalid
+from sharehub.governance import GovernanceView
+from sharehub.keys import subject_key_id
+
+
+def erase_subject(
+    hub: Hub, *, dataset: str, record_key: str, requested_by: str, approved_by: str
+) -> dict[str, Any]:
+    gov = hub.governance
+    ds = gov.dataset(dataset)
+    gov.agency(requested_by)
+    gov.agency(approved_by)
+    if requested_by != ds.owner:
+        raise InputError(
+            f"only {ds.owner!r}, the owner of {dataset!r}, may request an erasure, not {requested_by!r}"
+        )
+    if approved_by != gov.operator:
+        raise InputError(f"erasures are approved centrally, by {gov.operator!r}, not by {approved_by!r}")
+    if approved_by == requested_by:
+        raise InputError("the agency that requests an erasure may not also approve it")
+    publisher = Publisher(
+        bootstrap=hub.settings.bootstrap, governance=gov, keys=hub.keys, agency=ds.owner, dataset=dataset
+    )
+    event = publisher.erase(record_key)
+    ref = pseudonym(hub.keys.routing_key(dataset), record_key)
+    key_id = subject_key_id(dataset, ref)
+    destroyed = hub.keys.destroy_subject_key(key_id)
+    body = {
+        "receipt": "sharehub.erasure.v1",
+        "dataset": dataset,
+        "subject_ref": ref.hex(),
+        "subject_key_id": key_id,
+        "subject_key_destroyed": destroyed or _already_destroyed(hub, key_id),
+        "requested_by": requested_by,
+        "approved_by": approved_by,
+        "erased_at": dt.datetime.now(dt.UTC).isoformat(),
+        "event": {
+            "topic": ds.topic,
+            "lane": event.header.lane,
+            "sequence": event.header.sequence,
+            "event_id": event.header.event_id,
+        },
+    }
+    signer = hub.keys.signing_key(approved_by)
+    receipt = {**body, "signer_key_id": signer.key_id, "signature": signer.sign(_canonical(body)).hex()}
+    folder = hub.home / "erasures"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{event.header.event_id}.json").write_text(json.dumps(receipt, indent=1))
+    return receipt
+
+
+def verify_receipt(receipt: dict[str, Any], governance: GovernanceView) -> None:
+    """SignatureInvalid unless the receipt is exactly what the approving operator signed."""
+    body = {k: v for k, v in receipt.items() if k not in ("signature", "signer_key_id")}
+    at = dt.datetime.fromisoformat(body["erased_at"])
+    public = governance.signing_public_key(body["approved_by"], receipt["signer_key_id"], at)
+    try:
+        public.verify(bytes.fromhex(receipt["signature"]), _canonical(body))
+    except (InvalidSignature, ValueError):
+        raise SignatureInvalid("the erasure receipt's signature does not verify") from None
+
+
+def load_receipt(path: Path) -> dict[str, Any]:
+    try:
+        receipt: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable receipt ({exc})") from None
+    return receipt
+
+
+def _already_destroyed(hub: Hub, key_id: str) -> bool:
+    try:
+        hub.keys.subject_key(key_id)
+    except Exception:  # SubjectErased (destroyed earlier) or UnknownDataKey (never had one)
+        return True
+    return False
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

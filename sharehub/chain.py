@@ -1,0 +1,43 @@
+"""Hash chains: each producer's events in each lane (partition) of a dataset form one chain.
+
+An event continues the chain when its sequence is the head's plus one and its ``prev_hash`` is the head's
+hash. Anything else is named: a gap, a replayed (old) sequence, a duplicate, or a fork. Chains are per lane
+because Kafka orders events within a partition only; that lets the projection check every event online,
+in order, and not only the auditor after the fact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sharehub.envelope import ZERO_HASH, Envelope
+
+#: Verdicts on an event that does not simply continue its chain (stable reason codes).
+GAP = "chain_gap"
+REPLAYED = "replayed_sequence"
+DUPLICATE = "duplicate"
+FORK = "chain_fork"
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    sequence: int
+    hash: bytes
+
+
+GENESIS = ChainHead(0, ZERO_HASH)
+
+
+def judge(head: ChainHead | None, envelope: Envelope) -> str | None:
+    """None when ``envelope`` continues the chain whose head is ``head``; otherwise the reason it does not."""
+    head = head or GENESIS
+    sequence = envelope.header.sequence
+    if sequence == head.sequence + 1:
+        return None if envelope.header.prev_hash == head.hash else FORK
+    if sequence <= head.sequence:
+        return DUPLICATE if sequence == head.sequence and envelope.hash == head.hash else REPLAYED
+    return GAP
+
+
+def head_after(envelope: Envelope) -> ChainHead:
+    return ChainHead(envelope.header.sequence, envelope.hash)
