@@ -111,7 +111,7 @@ class Publisher:
         return envelope
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Checkpoint every chain that moved, and wait until the broker acknowledged everything handed over."""
+        """Checkpoint every chain that moved; wait until the broker acknowledged everything handed over."""
         for lane in [lane for lane, n in self._unchecked.items() if n]:
             self._checkpoint(lane)
         remaining = self._producer.flush(timeout)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sharehub.errors import InputError
 from sharehub.governance import Agency, Agreement, Dataset, GovernanceState, PublicKey, token_hash
 from sharehub.kafka import ensure_topics
-from sharehub.keys import LocalKeyStore, write_private, load_master_key
+from sharehub.keys import LocalKeyStore, load_master_key, write_private
 from sharehub.settings import Settings
 
 

@@ -6,9 +6,9 @@ Sealing runs encode → encrypt → sign::
     personal   = single-object Avro of the record's personal fields (those the schema tags ``personal``)
     header     = C3 01 + envelope fingerprint + Avro of the header fields (producer ... personal_nonce)
     ciphertext = AES-256-GCM(dataset key of the current epoch, nonce, shared, associated data = header)
-    personal_ciphertext = AES-256-GCM(the data subject's key, personal_nonce, personal, associated data = header)
+    personal_ct = AES-256-GCM(the data subject's key, personal_nonce, personal, associated data = header)
     signature  = Ed25519(producer's key, header + ciphertexts)
-    wire       = header + Avro(ciphertext) + Avro(personal_ciphertext) + signature   (the Avro Envelope record)
+    wire       = header + Avro(ciphertext) + Avro(personal_ct) + signature       (the Avro Envelope record)
 
 Opening runs the exact reverse in three steps, each with its own errors (:mod:`sharehub.errors`):
 :func:`parse` (structure, no key), :func:`authenticate` (dataset, signature, owner: public keys only — the

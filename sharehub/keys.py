@@ -163,8 +163,8 @@ class LocalKeyStore:
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL,"
-            " wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT)"
+            "CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+            " owner TEXT NOT NULL, wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS current (name TEXT PRIMARY KEY, key_id TEXT NOT NULL)")
         self._subjects: OrderedDict[str, SecretBytes] = OrderedDict()
@@ -214,7 +214,8 @@ class LocalKeyStore:
         now = _now()
         with self._db:  # one transaction: keys are durable before any event that needs them is sent
             self._db.executemany(
-                "INSERT OR IGNORE INTO keys (key_id, kind, owner, wrapped, created_at) VALUES (?, 'subject', ?, ?, ?)",
+                "INSERT OR IGNORE INTO keys (key_id, kind, owner, wrapped, created_at)"
+                " VALUES (?, 'subject', ?, ?, ?)",
                 [(key_id, dataset, wrapped, now) for key_id, wrapped in rows],
             )
 

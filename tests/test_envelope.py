@@ -35,6 +35,7 @@ from sharehub.keys import SigningKey, subject_key_id
 from tests.test_avro import member
 
 DATASET = "party-members"
+FIRST = ChainPosition(0, 1, ZERO_HASH)
 
 
 def subject_of(hub: Hub, member_id: str) -> str:
@@ -50,7 +51,7 @@ def sealed(
     producer: str = "coc",
     signing_key: SigningKey | None = None,
     record: dict[str, Any] | None = None,
-    position: ChainPosition = ChainPosition(0, 1, ZERO_HASH),
+    position: ChainPosition = FIRST,
     **overrides: Any,
 ) -> Envelope:
     schema = hub.governance.current_schema(DATASET)

@@ -197,7 +197,7 @@ keys_app = typer.Typer(help="Key management: data-encryption key epochs.", no_ar
 @keys_app.command("rotate")
 @reports_errors
 def keys_rotate(dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")]) -> None:
-    """Start a new data-encryption key epoch for DATASET; earlier events keep their keys, nothing is re-encrypted."""
+    """Start a new data-encryption key epoch for DATASET; earlier events keep theirs (no re-encryption)."""
     hub = Hub()
     hub.governance.dataset(dataset)
     print(hub.keys.rotate_data_key(dataset))
@@ -211,7 +211,7 @@ def gov_erase(
     requested_by: Annotated[str, typer.Option(help="The dataset's owner, requesting the erasure")],
     approved_by: Annotated[str, typer.Option(help="The central operator, approving it")],
 ) -> None:
-    """Erase a data subject by crypto-shredding; prints the signed receipt (also kept under the hub's home)."""
+    """Erase a data subject by crypto-shredding; prints the signed receipt (also kept in the hub's home)."""
     from services.erasure import erase_subject
 
     receipt = erase_subject(
