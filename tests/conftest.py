@@ -17,6 +17,7 @@ import pytest
 from services.governance_bootstrap import HubSpec, create_topics, load_governance, read_spec
 from services.hub import Hub
 from sharehub.settings import Settings
+from tests.kafka_helpers import Worker
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPEC = REPO / "demo" / "hub.yaml"
@@ -69,15 +70,9 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
     hub.close()
 
 
-def hub_env(hub: Hub, **extra: str) -> dict[str, str]:
-    """Environment for running sharehub commands against ``hub`` in a subprocess."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")}
-    if hub.settings.read_model_url:
-        env["SHAREHUB_READ_MODEL_URL"] = hub.settings.read_model_url
-    env.update(
-        SHAREHUB_HOME=str(hub.home),
-        SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,
-        SHAREHUB_CACHE_DIR=str(hub.settings.cache_dir),
-        **extra,
-    )
-    return env
+@pytest.fixture
+def worker(hub: Hub) -> Iterator[Worker]:
+    """The projection worker of ``hub`` as a real background process, stopped after the test."""
+    w = Worker(hub)
+    yield w
+    w.stop()

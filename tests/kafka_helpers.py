@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -11,7 +12,6 @@ from pathlib import Path
 
 from services import processes
 from services.hub import Hub
-from tests.conftest import hub_env
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None) -> None:
@@ -59,3 +59,17 @@ class Worker:
 
     def alive(self) -> bool:
         return processes.running_pid(self.hub.home, "projector") is not None
+
+
+def hub_env(hub: Hub, **extra: str) -> dict[str, str]:
+    """Environment for running sharehub commands against ``hub`` in a subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")}
+    if hub.settings.read_model_url:
+        env["SHAREHUB_READ_MODEL_URL"] = hub.settings.read_model_url
+    env.update(
+        SHAREHUB_HOME=str(hub.home),
+        SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,
+        SHAREHUB_CACHE_DIR=str(hub.settings.cache_dir),
+        **extra,
+    )
+    return env

@@ -23,18 +23,10 @@ from services.audit import read_topic
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.kafka import client_config
-from tests.conftest import hub_env
-from tests.kafka_helpers import Worker, free_port, sharehub, wait_until
+from tests.kafka_helpers import Worker, free_port, hub_env, sharehub, wait_until
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
-
-
-@pytest.fixture
-def worker(hub: Hub) -> Iterator[Worker]:
-    w = Worker(hub)
-    yield w
-    w.stop()
 
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from services import processes
 from services.hub import Hub
-from tests.conftest import hub_env
-from tests.kafka_helpers import free_port, wait_until
+from tests.kafka_helpers import free_port, hub_env, wait_until
 
 
 def test_a_started_process_is_found_and_stopped(offline_hub: Hub) -> None:
