@@ -3,8 +3,9 @@
 Delivery is idempotent with acks=all. Every event of one record goes to one lane (partition), keyed by the
 record's pseudonym, so its changes stay in order; each lane carries its own hash chain, continued from what
 the topic already holds, and a signed checkpoint of each chain goes to the checkpoint topic every
-``CHECKPOINT_EVERY`` events and at every flush. Subjects' keys are created, durably, before any event that
-needs them is sent. Only the dataset's owner publishes.
+``CHECKPOINT_EVERY`` events and at every flush. Events are sealed as they come and signed in batches of up
+to ``BATCH_SIZE``, one signature over the batch's Merkle root (see :mod:`sharehub.envelope`). Subjects'
+keys are created, durably, before any event that needs them is sent. Only the dataset's owner publishes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from connectors.jsonl_source import BadLine, Line
 from sharehub.avro import record_from_json
 from sharehub.chain import GENESIS, ChainHead, head_after
 from sharehub.checkpoints import seal_checkpoint
-from sharehub.envelope import ChainPosition, Envelope, lane_for, pseudonym, seal
+from sharehub.envelope import ChainPosition, Sealed, lane_for, pseudonym, seal_unsigned, sign_batch
 from sharehub.errors import BrokerError, InputError, RecordValidationError, SubjectErased
 from sharehub.governance import GovernanceView
 from sharehub.kafka import producer_config
@@ -29,6 +30,7 @@ from sharehub.keys import KeyService, subject_key_id
 
 CHECKPOINT_EVERY = 1000
 CHUNK = 500
+BATCH_SIZE = 256
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Publisher:
         self._lanes, self._heads = recover_chain_heads(bootstrap, ds.topic, agency, governance)
         self._checkpoint_topic = governance.checkpoint_topic
         self._unchecked: dict[int, int] = {}
+        self._unsigned: list[tuple[Sealed, bytes]] = []
         self._producer = Producer(producer_config(bootstrap))
         self._failures: list[str] = []
 
@@ -66,7 +69,7 @@ class Publisher:
 
     # --- publishing ----------------------------------------------------------------------------------
 
-    def publish(self, record: Any, *, event_type: str = "UPSERTED") -> Envelope:
+    def publish(self, record: Any, *, event_type: str = "UPSERTED") -> Sealed:
         """Validate, seal and hand over one JSON record (see :meth:`flush`)."""
         datum = record_from_json(self._schema, record)
         self._ensure_subject_keys([datum])
@@ -103,15 +106,17 @@ class Publisher:
         self.flush()
         return report
 
-    def erase(self, record_key: str) -> Envelope:
+    def erase(self, record_key: str) -> Sealed:
         """Publish the ERASED event of one data subject (the key destruction is governance's step)."""
         ref = pseudonym(self._routing_key, record_key)
-        envelope = self._send(None, ref, "ERASED", subject_key_id(self._dataset.id, ref))
+        event = self._send(None, ref, "ERASED", subject_key_id(self._dataset.id, ref))
         self.flush()
-        return envelope
+        return event
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Checkpoint every chain that moved; wait until the broker acknowledged everything handed over."""
+        """Sign what waits, checkpoint every chain that moved, and wait until the broker acknowledged
+        everything handed over."""
+        self._sign_and_send()
         for lane in [lane for lane, n in self._unchecked.items() if n]:
             self._checkpoint(lane)
         remaining = self._producer.flush(timeout)
@@ -131,35 +136,44 @@ class Publisher:
             refs = [pseudonym(self._routing_key, str(d[self._dataset.key_field])) for d in datums]
             self._keys.ensure_subject_keys(self._dataset.id, refs)
 
-    def _seal_and_send(self, datum: dict[str, Any], event_type: str) -> Envelope:
+    def _seal_and_send(self, datum: dict[str, Any], event_type: str) -> Sealed:
         ref = pseudonym(self._routing_key, str(datum[self._dataset.key_field]))
         key_id = subject_key_id(self._dataset.id, ref) if self._schema.personal_fields else ""
         return self._send(datum, ref, event_type, key_id)
 
-    def _send(self, datum: dict[str, Any] | None, ref: bytes, event_type: str, key_id: str) -> Envelope:
+    def _send(self, datum: dict[str, Any] | None, ref: bytes, event_type: str, key_id: str) -> Sealed:
         lane = lane_for(ref, self._lanes)
         head = self.head(lane)
-        envelope = seal(
+        event = seal_unsigned(
             schema=self._schema,
             record=datum,
             producer=self._agency,
             dataset=self._dataset.id,
             event_type=event_type,
             position=ChainPosition(lane, head.sequence + 1, head.hash),
-            signing_key=self._signing_key,
+            signing_key_id=self._signing_key.key_id,
             data_key_id=self._data_key_id,
             data_key=self._data_key,
             subject_key_id=key_id,
             subject_key=self._keys.subject_key(key_id) if key_id and datum is not None else None,
         )
-        self._produce(self._dataset.topic, envelope.raw, ref, lane)
-        self._heads[lane] = head_after(envelope)
+        self._unsigned.append((event, ref))
+        self._heads[lane] = head_after(event)
         self._unchecked[lane] = self._unchecked.get(lane, 0) + 1
+        if len(self._unsigned) >= BATCH_SIZE:
+            self._sign_and_send()
         if self._unchecked[lane] >= CHECKPOINT_EVERY:
             self._checkpoint(lane)
-        return envelope
+        return event
+
+    def _sign_and_send(self) -> None:
+        waiting, self._unsigned = self._unsigned, []
+        signed = sign_batch([event for event, _ in waiting], self._signing_key)
+        for envelope, (_, ref) in zip(signed, waiting, strict=True):
+            self._produce(self._dataset.topic, envelope.raw, ref, envelope.header.lane)
 
     def _checkpoint(self, lane: int) -> None:
+        self._sign_and_send()  # a checkpoint never goes out before the events it vouches for
         value = seal_checkpoint(self._signing_key, self._agency, self._dataset.id, lane, self.head(lane))
         self._produce(self._checkpoint_topic, value, f"{self._dataset.id}:{lane}".encode(), None)
         self._unchecked[lane] = 0

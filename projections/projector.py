@@ -20,7 +20,7 @@ from typing import Protocol
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
 from sharehub import chain
 from sharehub.avro import datum_to_json
-from sharehub.envelope import DataKeys, OpenedEvent, authenticate, decrypt, parse, pseudonym
+from sharehub.envelope import DataKeys, OpenedEvent, VerifiedRoots, authenticate, decrypt, parse, pseudonym
 from sharehub.errors import ChainViolation, EnvelopeError, SubjectErased, UnknownReferenceError
 from sharehub.governance import GovernanceView
 from sharehub.keys import SecretBytes
@@ -94,6 +94,7 @@ class Projector:
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
         self._heads: ChainHeads = {}
+        self._roots = VerifiedRoots()
         #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
         self._judged: dict[TopicPartition, int] = {}
 
@@ -178,7 +179,7 @@ class Projector:
         if dataset is None:
             raise UnknownReferenceError(f"topic {message.topic!r} carries no registered dataset")
         envelope = parse(message.value)
-        authenticate(envelope, topic_dataset=dataset, signers=self._governance)
+        authenticate(envelope, topic_dataset=dataset, signers=self._governance, roots=self._roots)
         header = envelope.header
         if header.lane != message.partition:
             raise ChainViolation(

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sharehub import chain
 from sharehub.checkpoints import open_checkpoint
-from sharehub.envelope import Envelope, authenticate, parse
+from sharehub.envelope import Envelope, VerifiedRoots, authenticate, parse
 from sharehub.errors import BrokerError, EnvelopeError
 from sharehub.governance import GovernanceView
 from sharehub.kafka import client_config
@@ -75,6 +75,7 @@ class _Lane:
 def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float = 60.0) -> AuditReport:
     report = AuditReport()
     lanes: dict[tuple[str, str, int], _Lane] = defaultdict(_Lane)
+    roots = VerifiedRoots()
     for dataset in governance.datasets():
         for partition, offset, value in read_topic(bootstrap, dataset.topic, timeout=timeout):
             status = EventStatus(dataset.topic, partition, offset)
@@ -87,7 +88,7 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
                     header.sequence,
                     header.event_id,
                 )
-                authenticate(envelope, topic_dataset=dataset.id, signers=governance)
+                authenticate(envelope, topic_dataset=dataset.id, signers=governance, roots=roots)
             except EnvelopeError as exc:
                 status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
                 continue

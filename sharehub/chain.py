@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sharehub.envelope import ZERO_HASH, Envelope
+from sharehub.envelope import ZERO_HASH, Envelope, Sealed
 
 #: Verdicts on an event that does not simply continue its chain (stable reason codes).
 GAP = "chain_gap"
@@ -39,5 +39,5 @@ def judge(head: ChainHead | None, envelope: Envelope) -> str | None:
     return GAP
 
 
-def head_after(envelope: Envelope) -> ChainHead:
+def head_after(envelope: Envelope | Sealed) -> ChainHead:
     return ChainHead(envelope.header.sequence, envelope.hash)

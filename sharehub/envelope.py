@@ -7,8 +7,13 @@ Sealing runs encode → encrypt → sign::
     header     = C3 01 + envelope fingerprint + Avro of the header fields (producer ... personal_nonce)
     ciphertext = AES-256-GCM(dataset key of the current epoch, nonce, shared, associated data = header)
     personal_ct = AES-256-GCM(the data subject's key, personal_nonce, personal, associated data = header)
-    signature  = Ed25519(producer's key, header + ciphertexts)
-    wire       = header + Avro(ciphertext) + Avro(personal_ct) + signature       (the Avro Envelope record)
+    body       = header + Avro(ciphertext) + Avro(personal_ct)
+    signature  = Ed25519(producer's key, "sharehub-batch-v1" + batch size + Merkle root of the batch's bodies)
+    wire       = body + batch_index + batch_size + batch_path + signature    (the Avro Envelope record)
+
+One signature covers a whole batch of events (:func:`sign_batch`): each event carries its inclusion path,
+so any single event still verifies on its own, and a verifier that has checked a batch's root once skips
+the signature check for the rest of the batch (:class:`VerifiedRoots`). :func:`seal` is a batch of one.
 
 Opening runs the exact reverse in three steps, each with its own errors (:mod:`sharehub.errors`):
 :func:`parse` (structure, no key), :func:`authenticate` (dataset, signature, owner: public keys only — the
@@ -31,6 +36,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sharehub import merkle
 from sharehub.avro import HEADER_SIZE, SINGLE_OBJECT_MARKER, RecordSchema, load_schema, split_single_object
 from sharehub.errors import (
     DatasetMismatch,
@@ -56,8 +62,24 @@ EVENT_TYPES = ("UPSERTED", "CORRECTED", "ERASED")
 ENVELOPE_SCHEMA = load_schema("envelope")
 _HEADER_SCHEMA = RecordSchema.from_json(
     "envelope-header",
-    {**ENVELOPE_SCHEMA.raw, "name": "EnvelopeHeader", "fields": ENVELOPE_SCHEMA.raw["fields"][:-3]},
+    {**ENVELOPE_SCHEMA.raw, "name": "EnvelopeHeader", "fields": ENVELOPE_SCHEMA.raw["fields"][:-6]},
 )
+_PROOF_SCHEMA = RecordSchema.from_json(
+    "envelope-batch-proof",
+    {
+        "type": "record",
+        "name": "BatchProof",
+        "fields": [
+            {"name": "batch_index", "type": "int"},
+            {"name": "batch_size", "type": "int"},
+            {
+                "name": "batch_path",
+                "type": {"type": "array", "items": {"type": "fixed", "name": "Sha256", "size": 32}},
+            },
+        ],
+    },
+)
+_BATCH_DOMAIN = b"sharehub-batch-v1"
 _PREFIX = SINGLE_OBJECT_MARKER + ENVELOPE_SCHEMA.fingerprint
 
 
@@ -82,25 +104,62 @@ class Header:
 
 
 @dataclass(frozen=True)
+class Sealed:
+    """An event sealed but not yet signed: header and ciphertexts, waiting for its batch's signature."""
+
+    header: Header
+    body: bytes
+
+    @property
+    def hash(self) -> bytes:
+        """SHA-256 of the body: what the next event's ``prev_hash`` in its lane must hold."""
+        return hashlib.sha256(self.body).digest()
+
+
+@dataclass(frozen=True)
 class Envelope:
     """A parsed envelope: structure checked, signature not yet."""
 
     header: Header
     ciphertext: bytes
     personal_ciphertext: bytes
+    batch_index: int
+    batch_size: int
+    batch_path: list[bytes]
     signature: bytes
     raw: bytes
     #: ``raw[:header_end]`` is the header, the associated data of both ciphertexts.
     header_end: int
+    #: ``raw[:body_end]`` is the body: header and ciphertexts, a leaf of the batch's Merkle tree.
+    body_end: int
 
     @property
-    def signed_bytes(self) -> bytes:
-        return self.raw[:-SIGNATURE_SIZE]
+    def body(self) -> bytes:
+        return self.raw[: self.body_end]
 
     @property
     def hash(self) -> bytes:
-        """SHA-256 of the whole envelope: what the next event's ``prev_hash`` in its lane must hold."""
-        return hashlib.sha256(self.raw).digest()
+        """SHA-256 of the body: what the next event's ``prev_hash`` in its lane must hold."""
+        return hashlib.sha256(self.body).digest()
+
+
+class VerifiedRoots:
+    """Batch roots whose signature was already checked, so the rest of a batch costs a hash, not a verify."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._seen: dict[tuple[str, str, bytes, bytes], None] = {}
+
+    def __contains__(self, key: tuple[str, str, bytes, bytes]) -> bool:
+        return key in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, key: tuple[str, str, bytes, bytes]) -> None:
+        if len(self._seen) >= self._capacity:
+            del self._seen[next(iter(self._seen))]
+        self._seen[key] = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +208,12 @@ class ChainPosition:
     prev_hash: bytes
 
 
-def seal(
+def seal(*, signing_key: SigningKey, **fields: Any) -> Envelope:
+    """Seal and sign one event (a batch of one). See :func:`seal_unsigned` for the fields."""
+    return sign_batch([seal_unsigned(signing_key_id=signing_key.key_id, **fields)], signing_key)[0]
+
+
+def seal_unsigned(
     *,
     schema: RecordSchema,
     record: dict[str, Any] | None,
@@ -157,15 +221,15 @@ def seal(
     dataset: str,
     event_type: str,
     position: ChainPosition,
-    signing_key: SigningKey,
+    signing_key_id: str,
     data_key_id: str,
     data_key: SecretBytes,
     subject_key_id: str = "",
     subject_key: SecretBytes | None = None,
     event_id: str | None = None,
     occurred_at: dt.datetime | None = None,
-) -> Envelope:
-    """Encode, encrypt and sign one record (a valid Avro datum for ``schema``; None for ERASED)."""
+) -> Sealed:
+    """Encode and encrypt one record (a valid Avro datum for ``schema``; None for ERASED)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"event type {event_type!r} is not one of {EVENT_TYPES}")
     if len(position.prev_hash) != HASH_SIZE:
@@ -185,7 +249,7 @@ def seal(
         sequence=position.sequence,
         prev_hash=position.prev_hash,
         schema_fingerprint=schema.fingerprint,
-        signer_key_id=signing_key.key_id,
+        signer_key_id=signing_key_id,
         data_key_id=data_key_id,
         subject_key_id=subject_key_id,
         nonce=secrets.token_bytes(NONCE_SIZE),
@@ -207,11 +271,29 @@ def seal(
         personal_ciphertext = AESGCM(subject_key.reveal()).encrypt(
             header.personal_nonce, personal, header_bytes
         )
-    unsigned = header_bytes + _avro_bytes(ciphertext) + _avro_bytes(personal_ciphertext)
-    raw = unsigned + signing_key.sign(unsigned)
-    if len(raw) > MAX_ENVELOPE_SIZE:
-        raise PayloadInvalid(f"sealed event is {len(raw)} bytes; the limit is {MAX_ENVELOPE_SIZE}")
-    return Envelope(header, ciphertext, personal_ciphertext, raw[-SIGNATURE_SIZE:], raw, len(header_bytes))
+    body = header_bytes + _avro_bytes(ciphertext) + _avro_bytes(personal_ciphertext)
+    if len(body) > MAX_ENVELOPE_SIZE // 2:
+        raise PayloadInvalid(f"sealed event is {len(body)} bytes; the limit is {MAX_ENVELOPE_SIZE // 2}")
+    return Sealed(header, body)
+
+
+def sign_batch(events: list[Sealed], signing_key: SigningKey) -> list[Envelope]:
+    """Sign a batch of sealed events with one signature over their Merkle root; returns the wire envelopes."""
+    if not events:
+        return []
+    if any(e.header.signer_key_id != signing_key.key_id for e in events):
+        raise ValueError("every event of a batch must name the key that signs it")
+    leaves = [merkle.leaf_hash(e.body) for e in events]
+    signature = signing_key.sign(_batch_message(len(events), merkle.root(leaves)))
+    envelopes = []
+    for index, event in enumerate(events):
+        proof = {"batch_index": index, "batch_size": len(events), "batch_path": merkle.path(leaves, index)}
+        envelopes.append(parse(event.body + _PROOF_SCHEMA.encode(proof) + signature))
+    return envelopes
+
+
+def _batch_message(size: int, root: bytes) -> bytes:
+    return _BATCH_DOMAIN + size.to_bytes(4, "big") + root
 
 
 def pseudonym(routing_key: SecretBytes, record_key: str) -> bytes:
@@ -247,36 +329,64 @@ def parse(raw: bytes) -> Envelope:
     ciphertext: bytes = fields.pop("ciphertext")
     personal_ciphertext: bytes = fields.pop("personal_ciphertext")
     signature: bytes = fields.pop("signature")
-    header_end = (
-        len(raw) - SIGNATURE_SIZE - len(_avro_bytes(personal_ciphertext)) - len(_avro_bytes(ciphertext))
-    )
+    proof = {name: fields.pop(name) for name in ("batch_index", "batch_size", "batch_path")}
+    proof_bytes = _PROOF_SCHEMA.encode(proof)
+    body_end = len(raw) - SIGNATURE_SIZE - len(proof_bytes)
+    if raw[body_end : len(raw) - SIGNATURE_SIZE] != proof_bytes:
+        raise MalformedEnvelope("the batch proof is not in canonical Avro encoding")
+    header_end = body_end - len(_avro_bytes(personal_ciphertext)) - len(_avro_bytes(ciphertext))
     if header_end <= HEADER_SIZE:
         raise MalformedEnvelope("envelope header is empty")
     if fields["occurred_at"].tzinfo is None:  # fastavro gives aware UTC datetimes; guard against a change
         fields["occurred_at"] = fields["occurred_at"].replace(tzinfo=dt.UTC)
-    return Envelope(Header(**fields), ciphertext, personal_ciphertext, signature, raw, header_end)
+    return Envelope(
+        Header(**fields),
+        ciphertext,
+        personal_ciphertext,
+        proof["batch_index"],
+        proof["batch_size"],
+        proof["batch_path"],
+        signature,
+        raw,
+        header_end,
+        body_end,
+    )
 
 
-def verify(envelope: Envelope, signers: SignerDirectory) -> None:
-    """Check the producer's signature over the exact bytes received (UnknownSigner, SignatureInvalid)."""
+def verify(envelope: Envelope, signers: SignerDirectory, roots: VerifiedRoots | None = None) -> None:
+    """Check that the producer signed this exact body, through its batch's Merkle root (UnknownSigner,
+    SignatureInvalid). With ``roots``, a batch root already verified is not verified again."""
     header = envelope.header
     public = signers.signing_public_key(header.producer, header.signer_key_id, header.occurred_at)
+    root = merkle.root_from_path(
+        merkle.leaf_hash(envelope.body), envelope.batch_index, envelope.batch_size, envelope.batch_path
+    )
+    if root is None:
+        raise SignatureInvalid(f"the batch proof of {header.producer!r}'s event does not fit its batch")
+    message = _batch_message(envelope.batch_size, root)
+    key = (header.producer, header.signer_key_id, message, envelope.signature)
+    if roots is not None and key in roots:
+        return
     try:
-        public.verify(envelope.signature, envelope.signed_bytes)
+        public.verify(envelope.signature, message)
     except InvalidSignature:
         raise SignatureInvalid(
             f"signature of {header.producer!r} (key {header.signer_key_id!r}) does not verify"
         ) from None
+    if roots is not None:
+        roots.add(key)
 
 
-def authenticate(envelope: Envelope, *, topic_dataset: str, signers: SignerDirectory) -> None:
+def authenticate(
+    envelope: Envelope, *, topic_dataset: str, signers: SignerDirectory, roots: VerifiedRoots | None = None
+) -> None:
     """The event is its dataset's, signed by a valid key of the dataset's owner. Public keys only."""
     header = envelope.header
     if header.dataset != topic_dataset:
         raise DatasetMismatch(
             f"event names dataset {header.dataset!r} but arrived on {topic_dataset!r}'s topic"
         )
-    verify(envelope, signers)
+    verify(envelope, signers, roots)
     owner = signers.dataset_owner(header.dataset)
     if header.producer != owner:
         raise NotOwner(f"{header.producer!r} signed an event of {header.dataset!r}, which {owner!r} owns")
@@ -310,10 +420,17 @@ def decrypt(envelope: Envelope, *, signers: SignerDirectory, keys: DataKeys) -> 
     return OpenedEvent(envelope, schema, {name: record[name] for name in schema.fields})
 
 
-def open_envelope(raw: bytes, *, topic_dataset: str, signers: SignerDirectory, keys: DataKeys) -> OpenedEvent:
+def open_envelope(
+    raw: bytes,
+    *,
+    topic_dataset: str,
+    signers: SignerDirectory,
+    keys: DataKeys,
+    roots: VerifiedRoots | None = None,
+) -> OpenedEvent:
     """parse → authenticate → decrypt, each failure with its own error."""
     envelope = parse(raw)
-    authenticate(envelope, topic_dataset=topic_dataset, signers=signers)
+    authenticate(envelope, topic_dataset=topic_dataset, signers=signers, roots=roots)
     return decrypt(envelope, signers=signers, keys=keys)
 
 

@@ -186,3 +186,42 @@ def test_each_event_hash_chains_to_the_previous(offline_hub: Hub) -> None:
     second = sealed(offline_hub, position=ChainPosition(0, 2, first.hash))
     assert parse(second.raw).header.prev_hash == first.hash
     assert parse(second.raw).header.sequence == 2
+
+
+def test_one_signature_covers_a_batch_and_each_event_still_verifies_alone(offline_hub: Hub) -> None:
+    from sharehub.envelope import VerifiedRoots, seal_unsigned, sign_batch
+
+    schema = offline_hub.governance.current_schema(DATASET)
+    key_id = offline_hub.keys.current_data_key_id(DATASET)
+    signing = offline_hub.keys.signing_key("coc")
+    prev, unsigned = ZERO_HASH, []
+    for i in range(1, 6):
+        datum = record_from_json(schema, member(member_id=f"PM{i:010d}"))
+        subject = subject_of(offline_hub, datum["member_id"])
+        event = seal_unsigned(
+            schema=schema,
+            record=datum,
+            producer="coc",
+            dataset=DATASET,
+            event_type="UPSERTED",
+            position=ChainPosition(0, i, prev),
+            signing_key_id=signing.key_id,
+            data_key_id=key_id,
+            data_key=offline_hub.keys.data_key(key_id),
+            subject_key_id=subject,
+            subject_key=offline_hub.keys.subject_key(subject),
+        )
+        prev = event.hash
+        unsigned.append(event)
+    batch = sign_batch(unsigned, signing)
+    assert len({e.signature for e in batch}) == 1 and {e.batch_size for e in batch} == {5}
+    for i, envelope in enumerate(batch, start=1):  # an auditor holding one event alone can check it
+        verify(parse(envelope.raw), offline_hub.governance)
+        assert opened(offline_hub, envelope.raw).record["member_id"] == f"PM{i:010d}"
+    swapped = parse(batch[0].raw[: batch[0].body_end] + batch[1].raw[batch[1].body_end :])
+    with pytest.raises(SignatureInvalid):  # another event's place in the tree proves nothing for this one
+        verify(swapped, offline_hub.governance)
+    roots = VerifiedRoots()
+    for envelope in batch:
+        verify(parse(envelope.raw), offline_hub.governance, roots)
+    assert len(roots) == 1  # the root was verified once for the whole batch

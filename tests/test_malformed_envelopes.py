@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from projections.projector import LogMessage, Projector
 from projections.read_model import ReadModelStore
 from services.hub import Hub
-from sharehub import errors
+from sharehub import errors, merkle
 from sharehub.avro import SINGLE_OBJECT_MARKER
 from sharehub.envelope import ENVELOPE_SCHEMA, SIGNATURE_SIZE, open_envelope, parse
 from sharehub.keys import SigningKey
@@ -27,15 +27,16 @@ from tests.test_projector import apply, messages, projector
 
 
 def resigned(hub: Hub, raw: bytes, change: Callable[[dict[str, Any]], None], signer: str = "coc") -> bytes:
-    """``raw`` with its fields changed, then signed again by ``signer``: well-formed, honestly signed."""
+    """``raw`` with its fields changed, then signed again by ``signer`` as a batch of one: well-formed,
+    honestly signed. Built by hand, so it also spells out the wire format."""
     fields = ENVELOPE_SCHEMA.decode(raw[10:])
     change(fields)
+    fields.update(batch_index=0, batch_size=1, batch_path=[], signature=bytes(SIGNATURE_SIZE))
+    encoded = SINGLE_OBJECT_MARKER + ENVELOPE_SCHEMA.fingerprint + ENVELOPE_SCHEMA.encode(fields)
+    body = encoded[: -(SIGNATURE_SIZE + 3)]  # index 0, size 1 and an empty path take one byte each
+    message = b"sharehub-batch-v1" + (1).to_bytes(4, "big") + merkle.leaf_hash(body)  # the root of one leaf
     key: SigningKey = hub.keys.signing_key(signer)
-    fields["signature"] = bytes(SIGNATURE_SIZE)
-    unsigned = (
-        SINGLE_OBJECT_MARKER + ENVELOPE_SCHEMA.fingerprint + ENVELOPE_SCHEMA.encode(fields)[:-SIGNATURE_SIZE]
-    )
-    return unsigned + key.sign(unsigned)
+    return body + b"\x00\x02\x00" + key.sign(message)
 
 
 def corpus(hub: Hub) -> dict[str, tuple[bytes, type[errors.EnvelopeError]]]:
