@@ -283,13 +283,12 @@ def sign_batch(events: list[Sealed], signing_key: SigningKey) -> list[Envelope]:
         return []
     if any(e.header.signer_key_id != signing_key.key_id for e in events):
         raise ValueError("every event of a batch must name the key that signs it")
-    leaves = [merkle.leaf_hash(e.body) for e in events]
-    signature = signing_key.sign(_batch_message(len(events), merkle.root(leaves)))
-    envelopes = []
-    for index, event in enumerate(events):
-        proof = {"batch_index": index, "batch_size": len(events), "batch_path": merkle.path(leaves, index)}
-        envelopes.append(parse(event.body + _PROOF_SCHEMA.encode(proof) + signature))
-    return envelopes
+    root, paths = merkle.tree([merkle.leaf_hash(e.body) for e in events])
+    signature = signing_key.sign(_batch_message(len(events), root))
+    return [
+        parse(event.body + _encode_proof(index, len(events), paths[index]) + signature)
+        for index, event in enumerate(events)
+    ]
 
 
 def _batch_message(size: int, root: bytes) -> bytes:
@@ -330,7 +329,9 @@ def parse(raw: bytes) -> Envelope:
     personal_ciphertext: bytes = fields.pop("personal_ciphertext")
     signature: bytes = fields.pop("signature")
     proof = {name: fields.pop(name) for name in ("batch_index", "batch_size", "batch_path")}
-    proof_bytes = _PROOF_SCHEMA.encode(proof)
+    if not 0 <= proof["batch_index"] < proof["batch_size"]:
+        raise MalformedEnvelope("the batch proof names no place in its batch")
+    proof_bytes = _encode_proof(proof["batch_index"], proof["batch_size"], proof["batch_path"])
     body_end = len(raw) - SIGNATURE_SIZE - len(proof_bytes)
     if raw[body_end : len(raw) - SIGNATURE_SIZE] != proof_bytes:
         raise MalformedEnvelope("the batch proof is not in canonical Avro encoding")
@@ -454,12 +455,24 @@ def _decode(part: RecordSchema, payload: bytes) -> dict[str, Any]:
         raise PayloadInvalid(f"payload does not decode as {part.name}: {type(exc).__name__}") from None
 
 
-def _avro_bytes(value: bytes) -> bytes:
-    """Avro binary encoding of a ``bytes`` value: zig-zag varint length, then the bytes."""
-    n = len(value) << 1  # zig-zag of a non-negative length
+def _encode_proof(index: int, size: int, path: list[bytes]) -> bytes:
+    """Avro binary of (batch_index, batch_size, batch_path) as the envelope schema lays them out: two ints,
+    then an array of 32-byte fixed values in one block (count, items, end marker)."""
+    items = b"".join(path)
+    return _varint(index) + _varint(size) + ((_varint(len(path)) + items + b"\x00") if path else b"\x00")
+
+
+def _varint(n: int) -> bytes:
+    """Avro's zig-zag varint of an int (long range)."""
+    n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
-    return bytes(out) + value
+    return bytes(out)
+
+
+def _avro_bytes(value: bytes) -> bytes:
+    """Avro binary encoding of a ``bytes`` value: zig-zag varint length, then the bytes."""
+    return _varint(len(value)) + value

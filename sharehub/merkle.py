@@ -46,6 +46,18 @@ def path(leaves: list[bytes], index: int) -> list[bytes]:
     return [*path(leaves[k:], index - k), root(leaves[:k])]
 
 
+def tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The root and every leaf's inclusion path at once, in O(n log n) (what signing a batch needs)."""
+    if not leaves:
+        raise ValueError("a Merkle tree needs at least one leaf")
+    if len(leaves) == 1:
+        return leaves[0], [[]]
+    k = _split(len(leaves))
+    left, left_paths = tree(leaves[:k])
+    right, right_paths = tree(leaves[k:])
+    return node_hash(left, right), [p + [right] for p in left_paths] + [p + [left] for p in right_paths]
+
+
 def root_from_path(leaf: bytes, index: int, size: int, siblings: list[bytes]) -> bytes | None:
     """The root ``leaf`` at ``index`` of a tree of ``size`` leaves proves; None if the path cannot fit."""
     if not 0 <= index < size:

@@ -225,3 +225,13 @@ def test_one_signature_covers_a_batch_and_each_event_still_verifies_alone(offlin
     for envelope in batch:
         verify(parse(envelope.raw), offline_hub.governance, roots)
     assert len(roots) == 1  # the root was verified once for the whole batch
+
+
+@pytest.mark.parametrize(
+    ("index", "size", "path"), [(0, 1, []), (3, 5, [b"\x01" * 32] * 3), (200, 256, [b"\x02" * 32] * 8)]
+)
+def test_the_hand_written_proof_encoding_is_avro(index: int, size: int, path: list[bytes]) -> None:
+    from sharehub.envelope import _PROOF_SCHEMA, _encode_proof
+
+    expected = _PROOF_SCHEMA.encode({"batch_index": index, "batch_size": size, "batch_path": path})
+    assert _encode_proof(index, size, path) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharehub.merkle import leaf_hash, node_hash, path, root, root_from_path
+from sharehub.merkle import leaf_hash, node_hash, path, root, root_from_path, tree
 
 
 def leaves(n: int) -> list[bytes]:
@@ -44,3 +44,11 @@ def test_a_wrong_index_size_leaf_or_sibling_proves_nothing(n: int, data: st.Data
         bent = [*proof[:k], bytes(32), *proof[k + 1 :]]
         assert root_from_path(tree[i], i, n, bent) != expected
     assert root_from_path(tree[i], n, n, proof) is None
+
+
+def test_all_paths_at_once_equal_one_path_at_a_time() -> None:
+    for n in (1, 2, 3, 7, 8, 9, 100):
+        leaves_ = leaves(n)
+        top, paths = tree(leaves_)
+        assert top == root(leaves_)
+        assert paths == [path(leaves_, i) for i in range(n)]
