@@ -31,6 +31,9 @@ def running_pid(home: Path, name: str) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     _reap(pid)
+    child = _children.get(pid)
+    if child is not None:  # started here: ours, even in the instant before it has exec'd
+        return pid if child.poll() is None else _forget(pid_file)
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
@@ -40,6 +43,10 @@ def running_pid(home: Path, name: str) -> int | None:
         pid_file.unlink(missing_ok=True)
         return None
     return pid
+
+
+def _forget(pid_file: Path) -> None:
+    pid_file.unlink(missing_ok=True)
 
 
 def start(home: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> tuple[int, Path]:
