@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from sharehub.chain import ChainHead, head_after
 from sharehub.envelope import SignerDirectory, parse, verify
 from sharehub.errors import BrokerError, EnvelopeError
-from sharehub.kafka import client_config
+from sharehub.kafka import client_config, watermarks
 
 WINDOW = 200
 
@@ -56,7 +56,7 @@ def recover_chain_heads(
 def _newest_in_lane(
     consumer: Consumer, topic: str, lane: int, producer: str, signers: SignerDirectory, timeout: float
 ) -> ChainHead | None:
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, lane), timeout=timeout)
+    low, high = watermarks(consumer, topic, lane, timeout=timeout)
     end = high
     while end > low:
         start = max(low, end - WINDOW)

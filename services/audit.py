@@ -23,7 +23,7 @@ from sharehub.checkpoints import open_checkpoint
 from sharehub.envelope import Envelope, VerifiedRoots, authenticate, parse
 from sharehub.errors import BrokerError, EnvelopeError
 from sharehub.governance import GovernanceView
-from sharehub.kafka import client_config
+from sharehub.kafka import client_config, watermarks
 
 
 @dataclass
@@ -163,7 +163,7 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> Iterator
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
         for partition in sorted(described.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            low, high = watermarks(consumer, topic, partition, timeout=timeout)
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))

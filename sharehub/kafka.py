@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sharehub.errors import BrokerError
@@ -62,3 +63,17 @@ def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], *, timeout:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise BrokerError(f"could not create topic {name!r}: {exc}") from None
     return created
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, *, timeout: float) -> tuple[int, int]:
+    """(low, high) offsets of a partition. Retriable errors (a leader still being elected just after a topic
+    was created) are retried until ``timeout``; anything else is a BrokerError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise BrokerError(f"offsets of {topic}[{partition}]: {exc.args[0].str()}") from None
+            time.sleep(0.2)

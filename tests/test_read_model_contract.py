@@ -47,7 +47,15 @@ def store(url_template: str) -> Iterator[ReadModelStore]:
 
 
 def row(key: str, **fields: object) -> Row:
-    return Row("party-members", key, dict(fields), str(uuid.uuid4()), dt.datetime.now(dt.UTC), "ag-1")
+    return Row(
+        "party-members",
+        key,
+        key.encode().hex(),
+        dict(fields),
+        str(uuid.uuid4()),
+        dt.datetime.now(dt.UTC),
+        "ag-1",
+    )
 
 
 def test_rows_and_positions_are_written_together(store: ReadModelStore) -> None:
