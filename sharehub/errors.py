@@ -5,8 +5,10 @@
     SharehubError
     ├── ConfigurationError        settings or local state unusable (master key missing or readable by others)
     ├── InputError                a caller's input is wrong; the message says what and where
-    │   ├── RecordValidationError      a record does not match its dataset's      schema
-    │   └── UnknownReferenceError      an agency, dataset, consumer or key id that does notexist
+    │   ├── RecordValidationError      a record does not match its dataset's schema
+    │   ├── UnknownReferenceError      an agency, dataset, consumer or key id that does not exist
+    │   ├── RowFilterError             an agreement's row filter that does not parse or fit its schema
+    │   └── SchemaIncompatible         a new schema version that cannot read every old event
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -49,6 +51,15 @@ class RecordValidationError(InputError):
 
 class UnknownReferenceError(InputError):
     """A reference to something that does not exist."""
+
+
+class RowFilterError(InputError):
+    """An agreement's row filter that does not parse or does not fit its dataset's schema; the message gives
+    the column and an excerpt."""
+
+
+class SchemaIncompatible(InputError):
+    """A new version of a dataset schema that cannot read every event its earlier versions wrote."""
 
 
 class EnvelopeError(SharehubError):
