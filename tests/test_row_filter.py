@@ -34,6 +34,7 @@ from sharehub.row_filter import (
     Value,
     compile_filter,
 )
+from tests.test_avro import member as json_member
 
 PARTY_MEMBERS = load_schema("party-members")
 EXAMPLE = 'province_code in ["87", "20"] and status != "EXPELLED"'
@@ -45,23 +46,7 @@ def compile_(text: str, **kwargs: Any) -> RowFilter:
 
 def member(**overrides: Any) -> dict[str, Any]:
     """An Avro datum of party-members (dates are datetime.date), with JSON-style overrides."""
-    record = {
-        "member_id": "PM0000000001",
-        "full_name": "Nguyễn Thị Lan",
-        "gender": "FEMALE",
-        "date_of_birth": "1980-02-29",
-        "national_id": "087180123456",
-        "phone": "0912345678",
-        "ethnicity": "Kinh",
-        "province_code": "87",
-        "commune_code": "28315",
-        "party_cell": "CB-28315-001",
-        "admission_date": "2005-05-19",
-        "official_date": "2006-05-19",
-        "status": "OFFICIAL",
-    }
-    record.update(overrides)
-    return record_from_json(PARTY_MEMBERS, record)
+    return record_from_json(PARTY_MEMBERS, json_member(**{"province_code": "87", **overrides}))
 
 
 def error_of(text: str, **kwargs: Any) -> str:

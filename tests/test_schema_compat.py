@@ -19,28 +19,12 @@ from fastavro.read import SchemaResolutionError
 from sharehub.avro import RecordSchema, load_schema, record_from_json
 from sharehub.errors import InputError, SchemaIncompatible
 from sharehub.schema_compat import check_compatible, require_compatible
+from tests.test_avro import member as json_member
 
 PARTY_MEMBERS = load_schema("party-members")
 Change = Callable[[dict[str, Any]], None]
 
-MEMBER = record_from_json(
-    PARTY_MEMBERS,
-    {
-        "member_id": "PM0000000001",
-        "full_name": "Nguyễn Thị Lan",
-        "gender": "FEMALE",
-        "date_of_birth": "1980-02-29",
-        "national_id": "087180123456",
-        "phone": "0912345678",
-        "ethnicity": "Kinh",
-        "province_code": "82",
-        "commune_code": "28315",
-        "party_cell": "CB-28315-001",
-        "admission_date": "2005-05-19",
-        "official_date": "2006-05-19",
-        "status": "OFFICIAL",
-    },
-)
+MEMBER = record_from_json(PARTY_MEMBERS, json_member())
 
 
 # --- building variants of party-members ----------------------------------------------------------------

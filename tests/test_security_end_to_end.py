@@ -62,6 +62,22 @@ def chain_findings(report: dict[str, Any]) -> list[tuple[int, str]]:
     return [(r["sequence"], r["chain"]) for r in report["results"] if r["chain"] != "ok"]
 
 
+def erase(hub: Hub, subject: str, *, requested_by: str, approved_by: str) -> Any:
+    return sharehub(
+        hub,
+        "gov",
+        "erase",
+        "--dataset",
+        DATASET,
+        "--subject",
+        subject,
+        "--requested-by",
+        requested_by,
+        "--approved-by",
+        approved_by,
+    )
+
+
 def lane_head(hub: Hub) -> tuple[int, Envelope]:
     """The busiest lane and its newest event."""
     events = log(hub)
@@ -120,50 +136,14 @@ def test_erasure_purges_the_subject_everywhere_and_leaves_a_verifiable_log(
     )
     subject = members[0]["member_id"]
 
-    refused = sharehub(
-        hub,
-        "gov",
-        "erase",
-        "--dataset",
-        DATASET,
-        "--subject",
-        subject,
-        "--requested-by",
-        "go",
-        "--approved-by",
-        "cpo",
-    )
+    refused = erase(hub, subject, requested_by="go", approved_by="cpo")
     assert (
         refused.returncode == 2 and "only 'coc', the owner of 'party-members', may request" in refused.stderr
     )
-    self_approved = sharehub(
-        hub,
-        "gov",
-        "erase",
-        "--dataset",
-        DATASET,
-        "--subject",
-        subject,
-        "--requested-by",
-        "coc",
-        "--approved-by",
-        "coc",
-    )
+    self_approved = erase(hub, subject, requested_by="coc", approved_by="coc")
     assert self_approved.returncode == 2 and "approved centrally, by 'cpo'" in self_approved.stderr
 
-    erased = sharehub(
-        hub,
-        "gov",
-        "erase",
-        "--dataset",
-        DATASET,
-        "--subject",
-        subject,
-        "--requested-by",
-        "coc",
-        "--approved-by",
-        "cpo",
-    )
+    erased = erase(hub, subject, requested_by="coc", approved_by="cpo")
     assert erased.returncode == 0, erased.stderr
     receipt = json.loads(erased.stdout)
     assert receipt["subject_key_destroyed"] and subject not in erased.stdout  # the receipt names a pseudonym
