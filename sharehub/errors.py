@@ -8,7 +8,12 @@
     │   ├── RecordValidationError      a record does not match its dataset's schema
     │   ├── UnknownReferenceError      an agency, dataset, consumer or key id that does not exist
     │   ├── RowFilterError             an agreement's row filter that does not parse or fit its schema
-    │   └── SchemaIncompatible         a new schema version that cannot read every old event
+    │   ├── SchemaIncompatible         a new schema version that cannot read every old event
+    │   ├── DuplicateId                governance: an id (agency, key, dataset, agreement) already taken
+    │   ├── ClearanceTooLow            governance: a field above the consumer's clearance
+    │   ├── NotPermitted               governance: this agency may not take this step (e.g. self-approval)
+    │   ├── LifecycleViolation         governance: a step out of an agreement's lifecycle order
+    │   └── ValidityExpired            governance: a validity window that has already ended
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -60,6 +65,28 @@ class RowFilterError(InputError):
 
 class SchemaIncompatible(InputError):
     """A new version of a dataset schema that cannot read every event its earlier versions wrote."""
+
+
+class DuplicateId(InputError):
+    """Governance: an agency, key, dataset, schema version or agreement id that is already taken."""
+
+
+class ClearanceTooLow(InputError):
+    """Governance: an agreement would grant a field above its consumer's clearance (R4)."""
+
+
+class NotPermitted(InputError):
+    """Governance: this agency may not take this step (consent by a non-owner, self-approval, approval by
+    the consumer or the owner or by one approver twice)."""
+
+
+class LifecycleViolation(InputError):
+    """Governance: a step out of an agreement's lifecycle order (approve before consent, resume when not
+    suspended, anything after revocation)."""
+
+
+class ValidityExpired(InputError):
+    """Governance: a validity window (of an agreement or a key) that has already ended."""
 
 
 class EnvelopeError(SharehubError):

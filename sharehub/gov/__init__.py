@@ -1,0 +1,18 @@
+"""Event-sourced central governance (issue #3): every change is a signed event on one hash-chained log.
+
+- :mod:`~sharehub.gov.events`: the event types, sealing and parsing (``schemas/governance-event.avsc``);
+- :mod:`~sharehub.gov.rules`: what each change must satisfy, checked before signing and again on replay;
+- :mod:`~sharehub.gov.verify`: signatures (operator keys, pinned as :class:`Trust`) and the chain;
+- :mod:`~sharehub.gov.reducer` and :mod:`~sharehub.gov.state`: the state, :func:`fold`, the GovernanceView;
+- :mod:`~sharehub.gov.service`: :class:`GovernanceService`, one method per operation;
+- :mod:`~sharehub.gov.log`: the ``<prefix>-governance`` Kafka topic;
+- :mod:`~sharehub.gov.apply`: declarative bootstrap from a hub YAML file (plan, then apply).
+
+See docs/governance.md.
+"""
+
+from sharehub.gov.service import GovernanceService, new_credential
+from sharehub.gov.state import GovState, fold
+from sharehub.gov.verify import Trust
+
+__all__ = ["GovState", "GovernanceService", "Trust", "fold", "new_credential"]

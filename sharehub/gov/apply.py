@@ -1,0 +1,249 @@
+"""Declarative bootstrap: bring the governance log to what a hub YAML file describes, as events.
+
+:func:`plan` compares the spec with the state and lists the changes, one human-readable line each
+(``+`` something new, ``~`` an existing thing moved along its lifecycle or to a new schema version, ``-`` an
+agreement revoked because the spec no longer lists it); :func:`apply` performs them through the service, so
+each is validated and signed like any other command. Applying the same spec twice plans nothing the second
+time. Keys are made in the local key store the first time an agency or dataset appears, as
+``services/governance_bootstrap.py`` does.
+
+The spec is ``demo/hub.yaml``'s format (``HubSpec``), with one addition: an agreement may list its
+``approvers`` (central offices). Without it the operator approves, which is enough below secret only; for a
+secret agreement the plan asks for two. Things the log cannot change yet (an agency's name or clearance, a
+dataset's owner, an agreement's terms) are refused with InputError rather than silently left different.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sharehub.avro import load_schema
+from sharehub.errors import InputError
+from sharehub.gov.events import GovernanceEvent
+from sharehub.gov.models import DatasetRecord, approvals_needed
+from sharehub.gov.service import GovernanceService
+from sharehub.gov.state import GovState
+from sharehub.kafka import ensure_topics
+from sharehub.keys import LocalKeyStore
+
+
+class AgencySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    name: str
+    kind: str
+    clearance: str
+    parent: str | None = None
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    owner: str
+    classification: str
+    key_field: str
+    description: str = ""
+    partitions: int = 3
+    retention_ms: int = -1
+
+
+class AgreementSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    consumer: str
+    dataset: str
+    fields: tuple[str, ...]
+    purpose: str
+    legal_basis: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None = None
+    row_filter: str | None = None
+    approvers: tuple[str, ...] = ()
+
+
+class GovSpec(BaseModel):
+    """``HubSpec`` of services/governance_bootstrap.py, typed, with optional approvers per agreement."""
+
+    model_config = ConfigDict(extra="forbid")
+    operator: str
+    topic_prefix: str = "sharehub"
+    agencies: list[AgencySpec]
+    datasets: list[DatasetSpec] = Field(default_factory=list)
+    agreements: list[AgreementSpec] = Field(default_factory=list)
+
+
+def read_spec(source: Path | Mapping[str, Any]) -> GovSpec:
+    """A spec from a YAML file or an already-loaded mapping (e.g. ``HubSpec.model_dump()``)."""
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8")) if isinstance(source, Path) else source
+        return GovSpec.model_validate(raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{source}: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of a plan: the line shown to a person, and the service call that performs it."""
+
+    line: str
+    op: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def plan(desired: GovSpec, state: GovState) -> list[Change]:
+    """The changes that bring ``state`` to ``desired``; empty when it is there already."""
+    if desired.operator != state.operator:
+        raise InputError(f"the spec's operator {desired.operator!r} is not the log's {state.operator!r}")
+    changes: list[Change] = []
+    # The operator first: it is the one agency that may register the others.
+    for agency in sorted(desired.agencies, key=lambda a: a.id != desired.operator):
+        changes += _agency(agency, state, desired.operator)
+    for dataset in desired.datasets:
+        changes += _dataset(dataset, state, desired.operator)
+    for agreement in desired.agreements:
+        changes += _agreement(agreement, state, desired)
+    wanted = {a.id for a in desired.agreements}
+    for agreement_id, record in sorted(state.agreements_.items()):
+        if agreement_id not in wanted and record.stage != "revoked":
+            args = {
+                "actor": desired.operator,
+                "agreement_id": agreement_id,
+                "reason": "no longer in the spec",
+            }
+            changes.append(
+                Change(f"- revoke agreement {agreement_id} (no longer in the spec)", "revoke", args)
+            )
+    return changes
+
+
+def apply(
+    changes: list[Change], service: GovernanceService, keys: LocalKeyStore, *, bootstrap: str | None = None
+) -> list[GovernanceEvent]:
+    """Perform ``changes`` in order (each one validated and signed); creates the dataset topics on
+    ``bootstrap`` if given. Stops at the first refusal; what was applied stays, and a new plan resumes."""
+    events: list[GovernanceEvent] = []
+    for change in changes:
+        args = dict(change.args)
+        if change.op == "add_key":
+            args["public_key"] = _signing_key(keys, args["agency"], args["key_id"])
+        elif change.op == "declare_dataset":
+            data_key = f"{args['id']}/data/1"
+            if not keys.has(data_key):
+                keys.create_data_key(args["id"], data_key)
+            keys.ensure_routing_key(args["id"])
+        events.append(getattr(service, change.op)(**args))
+    if bootstrap is not None:
+        state = service.state
+        own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1)]
+        ensure_topics(bootstrap, [(d.topic, d.partitions) for d in state.datasets()] + own)
+    return events
+
+
+# --- one kind of thing at a time -----------------------------------------------------------------------
+
+
+def _agency(spec: AgencySpec, state: GovState, operator: str) -> list[Change]:
+    changes: list[Change] = []
+    known = state.agencies_.get(spec.id)
+    if known is None:
+        args = {"actor": operator, **spec.model_dump()}
+        changes.append(Change(f"+ register agency {spec.id} ({spec.name})", "register_agency", args))
+    else:
+        _same(f"agency {spec.id}", spec.model_dump(), {k: getattr(known, k) for k in spec.model_dump()})
+    if known is None or not known.keys:
+        key_id = f"{spec.id}/sign/1"
+        args = {"actor": operator, "agency": spec.id, "key_id": key_id}
+        changes.append(Change(f"+ add signing key {key_id} to {spec.id}", "add_key", args))
+    return changes
+
+
+def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
+    changes: list[Change] = []
+    known = state.datasets_.get(spec.id)
+    if known is None:
+        line = f"+ declare dataset {spec.id} (owner {spec.owner}, {spec.classification})"
+        changes.append(Change(line, "declare_dataset", {"actor": operator, **spec.model_dump()}))
+    else:
+        _same(f"dataset {spec.id}", spec.model_dump(), {k: getattr(known, k) for k in spec.model_dump()})
+    shipped = load_schema(spec.id)
+    registered = known.schemas if known is not None else ()
+    if not registered or registered[-1].fingerprint != shipped.fingerprint:
+        sign = "~" if registered else "+"
+        line = f"{sign} register schema {spec.id} v{len(registered) + 1} ({shipped.fingerprint.hex()})"
+        args = {"actor": operator, "dataset": spec.id, "schema": shipped.raw}
+        changes.append(Change(line, "register_schema", args))
+    return changes
+
+
+def _agreement(spec: AgreementSpec, state: GovState, desired: GovSpec) -> list[Change]:
+    ds = next((d for d in desired.datasets if d.id == spec.dataset), None)
+    owner = ds.owner if ds is not None else state.dataset_owner(spec.dataset)
+    approvers = spec.approvers or (desired.operator,)
+    needed = _approvals_needed(spec, state, desired)
+    if len(set(approvers)) < needed:
+        raise InputError(
+            f"agreement {spec.id}: it grants secret data and needs {needed} distinct central approvers; "
+            f"list them under 'approvers' (the spec names {', '.join(approvers)})"
+        )
+    known = state.agreements_.get(spec.id)
+    changes: list[Change] = []
+    if known is None:
+        terms = spec.model_dump(exclude={"id", "approvers"})
+        args = {"actor": spec.consumer, "id": spec.id, **terms}
+        line = (
+            f"+ propose agreement {spec.id} ({spec.consumer} reads {spec.dataset}, {len(spec.fields)} fields)"
+        )
+        changes.append(Change(line, "propose", args))
+        stage, done, sign = "proposed", tuple[str, ...](), "+"
+    else:
+        on_log = {k: getattr(known.terms, k) for k in spec.model_dump(exclude={"id", "approvers"})}
+        _same(f"agreement {spec.id}", spec.model_dump(exclude={"id", "approvers"}), on_log)
+        stage, done, sign = known.stage, known.approvals, "~"
+    if stage == "proposed":
+        args = {"actor": owner, "agreement_id": spec.id}
+        changes.append(Change(f"{sign} consent agreement {spec.id} by {owner}", "consent", args))
+    if stage in ("proposed", "consented"):
+        for approver in [a for a in dict.fromkeys(approvers) if a not in done][: needed - len(done)]:
+            args = {"actor": approver, "agreement_id": spec.id}
+            changes.append(Change(f"{sign} approve agreement {spec.id} by {approver}", "approve", args))
+    return changes
+
+
+def _approvals_needed(spec: AgreementSpec, state: GovState, desired: GovSpec) -> int:
+    known = state.datasets_.get(spec.dataset)
+    if known is None:
+        ds = next((d for d in desired.datasets if d.id == spec.dataset), None)
+        if ds is None:
+            raise InputError(f"agreement {spec.id}: dataset {spec.dataset!r} does not exist")
+        known = DatasetRecord(schemas=(load_schema(ds.id),), **ds.model_dump())
+    return approvals_needed(known, spec.fields)
+
+
+def _same(what: str, wanted: Mapping[str, Any], actual: Mapping[str, Any]) -> None:
+    differs = sorted(k for k in wanted if wanted[k] != actual[k])
+    if differs:
+        raise InputError(
+            f"{what} differs from the log in {', '.join(differs)}; governance events cannot change that "
+            "yet (give new agreement terms a new id)"
+        )
+
+
+def _signing_key(keys: LocalKeyStore, agency: str, key_id: str) -> bytes:
+    if keys.has(key_id):  # made by an earlier apply that stopped before its event was written
+        current = keys.signing_key(agency)
+        if current.key_id == key_id:
+            return current.private.public_key().public_bytes_raw()
+    return keys.create_signing_key(agency, key_id)

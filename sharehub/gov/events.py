@@ -1,0 +1,288 @@
+"""Governance events: one signed Avro record for every change to central governance.
+
+Schema: ``schemas/governance-event.avsc``. Every event has the same header (``sequence``, ``prev_hash``,
+``occurred_at``, ``actor``, ``signer_key_id``) and a ``payload`` that is an Avro union of one record per
+event type: the union branch *is* the tag, so a reader cannot mistake an ``AgreementSuspended`` for an
+``AgreementRevoked`` even though both carry the same fields (a separate ``type`` enum could disagree with
+the payload; a union branch cannot).
+
+Wire form, like :mod:`sharehub.checkpoints`: single-object Avro (``C3 01`` + fingerprint + body) followed by
+a 64-byte Ed25519 signature over every byte before it. This module seals and parses; checking the signature
+and the chain needs the state so far and lives in :mod:`sharehub.gov.verify`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any, TypeAlias, cast
+
+import fastavro
+
+from sharehub.avro import SINGLE_OBJECT_MARKER, load_schema, split_single_object
+from sharehub.errors import MalformedEnvelope
+from sharehub.keys import SigningKey
+
+EVENT_SCHEMA = load_schema("governance-event")
+NAMESPACE = "vn.sharehub.governance.v1"
+SIGNATURE_SIZE = 64
+HASH_SIZE = 32
+#: ``prev_hash`` of the first event of the log.
+ZERO_HASH = bytes(HASH_SIZE)
+#: Governance events are small; anything larger is refused before parsing.
+MAX_EVENT_SIZE = 1024 * 1024
+
+
+# --- payloads, one per event type (field names and order as in the Avro schema) ------------------------
+
+
+@dataclass(frozen=True)
+class AgencyRegistered:
+    id: str
+    name: str
+    kind: str
+    parent: str | None
+    clearance: str
+
+
+@dataclass(frozen=True)
+class SigningKeyAdded:
+    agency: str
+    key_id: str
+    public_key: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None = None
+    replaces: str | None = None
+
+
+@dataclass(frozen=True)
+class SigningKeyRevoked:
+    agency: str
+    key_id: str
+    reason: str
+    effective_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DatasetDeclared:
+    id: str
+    owner: str
+    description: str
+    classification: str
+    retention_ms: int
+    key_field: str
+    partitions: int
+
+
+@dataclass(frozen=True)
+class SchemaRegistered:
+    dataset: str
+    version: int
+    schema: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class AgreementProposed:
+    id: str
+    consumer: str
+    dataset: str
+    fields: tuple[str, ...]
+    row_filter: str | None
+    purpose: str
+    legal_basis: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class AgreementConsented:
+    id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class AgreementApproved:
+    id: str
+    approver: str
+
+
+@dataclass(frozen=True)
+class AgreementSuspended:
+    id: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgreementResumed:
+    id: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgreementRevoked:
+    id: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CredentialIssued:
+    consumer: str
+    sha256: str
+
+
+Payload: TypeAlias = (
+    AgencyRegistered
+    | SigningKeyAdded
+    | SigningKeyRevoked
+    | DatasetDeclared
+    | SchemaRegistered
+    | AgreementProposed
+    | AgreementConsented
+    | AgreementApproved
+    | AgreementSuspended
+    | AgreementResumed
+    | AgreementRevoked
+    | CredentialIssued
+)
+AgreementChange: TypeAlias = (
+    AgreementProposed
+    | AgreementConsented
+    | AgreementApproved
+    | AgreementSuspended
+    | AgreementResumed
+    | AgreementRevoked
+)
+PAYLOAD_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        AgencyRegistered,
+        SigningKeyAdded,
+        SigningKeyRevoked,
+        DatasetDeclared,
+        SchemaRegistered,
+        AgreementProposed,
+        AgreementConsented,
+        AgreementApproved,
+        AgreementSuspended,
+        AgreementResumed,
+        AgreementRevoked,
+        CredentialIssued,
+    )
+}
+
+
+def type_name(payload: Payload) -> str:
+    """The event type, e.g. ``AgreementApproved``."""
+    return type(payload).__name__
+
+
+# --- the signed event ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GovernanceEvent:
+    """One event as read from (or written to) the log: its decoded fields and its exact bytes."""
+
+    sequence: int
+    prev_hash: bytes
+    occurred_at: dt.datetime
+    actor: str
+    signer_key_id: str
+    payload: Payload
+    body: bytes
+    signature: bytes
+
+    @property
+    def type(self) -> str:
+        return type_name(self.payload)
+
+    @property
+    def hash(self) -> bytes:
+        """SHA-256 of the signed bytes: what the next event's ``prev_hash`` must hold."""
+        return hashlib.sha256(self.body).digest()
+
+    @property
+    def raw(self) -> bytes:
+        """The wire form: body + signature."""
+        return self.body + self.signature
+
+    def describe(self) -> str:
+        return f"governance event {self.sequence} ({self.type})"
+
+
+def seal(
+    key: SigningKey,
+    *,
+    sequence: int,
+    prev_hash: bytes,
+    occurred_at: dt.datetime,
+    actor: str,
+    payload: Payload,
+) -> GovernanceEvent:
+    """Encode and sign an event. The result is re-parsed from its own bytes, so the event a service applies
+    is exactly the one a reader of the log will see (same microsecond timestamps, same tuples)."""
+    datum = {
+        "sequence": sequence,
+        "prev_hash": prev_hash,
+        "occurred_at": occurred_at,
+        "actor": actor,
+        "signer_key_id": key.key_id,
+        "payload": (f"{NAMESPACE}.{type_name(payload)}", _payload_datum(payload)),
+    }
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, EVENT_SCHEMA.parsed, datum)
+    body = SINGLE_OBJECT_MARKER + EVENT_SCHEMA.fingerprint + out.getvalue()
+    return parse(body + key.sign(body))
+
+
+def parse(raw: bytes) -> GovernanceEvent:
+    """Decode the wire form without checking the signature; MalformedEnvelope for anything else."""
+    if len(raw) > MAX_EVENT_SIZE:
+        raise MalformedEnvelope(f"a governance event of {len(raw):,} bytes is larger than {MAX_EVENT_SIZE:,}")
+    body, signature = raw[:-SIGNATURE_SIZE], raw[-SIGNATURE_SIZE:]
+    try:
+        fp, avro = split_single_object(body)
+        if fp != EVENT_SCHEMA.fingerprint:
+            raise ValueError(f"schema fingerprint {fp.hex()} is not the governance event's")
+        buf = io.BytesIO(avro)
+        datum = cast(
+            dict[str, Any],
+            fastavro.schemaless_reader(buf, EVENT_SCHEMA.parsed, None, return_record_name=True),
+        )
+        if buf.tell() != len(avro):
+            raise ValueError(f"{len(avro) - buf.tell()} trailing bytes")
+        name, fields = datum["payload"]
+        payload = _payload_from_datum(name.rsplit(".", 1)[-1], fields)
+    except Exception as exc:  # garbage of any kind is one finding
+        raise MalformedEnvelope(f"not a sharehub governance event: {exc}") from None
+    return GovernanceEvent(
+        sequence=datum["sequence"],
+        prev_hash=datum["prev_hash"],
+        occurred_at=datum["occurred_at"],
+        actor=datum["actor"],
+        signer_key_id=datum["signer_key_id"],
+        payload=payload,
+        body=body,
+        signature=signature,
+    )
+
+
+def _payload_datum(payload: Payload) -> dict[str, Any]:
+    datum = {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}
+    if isinstance(payload, AgreementProposed):
+        datum["fields"] = list(payload.fields)
+    return datum
+
+
+def _payload_from_datum(name: str, fields: dict[str, Any]) -> Payload:
+    cls = PAYLOAD_TYPES[name]
+    if cls is AgreementProposed:
+        fields = {**fields, "fields": tuple(fields["fields"])}
+    return cast(Payload, cls(**fields))

@@ -1,0 +1,138 @@
+"""Where governance events are kept: the Kafka topic ``<prefix>-governance``, or memory (tests, planning).
+
+The topic has one partition, because the log is one hash chain and Kafka orders a partition only; it keeps
+every event for ever (:data:`sharehub.kafka.LOG_TOPIC_CONFIG`). Writes go through an idempotent acks=all
+producer and are flushed before :meth:`KafkaLog.append` returns, so the service applies an event to its
+state only once the broker holds it.
+
+The reader is a small copy of ``services.audit.read_topic`` restricted to one partition: the ``sharehub``
+package must not import ``services`` (see docs/architecture.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from sharehub.errors import BrokerError, ChainViolation
+from sharehub.gov.events import GovernanceEvent
+from sharehub.kafka import client_config, ensure_topics, producer_config, watermarks
+
+PARTITION = 0
+#: Every governance event has the same Kafka key, so it would land in the one partition anyway.
+MESSAGE_KEY = b"governance"
+
+
+class EventLog(Protocol):
+    """An append-only sequence of signed governance events (wire bytes)."""
+
+    def append(self, event: GovernanceEvent) -> None: ...
+    def read_all(self) -> list[bytes]: ...
+    def close(self) -> None: ...
+
+
+class MemoryLog:
+    """A log in a list: for tests and for services that are not (yet) backed by Kafka."""
+
+    def __init__(self, events: list[bytes] | None = None) -> None:
+        self.events: list[bytes] = list(events or [])
+
+    def append(self, event: GovernanceEvent) -> None:
+        self.events.append(event.raw)
+
+    def read_all(self) -> list[bytes]:
+        return list(self.events)
+
+    def close(self) -> None:
+        pass
+
+
+class KafkaLog:
+    """The governance topic of one hub on one Kafka cluster."""
+
+    def __init__(self, bootstrap: str, topic_prefix: str, *, timeout: float = 30.0) -> None:
+        self.bootstrap = bootstrap
+        self.topic = f"{topic_prefix}-governance"
+        self._timeout = timeout
+        ensure_topics(bootstrap, [(self.topic, 1)], timeout=timeout)
+        self._producer = Producer(producer_config(bootstrap))
+        self._next_offset: int | None = None
+
+    def append(self, event: GovernanceEvent) -> None:
+        """Write one event and wait until every in-sync replica has it; BrokerError otherwise.
+
+        Before writing, the end of the topic must be where this writer left it: another writer appending
+        meanwhile would fork the chain, so that is refused (a cheap guard, not a fence: see docs)."""
+        end = self._end_offset()
+        if self._next_offset is not None and end != self._next_offset:
+            raise ChainViolation(
+                "concurrent_writer",
+                f"{self.topic} holds {end} events, this service knew {self._next_offset}; reopen the service",
+            )
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        try:
+            self._producer.produce(
+                self.topic, value=event.raw, key=MESSAGE_KEY, partition=PARTITION, on_delivery=delivered
+            )
+            remaining = self._producer.flush(self._timeout)
+        except (KafkaException, BufferError) as exc:
+            raise BrokerError(f"could not write {event.describe()} to {self.topic}: {exc}") from None
+        if remaining or failures:
+            why = failures[0] if failures else "not delivered in time"
+            raise BrokerError(f"{event.describe()} was not written to {self.topic}: {why}")
+        self._next_offset = end + 1
+
+    def read_all(self) -> list[bytes]:
+        """Every event on the topic, from offset 0 to the end it had when reading began."""
+        consumer = Consumer(
+            client_config(
+                self.bootstrap, **{"group.id": f"sharehub-gov-{uuid.uuid4()}", "enable.auto.commit": False}
+            )
+        )
+        try:
+            low, high = watermarks(consumer, self.topic, PARTITION, timeout=self._timeout)
+            events: list[bytes] = []
+            if high > low:
+                consumer.assign([TopicPartition(self.topic, PARTITION, low)])
+                events = _read_until(consumer, self.topic, high, self._timeout)
+            self._next_offset = high
+            return events
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self._producer.flush(self._timeout)
+
+    def _end_offset(self) -> int:
+        consumer = Consumer(client_config(self.bootstrap, **{"group.id": f"sharehub-gov-{uuid.uuid4()}"}))
+        try:
+            return watermarks(consumer, self.topic, PARTITION, timeout=self._timeout)[1]
+        finally:
+            consumer.close()
+
+
+def _read_until(consumer: Consumer, topic: str, end: int, timeout: float) -> list[bytes]:
+    events: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"reading {topic} stalled after {len(events)} events")
+            continue
+        if msg.error():
+            raise BrokerError(f"reading {topic}: {msg.error()}")
+        deadline = time.monotonic() + timeout
+        offset = msg.offset()
+        if offset is not None and offset < end:
+            events.append(msg.value() or b"")
+            if offset + 1 >= end:
+                return events

@@ -1,0 +1,222 @@
+"""The governance service: one method per governance operation, each validated, signed, logged, applied.
+
+Every method follows the same path (:meth:`GovernanceService._commit`): check the rules against the current
+state (a refusal raises the specific error and leaves no trace), seal the event with the operator key as
+the next link of the chain, write it to the log, and only then apply it to the state through the reducer
+replay uses. ``actor`` is always the agency asking for the change; the operator key signs for governance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sharehub.avro import RecordSchema
+from sharehub.gov import events as ev
+from sharehub.gov.log import EventLog, KafkaLog, MemoryLog
+from sharehub.gov.rules import check, parse_schema
+from sharehub.gov.state import GovState, fold
+from sharehub.gov.verify import Trust, verify
+from sharehub.governance import token_hash
+from sharehub.keys import SigningKey
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_credential() -> tuple[str, str]:
+    """A new bearer credential and its SHA-256 (hex): hand out the first, record only the second."""
+    token = "shc_" + secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+class GovernanceService:
+    def __init__(
+        self, state: GovState, operator_key: SigningKey, log: EventLog, *, clock: Clock = utc_now
+    ) -> None:
+        self.state = state
+        self._key = operator_key
+        self._log = log
+        self._clock = clock
+
+    @classmethod
+    def in_memory(
+        cls,
+        operator: str,
+        operator_key: SigningKey,
+        *,
+        topic_prefix: str = "sharehub",
+        clock: Clock = utc_now,
+    ) -> GovernanceService:
+        """A service whose log is a list (tests, dry runs)."""
+        return cls(
+            GovState(Trust.of(operator, operator_key), topic_prefix), operator_key, MemoryLog(), clock=clock
+        )
+
+    @classmethod
+    def open(
+        cls,
+        bootstrap: str,
+        topic_prefix: str,
+        operator_key: SigningKey,
+        operator: str,
+        *,
+        trust: Trust | None = None,
+        clock: Clock = utc_now,
+    ) -> GovernanceService:
+        """The service of the hub ``topic_prefix``: creates its governance topic if missing and rebuilds the
+        state from every event on it, so a restarted service continues the chain where it ended."""
+        log = KafkaLog(bootstrap, topic_prefix)
+        trust = trust or Trust.of(operator, operator_key)
+        state = fold(log.read_all(), trust, topic_prefix)
+        return cls(state, operator_key, log, clock=clock)
+
+    def close(self) -> None:
+        self._log.close()
+
+    # --- agencies and keys -------------------------------------------------------------------------
+
+    def register_agency(
+        self, actor: str, id: str, name: str, kind: str, clearance: str, parent: str | None = None
+    ) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.AgencyRegistered(id, name, kind, parent, clearance))
+
+    def add_key(
+        self,
+        actor: str,
+        agency: str,
+        key_id: str,
+        public_key: bytes | str,
+        *,
+        valid_from: dt.datetime | None = None,
+        valid_until: dt.datetime | None = None,
+    ) -> ev.GovernanceEvent:
+        start = valid_from or self._clock()
+        return self._commit(actor, ev.SigningKeyAdded(agency, key_id, _hex(public_key), start, valid_until))
+
+    def rotate_key(
+        self,
+        actor: str,
+        agency: str,
+        old_key_id: str,
+        new_key_id: str,
+        public_key: bytes | str,
+        *,
+        valid_from: dt.datetime | None = None,
+    ) -> ev.GovernanceEvent:
+        """Add ``new_key_id``; ``old_key_id`` stops counting when it starts (one event, so no moment has
+        both or neither)."""
+        start = valid_from or self._clock()
+        added = ev.SigningKeyAdded(agency, new_key_id, _hex(public_key), start, None, replaces=old_key_id)
+        return self._commit(actor, added)
+
+    def revoke_key(
+        self, actor: str, agency: str, key_id: str, reason: str, *, effective_at: dt.datetime | None = None
+    ) -> ev.GovernanceEvent:
+        """From ``effective_at`` (default now; earlier if the key was compromised earlier) no signature by
+        the key counts; signatures from before still do."""
+        when = effective_at or self._clock()
+        return self._commit(actor, ev.SigningKeyRevoked(agency, key_id, reason, when))
+
+    # --- datasets and schemas ----------------------------------------------------------------------
+
+    def declare_dataset(
+        self,
+        actor: str,
+        id: str,
+        owner: str,
+        classification: str,
+        key_field: str,
+        *,
+        description: str = "",
+        retention_ms: int = -1,
+        partitions: int = 3,
+    ) -> ev.GovernanceEvent:
+        payload = ev.DatasetDeclared(
+            id, owner, description, classification, retention_ms, key_field, partitions
+        )
+        return self._commit(actor, payload)
+
+    def register_schema(
+        self, actor: str, dataset: str, schema: RecordSchema | dict[str, Any] | str
+    ) -> ev.GovernanceEvent:
+        """The next version of ``dataset``'s schema; refused (SchemaIncompatible) if it cannot read every
+        event an earlier version wrote."""
+        if isinstance(schema, RecordSchema):
+            schema = schema.raw
+        text = schema if isinstance(schema, str) else json.dumps(schema, ensure_ascii=False, sort_keys=True)
+        fingerprint = parse_schema(dataset, text).fingerprint.hex()
+        known = self.state.datasets_.get(dataset)
+        version = len(known.schemas) + 1 if known is not None else 1
+        return self._commit(actor, ev.SchemaRegistered(dataset, version, text, fingerprint))
+
+    # --- agreements --------------------------------------------------------------------------------
+
+    def propose(
+        self,
+        actor: str,
+        id: str,
+        consumer: str,
+        dataset: str,
+        fields: Sequence[str],
+        purpose: str,
+        legal_basis: str,
+        *,
+        valid_from: dt.datetime | None = None,
+        valid_until: dt.datetime | None = None,
+        row_filter: str | None = None,
+    ) -> ev.GovernanceEvent:
+        start = valid_from or self._clock()
+        payload = ev.AgreementProposed(
+            id, consumer, dataset, tuple(fields), row_filter, purpose, legal_basis, start, valid_until
+        )
+        return self._commit(actor, payload)
+
+    def consent(self, actor: str, agreement_id: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.AgreementConsented(agreement_id, actor))
+
+    def approve(self, actor: str, agreement_id: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.AgreementApproved(agreement_id, actor))
+
+    def suspend(self, actor: str, agreement_id: str, reason: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.AgreementSuspended(agreement_id, actor, reason))
+
+    def resume(self, actor: str, agreement_id: str, reason: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.AgreementResumed(agreement_id, actor, reason))
+
+    def revoke(self, actor: str, agreement_id: str, reason: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.AgreementRevoked(agreement_id, actor, reason))
+
+    def issue_credential(self, actor: str, consumer: str, credential_sha256: str) -> ev.GovernanceEvent:
+        """Record a credential by its hash (see :func:`new_credential`); the credential never reaches
+        the log."""
+        return self._commit(actor, ev.CredentialIssued(consumer, credential_sha256))
+
+    # --- the one path every change takes -------------------------------------------------------------
+
+    def _commit(self, actor: str, payload: ev.Payload) -> ev.GovernanceEvent:
+        at = self._clock().astimezone(dt.UTC)
+        check(self.state, payload, actor, at)
+        event = ev.seal(
+            self._key,
+            sequence=self.state.head_sequence + 1,
+            prev_hash=self.state.head_hash,
+            occurred_at=at,
+            actor=actor,
+            payload=payload,
+        )
+        # Never write what a reader would reject (e.g. the operator key was revoked): verify first.
+        verify(self.state, event, self.state.trust)
+        self._log.append(event)
+        self.state.apply(event)
+        return event
+
+
+def _hex(public_key: bytes | str) -> str:
+    return public_key.hex() if isinstance(public_key, bytes) else public_key

@@ -1,0 +1,196 @@
+"""The governance state folded from the log, and the :class:`~sharehub.governance.GovernanceView` over it.
+
+:func:`fold` rebuilds the state from events alone (plus the pinned operator keys); the service applies each
+new event through the very same :meth:`GovState.apply`, so a state rebuilt from the log always equals the
+service's. :meth:`GovState.dump` is a canonical, JSON-ready form for comparing two states.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from sharehub.avro import RecordSchema
+from sharehub.errors import UnknownReferenceError, UnknownSigner
+from sharehub.gov import events as ev
+from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
+from sharehub.gov.reducer import mutate
+from sharehub.gov.rules import check
+from sharehub.gov.verify import Trust, verify
+from sharehub.governance import Agency, Agreement, Dataset, token_hash
+from sharehub.row_filter import RowFilter, compile_filter
+
+
+class GovState:
+    """Agencies, keys, datasets, schemas, agreements (every version) and credentials, as of one event."""
+
+    def __init__(self, trust: Trust, topic_prefix: str = "sharehub") -> None:
+        self.trust = trust
+        self.topic_prefix = topic_prefix
+        self.agencies_: dict[str, AgencyRecord] = {}
+        self.datasets_: dict[str, DatasetRecord] = {}
+        self.agreements_: dict[str, AgreementRecord] = {}
+        #: agreement id -> every version, oldest first (one per event about it).
+        self.versions: dict[str, list[AgreementRecord]] = {}
+        #: consumer -> SHA-256 (hex) of each credential issued to it, and the reverse.
+        self.credentials: dict[str, list[str]] = {}
+        self.token_owners: dict[str, str] = {}
+        self.head_sequence = 0
+        self.head_hash = ev.ZERO_HASH
+
+    @property
+    def operator(self) -> str:
+        return self.trust.operator
+
+    def apply(self, event: ev.GovernanceEvent) -> None:
+        """Verify ``event`` (signature, chain), check its rules against this state, then apply it."""
+        verify(self, event, self.trust)
+        check(self, event.payload, event.actor, event.occurred_at)
+        mutate(self, event)
+        self.head_sequence, self.head_hash = event.sequence, event.hash
+
+    # --- GovernanceView ----------------------------------------------------------------------------
+
+    def agency(self, agency_id: str) -> Agency:
+        found = self.agencies_.get(agency_id)
+        if found is None:
+            raise UnknownReferenceError(f"no agency {agency_id!r}")
+        return found.view()
+
+    def dataset(self, dataset_id: str) -> Dataset:
+        found = self.datasets_.get(dataset_id)
+        if found is None:
+            raise UnknownReferenceError(f"no dataset {dataset_id!r}")
+        return found.view(self.topic_prefix)
+
+    def datasets(self) -> tuple[Dataset, ...]:
+        return tuple(self.dataset(d) for d in sorted(self.datasets_))
+
+    def dataset_owner(self, dataset: str) -> str:
+        return self.dataset(dataset).owner
+
+    def dataset_schemas(self, dataset: str) -> Mapping[bytes, RecordSchema]:
+        self.dataset(dataset)
+        return {s.fingerprint: s for s in self.datasets_[dataset].schemas}
+
+    def current_schema(self, dataset: str) -> RecordSchema:
+        self.dataset(dataset)
+        schemas = self.datasets_[dataset].schemas
+        if not schemas:
+            raise UnknownReferenceError(f"dataset {dataset!r} has no schema registered yet")
+        return schemas[-1]
+
+    def signing_public_key(self, agency: str, key_id: str, at: dt.datetime) -> Ed25519PublicKey:
+        found = self.agencies_.get(agency)
+        if found is None:
+            raise UnknownSigner(f"no agency {agency!r}")
+        key = found.key(key_id)
+        if key is None:
+            raise UnknownSigner(f"agency {agency!r} has no signing key {key_id!r}")
+        if not key.valid_at(at):
+            why = " (revoked)" if key.revoked_at is not None and at >= key.revoked_at else ""
+            raise UnknownSigner(f"key {key_id!r} of {agency!r} was not valid at {at.isoformat()}{why}")
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.public_key))
+
+    def agreements(self) -> tuple[Agreement, ...]:
+        """Agreements that took effect at some point (proposals still waiting are not agreements yet)."""
+        return tuple(ag.view() for _, ag in sorted(self.agreements_.items()) if ag.ever_approved)
+
+    def active_agreement(self, consumer: str, dataset: str, at: dt.datetime) -> Agreement | None:
+        for _, ag in sorted(self.agreements_.items()):
+            terms = ag.terms
+            if terms.consumer == consumer and terms.dataset == dataset and ag.status_at(at) == "active":
+                return ag.view()
+        return None
+
+    def consumer_for_token(self, token: str) -> str | None:
+        return self.token_owners.get(token_hash(token))
+
+    @property
+    def quarantine_topic(self) -> str:
+        return f"{self.topic_prefix}-quarantine"
+
+    @property
+    def checkpoint_topic(self) -> str:
+        return f"{self.topic_prefix}-checkpoints"
+
+    # --- beyond the view ---------------------------------------------------------------------------
+
+    @property
+    def governance_topic(self) -> str:
+        return f"{self.topic_prefix}-governance"
+
+    def agreement(self, agreement_id: str) -> AgreementRecord:
+        found = self.agreements_.get(agreement_id)
+        if found is None:
+            raise UnknownReferenceError(f"no agreement {agreement_id!r}")
+        return found
+
+    def history(self, agreement_id: str) -> tuple[AgreementRecord, ...]:
+        """Every version of the agreement, oldest first: one per event about it."""
+        self.agreement(agreement_id)
+        return tuple(self.versions[agreement_id])
+
+    def row_filter(self, agreement_id: str) -> RowFilter | None:
+        """The agreement's compiled row filter (against the dataset's current schema), or None."""
+        terms = self.agreement(agreement_id).terms
+        if terms.row_filter is None:
+            return None
+        schema = self.current_schema(terms.dataset)
+        return compile_filter(terms.row_filter, schema, allowed_fields=terms.fields)
+
+    def dump(self) -> dict[str, Any]:
+        """Canonical JSON-ready form: equal states dump equal, whatever order dicts were filled in."""
+        return {
+            "operator": self.operator,
+            "topic_prefix": self.topic_prefix,
+            "head": {"sequence": self.head_sequence, "hash": self.head_hash.hex()},
+            "agencies": [self.agency(a).model_dump(mode="json") for a in sorted(self.agencies_)],
+            "revocations": {
+                f"{a.id}/{k.key_id}": [k.revoked_at.isoformat(), k.revoke_reason]
+                for a in self.agencies_.values()
+                for k in a.keys
+                if k.revoked_at is not None
+            },
+            "datasets": [d.model_dump(mode="json") for d in self.datasets()],
+            "schemas": {
+                d: [s.fingerprint.hex() for s in r.schemas] for d, r in sorted(self.datasets_.items())
+            },
+            "agreements": {a: [_version(v) for v in self.versions[a]] for a in sorted(self.versions)},
+            "credentials": {c: sorted(h) for c, h in sorted(self.credentials.items())},
+        }
+
+
+def fold(
+    events: Iterable[ev.GovernanceEvent | bytes], trust: Trust, topic_prefix: str = "sharehub"
+) -> GovState:
+    """The state the events (oldest first, as objects or wire bytes) build; the first event that is not
+    authentic, does not continue the chain or breaks a rule raises its specific error."""
+    state = GovState(trust, topic_prefix)
+    for item in events:
+        state.apply(ev.parse(item) if isinstance(item, bytes) else item)
+    return state
+
+
+def _version(v: AgreementRecord) -> dict[str, Any]:
+    return {
+        "sequence": v.sequence,
+        "event": v.event_type,
+        "actor": v.actor,
+        "at": v.at.isoformat(),
+        "stage": v.stage,
+        "consented_by": v.consented_by,
+        "approvals": list(v.approvals),
+        "required_approvals": v.required_approvals,
+        "reason": v.reason,
+        "terms": {
+            **{k: getattr(v.terms, k) for k in ("id", "consumer", "dataset", "row_filter", "purpose")},
+            "legal_basis": v.terms.legal_basis,
+            "fields": list(v.terms.fields),
+            "valid_from": v.terms.valid_from.isoformat(),
+            "valid_until": v.terms.valid_until.isoformat() if v.terms.valid_until else None,
+        },
+    }

@@ -1,0 +1,130 @@
+"""Builders shared by the governance tests: a settable clock, an operator key, a seeded service.
+
+Named test_gov_* so that it stays among the governance tests' files; it holds no tests itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sharehub.avro import load_schema
+from sharehub.gov import GovernanceService
+from sharehub.keys import SigningKey
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+MEMBER_FIELDS = ("member_id", "province_code", "commune_code", "status")
+
+#: A small dataset below secret, so that one approver suffices.
+TASKS_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "ResolutionTask",
+    "namespace": "vn.sharehub.test",
+    "fields": [
+        {"name": "task_id", "type": "string", "classification": "internal"},
+        {"name": "title", "type": "string", "classification": "internal"},
+        {"name": "province_code", "type": "string", "classification": "internal"},
+        {"name": "budget", "type": "long", "classification": "confidential"},
+    ],
+}
+
+
+class Clock:
+    """The service's clock, moved by the test."""
+
+    def __init__(self, now: dt.datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.now += delta
+
+
+def signing_key(key_id: str = "cpo/sign/1") -> SigningKey:
+    return SigningKey(key_id, Ed25519PrivateKey.generate())
+
+
+def public_hex(key: SigningKey) -> str:
+    return key.private.public_key().public_bytes_raw().hex()
+
+
+AGENCIES = [
+    ("cpo", "Central Party Office", "central-office", "top-secret", None),
+    ("coc", "Central Organization Commission", "party-agency", "top-secret", None),
+    ("op", "Office of the President", "central-office", "top-secret", None),
+    ("go", "Government Office", "central-office", "top-secret", None),
+    ("ona", "Office of the National Assembly", "central-office", "secret", None),
+    (
+        "dongthap-ppc",
+        "Dong Thap Provincial Party Committee",
+        "provincial-party-committee",
+        "confidential",
+        "cpo",
+    ),
+    (
+        "langson-ppc",
+        "Lang Son Provincial Party Committee",
+        "provincial-party-committee",
+        "confidential",
+        "cpo",
+    ),
+    ("mcst-pc", "Party Committee of the Ministry of Culture", "party-agency", "internal", None),
+]
+
+
+def seeded(
+    clock: Clock | None = None, key: SigningKey | None = None, prefix: str = "sharehub"
+) -> GovernanceService:
+    """A service with the demo agencies, ``party-members`` (secret, owner coc) and ``tasks`` (internal,
+    owner go), each with a schema."""
+    svc = GovernanceService.in_memory(
+        "cpo", key or signing_key(), topic_prefix=prefix, clock=clock or Clock()
+    )
+    seed(svc)
+    return svc
+
+
+def seed(svc: GovernanceService) -> None:
+    for agency_id, name, kind, clearance, parent in AGENCIES:
+        svc.register_agency("cpo", agency_id, name, kind, clearance, parent)
+    svc.declare_dataset("cpo", "party-members", "coc", "secret", "member_id", description="members")
+    svc.register_schema("coc", "party-members", load_schema("party-members"))
+    svc.declare_dataset("cpo", "tasks", "go", "internal", "task_id", partitions=1)
+    svc.register_schema("go", "tasks", TASKS_SCHEMA)
+
+
+def propose_tasks(svc: GovernanceService, agreement_id: str = "mcst.tasks.1", **overrides: Any) -> None:
+    """mcst-pc asks for tasks, valid from T0 for a year."""
+    args: dict[str, Any] = {
+        "consumer": "mcst-pc",
+        "dataset": "tasks",
+        "fields": ["task_id", "title"],
+        "purpose": "Follow the resolution tasks of the ministry",
+        "legal_basis": "Regulation 384, Art. 5",
+        "valid_from": T0,
+        "valid_until": T0 + 365 * DAY,
+        **overrides,
+    }
+    actor = args.pop("actor", args["consumer"])
+    svc.propose(actor, agreement_id, **args)
+
+
+def propose_members(
+    svc: GovernanceService, agreement_id: str = "dongthap.members.1", **overrides: Any
+) -> None:
+    """dongthap-ppc asks for four internal fields of the secret party-members dataset."""
+    propose_tasks(
+        svc,
+        agreement_id,
+        **{
+            "consumer": "dongthap-ppc",
+            "dataset": "party-members",
+            "fields": list(MEMBER_FIELDS),
+            **overrides,
+        },
+    )
