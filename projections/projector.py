@@ -13,6 +13,7 @@ positions and chain heads in one transaction. The worker sends quarantined event
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -95,6 +96,8 @@ class Projector:
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
         self._heads: ChainHeads = {}
         self._roots = VerifiedRoots()
+        #: decide, commit and resume_offset change the chain heads; callers may run them on threads.
+        self._lock = threading.RLock()
         #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
         self._judged: dict[TopicPartition, int] = {}
 
@@ -102,9 +105,26 @@ class Projector:
     def topics(self) -> list[str]:
         return sorted(self._dataset_by_topic)
 
+    def stored_offset(self, tp: TopicPartition) -> int:
+        """The least position any read model stored for ``tp``: where reading must resume. Read-only."""
+        return min((store.positions().get(tp, 0) for store in self._stores.values()), default=0)
+
+    def forget(self, tps: Sequence[TopicPartition]) -> None:
+        """Drop what this projector knows of ``tps`` (they may have moved on under another worker); the next
+        batch of each takes its position and chain heads from the read models."""
+        with self._lock:
+            for tp in tps:
+                self._judged.pop(tp, None)
+                for key in [k for k in self._heads if k[:2] == tp]:
+                    del self._heads[key]
+
     def resume_offset(self, tp: TopicPartition) -> int:
         """Where to start reading ``tp`` so that no read model misses anything: the least stored position.
         The chain heads are taken from a read model that stands exactly there."""
+        with self._lock:
+            return self._resume(tp)
+
+    def _resume(self, tp: TopicPartition) -> int:
         stored = {consumer: store.positions().get(tp, 0) for consumer, store in self._stores.items()}
         offset = min(stored.values(), default=0)
         for key in [k for k in self._heads if k[:2] == tp]:
@@ -116,11 +136,15 @@ class Projector:
         return offset
 
     def decide(self, batch: Sequence[LogMessage]) -> Decision:
+        with self._lock:
+            return self._decide(batch)
+
+    def _decide(self, batch: Sequence[LogMessage]) -> Decision:
         decision = Decision()
         verdicts: list[_Apply | _Purge] = []
         for message in batch:
             if message.tp not in self._judged:
-                self.resume_offset(message.tp)
+                self._resume(message.tp)
             if message.offset < self._judged[message.tp]:
                 continue  # judged before: a redelivery after a rebalance or a restart
             self._judged[message.tp] = message.offset + 1
@@ -157,6 +181,10 @@ class Projector:
         return decision
 
     def commit(self, decision: Decision) -> None:
+        with self._lock:
+            self._commit(decision)
+
+    def _commit(self, decision: Decision) -> None:
         try:
             for consumer, store in self._stores.items():
                 moved = decision.positions.get(consumer, {})

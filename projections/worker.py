@@ -46,39 +46,58 @@ def create_app(
     datasets = app.topic(*projector.topics, key_type=bytes, value_type=bytes)
     quarantine = app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
     dataset_topics = set(projector.topics)
+    # One batch at a time (decide → quarantine → commit), and the projector's memory of a partition is only
+    # dropped between batches.
+    one_at_a_time = asyncio.Lock()
 
     @app.agent(datasets)
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
-            batch = [
-                LogMessage(
-                    e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value
-                )
-                for e in events
-            ]
-            decision = await asyncio.to_thread(projector.decide, batch)
-            for entry in decision.quarantined:
-                key, value = encode_quarantined(entry)
-                delivered = await quarantine.send(key=key, value=value)
-                await delivered  # on the broker before the positions move past it
-                log.warning(
-                    "quarantined %s[%d]@%d: %s",
-                    entry.message.topic,
-                    entry.message.partition,
-                    entry.message.offset,
-                    entry.reason,
-                )
-            await asyncio.to_thread(projector.commit, decision)
-            if decision.applied():
-                log.info("applied %d rows from %d events", decision.applied(), len(batch))
+            async with one_at_a_time:
+                await _project(events)
+
+    async def _project(events: Any) -> None:
+        batch = [
+            LogMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in events
+        ]
+        decision = await asyncio.to_thread(projector.decide, batch)
+        for entry in decision.quarantined:
+            key, value = encode_quarantined(entry)
+            delivered = await quarantine.send(key=key, value=value)
+            await delivered  # on the broker before the positions move past it
+            log.warning(
+                "quarantined %s[%d]@%d: %s",
+                entry.message.topic,
+                entry.message.partition,
+                entry.message.offset,
+                entry.reason,
+            )
+        await asyncio.to_thread(projector.commit, decision)
+        if decision.applied():
+            log.info("applied %d rows from %d events", decision.applied(), len(batch))
+
+    held: set[TP] = set()
 
     @app.on_partitions_assigned.connect
     async def resume_from_read_models(sender: Any, assigned: set[TP], **_: Any) -> None:
-        for tp in assigned:
-            if tp.topic in dataset_topics:
-                offset = await asyncio.to_thread(projector.resume_offset, (tp.topic, tp.partition))
-                await app.consumer.seek(tp, offset)
-                log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
+        ours = {tp for tp in assigned if tp.topic in dataset_topics}
+        newly = ours - held
+        held.clear()
+        held.update(ours)
+        # Seek in faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread
+        # races the fetcher. Reading the stored positions changes nothing in the projector.
+        offsets = await asyncio.to_thread(
+            lambda: {tp: projector.stored_offset((tp.topic, tp.partition)) for tp in ours}
+        )
+        if offsets:
+            await app.consumer.seek_wait(offsets)
+        for tp, offset in sorted(offsets.items()):
+            log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
+        # Partitions new to this worker may have moved on elsewhere: forget what we knew of them, once any
+        # batch in flight has committed, so the next batch takes their chain heads from the read models.
+        async with one_at_a_time:
+            projector.forget([(tp.topic, tp.partition) for tp in newly])
 
     return app
 

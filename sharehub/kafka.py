@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sharehub.errors import BrokerError
@@ -62,7 +62,36 @@ def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], *, timeout:
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise BrokerError(f"could not create topic {name!r}: {exc}") from None
+    _await_leaders(admin, created, timeout)
     return created
+
+
+def _await_leaders(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    """Topic creation returns before every partition has a leader; wait until they do, so the first reader
+    or writer does not meet 'not leader' errors."""
+    deadline = time.monotonic() + timeout
+    pending = set(topics)
+    while pending:
+        described = admin.list_topics(timeout=timeout).topics
+        pending = {
+            name
+            for name in pending
+            if name not in described
+            or described[name].error is not None
+            or any(p.leader < 0 for p in described[name].partitions.values())
+        }
+        if pending and time.monotonic() > deadline:
+            raise BrokerError(f"topics {sorted(pending)} have no leader after {timeout:.0f} s")
+        if pending:
+            time.sleep(0.1)
+
+
+#: Errors of a partition whose leader is not elected or known yet (just after a topic was created).
+_LEADER_NOT_READY = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 
 def watermarks(consumer: Consumer, topic: str, partition: int, *, timeout: float) -> tuple[int, int]:
@@ -74,6 +103,7 @@ def watermarks(consumer: Consumer, topic: str, partition: int, *, timeout: float
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
             return int(low), int(high)
         except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() > deadline:
+            transient = exc.args[0].retriable() or exc.args[0].code() in _LEADER_NOT_READY
+            if not transient or time.monotonic() > deadline:
                 raise BrokerError(f"offsets of {topic}[{partition}]: {exc.args[0].str()}") from None
             time.sleep(0.2)

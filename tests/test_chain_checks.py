@@ -87,3 +87,14 @@ def test_a_redelivered_batch_is_not_judged_twice(offline_hub: Hub) -> None:
     batch = chain_of(offline_hub, 3)
     apply(p, batch)
     assert reasons(p, batch) == []  # a redelivery after a rebalance is not a replay attack
+
+
+def test_a_partition_that_moved_on_elsewhere_is_taken_up_from_the_read_models(offline_hub: Hub) -> None:
+    batch = chain_of(offline_hub, 6)
+    here, elsewhere = projector(offline_hub), projector(offline_hub)
+    apply(here, batch[:2])
+    apply(elsewhere, batch[2:4])  # another worker took the partition over and went on
+    here.forget([(batch[0].topic, 0)])  # the partition comes back to this worker
+    assert reasons(here, batch[4:]) == []
+    assert offline_hub.store("langson-ppc").count() == 6
+    assert here.stored_offset((batch[0].topic, 0)) == 6
