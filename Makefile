@@ -14,7 +14,7 @@ venv:
 	scripts/venv.sh
 
 lint: venv
-	.venv/bin/ruff check sharehub connectors projections services tests
+	.venv/bin/ruff check sharehub connectors projections services tests bench
 	.venv/bin/mypy
 
 kafka-start: venv
@@ -25,3 +25,12 @@ kafka-stop:
 
 clean: demo-down
 	rm -rf .sharehub .sharehub-test
+
+.PHONY: bench bench-scale
+MEMBERS ?= 5000000
+
+bench: venv  ## The benchmark suite: the hub against plain baselines; writes BENCHMARKS.md and bench/results/.
+	.venv/bin/python -m bench
+
+bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, projection and query; hours on 2 cores.
+	.venv/bin/python -m bench scale --members $(MEMBERS)

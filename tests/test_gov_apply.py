@@ -18,10 +18,17 @@ from tests.test_gov_support import T0, Clock
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "hub.yaml"
 
 
+CENTRAL_OFFICES = ("cpo", "op", "ona", "go")
+
+
 def demo_spec(**approvers: tuple[str, ...]) -> dict[str, Any]:
     raw: dict[str, Any] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    owners = {d["id"]: d["owner"] for d in raw["datasets"]}
     for agreement in raw["agreements"]:
-        agreement["approvers"] = list(approvers.get(agreement["consumer"], ("cpo", "op")))
+        # Two central offices that neither own the dataset (the owner consents) nor read it.
+        others = (owners[agreement["dataset"]], agreement["consumer"])
+        default = tuple(o for o in CENTRAL_OFFICES if o not in others)[:2]
+        agreement["approvers"] = list(approvers.get(agreement["consumer"], default))
     return raw
 
 
@@ -81,7 +88,7 @@ def test_an_agreement_removed_from_the_spec_is_revoked(keys: LocalKeyStore) -> N
     svc = operator_service(keys)
     raw = demo_spec()
     apply(plan(read_spec(raw), svc.state), svc, keys)
-    raw["agreements"] = raw["agreements"][:1]
+    raw["agreements"] = [a for a in raw["agreements"] if a["id"] != "langson-ppc.party-members.1"]
     changes = plan(read_spec(raw), svc.state)
     assert [str(c) for c in changes] == [
         "- revoke agreement langson-ppc.party-members.1 (no longer in the spec)"

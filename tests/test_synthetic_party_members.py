@@ -352,7 +352,11 @@ def test_cli_writes_to_stdout(cli: typer.Typer) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["generate", "party-memberz", "--count", "5"], "known datasets: party-members"),
+        (
+            ["generate", "party-memberz", "--count", "5"],
+            "known datasets: citizen-feedback, documents, handbook-activities, party-members, "
+            "resolution-tasks",
+        ),
         (["generate", "party-members", "--count", "0"], "--count"),
         (["generate", "party-members"], "--count"),
         (["generate", "party-members", "--count", "2", "--output", "/no/such/dir/x.jsonl"], "does not exist"),

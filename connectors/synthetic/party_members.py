@@ -9,7 +9,8 @@ records in the same order, and a smaller ``count`` gives a prefix of a larger on
 
 Streaming: nothing grows with ``count``. The only state carried from record to record is one party-cell
 cursor per commune and one counter per national-id prefix (province x gender x birth year), both bounded
-by the geography and the calendar.
+by the geography and the calendar. With ``changes``, later states of earlier members (transfers,
+promotions, new phones, exits) are drawn from a fixed-size reservoir (:mod:`connectors.synthetic.changes`).
 
 Realism is deliberately coarse: population is proxied by commune kind (urban wards weigh more), ethnic
 minorities are concentrated in their home provinces, ages and statuses follow rough national shares.
@@ -18,15 +19,14 @@ minorities are concentrated in their home provinces, ages and statuses follow ro
 from __future__ import annotations
 
 import random
-from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Generic, TypeVar
-
-from faker import Faker
 
 from connectors.synthetic import geography
+from connectors.synthetic.changes import check_rate, with_changes
+from connectors.synthetic.people import Names, mobile
+from connectors.synthetic.weighted import Weighted
 
 __all__ = ["GENERATION_DATE", "generate_party_members"]
 
@@ -37,40 +37,12 @@ MAX_AGE = 95
 MEMBER_ID_DIGITS = 10
 MAX_MEMBER_INDEX = 10**MEMBER_ID_DIGITS - 2  # ids are index + 1 and must fit in MEMBER_ID_DIGITS digits
 
-_T = TypeVar("_T")
 Record = dict[str, str | None]
-
-
-class _Weighted(Generic[_T]):
-    """A categorical distribution drawn with one ``random()`` and a bisect (cheaper than ``choices``)."""
-
-    __slots__ = ("_values", "_cumulative", "_total", "_last")
-
-    def __init__(self, items: Iterable[tuple[_T, float]]) -> None:
-        values: list[_T] = []
-        cumulative: list[float] = []
-        total = 0.0
-        for value, weight in items:
-            if weight > 0:
-                total += weight
-                values.append(value)
-                cumulative.append(total)
-        if not values:
-            raise ValueError("a weighted table needs at least one positive weight")
-        self._values = tuple(values)
-        self._cumulative = cumulative
-        self._total = total
-        self._last = len(values) - 1
-
-    def draw(self, rng: random.Random) -> _T:
-        # min(): random() * total can round up to total itself, one past the last bucket.
-        return self._values[min(bisect_right(self._cumulative, rng.random() * self._total), self._last)]
-
 
 # --- Distributions --------------------------------------------------------------------------------------
 
 #: Percent of members per status. The three exits together stay under 2 %.
-_STATUSES = _Weighted(
+_STATUSES = Weighted(
     [
         ("PROBATIONARY", 8.0),
         ("OFFICIAL", 90.3),
@@ -91,17 +63,6 @@ _FEMALE_SHARE_PROBATIONARY = 0.46
 _BORN_IN_HOME_PROVINCE = 0.8
 
 _PHONE_MISSING = 0.05
-
-#: Mobile prefixes by network, weighted by rough market share (Viettel, VinaPhone, MobiFone, others).
-_PHONE_PREFIXES = _Weighted(
-    [
-        (p, 50.0 / 13)
-        for p in ("032", "033", "034", "035", "036", "037", "038", "039", "086", "096", "097", "098", "087")
-    ]
-    + [(p, 25.0 / 8) for p in ("081", "082", "083", "084", "085", "088", "091", "094")]
-    + [(p, 20.0 / 8) for p in ("070", "076", "077", "078", "079", "089", "090", "093")]
-    + [(p, 5.0 / 7) for p in ("052", "055", "056", "058", "059", "092", "099")]
-)
 
 #: Ethnic minorities: (official name, percent of members nationally, provinces where most of them live).
 #: Shares follow the 2019 census; home provinces use the 2025 codes (merged provinces included).
@@ -131,82 +92,6 @@ _HOME_SHARE = 0.85
 #: Even in the most minority-heavy province, keep some Kinh members.
 _MAX_MINORITY_SHARE = 0.95
 
-#: Family names with their approximate frequency (percent). Faker vi_VN draws only ten families,
-#: uniformly; this table covers them and the other common ones at realistic rates.
-_FAMILY_NAMES = _Weighted(
-    [
-        ("Nguyễn", 38.0),
-        ("Trần", 11.0),
-        ("Lê", 9.5),
-        ("Phạm", 7.0),
-        ("Phan", 4.5),
-        ("Hoàng", 3.0),
-        ("Huỳnh", 2.1),
-        ("Vũ", 2.0),
-        ("Võ", 1.9),
-        ("Đặng", 2.1),
-        ("Bùi", 2.0),
-        ("Đỗ", 1.4),
-        ("Hồ", 1.3),
-        ("Ngô", 1.3),
-        ("Dương", 1.0),
-        ("Lý", 0.5),
-        ("Mai", 0.5),
-        ("Đinh", 0.6),
-        ("Trương", 0.5),
-        ("Đào", 0.4),
-        ("Hà", 0.4),
-        ("Lương", 0.3),
-        ("Cao", 0.3),
-        ("Tô", 0.2),
-        ("Lâm", 0.2),
-    ]
-)
-#: Middle names carry gender in Vietnamese ("Văn" male, "Thị" female); Faker vi_VN's are not gendered.
-_MIDDLE_NAMES_MALE = _Weighted(
-    [
-        ("Văn", 40.0),
-        ("Đức", 8.0),
-        ("Hữu", 7.0),
-        ("Minh", 7.0),
-        ("Quang", 6.0),
-        ("Đình", 5.0),
-        ("Công", 4.0),
-        ("Thanh", 4.0),
-        ("Xuân", 4.0),
-        ("Thế", 3.0),
-        ("Tiến", 3.0),
-        ("Trọng", 3.0),
-        ("Duy", 3.0),
-        ("Ngọc", 3.0),
-        ("Mạnh", 2.0),
-        ("Bá", 2.0),
-        ("Anh", 2.0),
-    ]
-)
-_MIDDLE_NAMES_FEMALE = _Weighted(
-    [
-        ("Thị", 55.0),
-        ("Ngọc", 6.0),
-        ("Thu", 5.0),
-        ("Thanh", 5.0),
-        ("Kim", 3.0),
-        ("Minh", 3.0),
-        ("Hồng", 3.0),
-        ("Phương", 3.0),
-        ("Thị Thu", 3.0),
-        ("Thị Ngọc", 3.0),
-        ("Thị Thanh", 3.0),
-        ("Mai", 2.0),
-        ("Thúy", 2.0),
-        ("Bích", 2.0),
-        ("Thị Kim", 2.0),
-    ]
-)
-#: Given names come from Faker; a pool this large reproduces its vocabulary while keeping Faker (slow)
-#: out of the per-record loop.
-_GIVEN_NAME_POOL_SIZE = 512
-_UNISEX_GIVEN_NAME_SHARE = 0.2
 
 # --- Dates ----------------------------------------------------------------------------------------------
 
@@ -291,10 +176,10 @@ def _draw_admission(rng: random.Random, born: date, probationary: bool) -> date:
 class _Place:
     commune_code: str
     province_code: str
-    ethnicities: _Weighted[str]
+    ethnicities: Weighted[str]
 
 
-def _ethnicities_by_province(province_weight: dict[str, float]) -> dict[str, _Weighted[str]]:
+def _ethnicities_by_province(province_weight: dict[str, float]) -> dict[str, Weighted[str]]:
     """Per-province ethnicity tables whose population-weighted mix gives the national shares."""
     total = sum(province_weight.values())
     minority: dict[str, list[tuple[str, float]]] = {code: [] for code in province_weight}
@@ -306,15 +191,15 @@ def _ethnicities_by_province(province_weight: dict[str, float]) -> dict[str, _We
         away = percent / 100 * (1 - _HOME_SHARE) * total / (total - home_weight)
         for code, entries in minority.items():
             entries.append((name, at_home if code in homes else away))
-    tables: dict[str, _Weighted[str]] = {}
+    tables: dict[str, Weighted[str]] = {}
     for code, entries in minority.items():
         share = sum(s for _, s in entries)
         scale = min(1.0, _MAX_MINORITY_SHARE / share)
-        tables[code] = _Weighted([("Kinh", 1.0 - share * scale)] + [(n, s * scale) for n, s in entries])
+        tables[code] = Weighted([("Kinh", 1.0 - share * scale)] + [(n, s * scale) for n, s in entries])
     return tables
 
 
-def _places(rng: random.Random) -> tuple[_Weighted[_Place], _Weighted[str], dict[str, int]]:
+def _places(rng: random.Random) -> tuple[Weighted[_Place], Weighted[str], dict[str, int]]:
     """Communes weighted by a population proxy, provinces weighted alike, and each commune's slot."""
     communes = geography.communes()
     # Jitter: communes of one kind still differ in size.
@@ -323,12 +208,12 @@ def _places(rng: random.Random) -> tuple[_Weighted[_Place], _Weighted[str], dict
     for commune, weight in zip(communes, weights, strict=True):
         province_weight[commune.province_code] = province_weight.get(commune.province_code, 0.0) + weight
     ethnicities = _ethnicities_by_province(province_weight)
-    places = _Weighted(
+    places = Weighted(
         (_Place(c.code, c.province_code, ethnicities[c.province_code]), w)
         for c, w in zip(communes, weights, strict=True)
     )
     slots = {c.code: i for i, c in enumerate(communes)}
-    return places, _Weighted(province_weight.items()), slots
+    return places, Weighted(province_weight.items()), slots
 
 
 class _PartyCells:
@@ -337,6 +222,10 @@ class _PartyCells:
     def __init__(self, communes: int) -> None:
         self._number = [0] * communes
         self._room = [0] * communes
+
+    def count(self, slot: int) -> int:
+        """How many cells the commune in ``slot`` has so far."""
+        return self._number[slot]
 
     def assign(self, rng: random.Random, slot: int, commune_code: str) -> str:
         if self._room[slot] == 0:
@@ -379,30 +268,24 @@ class _NationalIds:
         return f"{prefix}{(start + issued * self._multiplier) % self._SERIALS:06d}"
 
 
-def _given_name_pools(rng: random.Random) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    fake = Faker("vi_VN")
-    fake.seed_instance(rng.getrandbits(64))
-
-    def pool(gendered: str) -> tuple[str, ...]:
-        draw_gendered = getattr(fake, gendered)
-        return tuple(
-            fake.first_name_unisex() if rng.random() < _UNISEX_GIVEN_NAME_SHARE else draw_gendered()
-            for _ in range(_GIVEN_NAME_POOL_SIZE)
-        )
-
-    return pool("first_name_male"), pool("first_name_female")
-
-
 # --- The generator --------------------------------------------------------------------------------------
 
 
-def generate_party_members(count: int, seed: int, start_index: int = 0) -> Iterator[Record]:
-    """Yield ``count`` synthetic party members, deterministically for ``(seed, start_index)``.
+def generate_party_members(
+    count: int, seed: int, start_index: int = 0, *, changes: float = 0.0
+) -> Iterator[Record]:
+    """Yield ``count`` synthetic party members, deterministically for ``(seed, start_index, changes)``.
 
     Members are numbered from ``start_index``: ``member_id`` is ``"PM"`` and ``start_index + i + 1`` on ten
     digits, so a later call continuing at ``start_index = previous start + previous count`` never reuses
     an id. ``start_index`` also feeds the random stream, so such a continuation brings new people rather
     than the same ones under new ids.
+
+    ``changes`` interleaves, on average that many per member, later full records of earlier members:
+    transfers to another commune (mostly in the same province), probationary members made official,
+    new phone numbers, and the rare exit (transferred out, deceased, expelled). A change keeps the
+    ``member_id``; it happens after :data:`GENERATION_DATE`, so an official date it sets may lie past it.
+    The stream then holds ``count`` members and about ``count * changes`` changes.
 
     Arguments are checked on the call; the work happens lazily, one record per ``next()``.
     """
@@ -412,48 +295,107 @@ def generate_party_members(count: int, seed: int, start_index: int = 0) -> Itera
         raise ValueError(f"start_index must be >= 0, got {start_index}")
     if start_index + count - 1 > MAX_MEMBER_INDEX:
         raise ValueError(f"member ids would exceed {MEMBER_ID_DIGITS} digits")
-    return _generate(count, seed, start_index)
+    check_rate(changes)
+    return _generate(count, seed, start_index, changes)
 
 
-def _generate(count: int, seed: int, start_index: int) -> Iterator[Record]:
+def _generate(count: int, seed: int, start_index: int, changes: float) -> Iterator[Record]:
     # A str seed is hashed with SHA-512: stable across processes and Python builds, unlike hash().
     rng = random.Random(f"sharehub/party-members/{seed}/{start_index}")
-    male_given, female_given = _given_name_pools(rng)
+    names = Names(rng)
     places, provinces, slots = _places(rng)
     cells = _PartyCells(len(slots))
     national_ids = _NationalIds(rng)
 
-    for index in range(start_index, start_index + count):
-        status = _STATUSES.draw(rng)
-        probationary = status == "PROBATIONARY"
-        female = rng.random() < (_FEMALE_SHARE_PROBATIONARY if probationary else _FEMALE_SHARE)
-        place = places.draw(rng)
-        if female:
-            full_name = (
-                f"{_FAMILY_NAMES.draw(rng)} {_MIDDLE_NAMES_FEMALE.draw(rng)} {rng.choice(female_given)}"
+    def members() -> Iterator[Record]:
+        for index in range(start_index, start_index + count):
+            status = _STATUSES.draw(rng)
+            probationary = status == "PROBATIONARY"
+            female = rng.random() < (_FEMALE_SHARE_PROBATIONARY if probationary else _FEMALE_SHARE)
+            place = places.draw(rng)
+            full_name = names.full_name(rng, female)
+            born = _draw_birth(rng, status)
+            admitted = _draw_admission(rng, born, probationary)
+            home = place.province_code
+            birth_province = home if rng.random() < _BORN_IN_HOME_PROVINCE else provinces.draw(rng)
+            phone = None if rng.random() < _PHONE_MISSING else mobile(rng)
+            yield {
+                "member_id": f"PM{index + 1:0{MEMBER_ID_DIGITS}d}",
+                "full_name": full_name,
+                "gender": "FEMALE" if female else "MALE",
+                "date_of_birth": born.isoformat(),
+                "national_id": national_ids.issue(birth_province, female, born.year),
+                "phone": phone,
+                "ethnicity": place.ethnicities.draw(rng),
+                "province_code": place.province_code,
+                "commune_code": place.commune_code,
+                "party_cell": cells.assign(rng, slots[place.commune_code], place.commune_code),
+                "admission_date": admitted.isoformat(),
+                "official_date": None if probationary else _add_twelve_months(admitted).isoformat(),
+                "status": status,
+            }
+
+    change_rng = random.Random(f"sharehub/party-members/changes/{seed}/{start_index}")
+    moves = _Moves(provinces, cells, slots) if changes else None
+    return with_changes(members(), changes, change_rng, moves.change if moves else _no_change)
+
+
+def _no_change(_rng: random.Random, _record: Record) -> None:
+    return None
+
+
+# --- Later changes --------------------------------------------------------------------------------------
+
+#: What happens to an active member after the generation date, in percent of changes.
+_CHANGE_KINDS = Weighted(
+    [
+        ("MOVE_COMMUNE", 50.0),
+        ("MOVE_PROVINCE", 15.0),
+        ("NEW_PHONE", 20.0),
+        ("TRANSFERRED_OUT", 6.0),
+        ("DECEASED", 7.0),
+        ("EXPELLED", 2.0),
+    ]
+)
+#: A probationary member picked for a change has, about half the time, just finished probation.
+_PROMOTION_SHARE = 0.5
+
+
+class _Moves:
+    """Later states of members: transfers (to a cell that exists), promotions, phones, exits."""
+
+    def __init__(self, provinces: Weighted[str], cells: _PartyCells, slots: dict[str, int]) -> None:
+        self._provinces = provinces
+        self._cells = cells
+        self._slots = slots
+        by_province: dict[str, list[tuple[str, float]]] = {}
+        for c in geography.communes():
+            by_province.setdefault(c.province_code, []).append(
+                (c.code, _COMMUNE_KIND_WEIGHT.get(c.kind, 1.0))
             )
-        else:
-            full_name = f"{_FAMILY_NAMES.draw(rng)} {_MIDDLE_NAMES_MALE.draw(rng)} {rng.choice(male_given)}"
-        born = _draw_birth(rng, status)
-        admitted = _draw_admission(rng, born, probationary)
-        birth_province = place.province_code if rng.random() < _BORN_IN_HOME_PROVINCE else provinces.draw(rng)
-        phone = (
-            None
-            if rng.random() < _PHONE_MISSING
-            else f"{_PHONE_PREFIXES.draw(rng)}{rng.randrange(10**7):07d}"
-        )
-        yield {
-            "member_id": f"PM{index + 1:0{MEMBER_ID_DIGITS}d}",
-            "full_name": full_name,
-            "gender": "FEMALE" if female else "MALE",
-            "date_of_birth": born.isoformat(),
-            "national_id": national_ids.issue(birth_province, female, born.year),
-            "phone": phone,
-            "ethnicity": place.ethnicities.draw(rng),
-            "province_code": place.province_code,
-            "commune_code": place.commune_code,
-            "party_cell": cells.assign(rng, slots[place.commune_code], place.commune_code),
-            "admission_date": admitted.isoformat(),
-            "official_date": None if probationary else _add_twelve_months(admitted).isoformat(),
-            "status": status,
+        self._communes = {code: Weighted(entries) for code, entries in by_province.items()}
+
+    def change(self, rng: random.Random, member: Record) -> Record | None:
+        status = member["status"]
+        if status not in ("PROBATIONARY", "OFFICIAL"):
+            return None  # members who left change no more
+        if status == "PROBATIONARY" and rng.random() < _PROMOTION_SHARE:
+            admitted = date.fromisoformat(str(member["admission_date"]))
+            return {**member, "status": "OFFICIAL", "official_date": _add_twelve_months(admitted).isoformat()}
+        kind = _CHANGE_KINDS.draw(rng)
+        if kind == "NEW_PHONE":
+            return {**member, "phone": mobile(rng)}
+        if kind in ("TRANSFERRED_OUT", "DECEASED", "EXPELLED"):
+            return {**member, "status": kind}
+        province = str(member["province_code"]) if kind == "MOVE_COMMUNE" else self._provinces.draw(rng)
+        commune = self._communes[province].draw(rng)
+        if commune == member["commune_code"]:
+            return None  # drew the commune it is in: no transfer this time
+        # Join a cell that exists (read only): the stream of new members must not depend on the changes.
+        cell = rng.randint(1, max(1, self._cells.count(self._slots[commune])))
+        return {
+            **member,
+            "province_code": province,
+            "commune_code": commune,
+            "party_cell": f"CB-{commune}-{cell:03d}",
         }

@@ -1,7 +1,8 @@
 """``sharehub generate``: synthetic datasets as JSON Lines, ready for ``sharehub publish``.
 
 Every entry of ``GENERATORS`` becomes one sub-command with the same options, so adding a dataset is one
-line here plus its generator in ``connectors.synthetic``.
+line here plus its generator in ``connectors.synthetic``. ``--changes`` interleaves later states of
+earlier records (transfers, progress reports, handling steps); its default is the dataset's own.
 """
 
 from __future__ import annotations
@@ -15,14 +16,25 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from connectors.synthetic import generate_party_members, write_jsonl
+from connectors.synthetic import (
+    generate_citizen_feedback,
+    generate_documents,
+    generate_handbook_activities,
+    generate_party_members,
+    generate_resolution_tasks,
+    write_jsonl,
+)
 
-#: ``generator(count, seed)``: deterministic for its arguments, lazy, validating them on the call.
-Generator = Callable[[int, int], Iterator[dict[str, Any]]]
+#: ``generator(count, seed, changes=rate)``: deterministic for its arguments, lazy, checking them on the call.
+Generator = Callable[..., Iterator[dict[str, Any]]]
 
-#: Dataset id (the name of its schema in ``schemas/``) -> its generator.
-GENERATORS: dict[str, Generator] = {
-    "party-members": generate_party_members,
+#: Dataset id (the name of its schema in ``schemas/``) -> its generator and its default change rate.
+GENERATORS: dict[str, tuple[Generator, float]] = {
+    "party-members": (generate_party_members, 0.0),
+    "documents": (generate_documents, 0.0),
+    "resolution-tasks": (generate_resolution_tasks, 3.0),  # the monitoring system is about progress reports
+    "handbook-activities": (generate_handbook_activities, 0.0),
+    "citizen-feedback": (generate_citizen_feedback, 0.0),
 }
 
 
@@ -46,10 +58,18 @@ app = typer.Typer(
 )
 
 
-def _register(dataset: str, generator: Generator) -> None:
+def _register(dataset: str, generator: Generator, default_changes: float) -> None:
     def command(
         count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of records.")],
         seed: Annotated[int, typer.Option("--seed", "-s", help="Same seed, same records.")] = 0,
+        changes: Annotated[
+            float,
+            typer.Option(
+                "--changes",
+                min=0.0,
+                help="Later events per record on average: full records of earlier keys in a later state.",
+            ),
+        ] = default_changes,
         output: Annotated[
             Path | None,
             typer.Option(
@@ -60,7 +80,7 @@ def _register(dataset: str, generator: Generator) -> None:
         if output is not None and not output.parent.is_dir():
             raise typer.BadParameter(f"directory {output.parent} does not exist", param_hint="'--output'")
         try:
-            records = generator(count, seed)
+            records = generator(count, seed, changes=changes)
         except ValueError as exc:  # arguments the generator itself rejects, e.g. ids out of range
             raise typer.BadParameter(str(exc)) from None
         try:
@@ -79,5 +99,5 @@ def _register(dataset: str, generator: Generator) -> None:
     app.command(dataset, help=f"Write COUNT synthetic {dataset} records as JSON Lines.")(command)
 
 
-for _dataset, _generator in GENERATORS.items():
-    _register(_dataset, _generator)
+for _dataset, (_generator, _changes) in GENERATORS.items():
+    _register(_dataset, _generator, _changes)

@@ -1,0 +1,85 @@
+"""``python -m bench``: the suite (``--quick`` for tiny sizes), ``scale``, and ``report``.
+
+python -m bench [--quick] [--only a,c]     hub against baselines; writes BENCHMARKS.md (not with --quick)
+python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
+python -m bench report                     rebuild BENCHMARKS.md and the charts from bench/results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from bench import charts, machine, report
+from bench.environment import BENCH_HOME, broker
+from bench.model import Config, ScenarioResult, load, save
+from bench.runner import run_scenario_here, run_suite
+from bench.scenarios import SCENARIOS
+
+
+def _command(argv: list[str]) -> str:
+    return shlex.join([".venv/bin/python", "-m", "bench", *argv])
+
+
+def suite(argv: list[str], quick: bool, only: set[str] | None) -> None:
+    workdir = BENCH_HOME / ("quick" if quick else "suite")
+    shutil.rmtree(workdir, ignore_errors=True)
+    needs_kafka = any(s.needs_kafka for s in SCENARIOS if only is None or s.id in only or s.name in only)
+    if needs_kafka:
+        with broker() as bootstrap:
+            results = run_suite(Config(quick, workdir, bootstrap), only)
+    else:
+        results = run_suite(Config(quick, workdir, None), only)
+    payload = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "make bench" if argv == [] else _command(argv),
+        "machine": machine.describe(),
+        "code": machine.code_version(),
+        "results": [r.to_json() for r in results],
+    }
+    if quick or only is not None:
+        # Partial or tiny runs are for checking the code; only a full run replaces the published numbers.
+        save(workdir / "suite.json", payload)
+        for line in report.suite_section(payload):
+            print(line)
+        return
+    save(report.SUITE_JSON, payload)
+    charts.suite_chart(results, report.SUITE_CHART)
+    print(f"[bench] wrote {report.write_report()} and {report.SUITE_CHART}", file=sys.stderr)
+
+
+def rebuild() -> None:
+    if report.SUITE_JSON.exists():
+        results = [ScenarioResult.from_json(r) for r in load(report.SUITE_JSON)["results"]]
+        charts.suite_chart(results, report.SUITE_CHART)
+    if report.SCALE_JSON.exists():
+        charts.scale_chart(load(report.SCALE_JSON), report.SCALE_CHART)
+    print(f"[bench] wrote {report.write_report()}", file=sys.stderr)
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["_scenario"]:
+        run_scenario_here(argv[1], Path(argv[2]), Path(argv[3]))
+        return
+    if argv[:1] == ["report"]:
+        rebuild()
+        return
+    if argv[:1] == ["scale"]:
+        from bench import scale
+
+        scale.main(argv[1:], _command(argv))
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repetitions; does not publish")
+    parser.add_argument("--only", help="comma-separated scenario ids or names, e.g. a,c or envelope")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    suite(argv, args.quick, only)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,134 @@
+"""The bench's own hub: a local broker on a dedicated port and home, and governance per scenario.
+
+Each scenario gets a fresh home and a unique topic prefix, so runs never read each other's events. The
+governance is demo/hub.yaml's agencies with only the ``party-members`` dataset and its agreements: adding
+datasets to the demo must not change what the projection benchmarks measure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from services.governance_bootstrap import HubSpec, create_topics, load_governance, read_spec
+from services.hub import Hub
+from sharehub.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_SPEC = REPO / "demo" / "hub.yaml"
+#: Under /tmp and apart from the demo (39092) and the tests (39592, 39692).
+BENCH_HOME = Path("/tmp/sharehub-bench")
+BENCH_KAFKA_PORT = 39792
+#: The scale run has a broker of its own, so the suite can run (and stop its broker) meanwhile.
+SCALE_KAFKA_PORT = 39794
+#: Any address where nothing listens: hubs that never talk to Kafka are given this one.
+NO_BROKER = "127.0.0.1:9"
+DATASET = "party-members"
+OWNER = "coc"
+
+
+@contextmanager
+def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[str]:
+    """The broker named by SHAREHUB_KAFKA_BOOTSTRAP, or a fresh local one, stopped on the way out."""
+    named = os.environ.get("SHAREHUB_KAFKA_BOOTSTRAP")
+    if named:
+        yield named
+        return
+    from services.kafka_local import LocalKafka
+
+    kafka = LocalKafka(home / "broker", Settings().cache_dir, port)
+    if not kafka.status().running:
+        # Topics of earlier runs would only slow the broker's start: every run begins empty.
+        shutil.rmtree(home / "broker", ignore_errors=True)
+    bootstrap = kafka.start()
+    try:
+        yield bootstrap
+    finally:
+        kafka.stop()
+
+
+def bench_spec(prefix: str | None = None) -> HubSpec:
+    spec = read_spec(DEMO_SPEC)
+    return spec.model_copy(
+        update={
+            "topic_prefix": prefix or f"bench{uuid.uuid4().hex[:10]}",
+            "datasets": [d for d in spec.datasets if d["id"] == DATASET],
+            "agreements": [a for a in spec.agreements if a["dataset"] == DATASET],
+        }
+    )
+
+
+def settings(home: Path, bootstrap: str | None, read_models: Path | None = None) -> Settings:
+    """Settings for a bench hub; explicit values, so SHAREHUB_* variables of the caller do not leak in."""
+    url = f"sqlite:///{read_models.resolve()}/{{consumer}}.db" if read_models is not None else None
+    return Settings(
+        home=home,
+        kafka_bootstrap=bootstrap or NO_BROKER,
+        master_key=None,
+        read_model_url=url,
+        read_model_password_file=None,
+    )
+
+
+def new_hub(home: Path, bootstrap: str | None) -> Hub:
+    """Governance, keys and (with a broker) topics in a fresh ``home``; read models under it."""
+    shutil.rmtree(home, ignore_errors=True)
+    s = settings(home, bootstrap)
+    state = load_governance(s, bench_spec())
+    if bootstrap is not None:
+        create_topics(s, state)
+        wait_for_leaders(bootstrap, [d.topic for d in state.datasets()])
+    return Hub(s)
+
+
+def wait_for_leaders(bootstrap: str, topics: list[str], timeout: float = 60.0) -> None:
+    """Block until every partition of ``topics`` answers offset requests.
+
+    A topic that was just created has no partition leader for a moment, and the publisher's chain-head
+    recovery would fail on it with NOT_LEADER_FOR_PARTITION.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from sharehub.kafka import client_config
+
+    consumer = Consumer(client_config(bootstrap, **{"group.id": f"bench-{uuid.uuid4()}"}))
+    deadline = time.monotonic() + timeout
+    try:
+        for topic in topics:
+            partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+            for p in partitions:
+                while True:
+                    try:
+                        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                        break
+                    except KafkaException:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+    finally:
+        consumer.close()
+
+
+def hub_with_read_models(hub: Hub, read_models: Path) -> Hub:
+    """The same governance and keys as ``hub``, with its read models in ``read_models`` (made empty)."""
+    shutil.rmtree(read_models, ignore_errors=True)
+    read_models.mkdir(parents=True)
+    return Hub(settings(hub.home, hub.settings.kafka_bootstrap, read_models))
+
+
+def hub_env(hub: Hub) -> dict[str, str]:
+    """Environment for a ``sharehub`` subprocess working on ``hub``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")}
+    env.update(
+        SHAREHUB_HOME=str(hub.home.resolve()),
+        SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,
+        SHAREHUB_CACHE_DIR=str(hub.settings.cache_dir),
+    )
+    if hub.settings.read_model_url:
+        env["SHAREHUB_READ_MODEL_URL"] = hub.settings.read_model_url
+    return env

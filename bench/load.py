@@ -1,0 +1,146 @@
+"""Fixed-rate request loops and the query API as a real server process (uvicorn) on 127.0.0.1.
+
+Latency is measured from when a request was *due*, not from when it was sent: if the server falls
+behind, the wait shows up in the numbers instead of silently lowering the rate (coordinated omission).
+Requests go out from a few client threads, so the client itself is not what falls behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+from bench.stats import percentile
+
+START_TIMEOUT_S = 60.0
+#: Client threads: a single sequential client cannot send faster than one round trip at a time.
+CLIENT_THREADS = 4
+
+
+def paced(count: int, rate: float, call: Callable[[int], None], workers: int = CLIENT_THREADS) -> list[float]:
+    """Call ``call(i)`` for i in 0..count-1 at ``rate`` per second; latency of each in milliseconds.
+
+    Open loop: ``workers`` threads share the schedule (thread w sends requests w, w + workers, …), so a
+    slow answer delays later requests only when every thread is busy, as with many independent users.
+    ``call`` must be safe to run from several threads at once.
+    """
+    latencies = [0.0] * count
+    start = time.perf_counter() + 0.01
+
+    def work(first: int) -> None:
+        for i in range(first, count, workers):
+            due = start + i / rate
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            call(i)
+            latencies[i] = (time.perf_counter() - due) * 1000
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
+def latency_summary(latencies: list[float], prefix: str = "") -> dict[str, float]:
+    return {
+        f"{prefix}p50_ms": percentile(latencies, 50),
+        f"{prefix}p99_ms": percentile(latencies, 99),
+        f"{prefix}max_ms": max(latencies),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM (peak resident set) of a live process, in KiB; 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS (current resident set) of a live process, in KiB; 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Server:
+    """A running ``sharehub serve``: its base URL, and its peak RSS read just before it is stopped."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], base: str) -> None:
+        self.proc = proc
+        self.base = base
+        self.peak_rss_kb = 0
+
+
+@contextmanager
+def query_api(env: dict[str, str], log: Path) -> Iterator[Server]:
+    """``sharehub serve`` on a free port of 127.0.0.1 in its own process group; stopped on the way out."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}")
+    try:
+        _wait_healthy(server, log)
+        yield server
+    finally:
+        server.peak_rss_kb = peak_rss_kb(proc.pid)
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM the process group we started, SIGKILL it if it lingers, and reap it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def _wait_healthy(server: Server, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the query API exited with {server.proc.returncode}; see {log}")
+        try:
+            if httpx2.get(f"{server.base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the query API did not answer within {START_TIMEOUT_S:.0f} s; see {log}")

@@ -1,0 +1,125 @@
+"""BENCHMARKS.md from the stored results: the suite's tables and the scale run, each with its machine.
+
+The results live as JSON in ``bench/results/`` so that the report (and the charts) can be rebuilt without
+measuring again, and so a suite run does not erase the scale run's section or the other way round.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.model import ScenarioResult
+from bench.stats import Summary, rates
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SUITE_JSON = RESULTS / "suite.json"
+SCALE_JSON = RESULTS / "scale.json"
+SUITE_CHART = RESULTS / "suite.png"
+SCALE_CHART = RESULTS / "scale.png"
+REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def _n(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _machine(machine: dict[str, str]) -> list[str]:
+    lines = ["| | |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in machine.items()]
+    return lines
+
+
+def scenario_table(result: ScenarioResult) -> list[str]:
+    lines = [
+        "| metric | hub median | hub min–max | baseline median | baseline min–max | hub / baseline |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result.rows:
+        hub = result.measurements["hub"][row.hub_key]
+        base = result.measurements["baseline"][row.baseline_key]
+        if row.kind == "throughput":
+            h, b, unit = Summary.of(rates(row.events, hub)), Summary.of(rates(row.events, base)), " ev/s"
+        else:
+            h, b, unit = Summary.of(hub), Summary.of(base), " ms"
+        lines.append(
+            f"| {row.metric} | {_n(h.median)}{unit} | {_n(h.low)}–{_n(h.high)} | {_n(b.median)}{unit} "
+            f"| {_n(b.low)}–{_n(b.high)} | {h.median / b.median:.2f} |"
+        )
+    return lines
+
+
+def summary_table(results: list[ScenarioResult]) -> list[str]:
+    """One line per row of every scenario: the medians side by side."""
+    from bench.scenarios import SCENARIOS
+
+    names = {s.id: s.name for s in SCENARIOS}
+    lines = ["| scenario | metric | hub | baseline | hub / baseline |", "| --- | --- | ---: | ---: | ---: |"]
+    for r in results:
+        for row in scenario_table(r)[2:]:
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            lines.append(f"| ({r.id}) {names[r.id]} | {cells[0]} | {cells[1]} | {cells[3]} | {cells[5]} |")
+    return lines
+
+
+def suite_section(suite: dict[str, Any]) -> list[str]:
+    results = [ScenarioResult.from_json(r) for r in suite["results"]]
+    out = [
+        "## Hub against baselines",
+        "",
+        f"Measured {suite['date']} on code {suite.get('code', 'unknown')} with `{suite['command']}` "
+        f"({results[0].reps} repetitions per side, "
+        "hub and baseline interleaved in the same process, the order alternating each repetition; "
+        "each scenario in a fresh subprocess). Throughput is events per second (higher is better); "
+        "latency is milliseconds (lower is better). *hub / baseline* is the ratio of the medians.",
+        "",
+        *_machine(suite["machine"]),
+        "",
+        *summary_table(results),
+        "",
+        f"![hub against baselines]({SUITE_CHART.relative_to(REPORT.parent)})",
+        "",
+    ]
+    for r in results:
+        out += [f"### ({r.id}) {r.title}", "", f"- hub: {r.hub}", f"- baseline: {r.baseline}"]
+        rss = f"{r.peak_rss_kb / 1024:.0f} MiB"
+        helpers = "".join(f"; {name} {kb / 1024:.0f} MiB" for name, kb in r.helper_rss_kb.items())
+        out += [f"- peak RSS: scenario process {rss}{helpers}; wall time {r.wall_s:.0f} s", ""]
+        out += scenario_table(r)
+        out += [""] + [f"- {note}" for note in r.notes] + [""]
+    return out
+
+
+def scale_section(scale: dict[str, Any]) -> list[str]:
+    from bench.scale_report import scale_lines
+
+    return scale_lines(scale, SCALE_CHART.relative_to(REPORT.parent))
+
+
+def write_report() -> Path:
+    from bench.model import load
+
+    lines = [
+        "# sharehub benchmarks",
+        "",
+        "Written by `make bench` (the suite: `.venv/bin/python -m bench`) and `make bench-scale`",
+        "(`.venv/bin/python -m bench scale`); rebuilt from `bench/results/*.json` by",
+        "`.venv/bin/python -m bench report`. Numbers are from one small machine and one single-node local",
+        "broker: they compare the hub with plain code doing the same visible work on the same machine in the",
+        "same run, and say nothing about a production cluster.",
+        "",
+    ]
+    if SUITE_JSON.exists():
+        lines += suite_section(load(SUITE_JSON))
+    else:
+        lines += ["## Hub against baselines", "", "Not measured yet: run `make bench`.", ""]
+    if SCALE_JSON.exists():
+        lines += scale_section(load(SCALE_JSON))
+    else:
+        lines += ["## Scale run", "", "Not measured yet: run `make bench-scale`.", ""]
+    REPORT.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return REPORT

@@ -1,0 +1,260 @@
+"""The scale run: N synthetic party members through publish → projection → query, memory sampled.
+
+1. **Publish**: ``generate_party_members`` streams straight into :class:`connectors.publisher.Publisher`
+   (validate → seal → produce, acks=all); the rate includes generating the records.
+2. **Projection**: the real worker (``sharehub project``, faust-streaming) in its own process, reading the
+   topic from the start. Its RSS is sampled every few seconds with the events its read models hold, until
+   every read model's stored positions reach the topic's end.
+3. **Query**: the real API (``sharehub serve``, uvicorn) over the filled read model, at a fixed rate, random
+   keys over all N members, beside a bare SQLAlchemy read of the same rows.
+
+Results go to ``bench/results/scale.json``, ``BENCHMARKS.md`` and ``bench/results/scale.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import charts, machine, report
+from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, broker, hub_env, new_hub
+from bench.kafka_io import end_offsets
+from bench.load import latency_summary, paced, peak_rss_kb, query_api, rss_kb, stop_group
+from bench.model import save
+from connectors.publisher import Publisher
+from connectors.synthetic import generate_party_members
+from services.governance_bootstrap import issue_credential
+from services.hub import Hub
+
+SAMPLE_EVERY_S = 5.0
+PROGRESS_EVERY = 100_000
+CONSUMER = "dongthap-ppc"
+
+
+NOTES = [
+    "Phases run one after the other on the same 2-core machine as the broker: publishing is finished "
+    "before the worker starts, so the projection rate is the worker catching up on a full topic.",
+    "The projection writes every event to both party-members read models (Dong Thap and Lang Son), each a "
+    "SQLite file in WAL mode with synchronous=FULL, one transaction per batch of up to 500 events.",
+    "Query latency is measured from when each request was due at the fixed rate (no coordinated omission).",
+]
+
+
+def log(message: str) -> None:
+    print(f"[scale {dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def publish(hub: Hub, members: int, seed: int) -> dict[str, Any]:
+    """Stream the generator through ``publish_records``, the batched path ``sharehub publish`` takes."""
+    publisher = Publisher(
+        bootstrap=hub.settings.bootstrap,
+        governance=hub.governance,
+        keys=hub.keys,
+        agency=OWNER,
+        dataset=DATASET,
+    )
+    samples: list[dict[str, float]] = []
+    started = time.monotonic()
+
+    def counted() -> Iterator[dict[str, Any]]:
+        for i, record in enumerate(generate_party_members(members, seed), start=1):
+            yield record
+            if i % PROGRESS_EVERY == 0:
+                elapsed = time.monotonic() - started
+                rss = rss_kb(os.getpid()) / 1024
+                samples.append({"t": round(elapsed, 1), "events": i, "rss_mib": round(rss, 1)})
+                log(f"handed over {i:,} in {elapsed:,.0f} s ({i / elapsed:,.0f} ev/s), RSS {rss:.0f} MiB")
+
+    report = publisher.publish_records(counted())
+    publisher.close()
+    seconds = time.monotonic() - started
+    if report.rejected or report.published != members:
+        raise RuntimeError(
+            f"published {report.published:,} of {members:,}; first refusal {report.rejected[:1]}"
+        )
+    return {
+        "events": members,
+        "seconds": round(seconds, 1),
+        "rate": members / seconds,
+        "peak_rss_mib": peak_rss_kb(os.getpid()) / 1024,
+        "samples": samples,
+    }
+
+
+def _projected(readmodels: Path, consumers: list[str], topic: str) -> int:
+    """Events every read model has applied: the least, over consumers, of their summed positions."""
+    least: int | None = None
+    for consumer in consumers:
+        db = readmodels / f"{consumer}.db"
+        if not db.exists():
+            return 0
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT COALESCE(SUM(next_offset), 0) FROM positions WHERE topic = ?", (topic,)
+                )
+                total = int(row.fetchone()[0])
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
+        least = total if least is None else min(least, total)
+    return least or 0
+
+
+def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
+    topic = hub.governance.dataset(DATASET).topic
+    total = sum(end_offsets(hub.settings.bootstrap, topic).values())
+    readmodels = hub.home / "readmodels"
+    consumers = hub.consumers()
+    worker_log = hub.home / "projector.log"
+    with worker_log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services", "project", "--loglevel", "WARNING"],
+            env=hub_env(hub),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started = time.monotonic()
+    samples: list[dict[str, float]] = []
+    first_event_at: float | None = None
+    peak = 0
+    try:
+        while True:
+            time.sleep(SAMPLE_EVERY_S)
+            elapsed = time.monotonic() - started
+            if proc.poll() is not None:
+                raise RuntimeError(f"the projection worker exited with {proc.returncode}; see {worker_log}")
+            done = _projected(readmodels, consumers, topic)
+            rss = rss_kb(proc.pid) / 1024
+            peak = max(peak, peak_rss_kb(proc.pid))
+            samples.append({"t": round(elapsed, 1), "events": done, "rss_mib": round(rss, 1)})
+            if done and first_event_at is None:
+                first_event_at = elapsed - SAMPLE_EVERY_S / 2
+            if len(samples) % 12 == 0 or done >= total:
+                log(f"projected {done:,}/{total:,} in {elapsed:,.0f} s, worker RSS {rss:.0f} MiB")
+            if done >= total:
+                break
+            if elapsed > deadline_s:
+                raise RuntimeError(
+                    f"projection did not finish within {deadline_s:.0f} s ({done:,}/{total:,})"
+                )
+    finally:
+        peak = max(peak, peak_rss_kb(proc.pid))
+        stop_group(proc)
+    seconds = samples[-1]["t"]
+    steady = seconds - (first_event_at or 0.0)
+    return {
+        "events": total,
+        "seconds": seconds,
+        "rate": total / seconds,
+        "rate_after_start": total / steady if steady > 0 else 0.0,
+        "start_s": round(first_event_at or 0.0, 1),
+        "peak_rss_mib": peak / 1024,
+        "samples": samples,
+        "consumers": consumers,
+    }
+
+
+def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict[str, Any]:
+    import httpx2
+    from sqlalchemy import create_engine, text
+
+    token = issue_credential(hub.settings, CONSUMER)
+    keys = [f"PM{n:010d}" for n in random.Random(seed).choices(range(1, members + 1), k=requests)]
+    path = f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records/"
+    auth = {"Authorization": f"Bearer {token}"}
+    with (
+        query_api(hub_env(hub), hub.home / "api.log") as server,
+        httpx2.Client(base_url=server.base, headers=auth) as client,
+    ):
+
+        def get(i: int) -> None:
+            response = client.get(path + keys[i])
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {keys[i]}: {response.status_code} {response.text[:200]}")
+
+        paced(min(50, requests), rate, get)  # warm-up: connection and caches
+        api = paced(requests, rate, get)
+        page = client.get(f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000})
+        page.raise_for_status()
+    db = hub.home / "readmodels" / f"{CONSUMER}.db"
+    engine = create_engine(f"sqlite:///{db}")
+    statement = text("SELECT fields FROM records WHERE dataset = :d AND record_key = :k")
+
+    def read(i: int) -> None:
+        with engine.connect() as conn:  # a pooled connection per read, as the API's store takes
+            found = conn.execute(statement, {"d": DATASET, "k": keys[i]}).scalar_one_or_none()
+        if found is None:
+            raise RuntimeError(f"{keys[i]} is not in the read model")
+
+    bare = paced(requests, rate, read)
+    with engine.connect() as conn:
+        rows = int(conn.execute(text("SELECT COUNT(*) FROM records")).scalar_one())
+    engine.dispose()
+    return {
+        "requests": requests,
+        "rate": rate,
+        "rows": rows,
+        "api": latency_summary(api),
+        "bare_sqlalchemy": latency_summary(bare),
+        "api_server_peak_rss_mib": server.peak_rss_kb / 1024,
+        "read_model_bytes": db.stat().st_size,
+    }
+
+
+def main(argv: list[str], command: str) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description="The scale run.")
+    parser.add_argument("--members", type=int, default=5_000_000)
+    parser.add_argument("--seed", type=int, default=384)
+    parser.add_argument("--requests", type=int, default=3_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--deadline-minutes", type=float, default=240.0, help="give up projecting after this")
+    parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
+    parser.add_argument("--keep", action="store_true", help="keep the read models and topics afterwards")
+    args = parser.parse_args(argv)
+    home = BENCH_HOME / "scale"
+    hub_home = home / "hub"
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "members": args.members,
+        "machine": machine.describe(),
+        "code": machine.code_version(),
+    }
+    wall = time.monotonic()
+    try:
+        with broker(home / "kafka-home", SCALE_KAFKA_PORT) as bootstrap:
+            hub = new_hub(hub_home, bootstrap)
+            try:
+                log(f"publishing {args.members:,} party members to {hub.governance.dataset(DATASET).topic}")
+                result["publish"] = publish(hub, args.members, args.seed)
+                log(f"publish: {result['publish']['rate']:,.0f} ev/s; starting the projection worker")
+                result["projection"] = project(hub, args.deadline_minutes * 60)
+                log(f"projection: {result['projection']['rate']:,.0f} ev/s; querying")
+                result["query"] = query(hub, args.members, args.requests, args.rate, args.seed)
+                result["disk"] = {"read_models_bytes": _size(hub_home / "readmodels")}
+            finally:
+                hub.close()
+    finally:
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    result["wall_s"] = round(time.monotonic() - wall, 1)
+    result["notes"] = NOTES + args.note
+    save(report.SCALE_JSON, result)
+    charts.scale_chart(result, report.SCALE_CHART)
+    log(f"wrote {report.write_report()} and {report.SCALE_CHART}")
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

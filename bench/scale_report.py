@@ -1,0 +1,86 @@
+"""The scale run's section of BENCHMARKS.md: phases, query latency, memory samples, and what 5M would take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TARGET = 5_000_000
+
+
+def _rate_between(samples: list[dict[str, float]], start: float, end: float) -> float:
+    """Events per second between the samples nearest to fractions ``start`` and ``end`` of the run."""
+    first = samples[int(start * (len(samples) - 1))]
+    last = samples[int(end * (len(samples) - 1))]
+    return (last["events"] - first["events"]) / max(1e-9, last["t"] - first["t"])
+
+
+def scale_lines(scale: dict[str, Any], chart: Path) -> list[str]:
+    pub, proj, q = scale["publish"], scale["projection"], scale["query"]
+    samples = proj["samples"]
+    later = [s["rss_mib"] for s in samples[len(samples) // 4 :]] or [0.0]
+    publisher_rss = [s["rss_mib"] for s in pub["samples"]] or [pub["peak_rss_mib"]]
+    first_quarter, last_quarter = _rate_between(samples, 0.0, 0.25), _rate_between(samples, 0.75, 1.0)
+    lines = [
+        "## Scale run",
+        "",
+        f"Started {scale['date']} on code {scale.get('code', 'unknown')} with `{scale['command']}`: "
+        f"{scale['members']:,} synthetic party members through publish → projection → query, "
+        f"{scale['wall_s'] / 60:,.0f} minutes of wall time in all.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in scale["machine"].items()],
+        "",
+        "| phase | events | seconds | events/s | peak RSS |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| publish (generate → validate → subject keys → seal → sign → produce) | {pub['events']:,} "
+        f"| {pub['seconds']:,.0f} | {pub['rate']:,.0f} | {pub['peak_rss_mib']:,.0f} MiB (publisher) |",
+        f"| projection (faust worker, {len(proj['consumers'])} read models, SQLite) | {proj['events']:,} "
+        f"| {proj['seconds']:,.0f} | {proj['rate']:,.0f} ({proj['rate_after_start']:,.0f} after a "
+        f"{proj['start_s']:.0f} s start) | {proj['peak_rss_mib']:,.0f} MiB (worker) |",
+        "",
+        f"Projection rate over the first quarter of the run: {first_quarter:,.0f} events/s; over the last "
+        f"quarter: {last_quarter:,.0f} events/s. Publisher RSS while publishing: "
+        f"{min(publisher_rss):.0f}–{max(publisher_rss):.0f} MiB.",
+        "",
+    ]
+    if scale["members"] < TARGET:
+        publish_min = TARGET / pub["rate"] / 60
+        project_min = TARGET / proj["rate_after_start"] / 60
+        lines += [
+            f"**Not 5,000,000.** At these rates a {TARGET:,}-member run would take about "
+            f"{(publish_min + project_min) / 60:.1f} hours ({publish_min:,.0f} minutes to publish, "
+            f"{project_min:,.0f} to project), more than the hour this run was given, so it ran the largest "
+            "size that fit. `make bench-scale` runs the full 5,000,000.",
+            "",
+        ]
+    lines += [
+        f"Query, {q['requests']:,} GETs of random members at {q['rate']:.0f} req/s over {q['rows']:,} rows "
+        f"(the consumer's read model, {q['read_model_bytes'] / 2**30:.1f} GiB):",
+        "",
+        "| | p50 | p99 | max |",
+        "| --- | ---: | ---: | ---: |",
+        f"| query API (uvicorn, HTTP) | {q['api']['p50_ms']:.2f} ms | {q['api']['p99_ms']:.2f} ms "
+        f"| {q['api']['max_ms']:.1f} ms |",
+        f"| bare SQLAlchemy read | {q['bare_sqlalchemy']['p50_ms']:.2f} ms "
+        f"| {q['bare_sqlalchemy']['p99_ms']:.2f} ms | {q['bare_sqlalchemy']['max_ms']:.1f} ms |",
+        "",
+        f"Query API server peak RSS: {q['api_server_peak_rss_mib']:.0f} MiB. Projection worker RSS over the "
+        f"last three quarters of the run: {min(later):.0f}–{max(later):.0f} MiB.",
+        "",
+        f"![projector memory during the scale run]({chart})",
+        "",
+        "Projection worker RSS, sampled every 5 s (about 20 of the samples shown; all are in "
+        "`bench/results/scale.json`):",
+        "",
+        "| seconds | events projected | worker RSS (MiB) |",
+        "| ---: | ---: | ---: |",
+    ]
+    step = max(1, len(samples) // 20)
+    shown = samples[::step]
+    if shown[-1] is not samples[-1]:
+        shown.append(samples[-1])
+    lines += [f"| {s['t']:,.0f} | {s['events']:,} | {s['rss_mib']:,.0f} |" for s in shown]
+    lines += [""] + [f"- {note}" for note in scale.get("notes", [])]
+    return lines

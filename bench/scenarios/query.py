@@ -1,0 +1,115 @@
+"""(d) The query API over HTTP against a bare SQLAlchemy read of the same rows, at the same fixed rate.
+
+Setup (not timed): party members published and projected into the Dong Thap committee's SQLite read
+model, a credential issued to it, and ``sharehub serve`` (FastAPI on uvicorn) started in its own process
+on 127.0.0.1. Hub: GET ``/v1/consumers/dongthap-ppc/datasets/party-members/records/{key}`` for random
+members over one keep-alive httpx2 connection (authentication, agreement check, read, JSON). Baseline:
+``SELECT fields FROM records WHERE dataset = ? AND record_key = ?`` with SQLAlchemy on the same file.
+Both send the same keys at the same fixed rate from 4 client threads; latency counts from when each
+request was due.
+"""
+
+from __future__ import annotations
+
+import random
+
+import httpx2
+from sqlalchemy import create_engine, text
+
+from bench import records
+from bench.environment import DATASET, OWNER, hub_env, new_hub
+from bench.kafka_io import read_batches
+from bench.load import latency_summary, paced, query_api
+from bench.model import Config, Row, ScenarioResult
+from bench.stats import interleaved
+from connectors.publisher import Publisher
+from projections.projector import LogMessage, Projector
+from services.governance_bootstrap import issue_credential
+from services.hub import Hub
+
+CONSUMER = "dongthap-ppc"
+
+
+def run(config: Config) -> ScenarioResult:
+    assert config.bootstrap is not None
+    hub = new_hub(config.workdir / "query", config.bootstrap)
+    server_rss = 0
+    try:
+        n = config.read_model_rows
+        members = records.members(n, config.seed)
+        publisher = Publisher(
+            bootstrap=config.bootstrap,
+            governance=hub.governance,
+            keys=hub.keys,
+            agency=OWNER,
+            dataset=DATASET,
+        )
+        publisher.publish_records(members)
+        publisher.close()
+        _fill(hub, config.bootstrap)
+        token = issue_credential(hub.settings, CONSUMER)
+        rng = random.Random(config.seed)
+        keys = [str(m["member_id"]) for m in rng.choices(members, k=config.requests)]
+        path = f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records/"
+        db = hub.home / "readmodels" / f"{CONSUMER}.db"
+        engine = create_engine(f"sqlite:///{db}")
+        statement = text("SELECT fields FROM records WHERE dataset = :d AND record_key = :k")
+        auth = {"Authorization": f"Bearer {token}"}
+        with (
+            query_api(hub_env(hub), hub.home / "api.log") as server,
+            httpx2.Client(base_url=server.base, headers=auth) as client,
+        ):
+
+            def get(i: int) -> None:
+                response = client.get(path + keys[i])
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {keys[i]}: {response.status_code}")
+
+            def read(i: int) -> None:
+                # A pooled connection per read, as the API's store takes one per request.
+                with engine.connect() as conn:
+                    found = conn.execute(statement, {"d": DATASET, "k": keys[i]}).scalar_one_or_none()
+                if found is None:
+                    raise RuntimeError(f"{keys[i]} is not in the read model")
+
+            def hub_side(_rep: int) -> dict[str, float]:
+                return latency_summary(paced(config.requests, config.request_rate, get))
+
+            def baseline_side(_rep: int) -> dict[str, float]:
+                return latency_summary(paced(config.requests, config.request_rate, read))
+
+            paced(min(50, config.requests), config.request_rate, get)  # warm-up: connection, caches
+            paced(min(50, config.requests), config.request_rate, read)
+            measured = interleaved(config.reps, hub_side, baseline_side)
+        server_rss = server.peak_rss_kb
+        engine.dispose()
+    finally:
+        hub.close()
+    return ScenarioResult(
+        id="d",
+        title=f"Query API (uvicorn, HTTP) vs bare SQLAlchemy read, {config.request_rate:.0f} requests/s",
+        hub="GET one record through sharehub serve (FastAPI + uvicorn), httpx2 keep-alive client",
+        baseline="SQLAlchemy SELECT of the same row from the same SQLite file",
+        reps=config.reps,
+        rows=[
+            Row("p50 latency", "latency", "p50_ms", "p50_ms"),
+            Row("p99 latency", "latency", "p99_ms", "p99_ms"),
+        ],
+        measurements=measured,
+        notes=[
+            f"{config.requests:,} requests per repetition at {config.request_rate:.0f}/s over a read model "
+            f"of {n:,} members; the client and the server share the machine's 2 cores.",
+        ],
+        helper_rss_kb={"query API server": server_rss},
+    )
+
+
+def _fill(hub: Hub, bootstrap: str) -> None:
+    """Project the topic into every read model with the hub's Projector (untimed setup)."""
+    stores = {c: hub.store(c) for c in hub.consumers()}
+    projector = Projector(hub.governance, hub.keys, stores)
+    topic = hub.governance.dataset(DATASET).topic
+    for batch in read_batches(bootstrap, topic):
+        messages = [LogMessage(*m) for m in batch]
+        decision = projector.decide(messages)
+        projector.commit(decision)

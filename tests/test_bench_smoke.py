@@ -1,0 +1,39 @@
+"""The benchmark suite still runs: its one scenario without Kafka, at the --quick sizes, in this process.
+
+No timing is asserted here (timings belong in BENCHMARKS.md, not in tests); only that the scenario
+measures both sides, every repetition, and that its report and chart can be written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.charts import suite_chart
+from bench.model import Config, ScenarioResult
+from bench.report import scenario_table
+from bench.scenarios import envelope
+from bench.stats import Summary, percentile
+
+
+def test_quick_envelope_scenario_measures_hub_and_baseline(tmp_path: Path) -> None:
+    config = Config(quick=True, workdir=tmp_path)
+    result = envelope.run(config)
+    assert result.id == "a" and result.reps == 2
+    for row in result.rows:
+        hub = result.measurements["hub"][row.hub_key]
+        baseline = result.measurements["baseline"][row.baseline_key]
+        assert len(hub) == len(baseline) == config.reps
+        assert all(s > 0 for s in hub + baseline)
+        assert row.events == config.events
+    again = ScenarioResult.from_json(result.to_json())
+    assert again == result
+    table = scenario_table(result)
+    assert len(table) == 2 + len(result.rows) and "ev/s" in table[2]
+    assert suite_chart([result], tmp_path / "chart.png").stat().st_size > 10_000
+
+
+def test_summaries() -> None:
+    s = Summary.of([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (s.median, s.low, s.high, s.q1, s.q3) == (3.0, 1.0, 5.0, 2.0, 4.0)
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile(list(range(101)), 99) == 99
