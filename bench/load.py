@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -144,3 +145,14 @@ def _wait_healthy(server: Server, log: Path) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the query API did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
+
+
+def record_getter(client: Any, path: str, keys: list[str]) -> Callable[[int], None]:
+    """A request function for :func:`paced`: GET ``path + keys[i]``, failing loudly on anything but 200."""
+
+    def get(i: int) -> None:
+        response = client.get(path + keys[i])
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {keys[i]}: {response.status_code} {response.text[:200]}")
+
+    return get

@@ -29,7 +29,7 @@ from typing import Any
 from bench import charts, machine, report
 from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, broker, hub_env, new_hub
 from bench.kafka_io import end_offsets
-from bench.load import latency_summary, paced, peak_rss_kb, query_api, rss_kb, stop_group
+from bench.load import latency_summary, paced, peak_rss_kb, query_api, record_getter, rss_kb, stop_group
 from bench.model import save
 from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
@@ -178,12 +178,7 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
         query_api(hub_env(hub), hub.home / "api.log") as server,
         httpx2.Client(base_url=server.base, headers=auth) as client,
     ):
-
-        def get(i: int) -> None:
-            response = client.get(path + keys[i])
-            if response.status_code != 200:
-                raise RuntimeError(f"GET {keys[i]}: {response.status_code} {response.text[:200]}")
-
+        get = record_getter(client, path, keys)
         paced(min(50, requests), rate, get)  # warm-up: connection and caches
         api = paced(requests, rate, get)
         page = client.get(f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000})

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from bench import records
 from bench.environment import DATASET, OWNER, hub_env, new_hub
 from bench.kafka_io import read_batches
-from bench.load import latency_summary, paced, query_api
+from bench.load import latency_summary, paced, query_api, record_getter
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
 from connectors.publisher import Publisher
@@ -59,11 +59,7 @@ def run(config: Config) -> ScenarioResult:
             query_api(hub_env(hub), hub.home / "api.log") as server,
             httpx2.Client(base_url=server.base, headers=auth) as client,
         ):
-
-            def get(i: int) -> None:
-                response = client.get(path + keys[i])
-                if response.status_code != 200:
-                    raise RuntimeError(f"GET {keys[i]}: {response.status_code}")
+            get = record_getter(client, path, keys)
 
             def read(i: int) -> None:
                 # A pooled connection per read, as the API's store takes one per request.
