@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.governance_bootstrap import HubSpec, create_topics, load_governance, read_spec
+from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
+from sharehub.gov.apply import GovSpec
+from sharehub.gov.log import MemoryLog
 from sharehub.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,13 +54,13 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[st
         kafka.stop()
 
 
-def bench_spec(prefix: str | None = None) -> HubSpec:
+def bench_spec(prefix: str | None = None) -> GovSpec:
     spec = read_spec(DEMO_SPEC)
     return spec.model_copy(
         update={
             "topic_prefix": prefix or f"bench{uuid.uuid4().hex[:10]}",
-            "datasets": [d for d in spec.datasets if d["id"] == DATASET],
-            "agreements": [a for a in spec.agreements if a["dataset"] == DATASET],
+            "datasets": [d for d in spec.datasets if d.id == DATASET],
+            "agreements": [a for a in spec.agreements if a.dataset == DATASET],
         }
     )
 
@@ -79,11 +81,11 @@ def new_hub(home: Path, bootstrap: str | None) -> Hub:
     """Governance, keys and (with a broker) topics in a fresh ``home``; read models under it."""
     shutil.rmtree(home, ignore_errors=True)
     s = settings(home, bootstrap)
-    state = load_governance(s, bench_spec())
+    hub = Hub(s, log=None if bootstrap is not None else MemoryLog())
+    load(hub, bench_spec(), topics=bootstrap is not None)
     if bootstrap is not None:
-        create_topics(s, state)
-        wait_for_leaders(bootstrap, [d.topic for d in state.datasets()])
-    return Hub(s)
+        wait_for_leaders(bootstrap, [d.topic for d in hub.governance.datasets()])
+    return hub
 
 
 def wait_for_leaders(bootstrap: str, topics: list[str], timeout: float = 60.0) -> None:

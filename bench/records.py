@@ -18,8 +18,9 @@ from sharehub.avro import RecordSchema, record_from_json
 from sharehub.envelope import ZERO_HASH, ChainPosition, Envelope, Sealed, pseudonym, seal_unsigned, sign_batch
 from sharehub.keys import SecretBytes, SigningKey, subject_key_id
 
-#: Fixed, so every run seals the same events; the signing key must be valid at this time.
-OCCURRED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+#: Fixed, so every run seals the same events; the signing keys, added when a bench hub is set up, are
+#: valid from then on, so this lies after any run and before the agreements end (2030-12-31).
+OCCURRED_AT = dt.datetime(2029, 1, 1, tzinfo=dt.UTC)
 #: Events per signature, as the publisher batches them.
 SIGN_BATCH = 256
 

@@ -170,7 +170,7 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
     import httpx2
     from sqlalchemy import create_engine, text
 
-    token = issue_credential(hub.settings, CONSUMER)
+    token = issue_credential(hub, CONSUMER)
     keys = [f"PM{n:010d}" for n in random.Random(seed).choices(range(1, members + 1), k=requests)]
     path = f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records/"
     auth = {"Authorization": f"Bearer {token}"}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.synthetic import generate_party_members
-from services.governance_bootstrap import load_governance, read_spec
+from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
 from sharehub.avro import record_from_json
 from sharehub.envelope import (
@@ -33,6 +33,7 @@ from sharehub.envelope import (
     seal_unsigned,
     sign_batch,
 )
+from sharehub.gov.log import MemoryLog
 from sharehub.keys import subject_key_id
 from sharehub.settings import Settings
 
@@ -42,8 +43,9 @@ SPEC = Path(__file__).resolve().parents[1] / "demo" / "hub.yaml"
 
 def _hub(home: Path) -> Hub:
     settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", master_key=None)
-    load_governance(settings, read_spec(SPEC).model_copy(update={"topic_prefix": "study"}))
-    return Hub(settings)
+    hub = Hub(settings, log=MemoryLog())
+    load(hub, read_spec(SPEC).model_copy(update={"topic_prefix": "study"}), topics=False)
+    return hub
 
 
 def _timed(work: Callable[[], Any], n: int) -> float:

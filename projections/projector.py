@@ -20,11 +20,12 @@ from typing import Protocol
 
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
 from sharehub import chain
-from sharehub.avro import datum_to_json
+from sharehub.avro import RecordSchema, datum_to_json
 from sharehub.envelope import DataKeys, OpenedEvent, VerifiedRoots, authenticate, decrypt, parse, pseudonym
 from sharehub.errors import ChainViolation, EnvelopeError, SubjectErased, UnknownReferenceError
-from sharehub.governance import GovernanceView
+from sharehub.governance import Agreement, GovernanceView
 from sharehub.keys import SecretBytes
+from sharehub.row_filter import RowFilter, compile_filter
 
 
 class ProjectionKeys(DataKeys, Protocol):
@@ -100,6 +101,7 @@ class Projector:
         self._lock = threading.RLock()
         #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
         self._judged: dict[TopicPartition, int] = {}
+        self._filters: dict[tuple[str, str, bytes], RowFilter] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -165,16 +167,27 @@ class Projector:
             for message in batch:
                 if message.offset >= done.get(message.tp, 0):
                     moved[message.tp] = max(moved.get(message.tp, 0), message.offset + 1)
-            rows, purges = [], []
-            for verdict in verdicts:
+            # The last verdict per record wins: a purge (erasure, or a row filter the record no longer
+            # passes) drops the rows before it in this batch, a later row outlives an earlier purge.
+            rows: list[tuple[int, Row]] = []
+            last_row: dict[tuple[str, str], int] = {}
+            last_purge: dict[tuple[str, str], int] = {}
+            for i, verdict in enumerate(verdicts):
                 if verdict.message.offset < done.get(verdict.message.tp, 0):
                     continue  # applied by an earlier run: exactly-once effects
                 if isinstance(verdict, _Purge):
-                    purges.append((verdict.dataset, verdict.subject_ref))
-                elif (row := self._grant(consumer, verdict.event, now)) is not None:
-                    rows.append(row)
+                    last_purge[(verdict.dataset, verdict.subject_ref)] = i
+                    continue
+                granted = self._grant(consumer, verdict.event, now)
+                if isinstance(granted, Row):
+                    rows.append((i, granted))
+                    last_row[(granted.dataset, granted.subject_ref)] = i
+                elif granted is not None:
+                    last_purge[granted] = i
+            kept = [r for i, r in rows if i > last_purge.get((r.dataset, r.subject_ref), -1)]
+            purges = [key for key, i in last_purge.items() if i > last_row.get(key, -1)]
             decision.rows[consumer], decision.purges[consumer], decision.positions[consumer] = (
-                rows,
+                kept,
                 purges,
                 moved,
             )
@@ -231,23 +244,40 @@ class Projector:
             return _Purge(message, dataset, _subject_ref(header.subject_key_id))
         return _Apply(message, event)
 
-    def _grant(self, consumer: str, event: OpenedEvent, now: dt.datetime) -> Row | None:
+    def _grant(self, consumer: str, event: OpenedEvent, now: dt.datetime) -> Row | tuple[str, str] | None:
+        """The consumer's row for the event; or (dataset, subject_ref) when the agreement's row filter
+        excludes the record (so an earlier version of it must go); or None: no active agreement."""
         header = event.header
         agreement = self._governance.active_agreement(consumer, header.dataset, now)
         if agreement is None or event.record is None:
             return None  # default deny
         key_field = self._governance.dataset(header.dataset).key_field
         record_key = str(event.record[key_field])
+        subject_ref = pseudonym(self._keys.routing_key(header.dataset), record_key).hex()
+        row_filter = self._row_filter(agreement, event.schema)
+        if row_filter is not None and not row_filter.matches(event.record):
+            return (header.dataset, subject_ref)
         granted = {name: event.record[name] for name in agreement.fields if name in event.record}
         return Row(
             dataset=header.dataset,
             record_key=record_key,
-            subject_ref=pseudonym(self._keys.routing_key(header.dataset), record_key).hex(),
+            subject_ref=subject_ref,
             fields=datum_to_json(granted),
             event_id=header.event_id,
             occurred_at=header.occurred_at,
             agreement_id=agreement.id,
         )
+
+    def _row_filter(self, agreement: Agreement, schema: RecordSchema) -> RowFilter | None:
+        """The agreement's row filter compiled against the event's schema, once per (terms, schema)."""
+        if agreement.row_filter is None:
+            return None
+        cache_key = (agreement.id, agreement.row_filter, schema.fingerprint)
+        compiled = self._filters.get(cache_key)
+        if compiled is None:
+            compiled = compile_filter(agreement.row_filter, schema, allowed_fields=agreement.fields)
+            self._filters[cache_key] = compiled
+        return compiled
 
 
 def _subject_ref(subject_key_id: str) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import TP
 
-from projections.projector import LogMessage, Projector
+from projections.projector import Decision, LogMessage, Projector
 from projections.quarantine import encode_quarantined
 
 log = logging.getLogger("sharehub.projection")
@@ -25,9 +26,18 @@ BATCH_WAIT_S = 0.2
 
 
 def create_app(
-    projector: Projector, bootstrap: str, *, group: str, quarantine_topic: str, datadir: Path
+    projector: Projector,
+    bootstrap: str,
+    *,
+    group: str,
+    quarantine_topic: str,
+    datadir: Path,
+    before_batch: Callable[[], object] = lambda: None,
 ) -> faust.App:
-    """A faust app in consumer group ``group`` projecting every dataset topic the projector knows."""
+    """A faust app in consumer group ``group`` projecting every dataset topic the projector knows.
+
+    ``before_batch`` runs on the batch's thread before the projector decides (the hub brings governance up
+    to date there, so an agreement suspended on the log stops granting from the next batch on)."""
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
@@ -61,7 +71,11 @@ def create_app(
             LogMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
             for e in events
         ]
-        decision = await asyncio.to_thread(projector.decide, batch)
+        def decide() -> Decision:
+            before_batch()
+            return projector.decide(batch)
+
+        decision = await asyncio.to_thread(decide)
         for entry in decision.quarantined:
             key, value = encode_quarantined(entry)
             delivered = await quarantine.send(key=key, value=value)

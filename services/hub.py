@@ -1,20 +1,36 @@
-"""One installation of the hub as the services see it: settings, governance, keys, read-model stores."""
+"""One installation of the hub as the services see it: settings, governance, keys, read-model stores.
+
+Governance is the governance log folded into a :class:`~sharehub.gov.GovState`: read in full on first use,
+then brought up to date with the events appended since, at most every ``governance_refresh_s`` seconds
+(``refresh=True`` forces it). Changes go through :meth:`Hub.governing`, which holds a lock file so that two
+commands on one machine never extend the chain at once, and signs with the operator key of the key store.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
 from projections.read_model import ReadModelStore
-from sharehub.governance import GovernanceState
+from sharehub.gov import GovernanceService, GovState, anchors
+from sharehub.gov.events import parse
+from sharehub.gov.log import EventLog, KafkaLog
 from sharehub.keys import LocalKeyStore, load_master_key
 from sharehub.settings import Settings
 
 
 class Hub:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, log: EventLog | None = None) -> None:
         self.settings = settings or Settings()
-        self._governance: tuple[int, GovernanceState] | None = None
+        self._log = log
+        self._state: GovState | None = None
+        self._refreshed = 0.0
+        self._lock = threading.RLock()
         self._stores: dict[str, ReadModelStore] = {}
 
     @property
@@ -22,19 +38,51 @@ class Hub:
         return self.settings.home
 
     @property
-    def governance_path(self) -> Path:
-        return self.home / "governance.json"
+    def anchors(self) -> anchors.Anchors:
+        return anchors.load(self.home)
 
     @property
-    def governance(self) -> GovernanceState:
-        """The current governance state, re-read whenever its file changes (e.g. a credential is issued)."""
-        try:
-            changed = self.governance_path.stat().st_mtime_ns
-        except FileNotFoundError:
-            changed = -1
-        if self._governance is None or self._governance[0] != changed:
-            self._governance = (changed, GovernanceState.load(self.governance_path))
-        return self._governance[1]
+    def log(self) -> EventLog:
+        if self._log is None:
+            self._log = KafkaLog(self.settings.bootstrap, self.anchors.topic_prefix)
+        return self._log
+
+    @property
+    def governance(self) -> GovState:
+        return self.governance_state()
+
+    def governance_state(self, *, refresh: bool = False, max_age: float | None = None) -> GovState:
+        """The state as of the log's end at most ``max_age`` (default ``governance_refresh_s``) seconds ago;
+        ``refresh``: as of now."""
+        max_age = self.settings.governance_refresh_s if max_age is None else max_age
+        with self._lock:
+            now = time.monotonic()
+            if self._state is None:
+                pinned = self.anchors
+                state = GovState(pinned.trust, pinned.topic_prefix)
+                self._apply(state, self.log.read_all())
+                self._state, self._refreshed = state, now
+            elif refresh or now - self._refreshed >= max_age:
+                self._apply(self._state, self.log.read_new())
+                self._refreshed = now
+            return self._state
+
+    @staticmethod
+    def _apply(state: GovState, events: list[bytes]) -> None:
+        for raw in events:
+            state.apply(parse(raw))
+
+    @contextmanager
+    def governing(self) -> Iterator[GovernanceService]:
+        """The governance service over the current state, for changes; one at a time per home."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "governance.lock", "a") as lock_file, self._lock:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                state = self.governance_state(refresh=True)
+                yield GovernanceService(state, self.keys.signing_key(state.operator), self.log)
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     @cached_property
     def keys(self) -> LocalKeyStore:
@@ -60,6 +108,8 @@ class Hub:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+        if self._log is not None:
+            self._log.close()
         if "keys" in self.__dict__:
             self.keys.close()
             del self.__dict__["keys"]

@@ -1,5 +1,7 @@
 """The query API: each consumer agency reads its own read model, with its own bearer credential.
 
+The same app serves the governance operations (:mod:`services.gov_api`) under ``/v1/gov``.
+
 Routes live under ``/v1/consumers/{consumer}/...`` so that a request for another agency's read model is
 refused (403) rather than answered with an empty list. No credential, or an unknown one, is a 401.
 """
@@ -10,10 +12,23 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from services.gov_api import governance_router
 from services.hub import Hub
-from sharehub.errors import Forbidden, NotAuthenticated, SharehubError, UnknownReferenceError
+from sharehub.errors import (
+    BrokerError,
+    DuplicateId,
+    Forbidden,
+    LifecycleViolation,
+    NotAuthenticated,
+    NotPermitted,
+    SharehubError,
+    UnknownReferenceError,
+)
+
+#: An unknown credential makes the API look for new governance events, at most this often.
+RECHECK_S = 0.05
 
 _bearer = HTTPBearer(auto_error=False, description="Credential issued by governance to a consumer agency.")
 
@@ -48,6 +63,8 @@ def create_app(hub: Hub) -> FastAPI:
         if credentials is None:
             raise NotAuthenticated("a bearer credential is required")
         consumer = hub.governance.consumer_for_token(credentials.credentials)
+        if consumer is None:  # perhaps issued a moment ago: look at the log's end once more
+            consumer = hub.governance_state(max_age=RECHECK_S).consumer_for_token(credentials.credentials)
         if consumer is None:
             raise NotAuthenticated("unknown credential")
         return consumer
@@ -65,6 +82,13 @@ def create_app(hub: Hub) -> FastAPI:
         if hub.governance.active_agreement(consumer, dataset, dt.datetime.now(dt.UTC)) is None:
             raise Forbidden(f"{consumer!r} holds no active agreement for {dataset!r}")
         return dataset
+
+    app.include_router(governance_router(hub, caller))
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(_request: Request, exc: ValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(SharehubError)
     async def _error(_request: Request, exc: SharehubError) -> JSONResponse:
@@ -123,8 +147,12 @@ def create_app(hub: Hub) -> FastAPI:
 def _status(exc: SharehubError) -> tuple[int, str]:
     if isinstance(exc, NotAuthenticated):
         return 401, "not_authenticated"
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, Forbidden | NotPermitted):
         return 403, "forbidden"
     if isinstance(exc, UnknownReferenceError):
         return 404, "not_found"
+    if isinstance(exc, DuplicateId | LifecycleViolation):
+        return 409, "conflict"
+    if isinstance(exc, BrokerError):
+        return 503, "unavailable"
     return 400, "bad_request"

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     read_model_password_file: Path | None = None
     #: Base64 of the 32-byte master key that wraps every key at rest; when unset, ``home/master.key``.
     master_key: str | None = Field(default=None, repr=False)
+    #: How often (seconds) a running service looks for new governance events on the log.
+    governance_refresh_s: float = Field(default=0.5, ge=0.0)
     api_host: str = "127.0.0.1"
     api_port: int = 8384
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from services.governance_bootstrap import HubSpec, create_topics, load_governance, read_spec
+from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
+from sharehub.gov.apply import GovSpec
+from sharehub.gov.log import MemoryLog
 from sharehub.settings import Settings
 from tests.kafka_helpers import Worker
 
@@ -40,19 +42,19 @@ def kafka_bootstrap() -> Iterator[str]:
         broker.stop()
 
 
-def demo_spec(prefix: str | None = None) -> HubSpec:
+def demo_spec(prefix: str | None = None) -> GovSpec:
     spec = read_spec(DEMO_SPEC)
     return spec.model_copy(update={"topic_prefix": prefix or f"t{uuid.uuid4().hex[:10]}"})
 
 
 @pytest.fixture
 def offline_hub(tmp_path: Path) -> Iterator[Hub]:
-    """A hub with demo governance and keys, for tests that need no broker."""
+    """A hub with demo governance and keys, for tests that need no broker: its governance log is in memory."""
     settings = Settings(
         home=tmp_path / "home", kafka_bootstrap="127.0.0.1:9", master_key=None, read_model_url=None
     )
-    load_governance(settings, demo_spec())
-    hub = Hub(settings)
+    hub = Hub(settings, log=MemoryLog())
+    load(hub, demo_spec(), topics=False)
     yield hub
     hub.close()
 
@@ -63,9 +65,8 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
     settings = Settings(
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
-    state = load_governance(settings, demo_spec())
-    create_topics(settings, state)
     hub = Hub(settings)
+    load(hub, demo_spec())
     yield hub
     hub.close()
 

@@ -85,7 +85,7 @@ def _publish_project_and_query(hub: Hub, worker: Worker, tmp_path: Path) -> None
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(base + "/healthz"), timeout=30, what="the query API")
-        token = issue_credential(hub.settings, "dongthap-ppc")
+        token = issue_credential(hub, "dongthap-ppc")
         headers = {"Authorization": f"Bearer {token}"}
         first = json.loads(data.read_text().splitlines()[0])
         url = f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records/{first['member_id']}"

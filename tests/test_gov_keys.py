@@ -135,7 +135,7 @@ def test_gap_duplicate_and_fork(svc: GovernanceService) -> None:
     # A validly signed event 2 that links to another history: a fork.
     first = ev.parse(raws[0])
     forged = ev.seal(
-        svc._key,
+        svc.signing_key,
         sequence=2,
         prev_hash=bytes(32),
         occurred_at=first.occurred_at,
@@ -164,7 +164,7 @@ def test_a_log_that_breaks_a_rule_is_refused_on_replay(svc: GovernanceService) -
     svc.propose("mcst-pc", "a", "mcst-pc", "tasks", ["task_id"], "p", "l", valid_from=T0)
     raws = svc._log.read_all()
     bad = ev.seal(
-        svc._key,
+        svc.signing_key,
         sequence=svc.state.head_sequence + 1,
         prev_hash=svc.state.head_hash,
         occurred_at=T0,

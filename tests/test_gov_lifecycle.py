@@ -33,7 +33,7 @@ def svc(clock: Clock) -> GovernanceService:
 
 
 def status(svc: GovernanceService, agreement_id: str) -> str:
-    return svc.state.agreement(agreement_id).status_at(svc._clock())
+    return svc.state.agreement(agreement_id).status_at(svc.clock())
 
 
 # --- transitions ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def client(hub: Hub) -> TestClient:
 
 
 def bearer(hub: Hub, consumer: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_credential(hub.settings, consumer)}"}
+    return {"Authorization": f"Bearer {issue_credential(hub, consumer)}"}
 
 
 def test_a_consumer_reads_only_its_granted_fields(loaded: Hub) -> None:

@@ -116,8 +116,9 @@ def run(config: Config) -> ScenarioResult:
 
 
 def _granted(hub: Hub, consumers: list[str]) -> int:
-    now = records.OCCURRED_AT.replace(year=2027)
-    return sum(hub.governance.active_agreement(c, DATASET, now) is not None for c in consumers)
+    return sum(
+        hub.governance.active_agreement(c, DATASET, records.OCCURRED_AT) is not None for c in consumers
+    )
 
 
 def _project(projector: Projector, bootstrap: str, topic: str) -> int:

@@ -47,7 +47,7 @@ def run(config: Config) -> ScenarioResult:
         publisher.publish_records(members)
         publisher.close()
         _fill(hub, config.bootstrap)
-        token = issue_credential(hub.settings, CONSUMER)
+        token = issue_credential(hub, CONSUMER)
         rng = random.Random(config.seed)
         keys = [str(m["member_id"]) for m in rng.choices(members, k=config.requests)]
         path = f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records/"

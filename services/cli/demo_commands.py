@@ -31,7 +31,7 @@ def up(
     from connectors.jsonl_source import read_jsonl
     from connectors.publisher import Publisher
     from connectors.synthetic import generate_party_members, write_jsonl
-    from services.governance_bootstrap import create_topics, issue_credential, load_governance, read_spec
+    from services.governance_bootstrap import issue_credential, load, read_spec
     from services.kafka_local import LocalKafka
 
     hub = Hub()
@@ -39,9 +39,12 @@ def up(
     if settings.kafka_bootstrap is None:
         err.print("starting the local Kafka broker (first run downloads its jars with Maven)…")
         LocalKafka(settings.home, settings.cache_dir, settings.local_kafka_port).start()
-    state = load_governance(settings, read_spec(spec))
-    create_topics(settings, state)
-    err.print(f"governance loaded from {spec}: {len(state.agencies)} agencies")
+    events = load(hub, read_spec(spec))
+    state = hub.governance
+    err.print(
+        f"governance applied from {spec}: {len(events)} new events, {len(state.agencies_)} agencies, "
+        f"{len(state.datasets_)} datasets, {len(state.agreements())} agreements"
+    )
 
     data = settings.home / "demo" / "party-members.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,7 @@ def up(
         if processes.running_pid(settings.home, "projector") is None:
             raise fail(f"the projection worker stopped; see {worker_log}")
         time.sleep(1)
-    token = issue_credential(settings, DEMO_CONSUMER)
+    token = issue_credential(hub, DEMO_CONSUMER)
     base = f"http://{settings.api_host}:{settings.api_port}"
     records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3"
     typer.echo(

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.errors import EXIT_FAILURE, reports_errors
+from services.cli.gov_commands import app as gov_app
 from services.hub import Hub
 
-gov_app = typer.Typer(help="Central governance: agencies, datasets, agreements.", no_args_is_help=True)
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
 audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
 
@@ -22,57 +22,13 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-@gov_app.command("load")
-@reports_errors
-def gov_load(
-    spec: Annotated[Path, typer.Argument(help="YAML file describing agencies, datasets and agreements")],
-    create_topics: Annotated[
-        bool, typer.Option(help="Create the dataset and quarantine topics on Kafka")
-    ] = True,
-) -> None:
-    """Bring governance to the state SPEC describes (idempotent): new keys, topics."""
-    from services.governance_bootstrap import create_topics as make_topics
-    from services.governance_bootstrap import load_governance, read_spec
-
-    hub = Hub()
-    state = load_governance(hub.settings, read_spec(spec))
-    err.print(
-        f"governance: {len(state.agencies)} agencies, {len(state.datasets())} datasets, "
-        f"{len(state.agreements())} agreements → {hub.governance_path}"
-    )
-    if create_topics:
-        created = make_topics(hub.settings, state)
-        err.print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
-
-
-@gov_app.command("show")
-@reports_errors
-def gov_show() -> None:
-    """Print agencies, datasets and agreements."""
-    gov = Hub().governance
-    table = Table("agency", "name", "kind", "clearance", "signing keys")
-    for a in gov.agencies:
-        table.add_row(a.id, a.name, a.kind, a.clearance, ", ".join(k.key_id for k in a.keys))
-    out.print(table)
-    table = Table("dataset", "owner", "classification", "topic")
-    for d in gov.datasets():
-        table.add_row(d.id, d.owner, d.classification, d.topic)
-    out.print(table)
-    table = Table("agreement", "consumer", "dataset", "fields", "status", "valid until")
-    for ag in gov.agreements():
-        table.add_row(
-            ag.id, ag.consumer, ag.dataset, ", ".join(ag.fields), ag.status, str(ag.valid_until or "-")
-        )
-    out.print(table)
-
-
 @credentials_app.command("issue")
 @reports_errors
 def credentials_issue(consumer: Annotated[str, typer.Argument(help="Consumer agency id")]) -> None:
-    """Issue a bearer credential to CONSUMER. It is printed once; only its hash is kept."""
+    """Issue a bearer credential to an agency (the operator signs). Printed once; the log keeps its hash."""
     from services.governance_bootstrap import issue_credential
 
-    print(issue_credential(Hub().settings, consumer))
+    print(issue_credential(Hub(), consumer))
 
 
 @reports_errors
@@ -124,6 +80,7 @@ def project(
         group=gov.projector_group,
         quarantine_topic=gov.quarantine_topic,
         datadir=hub.home / "projector",
+        before_batch=hub.governance_state,
     )
     run(app, loglevel=loglevel.upper())
 
@@ -139,7 +96,7 @@ def serve(
     from services.query_api import create_app
 
     hub = Hub()
-    hub.governance.agencies  # noqa: B018 - fail now, clearly, if there is no governance state
+    hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
     uvicorn.run(
         create_app(hub),
         host=host or hub.settings.api_host,

@@ -22,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sharehub.avro import load_schema
 from sharehub.errors import InputError
 from sharehub.gov.events import GovernanceEvent
+from sharehub.gov.log import MemoryLog
 from sharehub.gov.models import DatasetRecord, approvals_needed
 from sharehub.gov.service import GovernanceService
-from sharehub.gov.state import GovState
-from sharehub.kafka import ensure_topics
+from sharehub.gov.state import GovState, fold
 from sharehub.keys import LocalKeyStore
 
 
@@ -130,26 +131,37 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
 
 
 def apply(
-    changes: list[Change], service: GovernanceService, keys: LocalKeyStore, *, bootstrap: str | None = None
+    changes: list[Change], service: GovernanceService, keys: LocalKeyStore, *, rehearsal: bool = False
 ) -> list[GovernanceEvent]:
-    """Perform ``changes`` in order (each one validated and signed); creates the dataset topics on
-    ``bootstrap`` if given. Stops at the first refusal; what was applied stays, and a new plan resumes."""
+    """Perform ``changes`` in order (each one validated and signed). Stops at the first refusal; what was
+    applied stays, and a new plan resumes. A ``rehearsal`` (against a scratch service, see
+    :func:`rehearse`) leaves the key store untouched."""
     events: list[GovernanceEvent] = []
     for change in changes:
         args = dict(change.args)
         if change.op == "add_key":
-            args["public_key"] = _signing_key(keys, args["agency"], args["key_id"])
-        elif change.op == "declare_dataset":
+            args["public_key"] = _signing_key(keys, args["agency"], args["key_id"], rehearsal=rehearsal)
+        elif change.op == "declare_dataset" and not rehearsal:
             data_key = f"{args['id']}/data/1"
             if not keys.has(data_key):
                 keys.create_data_key(args["id"], data_key)
             keys.ensure_routing_key(args["id"])
         events.append(getattr(service, change.op)(**args))
-    if bootstrap is not None:
-        state = service.state
-        own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1)]
-        ensure_topics(bootstrap, [(d.topic, d.partitions) for d in state.datasets()] + own)
     return events
+
+
+def rehearse(
+    changes: list[Change], events: list[bytes], service: GovernanceService, keys: LocalKeyStore
+) -> None:
+    """Apply ``changes`` to a scratch copy of the state ``events`` build (in memory, nothing kept), so a
+    plan that would be refused halfway is refused before its first change reaches the log."""
+    scratch = GovernanceService(
+        fold(events, service.state.trust, service.state.topic_prefix),
+        service.signing_key,
+        MemoryLog(list(events)),
+        clock=service.clock,
+    )
+    apply(changes, scratch, keys, rehearsal=True)
 
 
 # --- one kind of thing at a time -----------------------------------------------------------------------
@@ -241,9 +253,11 @@ def _same(what: str, wanted: Mapping[str, Any], actual: Mapping[str, Any]) -> No
         )
 
 
-def _signing_key(keys: LocalKeyStore, agency: str, key_id: str) -> bytes:
+def _signing_key(keys: LocalKeyStore, agency: str, key_id: str, *, rehearsal: bool) -> bytes:
     if keys.has(key_id):  # made by an earlier apply that stopped before its event was written
         current = keys.signing_key(agency)
         if current.key_id == key_id:
             return current.private.public_key().public_bytes_raw()
+    if rehearsal:
+        return Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     return keys.create_signing_key(agency, key_id)

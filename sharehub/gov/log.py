@@ -31,6 +31,10 @@ class EventLog(Protocol):
 
     def append(self, event: GovernanceEvent) -> None: ...
     def read_all(self) -> list[bytes]: ...
+    def read_new(self) -> list[bytes]:
+        """Events appended since the last read or append of this object (by anyone), oldest first."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -39,12 +43,19 @@ class MemoryLog:
 
     def __init__(self, events: list[bytes] | None = None) -> None:
         self.events: list[bytes] = list(events or [])
+        self._read = 0
 
     def append(self, event: GovernanceEvent) -> None:
         self.events.append(event.raw)
+        self._read = len(self.events)
 
     def read_all(self) -> list[bytes]:
+        self._read = len(self.events)
         return list(self.events)
+
+    def read_new(self) -> list[bytes]:
+        new, self._read = self.events[self._read :], len(self.events)
+        return new
 
     def close(self) -> None:
         pass
@@ -60,6 +71,7 @@ class KafkaLog:
         ensure_topics(bootstrap, [(self.topic, 1)], timeout=timeout)
         self._producer = Producer(producer_config(bootstrap))
         self._next_offset: int | None = None
+        self._reader: Consumer | None = None
 
     def append(self, event: GovernanceEvent) -> None:
         """Write one event and wait until every in-sync replica has it; BrokerError otherwise.
@@ -108,8 +120,29 @@ class KafkaLog:
         finally:
             consumer.close()
 
+    def read_new(self) -> list[bytes]:
+        """Events from where this object last read or wrote to the current end, with one consumer kept
+        open between calls (a refresh that finds nothing costs one watermark request)."""
+        if self._next_offset is None:
+            return self.read_all()
+        if self._reader is None:
+            group = f"sharehub-gov-{uuid.uuid4()}"
+            self._reader = Consumer(
+                client_config(self.bootstrap, **{"group.id": group, "enable.auto.commit": False})
+            )
+        high = watermarks(self._reader, self.topic, PARTITION, timeout=self._timeout)[1]
+        if high <= self._next_offset:
+            return []
+        self._reader.assign([TopicPartition(self.topic, PARTITION, self._next_offset)])
+        events = _read_until(self._reader, self.topic, high, self._timeout)
+        self._next_offset = high
+        return events
+
     def close(self) -> None:
         self._producer.flush(self._timeout)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _end_offset(self) -> int:
         consumer = Consumer(client_config(self.bootstrap, **{"group.id": f"sharehub-gov-{uuid.uuid4()}"}))

@@ -149,6 +149,7 @@ class AgreementRecord:
             legal_basis=self.terms.legal_basis,
             valid_from=self.terms.valid_from,
             valid_until=self.terms.valid_until,
+            row_filter=self.terms.row_filter,
             status=status,
         )
 

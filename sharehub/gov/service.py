@@ -41,9 +41,9 @@ class GovernanceService:
         self, state: GovState, operator_key: SigningKey, log: EventLog, *, clock: Clock = utc_now
     ) -> None:
         self.state = state
-        self._key = operator_key
+        self.signing_key = operator_key
         self._log = log
-        self._clock = clock
+        self.clock = clock
 
     @classmethod
     def in_memory(
@@ -97,7 +97,7 @@ class GovernanceService:
         valid_from: dt.datetime | None = None,
         valid_until: dt.datetime | None = None,
     ) -> ev.GovernanceEvent:
-        start = valid_from or self._clock()
+        start = valid_from or self.clock()
         return self._commit(actor, ev.SigningKeyAdded(agency, key_id, _hex(public_key), start, valid_until))
 
     def rotate_key(
@@ -112,7 +112,7 @@ class GovernanceService:
     ) -> ev.GovernanceEvent:
         """Add ``new_key_id``; ``old_key_id`` stops counting when it starts (one event, so no moment has
         both or neither)."""
-        start = valid_from or self._clock()
+        start = valid_from or self.clock()
         added = ev.SigningKeyAdded(agency, new_key_id, _hex(public_key), start, None, replaces=old_key_id)
         return self._commit(actor, added)
 
@@ -121,7 +121,7 @@ class GovernanceService:
     ) -> ev.GovernanceEvent:
         """From ``effective_at`` (default now; earlier if the key was compromised earlier) no signature by
         the key counts; signatures from before still do."""
-        when = effective_at or self._clock()
+        when = effective_at or self.clock()
         return self._commit(actor, ev.SigningKeyRevoked(agency, key_id, reason, when))
 
     # --- datasets and schemas ----------------------------------------------------------------------
@@ -172,7 +172,7 @@ class GovernanceService:
         valid_until: dt.datetime | None = None,
         row_filter: str | None = None,
     ) -> ev.GovernanceEvent:
-        start = valid_from or self._clock()
+        start = valid_from or self.clock()
         payload = ev.AgreementProposed(
             id, consumer, dataset, tuple(fields), row_filter, purpose, legal_basis, start, valid_until
         )
@@ -201,10 +201,10 @@ class GovernanceService:
     # --- the one path every change takes -------------------------------------------------------------
 
     def _commit(self, actor: str, payload: ev.Payload) -> ev.GovernanceEvent:
-        at = self._clock().astimezone(dt.UTC)
+        at = self.clock().astimezone(dt.UTC)
         check(self.state, payload, actor, at)
         event = ev.seal(
-            self._key,
+            self.signing_key,
             sequence=self.state.head_sequence + 1,
             prev_hash=self.state.head_hash,
             occurred_at=at,

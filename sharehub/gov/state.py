@@ -117,6 +117,11 @@ class GovState:
     def checkpoint_topic(self) -> str:
         return f"{self.topic_prefix}-checkpoints"
 
+    @property
+    def projector_group(self) -> str:
+        """Kafka consumer group of this hub's projection workers."""
+        return f"{self.topic_prefix}-projector"
+
     # --- beyond the view ---------------------------------------------------------------------------
 
     @property

@@ -1,0 +1,280 @@
+"""``sharehub gov``: the governance log from the command line.
+
+``apply`` (declarative bootstrap with a plan), ``show``/``list``/``history``/``log``/``verify`` (reading),
+and one command per operation of :mod:`services.gov_operations`, generated from its request type so the
+CLI and the HTTP API take the same fields. Each change names the agency it acts for (``--as``) and proves
+it with that agency's credential (``--credential-file`` or ``SHAREHUB_CREDENTIAL``); the hub operator may
+instead rely on its key in this machine's key store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import json
+import os
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.errors import reports_errors
+from services.hub import Hub
+
+app = typer.Typer(
+    help="Central governance: agencies, keys, datasets, schemas, agreements.", no_args_is_help=True
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+HELP = {
+    "register-agency": "Register an agency (operator only).",
+    "add-key": "Add a signing key to an agency; without --public-key a key pair is made in the key store.",
+    "rotate-key": "Replace an agency's signing key; the old one stops counting when the new one starts.",
+    "revoke-key": "Revoke a signing key from --effective-at (default now): later signatures stop counting.",
+    "declare-dataset": "Declare a dataset with its owner and classification; creates its keys and topic.",
+    "register-schema": "Register the next schema version of a dataset; refused if it cannot read old events.",
+    "propose": "Propose an agreement (by its consumer).",
+    "consent": "Consent to an agreement (by the dataset's owner).",
+    "approve": "Approve an agreement (by a central office: two distinct ones at secret and above).",
+    "suspend": "Suspend an active agreement.",
+    "resume": "Resume a suspended agreement.",
+    "revoke": "Revoke an agreement for good.",
+    "issue-credential": "Record a credential by its SHA-256 (see 'sharehub credentials issue').",
+}
+
+
+@app.command("apply")
+@reports_errors
+def gov_apply(
+    spec: Annotated[Path, typer.Argument(help="YAML file describing agencies, datasets and agreements")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan, change nothing")] = False,
+    create_topics: Annotated[bool, typer.Option(help="Create the topics on Kafka")] = True,
+) -> None:
+    """Bring governance to the state SPEC describes: shows the plan, then applies it (idempotent)."""
+    from services.governance_bootstrap import apply_spec, plan_spec, read_spec
+    from services.governance_bootstrap import create_topics as make_topics
+
+    hub = Hub()
+    changes = plan_spec(hub, read_spec(spec))
+    for change in changes:
+        out.print(change.line, markup=False, highlight=False)
+    if not changes:
+        err.print("governance already matches the spec: nothing to do")
+    elif dry_run:
+        err.print(f"{len(changes)} changes planned (dry run: nothing applied)")
+        return
+    elif not yes and not typer.confirm(f"apply {len(changes)} changes?", err=True):
+        raise typer.Exit(1)
+    else:
+        events = apply_spec(hub, changes, topics=False)
+        err.print(f"applied {len(events)} changes; log head {hub.governance.head_sequence}")
+    if create_topics and not dry_run:
+        created = make_topics(hub)
+        err.print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
+
+
+@app.command("show")
+@reports_errors
+def gov_show(
+    as_json: Annotated[bool, typer.Option("--json", help="The whole state, canonical JSON")] = False,
+) -> None:
+    """Print agencies, datasets and agreements as the log has them now."""
+    gov = Hub().governance
+    if as_json:
+        print(json.dumps(gov.dump(), indent=1, ensure_ascii=False))
+        return
+    table = Table("agency", "name", "kind", "clearance", "signing keys")
+    for a in sorted(gov.agencies_):
+        agency = gov.agency(a)
+        table.add_row(a, agency.name, agency.kind, agency.clearance, ", ".join(k.key_id for k in agency.keys))
+    out.print(table)
+    list_datasets(gov)
+    list_agreements(gov)
+
+
+@app.command("list")
+@reports_errors
+def gov_list(what: Annotated[str, typer.Argument(help="agencies, datasets or agreements")]) -> None:
+    """List one kind of governed thing."""
+    gov = Hub().governance
+    if what == "agencies":
+        for a in sorted(gov.agencies_):
+            print(a)
+    elif what == "datasets":
+        list_datasets(gov)
+    elif what == "agreements":
+        list_agreements(gov)
+    else:
+        raise typer.BadParameter("one of agencies, datasets, agreements", param_hint="WHAT")
+
+
+def list_datasets(gov: Any) -> None:
+    table = Table("dataset", "owner", "classification", "schema versions", "topic")
+    for d in gov.datasets():
+        table.add_row(d.id, d.owner, d.classification, str(len(gov.datasets_[d.id].schemas)), d.topic)
+    out.print(table)
+
+
+def list_agreements(gov: Any) -> None:
+    table = Table("agreement", "consumer", "dataset", "fields", "row filter", "stage", "now", "valid until")
+    now = dt.datetime.now(dt.UTC)
+    for ag_id, ag in sorted(gov.agreements_.items()):
+        t = ag.terms
+        table.add_row(
+            ag_id, t.consumer, t.dataset, ", ".join(t.fields), t.row_filter or "-", ag.stage,
+            ag.status_at(now), str(t.valid_until or "-"),
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command("history")
+@reports_errors
+def gov_history(agreement: Annotated[str, typer.Argument(help="Agreement id")]) -> None:
+    """Every version of an agreement: one per event about it."""
+    for version in Hub().governance.history(agreement):
+        approvals = f" approvals={','.join(version.approvals)}" if version.approvals else ""
+        reason = f" reason={version.reason!r}" if version.reason else ""
+        print(
+            f"{version.sequence}\t{version.at.isoformat()}\t{version.event_type}\tby {version.actor}\t"
+            f"stage={version.stage}{approvals}{reason}"
+        )
+
+
+@app.command("log")
+@reports_errors
+def gov_log() -> None:
+    """Every governance event, oldest first: sequence, time, type, actor, hash."""
+    from sharehub.gov.events import parse
+
+    hub = Hub()
+    for raw in hub.log.read_all():
+        event = parse(raw)
+        print(
+            f"{event.sequence}\t{event.occurred_at.isoformat()}\t{event.type}\t{event.actor}\t{event.hash.hex()}"
+        )
+
+
+@app.command("verify")
+@reports_errors
+def gov_verify() -> None:
+    """Rebuild governance from the topic alone (signatures, chain, every rule); prints the state's hash."""
+    import hashlib
+
+    from sharehub.gov import fold
+
+    hub = Hub()
+    pinned = hub.anchors
+    state = fold(hub.log.read_all(), pinned.trust, pinned.topic_prefix)
+    canonical = json.dumps(state.dump(), sort_keys=True, separators=(",", ":")).encode()
+    print(f"{state.head_sequence} events verify; state sha256 {hashlib.sha256(canonical).hexdigest()}")
+
+
+# --- one command per operation, generated from its request type ------------------------------------
+
+
+def _credential(file: Path | None) -> str | None:
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--credential-file") from None
+    return os.environ.get("SHAREHUB_CREDENTIAL") or None
+
+
+def _option_type(annotation: Any) -> Any:
+    """The Typer-friendly type of a request field (tuples become repeatable options, dicts a JSON file)."""
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), annotation) if optional else annotation
+    if typing.get_origin(base) is Annotated:  # e.g. pydantic's AwareDatetime
+        base = typing.get_args(base)[0]
+    origin = typing.get_origin(base)
+    if origin is tuple:
+        return list[str]
+    if base is dict or origin is dict:
+        return Path
+    if isinstance(base, type) and issubclass(base, dt.datetime):
+        base = str  # ISO 8601 with a zone (e.g. 2026-12-31T00:00:00Z), validated by the request type
+    return base | None if optional else base
+
+
+def _operation_command(operation: str) -> None:
+    from services.gov_operations import OPERATIONS
+
+    kind, _ = OPERATIONS[operation]
+    params = [
+        inspect.Parameter(
+            "actor",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[str, typer.Option("--as", help="The agency this change is made for")],
+        ),
+        inspect.Parameter(
+            "credential_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Path | None, typer.Option(help="File holding --as's credential (else SHAREHUB_CREDENTIAL)")
+            ],
+        ),
+    ]
+    file_fields: set[str] = set()
+    for name, field in kind.model_fields.items():
+        option_type = _option_type(field.annotation)
+        flag = "--" + (field.alias or name).replace("_", "-")
+        if option_type is Path:
+            file_fields.add(name)
+            helptext = f"{name}: a JSON file"
+        elif option_type == list[str]:
+            helptext = f"{name.replace('_', ' ')} (repeat the option, or separate with commas)"
+        else:
+            helptext = name.replace("_", " ")
+        required = field.is_required()
+        default = ... if required else (None if option_type is not list[str] else [])
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default if not required else inspect.Parameter.empty,
+                annotation=Annotated[option_type, typer.Option(flag, help=helptext)],
+            )
+        )
+
+    def command(**kwargs: Any) -> None:
+        from services.gov_operations import authenticate, event_summary, perform, schema_from_file
+
+        hub = Hub()
+        actor = authenticate(
+            hub, kwargs.pop("actor"), _credential(kwargs.pop("credential_file")), local_operator=True
+        )
+        body = {}
+        for name, value in kwargs.items():
+            if name in file_fields:
+                value = schema_from_file(Path(value).read_text(encoding="utf-8"))
+            if isinstance(value, list | tuple):
+                value = [part.strip() for item in value for part in item.split(",") if part.strip()]
+            if value is None or (value == [] and not kind.model_fields[name].is_required()):
+                continue
+            body[kind.model_fields[name].alias or name] = value
+        request = kind.model_validate(body)
+        event = perform(hub, actor, operation, request)
+        print(json.dumps(event_summary(event)))
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = HELP[operation]
+    command.__name__ = operation.replace("-", "_")
+    app.command(operation)(reports_errors(command))
+
+
+def _register_operations() -> None:
+    from services.gov_operations import OPERATIONS
+
+    for operation in OPERATIONS:
+        _operation_command(operation)
+
+
+_register_operations()
