@@ -71,6 +71,7 @@ def create_app(
             LogMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
             for e in events
         ]
+
         def decide() -> Decision:
             before_batch()
             return projector.decide(batch)

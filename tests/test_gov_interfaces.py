@@ -120,28 +120,34 @@ def test_an_agreement_lifecycle_on_the_command_line(hub: Hub, tmp_path: Path) ->
     ]  # fmt: skip
 
 
+def propose(agreement: str, consumer: str, dataset: str, fields: str, *extra: str) -> list[str]:
+    return [
+        "propose", "--id", agreement, "--consumer", consumer, "--dataset", dataset, "--fields", fields,
+        "--purpose", "p", "--legal-basis", "l", *extra,
+    ]  # fmt: skip
+
+
+PAST = ["--valid-from", "2020-01-01T00:00:00Z", "--valid-until", "2021-01-01T00:00:00Z"]
+AGENCY = ["--name", "X", "--kind", "state-agency", "--clearance", "public"]
+
+
 @pytest.mark.parametrize(
     ("who", "args", "message"),
     [
+        ("dongthap-ppc", ["register-agency", "--id", "x", *AGENCY], "only the operator 'cpo' may"),
+        ("cpo", ["register-agency", "--id", "coc", *AGENCY], "agency 'coc' is already registered"),
+        ("dongthap-ppc", propose("d.1", "dongthap-ppc", "weather", "x"), "does not exist"),
+        (
+            "mcst-pc",
+            propose("m.1", "mcst-pc", "party-members", "member_id,full_name"),
+            "'full_name' is confidential, above the internal clearance of 'mcst-pc'",
+        ),
+        ("dongthap-ppc", propose("d.2", "dongthap-ppc", "documents", "document_id", *PAST), "in the past"),
         (
             "dongthap-ppc",
-            ["register-agency", "--id", "x", "--name", "X", "--kind", "state-agency", "--clearance", "public"],
-            "only the operator 'cpo' may",
+            propose("d.3", "langson-ppc", "documents", "document_id"),
+            "may not propose an agreement for 'langson-ppc'",
         ),
-        ("cpo", ["register-agency", "--id", "coc", "--name", "Again", "--kind", "party-agency",
-                 "--clearance", "secret"], "agency 'coc' is already registered"),  # fmt: skip
-        ("dongthap-ppc", ["propose", "--id", "d.1", "--consumer", "dongthap-ppc", "--dataset", "weather",
-                          "--fields", "x", "--purpose", "p", "--legal-basis", "l"], "does not exist"),  # fmt: skip
-        ("mcst-pc", ["propose", "--id", "m.1", "--consumer", "mcst-pc", "--dataset", "party-members",
-                     "--fields", "member_id,full_name", "--purpose", "p", "--legal-basis", "l"],
-         "'full_name' is confidential, above the internal clearance of 'mcst-pc'"),  # fmt: skip
-        ("dongthap-ppc", ["propose", "--id", "d.2", "--consumer", "dongthap-ppc", "--dataset", "documents",
-                          "--fields", "document_id", "--purpose", "p", "--legal-basis", "l",
-                          "--valid-from", "2020-01-01T00:00:00Z", "--valid-until", "2021-01-01T00:00:00Z"],
-         "already in the past"),  # fmt: skip
-        ("dongthap-ppc", ["propose", "--id", "d.3", "--consumer", "langson-ppc", "--dataset", "documents",
-                          "--fields", "document_id", "--purpose", "p", "--legal-basis", "l"],
-         "may not propose an agreement for 'langson-ppc'"),  # fmt: skip
         ("cpo", ["add-key", "--agency", "ghost", "--key-id", "ghost/sign/1"], "no agency 'ghost'"),
     ],
 )
