@@ -39,7 +39,7 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[st
     """The broker named by SHAREHUB_KAFKA_BOOTSTRAP, or a fresh local one, stopped on the way out."""
     named = os.environ.get("SHAREHUB_KAFKA_BOOTSTRAP")
     if named:
-        yield named
+        yield Hub(Settings(home=home, kafka_bootstrap=named)).kafka_admin
         return
     from services.kafka_local import LocalKafka
 
@@ -47,9 +47,11 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[st
     if not kafka.status().running:
         # Topics of earlier runs would only slow the broker's start: every run begins empty.
         shutil.rmtree(home / "broker", ignore_errors=True)
-    bootstrap = kafka.start()
+    kafka.start()
+    # Governance in every bench hub uses the broker's super user (as in the tests and the demo).
+    os.environ["SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE"] = str(kafka.admin_password_file)
     try:
-        yield bootstrap
+        yield kafka.admin_access()
     finally:
         kafka.stop()
 
@@ -70,7 +72,7 @@ def settings(home: Path, bootstrap: str | None, read_models: Path | None = None)
     url = f"sqlite:///{read_models.resolve()}/{{consumer}}.db" if read_models is not None else None
     return Settings(
         home=home,
-        kafka_bootstrap=bootstrap or NO_BROKER,
+        kafka_bootstrap=str(bootstrap) if bootstrap else NO_BROKER,
         master_key=None,
         read_model_url=url,
         read_model_password_file=None,
@@ -129,6 +131,7 @@ def hub_env(hub: Hub) -> dict[str, str]:
     env.update(
         SHAREHUB_HOME=str(hub.home.resolve()),
         SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,
+        SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE=str(hub.settings.admin_password_path),
         SHAREHUB_CACHE_DIR=str(hub.settings.cache_dir),
     )
     if hub.settings.read_model_url:

@@ -57,7 +57,7 @@ def log(message: str) -> None:
 def publish(hub: Hub, members: int, seed: int) -> dict[str, Any]:
     """Stream the generator through ``publish_records``, the batched path ``sharehub publish`` takes."""
     publisher = Publisher(
-        bootstrap=hub.settings.bootstrap,
+        bootstrap=hub.kafka_as(OWNER),
         governance=hub.governance,
         keys=hub.keys,
         agency=OWNER,
@@ -112,7 +112,7 @@ def _projected(readmodels: Path, consumers: list[str], topic: str) -> int:
 
 def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
     topic = hub.governance.dataset(DATASET).topic
-    total = sum(end_offsets(hub.settings.bootstrap, topic).values())
+    total = sum(end_offsets(hub.kafka, topic).values())
     readmodels = hub.home / "readmodels"
     consumers = hub.consumers()
     worker_log = hub.home / "projector.log"

@@ -18,6 +18,7 @@ from faust.types import TP
 
 from projections.projector import Decision, LogMessage, Projector
 from projections.quarantine import encode_quarantined
+from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
 log = logging.getLogger("sharehub.projection")
 
@@ -38,9 +39,18 @@ def create_app(
 
     ``before_batch`` runs on the batch's thread before the projector decides (the hub brings governance up
     to date there, so an agreement suspended on the log stops granting from the next batch on)."""
+    login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
+    credentials = (
+        faust.SASLCredentials(
+            username=login["sasl.username"], password=login["sasl.password"], mechanism=SASL_MECHANISM
+        )
+        if login
+        else None
+    )
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=credentials,
         datadir=str(datadir),
         value_serializer="raw",
         key_serializer="raw",

@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 dir=.sharehub/compose
 mkdir -p "$dir"
 chmod 700 "$dir"
-if [ ! -s "$dir/db_password" ]; then
-  (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$dir/db_password")
-  echo "created $dir/db_password" >&2
-fi
+for secret in db_password kafka_admin_password; do
+  if [ ! -s "$dir/$secret" ]; then
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$dir/$secret")
+    echo "created $dir/$secret" >&2
+  fi
+done

@@ -25,6 +25,8 @@ trap cleanup EXIT INT TERM
 if [ -z "${SHAREHUB_KAFKA_BOOTSTRAP:-}" ]; then
   started_kafka=1
   export SHAREHUB_KAFKA_BOOTSTRAP=$(.venv/bin/sharehub kafka start | tail -n 1)
+  # The broker's super user, which each test hub's governance uses (owner-only file, made by the broker).
+  export SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE="$SHAREHUB_HOME/kafka/admin.password"
 fi
 if [ -z "${SHAREHUB_TEST_POSTGRES_URL:-}" ]; then
   started_pg=1

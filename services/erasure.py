@@ -41,7 +41,7 @@ def erase_subject(
     if approved_by == requested_by:
         raise InputError("the agency that requests an erasure may not also approve it")
     publisher = Publisher(
-        bootstrap=hub.settings.bootstrap, governance=gov, keys=hub.keys, agency=ds.owner, dataset=dataset
+        bootstrap=hub.kafka_as(ds.owner), governance=gov, keys=hub.keys, agency=ds.owner, dataset=dataset
     )
     event = publisher.erase(record_key)
     ref = pseudonym(hub.keys.routing_key(dataset), record_key)

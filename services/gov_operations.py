@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from services.broker_access import provision
 from services.hub import Hub
 from sharehub.errors import InputError, NotAuthenticated
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.service import GovernanceService
-from sharehub.kafka import ensure_topics
 
 
 class _Request(BaseModel):
@@ -122,7 +122,6 @@ def _declare(hub: Hub, svc: GovernanceService, actor: str, r: DeclareDataset) ->
     if not hub.keys.has(data_key):
         hub.keys.create_data_key(r.id, data_key)
     hub.keys.ensure_routing_key(r.id)
-    ensure_topics(hub.settings.bootstrap, [(svc.state.dataset(r.id).topic, r.partitions)])
     return event
 
 
@@ -153,6 +152,10 @@ OPERATIONS: dict[str, tuple[type[_Request], Perform]] = {
     "revoke": (AgreementChange, lambda h, s, a, r: s.revoke(a, r.agreement_id, r.reason)),
     "issue-credential": (IssueCredential, lambda h, s, a, r: s.issue_credential(a, r.agency, r.sha256)),
 }
+
+
+#: Operations after which the broker needs new principals, topics or ACLs.
+PROVISIONING = {"register-agency", "declare-dataset"}
 
 
 def authenticate(hub: Hub, actor: str, credential: str | None, *, local_operator: bool = False) -> str:
@@ -186,7 +189,10 @@ def perform(hub: Hub, actor: str, operation: str, request: _Request) -> Governan
     if not isinstance(request, kind):
         raise InputError(f"{operation} takes a {kind.__name__} request")
     with hub.governing() as service:
-        return run(hub, service, actor, request)
+        event = run(hub, service, actor, request)
+    if operation in PROVISIONING:
+        provision(hub)  # the new agency's principal, or the new dataset's topic and its owner's ACLs
+    return event
 
 
 def event_summary(event: GovernanceEvent) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.broker_access import provision, provision_services
 from services.hub import Hub
 from sharehub.errors import InputError
 from sharehub.gov import anchors
@@ -17,7 +18,6 @@ from sharehub.gov.apply import Change, GovSpec, apply, plan, rehearse
 from sharehub.gov.apply import read_spec as parse_spec
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.service import new_credential
-from sharehub.kafka import ensure_topics
 from sharehub.keys import LocalKeyStore, load_master_key
 
 
@@ -44,9 +44,12 @@ def pin_operator(hub: Hub, spec: GovSpec) -> None:
     anchors.pin(hub.home, anchors.Anchors(spec.operator, spec.topic_prefix, {key_id: public.hex()}))
 
 
-def plan_spec(hub: Hub, spec: GovSpec) -> list[Change]:
-    """What applying ``spec`` would change (pins the operator first if this home has no governance)."""
+def plan_spec(hub: Hub, spec: GovSpec, *, broker: bool = True) -> list[Change]:
+    """What applying ``spec`` would change (pins the operator first if this home has no governance, and
+    makes sure the hub's services may read the governance log: ``broker=False`` for a log in memory)."""
     pin_operator(hub, spec)
+    if broker:
+        provision_services(hub)
     return plan(spec, hub.governance_state(refresh=True))
 
 
@@ -61,14 +64,13 @@ def apply_spec(hub: Hub, changes: list[Change], *, topics: bool = True) -> list[
 
 
 def create_topics(hub: Hub) -> list[str]:
-    state = hub.governance_state(refresh=True)
-    own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1)]
-    return ensure_topics(hub.settings.bootstrap, [(d.topic, d.partitions) for d in state.datasets()] + own)
+    """Topics, principals and ACLs for the whole current state (see :mod:`services.broker_access`)."""
+    return provision(hub)
 
 
 def load(hub: Hub, spec: GovSpec, *, topics: bool = True) -> list[GovernanceEvent]:
     """Plan and apply in one step (the demo, tests)."""
-    return apply_spec(hub, plan_spec(hub, spec), topics=topics)
+    return apply_spec(hub, plan_spec(hub, spec, broker=topics), topics=topics)
 
 
 def issue_credential(hub: Hub, consumer: str) -> str:

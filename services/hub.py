@@ -17,11 +17,16 @@ from functools import cached_property
 from pathlib import Path
 
 from projections.read_model import ReadModelStore
+from sharehub.errors import ConfigurationError
 from sharehub.gov import GovernanceService, GovState, anchors
 from sharehub.gov.events import parse
 from sharehub.gov.log import EventLog, KafkaLog
-from sharehub.keys import LocalKeyStore, load_master_key
+from sharehub.kafka import KafkaAccess
+from sharehub.keys import LocalKeyStore, SecretBytes, load_master_key
 from sharehub.settings import Settings
+
+#: The principal (in each hub's namespace) of the hub's own services.
+HUB_PRINCIPAL = "hub"
 
 
 class Hub:
@@ -41,10 +46,43 @@ class Hub:
     def anchors(self) -> anchors.Anchors:
         return anchors.load(self.home)
 
+    # --- who connects to Kafka as whom -------------------------------------------------------------------
+
+    @property
+    def kafka_admin(self) -> KafkaAccess:
+        """Governance's login: the broker's super user (topics, principals, ACLs, the governance log)."""
+        settings = self.settings
+        if settings.kafka_security == "plaintext":
+            return KafkaAccess(settings.bootstrap)
+        try:
+            password = settings.admin_password_path.read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"the Kafka admin password is unreadable ({exc}); start the local broker with "
+                "'sharehub kafka start' or point SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE at it"
+            ) from None
+        return KafkaAccess(settings.bootstrap, settings.kafka_admin_user, SecretBytes(password.encode()))
+
+    def principal(self, name: str) -> str:
+        """The broker principal of an agency (or of the hub's services, ``hub``) in this hub's namespace."""
+        return f"{self.anchors.topic_prefix}.{name}"
+
+    def kafka_as(self, name: str) -> KafkaAccess:
+        """The login of an agency's principal (publishing) or of the hub's services (``hub``)."""
+        if self.settings.kafka_security == "plaintext":
+            return KafkaAccess(self.settings.bootstrap)
+        principal = self.principal(name)
+        return KafkaAccess(self.settings.bootstrap, principal, self.keys.broker_password(principal))
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        """The hub services' login (projection, query API, audit): read the hub's topics, write quarantine."""
+        return self.kafka_as(HUB_PRINCIPAL)
+
     @property
     def log(self) -> EventLog:
         if self._log is None:
-            self._log = KafkaLog(self.settings.bootstrap, self.anchors.topic_prefix)
+            self._log = KafkaLog(self.kafka, self.anchors.topic_prefix, writer=lambda: self.kafka_admin)
         return self._log
 
     @property

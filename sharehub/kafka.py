@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sharehub.errors import BrokerError
+from sharehub.keys import SecretBytes
 
 #: librdkafka's own log lines (connection retries, many a second while a broker is down) go here, not to
 #: stderr. sharehub's code raises one clear BrokerError instead; set this logger to DEBUG to see them.
@@ -18,8 +19,50 @@ librdkafka_log = logging.getLogger("sharehub.librdkafka")
 librdkafka_log.setLevel(logging.CRITICAL)
 
 
+#: How every sharehub client proves who it is to the broker (the broker's SCRAM credentials).
+SASL_MECHANISM = "SCRAM-SHA-512"
+
+
+class KafkaAccess(str):
+    """A bootstrap address together with the principal a client connects as (SASL/SCRAM over the broker's
+    listener). It *is* the address string, so it goes wherever an address goes; ``client_config`` adds the
+    login. The password is never part of its text or repr."""
+
+    username: str | None
+    password: SecretBytes | None
+
+    def __new__(
+        cls, bootstrap: str, username: str | None = None, password: SecretBytes | None = None
+    ) -> KafkaAccess:
+        access = super().__new__(cls, str(bootstrap))
+        access.username, access.password = username, password
+        return access
+
+    def __repr__(self) -> str:
+        who = f" as {self.username}" if self.username else ""
+        return f"KafkaAccess({str(self)!r}{who})"
+
+    def sasl_config(self) -> dict[str, str]:
+        if self.username is None or self.password is None:
+            return {}
+        return {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": SASL_MECHANISM,
+            "sasl.username": self.username,
+            "sasl.password": self.password.reveal().decode(),
+        }
+
+
 def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap, "client.id": "sharehub", "logger": librdkafka_log, **extra}
+    """librdkafka settings for ``bootstrap``; with the SASL login when it is a :class:`KafkaAccess`."""
+    login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
+    return {
+        "bootstrap.servers": str(bootstrap),
+        "client.id": "sharehub",
+        "logger": librdkafka_log,
+        **login,
+        **extra,
+    }
 
 
 def producer_config(bootstrap: str) -> dict[str, Any]:

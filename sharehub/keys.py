@@ -39,7 +39,7 @@ from sharehub.errors import ConfigurationError, SubjectErased, UnknownDataKey, U
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
-KeyKind = Literal["signing", "data", "routing", "subject"]
+KeyKind = Literal["signing", "data", "routing", "subject", "broker"]
 _SUBJECT_CACHE = 100_000
 
 
@@ -229,6 +229,20 @@ class LocalKeyStore:
                 (_now(), key_id),
             )
         return cursor.rowcount == 1
+
+    def broker_password(self, principal: str) -> SecretBytes:
+        """The SCRAM password of a broker principal, made on first use and kept wrapped like every key."""
+        key_id = f"kafka/{principal}"
+        row = self._row(key_id, "broker")
+        if row is None:
+            try:
+                with self._db:
+                    self._insert(key_id, "broker", principal, secrets.token_urlsafe(32).encode())
+            except sqlite3.IntegrityError:
+                pass  # another process made it a moment ago: use that one
+            row = self._row(key_id, "broker")
+            assert row is not None
+        return SecretBytes(self._unwrap(key_id, "broker", row))
 
     def has(self, key_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id,)).fetchone() is not None

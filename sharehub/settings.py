@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,13 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=Path.home() / ".cache" / "sharehub")
     #: An external broker; when unset, the local KRaft broker started by ``sharehub kafka start``.
     kafka_bootstrap: str | None = None
+    #: How clients authenticate to Kafka: SASL/SCRAM (the local broker's only listener), or not at all for
+    #: an external broker without authentication (then the broker cannot enforce ownership: see security.md).
+    kafka_security: Literal["sasl-scram", "plaintext"] = "sasl-scram"
+    #: The broker's bootstrap super user, which governance uses to create topics, principals and ACLs.
+    kafka_admin_user: str = "admin"
+    #: File holding that user's password; default ``home/kafka/admin.password`` (made by the local broker).
+    kafka_admin_password_file: Path | None = None
     #: Port of the local broker's client listener (and the next one for its controller).
     local_kafka_port: int = LOCAL_KAFKA_PORT
     #: SQLAlchemy URL of the read-model database; ``{consumer}`` is replaced by the consumer agency id.
@@ -41,6 +49,10 @@ class Settings(BaseSettings):
     governance_refresh_s: float = Field(default=0.5, ge=0.0)
     api_host: str = "127.0.0.1"
     api_port: int = 8384
+
+    @property
+    def admin_password_path(self) -> Path:
+        return self.kafka_admin_password_file or self.home / "kafka" / "admin.password"
 
     @cached_property
     def bootstrap(self) -> str:

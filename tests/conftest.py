@@ -36,6 +36,7 @@ def kafka_bootstrap() -> Iterator[str]:
 
     broker = LocalKafka(REPO / ".sharehub-test" / "session", Settings().cache_dir, FALLBACK_KAFKA_PORT)
     bootstrap = broker.start()
+    os.environ["SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE"] = str(broker.admin_password_file)
     try:
         yield bootstrap
     finally:

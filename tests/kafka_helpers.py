@@ -67,6 +67,7 @@ def hub_env(hub: Hub, **extra: str) -> dict[str, str]:
     if hub.settings.read_model_url:
         env["SHAREHUB_READ_MODEL_URL"] = hub.settings.read_model_url
     env.update(
+        SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE=str(hub.settings.admin_password_path),
         SHAREHUB_HOME=str(hub.home),
         SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,
         SHAREHUB_CACHE_DIR=str(hub.settings.cache_dir),

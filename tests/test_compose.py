@@ -17,7 +17,13 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 def test_the_stack_has_every_part() -> None:
     assert set(COMPOSE["services"]) == {"kafka", "postgres", "governance", "projector", "api"}
     assert COMPOSE["services"]["kafka"]["image"] == "apache/kafka:3.9.1"
-    assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    server = COMPOSE["configs"]["kafka_server"]["content"]
+    assert "process.roles=broker,controller" in server
+    # The same security as the local broker: SCRAM on every listener, the authorizer, no default allow.
+    assert "listener.security.protocol.map=CLIENTS:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT" in server
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in server
+    assert "allow.everyone.if.no.acl.found=false" in server
+    assert COMPOSE["services"]["governance"]["command"] == ["gov", "apply", "--yes", "demo/hub.yaml"]
     assert COMPOSE["services"]["projector"]["command"] == ["project"]
 
 
@@ -33,6 +39,7 @@ def test_no_password_is_written_in_the_file() -> None:
     text = (REPO / "docker-compose.yml").read_text()
     assert "POSTGRES_PASSWORD:" not in text
     assert "POSTGRES_PASSWORD_FILE: /run/secrets/db_password" in text
+    assert 'password="$$admin"' in text  # Kafka's passwords come from the secret at start
 
 
 def test_docker_compose_accepts_the_file_when_it_is_installed() -> None:

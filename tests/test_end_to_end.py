@@ -32,7 +32,7 @@ DATASET = "party-members"
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:
     publisher = Publisher(
-        bootstrap=hub.settings.bootstrap,
+        bootstrap=hub.kafka_as("coc"),
         governance=hub.governance,
         keys=hub.keys,
         agency="coc",
@@ -110,12 +110,12 @@ def _publish_project_and_query(hub: Hub, worker: Worker, tmp_path: Path) -> None
 def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker: Worker) -> None:
     publish(hub, list(generate_party_members(20, seed=3)))
     topic = hub.governance.dataset(DATASET).topic
-    partition, offset, value = next(read_topic(hub.settings.bootstrap, topic))
+    partition, offset, value = next(read_topic(hub.kafka, topic))
     tampered = bytearray(value)
     # A byte inside the ciphertext: structurally intact, so only the signature can catch it. (A flip in a
     # length prefix is caught too, as 'malformed': tests/test_envelope.py flips every bit.)
     tampered[parse(value).header_end + 8] ^= 0x01
-    producer = Producer(client_config(hub.settings.bootstrap))
+    producer = Producer(client_config(hub.kafka_as("coc")))
     producer.produce(topic, value=bytes(tampered), partition=partition)
     assert producer.flush(10) == 0
     bad_offset = _end_offset(hub, topic, partition) - 1
@@ -146,8 +146,7 @@ def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker
     assert store.count(DATASET) == 20
     assert set(store.versions(DATASET).values()) == {1}  # the tampered copy was not applied on top
     quarantined = [
-        decode_quarantined(v)
-        for _, _, v in read_topic(hub.settings.bootstrap, hub.governance.quarantine_topic)
+        decode_quarantined(v) for _, _, v in read_topic(hub.kafka, hub.governance.quarantine_topic)
     ]
     assert [(q["source_partition"], q["source_offset"], q["reason"]) for q in quarantined] == [
         (partition, bad_offset, "bad_signature")
@@ -214,7 +213,7 @@ def test_bad_lines_are_reported_and_good_lines_still_go(hub: Hub, tmp_path: Path
     assert "published 2 events" in result.stderr and "rejected 2 lines" in result.stderr
     assert "Traceback" not in result.stderr
     topic = hub.governance.dataset(DATASET).topic
-    assert sum(1 for _ in read_topic(hub.settings.bootstrap, topic)) == 2
+    assert sum(1 for _ in read_topic(hub.kafka, topic)) == 2
 
 
 def test_only_the_owner_may_publish(hub: Hub, tmp_path: Path) -> None:
@@ -234,7 +233,7 @@ def _answers(url: str) -> bool:
 
 
 def _end_offset(hub: Hub, topic: str, partition: int) -> int:
-    consumer = Consumer(client_config(hub.settings.bootstrap, **{"group.id": "sharehub-test-watermarks"}))
+    consumer = Consumer(client_config(hub.kafka_admin, **{"group.id": "sharehub-test-watermarks"}))
     try:
         return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
     finally:
@@ -251,7 +250,7 @@ def _settle(hub: Hub, store: object) -> None:
 def test_governance_creates_topics_that_keep_every_event(hub: Hub) -> None:
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    admin = AdminClient(client_config(hub.settings.bootstrap))
+    admin = AdminClient(client_config(hub.kafka_admin))
     for topic in (hub.governance.dataset(DATASET).topic, hub.governance.quarantine_topic):
         resource = ConfigResource("topic", topic)
         config = admin.describe_configs([resource])[resource].result(timeout=10)

@@ -22,7 +22,7 @@ THAI_NGUYEN = "19"
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:
     publisher = Publisher(
-        bootstrap=hub.settings.bootstrap,
+        bootstrap=hub.kafka_as("coc"),
         governance=hub.governance_state(refresh=True),
         keys=hub.keys,
         agency="coc",

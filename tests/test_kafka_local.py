@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.kafka_local import (
@@ -29,6 +29,7 @@ from services.kafka_local import (
 )
 from services.kafka_local.broker import _new_cluster_id
 from services.kafka_local.jars import POM
+from sharehub.kafka import client_config
 from sharehub.settings import Settings
 
 PORT = 39192  # and 39193 for its controller
@@ -81,19 +82,19 @@ def test_start_returns_bootstrap_and_messages_round_trip(kafka: LocalKafka) -> N
     bootstrap = kafka.start()
     assert bootstrap == f"127.0.0.1:{PORT}"
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(kafka.admin_access()))
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
     # Partitions and replication left to the broker: its defaults (3 and 1) must be usable.
     for future in admin.create_topics([NewTopic(topic, num_partitions=-1, replication_factor=-1)]).values():
         future.result(timeout=30)
     assert len(admin.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 3
 
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(client_config(kafka.admin_access()))
     producer.produce(topic, key=b"k", value=b"hello sharehub")
     assert producer.flush(30) == 0
 
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"}
+        client_config(kafka.admin_access(), **{"group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
     )
     try:
         consumer.subscribe([topic])
@@ -109,13 +110,24 @@ def test_start_returns_bootstrap_and_messages_round_trip(kafka: LocalKafka) -> N
 
 
 @pytest.mark.kafka
+def test_the_broker_lets_no_one_in_without_a_login(kafka: LocalKafka) -> None:
+    anonymous = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    with pytest.raises(KafkaException):
+        anonymous.list_topics(timeout=5)
+    properties = kafka.config_file.read_text()
+    assert "StandardAuthorizer" in properties and "allow.everyone.if.no.acl.found=false" in properties
+    for secret in (kafka.config_file, kafka.admin_password_file):
+        assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
+
+
+@pytest.mark.kafka
 def test_topics_are_not_auto_created(kafka: LocalKafka) -> None:
-    producer = Producer({"bootstrap.servers": kafka.start(), "message.timeout.ms": 3000})
+    producer = Producer(client_config(kafka.admin_access(), **{"message.timeout.ms": 3000}))
     errors: list[KafkaError] = []
     producer.produce("nobody-created-this", value=b"x", on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(15)
     assert errors and errors[0] is not None
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin = AdminClient(client_config(kafka.admin_access()))
     assert "nobody-created-this" not in admin.list_topics(timeout=10).topics
 
 
@@ -159,8 +171,11 @@ def test_cli_status_exit_codes(kafka: LocalKafka, tmp_path: Path) -> None:
     assert down.returncode == 3, down.stderr
     assert "not running" in down.stdout
 
-    external_up = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=kafka.bootstrap)
+    login = {"SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE": str(kafka.admin_password_file)}
+    external_up = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=kafka.bootstrap, **login)
     assert external_up.returncode == 0, external_up.stderr
+    unknown = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=kafka.bootstrap)  # no login: not answered
+    assert unknown.returncode == 3, unknown.stderr
     external_down = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=f"127.0.0.1:{SPARE_PORT}")
     assert external_down.returncode == 3, external_down.stderr
     assert "NOT answering" in external_down.stdout

@@ -29,7 +29,7 @@ DATASET = "party-members"
 
 def publisher(hub: Hub) -> Publisher:
     return Publisher(
-        bootstrap=hub.settings.bootstrap,
+        bootstrap=hub.kafka_as("coc"),
         governance=hub.governance,
         keys=hub.keys,
         agency="coc",
@@ -38,17 +38,14 @@ def publisher(hub: Hub) -> Publisher:
 
 
 def produce_raw(hub: Hub, topic: str, partition: int, *values: bytes) -> None:
-    producer = Producer(client_config(hub.settings.bootstrap))
+    producer = Producer(client_config(hub.kafka_as("coc")))
     for value in values:
         producer.produce(topic, value=value, partition=partition)
     assert producer.flush(10) == 0
 
 
 def log(hub: Hub) -> list[tuple[int, int, Envelope]]:
-    return [
-        (p, o, parse(v))
-        for p, o, v in read_topic(hub.settings.bootstrap, hub.governance.dataset(DATASET).topic)
-    ]
+    return [(p, o, parse(v)) for p, o, v in read_topic(hub.kafka, hub.governance.dataset(DATASET).topic)]
 
 
 def audit(hub: Hub) -> dict[str, Any]:
@@ -166,9 +163,7 @@ def test_erasure_purges_the_subject_everywhere_and_leaves_a_verifiable_log(
     rebuilt.create()
     topic = hub.governance.dataset(DATASET).topic
     replay = Projector(hub.governance, hub.keys, {"dongthap-ppc": rebuilt})
-    decision = replay.decide(
-        [LogMessage(topic, p, o, None, v) for p, o, v in read_topic(hub.settings.bootstrap, topic)]
-    )
+    decision = replay.decide([LogMessage(topic, p, o, None, v) for p, o, v in read_topic(hub.kafka, topic)])
     replay.commit(decision)
     assert not decision.quarantined
     assert rebuilt.count(DATASET) == 29 and rebuilt.get(DATASET, subject) is None
@@ -192,9 +187,7 @@ def test_rotation_starts_an_epoch_and_both_epochs_project(hub: Hub, tmp_path: Pa
     topic = hub.governance.dataset(DATASET).topic
     fresh = Hub(hub.settings)
     p = Projector(fresh.governance, fresh.keys, {c: fresh.store(c) for c in fresh.consumers()})
-    p.commit(
-        p.decide([LogMessage(topic, q, o, None, v) for q, o, v in read_topic(hub.settings.bootstrap, topic)])
-    )
+    p.commit(p.decide([LogMessage(topic, q, o, None, v) for q, o, v in read_topic(hub.kafka, topic)]))
     assert fresh.store("langson-ppc").count(DATASET) == 20
     fresh.close()
     assert audit(hub)["findings"] == 0

@@ -27,14 +27,14 @@ def run(config: Config) -> ScenarioResult:
         topic = governance.dataset(DATASET).topic
         n = config.events
         publisher = Publisher(
-            bootstrap=bootstrap, governance=governance, keys=hub.keys, agency=OWNER, dataset=DATASET
+            bootstrap=hub.kafka_as(OWNER), governance=governance, keys=hub.keys, agency=OWNER, dataset=DATASET
         )
         publisher.publish_records(records.members(n, config.seed))
         publisher.close()
 
         def hub_side(_rep: int) -> dict[str, float]:
             started = time.perf_counter()
-            report = audit_verify(bootstrap, governance)
+            report = audit_verify(hub.kafka, governance)
             elapsed = time.perf_counter() - started
             checked = sum(1 for e in report.events if e.topic == topic)
             if checked != n or report.findings:

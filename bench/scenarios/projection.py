@@ -60,7 +60,7 @@ def run(config: Config) -> ScenarioResult:
         n = config.events
         members = records.members(n, config.seed)
         publisher = Publisher(
-            bootstrap=bootstrap, governance=governance, keys=hub.keys, agency=OWNER, dataset=DATASET
+            bootstrap=hub.kafka_as(OWNER), governance=governance, keys=hub.keys, agency=OWNER, dataset=DATASET
         )
         publisher.publish_records(members)
         publisher.close()
@@ -80,7 +80,7 @@ def run(config: Config) -> ScenarioResult:
                 stores = {c: local.store(c) for c in consumers}
                 projector = Projector(local.governance, local.keys, stores)
                 started = time.perf_counter()
-                applied = _project(projector, bootstrap, dataset.topic)
+                applied = _project(projector, hub.kafka, dataset.topic)
                 elapsed = time.perf_counter() - started
                 if applied != n * _granted(local, consumers):
                     raise RuntimeError(f"applied {applied} rows for {n} events")

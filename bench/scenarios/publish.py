@@ -43,7 +43,11 @@ def run(config: Config) -> ScenarioResult:
 
         # Both clients are made once and warmed up (connection, producer id, metadata) before any timing.
         publisher = Publisher(
-            bootstrap=bootstrap, governance=hub.governance, keys=hub.keys, agency=OWNER, dataset=DATASET
+            bootstrap=hub.kafka_as(OWNER),
+            governance=hub.governance,
+            keys=hub.keys,
+            agency=OWNER,
+            dataset=DATASET,
         )
         publisher.publish_records(records.members(WARM_UP, config.seed, start_index=config.reps * n))
         producer = RawProducer(bootstrap, raw_topic)

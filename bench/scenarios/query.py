@@ -38,7 +38,7 @@ def run(config: Config) -> ScenarioResult:
         n = config.read_model_rows
         members = records.members(n, config.seed)
         publisher = Publisher(
-            bootstrap=config.bootstrap,
+            bootstrap=hub.kafka_as(OWNER),
             governance=hub.governance,
             keys=hub.keys,
             agency=OWNER,
@@ -46,7 +46,7 @@ def run(config: Config) -> ScenarioResult:
         )
         publisher.publish_records(members)
         publisher.close()
-        _fill(hub, config.bootstrap)
+        _fill(hub, hub.kafka)
         token = issue_credential(hub, CONSUMER)
         rng = random.Random(config.seed)
         keys = [str(m["member_id"]) for m in rng.choices(members, k=config.requests)]

@@ -50,7 +50,7 @@ def up(
     data.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(generate_party_members(members, seed), data)
     publisher = Publisher(
-        bootstrap=settings.bootstrap,
+        bootstrap=hub.kafka_as("coc"),
         governance=hub.governance,
         keys=hub.keys,
         agency="coc",

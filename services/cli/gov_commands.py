@@ -53,7 +53,7 @@ def gov_apply(
     spec: Annotated[Path, typer.Argument(help="YAML file describing agencies, datasets and agreements")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan, change nothing")] = False,
-    create_topics: Annotated[bool, typer.Option(help="Create the topics on Kafka")] = True,
+    create_topics: Annotated[bool, typer.Option(help="Create topics, principals and ACLs on Kafka")] = True,
 ) -> None:
     """Bring governance to the state SPEC describes: shows the plan, then applies it (idempotent)."""
     from services.governance_bootstrap import apply_spec, plan_spec, read_spec

@@ -46,7 +46,7 @@ def publish(
 
     hub = Hub()
     publisher = Publisher(
-        bootstrap=hub.settings.bootstrap,
+        bootstrap=hub.kafka_as(agency),
         governance=hub.governance,
         keys=hub.keys,
         agency=agency,
@@ -76,7 +76,7 @@ def project(
     gov = hub.governance
     app = create_app(
         projector,
-        hub.settings.bootstrap,
+        hub.kafka,
         group=gov.projector_group,
         quarantine_topic=gov.quarantine_topic,
         datadir=hub.home / "projector",
@@ -115,7 +115,7 @@ def audit_verify_command(
     from services.audit import audit_verify
 
     hub = Hub()
-    report = audit_verify(hub.settings.bootstrap, hub.governance)
+    report = audit_verify(hub.kafka, hub.governance)
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from services.kafka_local import LocalKafka, broker_answers
+from sharehub.errors import SharehubError
 from sharehub.settings import Settings
 
 app = typer.Typer(
@@ -90,7 +91,7 @@ def status() -> None:
     settings = _settings("status")
     if settings.kafka_bootstrap:
         try:
-            up = broker_answers(settings.kafka_bootstrap, timeout=5.0)
+            up = broker_answers(_admin_access(settings), timeout=5.0)
         except Exception as exc:
             raise _fail("status", exc) from None
         state = "answering" if up else "NOT answering"
@@ -105,3 +106,13 @@ def status() -> None:
     typer.echo(found.detail)
     if not found.running:
         raise typer.Exit(EXIT_NOT_RUNNING)
+
+
+def _admin_access(settings: Settings) -> str:
+    """The external broker's address with the admin login when one is configured (else the bare address)."""
+    from services.hub import Hub
+
+    try:
+        return Hub(settings).kafka_admin
+    except SharehubError:
+        return settings.kafka_bootstrap or settings.bootstrap

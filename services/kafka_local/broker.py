@@ -10,6 +10,13 @@ faust-streaming) and librdkafka (under confluent-kafka), still send some of thos
 It also runs in KRaft mode, so there is no ZooKeeper to manage: one JVM is both broker and controller.
 The jars come from Maven Central (see ``jars.py``), the one place this machine can fetch them from.
 
+Security is on from the first start: the client listener speaks SASL/SCRAM-SHA-512 only, Kafka's
+StandardAuthorizer denies whatever no ACL allows, and the one super user, ``admin``, is created while the
+storage is formatted (``--add-scram``), with a random password in ``home/kafka/admin.password`` (owner-only).
+Governance uses it to create the agencies' principals and ACLs. The controller listener is loopback-only
+and authenticated too (SASL/PLAIN, its own random password), so nothing talks to this broker anonymously.
+A data directory formatted before security was on is refused with a clear error.
+
 The broker runs detached in its own session so that it outlives the command that started it and can be
 stopped as a process group. Every wait is a polling loop with a deadline.
 """
@@ -22,6 +29,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -36,6 +44,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from services.kafka_local.jars import KAFKA_VERSION, LocalKafkaError, ensure_jars
+from sharehub.kafka import SASL_MECHANISM, KafkaAccess
+from sharehub.keys import SecretBytes, write_private
 
 __all__ = [
     "KAFKA_VERSION",
@@ -86,8 +96,12 @@ class BrokerStatus:
 
 
 def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
-    """True when a Kafka broker at ``bootstrap`` answers a metadata request within ``timeout``."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log.connection.close": False}, logger=_quiet)
+    """True when a Kafka broker at ``bootstrap`` answers a metadata request within ``timeout`` (with the
+    login ``bootstrap`` carries, if it is a :class:`KafkaAccess`)."""
+    login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
+    admin = AdminClient(
+        {"bootstrap.servers": str(bootstrap), "log.connection.close": False, **login}, logger=_quiet
+    )
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException:
@@ -110,6 +124,9 @@ class LocalKafka:
         self.pid_file = self.state_dir / "broker.pid"
         self.cluster_id_file = self.state_dir / "cluster.id"
         self.stdout_file = self.logs_dir / "kafka.out"
+        self.admin_password_file = self.state_dir / "admin.password"
+        self.controller_password_file = self.state_dir / "controller.password"
+        self.secured_marker = self.data_dir / "sharehub-secured"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -123,7 +140,7 @@ class LocalKafka:
         with self._locked():
             pid = self._our_pid()
             if pid is not None:
-                if broker_answers(self.bootstrap, timeout=5.0):
+                if broker_answers(self.admin_access(), timeout=5.0):
                     return self.bootstrap
                 # Ours but silent: perhaps still starting (launched by another command).
                 self._wait_until_ready(pid, timeout)
@@ -166,7 +183,7 @@ class LocalKafka:
             else:
                 detail = f"not running (state in {self.state_dir})"
             return BrokerStatus(False, None, self.bootstrap, detail)
-        if broker_answers(self.bootstrap, timeout=3.0):
+        if broker_answers(self.admin_access(), timeout=3.0):
             return BrokerStatus(
                 True, pid, self.bootstrap, f"running, pid {pid}, answering on {self.bootstrap}"
             )
@@ -278,19 +295,56 @@ class LocalKafka:
     def _prepare_state(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        # Regenerated on every start so the file always matches the code and the configured port.
-        self.config_file.write_text(self._server_properties())
+        if (self.data_dir / "meta.properties").exists() and not self.secured_marker.exists():
+            raise BrokerStartError(
+                f"{self.data_dir} was formatted without authentication; remove {self.state_dir} "
+                "(its topics are lost) and start again"
+            )
+        # Regenerated on every start so the file always matches the code and the configured port. It holds
+        # the broker's own passwords, so it is owner-only like them.
+        _write_private(self.config_file, self._server_properties())
+
+    def _password(self, path: Path) -> str:
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def admin_access(self) -> KafkaAccess:
+        """The bootstrap address with the super user's login (governance's)."""
+        return KafkaAccess(
+            self.bootstrap, "admin", SecretBytes(self._password(self.admin_password_file).encode())
+        )
 
     def _server_properties(self) -> str:
+        admin = self._password(self.admin_password_file)
+        controller = self._password(self.controller_password_file)
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "listeners": f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"CLIENTS://127.0.0.1:{self.port}",
+            "listener.security.protocol.map": "CLIENTS:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "inter.broker.listener.name": "CLIENTS",
             "controller.listener.names": "CONTROLLER",
+            # Clients (and the broker to itself) authenticate with SCRAM; the credentials live in the
+            # cluster metadata, where governance creates them through the Admin API.
+            "sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            f"listener.name.clients.{SASL_MECHANISM.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="admin" password="{admin}";'
+            ),
+            # The controller cannot use SCRAM (its credentials are in the metadata it serves): PLAIN.
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="controller" password="{controller}" user_controller="{controller}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:admin;User:controller",
+            "allow.everyone.if.no.acl.found": "false",
             "log.dirs": str(self.data_dir),
             # Topics exist only because governance created them, with their schema and policy.
             "auto.create.topics.enable": "false",
@@ -333,6 +387,8 @@ class LocalKafka:
             self._cluster_id(),
             "-c",
             str(self.config_file),
+            "--add-scram",
+            f"{SASL_MECHANISM}=[name=admin,password={self._password(self.admin_password_file)}]",
         ]
         try:
             proc = subprocess.run(
@@ -349,10 +405,12 @@ class LocalKafka:
                 f"formatting the Kafka storage in {self.data_dir} timed out after {START_TIMEOUT_S:.0f} s"
             ) from exc
         if proc.returncode != 0:
+            shown = " ".join(cmd[:-1]) + " <redacted>"  # the last argument holds the admin password
             raise BrokerStartError(
                 f"formatting the Kafka storage in {self.data_dir} failed (exit {proc.returncode}): "
-                f"`{' '.join(cmd)}`. Its output:\n{_tail_text(proc.stdout)}"
+                f"`{shown}`. Its output:\n{_tail_text(proc.stdout)}"
             )
+        self.secured_marker.write_text("SASL/SCRAM and ACLs since format\n")
 
     def _log_props(self) -> list[str]:
         return [
@@ -392,7 +450,7 @@ class LocalKafka:
                 self._stop_locked()  # a process the JVM forked could outlive it; leave nothing behind
                 raise BrokerStartError(f"the Kafka broker (pid {pid}) exited during startup. {tail}")
             # Asking for metadata only once the port accepts connections keeps each probe short.
-            if _port_accepts(self.port) and broker_answers(self.bootstrap, timeout=2.0):
+            if _port_accepts(self.port) and broker_answers(self.admin_access(), timeout=2.0):
                 return
             if time.monotonic() >= deadline:
                 # The log's tail is taken before stopping: afterwards it only shows the shutdown.
@@ -518,3 +576,7 @@ def _read_tail(path: Path, lines: int) -> str:
 
 def _tail_text(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _write_private(path: Path, text: str) -> None:
+    write_private(path, text.encode())

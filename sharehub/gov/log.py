@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -64,37 +65,54 @@ class MemoryLog:
 class KafkaLog:
     """The governance topic of one hub on one Kafka cluster."""
 
-    def __init__(self, bootstrap: str, topic_prefix: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_prefix: str,
+        *,
+        writer: Callable[[], str] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Reads with ``bootstrap``'s login; writes (and creates the topic) with ``writer()``'s, made only
+        when the first event is appended (governance's; readers never hold it). Default: ``bootstrap``."""
         self.bootstrap = bootstrap
         self.topic = f"{topic_prefix}-governance"
         self._timeout = timeout
-        ensure_topics(bootstrap, [(self.topic, 1)], timeout=timeout)
-        self._producer = Producer(producer_config(bootstrap))
+        self._writer = writer or (lambda: bootstrap)
+        self._producer: Producer | None = None
         self._next_offset: int | None = None
         self._reader: Consumer | None = None
+
+    def _producer_for_writing(self) -> Producer:
+        if self._producer is None:
+            access = self._writer()
+            ensure_topics(access, [(self.topic, 1)], timeout=self._timeout)
+            self._producer = Producer(producer_config(access))
+        return self._producer
 
     def append(self, event: GovernanceEvent) -> None:
         """Write one event and wait until every in-sync replica has it; BrokerError otherwise.
 
         Before writing, the end of the topic must be where this writer left it: another writer appending
         meanwhile would fork the chain, so that is refused (a cheap guard, not a fence: see docs)."""
-        end = self._end_offset()
-        if self._next_offset is not None and end != self._next_offset:
-            raise ChainViolation(
-                "concurrent_writer",
-                f"{self.topic} holds {end} events, this service knew {self._next_offset}; reopen the service",
-            )
         failures: list[str] = []
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 failures.append(str(err))
 
+        producer = self._producer_for_writing()
+        end = self._end_offset()  # the topic may have been created just now
+        if self._next_offset is not None and end != self._next_offset:
+            raise ChainViolation(
+                "concurrent_writer",
+                f"{self.topic} holds {end} events, this service knew {self._next_offset}; reopen the service",
+            )
         try:
-            self._producer.produce(
+            producer.produce(
                 self.topic, value=event.raw, key=MESSAGE_KEY, partition=PARTITION, on_delivery=delivered
             )
-            remaining = self._producer.flush(self._timeout)
+            remaining = producer.flush(self._timeout)
         except (KafkaException, BufferError) as exc:
             raise BrokerError(f"could not write {event.describe()} to {self.topic}: {exc}") from None
         if remaining or failures:
@@ -110,6 +128,9 @@ class KafkaLog:
             )
         )
         try:
+            if not _exists(consumer, self.topic, self._timeout):
+                self._next_offset = 0  # no governance event was ever written
+                return []
             low, high = watermarks(consumer, self.topic, PARTITION, timeout=self._timeout)
             events: list[bytes] = []
             if high > low:
@@ -130,6 +151,8 @@ class KafkaLog:
             self._reader = Consumer(
                 client_config(self.bootstrap, **{"group.id": group, "enable.auto.commit": False})
             )
+        if self._next_offset == 0 and not _exists(self._reader, self.topic, self._timeout):
+            return []
         high = watermarks(self._reader, self.topic, PARTITION, timeout=self._timeout)[1]
         if high <= self._next_offset:
             return []
@@ -139,7 +162,8 @@ class KafkaLog:
         return events
 
     def close(self) -> None:
-        self._producer.flush(self._timeout)
+        if self._producer is not None:
+            self._producer.flush(self._timeout)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -150,6 +174,18 @@ class KafkaLog:
             return watermarks(consumer, self.topic, PARTITION, timeout=self._timeout)[1]
         finally:
             consumer.close()
+
+
+def _exists(consumer: Consumer, topic: str, timeout: float) -> bool:
+    try:
+        found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise BrokerError(f"Kafka does not answer about {topic}: {exc}") from None
+    if found is None or found.error is None:
+        return found is not None
+    if found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        return False
+    raise BrokerError(f"{topic}: {found.error.str()}")
 
 
 def _read_until(consumer: Consumer, topic: str, end: int, timeout: float) -> list[bytes]:

@@ -1,0 +1,134 @@
+"""What governance makes on the broker: topics, one SCRAM principal per agency, and the ACLs that let each
+principal do exactly its part (R1, R2: ownership is enforced by the broker itself).
+
+Principals live in the hub's namespace, ``<topic prefix>.<agency>``, plus ``<prefix>.hub`` for the hub's
+own services. Their passwords are made by the key store (wrapped with the master key, like every key) and
+handed to the broker through the Admin API; nothing else holds them.
+
+==========================  ===============================================================================
+principal                   may
+==========================  ===============================================================================
+``<prefix>.<owner>``        write (and read back, for its chain heads) the topics of the datasets it owns;
+                            write the checkpoint topic
+``<prefix>.hub``            read every topic of the hub (datasets, governance, checkpoints, quarantine);
+                            write the quarantine topic; use consumer groups named after the hub
+the broker's super user     governance: create topics, principals and ACLs, write the governance log
+==========================  ===============================================================================
+
+Everything else is denied (``allow.everyone.if.no.acl.found=false``): an agency writing another agency's
+topic gets TOPIC_AUTHORIZATION_FAILED from the broker. :func:`provision` is idempotent.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+
+from services.hub import HUB_PRINCIPAL, Hub
+from sharehub.errors import BrokerError
+from sharehub.kafka import client_config, ensure_topics
+
+SCRAM_ITERATIONS = 8192
+#: Consumer groups whose names start with these may be used by the hub's services (ids made per read).
+SHARED_GROUP_PREFIXES = ("sharehub-",)
+
+
+def provision(hub: Hub) -> list[str]:
+    """Make sure every topic, principal and ACL governance's current state calls for exists; returns the
+    topics created."""
+    state = hub.governance_state(refresh=True)
+    admin_access = hub.kafka_admin
+    own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1)]
+    created = ensure_topics(admin_access, [(d.topic, d.partitions) for d in state.datasets()] + own)
+    if hub.settings.kafka_security == "plaintext":
+        return created
+    admin = AdminClient(client_config(admin_access))
+    _upsert_principals(hub, admin, [HUB_PRINCIPAL, *sorted(state.agencies_)])
+    bindings = _hub_acls(hub, state.topic_prefix)
+    for dataset in state.datasets():
+        bindings += _owner_acls(hub.principal(dataset.owner), dataset.topic, state.checkpoint_topic)
+    _create(admin, bindings)
+    return created
+
+
+def provision_services(hub: Hub) -> None:
+    """The hub services' principal and ACLs: all a new hub needs before it can read its governance log."""
+    if hub.settings.kafka_security == "plaintext":
+        return
+    admin = AdminClient(client_config(hub.kafka_admin))
+    _upsert_principals(hub, admin, [HUB_PRINCIPAL])
+    _create(admin, _hub_acls(hub, hub.anchors.topic_prefix))
+
+
+def _upsert_principals(hub: Hub, admin: AdminClient, names: list[str]) -> None:
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+    upserts = [
+        UserScramCredentialUpsertion(
+            hub.principal(n), info, hub.keys.broker_password(hub.principal(n)).reveal()
+        )
+        for n in names
+    ]
+    for user, future in admin.alter_user_scram_credentials(upserts).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise BrokerError(f"could not set the credentials of principal {user!r}: {exc}") from None
+
+
+def _allow(
+    principal: str, kind: ResourceType, name: str, op: AclOperation, pattern: ResourcePatternType
+) -> AclBinding:
+    return AclBinding(kind, name, pattern, f"User:{principal}", "*", op, AclPermissionType.ALLOW)
+
+
+def _owner_acls(principal: str, topic: str, checkpoints: str) -> list[AclBinding]:
+    literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
+    return [
+        *(
+            _allow(principal, t, topic, op, literal)
+            for op in (AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE)
+        ),
+        *(
+            _allow(principal, t, checkpoints, op, literal)
+            for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
+        ),
+        *(
+            _allow(principal, ResourceType.GROUP, g, AclOperation.READ, ResourcePatternType.PREFIXED)
+            for g in SHARED_GROUP_PREFIXES
+        ),
+    ]
+
+
+def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+    services = hub.principal(HUB_PRINCIPAL)
+    prefixed, t = ResourcePatternType.PREFIXED, ResourceType.TOPIC
+    bindings = [
+        _allow(services, t, f"{prefix}{separator}", op, prefixed)
+        for separator in (".", "-")  # dataset topics, and the hub's own (governance, checkpoints, quarantine)
+        for op in (AclOperation.READ, AclOperation.DESCRIBE)
+    ]
+    bindings.append(
+        _allow(services, t, f"{prefix}-quarantine", AclOperation.WRITE, ResourcePatternType.LITERAL)
+    )
+    for group in (f"{prefix}-", *SHARED_GROUP_PREFIXES):
+        bindings.append(_allow(services, ResourceType.GROUP, group, AclOperation.READ, prefixed))
+    return bindings
+
+
+def _create(admin: AdminClient, bindings: list[AclBinding]) -> None:
+    unique = list(dict.fromkeys(bindings))  # an owner of several datasets needs its group ACL once
+    for binding, future in admin.create_acls(unique).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise BrokerError(f"could not create the ACL {binding}: {exc}") from None

@@ -1,0 +1,101 @@
+"""The broker itself enforces ownership (R1) and central governance (R2): SASL/SCRAM principals and ACLs
+made by governance, Kafka's StandardAuthorizer deciding. Real broker, real clients, no sharehub code on the
+refusing side."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from services.hub import Hub
+from sharehub.kafka import KafkaAccess, client_config, watermarks
+from sharehub.keys import SecretBytes
+
+pytestmark = pytest.mark.kafka
+DATASET = "party-members"
+
+
+def end_offsets(hub: Hub, topic: str) -> list[int]:
+    consumer = Consumer(client_config(hub.kafka_admin, **{"group.id": f"sharehub-test-{uuid.uuid4()}"}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [watermarks(consumer, topic, p, timeout=10)[1] for p in sorted(partitions)]
+    finally:
+        consumer.close()
+
+
+def write(access: KafkaAccess, topic: str) -> list[KafkaError | None]:
+    """Produce one message to partition 0 and report how delivery ended (None: written)."""
+    outcomes: list[KafkaError | None] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        outcomes.append(err)
+
+    producer = Producer(client_config(access, **{"message.timeout.ms": 10_000, "enable.idempotence": True}))
+    producer.produce(topic, value=b"not from the owner", partition=0, on_delivery=delivered)
+    producer.flush(15)
+    return outcomes
+
+
+def test_the_broker_refuses_the_government_office_writing_the_commissions_topic(hub: Hub) -> None:
+    topic = hub.governance.dataset(DATASET).topic
+    assert topic.endswith(".coc.party-members")
+    before = end_offsets(hub, topic)
+
+    outcome = write(hub.kafka_as("go"), topic)
+    assert len(outcome) == 1 and outcome[0] is not None
+    assert outcome[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert end_offsets(hub, topic) == before, "nothing was written"
+
+    assert write(hub.kafka_as("coc"), topic) == [None], "the owner's own principal may write"
+    assert end_offsets(hub, topic)[0] == before[0] + 1
+
+
+@pytest.mark.parametrize("who", ["dongthap-ppc", "hub"])
+def test_consumers_and_the_hub_services_may_not_write_a_dataset_topic(hub: Hub, who: str) -> None:
+    [outcome] = write(hub.kafka_as(who), hub.governance.dataset(DATASET).topic)
+    assert outcome is not None and outcome.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_consumer_agency_cannot_read_the_raw_topic(hub: Hub) -> None:
+    topic = hub.governance.dataset(DATASET).topic
+    assert write(hub.kafka_as("coc"), topic) == [None]
+    consumer = Consumer(
+        client_config(hub.kafka_as("dongthap-ppc"), **{"group.id": f"sharehub-test-{uuid.uuid4()}"})
+    )
+    refusals, records = set(), 0
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not refusals:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is not None:
+                refusals.add(msg.error().code())
+            elif msg is not None:
+                records += 1
+    finally:
+        consumer.close()
+    assert records == 0
+    assert refusals & {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
+
+
+def test_only_governance_creates_topics(hub: Hub) -> None:
+    admin = AdminClient(client_config(hub.kafka_as("coc")))
+    name = f"{hub.anchors.topic_prefix}.coc.private-copy"
+    future = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=-1)])[name]
+    with pytest.raises(KafkaException) as refused:
+        future.result()
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert name not in AdminClient(client_config(hub.kafka_admin)).list_topics(timeout=10).topics
+
+
+def test_a_wrong_password_is_not_let_in(hub: Hub) -> None:
+    coc = hub.kafka_as("coc")
+    impostor = KafkaAccess(str(coc), coc.username, SecretBytes(b"guessed"))
+    [outcome] = write(impostor, hub.governance.dataset(DATASET).topic)
+    assert outcome is not None  # never delivered: authentication fails before any request
+    assert "coc" not in repr(impostor.password) and "guessed" not in repr(impostor)
