@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.chain_head import recover_chain_heads
 from connectors.jsonl_source import BadLine, Line
-from sharehub.avro import record_from_json
+from connectors.record_rules import RecordRules
 from sharehub.chain import GENESIS, ChainHead, head_after
 from sharehub.checkpoints import seal_checkpoint
 from sharehub.envelope import ChainPosition, Sealed, lane_for, pseudonym, seal_unsigned, sign_batch
@@ -52,7 +52,8 @@ class Publisher:
         self._dataset = ds
         self._agency = agency
         self._keys = keys
-        self._schema = governance.current_schema(dataset)
+        self._rules = RecordRules(governance, dataset)
+        self._schema = self._rules.schema
         self._signing_key = keys.signing_key(agency)
         self._data_key_id = keys.current_data_key_id(dataset)
         self._data_key = keys.data_key(self._data_key_id)
@@ -71,7 +72,7 @@ class Publisher:
 
     def publish(self, record: Any, *, event_type: str = "UPSERTED") -> Sealed:
         """Validate, seal and hand over one JSON record (see :meth:`flush`)."""
-        datum = record_from_json(self._schema, record)
+        datum = self._rules.validated(record)
         self._ensure_subject_keys([datum])
         return self._seal_and_send(datum, event_type)
 
@@ -90,7 +91,7 @@ class Publisher:
                     report.rejected.append(line)
                     continue
                 try:
-                    valid.append((line.number, record_from_json(self._schema, line.record)))
+                    valid.append((line.number, self._rules.validated(line.record)))
                 except RecordValidationError as exc:
                     report.rejected.append(BadLine(line.number, str(exc)))
             self._ensure_subject_keys([datum for _, datum in valid])

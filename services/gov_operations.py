@@ -66,6 +66,8 @@ class DeclareDataset(_Request):
     description: str = ""
     retention_ms: int = -1
     partitions: int = Field(default=3, ge=1, le=256)
+    #: Expressions every record must satisfy, e.g. ``admission_date >= "1930-02-03"``.
+    quality_rules: tuple[str, ...] = ()
 
 
 class RegisterSchema(_Request):

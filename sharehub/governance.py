@@ -56,6 +56,8 @@ class Dataset(_Model):
     classification: Classification
     key_field: str
     partitions: int = Field(default=3, ge=1, le=256)
+    #: Row-filter expressions every record must satisfy (checked when publishing, R9).
+    quality_rules: tuple[str, ...] = ()
     #: The dataset's one topic, ``<topic prefix>.<owner>.<id>``; set by governance when it declares it.
     topic: str = ""
 

@@ -18,6 +18,8 @@ from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
 from sharehub.gov.apply import GovSpec
 from sharehub.gov.log import MemoryLog
+from sharehub.kafka import KafkaAccess
+from sharehub.keys import SecretBytes
 from sharehub.settings import Settings
 from tests.kafka_helpers import Worker
 
@@ -41,6 +43,13 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> KafkaAccess:
+    """The broker's super user (governance's login), from the password file the broker made."""
+    password = Path(os.environ["SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE"]).read_text().strip()
+    return KafkaAccess(kafka_bootstrap, "admin", SecretBytes(password.encode()))
 
 
 def demo_spec(prefix: str | None = None) -> GovSpec:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +21,17 @@ from sharehub.errors import (
     ValidityExpired,
 )
 from sharehub.gov import GovernanceService
-from tests.test_gov_support import DAY, T0, TASKS_SCHEMA, Clock, propose_members, propose_tasks, seeded
+from tests.test_gov_support import (
+    DAY,
+    T0,
+    TASKS_SCHEMA,
+    Clock,
+    propose_members,
+    propose_tasks,
+    seed,
+    seeded,
+    signing_key,
+)
 
 
 @pytest.fixture
@@ -27,9 +39,17 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def svc(clock: Clock) -> GovernanceService:
-    return seeded(clock)
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+def svc(request: pytest.FixtureRequest, clock: Clock) -> Iterator[GovernanceService]:
+    """Every rule and transition with the log in memory, and again with the real governance topic."""
+    if request.param == "memory":
+        yield seeded(clock)
+        return
+    admin = request.getfixturevalue("kafka_admin")
+    service = GovernanceService.open(admin, f"life{uuid.uuid4().hex[:10]}", signing_key(), "cpo", clock=clock)
+    seed(service)
+    yield service
+    service.close()
 
 
 def status(svc: GovernanceService, agreement_id: str) -> str:

@@ -37,7 +37,7 @@ def test_applying_twice_changes_nothing(tmp_path: Path) -> None:
     data_key_id = hub.keys.current_data_key_id("party-members")
     hub.close()
     again = offline(tmp_path, log)
-    assert plan_spec(again, demo_spec("t-same")) == []
+    assert plan_spec(again, demo_spec("t-same"), broker=False) == []
     assert load(again, demo_spec("t-same"), topics=False) == []
     assert len(log.events) == len(first)
     assert again.keys.signing_key("coc").private.private_bytes_raw() == signing
@@ -143,3 +143,27 @@ def test_unreadable_yaml_is_a_clear_error(tmp_path: Path) -> None:
         read_spec(bad)
     with pytest.raises(InputError, match="no such file"):
         read_spec(tmp_path / "missing.yaml")
+
+
+def test_the_catalog_keeps_quality_rules_and_publishing_enforces_them(offline_hub: Hub) -> None:
+    from connectors.record_rules import RecordRules
+    from connectors.synthetic import generate_party_members
+    from sharehub.errors import RecordValidationError
+
+    ds = offline_hub.governance.dataset("party-members")
+    assert 'admission_date >= "1930-02-03"' in ds.quality_rules
+    rules = RecordRules(offline_hub.governance, "party-members")
+    member = next(generate_party_members(1, seed=4))
+    assert rules.validated(member)["member_id"] == member["member_id"]
+    early = {**member, "admission_date": "1920-01-01"}
+    with pytest.raises(RecordValidationError, match='not met: admission_date >= "1930-02-03"'):
+        rules.validated(early)
+
+
+def test_a_schema_version_must_keep_every_quality_rule_meaningful(offline_hub: Hub) -> None:
+    from sharehub.avro import load_schema
+
+    schema = dict(load_schema("party-members").raw)
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != "official_date"]
+    with offline_hub.governing() as gov, pytest.raises(InputError, match="quality rule .* official_date"):
+        gov.register_schema("coc", "party-members", schema)

@@ -53,6 +53,7 @@ class DatasetSpec(BaseModel):
     description: str = ""
     partitions: int = 3
     retention_ms: int = -1
+    quality_rules: tuple[str, ...] = ()
 
 
 class AgreementSpec(BaseModel):

@@ -75,6 +75,7 @@ class DatasetDeclared:
     retention_ms: int
     key_field: str
     partitions: int
+    quality_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,8 @@ def _payload_datum(payload: Payload) -> dict[str, Any]:
     datum = {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}
     if isinstance(payload, AgreementProposed):
         datum["fields"] = list(payload.fields)
+    if isinstance(payload, DatasetDeclared):
+        datum["quality_rules"] = list(payload.quality_rules)
     return datum
 
 
@@ -285,4 +288,6 @@ def _payload_from_datum(name: str, fields: dict[str, Any]) -> Payload:
     cls = PAYLOAD_TYPES[name]
     if cls is AgreementProposed:
         fields = {**fields, "fields": tuple(fields["fields"])}
+    if cls is DatasetDeclared:
+        fields = {**fields, "quality_rules": tuple(fields["quality_rules"])}
     return cast(Payload, cls(**fields))

@@ -88,6 +88,7 @@ class DatasetRecord:
     retention_ms: int
     key_field: str
     partitions: int
+    quality_rules: tuple[str, ...] = ()
     #: Every registered version, oldest first (version n is ``schemas[n - 1]``).
     schemas: tuple[RecordSchema, ...] = ()
 
@@ -99,6 +100,7 @@ class DatasetRecord:
             classification=self.classification,
             key_field=self.key_field,
             partitions=self.partitions,
+            quality_rules=self.quality_rules,
             topic=f"{topic_prefix}.{self.owner}.{self.id}",
         )
 

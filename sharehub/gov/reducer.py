@@ -45,6 +45,7 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
             retention_ms=p.retention_ms,
             key_field=p.key_field,
             partitions=p.partitions,
+            quality_rules=p.quality_rules,
         )
     elif isinstance(p, ev.SchemaRegistered):
         ds = state.datasets_[p.dataset]

@@ -121,6 +121,8 @@ def _dataset_declared(state: GovState, p: ev.DatasetDeclared, actor: str, at: dt
     )
     if p.retention_ms != -1 and p.retention_ms <= 0:
         raise InputError(f"dataset {p.id!r}: retention_ms must be -1 (for ever) or positive")
+    if len(set(p.quality_rules)) != len(p.quality_rules) or any(not r.strip() for r in p.quality_rules):
+        raise InputError(f"dataset {p.id!r}: quality rules must be distinct, non-empty expressions")
 
 
 def _schema_registered(state: GovState, p: ev.SchemaRegistered, actor: str, at: dt.datetime) -> None:
@@ -141,6 +143,11 @@ def _schema_registered(state: GovState, p: ev.SchemaRegistered, actor: str, at: 
     if key.personal:
         raise InputError(f"schema of {ds.id!r}: key field {ds.key_field!r} may not be tagged personal")
     require_compatible(new, ds.schemas)
+    for rule in ds.quality_rules:  # every rule must keep meaning something for the new version
+        try:
+            compile_filter(rule, new)
+        except RowFilterError as exc:
+            raise InputError(f"schema of {ds.id!r}: quality rule {rule!r} does not fit it: {exc}") from None
     if any(old.fingerprint == new.fingerprint for old in ds.schemas):
         # Events name their schema by fingerprint, which ignores sharehub's annotations (classification,
         # personal): a version differing only there could not be told apart on the wire.

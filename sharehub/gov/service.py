@@ -137,9 +137,10 @@ class GovernanceService:
         description: str = "",
         retention_ms: int = -1,
         partitions: int = 3,
+        quality_rules: Sequence[str] = (),
     ) -> ev.GovernanceEvent:
         payload = ev.DatasetDeclared(
-            id, owner, description, classification, retention_ms, key_field, partitions
+            id, owner, description, classification, retention_ms, key_field, partitions, tuple(quality_rules)
         )
         return self._commit(actor, payload)
 
