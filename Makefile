@@ -26,7 +26,7 @@ kafka-stop:
 clean: demo-down
 	rm -rf .sharehub .sharehub-test
 
-.PHONY: bench bench-scale
+.PHONY: bench bench-scale bench-purge
 MEMBERS ?= 5000000
 
 bench: venv  ## The benchmark suite: the hub against plain baselines; writes BENCHMARKS.md and bench/results/.
@@ -34,3 +34,6 @@ bench: venv  ## The benchmark suite: the hub against plain baselines; writes BEN
 
 bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, projection and query; hours on 2 cores.
 	.venv/bin/python -m bench scale --members $(MEMBERS)
+
+bench-purge: venv  ## Time from an agreement's end on the log to the consumer losing access (R5).
+	.venv/bin/python -m bench purge

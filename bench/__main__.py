@@ -2,6 +2,7 @@
 
 python -m bench [--quick] [--only a,c]     hub against baselines; writes BENCHMARKS.md (not with --quick)
 python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
+python -m bench purge [--members N]        time from an agreement's end to the consumer losing access
 python -m bench report                     rebuild BENCHMARKS.md and the charts from bench/results/
 """
 
@@ -67,6 +68,11 @@ def main(argv: list[str]) -> None:
         return
     if argv[:1] == ["report"]:
         rebuild()
+        return
+    if argv[:1] == ["purge"]:
+        from bench import purge
+
+        purge.main(argv[1:], _command(argv))
         return
     if argv[:1] == ["scale"]:
         from bench import scale

@@ -17,6 +17,7 @@ SUITE_JSON = RESULTS / "suite.json"
 SCALE_JSON = RESULTS / "scale.json"
 SUITE_CHART = RESULTS / "suite.png"
 SCALE_CHART = RESULTS / "scale.png"
+PURGE_JSON = RESULTS / "purge.json"
 REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
@@ -100,6 +101,30 @@ def scale_section(scale: dict[str, Any]) -> list[str]:
     return scale_lines(scale, SCALE_CHART.relative_to(REPORT.parent))
 
 
+def purge_section(purge: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Agreement ends → consumer loses access (R5)",
+        "",
+        f"`{purge['command']}`, {purge['date']}, code {purge['code']}. {purge['members']:,} party members",
+        "in each of three read models; governance ends one consumer's agreement at a time on the log,",
+        "and the clock runs from the event being on the broker until the query API refuses that consumer",
+        "(403) and until the worker has deleted its rows (polled every 20 ms). Target: under 5 s.",
+        "",
+        "| consumer | ending | API refuses after | rows purged after |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for r in purge["runs"]:
+        api, rows = r["api_refuses_after_s"], r["rows_purged_after_s"]
+        lines.append(f"| {r['consumer']} | {r['ending']} | {api:.2f} s | {rows:.2f} s |")
+    lines += [
+        "",
+        f"Median: the API refuses after {purge['api_refuses_median_s']:.2f} s, the rows are gone after "
+        f"{purge['rows_purged_median_s']:.2f} s (worst {purge['rows_purged_max_s']:.2f} s).",
+        "",
+    ]
+    return lines
+
+
 def write_report() -> Path:
     from bench.model import load
 
@@ -121,5 +146,7 @@ def write_report() -> Path:
         lines += scale_section(load(SCALE_JSON))
     else:
         lines += ["## Scale run", "", "Not measured yet: run `make bench-scale`.", ""]
+    if PURGE_JSON.exists():
+        lines += purge_section(load(PURGE_JSON))
     REPORT.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return REPORT

@@ -193,6 +193,20 @@ class Projector:
             )
         return decision
 
+    def purge_ungranted(self) -> dict[tuple[str, str], int]:
+        """Delete, from every read model, the datasets its consumer no longer holds an active agreement
+        for (revoked, suspended, expired: R5). Returns {(consumer, dataset): rows deleted} for each purge."""
+        now = self._clock()
+        purged: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for consumer, store in self._stores.items():
+                for dataset in self._dataset_by_topic.values():
+                    if self._governance.active_agreement(consumer, dataset, now) is None and store.holds(
+                        dataset
+                    ):
+                        purged[(consumer, dataset)] = store.purge_dataset(dataset)
+        return purged
+
     def commit(self, decision: Decision) -> None:
         with self._lock:
             self._commit(decision)

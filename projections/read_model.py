@@ -229,6 +229,12 @@ class ReadModelStore:
                     )
                 )
 
+    def purge_dataset(self, dataset: str) -> int:
+        """Delete every row of ``dataset`` (its agreement ended: R5); returns how many. Positions stay:
+        the events were judged, and granting again later means a rebuild of this read model."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+
     # --- reading ---------------------------------------------------------------------------------
 
     def versions(self, dataset: str) -> dict[str, int]:
@@ -259,6 +265,12 @@ class ReadModelStore:
             query = query.where(records.c.dataset == dataset)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def holds(self, dataset: str) -> bool:
+        """Whether any row of ``dataset`` is here (one index probe, whatever the size)."""
+        query = select(records.c.record_key).where(records.c.dataset == dataset).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
 
     def datasets(self) -> list[tuple[str, int]]:
         query = (

@@ -24,6 +24,8 @@ log = logging.getLogger("sharehub.projection")
 
 BATCH_SIZE = 500
 BATCH_WAIT_S = 0.2
+#: How often the worker looks for agreements that ended (the purge's latency, plus the governance refresh).
+PURGE_EVERY_S = 1.0
 
 
 def create_app(
@@ -101,6 +103,22 @@ def create_app(
         await asyncio.to_thread(projector.commit, decision)
         if decision.applied():
             log.info("applied %d rows from %d events", decision.applied(), len(batch))
+
+    @app.timer(interval=PURGE_EVERY_S)
+    async def purge_ungranted() -> None:
+        """An agreement that ends (revoked, suspended, expired) takes its rows along within seconds, whether
+        or not events are flowing."""
+
+        def purge() -> dict[tuple[str, str], int]:
+            before_batch()
+            return projector.purge_ungranted()
+
+        async with one_at_a_time:
+            purged = await asyncio.to_thread(purge)
+        for (consumer, dataset), rows in sorted(purged.items()):
+            log.warning(
+                "purged %d rows of %s from %s's read model: no active agreement", rows, dataset, consumer
+            )
 
     held: set[TP] = set()
 

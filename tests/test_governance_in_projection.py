@@ -76,7 +76,7 @@ def test_a_row_filter_keeps_matching_records_and_drops_one_that_moves_out(hub: H
     assert everyone.get(DATASET, str(moved["member_id"])) is not None
 
 
-def test_a_suspension_on_the_log_stops_the_running_worker_granting(hub: Hub, worker: Worker) -> None:
+def test_R5_a_suspension_on_the_log_purges_the_running_workers_read_model(hub: Hub, worker: Worker) -> None:
     first = list(generate_party_members(100, seed=5))
     publish(hub, first)
     worker.start()
@@ -89,10 +89,37 @@ def test_a_suspension_on_the_log_stops_the_running_worker_granting(hub: Hub, wor
     )
     with hub.governing() as gov:
         gov.suspend("cpo", "langson-ppc.party-members.1", "inspection")
+    wait_until(
+        lambda: lang_son.count(DATASET) == 0, timeout=30, what="Lang Son's rows purged", log=worker.log
+    )
     later = list(generate_party_members(50, seed=5, start_index=100))
     publish(hub, later)
     wait_until(lambda: dong_thap.count(DATASET) == 150, timeout=60, what="150 rows", log=worker.log)
-    assert lang_son.count(DATASET) == 100, "no new rows for a suspended agreement"
-    assert all(lang_son.get(DATASET, str(m["member_id"])) is None for m in later)
+    assert lang_son.count(DATASET) == 0, "no rows for a suspended agreement, old or new"
+    assert dong_thap.count(DATASET) == 150, "the other consumer keeps its agreement and its rows"
     state = hub.governance_state(refresh=True)
     assert state.agreement("langson-ppc.party-members.1").status_at(dt.datetime.now(dt.UTC)) == "suspended"
+
+
+def test_R5_an_agreement_that_expires_takes_its_rows_along(hub: Hub, worker: Worker) -> None:
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=40)
+    with hub.governing() as gov:
+        gov.propose(
+            "thainguyen-ppc", "thainguyen-ppc.party-members.short", "thainguyen-ppc", DATASET,
+            ["member_id", "status"], "A short inspection", "Regulation 384, Art. 5", valid_until=ends,
+        )  # fmt: skip
+        gov.consent("coc", "thainguyen-ppc.party-members.short")
+        gov.approve("cpo", "thainguyen-ppc.party-members.short")
+        gov.approve("op", "thainguyen-ppc.party-members.short")
+    publish(hub, list(generate_party_members(60, seed=8)))
+    worker.start()
+    thai_nguyen = hub.store("thainguyen-ppc")
+    wait_until(
+        lambda: thai_nguyen.count(DATASET) == 60, timeout=120, what="60 rows before expiry", log=worker.log
+    )
+    assert dt.datetime.now(dt.UTC) < ends, "the worker must fill the read model before the agreement ends"
+    wait_until(
+        lambda: thai_nguyen.count(DATASET) == 0, timeout=60, what="the rows to go at expiry", log=worker.log
+    )
+    assert dt.datetime.now(dt.UTC) >= ends
+    assert hub.store("dongthap-ppc").count(DATASET) == 60

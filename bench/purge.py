@@ -1,0 +1,145 @@
+"""``python -m bench purge``: how long an agreement's end takes to reach the consumer (R5).
+
+A hub with N party members projected by the real worker into three consumers' read models (Dong Thap,
+Lang Son, Thai Nguyen) and the real query API. Then, one consumer at a time, governance suspends (or
+revokes) its agreement on the log, and the clock runs until
+
+- the query API refuses the consumer's next request (403), polled every 20 ms, and
+- the worker has purged the consumer's rows from its read model (count 0), polled every 20 ms.
+
+Both are measured from the moment the governance event is on the broker. Results go to
+``bench/results/purge.json`` and a section of ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx2
+
+from bench import machine, report
+from bench.environment import BENCH_HOME, DATASET, OWNER, broker, hub_env, new_hub
+from bench.load import query_api, stop_group
+from bench.model import save
+from connectors.publisher import Publisher
+from connectors.synthetic import generate_party_members
+from services.governance_bootstrap import issue_credential
+from services.hub import Hub
+
+POLL_S = 0.02
+RESULTS = report.PURGE_JSON
+#: (consumer, how its agreement ends)
+ENDINGS = [("dongthap-ppc", "suspend"), ("langson-ppc", "revoke"), ("thainguyen-ppc", "suspend")]
+
+
+def _grant_thai_nguyen(hub: Hub) -> None:
+    with hub.governing() as gov:
+        agreement = "thainguyen-ppc.party-members.bench"
+        gov.propose(
+            "thainguyen-ppc", agreement, "thainguyen-ppc", DATASET, ["member_id", "province_code", "status"],
+            "Benchmark", "Regulation 384, Art. 5",
+        )  # fmt: skip
+        gov.consent("coc", agreement)
+        gov.approve("cpo", agreement)
+        gov.approve("op", agreement)
+
+
+def _wait(condition: Any, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(POLL_S)
+    return time.monotonic()
+
+
+def _status(client: httpx2.Client, path: str, auth: dict[str, str]) -> int:
+    return int(client.get(path, headers=auth, params={"limit": 1}).status_code)
+
+
+def run(members: int) -> dict[str, Any]:
+    workdir = BENCH_HOME / "purge"
+    with broker() as bootstrap:
+        hub = new_hub(workdir / "hub", bootstrap)
+        _grant_thai_nguyen(hub)
+        publisher = Publisher(
+            bootstrap=hub.kafka_as(OWNER),
+            governance=hub.governance,
+            keys=hub.keys,
+            agency=OWNER,
+            dataset=DATASET,
+        )
+        publisher.publish_records(generate_party_members(members, seed=384))
+        publisher.close()
+        env = hub_env(hub)
+        log = (workdir / "projector.log").open("ab")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "services", "project"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        stores = {c: hub.store(c) for c, _ in ENDINGS}
+        try:
+            _wait(lambda: all(s.count(DATASET) == members for s in stores.values()), 600, "projection")
+            tokens = {c: issue_credential(hub, c) for c, _ in ENDINGS}
+            with query_api(env, workdir / "api.log") as server, httpx2.Client(base_url=server.base) as client:
+                runs = []
+                for consumer, ending in ENDINGS:
+                    path = f"/v1/consumers/{consumer}/datasets/{DATASET}/records"
+                    auth = {"Authorization": f"Bearer {tokens[consumer]}"}
+                    if _status(client, path, auth) != 200:
+                        raise RuntimeError(f"{consumer} cannot read before its agreement ends")
+                    with hub.governing() as gov:
+                        agreement = gov.state.active_agreement(consumer, DATASET, dt.datetime.now(dt.UTC))
+                        assert agreement is not None
+                        getattr(gov, ending)("cpo", agreement.id, "benchmark")
+                    logged = time.monotonic()  # the event is on the broker (acks=all, flushed)
+                    refused = _wait(
+                        lambda p=path, a=auth: _status(client, p, a) == 403,
+                        30,
+                        f"the API refusing {consumer}",
+                    )
+                    purged = _wait(
+                        lambda c=consumer: stores[c].count(DATASET) == 0, 60, f"{consumer}'s purge"
+                    )
+                    runs.append(
+                        {
+                            "consumer": consumer,
+                            "ending": ending,
+                            "rows": members,
+                            "api_refuses_after_s": round(refused - logged, 3),
+                            "rows_purged_after_s": round(purged - logged, 3),
+                        }
+                    )
+                    print(f"[purge] {runs[-1]}", file=sys.stderr)
+        finally:
+            stop_group(worker)
+            hub.close()
+    return {
+        "members": members,
+        "runs": runs,
+        "api_refuses_median_s": statistics.median(r["api_refuses_after_s"] for r in runs),
+        "rows_purged_median_s": statistics.median(r["rows_purged_after_s"] for r in runs),
+        "rows_purged_max_s": max(r["rows_purged_after_s"] for r in runs),
+    }
+
+
+def main(argv: list[str], command: str) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench purge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    result = run(args.members)
+    payload = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "machine": machine.describe(),
+        "code": machine.code_version(),
+        **result,
+    }
+    save(RESULTS, payload)
+    print(f"[purge] wrote {RESULTS}; {report.write_report()}", file=sys.stderr)
