@@ -23,6 +23,9 @@ from sharehub.gov.events import GovernanceEvent
 from sharehub.kafka import client_config, ensure_topics, producer_config, watermarks
 
 PARTITION = 0
+#: The reader only ever asks for events it knows are there (below the end offset): no reason for the broker
+#: to hold a fetch back waiting for more, which would delay every refresh by up to librdkafka's 500 ms.
+READER_CONFIG = {"enable.auto.commit": False, "fetch.wait.max.ms": 10}
 #: Every governance event has the same Kafka key, so it would land in the one partition anyway.
 MESSAGE_KEY = b"governance"
 
@@ -123,9 +126,7 @@ class KafkaLog:
     def read_all(self) -> list[bytes]:
         """Every event on the topic, from offset 0 to the end it had when reading began."""
         consumer = Consumer(
-            client_config(
-                self.bootstrap, **{"group.id": f"sharehub-gov-{uuid.uuid4()}", "enable.auto.commit": False}
-            )
+            client_config(self.bootstrap, **{"group.id": f"sharehub-gov-{uuid.uuid4()}", **READER_CONFIG})
         )
         try:
             if not _exists(consumer, self.topic, self._timeout):
@@ -148,9 +149,7 @@ class KafkaLog:
             return self.read_all()
         if self._reader is None:
             group = f"sharehub-gov-{uuid.uuid4()}"
-            self._reader = Consumer(
-                client_config(self.bootstrap, **{"group.id": group, "enable.auto.commit": False})
-            )
+            self._reader = Consumer(client_config(self.bootstrap, **{"group.id": group, **READER_CONFIG}))
         if self._next_offset == 0 and not _exists(self._reader, self.topic, self._timeout):
             return []
         high = watermarks(self._reader, self.topic, PARTITION, timeout=self._timeout)[1]
