@@ -181,7 +181,7 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
         get = record_getter(client, path, keys)
         paced(min(50, requests), rate, get)  # warm-up: connection and caches
         api = paced(requests, rate, get)
-        page = client.get(f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000})
+        page = client.get(f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, "purpose": "sharehub benchmark"})
         page.raise_for_status()
     db = hub.home / "readmodels" / f"{CONSUMER}.db"
     engine = create_engine(f"sqlite:///{db}")

@@ -11,7 +11,7 @@ principal                   may
 ``<prefix>.<owner>``        write (and read back, for its chain heads) the topics of the datasets it owns;
                             write the checkpoint topic
 ``<prefix>.hub``            read every topic of the hub (datasets, governance, checkpoints, quarantine);
-                            write the quarantine topic; use consumer groups named after the hub
+                            write the quarantine and access-log topics; use consumer groups of the hub
 the broker's super user     governance: create topics, principals and ACLs, write the governance log
 ==========================  ===============================================================================
 
@@ -48,7 +48,7 @@ def provision(hub: Hub) -> list[str]:
     topics created."""
     state = hub.governance_state(refresh=True)
     admin_access = hub.kafka_admin
-    own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1)]
+    own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1), (state.access_log_topic, 3)]
     created = ensure_topics(admin_access, [(d.topic, d.partitions) for d in state.datasets()] + own)
     if hub.settings.kafka_security == "plaintext":
         return created
@@ -117,9 +117,10 @@ def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:
         for separator in (".", "-")  # dataset topics, and the hub's own (governance, checkpoints, quarantine)
         for op in (AclOperation.READ, AclOperation.DESCRIBE)
     ]
-    bindings.append(
-        _allow(services, t, f"{prefix}-quarantine", AclOperation.WRITE, ResourcePatternType.LITERAL)
-    )
+    for written in ("quarantine", "access-log"):
+        bindings.append(
+            _allow(services, t, f"{prefix}-{written}", AclOperation.WRITE, ResourcePatternType.LITERAL)
+        )
     for group in (f"{prefix}-", *SHARED_GROUP_PREFIXES):
         bindings.append(_allow(services, ResourceType.GROUP, group, AclOperation.READ, prefixed))
     return bindings

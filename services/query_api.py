@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from services.access_log import AccessLog
 from services.gov_api import governance_router
 from services.hub import Hub
 from sharehub.errors import (
@@ -51,13 +52,24 @@ class GrantedDataset(BaseModel):
     records: int
 
 
-def create_app(hub: Hub) -> FastAPI:
+Purpose = Annotated[
+    str,
+    Query(
+        min_length=3,
+        max_length=200,
+        description="Why this query is made; required, and recorded with it in the access log (R7).",
+    ),
+]
+
+
+def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     app = FastAPI(
         title="sharehub query API",
         version="1",
         description="Each consumer agency reads the records its active agreements grant, and nothing else.",
     )
     store = hub.store
+    access = access_log or AccessLog(hub.kafka, hub.governance.access_log_topic)
 
     def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
         if credentials is None:
@@ -78,10 +90,12 @@ def create_app(hub: Hub) -> FastAPI:
         return consumer
 
     def granted(consumer: str, dataset: str) -> str:
+        """The id of the consumer's active agreement for ``dataset``; 404 or 403 otherwise."""
         hub.governance.dataset(dataset)  # 404 for a dataset that does not exist
-        if hub.governance.active_agreement(consumer, dataset, dt.datetime.now(dt.UTC)) is None:
+        agreement = hub.governance.active_agreement(consumer, dataset, dt.datetime.now(dt.UTC))
+        if agreement is None:
             raise Forbidden(f"{consumer!r} holds no active agreement for {dataset!r}")
-        return dataset
+        return agreement.id
 
     app.include_router(governance_router(hub, caller))
 
@@ -105,7 +119,7 @@ def create_app(hub: Hub) -> FastAPI:
         return {"consumer": who}
 
     @app.get("/v1/consumers/{consumer}/datasets")
-    def datasets(consumer: Annotated[str, Depends(own_read_model)]) -> list[GrantedDataset]:
+    def datasets(consumer: Annotated[str, Depends(own_read_model)], purpose: Purpose) -> list[GrantedDataset]:
         now = dt.datetime.now(dt.UTC)
         out = []
         for ds in hub.governance.datasets():
@@ -119,24 +133,34 @@ def create_app(hub: Hub) -> FastAPI:
                         records=store(consumer).count(ds.id),
                     )
                 )
+        access.record(consumer=consumer, purpose=purpose, operation="list_datasets")
         return out
 
     @app.get("/v1/consumers/{consumer}/datasets/{dataset}/records")
     def list_records(
         consumer: Annotated[str, Depends(own_read_model)],
         dataset: str,
+        purpose: Purpose,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         after: Annotated[str | None, Query(description="Key after which the page starts")] = None,
     ) -> RecordPage:
-        granted(consumer, dataset)
+        agreement = granted(consumer, dataset)
         items = store(consumer).list(dataset, limit=limit, after_key=after)
         next_key = items[-1]["key"] if len(items) == limit else None
+        keys = [i["key"] for i in items]
+        what = {"dataset": dataset, "agreement": agreement, "record_keys": keys}
+        access.record(consumer=consumer, purpose=purpose, operation="list_records", **what)
         return RecordPage(items=[Record(**i) for i in items], next=next_key)
 
     @app.get("/v1/consumers/{consumer}/datasets/{dataset}/records/{key}")
-    def get_record(consumer: Annotated[str, Depends(own_read_model)], dataset: str, key: str) -> Record:
-        granted(consumer, dataset)
+    def get_record(
+        consumer: Annotated[str, Depends(own_read_model)], dataset: str, key: str, purpose: Purpose
+    ) -> Record:
+        agreement = granted(consumer, dataset)
         found = store(consumer).get(dataset, key)
+        returned = [key] if found is not None else []
+        what = {"dataset": dataset, "agreement": agreement, "record_keys": returned}
+        access.record(consumer=consumer, purpose=purpose, operation="get_record", **what)
         if found is None:
             raise UnknownReferenceError(f"no record {key!r} in {consumer!r}'s read model of {dataset!r}")
         return Record(**found)

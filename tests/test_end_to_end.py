@@ -89,18 +89,24 @@ def _publish_project_and_query(hub: Hub, worker: Worker, tmp_path: Path) -> None
         headers = {"Authorization": f"Bearer {token}"}
         first = json.loads(data.read_text().splitlines()[0])
         url = f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records/{first['member_id']}"
-        got = httpx.get(url, headers=headers, timeout=10)
+        purpose = {"purpose": "End-to-end check"}
+        got = httpx.get(url, headers=headers, params=purpose, timeout=10)
         assert got.status_code == 200
         fields = got.json()["fields"]
         assert fields["full_name"] == first["full_name"]
         assert "national_id" not in fields and "phone" not in fields and "date_of_birth" not in fields
 
         other = httpx.get(
-            f"{base}/v1/consumers/langson-ppc/datasets/{DATASET}/records", headers=headers, timeout=10
+            f"{base}/v1/consumers/langson-ppc/datasets/{DATASET}/records",
+            headers=headers,
+            params=purpose,
+            timeout=10,
         )
         assert other.status_code == 403
         page = httpx.get(
-            f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records?limit=1000", headers=headers
+            f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records",
+            headers=headers,
+            params={"limit": 1000, **purpose},
         )
         assert len(page.json()["items"]) == 300
     finally:

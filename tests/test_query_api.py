@@ -1,4 +1,5 @@
-"""The query API: a consumer reads its own read model with its own credential, and nothing else."""
+"""The query API: a consumer reads its own read model with its own credential, and nothing else; every
+answer is recorded with its purpose in the access log on the real broker (R7)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,21 @@ from tests.test_projector import apply, messages, projector
 RECORDS = "/v1/consumers/{consumer}/datasets/party-members/records"
 
 
+pytestmark = pytest.mark.kafka
+PURPOSE = {"purpose": "Prepare the congress report"}
+
+
 @pytest.fixture
-def loaded(offline_hub: Hub) -> Hub:
-    apply(
-        projector(offline_hub), messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)])
-    )
-    return offline_hub
+def loaded(hub: Hub) -> Hub:
+    apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
+    return hub
 
 
 def client(hub: Hub) -> TestClient:
-    return TestClient(create_app(hub))
+    """A client that states the purpose with every request (a request may state its own)."""
+    c = TestClient(create_app(hub))
+    c.params = PURPOSE
+    return c
 
 
 def bearer(hub: Hub, consumer: str) -> dict[str, str]:
@@ -122,3 +128,33 @@ def test_openapi_and_health(loaded: Hub) -> None:
     assert c.get("/healthz").json() == {"status": "ok"}
     spec = c.get("/openapi.json").json()
     assert "/v1/consumers/{consumer}/datasets/{dataset}/records/{key}" in spec["paths"]
+
+
+def test_R7_every_answer_is_in_the_access_log_with_its_purpose(loaded: Hub) -> None:
+    from services.access_log import read_access_log
+
+    auth = bearer(loaded, "dongthap-ppc")
+    c = client(loaded)
+    base = RECORDS.format(consumer="dongthap-ppc")
+    assert c.get(base, params={"limit": 2, "purpose": "Audit of cell 7"}, headers=auth).status_code == 200
+    assert c.get(base + "/PM0000000004", headers=auth).status_code == 200
+    assert c.get("/v1/consumers/langson-ppc/datasets", headers=auth).status_code == 403  # not answered
+    logged = list(read_access_log(loaded.kafka, loaded.governance.access_log_topic))
+    assert [(e["operation"], e["purpose"], e["record_keys"]) for e in logged] == [
+        ("list_records", "Audit of cell 7", ["PM0000000001", "PM0000000002"]),
+        ("get_record", PURPOSE["purpose"], ["PM0000000004"]),
+    ]
+    assert {(e["consumer"], e["dataset"], e["agreement"]) for e in logged} == {
+        ("dongthap-ppc", "party-members", "dongthap-ppc.party-members.1")
+    }
+
+
+@pytest.mark.parametrize("purpose", [None, "", "x" * 201])
+def test_a_query_without_a_purpose_is_refused(loaded: Hub, purpose: str | None) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    params = {} if purpose is None else {"purpose": purpose}
+    response = TestClient(create_app(loaded)).get(
+        RECORDS.format(consumer="dongthap-ppc"), params=params, headers=auth
+    )
+    assert response.status_code == 422
+    assert "purpose" in response.text

@@ -71,7 +71,7 @@ def up(
         time.sleep(1)
     token = issue_credential(hub, DEMO_CONSUMER)
     base = f"http://{settings.api_host}:{settings.api_port}"
-    records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3"
+    records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3&purpose=demo"
     typer.echo(
         f"""
 sharehub demo is up.

@@ -177,6 +177,20 @@ def gov_erase(
     print(json.dumps(receipt, indent=1))
 
 
+@audit_app.command("access")
+@reports_errors
+def audit_access(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's queries")] = None,
+) -> None:
+    """Every answered query of the read models (R7), oldest first, one JSON object per line."""
+    from services.access_log import read_access_log
+
+    hub = Hub()
+    for event in read_access_log(hub.kafka, hub.governance.access_log_topic):
+        if consumer is None or event["consumer"] == consumer:
+            print(json.dumps({**event, "at": event["at"].isoformat()}, ensure_ascii=False))
+
+
 @audit_app.command("receipt")
 @reports_errors
 def audit_receipt(file: Annotated[Path, typer.Argument(help="An erasure receipt (JSON)")]) -> None:

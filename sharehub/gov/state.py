@@ -118,6 +118,11 @@ class GovState:
         return f"{self.topic_prefix}-checkpoints"
 
     @property
+    def access_log_topic(self) -> str:
+        """Every answered query of a read model (R7)."""
+        return f"{self.topic_prefix}-access-log"
+
+    @property
     def projector_group(self) -> str:
         """Kafka consumer group of this hub's projection workers."""
         return f"{self.topic_prefix}-projector"

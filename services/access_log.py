@@ -1,0 +1,91 @@
+"""The access log (R7): every answered query of a read model, written to ``<prefix>-access-log`` before the
+answer leaves the API, so there is no answer without its record.
+
+One Avro record per query (``schemas/access-event.avsc``, single-object encoding): consumer, dataset,
+agreement, the purpose the caller stated, the operation, the keys of the records returned, and the time.
+It holds record keys, never field values. Auditors read it back with ``sharehub audit access``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from services.audit import read_topic
+from sharehub.avro import load_schema, split_single_object
+from sharehub.errors import BrokerError
+from sharehub.kafka import producer_config
+
+ACCESS_SCHEMA = load_schema("access-event")
+DELIVERY_TIMEOUT_S = 10.0
+
+
+class AccessLog:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer({**producer_config(bootstrap), "linger.ms": 0})
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        *,
+        consumer: str,
+        purpose: str,
+        operation: str,
+        dataset: str | None = None,
+        agreement: str | None = None,
+        record_keys: Sequence[str] = (),
+    ) -> str:
+        """Write one access event and wait until the broker holds it; returns its request id."""
+        request_id = uuid.uuid4().hex
+        value = ACCESS_SCHEMA.encode_single_object(
+            {
+                "request_id": request_id,
+                "consumer": consumer,
+                "dataset": dataset,
+                "agreement": agreement,
+                "purpose": purpose,
+                "operation": operation,
+                "record_keys": list(record_keys),
+                "at": dt.datetime.now(dt.UTC),
+            }
+        )
+        done = threading.Event()
+        failure: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failure.append(err)
+            done.set()
+
+        with self._lock:
+            self._producer.produce(self.topic, value=value, key=consumer.encode(), on_delivery=delivered)
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while not done.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                self._producer.poll(0.005)
+        if failure or not done.is_set():
+            why = failure[0].str() if failure else "not delivered in time"
+            raise BrokerError(f"the access log did not take the record of this query: {why}")
+        return request_id
+
+    def close(self) -> None:
+        self._producer.flush(DELIVERY_TIMEOUT_S)
+
+
+def decode_access(value: bytes) -> dict[str, Any]:
+    fp, body = split_single_object(value)
+    if fp != ACCESS_SCHEMA.fingerprint:
+        raise ValueError("not a sharehub access event")
+    return ACCESS_SCHEMA.decode(body)
+
+
+def read_access_log(bootstrap: str, topic: str) -> Iterator[dict[str, Any]]:
+    for _partition, _offset, value in read_topic(bootstrap, topic):
+        yield decode_access(value)
