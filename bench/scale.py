@@ -29,7 +29,16 @@ from typing import Any
 from bench import charts, machine, report
 from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, broker, hub_env, new_hub
 from bench.kafka_io import end_offsets
-from bench.load import latency_summary, paced, peak_rss_kb, query_api, record_getter, rss_kb, stop_group
+from bench.load import (
+    BENCH_PURPOSE,
+    latency_summary,
+    paced,
+    peak_rss_kb,
+    query_api,
+    record_getter,
+    rss_kb,
+    stop_group,
+)
 from bench.model import save
 from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
@@ -181,7 +190,9 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
         get = record_getter(client, path, keys)
         paced(min(50, requests), rate, get)  # warm-up: connection and caches
         api = paced(requests, rate, get)
-        page = client.get(f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, "purpose": "sharehub benchmark"})
+        page = client.get(
+            f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, **BENCH_PURPOSE}
+        )
         page.raise_for_status()
     db = hub.home / "readmodels" / f"{CONSUMER}.db"
     engine = create_engine(f"sqlite:///{db}")
