@@ -8,6 +8,8 @@ any point restarts exactly where its last committed batch ended (nothing lost, n
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -86,6 +88,10 @@ class Row:
     event_id: str
     occurred_at: dt.datetime
     agreement_id: str
+
+
+def insert_for(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def schema_name(consumer: str) -> str:
@@ -234,6 +240,29 @@ class ReadModelStore:
         the events were judged, and granting again later means a rebuild of this read model."""
         with self.engine.begin() as conn:
             return int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+
+    def replace_with(self, source: ReadModelStore, *, chunk: int = 5_000) -> None:
+        """Make this read model's rows, positions and chain heads exactly ``source``'s, in one transaction:
+        a reader sees the old contents until the commit and the new ones after (the rebuild's swap)."""
+        with self.engine.begin() as conn, source.engine.connect() as src:
+            for table in (records, positions, chain_heads):
+                conn.execute(delete(table))
+                result = src.execution_options(yield_per=chunk).execute(select(table))
+                for part in result.partitions(chunk):
+                    conn.execute(insert_for(self._dialect)(table), [dict(r._mapping) for r in part])
+
+    def state_hash(self) -> str:
+        """SHA-256 over what the consumer can see, in key order: dataset, key, granted fields (canonical
+        JSON) and how many events made each record. Equal read models hash equal, wherever they live."""
+        digest = hashlib.sha256()
+        query = select(records.c.dataset, records.c.record_key, records.c.fields, records.c.version).order_by(
+            records.c.dataset, records.c.record_key
+        )
+        with self.engine.connect() as conn:
+            for dataset, key, fields, version in conn.execution_options(yield_per=5_000).execute(query):
+                canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                digest.update(f"{dataset}\t{key}\t{canonical}\t{version}\n".encode())
+        return digest.hexdigest()
 
     # --- reading ---------------------------------------------------------------------------------
 

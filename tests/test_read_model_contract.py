@@ -111,3 +111,36 @@ def test_the_database_password_comes_from_a_file_and_never_shows(tmp_path: Path)
     store = ReadModelStore("postgresql+psycopg://sharehub@db.invalid:5432/hub", "c", password_file=secret)
     assert store.engine.url.password == "s3cret-from-a-file"
     assert "s3cret" not in str(store.engine.url) and "s3cret" not in repr(store.engine)
+
+
+def test_the_state_hash_depends_on_visible_content_only(url_template: str, store: ReadModelStore) -> None:
+    store.apply([row("PM1", status="OFFICIAL"), row("PM2", status="PROBATIONARY")], {("t", 0): 2})
+    other = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    other.create()
+    try:
+        # Same rows in another order, other event ids and times, other positions: the same hash.
+        other.apply([row("PM2", status="PROBATIONARY")], {("t", 1): 7})
+        other.apply([row("PM1", status="OFFICIAL")], {("t", 1): 8})
+        assert other.state_hash() == store.state_hash()
+        other.apply([row("PM1", status="EXPELLED")], {("t", 1): 9})
+        assert other.state_hash() != store.state_hash()
+    finally:
+        other.drop()
+        other.close()
+
+
+def test_replace_with_swaps_rows_positions_and_heads_at_once(
+    url_template: str, store: ReadModelStore
+) -> None:
+    store.apply([row("OLD", status="OFFICIAL")], {("t", 0): 5})
+    fresh = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    fresh.create()
+    try:
+        fresh.apply([row(f"PM{i}", status="OFFICIAL") for i in range(3)], {("t", 0): 3, ("t", 1): 4})
+        store.replace_with(fresh, chunk=2)
+        assert store.get("party-members", "OLD") is None
+        assert store.count() == 3 and store.positions() == {("t", 0): 3, ("t", 1): 4}
+        assert store.state_hash() == fresh.state_hash()
+    finally:
+        fresh.drop()
+        fresh.close()

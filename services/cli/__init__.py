@@ -24,7 +24,7 @@ def _register() -> None:
     app.add_typer(generate_commands.app, name="generate")
     app.add_typer(demo_commands.app, name="demo")
     app.command("publish")(hub_commands.publish)
-    app.command("project")(hub_commands.project)
+    app.add_typer(hub_commands.project_app, name="project")
     app.command("serve")(hub_commands.serve)
 
 

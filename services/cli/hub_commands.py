@@ -61,11 +61,20 @@ def publish(
         raise typer.Exit(EXIT_FAILURE)
 
 
+project_app = typer.Typer(
+    help="The projection worker (without a command), and rebuilding read models.", invoke_without_command=True
+)
+
+
+@project_app.callback()
 @reports_errors
 def project(
+    ctx: typer.Context,
     loglevel: Annotated[str, typer.Option(help="Log level of the worker")] = "INFO",
 ) -> None:
     """Run the projection worker until stopped: Kafka → verify → decrypt → agreements → read models."""
+    if ctx.invoked_subcommand is not None:
+        return
     from projections.projector import Projector
     from projections.worker import create_app, run
 
@@ -83,6 +92,18 @@ def project(
         before_batch=hub.governance_state,
     )
     run(app, loglevel=loglevel.upper())
+
+
+@project_app.command("rebuild")
+@reports_errors
+def project_rebuild(consumer: Annotated[str, typer.Option("--consumer", help="Consumer agency id")]) -> None:
+    """Replay the log into a fresh read model for CONSUMER and swap it in atomically; prints its state hash.
+    The worker must be stopped."""
+    from services.rebuild import rebuild
+
+    done = rebuild(Hub(), consumer)
+    err.print(f"{done.events:,} events replayed, {done.rows:,} rows, {done.quarantined} refused")
+    print(f"{done.consumer}\t{done.state_hash}")
 
 
 @reports_errors
@@ -189,6 +210,27 @@ def audit_access(
     for event in read_access_log(hub.kafka, hub.governance.access_log_topic):
         if consumer is None or event["consumer"] == consumer:
             print(json.dumps({**event, "at": event["at"].isoformat()}, ensure_ascii=False))
+
+
+@audit_app.command("state-hash")
+@reports_errors
+def audit_state_hash(
+    consumer: Annotated[str, typer.Option("--consumer", help="Consumer agency id")],
+    live: Annotated[
+        bool, typer.Option(help="Also print the live read model's hash, and exit 1 if different")
+    ] = False,
+) -> None:
+    """Recompute a consumer's read-model state hash from the log (a scratch replay; nothing live changes)."""
+    from services.rebuild import audit_hash
+
+    hub = Hub()
+    replayed = audit_hash(hub, consumer)
+    print(f"log\t{replayed.state_hash}")
+    if live:
+        current = hub.store(consumer).state_hash()
+        print(f"live\t{current}")
+        if current != replayed.state_hash:
+            raise typer.Exit(EXIT_FAILURE)
 
 
 @audit_app.command("receipt")
