@@ -295,6 +295,15 @@ class ReadModelStore:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def last_applied(self, dataset: str) -> dt.datetime | None:
+        """When a row of ``dataset`` was last written (None: never)."""
+        query = select(func.max(records.c.applied_at)).where(records.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        if found is not None and found.tzinfo is None:  # SQLite keeps no zone; the hub writes UTC
+            found = found.replace(tzinfo=dt.UTC)
+        return found
+
     def holds(self, dataset: str) -> bool:
         """Whether any row of ``dataset`` is here (one index probe, whatever the size)."""
         query = select(records.c.record_key).where(records.c.dataset == dataset).limit(1)

@@ -10,13 +10,15 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
 from services.access_log import AccessLog
 from services.gov_api import governance_router
 from services.hub import Hub
+from services.operations import Operations
 from sharehub.errors import (
     BrokerError,
     DuplicateId,
@@ -109,6 +111,21 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         status, code = _status(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+
+    operations = Operations(hub)
+
+    def operator(who: Annotated[str, Depends(caller)]) -> str:
+        if who != hub.governance.operator:
+            raise Forbidden(f"status and metrics are for the hub operator {hub.governance.operator!r}")
+        return who
+
+    @app.get("/v1/status", summary="Lag, freshness and row counts per read model; quarantine by reason")
+    def status(_who: Annotated[str, Depends(operator)]) -> dict[str, Any]:
+        return operations.status()
+
+    @app.get("/metrics", summary="The same, as Prometheus metrics", response_class=PlainTextResponse)
+    def metrics(_who: Annotated[str, Depends(operator)]) -> PlainTextResponse:
+        return PlainTextResponse(operations.metrics(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -158,3 +158,19 @@ def test_a_query_without_a_purpose_is_refused(loaded: Hub, purpose: str | None) 
     )
     assert response.status_code == 422
     assert "purpose" in response.text
+
+
+def test_status_and_metrics_show_each_read_model_to_the_operator_only(loaded: Hub) -> None:
+    c = client(loaded)
+    assert c.get("/v1/status", headers=bearer(loaded, "dongthap-ppc")).status_code == 403
+    operator = bearer(loaded, "cpo")
+    status = c.get("/v1/status", headers=operator).json()
+    models = {(m["consumer"], m["dataset"]): m for m in status["read_models"]}
+    dong_thap = models[("dongthap-ppc", "party-members")]
+    assert dong_thap["rows"] == 5 and dong_thap["agreement"] == "dongthap-ppc.party-members.1"
+    assert dong_thap["seconds_since_last_write"] is not None and dong_thap["seconds_since_last_write"] >= 0
+    assert status["governance_head"] == loaded.governance.head_sequence
+    metrics = c.get("/metrics", headers=operator)
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert 'sharehub_read_model_rows{consumer="dongthap-ppc",dataset="party-members"} 5.0' in metrics.text
+    assert 'sharehub_agreement_active{consumer="langson-ppc",dataset="party-members"} 1.0' in metrics.text

@@ -9,11 +9,18 @@ from sqlalchemy import text
 from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
 from services.hub import Hub
+from services.operations import Operations
 from tests.kafka_helpers import Worker, sharehub, wait_until
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
 CONSUMER = "dongthap-ppc"
+
+
+def lag(operations: Operations) -> int:
+    models = operations.status()["read_models"]
+    [model] = [m for m in models if (m["consumer"], m["dataset"]) == (CONSUMER, DATASET)]
+    return int(model["lag_events"])
 
 
 def test_rebuild_restores_a_damaged_read_model_to_the_hash_the_log_gives(hub: Hub, worker: Worker) -> None:
@@ -24,11 +31,14 @@ def test_rebuild_restores_a_damaged_read_model_to_the_hash_the_log_gives(hub: Hu
     publisher.publish_records(members)
     publisher.publish_records(members[:40])  # a second version of some records
     publisher.close()
+    operations = Operations(hub)
+    assert lag(operations) == 190, "before the worker runs, every event is lag"
     worker.start()
     store = hub.store(CONSUMER)
     wait_until(
         lambda: sum(store.versions(DATASET).values()) == 190, timeout=120, what="190 events", log=worker.log
     )
+    assert lag(operations) == 0
 
     refused = sharehub(hub, "project", "rebuild", "--consumer", CONSUMER)
     assert refused.returncode == 2 and "the projection worker is running" in refused.stderr

@@ -1,0 +1,121 @@
+"""Operations view of a hub: per consumer and dataset, how far behind the log each read model is (lag, in
+events), how fresh it is, and what the projection refused (quarantine counts by reason). Served as JSON
+(``/v1/status``) and as Prometheus metrics (``/metrics``), both for the operator's credential."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from projections.quarantine import decode_quarantined
+from services.audit import read_topic
+from services.hub import Hub
+from sharehub.kafka import client_config, watermarks
+
+#: Reading the quarantine topic is a scan: at most this often.
+QUARANTINE_CACHE_S = 5.0
+
+
+@dataclass(frozen=True)
+class ReadModelStatus:
+    consumer: str
+    dataset: str
+    agreement: str | None
+    rows: int
+    lag_events: int
+    seconds_since_last_write: float | None
+
+
+class Operations:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._quarantine: tuple[float, dict[str, int]] | None = None
+        self._lock = threading.Lock()
+
+    def status(self) -> dict[str, Any]:
+        gov = self.hub.governance
+        now = dt.datetime.now(dt.UTC)
+        ends = self._topic_ends([d.topic for d in gov.datasets()])
+        models = []
+        for consumer in self.hub.consumers():
+            store = self.hub.store(consumer)
+            stored = store.positions()
+            for ds in gov.datasets():
+                agreement = gov.active_agreement(consumer, ds.id, now)
+                ever = any(a.consumer == consumer and a.dataset == ds.id for a in gov.agreements())
+                if not ever:
+                    continue
+                lag = sum(end - stored.get((ds.topic, p), 0) for p, end in ends[ds.topic].items())
+                last = store.last_applied(ds.id)
+                models.append(
+                    ReadModelStatus(
+                        consumer=consumer,
+                        dataset=ds.id,
+                        agreement=agreement.id if agreement else None,
+                        rows=store.count(ds.id),
+                        lag_events=max(lag, 0),
+                        seconds_since_last_write=(now - last).total_seconds() if last else None,
+                    )
+                )
+        return {
+            "at": now.isoformat(),
+            "governance_head": gov.head_sequence,
+            "read_models": [asdict(m) for m in models],
+            "quarantined": self._quarantined(),
+        }
+
+    def metrics(self) -> bytes:
+        status = self.status()
+        registry = CollectorRegistry()
+        labels = ["consumer", "dataset"]
+        rows = Gauge("sharehub_read_model_rows", "Rows in a consumer's read model", labels, registry=registry)
+        lag = Gauge("sharehub_read_model_lag_events", "Events on the log not yet in the read model", labels,
+                    registry=registry)  # fmt: skip
+        age = Gauge("sharehub_read_model_seconds_since_last_write", "Seconds since a row was last written",
+                    labels, registry=registry)  # fmt: skip
+        active = Gauge("sharehub_agreement_active", "1 while the consumer holds an active agreement", labels,
+                       registry=registry)  # fmt: skip
+        for m in status["read_models"]:
+            key = (m["consumer"], m["dataset"])
+            rows.labels(*key).set(m["rows"])
+            lag.labels(*key).set(m["lag_events"])
+            active.labels(*key).set(1 if m["agreement"] else 0)
+            if m["seconds_since_last_write"] is not None:
+                age.labels(*key).set(m["seconds_since_last_write"])
+        refused = "Events the projection refused, by reason"
+        quarantined = Gauge("sharehub_quarantined_events", refused, ["reason"], registry=registry)
+        for reason, count in status["quarantined"].items():
+            quarantined.labels(reason).set(count)
+        Gauge("sharehub_governance_head", "Sequence of the last governance event", registry=registry).set(
+            status["governance_head"]
+        )
+        return bytes(generate_latest(registry))
+
+    def _topic_ends(self, topics: list[str]) -> dict[str, dict[int, int]]:
+        consumer = Consumer(client_config(self.hub.kafka, **{"group.id": f"sharehub-ops-{uuid.uuid4()}"}))
+        try:
+            out: dict[str, dict[int, int]] = {}
+            for topic in topics:
+                described = consumer.list_topics(topic, timeout=10).topics[topic]
+                out[topic] = {p: watermarks(consumer, topic, p, timeout=10)[1] for p in described.partitions}
+            return out
+        finally:
+            consumer.close()
+
+    def _quarantined(self) -> dict[str, int]:
+        with self._lock:
+            if self._quarantine is None or time.monotonic() - self._quarantine[0] > QUARANTINE_CACHE_S:
+                topic = self.hub.governance.quarantine_topic
+                counts = Counter(
+                    decode_quarantined(v)["reason"] for _, _, v in read_topic(self.hub.kafka, topic)
+                )
+                self._quarantine = (time.monotonic(), dict(sorted(counts.items())))
+            return self._quarantine[1]
