@@ -21,6 +21,7 @@ def _register() -> None:
     app.add_typer(hub_commands.credentials_app, name="credentials")
     app.add_typer(hub_commands.audit_app, name="audit")
     app.add_typer(hub_commands.keys_app, name="keys")
+    app.add_typer(hub_commands.quarantine_app, name="quarantine")
     app.add_typer(generate_commands.app, name="generate")
     app.add_typer(demo_commands.app, name="demo")
     app.command("publish")(hub_commands.publish)

@@ -241,3 +241,40 @@ def audit_receipt(file: Annotated[Path, typer.Argument(help="An erasure receipt 
 
     verify_receipt(load_receipt(file), Hub().governance)
     out.print("receipt verifies")
+
+
+quarantine_app = typer.Typer(
+    help="What the projection refused: list it, re-check it after a fix.", no_args_is_help=True
+)
+
+
+@quarantine_app.command("list")
+@reports_errors
+def quarantine_list(reason: Annotated[str | None, typer.Option(help="Only this reason code")] = None) -> None:
+    """Every refused event: source topic, partition, offset, reason, detail (tab-separated)."""
+    from services.quarantine_review import quarantined
+
+    for e in quarantined(Hub()):
+        if reason is None or e["reason"] == reason:
+            print(
+                f"{e['source_topic']}\t{e['source_partition']}\t{e['source_offset']}\t{e['reason']}\t{e['detail']}"
+            )
+
+
+@quarantine_app.command("recheck")
+@reports_errors
+def quarantine_recheck() -> None:
+    """Judge every refused event again under governance and keys as they are now ('sharehub project
+    rebuild --consumer C' then takes in what passes)."""
+    from services.quarantine_review import recheck
+
+    verdicts: dict[str, int] = {}
+    for r in recheck(Hub()):
+        e = r.entry
+        verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+        print(
+            f"{e['source_topic']}\t{e['source_partition']}\t{e['source_offset']}\t{e['reason']}\t{r.verdict}\t{r.now}"
+        )
+    err.print(
+        ", ".join(f"{n} {verdict}" for verdict, n in sorted(verdicts.items())) or "the quarantine is empty"
+    )

@@ -1,0 +1,59 @@
+"""Reviewing the quarantine: list what the projection refused, and re-check each refusal under governance
+and keys as they are now (after a fix: a key registered late, a schema version added, a data key restored).
+
+A re-check judges each original event on its own: signature, owner, schema, decryption. Chain findings
+(gaps, duplicates, forks) depend on the events around them and are only decided by a replay. An event
+that passes now is taken into the read models by ``sharehub project rebuild --consumer C``, which replays
+the log, refused events included, under current governance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from projections.quarantine import decode_quarantined
+from services.audit import read_topic
+from services.hub import Hub
+from sharehub.envelope import VerifiedRoots, open_envelope
+from sharehub.errors import EnvelopeError, UnknownReferenceError
+
+CHAIN_REASONS = {"chain_gap", "replayed_sequence", "duplicate", "chain_fork", "misrouted", "chain_violation"}
+
+
+@dataclass(frozen=True)
+class Review:
+    entry: dict[str, Any]
+    #: "passes" (would be applied now), "refused" (still, with ``now``), or "chain" (a replay decides)
+    verdict: str
+    now: str
+
+
+def quarantined(hub: Hub) -> Iterator[dict[str, Any]]:
+    for _partition, _offset, value in read_topic(hub.kafka, hub.governance.quarantine_topic):
+        yield decode_quarantined(value)
+
+
+def recheck(hub: Hub) -> Iterator[Review]:
+    gov = hub.governance_state(refresh=True)
+    datasets = {d.topic: d.id for d in gov.datasets()}
+    for entry in quarantined(hub):
+        if entry["reason"] in CHAIN_REASONS:
+            yield Review(entry, "chain", "decided by a replay ('sharehub project rebuild')")
+            continue
+        try:
+            dataset = datasets.get(entry["source_topic"])
+            if dataset is None:
+                raise UnknownReferenceError(f"topic {entry['source_topic']!r} carries no registered dataset")
+            open_envelope(
+                entry["original_value"],
+                topic_dataset=dataset,
+                signers=gov,
+                keys=hub.keys,
+                roots=VerifiedRoots(),
+            )
+        except (EnvelopeError, UnknownReferenceError) as exc:
+            yield Review(entry, "refused", f"{getattr(exc, 'reason', 'unknown_dataset')}: {exc}")
+            continue
+        yield Review(entry, "passes", "would be applied by a rebuild")

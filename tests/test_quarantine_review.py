@@ -1,0 +1,53 @@
+"""The quarantine can be listed, re-checked after a fix, and what passes is taken in by a rebuild: real
+broker, real worker, the real command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from connectors.publisher import Publisher
+from connectors.synthetic import generate_party_members
+from services.hub import Hub
+from tests.kafka_helpers import Worker, sharehub, wait_until
+
+pytestmark = pytest.mark.kafka
+DATASET = "party-members"
+
+
+def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebuilt(
+    hub: Hub, worker: Worker
+) -> None:
+    # The Commission starts signing with a new key before governance has it: every event is refused.
+    public = hub.keys.create_signing_key("coc", "coc/sign/2")
+    publisher = Publisher(
+        bootstrap=hub.kafka_as("coc"), governance=hub.governance, keys=hub.keys, agency="coc", dataset=DATASET
+    )
+    publisher.publish_records(generate_party_members(5, seed=2))
+    publisher.close()
+    worker.start()
+    wait_until(
+        lambda: len(sharehub(hub, "quarantine", "list").stdout.splitlines()) == 5,
+        timeout=120,
+        what="five refused events",
+        log=worker.log,
+    )
+    listed = sharehub(hub, "quarantine", "list", "--reason", "unknown_signer")
+    assert len(listed.stdout.splitlines()) == 5 and "coc/sign/2" in listed.stdout
+    before = sharehub(hub, "quarantine", "recheck")
+    assert before.stdout.count("\trefused\t") == 5 and "5 refused" in before.stderr
+    assert hub.store("dongthap-ppc").count(DATASET) == 0
+
+    # The fix: governance registers the key, valid from before those events were signed.
+    with hub.governing() as gov:
+        gov.add_key(
+            "cpo", "coc", "coc/sign/2", public, valid_from=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        )
+    after = sharehub(hub, "quarantine", "recheck")
+    assert after.stdout.count("\tpasses\t") == 5 and "5 passes" in after.stderr
+
+    worker.stop()
+    rebuilt = sharehub(hub, "project", "rebuild", "--consumer", "dongthap-ppc")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert hub.store("dongthap-ppc").count(DATASET) == 5
