@@ -262,3 +262,37 @@ def test_governance_creates_topics_that_keep_every_event(hub: Hub) -> None:
         config = admin.describe_configs([resource])[resource].result(timeout=10)
         assert config["retention.ms"].value == "-1", topic
         assert config["retention.bytes"].value == "-1", topic
+
+
+def test_two_workers_share_the_partitions_and_a_rebalance_loses_and_duplicates_nothing(hub: Hub) -> None:
+    members = list(generate_party_members(3000, seed=12))
+    versions = 2
+    for _ in range(versions):
+        publish(hub, members)
+    total = versions * len(members)
+    store = hub.store("dongthap-ppc")
+
+    def applied() -> int:
+        return sum(store.versions(DATASET).values())
+
+    env = hub_env(hub)
+    _first, first_log = processes.start(hub.home, "projector-1", ["project"], env=env)
+    try:
+        wait_until(lambda: applied() > 0, timeout=120, what="the first worker to apply", log=first_log)
+        _second, second_log = processes.start(hub.home, "projector-2", ["project"], env=env)
+        wait_until(
+            lambda: "resuming" in second_log.read_text(errors="replace"),
+            timeout=120,
+            what="the second worker to be given partitions",
+            log=second_log,
+        )
+        assert applied() < total, "the first worker finished before the second joined"
+        processes.stop(hub.home, "projector-1")  # the group rebalances onto the second worker
+        wait_until(lambda: applied() >= total, timeout=180, what=f"{total} applied events", log=second_log)
+        _settle(hub, store)
+    finally:
+        processes.stop(hub.home, "projector-1")
+        processes.stop(hub.home, "projector-2")
+    assert applied() == total
+    assert store.count(DATASET) == len(members)
+    assert set(store.versions(DATASET).values()) == {versions}
