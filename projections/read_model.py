@@ -35,6 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+from projections import filter_sql
+from sharehub.row_filter import RowFilter, Value
+
 metadata = MetaData()
 
 records = Table(
@@ -272,11 +275,32 @@ class ReadModelStore:
         with self.engine.connect() as conn:
             return {k: int(v) for k, v in conn.execute(query)}
 
-    def list(self, dataset: str, *, limit: int, after_key: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        dataset: str,
+        *,
+        limit: int,
+        after_key: str | None = None,
+        where: RowFilter | None = None,
+        sort: tuple[str, Value, bool] | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Records in key order after ``after_key``; or, with ``sort`` = (field, a value of its type,
+        descending), in that field's order (then key order) from ``offset``. ``where``: a row filter."""
         query = select(records.c.record_key, records.c.fields).where(records.c.dataset == dataset)
-        if after_key is not None:
-            query = query.where(records.c.record_key > after_key)
-        query = query.order_by(records.c.record_key).limit(limit)
+        if where is not None:
+            query = query.where(filter_sql.where(where, records.c.fields))
+        if sort is None:
+            if after_key is not None:
+                query = query.where(records.c.record_key > after_key)
+            query = query.order_by(records.c.record_key)
+        else:
+            name, sample, descending = sort
+            column = filter_sql.typed(records.c.fields, name, sample)
+            ordered = column.desc() if descending else column.asc()
+            query = query.order_by(ordered.nulls_last(), records.c.record_key)
+            query = query.offset(offset)
+        query = query.limit(limit)
         with self.engine.connect() as conn:
             return [{"key": k, "fields": f} for k, f in conn.execute(query)]
 

@@ -19,16 +19,19 @@ from services.access_log import AccessLog
 from services.gov_api import governance_router
 from services.hub import Hub
 from services.operations import Operations
+from sharehub.avro import RecordSchema
 from sharehub.errors import (
     BrokerError,
     DuplicateId,
     Forbidden,
+    InputError,
     LifecycleViolation,
     NotAuthenticated,
     NotPermitted,
     SharehubError,
     UnknownReferenceError,
 )
+from sharehub.row_filter import compile_filter
 
 #: An unknown credential makes the API look for new governance events, at most this often.
 RECHECK_S = 0.05
@@ -43,7 +46,7 @@ class Record(BaseModel):
 
 class RecordPage(BaseModel):
     items: list[Record]
-    #: Pass as ``after`` to read the next page; null on the last page.
+    #: The next page: pass it as ``after`` (key order) or as ``offset`` (with ``sort``); null at the end.
     next: str | None
 
 
@@ -54,6 +57,7 @@ class GrantedDataset(BaseModel):
     records: int
 
 
+FILTER_HELP = 'A row filter over granted fields, e.g. status == "OFFICIAL" and province_code in ["82"].'
 Purpose = Annotated[
     str,
     Query(
@@ -159,11 +163,32 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         dataset: str,
         purpose: Purpose,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        after: Annotated[str | None, Query(description="Key after which the page starts")] = None,
+        after: Annotated[str | None, Query(description="Key after which the page starts (key order)")] = None,
+        filter: Annotated[
+            str | None,
+            Query(description=FILTER_HELP),
+        ] = None,
+        sort: Annotated[
+            str | None,
+            Query(pattern=r"^-?[a-z_][a-z0-9_]*$", description="A granted field; -field: descending"),
+        ] = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000, description="With sort: rows to skip")] = 0,
     ) -> RecordPage:
         agreement = granted(consumer, dataset)
-        items = store(consumer).list(dataset, limit=limit, after_key=after)
-        next_key = items[-1]["key"] if len(items) == limit else None
+        terms = hub.governance.agreement(agreement).terms
+        schema = hub.governance.current_schema(dataset)
+        where = compile_filter(filter, schema, allowed_fields=terms.fields) if filter else None
+        order = None
+        if sort is not None:
+            name = sort.lstrip("-")
+            if name not in terms.fields:
+                raise InputError(f"sort: {name!r} is not a field {consumer!r} is granted")
+            order = (name, _sample(schema, name), sort.startswith("-"))
+        items = store(consumer).list(
+            dataset, limit=limit, after_key=after, where=where, sort=order, offset=offset
+        )
+        full = len(items) == limit
+        next_key = (str(offset + limit) if order else items[-1]["key"]) if full else None
         keys = [i["key"] for i in items]
         what = {"dataset": dataset, "agreement": agreement, "record_keys": keys}
         access.record(consumer=consumer, purpose=purpose, operation="list_records", **what)
@@ -183,6 +208,20 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         return Record(**found)
 
     return app
+
+
+def _sample(schema: RecordSchema, name: str) -> Any:
+    """A value of the field's JSON type, which is how the read model compares and orders it."""
+    kind = schema.fields[name].type
+    kinds = kind if isinstance(kind, list) else [kind]
+    named = {k if isinstance(k, str) else k.get("type") for k in kinds}
+    if named & {"int", "long", "float", "double"} and not any(
+        isinstance(k, dict) and "logicalType" in k for k in kinds
+    ):
+        return 0
+    if "boolean" in named:
+        return True
+    return ""
 
 
 def _status(exc: SharehubError) -> tuple[int, str]:

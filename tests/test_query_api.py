@@ -174,3 +174,51 @@ def test_status_and_metrics_show_each_read_model_to_the_operator_only(loaded: Hu
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert 'sharehub_read_model_rows{consumer="dongthap-ppc",dataset="party-members"} 5.0' in metrics.text
     assert 'sharehub_agreement_active{consumer="langson-ppc",dataset="party-members"} 1.0' in metrics.text
+
+
+@pytest.fixture
+def varied(hub: Hub) -> Hub:
+    people = [
+        member(member_id="PM0000000001", province_code="82", admission_date="2005-05-19"),
+        member(member_id="PM0000000002", province_code="20", admission_date="1999-01-02"),
+        member(member_id="PM0000000003", province_code="82", admission_date="2011-11-11",
+               status="PROBATIONARY", official_date=None),
+        member(member_id="PM0000000004", province_code="01", admission_date="1987-03-04"),
+    ]  # fmt: skip
+    apply(projector(hub), messages(hub, people))
+    return hub
+
+
+def test_list_with_a_filter_and_a_sort_on_granted_fields(varied: Hub) -> None:
+    auth = bearer(varied, "dongthap-ppc")
+    c = client(varied)
+    base = RECORDS.format(consumer="dongthap-ppc")
+    found = c.get(
+        base, params={"filter": 'province_code == "82" and status == "OFFICIAL"'}, headers=auth
+    ).json()
+    assert [i["key"] for i in found["items"]] == ["PM0000000001"]
+    oldest_first = c.get(base, params={"sort": "admission_date", "limit": 3}, headers=auth).json()
+    assert [i["key"] for i in oldest_first["items"]] == ["PM0000000004", "PM0000000002", "PM0000000001"]
+    assert oldest_first["next"] == "3"
+    rest = c.get(base, params={"sort": "admission_date", "offset": 3}, headers=auth).json()
+    assert [i["key"] for i in rest["items"]] == ["PM0000000003"] and rest["next"] is None
+    newest = c.get(base, params={"sort": "-admission_date", "limit": 1}, headers=auth).json()
+    assert [i["key"] for i in newest["items"]] == ["PM0000000003"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"filter": 'national_id == "1"'}, "national_id"),  # exists, but not granted to Dong Thap
+        ({"filter": 'shoe_size == "42"'}, "shoe_size"),
+        ({"filter": "status == "}, "column"),
+        ({"filter": "__import__('os')"}, "column"),
+        ({"sort": "national_id"}, "'national_id' is not a field 'dongthap-ppc' is granted"),
+    ],
+)
+def test_a_bad_filter_or_sort_is_a_clear_400(varied: Hub, params: dict[str, str], message: str) -> None:
+    response = client(varied).get(
+        RECORDS.format(consumer="dongthap-ppc"), params=params, headers=bearer(varied, "dongthap-ppc")
+    )
+    assert response.status_code == 400, response.text
+    assert message in response.json()["detail"]

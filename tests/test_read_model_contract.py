@@ -144,3 +144,57 @@ def test_replace_with_swaps_rows_positions_and_heads_at_once(
     finally:
         fresh.drop()
         fresh.close()
+
+
+FILTERS = [
+    'status == "OFFICIAL"',
+    'status != "OFFICIAL"',
+    'province_code in ["79", "01", "82"]',
+    'province_code not in ["79", "01"]',
+    "official_date is null",
+    "official_date is not null",
+    'official_date >= "2000-01-01"',
+    'not official_date >= "2000-01-01"',
+    'official_date == null or official_date < "1990-06-01"',
+    'official_date in [null, "2001-05-05"]',
+    'official_date not in [null, "2001-05-05"]',
+    'admission_date < "1995-01-01" and (status == "PROBATIONARY" or gender == "FEMALE")',
+    'not (province_code == "79" or status in ["DECEASED", "EXPELLED"])',
+]
+
+
+@pytest.mark.parametrize("text", FILTERS)
+def test_a_row_filter_in_sql_selects_exactly_what_it_matches_in_python(
+    store: ReadModelStore, text: str
+) -> None:
+    from connectors.synthetic import generate_party_members
+    from sharehub.avro import datum_to_json, load_schema, record_from_json
+    from sharehub.row_filter import compile_filter
+
+    schema = load_schema("party-members")
+    datums = {str(r["member_id"]): record_from_json(schema, r) for r in generate_party_members(300, seed=9)}
+    rows = [row(k, **datum_to_json(d)) for k, d in datums.items()]
+    store.apply(rows, {("t", 0): len(rows)})
+    rule = compile_filter(text, schema)
+    expected = sorted(k for k, d in datums.items() if rule.matches(d))
+    found = [r["key"] for r in store.list("party-members", limit=1000, where=rule)]
+    assert found == expected
+    assert 0 < len(expected) < len(datums) or text in ('official_date in [null, "2001-05-05"]',)
+
+
+def test_sorting_on_a_field_in_either_direction(store: ReadModelStore) -> None:
+    store.apply(
+        [
+            row("A", admission_date="2001-01-01"),
+            row("B", admission_date="1999-05-05"),
+            row("C", admission_date=None),
+        ],
+        {("t", 0): 3},
+    )
+    ascending = store.list("party-members", limit=10, sort=("admission_date", "x", False))
+    assert [r["key"] for r in ascending] == ["B", "A", "C"]  # nulls last either way
+    descending = store.list("party-members", limit=10, sort=("admission_date", "x", True))
+    assert [r["key"] for r in descending] == ["A", "B", "C"]
+    assert [
+        r["key"] for r in store.list("party-members", limit=1, offset=1, sort=("admission_date", "x", False))
+    ] == ["A"]
