@@ -51,3 +51,16 @@ def test_docker_compose_accepts_the_file_when_it_is_installed() -> None:
         return  # the structural checks above still ran; `docker compose` is not on every machine
     result = subprocess.run([docker, "compose", "config", "-q"], cwd=REPO, capture_output=True, text=True)  # type: ignore[list-item]
     assert result.returncode == 0, result.stderr
+
+
+def test_only_governance_and_its_api_hold_the_brokers_super_user_password() -> None:
+    def holds(name: str) -> bool:
+        service = COMPOSE["services"][name]
+        merged: dict[str, object] = {}
+        for part in service.get("<<", []) if isinstance(service.get("<<"), list) else [service.get("<<", {})]:
+            merged.update(part.get("environment", {}))
+        merged.update(service.get("environment", {}))
+        return "SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE" in merged
+
+    assert holds("governance") and holds("api")
+    assert not holds("projector")
