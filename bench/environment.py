@@ -100,7 +100,7 @@ def wait_for_leaders(bootstrap: str, topics: list[str], timeout: float = 60.0) -
 
     from sharehub.kafka import client_config
 
-    consumer = Consumer(client_config(bootstrap, **{"group.id": f"bench-{uuid.uuid4()}"}))
+    consumer = Consumer(client_config(bootstrap, **{"group.id": f"sharehub-bench-{uuid.uuid4()}"}))
     deadline = time.monotonic() + timeout
     try:
         for topic in topics:

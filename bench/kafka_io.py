@@ -36,7 +36,7 @@ class Msg(NamedTuple):
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """High watermark of every partition of ``topic``."""
-    consumer = Consumer(client_config(bootstrap, **{"group.id": f"bench-{uuid.uuid4()}"}))
+    consumer = Consumer(client_config(bootstrap, **{"group.id": f"sharehub-bench-{uuid.uuid4()}"}))
     try:
         described = consumer.list_topics(topic, timeout=30).topics[topic]
         return {
@@ -53,7 +53,9 @@ def read_batches(bootstrap: str, topic: str, batch: int = BATCH) -> Iterator[lis
     if not ends:
         return
     consumer = Consumer(
-        client_config(bootstrap, **{"group.id": f"bench-{uuid.uuid4()}", "enable.auto.commit": False})
+        client_config(
+            bootstrap, **{"group.id": f"sharehub-bench-{uuid.uuid4()}", "enable.auto.commit": False}
+        )
     )
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])

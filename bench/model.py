@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from sharehub.kafka import KafkaAccess
+from sharehub.keys import SecretBytes
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,14 @@ class Config:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Config:
-        return cls(raw["quick"], Path(raw["workdir"]), raw["bootstrap"], raw["seed"])
+        """The config a scenario's own process runs with. The broker address comes back with the super
+        user's login (its password never goes into the config file: it is read again from its file)."""
+        bootstrap = raw["bootstrap"]
+        password_file = os.environ.get("SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE")
+        if bootstrap and password_file:
+            password = SecretBytes(Path(password_file).read_text().strip().encode())
+            bootstrap = KafkaAccess(bootstrap, "admin", password)
+        return cls(raw["quick"], Path(raw["workdir"]), bootstrap, raw["seed"])
 
 
 @dataclass(frozen=True)

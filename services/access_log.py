@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from services.audit import read_topic
 from sharehub.avro import load_schema, split_single_object
@@ -30,7 +29,19 @@ class AccessLog:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self._producer = Producer({**producer_config(bootstrap), "linger.ms": 0})
-        self._lock = threading.Lock()
+        # One thread serves every delivery report; each request waits on its own event, so concurrent
+        # queries never queue behind each other's polling.
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._serve_reports, name="access-log", daemon=True)
+        self._poller.start()
+        try:  # the topic's metadata now, not inside the first query
+            self._producer.list_topics(topic, timeout=DELIVERY_TIMEOUT_S)
+        except KafkaException as exc:
+            raise BrokerError(f"the access log {topic} is unreachable: {exc}") from None
+
+    def _serve_reports(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.05)
 
     def record(
         self,
@@ -64,18 +75,19 @@ class AccessLog:
                 failure.append(err)
             done.set()
 
-        with self._lock:
+        try:
             self._producer.produce(self.topic, value=value, key=consumer.encode(), on_delivery=delivered)
-        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
-        while not done.is_set() and time.monotonic() < deadline:
-            with self._lock:
-                self._producer.poll(0.005)
+        except (BufferError, KafkaException) as exc:
+            raise BrokerError(f"the access log did not take the record of this query: {exc}") from None
+        done.wait(DELIVERY_TIMEOUT_S)
         if failure or not done.is_set():
             why = failure[0].str() if failure else "not delivered in time"
             raise BrokerError(f"the access log did not take the record of this query: {why}")
         return request_id
 
     def close(self) -> None:
+        self._closing.set()
+        self._poller.join()
         self._producer.flush(DELIVERY_TIMEOUT_S)
 
 
