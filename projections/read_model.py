@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from projections import filter_sql
 from sharehub.row_filter import RowFilter, Value
@@ -124,11 +125,18 @@ class ReadModelStore:
         self._dialect = self.engine.dialect.name
 
     def create(self) -> None:
-        """Create the tables (and the consumer's schema on PostgreSQL) if they do not exist."""
-        with self.engine.begin() as conn:
-            if self._schema is not None:
-                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-            metadata.create_all(conn)
+        """Create the tables (and the consumer's schema on PostgreSQL) if they do not exist. Two workers
+        starting at once may race to create them: the loser finds them made and carries on."""
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    if self._schema is not None:
+                        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+                    metadata.create_all(conn)
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
 
     def drop(self) -> None:
         """Remove the read model entirely."""

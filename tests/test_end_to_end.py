@@ -265,34 +265,28 @@ def test_governance_creates_topics_that_keep_every_event(hub: Hub) -> None:
 
 
 def test_two_workers_share_the_partitions_and_a_rebalance_loses_and_duplicates_nothing(hub: Hub) -> None:
-    members = list(generate_party_members(3000, seed=12))
-    versions = 2
-    for _ in range(versions):
-        publish(hub, members)
-    total = versions * len(members)
+    members = list(generate_party_members(2000, seed=12))
     store = hub.store("dongthap-ppc")
 
     def applied() -> int:
         return sum(store.versions(DATASET).values())
 
     env = hub_env(hub)
-    _first, first_log = processes.start(hub.home, "projector-1", ["project"], env=env)
+    logs = [processes.start(hub.home, f"projector-{n}", ["project"], env=env)[1] for n in (1, 2)]
     try:
-        wait_until(lambda: applied() > 0, timeout=120, what="the first worker to apply", log=first_log)
-        _second, second_log = processes.start(hub.home, "projector-2", ["project"], env=env)
-        wait_until(
-            lambda: "resuming" in second_log.read_text(errors="replace"),
-            timeout=120,
-            what="the second worker to be given partitions",
-            log=second_log,
-        )
-        assert applied() < total, "the first worker finished before the second joined"
-        processes.stop(hub.home, "projector-1")  # the group rebalances onto the second worker
-        wait_until(lambda: applied() >= total, timeout=180, what=f"{total} applied events", log=second_log)
+        for log in logs:  # both in the group, each with its share of the partitions
+            wait_until(lambda log=log: "resuming" in log.read_text(errors="replace"), timeout=120,
+                       what="a worker to be given partitions", log=log)  # fmt: skip
+        publish(hub, members[:1000])
+        wait_until(lambda: applied() > 0, timeout=60, what="the workers to apply", log=logs[0])
+        processes.stop(hub.home, "projector-1")  # mid-stream: the group rebalances onto the second worker
+        publish(hub, members[1000:])
+        publish(hub, members)  # a second version of every record
+        wait_until(lambda: applied() >= 4000, timeout=180, what="4000 applied events", log=logs[1])
         _settle(hub, store)
     finally:
         processes.stop(hub.home, "projector-1")
         processes.stop(hub.home, "projector-2")
-    assert applied() == total
+    assert applied() == 4000
     assert store.count(DATASET) == len(members)
-    assert set(store.versions(DATASET).values()) == {versions}
+    assert set(store.versions(DATASET).values()) == {2}
