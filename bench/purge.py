@@ -27,7 +27,6 @@ from bench import machine, report
 from bench.environment import BENCH_HOME, DATASET, OWNER, broker, hub_env, new_hub
 from bench.load import query_api, stop_group
 from bench.model import save
-from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
@@ -68,13 +67,7 @@ def run(members: int) -> dict[str, Any]:
     with broker() as bootstrap:
         hub = new_hub(workdir / "hub", bootstrap)
         _grant_thai_nguyen(hub)
-        publisher = Publisher(
-            bootstrap=hub.kafka_as(OWNER),
-            governance=hub.governance,
-            keys=hub.keys,
-            agency=OWNER,
-            dataset=DATASET,
-        )
+        publisher = hub.publisher(OWNER, DATASET)
         publisher.publish_records(generate_party_members(members, seed=384))
         publisher.close()
         env = hub_env(hub)

@@ -40,7 +40,6 @@ from bench.load import (
     stop_group,
 )
 from bench.model import save
-from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
@@ -65,13 +64,7 @@ def log(message: str) -> None:
 
 def publish(hub: Hub, members: int, seed: int) -> dict[str, Any]:
     """Stream the generator through ``publish_records``, the batched path ``sharehub publish`` takes."""
-    publisher = Publisher(
-        bootstrap=hub.kafka_as(OWNER),
-        governance=hub.governance,
-        keys=hub.keys,
-        agency=OWNER,
-        dataset=DATASET,
-    )
+    publisher = hub.publisher(OWNER, DATASET)
     samples: list[dict[str, float]] = []
     started = time.monotonic()
 

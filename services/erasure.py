@@ -17,7 +17,6 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
-from connectors.publisher import Publisher
 from services.hub import Hub
 from sharehub.envelope import pseudonym
 from sharehub.errors import InputError, SignatureInvalid
@@ -40,9 +39,7 @@ def erase_subject(
         raise InputError(f"erasures are approved centrally, by {gov.operator!r}, not by {approved_by!r}")
     if approved_by == requested_by:
         raise InputError("the agency that requests an erasure may not also approve it")
-    publisher = Publisher(
-        bootstrap=hub.kafka_as(ds.owner), governance=gov, keys=hub.keys, agency=ds.owner, dataset=dataset
-    )
+    publisher = hub.publisher(ds.owner, dataset)
     event = publisher.erase(record_key)
     ref = pseudonym(hub.keys.routing_key(dataset), record_key)
     key_id = subject_key_id(dataset, ref)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
+from connectors.publisher import Publisher
 from projections.read_model import ReadModelStore
 from sharehub.errors import ConfigurationError
 from sharehub.gov import GovernanceService, GovState, anchors
@@ -33,6 +34,7 @@ class Hub:
     def __init__(self, settings: Settings | None = None, *, log: EventLog | None = None) -> None:
         self.settings = settings or Settings()
         self._log = log
+        self._anchors: anchors.Anchors | None = None
         self._state: GovState | None = None
         self._refreshed = 0.0
         self._lock = threading.RLock()
@@ -44,7 +46,10 @@ class Hub:
 
     @property
     def anchors(self) -> anchors.Anchors:
-        return anchors.load(self.home)
+        """The pinned trust, read from ``trust.json`` once it exists (pinning never changes it)."""
+        if self._anchors is None:
+            self._anchors = anchors.load(self.home)
+        return self._anchors
 
     # --- who connects to Kafka as whom -------------------------------------------------------------------
 
@@ -125,6 +130,17 @@ class Hub:
     @cached_property
     def keys(self) -> LocalKeyStore:
         return LocalKeyStore(self.home / "keys.db", load_master_key(self.home, self.settings.master_key))
+
+    def publisher(self, agency: str, dataset: str) -> Publisher:
+        """A publisher of ``dataset`` acting as ``agency`` (its broker login and signing key), under
+        governance as the log has it now."""
+        return Publisher(
+            bootstrap=self.kafka_as(agency),
+            governance=self.governance_state(refresh=True),
+            keys=self.keys,
+            agency=agency,
+            dataset=dataset,
+        )
 
     def consumers(self) -> list[str]:
         """Every agency that holds an agreement, whatever its state: each has a read model."""

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members, write_jsonl
 from projections.quarantine import decode_quarantined
 from services import processes
@@ -31,13 +30,7 @@ DATASET = "party-members"
 
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:
-    publisher = Publisher(
-        bootstrap=hub.kafka_as("coc"),
-        governance=hub.governance,
-        keys=hub.keys,
-        agency="coc",
-        dataset=DATASET,
-    )
+    publisher = hub.publisher("coc", DATASET)
     report = publisher.publish_records(records)
     assert report.published == len(records) and not report.rejected
 

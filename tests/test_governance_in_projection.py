@@ -10,7 +10,6 @@ import datetime as dt
 
 import pytest
 
-from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
 from services.hub import Hub
 from tests.kafka_helpers import Worker, wait_until
@@ -21,13 +20,7 @@ THAI_NGUYEN = "19"
 
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:
-    publisher = Publisher(
-        bootstrap=hub.kafka_as("coc"),
-        governance=hub.governance_state(refresh=True),
-        keys=hub.keys,
-        agency="coc",
-        dataset=DATASET,
-    )
+    publisher = hub.publisher("coc", DATASET)
     report = publisher.publish_records(records)
     assert report.published == len(records) and not report.rejected
 

@@ -7,7 +7,6 @@ import datetime as dt
 
 import pytest
 
-from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
 from services.hub import Hub
 from tests.kafka_helpers import Worker, sharehub, wait_until
@@ -21,9 +20,7 @@ def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebui
 ) -> None:
     # The Commission starts signing with a new key before governance has it: every event is refused.
     public = hub.keys.create_signing_key("coc", "coc/sign/2")
-    publisher = Publisher(
-        bootstrap=hub.kafka_as("coc"), governance=hub.governance, keys=hub.keys, agency="coc", dataset=DATASET
-    )
+    publisher = hub.publisher("coc", DATASET)
     publisher.publish_records(generate_party_members(5, seed=2))
     publisher.close()
     worker.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members
 from services.hub import Hub
 from services.operations import Operations
@@ -25,9 +24,7 @@ def lag(operations: Operations) -> int:
 
 def test_rebuild_restores_a_damaged_read_model_to_the_hash_the_log_gives(hub: Hub, worker: Worker) -> None:
     members = list(generate_party_members(150, seed=21))
-    publisher = Publisher(
-        bootstrap=hub.kafka_as("coc"), governance=hub.governance, keys=hub.keys, agency="coc", dataset=DATASET
-    )
+    publisher = hub.publisher("coc", DATASET)
     publisher.publish_records(members)
     publisher.publish_records(members[:40])  # a second version of some records
     publisher.close()

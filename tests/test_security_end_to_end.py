@@ -28,13 +28,7 @@ DATASET = "party-members"
 
 
 def publisher(hub: Hub) -> Publisher:
-    return Publisher(
-        bootstrap=hub.kafka_as("coc"),
-        governance=hub.governance,
-        keys=hub.keys,
-        agency="coc",
-        dataset=DATASET,
-    )
+    return hub.publisher("coc", DATASET)
 
 
 def produce_raw(hub: Hub, topic: str, partition: int, *values: bytes) -> None:

@@ -14,7 +14,6 @@ from bench.environment import DATASET, OWNER, new_hub
 from bench.kafka_io import read_batches
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
-from connectors.publisher import Publisher
 from services.audit import audit_verify
 
 
@@ -26,9 +25,7 @@ def run(config: Config) -> ScenarioResult:
         governance = hub.governance
         topic = governance.dataset(DATASET).topic
         n = config.events
-        publisher = Publisher(
-            bootstrap=hub.kafka_as(OWNER), governance=governance, keys=hub.keys, agency=OWNER, dataset=DATASET
-        )
+        publisher = hub.publisher(OWNER, DATASET)
         publisher.publish_records(records.members(n, config.seed))
         publisher.close()
 

@@ -26,7 +26,6 @@ from bench.environment import DATASET, OWNER, hub_with_read_models, new_hub
 from bench.kafka_io import RawProducer, read_batches
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
-from connectors.publisher import Publisher
 from projections.projector import LogMessage, Projector
 from services.hub import Hub
 from sharehub.avro import datum_to_json, record_from_json
@@ -59,9 +58,7 @@ def run(config: Config) -> ScenarioResult:
         ensure_topics(bootstrap, [(plain_topic, dataset.partitions)])
         n = config.events
         members = records.members(n, config.seed)
-        publisher = Publisher(
-            bootstrap=hub.kafka_as(OWNER), governance=governance, keys=hub.keys, agency=OWNER, dataset=DATASET
-        )
+        publisher = hub.publisher(OWNER, DATASET)
         publisher.publish_records(members)
         publisher.close()
         schema = governance.current_schema(DATASET)

@@ -18,7 +18,6 @@ from bench.environment import DATASET, OWNER, new_hub
 from bench.kafka_io import RawProducer
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
-from connectors.publisher import Publisher
 from sharehub.kafka import ensure_topics
 
 WARM_UP = 50
@@ -42,13 +41,7 @@ def run(config: Config) -> ScenarioResult:
         payloads = [(os.urandom(16), os.urandom(size)) for size in sizes]
 
         # Both clients are made once and warmed up (connection, producer id, metadata) before any timing.
-        publisher = Publisher(
-            bootstrap=hub.kafka_as(OWNER),
-            governance=hub.governance,
-            keys=hub.keys,
-            agency=OWNER,
-            dataset=DATASET,
-        )
+        publisher = hub.publisher(OWNER, DATASET)
         publisher.publish_records(records.members(WARM_UP, config.seed, start_index=config.reps * n))
         producer = RawProducer(bootstrap, raw_topic)
         producer.send_all(payloads[:WARM_UP])

@@ -22,7 +22,6 @@ from bench.kafka_io import read_batches
 from bench.load import latency_summary, paced, query_api, record_getter
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
-from connectors.publisher import Publisher
 from projections.projector import LogMessage, Projector
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
@@ -37,13 +36,7 @@ def run(config: Config) -> ScenarioResult:
     try:
         n = config.read_model_rows
         members = records.members(n, config.seed)
-        publisher = Publisher(
-            bootstrap=hub.kafka_as(OWNER),
-            governance=hub.governance,
-            keys=hub.keys,
-            agency=OWNER,
-            dataset=DATASET,
-        )
+        publisher = hub.publisher(OWNER, DATASET)
         publisher.publish_records(members)
         publisher.close()
         _fill(hub, hub.kafka)

@@ -29,7 +29,6 @@ def up(
 ) -> None:
     """Start Kafka, load governance, publish synthetic members, start the worker and the API."""
     from connectors.jsonl_source import read_jsonl
-    from connectors.publisher import Publisher
     from connectors.synthetic import generate_party_members, write_jsonl
     from services.governance_bootstrap import issue_credential, load, read_spec
     from services.kafka_local import LocalKafka
@@ -49,13 +48,7 @@ def up(
     data = settings.home / "demo" / "party-members.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(generate_party_members(members, seed), data)
-    publisher = Publisher(
-        bootstrap=hub.kafka_as("coc"),
-        governance=hub.governance,
-        keys=hub.keys,
-        agency="coc",
-        dataset="party-members",
-    )
+    publisher = hub.publisher("coc", "party-members")
     report = publisher.publish_lines(read_jsonl(data))
     err.print(f"published {report.published} party-members events as the Central Organization Commission")
 

@@ -42,16 +42,9 @@ def publish(
 ) -> None:
     """Validate, seal and publish each line of FILE; bad lines are reported by number, good lines go."""
     from connectors.jsonl_source import read_jsonl
-    from connectors.publisher import Publisher
 
     hub = Hub()
-    publisher = Publisher(
-        bootstrap=hub.kafka_as(agency),
-        governance=hub.governance,
-        keys=hub.keys,
-        agency=agency,
-        dataset=dataset,
-    )
+    publisher = hub.publisher(agency, dataset)
     report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
     for bad in report.rejected:
         err.print(f"{file}:{bad.number}: {bad.reason}", markup=False, highlight=False)
