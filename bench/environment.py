@@ -23,11 +23,11 @@ from sharehub.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPEC = REPO / "demo" / "hub.yaml"
-#: Under /tmp and apart from the demo (39092) and the tests (39592, 39692).
+#: Under /tmp and apart from the demo (29092) and the tests (29592, 29692).
 BENCH_HOME = Path("/tmp/sharehub-bench")
-BENCH_KAFKA_PORT = 39792
+BENCH_KAFKA_PORT = 29792
 #: The scale run has a broker of its own, so the suite can run (and stop its broker) meanwhile.
-SCALE_KAFKA_PORT = 39794
+SCALE_KAFKA_PORT = 29794
 #: Any address where nothing listens: hubs that never talk to Kafka are given this one.
 NO_BROKER = "127.0.0.1:9"
 DATASET = "party-members"

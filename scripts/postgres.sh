@@ -7,7 +7,7 @@
 # may sit in a directory that user cannot enter.
 set -euo pipefail
 
-PORT="${SHAREHUB_TEST_PG_PORT:-55432}"
+PORT="${SHAREHUB_TEST_PG_PORT:-25432}"
 BASE="${SHAREHUB_TEST_PG_DIR:-/tmp/sharehub-test-pg-$PORT}"
 DATA="$BASE/data"
 DB=sharehub_test

@@ -8,7 +8,7 @@ scripts/venv.sh
 .venv/bin/mypy
 
 export SHAREHUB_HOME="$PWD/.sharehub-test"
-export SHAREHUB_LOCAL_KAFKA_PORT="${SHAREHUB_TEST_KAFKA_PORT:-39592}"
+export SHAREHUB_LOCAL_KAFKA_PORT="${SHAREHUB_TEST_KAFKA_PORT:-29592}"
 rm -rf "$SHAREHUB_HOME"
 mkdir -p "$SHAREHUB_HOME"
 

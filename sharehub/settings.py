@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOCAL_KAFKA_PORT = 39092
-LOCAL_CONTROLLER_PORT = 39093
+LOCAL_KAFKA_PORT = 29092
+LOCAL_CONTROLLER_PORT = 29093
 
 
 class Settings(BaseSettings):

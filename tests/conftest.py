@@ -25,7 +25,7 @@ from tests.kafka_helpers import Worker
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPEC = REPO / "demo" / "hub.yaml"
-FALLBACK_KAFKA_PORT = 39692
+FALLBACK_KAFKA_PORT = 29692
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The local broker manager (``services.kafka_local``) and ``sharehub kafka``, against real brokers.
 
-These brokers live in temporary homes on their own ports (39192 and up), never on 39092, so the shared
+These brokers live in temporary homes on their own ports (29192 and up), never on 29092, so the shared
 broker the rest of the suite uses is not disturbed. The jars come from the default cache, so the
 Maven fetch happens once per machine. One broker is shared by the module; the tests that need a
 broker in a particular state (failed, stale) make their own in their own ``tmp_path``.
@@ -32,9 +32,9 @@ from services.kafka_local.jars import POM
 from sharehub.kafka import client_config
 from sharehub.settings import Settings
 
-PORT = 39192  # and 39193 for its controller
-SPARE_PORT = 39194  # brokers that are made to fail, and 39195
-CONFLICT_PORT = 39196  # only ever bound by a plain socket
+PORT = 29192  # and 29193 for its controller
+SPARE_PORT = 29194  # brokers that are made to fail, and 29195
+CONFLICT_PORT = 29196  # only ever bound by a plain socket
 SHAREHUB = Path(sys.executable).with_name("sharehub")
 CACHE_DIR = Settings().cache_dir
 
