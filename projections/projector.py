@@ -80,6 +80,17 @@ class Decision:
         return sum(len(r) for r in self.rows.values())
 
 
+@dataclass
+class Reconciled:
+    """What :meth:`Projector.reconcile` changed: {(consumer, dataset): rows deleted}."""
+
+    #: The consumer's agreement ended (revoked, suspended, expired): its rows left the read model (R5).
+    purged: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: New terms (an activation, or an agreement replaced by wider or narrower terms): the dataset starts
+    #: over in the read model and is backfilled from its first event.
+    reset: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
 class Projector:
     """Turns dataset-topic messages into consumer read-model rows under governance's agreements."""
 
@@ -102,6 +113,8 @@ class Projector:
         #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
         self._judged: dict[TopicPartition, int] = {}
         self._filters: dict[tuple[str, str, bytes], RowFilter] = {}
+        #: consumer → dataset → the terms its rows were projected under (None: nothing granted).
+        self._recorded: dict[str, dict[str, str | None]] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -144,9 +157,13 @@ class Projector:
     def _decide(self, batch: Sequence[LogMessage]) -> Decision:
         decision = Decision()
         verdicts: list[_Apply | _Purge] = []
+        #: Per partition, where this batch takes over. A read model whose position is below it is being
+        #: backfilled (see projections.backfill): this batch leaves that partition of it alone.
+        takes_over: dict[TopicPartition, int] = {}
         for message in batch:
             if message.tp not in self._judged:
                 self._resume(message.tp)
+            takes_over.setdefault(message.tp, self._judged[message.tp])
             if message.offset < self._judged[message.tp]:
                 continue  # judged before: a redelivery after a rebalance or a restart
             self._judged[message.tp] = message.offset + 1
@@ -163,9 +180,10 @@ class Projector:
         now = self._clock()
         for consumer, store in self._stores.items():
             done = store.positions()
+            lagging = {tp for tp, start in takes_over.items() if done.get(tp, 0) < start}
             moved: dict[TopicPartition, int] = {}
             for message in batch:
-                if message.offset >= done.get(message.tp, 0):
+                if message.tp not in lagging and message.offset >= done.get(message.tp, 0):
                     moved[message.tp] = max(moved.get(message.tp, 0), message.offset + 1)
             # The last verdict per record wins: a purge (erasure, or a row filter the record no longer
             # passes) drops the rows before it in this batch, a later row outlives an earlier purge.
@@ -173,8 +191,8 @@ class Projector:
             last_row: dict[tuple[str, str], int] = {}
             last_purge: dict[tuple[str, str], int] = {}
             for i, verdict in enumerate(verdicts):
-                if verdict.message.offset < done.get(verdict.message.tp, 0):
-                    continue  # applied by an earlier run: exactly-once effects
+                if verdict.message.tp in lagging or verdict.message.offset < done.get(verdict.message.tp, 0):
+                    continue  # applied by an earlier run (exactly-once effects), or left to the backfill
                 if isinstance(verdict, _Purge):
                     last_purge[(verdict.dataset, verdict.subject_ref)] = i
                     continue
@@ -193,19 +211,51 @@ class Projector:
             )
         return decision
 
-    def purge_ungranted(self) -> dict[tuple[str, str], int]:
-        """Delete, from every read model, the datasets its consumer no longer holds an active agreement
-        for (revoked, suspended, expired: R5). Returns {(consumer, dataset): rows deleted} for each purge."""
+    def reconcile(self) -> Reconciled:
+        """Bring every read model in line with the agreements active now. A dataset whose consumer holds no
+        active agreement any more is purged (R5); one whose active terms differ from those its rows were
+        projected under is reset to its start, to be backfilled (activation, widening, narrowing)."""
         now = self._clock()
-        purged: dict[tuple[str, str], int] = {}
+        done = Reconciled()
         with self._lock:
             for consumer, store in self._stores.items():
-                for dataset in self._dataset_by_topic.values():
-                    if self._governance.active_agreement(consumer, dataset, now) is None and store.holds(
-                        dataset
-                    ):
-                        purged[(consumer, dataset)] = store.purge_dataset(dataset)
-        return purged
+                recorded = self._recorded.get(consumer)
+                if recorded is None:
+                    recorded = self._recorded[consumer] = dict(store.recorded_terms())
+                    for dataset, _ in store.datasets():
+                        recorded.setdefault(dataset, "unrecorded")  # rows of unknown terms: start over
+                for topic, dataset in self._dataset_by_topic.items():
+                    agreement = self._governance.active_agreement(consumer, dataset, now)
+                    wanted = None if agreement is None else agreement.terms_digest
+                    if recorded.get(dataset) == wanted:
+                        continue
+                    if agreement is None:
+                        done.purged[(consumer, dataset)] = store.purge_dataset(dataset)
+                    else:
+                        done.reset[(consumer, dataset)] = store.reset_dataset(
+                            dataset, topic, terms=agreement.terms_digest, agreement_id=agreement.id
+                        )
+                    recorded[dataset] = wanted
+        return done
+
+    def outgrown(self) -> list[str]:
+        """What governance added since this projector was made (a dataset, a consumer): a projector reads
+        a fixed set of topics into a fixed set of read models, so it must be made again to serve them."""
+        changes = [
+            f"dataset {d.id!r} declared"
+            for d in self._governance.datasets()
+            if d.topic not in self._dataset_by_topic
+        ]
+        consumers = {a.consumer for a in self._governance.agreements()}
+        changes += [f"consumer {c!r} holds an agreement" for c in sorted(consumers - set(self._stores))]
+        return changes
+
+    def behind_stream(self) -> list[TopicPartition]:
+        """Partitions this projector reads past a read model's position (a dataset reset to its start): the
+        stream must go back there, or that read model would miss events. Read-only."""
+        with self._lock:
+            judged = dict(self._judged)
+        return sorted(tp for tp, next_offset in judged.items() if self.stored_offset(tp) < next_offset)
 
     def commit(self, decision: Decision) -> None:
         with self._lock:

@@ -76,6 +76,17 @@ chain_heads = Table(
     Column("hash", LargeBinary(32), nullable=False),
 )
 
+#: Per dataset, the terms (sharehub.governance.terms_digest) the dataset's rows were projected under. Rows
+#: of terms that are no longer the active ones are reset and projected again from the dataset's start.
+grants = Table(
+    "grants",
+    metadata,
+    Column("dataset", String(64), primary_key=True),
+    Column("terms", String(64), nullable=False),
+    Column("agreement_id", String(128), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
 TopicPartition = tuple[str, int]
 #: (topic, partition, producer) → (sequence, hash) of the last event that continued that chain.
 ChainHeads = dict[tuple[str, int, str], tuple[int, bytes]]
@@ -247,16 +258,47 @@ class ReadModelStore:
                 )
 
     def purge_dataset(self, dataset: str) -> int:
-        """Delete every row of ``dataset`` (its agreement ended: R5); returns how many. Positions stay:
-        the events were judged, and granting again later means a rebuild of this read model."""
+        """Delete every row of ``dataset`` and its recorded terms (its agreement ended: R5); returns how many
+        rows. Positions stay: the events were judged, and a later grant starts the dataset over."""
         with self.engine.begin() as conn:
+            conn.execute(delete(grants).where(grants.c.dataset == dataset))
             return int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+
+    def reset_dataset(self, dataset: str, topic: str, *, terms: str, agreement_id: str) -> int:
+        """Start ``dataset`` over under new terms (an agreement activated, or replaced by wider or narrower
+        ones): its rows go, its topic's positions and chain heads go back to the start, and the terms are
+        recorded, in one transaction. Returns how many rows went. The projection then brings the dataset
+        back from its first event (the backfill)."""
+        insert = insert_for(self._dialect)
+        with self.engine.begin() as conn:
+            deleted = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+            conn.execute(delete(positions).where(positions.c.topic == topic))
+            conn.execute(delete(chain_heads).where(chain_heads.c.topic == topic))
+            stmt = insert(grants).values(
+                dataset=dataset, terms=terms, agreement_id=agreement_id, recorded_at=dt.datetime.now(dt.UTC)
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[grants.c.dataset],
+                    set_={
+                        "terms": stmt.excluded.terms,
+                        "agreement_id": stmt.excluded.agreement_id,
+                        "recorded_at": stmt.excluded.recorded_at,
+                    },
+                )
+            )
+            return deleted
+
+    def recorded_terms(self) -> dict[str, str]:
+        """Dataset → the terms its rows were projected under."""
+        with self.engine.connect() as conn:
+            return {d: t for d, t in conn.execute(select(grants.c.dataset, grants.c.terms))}
 
     def replace_with(self, source: ReadModelStore, *, chunk: int = 5_000) -> None:
         """Make this read model's rows, positions and chain heads exactly ``source``'s, in one transaction:
         a reader sees the old contents until the commit and the new ones after (the rebuild's swap)."""
         with self.engine.begin() as conn, source.engine.connect() as src:
-            for table in (records, positions, chain_heads):
+            for table in (records, positions, chain_heads, grants):
                 conn.execute(delete(table))
                 result = src.execution_options(yield_per=chunk).execute(select(table))
                 for part in result.partitions(chunk):

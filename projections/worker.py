@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from projections.projector import Decision, LogMessage, Projector
+from projections.projector import Decision, LogMessage, Projector, Reconciled
 from projections.quarantine import encode_quarantined
 from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
@@ -24,8 +26,11 @@ log = logging.getLogger("sharehub.projection")
 
 BATCH_SIZE = 500
 BATCH_WAIT_S = 0.2
-#: How often the worker looks for agreements that ended (the purge's latency, plus the governance refresh).
-PURGE_EVERY_S = 1.0
+#: How often the worker brings read models in line with the agreements (the purge's latency, plus the
+#: governance refresh), and checks whether it must start over.
+RECONCILE_EVERY_S = 1.0
+#: faust.App attribute that holds why the worker stopped to start over (empty: it did not).
+RESTART_REASONS = "sharehub_restart_reasons"
 
 
 def create_app(
@@ -62,10 +67,10 @@ def create_app(
         topic_allow_declare=False,  # governance creates every topic; the projection creates none
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        broker_commit_every=BATCH_SIZE,
-        broker_commit_interval=1.0,
     )
-    datasets = app.topic(*projector.topics, key_type=bytes, value_type=bytes)
+    # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
+    # offset would have faust seek there (and drop everything below it) when partitions are assigned.
+    datasets = app.topic(*projector.topics, key_type=bytes, value_type=bytes, acks=False)
     quarantine = app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
     dataset_topics = set(projector.topics)
     # One batch at a time (decide → quarantine → commit), and the projector's memory of a partition is only
@@ -104,21 +109,45 @@ def create_app(
         if decision.applied():
             log.info("applied %d rows from %d events", decision.applied(), len(batch))
 
-    @app.timer(interval=PURGE_EVERY_S)
-    async def purge_ungranted() -> None:
-        """An agreement that ends (revoked, suspended, expired) takes its rows along within seconds, whether
-        or not events are flowing."""
+    restart_reasons: list[str] = []
+    setattr(app, RESTART_REASONS, restart_reasons)
 
-        def purge() -> dict[tuple[str, str], int]:
+    @app.timer(interval=RECONCILE_EVERY_S)
+    async def reconcile() -> None:
+        """Agreements take effect from the log: one that ends (revoked, suspended, expired) takes its rows
+        along within seconds, whether or not events are flowing; one that starts, or replaces another with
+        different terms, has its dataset projected again from the start. A dataset or consumer governance
+        added, or a read model sent back to a dataset's start, makes the worker start over (positions live
+        in the read models, so that is safe at any moment) to read from where every read model needs."""
+
+        def run_reconcile() -> tuple[Reconciled, list[str]]:
             before_batch()
-            return projector.purge_ungranted()
+            done = projector.reconcile()
+            behind = [
+                f"{t}[{p}] must be read again from a read model's position"
+                for t, p in projector.behind_stream()
+            ]
+            return done, projector.outgrown() + behind
 
+        if restart_reasons:
+            return
         async with one_at_a_time:
-            purged = await asyncio.to_thread(purge)
-        for (consumer, dataset), rows in sorted(purged.items()):
+            done, reasons = await asyncio.to_thread(run_reconcile)
+        for (consumer, dataset), rows in sorted(done.purged.items()):
             log.warning(
                 "purged %d rows of %s from %s's read model: no active agreement", rows, dataset, consumer
             )
+        for (consumer, dataset), rows in sorted(done.reset.items()):
+            log.warning(
+                "%s's read model takes %s from its start under new terms (%d rows reset)",
+                consumer,
+                dataset,
+                rows,
+            )
+        if reasons:
+            restart_reasons.extend(reasons)
+            log.warning("starting over: %s", "; ".join(reasons))
+            os.kill(os.getpid(), signal.SIGTERM)  # faust's own graceful stop
 
     held: set[TP] = set()
 
@@ -145,7 +174,16 @@ def create_app(
     return app
 
 
-def run(app: faust.App, *, loglevel: str = "INFO") -> None:
-    """Run until SIGINT or SIGTERM."""
+def run(app: faust.App, *, loglevel: str = "INFO") -> list[str]:
+    """Run until SIGINT or SIGTERM. Returns why the worker stopped to start over (empty when it was
+    stopped from outside): the caller starts a new worker then."""
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stopped:
+        reasons: list[str] = getattr(app, RESTART_REASONS, [])
+        if not reasons:
+            raise
+        log.info("worker stopped (exit %s) to start over", stopped.code)
+        return reasons
+    return []

@@ -41,6 +41,7 @@ def replay(hub: Hub, consumer: str, store: ReadModelStore) -> Replayed:
     governance = hub.governance_state(refresh=True)
     governance.agency(consumer)
     projector = Projector(governance, hub.keys, {consumer: store})
+    projector.reconcile()  # records the terms the rows are projected under
     events = quarantined = 0
     for topic in projector.topics:
         batch: list[LogMessage] = []
@@ -52,7 +53,7 @@ def replay(hub: Hub, consumer: str, store: ReadModelStore) -> Replayed:
         if batch:
             quarantined += _apply(projector, batch)
             events += len(batch)
-    projector.purge_ungranted()
+    projector.reconcile()  # an agreement that ended meanwhile takes its rows along
     return Replayed(consumer, events, store.count(), quarantined, store.state_hash())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
@@ -74,6 +75,13 @@ class Agreement(_Model):
     #: Only records this expression (sharehub.row_filter) holds for are granted; None: every record.
     row_filter: str | None = None
     status: Literal["active", "suspended", "revoked"] = "active"
+
+    @property
+    def terms_digest(self) -> str:
+        """What a read model's rows of this dataset depend on: the agreement, its fields and its row filter.
+        A consumer whose active terms change digest has the dataset projected again from its start."""
+        canonical = json.dumps([self.id, sorted(self.fields), self.row_filter], separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def active_at(self, at: dt.datetime) -> bool:
         return (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.projector import LogMessage, Projector
+from projections.projector import LogMessage, Projector, Reconciled
 from services.hub import Hub
 from sharehub.envelope import ZERO_HASH, ChainPosition
 from tests.test_avro import member
@@ -109,3 +109,44 @@ def _now() -> Any:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC)
+
+
+def test_a_read_model_reset_to_a_datasets_start_is_left_to_the_replay_not_skipped_ahead(
+    offline_hub: Hub,
+) -> None:
+    p = projector(offline_hub)
+    p.reconcile()
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(6)])
+    apply(p, batch[:4])
+    lang_son, dong_thap = offline_hub.store("langson-ppc"), offline_hub.store("dongthap-ppc")
+    topic = batch[0].topic
+    lang_son.reset_dataset(
+        "party-members", topic, terms="new terms", agreement_id="langson-ppc.party-members.1"
+    )
+    assert p.behind_stream() == [(topic, 0)], "the stream is past the reset read model: it must go back"
+
+    apply(p, batch[4:])  # the stream goes on; the reset read model must not jump to its end
+    assert lang_son.count("party-members") == 0 and lang_son.positions().get((topic, 0), 0) == 0
+    assert sum(dong_thap.versions("party-members").values()) == 6
+
+    again = projector(offline_hub)  # the worker starting over: it reads from the least position, 0
+    apply(again, batch)
+    assert lang_son.versions("party-members") == {f"PM{i:010d}": 1 for i in range(6)}
+    assert sum(dong_thap.versions("party-members").values()) == 6, "nothing applied twice elsewhere"
+    assert again.behind_stream() == []
+
+
+def test_reconcile_purges_ended_agreements_and_resets_changed_terms_once(offline_hub: Hub) -> None:
+    p = projector(offline_hub)
+    assert p.reconcile().reset, "a new read model records the terms it is projected under"
+    assert p.reconcile() == Reconciled(), "nothing changes while the terms stand"
+    apply(p, messages(offline_hub, [member()]))
+    with offline_hub.governing() as gov:
+        gov.suspend("cpo", "langson-ppc.party-members.1", "inspection")
+    done = p.reconcile()
+    assert done.purged == {("langson-ppc", "party-members"): 1} and not done.reset
+    assert offline_hub.store("langson-ppc").count("party-members") == 0
+    with offline_hub.governing() as gov:
+        gov.resume("cpo", "langson-ppc.party-members.1", "inspection closed")
+    assert set(p.reconcile().reset) == {("langson-ppc", "party-members")}
+    assert offline_hub.store("dongthap-ppc").count("party-members") == 1

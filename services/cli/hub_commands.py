@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -74,6 +76,7 @@ def project(
     hub = Hub()
     stores = {consumer: hub.store(consumer) for consumer in hub.consumers()}
     projector = Projector(hub.governance, hub.keys, stores)
+    projector.reconcile()  # the terms in force now, before the first batch (new read models start here)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     gov = hub.governance
     app = create_app(
@@ -84,7 +87,11 @@ def project(
         datadir=hub.home / "projector",
         before_batch=hub.governance_state,
     )
-    run(app, loglevel=loglevel.upper())
+    if run(app, loglevel=loglevel.upper()):
+        hub.close()
+        # A fresh process reads governance, topics and read-model positions anew (same pid: supervisors
+        # and pid files keep following it).
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 @project_app.command("rebuild")
