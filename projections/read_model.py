@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -55,6 +56,22 @@ records = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False),
     #: How many events have been applied to this record: exactly-once means one per event published.
     Column("version", BigInteger, nullable=False),
+)
+
+#: Every version of every record, for reads "as of" a past time: each one as granted, stamped with the time
+#: its event occurred. A record that leaves the read model (erasure, a row filter it no longer passes, an
+#: agreement that ends) takes its versions along: the past is no more visible than the present.
+record_versions = Table(
+    "record_versions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("dataset", String(64), nullable=False),
+    Column("record_key", String(256), nullable=False),
+    Column("subject_ref", String(64), nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("ix_record_versions_key_time", "dataset", "record_key", "occurred_at"),
+    Index("ix_record_versions_subject", "dataset", "subject_ref"),
 )
 
 positions = Table(
@@ -207,7 +224,7 @@ class ReadModelStore:
                             "subject_ref": r.subject_ref,
                             "fields": r.fields,
                             "event_id": r.event_id,
-                            "occurred_at": r.occurred_at,
+                            "occurred_at": _utc(r.occurred_at),
                             "agreement_id": r.agreement_id,
                             "applied_at": now,
                             "version": applied[key],
@@ -229,10 +246,24 @@ class ReadModelStore:
                         },
                     )
                 )
-            for dataset, subject_ref in purges:
                 conn.execute(
-                    delete(records).where(records.c.dataset == dataset, records.c.subject_ref == subject_ref)
+                    insert(record_versions),
+                    [
+                        {
+                            "dataset": r.dataset,
+                            "record_key": r.record_key,
+                            "subject_ref": r.subject_ref,
+                            "fields": r.fields,
+                            "occurred_at": _utc(r.occurred_at),
+                        }
+                        for r in rows
+                    ],
                 )
+            for dataset, subject_ref in purges:
+                for table in (records, record_versions):
+                    conn.execute(
+                        delete(table).where(table.c.dataset == dataset, table.c.subject_ref == subject_ref)
+                    )
             if heads:
                 hstmt = insert(chain_heads).values(
                     [
@@ -262,6 +293,7 @@ class ReadModelStore:
         rows. Positions stay: the events were judged, and a later grant starts the dataset over."""
         with self.engine.begin() as conn:
             conn.execute(delete(grants).where(grants.c.dataset == dataset))
+            conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
             return int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
 
     def reset_dataset(self, dataset: str, topic: str, *, terms: str, agreement_id: str) -> int:
@@ -272,6 +304,7 @@ class ReadModelStore:
         insert = insert_for(self._dialect)
         with self.engine.begin() as conn:
             deleted = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+            conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
             conn.execute(delete(positions).where(positions.c.topic == topic))
             conn.execute(delete(chain_heads).where(chain_heads.c.topic == topic))
             stmt = insert(grants).values(
@@ -298,7 +331,7 @@ class ReadModelStore:
         """Make this read model's rows, positions and chain heads exactly ``source``'s, in one transaction:
         a reader sees the old contents until the commit and the new ones after (the rebuild's swap)."""
         with self.engine.begin() as conn, source.engine.connect() as src:
-            for table in (records, positions, chain_heads, grants):
+            for table in (records, record_versions, positions, chain_heads, grants):
                 conn.execute(delete(table))
                 result = src.execution_options(yield_per=chunk).execute(select(table))
                 for part in result.partitions(chunk):
@@ -334,33 +367,60 @@ class ReadModelStore:
         where: RowFilter | None = None,
         sort: tuple[str, Value, bool] | None = None,
         offset: int = 0,
+        as_of: dt.datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Records in key order after ``after_key``; or, with ``sort`` = (field, a value of its type,
-        descending), in that field's order (then key order) from ``offset``. ``where``: a row filter."""
-        query = select(records.c.record_key, records.c.fields).where(records.c.dataset == dataset)
+        descending), in that field's order (then key order) from ``offset``. ``where``: a row filter.
+        ``as_of``: each record as its latest version up to that time had it (records without one are left
+        out)."""
+        if as_of is None:
+            source = (
+                select(records.c.record_key, records.c.fields).where(records.c.dataset == dataset).subquery()
+            )
+        else:
+            source = _versions_as_of(dataset, as_of)
+        query = select(source.c.record_key, source.c.fields)
         if where is not None:
-            query = query.where(filter_sql.where(where, records.c.fields))
+            query = query.where(filter_sql.where(where, source.c.fields))
         if sort is None:
             if after_key is not None:
-                query = query.where(records.c.record_key > after_key)
-            query = query.order_by(records.c.record_key)
+                query = query.where(source.c.record_key > after_key)
+            query = query.order_by(source.c.record_key)
         else:
             name, sample, descending = sort
-            column = filter_sql.typed(records.c.fields, name, sample)
+            column = filter_sql.typed(source.c.fields, name, sample)
             ordered = column.desc() if descending else column.asc()
-            query = query.order_by(ordered.nulls_last(), records.c.record_key)
+            query = query.order_by(ordered.nulls_last(), source.c.record_key)
             query = query.offset(offset)
         query = query.limit(limit)
         with self.engine.connect() as conn:
             return [{"key": k, "fields": f} for k, f in conn.execute(query)]
 
-    def get(self, dataset: str, record_key: str) -> dict[str, Any] | None:
-        query = select(records.c.fields).where(
-            records.c.dataset == dataset, records.c.record_key == record_key
-        )
+    def get(
+        self, dataset: str, record_key: str, *, as_of: dt.datetime | None = None
+    ) -> dict[str, Any] | None:
+        """The record; ``as_of``: as its latest version up to that time had it (None: none yet)."""
+        if as_of is None:
+            query = select(records.c.fields).where(
+                records.c.dataset == dataset, records.c.record_key == record_key
+            )
+        else:
+            v = record_versions.c
+            query = (
+                select(v.fields)
+                .where(v.dataset == dataset, v.record_key == record_key, v.occurred_at <= _utc(as_of))
+                .order_by(v.occurred_at.desc(), v.id.desc())
+                .limit(1)
+            )
         with self.engine.connect() as conn:
             found = conn.execute(query).scalar_one_or_none()
         return None if found is None else {"key": record_key, "fields": found}
+
+    def version_count(self, dataset: str) -> int:
+        """How many record versions ``dataset`` keeps for reads "as of" a past time."""
+        query = select(func.count()).select_from(record_versions).where(record_versions.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def count(self, dataset: str | None = None) -> int:
         query = select(func.count()).select_from(records)
@@ -390,6 +450,27 @@ class ReadModelStore:
         )
         with self.engine.connect() as conn:
             return [(d, int(n)) for d, n in conn.execute(query)]
+
+
+def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:
+    """(record_key, fields) of each record's latest version that occurred at or before ``as_of``."""
+    v = record_versions.c
+    latest_first = func.row_number().over(
+        partition_by=v.record_key, order_by=(v.occurred_at.desc(), v.id.desc())
+    )
+    ranked = (
+        select(v.record_key, v.fields, latest_first.label("rank"))
+        .where(v.dataset == dataset, v.occurred_at <= _utc(as_of))
+        .subquery()
+    )
+    return select(ranked.c.record_key, ranked.c.fields).where(ranked.c.rank == 1).subquery()
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite keeps times without a zone, and the hub writes them in UTC: compare in UTC."""
+    if moment.tzinfo is None:
+        raise ValueError("a time without a time zone is ambiguous")
+    return moment.astimezone(dt.UTC)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -57,6 +57,10 @@ class GrantedDataset(BaseModel):
     records: int
 
 
+AsOf = Annotated[
+    dt.datetime | None,
+    Query(description="ISO 8601 time with its zone: the records as they stood then (by their events' times)"),
+]
 FILTER_HELP = 'A row filter over granted fields, e.g. status == "OFFICIAL" and province_code in ["82"].'
 Purpose = Annotated[
     str,
@@ -173,6 +177,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
             Query(pattern=r"^-?[a-z_][a-z0-9_]*$", description="A granted field; -field: descending"),
         ] = None,
         offset: Annotated[int, Query(ge=0, le=1_000_000, description="With sort: rows to skip")] = 0,
+        as_of: AsOf = None,
     ) -> RecordPage:
         agreement = granted(consumer, dataset)
         terms = hub.governance.agreement(agreement).terms
@@ -185,7 +190,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
                 raise InputError(f"sort: {name!r} is not a field {consumer!r} is granted")
             order = (name, _sample(schema, name), sort.startswith("-"))
         items = store(consumer).list(
-            dataset, limit=limit, after_key=after, where=where, sort=order, offset=offset
+            dataset, limit=limit, after_key=after, where=where, sort=order, offset=offset, as_of=_zoned(as_of)
         )
         full = len(items) == limit
         next_key = (str(offset + limit) if order else items[-1]["key"]) if full else None
@@ -196,10 +201,14 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
 
     @app.get("/v1/consumers/{consumer}/datasets/{dataset}/records/{key}")
     def get_record(
-        consumer: Annotated[str, Depends(own_read_model)], dataset: str, key: str, purpose: Purpose
+        consumer: Annotated[str, Depends(own_read_model)],
+        dataset: str,
+        key: str,
+        purpose: Purpose,
+        as_of: AsOf = None,
     ) -> Record:
         agreement = granted(consumer, dataset)
-        found = store(consumer).get(dataset, key)
+        found = store(consumer).get(dataset, key, as_of=_zoned(as_of))
         returned = [key] if found is not None else []
         what = {"dataset": dataset, "agreement": agreement, "record_keys": returned}
         access.record(consumer=consumer, purpose=purpose, operation="get_record", **what)
@@ -208,6 +217,12 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         return Record(**found)
 
     return app
+
+
+def _zoned(moment: dt.datetime | None) -> dt.datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise InputError("as_of: give the time zone, e.g. 2026-01-31T17:00:00+07:00 or ...Z")
+    return moment
 
 
 def _sample(schema: RecordSchema, name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from projections.projector import LogMessage, Projector, Reconciled
@@ -16,13 +17,20 @@ def projector(hub: Hub) -> Projector:
 
 
 def messages(
-    hub: Hub, records: list[dict[str, Any]], *, partition: int = 0, start: int = 0
+    hub: Hub,
+    records: list[dict[str, Any]],
+    *,
+    partition: int = 0,
+    start: int = 0,
+    occurred: list[dt.datetime] | None = None,
 ) -> list[LogMessage]:
-    """Records sealed as one chain in lane ``partition``, at offsets from ``start``."""
+    """Records sealed as one chain in lane ``partition``, at offsets from ``start`` (and, given
+    ``occurred``, with those event times)."""
     topic = hub.governance.dataset("party-members").topic
     out, prev = [], ZERO_HASH
     for i, record in enumerate(records):
-        envelope = sealed(hub, record=record, position=ChainPosition(partition, i + 1, prev))
+        when = {} if occurred is None else {"occurred_at": occurred[i]}
+        envelope = sealed(hub, record=record, position=ChainPosition(partition, i + 1, prev), **when)
         prev = envelope.hash
         out.append(LogMessage(topic, partition, start + i, None, envelope.raw))
     return out

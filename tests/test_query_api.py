@@ -3,6 +3,8 @@ answer is recorded with its purpose in the access log on the real broker (R7).""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -222,3 +224,36 @@ def test_a_bad_filter_or_sort_is_a_clear_400(varied: Hub, params: dict[str, str]
     )
     assert response.status_code == 400, response.text
     assert message in response.json()["detail"]
+
+
+def test_as_of_a_past_time_shows_each_record_as_it_stood_then(hub: Hub) -> None:
+    now = dt.datetime.now(dt.UTC)
+    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200, 300)]  # three moments
+    assert moments[-1] < now
+    history = [
+        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
+        member(member_id="PM0000000002"),
+        member(member_id="PM0000000001", status="OFFICIAL"),
+    ]
+    apply(projector(hub), messages(hub, history, occurred=moments))
+    auth, c = bearer(hub, "langson-ppc"), client(hub)
+    one = RECORDS.format(consumer="langson-ppc") + "/PM0000000001"
+
+    def status_as_of(moment: dt.datetime) -> object:
+        response = c.get(one, params={**PURPOSE, "as_of": moment.isoformat()}, headers=auth)
+        return response.json()["fields"]["status"] if response.status_code == 200 else response.status_code
+
+    assert status_as_of(moments[0] - dt.timedelta(milliseconds=50)) == 404, "before its first event"
+    assert status_as_of(moments[1].astimezone(dt.timezone(dt.timedelta(hours=7)))) == "PROBATIONARY"
+    assert status_as_of(now) == "OFFICIAL"
+    page = c.get(
+        RECORDS.format(consumer="langson-ppc"),
+        params={**PURPOSE, "as_of": (moments[0] + dt.timedelta(milliseconds=50)).isoformat()},
+        headers=auth,
+    ).json()
+    assert [(i["key"], i["fields"]["status"]) for i in page["items"]] == [("PM0000000001", "PROBATIONARY")]
+
+    naive = c.get(one, params={**PURPOSE, "as_of": "2026-01-31T17:00:00"}, headers=auth)
+    assert naive.status_code == 400 and "time zone" in naive.json()["detail"]
+    assert c.get(one, params={**PURPOSE, "as_of": "last tuesday"}, headers=auth).status_code == 422

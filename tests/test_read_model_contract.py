@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import uuid
@@ -198,3 +199,44 @@ def test_sorting_on_a_field_in_either_direction(store: ReadModelStore) -> None:
     assert [
         r["key"] for r in store.list("party-members", limit=1, offset=1, sort=("admission_date", "x", False))
     ] == ["A"]
+
+
+def at(day: int) -> dt.datetime:
+    return dt.datetime(2026, 3, day, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+
+
+def versioned(key: str, day: int, **fields: object) -> Row:
+    return dataclasses.replace(row(key, **fields), occurred_at=at(day))
+
+
+def test_reads_as_of_a_past_time_see_each_record_as_it_stood(store: ReadModelStore) -> None:
+    store.apply(
+        [versioned("A", 2, status="PROBATIONARY"), versioned("B", 4, status="OFFICIAL")], {("t", 0): 2}
+    )
+    store.apply([versioned("A", 6, status="OFFICIAL")], {("t", 0): 3})
+    store.apply([versioned("A", 8, status="EXPELLED")], {("t", 0): 4})
+
+    assert store.get("party-members", "A", as_of=at(1)) is None, "before its first event"
+    assert store.get("party-members", "A", as_of=at(2))["fields"] == {"status": "PROBATIONARY"}  # type: ignore[index]
+    assert store.get("party-members", "A", as_of=at(7))["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
+    assert store.get("party-members", "A")["fields"] == {"status": "EXPELLED"}  # type: ignore[index]
+    assert store.list("party-members", limit=10, as_of=at(3)) == [
+        {"key": "A", "fields": {"status": "PROBATIONARY"}}
+    ]
+    as_of_5 = store.list("party-members", limit=10, as_of=at(5), sort=("status", "x", True))
+    assert [(r["key"], r["fields"]["status"]) for r in as_of_5] == [("A", "PROBATIONARY"), ("B", "OFFICIAL")]
+    assert [r["key"] for r in store.list("party-members", limit=10, as_of=at(9), after_key="A")] == ["B"]
+    with pytest.raises(ValueError, match="time zone"):
+        store.get("party-members", "A", as_of=dt.datetime(2026, 3, 7))
+
+
+def test_a_purged_subject_or_dataset_takes_its_past_versions_along(store: ReadModelStore) -> None:
+    a, b = versioned("A", 2, status="OFFICIAL"), versioned("B", 2, status="OFFICIAL")
+    store.apply([a, b, versioned("A", 3, status="EXPELLED")], {("t", 0): 3})
+    assert store.version_count("party-members") == 3
+    store.apply([], {("t", 0): 4}, purges=[("party-members", a.subject_ref)])  # erasure
+    assert store.get("party-members", "A", as_of=at(2)) is None
+    assert store.version_count("party-members") == 1
+    store.purge_dataset("party-members")  # the agreement ended
+    assert store.list("party-members", limit=10, as_of=at(2)) == []
+    assert store.version_count("party-members") == 0
