@@ -57,6 +57,8 @@ class Quarantined:
 class _Apply:
     message: LogMessage
     event: OpenedEvent
+    record_key: str
+    subject_ref: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class Projector:
         #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
         self._judged: dict[TopicPartition, int] = {}
         self._filters: dict[tuple[str, str, bytes], RowFilter] = {}
+        self._key_fields: dict[str, str] = {}  # a dataset's key field never changes
         #: consumer → dataset → the terms its rows were projected under (None: nothing granted).
         self._recorded: dict[str, dict[str, str | None]] = {}
 
@@ -178,6 +181,7 @@ class Projector:
         moved_tps = {m.tp for m in batch}
         decision.heads = {k: v for k, v in self._heads.items() if k[:2] in moved_tps}
         now = self._clock()
+        in_force: dict[tuple[str, str], Agreement | None] = {}  # one look-up per consumer and dataset
         for consumer, store in self._stores.items():
             done = store.positions()
             lagging = {tp for tp, start in takes_over.items() if done.get(tp, 0) < start}
@@ -196,7 +200,7 @@ class Projector:
                 if isinstance(verdict, _Purge):
                     last_purge[(verdict.dataset, verdict.subject_ref)] = i
                     continue
-                granted = self._grant(consumer, verdict.event, now)
+                granted = self._grant(consumer, verdict, now, in_force)
                 if isinstance(granted, Row):
                     rows.append((i, granted))
                     last_row[(granted.dataset, granted.subject_ref)] = i
@@ -306,26 +310,42 @@ class Projector:
         if event.record is None:  # ERASED
             self._keys.forget_cached(header.subject_key_id)
             return _Purge(message, dataset, _subject_ref(header.subject_key_id))
-        return _Apply(message, event)
+        record_key = str(event.record[self._key_field(dataset)])
+        subject_ref = pseudonym(self._keys.routing_key(dataset), record_key).hex()
+        return _Apply(message, event, record_key, subject_ref)
 
-    def _grant(self, consumer: str, event: OpenedEvent, now: dt.datetime) -> Row | tuple[str, str] | None:
+    def _key_field(self, dataset: str) -> str:
+        key_field = self._key_fields.get(dataset)
+        if key_field is None:
+            key_field = self._key_fields[dataset] = self._governance.dataset(dataset).key_field
+        return key_field
+
+    def _grant(
+        self,
+        consumer: str,
+        verdict: _Apply,
+        now: dt.datetime,
+        in_force: dict[tuple[str, str], Agreement | None],
+    ) -> Row | tuple[str, str] | None:
         """The consumer's row for the event; or (dataset, subject_ref) when the agreement's row filter
         excludes the record (so an earlier version of it must go); or None: no active agreement."""
+        event = verdict.event
         header = event.header
-        agreement = self._governance.active_agreement(consumer, header.dataset, now)
+        if (consumer, header.dataset) not in in_force:
+            in_force[(consumer, header.dataset)] = self._governance.active_agreement(
+                consumer, header.dataset, now
+            )
+        agreement = in_force[(consumer, header.dataset)]
         if agreement is None or event.record is None:
             return None  # default deny
-        key_field = self._governance.dataset(header.dataset).key_field
-        record_key = str(event.record[key_field])
-        subject_ref = pseudonym(self._keys.routing_key(header.dataset), record_key).hex()
         row_filter = self._row_filter(agreement, event.schema)
         if row_filter is not None and not row_filter.matches(event.record):
-            return (header.dataset, subject_ref)
+            return (header.dataset, verdict.subject_ref)
         granted = {name: event.record[name] for name in agreement.fields if name in event.record}
         return Row(
             dataset=header.dataset,
-            record_key=record_key,
-            subject_ref=subject_ref,
+            record_key=verdict.record_key,
+            subject_ref=verdict.subject_ref,
             fields=datum_to_json(granted),
             event_id=header.event_id,
             occurred_at=header.occurred_at,

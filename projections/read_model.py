@@ -151,6 +151,7 @@ class ReadModelStore:
                 schema_translate_map={None: self._schema}
             )
         self._dialect = self.engine.dialect.name
+        self._upserts = _Upserts.for_dialect(self._dialect)
 
     def create(self) -> None:
         """Create the tables (and the consumer's schema on PostgreSQL) if they do not exist. Two workers
@@ -205,8 +206,8 @@ class ReadModelStore:
     ) -> None:
         """Upsert ``rows``, then purge erased subjects ((dataset, subject_ref)), and move the positions and
         chain heads forward, all in one transaction."""
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         now = dt.datetime.now(dt.UTC)
+        upsert = self._upserts
         with self.engine.begin() as conn:
             if rows:
                 # Later events for the same key win: keep only the last row per key within a batch,
@@ -216,7 +217,9 @@ class ReadModelStore:
                 for r in rows:
                     latest[(r.dataset, r.record_key)] = r
                     applied[(r.dataset, r.record_key)] = applied.get((r.dataset, r.record_key), 0) + 1
-                stmt = insert(records).values(
+                # One statement, many parameter sets: compiled once, however many rows.
+                conn.execute(
+                    upsert.records,
                     [
                         {
                             "dataset": r.dataset,
@@ -230,24 +233,10 @@ class ReadModelStore:
                             "version": applied[key],
                         }
                         for key, r in latest.items()
-                    ]
-                )
-                excluded = stmt.excluded
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[records.c.dataset, records.c.record_key],
-                        set_={
-                            "fields": excluded.fields,
-                            "event_id": excluded.event_id,
-                            "occurred_at": excluded.occurred_at,
-                            "agreement_id": excluded.agreement_id,
-                            "applied_at": excluded.applied_at,
-                            "version": records.c.version + excluded.version,
-                        },
-                    )
+                    ],
                 )
                 conn.execute(
-                    insert(record_versions),
+                    upsert.versions,
                     [
                         {
                             "dataset": r.dataset,
@@ -265,27 +254,17 @@ class ReadModelStore:
                         delete(table).where(table.c.dataset == dataset, table.c.subject_ref == subject_ref)
                     )
             if heads:
-                hstmt = insert(chain_heads).values(
+                conn.execute(
+                    upsert.chain_heads,
                     [
                         {"topic": t, "partition": p, "producer": who, "sequence": seq, "hash": h}
                         for (t, p, who), (seq, h) in heads.items()
-                    ]
-                )
-                conn.execute(
-                    hstmt.on_conflict_do_update(
-                        index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
-                        set_={"sequence": hstmt.excluded.sequence, "hash": hstmt.excluded.hash},
-                    )
+                    ],
                 )
             if new_positions:
-                pstmt = insert(positions).values(
-                    [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in new_positions.items()]
-                )
                 conn.execute(
-                    pstmt.on_conflict_do_update(
-                        index_elements=[positions.c.topic, positions.c.partition],
-                        set_={"next_offset": pstmt.excluded.next_offset},
-                    )
+                    upsert.positions,
+                    [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in new_positions.items()],
                 )
 
     def purge_dataset(self, dataset: str) -> int:
@@ -450,6 +429,45 @@ class ReadModelStore:
         )
         with self.engine.connect() as conn:
             return [(d, int(n)) for d, n in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class _Upserts:
+    """The write statements of :meth:`ReadModelStore.apply`, built once per dialect."""
+
+    records: Any
+    versions: Any
+    chain_heads: Any
+    positions: Any
+
+    @classmethod
+    def for_dialect(cls, dialect: str) -> _Upserts:
+        insert = insert_for(dialect)
+        rec = insert(records)
+        heads = insert(chain_heads)
+        pos = insert(positions)
+        return cls(
+            records=rec.on_conflict_do_update(
+                index_elements=[records.c.dataset, records.c.record_key],
+                set_={
+                    "fields": rec.excluded.fields,
+                    "event_id": rec.excluded.event_id,
+                    "occurred_at": rec.excluded.occurred_at,
+                    "agreement_id": rec.excluded.agreement_id,
+                    "applied_at": rec.excluded.applied_at,
+                    "version": records.c.version + rec.excluded.version,
+                },
+            ),
+            versions=insert(record_versions),
+            chain_heads=heads.on_conflict_do_update(
+                index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
+                set_={"sequence": heads.excluded.sequence, "hash": heads.excluded.hash},
+            ),
+            positions=pos.on_conflict_do_update(
+                index_elements=[positions.c.topic, positions.c.partition],
+                set_={"next_offset": pos.excluded.next_offset},
+            ),
+        )
 
 
 def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:

@@ -168,6 +168,8 @@ class LocalKeyStore:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS current (name TEXT PRIMARY KEY, key_id TEXT NOT NULL)")
         self._subjects: OrderedDict[str, SecretBytes] = OrderedDict()
+        #: Data and routing keys, unwrapped once: a key id never names another key, and neither is destroyed.
+        self._unwrapped: dict[str, SecretBytes] = {}
 
     def __repr__(self) -> str:
         return f"LocalKeyStore(path={str(self._path)!r})"
@@ -250,20 +252,28 @@ class LocalKeyStore:
     # --- KeyService --------------------------------------------------------------------------------
 
     def data_key(self, key_id: str) -> SecretBytes:
+        cached = self._unwrapped.get(key_id)
+        if cached is not None:
+            return cached
         row = self._row(key_id, "data")
         if row is None:
             raise UnknownDataKey(f"no data-encryption key {key_id!r}")
-        return SecretBytes(self._unwrap(key_id, "data", row))
+        key = self._unwrapped[key_id] = SecretBytes(self._unwrap(key_id, "data", row))
+        return key
 
     def current_data_key_id(self, dataset: str) -> str:
         return self._current(f"data:{dataset}", f"dataset {dataset!r} has no data-encryption key")
 
     def routing_key(self, dataset: str) -> SecretBytes:
         key_id = f"{dataset}/routing"
+        cached = self._unwrapped.get(key_id)
+        if cached is not None:
+            return cached
         row = self._row(key_id, "routing")
         if row is None:
             raise UnknownReferenceError(f"dataset {dataset!r} has no routing key")
-        return SecretBytes(self._unwrap(key_id, "routing", row))
+        key = self._unwrapped[key_id] = SecretBytes(self._unwrap(key_id, "routing", row))
+        return key
 
     def signing_key(self, agency: str) -> SigningKey:
         key_id = self._current(

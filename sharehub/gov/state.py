@@ -8,6 +8,7 @@ service's. :meth:`GovState.dump` is a canonical, JSON-ready form for comparing t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -93,7 +94,7 @@ class GovState:
         if not key.valid_at(at):
             why = " (revoked)" if key.revoked_at is not None and at >= key.revoked_at else ""
             raise UnknownSigner(f"key {key_id!r} of {agency!r} was not valid at {at.isoformat()}{why}")
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.public_key))
+        return _public_key(key.public_key)
 
     def agreements(self) -> tuple[Agreement, ...]:
         """Agreements that took effect at some point (proposals still waiting are not agreements yet)."""
@@ -204,3 +205,9 @@ def _version(v: AgreementRecord) -> dict[str, Any]:
             "valid_until": v.terms.valid_until.isoformat() if v.terms.valid_until else None,
         },
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(hex_bytes: str) -> Ed25519PublicKey:
+    """The key object for its bytes, made once (every event's signature check asks for it)."""
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(hex_bytes))
