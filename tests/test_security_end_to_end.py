@@ -113,7 +113,7 @@ def test_a_lane_cut_short_is_found_through_its_checkpoint(hub: Hub) -> None:
     ]
 
 
-def test_erasure_purges_the_subject_everywhere_and_leaves_a_verifiable_log(
+def test_R6_erasure_purges_the_subject_everywhere_and_leaves_a_verifiable_log(
     hub: Hub, worker: Worker, tmp_path: Path
 ) -> None:
     members = list(generate_party_members(30, seed=8))
