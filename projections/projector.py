@@ -16,7 +16,8 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import cached_property
+from typing import Any, Protocol
 
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
 from sharehub import chain
@@ -59,6 +60,12 @@ class _Apply:
     event: OpenedEvent
     record_key: str
     subject_ref: str
+
+    @cached_property
+    def record_json(self) -> dict[str, Any]:
+        """The whole record as JSON values, made once for every consumer it is granted to."""
+        assert self.event.record is not None
+        return datum_to_json(self.event.record)
 
 
 @dataclass(frozen=True)
@@ -341,12 +348,13 @@ class Projector:
         row_filter = self._row_filter(agreement, event.schema)
         if row_filter is not None and not row_filter.matches(event.record):
             return (header.dataset, verdict.subject_ref)
-        granted = {name: event.record[name] for name in agreement.fields if name in event.record}
+        record = verdict.record_json
+        granted = {name: record[name] for name in agreement.fields if name in record}
         return Row(
             dataset=header.dataset,
             record_key=verdict.record_key,
             subject_ref=verdict.subject_ref,
-            fields=datum_to_json(granted),
+            fields=granted,
             event_id=header.event_id,
             occurred_at=header.occurred_at,
             agreement_id=agreement.id,

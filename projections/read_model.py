@@ -34,7 +34,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 
 from projections import filter_sql
@@ -151,7 +151,7 @@ class ReadModelStore:
                 schema_translate_map={None: self._schema}
             )
         self._dialect = self.engine.dialect.name
-        self._upserts = _Upserts.for_dialect(self._dialect)
+        self._upserts = _Upserts(self.engine.dialect)
 
     def create(self) -> None:
         """Create the tables (and the consumer's schema on PostgreSQL) if they do not exist. Two workers
@@ -218,7 +218,9 @@ class ReadModelStore:
                     latest[(r.dataset, r.record_key)] = r
                     applied[(r.dataset, r.record_key)] = applied.get((r.dataset, r.record_key), 0) + 1
                 # One statement, many parameter sets: compiled once, however many rows.
-                conn.execute(
+                encoded: dict[int, Any] = {}
+                upsert.write(
+                    conn,
                     upsert.records,
                     [
                         {
@@ -234,8 +236,10 @@ class ReadModelStore:
                         }
                         for key, r in latest.items()
                     ],
+                    encoded,
                 )
-                conn.execute(
+                upsert.write(
+                    conn,
                     upsert.versions,
                     [
                         {
@@ -247,6 +251,7 @@ class ReadModelStore:
                         }
                         for r in rows
                     ],
+                    encoded,
                 )
             for dataset, subject_ref in purges:
                 for table in (records, record_versions):
@@ -431,43 +436,79 @@ class ReadModelStore:
             return [(d, int(n)) for d, n in conn.execute(query)]
 
 
-@dataclass(frozen=True)
 class _Upserts:
-    """The write statements of :meth:`ReadModelStore.apply`, built once per dialect."""
+    """The write statements of :meth:`ReadModelStore.apply`, built once per dialect. On SQLite, rows go
+    straight to the driver's executemany (SQL compiled once, each value through its column type's own bind
+    processor): SQLAlchemy's per-row parameter handling cost more than the database's work."""
 
-    records: Any
-    versions: Any
-    chain_heads: Any
-    positions: Any
-
-    @classmethod
-    def for_dialect(cls, dialect: str) -> _Upserts:
-        insert = insert_for(dialect)
+    def __init__(self, dialect: Dialect) -> None:
+        insert = insert_for(dialect.name)
         rec = insert(records)
         heads = insert(chain_heads)
         pos = insert(positions)
-        return cls(
-            records=rec.on_conflict_do_update(
-                index_elements=[records.c.dataset, records.c.record_key],
-                set_={
-                    "fields": rec.excluded.fields,
-                    "event_id": rec.excluded.event_id,
-                    "occurred_at": rec.excluded.occurred_at,
-                    "agreement_id": rec.excluded.agreement_id,
-                    "applied_at": rec.excluded.applied_at,
-                    "version": records.c.version + rec.excluded.version,
-                },
-            ),
-            versions=insert(record_versions),
-            chain_heads=heads.on_conflict_do_update(
-                index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
-                set_={"sequence": heads.excluded.sequence, "hash": heads.excluded.hash},
-            ),
-            positions=pos.on_conflict_do_update(
-                index_elements=[positions.c.topic, positions.c.partition],
-                set_={"next_offset": pos.excluded.next_offset},
-            ),
+        self.records = rec.on_conflict_do_update(
+            index_elements=[records.c.dataset, records.c.record_key],
+            set_={
+                "fields": rec.excluded.fields,
+                "event_id": rec.excluded.event_id,
+                "occurred_at": rec.excluded.occurred_at,
+                "agreement_id": rec.excluded.agreement_id,
+                "applied_at": rec.excluded.applied_at,
+                "version": records.c.version + rec.excluded.version,
+            },
         )
+        self.versions = insert(record_versions)
+        self.chain_heads = heads.on_conflict_do_update(
+            index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
+            set_={"sequence": heads.excluded.sequence, "hash": heads.excluded.hash},
+        )
+        self.positions = pos.on_conflict_do_update(
+            index_elements=[positions.c.topic, positions.c.partition],
+            set_={"next_offset": pos.excluded.next_offset},
+        )
+        self._direct: dict[int, _DirectStatement] = {}
+        if dialect.name == "sqlite":
+            for stmt, table in ((self.records, records), (self.versions, record_versions)):
+                self._direct[id(stmt)] = _DirectStatement(stmt, table, dialect)
+
+    def write(
+        self, conn: Connection, stmt: Any, rows: list[dict[str, Any]], encoded: dict[int, Any] | None = None
+    ) -> None:
+        """Execute ``stmt`` once per row. ``encoded``: JSON values already encoded, by id (a row and its
+        version share their fields, encoded once)."""
+        direct = self._direct.get(id(stmt))
+        if direct is None:
+            conn.execute(stmt, rows)
+        else:
+            conn.exec_driver_sql(direct.sql, direct.parameters(rows, {} if encoded is None else encoded))
+
+
+class _DirectStatement:
+    """A statement compiled once for the driver, with each parameter's bind processor."""
+
+    def __init__(self, stmt: Any, table: Table, dialect: Dialect) -> None:
+        keys = [c.name for c in table.c if not (c.primary_key and c.autoincrement is True)]
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        self.sql = compiled.string
+        self.names: list[str] = list(compiled.positiontup or [])
+        self.processors = [table.c[name].type.bind_processor(dialect) for name in self.names]
+        self.json = [isinstance(table.c[name].type, JSON) for name in self.names]
+
+    def parameters(self, rows: list[dict[str, Any]], encoded: dict[int, Any]) -> list[tuple[Any, ...]]:
+        columns = list(zip(self.names, self.processors, self.json, strict=True))
+
+        def value(name: str, process: Any, is_json: bool, row: dict[str, Any]) -> Any:
+            raw = row[name]
+            if process is None:
+                return raw
+            if not is_json:
+                return process(raw)
+            done = encoded.get(id(raw))
+            if done is None:
+                done = encoded[id(raw)] = process(raw)
+            return done
+
+        return [tuple(value(n, f, j, row) for n, f, j in columns) for row in rows]
 
 
 def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from sharehub.avro import RecordSchema
@@ -59,7 +62,11 @@ class AgencyRecord:
     keys: tuple[KeyRecord, ...] = ()
 
     def key(self, key_id: str) -> KeyRecord | None:
-        return next((k for k in self.keys if k.key_id == key_id), None)
+        return self._keys_by_id.get(key_id)
+
+    @functools.cached_property
+    def _keys_by_id(self) -> dict[str, KeyRecord]:
+        return {k.key_id: k for k in self.keys}
 
     def with_key(self, key: KeyRecord) -> AgencyRecord:
         """This agency with ``key`` added, or replacing the key of the same id."""
@@ -91,6 +98,10 @@ class DatasetRecord:
     quality_rules: tuple[str, ...] = ()
     #: Every registered version, oldest first (version n is ``schemas[n - 1]``).
     schemas: tuple[RecordSchema, ...] = ()
+
+    @functools.cached_property
+    def schemas_by_fingerprint(self) -> Mapping[bytes, RecordSchema]:
+        return MappingProxyType({s.fingerprint: s for s in self.schemas})
 
     def view(self, topic_prefix: str) -> Dataset:
         return Dataset(

@@ -70,16 +70,20 @@ class GovState:
     def datasets(self) -> tuple[Dataset, ...]:
         return tuple(self.dataset(d) for d in sorted(self.datasets_))
 
+    def _dataset_record(self, dataset: str) -> DatasetRecord:
+        found = self.datasets_.get(dataset)
+        if found is None:
+            raise UnknownReferenceError(f"no dataset {dataset!r}")
+        return found
+
     def dataset_owner(self, dataset: str) -> str:
-        return self.dataset(dataset).owner
+        return self._dataset_record(dataset).owner  # every event asks: no view is built
 
     def dataset_schemas(self, dataset: str) -> Mapping[bytes, RecordSchema]:
-        self.dataset(dataset)
-        return {s.fingerprint: s for s in self.datasets_[dataset].schemas}
+        return self._dataset_record(dataset).schemas_by_fingerprint
 
     def current_schema(self, dataset: str) -> RecordSchema:
-        self.dataset(dataset)
-        schemas = self.datasets_[dataset].schemas
+        schemas = self._dataset_record(dataset).schemas
         if not schemas:
             raise UnknownReferenceError(f"dataset {dataset!r} has no schema registered yet")
         return schemas[-1]
