@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
@@ -22,7 +22,16 @@ from typing import Any, Protocol
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
 from sharehub import chain
 from sharehub.avro import RecordSchema, datum_to_json
-from sharehub.envelope import DataKeys, OpenedEvent, VerifiedRoots, authenticate, decrypt, parse, pseudonym
+from sharehub.envelope import (
+    DataKeys,
+    Envelope,
+    OpenedEvent,
+    VerifiedRoots,
+    authenticate,
+    decrypt,
+    parse,
+    pseudonym,
+)
 from sharehub.errors import ChainViolation, EnvelopeError, SubjectErased, UnknownReferenceError
 from sharehub.governance import Agreement, GovernanceView
 from sharehub.keys import SecretBytes
@@ -32,6 +41,7 @@ from sharehub.row_filter import RowFilter, compile_filter
 class ProjectionKeys(DataKeys, Protocol):
     def routing_key(self, dataset: str) -> SecretBytes: ...
     def forget_cached(self, key_id: str) -> None: ...
+    def prefetch_subject_keys(self, key_ids: Iterable[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,11 @@ class Projector:
         #: Per partition, where this batch takes over. A read model whose position is below it is being
         #: backfilled (see projections.backfill): this batch leaves that partition of it alone.
         takes_over: dict[TopicPartition, int] = {}
-        for message in batch:
+        parsed = [_parsed(m.value) for m in batch]
+        self._keys.prefetch_subject_keys(
+            e.header.subject_key_id for e in parsed if isinstance(e, Envelope) and e.header.subject_key_id
+        )
+        for message, envelope in zip(batch, parsed, strict=True):
             if message.tp not in self._judged:
                 self._resume(message.tp)
             takes_over.setdefault(message.tp, self._judged[message.tp])
@@ -178,7 +192,7 @@ class Projector:
                 continue  # judged before: a redelivery after a rebalance or a restart
             self._judged[message.tp] = message.offset + 1
             try:
-                verdict = self._judge(message)
+                verdict = self._judge(message, envelope)
             except (EnvelopeError, UnknownReferenceError) as exc:
                 reason = getattr(exc, "reason", "unknown_dataset")
                 decision.quarantined.append(Quarantined(message, reason, str(exc)))
@@ -290,11 +304,12 @@ class Projector:
 
     # --- judging one message -------------------------------------------------------------------------
 
-    def _judge(self, message: LogMessage) -> _Apply | _Purge | None:
+    def _judge(self, message: LogMessage, envelope: Envelope | EnvelopeError) -> _Apply | _Purge | None:
         dataset = self._dataset_by_topic.get(message.topic)
         if dataset is None:
             raise UnknownReferenceError(f"topic {message.topic!r} carries no registered dataset")
-        envelope = parse(message.value)
+        if isinstance(envelope, EnvelopeError):
+            raise envelope
         authenticate(envelope, topic_dataset=dataset, signers=self._governance, roots=self._roots)
         header = envelope.header
         if header.lane != message.partition:
@@ -370,6 +385,13 @@ class Projector:
             compiled = compile_filter(agreement.row_filter, schema, allowed_fields=agreement.fields)
             self._filters[cache_key] = compiled
         return compiled
+
+
+def _parsed(raw: bytes) -> Envelope | EnvelopeError:
+    try:
+        return parse(raw)
+    except EnvelopeError as exc:
+        return exc
 
 
 def _subject_ref(subject_key_id: str) -> str:
