@@ -25,7 +25,7 @@ from bench.stats import percentile
 
 START_TIMEOUT_S = 60.0
 #: Client threads: a single sequential client cannot send faster than one round trip at a time.
-CLIENT_THREADS = 4
+CLIENT_THREADS = 16
 
 
 def paced(count: int, rate: float, call: Callable[[int], None], workers: int = CLIENT_THREADS) -> list[float]:

@@ -249,6 +249,8 @@ class Projector:
                     recorded = self._recorded[consumer] = dict(store.recorded_terms())
                     for dataset, _ in store.datasets():
                         recorded.setdefault(dataset, "unrecorded")  # rows of unknown terms: start over
+                else:
+                    recorded.update(store.recorded_terms())  # a replay another process requested
                 for topic, dataset in self._dataset_by_topic.items():
                     agreement = self._governance.active_agreement(consumer, dataset, now)
                     wanted = None if agreement is None else agreement.terms_digest

@@ -104,6 +104,9 @@ grants = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
+#: Recorded terms that no agreement has: the dataset is projected again from its start.
+REPLAY = "replay requested"
+
 TopicPartition = tuple[str, int]
 #: (topic, partition, producer) → (sequence, hash) of the last event that continued that chain.
 ChainHeads = dict[tuple[str, int, str], tuple[int, bytes]]
@@ -305,6 +308,14 @@ class ReadModelStore:
                 )
             )
             return deleted
+
+    def request_replay(self, dataset: str) -> bool:
+        """Ask the projection to project ``dataset`` again from its start (events it refused pass now): the
+        recorded terms are marked stale, and the worker's next reconcile resets the dataset under its own
+        lock. False when this read model holds no grant of ``dataset``."""
+        with self.engine.begin() as conn:
+            marked = conn.execute(grants.update().where(grants.c.dataset == dataset).values(terms=REPLAY))
+            return bool(marked.rowcount)
 
     def recorded_terms(self) -> dict[str, str]:
         """Dataset → the terms its rows were projected under."""

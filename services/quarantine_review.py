@@ -2,9 +2,10 @@
 and keys as they are now (after a fix: a key registered late, a schema version added, a data key restored).
 
 A re-check judges each original event on its own: signature, owner, schema, decryption. Chain findings
-(gaps, duplicates, forks) depend on the events around them and are only decided by a replay. An event
-that passes now is taken into the read models by ``sharehub project rebuild --consumer C``, which replays
-the log, refused events included, under current governance.
+(gaps, duplicates, forks) depend on the events around them and are only decided by a replay. What passes
+now is re-driven by :func:`redrive`: every read model granted a dataset with such events asks the
+projection to replay that dataset from its start (the running worker does so within seconds, without
+being stopped), or by ``sharehub project rebuild --consumer C`` with the worker stopped.
 """
 
 from __future__ import annotations
@@ -57,3 +58,13 @@ def recheck(hub: Hub) -> Iterator[Review]:
             yield Review(entry, "refused", f"{getattr(exc, 'reason', 'unknown_dataset')}: {exc}")
             continue
         yield Review(entry, "passes", "would be applied by a rebuild")
+
+
+def redrive(hub: Hub, reviews: list[Review]) -> dict[str, list[str]]:
+    """Have the projection replay each dataset holding an event that passes now, in every read model
+    granted it. Returns {dataset: consumers asked}."""
+    topics = {d.topic: d.id for d in hub.governance_state(refresh=True).datasets()}
+    datasets = sorted({topics[r.entry["source_topic"]] for r in reviews if r.verdict == "passes"})
+    return {
+        dataset: [c for c in hub.consumers() if hub.store(c).request_replay(dataset)] for dataset in datasets
+    }

@@ -48,3 +48,36 @@ def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebui
     rebuilt = sharehub(hub, "project", "rebuild", "--consumer", "dongthap-ppc")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert hub.store("dongthap-ppc").count(DATASET) == 5
+
+
+def test_redrive_has_the_running_worker_take_in_what_passes_now(hub: Hub, worker: Worker) -> None:
+    public = hub.keys.create_signing_key("coc", "coc/sign/2")
+    publisher = hub.publisher("coc", DATASET)
+    publisher.publish_records(generate_party_members(6, seed=3))
+    publisher.close()
+    worker.start()
+    wait_until(
+        lambda: len(sharehub(hub, "quarantine", "list").stdout.splitlines()) == 6,
+        timeout=120,
+        what="six refused events",
+        log=worker.log,
+    )
+    nothing = sharehub(hub, "quarantine", "redrive")
+    assert nothing.returncode == 0 and "0 of 6 refused events pass now; nothing to replay" in nothing.stderr
+
+    with hub.governing() as gov:
+        gov.add_key(
+            "cpo", "coc", "coc/sign/2", public, valid_from=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        )
+    redriven = sharehub(hub, "quarantine", "redrive")
+    assert redriven.returncode == 0, redriven.stderr
+    assert "6 of 6 refused events pass now" in redriven.stderr
+    assert redriven.stdout.split("\t")[0] == DATASET and "dongthap-ppc" in redriven.stdout
+    stores = [hub.store("dongthap-ppc"), hub.store("langson-ppc")]
+    wait_until(
+        lambda: all(set(s.versions(DATASET).values()) == {1} and s.count(DATASET) == 6 for s in stores),
+        timeout=120,
+        what="the re-driven events in both read models, each applied once",
+        log=worker.log,
+    )
+    assert worker.alive(), "re-driven without stopping the worker"

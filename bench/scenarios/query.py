@@ -5,7 +5,7 @@ model, a credential issued to it, and ``sharehub serve`` (FastAPI on uvicorn) st
 on 127.0.0.1. Hub: GET ``/v1/consumers/dongthap-ppc/datasets/party-members/records/{key}`` for random
 members over one keep-alive httpx2 connection (authentication, agreement check, read, JSON). Baseline:
 ``SELECT fields FROM records WHERE dataset = ? AND record_key = ?`` with SQLAlchemy on the same file.
-Both send the same keys at the same fixed rate from 4 client threads; latency counts from when each
+Both send the same keys at the same fixed rate from 16 client threads; latency counts from when each
 request was due.
 """
 

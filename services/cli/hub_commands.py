@@ -278,3 +278,22 @@ def quarantine_recheck() -> None:
     err.print(
         ", ".join(f"{n} {verdict}" for verdict, n in sorted(verdicts.items())) or "the quarantine is empty"
     )
+
+
+@quarantine_app.command("redrive")
+@reports_errors
+def quarantine_redrive() -> None:
+    """Re-check every refused event, and have the projection replay each dataset where one passes now, in
+    every read model granted it (the running worker does so within seconds; nothing is stopped)."""
+    from services.quarantine_review import recheck, redrive
+
+    hub = Hub()
+    reviews = list(recheck(hub))
+    passing = sum(1 for r in reviews if r.verdict == "passes")
+    asked = redrive(hub, reviews)
+    for dataset, consumers in asked.items():
+        print(f"{dataset}\t{','.join(consumers) or '-'}")
+    err.print(
+        f"{passing} of {len(reviews)} refused events pass now; "
+        + (f"{len(asked)} dataset(s) to be replayed" if asked else "nothing to replay")
+    )
