@@ -15,6 +15,8 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,9 @@ from typing import Any
 import fastavro
 
 from bench import records
-from bench.environment import DATASET, OWNER, hub_with_read_models, new_hub
+from bench.environment import DATASET, OWNER, hub_env, hub_with_read_models, new_hub
 from bench.kafka_io import RawProducer, read_batches
+from bench.load import stop_group
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
 from projections.projector import LogMessage, Projector
@@ -93,7 +96,18 @@ def run(config: Config) -> ScenarioResult:
                 raise RuntimeError(f"wrote {written} rows for {n} records")
             return {"plain_s": elapsed}
 
-        measured = interleaved(config.reps, hub_side, baseline_side)
+        def worker_side(rep: int) -> dict[str, float]:
+            local = hub_with_read_models(hub, runs / f"worker-{rep}")
+            try:
+                events, seconds = _run_worker(local, consumers, dataset.topic, n)
+                return {"worker_s": seconds * n / events}  # seconds for n events at the measured rate
+            finally:
+                local.close()
+
+        def both_hub_sides(rep: int) -> dict[str, float]:
+            return {**hub_side(rep), **worker_side(rep)}
+
+        measured = interleaved(config.reps, both_hub_sides, baseline_side)
     finally:
         hub.close()
     return ScenarioResult(
@@ -102,14 +116,59 @@ def run(config: Config) -> ScenarioResult:
         hub="confluent-kafka loop → Projector.decide + commit into 2 SQLite read models",
         baseline="confluent-kafka loop → fastavro decode → sqlite3 upsert into 2 files",
         reps=config.reps,
-        rows=[Row("project vs plain loop", "throughput", "project_s", "plain_s", n)],
+        rows=[
+            Row("project vs plain loop", "throughput", "project_s", "plain_s", n),
+            Row("worker (faust) end to end vs plain loop", "throughput", "worker_s", "plain_s", n),
+        ],
         measurements=measured,
         notes=[
             f"{n:,} events per repetition, each to {len(consumers)} read models ({', '.join(consumers)}), "
             "fresh and empty for every repetition. Batches of up to 500 messages, as the worker takes them.",
-            "The faust worker end to end is measured by the scale run below.",
+            "Worker row: the real `sharehub project` process (faust-streaming, aiokafka) over the same topic "
+            "into fresh read models; timed from the first batch it commits (faust's start-up and group join "
+            "excluded) until every read model's positions reach the topic's end, counting the events after "
+            "that first batch. The scale run below measures it over millions of events.",
         ],
     )
+
+
+def _run_worker(hub: Hub, consumers: list[str], topic: str, total: int) -> tuple[int, float]:
+    """Run ``sharehub project`` on ``hub`` until every read model holds the topic's ``total`` events.
+    Returns (events applied after the first committed batch, seconds they took)."""
+    stores = [hub.store(c) for c in consumers]
+
+    def least() -> int:
+        return min(sum(o for (t, _), o in s.positions().items() if t == topic) for s in stores)
+
+    log_file = hub.home / f"worker-{time.time_ns()}.log"
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services", "project", "--loglevel", "WARNING"],
+            env=hub_env(hub),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started = time.perf_counter()
+    try:
+        deadline = time.monotonic() + 600
+        first: tuple[int, float] | None = None
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the projection worker exited with {proc.returncode}; see {log_file}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not finish in 600 s; see {log_file}")
+            done, now = least(), time.perf_counter()
+            if done and first is None:
+                first = (done, now)
+            if done >= total and first is not None:
+                if done == first[0]:  # all in one batch (--quick sizes): time it from the start instead
+                    return done, now - started
+                return done - first[0], now - first[1]
+            time.sleep(0.05)
+    finally:
+        stop_group(proc)
 
 
 def _granted(hub: Hub, consumers: list[str]) -> int:
