@@ -72,6 +72,14 @@ Purpose = Annotated[
 ]
 
 
+def serve_app() -> FastAPI:
+    """The API over this process's own hub (settings from the environment): what each ``sharehub serve``
+    worker process runs."""
+    hub = Hub()
+    hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
+    return create_app(hub)
+
+
 def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     app = FastAPI(
         title="sharehub query API",

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     governance_refresh_s: float = Field(default=0.5, ge=0.0)
     api_host: str = "127.0.0.1"
     api_port: int = 8384
+    #: Processes serving the query API (``sharehub serve``); each holds its own hub and access-log producer.
+    api_workers: int = Field(default=1, ge=1, le=64)
 
     @property
     def admin_password_path(self) -> Path:

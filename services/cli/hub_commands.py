@@ -110,19 +110,28 @@ def project_rebuild(consumer: Annotated[str, typer.Option("--consumer", help="Co
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default SHAREHUB_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default SHAREHUB_API_PORT, 8384)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Processes serving (default SHAREHUB_API_WORKERS, 1)")
+    ] = None,
 ) -> None:
-    """Run the query API."""
+    """Run the query API. Every answer is recorded in the access-log topic (R7), so the server writes no
+    access line of its own."""
     import uvicorn
-
-    from services.query_api import create_app
 
     hub = Hub()
     hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
+    settings = hub.settings
+    hub.close()
     uvicorn.run(
-        create_app(hub),
-        host=host or hub.settings.api_host,
-        port=port or hub.settings.api_port,
+        "services.query_api:serve_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
         log_level="info",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
     )
 
 
