@@ -122,6 +122,19 @@ def query_api(env: dict[str, str], log: Path) -> Iterator[Server]:
         stop_group(proc)
 
 
+def projection_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``sharehub project`` in its own process group, output to ``log``; :func:`stop_group` stops it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services", "project", "--loglevel", "WARNING"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """SIGTERM the process group we started, SIGKILL it if it lingers, and reap it."""
     if proc.poll() is None:

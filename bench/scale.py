@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from bench.load import (
     latency_summary,
     paced,
     peak_rss_kb,
+    projection_worker,
     query_api,
     record_getter,
     rss_kb,
@@ -118,15 +118,7 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
     readmodels = hub.home / "readmodels"
     consumers = hub.consumers()
     worker_log = hub.home / "projector.log"
-    with worker_log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "project", "--loglevel", "WARNING"],
-            env=hub_env(hub),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = projection_worker(hub_env(hub), worker_log)
     started = time.monotonic()
     samples: list[dict[str, float]] = []
     first_event_at: float | None = None

@@ -282,7 +282,10 @@ class Projector:
         stream must go back there, or that read model would miss events. Read-only."""
         with self._lock:
             judged = dict(self._judged)
-        return sorted(tp for tp, next_offset in judged.items() if self.stored_offset(tp) < next_offset)
+        stored = [store.positions() for store in self._stores.values()]  # one query per read model
+        return sorted(
+            tp for tp, next_offset in judged.items() if any(s.get(tp, 0) < next_offset for s in stored)
+        )
 
     def commit(self, decision: Decision) -> None:
         with self._lock:

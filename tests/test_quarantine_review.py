@@ -15,21 +15,27 @@ pytestmark = pytest.mark.kafka
 DATASET = "party-members"
 
 
-def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebuilt(
-    hub: Hub, worker: Worker
-) -> None:
-    # The Commission starts signing with a new key before governance has it: every event is refused.
+def refused_under_a_key_governance_does_not_know(hub: Hub, worker: Worker, count: int, seed: int) -> bytes:
+    """The Commission starts signing with a new key before governance has it: every event is refused.
+    Returns the key's public bytes, for governance to register later."""
     public = hub.keys.create_signing_key("coc", "coc/sign/2")
     publisher = hub.publisher("coc", DATASET)
-    publisher.publish_records(generate_party_members(5, seed=2))
+    publisher.publish_records(generate_party_members(count, seed=seed))
     publisher.close()
     worker.start()
     wait_until(
-        lambda: len(sharehub(hub, "quarantine", "list").stdout.splitlines()) == 5,
+        lambda: len(sharehub(hub, "quarantine", "list").stdout.splitlines()) == count,
         timeout=120,
-        what="five refused events",
+        what=f"{count} refused events",
         log=worker.log,
     )
+    return public
+
+
+def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebuilt(
+    hub: Hub, worker: Worker
+) -> None:
+    public = refused_under_a_key_governance_does_not_know(hub, worker, 5, seed=2)
     listed = sharehub(hub, "quarantine", "list", "--reason", "unknown_signer")
     assert len(listed.stdout.splitlines()) == 5 and "coc/sign/2" in listed.stdout
     before = sharehub(hub, "quarantine", "recheck")
@@ -51,17 +57,7 @@ def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebui
 
 
 def test_redrive_has_the_running_worker_take_in_what_passes_now(hub: Hub, worker: Worker) -> None:
-    public = hub.keys.create_signing_key("coc", "coc/sign/2")
-    publisher = hub.publisher("coc", DATASET)
-    publisher.publish_records(generate_party_members(6, seed=3))
-    publisher.close()
-    worker.start()
-    wait_until(
-        lambda: len(sharehub(hub, "quarantine", "list").stdout.splitlines()) == 6,
-        timeout=120,
-        what="six refused events",
-        log=worker.log,
-    )
+    public = refused_under_a_key_governance_does_not_know(hub, worker, 6, seed=3)
     nothing = sharehub(hub, "quarantine", "redrive")
     assert nothing.returncode == 0 and "0 of 6 refused events pass now; nothing to replay" in nothing.stderr
 

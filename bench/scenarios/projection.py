@@ -15,8 +15,6 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import fastavro
 from bench import records
 from bench.environment import DATASET, OWNER, hub_env, hub_with_read_models, new_hub
 from bench.kafka_io import RawProducer, read_batches
-from bench.load import stop_group
+from bench.load import projection_worker, stop_group
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
 from projections.projector import LogMessage, Projector
@@ -141,15 +139,7 @@ def _run_worker(hub: Hub, consumers: list[str], topic: str, total: int) -> tuple
         return min(sum(o for (t, _), o in s.positions().items() if t == topic) for s in stores)
 
     log_file = hub.home / f"worker-{time.time_ns()}.log"
-    with log_file.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "project", "--loglevel", "WARNING"],
-            env=hub_env(hub),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = projection_worker(hub_env(hub), log_file)
     started = time.perf_counter()
     try:
         deadline = time.monotonic() + 600
