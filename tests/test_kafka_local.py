@@ -289,3 +289,14 @@ def test_stop_leaves_no_process(kafka: LocalKafka) -> None:
     assert kafka.stop() is False
     down = _cli("kafka", "status", SHAREHUB_HOME=str(kafka.home), SHAREHUB_LOCAL_KAFKA_PORT=str(PORT))
     assert down.returncode == 3
+
+
+def test_demo_up_on_unsecured_storage_says_what_to_remove(tmp_path: Path) -> None:
+    kafka = LocalKafka(tmp_path, CACHE_DIR, SPARE_PORT)
+    kafka.data_dir.mkdir(parents=True)
+    (kafka.data_dir / "meta.properties").write_text("node.id=1\n")  # formatted by a release before logins
+    run = _cli("demo", "up", SHAREHUB_HOME=str(tmp_path), SHAREHUB_LOCAL_KAFKA_PORT=str(SPARE_PORT))
+    assert run.returncode == 1
+    assert "formatted without authentication" in run.stderr and str(kafka.state_dir) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert _processes_of(kafka) == []
