@@ -8,6 +8,7 @@ It holds record keys, never field values. Auditors read it back with ``sharehub 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import uuid
@@ -23,14 +24,15 @@ from sharehub.kafka import producer_config
 
 ACCESS_SCHEMA = load_schema("access-event")
 DELIVERY_TIMEOUT_S = 10.0
+NOT_TAKEN = "the access log did not take the record of this query"
 
 
 class AccessLog:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self._producer = Producer({**producer_config(bootstrap), "linger.ms": 0})
-        # One thread serves every delivery report; each request waits on its own event, so concurrent
-        # queries never queue behind each other's polling.
+        # One thread serves every delivery report and hands each to the event loop of the request that
+        # waits for it, so concurrent queries never queue behind each other's polling.
         self._closing = threading.Event()
         self._poller = threading.Thread(target=self._serve_reports, name="access-log", daemon=True)
         self._poller.start()
@@ -43,7 +45,7 @@ class AccessLog:
         while not self._closing.is_set():
             self._producer.poll(0.05)
 
-    def record(
+    async def record(
         self,
         *,
         consumer: str,
@@ -53,7 +55,8 @@ class AccessLog:
         agreement: str | None = None,
         record_keys: Sequence[str] = (),
     ) -> str:
-        """Write one access event and wait until the broker holds it; returns its request id."""
+        """Write one access event and wait (without holding a thread) until the broker holds it; returns
+        its request id. BrokerError if the broker does not take it within ``DELIVERY_TIMEOUT_S``."""
         request_id = uuid.uuid4().hex
         value = ACCESS_SCHEMA.encode_single_object(
             {
@@ -67,28 +70,33 @@ class AccessLog:
                 "at": dt.datetime.now(dt.UTC),
             }
         )
-        done = threading.Event()
-        failure: list[KafkaError] = []
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[KafkaError | None] = loop.create_future()
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failure.append(err)
-            done.set()
+            loop.call_soon_threadsafe(_settle, outcome, err)
 
         try:
             self._producer.produce(self.topic, value=value, key=consumer.encode(), on_delivery=delivered)
         except (BufferError, KafkaException) as exc:
-            raise BrokerError(f"the access log did not take the record of this query: {exc}") from None
-        done.wait(DELIVERY_TIMEOUT_S)
-        if failure or not done.is_set():
-            why = failure[0].str() if failure else "not delivered in time"
-            raise BrokerError(f"the access log did not take the record of this query: {why}")
+            raise BrokerError(f"{NOT_TAKEN}: {exc}") from None
+        try:
+            failure = await asyncio.wait_for(outcome, DELIVERY_TIMEOUT_S)
+        except TimeoutError:
+            raise BrokerError(f"{NOT_TAKEN}: not delivered in time") from None
+        if failure is not None:
+            raise BrokerError(f"{NOT_TAKEN}: {failure.str()}")
         return request_id
 
     def close(self) -> None:
         self._closing.set()
         self._poller.join()
         self._producer.flush(DELIVERY_TIMEOUT_S)
+
+
+def _settle(outcome: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:
+    if not outcome.done():  # a request that gave up waiting has cancelled it
+        outcome.set_result(err)
 
 
 def decode_access(value: bytes) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 Governance is the governance log folded into a :class:`~sharehub.gov.GovState`: read in full on first use,
 then brought up to date with the events appended since, at most every ``governance_refresh_s`` seconds
-(``refresh=True`` forces it). Changes go through :meth:`Hub.governing`, which holds a lock file so that two
-commands on one machine never extend the chain at once, and signs with the operator key of the key store.
+(``refresh=True`` forces it). A long-running reader (the query API) calls :meth:`Hub.follow_governance`
+instead: a background thread keeps the state current, so no request ever waits for the broker. Changes go
+through :meth:`Hub.governing`, which holds a lock file so that two commands on one machine never extend the
+chain at once, and signs with the operator key of the key store.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +32,8 @@ from sharehub.settings import Settings
 #: The principal (in each hub's namespace) of the hub's own services.
 HUB_PRINCIPAL = "hub"
 
+log = logging.getLogger(__name__)
+
 
 class Hub:
     def __init__(self, settings: Settings | None = None, *, log: EventLog | None = None) -> None:
@@ -39,6 +44,8 @@ class Hub:
         self._refreshed = 0.0
         self._lock = threading.RLock()
         self._stores: dict[str, ReadModelStore] = {}
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
 
     @property
     def home(self) -> Path:
@@ -92,7 +99,36 @@ class Hub:
 
     @property
     def governance(self) -> GovState:
+        """The governance state: as the follower thread keeps it, if one runs; otherwise read from the log
+        when older than ``governance_refresh_s``."""
+        state = self._state
+        if self._follower is not None and state is not None:
+            return state
         return self.governance_state()
+
+    def follow_governance(self) -> None:
+        """Read the governance log now, then keep the state current from a daemon thread every
+        ``governance_refresh_s`` seconds, so that :attr:`governance` never waits for the broker."""
+        with self._lock:
+            if self._follower is not None:
+                return
+            self.governance_state(refresh=True)
+            self._stop_following.clear()
+            self._follower = threading.Thread(target=self._follow, name="governance-follower", daemon=True)
+            self._follower.start()
+
+    @property
+    def following(self) -> bool:
+        """Whether a follower thread keeps the governance state current."""
+        return self._follower is not None and self._follower.is_alive()
+
+    def _follow(self) -> None:
+        interval = max(self.settings.governance_refresh_s, 0.01)
+        while not self._stop_following.wait(interval):
+            try:
+                self.governance_state(refresh=True)
+            except Exception as exc:  # noqa: BLE001 - the broker is away: keep the last state, try again
+                log.warning("governance not refreshed: %s", exc)
 
     def governance_state(self, *, refresh: bool = False, max_age: float | None = None) -> GovState:
         """The state as of the log's end at most ``max_age`` (default ``governance_refresh_s``) seconds ago;
@@ -159,6 +195,10 @@ class Hub:
         return self._stores[consumer]
 
     def close(self) -> None:
+        if self._follower is not None:
+            self._stop_following.set()
+            self._follower.join()
+            self._follower = None
         for store in self._stores.values():
             store.close()
         self._stores.clear()

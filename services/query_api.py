@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -31,6 +32,7 @@ from sharehub.errors import (
     SharehubError,
     UnknownReferenceError,
 )
+from sharehub.governance import Agreement
 from sharehub.row_filter import compile_filter
 
 #: An unknown credential makes the API look for new governance events, at most this often.
@@ -87,19 +89,25 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         description="Each consumer agency reads the records its active agreements grant, and nothing else.",
     )
     store = hub.store
+    hub.follow_governance()  # requests read the state the follower keeps, never the broker
     access = access_log or AccessLog(hub.kafka, hub.governance.access_log_topic)
 
-    def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    # The request path is async: authentication and the agreement check are in-memory lookups, and the
+    # access log is awaited without holding a thread. Read-model queries run in the thread pool, except a
+    # read by key from an embedded SQLite read model, which takes microseconds.
+    async def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
         if credentials is None:
             raise NotAuthenticated("a bearer credential is required")
-        consumer = hub.governance.consumer_for_token(credentials.credentials)
+        token = credentials.credentials
+        consumer = hub.governance.consumer_for_token(token)
         if consumer is None:  # perhaps issued a moment ago: look at the log's end once more
-            consumer = hub.governance_state(max_age=RECHECK_S).consumer_for_token(credentials.credentials)
+            state = await run_in_threadpool(hub.governance_state, max_age=RECHECK_S)
+            consumer = state.consumer_for_token(token)
         if consumer is None:
             raise NotAuthenticated("unknown credential")
         return consumer
 
-    def own_read_model(
+    async def own_read_model(
         consumer: Annotated[str, Path(description="Consumer agency id")],
         who: Annotated[str, Depends(caller)],
     ) -> str:
@@ -107,13 +115,13 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
             raise Forbidden(f"the credential of {who!r} may not read the read model of {consumer!r}")
         return consumer
 
-    def granted(consumer: str, dataset: str) -> str:
-        """The id of the consumer's active agreement for ``dataset``; 404 or 403 otherwise."""
-        hub.governance.dataset(dataset)  # 404 for a dataset that does not exist
+    def granted(consumer: str, dataset: str) -> Agreement:
+        """The consumer's active agreement for ``dataset``; 404 or 403 otherwise."""
+        hub.governance.dataset_owner(dataset)  # 404 for a dataset that does not exist
         agreement = hub.governance.active_agreement(consumer, dataset, dt.datetime.now(dt.UTC))
         if agreement is None:
             raise Forbidden(f"{consumer!r} holds no active agreement for {dataset!r}")
-        return agreement.id
+        return agreement
 
     app.include_router(governance_router(hub, caller))
 
@@ -152,25 +160,25 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         return {"consumer": who}
 
     @app.get("/v1/consumers/{consumer}/datasets")
-    def datasets(consumer: Annotated[str, Depends(own_read_model)], purpose: Purpose) -> list[GrantedDataset]:
+    async def datasets(
+        consumer: Annotated[str, Depends(own_read_model)], purpose: Purpose
+    ) -> list[GrantedDataset]:
         now = dt.datetime.now(dt.UTC)
-        out = []
+        granted_now = []
         for ds in hub.governance.datasets():
             agreement = hub.governance.active_agreement(consumer, ds.id, now)
             if agreement is not None:
-                out.append(
-                    GrantedDataset(
-                        dataset=ds.id,
-                        agreement=agreement.id,
-                        fields=list(agreement.fields),
-                        records=store(consumer).count(ds.id),
-                    )
-                )
-        access.record(consumer=consumer, purpose=purpose, operation="list_datasets")
+                granted_now.append((ds.id, agreement))
+        counts = await run_in_threadpool(lambda: [store(consumer).count(ds) for ds, _ in granted_now])
+        out = [
+            GrantedDataset(dataset=ds, agreement=agreement.id, fields=list(agreement.fields), records=n)
+            for (ds, agreement), n in zip(granted_now, counts, strict=True)
+        ]
+        await access.record(consumer=consumer, purpose=purpose, operation="list_datasets")
         return out
 
     @app.get("/v1/consumers/{consumer}/datasets/{dataset}/records")
-    def list_records(
+    async def list_records(
         consumer: Annotated[str, Depends(own_read_model)],
         dataset: str,
         purpose: Purpose,
@@ -188,27 +196,29 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         as_of: AsOf = None,
     ) -> RecordPage:
         agreement = granted(consumer, dataset)
-        terms = hub.governance.agreement(agreement).terms
         schema = hub.governance.current_schema(dataset)
-        where = compile_filter(filter, schema, allowed_fields=terms.fields) if filter else None
+        where = compile_filter(filter, schema, allowed_fields=agreement.fields) if filter else None
         order = None
         if sort is not None:
             name = sort.lstrip("-")
-            if name not in terms.fields:
+            if name not in agreement.fields:
                 raise InputError(f"sort: {name!r} is not a field {consumer!r} is granted")
             order = (name, _sample(schema, name), sort.startswith("-"))
-        items = store(consumer).list(
-            dataset, limit=limit, after_key=after, where=where, sort=order, offset=offset, as_of=_zoned(as_of)
+        moment = _zoned(as_of)
+        items = await run_in_threadpool(
+            lambda: store(consumer).list(
+                dataset, limit=limit, after_key=after, where=where, sort=order, offset=offset, as_of=moment
+            )
         )
         full = len(items) == limit
         next_key = (str(offset + limit) if order else items[-1]["key"]) if full else None
         keys = [i["key"] for i in items]
-        what = {"dataset": dataset, "agreement": agreement, "record_keys": keys}
-        access.record(consumer=consumer, purpose=purpose, operation="list_records", **what)
+        what = {"dataset": dataset, "agreement": agreement.id, "record_keys": keys}
+        await access.record(consumer=consumer, purpose=purpose, operation="list_records", **what)
         return RecordPage(items=[Record(**i) for i in items], next=next_key)
 
     @app.get("/v1/consumers/{consumer}/datasets/{dataset}/records/{key}")
-    def get_record(
+    async def get_record(
         consumer: Annotated[str, Depends(own_read_model)],
         dataset: str,
         key: str,
@@ -216,10 +226,15 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         as_of: AsOf = None,
     ) -> Record:
         agreement = granted(consumer, dataset)
-        found = store(consumer).get(dataset, key, as_of=_zoned(as_of))
+        moment = _zoned(as_of)
+        read_model = store(consumer)
+        if read_model.embedded and moment is None:  # an index lookup in a local file: no thread hop
+            found = read_model.get(dataset, key)
+        else:
+            found = await run_in_threadpool(lambda: read_model.get(dataset, key, as_of=moment))
         returned = [key] if found is not None else []
-        what = {"dataset": dataset, "agreement": agreement, "record_keys": returned}
-        access.record(consumer=consumer, purpose=purpose, operation="get_record", **what)
+        what = {"dataset": dataset, "agreement": agreement.id, "record_keys": returned}
+        await access.record(consumer=consumer, purpose=purpose, operation="get_record", **what)
         if found is None:
             raise UnknownReferenceError(f"no record {key!r} in {consumer!r}'s read model of {dataset!r}")
         return Record(**found)

@@ -8,9 +8,11 @@ import datetime as dt
 import pytest
 from fastapi.testclient import TestClient
 
+from services.access_log import AccessLog
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from services.query_api import create_app
+from tests.kafka_helpers import wait_until
 from tests.test_avro import member
 from tests.test_projector import apply, messages, projector
 
@@ -101,6 +103,44 @@ def test_fetch_by_key_and_pagination(loaded: Hub) -> None:
     rest = c.get(base, params={"limit": 10, "after": page["next"]}, headers=auth).json()
     assert [i["key"] for i in rest["items"]] == ["PM0000000003", "PM0000000004", "PM0000000005"]
     assert rest["next"] is None
+
+
+def test_a_revocation_made_by_another_process_reaches_the_api_without_a_request_reading_the_log(
+    loaded: Hub,
+) -> None:
+    c, auth = client(loaded), bearer(loaded, "dongthap-ppc")
+    record = RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001"
+    assert c.get(record, headers=auth).status_code == 200
+    elsewhere = Hub(loaded.settings)  # another process's view of the same hub: its own state and log reader
+    try:
+        with elsewhere.governing() as gov:
+            gov.revoke("cpo", "dongthap-ppc.party-members.1", "the purpose is fulfilled")
+    finally:
+        elsewhere.close()
+    # The API's follower thread brings the state up to date; requests only read it.
+    wait_until(
+        lambda: c.get(record, headers=auth).status_code == 403, timeout=10, what="403 after revocation"
+    )
+    assert loaded.following
+    loaded.close()
+    assert not loaded.following
+
+
+def test_no_answer_leaves_the_api_when_the_access_log_refuses_its_record(loaded: Hub) -> None:
+    # The hub's services may read the governance topic but never write it: every write is refused.
+    refusing = AccessLog(loaded.kafka, loaded.governance.governance_topic)
+    c = TestClient(create_app(loaded, access_log=refusing))
+    c.params = PURPOSE
+    try:
+        response = c.get(
+            RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001", headers=bearer(loaded, "dongthap-ppc")
+        )
+    finally:
+        refusing.close()
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["error"] == "unavailable" and "access log did not take" in body["detail"]
+    assert "PM0000000001" not in response.text
 
 
 @pytest.mark.parametrize("limit", ["0", "1001", "ten"])

@@ -150,6 +150,10 @@ class AgreementRecord:
         return self.stage
 
     def view(self) -> Agreement:
+        return self._view  # one frozen view per version: the query API asks on every request
+
+    @functools.cached_property
+    def _view(self) -> Agreement:
         status: Literal["active", "suspended", "revoked"] = (
             "active" if self.stage == "approved" else "revoked" if self.stage == "revoked" else "suspended"
         )

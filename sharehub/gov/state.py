@@ -41,6 +41,7 @@ class GovState:
         self.token_owners: dict[str, str] = {}
         self.head_sequence = 0
         self.head_hash = ev.ZERO_HASH
+        self._pair_index: tuple[int, dict[tuple[str, str], tuple[AgreementRecord, ...]]] = (-1, {})
 
     @property
     def operator(self) -> str:
@@ -105,11 +106,21 @@ class GovState:
         return tuple(ag.view() for _, ag in sorted(self.agreements_.items()) if ag.ever_approved)
 
     def active_agreement(self, consumer: str, dataset: str, at: dt.datetime) -> Agreement | None:
-        for _, ag in sorted(self.agreements_.items()):
-            terms = ag.terms
-            if terms.consumer == consumer and terms.dataset == dataset and ag.status_at(at) == "active":
+        for ag in self._agreements_between(consumer, dataset):
+            if ag.status_at(at) == "active":
                 return ag.view()
         return None
+
+    def _agreements_between(self, consumer: str, dataset: str) -> tuple[AgreementRecord, ...]:
+        """Their agreements in id order, from an index made once per governance event (not per query)."""
+        built_at, index = self._pair_index
+        if built_at != self.head_sequence:
+            pairs: dict[tuple[str, str], list[AgreementRecord]] = {}
+            for _, ag in sorted(self.agreements_.items()):
+                pairs.setdefault((ag.terms.consumer, ag.terms.dataset), []).append(ag)
+            index = {pair: tuple(ags) for pair, ags in pairs.items()}
+            self._pair_index = (self.head_sequence, index)
+        return index.get((consumer, dataset), ())
 
     def consumer_for_token(self, token: str) -> str | None:
         return self.token_owners.get(token_hash(token))
