@@ -236,6 +236,12 @@ class Projector:
             )
         return decision
 
+    def prune_history(self, before: dt.datetime) -> dict[str, int]:
+        """Every read model forgets the past versions no read "as of" ``before`` or later needs; returns how
+        many each forgot."""
+        with self._lock:
+            return {consumer: store.prune_history(before) for consumer, store in sorted(self._stores.items())}
+
     def reconcile(self) -> Reconciled:
         """Bring every read model in line with the agreements active now. A dataset whose consumer holds no
         active agreement any more is purged (R5); one whose active terms differ from those its rows were

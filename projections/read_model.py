@@ -27,11 +27,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    and_,
     bindparam,
     create_engine,
     delete,
     event,
     func,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -421,6 +423,30 @@ class ReadModelStore:
         with self.engine.connect() as conn:
             found = conn.execute(query).scalar_one_or_none()
         return None if found is None else {"key": record_key, "fields": found}
+
+    def prune_history(self, before: dt.datetime) -> int:
+        """Forget past versions that no read "as of" ``before`` or later can return: of each record's
+        versions that occurred at or before ``before``, only the latest stays (it is what such a read
+        answers until the next version). Returns how many versions went."""
+        older, newer = record_versions.alias("older"), record_versions.alias("newer")
+        horizon = _utc(before)
+        superseded = (
+            select(newer.c.id)
+            .where(
+                newer.c.dataset == older.c.dataset,
+                newer.c.record_key == older.c.record_key,
+                newer.c.occurred_at <= horizon,
+                or_(
+                    newer.c.occurred_at > older.c.occurred_at,
+                    and_(newer.c.occurred_at == older.c.occurred_at, newer.c.id > older.c.id),
+                ),
+            )
+            .exists()
+        )
+        doomed = select(older.c.id).where(older.c.occurred_at < horizon, superseded)
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(record_versions).where(record_versions.c.id.in_(doomed)))
+            return int(result.rowcount or 0)
 
     def version_count(self, dataset: str) -> int:
         """How many record versions ``dataset`` keeps for reads "as of" a past time."""

@@ -8,6 +8,7 @@ already holds. That is what makes a SIGKILL at any moment harmless.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import signal
@@ -29,6 +30,8 @@ BATCH_WAIT_S = 0.2
 #: How often the worker brings read models in line with the agreements (the purge's latency, plus the
 #: governance refresh), and checks whether it must start over.
 RECONCILE_EVERY_S = 1.0
+#: How often the worker has each read model forget the past versions older than the history it keeps.
+PRUNE_HISTORY_EVERY_S = 3600.0
 #: faust.App attribute that holds why the worker stopped to start over (empty: it did not).
 RESTART_REASONS = "sharehub_restart_reasons"
 
@@ -41,11 +44,13 @@ def create_app(
     quarantine_topic: str,
     datadir: Path,
     before_batch: Callable[[], object] = lambda: None,
+    history_horizon: Callable[[], dt.datetime | None] = lambda: None,
 ) -> faust.App:
     """A faust app in consumer group ``group`` projecting every dataset topic the projector knows.
 
     ``before_batch`` runs on the batch's thread before the projector decides (the hub brings governance up
-    to date there, so an agreement suspended on the log stops granting from the next batch on)."""
+    to date there, so an agreement suspended on the log stops granting from the next batch on).
+    ``history_horizon`` gives the earliest time reads "as of" may ask for (None: keep every version)."""
     login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
     credentials = (
         faust.SASLCredentials(
@@ -148,6 +153,18 @@ def create_app(
             restart_reasons.extend(reasons)
             log.warning("starting over: %s", "; ".join(reasons))
             os.kill(os.getpid(), signal.SIGTERM)  # faust's own graceful stop
+
+    @app.timer(interval=PRUNE_HISTORY_EVERY_S)
+    async def prune_history() -> None:
+        """Past versions no allowed read "as of" needs any more are forgotten (SHAREHUB_HISTORY_DAYS)."""
+        horizon = history_horizon()
+        if horizon is None or restart_reasons:
+            return
+        async with one_at_a_time:
+            forgotten = await asyncio.to_thread(projector.prune_history, horizon)
+        for consumer, versions in forgotten.items():
+            if versions:
+                log.info("%s's read model forgot %d versions from before %s", consumer, versions, horizon)
 
     held: set[TP] = set()
 

@@ -123,6 +123,17 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
             raise Forbidden(f"{consumer!r} holds no active agreement for {dataset!r}")
         return agreement
 
+    def past_moment(as_of: dt.datetime | None) -> dt.datetime | None:
+        """``as_of`` checked: with its zone, and within the history the read models keep."""
+        moment = _zoned(as_of)
+        horizon = hub.settings.history_horizon(dt.datetime.now(dt.UTC))
+        if moment is not None and horizon is not None and moment < horizon:
+            raise InputError(
+                f"as_of: read models keep {hub.settings.history_days:g} days of history, from "
+                f"{horizon.isoformat(timespec='seconds')}; earlier states are only in the log"
+            )
+        return moment
+
     app.include_router(governance_router(hub, caller))
 
     @app.exception_handler(ValidationError)
@@ -204,7 +215,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
             if name not in agreement.fields:
                 raise InputError(f"sort: {name!r} is not a field {consumer!r} is granted")
             order = (name, _sample(schema, name), sort.startswith("-"))
-        moment = _zoned(as_of)
+        moment = past_moment(as_of)
         items = await run_in_threadpool(
             lambda: store(consumer).list(
                 dataset, limit=limit, after_key=after, where=where, sort=order, offset=offset, as_of=moment
@@ -226,7 +237,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         as_of: AsOf = None,
     ) -> Record:
         agreement = granted(consumer, dataset)
-        moment = _zoned(as_of)
+        moment = past_moment(as_of)
         read_model = store(consumer)
         if read_model.embedded and moment is None:  # an index lookup in a local file: no thread hop
             found = read_model.get(dataset, key)

@@ -6,6 +6,7 @@ database holds the read models.
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     read_model_url: str | None = None
     #: File holding the read-model database password (e.g. a Docker secret), so it is in no URL or env.
     read_model_password_file: Path | None = None
+    #: Days of past versions each read model keeps for reads ``as_of`` a past time; unset: every version
+    #: since the dataset's first event. The projection worker forgets older ones hourly (``sharehub project
+    #: prune-history`` does it at once), and the query API refuses an ``as_of`` before that horizon.
+    history_days: float | None = Field(default=None, gt=0)
     #: Base64 of the 32-byte master key that wraps every key at rest; when unset, ``home/master.key``.
     master_key: str | None = Field(default=None, repr=False)
     #: How often (seconds) a running service looks for new governance events on the log.
@@ -51,6 +56,10 @@ class Settings(BaseSettings):
     api_port: int = 8384
     #: Processes serving the query API (``sharehub serve``); each holds its own hub and access-log producer.
     api_workers: int = Field(default=1, ge=1, le=64)
+
+    def history_horizon(self, now: dt.datetime) -> dt.datetime | None:
+        """The earliest time a read ``as_of`` may ask for at ``now`` (None: any)."""
+        return None if self.history_days is None else now - dt.timedelta(days=self.history_days)
 
     @property
     def admin_password_path(self) -> Path:

@@ -4,6 +4,7 @@ answer is recorded with its purpose in the access log on the real broker (R7).""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +13,7 @@ from services.access_log import AccessLog
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from services.query_api import create_app
-from tests.kafka_helpers import wait_until
+from tests.kafka_helpers import sharehub, wait_until
 from tests.test_avro import member
 from tests.test_projector import apply, messages, projector
 
@@ -297,3 +298,42 @@ def test_as_of_a_past_time_shows_each_record_as_it_stood_then(hub: Hub) -> None:
     naive = c.get(one, params={**PURPOSE, "as_of": "2026-01-31T17:00:00"}, headers=auth)
     assert naive.status_code == 400 and "time zone" in naive.json()["detail"]
     assert c.get(one, params={**PURPOSE, "as_of": "last tuesday"}, headers=auth).status_code == 422
+
+
+def test_as_of_before_the_history_the_read_models_keep_is_a_clear_400(loaded: Hub) -> None:
+    keeping = Hub(loaded.settings.model_copy(update={"history_days": 30}))
+    try:
+        c, auth = client(keeping), bearer(keeping, "dongthap-ppc")
+        listing = RECORDS.format(consumer="dongthap-ppc")
+        now = dt.datetime.now(dt.UTC)
+        for path in (listing, listing + "/PM0000000001"):
+            too_old = {**PURPOSE, "as_of": (now - dt.timedelta(days=31)).isoformat()}
+            refused = c.get(path, params=too_old, headers=auth)
+            assert refused.status_code == 400, refused.text
+            assert "keep 30 days of history" in refused.json()["detail"]
+            assert c.get(path, params={**PURPOSE, "as_of": now.isoformat()}, headers=auth).status_code == 200
+    finally:
+        keeping.close()
+
+
+def test_prune_history_forgets_only_what_no_read_within_the_history_needs(hub: Hub) -> None:
+    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
+    history = [member(member_id="PM0000000001", status="PROBATIONARY"), member(member_id="PM0000000001")]
+    apply(projector(hub), messages(hub, history, occurred=moments))
+    consumers = ("dongthap-ppc", "langson-ppc")
+    assert [hub.store(c).version_count("party-members") for c in consumers] == [2, 2]
+    time.sleep(max(0.0, (moments[1] + dt.timedelta(seconds=1.5) - dt.datetime.now(dt.UTC)).total_seconds()))
+
+    run = sharehub(hub, "project", "prune-history", "--days", "0.00001")  # 0.864 s: both versions are older
+
+    assert run.returncode == 0, run.stderr
+    forgotten = dict(line.split("\t") for line in run.stdout.splitlines())
+    assert forgotten == {c: "1" if c in consumers else "0" for c in hub.consumers()}, "the superseded one"
+    for c in consumers:
+        store = hub.store(c)
+        assert store.version_count("party-members") == 1
+        now = store.get("party-members", "PM0000000001", as_of=dt.datetime.now(dt.UTC))
+        assert now == store.get("party-members", "PM0000000001"), "reads within the history answer as before"
+    unset = sharehub(hub, "project", "prune-history")
+    assert unset.returncode == 2 and "SHAREHUB_HISTORY_DAYS" in unset.stderr

@@ -240,3 +240,30 @@ def test_a_purged_subject_or_dataset_takes_its_past_versions_along(store: ReadMo
     store.purge_dataset("party-members")  # the agreement ended
     assert store.list("party-members", limit=10, as_of=at(2)) == []
     assert store.version_count("party-members") == 0
+
+
+def test_pruned_history_still_answers_every_read_as_of_the_horizon_or_later(store: ReadModelStore) -> None:
+    store.apply(
+        [
+            versioned("A", 2, status="PROBATIONARY"),
+            versioned("A", 4, status="OFFICIAL"),
+            versioned("B", 3, status="OFFICIAL"),
+            versioned("C", 7, status="PROBATIONARY"),
+        ],
+        {("t", 0): 4},
+    )
+    store.apply([versioned("A", 6, status="EXPELLED"), versioned("B", 9, status="EXPELLED")], {("t", 0): 6})
+
+    def answers() -> list[list[dict[str, object]]]:
+        return [store.list("party-members", limit=10, as_of=at(day)) for day in range(5, 11)]
+
+    before = answers()
+    assert store.prune_history(at(5)) == 1, "A's version of day 2 is the only one no read from day 5 needs"
+    assert answers() == before
+    assert store.version_count("party-members") == 5
+    assert store.get("party-members", "A", as_of=at(5))["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
+    assert store.prune_history(at(5)) == 0, "pruning again at the same horizon changes nothing"
+    assert store.prune_history(at(10)) == 2, "from day 10 on, only each record's latest version is read"
+    assert answers()[-1] == before[-1]
+    assert store.version_count("party-members") == 3
+    assert store.count("party-members") == 3, "the current rows are never touched"

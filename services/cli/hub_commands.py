@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from rich.table import Table
 from services.cli.errors import EXIT_FAILURE, reports_errors
 from services.cli.gov_commands import app as gov_app
 from services.hub import Hub
+from sharehub.errors import InputError
 
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
 audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
@@ -86,12 +88,39 @@ def project(
         quarantine_topic=gov.quarantine_topic,
         datadir=hub.home / "projector",
         before_batch=hub.governance_state,
+        history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
     )
     if run(app, loglevel=loglevel.upper()):
         hub.close()
         # A fresh process reads governance, topics and read-model positions anew (same pid: supervisors
         # and pid files keep following it).
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+@project_app.command("prune-history")
+@reports_errors
+def project_prune_history(
+    days: Annotated[
+        float | None,
+        typer.Option(help="Days of history to keep (default SHAREHUB_HISTORY_DAYS)"),
+    ] = None,
+) -> None:
+    """Have every read model forget now the past versions older than the history it keeps, as the running
+    worker does every hour; reads "as of" the last DAYS days answer as before."""
+    hub = Hub()
+    kept = days if days is not None else hub.settings.history_days
+    if kept is None:
+        raise InputError("give --days, or set SHAREHUB_HISTORY_DAYS: every version is kept otherwise")
+    if kept <= 0:
+        raise InputError(f"--days must be more than 0, not {kept:g}")
+    horizon = dt.datetime.now(dt.UTC) - dt.timedelta(days=kept)
+    try:
+        for consumer in hub.consumers():
+            forgotten = hub.store(consumer).prune_history(horizon)
+            print(f"{consumer}\t{forgotten}")
+    finally:
+        hub.close()
+    err.print(f"versions from before {horizon.isoformat(timespec='seconds')} that no read needs are gone")
 
 
 @project_app.command("rebuild")
