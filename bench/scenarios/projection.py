@@ -125,7 +125,8 @@ def run(config: Config) -> ScenarioResult:
             "Worker row: the real `sharehub project` process (faust-streaming, aiokafka) over the same topic "
             "into fresh read models; timed from the first batch it commits (faust's start-up and group join "
             "excluded) until every read model's positions reach the topic's end, counting the events after "
-            "that first batch. The scale run below measures it over millions of events.",
+            "that first batch (at --quick sizes, where one batch holds them all, from the process's start). "
+            "The scale run below measures it over millions of events.",
         ],
     )
 
