@@ -65,6 +65,14 @@ KILL_TIMEOUT_S = 10.0
 POLL_S = 0.25
 LOG_TAIL_LINES = 30
 JVM_HEAP = ("-Xms256m", "-Xmx768m")
+#: The collector settings Kafka's own start script uses (KAFKA_JVM_PERFORMANCE_OPTS): short G1 pauses. The
+#: JVM's default pause goal (200 ms) let single collections hold every acks=all write for up to 60 ms.
+JVM_GC = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+)
 
 # librdkafka reports every refused connection as an error; while we poll a broker that is still
 # starting (or check one that is down) that is expected, so its log goes nowhere.
@@ -259,7 +267,11 @@ class LocalKafka:
             self._reap(pids)
             if not any(_alive(p) for p in pids):
                 self._reap(pids)  # one that exited since the last reap is a zombie until reaped
-                return True
+                # Our own child is gone once reaped: the JVM's leader is a zombie while its other threads
+                # still exit, and until then it cannot be reaped and stays in /proc.
+                child = self._proc
+                if child is None or child.pid not in pids or child.returncode is not None:
+                    return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(POLL_S)
@@ -422,6 +434,7 @@ class LocalKafka:
         cmd = [
             java,
             *JVM_HEAP,
+            *JVM_GC,
             "-Djava.awt.headless=true",
             "-cp",
             f"{libs}/*",
