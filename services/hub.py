@@ -146,6 +146,20 @@ class Hub:
                 self._refreshed = now
             return self._state
 
+    def governance_since(self, moment: float, *, min_interval: float) -> GovState:
+        """The state as a read of the log that began at or after ``moment`` (``time.monotonic()``) left it:
+        everything appended before ``moment`` is in it. Reads again if need be, but not more often than
+        every ``min_interval`` seconds (callers wait instead), however many callers ask."""
+        while True:
+            with self._lock:
+                state = self._state
+                if state is not None and self._refreshed >= moment:
+                    return state
+                wait = self._refreshed + min_interval - time.monotonic()
+                if state is None or wait <= 0:
+                    return self.governance_state(refresh=True)
+            time.sleep(wait)
+
     @staticmethod
     def _apply(state: GovState, events: list[bytes]) -> None:
         for raw in events:

@@ -7,6 +7,7 @@ refused (403) rather than answered with an empty list. No credential, or an unkn
 """
 
 import datetime as dt
+import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -35,7 +36,7 @@ from sharehub.errors import (
 from sharehub.governance import Agreement
 from sharehub.row_filter import compile_filter
 
-#: An unknown credential makes the API look for new governance events, at most this often.
+#: An unknown credential makes the API read the log past the request, at most this often (others wait).
 RECHECK_S = 0.05
 
 _bearer = HTTPBearer(auto_error=False, description="Credential issued by governance to a consumer agency.")
@@ -98,10 +99,10 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     async def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
         if credentials is None:
             raise NotAuthenticated("a bearer credential is required")
-        token = credentials.credentials
+        token, asked = credentials.credentials, time.monotonic()
         consumer = hub.governance.consumer_for_token(token)
-        if consumer is None:  # perhaps issued a moment ago: look at the log's end once more
-            state = await run_in_threadpool(hub.governance_state, max_age=RECHECK_S)
+        if consumer is None:  # perhaps issued a moment ago: make sure the log is read past this request
+            state = await run_in_threadpool(hub.governance_since, asked, min_interval=RECHECK_S)
             consumer = state.consumer_for_token(token)
         if consumer is None:
             raise NotAuthenticated("unknown credential")

@@ -144,6 +144,22 @@ def test_no_answer_leaves_the_api_when_the_access_log_refuses_its_record(loaded:
     assert "PM0000000001" not in response.text
 
 
+def test_a_credential_issued_elsewhere_just_now_is_known_to_the_api_at_once(loaded: Hub) -> None:
+    # An API whose follower would not read the log again for an hour: only the recheck can find the token.
+    api = Hub(loaded.settings.model_copy(update={"governance_refresh_s": 3600}))
+    try:
+        c = client(api)  # the app starts the follower, which reads the log once now
+        token = issue_credential(loaded, "dongthap-ppc")  # another hub, as another process would
+        asked = time.monotonic()
+        assert api.governance.consumer_for_token(token) is None, "the followed state does not know it yet"
+        assert api.governance_since(asked, min_interval=0.05).consumer_for_token(token) == "dongthap-ppc"
+        other = issue_credential(loaded, "dongthap-ppc")
+        record = RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001"
+        assert c.get(record, headers={"Authorization": f"Bearer {other}"}).status_code == 200
+    finally:
+        api.close()
+
+
 @pytest.mark.parametrize("limit", ["0", "1001", "ten"])
 def test_a_bad_limit_is_a_4xx_not_a_crash(loaded: Hub, limit: str) -> None:
     auth = bearer(loaded, "dongthap-ppc")
