@@ -158,7 +158,7 @@ class ReadModelStore:
             )
         self._dialect = self.engine.dialect.name
         self._upserts = _Upserts(self.engine.dialect)
-        self._point_read = _PointRead(self.engine.dialect) if self._dialect == "sqlite" else None
+        self._point_read = _PointRead(self.engine.dialect) if self.embedded else None
 
     @property
     def embedded(self) -> bool:

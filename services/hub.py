@@ -130,10 +130,9 @@ class Hub:
             except Exception as exc:  # noqa: BLE001 - the broker is away: keep the last state, try again
                 log.warning("governance not refreshed: %s", exc)
 
-    def governance_state(self, *, refresh: bool = False, max_age: float | None = None) -> GovState:
-        """The state as of the log's end at most ``max_age`` (default ``governance_refresh_s``) seconds ago;
-        ``refresh``: as of now."""
-        max_age = self.settings.governance_refresh_s if max_age is None else max_age
+    def governance_state(self, *, refresh: bool = False) -> GovState:
+        """The state as of the log's end at most ``governance_refresh_s`` seconds ago; ``refresh``: as of
+        now."""
         with self._lock:
             now = time.monotonic()
             if self._state is None:
@@ -141,7 +140,7 @@ class Hub:
                 state = GovState(pinned.trust, pinned.topic_prefix)
                 self._apply(state, self.log.read_all())
                 self._state, self._refreshed = state, now
-            elif refresh or now - self._refreshed >= max_age:
+            elif refresh or now - self._refreshed >= self.settings.governance_refresh_s:
                 self._apply(self._state, self.log.read_new())
                 self._refreshed = now
             return self._state

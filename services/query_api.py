@@ -78,9 +78,7 @@ Purpose = Annotated[
 def serve_app() -> FastAPI:
     """The API over this process's own hub (settings from the environment): what each ``sharehub serve``
     worker process runs."""
-    hub = Hub()
-    hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
-    return create_app(hub)
+    return create_app(Hub())  # which reads governance first: no governance fails the start, clearly
 
 
 def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
@@ -126,14 +124,15 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
 
     def past_moment(as_of: dt.datetime | None) -> dt.datetime | None:
         """``as_of`` checked: with its zone, and within the history the read models keep."""
-        moment = _zoned(as_of)
+        if as_of is not None and as_of.tzinfo is None:
+            raise InputError("as_of: give the time zone, e.g. 2026-01-31T17:00:00+07:00 or ...Z")
         horizon = hub.settings.history_horizon(dt.datetime.now(dt.UTC))
-        if moment is not None and horizon is not None and moment < horizon:
+        if as_of is not None and horizon is not None and as_of < horizon:
             raise InputError(
                 f"as_of: read models keep {hub.settings.history_days:g} days of history, from "
                 f"{horizon.isoformat(timespec='seconds')}; earlier states are only in the log"
             )
-        return moment
+        return as_of
 
     app.include_router(governance_router(hub, caller))
 
@@ -252,12 +251,6 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         return Record(**found)
 
     return app
-
-
-def _zoned(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        raise InputError("as_of: give the time zone, e.g. 2026-01-31T17:00:00+07:00 or ...Z")
-    return moment
 
 
 def _sample(schema: RecordSchema, name: str) -> Any:

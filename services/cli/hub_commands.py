@@ -107,13 +107,13 @@ def project_prune_history(
 ) -> None:
     """Have every read model forget now the past versions older than the history it keeps, as the running
     worker does every hour; reads "as of" the last DAYS days answer as before."""
+    if days is not None and days <= 0:
+        raise InputError(f"--days must be more than 0, not {days:g}")
     hub = Hub()
-    kept = days if days is not None else hub.settings.history_days
-    if kept is None:
+    settings = hub.settings if days is None else hub.settings.model_copy(update={"history_days": days})
+    horizon = settings.history_horizon(dt.datetime.now(dt.UTC))
+    if horizon is None:
         raise InputError("give --days, or set SHAREHUB_HISTORY_DAYS: every version is kept otherwise")
-    if kept <= 0:
-        raise InputError(f"--days must be more than 0, not {kept:g}")
-    horizon = dt.datetime.now(dt.UTC) - dt.timedelta(days=kept)
     try:
         for consumer in hub.consumers():
             forgotten = hub.store(consumer).prune_history(horizon)
