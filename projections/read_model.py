@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import json
 import re
+import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +112,9 @@ grants = Table(
 #: Recorded terms that no agreement has: the dataset is projected again from its start.
 REPLAY = "replay requested"
 
+#: How long a connection to a SQLite read model waits for another's write lock before it gives up.
+SQLITE_LOCK_TIMEOUT_S = 30.0
+
 TopicPartition = tuple[str, int]
 #: (topic, partition, producer) → (sequence, hash) of the last event that continued that chain.
 ChainHeads = dict[tuple[str, int, str], tuple[int, bytes]]
@@ -149,7 +154,7 @@ class ReadModelStore:
         if url.get_backend_name() == "sqlite":
             if url.database:
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_engine(url, connect_args={"timeout": 30})
+            self.engine = create_engine(url, connect_args={"timeout": SQLITE_LOCK_TIMEOUT_S})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self._schema = schema_name(consumer)
@@ -167,13 +172,20 @@ class ReadModelStore:
         return self._dialect == "sqlite"
 
     def create(self) -> None:
-        """Create the tables (and the consumer's schema on PostgreSQL) if they do not exist. Two workers
-        starting at once may race to create them: the loser finds them made and carries on."""
+        """Create the tables (and the consumer's schema on PostgreSQL) if they do not exist. Workers
+        starting at once may race to create them. On SQLite the file's write lock is taken first, so
+        they create the tables one after the other and every later one finds them made. On PostgreSQL
+        the loser of a race retries and then finds them made."""
+        if self.embedded:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                metadata.create_all(conn)
+                conn.commit()
+            return
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    if self._schema is not None:
-                        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+                    conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
                     metadata.create_all(conn)
                 return
             except DBAPIError:
@@ -612,6 +624,20 @@ def _utc(moment: dt.datetime) -> dt.datetime:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the query API read while the projection writes; FULL sync keeps committed batches on a crash.
-    cur.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cur)
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """SQLite answers "database is locked" at once, without waiting, to a connection that asks for WAL
+    while another is switching the same new file to it: ask again until the switch is made."""
+    deadline = time.monotonic() + SQLITE_LOCK_TIMEOUT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

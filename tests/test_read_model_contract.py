@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import multiprocessing
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -104,6 +106,37 @@ def test_consumers_are_isolated(url_template: str) -> None:
         for s in (one, two):
             s.drop()
             s.close()
+
+
+def _create_at_the_barrier(url_template: str, consumer: str, barrier: Any) -> None:
+    store = ReadModelStore(url_template, consumer)
+    barrier.wait()
+    store.create()
+    store.close()
+
+
+def test_workers_starting_together_all_create_the_same_read_model(url_template: str) -> None:
+    # Two workers given partitions at once both create the consumer's read model: none may fail.
+    spawn = multiprocessing.get_context("spawn")
+    for _ in range(6):
+        consumer = f"c-{uuid.uuid4().hex[:8]}"
+        barrier = spawn.Barrier(4)
+        workers = [
+            spawn.Process(target=_create_at_the_barrier, args=(url_template, consumer, barrier))
+            for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        store = ReadModelStore(url_template, consumer)
+        try:
+            assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+            store.apply([row("PM1", status="OFFICIAL")], {("t", 0): 1})
+            assert store.count() == 1
+        finally:
+            store.drop()
+            store.close()
 
 
 def test_the_database_password_comes_from_a_file_and_never_shows(tmp_path: Path) -> None:
