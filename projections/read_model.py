@@ -243,41 +243,35 @@ class ReadModelStore:
                     latest[(r.dataset, r.record_key)] = r
                     applied[(r.dataset, r.record_key)] = applied.get((r.dataset, r.record_key), 0) + 1
                 # One statement, many parameter sets: compiled once, however many rows.
-                encoded: dict[int, Any] = {}
-                upsert.write(
-                    conn,
-                    upsert.records,
-                    [
-                        {
-                            "dataset": r.dataset,
-                            "record_key": r.record_key,
-                            "subject_ref": r.subject_ref,
-                            "fields": r.fields,
-                            "event_id": r.event_id,
-                            "occurred_at": _utc(r.occurred_at),
-                            "agreement_id": r.agreement_id,
-                            "applied_at": now,
-                            "version": applied[key],
-                        }
-                        for key, r in latest.items()
-                    ],
-                    encoded,
-                )
-                upsert.write(
-                    conn,
-                    upsert.versions,
-                    [
-                        {
-                            "dataset": r.dataset,
-                            "record_key": r.record_key,
-                            "subject_ref": r.subject_ref,
-                            "fields": r.fields,
-                            "occurred_at": _utc(r.occurred_at),
-                        }
-                        for r in rows
-                    ],
-                    encoded,
-                )
+                processed: dict[int, Any] = {}
+                occurred = {id(r): _utc(r.occurred_at) for r in rows}
+                # Both lists stay alive until both are written: ``processed`` goes by identity.
+                current = [
+                    {
+                        "dataset": r.dataset,
+                        "record_key": r.record_key,
+                        "subject_ref": r.subject_ref,
+                        "fields": r.fields,
+                        "event_id": r.event_id,
+                        "occurred_at": occurred[id(r)],
+                        "agreement_id": r.agreement_id,
+                        "applied_at": now,
+                        "version": applied[key],
+                    }
+                    for key, r in latest.items()
+                ]
+                versions = [
+                    {
+                        "dataset": r.dataset,
+                        "record_key": r.record_key,
+                        "subject_ref": r.subject_ref,
+                        "fields": r.fields,
+                        "occurred_at": occurred[id(r)],
+                    }
+                    for r in rows
+                ]
+                upsert.write(conn, upsert.records, current, processed)
+                upsert.write(conn, upsert.versions, versions, processed)
             for dataset, subject_ref in purges:
                 for table in (records, record_versions):
                     conn.execute(
@@ -532,15 +526,15 @@ class _Upserts:
                 self._direct[id(stmt)] = _DirectStatement(stmt, table, dialect)
 
     def write(
-        self, conn: Connection, stmt: Any, rows: list[dict[str, Any]], encoded: dict[int, Any] | None = None
+        self, conn: Connection, stmt: Any, rows: list[dict[str, Any]], processed: dict[int, Any] | None = None
     ) -> None:
-        """Execute ``stmt`` once per row. ``encoded``: JSON values already encoded, by id (a row and its
-        version share their fields, encoded once)."""
+        """Execute ``stmt`` once per row. ``processed``: values already through their bind processor, by
+        identity (a row and its version share their fields and time, processed once)."""
         direct = self._direct.get(id(stmt))
         if direct is None:
             conn.execute(stmt, rows)
         else:
-            conn.exec_driver_sql(direct.sql, direct.parameters(rows, {} if encoded is None else encoded))
+            conn.exec_driver_sql(direct.sql, direct.parameters(rows, {} if processed is None else processed))
 
 
 class _PointRead:
@@ -581,23 +575,25 @@ class _DirectStatement:
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
         self.processors = [table.c[name].type.bind_processor(dialect) for name in self.names]
-        self.json = [isinstance(table.c[name].type, JSON) for name in self.names]
 
-    def parameters(self, rows: list[dict[str, Any]], encoded: dict[int, Any]) -> list[tuple[Any, ...]]:
-        columns = list(zip(self.names, self.processors, self.json, strict=True))
-
-        def value(name: str, process: Any, is_json: bool, row: dict[str, Any]) -> Any:
-            raw = row[name]
-            if process is None:
-                return raw
-            if not is_json:
-                return process(raw)
-            done = encoded.get(id(raw))
-            if done is None:
-                done = encoded[id(raw)] = process(raw)
-            return done
-
-        return [tuple(value(n, f, j, row) for n, f, j in columns) for row in rows]
+    def parameters(self, rows: list[dict[str, Any]], processed: dict[int, Any]) -> list[tuple[Any, ...]]:
+        """Each row's values in the statement's order, through their bind processors. A value met before
+        (the batch's time, a record's fields and time shared by its row and its version) is processed once:
+        ``processed`` holds them by identity, for as long as the rows that hold them live."""
+        columns = list(zip(self.names, self.processors, strict=True))
+        out = []
+        for row in rows:
+            values = []
+            for name, process in columns:
+                raw = row[name]
+                if process is not None:
+                    done = processed.get(id(raw))
+                    if done is None:
+                        done = processed[id(raw)] = process(raw)
+                    raw = done
+                values.append(raw)
+            out.append(tuple(values))
+        return out
 
 
 def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:

@@ -1,8 +1,13 @@
-"""The projection worker: a faust-streaming app that feeds the :class:`Projector` from Kafka.
+"""The projection worker: a faust-streaming app that feeds a projection engine from Kafka.
 
 Positions live in the read models, not in Kafka's consumer-group offsets: on every partition assignment
 the worker seeks to the least position any read model stored, and the projector skips what a read model
 already holds. That is what makes a SIGKILL at any moment harmless.
+
+The worker takes the next batch from Kafka while the engine (in a process of its own, see
+:mod:`projections.engine_process`) projects the one before: faust's work per message and the projection's
+run on two cores. Batches are projected one at a time, in the order taken; before partitions are taken
+away in a rebalance, every batch already taken is committed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from projections.projector import Decision, LogMessage, Projector, Reconciled
+from projections.engine import Judged, ProjectionEngine
+from projections.projector import LogMessage
 from projections.quarantine import encode_quarantined
 from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
@@ -37,19 +43,16 @@ RESTART_REASONS = "sharehub_restart_reasons"
 
 
 def create_app(
-    projector: Projector,
+    engine: ProjectionEngine,
     bootstrap: str,
     *,
     group: str,
     quarantine_topic: str,
     datadir: Path,
-    before_batch: Callable[[], object] = lambda: None,
     history_horizon: Callable[[], dt.datetime | None] = lambda: None,
 ) -> faust.App:
-    """A faust app in consumer group ``group`` projecting every dataset topic the projector knows.
+    """A faust app in consumer group ``group`` projecting every dataset topic the engine knows.
 
-    ``before_batch`` runs on the batch's thread before the projector decides (the hub brings governance up
-    to date there, so an agreement suspended on the log stops granting from the next batch on).
     ``history_horizon`` gives the earliest time reads "as of" may ask for (None: keep every version)."""
     login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
     credentials = (
@@ -75,30 +78,44 @@ def create_app(
     )
     # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
     # offset would have faust seek there (and drop everything below it) when partitions are assigned.
-    datasets = app.topic(*projector.topics, key_type=bytes, value_type=bytes, acks=False)
+    topics = engine.topics
+    datasets = app.topic(*topics, key_type=bytes, value_type=bytes, acks=False)
     quarantine = app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
-    dataset_topics = set(projector.topics)
+    dataset_topics = set(topics)
     # One batch at a time (decide → quarantine → commit), and the projector's memory of a partition is only
     # dropped between batches.
     one_at_a_time = asyncio.Lock()
+    # The batch the engine projects while the agent takes the next one (empty: none is).
+    in_flight: list[asyncio.Future[None]] = []
 
     @app.agent(datasets)
     async def project(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
-            async with one_at_a_time:
-                await _project(events)
+        try:
+            async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
+                batch = [
+                    LogMessage(
+                        e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value
+                    )
+                    for e in events
+                ]
+                await _finish_in_flight()  # a batch that failed fails the agent, as it always did
+                in_flight.append(asyncio.ensure_future(_project_in_turn(batch)))
+        finally:
+            await _finish_in_flight()
 
-    async def _project(events: Any) -> None:
-        batch = [
-            LogMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-            for e in events
-        ]
+    async def _finish_in_flight() -> None:
+        while in_flight:
+            batch = in_flight[0]
+            await asyncio.wait([batch])  # a stopping agent does not cancel a batch half way
+            in_flight.remove(batch)
+            batch.result()
 
-        def decide() -> Decision:
-            before_batch()
-            return projector.decide(batch)
+    async def _project_in_turn(batch: list[LogMessage]) -> None:
+        async with one_at_a_time:
+            await _project(batch)
 
-        decision = await asyncio.to_thread(decide)
+    async def _project(batch: list[LogMessage]) -> None:
+        decision: Judged = await asyncio.to_thread(engine.decide, batch)
         for entry in decision.quarantined:
             key, value = encode_quarantined(entry)
             delivered = await quarantine.send(key=key, value=value)
@@ -110,9 +127,9 @@ def create_app(
                 entry.message.offset,
                 entry.reason,
             )
-        await asyncio.to_thread(projector.commit, decision)
-        if decision.applied():
-            log.info("applied %d rows from %d events", decision.applied(), len(batch))
+        await asyncio.to_thread(engine.commit, decision)
+        if decision.rows:
+            log.info("applied %d rows from %d events", decision.rows, len(batch))
 
     restart_reasons: list[str] = []
     setattr(app, RESTART_REASONS, restart_reasons)
@@ -124,20 +141,11 @@ def create_app(
         different terms, has its dataset projected again from the start. A dataset or consumer governance
         added, or a read model sent back to a dataset's start, makes the worker start over (positions live
         in the read models, so that is safe at any moment) to read from where every read model needs."""
-
-        def run_reconcile() -> tuple[Reconciled, list[str]]:
-            before_batch()
-            done = projector.reconcile()
-            behind = [
-                f"{t}[{p}] must be read again from a read model's position"
-                for t, p in projector.behind_stream()
-            ]
-            return done, projector.outgrown() + behind
-
         if restart_reasons:
             return
         async with one_at_a_time:
-            done, reasons = await asyncio.to_thread(run_reconcile)
+            reconciled = await asyncio.to_thread(engine.reconcile)
+        done, reasons = reconciled.done, reconciled.restart_reasons
         for (consumer, dataset), rows in sorted(done.purged.items()):
             log.warning(
                 "purged %d rows of %s from %s's read model: no active agreement", rows, dataset, consumer
@@ -161,12 +169,18 @@ def create_app(
         if horizon is None or restart_reasons:
             return
         async with one_at_a_time:
-            forgotten = await asyncio.to_thread(projector.prune_history, horizon)
+            forgotten = await asyncio.to_thread(engine.prune_history, horizon)
         for consumer, versions in forgotten.items():
             if versions:
                 log.info("%s's read model forgot %d versions from before %s", consumer, versions, horizon)
 
     held: set[TP] = set()
+
+    @app.on_partitions_revoked.connect
+    async def finish_taken_batches(sender: Any, revoked: set[TP], **_: Any) -> None:
+        """Partitions may go to another worker: the batch taken from them is committed before they go."""
+        for future in list(in_flight):
+            await asyncio.wait([future])
 
     @app.on_partitions_assigned.connect
     async def resume_from_read_models(sender: Any, assigned: set[TP], **_: Any) -> None:
@@ -177,7 +191,7 @@ def create_app(
         # Seek in faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread
         # races the fetcher. Reading the stored positions changes nothing in the projector.
         offsets = await asyncio.to_thread(
-            lambda: {tp: projector.stored_offset((tp.topic, tp.partition)) for tp in ours}
+            lambda: {tp: engine.stored_offset((tp.topic, tp.partition)) for tp in ours}
         )
         if offsets:
             await app.consumer.seek_wait(offsets)
@@ -186,7 +200,7 @@ def create_app(
         # Partitions new to this worker may have moved on elsewhere: forget what we knew of them, once any
         # batch in flight has committed, so the next batch takes their chain heads from the read models.
         async with one_at_a_time:
-            projector.forget([(tp.topic, tp.partition) for tp in newly])
+            await asyncio.to_thread(engine.forget, [(tp.topic, tp.partition) for tp in newly])
 
     return app
 

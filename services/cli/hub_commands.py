@@ -72,25 +72,27 @@ def project(
     """Run the projection worker until stopped: Kafka → verify → decrypt → agreements → read models."""
     if ctx.invoked_subcommand is not None:
         return
-    from projections.projector import Projector
+    from projections.engine_process import EngineProcess
     from projections.worker import create_app, run
+    from services.projection_engine import hub_engine
 
-    hub = Hub()
-    stores = {consumer: hub.store(consumer) for consumer in hub.consumers()}
-    projector = Projector(hub.governance, hub.keys, stores)
-    projector.reconcile()  # the terms in force now, before the first batch (new read models start here)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    gov = hub.governance
-    app = create_app(
-        projector,
-        hub.kafka,
-        group=gov.projector_group,
-        quarantine_topic=gov.quarantine_topic,
-        datadir=hub.home / "projector",
-        before_batch=hub.governance_state,
-        history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
-    )
-    if run(app, loglevel=loglevel.upper()):
+    hub = Hub()
+    engine = EngineProcess(hub_engine)  # verifies, decrypts and writes on a core of its own
+    try:
+        gov = hub.governance
+        app = create_app(
+            engine,
+            hub.kafka,
+            group=gov.projector_group,
+            quarantine_topic=gov.quarantine_topic,
+            datadir=hub.home / "projector",
+            history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
+        )
+        restart = run(app, loglevel=loglevel.upper())
+    finally:
+        engine.close()
+    if restart:
         hub.close()
         # A fresh process reads governance, topics and read-model positions anew (same pid: supervisors
         # and pid files keep following it).

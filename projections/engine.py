@@ -1,0 +1,106 @@
+"""What the projection worker asks of the projection: one small interface, served in this process
+(:class:`LocalEngine`) or by a process of its own (:mod:`projections.engine_process`).
+
+The worker only moves messages: it takes batches from Kafka, sends what the engine quarantines to the
+quarantine topic, and seeks where the engine says. Everything that needs keys, governance or the read
+models happens in the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from projections.projector import Decision, LogMessage, Projector, Quarantined, Reconciled
+from projections.read_model import TopicPartition
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A decided batch, waiting to be committed: what it quarantines and how many rows it applies."""
+
+    quarantined: list[Quarantined]
+    rows: int
+    #: Which decision of the engine this is (the engine keeps the decision itself).
+    ticket: int = 0
+
+
+@dataclass
+class Reconciliation:
+    """What one round of bringing the read models in line with governance did, and why the worker must
+    start over (empty: it need not)."""
+
+    done: Reconciled = field(default_factory=Reconciled)
+    restart_reasons: list[str] = field(default_factory=list)
+
+
+class ProjectionEngine(Protocol):
+    @property
+    def topics(self) -> list[str]: ...
+    def stored_offset(self, tp: TopicPartition) -> int: ...
+    def forget(self, tps: Sequence[TopicPartition]) -> None: ...
+    def decide(self, batch: Sequence[LogMessage]) -> Judged: ...
+    def commit(self, judged: Judged) -> None: ...
+    def reconcile(self) -> Reconciliation: ...
+    def prune_history(self, before: dt.datetime) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+class LocalEngine:
+    """A :class:`Projector` in this process. ``before_batch`` runs before every decision and
+    reconciliation (the hub brings governance up to date there, so an agreement suspended on the log stops
+    granting from the next batch on); ``on_close`` releases what the projector used."""
+
+    def __init__(
+        self,
+        projector: Projector,
+        *,
+        before_batch: Callable[[], object] = lambda: None,
+        on_close: Callable[[], object] = lambda: None,
+    ) -> None:
+        self._projector = projector
+        self._before_batch = before_batch
+        self._on_close = on_close
+        self._pending: dict[int, Decision] = {}
+        self._tickets = 0
+
+    @property
+    def topics(self) -> list[str]:
+        return self._projector.topics
+
+    def stored_offset(self, tp: TopicPartition) -> int:
+        return self._projector.stored_offset(tp)
+
+    def forget(self, tps: Sequence[TopicPartition]) -> None:
+        self._projector.forget(tps)
+
+    def decide(self, batch: Sequence[LogMessage]) -> Judged:
+        self._before_batch()
+        decision = self._projector.decide(batch)
+        self._tickets += 1
+        self._pending[self._tickets] = decision
+        return Judged(decision.quarantined, decision.applied(), self._tickets)
+
+    def commit(self, judged: Judged) -> None:
+        decision = self._pending.pop(judged.ticket, None)
+        if decision is None:
+            raise ValueError(f"no decided batch {judged.ticket} waits to be committed")
+        self._pending.clear()  # decisions are committed in order: an older one left over is void
+        self._projector.commit(decision)
+
+    def reconcile(self) -> Reconciliation:
+        self._before_batch()
+        done = self._projector.reconcile()
+        behind = [
+            f"{t}[{p}] must be read again from a read model's position"
+            for t, p in self._projector.behind_stream()
+        ]
+        return Reconciliation(done, self._projector.outgrown() + behind)
+
+    def prune_history(self, before: dt.datetime) -> dict[str, int]:
+        return self._projector.prune_history(before)
+
+    def close(self) -> None:
+        self._on_close()
