@@ -2,7 +2,8 @@
 verifies, decrypts and writes one batch, the worker's process takes the next from Kafka.
 
 The engine process is built by a factory the worker names (a module-level function, imported anew in the
-child: no key, password or open connection crosses the pipe, the child reads the same settings). It dies
+child: no key, password or open connection crosses the pipe, the child reads the same settings). Calls and
+answers cross the pipe pickled: messages, decisions to quarantine, counts. It dies
 with the worker: killed at once if the worker is killed (Linux's parent-death signal), and it stops when
 its pipe closes. A batch killed half way is a transaction never committed, exactly as in one process.
 """
@@ -36,14 +37,14 @@ class EngineProcessError(RuntimeError):
 
 
 class EngineProcess:
-    """A :class:`LocalEngine` made by ``factory`` in a child process, called through a pipe. Calls from
-    several threads are taken one at a time."""
+    """A :class:`LocalEngine` made by ``factory(*args)`` in a child process, called through a pipe. Calls
+    from several threads are taken one at a time."""
 
-    def __init__(self, factory: Callable[[], LocalEngine]) -> None:
+    def __init__(self, factory: Callable[..., LocalEngine], *args: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(child_end, factory, os.getpid()), name="sharehub-projection-engine"
+            target=_serve, args=(child_end, os.getpid(), factory, args), name="sharehub-projection-engine"
         )
         self._process.start()
         child_end.close()
@@ -51,7 +52,11 @@ class EngineProcess:
         if not self._conn.poll(START_TIMEOUT_S):
             self._process.kill()
             raise EngineProcessError(f"the projection engine did not start in {START_TIMEOUT_S:.0f} s")
-        self._topics: list[str] = self._reply()
+        try:
+            self._topics: list[str] = self._reply()
+        except BaseException:
+            self._process.join(STOP_TIMEOUT_S)
+            raise
 
     @property
     def pid(self) -> int | None:
@@ -116,14 +121,14 @@ class EngineProcess:
         return value
 
 
-def _serve(conn: Connection, factory: Callable[[], LocalEngine], parent: int) -> None:
+def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], args: tuple[Any, ...]) -> None:
     """The engine process: answer calls until the pipe closes or says stop."""
     _die_with(parent)
     # Ctrl-C and a stop reach the whole process group: the worker stops this process once its batch is done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        engine = factory()
+        engine = factory(*args)
     except BaseException as exc:
         conn.send(("error", _portable(exc)))
         return

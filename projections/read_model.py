@@ -549,7 +549,7 @@ class _PointRead:
         compiled = query.compile(dialect=dialect)
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
-        self.load = records.c.fields.type.result_processor(dialect, None)
+        self.load = records.c.fields.type.dialect_impl(dialect).result_processor(dialect, None)
 
     def fields(self, engine: Engine, dataset: str, record_key: str) -> Any:
         given = {"dataset": dataset, "record_key": record_key}
@@ -574,7 +574,11 @@ class _DirectStatement:
         compiled = stmt.compile(dialect=dialect, column_keys=keys)
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
-        self.processors = [table.c[name].type.bind_processor(dialect) for name in self.names]
+        # The dialect's own implementation of each type: a generic DateTime has no bind processor, and the
+        # driver's default would write another text form than the one every query compares with.
+        self.processors = [
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        ]
 
     def parameters(self, rows: list[dict[str, Any]], processed: dict[int, Any]) -> list[tuple[Any, ...]]:
         """Each row's values in the statement's order, through their bind processors. A value met before

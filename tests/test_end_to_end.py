@@ -23,7 +23,7 @@ from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.envelope import parse
 from sharehub.kafka import client_config
-from tests.kafka_helpers import Worker, free_port, hub_env, sharehub, wait_until
+from tests.kafka_helpers import Worker, children_of, free_port, hub_env, sharehub, wait_until
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
@@ -168,8 +168,15 @@ def test_sigkill_mid_stream_leaves_every_record_exactly_once(hub: Hub, worker: W
     wait_until(lambda: applied() > 0, timeout=90, what="the worker to apply a first batch", log=worker.log)
     before_kill = applied()
     assert worker.pid is not None
-    os.killpg(worker.pid, signal.SIGKILL)
+    engine = children_of(worker.pid)
+    assert engine, "the worker runs its projection engine in a process of its own"
+    os.kill(worker.pid, signal.SIGKILL)  # the worker alone: its engine process must not outlive it
     wait_until(lambda: not worker.alive(), timeout=10, what="the worker to die")
+    wait_until(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in engine),
+        timeout=10,
+        what="the engine process to die with its worker",
+    )
     assert before_kill < total, "the worker finished before it could be killed mid-stream"
 
     worker.start()

@@ -263,6 +263,17 @@ def test_reads_as_of_a_past_time_see_each_record_as_it_stood(store: ReadModelSto
         store.get("party-members", "A", as_of=dt.datetime(2026, 3, 7))
 
 
+def test_a_read_as_of_the_very_microsecond_of_an_event_sees_it(store: ReadModelStore) -> None:
+    moment = dt.datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+    store.apply([dataclasses.replace(row("A", status="OFFICIAL"), occurred_at=moment)], {("t", 0): 1})
+    assert store.get("party-members", "A", as_of=moment)["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
+    assert store.list("party-members", limit=10, as_of=moment) == [
+        {"key": "A", "fields": {"status": "OFFICIAL"}}
+    ]
+    just_before = moment - dt.timedelta(microseconds=1)
+    assert store.get("party-members", "A", as_of=just_before) is None
+
+
 def test_a_purged_subject_or_dataset_takes_its_past_versions_along(store: ReadModelStore) -> None:
     a, b = versioned("A", 2, status="OFFICIAL"), versioned("B", 2, status="OFFICIAL")
     store.apply([a, b, versioned("A", 3, status="EXPELLED")], {("t", 0): 3})
