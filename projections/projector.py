@@ -16,7 +16,6 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
@@ -64,18 +63,20 @@ class Quarantined:
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Apply:
     message: LogMessage
     event: OpenedEvent
     record_key: str
     subject_ref: str
+    _json: dict[str, Any] | None = None
 
-    @cached_property
     def record_json(self) -> dict[str, Any]:
         """The whole record as JSON values, made once for every consumer it is granted to."""
-        assert self.event.record is not None
-        return datum_to_json(self.event.record)
+        if self._json is None:
+            assert self.event.record is not None
+            self._json = datum_to_json(self.event.record)
+        return self._json
 
 
 @dataclass(frozen=True)
@@ -203,20 +204,22 @@ class Projector:
         decision.heads = {k: v for k, v in self._heads.items() if k[:2] in moved_tps}
         now = self._clock()
         in_force: dict[tuple[str, str], Agreement | None] = {}  # one look-up per consumer and dataset
+        # Each partition's last offset in the batch, and each verdict's place: looked up per consumer below.
+        ends: dict[TopicPartition, int] = {}
+        for message in batch:
+            ends[message.tp] = max(ends.get(message.tp, 0), message.offset + 1)
+        placed = [(v.message.tp, v.message.offset, v) for v in verdicts]
         for consumer, store in self._stores.items():
             done = store.positions()
             lagging = {tp for tp, start in takes_over.items() if done.get(tp, 0) < start}
-            moved: dict[TopicPartition, int] = {}
-            for message in batch:
-                if message.tp not in lagging and message.offset >= done.get(message.tp, 0):
-                    moved[message.tp] = max(moved.get(message.tp, 0), message.offset + 1)
+            moved = {tp: end for tp, end in ends.items() if tp not in lagging and end > done.get(tp, 0)}
             # The last verdict per record wins: a purge (erasure, or a row filter the record no longer
             # passes) drops the rows before it in this batch, a later row outlives an earlier purge.
             rows: list[tuple[int, Row]] = []
             last_row: dict[tuple[str, str], int] = {}
             last_purge: dict[tuple[str, str], int] = {}
-            for i, verdict in enumerate(verdicts):
-                if verdict.message.tp in lagging or verdict.message.offset < done.get(verdict.message.tp, 0):
+            for i, (tp, offset, verdict) in enumerate(placed):
+                if tp in lagging or offset < done.get(tp, 0):
                     continue  # applied by an earlier run (exactly-once effects), or left to the backfill
                 if isinstance(verdict, _Purge):
                     last_purge[(verdict.dataset, verdict.subject_ref)] = i
@@ -374,7 +377,7 @@ class Projector:
         row_filter = self._row_filter(agreement, event.schema)
         if row_filter is not None and not row_filter.matches(event.record):
             return (header.dataset, verdict.subject_ref)
-        record = verdict.record_json
+        record = verdict.record_json()
         granted = {name: record[name] for name in agreement.fields if name in record}
         return Row(
             dataset=header.dataset,

@@ -272,10 +272,14 @@ def _kind(v: Any) -> str:
     return type(v).__name__
 
 
+#: Values that are their own JSON form (most fields of most records: no call per field for them).
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def datum_to_json(value: Any) -> Any:
     """Avro datum → JSON-ready value (dates and timestamps as ISO strings)."""
     if isinstance(value, dict):
-        return {k: datum_to_json(v) for k, v in value.items()}
+        return {k: v if type(v) in _JSON_AS_IS else datum_to_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [datum_to_json(v) for v in value]
     if isinstance(value, dt.datetime | dt.date):
