@@ -91,6 +91,27 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (a worker and its engine process), from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found = [pid]
+    for member in found:
+        found.extend(child for child, parent in parents.items() if parent == member)
+    return found
+
+
+def family_rss_kb(pid: int) -> tuple[int, int]:
+    """(current, peak) resident set of ``pid`` and its descendants together, in KiB. The peak is the sum
+    of each one's peak: an upper bound of the family's."""
+    members = family(pid)
+    return sum(rss_kb(m) for m in members), sum(peak_rss_kb(m) for m in members)
+
+
 class Server:
     """A running ``sharehub serve``: its base URL, and its peak RSS read just before it is stopped."""
 

@@ -30,6 +30,7 @@ from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, brok
 from bench.kafka_io import end_offsets
 from bench.load import (
     BENCH_PURPOSE,
+    family_rss_kb,
     latency_summary,
     paced,
     peak_rss_kb,
@@ -130,8 +131,9 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
             if proc.poll() is not None:
                 raise RuntimeError(f"the projection worker exited with {proc.returncode}; see {worker_log}")
             done = _projected(readmodels, consumers, topic)
-            rss = rss_kb(proc.pid) / 1024
-            peak = max(peak, peak_rss_kb(proc.pid))
+            current, highest = family_rss_kb(proc.pid)  # the worker and its engine process
+            rss = current / 1024
+            peak = max(peak, highest)
             samples.append({"t": round(elapsed, 1), "events": done, "rss_mib": round(rss, 1)})
             if done and first_event_at is None:
                 first_event_at = elapsed - SAMPLE_EVERY_S / 2
@@ -144,7 +146,7 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
                     f"projection did not finish within {deadline_s:.0f} s ({done:,}/{total:,})"
                 )
     finally:
-        peak = max(peak, peak_rss_kb(proc.pid))
+        peak = max(peak, family_rss_kb(proc.pid)[1])
         stop_group(proc)
     seconds = samples[-1]["t"]
     steady = seconds - (first_event_at or 0.0)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.load import family
 from connectors.synthetic import generate_party_members, write_jsonl
 from projections.quarantine import decode_quarantined
 from services import processes
@@ -23,7 +24,7 @@ from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.envelope import parse
 from sharehub.kafka import client_config
-from tests.kafka_helpers import Worker, children_of, free_port, hub_env, sharehub, wait_until
+from tests.kafka_helpers import Worker, free_port, hub_env, sharehub, wait_until
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
@@ -168,7 +169,7 @@ def test_sigkill_mid_stream_leaves_every_record_exactly_once(hub: Hub, worker: W
     wait_until(lambda: applied() > 0, timeout=90, what="the worker to apply a first batch", log=worker.log)
     before_kill = applied()
     assert worker.pid is not None
-    engine = children_of(worker.pid)
+    engine = family(worker.pid)[1:]
     assert engine, "the worker runs its projection engine in a process of its own"
     os.kill(worker.pid, signal.SIGKILL)  # the worker alone: its engine process must not outlive it
     wait_until(lambda: not worker.alive(), timeout=10, what="the worker to die")
