@@ -8,6 +8,7 @@ models happens in the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class Judged:
     rows: int
     #: Which decision of the engine this is (the engine keeps the decision itself).
     ticket: int = 0
+    #: Committed already (:meth:`ProjectionEngine.project` of a batch with nothing to quarantine).
+    committed: bool = False
 
 
 @dataclass
@@ -43,6 +46,7 @@ class ProjectionEngine(Protocol):
     def forget(self, tps: Sequence[TopicPartition]) -> None: ...
     def decide(self, batch: Sequence[LogMessage]) -> Judged: ...
     def commit(self, judged: Judged) -> None: ...
+    def project(self, batch: Sequence[LogMessage]) -> Judged: ...
     def reconcile(self) -> Reconciliation: ...
     def prune_history(self, before: dt.datetime) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -89,6 +93,15 @@ class LocalEngine:
             raise ValueError(f"no decided batch {judged.ticket} waits to be committed")
         self._pending.clear()  # decisions are committed in order: an older one left over is void
         self._projector.commit(decision)
+
+    def project(self, batch: Sequence[LogMessage]) -> Judged:
+        """Decide, and commit at once unless something must first go to the quarantine topic (the
+        positions may not move past a quarantined event before it is there): one call for most batches."""
+        judged = self.decide(batch)
+        if judged.quarantined:
+            return judged
+        self.commit(judged)
+        return dataclasses.replace(judged, committed=True)
 
     def reconcile(self) -> Reconciliation:
         self._before_batch()

@@ -79,6 +79,10 @@ class EngineProcess:
     def commit(self, judged: Judged) -> None:
         self._call("commit", judged)
 
+    def project(self, batch: Sequence[LogMessage]) -> Judged:
+        judged: Judged = self._call("project", list(batch))
+        return judged
+
     def reconcile(self) -> Reconciliation:
         done: Reconciliation = self._call("reconcile")
         return done

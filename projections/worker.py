@@ -31,7 +31,7 @@ from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
 log = logging.getLogger("sharehub.projection")
 
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 BATCH_WAIT_S = 0.2
 #: How often the worker brings read models in line with the agreements (the purge's latency, plus the
 #: governance refresh), and checks whether it must start over.
@@ -115,7 +115,7 @@ def create_app(
             await _project(batch)
 
     async def _project(batch: list[LogMessage]) -> None:
-        decision: Judged = await asyncio.to_thread(engine.decide, batch)
+        decision: Judged = await asyncio.to_thread(engine.project, batch)
         for entry in decision.quarantined:
             key, value = encode_quarantined(entry)
             delivered = await quarantine.send(key=key, value=value)
@@ -127,7 +127,8 @@ def create_app(
                 entry.message.offset,
                 entry.reason,
             )
-        await asyncio.to_thread(engine.commit, decision)
+        if not decision.committed:
+            await asyncio.to_thread(engine.commit, decision)
         if decision.rows:
             log.info("applied %d rows from %d events", decision.rows, len(batch))
 

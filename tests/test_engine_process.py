@@ -54,6 +54,18 @@ def test_a_batch_is_judged_and_committed_in_the_engine_process(engine: EnginePro
     assert engine.stored_offset((topic, 0)) == 1
 
 
+def test_project_commits_at_once_only_a_batch_with_nothing_to_quarantine(engine: EngineProcess) -> None:
+    [topic] = [t for t in engine.topics if "party-members" in t]
+    garbage = LogMessage(topic, 0, 0, None, b"not an envelope")
+    first = engine.project([garbage])
+    assert not first.committed and [q.reason for q in first.quarantined] == ["malformed"]
+    assert engine.stored_offset((topic, 0)) == 0, "positions wait until the quarantine has the event"
+    engine.commit(first)
+    again = engine.project([garbage])  # redelivered after a rebalance: judged already
+    assert again.committed and again.quarantined == []
+    assert engine.stored_offset((topic, 0)) == 1
+
+
 def test_an_engine_failure_is_raised_in_the_worker_and_the_engine_goes_on(engine: EngineProcess) -> None:
     with pytest.raises(ValueError, match="no decided batch 41"):
         engine.commit(Judged([], 0, ticket=41))

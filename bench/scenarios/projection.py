@@ -2,8 +2,9 @@
 
 Hub: a confluent-kafka consumer loop (not the faust worker: this isolates the projection from faust's
 own overhead; the scale run measures the real worker end to end) reads the dataset topic from offset 0
-in batches of up to 500 and hands each batch to :class:`projections.projector.Projector`: ``decide``
-(open every envelope, check every lane's chain, apply each consumer's agreement) then ``commit`` (rows,
+in batches of the worker's size (``projections.worker.BATCH_SIZE``) and hands each batch to
+:class:`projections.projector.Projector`: ``decide`` (open every envelope, check every lane's chain,
+apply each consumer's agreement) then ``commit`` (rows,
 positions and chain heads in one transaction per read model). Baseline: the same loop over a topic
 holding the same records as plain fastavro bytes, writing one row per record and read model (the whole
 record as JSON, no crypto, no policy) with its positions, in one sqlite3 transaction per batch and read
@@ -28,6 +29,7 @@ from bench.load import projection_worker, stop_group
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
 from projections.projector import LogMessage, Projector
+from projections.worker import BATCH_SIZE
 from services.hub import Hub
 from sharehub.avro import datum_to_json, record_from_json
 from sharehub.kafka import ensure_topics
@@ -121,7 +123,8 @@ def run(config: Config) -> ScenarioResult:
         measurements=measured,
         notes=[
             f"{n:,} events per repetition, each to {len(consumers)} read models ({', '.join(consumers)}), "
-            "fresh and empty for every repetition. Batches of up to 500 messages, as the worker takes them.",
+            f"fresh and empty for every repetition. Batches of up to {BATCH_SIZE:,} messages, as the worker "
+            "takes them.",
             "Worker row: the real `sharehub project` process (faust-streaming, aiokafka) over the same topic "
             "into fresh read models; timed from the first batch it commits (faust's start-up and group join "
             "excluded) until every read model's positions reach the topic's end, counting the events after "
@@ -170,7 +173,7 @@ def _granted(hub: Hub, consumers: list[str]) -> int:
 
 def _project(projector: Projector, bootstrap: str, topic: str) -> int:
     applied = 0
-    for batch in read_batches(bootstrap, topic):
+    for batch in read_batches(bootstrap, topic, BATCH_SIZE):
         messages = [LogMessage(*m) for m in batch]
         decision = projector.decide(messages)
         if decision.quarantined:
@@ -191,7 +194,7 @@ def _plain_loop(bootstrap: str, topic: str, parsed: Any, directory: Path, consum
         dbs.append(db)
     written = 0
     try:
-        for batch in read_batches(bootstrap, topic):
+        for batch in read_batches(bootstrap, topic, BATCH_SIZE):
             now = time.strftime("%Y-%m-%dT%H:%M:%S")
             rows = []
             ends: dict[int, int] = {}
