@@ -44,9 +44,8 @@ class ProjectionEngine(Protocol):
     def topics(self) -> list[str]: ...
     def stored_offset(self, tp: TopicPartition) -> int: ...
     def forget(self, tps: Sequence[TopicPartition]) -> None: ...
-    def decide(self, batch: Sequence[LogMessage]) -> Judged: ...
-    def commit(self, judged: Judged) -> None: ...
     def project(self, batch: Sequence[LogMessage]) -> Judged: ...
+    def commit(self, judged: Judged) -> None: ...
     def reconcile(self) -> Reconciliation: ...
     def prune_history(self, before: dt.datetime) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -67,7 +66,8 @@ class LocalEngine:
         self._projector = projector
         self._before_batch = before_batch
         self._on_close = on_close
-        self._pending: dict[int, Decision] = {}
+        #: The decided batch that waits for the quarantine topic before it is committed, by its ticket.
+        self._pending: tuple[int, Decision] | None = None
         self._tickets = 0
 
     @property
@@ -80,28 +80,28 @@ class LocalEngine:
     def forget(self, tps: Sequence[TopicPartition]) -> None:
         self._projector.forget(tps)
 
-    def decide(self, batch: Sequence[LogMessage]) -> Judged:
+    def project(self, batch: Sequence[LogMessage]) -> Judged:
+        """Decide, and commit at once unless something must first go to the quarantine topic (the
+        positions may not move past a quarantined event before it is there): one call for most batches.
+        A batch returned uncommitted waits for :meth:`commit`; the next decision voids it."""
         self._before_batch()
         decision = self._projector.decide(batch)
         self._tickets += 1
-        self._pending[self._tickets] = decision
-        return Judged(decision.quarantined, decision.applied(), self._tickets)
+        judged = Judged(decision.quarantined, decision.applied(), self._tickets)
+        if judged.quarantined:
+            self._pending = (self._tickets, decision)
+            return judged
+        self._pending = None
+        self._projector.commit(decision)
+        return dataclasses.replace(judged, committed=True)
 
     def commit(self, judged: Judged) -> None:
-        decision = self._pending.pop(judged.ticket, None)
-        if decision is None:
+        """Commit the batch :meth:`project` returned uncommitted, once its quarantined events are out."""
+        if self._pending is None or self._pending[0] != judged.ticket:
             raise ValueError(f"no decided batch {judged.ticket} waits to be committed")
-        self._pending.clear()  # decisions are committed in order: an older one left over is void
+        decision = self._pending[1]
+        self._pending = None
         self._projector.commit(decision)
-
-    def project(self, batch: Sequence[LogMessage]) -> Judged:
-        """Decide, and commit at once unless something must first go to the quarantine topic (the
-        positions may not move past a quarantined event before it is there): one call for most batches."""
-        judged = self.decide(batch)
-        if judged.quarantined:
-            return judged
-        self.commit(judged)
-        return dataclasses.replace(judged, committed=True)
 
     def reconcile(self) -> Reconciliation:
         self._before_batch()

@@ -15,6 +15,7 @@ import ctypes
 import datetime as dt
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -71,10 +72,6 @@ class EngineProcess:
 
     def forget(self, tps: Sequence[TopicPartition]) -> None:
         self._call("forget", list(tps))
-
-    def decide(self, batch: Sequence[LogMessage]) -> Judged:
-        judged: Judged = self._call("decide", list(batch))
-        return judged
 
     def commit(self, judged: Judged) -> None:
         self._call("commit", judged)
@@ -169,8 +166,6 @@ def _die_with(parent: int) -> None:
 
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives the pipe, else an EngineProcessError that names it."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(exc))
         return exc

@@ -85,11 +85,12 @@ def create_app(
     # One batch at a time (decide → quarantine → commit), and the projector's memory of a partition is only
     # dropped between batches.
     one_at_a_time = asyncio.Lock()
-    # The batch the engine projects while the agent takes the next one (empty: none is).
-    in_flight: list[asyncio.Future[None]] = []
+    # The batch the engine projects while the agent takes the next one (None: none is).
+    in_flight: asyncio.Future[None] | None = None
 
     @app.agent(datasets)
     async def project(stream: faust.StreamT[bytes]) -> None:
+        nonlocal in_flight
         try:
             async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
                 batch = [
@@ -99,15 +100,15 @@ def create_app(
                     for e in events
                 ]
                 await _finish_in_flight()  # a batch that failed fails the agent, as it always did
-                in_flight.append(asyncio.ensure_future(_project_in_turn(batch)))
+                in_flight = asyncio.ensure_future(_project_in_turn(batch))
         finally:
             await _finish_in_flight()
 
     async def _finish_in_flight() -> None:
-        while in_flight:
-            batch = in_flight[0]
+        nonlocal in_flight
+        if in_flight is not None:
+            batch, in_flight = in_flight, None
             await asyncio.wait([batch])  # a stopping agent does not cancel a batch half way
-            in_flight.remove(batch)
             batch.result()
 
     async def _project_in_turn(batch: list[LogMessage]) -> None:
@@ -180,8 +181,8 @@ def create_app(
     @app.on_partitions_revoked.connect
     async def finish_taken_batches(sender: Any, revoked: set[TP], **_: Any) -> None:
         """Partitions may go to another worker: the batch taken from them is committed before they go."""
-        for future in list(in_flight):
-            await asyncio.wait([future])
+        if in_flight is not None:
+            await asyncio.wait([in_flight])
 
     @app.on_partitions_assigned.connect
     async def resume_from_read_models(sender: Any, assigned: set[TP], **_: Any) -> None:
