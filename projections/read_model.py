@@ -235,41 +235,29 @@ class ReadModelStore:
         upsert = self._upserts
         with self.engine.begin() as conn:
             if rows:
-                # Later events for the same key win: keep only the last row per key within a batch,
-                # and count every event applied to it.
-                latest: dict[tuple[str, str], Row] = {}
+                # Later events for the same key win: only the last row per key becomes current, and it
+                # counts every event applied to its key. Every row is a version.
+                last: dict[tuple[str, str], int] = {}
                 applied: dict[tuple[str, str], int] = {}
-                for r in rows:
-                    latest[(r.dataset, r.record_key)] = r
-                    applied[(r.dataset, r.record_key)] = applied.get((r.dataset, r.record_key), 0) + 1
-                # One statement, many parameter sets: compiled once, however many rows.
+                for i, r in enumerate(rows):
+                    key = (r.dataset, r.record_key)
+                    last[key] = i
+                    applied[key] = applied.get(key, 0) + 1
+                versions: dict[str, list[Any]] = {
+                    "dataset": [r.dataset for r in rows],
+                    "record_key": [r.record_key for r in rows],
+                    "subject_ref": [r.subject_ref for r in rows],
+                    "fields": [r.fields for r in rows],
+                    "occurred_at": [_utc(r.occurred_at) for r in rows],
+                }
+                kept = list(last.values())
+                current = {name: [column[i] for i in kept] for name, column in versions.items()}
+                current["event_id"] = [rows[i].event_id for i in kept]
+                current["agreement_id"] = [rows[i].agreement_id for i in kept]
+                current["applied_at"] = [now] * len(kept)
+                current["version"] = [applied[key] for key in last]
+                # A current row shares its fields and time with its version: processed once for both.
                 processed: dict[int, Any] = {}
-                occurred = {id(r): _utc(r.occurred_at) for r in rows}
-                # Both lists stay alive until both are written: ``processed`` goes by identity.
-                current = [
-                    {
-                        "dataset": r.dataset,
-                        "record_key": r.record_key,
-                        "subject_ref": r.subject_ref,
-                        "fields": r.fields,
-                        "event_id": r.event_id,
-                        "occurred_at": occurred[id(r)],
-                        "agreement_id": r.agreement_id,
-                        "applied_at": now,
-                        "version": applied[key],
-                    }
-                    for key, r in latest.items()
-                ]
-                versions = [
-                    {
-                        "dataset": r.dataset,
-                        "record_key": r.record_key,
-                        "subject_ref": r.subject_ref,
-                        "fields": r.fields,
-                        "occurred_at": occurred[id(r)],
-                    }
-                    for r in rows
-                ]
                 upsert.write(conn, upsert.records, current, processed)
                 upsert.write(conn, upsert.versions, versions, processed)
             for dataset, subject_ref in purges:
@@ -526,15 +514,16 @@ class _Upserts:
                 self._direct[id(stmt)] = _DirectStatement(stmt, table, dialect)
 
     def write(
-        self, conn: Connection, stmt: Any, rows: list[dict[str, Any]], processed: dict[int, Any] | None = None
+        self, conn: Connection, stmt: Any, columns: dict[str, list[Any]], processed: dict[int, Any]
     ) -> None:
-        """Execute ``stmt`` once per row. ``processed``: values already through their bind processor, by
-        identity (a row and its version share their fields and time, processed once)."""
+        """Execute ``stmt`` once per row, given column by column (every list as long). ``processed``:
+        values already through their bind processor, by identity, for as long as the columns live."""
         direct = self._direct.get(id(stmt))
         if direct is None:
-            conn.execute(stmt, rows)
+            rows = zip(*columns.values(), strict=True)
+            conn.execute(stmt, [dict(zip(columns, values, strict=True)) for values in rows])
         else:
-            conn.exec_driver_sql(direct.sql, direct.parameters(rows, {} if processed is None else processed))
+            conn.exec_driver_sql(direct.sql, direct.parameters(columns, processed))
 
 
 class _PointRead:
@@ -580,24 +569,23 @@ class _DirectStatement:
             table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         ]
 
-    def parameters(self, rows: list[dict[str, Any]], processed: dict[int, Any]) -> list[tuple[Any, ...]]:
+    def parameters(self, columns: dict[str, list[Any]], processed: dict[int, Any]) -> list[tuple[Any, ...]]:
         """Each row's values in the statement's order, through their bind processors. A value met before
         (the batch's time, a record's fields and time shared by its row and its version) is processed once:
-        ``processed`` holds them by identity, for as long as the rows that hold them live."""
-        columns = list(zip(self.names, self.processors, strict=True))
-        out = []
-        for row in rows:
-            values = []
-            for name, process in columns:
-                raw = row[name]
-                if process is not None:
-                    done = processed.get(id(raw))
-                    if done is None:
-                        done = processed[id(raw)] = process(raw)
-                    raw = done
-                values.append(raw)
-            out.append(tuple(values))
-        return out
+        ``processed`` holds them by identity, for as long as the columns that hold them live."""
+        ordered = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            column = columns[name]
+            if process is not None:
+                done = []
+                for value in column:
+                    result = processed.get(id(value))
+                    if result is None:
+                        result = processed[id(value)] = process(value)
+                    done.append(result)
+                column = done
+            ordered.append(column)
+        return list(zip(*ordered, strict=True))
 
 
 def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:
