@@ -13,6 +13,7 @@ positions and chain heads in one transaction. The worker sends quarantined event
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Quarantined:
 class _Apply:
     message: LogMessage
     event: OpenedEvent
+    dataset: str
     record_key: str
     subject_ref: str
     _json: dict[str, Any] | None = None
@@ -203,7 +205,6 @@ class Projector:
         moved_tps = {m.tp for m in batch}
         decision.heads = {k: v for k, v in self._heads.items() if k[:2] in moved_tps}
         now = self._clock()
-        in_force: dict[tuple[str, str], Agreement | None] = {}  # one look-up per consumer and dataset
         # Each partition's last offset in the batch, and each verdict's place: looked up per consumer below.
         ends: dict[TopicPartition, int] = {}
         for message in batch:
@@ -218,13 +219,14 @@ class Projector:
             rows: list[tuple[int, Row]] = []
             last_row: dict[tuple[str, str], int] = {}
             last_purge: dict[tuple[str, str], int] = {}
+            grants = _Grants(functools.partial(self._terms, consumer, now=now))
             for i, (tp, offset, verdict) in enumerate(placed):
                 if tp in lagging or offset < done.get(tp, 0):
                     continue  # applied by an earlier run (exactly-once effects), or left to the backfill
                 if isinstance(verdict, _Purge):
                     last_purge[(verdict.dataset, verdict.subject_ref)] = i
                     continue
-                granted = self._grant(consumer, verdict, now, in_force)
+                granted = grants.row(verdict)
                 if isinstance(granted, Row):
                     rows.append((i, granted))
                     last_row[(granted.dataset, granted.subject_ref)] = i
@@ -348,7 +350,7 @@ class Projector:
             return _Purge(message, dataset, _subject_ref(header.subject_key_id))
         record_key = str(event.record[self._key_field(dataset)])
         subject_ref = pseudonym(self._keys.routing_key(dataset), record_key).hex()
-        return _Apply(message, event, record_key, subject_ref)
+        return _Apply(message, event, dataset, record_key, subject_ref)
 
     def _key_field(self, dataset: str) -> str:
         key_field = self._key_fields.get(dataset)
@@ -356,37 +358,15 @@ class Projector:
             key_field = self._key_fields[dataset] = self._governance.dataset(dataset).key_field
         return key_field
 
-    def _grant(
-        self,
-        consumer: str,
-        verdict: _Apply,
-        now: dt.datetime,
-        in_force: dict[tuple[str, str], Agreement | None],
-    ) -> Row | tuple[str, str] | None:
-        """The consumer's row for the event; or (dataset, subject_ref) when the agreement's row filter
-        excludes the record (so an earlier version of it must go); or None: no active agreement."""
-        event = verdict.event
-        header = event.header
-        if (consumer, header.dataset) not in in_force:
-            in_force[(consumer, header.dataset)] = self._governance.active_agreement(
-                consumer, header.dataset, now
-            )
-        agreement = in_force[(consumer, header.dataset)]
-        if agreement is None or event.record is None:
+    def _terms(self, consumer: str, dataset: str, schema: RecordSchema, *, now: dt.datetime) -> _Terms | None:
+        """What ``consumer`` is granted of ``dataset``'s records of ``schema`` now; None: nothing."""
+        agreement = self._governance.active_agreement(consumer, dataset, now)
+        if agreement is None:
             return None  # default deny
-        row_filter = self._row_filter(agreement, event.schema)
-        if row_filter is not None and not row_filter.matches(event.record):
-            return (header.dataset, verdict.subject_ref)
-        record = verdict.record_json()
-        granted = {name: record[name] for name in agreement.fields if name in record}
-        return Row(
-            dataset=header.dataset,
-            record_key=verdict.record_key,
-            subject_ref=verdict.subject_ref,
-            fields=granted,
-            event_id=header.event_id,
-            occurred_at=header.occurred_at,
-            agreement_id=agreement.id,
+        return _Terms(
+            agreement,
+            tuple(name for name in agreement.fields if name in schema.fields),
+            self._row_filter(agreement, schema),
         )
 
     def _row_filter(self, agreement: Agreement, schema: RecordSchema) -> RowFilter | None:
@@ -399,6 +379,62 @@ class Projector:
             compiled = compile_filter(agreement.row_filter, schema, allowed_fields=agreement.fields)
             self._filters[cache_key] = compiled
         return compiled
+
+
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """One consumer's grant on one dataset's records of one schema."""
+
+    agreement: Agreement
+    #: The granted fields the schema has, in the agreement's order.
+    fields: tuple[str, ...]
+    row_filter: RowFilter | None
+
+
+class _Grants:
+    """One consumer's rows for a batch: its terms (``lookup(dataset, schema)``) looked up once per dataset
+    and schema."""
+
+    def __init__(self, lookup: Callable[[str, RecordSchema], _Terms | None]) -> None:
+        self._lookup = lookup
+        self._terms: dict[tuple[str, bytes], _Terms | None] = {}
+        # A batch is mostly one dataset under one schema: the last terms found answer most events.
+        self._last: tuple[str, RecordSchema, _Terms | None] | None = None
+
+    def row(self, verdict: _Apply) -> Row | tuple[str, str] | None:
+        """The consumer's row for the event; or (dataset, subject_ref) when the agreement's row filter
+        excludes the record (so an earlier version of it must go); or None: no active agreement."""
+        event = verdict.event
+        record = event.record
+        if record is None:
+            return None
+        terms = self._terms_for(verdict.dataset, event.schema)
+        if terms is None:
+            return None  # default deny
+        if terms.row_filter is not None and not terms.row_filter.matches(record):
+            return (verdict.dataset, verdict.subject_ref)
+        as_json = verdict.record_json()
+        header = event.envelope.header
+        return Row(
+            dataset=verdict.dataset,
+            record_key=verdict.record_key,
+            subject_ref=verdict.subject_ref,
+            fields={name: as_json[name] for name in terms.fields},
+            event_id=header.event_id,
+            occurred_at=header.occurred_at,
+            agreement_id=terms.agreement.id,
+        )
+
+    def _terms_for(self, dataset: str, schema: RecordSchema) -> _Terms | None:
+        last = self._last
+        if last is not None and last[1] is schema and last[0] == dataset:
+            return last[2]
+        key = (dataset, schema.fingerprint)
+        if key not in self._terms:
+            self._terms[key] = self._lookup(dataset, schema)
+        terms = self._terms[key]
+        self._last = (dataset, schema, terms)
+        return terms
 
 
 def _parsed(raw: bytes) -> Envelope | EnvelopeError:
