@@ -8,9 +8,11 @@ models happens in the engine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,13 +41,23 @@ class Reconciliation:
     restart_reasons: list[str] = field(default_factory=list)
 
 
+class EarlierBatchFailed(RuntimeError):
+    """A batch came after one that failed: the stream has moved past events no read model holds, so the
+    worker must start over from the read models' positions."""
+
+
 class ProjectionEngine(Protocol):
     @property
     def topics(self) -> list[str]: ...
     def stored_offset(self, tp: TopicPartition) -> int: ...
     def forget(self, tps: Sequence[TopicPartition]) -> None: ...
     def project(self, batch: Sequence[LogMessage]) -> Judged: ...
+    def project_in_turn(self, batch: Sequence[LogMessage]) -> Future[Judged]:
+        """:meth:`project` the batch once every call made before is answered; the answer comes later."""
+        ...
+
     def commit(self, judged: Judged) -> None: ...
+    def abandon(self, reason: str) -> None: ...
     def reconcile(self) -> Reconciliation: ...
     def prune_history(self, before: dt.datetime) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -69,6 +81,13 @@ class LocalEngine:
         #: The decided batch that waits for the quarantine topic before it is committed, by its ticket.
         self._pending: tuple[int, Decision] | None = None
         self._tickets = 0
+        #: Why a batch failed: no later one is projected (it would skip the failed batch's events).
+        self._failed: str | None = None
+
+    @property
+    def awaits_commit(self) -> bool:
+        """A decided batch waits for :meth:`commit`: nothing else may change the read models meanwhile."""
+        return self._pending is not None
 
     @property
     def topics(self) -> list[str]:
@@ -83,17 +102,32 @@ class LocalEngine:
     def project(self, batch: Sequence[LogMessage]) -> Judged:
         """Decide, and commit at once unless something must first go to the quarantine topic (the
         positions may not move past a quarantined event before it is there): one call for most batches.
-        A batch returned uncommitted waits for :meth:`commit`; the next decision voids it."""
-        self._before_batch()
-        decision = self._projector.decide(batch)
+        A batch returned uncommitted waits for :meth:`commit` (or :meth:`abandon`) before any other is
+        decided. Once a batch failed, every later one is refused (:class:`EarlierBatchFailed`)."""
+        if self._pending is not None:
+            raise ValueError(f"decided batch {self._pending[0]} still waits to be committed")
+        self._refuse_after_failure()
+        with self._failing_stops_batches():
+            self._before_batch()
+            decision = self._projector.decide(batch)
         self._tickets += 1
         judged = Judged(decision.quarantined, decision.applied(), self._tickets)
         if judged.quarantined:
             self._pending = (self._tickets, decision)
             return judged
         self._pending = None
-        self._projector.commit(decision)
+        with self._failing_stops_batches():
+            self._projector.commit(decision)
         return dataclasses.replace(judged, committed=True)
+
+    def project_in_turn(self, batch: Sequence[LogMessage]) -> Future[Judged]:
+        """In this process every call is answered before the next: projected now."""
+        answer: Future[Judged] = Future()
+        try:
+            answer.set_result(self.project(batch))
+        except Exception as exc:
+            answer.set_exception(exc)
+        return answer
 
     def commit(self, judged: Judged) -> None:
         """Commit the batch :meth:`project` returned uncommitted, once its quarantined events are out."""
@@ -101,7 +135,16 @@ class LocalEngine:
             raise ValueError(f"no decided batch {judged.ticket} waits to be committed")
         decision = self._pending[1]
         self._pending = None
-        self._projector.commit(decision)
+        self._refuse_after_failure()
+        with self._failing_stops_batches():
+            self._projector.commit(decision)
+
+    def abandon(self, reason: str) -> None:
+        """The worker gives up (its quarantined events could not be sent, or it stops): the batch waiting
+        for its commit stays unapplied, and no later batch is projected."""
+        self._pending = None
+        if self._failed is None:
+            self._failed = reason
 
     def reconcile(self) -> Reconciliation:
         self._before_batch()
@@ -117,3 +160,15 @@ class LocalEngine:
 
     def close(self) -> None:
         self._on_close()
+
+    def _refuse_after_failure(self) -> None:
+        if self._failed is not None:
+            raise EarlierBatchFailed(f"not projected: an earlier batch failed ({self._failed})")
+
+    @contextlib.contextmanager
+    def _failing_stops_batches(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            self._failed = f"{type(exc).__name__}: {exc}"
+            raise

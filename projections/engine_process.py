@@ -10,15 +10,19 @@ its pipe closes. A batch killed half way is a transaction never committed, exact
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import datetime as dt
+import itertools
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,6 +35,11 @@ START_TIMEOUT_S = 120.0
 #: How long a stopping engine process may take to finish its batch and close.
 STOP_TIMEOUT_S = 30.0
 _PR_SET_PDEATHSIG = 1
+#: What may run while a decided batch waits for its commit (its commit, giving it up, reading a stored
+#: position): every other call waits behind it.
+_WHILE_A_BATCH_WAITS = frozenset({"commit", "abandon", "stored_offset"})
+#: A call to the engine: (id, method, arguments).
+_Call = tuple[int, str, tuple[Any, ...]]
 
 
 class EngineProcessError(RuntimeError):
@@ -38,8 +47,11 @@ class EngineProcessError(RuntimeError):
 
 
 class EngineProcess:
-    """A :class:`LocalEngine` made by ``factory(*args)`` in a child process, called through a pipe. Calls
-    from several threads are taken one at a time."""
+    """A :class:`LocalEngine` made by ``factory(*args)`` in a child process, called through a pipe.
+
+    Calls go out in the order made, from any thread, and the engine takes them in that order; each answer
+    comes back to the call that asked. :meth:`project_in_turn` does not wait for its answer, so the next
+    batch crosses the pipe while the engine still projects the one before."""
 
     def __init__(self, factory: Callable[..., LocalEngine], *args: Any) -> None:
         context = multiprocessing.get_context("spawn")
@@ -49,15 +61,28 @@ class EngineProcess:
         )
         self._process.start()
         child_end.close()
-        self._lock = threading.Lock()
         if not self._conn.poll(START_TIMEOUT_S):
             self._process.kill()
             raise EngineProcessError(f"the projection engine did not start in {START_TIMEOUT_S:.0f} s")
         try:
-            self._topics: list[str] = self._reply()
-        except BaseException:
+            status, topics = self._conn.recv()
+        except (EOFError, OSError):
             self._process.join(STOP_TIMEOUT_S)
-            raise
+            raise self._exited() from None
+        if status == "error":
+            self._process.join(STOP_TIMEOUT_S)
+            raise topics
+        self._topics: list[str] = topics
+        #: Sending is one call at a time; the answers are read by a thread of their own.
+        self._sending = threading.Lock()
+        #: Calls waiting for their answer, by id; and, once the engine is gone, the error every call gets.
+        self._asking = threading.Lock()
+        self._asked: dict[int, Future[Any]] = {}
+        self._gone: EngineProcessError | None = None
+        self._call_ids = itertools.count(1)
+        self._answers = threading.Thread(target=self._read_answers, name="sharehub-engine-answers")
+        self._answers.daemon = True
+        self._answers.start()
 
     @property
     def pid(self) -> int | None:
@@ -76,9 +101,15 @@ class EngineProcess:
     def commit(self, judged: Judged) -> None:
         self._call("commit", judged)
 
+    def abandon(self, reason: str) -> None:
+        self._call("abandon", reason)
+
     def project(self, batch: Sequence[LogMessage]) -> Judged:
-        judged: Judged = self._call("project", list(batch))
-        return judged
+        return self.project_in_turn(batch).result()
+
+    def project_in_turn(self, batch: Sequence[LogMessage]) -> Future[Judged]:
+        answer: Future[Judged] = self._ask("project", list(batch))
+        return answer
 
     def reconcile(self) -> Reconciliation:
         done: Reconciliation = self._call("reconcile")
@@ -89,8 +120,9 @@ class EngineProcess:
         return forgotten
 
     def close(self) -> None:
-        """Have the engine process finish and close its read models; kill it if it does not."""
-        with self._lock:
+        """Have the engine process finish and close its read models; kill it if it does not. Calls still
+        unanswered then fail."""
+        with self._sending:
             if self._process.pid is None or self._process.exitcode is not None:
                 return
             with contextlib.suppress(OSError):
@@ -99,31 +131,60 @@ class EngineProcess:
             if self._process.exitcode is None:
                 self._process.kill()
                 self._process.join()
-            self._conn.close()
+        self._answers.join(STOP_TIMEOUT_S)
+        self._conn.close()
+
+    def _exited(self) -> EngineProcessError:
+        return EngineProcessError(f"the projection engine exited (code {self._process.exitcode})")
 
     def _call(self, method: str, *args: Any) -> Any:
-        with self._lock:
-            try:
-                self._conn.send((method, args))
-            except OSError as exc:
-                raise EngineProcessError(f"the projection engine is gone ({exc})") from None
-            return self._reply()
+        return self._ask(method, *args).result()
 
-    def _reply(self) -> Any:
-        try:
-            status, value = self._conn.recv()
-        except (EOFError, OSError):
-            self._process.join(1.0)
-            raise EngineProcessError(
-                f"the projection engine exited (code {self._process.exitcode})"
-            ) from None
-        if status == "error":
-            raise value
-        return value
+    def _ask(self, method: str, *args: Any) -> Future[Any]:
+        answer: Future[Any] = Future()
+        with self._sending:
+            with self._asking:
+                if self._gone is not None:
+                    raise self._gone
+                call_id = next(self._call_ids)
+                self._asked[call_id] = answer
+            try:
+                self._conn.send((call_id, method, args))
+            except OSError as exc:
+                with self._asking:
+                    self._asked.pop(call_id, None)
+                raise EngineProcessError(f"the projection engine is gone ({exc})") from None
+        return answer
+
+    def _read_answers(self) -> None:
+        """Give each answer to its call until the engine is gone; then every call still waiting fails."""
+        while True:
+            try:
+                call_id, status, value = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            with self._asking:
+                answer = self._asked.pop(call_id)
+            if status == "error":
+                answer.set_exception(value)
+            else:
+                answer.set_result(value)
+        self._process.join(1.0)
+        gone = self._exited()
+        with self._asking:
+            self._gone = gone
+            unanswered, self._asked = self._asked, {}
+        for answer in unanswered.values():
+            answer.set_exception(gone)
 
 
 def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], args: tuple[Any, ...]) -> None:
-    """The engine process: answer calls until the pipe closes or says stop."""
+    """The engine process: answer calls in the order they came until the pipe closes or says stop.
+
+    A thread receives the calls, so the next batch crosses the pipe while this one is projected. While a
+    decided batch waits for its commit (its quarantined events go to Kafka first), every call that could
+    change the read models or decide a later batch waits behind the commit (or the worker giving the batch
+    up)."""
     _die_with(parent)
     # Ctrl-C and a stop reach the whole process group: the worker stops this process once its batch is done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -135,22 +196,43 @@ def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], a
         return
     try:
         conn.send(("ok", engine.topics))
+        calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        receiver = threading.Thread(target=_receive, args=(conn, calls), name="sharehub-engine-calls")
+        receiver.daemon = True
+        receiver.start()
+        held_back: collections.deque[_Call] = collections.deque()
         while True:
-            try:
-                request = conn.recv()
-            except EOFError:
-                return
-            if request is None:
-                return
-            method, args = request
-            try:
-                result = getattr(engine, method)(*args)
-            except Exception as exc:
-                conn.send(("error", _portable(exc)))
+            if held_back and not engine.awaits_commit:
+                call = held_back.popleft()
             else:
-                conn.send(("ok", result))
+                received = calls.get()
+                if received is None:
+                    return
+                if engine.awaits_commit and received[1] not in _WHILE_A_BATCH_WAITS:
+                    held_back.append(received)
+                    continue
+                call = received
+            call_id, method, call_args = call
+            try:
+                result = getattr(engine, method)(*call_args)
+            except Exception as exc:
+                conn.send((call_id, "error", _portable(exc)))
+            else:
+                conn.send((call_id, "ok", result))
     finally:
         engine.close()
+
+
+def _receive(conn: Connection, calls: queue.SimpleQueue[_Call | None]) -> None:
+    """Take calls off the pipe as they come; None once it closes or says stop."""
+    while True:
+        try:
+            call = conn.recv()
+        except (EOFError, OSError):
+            call = None
+        calls.put(call)
+        if call is None:
+            return
 
 
 def _die_with(parent: int) -> None:

@@ -5,14 +5,18 @@ the worker seeks to the least position any read model stored, and the projector 
 already holds. That is what makes a SIGKILL at any moment harmless.
 
 The worker takes the next batch from Kafka while the engine (in a process of its own, see
-:mod:`projections.engine_process`) projects the one before: faust's work per message and the projection's
-run on two cores. Batches are projected one at a time, in the order taken; before partitions are taken
-away in a rebalance, every batch already taken is committed.
+:mod:`projections.engine_process`) projects the one before, and sends it at once, so that it waits in the
+engine: faust's work per message and the projection's run on two cores, and the engine never waits for the
+worker. Batches are projected one at a time, in the order taken; before partitions are taken away in a
+rebalance, every batch already taken is committed. A batch that fails makes the worker start over from the
+read models' positions: the stream has moved past events no read model holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -82,59 +86,70 @@ def create_app(
     datasets = app.topic(*topics, key_type=bytes, value_type=bytes, acks=False)
     quarantine = app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
     dataset_topics = set(topics)
-    # One batch at a time (decide → quarantine → commit), and the projector's memory of a partition is only
-    # dropped between batches.
-    one_at_a_time = asyncio.Lock()
-    # The batch the engine projects while the agent takes the next one (None: none is).
-    in_flight: asyncio.Future[None] | None = None
+    # Each batch sent to the engine has a task that finishes it (quarantine, then commit if still due),
+    # oldest first. The engine takes calls in the order sent, so batches are projected in the order taken.
+    in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
+    restart_reasons: list[str] = []
+    setattr(app, RESTART_REASONS, restart_reasons)
 
     @app.agent(datasets)
     async def project(stream: faust.StreamT[bytes]) -> None:
-        nonlocal in_flight
         try:
             async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
+                if restart_reasons:
+                    continue  # starting over from the read models' positions: these are read again then
                 batch = [
                     LogMessage(
                         e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value
                     )
                     for e in events
                 ]
-                await _finish_in_flight()  # a batch that failed fails the agent, as it always did
-                in_flight = asyncio.ensure_future(_project_in_turn(batch))
+                # Sent at once: it crosses to the engine while the batch before is projected.
+                answer = asyncio.wrap_future(engine.project_in_turn(batch))
+                in_flight.append(asyncio.ensure_future(_finish(batch, answer)))
+                await _while_more_in_flight_than(1)  # one batch waits in the engine, no more
         finally:
-            await _finish_in_flight()
+            await _while_more_in_flight_than(0)  # a stopping agent does not cancel a batch half way
 
-    async def _finish_in_flight() -> None:
-        nonlocal in_flight
-        if in_flight is not None:
-            batch, in_flight = in_flight, None
-            await asyncio.wait([batch])  # a stopping agent does not cancel a batch half way
-            batch.result()
+    async def _while_more_in_flight_than(count: int) -> None:
+        while len(in_flight) > count:
+            await asyncio.wait([in_flight[0]])
+            in_flight.popleft()
 
-    async def _project_in_turn(batch: list[LogMessage]) -> None:
-        async with one_at_a_time:
-            await _project(batch)
-
-    async def _project(batch: list[LogMessage]) -> None:
-        decision: Judged = await asyncio.to_thread(engine.project, batch)
-        for entry in decision.quarantined:
-            key, value = encode_quarantined(entry)
-            delivered = await quarantine.send(key=key, value=value)
-            await delivered  # on the broker before the positions move past it
-            log.warning(
-                "quarantined %s[%d]@%d: %s",
-                entry.message.topic,
-                entry.message.partition,
-                entry.message.offset,
-                entry.reason,
-            )
-        if not decision.committed:
-            await asyncio.to_thread(engine.commit, decision)
+    async def _finish(batch: list[LogMessage], answer: asyncio.Future[Judged]) -> None:
+        """Send what the engine quarantined, then have it commit; a batch that fails makes the worker
+        start over from the read models' positions (the stream has moved past its events)."""
+        try:
+            decision = await answer
+            for entry in decision.quarantined:
+                key, value = encode_quarantined(entry)
+                delivered = await quarantine.send(key=key, value=value)
+                await delivered  # on the broker before the positions move past it
+                log.warning(
+                    "quarantined %s[%d]@%d: %s",
+                    entry.message.topic,
+                    entry.message.partition,
+                    entry.message.offset,
+                    entry.reason,
+                )
+            if not decision.committed:
+                await asyncio.to_thread(engine.commit, decision)
+        except Exception as exc:
+            await _start_over(f"a batch failed ({type(exc).__name__}: {exc})")
+            return
         if decision.rows:
             log.info("applied %d rows from %d events", decision.rows, len(batch))
 
-    restart_reasons: list[str] = []
-    setattr(app, RESTART_REASONS, restart_reasons)
+    async def _start_over(reason: str) -> None:
+        """Stop (faust's graceful stop) so that a fresh worker reads again from where the read models
+        stand. The engine projects no batch from now on."""
+        if restart_reasons:
+            return
+        restart_reasons.append(reason)
+        log.error("starting over: %s", reason)
+        with contextlib.suppress(Exception):  # a vanished engine projects nothing either
+            await asyncio.to_thread(engine.abandon, reason)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     @app.timer(interval=RECONCILE_EVERY_S)
     async def reconcile() -> None:
@@ -145,8 +160,7 @@ def create_app(
         in the read models, so that is safe at any moment) to read from where every read model needs."""
         if restart_reasons:
             return
-        async with one_at_a_time:
-            reconciled = await asyncio.to_thread(engine.reconcile)
+        reconciled = await asyncio.to_thread(engine.reconcile)
         done, reasons = reconciled.done, reconciled.restart_reasons
         for (consumer, dataset), rows in sorted(done.purged.items()):
             log.warning(
@@ -159,7 +173,7 @@ def create_app(
                 dataset,
                 rows,
             )
-        if reasons:
+        if reasons and not restart_reasons:
             restart_reasons.extend(reasons)
             log.warning("starting over: %s", "; ".join(reasons))
             os.kill(os.getpid(), signal.SIGTERM)  # faust's own graceful stop
@@ -170,8 +184,7 @@ def create_app(
         horizon = history_horizon()
         if horizon is None or restart_reasons:
             return
-        async with one_at_a_time:
-            forgotten = await asyncio.to_thread(engine.prune_history, horizon)
+        forgotten = await asyncio.to_thread(engine.prune_history, horizon)
         for consumer, versions in forgotten.items():
             if versions:
                 log.info("%s's read model forgot %d versions from before %s", consumer, versions, horizon)
@@ -180,9 +193,9 @@ def create_app(
 
     @app.on_partitions_revoked.connect
     async def finish_taken_batches(sender: Any, revoked: set[TP], **_: Any) -> None:
-        """Partitions may go to another worker: the batch taken from them is committed before they go."""
-        if in_flight is not None:
-            await asyncio.wait([in_flight])
+        """Partitions may go to another worker: every batch taken from them is finished before they go."""
+        if in_flight:
+            await asyncio.wait(list(in_flight))
 
     @app.on_partitions_assigned.connect
     async def resume_from_read_models(sender: Any, assigned: set[TP], **_: Any) -> None:
@@ -199,10 +212,10 @@ def create_app(
             await app.consumer.seek_wait(offsets)
         for tp, offset in sorted(offsets.items()):
             log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
-        # Partitions new to this worker may have moved on elsewhere: forget what we knew of them, once any
-        # batch in flight has committed, so the next batch takes their chain heads from the read models.
-        async with one_at_a_time:
-            await asyncio.to_thread(engine.forget, [(tp.topic, tp.partition) for tp in newly])
+        # Partitions new to this worker may have moved on elsewhere: forget what we knew of them (after the
+        # batches sent before, as the engine takes calls in order), so the next batch takes their chain
+        # heads from the read models.
+        await asyncio.to_thread(engine.forget, [(tp.topic, tp.partition) for tp in newly])
 
     return app
 

@@ -188,6 +188,44 @@ def test_sigkill_mid_stream_leaves_every_record_exactly_once(hub: Hub, worker: W
     assert set(store.versions(DATASET).values()) == {versions}
 
 
+def test_an_engine_that_dies_mid_stream_makes_the_worker_start_over_and_lose_nothing(
+    hub: Hub, worker: Worker
+) -> None:
+    members = list(generate_party_members(4000, seed=13))
+    versions = 3
+    for _ in range(versions):
+        publish(hub, members)
+    total = versions * len(members)
+    store = hub.store("langson-ppc")
+
+    def applied() -> int:
+        return sum(store.versions(DATASET).values())
+
+    worker.start()
+    wait_until(lambda: applied() > 0, timeout=90, what="the worker to apply a first batch", log=worker.log)
+    assert worker.pid is not None and worker.log is not None
+    [engine] = _engine_processes(worker.pid)
+    os.kill(engine, signal.SIGKILL)  # the engine alone, while batches are under way
+    assert applied() < total, "the worker finished before its engine could be killed mid-stream"
+
+    wait_until(lambda: applied() >= total, timeout=180, what=f"{total} applied events", log=worker.log)
+    _settle(hub, store)
+    assert applied() == total
+    assert store.count(DATASET) == len(members)
+    assert set(store.versions(DATASET).values()) == {versions}
+    log = worker.log.read_text()
+    assert "starting over: a batch failed (EngineProcessError: the projection engine exited" in log
+    assert worker.alive() and processes.running_pid(hub.home, "projector") == worker.pid, "same process"
+    assert _engine_processes(worker.pid) not in ([], [engine]), "a new engine process projects"
+
+
+def _engine_processes(worker_pid: int) -> list[int]:
+    """The worker's engine process (a multiprocessing child), by its command line."""
+    return [
+        pid for pid in family(worker_pid)[1:] if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
 def test_publishing_continues_the_chain_across_runs(hub: Hub) -> None:
     publish(hub, list(generate_party_members(10, seed=1)))
     publish(hub, list(generate_party_members(10, seed=2, start_index=10)))

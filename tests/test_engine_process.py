@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from projections.engine import Judged, LocalEngine
+from projections.engine import EarlierBatchFailed, Judged, LocalEngine
 from projections.engine_process import EngineProcess, EngineProcessError
 from projections.projector import LogMessage, Projector
 from services.governance_bootstrap import load
@@ -54,6 +55,50 @@ def test_project_commits_at_once_only_a_batch_with_nothing_to_quarantine(engine:
     again = engine.project([garbage])  # redelivered after a rebalance: judged already
     assert again.committed and again.quarantined == []
     assert engine.stored_offset((topic, 0)) == 1
+
+
+def test_calls_made_while_a_batch_waits_for_its_commit_are_taken_after_it(engine: EngineProcess) -> None:
+    [topic] = [t for t in engine.topics if "party-members" in t]
+    first = engine.project([LogMessage(topic, 0, 0, None, b"garbage")])
+    assert not first.committed
+    later = engine.project_in_turn([LogMessage(topic, 0, 1, None, b"more garbage")])
+    # Reading a position may pass (it changes nothing); it was sent after the later batch, so that batch
+    # has reached the engine and waits there.
+    assert engine.stored_offset((topic, 0)) == 0
+    assert not later.done(), "no batch is decided while the one before waits for its commit"
+    engine.commit(first)
+    second = later.result(timeout=30)
+    assert [q.message.offset for q in second.quarantined] == [1]
+    engine.commit(second)
+    assert engine.stored_offset((topic, 0)) == 2
+
+
+def test_no_batch_is_projected_after_one_was_given_up(engine: EngineProcess) -> None:
+    [topic] = [t for t in engine.topics if "party-members" in t]
+    first = engine.project([LogMessage(topic, 0, 0, None, b"garbage")])
+    waiting = engine.project_in_turn([LogMessage(topic, 0, 1, None, b"more garbage")])
+    engine.abandon("the quarantine topic is unreachable")
+    with pytest.raises(EarlierBatchFailed, match="the quarantine topic is unreachable"):
+        waiting.result(timeout=30)
+    with pytest.raises(EarlierBatchFailed):
+        engine.project([LogMessage(topic, 1, 0, None, b"garbage")])
+    with pytest.raises(ValueError, match=f"no decided batch {first.ticket}"):
+        engine.commit(first)
+    assert engine.stored_offset((topic, 0)) == 0
+
+
+def test_after_a_batch_fails_no_later_batch_is_projected(engine: EngineProcess, tmp_path: Path) -> None:
+    """The stream moves past a failed batch: a later one would skip its events (a worker starts over)."""
+    [topic] = [t for t in engine.topics if "party-members" in t]
+    [read_model, *_] = sorted((tmp_path / "home" / "readmodels").glob("*.db"))
+    with sqlite3.connect(read_model) as db:
+        db.execute("DROP TABLE positions")
+    with pytest.raises(Exception, match="no such table: positions"):
+        engine.project([LogMessage(topic, 0, 0, None, b"garbage")])
+    with sqlite3.connect(read_model) as db:  # repaired: still, what failed was never projected
+        db.execute("CREATE TABLE positions (topic TEXT, partition INTEGER, next_offset INTEGER)")
+    with pytest.raises(EarlierBatchFailed, match="no such table: positions"):
+        engine.project([LogMessage(topic, 0, 1, None, b"garbage")])
 
 
 def test_an_engine_failure_is_raised_in_the_worker_and_the_engine_goes_on(engine: EngineProcess) -> None:
