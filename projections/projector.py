@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
 from sharehub import chain
-from sharehub.avro import RecordSchema, datum_to_json
+from sharehub.avro import RecordSchema
 from sharehub.envelope import (
     DataKeys,
     Envelope,
@@ -77,7 +77,7 @@ class _Apply:
         """The whole record as JSON values, made once for every consumer it is granted to."""
         if self._json is None:
             assert self.event.record is not None
-            self._json = datum_to_json(self.event.record)
+            self._json = self.event.schema.to_json(self.event.record)
         return self._json
 
 

@@ -90,6 +90,19 @@ class RecordSchema:
     def encode_single_object(self, datum: dict[str, Any]) -> bytes:
         return SINGLE_OBJECT_MARKER + self.fingerprint + self.encode(datum)
 
+    def to_json(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record of this schema as JSON values (:func:`datum_to_json`): only the fields whose Avro values
+        are not their own JSON form (dates, times, bytes, nested types) are converted."""
+        converted = dict(record)
+        for name in self._not_json_as_is:
+            if name in converted:
+                converted[name] = datum_to_json(converted[name])
+        return converted
+
+    @cached_property
+    def _not_json_as_is(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.fields.items() if not _json_as_is(spec.type))
+
     @cached_property
     def personal_fields(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if spec.personal)
@@ -111,6 +124,22 @@ class RecordSchema:
             "fields": [f for f in self.raw["fields"] if keep(f)],
         }
         return RecordSchema.from_json(f"{self.name}#{suffix.lower()}", raw)
+
+
+_PRIMITIVES_AS_IS = frozenset({"null", "boolean", "int", "long", "float", "double", "string"})
+
+
+def _json_as_is(avro_type: Any) -> bool:
+    """Whether every value of ``avro_type`` is its own JSON form (no logical type, bytes or nesting)."""
+    if isinstance(avro_type, str):
+        return avro_type in _PRIMITIVES_AS_IS
+    if isinstance(avro_type, list):
+        return all(_json_as_is(branch) for branch in avro_type)
+    if isinstance(avro_type, dict):
+        if avro_type.get("type") == "enum":
+            return True
+        return "logicalType" not in avro_type and avro_type.get("type") in _PRIMITIVES_AS_IS
+    return False
 
 
 def _classification(schema_name: str, f: Schema) -> str:
