@@ -14,9 +14,8 @@ import re
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -120,8 +119,7 @@ TopicPartition = tuple[str, int]
 ChainHeads = dict[tuple[str, int, str], tuple[int, bytes]]
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One granted record, as the consumer may see it."""
 
     dataset: str

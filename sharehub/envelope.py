@@ -30,7 +30,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -83,9 +83,9 @@ _BATCH_DOMAIN = b"sharehub-batch-v1"
 _PREFIX = SINGLE_OBJECT_MARKER + ENVELOPE_SCHEMA.fingerprint
 
 
-@dataclass(frozen=True)
-class Header:
-    """Everything about an event that is readable without a decryption key."""
+class Header(NamedTuple):
+    """Everything about an event that is readable without a decryption key. (Named tuples: immutable, and
+    made by the thousand per second in the projection, where a frozen dataclass costs three times more.)"""
 
     producer: str
     dataset: str
@@ -116,8 +116,7 @@ class Sealed:
         return hashlib.sha256(self.body).digest()
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(NamedTuple):
     """A parsed envelope: structure checked, signature not yet."""
 
     header: Header
@@ -162,8 +161,7 @@ class VerifiedRoots:
         self._seen[key] = None
 
 
-@dataclass(frozen=True)
-class OpenedEvent:
+class OpenedEvent(NamedTuple):
     """A verified, decrypted, decoded event. ``record`` is None for an ERASED event."""
 
     envelope: Envelope
@@ -257,7 +255,7 @@ def seal_unsigned(
         if personal_fields and record is not None
         else NO_NONCE,
     )
-    header_bytes = _PREFIX + _HEADER_SCHEMA.encode(header.__dict__)
+    header_bytes = _PREFIX + _HEADER_SCHEMA.encode(header._asdict())
     shared, personal = b"", b""
     if record is not None:
         shared = schema.shared_part.encode_single_object({k: record[k] for k in schema.shared_part.fields})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import multiprocessing
 import os
@@ -239,7 +238,7 @@ def at(day: int) -> dt.datetime:
 
 
 def versioned(key: str, day: int, **fields: object) -> Row:
-    return dataclasses.replace(row(key, **fields), occurred_at=at(day))
+    return row(key, **fields)._replace(occurred_at=at(day))
 
 
 def test_reads_as_of_a_past_time_see_each_record_as_it_stood(store: ReadModelStore) -> None:
@@ -265,7 +264,7 @@ def test_reads_as_of_a_past_time_see_each_record_as_it_stood(store: ReadModelSto
 
 def test_a_read_as_of_the_very_microsecond_of_an_event_sees_it(store: ReadModelStore) -> None:
     moment = dt.datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=7)))
-    store.apply([dataclasses.replace(row("A", status="OFFICIAL"), occurred_at=moment)], {("t", 0): 1})
+    store.apply([row("A", status="OFFICIAL")._replace(occurred_at=moment)], {("t", 0): 1})
     assert store.get("party-members", "A", as_of=moment)["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
     assert store.list("party-members", limit=10, as_of=moment) == [
         {"key": "A", "fields": {"status": "OFFICIAL"}}
