@@ -1,9 +1,9 @@
 """What the projection worker asks of the projection: one small interface, served in this process
 (:class:`LocalEngine`) or by a process of its own (:mod:`projections.engine_process`).
 
-The worker only moves messages: it takes batches from Kafka, sends what the engine quarantines to the
-quarantine topic, and seeks where the engine says. Everything that needs keys, governance or the read
-models happens in the engine.
+The worker moves messages: it takes batches from Kafka, parses each envelope's structure (no key is
+needed for that), sends what the engine quarantines to the quarantine topic, and seeks where the engine
+says. Everything that needs keys, governance or the read models happens in the engine.
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ class LogMessage:
     offset: int
     key: bytes | None
     value: bytes
+    #: ``value`` parsed already (:func:`parsed`: no key is needed, so the worker does it while the engine
+    #: projects the batch before), or None: the projector parses it.
+    envelope: Envelope | EnvelopeError | None = None
 
     @property
     def tp(self) -> TopicPartition:
@@ -183,11 +186,11 @@ class Projector:
         #: Per partition, where this batch takes over. A read model whose position is below it is being
         #: backfilled (see projections.backfill): this batch leaves that partition of it alone.
         takes_over: dict[TopicPartition, int] = {}
-        parsed = [_parsed(m.value) for m in batch]
+        envelopes = [parsed(m.value) if m.envelope is None else m.envelope for m in batch]
         self._keys.prefetch_subject_keys(
-            e.header.subject_key_id for e in parsed if isinstance(e, Envelope) and e.header.subject_key_id
+            e.header.subject_key_id for e in envelopes if isinstance(e, Envelope) and e.header.subject_key_id
         )
-        for message, envelope in zip(batch, parsed, strict=True):
+        for message, envelope in zip(batch, envelopes, strict=True):
             if message.tp not in self._judged:
                 self._resume(message.tp)
             takes_over.setdefault(message.tp, self._judged[message.tp])
@@ -437,7 +440,9 @@ class _Grants:
         return terms
 
 
-def _parsed(raw: bytes) -> Envelope | EnvelopeError:
+def parsed(raw: bytes) -> Envelope | EnvelopeError:
+    """The envelope's structure and header (:func:`sharehub.envelope.parse`), or why it has none: an error
+    the projector quarantines the message with."""
     try:
         return parse(raw)
     except EnvelopeError as exc:

@@ -29,7 +29,7 @@ import faust
 from faust.types import TP
 
 from projections.engine import Judged, ProjectionEngine
-from projections.projector import LogMessage
+from projections.projector import LogMessage, parsed
 from projections.quarantine import encode_quarantined
 from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
@@ -98,9 +98,15 @@ def create_app(
             async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
                 if restart_reasons:
                     continue  # starting over from the read models' positions: these are read again then
+                # Parsed here (no key is needed), so the engine only verifies, decrypts and writes.
                 batch = [
                     LogMessage(
-                        e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                        parsed(e.message.value),
                     )
                     for e in events
                 ]

@@ -6,6 +6,7 @@ that each error is reached for its own reason and not because a signature happen
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.projector import LogMessage, Projector
+from projections.projector import LogMessage, Projector, parsed
 from projections.read_model import ReadModelStore
 from services.hub import Hub
 from sharehub import errors, merkle
@@ -91,17 +92,20 @@ def test_every_malformed_envelope_has_its_own_error(offline_hub: Hub) -> None:
         assert caught.value.reason == expected.reason
 
 
+@pytest.mark.parametrize("parsed_by", ["projector", "worker"])
 def test_the_projection_quarantines_the_whole_corpus_and_crashes_on_none(
-    offline_hub: Hub, tmp_path: Path
+    offline_hub: Hub, tmp_path: Path, parsed_by: str
 ) -> None:
     topic = offline_hub.governance.dataset(DATASET).topic
     for i, (name, (raw, expected)) in enumerate(corpus(offline_hub).items()):
+        # The worker parses before the batch crosses the pipe to the engine: errors cross it too.
+        envelope = pickle.loads(pickle.dumps(parsed(raw))) if parsed_by == "worker" else None
         # A fresh read model each: correctly signed entries all claim sequence 1, and a second one would
         # (rightly) be refused as a replay before its own fault is reached.
         stores = {"langson-ppc": ReadModelStore(f"sqlite:///{tmp_path}/{i}-{{consumer}}.db", "langson-ppc")}
         stores["langson-ppc"].create()
         p = Projector(offline_hub.governance, offline_hub.keys, stores)
-        decision = apply(p, [LogMessage(topic, 0, 0, None, raw)])
+        decision = apply(p, [LogMessage(topic, 0, 0, None, raw, envelope)])
         assert [q.reason for q in decision.quarantined] == [expected.reason], name
         assert decision.applied() == 0
         stores["langson-ppc"].close()
