@@ -154,20 +154,43 @@ def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker
     assert quarantined[0]["original_value"] == bytes(tampered)
 
 
+class _VersionedStream:
+    """Members published ``versions`` times over, and what langson-ppc's read model applied of them."""
+
+    def __init__(self, hub: Hub, seed: int, members: int = 4000, versions: int = 3) -> None:
+        self.hub = hub
+        self.members = list(generate_party_members(members, seed=seed))
+        self.versions = versions
+        for _ in range(versions):
+            publish(hub, self.members)
+        self.total = versions * len(self.members)
+        self.store = hub.store("langson-ppc")
+
+    def applied(self) -> int:
+        return sum(self.store.versions(DATASET).values())
+
+    def wait_for_a_first_batch(self, worker: Worker) -> None:
+        first = "the worker to apply a first batch"
+        wait_until(lambda: self.applied() > 0, timeout=90, what=first, log=worker.log)
+
+    def assert_every_record_applied_exactly_once(self, worker: Worker) -> None:
+        wait_until(
+            lambda: self.applied() >= self.total,
+            timeout=180,
+            what=f"{self.total} applied events",
+            log=worker.log,
+        )
+        _settle(self.hub, self.store)
+        assert self.applied() == self.total
+        assert self.store.count(DATASET) == len(self.members)
+        assert set(self.store.versions(DATASET).values()) == {self.versions}
+
+
 def test_sigkill_mid_stream_leaves_every_record_exactly_once(hub: Hub, worker: Worker) -> None:
-    members = list(generate_party_members(4000, seed=11))
-    versions = 3
-    for _ in range(versions):
-        publish(hub, members)
-    total = versions * len(members)
-    store = hub.store("langson-ppc")
-
-    def applied() -> int:
-        return sum(store.versions(DATASET).values())
-
+    stream = _VersionedStream(hub, seed=11)
     worker.start()
-    wait_until(lambda: applied() > 0, timeout=90, what="the worker to apply a first batch", log=worker.log)
-    before_kill = applied()
+    stream.wait_for_a_first_batch(worker)
+    before_kill = stream.applied()
     assert worker.pid is not None
     engine = family(worker.pid)[1:]
     assert engine, "the worker runs its projection engine in a process of its own"
@@ -178,41 +201,24 @@ def test_sigkill_mid_stream_leaves_every_record_exactly_once(hub: Hub, worker: W
         timeout=10,
         what="the engine process to die with its worker",
     )
-    assert before_kill < total, "the worker finished before it could be killed mid-stream"
+    assert before_kill < stream.total, "the worker finished before it could be killed mid-stream"
 
     worker.start()
-    wait_until(lambda: applied() >= total, timeout=180, what=f"{total} applied events", log=worker.log)
-    _settle(hub, store)
-    assert applied() == total
-    assert store.count(DATASET) == len(members)
-    assert set(store.versions(DATASET).values()) == {versions}
+    stream.assert_every_record_applied_exactly_once(worker)
 
 
 def test_an_engine_that_dies_mid_stream_makes_the_worker_start_over_and_lose_nothing(
     hub: Hub, worker: Worker
 ) -> None:
-    members = list(generate_party_members(4000, seed=13))
-    versions = 3
-    for _ in range(versions):
-        publish(hub, members)
-    total = versions * len(members)
-    store = hub.store("langson-ppc")
-
-    def applied() -> int:
-        return sum(store.versions(DATASET).values())
-
+    stream = _VersionedStream(hub, seed=13)
     worker.start()
-    wait_until(lambda: applied() > 0, timeout=90, what="the worker to apply a first batch", log=worker.log)
+    stream.wait_for_a_first_batch(worker)
     assert worker.pid is not None and worker.log is not None
     [engine] = _engine_processes(worker.pid)
     os.kill(engine, signal.SIGKILL)  # the engine alone, while batches are under way
-    assert applied() < total, "the worker finished before its engine could be killed mid-stream"
+    assert stream.applied() < stream.total, "the worker finished before its engine could be killed mid-stream"
 
-    wait_until(lambda: applied() >= total, timeout=180, what=f"{total} applied events", log=worker.log)
-    _settle(hub, store)
-    assert applied() == total
-    assert store.count(DATASET) == len(members)
-    assert set(store.versions(DATASET).values()) == {versions}
+    stream.assert_every_record_applied_exactly_once(worker)
     log = worker.log.read_text()
     assert "starting over: a batch failed (EngineProcessError: the projection engine exited" in log
     assert worker.alive() and processes.running_pid(hub.home, "projector") == worker.pid, "same process"
