@@ -2,56 +2,83 @@
 
 Latency is measured from when a request was *due*, not from when it was sent: if the server falls
 behind, the wait shows up in the numbers instead of silently lowering the rate (coordinated omission).
-Requests go out from a few client threads, so the client itself is not what falls behind.
+Requests go out from one event loop that starts each at its time, however many are still waiting for
+their answers, so the client itself is not what falls behind. (Client threads were: sixteen of them
+contending for one interpreter lock put several milliseconds of the client's own queueing into every
+request's latency, and spent twice the CPU of this loop on the cores the server needs.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+import aiohttp
 import httpx2
 
 from bench.stats import percentile
 
 START_TIMEOUT_S = 60.0
-#: Client threads: a single sequential client cannot send faster than one round trip at a time.
-CLIENT_THREADS = 16
+#: Connections the client keeps open at most: more than are ever waiting at 500 requests/s.
+CLIENT_CONNECTIONS = 64
 
 
-def paced(count: int, rate: float, call: Callable[[int], None], workers: int = CLIENT_THREADS) -> list[float]:
-    """Call ``call(i)`` for i in 0..count-1 at ``rate`` per second; latency of each in milliseconds.
+def paced(count: int, rate: float, call: Callable[[int], None]) -> list[float]:
+    """Call ``call(i)`` for i in 0..count-1 at ``rate`` per second; latency of each in milliseconds. For
+    calls that finish without waiting (a read of a local file): each runs when due, one after another."""
 
-    Open loop: ``workers`` threads share the schedule (thread w sends requests w, w + workers, …), so a
-    slow answer delays later requests only when every thread is busy, as with many independent users.
-    ``call`` must be safe to run from several threads at once.
-    """
+    async def run(i: int) -> None:
+        call(i)
+
+    return asyncio.run(_open_loop(count, rate, run))
+
+
+def paced_gets(count: int, rate: float, url: str, keys: list[str], headers: dict[str, str]) -> list[float]:
+    """GET ``url + keys[i]`` for i in 0..count-1 at ``rate`` per second over keep-alive connections;
+    latency of each in milliseconds. Anything but 200 fails loudly."""
+
+    async def run() -> list[float]:
+        connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+            async def get(i: int) -> None:
+                async with session.get(url + keys[i], params=BENCH_PURPOSE) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"GET {keys[i]}: {response.status} {body[:200]!r}")
+
+            return await _open_loop(count, rate, get)
+
+    return asyncio.run(run())
+
+
+async def _open_loop(count: int, rate: float, call: Callable[[int], Awaitable[None]]) -> list[float]:
+    """Open loop: call ``i`` starts when due (``i / rate`` seconds after the start), whether or not the
+    calls before it have finished, as with many independent users; its latency counts from then. The
+    loop's timer may wake a call up to about a millisecond late: both sides of a comparison share that."""
+    loop = asyncio.get_running_loop()
     latencies = [0.0] * count
-    start = time.perf_counter() + 0.01
+    start = loop.time() + 0.01
 
-    def work(first: int) -> None:
-        for i in range(first, count, workers):
-            due = start + i / rate
-            now = time.perf_counter()
-            if due > now:
-                time.sleep(due - now)
-            call(i)
-            latencies[i] = (time.perf_counter() - due) * 1000
+    async def timed(i: int, due: float) -> None:
+        await call(i)
+        latencies[i] = (loop.time() - due) * 1000
 
-    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    running: list[asyncio.Task[None]] = []
+    for i in range(count):
+        due = start + i / rate
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        running.append(asyncio.ensure_future(timed(i, due)))
+    await asyncio.gather(*running)  # the first failure fails the run
     return latencies
 
 
@@ -183,14 +210,3 @@ def _wait_healthy(server: Server, log: Path) -> None:
 
 #: Every query states its purpose (R7); the benchmark's own.
 BENCH_PURPOSE = {"purpose": "sharehub benchmark"}
-
-
-def record_getter(client: Any, path: str, keys: list[str]) -> Callable[[int], None]:
-    """A request function for :func:`paced`: GET ``path + keys[i]``, failing loudly on anything but 200."""
-
-    def get(i: int) -> None:
-        response = client.get(path + keys[i], params=BENCH_PURPOSE)
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {keys[i]}: {response.status_code} {response.text[:200]}")
-
-    return get

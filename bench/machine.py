@@ -18,6 +18,7 @@ LIBRARIES = (
     "SQLAlchemy",
     "fastapi",
     "uvicorn",
+    "aiohttp",
     "httpx2",
     "Faker",
 )

@@ -33,10 +33,10 @@ from bench.load import (
     family_rss_kb,
     latency_summary,
     paced,
+    paced_gets,
     peak_rss_kb,
     projection_worker,
     query_api,
-    record_getter,
     rss_kb,
     stop_group,
 )
@@ -174,9 +174,8 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
         query_api(hub_env(hub), hub.home / "api.log") as server,
         httpx2.Client(base_url=server.base, headers=auth) as client,
     ):
-        get = record_getter(client, path, keys)
-        paced(min(50, requests), rate, get)  # warm-up: connection and caches
-        api = paced(requests, rate, get)
+        paced_gets(min(50, requests), rate, server.base + path, keys, auth)  # warm-up: connection, caches
+        api = paced_gets(requests, rate, server.base + path, keys, auth)
         page = client.get(
             f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, **BENCH_PURPOSE}
         )

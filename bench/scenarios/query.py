@@ -3,23 +3,23 @@
 Setup (not timed): party members published and projected into the Dong Thap committee's SQLite read
 model, a credential issued to it, and ``sharehub serve`` (FastAPI on uvicorn) started in its own process
 on 127.0.0.1. Hub: GET ``/v1/consumers/dongthap-ppc/datasets/party-members/records/{key}`` for random
-members over one keep-alive httpx2 connection (authentication, agreement check, read, JSON). Baseline:
-``SELECT fields FROM records WHERE dataset = ? AND record_key = ?`` with SQLAlchemy on the same file.
-Both send the same keys at the same fixed rate from 16 client threads; latency counts from when each
-request was due. One unmeasured repetition of each side comes first.
+members over keep-alive aiohttp connections (authentication, agreement check, read, access log, JSON).
+Baseline: ``SELECT fields FROM records WHERE dataset = ? AND record_key = ?`` with SQLAlchemy on the same
+file. Both ask for the same keys at the same fixed rate from one open-loop event loop
+(:mod:`bench.load`); latency counts from when each request was due. One unmeasured repetition of each
+side comes first.
 """
 
 from __future__ import annotations
 
 import random
 
-import httpx2
 from sqlalchemy import create_engine, text
 
 from bench import records
 from bench.environment import DATASET, OWNER, hub_env, new_hub
 from bench.kafka_io import read_batches
-from bench.load import latency_summary, paced, query_api, record_getter
+from bench.load import latency_summary, paced, paced_gets, query_api
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
 from projections.projector import LogMessage, Projector
@@ -48,11 +48,7 @@ def run(config: Config) -> ScenarioResult:
         engine = create_engine(f"sqlite:///{db}")
         statement = text("SELECT fields FROM records WHERE dataset = :d AND record_key = :k")
         auth = {"Authorization": f"Bearer {token}"}
-        with (
-            query_api(hub_env(hub), hub.home / "api.log") as server,
-            httpx2.Client(base_url=server.base, headers=auth) as client,
-        ):
-            get = record_getter(client, path, keys)
+        with query_api(hub_env(hub), hub.home / "api.log") as server:
 
             def read(i: int) -> None:
                 # A pooled connection per read, as the API's store takes one per request.
@@ -62,7 +58,9 @@ def run(config: Config) -> ScenarioResult:
                     raise RuntimeError(f"{keys[i]} is not in the read model")
 
             def hub_side(_rep: int) -> dict[str, float]:
-                return latency_summary(paced(config.requests, config.request_rate, get))
+                return latency_summary(
+                    paced_gets(config.requests, config.request_rate, server.base + path, keys, auth)
+                )
 
             def baseline_side(_rep: int) -> dict[str, float]:
                 return latency_summary(paced(config.requests, config.request_rate, read))
@@ -79,7 +77,7 @@ def run(config: Config) -> ScenarioResult:
     return ScenarioResult(
         id="d",
         title=f"Query API (uvicorn, HTTP) vs bare SQLAlchemy read, {config.request_rate:.0f} requests/s",
-        hub="GET one record through sharehub serve (FastAPI + uvicorn), httpx2 keep-alive client",
+        hub="GET one record through sharehub serve (FastAPI + uvicorn), open-loop aiohttp client",
         baseline="SQLAlchemy SELECT of the same row from the same SQLite file",
         reps=config.reps,
         rows=[
