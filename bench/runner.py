@@ -33,6 +33,9 @@ def run_suite(config: Config, only: set[str] | None = None) -> list[ScenarioResu
         if scenario.needs_kafka and config.bootstrap is None:
             raise ScenarioFailed(f"scenario {scenario.id} ({scenario.name}) needs a Kafka broker")
         print(f"[bench] scenario {scenario.id} ({scenario.name}) …", file=sys.stderr, flush=True)
+        # What the scenario before wrote goes to the disk now: the kernel would otherwise write it back
+        # (30 s later by default) in the middle of this scenario's measurement.
+        os.sync()
         result = run_in_subprocess(scenario, config)
         print(
             f"[bench] scenario {scenario.id} done in {result.wall_s:.0f} s, "

@@ -12,6 +12,7 @@ side comes first.
 
 from __future__ import annotations
 
+import os
 import random
 
 from sqlalchemy import create_engine, text
@@ -65,6 +66,7 @@ def run(config: Config) -> ScenarioResult:
             def baseline_side(_rep: int) -> dict[str, float]:
                 return latency_summary(paced(config.requests, config.request_rate, read))
 
+            os.sync()  # the setup's writes reach the disk now, not while requests are measured
             # Warm-up, not measured: a whole repetition of each side at the same rate (connection, caches,
             # and the broker's JIT for the access-log writes; the first seconds of a fresh broker are slower).
             hub_side(0)
