@@ -146,13 +146,20 @@ def create_app(
         if decision.rows:
             log.info("applied %d rows from %d events", decision.rows, len(batch))
 
-    async def _start_over(reason: str) -> None:
-        """Stop (faust's graceful stop) so that a fresh worker reads again from where the read models
-        stand. The engine projects no batch from now on."""
+    def _decide_to_start_over(reasons: list[str], level: int) -> bool:
+        """Record why the worker starts over (the agent takes no batch from then on); False when it already
+        is. The caller then stops it (faust's graceful stop): a fresh worker reads again from where the read
+        models stand."""
         if restart_reasons:
+            return False
+        restart_reasons.extend(reasons)
+        log.log(level, "starting over: %s", "; ".join(reasons))
+        return True
+
+    async def _start_over(reason: str) -> None:
+        """After a failed batch: the engine projects no batch from now on, and the worker stops."""
+        if not _decide_to_start_over([reason], logging.ERROR):
             return
-        restart_reasons.append(reason)
-        log.error("starting over: %s", reason)
         with contextlib.suppress(Exception):  # a vanished engine projects nothing either
             await asyncio.to_thread(engine.abandon, reason)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -179,9 +186,7 @@ def create_app(
                 dataset,
                 rows,
             )
-        if reasons and not restart_reasons:
-            restart_reasons.extend(reasons)
-            log.warning("starting over: %s", "; ".join(reasons))
+        if reasons and _decide_to_start_over(reasons, logging.WARNING):
             os.kill(os.getpid(), signal.SIGTERM)  # faust's own graceful stop
 
     @app.timer(interval=PRUNE_HISTORY_EVERY_S)
