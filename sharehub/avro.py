@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -103,6 +105,18 @@ class RecordSchema:
     def _not_json_as_is(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if not _json_as_is(spec.type))
 
+    def non_finite_field(self, record: dict[str, Any]) -> str | None:
+        """The first field of ``record`` holding a NaN or an infinity (anywhere inside it), or None. JSON has
+        neither, so no read model or answer could carry one: the hub refuses them."""
+        for name in self._may_hold_floats:
+            if name in record and not _all_finite(record[name]):
+                return name
+        return None
+
+    @cached_property
+    def _may_hold_floats(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.fields.items() if _may_hold_floats(spec.type))
+
     @cached_property
     def personal_fields(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if spec.personal)
@@ -126,6 +140,9 @@ class RecordSchema:
         return RecordSchema.from_json(f"{self.name}#{suffix.lower()}", raw)
 
 
+#: The largest finite 32-bit float.
+_FLOAT_MAX = 3.4028234663852886e38
+
 _PRIMITIVES_AS_IS = frozenset({"null", "boolean", "int", "long", "float", "double", "string"})
 
 
@@ -140,6 +157,34 @@ def _json_as_is(avro_type: Any) -> bool:
             return True
         return "logicalType" not in avro_type and avro_type.get("type") in _PRIMITIVES_AS_IS
     return False
+
+
+def _may_hold_floats(avro_type: Any) -> bool:
+    """Whether a value of ``avro_type`` can be or contain a float or a double."""
+    if isinstance(avro_type, str):
+        return avro_type in ("float", "double")
+    if isinstance(avro_type, list):
+        return any(_may_hold_floats(branch) for branch in avro_type)
+    if isinstance(avro_type, dict):
+        kind = avro_type.get("type")
+        if kind == "array":
+            return _may_hold_floats(avro_type["items"])
+        if kind == "map":
+            return _may_hold_floats(avro_type["values"])
+        if kind == "record":
+            return any(_may_hold_floats(f["type"]) for f in avro_type["fields"])
+        return _may_hold_floats(kind)
+    return False
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
 
 
 def _classification(schema_name: str, f: Schema) -> str:
@@ -226,7 +271,7 @@ def _convert(t: Any, v: Any, path: str) -> Any:  # noqa: C901 - one branch per A
     if kind in ("float", "double"):
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise RecordValidationError(f"{path}: expected a number, got {_kind(v)}")
-        return float(v)
+        return _finite_number(kind, v, path)
     if kind == "string":
         if not isinstance(v, str):
             raise RecordValidationError(f"{path}: expected a string, got {_kind(v)}")
@@ -246,6 +291,20 @@ def _convert(t: Any, v: Any, path: str) -> Any:  # noqa: C901 - one branch per A
     if kind == "record":
         return _convert_record(t, v, path)
     raise RecordValidationError(f"{path}: Avro type {kind!r} is not supported in JSON input")
+
+
+def _finite_number(kind: str, v: int | float, path: str) -> float:
+    """``v`` as a float or double; a NaN or an infinity is refused (JSON has neither), and so is a number
+    the type cannot hold."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise RecordValidationError(f"{path}: expected a finite number, got {v!r}")
+    try:
+        number = float(v)
+    except OverflowError:
+        number = math.inf
+    if abs(number) > (_FLOAT_MAX if kind == "float" else sys.float_info.max):
+        raise RecordValidationError(f"{path}: the number is too large for an Avro {kind}")
+    return number
 
 
 def _convert_union(branches: list[Any], v: Any, path: str) -> Any:

@@ -448,9 +448,13 @@ def _decode(part: RecordSchema, payload: bytes) -> dict[str, Any]:
     if fp != part.fingerprint:
         raise PayloadInvalid(f"payload was not written with {part.name}")
     try:
-        return part.decode(body)
+        record = part.decode(body)
     except Exception as exc:  # as in parse(): any decoding failure is one kind of error
         raise PayloadInvalid(f"payload does not decode as {part.name}: {type(exc).__name__}") from None
+    non_finite = part.non_finite_field(record)
+    if non_finite is not None:
+        raise PayloadInvalid(f"field {non_finite!r} holds a NaN or an infinity, which no read model can hold")
+    return record
 
 
 def _encode_proof(index: int, size: int, path: list[bytes]) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharehub.avro import fingerprint, load_schema, record_from_json, split_single_object
+from sharehub.avro import RecordSchema, fingerprint, load_schema, record_from_json, split_single_object
 from sharehub.errors import RecordValidationError, UnknownReferenceError
 
 PARTY_MEMBERS = load_schema("party-members")
@@ -77,6 +77,44 @@ def test_invalid_records_name_the_field_and_the_reason(overrides: dict[str, Any]
     with pytest.raises(RecordValidationError) as caught:
         record_from_json(PARTY_MEMBERS, member(**overrides))
     assert message in str(caught.value)
+
+
+NUMBERS = RecordSchema.from_json(
+    "numbers",
+    {
+        "type": "record",
+        "name": "Numbers",
+        "fields": [
+            {"name": "score", "type": ["null", "double"], "default": None},
+            {"name": "readings", "type": {"type": "array", "items": "float"}, "default": []},
+            {"name": "label", "type": "string", "default": ""},
+        ],
+    },
+)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_nan_or_an_infinity_is_refused_where_a_number_is_expected(value: float) -> None:
+    with pytest.raises(RecordValidationError, match="score: expected a finite number"):
+        record_from_json(NUMBERS, {"score": value})
+    with pytest.raises(RecordValidationError, match=r"readings\[1\]: expected a finite number"):
+        record_from_json(NUMBERS, {"readings": [1.5, value]})
+    with pytest.raises(RecordValidationError, match="score: the number is too large for an Avro double"):
+        record_from_json(NUMBERS, {"score": 10**400})
+    too_large_for_a_float = r"readings\[0\]: the number is too large for an Avro float"
+    with pytest.raises(RecordValidationError, match=too_large_for_a_float):
+        record_from_json(NUMBERS, {"readings": [1e39]})
+    assert record_from_json(NUMBERS, {"score": 1e308, "readings": [-2]}) == {
+        "score": 1e308,
+        "readings": [-2.0],
+        "label": "",
+    }
+
+
+def test_a_decoded_record_names_its_first_non_finite_field() -> None:
+    assert NUMBERS.non_finite_field({"score": 2.5, "readings": [0.0], "label": "nan"}) is None
+    assert NUMBERS.non_finite_field({"score": None, "readings": [0.0, float("nan")]}) == "readings"
+    assert NUMBERS.non_finite_field({"score": float("-inf"), "readings": []}) == "score"
 
 
 def test_a_missing_required_field_is_named() -> None:

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from connectors.synthetic.resolution_tasks import generate_resolution_tasks
+from projections.projector import LogMessage, Projector
 from services.hub import Hub
 from sharehub.avro import record_from_json
 from sharehub.envelope import (
@@ -26,6 +28,7 @@ from sharehub.errors import (
     EnvelopeError,
     MalformedEnvelope,
     NotOwner,
+    PayloadInvalid,
     SignatureInvalid,
     UnknownDataKey,
     UnknownSigner,
@@ -38,11 +41,11 @@ DATASET = "party-members"
 FIRST = ChainPosition(0, 1, ZERO_HASH)
 
 
-def subject_of(hub: Hub, member_id: str) -> str:
-    """The subject key id of a member, created if new (as the publisher does before sealing)."""
-    ref = pseudonym(hub.keys.routing_key(DATASET), member_id)
-    hub.keys.ensure_subject_keys(DATASET, [ref])
-    return subject_key_id(DATASET, ref)
+def subject_of(hub: Hub, record_key: str, dataset: str = DATASET) -> str:
+    """The subject key id of a record, created if new (as the publisher does before sealing)."""
+    ref = pseudonym(hub.keys.routing_key(dataset), record_key)
+    hub.keys.ensure_subject_keys(dataset, [ref])
+    return subject_key_id(dataset, ref)
 
 
 def sealed(
@@ -86,6 +89,40 @@ def test_round_trip(offline_hub: Hub) -> None:
     assert event.record["date_of_birth"] == dt.date(1980, 2, 29)
     assert event.header.producer == "coc"
     assert event.header.sequence == 1
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf")])
+def test_a_nan_or_an_infinity_sealed_by_the_owner_is_quarantined_as_an_invalid_payload(
+    offline_hub: Hub, budget: float
+) -> None:
+    """The publisher refuses them (JSON has neither); an owner's software that seals one anyway gets its
+    event quarantined, where a read model could not store it and an answer could not carry it."""
+    dataset = "resolution-tasks"
+    schema = offline_hub.governance.current_schema(dataset)
+    task = record_from_json(schema, next(generate_resolution_tasks(1, seed=3)))
+    task["budget_billion_vnd"] = budget
+    subject = subject_of(offline_hub, task["task_id"], dataset)
+    key_id = offline_hub.keys.current_data_key_id(dataset)
+    envelope = seal(
+        schema=schema,
+        record=task,
+        producer="cpo",
+        dataset=dataset,
+        event_type="UPSERTED",
+        position=FIRST,
+        signing_key=offline_hub.keys.signing_key("cpo"),
+        data_key_id=key_id,
+        data_key=offline_hub.keys.data_key(key_id),
+        subject_key_id=subject,
+        subject_key=offline_hub.keys.subject_key(subject),
+    )
+    with pytest.raises(PayloadInvalid, match="'budget_billion_vnd' holds a NaN or an infinity"):
+        opened(offline_hub, envelope.raw, dataset)
+    projector = Projector(offline_hub.governance, offline_hub.keys, {"go": offline_hub.store("go")})
+    topic = offline_hub.governance.dataset(dataset).topic
+    decision = projector.decide([LogMessage(topic, 0, 0, None, envelope.raw)])
+    assert [q.reason for q in decision.quarantined] == ["payload_invalid"]
+    assert decision.rows["go"] == []
 
 
 def test_the_wire_form_is_the_avro_envelope_record(offline_hub: Hub) -> None:
