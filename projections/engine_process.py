@@ -29,6 +29,7 @@ from typing import Any
 from projections.engine import Judged, LocalEngine, Reconciliation
 from projections.projector import LogMessage
 from projections.read_model import TopicPartition
+from sharehub.collector import collect_for_batches
 
 #: How long the engine process may take to start (imports, governance, keys, read models).
 START_TIMEOUT_S = 120.0
@@ -194,6 +195,7 @@ def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], a
     except BaseException as exc:
         conn.send(("error", _portable(exc)))
         return
+    collect_for_batches()
     try:
         conn.send(("ok", engine.topics))
         calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()

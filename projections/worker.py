@@ -31,6 +31,7 @@ from faust.types import TP
 from projections.engine import Judged, ProjectionEngine
 from projections.projector import LogMessage, parsed
 from projections.quarantine import encode_quarantined
+from sharehub.collector import collect_for_batches
 from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
 log = logging.getLogger("sharehub.projection")
@@ -95,7 +96,11 @@ def create_app(
     @app.agent(datasets)
     async def project(stream: faust.StreamT[bytes]) -> None:
         try:
+            started = False
             async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
+                if not started:  # the consumer, its fetcher and the engine are all made by now
+                    collect_for_batches()
+                    started = True
                 if restart_reasons:
                     continue  # starting over from the read models' positions: these are read again then
                 # Parsed here (no key is needed), so the engine only verifies, decrypts and writes.
