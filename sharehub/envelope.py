@@ -143,11 +143,14 @@ class Envelope(NamedTuple):
 
 
 class VerifiedRoots:
-    """Batch roots whose signature was already checked, so the rest of a batch costs a hash, not a verify."""
+    """Batch roots whose signature was already checked, so the rest of a batch costs a hash, not a verify;
+    and the Merkle steps taken to reach them (:class:`~sharehub.merkle.SubtreeMemo`), so the next event of
+    a batch hashes up to where the one before it went, not to the root."""
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
         self._seen: dict[tuple[str, str, bytes, bytes], None] = {}
+        self.subtrees = merkle.SubtreeMemo()
 
     def __contains__(self, key: tuple[str, str, bytes, bytes]) -> bool:
         return key in self._seen
@@ -358,7 +361,11 @@ def verify(envelope: Envelope, signers: SignerDirectory, roots: VerifiedRoots | 
     header = envelope.header
     public = signers.signing_public_key(header.producer, header.signer_key_id, header.occurred_at)
     root = merkle.root_from_path(
-        merkle.leaf_hash(envelope.body), envelope.batch_index, envelope.batch_size, envelope.batch_path
+        merkle.leaf_hash(envelope.body),
+        envelope.batch_index,
+        envelope.batch_size,
+        envelope.batch_path,
+        None if roots is None else roots.subtrees,
     )
     if root is None:
         raise SignatureInvalid(f"the batch proof of {header.producer!r}'s event does not fit its batch")

@@ -58,14 +58,51 @@ def tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
     return node_hash(left, right), [p + [right] for p in left_paths] + [p + [left] for p in right_paths]
 
 
-def root_from_path(leaf: bytes, index: int, size: int, siblings: list[bytes]) -> bytes | None:
-    """The root ``leaf`` at ``index`` of a tree of ``size`` leaves proves; None if the path cannot fit."""
+class SubtreeMemo:
+    """What :func:`root_from_path` found before, from each step of each path it followed: the events of one
+    batch share the upper part of their paths, so the next event of a batch hashes up to the first step
+    another event took, not to the root. Bounded: the oldest entries go first."""
+
+    def __init__(self, capacity: int = 65_536) -> None:
+        self._capacity = capacity
+        self._found: dict[tuple[bytes, int, int, tuple[bytes, ...]], bytes | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def get(self, step: tuple[bytes, int, int, tuple[bytes, ...]]) -> bytes | None | _Missing:
+        return self._found.get(step, MISSING)
+
+    def remember(self, steps: list[tuple[bytes, int, int, tuple[bytes, ...]]], root: bytes | None) -> None:
+        found = self._found
+        for step in steps:
+            found[step] = root
+        while len(found) > self._capacity:
+            del found[next(iter(found))]
+
+
+class _Missing:
+    pass
+
+
+MISSING = _Missing()
+
+
+def root_from_path(
+    leaf: bytes, index: int, size: int, siblings: list[bytes], memo: SubtreeMemo | None = None
+) -> bytes | None:
+    """The root ``leaf`` at ``index`` of a tree of ``size`` leaves proves; None if the path cannot fit.
+
+    With ``memo``, a step taken before (the same node at the same place, the same siblings above it) gives
+    the result it led to then: the answer is the one the whole path gives, in fewer hashes."""
     if not 0 <= index < size:
         return None
     fn, sn, r = index, size - 1, leaf
-    for p in siblings:
+    steps: list[tuple[bytes, int, int, tuple[bytes, ...]]] = []
+    for i, p in enumerate(siblings):
         if sn == 0:
-            return None
+            root = None
+            break
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             while not fn & 1 and fn != 0:
@@ -75,4 +112,16 @@ def root_from_path(leaf: bytes, index: int, size: int, siblings: list[bytes]) ->
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
-    return r if sn == 0 else None
+        if memo is not None:
+            # Everything from here on depends on this node, its place and the siblings above it alone.
+            step = (r, fn, sn, tuple(siblings[i + 1 :]))
+            found = memo.get(step)
+            if not isinstance(found, _Missing):
+                root = found
+                break
+            steps.append(step)
+    else:
+        root = r if sn == 0 else None
+    if memo is not None:
+        memo.remember(steps, root)
+    return root

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharehub.merkle import leaf_hash, node_hash, path, root, root_from_path, tree
+from sharehub.merkle import SubtreeMemo, leaf_hash, node_hash, path, root, root_from_path, tree
 
 
 def leaves(n: int) -> list[bytes]:
@@ -52,3 +52,34 @@ def test_all_paths_at_once_equal_one_path_at_a_time() -> None:
         top, paths = tree(leaves_)
         assert top == root(leaves_)
         assert paths == [path(leaves_, i) for i in range(n)]
+
+
+def test_a_memo_spares_the_hashes_the_paths_of_a_batch_share() -> None:
+    tree_ = leaves(256)
+    memo = SubtreeMemo()
+    expected = root(tree_)
+    for i in range(256):
+        assert root_from_path(tree_[i], i, 256, path(tree_, i), memo) == expected
+    # One entry per inner node (255): each path stops at the first node another path reached before it.
+    assert len(memo) == 255
+
+
+@given(
+    n=st.integers(1, 70),
+    proofs=st.lists(
+        st.tuples(st.integers(0, 69), st.integers(0, 69), st.integers(-1, 8), st.integers(1, 70)), max_size=40
+    ),
+)
+def test_with_a_memo_every_path_gives_what_it_gives_alone(n: int, proofs: list[tuple[int, ...]]) -> None:
+    """Honest and bent proofs in any order, through one memo, each give exactly the root (or None) their own
+    hashes give: what one event proved never decides another's."""
+    tree_ = leaves(n)
+    memo = SubtreeMemo(capacity=50)
+    for leaf, index, bend, size in proofs:
+        siblings = path(tree_, leaf % n)
+        if 0 <= bend < len(siblings):
+            siblings = [*siblings[:bend], leaf_hash(b"bent"), *siblings[bend + 1 :]]
+        claimed = [(leaf % n, n), (index, n), (index, size)][bend % 3]
+        alone = root_from_path(tree_[leaf % n], *claimed, siblings)
+        assert root_from_path(tree_[leaf % n], *claimed, siblings, memo) == alone
+        assert len(memo) <= 50
