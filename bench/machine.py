@@ -16,6 +16,7 @@ LIBRARIES = (
     "fastavro",
     "cryptography",
     "SQLAlchemy",
+    "orjson",
     "fastapi",
     "uvicorn",
     "aiohttp",

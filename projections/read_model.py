@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -140,6 +141,16 @@ def schema_name(consumer: str) -> str:
     return "rm_" + re.sub(r"[^a-z0-9_]", "_", consumer.lower())
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+#: The granted fields as JSON, written and read with orjson: each event's fields are written once per
+#: consumer, and json's encoder cost more than SQLite's insert. (No NaN or infinity reaches a read model:
+#: the projection quarantines them, see sharehub.avro.RecordSchema.non_finite_field.)
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+
+
 class ReadModelStore:
     """The read model of one consumer agency."""
 
@@ -152,11 +163,11 @@ class ReadModelStore:
         if url.get_backend_name() == "sqlite":
             if url.database:
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_engine(url, connect_args={"timeout": SQLITE_LOCK_TIMEOUT_S})
+            self.engine = create_engine(url, connect_args={"timeout": SQLITE_LOCK_TIMEOUT_S}, **_JSON_CODEC)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self._schema = schema_name(consumer)
-            self.engine = create_engine(url, pool_pre_ping=True).execution_options(
+            self.engine = create_engine(url, pool_pre_ping=True, **_JSON_CODEC).execution_options(
                 schema_translate_map={None: self._schema}
             )
         self._dialect = self.engine.dialect.name
