@@ -336,7 +336,7 @@ def parse(raw: bytes) -> Envelope:
     body_end = len(raw) - SIGNATURE_SIZE - len(proof_bytes)
     if raw[body_end : len(raw) - SIGNATURE_SIZE] != proof_bytes:
         raise MalformedEnvelope("the batch proof is not in canonical Avro encoding")
-    header_end = body_end - len(_avro_bytes(personal_ciphertext)) - len(_avro_bytes(ciphertext))
+    header_end = body_end - _avro_bytes_size(personal_ciphertext) - _avro_bytes_size(ciphertext)
     if header_end <= HEADER_SIZE:
         raise MalformedEnvelope("envelope header is empty")
     if fields["occurred_at"].tzinfo is None:  # fastavro gives aware UTC datetimes; guard against a change
@@ -473,6 +473,12 @@ def _encode_proof(index: int, size: int, path: list[bytes]) -> bytes:
 
 def _varint(n: int) -> bytes:
     """Avro's zig-zag varint of an int (long range)."""
+    if 0 <= n < _SMALL:
+        return _SMALL_VARINTS[n]  # every batch place, batch size, path length and ciphertext length
+    return _encode_varint(n)
+
+
+def _encode_varint(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n > 0x7F:
@@ -482,6 +488,15 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = 4096
+_SMALL_VARINTS = tuple(_encode_varint(n) for n in range(_SMALL))
+
+
 def _avro_bytes(value: bytes) -> bytes:
     """Avro binary encoding of a ``bytes`` value: zig-zag varint length, then the bytes."""
     return _varint(len(value)) + value
+
+
+def _avro_bytes_size(value: bytes) -> int:
+    """How many bytes :func:`_avro_bytes` of ``value`` takes."""
+    return len(_varint(len(value))) + len(value)

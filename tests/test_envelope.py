@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
+import fastavro
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.synthetic.resolution_tasks import generate_resolution_tasks
 from projections.projector import LogMessage, Projector
 from services.hub import Hub
+from sharehub import envelope as envelope_module
 from sharehub.avro import record_from_json
 from sharehub.envelope import (
     ZERO_HASH,
@@ -272,3 +277,15 @@ def test_the_hand_written_proof_encoding_is_avro(index: int, size: int, path: li
 
     expected = _PROOF_SCHEMA.encode({"batch_index": index, "batch_size": size, "batch_path": path})
     assert _encode_proof(index, size, path) == expected
+
+
+@given(st.integers(-(2**63), 2**63 - 1) | st.integers(-10, 5000))
+def test_the_proofs_varints_are_avros_encoding_of_a_long(n: int) -> None:
+    """The parser checks each proof is in canonical Avro encoding by encoding it again: the varints it
+    builds (from a table for small values) must be exactly the ones Avro writes."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, "long", n)
+    assert envelope_module._varint(n) == out.getvalue()
+    if n >= 0:
+        value = bytes(n % 300)
+        assert envelope_module._avro_bytes_size(value) == len(envelope_module._avro_bytes(value))
