@@ -60,17 +60,22 @@ def sealed(
     signing_key: SigningKey | None = None,
     record: dict[str, Any] | None = None,
     position: ChainPosition = FIRST,
+    dataset: str = DATASET,
+    datum: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Envelope:
-    schema = hub.governance.current_schema(DATASET)
-    key_id = hub.keys.current_data_key_id(DATASET)
-    datum = record_from_json(schema, record or member())
-    subject = subject_of(hub, datum["member_id"])
+    """``record`` (JSON, a party member by default) validated, sealed and signed by ``producer``; or
+    ``datum``, an Avro record of ``dataset`` sealed as it is, unvalidated (what faulty software could do)."""
+    schema = hub.governance.current_schema(dataset)
+    key_id = hub.keys.current_data_key_id(dataset)
+    if datum is None:
+        datum = record_from_json(schema, record or member())
+    subject = subject_of(hub, datum[hub.governance.dataset(dataset).key_field], dataset)
     args: dict[str, Any] = dict(
         schema=schema,
         record=datum,
         producer=producer,
-        dataset=DATASET,
+        dataset=dataset,
         event_type="UPSERTED",
         position=position,
         signing_key=signing_key or hub.keys.signing_key(producer),
@@ -106,21 +111,7 @@ def test_a_nan_or_an_infinity_sealed_by_the_owner_is_quarantined_as_an_invalid_p
     schema = offline_hub.governance.current_schema(dataset)
     task = record_from_json(schema, next(generate_resolution_tasks(1, seed=3)))
     task["budget_billion_vnd"] = budget
-    subject = subject_of(offline_hub, task["task_id"], dataset)
-    key_id = offline_hub.keys.current_data_key_id(dataset)
-    envelope = seal(
-        schema=schema,
-        record=task,
-        producer="cpo",
-        dataset=dataset,
-        event_type="UPSERTED",
-        position=FIRST,
-        signing_key=offline_hub.keys.signing_key("cpo"),
-        data_key_id=key_id,
-        data_key=offline_hub.keys.data_key(key_id),
-        subject_key_id=subject,
-        subject_key=offline_hub.keys.subject_key(subject),
-    )
+    envelope = sealed(offline_hub, producer="cpo", dataset=dataset, datum=task)
     with pytest.raises(PayloadInvalid, match="'budget_billion_vnd' holds a NaN or an infinity"):
         opened(offline_hub, envelope.raw, dataset)
     projector = Projector(offline_hub.governance, offline_hub.keys, {"go": offline_hub.store("go")})
