@@ -58,6 +58,17 @@ def tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
     return node_hash(left, right), [p + [right] for p in left_paths] + [p + [left] for p in right_paths]
 
 
+#: A step up a path: the node reached, its place (index and last index at its level), the siblings above.
+Step = tuple[bytes, int, int, tuple[bytes, ...]]
+
+
+class _NotFound:
+    """What :meth:`SubtreeMemo.get` answers for a step never taken (None is an answer: the path misfits)."""
+
+
+NOT_FOUND = _NotFound()
+
+
 class SubtreeMemo:
     """What :func:`root_from_path` found before, from each step of each path it followed: the events of one
     batch share the upper part of their paths, so the next event of a batch hashes up to the first step
@@ -65,27 +76,20 @@ class SubtreeMemo:
 
     def __init__(self, capacity: int = 65_536) -> None:
         self._capacity = capacity
-        self._found: dict[tuple[bytes, int, int, tuple[bytes, ...]], bytes | None] = {}
+        self._found: dict[Step, bytes | None] = {}
 
     def __len__(self) -> int:
         return len(self._found)
 
-    def get(self, step: tuple[bytes, int, int, tuple[bytes, ...]]) -> bytes | None | _Missing:
-        return self._found.get(step, MISSING)
+    def get(self, step: Step) -> bytes | None | _NotFound:
+        return self._found.get(step, NOT_FOUND)
 
-    def remember(self, steps: list[tuple[bytes, int, int, tuple[bytes, ...]]], root: bytes | None) -> None:
+    def remember(self, steps: list[Step], root: bytes | None) -> None:
         found = self._found
         for step in steps:
             found[step] = root
         while len(found) > self._capacity:
             del found[next(iter(found))]
-
-
-class _Missing:
-    pass
-
-
-MISSING = _Missing()
 
 
 def root_from_path(
@@ -98,7 +102,7 @@ def root_from_path(
     if not 0 <= index < size:
         return None
     fn, sn, r = index, size - 1, leaf
-    steps: list[tuple[bytes, int, int, tuple[bytes, ...]]] = []
+    steps: list[Step] = []
     for i, p in enumerate(siblings):
         if sn == 0:
             root = None
@@ -116,7 +120,7 @@ def root_from_path(
             # Everything from here on depends on this node, its place and the siblings above it alone.
             step = (r, fn, sn, tuple(siblings[i + 1 :]))
             found = memo.get(step)
-            if not isinstance(found, _Missing):
+            if not isinstance(found, _NotFound):
                 root = found
                 break
             steps.append(step)
