@@ -95,12 +95,9 @@ def create_app(
 
     @app.agent(datasets)
     async def project(stream: faust.StreamT[bytes]) -> None:
+        collect_for_batches()  # the app, its consumer and the engine are made by the time agents start
         try:
-            started = False
             async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
-                if not started:  # the consumer, its fetcher and the engine are all made by now
-                    collect_for_batches()
-                    started = True
                 if restart_reasons:
                     continue  # starting over from the read models' positions: these are read again then
                 # Parsed here (no key is needed), so the engine only verifies, decrypts and writes.
