@@ -142,11 +142,14 @@ class EngineProcess:
         return self._ask(method, *args).result()
 
     def _ask(self, method: str, *args: Any) -> Future[Any]:
+        """The call's answer to come. An engine already gone fails the answer, never the asking: a caller
+        that does not wait (:meth:`project_in_turn`) learns it where it learns every other failure."""
         answer: Future[Any] = Future()
         with self._sending:
             with self._asking:
                 if self._gone is not None:
-                    raise self._gone
+                    answer.set_exception(self._gone)
+                    return answer
                 call_id = next(self._call_ids)
                 self._asked[call_id] = answer
             try:
@@ -154,7 +157,7 @@ class EngineProcess:
             except OSError as exc:
                 with self._asking:
                     self._asked.pop(call_id, None)
-                raise EngineProcessError(f"the projection engine is gone ({exc})") from None
+                answer.set_exception(EngineProcessError(f"the projection engine is gone ({exc})"))
         return answer
 
     def _read_answers(self) -> None:

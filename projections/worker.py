@@ -143,7 +143,7 @@ def create_app(
             if not decision.committed:
                 await asyncio.to_thread(engine.commit, decision)
         except Exception as exc:
-            await _start_over(f"a batch failed ({type(exc).__name__}: {exc})")
+            await _start_over("a batch", exc)
             return
         if decision.rows:
             log.info("applied %d rows from %d events", decision.rows, len(batch))
@@ -158,8 +158,10 @@ def create_app(
         log.log(level, "starting over: %s", "; ".join(reasons))
         return True
 
-    async def _start_over(reason: str) -> None:
-        """After a failed batch: the engine projects no batch from now on, and the worker stops."""
+    async def _start_over(what: str, exc: Exception) -> None:
+        """After ``what`` failed in the engine (a batch; or a timer's call, as when the engine died): the
+        engine projects no batch from now on, and the worker stops."""
+        reason = f"{what} failed ({type(exc).__name__}: {exc})"
         if not _decide_to_start_over([reason], logging.ERROR):
             return
         with contextlib.suppress(Exception):  # a vanished engine projects nothing either
@@ -175,7 +177,11 @@ def create_app(
         in the read models, so that is safe at any moment) to read from where every read model needs."""
         if restart_reasons:
             return
-        reconciled = await asyncio.to_thread(engine.reconcile)
+        try:
+            reconciled = await asyncio.to_thread(engine.reconcile)
+        except Exception as exc:  # a timer that raises would crash the worker instead
+            await _start_over("reconciling", exc)
+            return
         done, reasons = reconciled.done, reconciled.restart_reasons
         for (consumer, dataset), rows in sorted(done.purged.items()):
             log.warning(
@@ -197,7 +203,11 @@ def create_app(
         horizon = history_horizon()
         if horizon is None or restart_reasons:
             return
-        forgotten = await asyncio.to_thread(engine.prune_history, horizon)
+        try:
+            forgotten = await asyncio.to_thread(engine.prune_history, horizon)
+        except Exception as exc:
+            await _start_over("pruning history", exc)
+            return
         for consumer, versions in forgotten.items():
             if versions:
                 log.info("%s's read model forgot %d versions from before %s", consumer, versions, horizon)

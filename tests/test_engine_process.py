@@ -119,6 +119,19 @@ def test_a_vanished_engine_is_an_error_not_a_hang(engine: EngineProcess) -> None
         engine.stored_offset(("t", 0))
 
 
+def test_a_batch_sent_to_a_vanished_engine_fails_through_its_answer(engine: EngineProcess) -> None:
+    """The worker sends a batch without waiting and learns of failures from the answer: a batch sent after
+    the engine is known to be gone must fail there too (raising at the send crashed the worker instead of
+    making it start over)."""
+    assert engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    with pytest.raises(EngineProcessError, match="exited"):
+        engine.stored_offset(("t", 0))  # by now the engine is known to be gone
+    answer = engine.project_in_turn([LogMessage("t", 0, 0, None, b"garbage")])
+    with pytest.raises(EngineProcessError, match="exited"):
+        answer.result(timeout=10)
+
+
 def test_closing_stops_the_engine_process(tmp_path: Path) -> None:
     started = EngineProcess(offline_engine, str(tmp_path / "home"))
     pid = started.pid
