@@ -1,5 +1,5 @@
 # sharehub: the two commands are `make demo` and `make test`.
-.PHONY: demo demo-down test venv lint kafka-start kafka-stop clean
+.PHONY: demo demo-down test venv lock lock-upgrade lint kafka-start kafka-stop clean
 
 demo: venv  ## Start Kafka, load demo governance and data, start the worker and the API, print a curl line.
 	.venv/bin/sharehub demo up
@@ -10,8 +10,14 @@ demo-down:  ## Stop the demo's API, worker and broker.
 test:  ## The whole suite against a real Kafka broker and PostgreSQL, started and stopped for the run.
 	scripts/test.sh
 
-venv:
+venv:  ## .venv with exactly what uv.lock pins (refused when pyproject.toml and uv.lock disagree).
 	scripts/venv.sh
+
+lock:  ## Update uv.lock after a change to pyproject.toml's dependencies (keeps every other pin).
+	scripts/uv.sh lock
+
+lock-upgrade:  ## Move every pin in uv.lock to the newest release the ranges allow; run `make test` after.
+	scripts/uv.sh lock --upgrade
 
 lint: venv
 	.venv/bin/ruff check sharehub connectors projections services tests bench

@@ -1,16 +1,10 @@
 #!/usr/bin/env bash
-# Create .venv and install sharehub with its development tools, once per change of pyproject.toml.
+# Make .venv hold exactly what uv.lock pins (hashes checked), for the runtime and the dev tools.
+# Refused, with .venv untouched, when pyproject.toml and uv.lock disagree: run `make lock` then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { echo "sharehub needs Python >= 3.11 (found $("$PY" --version))" >&2; exit 1; }
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
-  touch "$stamp"
-fi
+scripts/uv.sh sync --quiet --locked --extra dev --extra postgres --python "$PY" \
+  || { echo "scripts/venv.sh: .venv not installed (if uv.lock is stale, run \`make lock\` and commit it)" >&2; exit 1; }
