@@ -28,8 +28,7 @@ def up(
     spec: Annotated[Path, typer.Option(help="Governance YAML")] = DEFAULT_SPEC,
 ) -> None:
     """Start Kafka, load governance, publish synthetic members, start the worker and the API."""
-    from connectors.jsonl_source import read_jsonl
-    from connectors.synthetic import generate_party_members, write_jsonl
+    from connectors.synthetic import generate_party_members
     from services.governance_bootstrap import issue_credential, load, read_spec
     from services.kafka_local import LocalKafka
 
@@ -45,11 +44,9 @@ def up(
         f"{len(state.datasets_)} datasets, {len(state.agreements())} agreements"
     )
 
-    data = settings.home / "demo" / "party-members.jsonl"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(generate_party_members(members, seed), data)
+    # Straight from the generator: the members' personal data is never written to a file in the hub's home.
     publisher = hub.publisher("coc", "party-members")
-    report = publisher.publish_lines(read_jsonl(data))
+    report = publisher.publish_records(generate_party_members(members, seed))
     err.print(f"published {report.published} party-members events as the Central Organization Commission")
 
     worker_pid, worker_log = processes.start(settings.home, "projector", ["project"])
