@@ -3,6 +3,12 @@
 One store per consumer agency: a SQLite file of its own by default, or a schema of its own in one
 PostgreSQL database. Rows and positions are written in the same transaction, so a projection that dies at
 any point restarts exactly where its last committed batch ended (nothing lost, nothing applied twice).
+
+Rows that leave (an erased subject, an agreement that ended, a dataset reset) leave the disk too, on
+SQLite: deleted bytes are zeroed (``secure_delete``) and the write-ahead log, whose frames keep earlier
+page images, is truncated right after (:mod:`sharehub.sqlite_files`). PostgreSQL keeps deleted tuples in
+its files until VACUUM reuses their space (VACUUM FULL rewrites the table without them) and in its WAL
+segments until they are recycled: see docs/security.md for what an operator runs after an erasure.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from sqlalchemy.exc import DBAPIError
 
 from projections import filter_sql
 from sharehub.row_filter import RowFilter, Value
+from sharehub.sqlite_files import truncate_write_ahead_log
 
 metadata = MetaData()
 
@@ -287,6 +294,8 @@ class ReadModelStore:
                     upsert.positions,
                     [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in new_positions.items()],
                 )
+        if purges:
+            self.forget_deleted()
 
     def purge_dataset(self, dataset: str) -> int:
         """Delete every row of ``dataset`` and its recorded terms (its agreement ended: R5); returns how many
@@ -294,7 +303,20 @@ class ReadModelStore:
         with self.engine.begin() as conn:
             conn.execute(delete(grants).where(grants.c.dataset == dataset))
             conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
-            return int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+            purged = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+        self.forget_deleted()
+        return purged
+
+    def forget_deleted(self) -> bool:
+        """On SQLite, leave no copy of deleted rows on disk: their bytes are already zeroed in the file
+        (``secure_delete``), and the write-ahead log is emptied and truncated now. Returns whether it is
+        (False on PostgreSQL, whose files keep deleted tuples until VACUUM)."""
+        if not self.embedded:
+            return False
+        with self.engine.connect() as conn:
+            driver = conn.connection.dbapi_connection
+            assert isinstance(driver, sqlite3.Connection)
+            return truncate_write_ahead_log(driver)
 
     def reset_dataset(self, dataset: str, topic: str, *, terms: str, agreement_id: str) -> int:
         """Start ``dataset`` over under new terms (an agreement activated, or replaced by wider or narrower
@@ -320,7 +342,8 @@ class ReadModelStore:
                     },
                 )
             )
-            return deleted
+        self.forget_deleted()
+        return deleted
 
     def request_replay(self, dataset: str) -> bool:
         """Ask the projection to project ``dataset`` again from its start (events it refused pass now): the
@@ -623,6 +646,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the query API read while the projection writes; FULL sync keeps committed batches on a crash.
     _switch_to_wal(cur)
     cur.execute("PRAGMA synchronous=FULL")
+    # A deleted row's bytes are overwritten, not left in free space (an erased subject's name, say).
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

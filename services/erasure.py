@@ -4,8 +4,14 @@ The owner requests, central governance approves (a different agency: the hub's o
 
 1. the owner's ERASED event goes onto the dataset's log, so every read model purges the subject;
 2. the subject's key is destroyed, so no replay, rebuild or audit can ever read its personal fields again,
-   while every signature and hash of the log still verifies;
-3. the operator signs a receipt saying what was erased, when, by whose request and approval.
+   while every signature and hash of the log still verifies. Its wrapped bytes are zeroed in the key store
+   (``secure_delete``) and the store's write-ahead log, which held earlier copies, is emptied and truncated:
+   a copy of the key store taken afterwards holds nothing to unwrap;
+3. the operator signs a receipt saying what was erased, when, by whose request and approval, and what was
+   done on disk.
+
+Each read model purges the subject when the projection applies the ERASED event, zeroing the rows' bytes and
+truncating its own write-ahead log on SQLite (see :mod:`projections.read_model`).
 """
 
 from __future__ import annotations
@@ -43,13 +49,17 @@ def erase_subject(
     event = publisher.erase(record_key)
     ref = pseudonym(hub.keys.routing_key(dataset), record_key)
     key_id = subject_key_id(dataset, ref)
-    destroyed = hub.keys.destroy_subject_key(key_id)
+    shredded = hub.keys.destroy_subject_key(key_id)
     body = {
         "receipt": "sharehub.erasure.v1",
         "dataset": dataset,
         "subject_ref": ref.hex(),
         "subject_key_id": key_id,
-        "subject_key_destroyed": destroyed or _already_destroyed(hub, key_id),
+        "subject_key_destroyed": shredded.destroyed or _already_destroyed(hub, key_id),
+        "key_store": {
+            "wrapped_key_overwritten": shredded.overwritten,
+            "write_ahead_log_truncated": shredded.log_truncated,
+        },
         "requested_by": requested_by,
         "approved_by": approved_by,
         "erased_at": dt.datetime.now(dt.UTC).isoformat(),

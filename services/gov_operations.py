@@ -5,25 +5,57 @@ governance issued to that agency, or, for the hub operator on the hub's own mach
 key. :func:`perform` then runs the operation through the governance service, which checks every rule (who
 may take the step, clearance, lifecycle, validity, compatibility) and signs and logs the event. Declaring a
 dataset also makes its data and routing keys and its topic: governance is the only creator of topics.
+
+Decide first, then act: what an operation does beyond the log (a key kept in the key store) is the change's
+``effect``, run by the governance service only after every rule passed, in a key-store transaction that is
+kept only if the log takes the event. A refused request changes nothing: not the log, not the key store,
+not the broker.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.broker_access import provision
 from services.hub import Hub
-from sharehub.errors import InputError, NotAuthenticated
+from sharehub.errors import InputError, NotAuthenticated, UnknownReferenceError
 from sharehub.gov.events import GovernanceEvent
-from sharehub.gov.service import GovernanceService
+from sharehub.gov.service import Effect, GovernanceService
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_unicode(cls, data: Any) -> Any:
+        """JSON may carry lone surrogates (``"\\ud800"``), which are no text: refused here, by name."""
+        where = _first_lone_surrogate(data, ())
+        if where is not None:
+            raise ValueError(f"{'.'.join(where) or 'body'}: not valid Unicode text (a lone surrogate)")
+        return data
+
+
+def _first_lone_surrogate(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _first_lone_surrogate(key, (*path, "<key>")) or _first_lone_surrogate(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
 
 
 class RegisterAgency(_Request):
@@ -37,7 +69,8 @@ class RegisterAgency(_Request):
 class AddKey(_Request):
     agency: str
     key_id: str
-    #: Raw Ed25519 public key, hex. Left out (CLI only), a key pair is made in the hub's key store.
+    #: Raw Ed25519 public key, hex. Left out (on the hub's own machine only: the CLI), a key pair is made
+    #: and kept in the hub's key store once governance has accepted its public half.
     public_key: str | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
@@ -105,54 +138,93 @@ class IssueCredential(_Request):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-Perform = Callable[[Hub, GovernanceService, str, Any], GovernanceEvent]
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the agency it proved to act for, and whether it runs on the hub's own machine (the CLI),
+    where a key pair may be made in the hub's key store."""
+
+    agency: str
+    local: bool = False
 
 
-def _add_key(hub: Hub, svc: GovernanceService, actor: str, r: AddKey) -> GovernanceEvent:
-    public = r.public_key or _new_local_key(hub, r.agency, r.key_id)
-    return svc.add_key(actor, r.agency, r.key_id, public, valid_from=r.valid_from, valid_until=r.valid_until)
+Perform = Callable[[Hub, GovernanceService, Caller, Any], GovernanceEvent]
 
 
-def _rotate_key(hub: Hub, svc: GovernanceService, actor: str, r: RotateKey) -> GovernanceEvent:
-    public = r.public_key or _new_local_key(hub, r.agency, r.new_key_id)
-    return svc.rotate_key(actor, r.agency, r.old_key_id, r.new_key_id, public, valid_from=r.valid_from)
+def _add_key(hub: Hub, svc: GovernanceService, caller: Caller, r: AddKey) -> GovernanceEvent:
+    public, effect = _public_key(hub, caller, r.agency, r.key_id, r.public_key)
+    return svc.add_key(
+        caller.agency,
+        r.agency,
+        r.key_id,
+        public,
+        valid_from=r.valid_from,
+        valid_until=r.valid_until,
+        effect=effect,
+    )
 
 
-def _declare(hub: Hub, svc: GovernanceService, actor: str, r: DeclareDataset) -> GovernanceEvent:
-    event = svc.declare_dataset(actor, **r.model_dump())
-    data_key = f"{r.id}/data/1"
-    if not hub.keys.has(data_key):
-        hub.keys.create_data_key(r.id, data_key)
-    hub.keys.ensure_routing_key(r.id)
-    return event
+def _rotate_key(hub: Hub, svc: GovernanceService, caller: Caller, r: RotateKey) -> GovernanceEvent:
+    public, effect = _public_key(hub, caller, r.agency, r.new_key_id, r.public_key)
+    return svc.rotate_key(
+        caller.agency, r.agency, r.old_key_id, r.new_key_id, public, valid_from=r.valid_from, effect=effect
+    )
 
 
-def _new_local_key(hub: Hub, agency: str, key_id: str) -> str:
-    svc_state = hub.governance
-    svc_state.agency(agency)  # an unknown agency gets no key
-    if hub.keys.has(key_id):
-        raise InputError(f"the key store already holds a key {key_id!r}")
-    return hub.keys.create_signing_key(agency, key_id).hex()
+def _declare(hub: Hub, svc: GovernanceService, caller: Caller, r: DeclareDataset) -> GovernanceEvent:
+    return svc.declare_dataset(caller.agency, **r.model_dump(), effect=lambda: _dataset_keys(hub, r.id))
+
+
+@contextmanager
+def _dataset_keys(hub: Hub, dataset: str) -> Iterator[None]:
+    with hub.keys.transaction():
+        hub.keys.ensure_dataset_keys(dataset)
+        yield
+
+
+def _public_key(
+    hub: Hub, caller: Caller, agency: str, key_id: str, given: str | None
+) -> tuple[str, Effect | None]:
+    """The public key to register, and the effect that keeps its private half when the hub makes the pair
+    (only for a caller on the hub's machine); the pair is kept only if governance accepts the key."""
+    if given is not None:
+        return given, None
+    if not caller.local:
+        raise InputError("public_key: required (the agency makes its key pair and sends the public half)")
+    private = Ed25519PrivateKey.generate()
+
+    @contextmanager
+    def keep() -> Iterator[None]:
+        with hub.keys.transaction():
+            hub.keys.add_signing_key(agency, key_id, private)
+            yield
+
+    return private.public_key().public_bytes_raw().hex(), keep
 
 
 #: operation name (CLI command and HTTP path) -> (request type, what it does)
 OPERATIONS: dict[str, tuple[type[_Request], Perform]] = {
-    "register-agency": (RegisterAgency, lambda h, s, a, r: s.register_agency(a, **r.model_dump())),
+    "register-agency": (RegisterAgency, lambda h, s, c, r: s.register_agency(c.agency, **r.model_dump())),
     "add-key": (AddKey, _add_key),
     "rotate-key": (RotateKey, _rotate_key),
     "revoke-key": (
         RevokeKey,
-        lambda h, s, a, r: s.revoke_key(a, r.agency, r.key_id, r.reason, effective_at=r.effective_at),
+        lambda h, s, c, r: s.revoke_key(c.agency, r.agency, r.key_id, r.reason, effective_at=r.effective_at),
     ),
     "declare-dataset": (DeclareDataset, _declare),
-    "register-schema": (RegisterSchema, lambda h, s, a, r: s.register_schema(a, r.dataset, r.avro_schema)),
-    "propose": (Propose, lambda h, s, a, r: s.propose(a, **r.model_dump())),
-    "consent": (AgreementStep, lambda h, s, a, r: s.consent(a, r.agreement_id)),
-    "approve": (AgreementStep, lambda h, s, a, r: s.approve(a, r.agreement_id)),
-    "suspend": (AgreementChange, lambda h, s, a, r: s.suspend(a, r.agreement_id, r.reason)),
-    "resume": (AgreementChange, lambda h, s, a, r: s.resume(a, r.agreement_id, r.reason)),
-    "revoke": (AgreementChange, lambda h, s, a, r: s.revoke(a, r.agreement_id, r.reason)),
-    "issue-credential": (IssueCredential, lambda h, s, a, r: s.issue_credential(a, r.agency, r.sha256)),
+    "register-schema": (
+        RegisterSchema,
+        lambda h, s, c, r: s.register_schema(c.agency, r.dataset, r.avro_schema),
+    ),
+    "propose": (Propose, lambda h, s, c, r: s.propose(c.agency, **r.model_dump())),
+    "consent": (AgreementStep, lambda h, s, c, r: s.consent(c.agency, r.agreement_id)),
+    "approve": (AgreementStep, lambda h, s, c, r: s.approve(c.agency, r.agreement_id)),
+    "suspend": (AgreementChange, lambda h, s, c, r: s.suspend(c.agency, r.agreement_id, r.reason)),
+    "resume": (AgreementChange, lambda h, s, c, r: s.resume(c.agency, r.agreement_id, r.reason)),
+    "revoke": (AgreementChange, lambda h, s, c, r: s.revoke(c.agency, r.agreement_id, r.reason)),
+    "issue-credential": (
+        IssueCredential,
+        lambda h, s, c, r: s.issue_credential(c.agency, r.agency, r.sha256),
+    ),
 }
 
 
@@ -182,16 +254,16 @@ def authenticate(hub: Hub, actor: str, credential: str | None, *, local_operator
 def parse_request(operation: str, body: dict[str, Any]) -> _Request:
     found = OPERATIONS.get(operation)
     if found is None:
-        raise InputError(f"no governance operation {operation!r}; one of: {', '.join(OPERATIONS)}")
+        raise UnknownReferenceError(f"no governance operation {operation!r}; one of: {', '.join(OPERATIONS)}")
     return found[0].model_validate(body)
 
 
-def perform(hub: Hub, actor: str, operation: str, request: _Request) -> GovernanceEvent:
+def perform(hub: Hub, caller: Caller, operation: str, request: _Request) -> GovernanceEvent:
     kind, run = OPERATIONS[operation]
     if not isinstance(request, kind):
         raise InputError(f"{operation} takes a {kind.__name__} request")
     with hub.governing() as service:
-        event = run(hub, service, actor, request)
+        event = run(hub, service, caller, request)
     if operation in PROVISIONING:
         provision(hub)  # the new agency's principal, or the new dataset's topic and its owner's ACLs
     return event

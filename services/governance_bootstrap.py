@@ -36,7 +36,7 @@ def pin_operator(hub: Hub, spec: GovSpec) -> None:
         key_id = f"{spec.operator}/sign/1"
         public = (
             keys.signing_key(spec.operator).private.public_key().public_bytes_raw()
-            if keys.has(key_id)
+            if keys.has(key_id, "signing")
             else keys.create_signing_key(spec.operator, key_id)
         )
     finally:

@@ -26,7 +26,8 @@ import sqlite3
 import stat
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sharehub.errors import ConfigurationError, SubjectErased, UnknownDataKey, UnknownReferenceError
+from sharehub.sqlite_files import truncate_write_ahead_log
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -150,8 +152,32 @@ class KeyService(Protocol):
         """Create (durably, before any event uses them) the keys of subjects that have none yet."""
 
 
+_KEYS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS keys (key_id TEXT NOT NULL, kind TEXT NOT NULL, owner TEXT NOT NULL,"
+    " wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT, PRIMARY KEY (kind, key_id))"
+)
+
+
+@dataclass(frozen=True)
+class Shredded:
+    """What destroying a subject key did on disk (the erasure receipt states it)."""
+
+    #: A key was destroyed now (False: it was destroyed before, or never existed).
+    destroyed: bool
+    #: The wrapped key's bytes were overwritten with zeros in the database file (``secure_delete``).
+    overwritten: bool
+    #: The write-ahead log, which held earlier copies of the page, was emptied and truncated to 0 bytes.
+    log_truncated: bool
+
+
 class LocalKeyStore:
-    """The local key service: wrapped keys in one owner-only SQLite file under the hub's home."""
+    """The local key service: wrapped keys in one owner-only SQLite file under the hub's home.
+
+    Key ids live in one namespace per kind (a signing key and a data key may not be confused, whatever
+    their ids). Deleted or overwritten bytes are zeroed in the file (``PRAGMA secure_delete``), and a
+    subject key's destruction also empties the write-ahead log, so no copy of a destroyed key survives on
+    disk. Writes that belong to a governance change happen in :meth:`transaction`, which the caller
+    closes only once the change is on the log."""
 
     def __init__(self, path: Path, master: SecretBytes) -> None:
         self._path = path
@@ -161,12 +187,15 @@ class LocalKeyStore:
         if fresh:
             write_private(path, b"")
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-            " owner TEXT NOT NULL, wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT)"
-        )
-        self._db.execute("CREATE TABLE IF NOT EXISTS current (name TEXT PRIMARY KEY, key_id TEXT NOT NULL)")
+        if not self._ready():  # only a new or older store is written to when opened
+            with self._write():
+                _migrate_key_ids_to_one_namespace_per_kind(self._db)
+                self._db.execute(_KEYS_TABLE)
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS current (name TEXT PRIMARY KEY, key_id TEXT NOT NULL)"
+                )
         self._subjects: OrderedDict[str, SecretBytes] = OrderedDict()
         #: Data and routing keys, unwrapped once: a key id never names another key, and neither is destroyed.
         self._unwrapped: dict[str, SecretBytes] = {}
@@ -177,77 +206,116 @@ class LocalKeyStore:
     def close(self) -> None:
         self._db.close()
 
+    def _ready(self) -> bool:
+        tables = dict(self._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+        return "current" in tables and "PRIMARY KEY (kind, key_id)" in tables.get("keys", "")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every write inside is kept if the block completes, and none if it raises: a governance change
+        stores its keys here and writes its event to the log inside, so a refused or failed change leaves
+        no key behind, and a kept key always has its event."""
+        with self._write():
+            yield
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        if self._db.in_transaction:  # inside transaction(): its caller decides
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     # --- creating and rotating ---------------------------------------------------------------------
 
     def create_signing_key(self, agency: str, key_id: str) -> bytes:
         """Generate an Ed25519 key for ``agency``, make it current; returns the raw public key (32 bytes)."""
-        private = Ed25519PrivateKey.generate()
-        with self._db:
+        return self.add_signing_key(agency, key_id, Ed25519PrivateKey.generate())
+
+    def add_signing_key(self, agency: str, key_id: str, private: Ed25519PrivateKey) -> bytes:
+        """Keep ``private`` as ``agency``'s current signing key; returns the raw public key (32 bytes)."""
+        with self._write():
             self._insert(key_id, "signing", agency, private.private_bytes_raw())
             self._set_current(f"signing:{agency}", key_id)
         return private.public_key().public_bytes_raw()
 
     def create_data_key(self, dataset: str, key_id: str) -> None:
-        with self._db:
+        with self._write():
             self._insert(key_id, "data", dataset, secrets.token_bytes(KEY_SIZE))
             self._set_current(f"data:{dataset}", key_id)
 
+    def ensure_dataset_keys(self, dataset: str) -> None:
+        """A new dataset's first data-encryption key and its routing key, unless it has them."""
+        with self._write():
+            data_key = f"{dataset}/data/1"
+            if not self.has(data_key, "data"):
+                self.create_data_key(dataset, data_key)
+            self.ensure_routing_key(dataset)
+
     def rotate_data_key(self, dataset: str) -> str:
         """Start a new epoch for ``dataset``: new events use a new key, earlier ones keep theirs."""
-        epoch = (
-            1
-            + self._db.execute(
-                "SELECT COUNT(*) FROM keys WHERE kind = 'data' AND owner = ?", (dataset,)
-            ).fetchone()[0]
-        )
-        key_id = f"{dataset}/data/{epoch}"
-        self.create_data_key(dataset, key_id)
+        with self._write():
+            epoch = (
+                1
+                + self._db.execute(
+                    "SELECT COUNT(*) FROM keys WHERE kind = 'data' AND owner = ?", (dataset,)
+                ).fetchone()[0]
+            )
+            key_id = f"{dataset}/data/{epoch}"
+            self.create_data_key(dataset, key_id)
         return key_id
 
     def ensure_routing_key(self, dataset: str) -> None:
         key_id = f"{dataset}/routing"
-        if not self.has(key_id):
-            with self._db:
+        with self._write():
+            if not self.has(key_id, "routing"):
                 self._insert(key_id, "routing", dataset, secrets.token_bytes(KEY_SIZE))
 
     def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
         wanted = {subject_key_id(dataset, ref) for ref in subject_refs}
         rows = [self._wrap(key_id, "subject", secrets.token_bytes(KEY_SIZE)) for key_id in wanted]
         now = _now()
-        with self._db:  # one transaction: keys are durable before any event that needs them is sent
+        with self._write():  # one transaction: keys are durable before any event that needs them is sent
             self._db.executemany(
                 "INSERT OR IGNORE INTO keys (key_id, kind, owner, wrapped, created_at)"
                 " VALUES (?, 'subject', ?, ?, ?)",
                 [(key_id, dataset, wrapped, now) for key_id, wrapped in rows],
             )
 
-    def destroy_subject_key(self, key_id: str) -> bool:
-        """Crypto-shred: forget the key material, keep a tombstone. Returns whether a key was destroyed."""
+    def destroy_subject_key(self, key_id: str) -> Shredded:
+        """Crypto-shred: forget the key material, keep a tombstone. The wrapped key's bytes are zeroed in
+        the file (secure_delete), then the write-ahead log, which held copies of the page, is emptied into
+        the file and truncated to nothing, waiting a while for readers to let it."""
         self._subjects.pop(key_id, None)
-        with self._db:
+        with self._write():
             cursor = self._db.execute(
                 "UPDATE keys SET wrapped = NULL, destroyed_at = ? WHERE key_id = ? AND kind = 'subject'"
                 " AND wrapped IS NOT NULL",
                 (_now(), key_id),
             )
-        return cursor.rowcount == 1
+        overwritten = self._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+        return Shredded(cursor.rowcount == 1, overwritten, truncate_write_ahead_log(self._db))
 
     def broker_password(self, principal: str) -> SecretBytes:
         """The SCRAM password of a broker principal, made on first use and kept wrapped like every key."""
         key_id = f"kafka/{principal}"
         row = self._row(key_id, "broker")
         if row is None:
-            try:
-                with self._db:
+            with self._write():
+                if self._row(key_id, "broker") is None:  # another process may have made it a moment ago
                     self._insert(key_id, "broker", principal, secrets.token_urlsafe(32).encode())
-            except sqlite3.IntegrityError:
-                pass  # another process made it a moment ago: use that one
             row = self._row(key_id, "broker")
             assert row is not None
         return SecretBytes(self._unwrap(key_id, "broker", row))
 
-    def has(self, key_id: str) -> bool:
-        return self._db.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id,)).fetchone() is not None
+    def has(self, key_id: str, kind: KeyKind) -> bool:
+        found = self._db.execute("SELECT 1 FROM keys WHERE kind = ? AND key_id = ?", (kind, key_id))
+        return found.fetchone() is not None
 
     # --- KeyService --------------------------------------------------------------------------------
 
@@ -358,6 +426,19 @@ class LocalKeyStore:
             raise ConfigurationError(
                 f"key {key_id!r} cannot be unwrapped: the master key is not the one this store was made with"
             ) from None
+
+
+def _migrate_key_ids_to_one_namespace_per_kind(db: sqlite3.Connection) -> None:
+    """Stores made before key ids were scoped by kind had ``key_id`` alone as the primary key."""
+    found = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'keys'").fetchone()
+    if found is None or "PRIMARY KEY (kind, key_id)" in found[0]:
+        return
+    db.execute("ALTER TABLE keys RENAME TO keys_unscoped")
+    db.execute(_KEYS_TABLE)
+    db.execute(
+        "INSERT INTO keys SELECT key_id, kind, owner, wrapped, created_at, destroyed_at FROM keys_unscoped"
+    )
+    db.execute("DROP TABLE keys_unscoped")
 
 
 def _aad(key_id: str, kind: str) -> bytes:

@@ -52,6 +52,16 @@ def kafka_admin(kafka_bootstrap: str) -> KafkaAccess:
     return KafkaAccess(kafka_bootstrap, "admin", SecretBytes(password.encode()))
 
 
+@pytest.fixture(scope="session")
+def kafka_data_dir(kafka_bootstrap: str) -> Path:
+    """Where the test broker keeps its topic segments: beside its admin password file, as the local broker
+    lays out its home (``sharehub kafka start`` or the broker this suite started)."""
+    data = Path(os.environ["SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE"]).parent / "data"
+    if not (data / "meta.properties").is_file():
+        pytest.fail(f"{data} is not the test broker's data directory; run the suite with 'make test'")
+    return data
+
+
 def demo_spec(prefix: str | None = None) -> GovSpec:
     spec = read_spec(DEMO_SPEC)
     return spec.model_copy(update={"topic_prefix": prefix or f"t{uuid.uuid4().hex[:10]}"})

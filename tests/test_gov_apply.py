@@ -62,7 +62,7 @@ def test_plan_apply_then_nothing_to_do(keys: LocalKeyStore) -> None:
     apply(changes, svc, keys)
     assert plan(spec, svc.state) == []
     assert svc.state.active_agreement("langson-ppc", "party-members", T0) is not None
-    assert keys.has("party-members/data/1") and keys.has("dongthap-ppc/sign/1")
+    assert keys.has("party-members/data/1", "data") and keys.has("dongthap-ppc/sign/1", "signing")
     # The agency's public key on the log is the one in the key store.
     on_log = svc.state.signing_public_key("coc", "coc/sign/1", T0).public_bytes_raw()
     assert on_log == keys.signing_key("coc").private.public_key().public_bytes_raw()

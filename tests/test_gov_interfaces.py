@@ -148,7 +148,7 @@ AGENCY = ["--name", "X", "--kind", "state-agency", "--clearance", "public"]
             propose("d.3", "langson-ppc", "documents", "document_id"),
             "may not propose an agreement for 'langson-ppc'",
         ),
-        ("cpo", ["add-key", "--agency", "ghost", "--key-id", "ghost/sign/1"], "no agency 'ghost'"),
+        ("cpo", ["add-key", "--agency", "ghost", "--key-id", "ghost/sign/1"], "unknown agency 'ghost'"),
     ],
 )
 def test_every_refusal_names_its_reason_and_writes_nothing(
@@ -205,7 +205,7 @@ def test_the_http_api_performs_operations_as_the_credentials_agency(hub: Hub) ->
     assert bad.status_code == 400 and "row filter" in bad.json()["detail"]
     typo = client.post("/v1/gov/propose", json={**body, "fieldz": []}, headers=as_("ona"))
     assert typo.status_code == 422 and "fieldz" in typo.json()["detail"]
-    assert client.post("/v1/gov/teleport", json={}, headers=as_("ona")).status_code == 400
+    assert client.post("/v1/gov/teleport", json={}, headers=as_("ona")).status_code == 404
 
 
 def test_an_incompatible_schema_is_refused_naming_the_field(hub: Hub) -> None:

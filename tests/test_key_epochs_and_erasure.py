@@ -50,8 +50,8 @@ def test_subject_keys_are_created_once_and_never_resurrected(offline_hub: Hub) -
     key = keys.subject_key(key_id).reveal()
     subject_of(offline_hub, "PM0000000001")
     assert keys.subject_key(key_id).reveal() == key  # ensuring again keeps the key
-    assert keys.destroy_subject_key(key_id)
-    assert not keys.destroy_subject_key(key_id)
+    assert keys.destroy_subject_key(key_id).destroyed
+    assert not keys.destroy_subject_key(key_id).destroyed
     subject_of(offline_hub, "PM0000000001")  # a tombstone is not replaced by a new key
     with pytest.raises(SubjectErased):
         keys.subject_key(key_id)

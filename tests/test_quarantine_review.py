@@ -3,8 +3,6 @@ broker, real worker, the real command line."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
 from connectors.synthetic import generate_party_members
@@ -44,9 +42,8 @@ def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebui
 
     # The fix: governance registers the key, valid from before those events were signed.
     with hub.governing() as gov:
-        gov.add_key(
-            "cpo", "coc", "coc/sign/2", public, valid_from=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-        )
+        since = gov.state.agencies_["coc"].registered_at  # no key of coc can be valid earlier
+        gov.add_key("cpo", "coc", "coc/sign/2", public, valid_from=since)
     after = sharehub(hub, "quarantine", "recheck")
     assert after.stdout.count("\tpasses\t") == 5 and "5 passes" in after.stderr
 
@@ -62,9 +59,8 @@ def test_redrive_has_the_running_worker_take_in_what_passes_now(hub: Hub, worker
     assert nothing.returncode == 0 and "0 of 6 refused events pass now; nothing to replay" in nothing.stderr
 
     with hub.governing() as gov:
-        gov.add_key(
-            "cpo", "coc", "coc/sign/2", public, valid_from=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-        )
+        since = gov.state.agencies_["coc"].registered_at  # no key of coc can be valid earlier
+        gov.add_key("cpo", "coc", "coc/sign/2", public, valid_from=since)
     redriven = sharehub(hub, "quarantine", "redrive")
     assert redriven.returncode == 0, redriven.stderr
     assert "6 of 6 refused events pass now" in redriven.stderr

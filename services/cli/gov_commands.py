@@ -245,7 +245,7 @@ def _operation_command(operation: str) -> None:
         )
 
     def command(**kwargs: Any) -> None:
-        from services.gov_operations import authenticate, event_summary, perform, schema_from_file
+        from services.gov_operations import Caller, authenticate, event_summary, perform, schema_from_file
 
         hub = Hub()
         actor = authenticate(
@@ -261,7 +261,7 @@ def _operation_command(operation: str) -> None:
                 continue
             body[kind.model_fields[name].alias or name] = value
         request = kind.model_validate(body)
-        event = perform(hub, actor, operation, request)
+        event = perform(hub, Caller(actor, local=True), operation, request)
         print(json.dumps(event_summary(event)))
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

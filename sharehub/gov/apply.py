@@ -16,7 +16,9 @@ dataset's owner, an agreement's terms) are refused with InputError rather than s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from sharehub.errors import InputError
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.log import MemoryLog
 from sharehub.gov.models import DatasetRecord, approvals_needed
-from sharehub.gov.service import GovernanceService
+from sharehub.gov.service import Effect, GovernanceService
 from sharehub.gov.state import GovState, fold
 from sharehub.keys import LocalKeyStore
 
@@ -135,18 +137,19 @@ def apply(
     changes: list[Change], service: GovernanceService, keys: LocalKeyStore, *, rehearsal: bool = False
 ) -> list[GovernanceEvent]:
     """Perform ``changes`` in order (each one validated and signed). Stops at the first refusal; what was
-    applied stays, and a new plan resumes. A ``rehearsal`` (against a scratch service, see
+    applied stays, and a new plan resumes. A new agency's key pair, and a new dataset's keys, are kept in
+    the key store only once governance accepted the change (its effect, see
+    :class:`~sharehub.gov.service.GovernanceService`). A ``rehearsal`` (against a scratch service, see
     :func:`rehearse`) leaves the key store untouched."""
     events: list[GovernanceEvent] = []
     for change in changes:
         args = dict(change.args)
         if change.op == "add_key":
-            args["public_key"] = _signing_key(keys, args["agency"], args["key_id"], rehearsal=rehearsal)
+            args["public_key"], effect = _signing_key(keys, args["agency"], args["key_id"])
+            if not rehearsal:
+                args["effect"] = effect
         elif change.op == "declare_dataset" and not rehearsal:
-            data_key = f"{args['id']}/data/1"
-            if not keys.has(data_key):
-                keys.create_data_key(args["id"], data_key)
-            keys.ensure_routing_key(args["id"])
+            args["effect"] = _keeping(keys, functools.partial(keys.ensure_dataset_keys, args["id"]))
         events.append(getattr(service, change.op)(**args))
     return events
 
@@ -254,11 +257,25 @@ def _same(what: str, wanted: Mapping[str, Any], actual: Mapping[str, Any]) -> No
         )
 
 
-def _signing_key(keys: LocalKeyStore, agency: str, key_id: str, *, rehearsal: bool) -> bytes:
-    if keys.has(key_id):  # made by an earlier apply that stopped before its event was written
+def _signing_key(keys: LocalKeyStore, agency: str, key_id: str) -> tuple[bytes, Effect | None]:
+    """The public key to register for ``agency``, and the effect that keeps its private half."""
+    if keys.has(key_id, "signing"):  # made by an earlier apply that stopped before its event was written
         current = keys.signing_key(agency)
         if current.key_id == key_id:
-            return current.private.public_key().public_bytes_raw()
-    if rehearsal:
-        return Ed25519PrivateKey.generate().public_key().public_bytes_raw()
-    return keys.create_signing_key(agency, key_id)
+            return current.private.public_key().public_bytes_raw(), None
+    private = Ed25519PrivateKey.generate()
+    return private.public_key().public_bytes_raw(), _keeping(
+        keys, lambda: keys.add_signing_key(agency, key_id, private)
+    )
+
+
+def _keeping(keys: LocalKeyStore, store: Callable[[], object]) -> Effect:
+    """An effect that stores keys in a key-store transaction, kept once the event is on the log."""
+
+    @contextmanager
+    def effect() -> Iterator[None]:
+        with keys.transaction():
+            store()
+            yield
+
+    return effect

@@ -60,6 +60,8 @@ class AgencyRecord:
     clearance: Classification
     parent: str | None
     keys: tuple[KeyRecord, ...] = ()
+    #: When governance registered the agency: no key of it is valid earlier.
+    registered_at: dt.datetime | None = None
 
     def key(self, key_id: str) -> KeyRecord | None:
         return self._keys_by_id.get(key_id)

@@ -27,6 +27,7 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
             kind=cast(AgencyKind, p.kind),
             clearance=cast(Classification, p.clearance),
             parent=p.parent,
+            registered_at=event.occurred_at,
         )
     elif isinstance(p, ev.SigningKeyAdded):
         _add_key(state, p)

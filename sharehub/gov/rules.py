@@ -38,6 +38,19 @@ if TYPE_CHECKING:
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 CENTRAL_OFFICE = "central-office"
+#: The part of a signing key id after ``<agency>/sign/``.
+_KEY_LABEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_ED25519_P = 2**255 - 19
+#: y of the Ed25519 points of small order (1, 2, 4, 8): a public key there verifies forged signatures.
+_SMALL_ORDER_Y = frozenset(
+    {
+        0,
+        1,
+        _ED25519_P - 1,
+        0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826,
+        _ED25519_P - 0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826,
+    }
+)
 
 
 def check(state: GovState, payload: ev.Payload, actor: str, at: dt.datetime) -> None:
@@ -66,18 +79,43 @@ def _key_added(state: GovState, p: ev.SigningKeyAdded, actor: str, at: dt.dateti
         raise NotPermitted(f"{actor!r} may not add keys of {p.agency!r}; only the agency or the operator may")
     if any(k.key_id == p.key_id for a in state.agencies_.values() for k in a.keys):
         raise DuplicateId(f"signing key id {p.key_id!r} is already taken")
-    try:
-        if len(bytes.fromhex(p.public_key)) != 32:
-            raise ValueError
-    except ValueError:
-        raise InputError(f"key {p.key_id!r}: the public key must be 32 bytes of hex (raw Ed25519)") from None
+    prefix = f"{p.agency}/sign/"
+    if not (p.key_id.startswith(prefix) and _KEY_LABEL.fullmatch(p.key_id[len(prefix) :])):
+        raise InputError(
+            f"signing key id {p.key_id!r}: must be '{prefix}LABEL', LABEL of 1-64 characters a-z 0-9 . _ - "
+            "starting with a letter or digit"
+        )
+    _public_key(p.key_id, p.public_key)
     _window(f"key {p.key_id!r}", p.valid_from, p.valid_until, at)
+    if agency.registered_at is not None and p.valid_from < agency.registered_at:
+        raise InputError(
+            f"key {p.key_id!r}: valid_from {p.valid_from.isoformat()} is before {p.agency!r} was registered "
+            f"({agency.registered_at.isoformat()}); a key cannot sign for an agency that did not exist yet"
+        )
     if p.replaces is not None:
         old = agency.key(p.replaces)
         if old is None:
             raise UnknownReferenceError(f"agency {p.agency!r} has no signing key {p.replaces!r} to rotate")
         if old.revoked_at is not None:
             raise LifecycleViolation(f"key {p.replaces!r} is revoked; add a new key instead of rotating it")
+
+
+def _public_key(key_id: str, public_hex: str) -> None:
+    """A raw Ed25519 public key in canonical form, and not a point of small order."""
+    try:
+        raw = bytes.fromhex(public_hex)
+        if len(raw) != 32:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"key {key_id!r}: the public key must be 32 bytes of hex (raw Ed25519)") from None
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    if y >= _ED25519_P:
+        raise InputError(f"key {key_id!r}: the public key is not in canonical form")
+    if y in _SMALL_ORDER_Y:
+        raise InputError(
+            f"key {key_id!r}: the public key is a point of small order (such as all zeros), which would "
+            "accept forged signatures"
+        )
 
 
 def _key_revoked(state: GovState, p: ev.SigningKeyRevoked, actor: str, at: dt.datetime) -> None:

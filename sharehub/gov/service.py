@@ -1,9 +1,12 @@
 """The governance service: one method per governance operation, each validated, signed, logged, applied.
 
-Every method follows the same path (:meth:`GovernanceService._commit`): check the rules against the current
-state (a refusal raises the specific error and leaves no trace), seal the event with the operator key as
-the next link of the chain, write it to the log, and only then apply it to the state through the reducer
-replay uses. ``actor`` is always the agency asking for the change; the operator key signs for governance.
+Every method follows the same path (:meth:`GovernanceService._commit`): decide first, then act. Check the
+rules against the current state (a refusal raises the specific error and leaves no trace), seal the event
+with the operator key as the next link of the chain; only then act: open the change's ``effect`` (what it
+does beyond the log, such as keeping a new key, in a transaction of its own), write the event to the log
+inside it, and close it only once the log holds the event; then apply it to the state through the reducer
+replay uses. A change that is refused, or whose write fails, leaves nothing anywhere. ``actor`` is always
+the agency asking for the change; the operator key signs for governance.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import datetime as dt
 import json
 import secrets
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sharehub.avro import RecordSchema
@@ -24,6 +28,9 @@ from sharehub.governance import token_hash
 from sharehub.keys import SigningKey
 
 Clock = Callable[[], dt.datetime]
+#: What a change does beyond the log, as a transaction: entered once the change is decided, left once its
+#: event is on the log (raising inside undoes it).
+Effect = Callable[[], AbstractContextManager[object]]
 
 
 def utc_now() -> dt.datetime:
@@ -96,9 +103,11 @@ class GovernanceService:
         *,
         valid_from: dt.datetime | None = None,
         valid_until: dt.datetime | None = None,
+        effect: Effect | None = None,
     ) -> ev.GovernanceEvent:
         start = valid_from or self.clock()
-        return self._commit(actor, ev.SigningKeyAdded(agency, key_id, _hex(public_key), start, valid_until))
+        payload = ev.SigningKeyAdded(agency, key_id, _hex(public_key), start, valid_until)
+        return self._commit(actor, payload, effect)
 
     def rotate_key(
         self,
@@ -109,12 +118,13 @@ class GovernanceService:
         public_key: bytes | str,
         *,
         valid_from: dt.datetime | None = None,
+        effect: Effect | None = None,
     ) -> ev.GovernanceEvent:
         """Add ``new_key_id``; ``old_key_id`` stops counting when it starts (one event, so no moment has
         both or neither)."""
         start = valid_from or self.clock()
         added = ev.SigningKeyAdded(agency, new_key_id, _hex(public_key), start, None, replaces=old_key_id)
-        return self._commit(actor, added)
+        return self._commit(actor, added, effect)
 
     def revoke_key(
         self, actor: str, agency: str, key_id: str, reason: str, *, effective_at: dt.datetime | None = None
@@ -138,11 +148,12 @@ class GovernanceService:
         retention_ms: int = -1,
         partitions: int = 3,
         quality_rules: Sequence[str] = (),
+        effect: Effect | None = None,
     ) -> ev.GovernanceEvent:
         payload = ev.DatasetDeclared(
             id, owner, description, classification, retention_ms, key_field, partitions, tuple(quality_rules)
         )
-        return self._commit(actor, payload)
+        return self._commit(actor, payload, effect)
 
     def register_schema(
         self, actor: str, dataset: str, schema: RecordSchema | dict[str, Any] | str
@@ -201,7 +212,8 @@ class GovernanceService:
 
     # --- the one path every change takes -------------------------------------------------------------
 
-    def _commit(self, actor: str, payload: ev.Payload) -> ev.GovernanceEvent:
+    def _commit(self, actor: str, payload: ev.Payload, effect: Effect | None = None) -> ev.GovernanceEvent:
+        # Decide: every rule, the seal, and what a reader of the log will check, before anything is done.
         at = self.clock().astimezone(dt.UTC)
         check(self.state, payload, actor, at)
         event = ev.seal(
@@ -214,7 +226,9 @@ class GovernanceService:
         )
         # Never write what a reader would reject (e.g. the operator key was revoked): verify first.
         verify(self.state, event, self.state.trust)
-        self._log.append(event)
+        # Act: the effect is kept only if the log takes the event.
+        with (effect or nullcontext)():
+            self._log.append(event)
         self.state.apply(event)
         return event
 
