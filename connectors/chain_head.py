@@ -7,14 +7,13 @@ is found. Forged or corrupt messages at the end of a lane are passed over, so th
 from __future__ import annotations
 
 import time
-import uuid
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sharehub.chain import ChainHead, head_after
 from sharehub.envelope import SignerDirectory, parse, verify
 from sharehub.errors import BrokerError, EnvelopeError
-from sharehub.kafka import client_config, watermarks
+from sharehub.kafka import reader_config, watermarks
 
 WINDOW = 200
 
@@ -23,16 +22,7 @@ def recover_chain_heads(
     bootstrap: str, topic: str, producer: str, signers: SignerDirectory, *, timeout: float = 30.0
 ) -> tuple[int, dict[int, ChainHead]]:
     """(number of lanes, chain head per lane that has one)."""
-    consumer = Consumer(
-        client_config(
-            bootstrap,
-            **{
-                "group.id": f"sharehub-chain-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            },
-        )
-    )
+    consumer = Consumer(reader_config(bootstrap, **{"enable.partition.eof": True}))
     try:
         try:
             metadata = consumer.list_topics(topic, timeout=timeout)

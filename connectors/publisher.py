@@ -59,7 +59,7 @@ class Publisher:
         self._data_key = keys.data_key(self._data_key_id)
         self._routing_key = keys.routing_key(dataset)
         self._lanes, self._heads = recover_chain_heads(bootstrap, ds.topic, agency, governance)
-        self._checkpoint_topic = governance.checkpoint_topic
+        self._checkpoint_topic = governance.checkpoint_topic(agency)
         self._unchecked: dict[int, int] = {}
         self._unsigned: list[tuple[Sealed, bytes]] = []
         self._producer = Producer(producer_config(bootstrap))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import datetime as dt
 import itertools
 import multiprocessing
@@ -30,12 +29,12 @@ from projections.engine import Judged, LocalEngine, Reconciliation
 from projections.projector import LogMessage
 from projections.read_model import TopicPartition
 from sharehub.collector import collect_for_batches
+from sharehub.lifetime import die_with
 
 #: How long the engine process may take to start (imports, governance, keys, read models).
 START_TIMEOUT_S = 120.0
 #: How long a stopping engine process may take to finish its batch and close.
 STOP_TIMEOUT_S = 30.0
-_PR_SET_PDEATHSIG = 1
 #: What may run while a decided batch waits for its commit (its commit, giving it up, reading a stored
 #: position): every other call waits behind it.
 _WHILE_A_BATCH_WAITS = frozenset({"commit", "abandon", "stored_offset"})
@@ -189,7 +188,7 @@ def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], a
     decided batch waits for its commit (its quarantined events go to Kafka first), every call that could
     change the read models or decide a later batch waits behind the commit (or the worker giving the batch
     up)."""
-    _die_with(parent)
+    die_with(parent)
     # Ctrl-C and a stop reach the whole process group: the worker stops this process once its batch is done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -238,17 +237,6 @@ def _receive(conn: Connection, calls: queue.SimpleQueue[_Call | None]) -> None:
         calls.put(call)
         if call is None:
             return
-
-
-def _die_with(parent: int) -> None:
-    """Be killed the moment the worker dies, however it dies (Linux); or go now if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -28,6 +28,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from projections.assignor import GuardedAssignor
 from projections.engine import Judged, ProjectionEngine
 from projections.projector import LogMessage, parsed
 from projections.quarantine import encode_quarantined
@@ -80,6 +81,7 @@ def create_app(
         topic_allow_declare=False,  # governance creates every topic; the projection creates none
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        PartitionAssignor=GuardedAssignor,  # a member with malformed metadata gets nothing, not a crash
     )
     # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
     # offset would have faust seek there (and drop everything below it) when partitions are assigned.

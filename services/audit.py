@@ -5,13 +5,14 @@ producer own the dataset, is it in the lane (partition) it was signed for. For e
 in log order: sequences run 1, 2, 3… and each ``prev_hash`` is the SHA-256 of the event before; a gap, a
 duplicate, an event out of order, a fork and a broken link are each named. Then every signed checkpoint
 is held against the log: a checkpointed event that is missing means the lane was cut short (truncated),
-one with another hash means it was rewritten. No decryption key is needed or used.
+one with another hash means it was rewritten. Each owner's checkpoints are on a topic only that owner may
+write, so whatever is found there (a checkpoint, or garbage) is that owner's statement: a finding there is
+the owner's, named as its producer. No decryption key is needed or used.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ from sharehub.checkpoints import open_checkpoint
 from sharehub.envelope import Envelope, VerifiedRoots, authenticate, parse
 from sharehub.errors import BrokerError, EnvelopeError
 from sharehub.governance import GovernanceView
-from sharehub.kafka import client_config, watermarks
+from sharehub.kafka import reader_config, watermarks
 
 
 @dataclass
@@ -57,7 +58,7 @@ class AuditReport:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "events": sum(1 for e in self.events if not e.topic.endswith("-checkpoints")),
+            "events": sum(1 for e in self.events if "-checkpoints." not in e.topic),
             "checkpoints": self.checkpoints,
             "findings": len(self.findings),
             "results": [asdict(e) for e in self.events],
@@ -96,27 +97,42 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
                 status.chain, status.detail = "misrouted", f"signed for lane {header.lane}"
                 continue
             _walk(lanes[(header.producer, dataset.id, partition)], envelope, status)
-    for partition, offset, value in read_topic(bootstrap, governance.checkpoint_topic, timeout=timeout):
-        report.checkpoints += 1
-        status = EventStatus(governance.checkpoint_topic, partition, offset)
-        try:
-            checkpoint = open_checkpoint(value, governance)
-        except EnvelopeError as exc:
-            status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
-            report.events.append(status)
-            continue
-        status.producer, status.sequence = checkpoint.producer, checkpoint.sequence
-        logged = lanes[(checkpoint.producer, checkpoint.dataset, checkpoint.lane)].seen.get(
-            checkpoint.sequence
-        )
-        where = f"{checkpoint.dataset} lane {checkpoint.lane} sequence {checkpoint.sequence}"
-        if logged is None:
-            status.chain, status.detail = "truncated", f"checkpointed event {where} is not in the log"
-        elif logged != checkpoint.head_hash:
-            status.chain, status.detail = "checkpoint_mismatch", f"event {where} differs from its checkpoint"
-        if not status.ok:
-            report.events.append(status)
+    owners = sorted({dataset.owner for dataset in governance.datasets()})
+    for owner in owners:
+        topic = governance.checkpoint_topic(owner)
+        for partition, offset, value in read_topic(bootstrap, topic, timeout=timeout):
+            report.checkpoints += 1
+            status = EventStatus(topic, partition, offset, producer=owner)
+            _check_checkpoint(value, owner, governance, lanes, status)
+            if not status.ok:
+                report.events.append(status)
     return report
+
+
+def _check_checkpoint(
+    value: bytes,
+    owner: str,
+    governance: GovernanceView,
+    lanes: dict[tuple[str, str, int], _Lane],
+    status: EventStatus,
+) -> None:
+    """A checkpoint on ``owner``'s topic against the lanes as the log holds them."""
+    try:
+        checkpoint = open_checkpoint(value, governance)
+    except EnvelopeError as exc:
+        status.signature, status.chain, status.detail = exc.reason, "-", f"written by {owner!r}: {exc}"
+        return
+    status.sequence = checkpoint.sequence
+    if checkpoint.producer != owner:
+        status.signature, status.chain = "not_owner", "-"
+        status.detail = f"a checkpoint of {checkpoint.producer!r} on the checkpoint topic of {owner!r}"
+        return
+    logged = lanes[(checkpoint.producer, checkpoint.dataset, checkpoint.lane)].seen.get(checkpoint.sequence)
+    where = f"{checkpoint.dataset} lane {checkpoint.lane} sequence {checkpoint.sequence}"
+    if logged is None:
+        status.chain, status.detail = "truncated", f"checkpointed event {where} is not in the log"
+    elif logged != checkpoint.head_hash:
+        status.chain, status.detail = "checkpoint_mismatch", f"event {where} differs from its checkpoint"
 
 
 def _walk(lane: _Lane, envelope: Envelope, status: EventStatus) -> None:
@@ -148,11 +164,7 @@ def _walk(lane: _Lane, envelope: Envelope, status: EventStatus) -> None:
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> Iterator[tuple[int, int, bytes]]:
     """Every message of ``topic`` up to the end it had when reading began: (partition, offset, value)."""
-    consumer = Consumer(
-        client_config(
-            bootstrap, **{"group.id": f"sharehub-audit-{uuid.uuid4()}", "enable.auto.commit": False}
-        )
-    )
+    consumer = Consumer(reader_config(bootstrap))
     try:
         try:
             described = consumer.list_topics(topic, timeout=timeout).topics.get(topic)

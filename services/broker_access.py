@@ -9,14 +9,17 @@ handed to the broker through the Admin API; nothing else holds them.
 principal                   may
 ==========================  ===============================================================================
 ``<prefix>.<owner>``        write (and read back, for its chain heads) the topics of the datasets it owns;
-                            write the checkpoint topic
+                            write its own checkpoint topic, ``<prefix>-checkpoints.<owner>``; no group
 ``<prefix>.hub``            read every topic of the hub (datasets, governance, checkpoints, quarantine);
-                            write the quarantine and access-log topics; use consumer groups of the hub
+                            write the quarantine and access-log topics; use the projector's group only
 the broker's super user     governance: create topics, principals and ACLs, write the governance log
 ==========================  ===============================================================================
 
 Everything else is denied (``allow.everyone.if.no.acl.found=false``): an agency writing another agency's
-topic gets TOPIC_AUTHORIZATION_FAILED from the broker. :func:`provision` is idempotent.
+topic gets TOPIC_AUTHORIZATION_FAILED from the broker, and one joining the projector's consumer group gets
+GROUP_AUTHORIZATION_FAILED. Every grant is to a literal name, except the hub's reads of its own topics.
+Readers that are not the projector read with assigned partitions and no group. :func:`provision` is
+idempotent, and removes the grants an earlier version made that this one no longer makes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -36,11 +40,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from services.hub import HUB_PRINCIPAL, Hub
 from sharehub.errors import BrokerError
-from sharehub.kafka import client_config, ensure_topics
+from sharehub.kafka import KafkaAccess, client_config, ensure_topics, reader_group
 
 SCRAM_ITERATIONS = 8192
-#: Consumer groups whose names start with these may be used by the hub's services (ids made per read).
-SHARED_GROUP_PREFIXES = ("sharehub-",)
 
 
 def provision(hub: Hub) -> list[str]:
@@ -48,16 +50,21 @@ def provision(hub: Hub) -> list[str]:
     topics created."""
     state = hub.governance_state(refresh=True)
     admin_access = hub.kafka_admin
-    own = [(state.quarantine_topic, 1), (state.checkpoint_topic, 1), (state.access_log_topic, 3)]
-    created = ensure_topics(admin_access, [(d.topic, d.partitions) for d in state.datasets()] + own)
+    own = [(state.quarantine_topic, 1), (state.access_log_topic, 3)]
+    checkpoints = [(state.checkpoint_topic(owner), 1) for owner in state.owners()]
+    created = ensure_topics(
+        admin_access, [(d.topic, d.partitions) for d in state.datasets()] + own + checkpoints
+    )
     if hub.settings.kafka_security == "plaintext":
         return created
     admin = AdminClient(client_config(admin_access))
     _upsert_principals(hub, admin, [HUB_PRINCIPAL, *sorted(state.agencies_)])
     bindings = _hub_acls(hub, state.topic_prefix)
     for dataset in state.datasets():
-        bindings += _owner_acls(hub.principal(dataset.owner), dataset.topic, state.checkpoint_topic)
+        owner = dataset.owner
+        bindings += _owner_acls(hub.principal(owner), dataset.topic, state.checkpoint_topic(owner))
     _create(admin, bindings)
+    _delete_grants_no_longer_made(admin, hub, state.topic_prefix)
     return created
 
 
@@ -91,9 +98,16 @@ def _allow(
     return AclBinding(kind, name, pattern, f"User:{principal}", "*", op, AclPermissionType.ALLOW)
 
 
+def _readers(principal: str) -> AclBinding:
+    """The principal's one reader group (see :func:`sharehub.kafka.reader_group`)."""
+    group = reader_group(KafkaAccess("", principal))
+    return _allow(principal, ResourceType.GROUP, group, AclOperation.READ, ResourcePatternType.LITERAL)
+
+
 def _owner_acls(principal: str, topic: str, checkpoints: str) -> list[AclBinding]:
     literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
     return [
+        _readers(principal),
         *(
             _allow(principal, t, topic, op, literal)
             for op in (AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE)
@@ -101,10 +115,6 @@ def _owner_acls(principal: str, topic: str, checkpoints: str) -> list[AclBinding
         *(
             _allow(principal, t, checkpoints, op, literal)
             for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
-        ),
-        *(
-            _allow(principal, ResourceType.GROUP, g, AclOperation.READ, ResourcePatternType.PREFIXED)
-            for g in SHARED_GROUP_PREFIXES
         ),
     ]
 
@@ -121,9 +131,48 @@ def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:
         bindings.append(
             _allow(services, t, f"{prefix}-{written}", AclOperation.WRITE, ResourcePatternType.LITERAL)
         )
-    for group in (f"{prefix}-", *SHARED_GROUP_PREFIXES):
-        bindings.append(_allow(services, ResourceType.GROUP, group, AclOperation.READ, prefixed))
+    bindings.append(_readers(services))
+    projector = f"{prefix}-projector"  # GovState.projector_group
+    bindings.append(
+        _allow(services, ResourceType.GROUP, projector, AclOperation.READ, ResourcePatternType.LITERAL)
+    )
     return bindings
+
+
+def _delete_grants_no_longer_made(admin: AdminClient, hub: Hub, prefix: str) -> None:
+    """Group grants by prefix (``sharehub-``, ``<prefix>-``) made before each principal had only its own
+    literal group, and the shared checkpoint topic's write grants: removed, so an upgraded hub is as tight as
+    a new one."""
+    principals = {f"User:{hub.principal(name)}" for name in [HUB_PRINCIPAL, *hub.governance.agencies_]}
+    stale = [
+        AclBindingFilter(
+            ResourceType.GROUP,
+            name,
+            ResourcePatternType.PREFIXED,
+            principal,
+            "*",
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )  # fmt: skip
+        for principal in sorted(principals)
+        for name in dict.fromkeys(("sharehub-", f"{prefix}-"))
+    ] + [
+        AclBindingFilter(
+            ResourceType.TOPIC,
+            f"{prefix}-checkpoints",
+            ResourcePatternType.LITERAL,
+            principal,
+            "*",
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )  # fmt: skip
+        for principal in sorted(principals)
+    ]
+    for binding_filter, future in admin.delete_acls(stale).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise BrokerError(f"could not remove the old grant {binding_filter}: {exc}") from None
 
 
 def _create(admin: AdminClient, bindings: list[AclBinding]) -> None:

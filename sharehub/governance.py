@@ -108,8 +108,9 @@ class GovernanceView(Protocol):
     @property
     def quarantine_topic(self) -> str: ...
 
-    @property
-    def checkpoint_topic(self) -> str: ...
+    def checkpoint_topic(self, owner: str) -> str:
+        """Where ``owner`` states its chain heads: a topic of its own, which only it may write."""
+        ...
 
 
 def token_hash(token: str) -> str:

@@ -65,6 +65,22 @@ def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def reader_group(bootstrap: str) -> str:
+    """The one consumer group every reader of a principal names: ``<principal>.readers``. Readers take
+    assigned partitions from explicit offsets, join no group and commit nothing, but the client still asks
+    the broker for the group's coordinator, so each principal may use this one literal group (and no
+    other: the projector's group is the hub's alone)."""
+    who = bootstrap.username if isinstance(bootstrap, KafkaAccess) and bootstrap.username else "sharehub"
+    return f"{who}.readers"
+
+
+def reader_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """A consumer that reads assigned partitions and commits nothing, in its principal's reader group."""
+    return client_config(
+        bootstrap, **{"group.id": reader_group(bootstrap), "enable.auto.commit": False, **extra}
+    )
+
+
 def producer_config(bootstrap: str) -> dict[str, Any]:
     """Idempotent, acks=all: a delivered event is on every in-sync replica, once, in order."""
     return client_config(

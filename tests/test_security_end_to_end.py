@@ -44,6 +44,7 @@ def log(hub: Hub) -> list[tuple[int, int, Envelope]]:
 
 def audit(hub: Hub) -> dict[str, Any]:
     result = sharehub(hub, "audit", "verify", "--json")
+    assert result.stdout, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     assert result.returncode == (1 if report["findings"] else 0)
     return report
@@ -107,7 +108,7 @@ def test_a_lane_cut_short_is_found_through_its_checkpoint(hub: Hub) -> None:
     lane, head = lane_head(hub)
     claimed = ChainHead(head.header.sequence + 2, b"\x07" * 32)  # events the log does not hold
     checkpoint = seal_checkpoint(hub.keys.signing_key("coc"), "coc", DATASET, lane, claimed)
-    produce_raw(hub, hub.governance.checkpoint_topic, 0, checkpoint)
+    produce_raw(hub, hub.governance.checkpoint_topic("coc"), 0, checkpoint)
     assert [(r["sequence"], r["chain"]) for r in audit(hub)["results"] if r["chain"] != "ok"] == [
         (claimed.sequence, "truncated")
     ]

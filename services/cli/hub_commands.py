@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -59,7 +58,9 @@ def publish(
 
 
 project_app = typer.Typer(
-    help="The projection worker (without a command), and rebuilding read models.", invoke_without_command=True
+    help="The projection worker, supervised (without a command); the worker alone (run); rebuilding read "
+    "models.",
+    invoke_without_command=True,
 )
 
 
@@ -69,12 +70,28 @@ def project(
     ctx: typer.Context,
     loglevel: Annotated[str, typer.Option(help="Log level of the worker")] = "INFO",
 ) -> None:
-    """Run the projection worker until stopped: Kafka → verify → decrypt → agreements → read models."""
+    """Run the projection worker until stopped, restarting it whenever it exits: at once when it starts over
+    (a new dataset or consumer, a backfill), after a pause that doubles up to a minute when it failed."""
     if ctx.invoked_subcommand is not None:
         return
+    from services.supervisor import Supervisor
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker = [sys.executable, "-m", "services", "project", "run", "--loglevel", loglevel]
+    raise typer.Exit(Supervisor(worker).run())
+
+
+@project_app.command("run")
+@reports_errors
+def project_run(
+    loglevel: Annotated[str, typer.Option(help="Log level of the worker")] = "INFO",
+) -> None:
+    """The projection worker alone, unsupervised: Kafka → verify → decrypt → agreements → read models. It
+    exits with status 75 when it must start over (its supervisor starts a fresh one)."""
     from projections.engine_process import EngineProcess
     from projections.worker import create_app, run
     from services.projection_engine import hub_engine
+    from services.supervisor import START_OVER
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     hub = Hub()
@@ -92,11 +109,10 @@ def project(
         restart = run(app, loglevel=loglevel.upper())
     finally:
         engine.close()
-    if restart:
         hub.close()
-        # A fresh process reads governance, topics and read-model positions anew (same pid: supervisors
-        # and pid files keep following it).
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    if restart:
+        # A fresh process reads governance, topics and read-model positions anew.
+        raise typer.Exit(START_OVER)
 
 
 @project_app.command("prune-history")
@@ -242,14 +258,31 @@ def gov_erase(
 @reports_errors
 def audit_access(
     consumer: Annotated[str | None, typer.Option(help="Only this consumer's queries")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only queries of this dataset")] = None,
+    record_key: Annotated[
+        str | None, typer.Option(help="Only queries that returned this record (needs --dataset)")
+    ] = None,
 ) -> None:
-    """Every answered query of the read models (R7), oldest first, one JSON object per line."""
+    """Every answered query of the read models (R7), oldest first, one JSON object per line. Records are
+    named by their pseudonyms (record_refs); --record-key finds the queries that returned one record."""
     from services.access_log import read_access_log
+    from sharehub.envelope import pseudonym
 
     hub = Hub()
+    wanted_ref = None
+    if record_key is not None:
+        if dataset is None:
+            raise InputError("--record-key needs --dataset: a record's pseudonym depends on its dataset")
+        hub.governance.dataset(dataset)
+        wanted_ref = pseudonym(hub.keys.routing_key(dataset), record_key).hex()
     for event in read_access_log(hub.kafka, hub.governance.access_log_topic):
-        if consumer is None or event["consumer"] == consumer:
-            print(json.dumps({**event, "at": event["at"].isoformat()}, ensure_ascii=False))
+        if consumer is not None and event["consumer"] != consumer:
+            continue
+        if dataset is not None and event["dataset"] != dataset:
+            continue
+        if wanted_ref is not None and wanted_ref not in event["record_refs"]:
+            continue
+        print(json.dumps({**event, "at": event["at"].isoformat()}, ensure_ascii=False))
 
 
 @audit_app.command("state-hash")

@@ -12,7 +12,6 @@ package must not import ``services`` (see docs/architecture.md, "Layers").
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Protocol
 
@@ -20,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from sharehub.errors import BrokerError, ChainViolation
 from sharehub.gov.events import GovernanceEvent
-from sharehub.kafka import client_config, ensure_topics, producer_config, watermarks
+from sharehub.kafka import ensure_topics, producer_config, reader_config, watermarks
 
 PARTITION = 0
 #: The reader only ever asks for events it knows are there (below the end offset): no reason for the broker
@@ -125,9 +124,7 @@ class KafkaLog:
 
     def read_all(self) -> list[bytes]:
         """Every event on the topic, from offset 0 to the end it had when reading began."""
-        consumer = Consumer(
-            client_config(self.bootstrap, **{"group.id": f"sharehub-gov-{uuid.uuid4()}", **READER_CONFIG})
-        )
+        consumer = Consumer(reader_config(self.bootstrap, **READER_CONFIG))
         try:
             if not _exists(consumer, self.topic, self._timeout):
                 self._next_offset = 0  # no governance event was ever written
@@ -148,8 +145,7 @@ class KafkaLog:
         if self._next_offset is None:
             return self.read_all()
         if self._reader is None:
-            group = f"sharehub-gov-{uuid.uuid4()}"
-            self._reader = Consumer(client_config(self.bootstrap, **{"group.id": group, **READER_CONFIG}))
+            self._reader = Consumer(reader_config(self.bootstrap, **READER_CONFIG))
         if self._next_offset == 0 and not _exists(self._reader, self.topic, self._timeout):
             return []
         high = watermarks(self._reader, self.topic, PARTITION, timeout=self._timeout)[1]
@@ -168,7 +164,7 @@ class KafkaLog:
             self._reader = None
 
     def _end_offset(self) -> int:
-        consumer = Consumer(client_config(self.bootstrap, **{"group.id": f"sharehub-gov-{uuid.uuid4()}"}))
+        consumer = Consumer(reader_config(self.bootstrap))
         try:
             return watermarks(consumer, self.topic, PARTITION, timeout=self._timeout)[1]
         finally:

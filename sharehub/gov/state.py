@@ -129,9 +129,14 @@ class GovState:
     def quarantine_topic(self) -> str:
         return f"{self.topic_prefix}-quarantine"
 
-    @property
-    def checkpoint_topic(self) -> str:
-        return f"{self.topic_prefix}-checkpoints"
+    def checkpoint_topic(self, owner: str) -> str:
+        """Where ``owner`` states its chain heads: one topic per owner agency, which only it may write, so a
+        checkpoint (or anything else) found there was written by that owner."""
+        return f"{self.topic_prefix}-checkpoints.{owner}"
+
+    def owners(self) -> tuple[str, ...]:
+        """Every agency that owns a dataset."""
+        return tuple(sorted({d.owner for d in self.datasets_.values()}))
 
     @property
     def access_log_topic(self) -> str:
