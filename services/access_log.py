@@ -2,8 +2,10 @@
 answer leaves the API, so there is no answer without its record.
 
 One Avro record per query (``schemas/access-event.avsc``, single-object encoding): consumer, dataset,
-agreement, the purpose the caller stated, the operation, the keys of the records returned, and the time.
-It holds record keys, never field values. Auditors read it back with ``sharehub audit access``.
+agreement, the purpose the caller stated, the operation, the records returned, and the time. Records are
+named by their pseudonyms, as on the dataset topics (a keyed hash under the dataset's routing key), never by
+their keys or field values: an erased member's key is in no log. Auditors read it back with ``sharehub
+audit access``, which turns a record key they ask about into its pseudonym with the hub's routing key.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class AccessLog:
         operation: str,
         dataset: str | None = None,
         agreement: str | None = None,
-        record_keys: Sequence[str] = (),
+        record_refs: Sequence[str] = (),
     ) -> str:
         """Write one access event and wait (without holding a thread) until the broker holds it; returns
         its request id. BrokerError if the broker does not take it within ``DELIVERY_TIMEOUT_S``."""
@@ -66,7 +68,7 @@ class AccessLog:
                 "agreement": agreement,
                 "purpose": purpose,
                 "operation": operation,
-                "record_keys": list(record_keys),
+                "record_refs": list(record_refs),
                 "at": dt.datetime.now(dt.UTC),
             }
         )

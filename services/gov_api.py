@@ -3,7 +3,13 @@
 The caller acts for the agency its bearer credential was issued to; that agency is the actor of the event,
 and the rules decide whether it may take the step (only the operator registers agencies, only the consumer
 proposes, only the owner consents, only central offices other than both approve, ...). The request bodies
-are :mod:`services.gov_operations`' request types, the same fields as the CLI's options.
+are :mod:`services.gov_operations`' request types, the same fields as the CLI's options. A public key must
+be given: over HTTP the hub never makes an agency's key pair.
+
+Reading is need-to-know (:func:`as_seen_by`): each agency sees the agencies and their public keys, the
+datasets it is cleared for or owns, and the agreements it is a party to; the operator and the central
+offices, who approve, see every agreement. Credential hashes are shown to no one (an agency sees how many
+credentials it holds).
 """
 
 from collections.abc import Callable
@@ -12,12 +18,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 
-from services.gov_operations import OPERATIONS, event_summary, parse_request, perform
+from services import api_errors
+from services.gov_operations import OPERATIONS, Caller, event_summary, parse_request, perform
 from services.hub import Hub
+from sharehub.errors import UnknownReferenceError
+from sharehub.gov.rules import CENTRAL_OFFICE
+from sharehub.gov.state import GovState
+from sharehub.governance import level
 
 
-def governance_router(hub: Hub, caller: Callable[..., str]) -> APIRouter:
-    router = APIRouter(prefix="/v1/gov", tags=["governance"])
+def governance_router(hub: Hub, caller: Callable[..., Any]) -> APIRouter:
+    router = APIRouter(prefix="/v1/gov", tags=["governance"], responses=api_errors.RESPONSES)
 
     @router.post("/{operation}", status_code=201, summary="Perform a governance operation as the caller")
     def operate(
@@ -26,21 +37,46 @@ def governance_router(hub: Hub, caller: Callable[..., str]) -> APIRouter:
         body: Annotated[dict[str, Any], Body(description="The operation's request (see the CLI's options)")],
     ) -> JSONResponse:
         request = parse_request(operation, body)
-        event = perform(hub, who, operation, request)
+        event = perform(hub, Caller(who), operation, request)
         return JSONResponse(event_summary(event), status_code=201)
 
     @router.get("/operations", summary="Every operation and the JSON schema of its request")
     def operations(_who: Annotated[str, Depends(caller)]) -> dict[str, Any]:
         return {name: kind.model_json_schema() for name, (kind, _) in OPERATIONS.items()}
 
-    @router.get("/state", summary="The whole governance state, canonical JSON")
-    def state(_who: Annotated[str, Depends(caller)]) -> dict[str, Any]:
-        return hub.governance_state(refresh=True).dump()
+    @router.get("/state", summary="The governance state as far as it concerns the caller, canonical JSON")
+    def state(who: Annotated[str, Depends(caller)]) -> dict[str, Any]:
+        return as_seen_by(hub.governance_state(refresh=True), who)
 
-    @router.get("/agreements/{agreement_id}/history", summary="Every version of an agreement")
-    def history(agreement_id: str, _who: Annotated[str, Depends(caller)]) -> list[dict[str, Any]]:
+    @router.get("/agreements/{agreement_id}/history", summary="Every version of an agreement of the caller")
+    def history(agreement_id: str, who: Annotated[str, Depends(caller)]) -> list[dict[str, Any]]:
         gov = hub.governance_state(refresh=True)
-        gov.history(agreement_id)
-        return list(gov.dump()["agreements"][agreement_id])
+        seen = as_seen_by(gov, who)["agreements"]
+        if agreement_id not in seen:  # not there, or not the caller's: the same answer
+            raise UnknownReferenceError(f"no agreement {agreement_id!r} concerns {who!r}")
+        return list(seen[agreement_id])
 
     return router
+
+
+def as_seen_by(state: GovState, who: str) -> dict[str, Any]:
+    """:meth:`GovState.dump`, as far as it concerns agency ``who``."""
+    full = state.dump()
+    me = state.agencies_.get(who)
+    sees_all_agreements = who == state.operator or (me is not None and me.kind == CENTRAL_OFFICE)
+    clearance = level(me.clearance) if me is not None else -1
+    datasets = [d for d in full["datasets"] if d["owner"] == who or level(d["classification"]) <= clearance]
+    shown = {d["id"] for d in datasets}
+    agreements = {
+        agreement_id: versions
+        for agreement_id, versions in full["agreements"].items()
+        if sees_all_agreements
+        or who in (versions[-1]["terms"]["consumer"], state.dataset_owner(versions[-1]["terms"]["dataset"]))
+    }
+    return {
+        **full,
+        "datasets": datasets,
+        "schemas": {d: fingerprints for d, fingerprints in full["schemas"].items() if d in shown},
+        "agreements": agreements,
+        "credentials": {who: len(state.credentials.get(who, []))},
+    }

@@ -31,6 +31,8 @@ from sharehub.settings import Settings
 
 #: The principal (in each hub's namespace) of the hub's own services.
 HUB_PRINCIPAL = "hub"
+#: The follower reads the log on demand (:meth:`Hub.read_governance_soon`) at most this often.
+FOLLOW_MIN_INTERVAL_S = 0.05
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class Hub:
         self._stores: dict[str, ReadModelStore] = {}
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
+        self._read_now = threading.Event()
 
     @property
     def home(self) -> Path:
@@ -124,11 +127,27 @@ class Hub:
 
     def _follow(self) -> None:
         interval = max(self.settings.governance_refresh_s, 0.01)
-        while not self._stop_following.wait(interval):
+        while True:
+            self._read_now.wait(interval)
+            if self._stop_following.is_set():
+                return
+            self._read_now.clear()
             try:
                 self.governance_state(refresh=True)
             except Exception as exc:  # noqa: BLE001 - the broker is away: keep the last state, try again
                 log.warning("governance not refreshed: %s", exc)
+            self._stop_following.wait(FOLLOW_MIN_INTERVAL_S)  # asked again at once: not more often than this
+
+    def read_governance_soon(self) -> None:
+        """Have the follower thread read the log now rather than at its next interval (callers asking at
+        once share one read); see :attr:`governance_read_at`."""
+        self._read_now.set()
+
+    @property
+    def governance_read_at(self) -> float:
+        """When (``time.monotonic()``) the last completed read of the log began: the state holds every event
+        appended before then."""
+        return self._refreshed
 
     def governance_state(self, *, refresh: bool = False) -> GovState:
         """The state as of the log's end at most ``governance_refresh_s`` seconds ago; ``refresh``: as of
@@ -210,6 +229,7 @@ class Hub:
     def close(self) -> None:
         if self._follower is not None:
             self._stop_following.set()
+            self._read_now.set()
             self._follower.join()
             self._follower = None
         for store in self._stores.values():

@@ -7,18 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import Counter as PromCounter
 
 from projections.quarantine import decode_quarantined
+from services.api_auth import AuthCounts
 from services.audit import read_topic
 from services.hub import Hub
-from sharehub.kafka import client_config, watermarks
+from sharehub.kafka import reader_config, watermarks
 
 #: Reading the quarantine topic is a scan: at most this often.
 QUARANTINE_CACHE_S = 5.0
@@ -35,8 +36,9 @@ class ReadModelStatus:
 
 
 class Operations:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, auth: AuthCounts | None = None) -> None:
         self.hub = hub
+        self._auth = auth
         self._quarantine: tuple[float, dict[str, int]] | None = None
         self._lock = threading.Lock()
 
@@ -97,10 +99,24 @@ class Operations:
         Gauge("sharehub_governance_head", "Sequence of the last governance event", registry=registry).set(
             status["governance_head"]
         )
+        if self._auth is not None:
+            failures = PromCounter(
+                "sharehub_api_auth_failures",
+                "Requests refused with 401 by this API process, by reason",
+                ["reason"],
+                registry=registry,
+            )
+            failures.labels("unknown_credential").inc(self._auth.unknown_credential)
+            failures.labels("missing_credential").inc(self._auth.missing_credential)
+            PromCounter(
+                "sharehub_api_auth_throttled",
+                "Requests refused with 429 by this API process (too many failed authentications)",
+                registry=registry,
+            ).inc(self._auth.throttled)
         return bytes(generate_latest(registry))
 
     def _topic_ends(self, topics: list[str]) -> dict[str, dict[int, int]]:
-        consumer = Consumer(client_config(self.hub.kafka, **{"group.id": f"sharehub-ops-{uuid.uuid4()}"}))
+        consumer = Consumer(reader_config(self.hub.kafka))
         try:
             out: dict[str, dict[int, int]] = {}
             for topic in topics:

@@ -3,42 +3,33 @@
 The same app serves the governance operations (:mod:`services.gov_api`) under ``/v1/gov``.
 
 Routes live under ``/v1/consumers/{consumer}/...`` so that a request for another agency's read model is
-refused (403) rather than answered with an empty list. No credential, or an unknown one, is a 401.
+refused (403) rather than answered with an empty list. No credential, or an unknown one, is a 401, and a
+source that keeps failing to authenticate gets 429 (:mod:`services.api_auth`). Every refusal has the same
+JSON shape and is in the OpenAPI document (:mod:`services.api_errors`).
 """
 
 import datetime as dt
-import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from services import api_errors
 from services.access_log import AccessLog
+from services.api_auth import CredentialCheck
 from services.gov_api import governance_router
 from services.hub import Hub
 from services.operations import Operations
 from sharehub.avro import RecordSchema
 from sharehub.collector import freeze_startup_objects
-from sharehub.errors import (
-    BrokerError,
-    DuplicateId,
-    Forbidden,
-    InputError,
-    LifecycleViolation,
-    NotAuthenticated,
-    NotPermitted,
-    SharehubError,
-    UnknownReferenceError,
-)
+from sharehub.envelope import pseudonym
+from sharehub.errors import Forbidden, InputError, RequestInvalid, UnknownReferenceError
 from sharehub.governance import Agreement
 from sharehub.row_filter import compile_filter
-
-#: An unknown credential makes the API read the log past the request, at most this often (others wait).
-RECHECK_S = 0.05
 
 _bearer = HTTPBearer(auto_error=False, description="Credential issued by governance to a consumer agency.")
 
@@ -61,19 +52,54 @@ class GrantedDataset(BaseModel):
     records: int
 
 
-AsOf = Annotated[
-    dt.datetime | None,
-    Query(description="ISO 8601 time with its zone: the records as they stood then (by their events' times)"),
-]
 FILTER_HELP = 'A row filter over granted fields, e.g. status == "OFFICIAL" and province_code in ["82"].'
-Purpose = Annotated[
-    str,
-    Query(
-        min_length=3,
-        max_length=200,
-        description="Why this query is made; required, and recorded with it in the access log (R7).",
-    ),
-]
+
+
+def as_of_time(
+    as_of: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="ISO 8601 time with its zone, e.g. 2026-03-01T00:00:00+07:00: the records as they "
+            "stood then (by their events' times)",
+        ),
+    ] = None,
+) -> dt.datetime | None:
+    """``as_of`` as an aware time in UTC. Not an ISO 8601 time (a bare number, say): 422; a time without
+    its zone, or out of range once in UTC: 400."""
+    if as_of is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(as_of)
+    except ValueError:
+        raise RequestInvalid("as_of: not an ISO 8601 time, e.g. 2026-01-31T17:00:00+07:00") from None
+    if moment.tzinfo is None:
+        raise InputError("as_of: give the time zone, e.g. 2026-01-31T17:00:00+07:00 or ...Z")
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise InputError("as_of: out of range (years 1 to 9999, in UTC)") from None
+
+
+def stated_purpose(
+    purpose: Annotated[
+        str,
+        Query(
+            min_length=3,
+            max_length=200,
+            description="Why this query is made (3 to 200 characters, not only spaces); required, and "
+            "recorded with it in the access log (R7).",
+        ),
+    ],
+) -> str:
+    text = purpose.strip()
+    if len(text) < 3:
+        raise RequestInvalid("purpose: state why this query is made, in at least 3 characters")
+    return text
+
+
+AsOf = Annotated[dt.datetime | None, Depends(as_of_time)]
+Purpose = Annotated[str, Depends(stated_purpose)]
 
 
 def serve_app() -> FastAPI:
@@ -92,25 +118,24 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         title="sharehub query API",
         version="1",
         description="Each consumer agency reads the records its active agreements grant, and nothing else.",
+        responses=api_errors.RESPONSES,
     )
+    api_errors.install(app)
     store = hub.store
     hub.follow_governance()  # requests read the state the follower keeps, never the broker
     access = access_log or AccessLog(hub.kafka, hub.governance.access_log_topic)
+    credentials_check = CredentialCheck(hub)
 
     # The request path is async: authentication and the agreement check are in-memory lookups, and the
     # access log is awaited without holding a thread. Read-model queries run in the thread pool, except a
     # read by key from an embedded SQLite read model, which takes microseconds.
-    async def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-        if credentials is None:
-            raise NotAuthenticated("a bearer credential is required")
-        token, asked = credentials.credentials, time.monotonic()
-        consumer = hub.governance.consumer_for_token(token)
-        if consumer is None:  # perhaps issued a moment ago: make sure the log is read past this request
-            state = await run_in_threadpool(hub.governance_since, asked, min_interval=RECHECK_S)
-            consumer = state.consumer_for_token(token)
-        if consumer is None:
-            raise NotAuthenticated("unknown credential")
-        return consumer
+    async def caller(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        source = request.client.host if request.client else "unknown"
+        token = credentials.credentials if credentials is not None else None
+        return await credentials_check.holder(token, source)
 
     async def own_read_model(
         consumer: Annotated[str, Path(description="Consumer agency id")],
@@ -129,9 +154,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         return agreement
 
     def past_moment(as_of: dt.datetime | None) -> dt.datetime | None:
-        """``as_of`` checked: with its zone, and within the history the read models keep."""
-        if as_of is not None and as_of.tzinfo is None:
-            raise InputError("as_of: give the time zone, e.g. 2026-01-31T17:00:00+07:00 or ...Z")
+        """``as_of`` checked against the history the read models keep."""
         horizon = hub.settings.history_horizon(dt.datetime.now(dt.UTC))
         if as_of is not None and horizon is not None and as_of < horizon:
             raise InputError(
@@ -140,20 +163,14 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
             )
         return as_of
 
+    def refs(dataset: str, keys: list[str]) -> list[str]:
+        """The records' pseudonyms, as on the dataset's topic: the access log never holds a record key."""
+        routing = hub.keys.routing_key(dataset)
+        return [pseudonym(routing, key).hex() for key in keys]
+
     app.include_router(governance_router(hub, caller))
 
-    @app.exception_handler(ValidationError)
-    async def _invalid(_request: Request, exc: ValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422)
-
-    @app.exception_handler(SharehubError)
-    async def _error(_request: Request, exc: SharehubError) -> JSONResponse:
-        status, code = _status(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
-
-    operations = Operations(hub)
+    operations = Operations(hub, auth=credentials_check.counts)
 
     def operator(who: Annotated[str, Depends(caller)]) -> str:
         if who != hub.governance.operator:
@@ -164,7 +181,13 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     def status(_who: Annotated[str, Depends(operator)]) -> dict[str, Any]:
         return operations.status()
 
-    @app.get("/metrics", summary="The same, as Prometheus metrics", response_class=PlainTextResponse)
+    prometheus_text = {
+        "description": "Prometheus text format",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+
+    # Its refusals are JSON like every route's: only the answer is text.
+    @app.get("/metrics", summary="The same, as Prometheus metrics", responses={200: prometheus_text})
     def metrics(_who: Annotated[str, Depends(operator)]) -> PlainTextResponse:
         return PlainTextResponse(operations.metrics(), media_type=CONTENT_TYPE_LATEST)
 
@@ -230,7 +253,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         full = len(items) == limit
         next_key = (str(offset + limit) if order else items[-1]["key"]) if full else None
         keys = [i["key"] for i in items]
-        what = {"dataset": dataset, "agreement": agreement.id, "record_keys": keys}
+        what = {"dataset": dataset, "agreement": agreement.id, "record_refs": refs(dataset, keys)}
         await access.record(consumer=consumer, purpose=purpose, operation="list_records", **what)
         return RecordPage(items=[Record(**i) for i in items], next=next_key)
 
@@ -250,7 +273,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         else:
             found = await run_in_threadpool(lambda: read_model.get(dataset, key, as_of=moment))
         returned = [key] if found is not None else []
-        what = {"dataset": dataset, "agreement": agreement.id, "record_keys": returned}
+        what = {"dataset": dataset, "agreement": agreement.id, "record_refs": refs(dataset, returned)}
         await access.record(consumer=consumer, purpose=purpose, operation="get_record", **what)
         if found is None:
             raise UnknownReferenceError(f"no record {key!r} in {consumer!r}'s read model of {dataset!r}")
@@ -271,17 +294,3 @@ def _sample(schema: RecordSchema, name: str) -> Any:
     if "boolean" in named:
         return True
     return ""
-
-
-def _status(exc: SharehubError) -> tuple[int, str]:
-    if isinstance(exc, NotAuthenticated):
-        return 401, "not_authenticated"
-    if isinstance(exc, Forbidden | NotPermitted):
-        return 403, "forbidden"
-    if isinstance(exc, UnknownReferenceError):
-        return 404, "not_found"
-    if isinstance(exc, DuplicateId | LifecycleViolation):
-        return 409, "conflict"
-    if isinstance(exc, BrokerError):
-        return 503, "unavailable"
-    return 400, "bad_request"

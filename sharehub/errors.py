@@ -5,6 +5,7 @@
     SharehubError
     ├── ConfigurationError        settings or local state unusable (master key missing or readable by others)
     ├── InputError                a caller's input is wrong; the message says what and where
+    │   ├── RequestInvalid             a parameter or field missing or malformed (HTTP 422)
     │   ├── RecordValidationError      a record does not match its dataset's schema
     │   ├── UnknownReferenceError      an agency, dataset, consumer or key id that does not exist
     │   ├── RowFilterError             an agreement's row filter that does not parse or fit its schema
@@ -29,6 +30,7 @@
     │   └── ChainViolation             gap, replay, duplicate, fork, misrouted    chain_violation
     ├── AccessDenied              a query that may not be answered
     │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
+    │   ├── TooManyRequests           too many failed authentications from one address (HTTP 429)
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
     └── BrokerError               Kafka unreachable or a delivery failed
 
@@ -48,6 +50,10 @@ class ConfigurationError(SharehubError):
 
 class InputError(SharehubError):
     """A caller's input is wrong."""
+
+
+class RequestInvalid(InputError):
+    """A request parameter or body field that is missing or malformed."""
 
 
 class RecordValidationError(InputError):
@@ -158,6 +164,14 @@ class AccessDenied(SharehubError):
 
 class NotAuthenticated(AccessDenied):
     """No credential, or one the hub does not know."""
+
+
+class TooManyRequests(AccessDenied):
+    """Too many failed authentications from one address: try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Forbidden(AccessDenied):

@@ -10,9 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.access_log import AccessLog
+from services.audit import read_topic
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from services.query_api import create_app
+from sharehub.envelope import pseudonym
 from tests.kafka_helpers import sharehub, wait_until
 from tests.test_avro import member
 from tests.test_projector import apply, messages, projector
@@ -199,10 +201,15 @@ def test_R7_every_answer_is_in_the_access_log_with_its_purpose(loaded: Hub) -> N
     assert c.get(base + "/PM0000000004", headers=auth).status_code == 200
     assert c.get("/v1/consumers/langson-ppc/datasets", headers=auth).status_code == 403  # not answered
     logged = list(read_access_log(loaded.kafka, loaded.governance.access_log_topic))
-    assert [(e["operation"], e["purpose"], e["record_keys"]) for e in logged] == [
-        ("list_records", "Audit of cell 7", ["PM0000000001", "PM0000000002"]),
-        ("get_record", PURPOSE["purpose"], ["PM0000000004"]),
+    routing = loaded.keys.routing_key("party-members")
+    ref = {f"PM000000000{i}": pseudonym(routing, f"PM000000000{i}").hex() for i in (1, 2, 4)}
+    assert [(e["operation"], e["purpose"], e["record_refs"]) for e in logged] == [
+        ("list_records", "Audit of cell 7", [ref["PM0000000001"], ref["PM0000000002"]]),
+        ("get_record", PURPOSE["purpose"], [ref["PM0000000004"]]),
     ]
+    # Records are named as on the dataset topic: by pseudonym, never by key.
+    raw = b"".join(v for _, _, v in read_topic(loaded.kafka, loaded.governance.access_log_topic))
+    assert b"PM000000000" not in raw
     assert {(e["consumer"], e["dataset"], e["agreement"]) for e in logged} == {
         ("dongthap-ppc", "party-members", "dongthap-ppc.party-members.1")
     }

@@ -1,0 +1,128 @@
+"""Every error of the HTTP APIs in one shape, ``{"error": code, "detail": message}``, and documented.
+
+:func:`status_of` maps the error hierarchy (:mod:`sharehub.errors`) onto HTTP statuses and stable codes;
+:func:`install` makes every refusal, including FastAPI's own request validation, answer in that shape; and
+:data:`RESPONSES` describes those answers in the OpenAPI document, so that clients (and schemathesis's
+conformance checks) know every status a route may give. Bad input is always a 4xx with a reason, never a
+500.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from sharehub.errors import (
+    BrokerError,
+    DuplicateId,
+    Forbidden,
+    LifecycleViolation,
+    NotAuthenticated,
+    NotPermitted,
+    RequestInvalid,
+    SharehubError,
+    TooManyRequests,
+    UnknownReferenceError,
+)
+
+
+class ErrorBody(BaseModel):
+    """Why a request was refused."""
+
+    #: Stable, machine-readable: bad_request, invalid_request, not_authenticated, forbidden, not_found,
+    #: conflict, too_many_requests, unavailable.
+    error: str
+    #: What was wrong, for a person: names the parameter or field, never a record's contents.
+    detail: str
+
+
+def _doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: The refusals every route may answer with (FastAPI merges them into each operation).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _doc("The request is understood but wrong: a bad filter, sort, as_of or governance step"),
+    401: _doc("No credential, or one the hub does not know"),
+    403: _doc("The credential's agency may not do or see this"),
+    404: _doc("No such dataset, record, agreement or operation"),
+    409: _doc("A conflict with governance as it stands (a duplicate id, a step out of order)"),
+    422: _doc("A parameter or body field is missing or malformed"),
+    429: _doc("Too many failed authentications from this address; see Retry-After"),
+    503: _doc("The broker did not take the access record (no answer leaves without one)"),
+}
+
+
+def status_of(exc: SharehubError) -> tuple[int, str]:
+    if isinstance(exc, NotAuthenticated):
+        return 401, "not_authenticated"
+    if isinstance(exc, TooManyRequests):
+        return 429, "too_many_requests"
+    if isinstance(exc, RequestInvalid):
+        return 422, "invalid_request"
+    if isinstance(exc, Forbidden | NotPermitted):
+        return 403, "forbidden"
+    if isinstance(exc, UnknownReferenceError):
+        return 404, "not_found"
+    if isinstance(exc, DuplicateId | LifecycleViolation):
+        return 409, "conflict"
+    if isinstance(exc, BrokerError):
+        return 503, "unavailable"
+    return 400, "bad_request"
+
+
+def install(app: FastAPI) -> None:
+    """Answer every refusal of ``app`` as an :class:`ErrorBody`."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _invalid(exc.errors())
+
+    @app.exception_handler(ValidationError)
+    async def _body_invalid(_request: Request, exc: ValidationError) -> JSONResponse:
+        return _invalid(exc.errors())
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's and FastAPI's own refusals: a body that is not JSON, an unknown path or method.
+        code = _CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "unavailable")
+        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)  # fmt: skip
+
+    @app.exception_handler(SharehubError)
+    async def _refused(_request: Request, exc: SharehubError) -> JSONResponse:
+        status, code = status_of(exc)
+        headers = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+
+
+_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+}
+
+
+def _invalid(errors: Any) -> JSONResponse:
+    problems = []
+    for e in errors:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")) or "body"
+        problems.append(f"{where}: {e.get('msg', 'invalid')}")
+    return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422)
