@@ -7,9 +7,9 @@ are :mod:`services.gov_operations`' request types, the same fields as the CLI's 
 be given: over HTTP the hub never makes an agency's key pair.
 
 Reading is need-to-know (:func:`as_seen_by`): each agency sees the agencies and their public keys, the
-datasets it is cleared for or owns, and the agreements it is a party to; the operator and the central
-offices, who approve, see every agreement. Credential hashes are shown to no one (an agency sees how many
-credentials it holds).
+datasets it may ask for (all but top-secret ones, unless it is cleared for top-secret or owns them), and the
+agreements it is a party to; the operator and the central offices, who approve, see every agreement.
+Credential hashes are shown to no one (an agency sees how many credentials it holds).
 """
 
 from collections.abc import Callable
@@ -22,9 +22,8 @@ from services import api_errors
 from services.gov_operations import OPERATIONS, Caller, event_summary, parse_request, perform
 from services.hub import Hub
 from sharehub.errors import UnknownReferenceError
-from sharehub.gov.rules import CENTRAL_OFFICE
+from sharehub.gov.rules import CENTRAL_OFFICE, COMPARTMENTED
 from sharehub.gov.state import GovState
-from sharehub.governance import level
 
 
 def governance_router(hub: Hub, caller: Callable[..., Any]) -> APIRouter:
@@ -64,8 +63,12 @@ def as_seen_by(state: GovState, who: str) -> dict[str, Any]:
     full = state.dump()
     me = state.agencies_.get(who)
     sees_all_agreements = who == state.operator or (me is not None and me.kind == CENTRAL_OFFICE)
-    clearance = level(me.clearance) if me is not None else -1
-    datasets = [d for d in full["datasets"] if d["owner"] == who or level(d["classification"]) <= clearance]
+    compartmented = me is not None and me.clearance == COMPARTMENTED
+    datasets = [
+        d
+        for d in full["datasets"]
+        if d["owner"] == who or compartmented or d["classification"] != COMPARTMENTED
+    ]
     shown = {d["id"] for d in datasets}
     agreements = {
         agreement_id: versions

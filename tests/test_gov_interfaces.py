@@ -142,7 +142,12 @@ AGENCY = ["--name", "X", "--kind", "state-agency", "--clearance", "public"]
             propose("m.1", "mcst-pc", "party-members", "member_id,full_name"),
             "'full_name' is confidential, above the internal clearance of 'mcst-pc'",
         ),
-        ("dongthap-ppc", propose("d.2", "dongthap-ppc", "documents", "document_id", *PAST), "in the past"),
+        ("dongthap-ppc", propose("d.2", "dongthap-ppc", "resolution-tasks", "task_id", *PAST), "in the past"),
+        (
+            "dongthap-ppc",
+            propose("d.4", "dongthap-ppc", "documents", "document_id"),
+            "'documents' is top-secret as a whole",
+        ),
         (
             "dongthap-ppc",
             propose("d.3", "langson-ppc", "documents", "document_id"),

@@ -205,3 +205,26 @@ def test_key_ids_are_scoped_by_kind_in_the_key_store(offline_hub: Hub) -> None:
     assert keys.has("party-members/data/7", "signing") and keys.has("party-members/data/7", "data")
     assert keys.current_data_key_id("party-members") == "party-members/data/7"
     assert keys.signing_key("coc").key_id == "party-members/data/7"
+
+
+@pytest.mark.parametrize(("consumer", "refused"), [("dongthap-ppc", True), ("mcst-pc", True), ("op", False)])
+def test_a_top_secret_dataset_is_shared_only_with_an_agency_cleared_for_top_secret(
+    hub: Hub, consumer: str, refused: bool
+) -> None:
+    client = TestClient(create_app(hub))
+    auth = {"Authorization": f"Bearer {issue_credential(hub, consumer)}"}
+    proposal = {
+        "id": f"{consumer}.documents.numbers",
+        "consumer": consumer,
+        "dataset": "documents",
+        "fields": ["document_id", "document_number"],
+        "purpose": "Registry",
+        "legal_basis": "Art. 5",
+    }
+    before = snapshot(hub)
+    answer = client.post("/v1/gov/propose", json=proposal, headers=auth)
+    if refused:  # internal fields only, and still refused: the dataset is top-secret as a whole
+        assert answer.status_code == 400 and "'documents' is top-secret as a whole" in answer.json()["detail"]
+        assert snapshot(hub) == before
+    else:
+        assert answer.status_code == 201, answer.text

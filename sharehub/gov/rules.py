@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 CENTRAL_OFFICE = "central-office"
+#: A dataset of this classification is shared as a whole or not at all: only with agencies cleared for it.
+#: Below it, clearance bounds each granted field (portion marking), and secret data needs two approvers.
+COMPARTMENTED = "top-secret"
 #: The part of a signing key id after ``<agency>/sign/``.
 _KEY_LABEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _ED25519_P = 2**255 - 19
@@ -224,6 +227,12 @@ def _proposed(state: GovState, p: ev.AgreementProposed, actor: str, at: dt.datet
         raise InputError(f"agreement {p.id!r}: purpose and legal basis are required")
     if not p.fields or len(set(p.fields)) != len(p.fields):
         raise InputError(f"agreement {p.id!r}: fields must be a non-empty list without repeats")
+    if ds.classification == COMPARTMENTED and consumer.clearance != COMPARTMENTED:
+        raise ClearanceTooLow(
+            f"agreement {p.id!r}: dataset {ds.id!r} is {COMPARTMENTED} as a whole; only an agency "
+            f"cleared for {COMPARTMENTED} may see any of it, and {p.consumer!r} is cleared for "
+            f"{consumer.clearance}"
+        )
     schema = ds.schemas[-1]
     for name in p.fields:
         spec = schema.fields.get(name)
