@@ -1,19 +1,17 @@
-"""Plain confluent-kafka loops the baselines (and the hub's projection feed) are built from.
+"""The Kafka reading and producing the baselines (and the hub's projection feed) are built from.
 
-Every loop reads a topic from its start to the end offsets it had when reading began, with a deadline, so
-no benchmark can hang on a broker that stopped answering.
+Reading is the kernel's :func:`sharehub.kafka.read_topic` (from a topic's start to the end offsets it had
+when reading began, with a deadline, so no benchmark can hang on a broker that stopped answering); the raw
+producer is a bare confluent-kafka producer with the hub's producer settings.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from sharehub.kafka import client_config, producer_config
+from sharehub.kafka import Record, TopicReader, producer_config, read_topic
 
 BATCH = 500
 #: No message for this long while some are still expected means the broker is stuck.
@@ -24,64 +22,15 @@ class KafkaBenchError(RuntimeError):
     """A benchmark loop could not finish against the broker."""
 
 
-class Msg(NamedTuple):
-    """One message read, its coordinates checked (confluent-kafka types them all as optional)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """High watermark of every partition of ``topic``."""
-    consumer = Consumer(client_config(bootstrap, **{"group.id": f"sharehub-bench-{uuid.uuid4()}"}))
-    try:
-        described = consumer.list_topics(topic, timeout=30).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in sorted(described.partitions)
-        }
-    finally:
-        consumer.close()
+    with TopicReader(bootstrap, timeout=STALL_S) as reader:
+        return {p: high for p, (_, high) in reader.partitions(topic).items()}
 
 
-def read_batches(bootstrap: str, topic: str, batch: int = BATCH) -> Iterator[list[Msg]]:
-    """Every message of ``topic`` from offset 0 to the current end, in batches of at most ``batch``."""
-    ends = {p: e for p, e in end_offsets(bootstrap, topic).items() if e > 0}
-    if not ends:
-        return
-    consumer = Consumer(
-        client_config(
-            bootstrap, **{"group.id": f"sharehub-bench-{uuid.uuid4()}", "enable.auto.commit": False}
-        )
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        remaining = dict(ends)
-        deadline = time.monotonic() + STALL_S
-        while remaining:
-            # A short wait: consume() holds a partial batch until its timeout, and the last batch is partial.
-            messages = consumer.consume(batch, timeout=0.05)
-            if not messages:
-                if time.monotonic() > deadline:
-                    raise KafkaBenchError(f"reading {topic} stalled with {remaining} left")
-                continue
-            deadline = time.monotonic() + STALL_S
-            kept = []
-            for msg in messages:
-                p, offset = msg.partition(), msg.offset()
-                if msg.error() or p is None or offset is None:
-                    raise KafkaBenchError(f"reading {topic}: {msg.error()}")
-                if p in remaining and offset < ends[p]:
-                    kept.append(Msg(topic, p, offset, msg.key(), msg.value() or b""))
-                    if offset + 1 >= ends[p]:
-                        del remaining[p]
-            if kept:
-                yield kept
-    finally:
-        consumer.close()
+def read_batches(bootstrap: str, topic: str, batch: int = BATCH) -> Iterator[list[Record]]:
+    """Every message of ``topic`` from its start to the current end, in batches of at most ``batch``."""
+    yield from read_topic(bootstrap, topic, size=batch, timeout=STALL_S)
 
 
 class RawProducer:

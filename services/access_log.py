@@ -19,10 +19,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from services.audit import read_topic
 from sharehub.avro import load_schema, split_single_object
 from sharehub.errors import BrokerError
-from sharehub.kafka import producer_config
+from sharehub.kafka import producer_config, read_topic, records
 
 ACCESS_SCHEMA = load_schema("access-event")
 DELIVERY_TIMEOUT_S = 10.0
@@ -109,5 +108,5 @@ def decode_access(value: bytes) -> dict[str, Any]:
 
 
 def read_access_log(bootstrap: str, topic: str) -> Iterator[dict[str, Any]]:
-    for _partition, _offset, value in read_topic(bootstrap, topic):
-        yield decode_access(value)
+    for record in records(read_topic(bootstrap, topic)):
+        yield decode_access(record.value)

@@ -12,19 +12,15 @@ the owner's, named as its producer. No decryption key is needed or used.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sharehub import chain
 from sharehub.checkpoints import open_checkpoint
 from sharehub.envelope import Envelope, VerifiedRoots, authenticate, parse
-from sharehub.errors import BrokerError, EnvelopeError
+from sharehub.errors import EnvelopeError
 from sharehub.governance import GovernanceView
-from sharehub.kafka import reader_config, watermarks
+from sharehub.kafka import read_topic, records
 
 
 @dataclass
@@ -78,7 +74,8 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
     lanes: dict[tuple[str, str, int], _Lane] = defaultdict(_Lane)
     roots = VerifiedRoots()
     for dataset in governance.datasets():
-        for partition, offset, value in read_topic(bootstrap, dataset.topic, timeout=timeout):
+        for record in records(read_topic(bootstrap, dataset.topic, timeout=timeout)):
+            partition, offset, value = record.partition, record.offset, record.value
             status = EventStatus(dataset.topic, partition, offset)
             report.events.append(status)
             try:
@@ -100,10 +97,10 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
     owners = sorted({dataset.owner for dataset in governance.datasets()})
     for owner in owners:
         topic = governance.checkpoint_topic(owner)
-        for partition, offset, value in read_topic(bootstrap, topic, timeout=timeout):
+        for record in records(read_topic(bootstrap, topic, timeout=timeout)):
             report.checkpoints += 1
-            status = EventStatus(topic, partition, offset, producer=owner)
-            _check_checkpoint(value, owner, governance, lanes, status)
+            status = EventStatus(topic, record.partition, record.offset, producer=owner)
+            _check_checkpoint(record.value, owner, governance, lanes, status)
             if not status.ok:
                 report.events.append(status)
     return report
@@ -160,42 +157,3 @@ def _walk(lane: _Lane, envelope: Envelope, status: EventStatus) -> None:
         status.chain, status.detail = "duplicate", f"sequence {header.sequence} appears again"
     else:
         status.chain, status.detail = "fork", f"another event already holds sequence {header.sequence}"
-
-
-def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> Iterator[tuple[int, int, bytes]]:
-    """Every message of ``topic`` up to the end it had when reading began: (partition, offset, value)."""
-    consumer = Consumer(reader_config(bootstrap))
-    try:
-        try:
-            described = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        except KafkaException as exc:
-            raise BrokerError(f"Kafka at {bootstrap} does not answer: {exc}") from None
-        if described is None or described.error is not None:
-            return
-        ends: dict[int, int] = {}
-        starts: list[TopicPartition] = []
-        for partition in sorted(described.partitions):
-            low, high = watermarks(consumer, topic, partition, timeout=timeout)
-            if high > low:
-                ends[partition] = high
-                starts.append(TopicPartition(topic, partition, low))
-        if not starts:
-            return
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout
-        while ends:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if time.monotonic() > deadline:
-                    raise BrokerError(f"reading {topic} stalled; {sorted(ends)} partitions unfinished")
-                continue
-            if msg.error():
-                raise BrokerError(f"reading {topic}: {msg.error()}")
-            deadline = time.monotonic() + timeout
-            partition, offset = msg.partition(), msg.offset()
-            if partition in ends and offset < ends[partition]:
-                yield partition, offset, msg.value() or b""
-                if offset + 1 >= ends[partition]:
-                    del ends[partition]
-    finally:
-        consumer.close()

@@ -17,9 +17,8 @@ from prometheus_client import Counter as PromCounter
 
 from projections.quarantine import decode_quarantined
 from services.api_auth import AuthCounts
-from services.audit import read_topic
 from services.hub import Hub
-from sharehub.kafka import reader_config, watermarks
+from sharehub.kafka import read_topic, reader_config, records, watermarks
 
 #: Reading the quarantine topic is a scan: at most this often.
 QUARANTINE_CACHE_S = 5.0
@@ -131,7 +130,7 @@ class Operations:
             if self._quarantine is None or time.monotonic() - self._quarantine[0] > QUARANTINE_CACHE_S:
                 topic = self.hub.governance.quarantine_topic
                 counts = Counter(
-                    decode_quarantined(v)["reason"] for _, _, v in read_topic(self.hub.kafka, topic)
+                    decode_quarantined(r.value)["reason"] for r in records(read_topic(self.hub.kafka, topic))
                 )
                 self._quarantine = (time.monotonic(), dict(sorted(counts.items())))
             return self._quarantine[1]

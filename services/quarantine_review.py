@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from projections.quarantine import decode_quarantined
-from services.audit import read_topic
 from services.hub import Hub
 from sharehub.envelope import VerifiedRoots, open_envelope
 from sharehub.errors import EnvelopeError, UnknownReferenceError
+from sharehub.kafka import read_topic, records
 
 CHAIN_REASONS = {"chain_gap", "replayed_sequence", "duplicate", "chain_fork", "misrouted", "chain_violation"}
 
@@ -32,7 +32,8 @@ class Review:
 
 
 def quarantined(hub: Hub) -> Iterator[dict[str, Any]]:
-    for _partition, _offset, value in read_topic(hub.kafka, hub.governance.quarantine_topic):
+    for record in records(read_topic(hub.kafka, hub.governance.quarantine_topic)):
+        value = record.value
         yield decode_quarantined(value)
 
 

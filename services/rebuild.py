@@ -20,11 +20,9 @@ from pathlib import Path
 from projections.projector import LogMessage, Projector
 from projections.read_model import ReadModelStore
 from services import processes
-from services.audit import read_topic
 from services.hub import Hub
 from sharehub.errors import InputError
-
-BATCH = 500
+from sharehub.kafka import read_topic
 
 
 @dataclass(frozen=True)
@@ -44,14 +42,10 @@ def replay(hub: Hub, consumer: str, store: ReadModelStore) -> Replayed:
     projector.reconcile()  # records the terms the rows are projected under
     events = quarantined = 0
     for topic in projector.topics:
-        batch: list[LogMessage] = []
-        for partition, offset, value in read_topic(hub.kafka, topic):
-            batch.append(LogMessage(topic, partition, offset, None, value))
-            if len(batch) == BATCH:
-                quarantined += _apply(projector, batch)
-                events, batch = events + BATCH, []
-        if batch:
-            quarantined += _apply(projector, batch)
+        for batch in read_topic(hub.kafka, topic):
+            quarantined += _apply(
+                projector, [LogMessage(r.topic, r.partition, r.offset, None, r.value) for r in batch]
+            )
             events += len(batch)
     projector.reconcile()  # an agreement that ended meanwhile takes its rows along
     return Replayed(consumer, events, store.count(), quarantined, store.state_hash())

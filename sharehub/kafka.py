@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -153,6 +156,10 @@ _LEADER_NOT_READY = {
 }
 
 
+#: A partition the client's cached metadata does not know (a topic created by another client meanwhile).
+_UNKNOWN_HERE = KafkaError._UNKNOWN_PARTITION
+
+
 def watermarks(consumer: Consumer, topic: str, partition: int, *, timeout: float) -> tuple[int, int]:
     """(low, high) offsets of a partition. Retriable errors (a leader still being elected just after a topic
     was created) are retried until ``timeout``; anything else is a BrokerError."""
@@ -162,7 +169,148 @@ def watermarks(consumer: Consumer, topic: str, partition: int, *, timeout: float
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
             return int(low), int(high)
         except KafkaException as exc:
-            transient = exc.args[0].retriable() or exc.args[0].code() in _LEADER_NOT_READY
+            code = exc.args[0].code()
+            transient = exc.args[0].retriable() or code in _LEADER_NOT_READY or code == _UNKNOWN_HERE
             if not transient or time.monotonic() > deadline:
                 raise BrokerError(f"offsets of {topic}[{partition}]: {exc.args[0].str()}") from None
+            if code == _UNKNOWN_HERE:  # created since this client last asked: ask the broker about it now
+                with contextlib.suppress(KafkaException):
+                    consumer.list_topics(topic, timeout=timeout)
             time.sleep(0.2)
+
+
+# --- reading a topic ------------------------------------------------------------------------------------
+
+
+class Record(NamedTuple):
+    """One message of a topic, as read: its place, key, value and broker time (milliseconds)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+#: How many records a batch holds at most; and how long one poll waits for more.
+BATCH = 500
+_POLL_S = 0.05
+
+
+class TopicReader:
+    """Reads topics between offsets, in batches, with one consumer that stays open between reads (a reader
+    that follows a topic asks again from where it stopped, at the cost of one watermark request).
+
+    Partitions are assigned, never subscribed: no group is joined and nothing is committed (the client only
+    names its principal's reader group, see :func:`reader_group`). Every read has a deadline: a broker that
+    stops answering is a BrokerError, never a hang."""
+
+    def __init__(self, bootstrap: str, *, timeout: float = 60.0) -> None:
+        self._bootstrap = bootstrap
+        self._timeout = timeout
+        # A reader only asks for records it knows are there (below an end offset): no reason for the broker
+        # to hold a fetch back waiting for more, which would delay every short read by up to 500 ms.
+        self._consumer = Consumer(reader_config(bootstrap, **{"fetch.wait.max.ms": 10}))
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def partitions(self, topic: str) -> dict[int, tuple[int, int]]:
+        """(low, high) offsets of every partition of ``topic``; empty when the topic does not exist."""
+        try:
+            found = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
+        except KafkaException as exc:
+            raise BrokerError(f"Kafka at {self._bootstrap} does not answer: {exc}") from None
+        if found is None or found.error is not None:
+            if found is not None and found.error.code() not in _LEADER_NOT_READY:
+                raise BrokerError(f"{topic}: {found.error.str()}")
+            return {}
+        return {
+            p: watermarks(self._consumer, topic, p, timeout=self._timeout) for p in sorted(found.partitions)
+        }
+
+    def high(self, topic: str, partition: int) -> int:
+        """The offset after the last record of one partition (a single watermark request)."""
+        return watermarks(self._consumer, topic, partition, timeout=self._timeout)[1]
+
+    def batches(
+        self,
+        topic: str,
+        *,
+        start: Mapping[int, int] | None = None,
+        end: Mapping[int, int] | None = None,
+        until: dt.datetime | None = None,
+        size: int = BATCH,
+    ) -> Iterator[list[Record]]:
+        """The records of ``topic`` in batches of at most ``size``, in order within each partition: from
+        ``start`` (partition → first offset; default every partition from its low watermark) to ``end``
+        (partition → offset after the last; default the high watermark when reading began). With
+        ``until``, a partition stops at its first record written later (broker time)."""
+        if start is None or end is None:
+            bounds = self.partitions(topic)
+            start = {p: low for p, (low, _) in bounds.items()} if start is None else start
+            end = {p: bounds[p][1] for p in start if p in bounds} if end is None else end
+        remaining = {p: e for p, e in end.items() if p in start and start[p] < e}
+        if not remaining:
+            return
+        self._consumer.assign([TopicPartition(topic, p, start[p]) for p in sorted(remaining)])
+        horizon = None if until is None else int(until.timestamp() * 1000)
+        deadline = time.monotonic() + self._timeout
+        try:
+            while remaining:
+                messages = self._consumer.consume(size, timeout=_POLL_S)
+                if not messages:
+                    if time.monotonic() > deadline:
+                        raise BrokerError(
+                            f"reading {topic} stalled; partitions {sorted(remaining)} unfinished"
+                        )
+                    continue
+                deadline = time.monotonic() + self._timeout
+                batch = self._keep(topic, messages, remaining, horizon)
+                if batch:
+                    yield batch
+        finally:
+            self._consumer.unassign()
+
+    @staticmethod
+    def _keep(
+        topic: str, messages: list[Any], remaining: dict[int, int], horizon: int | None
+    ) -> list[Record]:
+        batch: list[Record] = []
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                raise BrokerError(f"reading {topic}: {error.str()}")
+            partition, offset = msg.partition(), msg.offset()
+            stop = remaining.get(partition)
+            if stop is None or offset is None or offset >= stop:
+                continue
+            timestamp = msg.timestamp()[1]
+            if horizon is not None and timestamp > horizon:
+                del remaining[partition]  # written after ``until``: this partition is done
+                continue
+            batch.append(Record(topic, partition, offset, msg.key(), msg.value() or b"", timestamp))
+            if offset + 1 >= stop:
+                del remaining[partition]
+        return batch
+
+
+def read_topic(bootstrap: str, topic: str, **bounds: Any) -> Iterator[list[Record]]:
+    """:meth:`TopicReader.batches` with a reader of its own, closed once the read is done."""
+    with TopicReader(bootstrap, timeout=bounds.pop("timeout", 60.0)) as reader:
+        yield from reader.batches(topic, **bounds)
+
+
+def records(batches: Iterable[list[Record]]) -> Iterator[Record]:
+    """The records of batches, one at a time."""
+    for batch in batches:
+        yield from batch

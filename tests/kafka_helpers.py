@@ -7,11 +7,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from services import processes
 from services.hub import Hub
+from sharehub.kafka import read_topic, records
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None) -> None:
@@ -22,6 +23,12 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, log:
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+
+
+def topic_messages(hub: Hub, topic: str) -> Iterator[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every message of ``topic``, read as the hub's services read it."""
+    for record in records(read_topic(hub.kafka, topic)):
+        yield record.partition, record.offset, record.value
 
 
 def free_port() -> int:

@@ -20,12 +20,11 @@ from bench.load import family
 from connectors.synthetic import generate_party_members, write_jsonl
 from projections.quarantine import decode_quarantined
 from services import processes
-from services.audit import read_topic
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.envelope import parse
 from sharehub.kafka import client_config
-from tests.kafka_helpers import Worker, free_port, hub_env, sharehub, wait_until
+from tests.kafka_helpers import Worker, free_port, hub_env, sharehub, topic_messages, wait_until
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
@@ -111,7 +110,7 @@ def _publish_project_and_query(hub: Hub, worker: Worker, tmp_path: Path) -> None
 def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker: Worker) -> None:
     publish(hub, list(generate_party_members(20, seed=3)))
     topic = hub.governance.dataset(DATASET).topic
-    partition, offset, value = next(read_topic(hub.kafka, topic))
+    partition, offset, value = next(topic_messages(hub, topic))
     tampered = bytearray(value)
     # A byte inside the ciphertext: structurally intact, so only the signature can catch it. (A flip in a
     # length prefix is caught too, as 'malformed': tests/test_envelope.py flips every bit.)
@@ -146,9 +145,7 @@ def test_a_flipped_byte_is_found_by_the_audit_and_never_applied(hub: Hub, worker
     )
     assert store.count(DATASET) == 20
     assert set(store.versions(DATASET).values()) == {1}  # the tampered copy was not applied on top
-    quarantined = [
-        decode_quarantined(v) for _, _, v in read_topic(hub.kafka, hub.governance.quarantine_topic)
-    ]
+    quarantined = [decode_quarantined(v) for _, _, v in topic_messages(hub, hub.governance.quarantine_topic)]
     assert [(q["source_partition"], q["source_offset"], q["reason"]) for q in quarantined] == [
         (partition, bad_offset, "bad_signature")
     ]
@@ -267,7 +264,7 @@ def test_bad_lines_are_reported_and_good_lines_still_go(hub: Hub, tmp_path: Path
     assert "published 2 events" in result.stderr and "rejected 2 lines" in result.stderr
     assert "Traceback" not in result.stderr
     topic = hub.governance.dataset(DATASET).topic
-    assert sum(1 for _ in read_topic(hub.kafka, topic)) == 2
+    assert sum(1 for _ in topic_messages(hub, topic)) == 2
 
 
 def test_only_the_owner_may_publish(hub: Hub, tmp_path: Path) -> None:

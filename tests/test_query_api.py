@@ -10,12 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.access_log import AccessLog
-from services.audit import read_topic
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from services.query_api import create_app
 from sharehub.envelope import pseudonym
-from tests.kafka_helpers import sharehub, wait_until
+from tests.kafka_helpers import sharehub, topic_messages, wait_until
 from tests.test_avro import member
 from tests.test_projector import apply, messages, projector
 
@@ -208,7 +207,7 @@ def test_R7_every_answer_is_in_the_access_log_with_its_purpose(loaded: Hub) -> N
         ("get_record", PURPOSE["purpose"], [ref["PM0000000004"]]),
     ]
     # Records are named as on the dataset topic: by pseudonym, never by key.
-    raw = b"".join(v for _, _, v in read_topic(loaded.kafka, loaded.governance.access_log_topic))
+    raw = b"".join(v for _, _, v in topic_messages(loaded, loaded.governance.access_log_topic))
     assert b"PM000000000" not in raw
     assert {(e["consumer"], e["dataset"], e["agreement"]) for e in logged} == {
         ("dongthap-ppc", "party-members", "dongthap-ppc.party-members.1")

@@ -13,13 +13,12 @@ from connectors.publisher import Publisher
 from connectors.synthetic import generate_party_members, write_jsonl
 from projections.projector import LogMessage, Projector
 from projections.read_model import ReadModelStore
-from services.audit import read_topic
 from services.hub import Hub
 from sharehub.chain import ChainHead
 from sharehub.checkpoints import seal_checkpoint
 from sharehub.envelope import ChainPosition, Envelope, parse
 from sharehub.kafka import client_config
-from tests.kafka_helpers import Worker, sharehub, wait_until
+from tests.kafka_helpers import Worker, sharehub, topic_messages, wait_until
 from tests.test_avro import member
 from tests.test_envelope import sealed
 
@@ -39,7 +38,7 @@ def produce_raw(hub: Hub, topic: str, partition: int, *values: bytes) -> None:
 
 
 def log(hub: Hub) -> list[tuple[int, int, Envelope]]:
-    return [(p, o, parse(v)) for p, o, v in read_topic(hub.kafka, hub.governance.dataset(DATASET).topic)]
+    return [(p, o, parse(v)) for p, o, v in topic_messages(hub, hub.governance.dataset(DATASET).topic)]
 
 
 def audit(hub: Hub) -> dict[str, Any]:
@@ -158,7 +157,7 @@ def test_R6_erasure_purges_the_subject_everywhere_and_leaves_a_verifiable_log(
     rebuilt.create()
     topic = hub.governance.dataset(DATASET).topic
     replay = Projector(hub.governance, hub.keys, {"dongthap-ppc": rebuilt})
-    decision = replay.decide([LogMessage(topic, p, o, None, v) for p, o, v in read_topic(hub.kafka, topic)])
+    decision = replay.decide([LogMessage(topic, p, o, None, v) for p, o, v in topic_messages(hub, topic)])
     replay.commit(decision)
     assert not decision.quarantined
     assert rebuilt.count(DATASET) == 29 and rebuilt.get(DATASET, subject) is None
@@ -182,7 +181,7 @@ def test_rotation_starts_an_epoch_and_both_epochs_project(hub: Hub, tmp_path: Pa
     topic = hub.governance.dataset(DATASET).topic
     fresh = Hub(hub.settings)
     p = Projector(fresh.governance, fresh.keys, {c: fresh.store(c) for c in fresh.consumers()})
-    p.commit(p.decide([LogMessage(topic, q, o, None, v) for q, o, v in read_topic(hub.kafka, topic)]))
+    p.commit(p.decide([LogMessage(topic, q, o, None, v) for q, o, v in topic_messages(hub, topic)]))
     assert fresh.store("langson-ppc").count(DATASET) == 20
     fresh.close()
     assert audit(hub)["findings"] == 0

@@ -5,26 +5,22 @@ every event for ever (:data:`sharehub.kafka.LOG_TOPIC_CONFIG`). Writes go throug
 producer and are flushed before :meth:`KafkaLog.append` returns, so the service applies an event to its
 state only once the broker holds it.
 
-The reader is a small copy of ``services.audit.read_topic`` restricted to one partition: the ``sharehub``
-package must not import ``services`` (see docs/architecture.md, "Layers").
+It is read with the kernel's :class:`~sharehub.kafka.TopicReader`, kept open between reads, so that a
+follower's refresh that finds nothing new costs one watermark request.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from sharehub.errors import BrokerError, ChainViolation
 from sharehub.gov.events import GovernanceEvent
-from sharehub.kafka import ensure_topics, producer_config, reader_config, watermarks
+from sharehub.kafka import TopicReader, ensure_topics, producer_config, records
 
 PARTITION = 0
-#: The reader only ever asks for events it knows are there (below the end offset): no reason for the broker
-#: to hold a fetch back waiting for more, which would delay every refresh by up to librdkafka's 500 ms.
-READER_CONFIG = {"enable.auto.commit": False, "fetch.wait.max.ms": 10}
 #: Every governance event has the same Kafka key, so it would land in the one partition anyway.
 MESSAGE_KEY = b"governance"
 
@@ -83,7 +79,7 @@ class KafkaLog:
         self._writer = writer or (lambda: bootstrap)
         self._producer: Producer | None = None
         self._next_offset: int | None = None
-        self._reader: Consumer | None = None
+        self._reader: TopicReader | None = None
 
     def _producer_for_writing(self) -> Producer:
         if self._producer is None:
@@ -124,35 +120,24 @@ class KafkaLog:
 
     def read_all(self) -> list[bytes]:
         """Every event on the topic, from offset 0 to the end it had when reading began."""
-        consumer = Consumer(reader_config(self.bootstrap, **READER_CONFIG))
-        try:
-            if not _exists(consumer, self.topic, self._timeout):
-                self._next_offset = 0  # no governance event was ever written
-                return []
-            low, high = watermarks(consumer, self.topic, PARTITION, timeout=self._timeout)
-            events: list[bytes] = []
-            if high > low:
-                consumer.assign([TopicPartition(self.topic, PARTITION, low)])
-                events = _read_until(consumer, self.topic, high, self._timeout)
-            self._next_offset = high
-            return events
-        finally:
-            consumer.close()
+        bounds = self._reading().partitions(self.topic)
+        if not bounds:
+            self._next_offset = 0  # no governance event was ever written
+            return []
+        low, high = bounds[PARTITION]
+        events = self._read(low, high)
+        self._next_offset = high
+        return events
 
     def read_new(self) -> list[bytes]:
-        """Events from where this object last read or wrote to the current end, with one consumer kept
-        open between calls (a refresh that finds nothing costs one watermark request)."""
-        if self._next_offset is None:
-            return self.read_all()
-        if self._reader is None:
-            self._reader = Consumer(reader_config(self.bootstrap, **READER_CONFIG))
-        if self._next_offset == 0 and not _exists(self._reader, self.topic, self._timeout):
-            return []
-        high = watermarks(self._reader, self.topic, PARTITION, timeout=self._timeout)[1]
+        """Events from where this object last read or wrote to the current end, with one reader kept open
+        between calls (a refresh that finds nothing costs one watermark request)."""
+        if self._next_offset is None or self._next_offset == 0:
+            return self.read_all()  # (the topic may not exist yet)
+        high = self._reading().high(self.topic, PARTITION)
         if high <= self._next_offset:
             return []
-        self._reader.assign([TopicPartition(self.topic, PARTITION, self._next_offset)])
-        events = _read_until(self._reader, self.topic, high, self._timeout)
+        events = self._read(self._next_offset, high)
         self._next_offset = high
         return events
 
@@ -163,40 +148,14 @@ class KafkaLog:
             self._reader.close()
             self._reader = None
 
+    def _reading(self) -> TopicReader:
+        if self._reader is None:
+            self._reader = TopicReader(self.bootstrap, timeout=self._timeout)
+        return self._reader
+
+    def _read(self, start: int, end: int) -> list[bytes]:
+        batches = self._reading().batches(self.topic, start={PARTITION: start}, end={PARTITION: end})
+        return [record.value for record in records(batches)]
+
     def _end_offset(self) -> int:
-        consumer = Consumer(reader_config(self.bootstrap))
-        try:
-            return watermarks(consumer, self.topic, PARTITION, timeout=self._timeout)[1]
-        finally:
-            consumer.close()
-
-
-def _exists(consumer: Consumer, topic: str, timeout: float) -> bool:
-    try:
-        found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-    except KafkaException as exc:
-        raise BrokerError(f"Kafka does not answer about {topic}: {exc}") from None
-    if found is None or found.error is None:
-        return found is not None
-    if found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-        return False
-    raise BrokerError(f"{topic}: {found.error.str()}")
-
-
-def _read_until(consumer: Consumer, topic: str, end: int, timeout: float) -> list[bytes]:
-    events: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"reading {topic} stalled after {len(events)} events")
-            continue
-        if msg.error():
-            raise BrokerError(f"reading {topic}: {msg.error()}")
-        deadline = time.monotonic() + timeout
-        offset = msg.offset()
-        if offset is not None and offset < end:
-            events.append(msg.value() or b"")
-            if offset + 1 >= end:
-                return events
+        return self._reading().high(self.topic, PARTITION)
