@@ -17,24 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.records import Sealer
 from connectors.synthetic import generate_party_members
 from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
-from sharehub.avro import record_from_json
-from sharehub.envelope import (
-    ZERO_HASH,
-    ChainPosition,
-    VerifiedRoots,
-    authenticate,
-    decrypt,
-    open_envelope,
-    parse,
-    pseudonym,
-    seal_unsigned,
-    sign_batch,
-)
+from sharehub.codec import DatasetCodec
+from sharehub.envelope import authenticate, decrypt, parse
 from sharehub.gov.log import MemoryLog
-from sharehub.keys import subject_key_id
 from sharehub.settings import Settings
 
 DATASET = "party-members"
@@ -56,45 +45,17 @@ def _timed(work: Callable[[], Any], n: int) -> float:
 
 def run(events: int, repeats: int) -> list[dict[str, Any]]:
     hub = _hub(Path(tempfile.mkdtemp(prefix="sharehub-study-")))
-    schema = hub.governance.current_schema(DATASET)
-    records = [record_from_json(schema, r) for r in generate_party_members(events, seed=384)]
-    routing = hub.keys.routing_key(DATASET)
-    refs = [pseudonym(routing, r["member_id"]) for r in records]
-    hub.keys.ensure_subject_keys(DATASET, refs)
-    subjects = [subject_key_id(DATASET, ref) for ref in refs]
-    for key_id in subjects:  # warm the key cache: the study measures the envelope, not SQLite
-        hub.keys.subject_key(key_id)
-    data_key_id = hub.keys.current_data_key_id(DATASET)
-    data_key = hub.keys.data_key(data_key_id)
-    signing = hub.keys.signing_key("coc")
+    sealers = {batch: Sealer.of(hub, batch=batch) for batch in (1, 16, 64, 256)}
+    records = sealers[256].datums(hub, list(generate_party_members(events, seed=384)))  # keys made, cached
+    schema = sealers[256].schema
+    key_field = hub.governance.dataset(DATASET).key_field
 
     def seal_all(batch: int) -> list[bytes]:
-        unsigned, raws, prev = [], [], ZERO_HASH
-        for i, (record, key_id) in enumerate(zip(records, subjects, strict=True)):
-            event = seal_unsigned(
-                schema=schema,
-                record=record,
-                producer="coc",
-                dataset=DATASET,
-                event_type="UPSERTED",
-                position=ChainPosition(0, i + 1, prev),
-                signing_key_id=signing.key_id,
-                data_key_id=data_key_id,
-                data_key=data_key,
-                subject_key_id=key_id,
-                subject_key=hub.keys.subject_key(key_id),
-            )
-            prev = event.hash
-            unsigned.append(event)
-            if len(unsigned) == batch:
-                raws += [e.raw for e in sign_batch(unsigned, signing)]
-                unsigned = []
-        return raws + [e.raw for e in sign_batch(unsigned, signing)]
+        return [envelope.raw for envelope in sealers[batch].seal_chain(records)]
 
     def open_all(raws: list[bytes]) -> None:
-        roots = VerifiedRoots()
-        for raw in raws:
-            open_envelope(raw, topic_dataset=DATASET, signers=hub.governance, keys=hub.keys, roots=roots)
+        reader = DatasetCodec(DATASET, key_field, hub.governance, sealers[256].keys)
+        reader.open_many([(0, raw) for raw in raws], heads=None)
 
     bodies = [schema.encode(r) for r in records]
     rows = []
@@ -118,6 +79,7 @@ def run(events: int, repeats: int) -> list[dict[str, Any]]:
                 "bytes": sum(len(r) for r in raws) / events,
             }
         )
+    # The envelope's own steps, one at a time (what the codec runs in order), a signature per event.
     raws = seal_all(1)
     parsed = [parse(r) for r in raws]
     split = {

@@ -7,7 +7,7 @@ is found. Forged or corrupt messages at the end of a lane are passed over, so th
 from __future__ import annotations
 
 from sharehub.chain import ChainHead, head_after
-from sharehub.envelope import SignerDirectory, parse, verify
+from sharehub.codec import DatasetCodec
 from sharehub.errors import BrokerError, EnvelopeError
 from sharehub.kafka import TopicReader, records
 
@@ -15,9 +15,9 @@ WINDOW = 200
 
 
 def recover_chain_heads(
-    bootstrap: str, topic: str, producer: str, signers: SignerDirectory, *, timeout: float = 30.0
+    bootstrap: str, topic: str, producer: str, codec: DatasetCodec, *, timeout: float = 30.0
 ) -> tuple[int, dict[int, ChainHead]]:
-    """(number of lanes, chain head per lane that has one)."""
+    """(number of lanes, chain head per lane that has one), verified with the dataset's ``codec``."""
     with TopicReader(bootstrap, timeout=timeout) as reader:
         lanes = reader.partitions(topic)
         if not lanes:
@@ -26,14 +26,14 @@ def recover_chain_heads(
             )
         heads = {}
         for lane, (low, high) in lanes.items():
-            found = _newest_in_lane(reader, topic, lane, low, high, producer, signers)
+            found = _newest_in_lane(reader, topic, lane, low, high, producer, codec)
             if found is not None:
                 heads[lane] = found
         return len(lanes), heads
 
 
 def _newest_in_lane(
-    reader: TopicReader, topic: str, lane: int, low: int, high: int, producer: str, signers: SignerDirectory
+    reader: TopicReader, topic: str, lane: int, low: int, high: int, producer: str, codec: DatasetCodec
 ) -> ChainHead | None:
     end = high
     while end > low:
@@ -41,10 +41,10 @@ def _newest_in_lane(
         best: ChainHead | None = None
         for record in records(reader.batches(topic, start={lane: start}, end={lane: end})):
             try:
-                envelope = parse(record.value)
-                if envelope.header.producer != producer or envelope.header.lane != lane:
+                envelope = codec.parse(record.value)
+                if envelope.header.producer != producer:
                     continue
-                verify(envelope, signers)
+                codec.verify(envelope, lane)
             except EnvelopeError:
                 continue
             if best is None or envelope.header.sequence > best.sequence:

@@ -1,7 +1,8 @@
 """The projection's decisions, free of any transport: which events are valid, and what each consumer gets.
 
-For every message, in log order: parse → authenticate (dataset, signature, owner) → lane → chain → decrypt.
-An event that fails any step goes to quarantine with its reason and is never applied. An event that
+For every message, in log order, the dataset's codec (:mod:`sharehub.codec`) runs parse → authenticate
+(dataset, signature, owner) → lane → chain → decrypt. An event that fails any step goes to quarantine with
+its reason and is never applied. An event that
 continues its chain is applied to every consumer holding an active agreement, limited to the agreement's
 fields; an ERASED event, or an event whose subject's key was destroyed, purges that subject everywhere.
 
@@ -15,33 +16,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
 from sharehub import chain
 from sharehub.avro import RecordSchema
-from sharehub.envelope import (
-    DataKeys,
-    Envelope,
-    OpenedEvent,
-    VerifiedRoots,
-    authenticate,
-    decrypt,
-    parse,
-    pseudonym,
-)
-from sharehub.errors import ChainViolation, EnvelopeError, SubjectErased, UnknownReferenceError
+from sharehub.codec import DatasetCodec, DatasetKeys, Opened, codecs_by_topic
+from sharehub.envelope import Envelope
+from sharehub.errors import EnvelopeError, UnknownDataset
 from sharehub.governance import Agreement, GovernanceView
-from sharehub.keys import SecretBytes
 from sharehub.row_filter import RowFilter, compile_filter
-
-
-class ProjectionKeys(DataKeys, Protocol):
-    def routing_key(self, dataset: str) -> SecretBytes: ...
-    def forget_cached(self, key_id: str) -> None: ...
-    def prefetch_subject_keys(self, key_ids: Iterable[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -70,16 +56,23 @@ class Quarantined:
 @dataclass(slots=True)
 class _Apply:
     message: LogMessage
-    event: OpenedEvent
+    event: Opened
     dataset: str
-    record_key: str
-    subject_ref: str
     _json: dict[str, Any] | None = None
+
+    @property
+    def record_key(self) -> str:
+        assert self.event.record_key is not None
+        return self.event.record_key
+
+    @property
+    def subject_ref(self) -> str:
+        return self.event.subject_ref
 
     def record_json(self) -> dict[str, Any]:
         """The whole record as JSON values, made once for every consumer it is granted to."""
         if self._json is None:
-            assert self.event.record is not None
+            assert self.event.record is not None and self.event.schema is not None
             self._json = self.event.schema.to_json(self.event.record)
         return self._json
 
@@ -122,23 +115,22 @@ class Projector:
     def __init__(
         self,
         governance: GovernanceView,
-        keys: ProjectionKeys,
+        keys: DatasetKeys,
         stores: Mapping[str, ReadModelStore],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._governance = governance
-        self._keys = keys
         self._stores = stores
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
+        #: One codec per dataset topic: it verifies, judges the chain and decrypts.
+        self._codecs: Mapping[str, DatasetCodec] = codecs_by_topic(governance.datasets(), governance, keys)
         self._heads: ChainHeads = {}
-        self._roots = VerifiedRoots()
         #: decide, commit and resume_offset change the chain heads; callers may run them on threads.
         self._lock = threading.RLock()
         #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
         self._judged: dict[TopicPartition, int] = {}
         self._filters: dict[tuple[str, str, bytes], RowFilter] = {}
-        self._key_fields: dict[str, str] = {}  # a dataset's key field never changes
         #: consumer → dataset → the terms its rows were projected under (None: nothing granted).
         self._recorded: dict[str, dict[str, str | None]] = {}
 
@@ -186,25 +178,28 @@ class Projector:
         #: Per partition, where this batch takes over. A read model whose position is below it is being
         #: backfilled (see projections.backfill): this batch leaves that partition of it alone.
         takes_over: dict[TopicPartition, int] = {}
-        envelopes = [parsed(m.value) if m.envelope is None else m.envelope for m in batch]
-        self._keys.prefetch_subject_keys(
-            e.header.subject_key_id for e in envelopes if isinstance(e, Envelope) and e.header.subject_key_id
-        )
-        for message, envelope in zip(batch, envelopes, strict=True):
+        # Per topic, in batch order (each partition's order is all a chain needs), opened by its codec.
+        todo: dict[str, list[tuple[int, LogMessage]]] = {}
+        for index, message in enumerate(batch):
             if message.tp not in self._judged:
                 self._resume(message.tp)
             takes_over.setdefault(message.tp, self._judged[message.tp])
             if message.offset < self._judged[message.tp]:
                 continue  # judged before: a redelivery after a rebalance or a restart
             self._judged[message.tp] = message.offset + 1
-            try:
-                verdict = self._judge(message, envelope)
-            except (EnvelopeError, UnknownReferenceError) as exc:
-                reason = getattr(exc, "reason", "unknown_dataset")
-                decision.quarantined.append(Quarantined(message, reason, str(exc)))
-                continue
-            if verdict is not None:
-                verdicts.append(verdict)
+            todo.setdefault(message.topic, []).append((index, message))
+        outcomes: list[tuple[int, LogMessage, Opened | EnvelopeError]] = []
+        for topic, items in todo.items():
+            for (index, message), outcome in zip(items, self._open(topic, items), strict=True):
+                outcomes.append((index, message, outcome))
+        outcomes.sort(key=lambda o: o[0])
+        for _, message, outcome in outcomes:
+            if isinstance(outcome, EnvelopeError):
+                decision.quarantined.append(Quarantined(message, outcome.reason, str(outcome)))
+            elif outcome.erased:
+                verdicts.append(_Purge(message, self._dataset_by_topic[message.topic], outcome.subject_ref))
+            else:
+                verdicts.append(_Apply(message, outcome, self._dataset_by_topic[message.topic]))
         moved_tps = {m.tp for m in batch}
         decision.heads = {k: v for k, v in self._heads.items() if k[:2] in moved_tps}
         now = self._clock()
@@ -321,45 +316,17 @@ class Projector:
             self._judged.clear()  # judge again from the stored positions: nothing may be skipped
             raise
 
-    # --- judging one message -------------------------------------------------------------------------
+    # --- judging messages -----------------------------------------------------------------------------
 
-    def _judge(self, message: LogMessage, envelope: Envelope | EnvelopeError) -> _Apply | _Purge | None:
-        dataset = self._dataset_by_topic.get(message.topic)
-        if dataset is None:
-            raise UnknownReferenceError(f"topic {message.topic!r} carries no registered dataset")
-        if isinstance(envelope, EnvelopeError):
-            raise envelope
-        authenticate(envelope, topic_dataset=dataset, signers=self._governance, roots=self._roots)
-        header = envelope.header
-        if header.lane != message.partition:
-            raise ChainViolation(
-                "misrouted", f"signed for lane {header.lane}, found in partition {message.partition}"
-            )
-        key = (message.topic, message.partition, header.producer)
-        current = self._heads.get(key)
-        verdict = chain.judge(None if current is None else chain.ChainHead(*current), envelope)
-        if verdict in (None, chain.GAP):
-            self._heads[key] = (header.sequence, envelope.hash)  # a gap is reported, then the chain goes on
-        if verdict is not None:
-            raise ChainViolation(
-                verdict, f"sequence {header.sequence} in lane {header.lane} of {header.producer!r}"
-            )
-        try:
-            event = decrypt(envelope, signers=self._governance, keys=self._keys)
-        except SubjectErased:
-            return _Purge(message, dataset, _subject_ref(header.subject_key_id))
-        if event.record is None:  # ERASED
-            self._keys.forget_cached(header.subject_key_id)
-            return _Purge(message, dataset, _subject_ref(header.subject_key_id))
-        record_key = str(event.record[self._key_field(dataset)])
-        subject_ref = pseudonym(self._keys.routing_key(dataset), record_key).hex()
-        return _Apply(message, event, dataset, record_key, subject_ref)
-
-    def _key_field(self, dataset: str) -> str:
-        key_field = self._key_fields.get(dataset)
-        if key_field is None:
-            key_field = self._key_fields[dataset] = self._governance.dataset(dataset).key_field
-        return key_field
+    def _open(self, topic: str, items: list[tuple[int, LogMessage]]) -> list[Opened | EnvelopeError]:
+        """The messages of one topic through its dataset's codec, their chains judged against this
+        projector's heads."""
+        codec = self._codecs.get(topic)
+        if codec is None:
+            refused = UnknownDataset(f"topic {topic!r} carries no registered dataset")
+            return [refused for _ in items]
+        events = [(m.partition, parsed(m.value) if m.envelope is None else m.envelope) for _, m in items]
+        return codec.open_many(events, _TopicHeads(self._heads, topic))
 
     def _terms(self, consumer: str, dataset: str, schema: RecordSchema, *, now: dt.datetime) -> _Terms | None:
         """What ``consumer`` is granted of ``dataset``'s records of ``schema`` now; None: nothing."""
@@ -444,10 +411,29 @@ def parsed(raw: bytes) -> Envelope | EnvelopeError:
     """The envelope's structure and header (:func:`sharehub.envelope.parse`), or why it has none: an error
     the projector quarantines the message with."""
     try:
-        return parse(raw)
+        return DatasetCodec.parse(raw)
     except EnvelopeError as exc:
         return exc
 
 
-def _subject_ref(subject_key_id: str) -> str:
-    return subject_key_id.rsplit("/", 1)[-1]
+class _TopicHeads(MutableMapping[tuple[int, str], chain.ChainHead]):
+    """One topic's chain heads, (lane, producer) → head, as a view of the read models' (topic, lane,
+    producer) → (sequence, hash)."""
+
+    def __init__(self, heads: ChainHeads, topic: str) -> None:
+        self._heads, self._topic = heads, topic
+
+    def __getitem__(self, key: tuple[int, str]) -> chain.ChainHead:
+        return chain.ChainHead(*self._heads[(self._topic, *key)])
+
+    def __setitem__(self, key: tuple[int, str], head: chain.ChainHead) -> None:
+        self._heads[(self._topic, *key)] = (head.sequence, head.hash)
+
+    def __delitem__(self, key: tuple[int, str]) -> None:
+        del self._heads[(self._topic, *key)]
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return ((p, who) for (t, p, who) in self._heads if t == self._topic)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 
 from sharehub import chain
 from sharehub.checkpoints import open_checkpoint
-from sharehub.envelope import Envelope, VerifiedRoots, authenticate, parse
-from sharehub.errors import EnvelopeError
+from sharehub.codec import DatasetCodec, codecs_by_topic
+from sharehub.envelope import Envelope
+from sharehub.errors import ChainViolation, EnvelopeError
 from sharehub.governance import GovernanceView
 from sharehub.kafka import read_topic, records
 
@@ -72,28 +73,15 @@ class _Lane:
 def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float = 60.0) -> AuditReport:
     report = AuditReport()
     lanes: dict[tuple[str, str, int], _Lane] = defaultdict(_Lane)
-    roots = VerifiedRoots()
+    codecs = codecs_by_topic(governance.datasets(), governance, None)  # public keys only
     for dataset in governance.datasets():
+        codec = codecs[dataset.topic]
         for record in records(read_topic(bootstrap, dataset.topic, timeout=timeout)):
-            partition, offset, value = record.partition, record.offset, record.value
-            status = EventStatus(dataset.topic, partition, offset)
+            status = EventStatus(dataset.topic, record.partition, record.offset)
             report.events.append(status)
-            try:
-                envelope = parse(value)
-                header = envelope.header
-                status.producer, status.sequence, status.event_id = (
-                    header.producer,
-                    header.sequence,
-                    header.event_id,
-                )
-                authenticate(envelope, topic_dataset=dataset.id, signers=governance, roots=roots)
-            except EnvelopeError as exc:
-                status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
-                continue
-            if header.lane != partition:
-                status.chain, status.detail = "misrouted", f"signed for lane {header.lane}"
-                continue
-            _walk(lanes[(header.producer, dataset.id, partition)], envelope, status)
+            envelope = _verified(codec, record.value, record.partition, status)
+            if envelope is not None:
+                _walk(lanes[(envelope.header.producer, dataset.id, record.partition)], envelope, status)
     owners = sorted({dataset.owner for dataset in governance.datasets()})
     for owner in owners:
         topic = governance.checkpoint_topic(owner)
@@ -104,6 +92,27 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
             if not status.ok:
                 report.events.append(status)
     return report
+
+
+def _verified(codec: DatasetCodec, value: bytes, partition: int, status: EventStatus) -> Envelope | None:
+    """The event verified with public keys only, its header noted in ``status``; None (and the finding in
+    ``status``) when it is not authentic or not in the lane it was signed for."""
+    try:
+        envelope = codec.parse(value)
+    except EnvelopeError as exc:
+        status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
+        return None
+    header = envelope.header
+    status.producer, status.sequence, status.event_id = header.producer, header.sequence, header.event_id
+    try:
+        codec.verify(envelope, partition)
+    except ChainViolation as exc:  # authentic, but misrouted
+        status.chain, status.detail = exc.reason, f"signed for lane {header.lane}"
+        return None
+    except EnvelopeError as exc:
+        status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
+        return None
+    return envelope
 
 
 def _check_checkpoint(

@@ -24,10 +24,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from services.hub import Hub
-from sharehub.envelope import pseudonym
 from sharehub.errors import InputError, SignatureInvalid
 from sharehub.governance import GovernanceView
-from sharehub.keys import subject_key_id
 
 
 def erase_subject(
@@ -47,13 +45,13 @@ def erase_subject(
         raise InputError("the agency that requests an erasure may not also approve it")
     publisher = hub.publisher(ds.owner, dataset)
     event = publisher.erase(record_key)
-    ref = pseudonym(hub.keys.routing_key(dataset), record_key)
-    key_id = subject_key_id(dataset, ref)
+    key_id = event.header.subject_key_id  # the subject's key, named by its pseudonym
+    ref = key_id.rsplit("/", 1)[-1]
     shredded = hub.keys.destroy_subject_key(key_id)
     body = {
         "receipt": "sharehub.erasure.v1",
         "dataset": dataset,
-        "subject_ref": ref.hex(),
+        "subject_ref": ref,
         "subject_key_id": key_id,
         "subject_key_destroyed": shredded.destroyed or _already_destroyed(hub, key_id),
         "key_store": {

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from connectors.publisher import Publisher
 from projections.read_model import ReadModelStore
+from sharehub.codec import DatasetCodec
 from sharehub.errors import ConfigurationError
 from sharehub.gov import GovernanceService, GovState, anchors
 from sharehub.gov.events import parse
@@ -206,9 +207,15 @@ class Hub:
             bootstrap=self.kafka_as(agency),
             governance=self.governance_state(refresh=True),
             keys=self.keys,
+            signer=self.keys.signing_key(agency),
             agency=agency,
             dataset=dataset,
         )
+
+    def codec(self, dataset: str) -> DatasetCodec:
+        """``dataset``'s codec with this hub's keys, to open its events or name its records (pseudonyms)."""
+        ds = self.governance.dataset(dataset)
+        return DatasetCodec(ds.id, ds.key_field, self.governance, self.keys)
 
     def consumers(self) -> list[str]:
         """Every agency that holds an agreement, whatever its state: each has a read model."""

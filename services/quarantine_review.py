@@ -16,8 +16,8 @@ from typing import Any
 
 from projections.quarantine import decode_quarantined
 from services.hub import Hub
-from sharehub.envelope import VerifiedRoots, open_envelope
-from sharehub.errors import EnvelopeError, UnknownReferenceError
+from sharehub.codec import codecs_by_topic
+from sharehub.errors import EnvelopeError
 from sharehub.kafka import read_topic, records
 
 CHAIN_REASONS = {"chain_gap", "replayed_sequence", "duplicate", "chain_fork", "misrouted", "chain_violation"}
@@ -39,24 +39,19 @@ def quarantined(hub: Hub) -> Iterator[dict[str, Any]]:
 
 def recheck(hub: Hub) -> Iterator[Review]:
     gov = hub.governance_state(refresh=True)
-    datasets = {d.topic: d.id for d in gov.datasets()}
+    codecs = codecs_by_topic(gov.datasets(), gov, hub.keys)
     for entry in quarantined(hub):
         if entry["reason"] in CHAIN_REASONS:
             yield Review(entry, "chain", "decided by a replay ('sharehub project rebuild')")
             continue
-        try:
-            dataset = datasets.get(entry["source_topic"])
-            if dataset is None:
-                raise UnknownReferenceError(f"topic {entry['source_topic']!r} carries no registered dataset")
-            open_envelope(
-                entry["original_value"],
-                topic_dataset=dataset,
-                signers=gov,
-                keys=hub.keys,
-                roots=VerifiedRoots(),
-            )
-        except (EnvelopeError, UnknownReferenceError) as exc:
-            yield Review(entry, "refused", f"{getattr(exc, 'reason', 'unknown_dataset')}: {exc}")
+        codec = codecs.get(entry["source_topic"])
+        if codec is None:
+            yield Review(entry, "refused", f"unknown_dataset: {entry['source_topic']!r} carries no dataset")
+            continue
+        # On its own: verified, decrypted and decoded under governance and keys as they are now.
+        [outcome] = codec.open_many([(entry["source_partition"], entry["original_value"])], heads=None)
+        if isinstance(outcome, EnvelopeError):
+            yield Review(entry, "refused", f"{outcome.reason}: {outcome}")
             continue
         yield Review(entry, "passes", "would be applied by a rebuild")
 

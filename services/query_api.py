@@ -26,7 +26,6 @@ from services.hub import Hub
 from services.operations import Operations
 from sharehub.avro import RecordSchema
 from sharehub.collector import freeze_startup_objects
-from sharehub.envelope import pseudonym
 from sharehub.errors import Forbidden, InputError, RequestInvalid, UnknownReferenceError
 from sharehub.governance import Agreement
 from sharehub.row_filter import compile_filter
@@ -165,8 +164,8 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
 
     def refs(dataset: str, keys: list[str]) -> list[str]:
         """The records' pseudonyms, as on the dataset's topic: the access log never holds a record key."""
-        routing = hub.keys.routing_key(dataset)
-        return [pseudonym(routing, key).hex() for key in keys]
+        codec = hub.codec(dataset)
+        return [codec.pseudonym(key).hex() for key in keys]
 
     app.include_router(governance_router(hub, caller))
 

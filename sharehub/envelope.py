@@ -19,6 +19,10 @@ Opening runs the exact reverse in three steps, each with its own errors (:mod:`s
 :func:`parse` (structure, no key), :func:`authenticate` (dataset, signature, owner: public keys only — the
 audit stops here) and :func:`decrypt`. Destroying a subject's key (crypto-shredding) makes its personal
 fields unreadable for ever while every signature and hash still verifies. Nothing else calls the cipher.
+
+These are the primitives of :class:`sharehub.codec.DatasetCodec`, which runs them in order, a batch at a
+time: the rest of the hub seals and opens through the codec (only the envelope's own tests, and the study
+that times each step, call them one by one).
 """
 
 from __future__ import annotations
@@ -190,6 +194,8 @@ class SignerDirectory(Protocol):
 
 
 class DataKeys(Protocol):
+    """The keys :func:`decrypt` needs (the narrowest part of :class:`sharehub.codec.DatasetKeys`)."""
+
     def data_key(self, key_id: str) -> SecretBytes:
         """The data-encryption key with this id; UnknownDataKey if there is none."""
 

@@ -27,6 +27,7 @@
     │   ├── DecryptionFailed           AES-GCM authentication failed              decryption_failed
     │   ├── PayloadInvalid             decrypted payload is not a valid record    payload_invalid
     │   ├── SubjectErased              the subject key was destroyed (erasure)    subject_erased
+    │   ├── UnknownDataset             a topic that carries no registered dataset unknown_dataset
     │   └── ChainViolation             gap, replay, duplicate, fork, misrouted    chain_violation
     ├── AccessDenied              a query that may not be answered
     │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
@@ -156,6 +157,12 @@ class SubjectErased(EnvelopeError):
     """The event's data subject was erased: its personal fields can never be read again."""
 
     reason = "subject_erased"
+
+
+class UnknownDataset(EnvelopeError):
+    """A message on a topic that carries no registered dataset."""
+
+    reason = "unknown_dataset"
 
 
 class AccessDenied(SharehubError):

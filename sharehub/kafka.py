@@ -156,6 +156,11 @@ _LEADER_NOT_READY = {
 }
 
 
+#: Refusals that may only mean a grant made a moment ago has not reached the broker yet; and how long that
+#: may take before a refusal is one.
+_NOT_YET_GRANTED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
+_GRANTS_SETTLE_S = 5.0
+
 #: A partition the client's cached metadata does not know (a topic created by another client meanwhile).
 _UNKNOWN_HERE = KafkaError._UNKNOWN_PARTITION
 
@@ -226,14 +231,26 @@ class TopicReader:
 
     def partitions(self, topic: str) -> dict[int, tuple[int, int]]:
         """(low, high) offsets of every partition of ``topic``; empty when the topic does not exist."""
-        try:
-            found = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
-        except KafkaException as exc:
-            raise BrokerError(f"Kafka at {self._bootstrap} does not answer: {exc}") from None
-        if found is None or found.error is not None:
-            if found is not None and found.error.code() not in _LEADER_NOT_READY:
+        started = time.monotonic()
+        while True:
+            try:
+                found = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
+            except KafkaException as exc:
+                raise BrokerError(f"Kafka at {self._bootstrap} does not answer: {exc}") from None
+            if found is None or (
+                found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            ):
+                return {}
+            if found.error is None:
+                break
+            waited = time.monotonic() - started
+            code = found.error.code()
+            # Just created: a leader is being elected, or the grants made with it are still reaching the
+            # broker that answers (ACLs propagate through the cluster's metadata a moment later).
+            settling = code in _LEADER_NOT_READY or (code in _NOT_YET_GRANTED and waited < _GRANTS_SETTLE_S)
+            if not (found.error.retriable() or settling) or waited > self._timeout:
                 raise BrokerError(f"{topic}: {found.error.str()}")
-            return {}
+            time.sleep(0.2)
         return {
             p: watermarks(self._consumer, topic, p, timeout=self._timeout) for p in sorted(found.partitions)
         }

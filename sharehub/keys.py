@@ -13,7 +13,8 @@ key, its id and kind bound as associated data so a wrapped key cannot be swapped
 - **subject** keys, one per data subject of a dataset, for the fields its schema tags as personal.
   Destroying one (crypto-shredding) leaves a tombstone: the key is gone, the fact that it existed is not.
 
-:class:`KeyService` is the seam a real KMS (e.g. Vault's transit engine) implements.
+:class:`LocalKeyStore` implements :class:`sharehub.codec.DatasetKeys`, the one seam the codec takes its keys
+through, which a real KMS (e.g. Vault's transit engine) can implement instead.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -128,28 +129,6 @@ class SigningKey:
 def subject_key_id(dataset: str, subject_ref: bytes) -> str:
     """Id of a data subject's key: names the dataset and the subject's pseudonym, never the subject."""
     return f"{dataset}/subject/{subject_ref.hex()}"
-
-
-class KeyService(Protocol):
-    """What the envelope and its users need from key management."""
-
-    def data_key(self, key_id: str) -> SecretBytes:
-        """The data-encryption key with this id; UnknownDataKey if there is none."""
-
-    def current_data_key_id(self, dataset: str) -> str:
-        """The id of the key new events of ``dataset`` are encrypted with (the current epoch)."""
-
-    def routing_key(self, dataset: str) -> SecretBytes:
-        """The key that turns record keys into pseudonyms (Kafka message keys, subject refs)."""
-
-    def signing_key(self, agency: str) -> SigningKey:
-        """The agency's current private signing key."""
-
-    def subject_key(self, key_id: str) -> SecretBytes:
-        """A data subject's key; SubjectErased once destroyed, UnknownDataKey if it never existed."""
-
-    def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
-        """Create (durably, before any event uses them) the keys of subjects that have none yet."""
 
 
 _KEYS_TABLE = (
@@ -317,7 +296,7 @@ class LocalKeyStore:
         found = self._db.execute("SELECT 1 FROM keys WHERE kind = ? AND key_id = ?", (kind, key_id))
         return found.fetchone() is not None
 
-    # --- KeyService --------------------------------------------------------------------------------
+    # --- DatasetKeys (sharehub.codec) and signing ---------------------------------------------------
 
     def data_key(self, key_id: str) -> SecretBytes:
         cached = self._unwrapped.get(key_id)

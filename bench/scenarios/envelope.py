@@ -1,11 +1,11 @@
 """(a) Sealing and opening envelopes against plain fastavro encoding and decoding, one thread.
 
-Hub: sealing as the publisher does it (encode → AES-256-GCM of the shared fields under the dataset key and
-of the personal fields under the member's own key → one Ed25519 signature per batch of 256 over a Merkle
-root), then ``open_envelope`` as the projection does it (parse → batch signature, checked once per batch →
-ownership → decrypt both parts → decode). Keys come from the real key store, fetched once before the
-timing, so this measures the envelope and not the store. Baseline: ``fastavro.schemaless_writer`` /
-``schemaless_reader`` of the same records under the same schema.
+Hub: sealing as the publisher does it, through the dataset's codec (encode → AES-256-GCM of the shared
+fields under the dataset key and of the personal fields under the member's own key → one Ed25519
+signature per batch of 256 over a Merkle root), then ``open_many`` as the projection does it (parse →
+batch signature, checked once per batch → ownership → lane → decrypt both parts → decode). Keys come from
+the real key store, fetched once before the timing, so this measures the envelope and not the store.
+Baseline: ``fastavro.schemaless_writer`` / ``schemaless_reader`` of the same records under the same schema.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from bench import records
 from bench.environment import DATASET, new_hub
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
-from sharehub.envelope import VerifiedRoots, open_envelope
+from sharehub.codec import DatasetCodec
+from sharehub.errors import EnvelopeError
 
 
 def run(config: Config) -> ScenarioResult:
@@ -30,15 +31,16 @@ def run(config: Config) -> ScenarioResult:
         datums = sealer.datums(hub, records.members(config.events, config.seed))
         governance, keys = hub.governance, sealer.keys
         parsed = sealer.schema.parsed
+        key_field = governance.dataset(DATASET).key_field
 
         def hub_side(_rep: int) -> dict[str, float]:
             started = time.perf_counter()
             envelopes = sealer.seal_chain(datums)
             sealed = time.perf_counter()
-            roots = VerifiedRoots()  # fresh each time: every batch signature is checked once
-            for envelope in envelopes:
-                open_envelope(envelope.raw, topic_dataset=DATASET, signers=governance, keys=keys, roots=roots)
+            reader = DatasetCodec(DATASET, key_field, governance, keys)  # every batch signature checked once
+            outcomes = reader.open_many([(0, envelope.raw) for envelope in envelopes], heads=None)
             opened = time.perf_counter()
+            assert not any(isinstance(o, EnvelopeError) for o in outcomes)
             return {"seal_s": sealed - started, "open_s": opened - sealed, "round_trip_s": opened - started}
 
         def baseline_side(_rep: int) -> dict[str, float]:
@@ -69,7 +71,7 @@ def run(config: Config) -> ScenarioResult:
     return ScenarioResult(
         id="a",
         title="Envelope seal and open vs plain fastavro encode and decode (one thread)",
-        hub="seal_unsigned + sign_batch (256) / open_envelope",
+        hub="DatasetCodec.seal_many (signed by 256) / open_many",
         baseline="fastavro schemaless_writer / schemaless_reader",
         reps=config.reps,
         rows=[

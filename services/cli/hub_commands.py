@@ -266,15 +266,13 @@ def audit_access(
     """Every answered query of the read models (R7), oldest first, one JSON object per line. Records are
     named by their pseudonyms (record_refs); --record-key finds the queries that returned one record."""
     from services.access_log import read_access_log
-    from sharehub.envelope import pseudonym
 
     hub = Hub()
     wanted_ref = None
     if record_key is not None:
         if dataset is None:
             raise InputError("--record-key needs --dataset: a record's pseudonym depends on its dataset")
-        hub.governance.dataset(dataset)
-        wanted_ref = pseudonym(hub.keys.routing_key(dataset), record_key).hex()
+        wanted_ref = hub.codec(dataset).pseudonym(record_key).hex()
     for event in read_access_log(hub.kafka, hub.governance.access_log_topic):
         if consumer is not None and event["consumer"] != consumer:
             continue
