@@ -7,6 +7,7 @@ COPY sharehub ./sharehub
 COPY connectors ./connectors
 COPY projections ./projections
 COPY services ./services
+COPY tooling ./tooling
 COPY schemas ./schemas
 COPY demo ./demo
 # Exactly what uv.lock pins (hashes checked), into /opt/venv; uv itself pinned by hash.

@@ -20,7 +20,7 @@ lock-upgrade:  ## Move every pin in uv.lock to the newest release the ranges all
 	scripts/uv.sh lock --upgrade
 
 lint: venv
-	.venv/bin/ruff check sharehub connectors projections services tests bench
+	.venv/bin/ruff check sharehub connectors projections services tooling tests bench
 	.venv/bin/mypy
 
 kafka-start: venv

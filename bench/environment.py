@@ -41,7 +41,7 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[st
     if named:
         yield Hub(Settings(home=home, kafka_bootstrap=named)).kafka_admin
         return
-    from services.kafka_local import LocalKafka
+    from tooling.kafka_local import LocalKafka
 
     kafka = LocalKafka(home / "broker", Settings().cache_dir, port)
     if not kafka.status().running:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 
 from confluent_kafka import Producer
 
+from sharehub.errors import BenchmarkError
 from sharehub.kafka import Record, TopicReader, producer_config, read_topic
 
 BATCH = 500
@@ -18,7 +19,7 @@ BATCH = 500
 STALL_S = 60.0
 
 
-class KafkaBenchError(RuntimeError):
+class KafkaBenchError(BenchmarkError):
     """A benchmark loop could not finish against the broker."""
 
 

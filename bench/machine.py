@@ -7,7 +7,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from services.kafka_local import KAFKA_VERSION
+from tooling.kafka_local import KAFKA_VERSION
 
 LIBRARIES = (
     "confluent-kafka",

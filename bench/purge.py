@@ -27,9 +27,9 @@ from bench import machine, report
 from bench.environment import BENCH_HOME, DATASET, OWNER, broker, hub_env, new_hub
 from bench.load import query_api, stop_group
 from bench.model import save
-from connectors.synthetic import generate_party_members
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
+from tooling.synthetic import generate_party_members
 
 POLL_S = 0.02
 RESULTS = report.PURGE_JSON
@@ -81,7 +81,7 @@ def run(members: int) -> dict[str, Any]:
             _wait(lambda: all(s.count(DATASET) == members for s in stores.values()), 600, "projection")
             tokens = {c: issue_credential(hub, c) for c, _ in ENDINGS}
             with query_api(env, workdir / "api.log") as server, httpx2.Client(base_url=server.base) as client:
-                runs = []
+                runs: list[dict[str, Any]] = []
                 for consumer, ending in ENDINGS:
                     path = f"/v1/consumers/{consumer}/datasets/{DATASET}/records"
                     auth = {"Authorization": f"Bearer {tokens[consumer]}"}
@@ -116,9 +116,9 @@ def run(members: int) -> dict[str, Any]:
     return {
         "members": members,
         "runs": runs,
-        "api_refuses_median_s": statistics.median(r["api_refuses_after_s"] for r in runs),
-        "rows_purged_median_s": statistics.median(r["rows_purged_after_s"] for r in runs),
-        "rows_purged_max_s": max(r["rows_purged_after_s"] for r in runs),
+        "api_refuses_median_s": statistics.median(float(r["api_refuses_after_s"]) for r in runs),
+        "rows_purged_median_s": statistics.median(float(r["rows_purged_after_s"]) for r in runs),
+        "rows_purged_max_s": max(float(r["rows_purged_after_s"]) for r in runs),
     }
 
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.environment import DATASET, OWNER
-from connectors.synthetic import generate_party_members
 from services.hub import Hub
 from sharehub.avro import RecordSchema, record_from_json
 from sharehub.codec import SIGN_BATCH, DatasetCodec, Producing
 from sharehub.envelope import Envelope
 from sharehub.keys import SecretBytes, subject_key_id
+from tooling.synthetic import generate_party_members
 
 #: Fixed, so every run seals the same events; the signing keys, added when a bench hub is set up, are
 #: valid from then on, so this lies after any run and before the agreements end (2030-12-31).

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from bench.model import Config, ScenarioResult, load, save
 from bench.scenarios import SCENARIOS, Scenario
+from sharehub.errors import BenchmarkError
 
 #: A full scenario takes minutes; one still running after this is stuck.
 SCENARIO_TIMEOUT_S = 1800.0
 
 
-class ScenarioFailed(RuntimeError):
-    pass
+class ScenarioFailed(BenchmarkError):
+    """A scenario raised or gave a wrong result: the run stops, and says which."""
 
 
 def run_suite(config: Config, only: set[str] | None = None) -> list[ScenarioResult]:

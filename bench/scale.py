@@ -41,9 +41,9 @@ from bench.load import (
     stop_group,
 )
 from bench.model import save
-from connectors.synthetic import generate_party_members
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
+from tooling.synthetic import generate_party_members
 
 SAMPLE_EVERY_S = 5.0
 PROGRESS_EVERY = 100_000

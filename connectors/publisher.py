@@ -141,10 +141,14 @@ class Publisher:
             self._unchecked[lane] = 0
 
     def _produce(self, topic: str, value: bytes, key: bytes, partition: int | None) -> None:
-        extra = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._delivered, **extra)
+                if partition is None:
+                    self._producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                else:
+                    self._producer.produce(
+                        topic, value=value, key=key, partition=partition, on_delivery=self._delivered
+                    )
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)

@@ -18,7 +18,7 @@ from faust.assignor import PartitionAssignor
 log = logging.getLogger("sharehub.projection")
 
 
-class GuardedAssignor(PartitionAssignor):  # type: ignore[misc]
+class GuardedAssignor(PartitionAssignor):
     def assign(self, cluster: Any, member_metadata: Any) -> Any:
         sound, malformed = {}, []
         for member_id, metadata in member_metadata.items():

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from projections.projector import Decision, LogMessage, Projector, Quarantined, Reconciled
 from projections.read_model import TopicPartition
+from sharehub.errors import EarlierBatchFailed
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,6 @@ class Reconciliation:
 
     done: Reconciled = field(default_factory=Reconciled)
     restart_reasons: list[str] = field(default_factory=list)
-
-
-class EarlierBatchFailed(RuntimeError):
-    """A batch came after one that failed: the stream has moved past events no read model holds, so the
-    worker must start over from the read models' positions."""
 
 
 class ProjectionEngine(Protocol):

@@ -29,6 +29,7 @@ from projections.engine import Judged, LocalEngine, Reconciliation
 from projections.projector import LogMessage
 from projections.read_model import TopicPartition
 from sharehub.collector import collect_for_batches
+from sharehub.errors import EngineProcessError
 from sharehub.lifetime import die_with
 
 #: How long the engine process may take to start (imports, governance, keys, read models).
@@ -40,10 +41,6 @@ STOP_TIMEOUT_S = 30.0
 _WHILE_A_BATCH_WAITS = frozenset({"commit", "abandon", "stored_offset"})
 #: A call to the engine: (id, method, arguments).
 _Call = tuple[int, str, tuple[Any, ...]]
-
-
-class EngineProcessError(RuntimeError):
-    """The engine process failed, or is gone."""
 
 
 class EngineProcess:

@@ -44,14 +44,15 @@ def _literal(value: Value) -> Any:
 
 def _known(condition: Any) -> ColumnElement[bool]:
     """A condition that is false, not unknown, where SQL would say unknown (a null operand)."""
-    return func.coalesce(condition, false())
+    known: ColumnElement[bool] = func.coalesce(condition, false())
+    return known
 
 
 def _sql(expr: Expr, fields: Any) -> ColumnElement[bool]:
     if isinstance(expr, Comparison):
         if expr.value is None:
-            missing = fields[expr.field].as_string().is_(None)
-            return missing if expr.op == "==" else not_(missing)
+            absent: ColumnElement[bool] = fields[expr.field].as_string().is_(None)
+            return absent if expr.op == "==" else not_(absent)
         column = typed(fields, expr.field, expr.value)
         comparison: BinaryExpression[bool] = _OPERATORS[expr.op](column, _literal(expr.value))
         return _known(comparison)
@@ -65,10 +66,11 @@ def _sql(expr: Expr, fields: Any) -> ColumnElement[bool]:
             return and_(not_(inside), column.is_not(None))
         return inside
     if isinstance(expr, IsNull):
-        missing = fields[expr.field].as_string().is_(None)
+        missing: ColumnElement[bool] = fields[expr.field].as_string().is_(None)
         return not_(missing) if expr.negated else missing
     if isinstance(expr, Not):
-        return not_(_sql(expr.operand, fields))
+        negated: ColumnElement[bool] = not_(_sql(expr.operand, fields))
+        return negated
     if isinstance(expr, And):
         return and_(*(_sql(o, fields) for o in expr.operands))
     return or_(*(_sql(o, fields) for o in expr.operands))

@@ -27,6 +27,7 @@ from sharehub.codec import DatasetCodec, DatasetKeys, Opened, codecs_by_topic
 from sharehub.envelope import Envelope
 from sharehub.errors import EnvelopeError, UnknownDataset
 from sharehub.governance import Agreement, GovernanceView
+from sharehub.kafka import Record
 from sharehub.row_filter import RowFilter, compile_filter
 
 
@@ -44,6 +45,11 @@ class LogMessage:
     @property
     def tp(self) -> TopicPartition:
         return (self.topic, self.partition)
+
+    @classmethod
+    def of(cls, record: Record) -> LogMessage:
+        """A record as the topic reader gave it (:class:`sharehub.kafka.Record`)."""
+        return cls(record.topic, record.partition, record.offset, record.key, record.value)
 
 
 @dataclass(frozen=True)
@@ -174,9 +180,8 @@ class Projector:
 
     def _decide(self, batch: Sequence[LogMessage]) -> Decision:
         decision = Decision()
-        verdicts: list[_Apply | _Purge] = []
         #: Per partition, where this batch takes over. A read model whose position is below it is being
-        #: backfilled (see projections.backfill): this batch leaves that partition of it alone.
+        #: backfilled (reset to its start for new terms): this batch leaves that partition of it alone.
         takes_over: dict[TopicPartition, int] = {}
         # Per topic, in batch order (each partition's order is all a chain needs), opened by its codec.
         todo: dict[str, list[tuple[int, LogMessage]]] = {}
@@ -188,11 +193,37 @@ class Projector:
                 continue  # judged before: a redelivery after a rebalance or a restart
             self._judged[message.tp] = message.offset + 1
             todo.setdefault(message.topic, []).append((index, message))
+        verdicts = self._verdicts(todo, decision)
+        moved_tps = {m.tp for m in batch}
+        decision.heads = {k: v for k, v in self._heads.items() if k[:2] in moved_tps}
+        # Each partition's last offset in the batch, and each verdict's place: looked up per consumer below.
+        ends: dict[TopicPartition, int] = {}
+        for message in batch:
+            ends[message.tp] = max(ends.get(message.tp, 0), message.offset + 1)
+        placed = [(v.message.tp, v.message.offset, v) for v in verdicts]
+        now = self._clock()
+        for consumer, store in self._stores.items():
+            done = store.positions()
+            lagging = {tp for tp, start in takes_over.items() if done.get(tp, 0) < start}
+            moved = {tp: end for tp, end in ends.items() if tp not in lagging and end > done.get(tp, 0)}
+            placed_here = [(i, v) for i, (tp, offset, v) in enumerate(placed)
+                           if tp not in lagging and offset >= done.get(tp, 0)]  # fmt: skip
+            decision.rows[consumer], decision.purges[consumer] = self._for_consumer(
+                consumer, placed_here, now
+            )
+            decision.positions[consumer] = moved
+        return decision
+
+    def _verdicts(
+        self, todo: dict[str, list[tuple[int, LogMessage]]], decision: Decision
+    ) -> list[_Apply | _Purge]:
+        """Every message's verdict, in batch order; the refused ones go into ``decision``'s quarantine."""
         outcomes: list[tuple[int, LogMessage, Opened | EnvelopeError]] = []
         for topic, items in todo.items():
             for (index, message), outcome in zip(items, self._open(topic, items), strict=True):
                 outcomes.append((index, message, outcome))
         outcomes.sort(key=lambda o: o[0])
+        verdicts: list[_Apply | _Purge] = []
         for _, message, outcome in outcomes:
             if isinstance(outcome, EnvelopeError):
                 decision.quarantined.append(Quarantined(message, outcome.reason, str(outcome)))
@@ -200,44 +231,31 @@ class Projector:
                 verdicts.append(_Purge(message, self._dataset_by_topic[message.topic], outcome.subject_ref))
             else:
                 verdicts.append(_Apply(message, outcome, self._dataset_by_topic[message.topic]))
-        moved_tps = {m.tp for m in batch}
-        decision.heads = {k: v for k, v in self._heads.items() if k[:2] in moved_tps}
-        now = self._clock()
-        # Each partition's last offset in the batch, and each verdict's place: looked up per consumer below.
-        ends: dict[TopicPartition, int] = {}
-        for message in batch:
-            ends[message.tp] = max(ends.get(message.tp, 0), message.offset + 1)
-        placed = [(v.message.tp, v.message.offset, v) for v in verdicts]
-        for consumer, store in self._stores.items():
-            done = store.positions()
-            lagging = {tp for tp, start in takes_over.items() if done.get(tp, 0) < start}
-            moved = {tp: end for tp, end in ends.items() if tp not in lagging and end > done.get(tp, 0)}
-            # The last verdict per record wins: a purge (erasure, or a row filter the record no longer
-            # passes) drops the rows before it in this batch, a later row outlives an earlier purge.
-            rows: list[tuple[int, Row]] = []
-            last_row: dict[tuple[str, str], int] = {}
-            last_purge: dict[tuple[str, str], int] = {}
-            grants = _Grants(functools.partial(self._terms, consumer, now=now))
-            for i, (tp, offset, verdict) in enumerate(placed):
-                if tp in lagging or offset < done.get(tp, 0):
-                    continue  # applied by an earlier run (exactly-once effects), or left to the backfill
-                if isinstance(verdict, _Purge):
-                    last_purge[(verdict.dataset, verdict.subject_ref)] = i
-                    continue
-                granted = grants.row(verdict)
-                if isinstance(granted, Row):
-                    rows.append((i, granted))
-                    last_row[(granted.dataset, granted.subject_ref)] = i
-                elif granted is not None:
-                    last_purge[granted] = i
-            kept = [r for i, r in rows if i > last_purge.get((r.dataset, r.subject_ref), -1)]
-            purges = [key for key, i in last_purge.items() if i > last_row.get(key, -1)]
-            decision.rows[consumer], decision.purges[consumer], decision.positions[consumer] = (
-                kept,
-                purges,
-                moved,
-            )
-        return decision
+        return verdicts
+
+    def _for_consumer(
+        self, consumer: str, placed: list[tuple[int, _Apply | _Purge]], now: dt.datetime
+    ) -> tuple[list[Row], list[tuple[str, str]]]:
+        """The consumer's rows and purges for the verdicts it has not applied yet. The last verdict per
+        record wins: a purge (erasure, or a row filter the record no longer passes) drops the rows before it
+        in this batch, a later row outlives an earlier purge."""
+        rows: list[tuple[int, Row]] = []
+        last_row: dict[tuple[str, str], int] = {}
+        last_purge: dict[tuple[str, str], int] = {}
+        grants = _Grants(functools.partial(self._terms, consumer, now=now))
+        for i, verdict in placed:
+            if isinstance(verdict, _Purge):
+                last_purge[(verdict.dataset, verdict.subject_ref)] = i
+                continue
+            granted = grants.row(verdict)
+            if isinstance(granted, Row):
+                rows.append((i, granted))
+                last_row[(granted.dataset, granted.subject_ref)] = i
+            elif granted is not None:
+                last_purge[granted] = i
+        kept = [r for i, r in rows if i > last_purge.get((r.dataset, r.subject_ref), -1)]
+        purges = [key for key, i in last_purge.items() if i > last_row.get(key, -1)]
+        return kept, purges
 
     def prune_history(self, before: dt.datetime) -> dict[str, int]:
         """Every read model forgets the past versions no read "as of" ``before`` or later needs; returns how
@@ -378,6 +396,7 @@ class _Grants:
         record = event.record
         if record is None:
             return None
+        assert event.schema is not None  # every event that is not an erasure has its schema
         terms = self._terms_for(verdict.dataset, event.schema)
         if terms is None:
             return None  # default deny

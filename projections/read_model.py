@@ -389,7 +389,7 @@ class ReadModelStore:
         with self.engine.connect() as conn:
             return {k: int(v) for k, v in conn.execute(query)}
 
-    def list(
+    def page(
         self,
         dataset: str,
         *,

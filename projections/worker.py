@@ -19,14 +19,13 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP
+from mode.types.signals import BaseSignalT
 
 from projections.assignor import GuardedAssignor
 from projections.engine import Judged, ProjectionEngine
@@ -44,22 +43,194 @@ BATCH_WAIT_S = 0.2
 RECONCILE_EVERY_S = 1.0
 #: How often the worker has each read model forget the past versions older than the history it keeps.
 PRUNE_HISTORY_EVERY_S = 3600.0
-#: faust.App attribute that holds why the worker stopped to start over (empty: it did not).
-RESTART_REASONS = "sharehub_restart_reasons"
 
 
-def create_app(
-    engine: ProjectionEngine,
-    bootstrap: str,
-    *,
-    group: str,
-    quarantine_topic: str,
-    datadir: Path,
-    history_horizon: Callable[[], dt.datetime | None] = lambda: None,
-) -> faust.App:
-    """A faust app in consumer group ``group`` projecting every dataset topic the engine knows.
+class ProjectionWorker:
+    """A faust app in consumer group ``group`` projecting every dataset topic the engine knows; it owns the
+    batches in flight and the reasons it stops to start over.
 
     ``history_horizon`` gives the earliest time reads "as of" may ask for (None: keep every version)."""
+
+    def __init__(
+        self,
+        engine: ProjectionEngine,
+        bootstrap: str,
+        *,
+        group: str,
+        quarantine_topic: str,
+        datadir: Path,
+        history_horizon: Callable[[], dt.datetime | None] = lambda: None,
+    ) -> None:
+        self.engine = engine
+        self._history_horizon = history_horizon
+        #: One task per batch sent to the engine (quarantine, then commit if still due), oldest first. The
+        #: engine takes calls in the order sent, so batches are projected in the order taken.
+        self.in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: Why the worker stops to start over; empty while it runs on (a state, set once).
+        self.restart_reasons: list[str] = []
+        self._held: set[TP] = set()
+        self._worker: faust.Worker | None = None
+        self.app = _faust_app(bootstrap, group, datadir)
+        # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
+        # offset would have faust seek there (and drop everything below it) when partitions are assigned.
+        self._topics = set(engine.topics)
+        datasets = self.app.topic(*engine.topics, key_type=bytes, value_type=bytes, acks=False)
+        self._quarantine = self.app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
+        self.app.agent(datasets, name="project")(self._project)
+        self.app.timer(interval=RECONCILE_EVERY_S, name="reconcile")(self._reconcile)
+        self.app.timer(interval=PRUNE_HISTORY_EVERY_S, name="prune-history")(self._prune_history)
+        # (mode types its handlers as plain functions; a bound coroutine method is what it calls all the same)
+        self.app.on_partitions_revoked.connect(cast(Any, self._finish_taken_batches))
+        self.app.on_partitions_assigned.connect(cast(Any, self._resume_from_read_models))
+
+    def run(self, *, loglevel: str = "INFO") -> list[str]:
+        """Run until SIGINT or SIGTERM, or until it decides to start over. Returns why it stopped to start
+        over (empty when it was stopped from outside): the caller starts a new worker then."""
+        self._worker = faust.Worker(self.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        try:
+            self._worker.execute_from_commandline()
+        except SystemExit as stopped:
+            if not self.restart_reasons:
+                raise
+            log.info("worker stopped (exit %s) to start over", stopped.code)
+        return self.restart_reasons
+
+    # --- the stream -----------------------------------------------------------------------------------
+
+    async def _project(self, stream: faust.StreamT[Any]) -> None:
+        collect_for_batches()  # the app, its consumer and the engine are made by the time agents start
+        events_of = cast(faust.Stream[bytes], stream).take_events  # (not in faust's StreamT protocol)
+        try:
+            async for events in events_of(BATCH_SIZE, within=BATCH_WAIT_S):
+                if self.restart_reasons:
+                    continue  # starting over from the read models' positions: these are read again then
+                # Parsed here (no key is needed), so the engine only verifies, decrypts and writes.
+                batch = [
+                    LogMessage(m.topic, m.partition, m.offset, m.key, m.value or b"", parsed(m.value or b""))
+                    for m in (e.message for e in events)
+                ]
+                # Sent at once: it crosses to the engine while the batch before is projected.
+                answer = asyncio.wrap_future(self.engine.project_in_turn(batch))
+                self.in_flight.append(asyncio.ensure_future(self._finish(batch, answer)))
+                await self._while_more_in_flight_than(1)  # one batch waits in the engine, no more
+        finally:
+            await self._while_more_in_flight_than(0)  # a stopping agent does not cancel a batch half way
+
+    async def _while_more_in_flight_than(self, count: int) -> None:
+        while len(self.in_flight) > count:
+            await asyncio.wait([self.in_flight[0]])
+            self.in_flight.popleft()
+
+    async def _finish(self, batch: list[LogMessage], answer: asyncio.Future[Judged]) -> None:
+        """Send what the engine quarantined, then have it commit; a batch that fails makes the worker
+        start over from the read models' positions (the stream has moved past its events)."""
+        try:
+            decision = await answer
+            for entry in decision.quarantined:
+                key, value = encode_quarantined(entry)
+                delivered = await self._quarantine.send(key=key, value=value)
+                await delivered  # on the broker before the positions move past it
+                m = entry.message
+                log.warning("quarantined %s[%d]@%d: %s", m.topic, m.partition, m.offset, entry.reason)
+            if not decision.committed:
+                await asyncio.to_thread(self.engine.commit, decision)
+        except Exception as exc:
+            await self._failed("a batch", exc)
+            return
+        if decision.rows:
+            log.info("applied %d rows from %d events", decision.rows, len(batch))
+
+    # --- starting over --------------------------------------------------------------------------------
+
+    def _start_over(self, reasons: list[str], level: int) -> None:
+        """Take no batch from now on, and stop (faust's graceful stop: batches in flight finish); a fresh
+        worker reads again from where the read models stand. Only the first call counts."""
+        if self.restart_reasons:
+            return
+        self.restart_reasons.extend(reasons)
+        log.log(level, "starting over: %s", "; ".join(reasons))
+        if self._worker is not None:
+            asyncio.ensure_future(self._worker.stop())
+
+    async def _failed(self, what: str, exc: Exception) -> None:
+        """``what`` failed in the engine (a batch; or a timer's call, as when the engine died): the engine
+        projects no batch from now on, and the worker starts over."""
+        reason = f"{what} failed ({type(exc).__name__}: {exc})"
+        if self.restart_reasons:
+            return
+        with contextlib.suppress(Exception):  # a vanished engine projects nothing either
+            await asyncio.to_thread(self.engine.abandon, reason)
+        self._start_over([reason], logging.ERROR)
+
+    # --- timers ---------------------------------------------------------------------------------------
+
+    async def _reconcile(self) -> None:
+        """Agreements take effect from the log: one that ends (revoked, suspended, expired) takes its rows
+        along within seconds, whether or not events are flowing; one that starts, or replaces another with
+        different terms, has its dataset projected again from the start. A dataset or consumer governance
+        added, or a read model sent back to a dataset's start, makes the worker start over (positions live
+        in the read models, so that is safe at any moment) to read from where every read model needs."""
+        if self.restart_reasons:
+            return
+        try:
+            reconciled = await asyncio.to_thread(self.engine.reconcile)
+        except Exception as exc:  # a timer that raises would crash the worker instead
+            await self._failed("reconciling", exc)
+            return
+        for (consumer, dataset), rows in sorted(reconciled.done.purged.items()):
+            log.warning(
+                "purged %d rows of %s from %s's read model: no active agreement", rows, dataset, consumer
+            )
+        for (consumer, dataset), rows in sorted(reconciled.done.reset.items()):
+            log.warning("%s's read model takes %s from its start under new terms (%d rows reset)", consumer,
+                        dataset, rows)  # fmt: skip
+        if reconciled.restart_reasons:
+            self._start_over(reconciled.restart_reasons, logging.WARNING)
+
+    async def _prune_history(self) -> None:
+        """Past versions no allowed read "as of" needs any more are forgotten (SHAREHUB_HISTORY_DAYS)."""
+        horizon = self._history_horizon()
+        if horizon is None or self.restart_reasons:
+            return
+        try:
+            forgotten = await asyncio.to_thread(self.engine.prune_history, horizon)
+        except Exception as exc:
+            await self._failed("pruning history", exc)
+            return
+        for consumer, versions in forgotten.items():
+            if versions:
+                log.info("%s's read model forgot %d versions from before %s", consumer, versions, horizon)
+
+    # --- rebalances -----------------------------------------------------------------------------------
+
+    async def _finish_taken_batches(self, sender: Any, *_: Any, signal: BaseSignalT[Any], **__: Any) -> None:
+        """Partitions may go to another worker: every batch taken from them is finished before they go."""
+        if self.in_flight:
+            await asyncio.wait(list(self.in_flight))
+
+    async def _resume_from_read_models(
+        self, sender: Any, *_: Any, signal: BaseSignalT[Any], **given: Any
+    ) -> None:
+        assigned: set[TP] = given["assigned"]
+        ours = {tp for tp in assigned if tp.topic in self._topics}
+        newly = ours - self._held
+        self._held = ours
+        # Seek in faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread
+        # races the fetcher. Reading the stored positions changes nothing in the projector.
+        offsets = await asyncio.to_thread(
+            lambda: {tp: self.engine.stored_offset((tp.topic, tp.partition)) for tp in ours}
+        )
+        if offsets:
+            await self.app.consumer.seek_wait(offsets)
+        for tp, offset in sorted(offsets.items()):
+            log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
+        # Partitions new to this worker may have moved on elsewhere: forget what we knew of them (after the
+        # batches sent before, as the engine takes calls in order), so the next batch takes their chain
+        # heads from the read models.
+        await asyncio.to_thread(self.engine.forget, [(tp.topic, tp.partition) for tp in newly])
+
+
+def _faust_app(bootstrap: str, group: str, datadir: Path) -> faust.App:
     login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
     credentials = (
         faust.SASLCredentials(
@@ -68,7 +239,7 @@ def create_app(
         if login
         else None
     )
-    app = faust.App(
+    return faust.App(
         group,
         broker=f"kafka://{bootstrap}",
         broker_credentials=credentials,
@@ -83,178 +254,3 @@ def create_app(
         producer_acks=-1,
         PartitionAssignor=GuardedAssignor,  # a member with malformed metadata gets nothing, not a crash
     )
-    # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
-    # offset would have faust seek there (and drop everything below it) when partitions are assigned.
-    topics = engine.topics
-    datasets = app.topic(*topics, key_type=bytes, value_type=bytes, acks=False)
-    quarantine = app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
-    dataset_topics = set(topics)
-    # Each batch sent to the engine has a task that finishes it (quarantine, then commit if still due),
-    # oldest first. The engine takes calls in the order sent, so batches are projected in the order taken.
-    in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
-    restart_reasons: list[str] = []
-    setattr(app, RESTART_REASONS, restart_reasons)
-
-    @app.agent(datasets)
-    async def project(stream: faust.StreamT[bytes]) -> None:
-        collect_for_batches()  # the app, its consumer and the engine are made by the time agents start
-        try:
-            async for events in stream.take_events(BATCH_SIZE, within=BATCH_WAIT_S):
-                if restart_reasons:
-                    continue  # starting over from the read models' positions: these are read again then
-                # Parsed here (no key is needed), so the engine only verifies, decrypts and writes.
-                batch = [
-                    LogMessage(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                        parsed(e.message.value),
-                    )
-                    for e in events
-                ]
-                # Sent at once: it crosses to the engine while the batch before is projected.
-                answer = asyncio.wrap_future(engine.project_in_turn(batch))
-                in_flight.append(asyncio.ensure_future(_finish(batch, answer)))
-                await _while_more_in_flight_than(1)  # one batch waits in the engine, no more
-        finally:
-            await _while_more_in_flight_than(0)  # a stopping agent does not cancel a batch half way
-
-    async def _while_more_in_flight_than(count: int) -> None:
-        while len(in_flight) > count:
-            await asyncio.wait([in_flight[0]])
-            in_flight.popleft()
-
-    async def _finish(batch: list[LogMessage], answer: asyncio.Future[Judged]) -> None:
-        """Send what the engine quarantined, then have it commit; a batch that fails makes the worker
-        start over from the read models' positions (the stream has moved past its events)."""
-        try:
-            decision = await answer
-            for entry in decision.quarantined:
-                key, value = encode_quarantined(entry)
-                delivered = await quarantine.send(key=key, value=value)
-                await delivered  # on the broker before the positions move past it
-                log.warning(
-                    "quarantined %s[%d]@%d: %s",
-                    entry.message.topic,
-                    entry.message.partition,
-                    entry.message.offset,
-                    entry.reason,
-                )
-            if not decision.committed:
-                await asyncio.to_thread(engine.commit, decision)
-        except Exception as exc:
-            await _start_over("a batch", exc)
-            return
-        if decision.rows:
-            log.info("applied %d rows from %d events", decision.rows, len(batch))
-
-    def _decide_to_start_over(reasons: list[str], level: int) -> bool:
-        """Record why the worker starts over (the agent takes no batch from then on); False when it already
-        is. The caller then stops it (faust's graceful stop): a fresh worker reads again from where the read
-        models stand."""
-        if restart_reasons:
-            return False
-        restart_reasons.extend(reasons)
-        log.log(level, "starting over: %s", "; ".join(reasons))
-        return True
-
-    async def _start_over(what: str, exc: Exception) -> None:
-        """After ``what`` failed in the engine (a batch; or a timer's call, as when the engine died): the
-        engine projects no batch from now on, and the worker stops."""
-        reason = f"{what} failed ({type(exc).__name__}: {exc})"
-        if not _decide_to_start_over([reason], logging.ERROR):
-            return
-        with contextlib.suppress(Exception):  # a vanished engine projects nothing either
-            await asyncio.to_thread(engine.abandon, reason)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    @app.timer(interval=RECONCILE_EVERY_S)
-    async def reconcile() -> None:
-        """Agreements take effect from the log: one that ends (revoked, suspended, expired) takes its rows
-        along within seconds, whether or not events are flowing; one that starts, or replaces another with
-        different terms, has its dataset projected again from the start. A dataset or consumer governance
-        added, or a read model sent back to a dataset's start, makes the worker start over (positions live
-        in the read models, so that is safe at any moment) to read from where every read model needs."""
-        if restart_reasons:
-            return
-        try:
-            reconciled = await asyncio.to_thread(engine.reconcile)
-        except Exception as exc:  # a timer that raises would crash the worker instead
-            await _start_over("reconciling", exc)
-            return
-        done, reasons = reconciled.done, reconciled.restart_reasons
-        for (consumer, dataset), rows in sorted(done.purged.items()):
-            log.warning(
-                "purged %d rows of %s from %s's read model: no active agreement", rows, dataset, consumer
-            )
-        for (consumer, dataset), rows in sorted(done.reset.items()):
-            log.warning(
-                "%s's read model takes %s from its start under new terms (%d rows reset)",
-                consumer,
-                dataset,
-                rows,
-            )
-        if reasons and _decide_to_start_over(reasons, logging.WARNING):
-            os.kill(os.getpid(), signal.SIGTERM)  # faust's own graceful stop
-
-    @app.timer(interval=PRUNE_HISTORY_EVERY_S)
-    async def prune_history() -> None:
-        """Past versions no allowed read "as of" needs any more are forgotten (SHAREHUB_HISTORY_DAYS)."""
-        horizon = history_horizon()
-        if horizon is None or restart_reasons:
-            return
-        try:
-            forgotten = await asyncio.to_thread(engine.prune_history, horizon)
-        except Exception as exc:
-            await _start_over("pruning history", exc)
-            return
-        for consumer, versions in forgotten.items():
-            if versions:
-                log.info("%s's read model forgot %d versions from before %s", consumer, versions, horizon)
-
-    held: set[TP] = set()
-
-    @app.on_partitions_revoked.connect
-    async def finish_taken_batches(sender: Any, revoked: set[TP], **_: Any) -> None:
-        """Partitions may go to another worker: every batch taken from them is finished before they go."""
-        if in_flight:
-            await asyncio.wait(list(in_flight))
-
-    @app.on_partitions_assigned.connect
-    async def resume_from_read_models(sender: Any, assigned: set[TP], **_: Any) -> None:
-        ours = {tp for tp in assigned if tp.topic in dataset_topics}
-        newly = ours - held
-        held.clear()
-        held.update(ours)
-        # Seek in faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread
-        # races the fetcher. Reading the stored positions changes nothing in the projector.
-        offsets = await asyncio.to_thread(
-            lambda: {tp: engine.stored_offset((tp.topic, tp.partition)) for tp in ours}
-        )
-        if offsets:
-            await app.consumer.seek_wait(offsets)
-        for tp, offset in sorted(offsets.items()):
-            log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
-        # Partitions new to this worker may have moved on elsewhere: forget what we knew of them (after the
-        # batches sent before, as the engine takes calls in order), so the next batch takes their chain
-        # heads from the read models.
-        await asyncio.to_thread(engine.forget, [(tp.topic, tp.partition) for tp in newly])
-
-    return app
-
-
-def run(app: faust.App, *, loglevel: str = "INFO") -> list[str]:
-    """Run until SIGINT or SIGTERM. Returns why the worker stopped to start over (empty when it was
-    stopped from outside): the caller starts a new worker then."""
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as stopped:
-        reasons: list[str] = getattr(app, RESTART_REASONS, [])
-        if not reasons:
-            raise
-        log.info("worker stopped (exit %s) to start over", stopped.code)
-        return reasons
-    return []

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
-.venv/bin/ruff check sharehub connectors projections services tests bench
+.venv/bin/ruff check sharehub connectors projections services tooling tests bench
 .venv/bin/mypy
 
 export SHAREHUB_HOME="$PWD/.sharehub-test"

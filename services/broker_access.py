@@ -35,6 +35,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -79,7 +80,7 @@ def provision_services(hub: Hub) -> None:
 
 def _upsert_principals(hub: Hub, admin: AdminClient, names: list[str]) -> None:
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-    upserts = [
+    upserts: list[UserScramCredentialAlteration] = [
         UserScramCredentialUpsertion(
             hub.principal(n), info, hub.keys.broker_password(hub.principal(n)).reveal()
         )

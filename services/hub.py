@@ -14,7 +14,7 @@ import fcntl
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +49,8 @@ class Hub:
         self._stores: dict[str, ReadModelStore] = {}
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
+        #: What services made on this hub close with it (an API's access-log producer), newest first.
+        self._on_close: list[Callable[[], None]] = []
         self._read_now = threading.Event()
 
     @property
@@ -233,7 +235,19 @@ class Hub:
             self._stores[consumer] = store
         return self._stores[consumer]
 
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        """Have ``close`` called when this hub closes (before its own parts)."""
+        self._on_close.append(close)
+
     def close(self) -> None:
+        while self._on_close:
+            self._on_close.pop()()
         if self._follower is not None:
             self._stop_following.set()
             self._read_now.set()

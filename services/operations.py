@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client import Counter as PromCounter
 
 from projections.quarantine import decode_quarantined
-from services.api_auth import AuthCounts
+from services.api.auth import AuthCounts
 from services.hub import Hub
 from sharehub.kafka import read_topic, reader_config, records, watermarks
 

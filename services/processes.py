@@ -33,7 +33,10 @@ def running_pid(home: Path, name: str) -> int | None:
     _reap(pid)
     child = _children.get(pid)
     if child is not None:  # started here: ours, even in the instant before it has exec'd
-        return pid if child.poll() is None else _forget(pid_file)
+        if child.poll() is None:
+            return pid
+        _forget(pid_file)
+        return None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:

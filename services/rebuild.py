@@ -43,9 +43,7 @@ def replay(hub: Hub, consumer: str, store: ReadModelStore) -> Replayed:
     events = quarantined = 0
     for topic in projector.topics:
         for batch in read_topic(hub.kafka, topic):
-            quarantined += _apply(
-                projector, [LogMessage(r.topic, r.partition, r.offset, None, r.value) for r in batch]
-            )
+            quarantined += _apply(projector, [LogMessage.of(r) for r in batch])
             events += len(batch)
     projector.reconcile()  # an agreement that ended meanwhile takes its rows along
     return Replayed(consumer, events, store.count(), quarantined, store.state_hash())

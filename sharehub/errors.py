@@ -33,7 +33,16 @@
     │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
     │   ├── TooManyRequests           too many failed authentications from one address (HTTP 429)
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
-    └── BrokerError               Kafka unreachable or a delivery failed
+    ├── BrokerError               Kafka unreachable or a delivery failed
+    ├── ProjectionError           the projection cannot go on from where it stands; the worker starts over
+    │   ├── EngineProcessError         the engine process failed, or is gone
+    │   └── EarlierBatchFailed         a batch came after one that failed
+    ├── LocalKafkaError           the development broker (``sharehub kafka``) could not be managed
+    │   ├── JarFetchError              Kafka's jars could not be fetched
+    │   ├── BrokerStartError           the broker did not start or become ready
+    │   │   └── PortInUseError              a port it needs is held by another process
+    │   └── BrokerStopError            a broker process survived every attempt to stop it
+    └── BenchmarkError            a benchmark could not run to its end
 
 Messages never contain key material or record contents beyond field names.
 """
@@ -187,3 +196,40 @@ class Forbidden(AccessDenied):
 
 class BrokerError(SharehubError):
     """Kafka could not be reached, or refused or lost a write."""
+
+
+class ProjectionError(SharehubError):
+    """The projection cannot go on from where it stands: the worker starts over from the read models."""
+
+
+class EngineProcessError(ProjectionError):
+    """The engine process failed, or is gone."""
+
+
+class EarlierBatchFailed(ProjectionError):
+    """A batch came after one that failed: the stream has moved past events no read model holds, so the
+    worker must start over from the read models' positions."""
+
+
+class LocalKafkaError(SharehubError):
+    """Base of every error of the local broker manager; its message is meant for a human."""
+
+
+class JarFetchError(LocalKafkaError):
+    """The broker's jars could not be fetched (Maven missing, offline, or failing)."""
+
+
+class BrokerStartError(LocalKafkaError):
+    """The broker could not be started or did not become ready."""
+
+
+class PortInUseError(BrokerStartError):
+    """A port the broker needs is held by a process that is not this broker."""
+
+
+class BrokerStopError(LocalKafkaError):
+    """A broker process survived every attempt to stop it."""
+
+
+class BenchmarkError(SharehubError):
+    """A benchmark could not run to its end (a scenario failed, the broker stopped answering)."""

@@ -178,9 +178,10 @@ def watermarks(consumer: Consumer, topic: str, partition: int, *, timeout: float
             transient = exc.args[0].retriable() or code in _LEADER_NOT_READY or code == _UNKNOWN_HERE
             if not transient or time.monotonic() > deadline:
                 raise BrokerError(f"offsets of {topic}[{partition}]: {exc.args[0].str()}") from None
-            if code == _UNKNOWN_HERE:  # created since this client last asked: ask the broker about it now
-                with contextlib.suppress(KafkaException):
-                    consumer.list_topics(topic, timeout=timeout)
+            # Created, or its leader moved, since this client last asked: ask the brokers about it now (a
+            # client kept open between reads would otherwise go on asking the broker it remembers).
+            with contextlib.suppress(KafkaException):
+                consumer.list_topics(topic, timeout=timeout)
             time.sleep(0.2)
 
 

@@ -34,7 +34,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if named:
         yield named
         return
-    from services.kafka_local import LocalKafka
+    from tooling.kafka_local import LocalKafka
 
     broker = LocalKafka(REPO / ".sharehub-test" / "session", Settings().cache_dir, FALLBACK_KAFKA_PORT)
     bootstrap = broker.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBindingFilter,
@@ -33,14 +34,37 @@ class Snapshot:
     principals: tuple[str, ...]
 
 
+_ADMINS: dict[str, AdminClient] = {}
+#: Agencies a refused request could try to bring into being (register-agency): their grants are looked for
+#: too. (A registration that got through would show in the log and the principals anyway.)
+_SPARE_NAMES = ["x", "ghost"]
+
+
 def snapshot(hub: Hub) -> Snapshot:
     prefix = hub.anchors.topic_prefix
-    admin = AdminClient(client_config(hub.kafka_admin))
-    everything = AclBindingFilter(
-        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
-    )
-    acls = admin.describe_acls(everything).result()
-    users = admin.describe_user_scram_credentials().result()
+    # One admin client per broker for the whole run: each one keeps threads and connections of its own.
+    admin = _ADMINS.get(hub.settings.bootstrap)
+    if admin is None:
+        admin = _ADMINS[hub.settings.bootstrap] = AdminClient(client_config(hub.kafka_admin))
+    # Each principal of this hub (and any other named in its namespace) asked for at once: the broker holds
+    # the grants of every test hub, and this one's are what a change here could touch.
+    principals = [f"User:{prefix}.{name}" for name in ["hub", *hub.governance.agencies_, *_SPARE_NAMES]]
+    asked = [
+        admin.describe_acls(
+            AclBindingFilter(
+                ResourceType.ANY,
+                None,
+                ResourcePatternType.ANY,
+                principal,
+                None,
+                AclOperation.ANY,
+                AclPermissionType.ANY,
+            )  # fmt: skip
+        )
+        for principal in principals
+    ]
+    acls = [acl for future in asked for acl in future.result()]
+    users = admin.describe_user_scram_credentials([p.removeprefix("User:") for p in principals])
     store = hub.home / "keys.db"
     reader = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     try:
@@ -51,6 +75,15 @@ def snapshot(hub: Hub) -> Snapshot:
         log=tuple(hub.log.read_all()),
         key_rows=rows,
         topics=tuple(sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix))),
-        acls=tuple(sorted(str(a) for a in acls if prefix in str(a))),
-        principals=tuple(sorted(u for u in users if u.startswith(prefix))),
+        acls=tuple(sorted(str(a) for a in acls)),
+        principals=tuple(sorted(u for u, found in users.items() if _exists(found))),
     )
+
+
+def _exists(future: Any) -> bool:
+    """Whether a SCRAM user was found (the broker answers an unknown one with an error)."""
+    try:
+        future.result()
+    except Exception:  # noqa: BLE001 - RESOURCE_NOT_FOUND: no such user
+        return False
+    return True

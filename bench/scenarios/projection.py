@@ -174,7 +174,7 @@ def _granted(hub: Hub, consumers: list[str]) -> int:
 def _project(projector: Projector, bootstrap: str, topic: str) -> int:
     applied = 0
     for batch in read_batches(bootstrap, topic, BATCH_SIZE):
-        messages = [LogMessage(*m) for m in batch]
+        messages = [LogMessage.of(m) for m in batch]
         decision = projector.decide(messages)
         if decision.quarantined:
             raise RuntimeError(f"quarantined: {decision.quarantined[0].reason}")

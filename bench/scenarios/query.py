@@ -102,6 +102,6 @@ def _fill(hub: Hub, bootstrap: str) -> None:
     projector = Projector(hub.governance, hub.keys, stores)
     topic = hub.governance.dataset(DATASET).topic
     for batch in read_batches(bootstrap, topic):
-        messages = [LogMessage(*m) for m in batch]
+        messages = [LogMessage.of(m) for m in batch]
         decision = projector.decide(messages)
         projector.commit(decision)

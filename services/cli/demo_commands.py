@@ -28,9 +28,9 @@ def up(
     spec: Annotated[Path, typer.Option(help="Governance YAML")] = DEFAULT_SPEC,
 ) -> None:
     """Start Kafka, load governance, publish synthetic members, start the worker and the API."""
-    from connectors.synthetic import generate_party_members
     from services.governance_bootstrap import issue_credential, load, read_spec
-    from services.kafka_local import LocalKafka
+    from tooling.kafka_local import LocalKafka
+    from tooling.synthetic import generate_party_members
 
     hub = Hub()
     settings = hub.settings
@@ -84,7 +84,7 @@ Stop everything:                              make demo-down
 @reports_errors
 def down() -> None:
     """Stop the API, the worker and the local broker."""
-    from services.kafka_local import LocalKafka
+    from tooling.kafka_local import LocalKafka
 
     settings = Hub().settings
     for name in ("api", "projector"):

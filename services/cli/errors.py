@@ -10,7 +10,6 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 
-from services.kafka_local.jars import LocalKafkaError
 from sharehub.errors import ConfigurationError, InputError, SharehubError
 
 P = ParamSpec("P")
@@ -34,7 +33,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc), EXIT_BAD_INPUT) from None
         except ConfigurationError as exc:
             raise fail(str(exc)) from None
-        except (SharehubError, LocalKafkaError) as exc:
+        except SharehubError as exc:  # LocalKafkaError is one too
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
             sys.exit(130)

@@ -1,7 +1,7 @@
 """``sharehub generate``: synthetic datasets as JSON Lines, ready for ``sharehub publish``.
 
 Every entry of ``GENERATORS`` becomes one sub-command with the same options, so adding a dataset is one
-line here plus its generator in ``connectors.synthetic``. ``--changes`` interleaves later states of
+line here plus its generator in ``tooling.synthetic``. ``--changes`` interleaves later states of
 earlier records (transfers, progress reports, handling steps); its default is the dataset's own.
 """
 
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from connectors.synthetic import (
+from tooling.synthetic import (
     generate_citizen_feedback,
     generate_documents,
     generate_handbook_activities,

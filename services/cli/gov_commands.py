@@ -203,25 +203,9 @@ def _option_type(annotation: Any) -> Any:
     return base | None if optional else base
 
 
-def _operation_command(operation: str) -> None:
-    from services.gov_operations import OPERATIONS
-
-    kind, _ = OPERATIONS[operation]
-    params = [
-        inspect.Parameter(
-            "actor",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Annotated[str, typer.Option("--as", help="The agency this change is made for")],
-        ),
-        inspect.Parameter(
-            "credential_file",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                Path | None, typer.Option(help="File holding --as's credential (else SHAREHUB_CREDENTIAL)")
-            ],
-        ),
-    ]
+def _field_parameters(kind: Any) -> tuple[list[inspect.Parameter], set[str]]:
+    """One ``--option`` per field of a request type, and the fields given as JSON files."""
+    params: list[inspect.Parameter] = []
     file_fields: set[str] = set()
     for name, field in kind.model_fields.items():
         option_type = _option_type(field.annotation)
@@ -234,15 +218,36 @@ def _operation_command(operation: str) -> None:
         else:
             helptext = name.replace("_", " ")
         required = field.is_required()
-        default = ... if required else (None if option_type is not list[str] else [])
+        default: Any = inspect.Parameter.empty if required else (None if option_type is not list[str] else [])
+        annotation: Any = Annotated[option_type, typer.Option(flag, help=helptext)]
         params.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=default if not required else inspect.Parameter.empty,
-                annotation=Annotated[option_type, typer.Option(flag, help=helptext)],
-            )
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         )
+    return params, file_fields
+
+
+_WHO = [
+    inspect.Parameter(
+        "actor",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[str, typer.Option("--as", help="The agency this change is made for")],
+    ),
+    inspect.Parameter(
+        "credential_file",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None, typer.Option(help="File holding --as's credential (else SHAREHUB_CREDENTIAL)")
+        ],
+    ),
+]
+
+
+def _operation_command(operation: str) -> None:
+    from services.gov_operations import OPERATIONS
+
+    kind, _ = OPERATIONS[operation]
+    fields, file_fields = _field_parameters(kind)
 
     def command(**kwargs: Any) -> None:
         from services.gov_operations import Caller, authenticate, event_summary, perform, schema_from_file
@@ -264,7 +269,7 @@ def _operation_command(operation: str) -> None:
         event = perform(hub, Caller(actor, local=True), operation, request)
         print(json.dumps(event_summary(event)))
 
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature([*_WHO, *fields])  # type: ignore[attr-defined]
     command.__doc__ = HELP[operation]
     command.__name__ = operation.replace("-", "_")
     app.command(operation)(reports_errors(command))

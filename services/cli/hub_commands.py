@@ -89,7 +89,7 @@ def project_run(
     """The projection worker alone, unsupervised: Kafka → verify → decrypt → agreements → read models. It
     exits with status 75 when it must start over (its supervisor starts a fresh one)."""
     from projections.engine_process import EngineProcess
-    from projections.worker import create_app, run
+    from projections.worker import ProjectionWorker
     from services.projection_engine import hub_engine
     from services.supervisor import START_OVER
 
@@ -98,7 +98,7 @@ def project_run(
     engine = EngineProcess(hub_engine)  # verifies, decrypts and writes on a core of its own
     try:
         gov = hub.governance
-        app = create_app(
+        worker = ProjectionWorker(
             engine,
             hub.kafka,
             group=gov.projector_group,
@@ -106,7 +106,7 @@ def project_run(
             datadir=hub.home / "projector",
             history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
         )
-        restart = run(app, loglevel=loglevel.upper())
+        restart = worker.run(loglevel=loglevel.upper())
     finally:
         engine.close()
         hub.close()
@@ -170,7 +170,7 @@ def serve(
     settings = hub.settings
     hub.close()
     uvicorn.run(
-        "services.query_api:serve_app",
+        "services.api.app:serve_app",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,

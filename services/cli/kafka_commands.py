@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import typer
 
-from services.kafka_local import LocalKafka, broker_answers
 from sharehub.errors import SharehubError
 from sharehub.settings import Settings
+from tooling.kafka_local import LocalKafka, broker_answers
 
 app = typer.Typer(
     no_args_is_help=True,

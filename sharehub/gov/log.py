@@ -84,7 +84,10 @@ class KafkaLog:
     def _producer_for_writing(self) -> Producer:
         if self._producer is None:
             access = self._writer()
-            ensure_topics(access, [(self.topic, 1)], timeout=self._timeout)
+            if ensure_topics(access, [(self.topic, 1)], timeout=self._timeout) and self._reader is not None:
+                # A reader that asked before the topic existed keeps what it learnt then: start a fresh one.
+                self._reader.close()
+                self._reader = None
             self._producer = Producer(producer_config(access))
         return self._producer
 

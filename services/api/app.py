@@ -1,0 +1,62 @@
+"""The HTTP API's composition root: one FastAPI app over one hub, its routers, its context.
+
+The same app serves consumers' records (:mod:`.records`), governance (:mod:`.governance`, under
+``/v1/gov``) and operations (:mod:`.operations`). No credential, or an unknown one, is a 401, and a source
+that keeps failing to authenticate gets 429 (:mod:`.auth`). Every refusal has the same JSON shape and is in
+the OpenAPI document (:mod:`.errors`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from fastapi import FastAPI
+
+from services.access_log import AccessLog
+from services.api import errors, governance, operations, records
+from services.api.auth import CredentialCheck
+from services.api.context import ApiContext
+from services.hub import Hub
+from services.operations import Operations
+from sharehub.collector import freeze_startup_objects
+
+
+def serve_app() -> FastAPI:
+    """The API over this process's own hub (settings from the environment): what each ``sharehub serve``
+    worker process runs."""
+    app = create_app(Hub())  # which reads governance first: no governance fails the start, clearly
+    # What the process made to start lives as long as it does: frozen, a full collection no longer walks
+    # all of it in the middle of a request. At 500 requests/s this took the p99 latency from 49-99 ms to
+    # 16-19 ms (bench scenario d).
+    freeze_startup_objects()
+    return app
+
+
+def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
+    app = FastAPI(
+        title="sharehub query API",
+        version="1",
+        description="Each consumer agency reads the records its active agreements grant, and nothing else.",
+        responses=errors.RESPONSES,
+    )
+    errors.install(app)
+    hub.follow_governance()  # requests read the state the follower keeps, never the broker
+    state = hub.governance
+    credentials = CredentialCheck(hub)
+    if access_log is None:
+        access_log = AccessLog(hub.kafka, state.access_log_topic)
+        hub.on_close(access_log.close)  # the app's own producer goes with the hub it serves
+    app.state.context = ApiContext(
+        governance=state,
+        settings=hub.settings,
+        stores=hub.store,
+        codecs=functools.lru_cache(maxsize=None)(hub.codec),
+        access=access_log,
+        credentials=credentials,
+        operations=Operations(hub, auth=credentials.counts),
+        hub=hub,
+    )
+    app.include_router(records.router)
+    app.include_router(governance.router)
+    app.include_router(operations.router)
+    return app

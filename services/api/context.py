@@ -1,0 +1,74 @@
+"""What the routes of the HTTP API use, made once per process, and the dependencies that say who calls.
+
+The app keeps one :class:`ApiContext` in ``app.state``; a route asks for it (``Depends(context)``) and for
+its caller (``Depends(caller)``, ``Depends(own_read_model)``, ``Depends(operator)``), and gets nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from projections.read_model import ReadModelStore
+from services.access_log import AccessLog
+from services.api.auth import CredentialCheck
+from services.hub import Hub
+from services.operations import Operations
+from sharehub.codec import DatasetCodec
+from sharehub.errors import Forbidden
+from sharehub.gov.state import GovState
+from sharehub.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="Credential issued by governance to an agency.")
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    #: Governance as the hub's follower thread keeps it current: requests never read the broker.
+    governance: GovState
+    settings: Settings
+    #: A consumer's read model; a dataset's codec (to name records by pseudonym).
+    stores: Callable[[str], ReadModelStore]
+    codecs: Callable[[str], DatasetCodec]
+    access: AccessLog
+    credentials: CredentialCheck
+    operations: Operations
+    #: Governance changes go through the hub (its lock, its key store, the broker's provisioning).
+    hub: Hub
+
+
+def context(request: Request) -> ApiContext:
+    found: ApiContext = request.app.state.context
+    return found
+
+
+async def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ctx: Annotated[ApiContext, Depends(context)],
+) -> str:
+    """The agency the bearer credential was issued to (401; 429 for a source that keeps failing)."""
+    source = request.client.host if request.client else "unknown"
+    token = credentials.credentials if credentials is not None else None
+    return await ctx.credentials.holder(token, source)
+
+
+async def own_read_model(
+    consumer: Annotated[str, Path(description="Consumer agency id")],
+    who: Annotated[str, Depends(caller)],
+) -> str:
+    """The consumer in the path, if the caller is it: another agency's read model is a 403."""
+    if who != consumer:
+        raise Forbidden(f"the credential of {who!r} may not read the read model of {consumer!r}")
+    return consumer
+
+
+def operator(who: Annotated[str, Depends(caller)], ctx: Annotated[ApiContext, Depends(context)]) -> str:
+    """The caller, if it is the hub's operator."""
+    if who != ctx.governance.operator:
+        raise Forbidden(f"status and metrics are for the hub operator {ctx.governance.operator!r}")
+    return who

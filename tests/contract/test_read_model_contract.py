@@ -1,0 +1,312 @@
+"""One contract for every read-model backend, run against real SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from projections.read_model import ReadModelStore, Row
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/{{consumer}}.db"
+
+
+def postgres_url(_tmp_path: Path) -> str:
+    url = os.environ.get("SHAREHUB_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail(
+            "SHAREHUB_TEST_POSTGRES_URL is not set: run the suite with 'make test', which starts PostgreSQL"
+        )
+    return url
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(sqlite_url, id="sqlite"),
+        pytest.param(postgres_url, id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def url_template(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(request.param(tmp_path))
+
+
+@pytest.fixture
+def store(url_template: str) -> Iterator[ReadModelStore]:
+    s = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    s.create()
+    yield s
+    s.drop()
+    s.close()
+
+
+def row(key: str, **fields: object) -> Row:
+    return Row(
+        "party-members",
+        key,
+        key.encode().hex(),
+        dict(fields),
+        str(uuid.uuid4()),
+        dt.datetime.now(dt.UTC),
+        "ag-1",
+    )
+
+
+def test_rows_and_positions_are_written_together(store: ReadModelStore) -> None:
+    store.apply([row("a", status="OFFICIAL")], {("t", 0): 10, ("t", 1): 3})
+    assert store.get("party-members", "a") == {"key": "a", "fields": {"status": "OFFICIAL"}}
+    assert store.positions() == {("t", 0): 10, ("t", 1): 3}
+
+
+def test_a_failed_transaction_leaves_neither_rows_nor_positions(store: ReadModelStore) -> None:
+    store.apply([row("a")], {("t", 0): 1})
+    # The rows are written first; the positions then break a NOT NULL constraint: all must roll back.
+    with pytest.raises(IntegrityError):
+        store.apply([row("b")], {("t", 0): None})  # type: ignore[dict-item]
+    assert store.get("party-members", "b") is None
+    assert store.positions() == {("t", 0): 1}
+
+
+def test_upserts_keep_the_latest_fields_and_count_applications(store: ReadModelStore) -> None:
+    store.apply([row("a", v=1), row("a", v=2)], {("t", 0): 2})
+    store.apply([row("a", v=3)], {("t", 0): 3})
+    assert store.get("party-members", "a")["fields"] == {"v": 3}
+    assert store.versions("party-members") == {"a": 3}
+
+
+def test_listing_pages_by_key(store: ReadModelStore) -> None:
+    store.apply([row(k) for k in ["c", "a", "e", "b", "d"]], {})
+    first = store.page("party-members", limit=2)
+    rest = store.page("party-members", limit=10, after_key=first[-1]["key"])
+    assert [r["key"] for r in first] == ["a", "b"]
+    assert [r["key"] for r in rest] == ["c", "d", "e"]
+    assert store.count("party-members") == 5
+    assert store.datasets() == [("party-members", 5)]
+
+
+def test_consumers_are_isolated(url_template: str) -> None:
+    one = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    two = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    for s in (one, two):
+        s.create()
+    try:
+        one.apply([row("secret-of-one")], {("t", 0): 1})
+        assert two.count() == 0
+        assert two.positions() == {}
+    finally:
+        for s in (one, two):
+            s.drop()
+            s.close()
+
+
+def _create_at_the_barrier(url_template: str, consumer: str, barrier: Any) -> None:
+    store = ReadModelStore(url_template, consumer)
+    barrier.wait()
+    store.create()
+    store.close()
+
+
+def test_workers_starting_together_all_create_the_same_read_model(url_template: str) -> None:
+    # Two workers given partitions at once both create the consumer's read model: none may fail.
+    spawn = multiprocessing.get_context("spawn")
+    for _ in range(6):
+        consumer = f"c-{uuid.uuid4().hex[:8]}"
+        barrier = spawn.Barrier(4)
+        workers = [
+            spawn.Process(target=_create_at_the_barrier, args=(url_template, consumer, barrier))
+            for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        store = ReadModelStore(url_template, consumer)
+        try:
+            assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+            store.apply([row("PM1", status="OFFICIAL")], {("t", 0): 1})
+            assert store.count() == 1
+        finally:
+            store.drop()
+            store.close()
+
+
+def test_the_database_password_comes_from_a_file_and_never_shows(tmp_path: Path) -> None:
+    secret = tmp_path / "db_password"
+    secret.write_text("s3cret-from-a-file\n")
+    store = ReadModelStore("postgresql+psycopg://sharehub@db.invalid:5432/hub", "c", password_file=secret)
+    assert store.engine.url.password == "s3cret-from-a-file"
+    assert "s3cret" not in str(store.engine.url) and "s3cret" not in repr(store.engine)
+
+
+def test_the_state_hash_depends_on_visible_content_only(url_template: str, store: ReadModelStore) -> None:
+    store.apply([row("PM1", status="OFFICIAL"), row("PM2", status="PROBATIONARY")], {("t", 0): 2})
+    other = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    other.create()
+    try:
+        # Same rows in another order, other event ids and times, other positions: the same hash.
+        other.apply([row("PM2", status="PROBATIONARY")], {("t", 1): 7})
+        other.apply([row("PM1", status="OFFICIAL")], {("t", 1): 8})
+        assert other.state_hash() == store.state_hash()
+        other.apply([row("PM1", status="EXPELLED")], {("t", 1): 9})
+        assert other.state_hash() != store.state_hash()
+    finally:
+        other.drop()
+        other.close()
+
+
+def test_replace_with_swaps_rows_positions_and_heads_at_once(
+    url_template: str, store: ReadModelStore
+) -> None:
+    store.apply([row("OLD", status="OFFICIAL")], {("t", 0): 5})
+    fresh = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    fresh.create()
+    try:
+        fresh.apply([row(f"PM{i}", status="OFFICIAL") for i in range(3)], {("t", 0): 3, ("t", 1): 4})
+        store.replace_with(fresh, chunk=2)
+        assert store.get("party-members", "OLD") is None
+        assert store.count() == 3 and store.positions() == {("t", 0): 3, ("t", 1): 4}
+        assert store.state_hash() == fresh.state_hash()
+    finally:
+        fresh.drop()
+        fresh.close()
+
+
+FILTERS = [
+    'status == "OFFICIAL"',
+    'status != "OFFICIAL"',
+    'province_code in ["79", "01", "82"]',
+    'province_code not in ["79", "01"]',
+    "official_date is null",
+    "official_date is not null",
+    'official_date >= "2000-01-01"',
+    'not official_date >= "2000-01-01"',
+    'official_date == null or official_date < "1990-06-01"',
+    'official_date in [null, "2001-05-05"]',
+    'official_date not in [null, "2001-05-05"]',
+    'admission_date < "1995-01-01" and (status == "PROBATIONARY" or gender == "FEMALE")',
+    'not (province_code == "79" or status in ["DECEASED", "EXPELLED"])',
+]
+
+
+@pytest.mark.parametrize("text", FILTERS)
+def test_a_row_filter_in_sql_selects_exactly_what_it_matches_in_python(
+    store: ReadModelStore, text: str
+) -> None:
+    from sharehub.avro import datum_to_json, load_schema, record_from_json
+    from sharehub.row_filter import compile_filter
+    from tooling.synthetic import generate_party_members
+
+    schema = load_schema("party-members")
+    datums = {str(r["member_id"]): record_from_json(schema, r) for r in generate_party_members(300, seed=9)}
+    rows = [row(k, **datum_to_json(d)) for k, d in datums.items()]
+    store.apply(rows, {("t", 0): len(rows)})
+    rule = compile_filter(text, schema)
+    expected = sorted(k for k, d in datums.items() if rule.matches(d))
+    found = [r["key"] for r in store.page("party-members", limit=1000, where=rule)]
+    assert found == expected
+    assert 0 < len(expected) < len(datums) or text in ('official_date in [null, "2001-05-05"]',)
+
+
+def test_sorting_on_a_field_in_either_direction(store: ReadModelStore) -> None:
+    store.apply(
+        [
+            row("A", admission_date="2001-01-01"),
+            row("B", admission_date="1999-05-05"),
+            row("C", admission_date=None),
+        ],
+        {("t", 0): 3},
+    )
+    ascending = store.page("party-members", limit=10, sort=("admission_date", "x", False))
+    assert [r["key"] for r in ascending] == ["B", "A", "C"]  # nulls last either way
+    descending = store.page("party-members", limit=10, sort=("admission_date", "x", True))
+    assert [r["key"] for r in descending] == ["A", "B", "C"]
+    assert [
+        r["key"] for r in store.page("party-members", limit=1, offset=1, sort=("admission_date", "x", False))
+    ] == ["A"]
+
+
+def at(day: int) -> dt.datetime:
+    return dt.datetime(2026, 3, day, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+
+
+def versioned(key: str, day: int, **fields: object) -> Row:
+    return row(key, **fields)._replace(occurred_at=at(day))
+
+
+def test_reads_as_of_a_past_time_see_each_record_as_it_stood(store: ReadModelStore) -> None:
+    store.apply(
+        [versioned("A", 2, status="PROBATIONARY"), versioned("B", 4, status="OFFICIAL")], {("t", 0): 2}
+    )
+    store.apply([versioned("A", 6, status="OFFICIAL")], {("t", 0): 3})
+    store.apply([versioned("A", 8, status="EXPELLED")], {("t", 0): 4})
+
+    assert store.get("party-members", "A", as_of=at(1)) is None, "before its first event"
+    assert store.get("party-members", "A", as_of=at(2))["fields"] == {"status": "PROBATIONARY"}  # type: ignore[index]
+    assert store.get("party-members", "A", as_of=at(7))["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
+    assert store.get("party-members", "A")["fields"] == {"status": "EXPELLED"}  # type: ignore[index]
+    assert store.page("party-members", limit=10, as_of=at(3)) == [
+        {"key": "A", "fields": {"status": "PROBATIONARY"}}
+    ]
+    as_of_5 = store.page("party-members", limit=10, as_of=at(5), sort=("status", "x", True))
+    assert [(r["key"], r["fields"]["status"]) for r in as_of_5] == [("A", "PROBATIONARY"), ("B", "OFFICIAL")]
+    assert [r["key"] for r in store.page("party-members", limit=10, as_of=at(9), after_key="A")] == ["B"]
+    with pytest.raises(ValueError, match="time zone"):
+        store.get("party-members", "A", as_of=dt.datetime(2026, 3, 7))
+
+
+def test_a_read_as_of_the_very_microsecond_of_an_event_sees_it(store: ReadModelStore) -> None:
+    moment = dt.datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+    store.apply([row("A", status="OFFICIAL")._replace(occurred_at=moment)], {("t", 0): 1})
+    assert store.get("party-members", "A", as_of=moment)["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
+    assert store.page("party-members", limit=10, as_of=moment) == [
+        {"key": "A", "fields": {"status": "OFFICIAL"}}
+    ]
+    just_before = moment - dt.timedelta(microseconds=1)
+    assert store.get("party-members", "A", as_of=just_before) is None
+
+
+def test_a_purged_subject_or_dataset_takes_its_past_versions_along(store: ReadModelStore) -> None:
+    a, b = versioned("A", 2, status="OFFICIAL"), versioned("B", 2, status="OFFICIAL")
+    store.apply([a, b, versioned("A", 3, status="EXPELLED")], {("t", 0): 3})
+    assert store.version_count("party-members") == 3
+    store.apply([], {("t", 0): 4}, purges=[("party-members", a.subject_ref)])  # erasure
+    assert store.get("party-members", "A", as_of=at(2)) is None
+    assert store.version_count("party-members") == 1
+    store.purge_dataset("party-members")  # the agreement ended
+    assert store.page("party-members", limit=10, as_of=at(2)) == []
+    assert store.version_count("party-members") == 0
+
+
+def test_pruned_history_still_answers_every_read_as_of_the_horizon_or_later(store: ReadModelStore) -> None:
+    store.apply(
+        [
+            versioned("A", 2, status="PROBATIONARY"),
+            versioned("A", 4, status="OFFICIAL"),
+            versioned("B", 3, status="OFFICIAL"),
+            versioned("C", 7, status="PROBATIONARY"),
+        ],
+        {("t", 0): 4},
+    )
+    store.apply([versioned("A", 6, status="EXPELLED"), versioned("B", 9, status="EXPELLED")], {("t", 0): 6})
+
+    def answers() -> list[list[dict[str, object]]]:
+        return [store.page("party-members", limit=10, as_of=at(day)) for day in range(5, 11)]
+
+    before = answers()
+    assert store.prune_history(at(5)) == 1, "A's version of day 2 is the only one no read from day 5 needs"
+    assert answers() == before
+    assert store.version_count("party-members") == 5
+    assert store.get("party-members", "A", as_of=at(5))["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
+    assert store.prune_history(at(5)) == 0, "pruning again at the same horizon changes nothing"
+    assert store.prune_history(at(10)) == 2, "from day 10 on, only each record's latest version is read"
+    assert answers()[-1] == before[-1]
+    assert store.version_count("party-members") == 3
+    assert store.count("party-members") == 3, "the current rows are never touched"

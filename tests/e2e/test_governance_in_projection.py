@@ -1,0 +1,118 @@
+"""The projection worker takes its governance from the log, while running: row filters, suspension.
+
+Real broker, real ``sharehub project`` process; governance changes are made through the service, which writes
+them to the governance topic, and the worker (another process) must see them there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from services.hub import Hub
+from tests.kafka_helpers import Worker, wait_until
+from tooling.synthetic import generate_party_members
+
+pytestmark = pytest.mark.kafka
+DATASET = "party-members"
+THAI_NGUYEN = "19"
+
+
+def publish(hub: Hub, records: list[dict[str, object]]) -> None:
+    publisher = hub.publisher("coc", DATASET)
+    report = publisher.publish_records(records)
+    assert report.published == len(records) and not report.rejected
+
+
+def grant_thai_nguyen_its_own_members(hub: Hub) -> None:
+    with hub.governing() as gov:
+        gov.propose(
+            "thainguyen-ppc",
+            "thainguyen-ppc.party-members.1",
+            "thainguyen-ppc",
+            DATASET,
+            ["member_id", "province_code", "commune_code", "status"],
+            "Members of the province's party organisation",
+            "Regulation 384, Art. 5",
+            row_filter=f'province_code == "{THAI_NGUYEN}"',
+        )
+        gov.consent("coc", "thainguyen-ppc.party-members.1")
+        gov.approve("cpo", "thainguyen-ppc.party-members.1")
+        gov.approve("op", "thainguyen-ppc.party-members.1")
+
+
+def test_a_row_filter_keeps_matching_records_and_drops_one_that_moves_out(hub: Hub, worker: Worker) -> None:
+    grant_thai_nguyen_its_own_members(hub)
+    members = list(generate_party_members(400, seed=19))
+    local = [m for m in members if m["province_code"] == THAI_NGUYEN]
+    assert len(local) >= 2, "the sample must hold members of the province"
+    publish(hub, members)
+    worker.start()
+    everyone, thai_nguyen = hub.store("dongthap-ppc"), hub.store("thainguyen-ppc")
+    wait_until(lambda: everyone.count(DATASET) == 400, timeout=120, what="400 rows", log=worker.log)
+    wait_until(lambda: thai_nguyen.count(DATASET) == len(local), timeout=30, what="the province's rows")
+    rows = thai_nguyen.list(DATASET, limit=1000)
+    assert {r["fields"]["province_code"] for r in rows} == {THAI_NGUYEN}
+    assert {r["key"] for r in rows} == {str(m["member_id"]) for m in local}
+    assert set(rows[0]["fields"]) == {"member_id", "province_code", "commune_code", "status"}
+
+    moved = {**local[0], "province_code": "20", "commune_code": members[0]["commune_code"]}
+    publish(hub, [moved])  # a transfer out of the province: the record no longer passes the filter
+    wait_until(
+        lambda: thai_nguyen.get(DATASET, str(moved["member_id"])) is None,
+        timeout=60,
+        what="the transferred member to leave the province's read model",
+        log=worker.log,
+    )
+    assert thai_nguyen.count(DATASET) == len(local) - 1
+    assert everyone.get(DATASET, str(moved["member_id"])) is not None
+
+
+def test_R5_a_suspension_on_the_log_purges_the_running_workers_read_model(hub: Hub, worker: Worker) -> None:
+    first = list(generate_party_members(100, seed=5))
+    publish(hub, first)
+    worker.start()
+    dong_thap, lang_son = hub.store("dongthap-ppc"), hub.store("langson-ppc")
+    wait_until(
+        lambda: dong_thap.count(DATASET) == lang_son.count(DATASET) == 100,
+        timeout=120,
+        what="100 rows in both read models",
+        log=worker.log,
+    )
+    with hub.governing() as gov:
+        gov.suspend("cpo", "langson-ppc.party-members.1", "inspection")
+    wait_until(
+        lambda: lang_son.count(DATASET) == 0, timeout=30, what="Lang Son's rows purged", log=worker.log
+    )
+    later = list(generate_party_members(50, seed=5, start_index=100))
+    publish(hub, later)
+    wait_until(lambda: dong_thap.count(DATASET) == 150, timeout=60, what="150 rows", log=worker.log)
+    assert lang_son.count(DATASET) == 0, "no rows for a suspended agreement, old or new"
+    assert dong_thap.count(DATASET) == 150, "the other consumer keeps its agreement and its rows"
+    state = hub.governance_state(refresh=True)
+    assert state.agreement("langson-ppc.party-members.1").status_at(dt.datetime.now(dt.UTC)) == "suspended"
+
+
+def test_R5_an_agreement_that_expires_takes_its_rows_along(hub: Hub, worker: Worker) -> None:
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=40)
+    with hub.governing() as gov:
+        gov.propose(
+            "thainguyen-ppc", "thainguyen-ppc.party-members.short", "thainguyen-ppc", DATASET,
+            ["member_id", "status"], "A short inspection", "Regulation 384, Art. 5", valid_until=ends,
+        )  # fmt: skip
+        gov.consent("coc", "thainguyen-ppc.party-members.short")
+        gov.approve("cpo", "thainguyen-ppc.party-members.short")
+        gov.approve("op", "thainguyen-ppc.party-members.short")
+    publish(hub, list(generate_party_members(60, seed=8)))
+    worker.start()
+    thai_nguyen = hub.store("thainguyen-ppc")
+    wait_until(
+        lambda: thai_nguyen.count(DATASET) == 60, timeout=120, what="60 rows before expiry", log=worker.log
+    )
+    assert dt.datetime.now(dt.UTC) < ends, "the worker must fill the read model before the agreement ends"
+    wait_until(
+        lambda: thai_nguyen.count(DATASET) == 0, timeout=60, what="the rows to go at expiry", log=worker.log
+    )
+    assert dt.datetime.now(dt.UTC) >= ends
+    assert hub.store("dongthap-ppc").count(DATASET) == 60

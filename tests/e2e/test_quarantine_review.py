@@ -1,0 +1,75 @@
+"""The quarantine can be listed, re-checked after a fix, and what passes is taken in by a rebuild: real
+broker, real worker, the real command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.hub import Hub
+from tests.kafka_helpers import Worker, sharehub, wait_until
+from tooling.synthetic import generate_party_members
+
+pytestmark = pytest.mark.kafka
+DATASET = "party-members"
+
+
+def refused_under_a_key_governance_does_not_know(hub: Hub, worker: Worker, count: int, seed: int) -> bytes:
+    """The Commission starts signing with a new key before governance has it: every event is refused.
+    Returns the key's public bytes, for governance to register later."""
+    public = hub.keys.create_signing_key("coc", "coc/sign/2")
+    publisher = hub.publisher("coc", DATASET)
+    publisher.publish_records(generate_party_members(count, seed=seed))
+    publisher.close()
+    worker.start()
+    wait_until(
+        lambda: len(sharehub(hub, "quarantine", "list").stdout.splitlines()) == count,
+        timeout=120,
+        what=f"{count} refused events",
+        log=worker.log,
+    )
+    return public
+
+
+def test_events_signed_with_a_key_governance_learns_late_are_rechecked_and_rebuilt(
+    hub: Hub, worker: Worker
+) -> None:
+    public = refused_under_a_key_governance_does_not_know(hub, worker, 5, seed=2)
+    listed = sharehub(hub, "quarantine", "list", "--reason", "unknown_signer")
+    assert len(listed.stdout.splitlines()) == 5 and "coc/sign/2" in listed.stdout
+    before = sharehub(hub, "quarantine", "recheck")
+    assert before.stdout.count("\trefused\t") == 5 and "5 refused" in before.stderr
+    assert hub.store("dongthap-ppc").count(DATASET) == 0
+
+    # The fix: governance registers the key, valid from before those events were signed.
+    with hub.governing() as gov:
+        since = gov.state.agencies_["coc"].registered_at  # no key of coc can be valid earlier
+        gov.add_key("cpo", "coc", "coc/sign/2", public, valid_from=since)
+    after = sharehub(hub, "quarantine", "recheck")
+    assert after.stdout.count("\tpasses\t") == 5 and "5 passes" in after.stderr
+
+    worker.stop()
+    rebuilt = sharehub(hub, "project", "rebuild", "--consumer", "dongthap-ppc")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert hub.store("dongthap-ppc").count(DATASET) == 5
+
+
+def test_redrive_has_the_running_worker_take_in_what_passes_now(hub: Hub, worker: Worker) -> None:
+    public = refused_under_a_key_governance_does_not_know(hub, worker, 6, seed=3)
+    nothing = sharehub(hub, "quarantine", "redrive")
+    assert nothing.returncode == 0 and "0 of 6 refused events pass now; nothing to replay" in nothing.stderr
+
+    with hub.governing() as gov:
+        since = gov.state.agencies_["coc"].registered_at  # no key of coc can be valid earlier
+        gov.add_key("cpo", "coc", "coc/sign/2", public, valid_from=since)
+    redriven = sharehub(hub, "quarantine", "redrive")
+    assert redriven.returncode == 0, redriven.stderr
+    assert "6 of 6 refused events pass now" in redriven.stderr
+    assert redriven.stdout.split("\t")[0] == DATASET and "dongthap-ppc" in redriven.stdout
+    stores = [hub.store("dongthap-ppc"), hub.store("langson-ppc")]
+    wait_until(
+        lambda: all(set(s.versions(DATASET).values()) == {1} and s.count(DATASET) == 6 for s in stores),
+        timeout=120,
+        what="the re-driven events in both read models, each applied once",
+        log=worker.log,
+    )
+    assert worker.alive(), "re-driven without stopping the worker"

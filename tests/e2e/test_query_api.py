@@ -1,0 +1,361 @@
+"""The query API: a consumer reads its own read model with its own credential, and nothing else; every
+answer is recorded with its purpose in the access log on the real broker (R7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.access_log import AccessLog
+from services.api.app import create_app
+from services.governance_bootstrap import issue_credential
+from services.hub import Hub
+from sharehub.envelope import pseudonym
+from tests.kafka_helpers import sharehub, topic_messages, wait_until
+from tests.unit.test_avro import member
+from tests.unit.test_projector import apply, messages, projector
+
+RECORDS = "/v1/consumers/{consumer}/datasets/party-members/records"
+
+
+pytestmark = pytest.mark.kafka
+PURPOSE = {"purpose": "Prepare the congress report"}
+
+
+@pytest.fixture
+def loaded(hub: Hub) -> Hub:
+    apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
+    return hub
+
+
+def client(hub: Hub) -> TestClient:
+    """A client that states the purpose with every request (a request may state its own)."""
+    c = TestClient(create_app(hub))
+    c.params = PURPOSE
+    return c
+
+
+def bearer(hub: Hub, consumer: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_credential(hub, consumer)}"}
+
+
+def test_a_consumer_reads_only_its_granted_fields(loaded: Hub) -> None:
+    auth = bearer(loaded, "langson-ppc")
+    response = client(loaded).get(RECORDS.format(consumer="langson-ppc"), headers=auth)
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert len(items) == 5
+    assert all(set(i["fields"]) == {"member_id", "province_code", "commune_code", "status"} for i in items)
+
+
+def test_no_credential_is_401(loaded: Hub) -> None:
+    response = client(loaded).get(RECORDS.format(consumer="dongthap-ppc"))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_an_unknown_credential_is_401(loaded: Hub) -> None:
+    response = client(loaded).get(
+        RECORDS.format(consumer="dongthap-ppc"), headers={"Authorization": "Bearer shc_not-a-real-one"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"error": "not_authenticated", "detail": "unknown credential"}
+
+
+def test_another_consumers_read_model_is_403_not_an_empty_list(loaded: Hub) -> None:
+    auth = bearer(loaded, "langson-ppc")
+    c = client(loaded)
+    for path in (
+        RECORDS.format(consumer="dongthap-ppc"),
+        RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001",
+        "/v1/consumers/dongthap-ppc/datasets",
+    ):
+        response = c.get(path, headers=auth)
+        assert response.status_code == 403, path
+        assert "may not read the read model of 'dongthap-ppc'" in response.json()["detail"]
+
+
+def test_a_dataset_without_an_active_agreement_is_403(loaded: Hub) -> None:
+    auth = bearer(loaded, "go")
+    response = client(loaded).get(RECORDS.format(consumer="go"), headers=auth)
+    assert response.status_code == 403
+    assert response.json()["detail"] == "'go' holds no active agreement for 'party-members'"
+
+
+def test_unknown_dataset_and_record_are_404(loaded: Hub) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    c = client(loaded)
+    assert c.get("/v1/consumers/dongthap-ppc/datasets/weather/records", headers=auth).status_code == 404
+    missing = c.get(RECORDS.format(consumer="dongthap-ppc") + "/PM9999999999", headers=auth)
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+
+
+def test_fetch_by_key_and_pagination(loaded: Hub) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    c = client(loaded)
+    base = RECORDS.format(consumer="dongthap-ppc")
+    one = c.get(base + "/PM0000000003", headers=auth).json()
+    assert one["key"] == "PM0000000003" and one["fields"]["full_name"] == "Nguyễn Thị Lan"
+    page = c.get(base, params={"limit": 2}, headers=auth).json()
+    assert [i["key"] for i in page["items"]] == ["PM0000000001", "PM0000000002"]
+    rest = c.get(base, params={"limit": 10, "after": page["next"]}, headers=auth).json()
+    assert [i["key"] for i in rest["items"]] == ["PM0000000003", "PM0000000004", "PM0000000005"]
+    assert rest["next"] is None
+
+
+def test_a_revocation_made_by_another_process_reaches_the_api_without_a_request_reading_the_log(
+    loaded: Hub,
+) -> None:
+    c, auth = client(loaded), bearer(loaded, "dongthap-ppc")
+    record = RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001"
+    assert c.get(record, headers=auth).status_code == 200
+    elsewhere = Hub(loaded.settings)  # another process's view of the same hub: its own state and log reader
+    try:
+        with elsewhere.governing() as gov:
+            gov.revoke("cpo", "dongthap-ppc.party-members.1", "the purpose is fulfilled")
+    finally:
+        elsewhere.close()
+    # The API's follower thread brings the state up to date; requests only read it.
+    wait_until(
+        lambda: c.get(record, headers=auth).status_code == 403, timeout=10, what="403 after revocation"
+    )
+    assert loaded.following
+    loaded.close()
+    assert not loaded.following
+
+
+def test_no_answer_leaves_the_api_when_the_access_log_refuses_its_record(loaded: Hub) -> None:
+    # The hub's services may read the governance topic but never write it: every write is refused.
+    refusing = AccessLog(loaded.kafka, loaded.governance.governance_topic)
+    c = TestClient(create_app(loaded, access_log=refusing))
+    c.params = PURPOSE
+    try:
+        response = c.get(
+            RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001", headers=bearer(loaded, "dongthap-ppc")
+        )
+    finally:
+        refusing.close()
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["error"] == "unavailable" and "access log did not take" in body["detail"]
+    assert "PM0000000001" not in response.text
+
+
+def test_a_credential_issued_elsewhere_just_now_is_known_to_the_api_at_once(loaded: Hub) -> None:
+    # An API whose follower would not read the log again for an hour: only the recheck can find the token.
+    api = Hub(loaded.settings.model_copy(update={"governance_refresh_s": 3600}))
+    try:
+        c = client(api)  # the app starts the follower, which reads the log once now
+        token = issue_credential(loaded, "dongthap-ppc")  # another hub, as another process would
+        asked = time.monotonic()
+        assert api.governance.consumer_for_token(token) is None, "the followed state does not know it yet"
+        assert api.governance_since(asked, min_interval=0.05).consumer_for_token(token) == "dongthap-ppc"
+        other = issue_credential(loaded, "dongthap-ppc")
+        record = RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001"
+        assert c.get(record, headers={"Authorization": f"Bearer {other}"}).status_code == 200
+    finally:
+        api.close()
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "ten"])
+def test_a_bad_limit_is_a_4xx_not_a_crash(loaded: Hub, limit: str) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    response = client(loaded).get(
+        RECORDS.format(consumer="dongthap-ppc"), params={"limit": limit}, headers=auth
+    )
+    assert response.status_code == 422
+
+
+def test_datasets_lists_what_the_agreements_grant(loaded: Hub) -> None:
+    auth = bearer(loaded, "langson-ppc")
+    listed = client(loaded).get("/v1/consumers/langson-ppc/datasets", headers=auth).json()
+    assert listed == [
+        {
+            "dataset": "party-members",
+            "agreement": "langson-ppc.party-members.1",
+            "fields": ["member_id", "province_code", "commune_code", "status"],
+            "records": 5,
+        }
+    ]
+
+
+def test_openapi_and_health(loaded: Hub) -> None:
+    c = client(loaded)
+    assert c.get("/healthz").json() == {"status": "ok"}
+    spec = c.get("/openapi.json").json()
+    assert "/v1/consumers/{consumer}/datasets/{dataset}/records/{key}" in spec["paths"]
+
+
+def test_R7_every_answer_is_in_the_access_log_with_its_purpose(loaded: Hub) -> None:
+    from services.access_log import read_access_log
+
+    auth = bearer(loaded, "dongthap-ppc")
+    c = client(loaded)
+    base = RECORDS.format(consumer="dongthap-ppc")
+    assert c.get(base, params={"limit": 2, "purpose": "Audit of cell 7"}, headers=auth).status_code == 200
+    assert c.get(base + "/PM0000000004", headers=auth).status_code == 200
+    assert c.get("/v1/consumers/langson-ppc/datasets", headers=auth).status_code == 403  # not answered
+    logged = list(read_access_log(loaded.kafka, loaded.governance.access_log_topic))
+    routing = loaded.keys.routing_key("party-members")
+    ref = {f"PM000000000{i}": pseudonym(routing, f"PM000000000{i}").hex() for i in (1, 2, 4)}
+    assert [(e["operation"], e["purpose"], e["record_refs"]) for e in logged] == [
+        ("list_records", "Audit of cell 7", [ref["PM0000000001"], ref["PM0000000002"]]),
+        ("get_record", PURPOSE["purpose"], [ref["PM0000000004"]]),
+    ]
+    # Records are named as on the dataset topic: by pseudonym, never by key.
+    raw = b"".join(v for _, _, v in topic_messages(loaded, loaded.governance.access_log_topic))
+    assert b"PM000000000" not in raw
+    assert {(e["consumer"], e["dataset"], e["agreement"]) for e in logged} == {
+        ("dongthap-ppc", "party-members", "dongthap-ppc.party-members.1")
+    }
+
+
+@pytest.mark.parametrize("purpose", [None, "", "x" * 201])
+def test_a_query_without_a_purpose_is_refused(loaded: Hub, purpose: str | None) -> None:
+    auth = bearer(loaded, "dongthap-ppc")
+    params = {} if purpose is None else {"purpose": purpose}
+    response = TestClient(create_app(loaded)).get(
+        RECORDS.format(consumer="dongthap-ppc"), params=params, headers=auth
+    )
+    assert response.status_code == 422
+    assert "purpose" in response.text
+
+
+def test_status_and_metrics_show_each_read_model_to_the_operator_only(loaded: Hub) -> None:
+    c = client(loaded)
+    assert c.get("/v1/status", headers=bearer(loaded, "dongthap-ppc")).status_code == 403
+    operator = bearer(loaded, "cpo")
+    status = c.get("/v1/status", headers=operator).json()
+    models = {(m["consumer"], m["dataset"]): m for m in status["read_models"]}
+    dong_thap = models[("dongthap-ppc", "party-members")]
+    assert dong_thap["rows"] == 5 and dong_thap["agreement"] == "dongthap-ppc.party-members.1"
+    assert dong_thap["seconds_since_last_write"] is not None and dong_thap["seconds_since_last_write"] >= 0
+    assert status["governance_head"] == loaded.governance.head_sequence
+    metrics = c.get("/metrics", headers=operator)
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert 'sharehub_read_model_rows{consumer="dongthap-ppc",dataset="party-members"} 5.0' in metrics.text
+    assert 'sharehub_agreement_active{consumer="langson-ppc",dataset="party-members"} 1.0' in metrics.text
+
+
+@pytest.fixture
+def varied(hub: Hub) -> Hub:
+    people = [
+        member(member_id="PM0000000001", province_code="82", admission_date="2005-05-19"),
+        member(member_id="PM0000000002", province_code="20", admission_date="1999-01-02"),
+        member(member_id="PM0000000003", province_code="82", admission_date="2011-11-11",
+               status="PROBATIONARY", official_date=None),
+        member(member_id="PM0000000004", province_code="01", admission_date="1987-03-04"),
+    ]  # fmt: skip
+    apply(projector(hub), messages(hub, people))
+    return hub
+
+
+def test_list_with_a_filter_and_a_sort_on_granted_fields(varied: Hub) -> None:
+    auth = bearer(varied, "dongthap-ppc")
+    c = client(varied)
+    base = RECORDS.format(consumer="dongthap-ppc")
+    found = c.get(
+        base, params={"filter": 'province_code == "82" and status == "OFFICIAL"'}, headers=auth
+    ).json()
+    assert [i["key"] for i in found["items"]] == ["PM0000000001"]
+    oldest_first = c.get(base, params={"sort": "admission_date", "limit": 3}, headers=auth).json()
+    assert [i["key"] for i in oldest_first["items"]] == ["PM0000000004", "PM0000000002", "PM0000000001"]
+    assert oldest_first["next"] == "3"
+    rest = c.get(base, params={"sort": "admission_date", "offset": 3}, headers=auth).json()
+    assert [i["key"] for i in rest["items"]] == ["PM0000000003"] and rest["next"] is None
+    newest = c.get(base, params={"sort": "-admission_date", "limit": 1}, headers=auth).json()
+    assert [i["key"] for i in newest["items"]] == ["PM0000000003"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"filter": 'national_id == "1"'}, "national_id"),  # exists, but not granted to Dong Thap
+        ({"filter": 'shoe_size == "42"'}, "shoe_size"),
+        ({"filter": "status == "}, "column"),
+        ({"filter": "__import__('os')"}, "column"),
+        ({"sort": "national_id"}, "'national_id' is not a field 'dongthap-ppc' is granted"),
+    ],
+)
+def test_a_bad_filter_or_sort_is_a_clear_400(varied: Hub, params: dict[str, str], message: str) -> None:
+    response = client(varied).get(
+        RECORDS.format(consumer="dongthap-ppc"), params=params, headers=bearer(varied, "dongthap-ppc")
+    )
+    assert response.status_code == 400, response.text
+    assert message in response.json()["detail"]
+
+
+def test_as_of_a_past_time_shows_each_record_as_it_stood_then(hub: Hub) -> None:
+    now = dt.datetime.now(dt.UTC)
+    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200, 300)]  # three moments
+    assert moments[-1] < now
+    history = [
+        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
+        member(member_id="PM0000000002"),
+        member(member_id="PM0000000001", status="OFFICIAL"),
+    ]
+    apply(projector(hub), messages(hub, history, occurred=moments))
+    auth, c = bearer(hub, "langson-ppc"), client(hub)
+    one = RECORDS.format(consumer="langson-ppc") + "/PM0000000001"
+
+    def status_as_of(moment: dt.datetime) -> object:
+        response = c.get(one, params={**PURPOSE, "as_of": moment.isoformat()}, headers=auth)
+        return response.json()["fields"]["status"] if response.status_code == 200 else response.status_code
+
+    assert status_as_of(moments[0] - dt.timedelta(milliseconds=50)) == 404, "before its first event"
+    assert status_as_of(moments[1].astimezone(dt.timezone(dt.timedelta(hours=7)))) == "PROBATIONARY"
+    assert status_as_of(now) == "OFFICIAL"
+    page = c.get(
+        RECORDS.format(consumer="langson-ppc"),
+        params={**PURPOSE, "as_of": (moments[0] + dt.timedelta(milliseconds=50)).isoformat()},
+        headers=auth,
+    ).json()
+    assert [(i["key"], i["fields"]["status"]) for i in page["items"]] == [("PM0000000001", "PROBATIONARY")]
+
+    naive = c.get(one, params={**PURPOSE, "as_of": "2026-01-31T17:00:00"}, headers=auth)
+    assert naive.status_code == 400 and "time zone" in naive.json()["detail"]
+    assert c.get(one, params={**PURPOSE, "as_of": "last tuesday"}, headers=auth).status_code == 422
+
+
+def test_as_of_before_the_history_the_read_models_keep_is_a_clear_400(loaded: Hub) -> None:
+    keeping = Hub(loaded.settings.model_copy(update={"history_days": 30}))
+    try:
+        c, auth = client(keeping), bearer(keeping, "dongthap-ppc")
+        listing = RECORDS.format(consumer="dongthap-ppc")
+        now = dt.datetime.now(dt.UTC)
+        for path in (listing, listing + "/PM0000000001"):
+            too_old = {**PURPOSE, "as_of": (now - dt.timedelta(days=31)).isoformat()}
+            refused = c.get(path, params=too_old, headers=auth)
+            assert refused.status_code == 400, refused.text
+            assert "keep 30 days of history" in refused.json()["detail"]
+            assert c.get(path, params={**PURPOSE, "as_of": now.isoformat()}, headers=auth).status_code == 200
+    finally:
+        keeping.close()
+
+
+def test_prune_history_forgets_only_what_no_read_within_the_history_needs(hub: Hub) -> None:
+    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
+    history = [member(member_id="PM0000000001", status="PROBATIONARY"), member(member_id="PM0000000001")]
+    apply(projector(hub), messages(hub, history, occurred=moments))
+    consumers = ("dongthap-ppc", "langson-ppc")
+    assert [hub.store(c).version_count("party-members") for c in consumers] == [2, 2]
+    time.sleep(max(0.0, (moments[1] + dt.timedelta(seconds=1.5) - dt.datetime.now(dt.UTC)).total_seconds()))
+
+    run = sharehub(hub, "project", "prune-history", "--days", "0.00001")  # 0.864 s: both versions are older
+
+    assert run.returncode == 0, run.stderr
+    forgotten = dict(line.split("\t") for line in run.stdout.splitlines())
+    assert forgotten == {c: "1" if c in consumers else "0" for c in hub.consumers()}, "the superseded one"
+    for c in consumers:
+        store = hub.store(c)
+        assert store.version_count("party-members") == 1
+        now = store.get("party-members", "PM0000000001", as_of=dt.datetime.now(dt.UTC))
+        assert now == store.get("party-members", "PM0000000001"), "reads within the history answer as before"
+    unset = sharehub(hub, "project", "prune-history")
+    assert unset.returncode == 2 and "SHAREHUB_HISTORY_DAYS" in unset.stderr

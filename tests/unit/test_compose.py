@@ -1,0 +1,90 @@
+"""docker-compose.yml describes the same stack: every setting it passes exists, every role is there."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sharehub.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+TEXT = (REPO / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(TEXT)
+
+
+def _merge_keys_with_a_list_value(node: yaml.Node) -> list[int]:
+    """Lines (1-based) of each `<<:` whose value is a sequence of maps, anywhere in the document."""
+    found: list[int] = []
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge" and isinstance(value, yaml.SequenceNode):
+                found.append(key.start_mark.line + 1)
+            found += _merge_keys_with_a_list_value(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found += _merge_keys_with_a_list_value(item)
+    return found
+
+
+def test_every_merge_takes_one_map_so_every_yaml_reader_agrees() -> None:
+    # A list merge (`<<: [*a, *b]`) is resolved in different orders by different readers (PyYAML 6.0.3 and
+    # 6.0.4 disagree): which service holds which secret must not depend on that.
+    assert _merge_keys_with_a_list_value(yaml.compose(TEXT)) == []
+
+
+def test_the_stack_has_every_part() -> None:
+    assert set(COMPOSE["services"]) == {"kafka", "postgres", "governance", "projector", "api"}
+    assert COMPOSE["services"]["kafka"]["image"] == "apache/kafka:3.9.1"
+    server = COMPOSE["configs"]["kafka_server"]["content"]
+    assert "process.roles=broker,controller" in server
+    # The same security as the local broker: SCRAM on every listener, the authorizer, no default allow.
+    assert "listener.security.protocol.map=CLIENTS:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT" in server
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in server
+    assert "allow.everyone.if.no.acl.found=false" in server
+    assert COMPOSE["services"]["governance"]["command"] == ["gov", "apply", "--yes", "demo/hub.yaml"]
+    assert COMPOSE["services"]["projector"]["command"] == ["project"]
+
+
+def test_every_sharehub_variable_is_a_real_setting() -> None:
+    fields = {f"SHAREHUB_{name.upper()}" for name in Settings.model_fields}
+    for name, service in COMPOSE["services"].items():
+        for variable in service.get("environment", {}):
+            if variable.startswith("SHAREHUB_"):
+                assert variable in fields, f"{name}: {variable} is not a sharehub setting"
+
+
+def test_no_password_is_written_in_the_file() -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    assert "POSTGRES_PASSWORD:" not in text
+    assert "POSTGRES_PASSWORD_FILE: /run/secrets/db_password" in text
+    assert 'password="$$admin"' in text  # Kafka's passwords come from the secret at start
+
+
+def test_docker_compose_accepts_the_file_when_it_is_installed() -> None:
+    docker = shutil.which("docker")
+    has_compose = (
+        docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    )
+    if not has_compose:
+        pytest.skip("`docker compose` is not installed here: only the structural checks in this file ran")
+    result = subprocess.run([docker, "compose", "config", "-q"], cwd=REPO, capture_output=True, text=True)  # type: ignore[list-item]
+    assert result.returncode == 0, result.stderr
+
+
+def test_only_governance_and_its_api_hold_the_brokers_super_user_password() -> None:
+    def holds(name: str) -> bool:
+        service = COMPOSE["services"][name]
+        in_environment = "SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE" in service.get("environment", {})
+        return in_environment and "kafka_admin_password" in service.get("secrets", [])
+
+    assert holds("governance") and holds("api")
+    assert not holds("projector")
+    # Every service still runs the hub's image with the database settings.
+    for name in ("governance", "projector", "api"):
+        service = COMPOSE["services"][name]
+        assert service["image"] == "sharehub:latest"
+        assert "SHAREHUB_READ_MODEL_URL" in service["environment"]

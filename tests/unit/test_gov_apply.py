@@ -1,0 +1,130 @@
+"""Declarative bootstrap: plan lines, applying them, and idempotency (the second plan is empty)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sharehub.errors import InputError
+from sharehub.gov import GovernanceService, fold
+from sharehub.gov.apply import apply, plan, read_spec
+from sharehub.keys import LocalKeyStore, SecretBytes
+from tests.gov_support import T0, Clock
+
+DEMO = Path(__file__).resolve().parents[2] / "demo" / "hub.yaml"
+
+
+CENTRAL_OFFICES = ("cpo", "op", "ona", "go")
+
+
+def demo_spec(**approvers: tuple[str, ...]) -> dict[str, Any]:
+    raw: dict[str, Any] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    owners = {d["id"]: d["owner"] for d in raw["datasets"]}
+    for agreement in raw["agreements"]:
+        # Two central offices that neither own the dataset (the owner consents) nor read it.
+        others = (owners[agreement["dataset"]], agreement["consumer"])
+        default = tuple(o for o in CENTRAL_OFFICES if o not in others)[:2]
+        agreement["approvers"] = list(approvers.get(agreement["consumer"], default))
+    return raw
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Iterator[LocalKeyStore]:
+    store = LocalKeyStore(tmp_path / "keys.db", SecretBytes(bytes(32)))
+    yield store
+    store.close()
+
+
+def operator_service(keys: LocalKeyStore) -> GovernanceService:
+    keys.create_signing_key("cpo", "cpo/sign/1")
+    return GovernanceService.in_memory("cpo", keys.signing_key("cpo"), clock=Clock(T0))
+
+
+def test_plan_apply_then_nothing_to_do(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    spec = read_spec(demo_spec())
+    changes = plan(spec, svc.state)
+    lines = [str(c) for c in changes]
+    assert lines[0] == "+ register agency cpo (Central Party Office)"
+    assert "+ register agency coc (Central Organization Commission)" in lines
+    assert "+ add signing key coc/sign/1 to coc" in lines
+    assert "+ declare dataset party-members (owner coc, secret)" in lines
+    assert any(line.startswith("+ register schema party-members v1 (") for line in lines)
+    assert (
+        "+ propose agreement langson-ppc.party-members.1 (langson-ppc reads party-members, 4 fields)" in lines
+    )
+    assert "+ consent agreement langson-ppc.party-members.1 by coc" in lines
+    assert "+ approve agreement langson-ppc.party-members.1 by op" in lines
+    apply(changes, svc, keys)
+    assert plan(spec, svc.state) == []
+    assert svc.state.active_agreement("langson-ppc", "party-members", T0) is not None
+    assert keys.has("party-members/data/1", "data") and keys.has("dongthap-ppc/sign/1", "signing")
+    # The agency's public key on the log is the one in the key store.
+    on_log = svc.state.signing_public_key("coc", "coc/sign/1", T0).public_bytes_raw()
+    assert on_log == keys.signing_key("coc").private.public_key().public_bytes_raw()
+    assert fold(svc._log.read_all(), svc.state.trust).dump() == svc.state.dump()
+
+
+def test_a_half_done_agreement_is_moved_along(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    spec = read_spec(demo_spec())
+    changes = plan(spec, svc.state)
+    # Stop just after the first consent, as if the process had died there.
+    stop = next(i for i, c in enumerate(changes) if c.op == "consent") + 1
+    apply(changes[:stop], svc, keys)
+    rest = [str(c) for c in plan(spec, svc.state)]
+    assert rest[0] == "~ approve agreement dongthap-ppc.party-members.1 by cpo"
+    assert "~ approve agreement dongthap-ppc.party-members.1 by op" in rest
+    assert (
+        "+ propose agreement langson-ppc.party-members.1 (langson-ppc reads party-members, 4 fields)" in rest
+    )
+
+
+def test_an_agreement_removed_from_the_spec_is_revoked(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    apply(plan(read_spec(raw), svc.state), svc, keys)
+    raw["agreements"] = [a for a in raw["agreements"] if a["id"] != "langson-ppc.party-members.1"]
+    changes = plan(read_spec(raw), svc.state)
+    assert [str(c) for c in changes] == [
+        "- revoke agreement langson-ppc.party-members.1 (no longer in the spec)"
+    ]
+    apply(changes, svc, keys)
+    assert svc.state.agreement("langson-ppc.party-members.1").stage == "revoked"
+    assert plan(read_spec(raw), svc.state) == []
+
+
+def test_secret_agreement_without_two_approvers_is_refused_at_plan(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    del raw["agreements"][0]["approvers"]
+    with pytest.raises(InputError, match="needs 2 distinct central approvers; list them under 'approvers'"):
+        plan(read_spec(raw), svc.state)
+
+
+def test_changed_terms_are_refused(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    apply(plan(read_spec(raw), svc.state), svc, keys)
+    raw["agreements"][1]["fields"] = ["member_id", "status"]
+    with pytest.raises(
+        InputError, match="agreement langson-ppc.party-members.1 differs from the log in fields"
+    ):
+        plan(read_spec(raw), svc.state)
+    raw = demo_spec()
+    raw["agencies"][1]["clearance"] = "secret"
+    with pytest.raises(InputError, match="agency coc differs from the log in clearance"):
+        plan(read_spec(raw), svc.state)
+
+
+def test_bad_spec(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="operator"):
+        read_spec({"agencies": []})
+    path = tmp_path / "hub.yaml"
+    path.write_text("operator: [", encoding="utf-8")
+    with pytest.raises(InputError):
+        read_spec(path)

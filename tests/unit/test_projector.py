@@ -1,0 +1,160 @@
+"""The projection's decisions: granted fields only, default deny, exactly-once effects, quarantine reasons."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from projections.projector import LogMessage, Projector, Reconciled
+from services.hub import Hub
+from sharehub.envelope import ZERO_HASH, ChainPosition
+from tests.unit.test_avro import member
+from tests.unit.test_envelope import sealed
+
+
+def projector(hub: Hub) -> Projector:
+    return Projector(hub.governance, hub.keys, {c: hub.store(c) for c in hub.consumers()})
+
+
+def messages(
+    hub: Hub,
+    records: list[dict[str, Any]],
+    *,
+    partition: int = 0,
+    start: int = 0,
+    occurred: list[dt.datetime] | None = None,
+) -> list[LogMessage]:
+    """Records sealed as one chain in lane ``partition``, at offsets from ``start`` (and, given
+    ``occurred``, with those event times)."""
+    topic = hub.governance.dataset("party-members").topic
+    out, prev = [], ZERO_HASH
+    for i, record in enumerate(records):
+        when = {} if occurred is None else {"occurred_at": occurred[i]}
+        envelope = sealed(hub, record=record, position=ChainPosition(partition, i + 1, prev), **when)
+        prev = envelope.hash
+        out.append(LogMessage(topic, partition, start + i, None, envelope.raw))
+    return out
+
+
+def apply(p: Projector, batch: list[LogMessage]) -> Any:
+    decision = p.decide(batch)
+    p.commit(decision)
+    return decision
+
+
+def test_each_consumer_gets_exactly_its_granted_fields(offline_hub: Hub) -> None:
+    p = projector(offline_hub)
+    apply(p, messages(offline_hub, [member()]))
+    dongthap = offline_hub.store("dongthap-ppc").get("party-members", "PM0000000001")
+    langson = offline_hub.store("langson-ppc").get("party-members", "PM0000000001")
+    assert dongthap is not None and langson is not None
+    agreement = offline_hub.governance.active_agreement("dongthap-ppc", "party-members", _now())
+    assert agreement is not None
+    assert set(dongthap["fields"]) == set(agreement.fields)
+    assert set(langson["fields"]) == {"member_id", "province_code", "commune_code", "status"}
+    for fields in (dongthap["fields"], langson["fields"]):
+        assert "national_id" not in fields and "phone" not in fields and "date_of_birth" not in fields
+
+
+def test_an_agency_without_an_agreement_gets_no_read_model_rows(offline_hub: Hub) -> None:
+    stores = {c: offline_hub.store(c) for c in [*offline_hub.consumers(), "go"]}
+    p = Projector(offline_hub.governance, offline_hub.keys, stores)
+    apply(p, messages(offline_hub, [member()]))
+    assert stores["go"].count() == 0
+    assert stores["dongthap-ppc"].count() == 1
+
+
+def test_replaying_a_batch_applies_nothing_twice(offline_hub: Hub) -> None:
+    p = projector(offline_hub)
+    batch = messages(offline_hub, [member(), member(status="EXPELLED"), member(member_id="PM0000000002")])
+    apply(p, batch)
+    second = apply(p, batch)  # as after a crash between the commit and the broker's offset commit
+    assert second.applied() == 0
+    assert offline_hub.store("dongthap-ppc").versions("party-members") == {
+        "PM0000000001": 2,
+        "PM0000000002": 1,
+    }
+    assert (
+        offline_hub.store("dongthap-ppc").get("party-members", "PM0000000001")["fields"]["status"]
+        == "EXPELLED"
+    )
+
+
+def test_a_partly_applied_batch_resumes_where_the_read_model_stopped(offline_hub: Hub) -> None:
+    p = projector(offline_hub)
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(6)])
+    apply(p, batch[:4])
+    apply(p, batch)
+    assert sum(offline_hub.store("langson-ppc").versions("party-members").values()) == 6
+    assert p.resume_offset((batch[0].topic, 0)) == 6
+
+
+def test_invalid_events_are_quarantined_with_their_reason_and_never_applied(offline_hub: Hub) -> None:
+    p = projector(offline_hub)
+    good = messages(offline_hub, [member()])[0]
+    flipped = bytearray(good.value)
+    flipped[-70] ^= 0x01
+    not_owner = sealed(offline_hub, producer="go").raw
+    batch = [
+        LogMessage(good.topic, 0, 0, None, bytes(flipped)),
+        LogMessage(good.topic, 0, 1, None, not_owner),
+        LogMessage(good.topic, 0, 2, None, b"garbage"),
+        LogMessage("elsewhere", 0, 0, None, good.value),
+    ]
+    decision = apply(p, batch)
+    assert [q.reason for q in decision.quarantined] == [
+        "bad_signature",
+        "not_owner",
+        "malformed",
+        "unknown_dataset",
+    ]
+    assert decision.applied() == 0
+    assert offline_hub.store("dongthap-ppc").count() == 0
+    assert offline_hub.store("dongthap-ppc").positions()[(good.topic, 0)] == 3
+
+
+def _now() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def test_a_read_model_reset_to_a_datasets_start_is_left_to_the_replay_not_skipped_ahead(
+    offline_hub: Hub,
+) -> None:
+    p = projector(offline_hub)
+    p.reconcile()
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(6)])
+    apply(p, batch[:4])
+    lang_son, dong_thap = offline_hub.store("langson-ppc"), offline_hub.store("dongthap-ppc")
+    topic = batch[0].topic
+    lang_son.reset_dataset(
+        "party-members", topic, terms="new terms", agreement_id="langson-ppc.party-members.1"
+    )
+    assert p.behind_stream() == [(topic, 0)], "the stream is past the reset read model: it must go back"
+
+    apply(p, batch[4:])  # the stream goes on; the reset read model must not jump to its end
+    assert lang_son.count("party-members") == 0 and lang_son.positions().get((topic, 0), 0) == 0
+    assert sum(dong_thap.versions("party-members").values()) == 6
+
+    again = projector(offline_hub)  # the worker starting over: it reads from the least position, 0
+    apply(again, batch)
+    assert lang_son.versions("party-members") == {f"PM{i:010d}": 1 for i in range(6)}
+    assert sum(dong_thap.versions("party-members").values()) == 6, "nothing applied twice elsewhere"
+    assert again.behind_stream() == []
+
+
+def test_reconcile_purges_ended_agreements_and_resets_changed_terms_once(offline_hub: Hub) -> None:
+    p = projector(offline_hub)
+    assert p.reconcile().reset, "a new read model records the terms it is projected under"
+    assert p.reconcile() == Reconciled(), "nothing changes while the terms stand"
+    apply(p, messages(offline_hub, [member()]))
+    with offline_hub.governing() as gov:
+        gov.suspend("cpo", "langson-ppc.party-members.1", "inspection")
+    done = p.reconcile()
+    assert done.purged == {("langson-ppc", "party-members"): 1} and not done.reset
+    assert offline_hub.store("langson-ppc").count("party-members") == 0
+    with offline_hub.governing() as gov:
+        gov.resume("cpo", "langson-ppc.party-members.1", "inspection closed")
+    assert set(p.reconcile().reset) == {("langson-ppc", "party-members")}
+    assert offline_hub.store("dongthap-ppc").count("party-members") == 1

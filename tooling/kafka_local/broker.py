@@ -1,0 +1,584 @@
+"""A single-node Apache Kafka broker for development and tests, managed from Python.
+
+``LocalKafka(home, cache_dir, port)`` starts, stops and reports on one KRaft broker whose state lives
+under ``home/kafka/`` (data, logs, the generated ``server.properties``, ``broker.pid``, ``cluster.id``).
+It backs ``sharehub kafka start|stop|status`` and the test suite's shared broker.
+
+Why Kafka 3.9.1: it is the last Kafka line that still accepts all the older protocol request versions.
+Kafka 4.0 removed many of them (KIP-896), and the two clients sharehub uses, aiokafka (under
+faust-streaming) and librdkafka (under confluent-kafka), still send some of those; 3.9.1 talks to both.
+It also runs in KRaft mode, so there is no ZooKeeper to manage: one JVM is both broker and controller.
+The jars come from Maven Central (see ``jars.py``), the one place this machine can fetch them from.
+
+Security is on from the first start: the client listener speaks SASL/SCRAM-SHA-512 only, Kafka's
+StandardAuthorizer denies whatever no ACL allows, and the one super user, ``admin``, is created while the
+storage is formatted (``--add-scram``), with a random password in ``home/kafka/admin.password`` (owner-only).
+Governance uses it to create the agencies' principals and ACLs. The controller listener is loopback-only
+and authenticated too (SASL/PLAIN, its own random password), so nothing talks to this broker anonymously.
+A data directory formatted before security was on is refused with a clear error.
+
+The broker runs detached in its own session so that it outlives the command that started it and can be
+stopped as a process group. Every wait is a polling loop with a deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from sharehub.errors import BrokerStartError, BrokerStopError, PortInUseError
+from sharehub.kafka import SASL_MECHANISM, KafkaAccess
+from sharehub.keys import SecretBytes, write_private
+from tooling.kafka_local.jars import KAFKA_VERSION, ensure_jars
+
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerStartError",
+    "BrokerStatus",
+    "BrokerStopError",
+    "LocalKafka",
+    "PortInUseError",
+    "broker_answers",
+]
+
+LOG4J_CONFIG = Path(__file__).with_name("log4j.properties")
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+#: After SIGKILL the kernel needs only a moment; anything longer means something is badly wrong.
+KILL_TIMEOUT_S = 10.0
+POLL_S = 0.25
+LOG_TAIL_LINES = 30
+JVM_HEAP = ("-Xms256m", "-Xmx768m")
+#: The collector settings Kafka's own start script uses (KAFKA_JVM_PERFORMANCE_OPTS): short G1 pauses. The
+#: JVM's default pause goal (200 ms) let single collections hold every acks=all write for up to 60 ms.
+JVM_GC = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+)
+
+# librdkafka reports every refused connection as an error; while we poll a broker that is still
+# starting (or check one that is down) that is expected, so its log goes nowhere.
+_quiet = logging.getLogger("sharehub.kafka_local.librdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``LocalKafka.status()`` found. ``running`` means our process is alive and answering."""
+
+    running: bool
+    pid: int | None
+    bootstrap: str
+    detail: str
+
+
+def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
+    """True when a Kafka broker at ``bootstrap`` answers a metadata request within ``timeout`` (with the
+    login ``bootstrap`` carries, if it is a :class:`KafkaAccess`)."""
+    login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
+    admin = AdminClient(
+        {"bootstrap.servers": str(bootstrap), "log.connection.close": False, **login}, logger=_quiet
+    )
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
+
+
+class LocalKafka:
+    """One local KRaft broker: ``start()``, ``stop()``, ``status()``; state under ``home/kafka``."""
+
+    def __init__(self, home: Path, cache_dir: Path, port: int) -> None:
+        self.home = home.expanduser().resolve()
+        self.cache_dir = cache_dir.expanduser().resolve()
+        self.port = port
+        self.controller_port = port + 1
+        self.state_dir = self.home / "kafka"
+        self.data_dir = self.state_dir / "data"
+        self.logs_dir = self.state_dir / "logs"
+        self.config_file = self.state_dir / "server.properties"
+        self.pid_file = self.state_dir / "broker.pid"
+        self.cluster_id_file = self.state_dir / "cluster.id"
+        self.stdout_file = self.logs_dir / "kafka.out"
+        self.admin_password_file = self.state_dir / "admin.password"
+        self.controller_password_file = self.state_dir / "controller.password"
+        self.secured_marker = self.data_dir / "sharehub-secured"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> str:
+        """Make sure the broker runs and answers; return its bootstrap address. Idempotent."""
+        with self._locked():
+            pid = self._our_pid()
+            if pid is not None:
+                if broker_answers(self.admin_access(), timeout=5.0):
+                    return self.bootstrap
+                # Ours but silent: perhaps still starting (launched by another command).
+                self._wait_until_ready(pid, timeout)
+                return self.bootstrap
+            self._remove_pid_file()
+            self._check_ports_free()
+            libs = ensure_jars(self.cache_dir)
+            java = _java()
+            self._prepare_state()
+            self._format_if_needed(java, libs)
+            pid = self._launch(java, libs)
+            try:
+                self._wait_until_ready(pid, timeout)
+            except BaseException:
+                # Also on Ctrl-C: a half-started broker that nobody waits for must not linger.
+                self._stop_locked()
+                raise
+            return self.bootstrap
+
+    def stop(self) -> bool:
+        """Stop the broker (SIGTERM, then SIGKILL after 30 s). Return whether one was running."""
+        with self._locked():
+            return self._stop_locked()
+
+    def status(self) -> BrokerStatus:
+        """Report truthfully; a pid file whose process is gone or is not this broker is removed."""
+        pid = self._our_pid()
+        if pid is None:
+            stale = self._read_pid_file()
+            if stale is not None:
+                # Only clean up when no start/stop holds the lock: a start may be mid-launch.
+                with self._locked(blocking=False) as got:
+                    if got and self._our_pid() is None:
+                        self._remove_pid_file()
+                cleanup = "removed the stale pid file" if got else "a start or stop is in progress"
+                detail = (
+                    f"not running: the pid file named process {stale}, which is not this broker "
+                    f"(gone, or the pid was reused); {cleanup}"
+                )
+            else:
+                detail = f"not running (state in {self.state_dir})"
+            return BrokerStatus(False, None, self.bootstrap, detail)
+        if broker_answers(self.admin_access(), timeout=3.0):
+            return BrokerStatus(
+                True, pid, self.bootstrap, f"running, pid {pid}, answering on {self.bootstrap}"
+            )
+        return BrokerStatus(
+            False,
+            pid,
+            self.bootstrap,
+            f"process {pid} is up but not answering on {self.bootstrap} (still starting, or hung; "
+            f"see {self.logs_dir / 'server.log'})",
+        )
+
+    # ------------------------------------------------------------------ processes
+
+    def _our_pid(self) -> int | None:
+        """The pid of this broker if one is alive: from the pid file, else found in /proc."""
+        pid = self._read_pid_file()
+        if pid is not None and self._is_ours(pid):
+            return pid
+        # A broker whose pid file was lost (deleted by hand, or written by a start that was killed)
+        # must still be seen, or a second start would collide with it on the port.
+        found = self._find_our_processes()
+        if found:
+            self.pid_file.write_text(f"{found[0]}\n")
+            return found[0]
+        return None
+
+    def _is_ours(self, pid: int) -> bool:
+        args = _cmdline(pid)
+        return "kafka.Kafka" in args and str(self.config_file) in args
+
+    def _find_our_processes(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._is_ours(int(entry.name)):
+                pids.append(int(entry.name))
+        return sorted(pids)
+
+    def _read_pid_file(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _remove_pid_file(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
+
+    def _stop_locked(self) -> bool:
+        pids = set(self._find_our_processes())
+        pid = self._read_pid_file()
+        if pid is not None and self._is_ours(pid):
+            pids.add(pid)
+        if not pids:
+            self._remove_pid_file()
+            return False
+        for p in pids:
+            _signal_group(p, signal.SIGTERM)
+        if not self._wait_gone(pids, STOP_TIMEOUT_S):
+            for p in pids:
+                _signal_group(p, signal.SIGKILL)
+            self._wait_gone(pids, KILL_TIMEOUT_S)
+        self._remove_pid_file()
+        survivors = self._find_our_processes()
+        if survivors:
+            raise BrokerStopError(
+                f"the Kafka broker in {self.state_dir} survived SIGTERM and SIGKILL: process(es) "
+                f"{', '.join(map(str, survivors))} still run; kill them by hand."
+            )
+        return True
+
+    def _wait_gone(self, pids: set[int], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._reap(pids)
+            if not any(_alive(p) for p in pids):
+                self._reap(pids)  # one that exited since the last reap is a zombie until reaped
+                # Our own child is gone once reaped: the JVM's leader is a zombie while its other threads
+                # still exit, and until then it cannot be reaped and stays in /proc.
+                child = self._proc
+                if child is None or child.pid not in pids or child.returncode is not None:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+
+    def _reap(self, pids: set[int]) -> None:
+        # A broker started by this very process is our child: unless reaped it lingers as a zombie
+        # (still in /proc). Brokers started by another command were reparented and are reaped there.
+        if self._proc is not None and self._proc.pid in pids:
+            self._proc.poll()
+        for p in pids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(p, os.WNOHANG)
+
+    # ------------------------------------------------------------------ starting
+
+    def _check_ports_free(self) -> None:
+        for port, role in ((self.port, "client"), (self.controller_port, "controller")):
+            if _port_free(port):
+                continue
+            what = (
+                "a Kafka broker that is not the one whose state is in this directory (another sharehub "
+                "home, or one started by hand)"
+                if role == "client" and broker_answers(f"127.0.0.1:{port}", timeout=2.0)
+                else "another process"
+            )
+            raise PortInUseError(
+                f"cannot start the local Kafka broker of {self.state_dir}: 127.0.0.1:{port} (its {role} "
+                f"port) is already in use by {what}. Stop that process (`ss -ltnp 'sport = :{port}'` "
+                f"shows it), choose other ports with SHAREHUB_LOCAL_KAFKA_PORT, or point "
+                f"SHAREHUB_KAFKA_BOOTSTRAP at that broker."
+            )
+
+    def _prepare_state(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        if (self.data_dir / "meta.properties").exists() and not self.secured_marker.exists():
+            raise BrokerStartError(
+                f"{self.data_dir} was formatted without authentication; remove {self.state_dir} "
+                "(its topics are lost) and start again"
+            )
+        # Regenerated on every start so the file always matches the code and the configured port. It holds
+        # the broker's own passwords, so it is owner-only like them.
+        _write_private(self.config_file, self._server_properties())
+
+    def _password(self, path: Path) -> str:
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def admin_access(self) -> KafkaAccess:
+        """The bootstrap address with the super user's login (governance's)."""
+        return KafkaAccess(
+            self.bootstrap, "admin", SecretBytes(self._password(self.admin_password_file).encode())
+        )
+
+    def _server_properties(self) -> str:
+        admin = self._password(self.admin_password_file)
+        controller = self._password(self.controller_password_file)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"CLIENTS://127.0.0.1:{self.port}",
+            "listener.security.protocol.map": "CLIENTS:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "inter.broker.listener.name": "CLIENTS",
+            "controller.listener.names": "CONTROLLER",
+            # Clients (and the broker to itself) authenticate with SCRAM; the credentials live in the
+            # cluster metadata, where governance creates them through the Admin API.
+            "sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            f"listener.name.clients.{SASL_MECHANISM.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="admin" password="{admin}";'
+            ),
+            # The controller cannot use SCRAM (its credentials are in the metadata it serves): PLAIN.
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="controller" password="{controller}" user_controller="{controller}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:admin;User:controller",
+            "allow.everyone.if.no.acl.found": "false",
+            "log.dirs": str(self.data_dir),
+            # Topics exist only because governance created them, with their schema and policy.
+            "auto.create.topics.enable": "false",
+            "num.partitions": "3",
+            # One node: every replication factor must be 1 or internal topics can never be created.
+            "default.replication.factor": "1",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "min.insync.replicas": "1",
+            # Nobody else will join a group on a dev broker; don't make every consumer wait 3 s.
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        header = "# Generated by tooling/kafka_local/broker.py on every start; edits are overwritten.\n"
+        return header + "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _cluster_id(self) -> str:
+        try:
+            existing = self.cluster_id_file.read_text().strip()
+        except OSError:
+            existing = ""
+        if existing:
+            return existing
+        cluster_id = _new_cluster_id()
+        self.cluster_id_file.write_text(cluster_id + "\n")
+        return cluster_id
+
+    def _format_if_needed(self, java: str, libs: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cmd = [
+            java,
+            *JVM_HEAP,
+            "-cp",
+            f"{libs}/*",
+            *self._log_props(),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self._cluster_id(),
+            "-c",
+            str(self.config_file),
+            "--add-scram",
+            f"{SASL_MECHANISM}=[name=admin,password={self._password(self.admin_password_file)}]",
+        ]
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=self.state_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=START_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerStartError(
+                f"formatting the Kafka storage in {self.data_dir} timed out after {START_TIMEOUT_S:.0f} s"
+            ) from exc
+        if proc.returncode != 0:
+            shown = " ".join(cmd[:-1]) + " <redacted>"  # the last argument holds the admin password
+            raise BrokerStartError(
+                f"formatting the Kafka storage in {self.data_dir} failed (exit {proc.returncode}): "
+                f"`{shown}`. Its output:\n{_tail_text(proc.stdout)}"
+            )
+        self.secured_marker.write_text("SASL/SCRAM and ACLs since format\n")
+
+    def _log_props(self) -> list[str]:
+        return [
+            f"-Dlog4j.configuration={LOG4J_CONFIG.resolve().as_uri()}",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+        ]
+
+    def _launch(self, java: str, libs: Path) -> int:
+        cmd = [
+            java,
+            *JVM_HEAP,
+            *JVM_GC,
+            "-Djava.awt.headless=true",
+            "-cp",
+            f"{libs}/*",
+            *self._log_props(),
+            "kafka.Kafka",
+            str(self.config_file),
+        ]
+        with open(self.stdout_file, "wb") as out:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.state_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{self._proc.pid}\n")
+        return self._proc.pid
+
+    def _wait_until_ready(self, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._reap({pid})
+            if not _alive(pid):
+                tail = self._log_tail()
+                self._stop_locked()  # a process the JVM forked could outlive it; leave nothing behind
+                raise BrokerStartError(f"the Kafka broker (pid {pid}) exited during startup. {tail}")
+            # Asking for metadata only once the port accepts connections keeps each probe short.
+            if _port_accepts(self.port) and broker_answers(self.admin_access(), timeout=2.0):
+                return
+            if time.monotonic() >= deadline:
+                # The log's tail is taken before stopping: afterwards it only shows the shutdown.
+                tail = self._log_tail()
+                self._stop_locked()
+                raise BrokerStartError(
+                    f"the Kafka broker (pid {pid}) did not answer on {self.bootstrap} within "
+                    f"{timeout:g} s and was stopped. {tail}"
+                )
+            time.sleep(POLL_S)
+
+    def _log_tail(self) -> str:
+        parts = []
+        for path in (self.logs_dir / "server.log", self.stdout_file):
+            text = _read_tail(path, LOG_TAIL_LINES)
+            if text:
+                parts.append(f"Last lines of {path}:\n{text}")
+        return "\n".join(parts) if parts else f"(no broker log found in {self.logs_dir})"
+
+    @contextlib.contextmanager
+    def _locked(self, blocking: bool = True) -> Iterator[bool]:
+        """Serialise start/stop of this broker across processes (the lock is a file in the state dir)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka makes them: a random 16-byte uuid, base64url, no padding (22 chars)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # A leading '-' would be read as an option by StorageTool's argument parser (Kafka's own
+        # Uuid.randomUuid avoids it for the same reason).
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    candidates = [str(Path(java_home) / "bin" / "java")] if java_home else []
+    candidates.append(shutil.which("java") or "")
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BrokerStartError(
+        f"cannot start the local Kafka {KAFKA_VERSION} broker: no Java runtime found (JAVA_HOME/bin/java "
+        "or 'java' on PATH). Install Java 17 or later (e.g. 'apt-get install openjdk-17-jre-headless')."
+    )
+
+
+def _cmdline(pid: int) -> list[str]:
+    """The argument vector of ``pid``; empty when it is gone or a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")
+
+
+def _alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state letter follows the parenthesised command name, which may itself contain ')'.
+    state = stat[stat.rfind(")") + 2 :][:1]
+    return state not in ("Z", "X", "")
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    # The broker leads its own session (start_new_session), so its group id is its pid; signalling
+    # the group also reaches anything the JVM forked.
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR, as the JVM uses: a port with only TIME_WAIT leftovers is free for the broker.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _read_tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            # The last 64 KiB hold far more than 30 lines of a Kafka log; no need to read it all.
+            fh.seek(max(0, fh.tell() - 65536))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return _tail_text(text, lines)
+
+
+def _tail_text(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _write_private(path: Path, text: str) -> None:
+    write_private(path, text.encode())
