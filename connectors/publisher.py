@@ -24,7 +24,7 @@ from sharehub.checkpoints import seal_checkpoint
 from sharehub.codec import DatasetCodec, DatasetKeys, Producing, SealedEvent
 from sharehub.envelope import Envelope
 from sharehub.errors import BrokerError, InputError, RecordValidationError, SubjectErased
-from sharehub.governance import GovernanceView
+from sharehub.gov.views import GovernanceView
 from sharehub.kafka import producer_config
 from sharehub.keys import SigningKey
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sharehub.avro import record_from_json
 from sharehub.errors import RecordValidationError
-from sharehub.governance import GovernanceView
+from sharehub.gov.views import GovernanceView
 from sharehub.row_filter import compile_filter
 
 

@@ -26,7 +26,7 @@ from sharehub.avro import RecordSchema
 from sharehub.codec import DatasetCodec, DatasetKeys, Opened, codecs_by_topic
 from sharehub.envelope import Envelope
 from sharehub.errors import EnvelopeError, UnknownDataset
-from sharehub.governance import Agreement, GovernanceView
+from sharehub.gov.views import Agreement, GovernanceView
 from sharehub.kafka import Record
 from sharehub.row_filter import RowFilter, compile_filter
 

@@ -105,7 +105,7 @@ chain_heads = Table(
     Column("hash", LargeBinary(32), nullable=False),
 )
 
-#: Per dataset, the terms (sharehub.governance.terms_digest) the dataset's rows were projected under. Rows
+#: Per dataset, the terms (sharehub.gov.views.terms_digest) the dataset's rows were projected under. Rows
 #: of terms that are no longer the active ones are reset and projected again from the dataset's start.
 grants = Table(
     "grants",

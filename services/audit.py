@@ -20,7 +20,7 @@ from sharehub.checkpoints import open_checkpoint
 from sharehub.codec import DatasetCodec, codecs_by_topic
 from sharehub.envelope import Envelope
 from sharehub.errors import ChainViolation, EnvelopeError
-from sharehub.governance import GovernanceView
+from sharehub.gov.views import GovernanceView
 from sharehub.kafka import read_topic, records
 
 

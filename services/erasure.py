@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 
 from services.hub import Hub
 from sharehub.errors import InputError, SignatureInvalid
-from sharehub.governance import GovernanceView
+from sharehub.gov.views import GovernanceView
 
 
 def erase_subject(

@@ -21,121 +21,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.broker_access import provision
 from services.hub import Hub
 from sharehub.errors import InputError, NotAuthenticated, UnknownReferenceError
+from sharehub.gov.commands import (
+    AddKey,
+    AgreementChange,
+    AgreementStep,
+    Command,
+    DeclareDataset,
+    IssueCredential,
+    Propose,
+    RegisterAgency,
+    RegisterSchema,
+    RevokeKey,
+    RotateKey,
+)
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.service import Effect, GovernanceService
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _text_is_unicode(cls, data: Any) -> Any:
-        """JSON may carry lone surrogates (``"\\ud800"``), which are no text: refused here, by name."""
-        where = _first_lone_surrogate(data, ())
-        if where is not None:
-            raise ValueError(f"{'.'.join(where) or 'body'}: not valid Unicode text (a lone surrogate)")
-        return data
-
-
-def _first_lone_surrogate(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        found = _first_lone_surrogate(key, (*path, "<key>")) or _first_lone_surrogate(item, (*path, str(key)))
-        if found is not None:
-            return found
-    return None
-
-
-class RegisterAgency(_Request):
-    id: str
-    name: str
-    kind: str
-    clearance: str
-    parent: str | None = None
-
-
-class AddKey(_Request):
-    agency: str
-    key_id: str
-    #: Raw Ed25519 public key, hex. Left out (on the hub's own machine only: the CLI), a key pair is made
-    #: and kept in the hub's key store once governance has accepted its public half.
-    public_key: str | None = None
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
-
-
-class RotateKey(_Request):
-    agency: str
-    old_key_id: str
-    new_key_id: str
-    public_key: str | None = None
-    valid_from: AwareDatetime | None = None
-
-
-class RevokeKey(_Request):
-    agency: str
-    key_id: str
-    reason: str = Field(min_length=1)
-    effective_at: AwareDatetime | None = None
-
-
-class DeclareDataset(_Request):
-    id: str
-    owner: str
-    classification: str
-    key_field: str
-    description: str = ""
-    retention_ms: int = -1
-    partitions: int = Field(default=3, ge=1, le=256)
-    #: Expressions every record must satisfy, e.g. ``admission_date >= "1930-02-03"``.
-    quality_rules: tuple[str, ...] = ()
-
-
-class RegisterSchema(_Request):
-    dataset: str
-    #: The Avro record schema (JSON), with ``classification`` (and ``personal``) on each field.
-    avro_schema: dict[str, Any] = Field(alias="schema")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Propose(_Request):
-    id: str
-    consumer: str
-    dataset: str
-    fields: tuple[str, ...]
-    purpose: str
-    legal_basis: str
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
-    row_filter: str | None = None
-
-
-class AgreementStep(_Request):
-    agreement_id: str
-
-
-class AgreementChange(_Request):
-    agreement_id: str
-    reason: str = Field(min_length=1)
-
-
-class IssueCredential(_Request):
-    agency: str
-    #: SHA-256 (hex) of a credential the caller made; the hub never sees the credential itself.
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -202,7 +106,7 @@ def _public_key(
 
 
 #: operation name (CLI command and HTTP path) -> (request type, what it does)
-OPERATIONS: dict[str, tuple[type[_Request], Perform]] = {
+OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
     "register-agency": (RegisterAgency, lambda h, s, c, r: s.register_agency(c.agency, **r.model_dump())),
     "add-key": (AddKey, _add_key),
     "rotate-key": (RotateKey, _rotate_key),
@@ -251,14 +155,14 @@ def authenticate(hub: Hub, actor: str, credential: str | None, *, local_operator
     raise NotAuthenticated(f"acting for {actor!r} needs a credential governance issued to {actor!r}")
 
 
-def parse_request(operation: str, body: dict[str, Any]) -> _Request:
+def parse_request(operation: str, body: dict[str, Any]) -> Command:
     found = OPERATIONS.get(operation)
     if found is None:
         raise UnknownReferenceError(f"no governance operation {operation!r}; one of: {', '.join(OPERATIONS)}")
     return found[0].model_validate(body)
 
 
-def perform(hub: Hub, caller: Caller, operation: str, request: _Request) -> GovernanceEvent:
+def perform(hub: Hub, caller: Caller, operation: str, request: Command) -> GovernanceEvent:
     kind, run = OPERATIONS[operation]
     if not isinstance(request, kind):
         raise InputError(f"{operation} takes a {kind.__name__} request")

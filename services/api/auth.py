@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from services.hub import Hub
 from sharehub.errors import NotAuthenticated, TooManyRequests
-from sharehub.governance import token_hash
+from sharehub.gov.views import token_hash
 
 #: How long a request with an unknown credential waits for the follower's next read of the log.
 RECHECK_WAIT_S = 5.0

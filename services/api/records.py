@@ -21,7 +21,7 @@ from services.api.context import ApiContext, context, own_read_model
 from services.api.errors import RESPONSES
 from sharehub.avro import RecordSchema
 from sharehub.errors import Forbidden, InputError, RequestInvalid, UnknownReferenceError
-from sharehub.governance import Agreement
+from sharehub.gov.views import Agreement
 from sharehub.row_filter import compile_filter
 
 FILTER_HELP = 'A row filter over granted fields, e.g. status == "OFFICIAL" and province_code in ["82"].'

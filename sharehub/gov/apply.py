@@ -15,7 +15,6 @@ dataset's owner, an agreement's terms) are refused with InputError rather than s
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,10 +24,11 @@ from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from sharehub.avro import load_schema
 from sharehub.errors import InputError
+from sharehub.gov.commands import DeclareDataset, Propose, RegisterAgency
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.log import MemoryLog
 from sharehub.gov.models import DatasetRecord, approvals_needed
@@ -36,39 +36,15 @@ from sharehub.gov.service import Effect, GovernanceService
 from sharehub.gov.state import GovState, fold
 from sharehub.keys import LocalKeyStore
 
-
-class AgencySpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    name: str
-    kind: str
-    clearance: str
-    parent: str | None = None
+#: An agency and a dataset in the file are the commands that register and declare them.
+AgencySpec = RegisterAgency
+DatasetSpec = DeclareDataset
 
 
-class DatasetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    owner: str
-    classification: str
-    key_field: str
-    description: str = ""
-    partitions: int = 3
-    retention_ms: int = -1
-    quality_rules: tuple[str, ...] = ()
+class AgreementSpec(Propose):
+    """An agreement in the file: the proposal, from when it is valid, and who approves it."""
 
-
-class AgreementSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    consumer: str
-    dataset: str
-    fields: tuple[str, ...]
-    purpose: str
-    legal_basis: str
-    valid_from: dt.datetime
-    valid_until: dt.datetime | None = None
-    row_filter: str | None = None
+    valid_from: AwareDatetime
     approvers: tuple[str, ...] = ()
 
 

@@ -1,8 +1,8 @@
 """What governance knows, richer than the skeleton's models: key revocations, every schema version, and the
 whole lifecycle of each agreement, version by version.
 
-Each record turns into the matching model of :mod:`sharehub.governance` (``Agency``, ``Dataset``,
-``Agreement``) for the :class:`~sharehub.governance.GovernanceView`, so the rest of the hub keeps using the
+Each record turns into the matching model of :mod:`sharehub.gov.views` (``Agency``, ``Dataset``,
+``Agreement``) for the :class:`~sharehub.gov.views.GovernanceView`, so the rest of the hub keeps using the
 models it knows (composition, not a second set of models to learn).
 """
 
@@ -18,7 +18,7 @@ from typing import Literal
 
 from sharehub.avro import RecordSchema
 from sharehub.gov.events import AgreementProposed
-from sharehub.governance import Agency, AgencyKind, Agreement, Classification, Dataset, PublicKey, level
+from sharehub.gov.views import Agency, AgencyKind, Agreement, Classification, Dataset, PublicKey, level
 
 #: Where an agreement is in its lifecycle, as recorded by events. ``active`` and ``expired`` are not stages:
 #: they also depend on the time asked about (see :meth:`AgreementRecord.status_at`).

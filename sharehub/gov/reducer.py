@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 from sharehub.gov import events as ev
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord, KeyRecord, approvals_needed
 from sharehub.gov.rules import parse_schema
-from sharehub.governance import AgencyKind, Classification
+from sharehub.gov.views import AgencyKind, Classification
 
 if TYPE_CHECKING:
     from sharehub.gov.state import GovState

@@ -29,7 +29,7 @@ from sharehub.errors import (
 )
 from sharehub.gov import events as ev
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
-from sharehub.governance import Agency, Dataset, level
+from sharehub.gov.views import Agency, Dataset, level
 from sharehub.row_filter import compile_filter
 from sharehub.schema_compat import require_compatible
 

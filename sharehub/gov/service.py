@@ -24,7 +24,7 @@ from sharehub.gov.log import EventLog, KafkaLog, MemoryLog
 from sharehub.gov.rules import check, parse_schema
 from sharehub.gov.state import GovState, fold
 from sharehub.gov.verify import Trust, verify
-from sharehub.governance import token_hash
+from sharehub.gov.views import token_hash
 from sharehub.keys import SigningKey
 
 Clock = Callable[[], dt.datetime]

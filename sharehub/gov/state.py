@@ -1,4 +1,4 @@
-"""The governance state folded from the log, and the :class:`~sharehub.governance.GovernanceView` over it.
+"""The governance state folded from the log, and the :class:`~sharehub.gov.views.GovernanceView` over it.
 
 :func:`fold` rebuilds the state from events alone (plus the pinned operator keys); the service applies each
 new event through the very same :meth:`GovState.apply`, so a state rebuilt from the log always equals the
@@ -21,7 +21,7 @@ from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
 from sharehub.gov.reducer import mutate
 from sharehub.gov.rules import check
 from sharehub.gov.verify import Trust, verify
-from sharehub.governance import Agency, Agreement, Dataset, token_hash
+from sharehub.gov.views import Agency, Agreement, Dataset, token_hash
 from sharehub.row_filter import RowFilter, compile_filter
 
 

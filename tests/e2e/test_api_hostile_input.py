@@ -17,7 +17,7 @@ from services.api.app import create_app
 from services.api.auth import FAILURES_ALLOWED, FailedAuthentications
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
-from sharehub.governance import token_hash
+from sharehub.gov.views import token_hash
 from tests.unit.test_avro import member
 from tests.unit.test_projector import apply, messages, projector
 

@@ -1,0 +1,124 @@
+"""The governance commands: one typed request per operation, what an agency asks governance to do.
+
+The same models serve every way a change is asked for: the CLI's options (``sharehub gov OPERATION``), the
+HTTP body (``POST /v1/gov/OPERATION``) and the hub YAML file (:mod:`sharehub.gov.apply`: agencies,
+datasets and agreements are these commands, an agreement with its approvers). Each is checked as it is
+read (extra fields, types, text that is not valid Unicode), then against governance by the rules
+(:mod:`sharehub.gov.rules`) when performed; what governance records is the event (:mod:`sharehub.gov.events`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+
+class Command(BaseModel):
+    """Base of every governance command: frozen, no field it does not name, Unicode text only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_unicode(cls, data: Any) -> Any:
+        """JSON may carry lone surrogates (``"\\ud800"``), which are no text: refused here, by name."""
+        where = _first_lone_surrogate(data, ())
+        if where is not None:
+            raise ValueError(f"{'.'.join(where) or 'body'}: not valid Unicode text (a lone surrogate)")
+        return data
+
+
+def _first_lone_surrogate(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _first_lone_surrogate(key, (*path, "<key>")) or _first_lone_surrogate(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
+class RegisterAgency(Command):
+    id: str
+    name: str
+    kind: str
+    clearance: str
+    parent: str | None = None
+
+
+class AddKey(Command):
+    agency: str
+    key_id: str
+    #: Raw Ed25519 public key, hex. Left out (on the hub's own machine only: the CLI), a key pair is made
+    #: and kept in the hub's key store once governance has accepted its public half.
+    public_key: str | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+
+
+class RotateKey(Command):
+    agency: str
+    old_key_id: str
+    new_key_id: str
+    public_key: str | None = None
+    valid_from: AwareDatetime | None = None
+
+
+class RevokeKey(Command):
+    agency: str
+    key_id: str
+    reason: str = Field(min_length=1)
+    effective_at: AwareDatetime | None = None
+
+
+class DeclareDataset(Command):
+    id: str
+    owner: str
+    classification: str
+    key_field: str
+    description: str = ""
+    retention_ms: int = -1
+    partitions: int = Field(default=3, ge=1, le=256)
+    #: Expressions every record must satisfy, e.g. ``admission_date >= "1930-02-03"``.
+    quality_rules: tuple[str, ...] = ()
+
+
+class RegisterSchema(Command):
+    dataset: str
+    #: The Avro record schema (JSON), with ``classification`` (and ``personal``) on each field.
+    avro_schema: dict[str, Any] = Field(alias="schema")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Propose(Command):
+    id: str
+    consumer: str
+    dataset: str
+    fields: tuple[str, ...]
+    purpose: str
+    legal_basis: str
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    row_filter: str | None = None
+
+
+class AgreementStep(Command):
+    agreement_id: str
+
+
+class AgreementChange(Command):
+    agreement_id: str
+    reason: str = Field(min_length=1)
+
+
+class IssueCredential(Command):
+    agency: str
+    #: SHA-256 (hex) of a credential the caller made; the hub never sees the credential itself.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
