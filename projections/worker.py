@@ -25,7 +25,6 @@ from typing import Any, cast
 
 import faust
 from faust.types import TP
-from mode.types.signals import BaseSignalT
 
 from projections.assignor import GuardedAssignor
 from projections.engine import Judged, ProjectionEngine
@@ -203,15 +202,12 @@ class ProjectionWorker:
 
     # --- rebalances -----------------------------------------------------------------------------------
 
-    async def _finish_taken_batches(self, sender: Any, *_: Any, signal: BaseSignalT[Any], **__: Any) -> None:
+    async def _finish_taken_batches(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         """Partitions may go to another worker: every batch taken from them is finished before they go."""
         if self.in_flight:
             await asyncio.wait(list(self.in_flight))
 
-    async def _resume_from_read_models(
-        self, sender: Any, *_: Any, signal: BaseSignalT[Any], **given: Any
-    ) -> None:
-        assigned: set[TP] = given["assigned"]
+    async def _resume_from_read_models(self, sender: Any, assigned: set[TP], **_: Any) -> None:
         ours = {tp for tp in assigned if tp.topic in self._topics}
         newly = ours - self._held
         self._held = ours
