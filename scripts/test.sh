@@ -16,6 +16,9 @@ started_kafka=""
 started_pg=""
 cleanup() {
   status=$?
+  # Hub processes a test started and could not stop (the run was interrupted): a supervised worker would
+  # go on restarting its worker. They all run this clone's interpreter.
+  pkill -f "^$PWD/.venv/bin/python -m services " 2>/dev/null || true
   [ -n "$started_kafka" ] && env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/sharehub kafka stop >/dev/null 2>&1 || true
   [ -n "$started_pg" ] && scripts/postgres.sh stop || true
   exit $status
