@@ -10,8 +10,7 @@ import typer
 from rich.console import Console
 
 from services import processes
-from services.cli.errors import fail, reports_errors
-from services.hub import Hub
+from services.cli.errors import command_hub, fail, reports_errors
 
 app = typer.Typer(help="Run the demo hub locally.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -32,7 +31,7 @@ def up(
     from tooling.kafka_local import LocalKafka
     from tooling.synthetic import generate_party_members
 
-    hub = Hub()
+    hub = command_hub()
     settings = hub.settings
     if settings.kafka_bootstrap is None:
         err.print("starting the local Kafka broker (first run downloads its jars with Maven)…")
@@ -86,7 +85,7 @@ def down() -> None:
     """Stop the API, the worker and the local broker."""
     from tooling.kafka_local import LocalKafka
 
-    settings = Hub().settings
+    settings = command_hub().settings
     for name in ("api", "projector"):
         if processes.stop(settings.home, name):
             err.print(f"stopped {name}")

@@ -21,8 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.errors import reports_errors
-from services.hub import Hub
+from services.cli.errors import command_hub, reports_errors
 
 app = typer.Typer(
     help="Central governance: agencies, keys, datasets, schemas, agreements.", no_args_is_help=True
@@ -59,7 +58,7 @@ def gov_apply(
     from services.governance_bootstrap import apply_spec, plan_spec, read_spec
     from services.governance_bootstrap import create_topics as make_topics
 
-    hub = Hub()
+    hub = command_hub()
     changes = plan_spec(hub, read_spec(spec))
     for change in changes:
         out.print(change.line, markup=False, highlight=False)
@@ -84,7 +83,7 @@ def gov_show(
     as_json: Annotated[bool, typer.Option("--json", help="The whole state, canonical JSON")] = False,
 ) -> None:
     """Print agencies, datasets and agreements as the log has them now."""
-    gov = Hub().governance
+    gov = command_hub().governance
     if as_json:
         print(json.dumps(gov.dump(), indent=1, ensure_ascii=False))
         return
@@ -101,7 +100,7 @@ def gov_show(
 @reports_errors
 def gov_list(what: Annotated[str, typer.Argument(help="agencies, datasets or agreements")]) -> None:
     """List one kind of governed thing."""
-    gov = Hub().governance
+    gov = command_hub().governance
     if what == "agencies":
         for a in sorted(gov.agencies_):
             print(a)
@@ -136,7 +135,7 @@ def list_agreements(gov: Any) -> None:
 @reports_errors
 def gov_history(agreement: Annotated[str, typer.Argument(help="Agreement id")]) -> None:
     """Every version of an agreement: one per event about it."""
-    for version in Hub().governance.history(agreement):
+    for version in command_hub().governance.history(agreement):
         approvals = f" approvals={','.join(version.approvals)}" if version.approvals else ""
         reason = f" reason={version.reason!r}" if version.reason else ""
         print(
@@ -151,7 +150,7 @@ def gov_log() -> None:
     """Every governance event, oldest first: sequence, time, type, actor, hash."""
     from sharehub.gov.events import parse
 
-    hub = Hub()
+    hub = command_hub()
     for raw in hub.log.read_all():
         event = parse(raw)
         print(
@@ -167,7 +166,7 @@ def gov_verify() -> None:
 
     from sharehub.gov import fold
 
-    hub = Hub()
+    hub = command_hub()
     pinned = hub.anchors
     state = fold(hub.log.read_all(), pinned.trust, pinned.topic_prefix)
     canonical = json.dumps(state.dump(), sort_keys=True, separators=(",", ":")).encode()
@@ -252,7 +251,7 @@ def _operation_command(operation: str) -> None:
     def command(**kwargs: Any) -> None:
         from services.gov_operations import Caller, authenticate, event_summary, perform, schema_from_file
 
-        hub = Hub()
+        hub = command_hub()
         actor = authenticate(
             hub, kwargs.pop("actor"), _credential(kwargs.pop("credential_file")), local_operator=True
         )

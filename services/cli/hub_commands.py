@@ -13,9 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.errors import EXIT_FAILURE, reports_errors
+from services.cli.errors import EXIT_FAILURE, command_hub, reports_errors
 from services.cli.gov_commands import app as gov_app
-from services.hub import Hub
 from sharehub.errors import InputError
 
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
@@ -31,7 +30,7 @@ def credentials_issue(consumer: Annotated[str, typer.Argument(help="Consumer age
     """Issue a bearer credential to an agency (the operator signs). Printed once; the log keeps its hash."""
     from services.governance_bootstrap import issue_credential
 
-    print(issue_credential(Hub(), consumer))
+    print(issue_credential(command_hub(), consumer))
 
 
 @reports_errors
@@ -46,7 +45,7 @@ def publish(
     """Validate, seal and publish each line of FILE; bad lines are reported by number, good lines go."""
     from connectors.jsonl_source import read_jsonl
 
-    hub = Hub()
+    hub = command_hub()
     publisher = hub.publisher(agency, dataset)
     report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
     for bad in report.rejected:
@@ -94,7 +93,7 @@ def project_run(
     from services.supervisor import START_OVER
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    hub = Hub()
+    hub = command_hub()
     engine = EngineProcess(hub_engine)  # verifies, decrypts and writes on a core of its own
     try:
         gov = hub.governance
@@ -127,7 +126,7 @@ def project_prune_history(
     worker does every hour; reads "as of" the last DAYS days answer as before."""
     if days is not None and days <= 0:
         raise InputError(f"--days must be more than 0, not {days:g}")
-    hub = Hub()
+    hub = command_hub()
     settings = hub.settings if days is None else hub.settings.model_copy(update={"history_days": days})
     horizon = settings.history_horizon(dt.datetime.now(dt.UTC))
     if horizon is None:
@@ -148,7 +147,7 @@ def project_rebuild(consumer: Annotated[str, typer.Option("--consumer", help="Co
     The worker must be stopped."""
     from services.rebuild import rebuild
 
-    done = rebuild(Hub(), consumer)
+    done = rebuild(command_hub(), consumer)
     err.print(f"{done.events:,} events replayed, {done.rows:,} rows, {done.quarantined} refused")
     print(f"{done.consumer}\t{done.state_hash}")
 
@@ -165,7 +164,7 @@ def serve(
     access line of its own."""
     import uvicorn
 
-    hub = Hub()
+    hub = command_hub()
     hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
     settings = hub.settings
     hub.close()
@@ -191,7 +190,7 @@ def audit_verify_command(
     """Replay every dataset topic from offset 0 with public keys only; exit 1 on any finding."""
     from services.audit import audit_verify
 
-    hub = Hub()
+    hub = command_hub()
     report = audit_verify(hub.kafka, hub.governance)
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
@@ -232,7 +231,7 @@ keys_app = typer.Typer(help="Key management: data-encryption key epochs.", no_ar
 @reports_errors
 def keys_rotate(dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")]) -> None:
     """Start a new data-encryption key epoch for DATASET; earlier events keep theirs (no re-encryption)."""
-    hub = Hub()
+    hub = command_hub()
     hub.governance.dataset(dataset)
     print(hub.keys.rotate_data_key(dataset))
 
@@ -249,7 +248,7 @@ def gov_erase(
     from services.erasure import erase_subject
 
     receipt = erase_subject(
-        Hub(), dataset=dataset, record_key=subject, requested_by=requested_by, approved_by=approved_by
+        command_hub(), dataset=dataset, record_key=subject, requested_by=requested_by, approved_by=approved_by
     )
     print(json.dumps(receipt, indent=1))
 
@@ -267,7 +266,7 @@ def audit_access(
     named by their pseudonyms (record_refs); --record-key finds the queries that returned one record."""
     from services.access_log import read_access_log
 
-    hub = Hub()
+    hub = command_hub()
     wanted_ref = None
     if record_key is not None:
         if dataset is None:
@@ -294,7 +293,7 @@ def audit_state_hash(
     """Recompute a consumer's read-model state hash from the log (a scratch replay; nothing live changes)."""
     from services.rebuild import audit_hash
 
-    hub = Hub()
+    hub = command_hub()
     replayed = audit_hash(hub, consumer)
     print(f"log\t{replayed.state_hash}")
     if live:
@@ -310,7 +309,7 @@ def audit_receipt(file: Annotated[Path, typer.Argument(help="An erasure receipt 
     """Verify an erasure receipt's signature; exit 1 if it does not verify."""
     from services.erasure import load_receipt, verify_receipt
 
-    verify_receipt(load_receipt(file), Hub().governance)
+    verify_receipt(load_receipt(file), command_hub().governance)
     out.print("receipt verifies")
 
 
@@ -325,7 +324,7 @@ def quarantine_list(reason: Annotated[str | None, typer.Option(help="Only this r
     """Every refused event: source topic, partition, offset, reason, detail (tab-separated)."""
     from services.quarantine_review import quarantined
 
-    for e in quarantined(Hub()):
+    for e in quarantined(command_hub()):
         if reason is None or e["reason"] == reason:
             print(
                 f"{e['source_topic']}\t{e['source_partition']}\t{e['source_offset']}\t{e['reason']}\t{e['detail']}"
@@ -340,7 +339,7 @@ def quarantine_recheck() -> None:
     from services.quarantine_review import recheck
 
     verdicts: dict[str, int] = {}
-    for r in recheck(Hub()):
+    for r in recheck(command_hub()):
         e = r.entry
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
         print(
@@ -358,7 +357,7 @@ def quarantine_redrive() -> None:
     every read model granted it (the running worker does so within seconds; nothing is stopped)."""
     from services.quarantine_review import recheck, redrive
 
-    hub = Hub()
+    hub = command_hub()
     reviews = list(recheck(hub))
     passing = sum(1 for r in reviews if r.verdict == "passes")
     asked = redrive(hub, reviews)
