@@ -52,7 +52,7 @@ def test_a_row_filter_keeps_matching_records_and_drops_one_that_moves_out(hub: H
     everyone, thai_nguyen = hub.store("dongthap-ppc"), hub.store("thainguyen-ppc")
     wait_until(lambda: everyone.count(DATASET) == 400, timeout=120, what="400 rows", log=worker.log)
     wait_until(lambda: thai_nguyen.count(DATASET) == len(local), timeout=30, what="the province's rows")
-    rows = thai_nguyen.list(DATASET, limit=1000)
+    rows = thai_nguyen.page(DATASET, limit=1000)
     assert {r["fields"]["province_code"] for r in rows} == {THAI_NGUYEN}
     assert {r["key"] for r in rows} == {str(m["member_id"]) for m in local}
     assert set(rows[0]["fields"]) == {"member_id", "province_code", "commune_code", "status"}

@@ -99,7 +99,7 @@ def test_R4_clearance_bounds_the_fields_and_secret_data_waits_for_two_central_ap
         what="the grant after two approvals",
         log=worker.log,
     )
-    assert {frozenset(r["fields"]) for r in thai_nguyen.list(DATASET, limit=100)} == {
+    assert {frozenset(r["fields"]) for r in thai_nguyen.page(DATASET, limit=100)} == {
         frozenset({"member_id", "status"})
     }
 
