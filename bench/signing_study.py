@@ -35,7 +35,7 @@ SPEC = Path(__file__).resolve().parents[1] / "demo" / "hub.yaml"
 def _hub(home: Path) -> Hub:
     settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", master_key=None)
     hub = Hub(settings, log=MemoryLog())
-    load(hub, read_spec(SPEC).model_copy(update={"topic_prefix": "study"}), topics=False)
+    load(hub, read_spec(SPEC).model_copy(update={"topic_prefix": "study", "site_keys": []}), topics=False)
     return hub
 
 

@@ -10,6 +10,7 @@ are created, durably, before any event that needs them is sealed. Only the datas
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -23,7 +24,7 @@ from connectors.record_rules import RecordRules
 from sharehub.checkpoints import seal_checkpoint
 from sharehub.codec import DatasetCodec, DatasetKeys, Producing, SealedEvent
 from sharehub.envelope import Envelope
-from sharehub.errors import BrokerError, InputError, RecordValidationError, SubjectErased
+from sharehub.errors import BrokerError, InputError, RecordValidationError, SubjectErased, UnknownSigner
 from sharehub.gov.views import GovernanceView
 from sharehub.kafka import producer_config
 from sharehub.keys import SigningKey
@@ -57,6 +58,7 @@ class Publisher:
         governance.agency(agency)
         if ds.owner != agency:
             raise InputError(f"{agency!r} may not publish {dataset!r}: its owner is {ds.owner!r}")
+        _check_signer(governance, agency, signer)
         self._dataset = ds
         self._agency = agency
         self._rules = RecordRules(governance, dataset)
@@ -162,3 +164,17 @@ class Publisher:
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
     while chunk := list(islice(items, size)):
         yield chunk
+
+
+def _check_signer(governance: GovernanceView, agency: str, signer: SigningKey) -> None:
+    """Refuse, before anything is sealed, a key governance would not accept now: not registered for
+    ``agency``, revoked, not yet or no longer valid, or registered with another public key."""
+    try:
+        registered = governance.signing_public_key(agency, signer.key_id, dt.datetime.now(dt.UTC))
+    except UnknownSigner as exc:
+        raise InputError(
+            f"{agency!r} cannot publish with key {signer.key_id!r}: {exc} (register the site's request with "
+            "'sharehub gov register-key', or make a new key with 'sharehub agency new-key')"
+        ) from None
+    if registered.public_bytes_raw() != signer.private.public_key().public_bytes_raw():
+        raise InputError(f"key {signer.key_id!r} of {agency!r} is registered with another public key")

@@ -39,6 +39,7 @@ from sharehub.gov.commands import (
     RotateKey,
 )
 from sharehub.gov.events import GovernanceEvent
+from sharehub.gov.key_request import KeyRequest
 from sharehub.gov.service import Effect, GovernanceService
 
 
@@ -71,6 +72,20 @@ def _rotate_key(hub: Hub, svc: GovernanceService, caller: Caller, r: RotateKey) 
     public, effect = _public_key(hub, caller, r.agency, r.new_key_id, r.public_key)
     return svc.rotate_key(
         caller.agency, r.agency, r.old_key_id, r.new_key_id, public, valid_from=r.valid_from, effect=effect
+    )
+
+
+def _register_key(hub: Hub, svc: GovernanceService, caller: Caller, r: KeyRequest) -> GovernanceEvent:
+    """Register the public key an agency's site sent, once its proof of possession verifies."""
+    r.proven()
+    if r.replaces is not None and r.valid_until is not None:
+        raise InputError("a rotation's new key has no end (valid_until): leave it out, or drop 'replaces'")
+    if r.replaces is not None:
+        return svc.rotate_key(
+            caller.agency, r.agency, r.replaces, r.key_id, r.public_key, valid_from=r.valid_from
+        )
+    return svc.add_key(
+        caller.agency, r.agency, r.key_id, r.public_key, valid_from=r.valid_from, valid_until=r.valid_until
     )
 
 
@@ -110,6 +125,7 @@ OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
     "register-agency": (RegisterAgency, lambda h, s, c, r: s.register_agency(c.agency, **r.model_dump())),
     "add-key": (AddKey, _add_key),
     "rotate-key": (RotateKey, _rotate_key),
+    "register-key": (KeyRequest, _register_key),
     "revoke-key": (
         RevokeKey,
         lambda h, s, c, r: s.revoke_key(c.agency, r.agency, r.key_id, r.reason, effective_at=r.effective_at),

@@ -27,7 +27,7 @@ from sharehub.gov import GovernanceService, GovState, anchors
 from sharehub.gov.events import parse
 from sharehub.gov.log import EventLog, KafkaLog
 from sharehub.kafka import KafkaAccess
-from sharehub.keys import LocalKeyStore, SecretBytes, load_master_key
+from sharehub.keys import LocalKeyStore, SecretBytes, SigningKey, load_master_key
 from sharehub.settings import Settings
 
 #: The principal (in each hub's namespace) of the hub's own services.
@@ -202,14 +202,15 @@ class Hub:
     def keys(self) -> LocalKeyStore:
         return LocalKeyStore(self.home / "keys.db", load_master_key(self.home, self.settings.master_key))
 
-    def publisher(self, agency: str, dataset: str) -> Publisher:
-        """A publisher of ``dataset`` acting as ``agency`` (its broker login and signing key), under
-        governance as the log has it now."""
+    def publisher(self, agency: str, dataset: str, *, signer: SigningKey | None = None) -> Publisher:
+        """A publisher of ``dataset`` acting as ``agency`` (its broker login), under governance as the log
+        has it now, signing with ``signer``: the key of the agency's own site (see
+        :class:`connectors.site.AgencySite`); without one, a key of ``agency`` in this hub's key store."""
         return Publisher(
             bootstrap=self.kafka_as(agency),
             governance=self.governance_state(refresh=True),
             keys=self.keys,
-            signer=self.keys.signing_key(agency),
+            signer=signer or self.keys.signing_key(agency),
             agency=agency,
             dataset=dataset,
         )

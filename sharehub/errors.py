@@ -13,6 +13,7 @@
     │   ├── DuplicateId                governance: an id (agency, key, dataset, agreement) already taken
     │   ├── ClearanceTooLow            governance: a field above the consumer's clearance
     │   ├── NotPermitted               governance: this agency may not take this step (e.g. self-approval)
+    │   │   └── ForgedKeyRequest           a key registration request not signed by the key it registers
     │   ├── LifecycleViolation         governance: a step out of an agreement's lifecycle order
     │   └── ValidityExpired            governance: a validity window that has already ended
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
@@ -94,6 +95,11 @@ class ClearanceTooLow(InputError):
 class NotPermitted(InputError):
     """Governance: this agency may not take this step (consent by a non-owner, self-approval, approval by
     the consumer or the owner or by one approver twice)."""
+
+
+class ForgedKeyRequest(NotPermitted):
+    """A key registration request whose signature does not verify under the key it asks to register: its
+    sender does not hold the private key (no proof of possession)."""
 
 
 class LifecycleViolation(InputError):

@@ -64,7 +64,9 @@ def kafka_data_dir(kafka_bootstrap: str) -> Path:
 
 def demo_spec(prefix: str | None = None) -> GovSpec:
     spec = read_spec(DEMO_SPEC)
-    return spec.model_copy(update={"topic_prefix": prefix or f"t{uuid.uuid4().hex[:10]}"})
+    # A test hub plays every part on one machine: its key store makes the agencies' keys (tests of sites
+    # make their own, see tests/e2e/test_agency_sites.py).
+    return spec.model_copy(update={"topic_prefix": prefix or f"t{uuid.uuid4().hex[:10]}", "site_keys": []})
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +13,13 @@ from rich.console import Console
 
 from services import processes
 from services.cli.errors import command_hub, fail, reports_errors
+from services.hub import Hub
+from sharehub.keys import SigningKey, write_private
 
 app = typer.Typer(help="Run the demo hub locally.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
 
+SITES = "sites"
 DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "demo" / "hub.yaml"
 DEMO_CONSUMER = "dongthap-ppc"
 
@@ -43,8 +48,13 @@ def up(
         f"{len(state.datasets_)} datasets, {len(state.agreements())} agreements"
     )
 
+    signers = open_sites(hub, read_spec(spec).site_keys)
+    err.print(
+        f"agency sites in {settings.home / SITES}: {', '.join(sorted(signers))} (each holds its own key)"
+    )
+
     # Straight from the generator: the members' personal data is never written to a file in the hub's home.
-    publisher = hub.publisher("coc", "party-members")
+    publisher = hub.publisher("coc", "party-members", signer=signers["coc"])
     report = publisher.publish_records(generate_party_members(members, seed))
     err.print(f"published {report.published} party-members events as the Central Organization Commission")
 
@@ -77,6 +87,32 @@ Verify every signature and chain on the log:  .venv/bin/sharehub audit verify
 Stop everything:                              make demo-down
 """
     )
+
+
+def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
+    """Each agency's site under ``<home>/sites/<agency>`` (made at the first run: its key, and a passphrase
+    file beside it, a demo's stand-in for what a real site types or keeps on other media), its key
+    registered from its request; the sites' signing keys."""
+    from connectors.site import AgencySite, read_passphrase
+    from services.gov_operations import Caller, perform
+    from sharehub.gov.key_request import read_key_request
+
+    signers: dict[str, SigningKey] = {}
+    for agency in agencies:
+        home = hub.home / SITES / agency
+        secret = home / "signing.passphrase"
+        if not AgencySite.is_site(home):
+            home.mkdir(parents=True, mode=0o700)
+            write_private(secret, base64.b64encode(secrets.token_bytes(24)) + b"\n")
+            AgencySite.init(home, agency, read_passphrase(secret))
+        site = AgencySite(home)
+        registered = {k.key_id for k in hub.governance_state(refresh=True).agency(agency).keys}
+        for key in site.keys:
+            if key.key_id not in registered:
+                request = read_key_request(site.request_path(key.label).read_text(encoding="utf-8"))
+                perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
+        signers[agency] = site.signing_key(read_passphrase(secret))
+    return signers
 
 
 @app.command("down")

@@ -33,6 +33,7 @@ HELP = {
     "register-agency": "Register an agency (operator only).",
     "add-key": "Add a signing key to an agency; without --public-key a key pair is made in the key store.",
     "rotate-key": "Replace an agency's signing key; the old one stops counting when the new one starts.",
+    "register-key": "Register the public key in an agency's registration request FILE (signed by that key).",
     "revoke-key": "Revoke a signing key from --effective-at (default now): later signatures stop counting.",
     "declare-dataset": "Declare a dataset with its owner and classification; creates its keys and topic.",
     "register-schema": "Register the next schema version of a dataset; refused if it cannot read old events.",
@@ -274,11 +275,41 @@ def _operation_command(operation: str) -> None:
     app.command(operation)(reports_errors(command))
 
 
+#: Operations whose command takes a file rather than one option per field.
+HAND_WRITTEN = {"register-key"}
+
+
+@app.command("register-key")
+@reports_errors
+def gov_register_key(
+    request_file: Annotated[Path, typer.Argument(help="The registration request the agency's site wrote")],
+    actor: Annotated[str, typer.Option("--as", help="The agency this change is made for")],
+    credential_file: Annotated[
+        Path | None, typer.Option(help="File holding --as's credential (else SHAREHUB_CREDENTIAL)")
+    ] = None,
+) -> None:
+    """Register the public key of an agency's registration request (made by 'sharehub agency init' or
+    'sharehub agency new-key' at the agency's site); refused unless it is signed by the key it registers."""
+    from services.gov_operations import Caller, authenticate, event_summary, perform
+    from sharehub.gov.key_request import read_key_request
+
+    try:
+        text = request_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="REQUEST_FILE") from None
+    request = read_key_request(text)
+    hub = command_hub()
+    who = authenticate(hub, actor, _credential(credential_file), local_operator=True)
+    event = perform(hub, Caller(who, local=True), "register-key", request)
+    print(json.dumps(event_summary(event)))
+
+
 def _register_operations() -> None:
     from services.gov_operations import OPERATIONS
 
     for operation in OPERATIONS:
-        _operation_command(operation)
+        if operation not in HAND_WRITTEN:
+            _operation_command(operation)
 
 
 _register_operations()

@@ -41,12 +41,22 @@ def publish(
     agency: Annotated[str, typer.Option("--as", help="Publishing agency (must own the dataset)")],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")],
     event_type: Annotated[str, typer.Option(help="UPSERTED or CORRECTED")] = "UPSERTED",
+    site: Annotated[
+        Path | None,
+        typer.Option(help="The agency's site (see 'sharehub agency init'): sign with its key, not the hub's"),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(help="Owner-only file holding the site keys' passphrase (else a prompt)"),
+    ] = None,
 ) -> None:
     """Validate, seal and publish each line of FILE; bad lines are reported by number, good lines go."""
     from connectors.jsonl_source import read_jsonl
+    from services.cli.agency_commands import site_signer
 
+    signer = None if site is None else site_signer(site, agency, passphrase_file)
     hub = command_hub()
-    publisher = hub.publisher(agency, dataset)
+    publisher = hub.publisher(agency, dataset, signer=signer)
     report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
     for bad in report.rejected:
         err.print(f"{file}:{bad.number}: {bad.reason}", markup=False, highlight=False)

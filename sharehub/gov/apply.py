@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sharehub.avro import load_schema
 from sharehub.errors import InputError
@@ -55,8 +55,24 @@ class GovSpec(BaseModel):
     operator: str
     topic_prefix: str = "sharehub"
     agencies: list[AgencySpec]
+    #: Agencies whose signing keys are made at their own sites ('sharehub agency init') and registered from
+    #: their requests ('sharehub gov register-key'): apply makes no key for them. The others' first keys
+    #: are made in the hub's key store.
+    site_keys: list[str] = Field(default_factory=list)
     datasets: list[DatasetSpec] = Field(default_factory=list)
     agreements: list[AgreementSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _site_keys_name_agencies(self) -> GovSpec:
+        known = {a.id for a in self.agencies}
+        unknown = sorted(set(self.site_keys) - known)
+        if unknown:
+            raise ValueError(f"site_keys names agencies the spec does not: {', '.join(unknown)}")
+        if self.operator in self.site_keys:
+            raise ValueError(
+                f"the operator {self.operator!r} signs governance with the hub's key: not a site key"
+            )
+        return self
 
 
 def read_spec(source: Path | Mapping[str, Any]) -> GovSpec:
@@ -90,7 +106,7 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
     changes: list[Change] = []
     # The operator first: it is the one agency that may register the others.
     for agency in sorted(desired.agencies, key=lambda a: a.id != desired.operator):
-        changes += _agency(agency, state, desired.operator)
+        changes += _agency(agency, state, desired.operator, hub_key=agency.id not in desired.site_keys)
     for dataset in desired.datasets:
         changes += _dataset(dataset, state, desired.operator)
     for agreement in desired.agreements:
@@ -147,7 +163,7 @@ def rehearse(
 # --- one kind of thing at a time -----------------------------------------------------------------------
 
 
-def _agency(spec: AgencySpec, state: GovState, operator: str) -> list[Change]:
+def _agency(spec: AgencySpec, state: GovState, operator: str, *, hub_key: bool) -> list[Change]:
     changes: list[Change] = []
     known = state.agencies_.get(spec.id)
     if known is None:
@@ -155,7 +171,7 @@ def _agency(spec: AgencySpec, state: GovState, operator: str) -> list[Change]:
         changes.append(Change(f"+ register agency {spec.id} ({spec.name})", "register_agency", args))
     else:
         _same(f"agency {spec.id}", spec.model_dump(), {k: getattr(known, k) for k in spec.model_dump()})
-    if known is None or not known.keys:
+    if hub_key and (known is None or not known.keys):
         key_id = f"{spec.id}/sign/1"
         args = {"actor": operator, "agency": spec.id, "key_id": key_id}
         changes.append(Change(f"+ add signing key {key_id} to {spec.id}", "add_key", args))

@@ -20,8 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from connectors.site import AgencySite, read_passphrase
+from sharehub.gov.apply import read_spec
 from sharehub.keys import LocalKeyStore, load_master_key
+from tests.conftest import DEMO_SPEC
 from tests.kafka_helpers import free_port
 from tests.secret_scan import Needles, files_under
 from tooling.synthetic import generate_party_members
@@ -148,3 +152,39 @@ def test_the_search_finds_a_national_id_planted_in_a_log(demo: tuple[Path, str, 
         out.write(f"applied member with national id {member['national_id']}\n")
     findings = _needles(home, credential).scan(files_under(home, except_=_by_design(home)))
     assert [(f.path, f.label) for f in findings] == [(log, f"national id of {member['member_id']}")]
+
+
+def test_each_agency_key_stays_at_its_site_and_nothing_of_the_hub_holds_it(
+    demo: tuple[Path, str, dict[str, str]],
+) -> None:
+    home, _, _ = demo
+    sites = sorted(p for p in (home / "sites").iterdir() if p.is_dir())
+    assert [s.name for s in sites] == sorted(read_spec(DEMO_SPEC).site_keys)
+    needles = Needles()
+    for site_home in sites:
+        site = AgencySite(site_home)
+        key = site.signing_key(read_passphrase(site_home / "signing.passphrase"))
+        raw = key.private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        needles.add_key(f"private key {key.key_id}", raw)
+        # The site holds only its own agency's keys.
+        assert {p.name for p in site_home.iterdir()} <= {
+            "site.json",
+            "keys",
+            "requests",
+            "signing.passphrase",
+        }
+    hub_files = [p for p in files_under(home, except_=[]) if not p.is_relative_to(home / "sites")]
+    assert needles.scan(hub_files) == []
+    copy = home.parent / "keys-copy-sites"
+    copy.mkdir()
+    for part in home.glob("keys.db*"):
+        shutil.copy(part, copy / part.name)
+    keys = LocalKeyStore(copy / "keys.db", load_master_key(home, None))
+    try:
+        signing = [k for (k,) in keys._db.execute("SELECT key_id FROM keys WHERE kind = 'signing'")]
+    finally:
+        keys.close()
+        shutil.rmtree(copy)
+    assert signing == ["cpo/sign/1"], "the hub's key store holds the operator's key, no agency's"

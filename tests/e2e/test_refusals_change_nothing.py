@@ -7,6 +7,7 @@ holds the event. Against the real broker.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from services.gov_operations import OPERATIONS, Caller, perform
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.errors import BrokerError, NotPermitted
+from sharehub.gov.key_request import make_key_request
 from tests.e2e.test_gov_interfaces import credential_file
 from tests.gov_snapshot import snapshot
 from tests.kafka_helpers import sharehub
@@ -127,6 +129,13 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
         rotate = {"agency": target, "old_key_id": f"{target}/sign/1", "new_key_id": f"{target}/sign/r{n}"}
         cases.append(("rotate-key", rotate, may))
         cases.append(("revoke-key", {"agency": target, "key_id": f"{target}/sign/1", "reason": "lost"}, may))
+        request = make_key_request(
+            Ed25519PrivateKey.generate(),
+            agency=target,
+            key_id=f"{target}/sign/s{n}",
+            valid_from=dt.datetime.now(dt.UTC),
+        )  # proves possession: only the actor can be why it is refused
+        cases.append(("register-key", request.model_dump(mode="json"), may))
     for dataset_id, owner in OWNER.items():
         schema = {
             "type": "record",

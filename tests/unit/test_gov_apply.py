@@ -29,6 +29,9 @@ def demo_spec(**approvers: tuple[str, ...]) -> dict[str, Any]:
         others = (owners[agreement["dataset"]], agreement["consumer"])
         default = tuple(o for o in CENTRAL_OFFICES if o not in others)[:2]
         agreement["approvers"] = list(approvers.get(agreement["consumer"], default))
+    raw[
+        "site_keys"
+    ] = []  # the hub makes every agency's first key (see the site-keys test for the demo's way)
     return raw
 
 
@@ -67,6 +70,33 @@ def test_plan_apply_then_nothing_to_do(keys: LocalKeyStore) -> None:
     on_log = svc.state.signing_public_key("coc", "coc/sign/1", T0).public_bytes_raw()
     assert on_log == keys.signing_key("coc").private.public_key().public_bytes_raw()
     assert fold(svc._log.read_all(), svc.state.trust).dump() == svc.state.dump()
+
+
+def test_agencies_with_site_keys_get_no_key_from_the_hub(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    raw["site_keys"] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))["site_keys"]
+    assert "coc" in raw["site_keys"]
+    changes = plan(read_spec(raw), svc.state)
+    added = [str(c) for c in changes if c.op == "add_key"]
+    assert added == ["+ add signing key cpo/sign/1 to cpo"], "only the operator's key is the hub's"
+    apply(changes, svc, keys)
+    assert not svc.state.agencies_["coc"].keys
+    assert [a for a in raw["site_keys"] if keys.has(f"{a}/sign/1", "signing")] == []
+
+
+@pytest.mark.parametrize(
+    ("site_keys", "message"),
+    [
+        (["nobody"], "names agencies the spec does not: nobody"),
+        (["cpo"], "signs governance with the hub's key"),
+    ],
+)
+def test_site_keys_must_name_agencies_other_than_the_operator(site_keys: list[str], message: str) -> None:
+    raw = demo_spec()
+    raw["site_keys"] = site_keys
+    with pytest.raises(InputError, match=message):
+        read_spec(raw)
 
 
 def test_a_half_done_agreement_is_moved_along(keys: LocalKeyStore) -> None:

@@ -1,0 +1,176 @@
+"""An agency's own site: the home where its signing keys live, and nothing of anyone else's.
+
+``sharehub agency init AGENCY --home DIR`` makes the agency's first Ed25519 key there and writes its
+registration request (:mod:`sharehub.gov.key_request`); ``sharehub agency new-key`` makes the next one for a
+rotation. Each private key is a PKCS#8 file encrypted with the site's passphrase (PBES2, the
+``cryptography`` library's best available encryption), readable by its owner only; the passphrase itself is
+never stored by sharehub: it comes from a file the agency names (``SHAREHUB_SIGNING_PASSPHRASE_FILE``,
+ideally on other media than the key) or from a prompt. The hub receives the request, never the key.
+
+Layout::
+
+    DIR/site.json              the agency, its keys (id, file, request) and the one it signs with
+    DIR/keys/<label>.pem       an encrypted private key
+    DIR/requests/<label>.json  its registration request, for governance
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sharehub.errors import ConfigurationError, InputError
+from sharehub.gov.key_request import KeyRequest, make_key_request
+from sharehub.keys import SigningKey, write_private
+
+SITE_FILE = "site.json"
+#: Shortest passphrase accepted for a site's keys.
+MIN_PASSPHRASE = 12
+#: A key's label, as governance takes it in a key id (``<agency>/sign/<label>``); also its file name here.
+LABEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class SiteKey:
+    key_id: str
+    label: str
+
+
+class AgencySite:
+    """The site at ``home``, as ``site.json`` describes it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        path = home / SITE_FILE
+        try:
+            described = json.loads(path.read_text(encoding="utf-8"))
+            self.agency: str = described["agency"]
+            self.keys = [SiteKey(k["key_id"], k["label"]) for k in described["keys"]]
+            self.current: str = described["current"]
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"{home} is not an agency site (no {SITE_FILE}); make one with "
+                f"'sharehub agency init AGENCY --home {home}'"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"{path} is unreadable or damaged: {exc}") from None
+
+    @staticmethod
+    def is_site(home: Path) -> bool:
+        return (home / SITE_FILE).is_file()
+
+    @classmethod
+    def init(
+        cls,
+        home: Path,
+        agency: str,
+        passphrase: bytes,
+        *,
+        label: str = "1",
+        valid_from: dt.datetime | None = None,
+    ) -> tuple[AgencySite, KeyRequest]:
+        """A new site for ``agency`` with its first key; refused where a site already is."""
+        if cls.is_site(home):
+            raise InputError(f"{home} already holds the site of {AgencySite(home).agency!r}; nothing changed")
+        home.mkdir(parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
+        _write_description(home, agency, [], "")
+        site = cls(home)
+        return site, site.new_key(passphrase, label=label, valid_from=valid_from, rotation=False)
+
+    def new_key(
+        self,
+        passphrase: bytes,
+        *,
+        label: str,
+        valid_from: dt.datetime | None = None,
+        rotation: bool = True,
+    ) -> KeyRequest:
+        """Make a key pair here and its registration request; the site signs with it from now on (register
+        the request first: the publisher refuses a key governance does not know). ``rotation``: the request
+        replaces the current key."""
+        _check_passphrase(passphrase)
+        if not LABEL.fullmatch(label):
+            raise InputError(
+                f"key label {label!r}: 1-64 characters a-z 0-9 . _ - starting with a letter or digit"
+            )
+        key_id = f"{self.agency}/sign/{label}"
+        if any(k.label == label for k in self.keys):
+            raise InputError(f"this site already has a key labelled {label!r}; choose another label")
+        private = Ed25519PrivateKey.generate()
+        request = make_key_request(
+            private,
+            agency=self.agency,
+            key_id=key_id,
+            valid_from=valid_from or dt.datetime.now(dt.UTC),
+            replaces=self.current if rotation and self.current else None,
+        )  # validated before anything is written
+        for folder in ("keys", "requests"):
+            (self.home / folder).mkdir(mode=0o700, exist_ok=True)
+        encryption = serialization.BestAvailableEncryption(passphrase)
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+        write_private(self._key_path(label), pem)
+        write_private(self.request_path(label), request.model_dump_json(indent=2).encode() + b"\n")
+        self.keys.append(SiteKey(key_id, label))
+        self.current = key_id
+        _write_description(self.home, self.agency, self.keys, self.current)
+        return request
+
+    def request_path(self, label: str) -> Path:
+        return self.home / "requests" / f"{label}.json"
+
+    def signing_key(self, passphrase: bytes) -> SigningKey:
+        """The key the site signs with, decrypted with ``passphrase``."""
+        current = next((k for k in self.keys if k.key_id == self.current), None)
+        if current is None:
+            raise ConfigurationError(
+                f"the site of {self.agency!r} has no signing key; run 'sharehub agency new-key'"
+            )
+        path = self._key_path(current.label)
+        try:
+            private = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
+        except OSError as exc:
+            raise ConfigurationError(f"the signing key {path} is unreadable: {exc}") from None
+        except (ValueError, TypeError):
+            raise ConfigurationError(
+                f"the signing key {path} does not open with this passphrase (or is damaged)"
+            ) from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise ConfigurationError(f"{path} does not hold an Ed25519 key")
+        return SigningKey(current.key_id, private)
+
+    def _key_path(self, label: str) -> Path:
+        return self.home / "keys" / f"{label}.pem"
+
+
+def read_passphrase(path: Path) -> bytes:
+    """A passphrase from an owner-only file (its last line break dropped)."""
+    try:
+        mode = path.stat().st_mode & 0o077
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"the passphrase file is unreadable: {exc}") from None
+    if mode:
+        raise ConfigurationError(f"{path} is readable or writable by others; refusing it: chmod 600 {path}")
+    return data.rstrip(b"\r\n")
+
+
+def _check_passphrase(passphrase: bytes) -> None:
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise InputError(f"the passphrase must be at least {MIN_PASSPHRASE} bytes long")
+
+
+def _write_description(home: Path, agency: str, keys: list[SiteKey], current: str) -> None:
+    described = {
+        "agency": agency,
+        "keys": [{"key_id": k.key_id, "label": k.label} for k in keys],
+        "current": current,
+    }
+    write_private(home / SITE_FILE, json.dumps(described, indent=2).encode() + b"\n")

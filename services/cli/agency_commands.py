@@ -1,0 +1,123 @@
+"""``sharehub agency``: run at an agency's own site, where its signing keys are made and stay."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.cli.errors import reports_errors
+from sharehub.keys import SigningKey
+
+app = typer.Typer(help="An agency's own site: its signing keys and their registration requests.")
+err = Console(stderr=True, soft_wrap=True)
+
+PASSPHRASE_ENV = "SHAREHUB_SIGNING_PASSPHRASE_FILE"
+
+Home = Annotated[Path | None, typer.Option("--home", help="The site's directory (default: SHAREHUB_HOME)")]
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(help=f"Owner-only file holding the keys' passphrase (else {PASSPHRASE_ENV}, else a prompt)"),
+]
+Label = Annotated[str, typer.Option(help="The key's label: its id is AGENCY/sign/LABEL")]
+ValidFrom = Annotated[
+    str | None, typer.Option(help="When the key starts to count, ISO 8601 with a zone (default: now)")
+]
+
+
+def _home(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    from sharehub.settings import Settings
+
+    return Settings().home
+
+
+def _passphrase(given: Path | None, *, new: bool) -> bytes:
+    from connectors.site import read_passphrase
+
+    path = given or (Path(os.environ[PASSPHRASE_ENV]) if os.environ.get(PASSPHRASE_ENV) else None)
+    if path is not None:
+        return read_passphrase(path)
+    text: str = typer.prompt(
+        "passphrase of the site's keys", hide_input=True, confirmation_prompt=new, err=True
+    )
+    return text.encode()
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter("not ISO 8601", param_hint="--valid-from") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter("give a zone (e.g. 2026-12-31T00:00:00+07:00)", param_hint="--valid-from")
+    return moment
+
+
+def site_signer(home: Path, agency: str, passphrase_file: Path | None) -> SigningKey:
+    """The signing key of ``agency``'s site at ``home``."""
+    from connectors.site import AgencySite
+    from sharehub.errors import InputError
+
+    site = AgencySite(home)
+    if site.agency != agency:
+        raise InputError(f"{home} is the site of {site.agency!r}, not of {agency!r}")
+    return site.signing_key(_passphrase(passphrase_file, new=False))
+
+
+@app.command("init")
+@reports_errors
+def init(
+    agency: Annotated[str, typer.Argument(help="The agency's id, as governance registered it")],
+    home: Home = None,
+    passphrase_file: PassphraseFile = None,
+    label: Label = "1",
+    valid_from: ValidFrom = None,
+) -> None:
+    """Make the agency's site: its first signing key (encrypted with the passphrase) and the registration
+    request to send to governance. The private key never leaves the site."""
+    from connectors.site import AgencySite
+
+    where = _home(home)
+    site, _ = AgencySite.init(
+        where, agency, _passphrase(passphrase_file, new=True), label=label, valid_from=_moment(valid_from)
+    )
+    err.print(f"site of {agency} made in {where}; key {site.current}")
+    print(site.request_path(label))
+
+
+@app.command("new-key")
+@reports_errors
+def new_key(
+    label: Label,
+    home: Home = None,
+    passphrase_file: PassphraseFile = None,
+    valid_from: ValidFrom = None,
+) -> None:
+    """Make the site's next signing key and its registration request, which replaces the current key when
+    governance registers it (a rotation)."""
+    from connectors.site import AgencySite
+
+    site = AgencySite(_home(home))
+    site.new_key(_passphrase(passphrase_file, new=True), label=label, valid_from=_moment(valid_from))
+    err.print(f"key {site.current} made; register {site.request_path(label)} before publishing with it")
+    print(site.request_path(label))
+
+
+@app.command("show")
+@reports_errors
+def show(home: Home = None) -> None:
+    """The site's agency, its keys and the one it signs with."""
+    from connectors.site import AgencySite
+
+    site = AgencySite(_home(home))
+    print(f"agency\t{site.agency}")
+    for key in site.keys:
+        print(f"key\t{key.key_id}\t{'signing' if key.key_id == site.current else ''}")
