@@ -11,7 +11,7 @@ are created, durably, before any event that needs them is sealed. Only the datas
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -69,6 +69,11 @@ class Publisher:
         self._unchecked: dict[int, int] = {}
         self._producer = Producer(producer_config(bootstrap))
         self._failures: list[str] = []
+        self._on_close: list[Callable[[], None]] = []
+
+    @property
+    def topic(self) -> str:
+        return self._dataset.topic
 
     # --- publishing ----------------------------------------------------------------------------------
 
@@ -121,7 +126,23 @@ class Publisher:
             raise BrokerError(f"{len(failures)} events were refused by Kafka; first: {failures[0]}")
 
     def close(self) -> None:
-        self.flush()
+        """Flush (checkpoints included), then let go of what the publisher was given to close."""
+        try:
+            self.flush()
+        finally:
+            for close in self._on_close:
+                close()
+            self._on_close.clear()
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        """Have ``close`` called when this publisher closes (a key service client it alone uses)."""
+        self._on_close.append(close)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # --- to the broker -------------------------------------------------------------------------------
 

@@ -31,6 +31,9 @@ from sharehub.gov.key_request import KeyRequest, make_key_request
 from sharehub.keys import SigningKey, write_private
 
 SITE_FILE = "site.json"
+#: Where a site may keep its passphrase beside its keys (the demo's sites do): then the key is protected
+#: only as well as that file is.
+PASSPHRASE_BESIDE = "signing.passphrase"
 #: Shortest passphrase accepted for a site's keys.
 MIN_PASSPHRASE = 12
 #: A key's label, as governance takes it in a key id (``<agency>/sign/<label>``); also its file name here.

@@ -9,7 +9,9 @@ handed to the broker through the Admin API; nothing else holds them.
 principal                   may
 ==========================  ===============================================================================
 ``<prefix>.<owner>``        write (and read back, for its chain heads) the topics of the datasets it owns;
-                            write its own checkpoint topic, ``<prefix>-checkpoints.<owner>``; no group
+                            write its own checkpoint topic, ``<prefix>-checkpoints.<owner>``; read the
+                            governance log (metadata and public keys, signed by the operator: its site
+                            verifies governance itself, see :mod:`connectors.sdk`); no group
 ``<prefix>.hub``            read every topic of the hub (datasets, governance, checkpoints, quarantine);
                             write the quarantine and access-log topics; use the projector's group only
 the broker's super user     governance: create topics, principals and ACLs, write the governance log
@@ -61,9 +63,11 @@ def provision(hub: Hub) -> list[str]:
     admin = AdminClient(client_config(admin_access))
     _upsert_principals(hub, admin, [HUB_PRINCIPAL, *sorted(state.agencies_)])
     bindings = _hub_acls(hub, state.topic_prefix)
+    governance_topic = f"{state.topic_prefix}-governance"
     for dataset in state.datasets():
         owner = dataset.owner
         bindings += _owner_acls(hub.principal(owner), dataset.topic, state.checkpoint_topic(owner))
+        bindings += _reads(hub.principal(owner), governance_topic)
     _create(admin, bindings)
     _delete_grants_no_longer_made(admin, hub, state.topic_prefix)
     return created
@@ -118,6 +122,11 @@ def _owner_acls(principal: str, topic: str, checkpoints: str) -> list[AclBinding
             for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
         ),
     ]
+
+
+def _reads(principal: str, topic: str) -> list[AclBinding]:
+    literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
+    return [_allow(principal, t, topic, op, literal) for op in (AclOperation.READ, AclOperation.DESCRIBE)]
 
 
 def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from connectors.publisher import Publisher
 from projections.read_model import ReadModelStore
 from sharehub.codec import DatasetCodec
-from sharehub.errors import ConfigurationError
+from sharehub.errors import ConfigurationError, InputError, UnknownReferenceError
 from sharehub.gov import GovernanceService, GovState, anchors
 from sharehub.gov.events import parse
 from sharehub.gov.log import EventLog, KafkaLog
@@ -206,11 +206,19 @@ class Hub:
         """A publisher of ``dataset`` acting as ``agency`` (its broker login), under governance as the log
         has it now, signing with ``signer``: the key of the agency's own site (see
         :class:`connectors.site.AgencySite`); without one, a key of ``agency`` in this hub's key store."""
+        if signer is None:
+            try:
+                signer = self.keys.signing_key(agency)
+            except UnknownReferenceError:
+                raise InputError(
+                    f"this hub holds no signing key of {agency!r} (the hub never holds an agency's private "
+                    "key): publish from the agency's own site, with SHAREHUB_HOME set to it"
+                ) from None
         return Publisher(
             bootstrap=self.kafka_as(agency),
             governance=self.governance_state(refresh=True),
             keys=self.keys,
-            signer=signer or self.keys.signing_key(agency),
+            signer=signer,
             agency=agency,
             dataset=dataset,
         )

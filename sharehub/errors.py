@@ -35,6 +35,7 @@
     │   ├── TooManyRequests           too many failed authentications from one address (HTTP 429)
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
     ├── BrokerError               Kafka unreachable or a delivery failed
+    ├── KeyServiceUnavailable     the hub's key service did not answer (nothing is sealed without it)
     ├── ProjectionError           the projection cannot go on from where it stands; the worker starts over
     │   ├── EngineProcessError         the engine process failed, or is gone
     │   └── EarlierBatchFailed         a batch came after one that failed
@@ -202,6 +203,11 @@ class Forbidden(AccessDenied):
 
 class BrokerError(SharehubError):
     """Kafka could not be reached, or refused or lost a write."""
+
+
+class KeyServiceUnavailable(SharehubError):
+    """The hub's key service did not answer, or answered with a failure of its own: an agency site seals
+    nothing without the keys it gives."""
 
 
 class ProjectionError(SharehubError):

@@ -1,9 +1,9 @@
 """The HTTP API's composition root: one FastAPI app over one hub, its routers, its context.
 
 The same app serves consumers' records (:mod:`.records`), governance (:mod:`.governance`, under
-``/v1/gov``) and operations (:mod:`.operations`). No credential, or an unknown one, is a 401, and a source
-that keeps failing to authenticate gets 429 (:mod:`.auth`). Every refusal has the same JSON shape and is in
-the OpenAPI document (:mod:`.errors`).
+``/v1/gov``), operations (:mod:`.operations`) and owners' keys (:mod:`.key_service`, under ``/v1/keys``).
+No credential, or an unknown one, is a 401, and a source that keeps failing to authenticate gets 429
+(:mod:`.auth`). Every refusal has the same JSON shape and is in the OpenAPI document (:mod:`.errors`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 from fastapi import FastAPI
 
 from services.access_log import AccessLog
-from services.api import errors, governance, operations, records
+from services.api import errors, governance, key_service, operations, records
 from services.api.auth import CredentialCheck
 from services.api.context import ApiContext
 from services.hub import Hub
@@ -59,4 +59,5 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     app.include_router(records.router)
     app.include_router(governance.router)
     app.include_router(operations.router)
+    app.include_router(key_service.router)
     return app

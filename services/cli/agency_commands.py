@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from connectors.publisher import Publisher
+from connectors.site import AgencySite
 from services.cli.errors import reports_errors
+from sharehub.errors import InputError
 from sharehub.keys import SigningKey
 
 app = typer.Typer(help="An agency's own site: its signing keys and their registration requests.")
@@ -37,10 +40,14 @@ def _home(given: Path | None) -> Path:
     return Settings().home
 
 
-def _passphrase(given: Path | None, *, new: bool) -> bytes:
-    from connectors.site import read_passphrase
+def _passphrase(given: Path | None, *, new: bool, site: Path | None = None) -> bytes:
+    """From ``--passphrase-file``, else SHAREHUB_SIGNING_PASSPHRASE_FILE, else (an existing key) the file a
+    site keeps beside its keys (the demo's sites do), else a prompt."""
+    from connectors.site import PASSPHRASE_BESIDE, read_passphrase
 
     path = given or (Path(os.environ[PASSPHRASE_ENV]) if os.environ.get(PASSPHRASE_ENV) else None)
+    if path is None and site is not None and (site / PASSPHRASE_BESIDE).is_file():
+        path = site / PASSPHRASE_BESIDE
     if path is not None:
         return read_passphrase(path)
     text: str = typer.prompt(
@@ -61,15 +68,24 @@ def _moment(text: str | None) -> dt.datetime | None:
     return moment
 
 
-def site_signer(home: Path, agency: str, passphrase_file: Path | None) -> SigningKey:
-    """The signing key of ``agency``'s site at ``home``."""
-    from connectors.site import AgencySite
-    from sharehub.errors import InputError
-
+def _site_of(home: Path, agency: str) -> AgencySite:
     site = AgencySite(home)
     if site.agency != agency:
         raise InputError(f"{home} is the site of {site.agency!r}, not of {agency!r}")
-    return site.signing_key(_passphrase(passphrase_file, new=False))
+    return site
+
+
+def site_signer(home: Path, agency: str, passphrase_file: Path | None) -> SigningKey:
+    """The signing key of ``agency``'s site at ``home``."""
+    return _site_of(home, agency).signing_key(_passphrase(passphrase_file, new=False, site=home))
+
+
+def site_publisher(home: Path, agency: str, dataset: str, passphrase_file: Path | None) -> Publisher:
+    """A publisher of ``dataset`` running entirely from ``agency``'s connected site at ``home``."""
+    from connectors.sdk import open_publisher
+
+    _site_of(home, agency)
+    return open_publisher(home, dataset, _passphrase(passphrase_file, new=False, site=home))
 
 
 @app.command("init")
@@ -83,8 +99,6 @@ def init(
 ) -> None:
     """Make the agency's site: its first signing key (encrypted with the passphrase) and the registration
     request to send to governance. The private key never leaves the site."""
-    from connectors.site import AgencySite
-
     where = _home(home)
     site, _ = AgencySite.init(
         where, agency, _passphrase(passphrase_file, new=True), label=label, valid_from=_moment(valid_from)
@@ -103,8 +117,6 @@ def new_key(
 ) -> None:
     """Make the site's next signing key and its registration request, which replaces the current key when
     governance registers it (a rotation)."""
-    from connectors.site import AgencySite
-
     site = AgencySite(_home(home))
     site.new_key(_passphrase(passphrase_file, new=True), label=label, valid_from=_moment(valid_from))
     err.print(f"key {site.current} made; register {site.request_path(label)} before publishing with it")
@@ -115,9 +127,39 @@ def new_key(
 @reports_errors
 def show(home: Home = None) -> None:
     """The site's agency, its keys and the one it signs with."""
-    from connectors.site import AgencySite
-
     site = AgencySite(_home(home))
     print(f"agency\t{site.agency}")
     for key in site.keys:
         print(f"key\t{key.key_id}\t{'signing' if key.key_id == site.current else ''}")
+
+
+@app.command("connect")
+@reports_errors
+def connect(
+    api: Annotated[str, typer.Option(help="The hub's API address, e.g. https://hub.example:8384")],
+    bootstrap: Annotated[str, typer.Option(help="The hub's Kafka bootstrap address")],
+    trust: Annotated[
+        Path, typer.Option(help="The hub's trust.json (its operator's public key), from the hub")
+    ],
+    credential_file: Annotated[Path, typer.Option(help="File holding the agency's API credential")],
+    broker_password_file: Annotated[Path, typer.Option(help="File holding the agency's broker password")],
+    home: Home = None,
+) -> None:
+    """Record at the site how it reaches the hub and as whom; then 'sharehub publish' runs from the site
+    (SHAREHUB_HOME=the site) with its own key, the hub's key service and the agency's own broker login."""
+    from connectors.sdk import HubAddress
+    from connectors.sdk import connect as connect_site
+
+    where = _home(home)
+    try:
+        trusted, credential, password = (
+            trust.read_bytes(),
+            credential_file.read_text(encoding="utf-8").strip(),
+            broker_password_file.read_text(encoding="utf-8").strip(),
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the hub's settings: {exc}") from None
+    connect_site(
+        where, HubAddress(api, bootstrap), trust=trusted, credential=credential, broker_password=password
+    )
+    err.print(f"the site at {where} now reaches the hub at {api} and {bootstrap}")

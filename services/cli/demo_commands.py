@@ -32,6 +32,8 @@ def up(
     spec: Annotated[Path, typer.Option(help="Governance YAML")] = DEFAULT_SPEC,
 ) -> None:
     """Start Kafka, load governance, publish synthetic members, start the worker and the API."""
+    from connectors.sdk import open_publisher
+    from connectors.site import PASSPHRASE_BESIDE, read_passphrase
     from services.governance_bootstrap import issue_credential, load, read_spec
     from tooling.kafka_local import LocalKafka
     from tooling.synthetic import generate_party_members
@@ -53,13 +55,21 @@ def up(
         f"agency sites in {settings.home / SITES}: {', '.join(sorted(signers))} (each holds its own key)"
     )
 
-    # Straight from the generator: the members' personal data is never written to a file in the hub's home.
-    publisher = hub.publisher("coc", "party-members", signer=signers["coc"])
-    report = publisher.publish_records(generate_party_members(members, seed))
-    err.print(f"published {report.published} party-members events as the Central Organization Commission")
-
     worker_pid, worker_log = processes.start(settings.home, "projector", ["project"])
     api_pid, api_log = processes.start(settings.home, "api", ["serve"])
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    wait_for_api(base, api_log)
+    connect_owner_sites(hub, base, sorted(signers))
+
+    # From the Central Organization Commission's own site, through the agency SDK: its key, the hub's key
+    # service, its broker login. Straight from the generator: no member's data is written to a file.
+    coc_site = settings.home / SITES / "coc"
+    with open_publisher(
+        coc_site, "party-members", read_passphrase(coc_site / PASSPHRASE_BESIDE)
+    ) as publisher:
+        report = publisher.publish_records(generate_party_members(members, seed))
+    err.print(f"published {report.published} party-members events from the site of coc ({coc_site})")
+
     store = hub.store(DEMO_CONSUMER)
     deadline = time.monotonic() + 180
     while store.count("party-members") < members:
@@ -69,7 +79,6 @@ def up(
             raise fail(f"the projection worker stopped; see {worker_log}")
         time.sleep(1)
     token = issue_credential(hub, DEMO_CONSUMER)
-    base = f"http://{settings.api_host}:{settings.api_port}"
     records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3&purpose=demo"
     typer.echo(
         f"""
@@ -93,14 +102,14 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
     """Each agency's site under ``<home>/sites/<agency>`` (made at the first run: its key, and a passphrase
     file beside it, a demo's stand-in for what a real site types or keeps on other media), its key
     registered from its request; the sites' signing keys."""
-    from connectors.site import AgencySite, read_passphrase
+    from connectors.site import PASSPHRASE_BESIDE, AgencySite, read_passphrase
     from services.gov_operations import Caller, perform
     from sharehub.gov.key_request import read_key_request
 
     signers: dict[str, SigningKey] = {}
     for agency in agencies:
         home = hub.home / SITES / agency
-        secret = home / "signing.passphrase"
+        secret = home / PASSPHRASE_BESIDE
         if not AgencySite.is_site(home):
             home.mkdir(parents=True, mode=0o700)
             write_private(secret, base64.b64encode(secrets.token_bytes(24)) + b"\n")
@@ -113,6 +122,43 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
                 perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
         signers[agency] = site.signing_key(read_passphrase(secret))
     return signers
+
+
+def wait_for_api(base: str, api_log: Path, timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise fail(f"the API did not answer within {timeout:.0f} s; see {api_log}")
+        time.sleep(0.3)
+
+
+def connect_owner_sites(hub: Hub, api: str, agencies: list[str]) -> None:
+    """Give each site whose agency owns a dataset what publishing from it takes: the hub's addresses and
+    pinned trust, the agency's API credential and broker login (a demo hands them over on one machine)."""
+    from connectors.sdk import HubAddress, connect, is_connected
+    from services.governance_bootstrap import issue_credential
+    from sharehub.gov import anchors
+
+    owners = hub.governance.owners()
+    for agency in agencies:
+        home = hub.home / SITES / agency
+        if agency not in owners or is_connected(home):
+            continue
+        password = hub.keys.broker_password(hub.principal(agency)).reveal().decode()
+        connect(
+            home,
+            HubAddress(api, hub.settings.bootstrap),
+            trust=anchors.path(hub.home).read_bytes(),
+            credential=issue_credential(hub, agency),
+            broker_password=password,
+        )
 
 
 @app.command("down")

@@ -52,15 +52,24 @@ def publish(
 ) -> None:
     """Validate, seal and publish each line of FILE; bad lines are reported by number, good lines go."""
     from connectors.jsonl_source import read_jsonl
-    from services.cli.agency_commands import site_signer
+    from connectors.sdk import is_connected
+    from connectors.site import AgencySite
+    from services.cli.agency_commands import site_publisher, site_signer
+    from sharehub.settings import Settings
 
-    signer = None if site is None else site_signer(site, agency, passphrase_file)
-    hub = command_hub()
-    publisher = hub.publisher(agency, dataset, signer=signer)
-    report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
+    home = Settings().home
+    if site is None and AgencySite.is_site(home):
+        site = home
+    if site is not None and is_connected(site):  # the agency SDK, entirely from the agency's site
+        publisher = site_publisher(site, agency, dataset, passphrase_file)
+    else:
+        signer = None if site is None else site_signer(site, agency, passphrase_file)
+        publisher = command_hub().publisher(agency, dataset, signer=signer)
+    with publisher:
+        report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
     for bad in report.rejected:
         err.print(f"{file}:{bad.number}: {bad.reason}", markup=False, highlight=False)
-    topic = hub.governance.dataset(dataset).topic
+    topic = publisher.topic
     err.print(f"published {report.published} events to {topic}, rejected {len(report.rejected)} lines")
     if report.rejected:
         raise typer.Exit(EXIT_FAILURE)

@@ -120,11 +120,16 @@ def _by_design(home: Path) -> list[Path]:
     """Files that hold a secret because that is their job: the master key, the broker's own passwords
     (and its configuration, which hands them to its listeners)."""
     kafka = home / "kafka"
+    # Each agency's site holds its own broker login and API credential: its, by design, and no one else's.
+    logins = [
+        p for site in (home / "sites").iterdir() for p in (site / "broker.password", site / "credential")
+    ]
     return [
         home / "master.key",
         kafka / "admin.password",
         kafka / "controller.password",
         kafka / "server.properties",
+        *logins,
     ]
 
 
@@ -169,12 +174,9 @@ def test_each_agency_key_stays_at_its_site_and_nothing_of_the_hub_holds_it(
         )
         needles.add_key(f"private key {key.key_id}", raw)
         # The site holds only its own agency's keys.
-        assert {p.name for p in site_home.iterdir()} <= {
-            "site.json",
-            "keys",
-            "requests",
-            "signing.passphrase",
-        }
+        kept = {"site.json", "keys", "requests", "signing.passphrase"}
+        connected = {"hub.json", "trust.json", "credential", "broker.password"}  # an owner's site publishes
+        assert {p.name for p in site_home.iterdir()} <= kept | connected
     hub_files = [p for p in files_under(home, except_=[]) if not p.is_relative_to(home / "sites")]
     assert needles.scan(hub_files) == []
     copy = home.parent / "keys-copy-sites"

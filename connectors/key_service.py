@@ -1,0 +1,148 @@
+"""The hub's key service as an agency site sees it: :class:`sharehub.codec.DatasetKeys` over HTTP.
+
+What it receives stays in this process's memory, never on the site's disk: the current data key and the
+routing key of each dataset it seals (one request per dataset), and subjects' keys, asked for in batches
+before the events that need them are sealed (the hub creates them durably before it answers). A subject
+the hub answers with ``null`` was erased: :meth:`subject_key` then raises ``SubjectErased``, and the
+publisher refuses the record. A hub that does not answer is ``KeyServiceUnavailable``: nothing is sealed
+with a key the hub did not give.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from sharehub.errors import (
+    Forbidden,
+    InputError,
+    KeyServiceUnavailable,
+    NotAuthenticated,
+    SubjectErased,
+    UnknownDataKey,
+    UnknownReferenceError,
+)
+from sharehub.keys import SecretBytes, subject_key_id
+
+#: Subjects asked for per request (the service's own limit is larger).
+BATCH = 512
+TIMEOUT_S = 30.0
+
+
+class KeyServiceClient:
+    def __init__(self, url: str, credential: str, *, verify: str | bool = True) -> None:
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {credential}"},
+            timeout=TIMEOUT_S,
+            verify=verify,
+        )
+        self._current: dict[str, str] = {}
+        self._data: dict[str, SecretBytes] = {}
+        self._routing: dict[str, SecretBytes] = {}
+        #: key id -> key, or None: erased
+        self._subjects: dict[str, SecretBytes | None] = {}
+
+    def __repr__(self) -> str:
+        return f"KeyServiceClient(url={str(self._http.base_url)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- DatasetKeys -------------------------------------------------------------------------------
+
+    def current_data_key_id(self, dataset: str) -> str:
+        if dataset not in self._current:
+            self._dataset_keys(dataset)
+        return self._current[dataset]
+
+    def data_key(self, key_id: str) -> SecretBytes:
+        if key_id not in self._data:
+            dataset = key_id.split("/data/", 1)[0]
+            found = self._get(f"/v1/keys/{dataset}/data/{key_id}", missing=UnknownDataKey)
+            self._data[key_id] = _key(found["data_key"])
+        return self._data[key_id]
+
+    def routing_key(self, dataset: str) -> SecretBytes:
+        if dataset not in self._routing:
+            self._dataset_keys(dataset)
+        return self._routing[dataset]
+
+    def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
+        wanted = [r for r in dict.fromkeys(subject_refs) if subject_key_id(dataset, r) not in self._subjects]
+        self._ask(dataset, wanted, create=True)
+
+    def subject_key(self, key_id: str) -> SecretBytes:
+        if key_id not in self._subjects:
+            dataset, _, ref = key_id.partition("/subject/")
+            self._ask(dataset, [bytes.fromhex(ref)], create=False)
+        found = self._subjects.get(key_id)
+        if found is None:
+            raise SubjectErased(f"the subject of {key_id!r} was erased (or has no key)")
+        return found
+
+    def prefetch_subject_keys(self, key_ids: Iterable[str]) -> None:
+        by_dataset: dict[str, list[bytes]] = {}
+        for key_id in key_ids:
+            if key_id not in self._subjects:
+                dataset, _, ref = key_id.partition("/subject/")
+                by_dataset.setdefault(dataset, []).append(bytes.fromhex(ref))
+        for dataset, refs in by_dataset.items():
+            self._ask(dataset, refs, create=False)
+
+    def forget_cached(self, key_id: str) -> None:
+        self._subjects.pop(key_id, None)
+
+    # --- the wire ----------------------------------------------------------------------------------
+
+    def _dataset_keys(self, dataset: str) -> None:
+        found = self._get(f"/v1/keys/{dataset}", missing=UnknownReferenceError)
+        key_id = found["data_key_id"]
+        self._current[dataset] = key_id
+        self._data[key_id] = _key(found["data_key"])
+        self._routing[dataset] = _key(found["routing_key"])
+
+    def _ask(self, dataset: str, refs: list[bytes], *, create: bool) -> None:
+        for start in range(0, len(refs), BATCH):
+            body = {"refs": [r.hex() for r in refs[start : start + BATCH]], "create": create}
+            found = self._call("POST", f"/v1/keys/{dataset}/subjects", UnknownReferenceError, json=body)
+            for key_id, value in found["keys"].items():
+                self._subjects[key_id] = None if value is None else _key(value)
+
+    def _get(self, path: str, *, missing: type[Exception]) -> dict[str, Any]:
+        return self._call("GET", path, missing)
+
+    def _call(self, method: str, path: str, missing: type[Exception], **kwargs: Any) -> dict[str, Any]:
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise KeyServiceUnavailable(
+                f"the key service at {self._http.base_url} did not answer: {exc}"
+            ) from None
+        if answer.status_code == 200:
+            body: dict[str, Any] = answer.json()
+            return body
+        detail = _detail(answer)
+        if answer.status_code == 401:
+            raise NotAuthenticated(f"the key service refused the site's credential: {detail}")
+        if answer.status_code == 403:
+            raise Forbidden(detail)
+        if answer.status_code == 404:
+            raise missing(detail)
+        if answer.status_code < 500 and answer.status_code != 429:
+            raise InputError(f"the key service refused the request ({answer.status_code}): {detail}")
+        raise KeyServiceUnavailable(f"the key service answered {answer.status_code}: {detail}")
+
+
+def _key(text: str) -> SecretBytes:
+    return SecretBytes(base64.b64decode(text, validate=True))
+
+
+def _detail(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("detail", answer.text))
+    except ValueError:
+        return answer.text[:200]

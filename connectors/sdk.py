@@ -1,0 +1,117 @@
+"""The agency SDK: publish a dataset from the agency's own site, with nothing of the hub's but its addresses.
+
+A site (:mod:`connectors.site`) that was connected to a hub (``sharehub agency connect``) holds, besides its
+signing keys: ``hub.json`` (the hub's API and broker addresses), ``trust.json`` (the hub's pinned operator
+key and topic prefix, public), its API credential and its broker login, all owner-only. :func:`open_publisher`
+then reads governance from the hub's log with the agency's own login and verifies every event against the
+pinned operator key (so a site trusts no governance the operator did not sign), takes the dataset's keys
+from the hub's key service (:mod:`connectors.key_service`, memory only), signs with the site's key, and
+produces with the agency's own broker principal::
+
+    from connectors.sdk import open_publisher
+
+    with open_publisher(Path("/srv/sharehub-site"), "party-members", passphrase) as publisher:
+        report = publisher.publish_records(records)
+
+Each refusal is one exception: ``UnknownReferenceError`` (no such dataset), ``InputError`` (not the owner,
+a key governance does not know, an invalid record in the report), ``KeyServiceUnavailable``,
+``BrokerError`` (broker unreachable or authorisation refused), ``NotAuthenticated`` (a credential the hub
+does not know).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.key_service import KeyServiceClient
+from connectors.publisher import Publisher
+from connectors.site import AgencySite
+from sharehub.errors import ConfigurationError
+from sharehub.gov import anchors, fold
+from sharehub.gov.log import KafkaLog
+from sharehub.gov.state import GovState
+from sharehub.kafka import KafkaAccess
+from sharehub.keys import SecretBytes, write_private
+
+HUB_FILE = "hub.json"
+CREDENTIAL_FILE = "credential"
+BROKER_PASSWORD_FILE = "broker.password"
+
+
+@dataclass(frozen=True)
+class HubAddress:
+    """Where the site reaches the hub: its HTTP API (key service) and its Kafka bootstrap."""
+
+    api_url: str
+    bootstrap: str
+
+
+def connect(home: Path, address: HubAddress, *, trust: bytes, credential: str, broker_password: str) -> None:
+    """Record at the site how it reaches the hub and as whom (each file owner-only)."""
+    AgencySite(home)  # a site, or a clear error
+    write_private(home / HUB_FILE, json.dumps(address.__dict__, indent=2).encode() + b"\n")
+    write_private(anchors.path(home), trust)
+    write_private(home / CREDENTIAL_FILE, credential.encode() + b"\n")
+    write_private(home / BROKER_PASSWORD_FILE, broker_password.encode() + b"\n")
+
+
+def is_connected(home: Path) -> bool:
+    return (home / HUB_FILE).is_file()
+
+
+class SiteSession:
+    """An agency site's view of the hub: its address, the pinned trust, the agency's logins."""
+
+    def __init__(self, home: Path) -> None:
+        self.site = AgencySite(home)
+        self.home = home
+        try:
+            raw = json.loads((home / HUB_FILE).read_text(encoding="utf-8"))
+            self.address = HubAddress(str(raw["api_url"]), str(raw["bootstrap"]))
+            self._credential = (home / CREDENTIAL_FILE).read_text(encoding="utf-8").strip()
+            password = (home / BROKER_PASSWORD_FILE).read_text(encoding="utf-8").strip()
+        except FileNotFoundError as exc:
+            raise ConfigurationError(
+                f"the site at {home} is not connected to a hub ({exc.filename} is missing): run "
+                "'sharehub agency connect'"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"the site's hub settings at {home} are unreadable: {exc}") from None
+        self.anchors = anchors.load(home)
+        principal = f"{self.anchors.topic_prefix}.{self.site.agency}"
+        self.kafka = KafkaAccess(self.address.bootstrap, principal, SecretBytes(password.encode()))
+
+    def governance(self) -> GovState:
+        """Governance as the hub's log has it now, every event verified against the pinned trust."""
+        log = KafkaLog(self.kafka, self.anchors.topic_prefix)
+        try:
+            return fold(log.read_all(), self.anchors.trust, self.anchors.topic_prefix)
+        finally:
+            log.close()
+
+    def key_service(self) -> KeyServiceClient:
+        return KeyServiceClient(self.address.api_url, self._credential)
+
+
+def open_publisher(home: Path, dataset: str, passphrase: bytes) -> Publisher:
+    """A publisher of ``dataset`` as the site's agency, entirely from the site (close it, or use it as a
+    context manager: it flushes, checkpoints, and forgets the keys it was given)."""
+    session = SiteSession(home)
+    signer = session.site.signing_key(passphrase)
+    keys = session.key_service()
+    try:
+        publisher = Publisher(
+            bootstrap=session.kafka,
+            governance=session.governance(),
+            keys=keys,
+            signer=signer,
+            agency=session.site.agency,
+            dataset=dataset,
+        )
+    except BaseException:
+        keys.close()
+        raise
+    publisher.on_close(keys.close)
+    return publisher

@@ -1,0 +1,187 @@
+"""The agency SDK publishes from the agency's own site: its key, the hub's key service over HTTP, its own
+broker login, governance verified against the pinned operator key. Against the real broker and a real API
+process; each refusal is one clear exception and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from connectors.key_service import KeyServiceClient
+from connectors.sdk import HubAddress, connect, open_publisher
+from connectors.site import AgencySite
+from services import processes
+from services.access_log import read_access_log
+from services.gov_operations import Caller, perform
+from services.governance_bootstrap import issue_credential
+from services.hub import Hub
+from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavailable, UnknownReferenceError
+from sharehub.gov import anchors
+from sharehub.keys import subject_key_id
+from tests.kafka_helpers import free_port, hub_env, sharehub, topic_messages, wait_until
+from tooling.synthetic import generate_party_members, write_jsonl
+
+pytestmark = pytest.mark.kafka
+
+DATASET = "party-members"
+PASSPHRASE = b"kept at the site of coc"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def api(hub: Hub) -> Iterator[str]:
+    port = free_port()
+    processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(base + "/healthz"), timeout=60, what="the API")
+        yield base
+    finally:
+        processes.stop(hub.home, "api")
+
+
+def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: str | None = None) -> Path:
+    home = tmp_path / "sites" / agency
+    _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
+    perform(hub, Caller("cpo", local=True), "register-key", request)
+    connect(
+        home,
+        HubAddress(api, hub.settings.bootstrap),
+        trust=anchors.path(hub.home).read_bytes(),
+        credential=issue_credential(hub, agency),
+        broker_password=password or hub.keys.broker_password(hub.principal(agency)).reveal().decode(),
+    )
+    return home
+
+
+def _signers(hub: Hub) -> list[str]:
+    codec = hub.codec(DATASET)
+    topic = hub.governance_state(refresh=True).dataset(DATASET).topic
+    return [codec.verify(raw, p).header.signer_key_id for p, _, raw in topic_messages(hub, topic)]
+
+
+def test_a_site_publishes_with_its_own_key_and_keys_from_the_key_service_each_release_logged(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    home = _site(hub, tmp_path, api)
+    members = list(generate_party_members(30, seed=5))
+    with open_publisher(home, DATASET, PASSPHRASE) as publisher:
+        report = publisher.publish_records(members)
+    assert report.published == 30 and not report.rejected
+    assert _signers(hub) == ["coc/sign/site-1"] * 30
+    # The events open with the hub's keys: the site sealed with the keys the key service gave.
+    codec = hub.codec(DATASET)
+    topic = hub.governance.dataset(DATASET).topic
+    opened = codec.open_many([(p, raw) for p, _, raw in topic_messages(hub, topic)])
+    assert sorted(getattr(o, "record_key", None) or "" for o in opened) == sorted(
+        m["member_id"] for m in members
+    )
+    # Every subject key the site received was created durably at the hub, and the releases are on record.
+    refs = {codec.pseudonym(m["member_id"]) for m in members}
+    assert all(hub.keys.has(subject_key_id(DATASET, r), "subject") for r in refs)
+    releases = [
+        e for e in read_access_log(hub.kafka, hub.governance.access_log_topic) if e["consumer"] == "coc"
+    ]
+    assert {e["operation"] for e in releases} == {"release_dataset_keys", "release_subject_keys"}
+    released = {k for e in releases if e["operation"] == "release_subject_keys" for k in e["record_refs"]}
+    assert released == {subject_key_id(DATASET, r) for r in refs}
+    assert not list(home.rglob("*.db")), "the site keeps no key store"
+
+
+def test_the_key_service_answers_only_a_datasets_owner(hub: Hub, api: str) -> None:
+    for agency in ("dongthap-ppc", "go"):
+        client = KeyServiceClient(api, issue_credential(hub, agency))
+        with pytest.raises(Forbidden, match=f"'{agency}' does not own 'party-members'"):
+            client.current_data_key_id(DATASET)
+        with pytest.raises(Forbidden):
+            client.ensure_subject_keys(DATASET, [bytes(16)])
+        client.close()
+    assert not hub.keys.has(subject_key_id(DATASET, bytes(16)), "subject"), "a refused request made no key"
+    owner = KeyServiceClient(api, issue_credential(hub, "coc"))
+    with pytest.raises(UnknownReferenceError):
+        owner.current_data_key_id("no-such-dataset")
+    key_id = owner.current_data_key_id(DATASET)
+    assert owner.data_key(key_id).reveal() == hub.keys.data_key(key_id).reveal()
+    bad = httpx.post(f"{api}/v1/keys/{DATASET}/subjects", json={"refs": ["zz"]},
+                     headers={"Authorization": f"Bearer {issue_credential(hub, 'coc')}"})  # fmt: skip
+    assert bad.status_code == 422
+    owner.close()
+
+
+def test_an_erased_subject_cannot_be_published_from_the_site(hub: Hub, api: str, tmp_path: Path) -> None:
+    home = _site(hub, tmp_path, api)
+    member = next(iter(generate_party_members(1, seed=9)))
+    codec = hub.codec(DATASET)
+    key_id = subject_key_id(DATASET, codec.pseudonym(member["member_id"]))
+    hub.keys.ensure_subject_keys(DATASET, [codec.pseudonym(member["member_id"])])
+    hub.keys.destroy_subject_key(key_id)
+    with open_publisher(home, DATASET, PASSPHRASE) as publisher:
+        report = publisher.publish_records([member])
+    assert report.published == 0 and "erased" in report.rejected[0].reason
+
+
+def test_refusals_at_the_site_are_clear_and_publish_nothing(hub: Hub, api: str, tmp_path: Path) -> None:
+    home = _site(hub, tmp_path, api)
+    with pytest.raises(InputError, match="'coc' may not publish 'citizen-feedback'"):
+        open_publisher(home, "citizen-feedback", PASSPHRASE)
+    with pytest.raises(UnknownReferenceError, match="no-such"):
+        open_publisher(home, "no-such", PASSPHRASE)
+    with hub.governing() as gov:
+        gov.revoke_key("cpo", "coc", "coc/sign/site-1", "the laptop was stolen")
+    with pytest.raises(InputError, match=r"\(revoked\)"):
+        open_publisher(home, DATASET, PASSPHRASE)
+    assert _signers(hub) == []
+
+    wrong_login = _site(hub, tmp_path / "other", api, "go", password=base64.b64encode(b"guess").decode())
+    with pytest.raises(BrokerError):
+        open_publisher(wrong_login, "citizen-feedback", PASSPHRASE)
+
+
+def test_a_key_service_that_does_not_answer_is_one_clear_error(hub: Hub, tmp_path: Path) -> None:
+    home = _site(hub, tmp_path, f"http://127.0.0.1:{free_port()}")
+    members = list(generate_party_members(1, seed=2))
+    with (
+        pytest.raises(KeyServiceUnavailable, match="did not answer"),
+        open_publisher(home, DATASET, PASSPHRASE) as p,
+    ):
+        p.publish_records(members)
+    assert _signers(hub) == []
+
+
+def test_the_command_line_publishes_from_the_site_home_and_not_from_the_hubs(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    home = _site(hub, tmp_path, api)
+    secret = home / "signing.passphrase"
+    secret.write_bytes(PASSPHRASE)
+    secret.chmod(0o600)
+    data = tmp_path / "members.jsonl"
+    write_jsonl(generate_party_members(3, seed=4), data)
+    # Nothing of the hub's settings: the site's home alone.
+    from_site = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
+        "SHAREHUB_HOME": str(home)
+    }
+    run = subprocess.run([sys.executable, "-m", "services", "publish", "--as", "coc", "--dataset", DATASET,
+                          str(data)], env=from_site, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "published 3 events" in run.stderr
+    assert _signers(hub) == ["coc/sign/site-1"] * 3
+
+    with hub.keys.transaction():
+        hub.keys._db.execute("DELETE FROM current WHERE name = 'signing:coc'")
+    refused = sharehub(hub, "publish", "--as", "coc", "--dataset", DATASET, str(data))
+    assert refused.returncode == 2 and "this hub holds no signing key of 'coc'" in refused.stderr
