@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sharehub.kek import FileKek
 from sharehub.keys import LocalKeyStore, load_master_key
 from tests.kafka_helpers import free_port
 from tests.secret_scan import Needles, files_under
@@ -96,7 +97,7 @@ def _needles(home: Path, credential: str) -> Needles:
     copy.mkdir()
     for part in home.glob("keys.db*"):
         shutil.copy(part, copy / part.name)
-    keys = LocalKeyStore(copy / "keys.db", master := load_master_key(home, None))
+    keys = LocalKeyStore(copy / "keys.db", FileKek(master := load_master_key(home, None)))
     try:
         for key_id, kind, wrapped in keys._db.execute(
             "SELECT key_id, kind, wrapped FROM keys WHERE wrapped IS NOT NULL"
