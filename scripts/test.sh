@@ -7,6 +7,9 @@ scripts/venv.sh
 .venv/bin/ruff check sharehub connectors projections services tooling tests bench
 .venv/bin/mypy
 
+# SoftHSM2 for the PKCS#11 key-encryption key's tests (each makes its own token under its tmp dir).
+scripts/softhsm.sh install >/dev/null || echo "test run: no SoftHSM2, the PKCS#11 tests will be skipped" >&2
+
 export SHAREHUB_HOME="$PWD/.sharehub-test"
 export SHAREHUB_LOCAL_KAFKA_PORT="${SHAREHUB_TEST_KAFKA_PORT:-29592}"
 rm -rf "$SHAREHUB_HOME"

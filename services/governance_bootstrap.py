@@ -18,7 +18,8 @@ from sharehub.gov.apply import Change, GovSpec, apply, plan, rehearse
 from sharehub.gov.apply import read_spec as parse_spec
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.service import new_credential
-from sharehub.keys import LocalKeyStore, load_master_key
+from sharehub.kek import load_kek
+from sharehub.keys import LocalKeyStore
 
 
 def pin_operator(hub: Hub, spec: GovSpec) -> None:
@@ -29,9 +30,7 @@ def pin_operator(hub: Hub, spec: GovSpec) -> None:
     if spec.operator not in {a.id for a in spec.agencies}:
         raise InputError(f"operator {spec.operator!r} is not among the spec's agencies")
     hub.home.mkdir(parents=True, exist_ok=True)
-    keys = LocalKeyStore(
-        hub.home / "keys.db", load_master_key(hub.home, hub.settings.master_key, create=True)
-    )
+    keys = LocalKeyStore(hub.home / "keys.db", load_kek(hub.settings, hub.home, create=True))
     try:
         key_id = f"{spec.operator}/sign/1"
         public = (

@@ -27,7 +27,8 @@ from sharehub.gov import GovernanceService, GovState, anchors
 from sharehub.gov.events import parse
 from sharehub.gov.log import EventLog, KafkaLog
 from sharehub.kafka import KafkaAccess
-from sharehub.keys import LocalKeyStore, SecretBytes, SigningKey, load_master_key
+from sharehub.kek import load_kek
+from sharehub.keys import LocalKeyStore, SecretBytes, SigningKey
 from sharehub.settings import Settings
 
 #: The principal (in each hub's namespace) of the hub's own services.
@@ -200,7 +201,7 @@ class Hub:
 
     @cached_property
     def keys(self) -> LocalKeyStore:
-        return LocalKeyStore(self.home / "keys.db", load_master_key(self.home, self.settings.master_key))
+        return LocalKeyStore(self.home / "keys.db", load_kek(self.settings, self.home))
 
     def publisher(self, agency: str, dataset: str, *, signer: SigningKey | None = None) -> Publisher:
         """A publisher of ``dataset`` acting as ``agency`` (its broker login), under governance as the log

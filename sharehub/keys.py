@@ -1,10 +1,12 @@
-"""Keys at rest: a master key that wraps every other key, and the local key service.
+"""Keys at rest: the local key service, every key wrapped under one key-encryption key (KEK).
 
-The master key (32 bytes) comes from ``SHAREHUB_MASTER_KEY`` (base64) or from ``<home>/master.key``, a file
-that must be readable by its owner only; otherwise the hub refuses to start and says why.
+The KEK (:mod:`sharehub.kek`) is a master key (32 bytes) from ``SHAREHUB_MASTER_KEY`` (base64) or from an
+owner-only file (``<home>/master.key``), or an AES key inside a PKCS#11 token; a master key file readable
+by others is refused and the hub says why.
 
-:class:`LocalKeyStore` keeps every other key in one SQLite file, wrapped with AES-256-GCM under the master
-key, its id and kind bound as associated data so a wrapped key cannot be swapped for another:
+:class:`LocalKeyStore` keeps every other key in one SQLite file, wrapped with AES-256-GCM under the KEK, its
+id and kind bound as associated data so a wrapped key cannot be swapped for another, and the id of the KEK
+that wrapped it recorded beside it:
 
 - agencies' Ed25519 **signing** keys;
 - datasets' **data**-encryption keys, one per epoch: rotation starts a new epoch and never re-encrypts the
@@ -31,19 +33,26 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sharehub.errors import ConfigurationError, SubjectErased, UnknownDataKey, UnknownReferenceError
 from sharehub.sqlite_files import truncate_write_ahead_log
 
+if TYPE_CHECKING:
+    from sharehub.kek import KeyEncryptionKey
+
 KEY_SIZE = 32
+#: The random nonce in front of every wrapped key (AES-GCM's 96 bits), whichever KEK wrapped it.
 NONCE_SIZE = 12
 KeyKind = Literal["signing", "data", "routing", "subject", "broker"]
 _SUBJECT_CACHE = 100_000
+
+
+class UnwrapRefused(Exception):
+    """A key-encryption key's answer to a blob that does not open under it with the associated data given
+    (another KEK wrapped it, or its bytes were altered). The key store turns it into a ConfigurationError."""
 
 
 class SecretBytes:
@@ -63,8 +72,11 @@ class SecretBytes:
     __str__ = __repr__
 
 
-def load_master_key(home: Path, env_value: str | None, *, create: bool = False) -> SecretBytes:
-    """The master key from the environment or ``home/master.key`` (created owner-only if ``create``)."""
+def load_master_key(
+    home: Path, env_value: str | None, *, create: bool = False, path: Path | None = None
+) -> SecretBytes:
+    """The master key from the environment or ``path`` (default ``home/master.key``; created owner-only if
+    ``create``)."""
     if env_value:
         try:
             raw = base64.b64decode(env_value, validate=True)
@@ -73,21 +85,15 @@ def load_master_key(home: Path, env_value: str | None, *, create: bool = False) 
         if len(raw) != KEY_SIZE:
             raise ConfigurationError(f"SHAREHUB_MASTER_KEY must decode to {KEY_SIZE} bytes, not {len(raw)}")
         return SecretBytes(raw)
-    path = home / "master.key"
+    path = path or home / "master.key"
     if not path.exists():
         if not create:
             raise ConfigurationError(
                 f"no master key: set SHAREHUB_MASTER_KEY or run 'sharehub gov load' to create {path}"
             )
-        home.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_private(path, base64.b64encode(secrets.token_bytes(KEY_SIZE)) + b"\n")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigurationError(
-            f"{path} is readable or writable by others (mode {mode:o}); refusing to use it: chmod 600 {path}"
-        )
-    if path.stat().st_uid != os.geteuid():
-        raise ConfigurationError(f"{path} belongs to another user; refusing to use it")
+    check_owner_only(path)
     try:
         raw = base64.b64decode(path.read_bytes().strip(), validate=True)
     except ValueError:
@@ -95,6 +101,19 @@ def load_master_key(home: Path, env_value: str | None, *, create: bool = False) 
     if len(raw) != KEY_SIZE:
         raise ConfigurationError(f"{path} must hold {KEY_SIZE} bytes of key, not {len(raw)}")
     return SecretBytes(raw)
+
+
+def check_owner_only(path: Path, what: str = "") -> None:
+    """Refuse a file that others may read or write, or that another user owns (it holds a secret)."""
+    named = f"{what} {path}" if what else str(path)
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise ConfigurationError(
+            f"{named} is readable or writable by others (mode {mode:o}); refusing to use it: chmod 600 {path}"
+        )
+    if info.st_uid != os.geteuid():
+        raise ConfigurationError(f"{named} belongs to another user; refusing to use it")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -133,8 +152,10 @@ def subject_key_id(dataset: str, subject_ref: bytes) -> str:
 
 _KEYS_TABLE = (
     "CREATE TABLE IF NOT EXISTS keys (key_id TEXT NOT NULL, kind TEXT NOT NULL, owner TEXT NOT NULL,"
-    " wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT, PRIMARY KEY (kind, key_id))"
+    " wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT, kek_id TEXT, PRIMARY KEY (kind, key_id))"
 )
+#: Rows the key store rewraps per statement (``rewrap``).
+_REWRAP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,17 @@ class Shredded:
     log_truncated: bool
 
 
+@dataclass(frozen=True)
+class Rewrapped:
+    """What moving a store to another key-encryption key did (``LocalKeyStore.rewrap``)."""
+
+    keys: int
+    from_kek: str
+    to_kek: str
+    #: The write-ahead log, which held the blobs under the old KEK, was emptied and truncated to 0 bytes.
+    log_truncated: bool
+
+
 class LocalKeyStore:
     """The local key service: wrapped keys in one owner-only SQLite file under the hub's home.
 
@@ -158,9 +190,10 @@ class LocalKeyStore:
     disk. Writes that belong to a governance change happen in :meth:`transaction`, which the caller
     closes only once the change is on the log."""
 
-    def __init__(self, path: Path, master: SecretBytes) -> None:
+    def __init__(self, path: Path, kek: KeyEncryptionKey) -> None:
+        """Open (or make) the store at ``path``; the store closes ``kek`` when it closes."""
         self._path = path
-        self._aead = AESGCM(master.reveal())
+        self._kek = kek
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
         if fresh:
@@ -172,6 +205,7 @@ class LocalKeyStore:
             with self._write():
                 _migrate_key_ids_to_one_namespace_per_kind(self._db)
                 self._db.execute(_KEYS_TABLE)
+                self._record_kek_ids_of_older_rows()
                 self._db.execute(
                     "CREATE TABLE IF NOT EXISTS current (name TEXT PRIMARY KEY, key_id TEXT NOT NULL)"
                 )
@@ -184,10 +218,35 @@ class LocalKeyStore:
 
     def close(self) -> None:
         self._db.close()
+        self._kek.close()
+
+    @property
+    def kek_id(self) -> str:
+        """The id of the key-encryption key this store wraps with."""
+        return self._kek.kek_id
 
     def _ready(self) -> bool:
         tables = dict(self._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
-        return "current" in tables and "PRIMARY KEY (kind, key_id)" in tables.get("keys", "")
+        keys = tables.get("keys", "")
+        return "current" in tables and "PRIMARY KEY (kind, key_id)" in keys and "kek_id" in keys
+
+    def _record_kek_ids_of_older_rows(self) -> None:
+        """Stores made before KEK ids were recorded: every key there was wrapped by a master key (a file
+        KEK). Its id is recorded when the KEK opening the store now unwraps one of them (else, unknown)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
+        if "kek_id" not in columns:
+            self._db.execute("ALTER TABLE keys ADD COLUMN kek_id TEXT")
+        sample = self._db.execute(
+            "SELECT key_id, kind, wrapped FROM keys WHERE wrapped IS NOT NULL AND kek_id IS NULL LIMIT 1"
+        ).fetchone()
+        if sample is None:
+            return
+        try:
+            self._kek.unwrap(bytes(sample[2]), _aad(sample[0], sample[1]))
+            kek_id = self._kek.kek_id
+        except UnwrapRefused:
+            kek_id = "file:unrecorded"
+        self._db.execute("UPDATE keys SET kek_id = ? WHERE wrapped IS NOT NULL AND kek_id IS NULL", (kek_id,))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -258,12 +317,12 @@ class LocalKeyStore:
     def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
         wanted = {subject_key_id(dataset, ref) for ref in subject_refs}
         rows = [self._wrap(key_id, "subject", secrets.token_bytes(KEY_SIZE)) for key_id in wanted]
-        now = _now()
+        now, kek_id = _now(), self._kek.kek_id
         with self._write():  # one transaction: keys are durable before any event that needs them is sent
             self._db.executemany(
-                "INSERT OR IGNORE INTO keys (key_id, kind, owner, wrapped, created_at)"
-                " VALUES (?, 'subject', ?, ?, ?)",
-                [(key_id, dataset, wrapped, now) for key_id, wrapped in rows],
+                "INSERT OR IGNORE INTO keys (key_id, kind, owner, wrapped, created_at, kek_id)"
+                " VALUES (?, 'subject', ?, ?, ?, ?)",
+                [(key_id, dataset, wrapped, now, kek_id) for key_id, wrapped in rows],
             )
 
     def destroy_subject_key(self, key_id: str) -> Shredded:
@@ -375,8 +434,8 @@ class LocalKeyStore:
     def _insert(self, key_id: str, kind: KeyKind, owner: str, material: bytes) -> None:
         _, wrapped = self._wrap(key_id, kind, material)
         self._db.execute(
-            "INSERT INTO keys (key_id, kind, owner, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
-            (key_id, kind, owner, wrapped, _now()),
+            "INSERT INTO keys (key_id, kind, owner, wrapped, created_at, kek_id) VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, kind, owner, wrapped, _now(), self._kek.kek_id),
         )
 
     def _set_current(self, name: str, key_id: str) -> None:
@@ -395,16 +454,71 @@ class LocalKeyStore:
         return None if row is None else bytes(row[0])
 
     def _wrap(self, key_id: str, kind: KeyKind, material: bytes) -> tuple[str, bytes]:
-        nonce = secrets.token_bytes(NONCE_SIZE)
-        return key_id, nonce + self._aead.encrypt(nonce, material, _aad(key_id, kind))
+        return key_id, self._kek.wrap(material, _aad(key_id, kind))
 
     def _unwrap(self, key_id: str, kind: str, blob: bytes) -> bytes:
         try:
-            return self._aead.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _aad(key_id, kind))
-        except InvalidTag:
-            raise ConfigurationError(
-                f"key {key_id!r} cannot be unwrapped: the master key is not the one this store was made with"
-            ) from None
+            return self._kek.unwrap(blob, _aad(key_id, kind))
+        except UnwrapRefused:
+            raise self._unwrap_refused(key_id, kind) from None
+
+    def _unwrap_refused(self, key_id: str, kind: str) -> ConfigurationError:
+        found = self._db.execute(
+            "SELECT kek_id FROM keys WHERE key_id = ? AND kind = ?", (key_id, kind)
+        ).fetchone()
+        recorded, configured = (found[0] if found else None) or "an unrecorded key", self._kek.kek_id
+        if recorded != configured:
+            return ConfigurationError(
+                f"key {key_id!r} cannot be unwrapped: it was wrapped by key-encryption key {recorded}, and"
+                f" the hub is configured with {configured}, not the one this store was made with"
+                " (see SHAREHUB_KEK, the master key, the PKCS#11 token)"
+            )
+        return ConfigurationError(
+            f"key {key_id!r} cannot be unwrapped under {configured}, which wrapped it: its stored bytes were"
+            " altered"
+        )
+
+    # --- moving to another key-encryption key -------------------------------------------------------
+
+    def rewrap(self, target: KeyEncryptionKey) -> Rewrapped:
+        """Unwrap every live key with this store's KEK and wrap it with ``target``, in one transaction (any
+        failure leaves every row as it was); each new blob is checked to unwrap to the same key before it
+        is written. Then the write-ahead log, which holds the old blobs, is emptied and truncated, and the
+        file itself keeps none (``secure_delete``). From then on the store uses ``target`` (and closes it);
+        the old KEK is closed. On failure ``target`` is left to the caller."""
+        source = self._kek
+        if target.kek_id == source.kek_id:
+            raise ConfigurationError(f"the key store is already wrapped by {source.kek_id}")
+        count = 0
+        with self._write():
+            after = ("", "")
+            while True:
+                rows = self._db.execute(
+                    "SELECT kind, key_id, wrapped FROM keys WHERE wrapped IS NOT NULL"
+                    " AND (kind, key_id) > (?, ?) ORDER BY kind, key_id LIMIT ?",
+                    (*after, _REWRAP_BATCH),
+                ).fetchall()
+                if not rows:
+                    break
+                updates = [
+                    (self._rewrap_one(target, key_id, kind, bytes(wrapped)), target.kek_id, kind, key_id)
+                    for kind, key_id, wrapped in rows
+                ]
+                self._db.executemany(
+                    "UPDATE keys SET wrapped = ?, kek_id = ? WHERE kind = ? AND key_id = ?", updates
+                )
+                count += len(rows)
+                after = (rows[-1][0], rows[-1][1])
+        self._kek = target
+        source.close()
+        return Rewrapped(count, source.kek_id, target.kek_id, truncate_write_ahead_log(self._db))
+
+    def _rewrap_one(self, target: KeyEncryptionKey, key_id: str, kind: str, blob: bytes) -> bytes:
+        material, aad = self._unwrap(key_id, kind, blob), _aad(key_id, kind)
+        rewrapped = target.wrap(material, aad)
+        if target.unwrap(rewrapped, aad) != material:
+            raise ConfigurationError(f"{target.kek_id} does not give back the key {key_id!r} it wrapped")
+        return rewrapped
 
 
 def _migrate_key_ids_to_one_namespace_per_kind(db: sqlite3.Connection) -> None:
@@ -415,7 +529,8 @@ def _migrate_key_ids_to_one_namespace_per_kind(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE keys RENAME TO keys_unscoped")
     db.execute(_KEYS_TABLE)
     db.execute(
-        "INSERT INTO keys SELECT key_id, kind, owner, wrapped, created_at, destroyed_at FROM keys_unscoped"
+        "INSERT INTO keys (key_id, kind, owner, wrapped, created_at, destroyed_at)"
+        " SELECT key_id, kind, owner, wrapped, created_at, destroyed_at FROM keys_unscoped"
     )
     db.execute("DROP TABLE keys_unscoped")
 

@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     history_days: float | None = Field(default=None, gt=0)
     #: Base64 of the 32-byte master key that wraps every key at rest; when unset, ``home/master.key``.
     master_key: str | None = Field(default=None, repr=False)
+    #: File holding that master key (base64, owner-only); default ``home/master.key``.
+    master_key_file: Path | None = None
+    #: The key-encryption key that wraps every key at rest: the master key (``file``), or an AES key inside
+    #: a PKCS#11 token (``pkcs11``) that never leaves it. ``sharehub keys rewrap`` moves a store between them.
+    kek: Literal["file", "pkcs11"] = "file"
+    #: The PKCS#11 library of the token (an HSM vendor's, or SoftHSM2's).
+    pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
+    #: The label of the token that holds the key-encryption key.
+    pkcs11_token: str | None = None
+    #: Owner-only file holding the token's user PIN (never the PIN itself in the environment).
+    pkcs11_pin_file: Path | None = None
+    #: The label of the key-encryption key inside the token.
+    pkcs11_key_label: str = "sharehub-kek"
     #: How often (seconds) a running service looks for new governance events on the log.
     governance_refresh_s: float = Field(default=0.5, ge=0.0)
     api_host: str = "127.0.0.1"

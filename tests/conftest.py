@@ -22,6 +22,7 @@ from sharehub.kafka import KafkaAccess
 from sharehub.keys import SecretBytes
 from sharehub.settings import Settings
 from tests.kafka_helpers import Worker
+from tests.softhsm import SoftHsmToken, make_token
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPEC = REPO / "demo" / "hub.yaml"
@@ -99,3 +100,12 @@ def worker(hub: Hub) -> Iterator[Worker]:
     w = Worker(hub)
     yield w
     w.stop()
+
+
+@pytest.fixture
+def softhsm_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsmToken:
+    """A throwaway SoftHSM2 token of this test's own (``SOFTHSM2_CONF`` points at it); skipped, with the
+    reason, where SoftHSM2 is not installed."""
+    token = make_token(tmp_path / "softhsm")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
+    return token

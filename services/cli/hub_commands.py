@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -243,7 +244,9 @@ def audit_verify_command(
         raise typer.Exit(EXIT_FAILURE)
 
 
-keys_app = typer.Typer(help="Key management: data-encryption key epochs.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Key management: data-encryption key epochs, the key-encryption key.", no_args_is_help=True
+)
 
 
 @keys_app.command("rotate")
@@ -253,6 +256,70 @@ def keys_rotate(dataset: Annotated[str, typer.Option("--dataset", help="Dataset 
     hub = command_hub()
     hub.governance.dataset(dataset)
     print(hub.keys.rotate_data_key(dataset))
+
+
+class KekChoice(StrEnum):
+    file = "file"
+    pkcs11 = "pkcs11"
+
+
+@keys_app.command("rewrap")
+@reports_errors
+def keys_rewrap(
+    to: Annotated[
+        KekChoice, typer.Option("--to", help="file: a master key file; pkcs11: a key inside a PKCS#11 token")
+    ],
+    new_master_key_file: Annotated[
+        Path | None, typer.Option(help="--to file: the new master key (made owner-only when missing)")
+    ] = None,
+    pkcs11_module: Annotated[
+        Path | None, typer.Option(help="--to pkcs11: the token's library [SHAREHUB_PKCS11_MODULE]")
+    ] = None,
+    pkcs11_token: Annotated[
+        str | None, typer.Option(help="--to pkcs11: the token's label [SHAREHUB_PKCS11_TOKEN]")
+    ] = None,
+    pkcs11_pin_file: Annotated[
+        Path | None,
+        typer.Option(help="--to pkcs11: owner-only file holding the user PIN [SHAREHUB_PKCS11_PIN_FILE]"),
+    ] = None,
+    pkcs11_key_label: Annotated[
+        str | None,
+        typer.Option(help="--to pkcs11: the key's label, generated when missing [SHAREHUB_PKCS11_KEY_LABEL]"),
+    ] = None,
+) -> None:
+    """Rewrap every key of the key store under another key-encryption key, in one transaction (a failure
+    changes nothing); the old blobs are then gone from disk. Stop the hub's services first, and configure
+    the hub with the new key-encryption key before starting them again."""
+    from services.key_rewrap import RewrapTarget, configure_hint, rewrap_keys
+    from sharehub.kek_pkcs11 import Pkcs11Config
+
+    hub = command_hub()
+    if to is KekChoice.pkcs11:
+        settings = hub.settings.model_copy(
+            update={
+                name: value
+                for name, value in {
+                    "pkcs11_module": pkcs11_module,
+                    "pkcs11_token": pkcs11_token,
+                    "pkcs11_pin_file": pkcs11_pin_file,
+                    "pkcs11_key_label": pkcs11_key_label,
+                }.items()
+                if value is not None
+            }
+        )
+        target = RewrapTarget("pkcs11", pkcs11=Pkcs11Config.from_settings(settings))
+    else:
+        target = RewrapTarget("file", master_key_file=new_master_key_file)
+    done = rewrap_keys(hub, target)
+    print(f"rewrapped {done.keys} keys from {done.from_kek} to {done.to_kek}")
+    if not done.log_truncated:
+        err.print("warning: a reader held the write-ahead log; it keeps the old blobs until it is truncated")
+    err.print(
+        "the old key-encryption key opens nothing in this store now. Configure the hub with the new one"
+        f" before it starts again: {configure_hint(target)}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @gov_app.command("erase")

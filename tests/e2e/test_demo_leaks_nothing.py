@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from connectors.site import AgencySite, read_passphrase
 from sharehub.gov.apply import read_spec
+from sharehub.kek import FileKek
 from sharehub.keys import LocalKeyStore, load_master_key
 from tests.conftest import DEMO_SPEC
 from tests.kafka_helpers import free_port
@@ -100,7 +101,7 @@ def _needles(home: Path, credential: str) -> Needles:
     copy.mkdir()
     for part in home.glob("keys.db*"):
         shutil.copy(part, copy / part.name)
-    keys = LocalKeyStore(copy / "keys.db", master := load_master_key(home, None))
+    keys = LocalKeyStore(copy / "keys.db", FileKek(master := load_master_key(home, None)))
     try:
         for key_id, kind, wrapped in keys._db.execute(
             "SELECT key_id, kind, wrapped FROM keys WHERE wrapped IS NOT NULL"
@@ -183,7 +184,7 @@ def test_each_agency_key_stays_at_its_site_and_nothing_of_the_hub_holds_it(
     copy.mkdir()
     for part in home.glob("keys.db*"):
         shutil.copy(part, copy / part.name)
-    keys = LocalKeyStore(copy / "keys.db", load_master_key(home, None))
+    keys = LocalKeyStore(copy / "keys.db", FileKek(load_master_key(home, None)))
     try:
         signing = [k for (k,) in keys._db.execute("SELECT key_id FROM keys WHERE kind = 'signing'")]
     finally:

@@ -16,7 +16,8 @@ from services.api.app import create_app
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.envelope import pseudonym
-from sharehub.keys import LocalKeyStore, load_master_key, subject_key_id
+from sharehub.kek import load_kek
+from sharehub.keys import LocalKeyStore, subject_key_id
 from tests.kafka_helpers import Worker, sharehub, wait_until
 from tests.secret_scan import Needles, files_under
 from tooling.synthetic import generate_party_members
@@ -91,7 +92,7 @@ def test_an_erased_member_leaves_no_plaintext_and_no_key_bytes_in_any_file(
     copy.mkdir()
     for part in hub.home.glob("keys.db*"):
         shutil.copy(part, copy / part.name)
-    stolen = LocalKeyStore(copy / "keys.db", load_master_key(hub.home, hub.settings.master_key))
+    stolen = LocalKeyStore(copy / "keys.db", load_kek(hub.settings, hub.home))
     try:
         row = stolen._db.execute("SELECT wrapped FROM keys WHERE kind = 'subject' AND key_id = ?", (key_id,))
         assert row.fetchone()[0] is None

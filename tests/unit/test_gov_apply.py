@@ -12,6 +12,7 @@ import yaml
 from sharehub.errors import InputError
 from sharehub.gov import GovernanceService, fold
 from sharehub.gov.apply import apply, plan, read_spec
+from sharehub.kek import FileKek
 from sharehub.keys import LocalKeyStore, SecretBytes
 from tests.gov_support import T0, Clock
 
@@ -37,7 +38,7 @@ def demo_spec(**approvers: tuple[str, ...]) -> dict[str, Any]:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> Iterator[LocalKeyStore]:
-    store = LocalKeyStore(tmp_path / "keys.db", SecretBytes(bytes(32)))
+    store = LocalKeyStore(tmp_path / "keys.db", FileKek(SecretBytes(bytes(32))))
     yield store
     store.close()
 

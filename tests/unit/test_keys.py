@@ -10,6 +10,7 @@ import pytest
 
 from services.hub import Hub
 from sharehub.errors import ConfigurationError, UnknownDataKey
+from sharehub.kek import FileKek
 from sharehub.keys import LocalKeyStore, SecretBytes, load_master_key
 
 
@@ -56,7 +57,7 @@ def test_no_key_material_is_stored_in_the_clear(offline_hub: Hub) -> None:
 
 
 def test_another_master_key_cannot_unwrap_the_store(offline_hub: Hub) -> None:
-    other = LocalKeyStore(offline_hub.home / "keys.db", SecretBytes(b"x" * 32))
+    other = LocalKeyStore(offline_hub.home / "keys.db", FileKek(SecretBytes(b"x" * 32)))
     with pytest.raises(ConfigurationError, match="not the one this store was made with"):
         other.signing_key("coc")
 
