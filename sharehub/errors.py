@@ -14,7 +14,8 @@
     │   ├── ClearanceTooLow            governance: a field above the consumer's clearance
     │   ├── NotPermitted               governance: this agency may not take this step (e.g. self-approval)
     │   ├── LifecycleViolation         governance: a step out of an agreement's lifecycle order
-    │   └── ValidityExpired            governance: a validity window that has already ended
+    │   ├── ValidityExpired            governance: a validity window that has already ended
+    │   └── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -72,6 +73,10 @@ class RecordValidationError(InputError):
 
 class UnknownReferenceError(InputError):
     """A reference to something that does not exist."""
+
+
+class CertificateRefused(InputError):
+    """The hub CA refuses to sign: a CSR whose own signature does not verify, or one for another name."""
 
 
 class RowFilterError(InputError):
