@@ -59,7 +59,7 @@ def up(
             raise fail(f"the projection worker stopped; see {worker_log}")
         time.sleep(1)
     token = issue_credential(hub, DEMO_CONSUMER)
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = f"https://{settings.api_host}:{settings.api_port}"
     records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3&purpose=demo"
     typer.echo(
         f"""
@@ -67,11 +67,12 @@ sharehub demo is up.
   Kafka            {settings.bootstrap}
   projection       pid {worker_pid}, log {worker_log}
   query API        {base}  (OpenAPI: {base}/docs), log {api_log}
+  hub CA           {settings.ca_file.resolve()}  (the API's and the broker's certificates chain to it)
   read model       {DEMO_CONSUMER}: {store.count("party-members")} party members, granted fields only
   state            {settings.home.resolve()}
 
 Read the Dong Thap Provincial Party Committee's read model:
-  curl -s -H 'Authorization: Bearer {token}' '{records_url}'
+  curl -s --cacert '{settings.ca_file.resolve()}' -H 'Authorization: Bearer {token}' '{records_url}'
 
 Verify every signature and chain on the log:  .venv/bin/sharehub audit verify
 Stop everything:                              make demo-down
