@@ -161,6 +161,8 @@ class HubCA:
     @classmethod
     def load(cls, directory: Path) -> HubCA:
         cert_file, key_file, pass_file = cls.paths(directory)
+        if not cert_file.exists():
+            raise ConfigurationError(f"there is no hub CA in {directory}: `sharehub tls init` makes one")
         try:
             cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
             passphrase = pass_file.read_bytes().strip()
@@ -240,7 +242,7 @@ class HubCA:
             raise CertificateRefused(f"not a PEM certificate signing request: {exc}") from None
         try:
             valid = csr.is_signature_valid
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):  # a key that is no key: altered too
             valid = False
         if not valid:
             raise CertificateRefused(

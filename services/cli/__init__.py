@@ -14,9 +14,17 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from services.cli import demo_commands, generate_commands, gov_commands, hub_commands, kafka_commands
+    from services.cli import (
+        demo_commands,
+        generate_commands,
+        gov_commands,
+        hub_commands,
+        kafka_commands,
+        tls_commands,
+    )
 
     app.add_typer(kafka_commands.app, name="kafka")
+    app.add_typer(tls_commands.app, name="tls")
     app.add_typer(gov_commands.app, name="gov")
     app.add_typer(hub_commands.credentials_app, name="credentials")
     app.add_typer(hub_commands.audit_app, name="audit")
