@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_SPEC = REPO / "demo" / "hub.yaml"
 #: Under /tmp and apart from the demo (29092) and the tests (29592, 29692).
 BENCH_HOME = Path("/tmp/sharehub-bench")
+#: A local broker takes three ports: its clients' (SASL_SSL), its controller's, its mutual-TLS listener's.
 BENCH_KAFKA_PORT = 29792
 #: The scale run has a broker of its own, so the suite can run (and stop its broker) meanwhile.
-SCALE_KAFKA_PORT = 29794
+SCALE_KAFKA_PORT = 29796
 #: Any address where nothing listens: hubs that never talk to Kafka are given this one.
 NO_BROKER = "127.0.0.1:9"
 DATASET = "party-members"
@@ -50,6 +51,8 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[st
     kafka.start()
     # Governance in every bench hub uses the broker's super user (as in the tests and the demo).
     os.environ["SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE"] = str(kafka.admin_password_file)
+    # And verifies the broker with the CA that issued its certificate.
+    os.environ["SHAREHUB_KAFKA_CA_FILE"] = str(kafka.ca_file)
     try:
         yield kafka.admin_access()
     finally:
@@ -133,6 +136,7 @@ def hub_env(hub: Hub) -> dict[str, str]:
         SHAREHUB_HOME=str(hub.home.resolve()),
         SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,
         SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE=str(hub.settings.admin_password_path),
+        SHAREHUB_KAFKA_CA_FILE=str(hub.settings.kafka_ca_path),
         SHAREHUB_CACHE_DIR=str(hub.settings.cache_dir),
     )
     if hub.settings.read_model_url:

@@ -1,4 +1,4 @@
-"""Fixed-rate request loops and the query API as a real server process (uvicorn) on 127.0.0.1.
+"""Fixed-rate request loops and the query API as a real server process (uvicorn, HTTPS) on 127.0.0.1.
 
 Latency is measured from when a request was *due*, not from when it was sent: if the server falls
 behind, the wait shows up in the numbers instead of silently lowering the rate (coordinated omission).
@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import aiohttp
 import httpx2
 
 from bench.stats import percentile
+from sharehub import pki
 
 START_TIMEOUT_S = 60.0
 #: Connections the client keeps open at most: more than are ever waiting at 500 requests/s.
@@ -41,12 +43,20 @@ def paced(count: int, rate: float, call: Callable[[int], None]) -> list[float]:
     return asyncio.run(_open_loop(count, rate, run))
 
 
-def paced_gets(count: int, rate: float, url: str, keys: list[str], headers: dict[str, str]) -> list[float]:
-    """GET ``url + keys[i]`` for i in 0..count-1 at ``rate`` per second over keep-alive connections;
-    latency of each in milliseconds. Anything but 200 fails loudly."""
+def paced_gets(
+    count: int,
+    rate: float,
+    url: str,
+    keys: list[str],
+    headers: dict[str, str],
+    tls: ssl.SSLContext | None = None,
+) -> list[float]:
+    """GET ``url + keys[i]`` for i in 0..count-1 at ``rate`` per second over keep-alive connections (HTTPS
+    verified with ``tls``, the server's :attr:`Server.tls`); latency of each in milliseconds. Anything but 200
+    fails loudly."""
 
     async def run() -> list[float]:
-        connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
+        connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS, ssl=tls if tls is not None else True)
         async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
             async def get(i: int) -> None:
@@ -140,11 +150,13 @@ def family_rss_kb(pid: int) -> tuple[int, int]:
 
 
 class Server:
-    """A running ``sharehub serve``: its base URL, and its peak RSS read just before it is stopped."""
+    """A running ``sharehub serve``: its base URL, the TLS its clients verify it with (the hub CA), and its
+    peak RSS read just before it is stopped."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], base: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], base: str, tls: ssl.SSLContext) -> None:
         self.proc = proc
         self.base = base
+        self.tls = tls
         self.peak_rss_kb = 0
 
 
@@ -152,6 +164,10 @@ class Server:
 def query_api(env: dict[str, str], log: Path) -> Iterator[Server]:
     """``sharehub serve`` on a free port of 127.0.0.1 in its own process group; stopped on the way out."""
     port = free_port()
+    # The hub CA, made now if the hub has none, so the client can trust the certificate serve is issued.
+    tls_dir = pki.tls_dir(Path(env["SHAREHUB_HOME"]))
+    pki.HubCA.open(tls_dir)
+    tls = ssl.create_default_context(cafile=str(pki.HubCA.paths(tls_dir)[0]))
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "services", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -161,7 +177,7 @@ def query_api(env: dict[str, str], log: Path) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(proc, f"http://127.0.0.1:{port}")
+    server = Server(proc, f"https://127.0.0.1:{port}", tls)
     try:
         _wait_healthy(server, log)
         yield server
@@ -200,7 +216,7 @@ def _wait_healthy(server: Server, log: Path) -> None:
         if server.proc.poll() is not None:
             raise RuntimeError(f"the query API exited with {server.proc.returncode}; see {log}")
         try:
-            if httpx2.get(f"{server.base}/healthz", timeout=1).status_code == 200:
+            if httpx2.get(f"{server.base}/healthz", timeout=1, verify=server.tls).status_code == 200:
                 return
         except httpx2.HTTPError:
             pass

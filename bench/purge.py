@@ -80,7 +80,10 @@ def run(members: int) -> dict[str, Any]:
         try:
             _wait(lambda: all(s.count(DATASET) == members for s in stores.values()), 600, "projection")
             tokens = {c: issue_credential(hub, c) for c, _ in ENDINGS}
-            with query_api(env, workdir / "api.log") as server, httpx2.Client(base_url=server.base) as client:
+            with (
+                query_api(env, workdir / "api.log") as server,
+                httpx2.Client(base_url=server.base, verify=server.tls) as client,
+            ):
                 runs: list[dict[str, Any]] = []
                 for consumer, ending in ENDINGS:
                     path = f"/v1/consumers/{consumer}/datasets/{DATASET}/records"

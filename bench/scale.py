@@ -172,10 +172,11 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
     auth = {"Authorization": f"Bearer {token}"}
     with (
         query_api(hub_env(hub), hub.home / "api.log") as server,
-        httpx2.Client(base_url=server.base, headers=auth) as client,
+        httpx2.Client(base_url=server.base, headers=auth, verify=server.tls) as client,
     ):
-        paced_gets(min(50, requests), rate, server.base + path, keys, auth)  # warm-up: connection, caches
-        api = paced_gets(requests, rate, server.base + path, keys, auth)
+        # Warm-up: connection, caches.
+        paced_gets(min(50, requests), rate, server.base + path, keys, auth, server.tls)
+        api = paced_gets(requests, rate, server.base + path, keys, auth, server.tls)
         page = client.get(
             f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, **BENCH_PURPOSE}
         )

@@ -11,6 +11,7 @@ with a key the hub did not give.
 from __future__ import annotations
 
 import base64
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,7 +34,7 @@ TIMEOUT_S = 30.0
 
 
 class KeyServiceClient:
-    def __init__(self, url: str, credential: str, *, verify: str | bool = True) -> None:
+    def __init__(self, url: str, credential: str, *, verify: ssl.SSLContext | bool = True) -> None:
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {credential}"},

@@ -2,7 +2,9 @@
 
 A site (:mod:`connectors.site`) that was connected to a hub (``sharehub agency connect``) holds, besides its
 signing keys: ``hub.json`` (the hub's API and broker addresses), ``trust.json`` (the hub's pinned operator
-key and topic prefix, public), its API credential and its broker login, all owner-only. :func:`open_publisher`
+key and topic prefix, public), ``ca.pem`` (the hub CA's certificate, which the broker's and the API's
+certificates chain to: every wire is TLS, verified), its API credential and its broker login, all
+owner-only. :func:`open_publisher`
 then reads governance from the hub's log with the agency's own login and verifies every event against the
 pinned operator key (so a site trusts no governance the operator did not sign), takes the dataset's keys
 from the hub's key service (:mod:`connectors.key_service`, memory only), signs with the site's key, and
@@ -22,20 +24,22 @@ does not know).
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.key_service import KeyServiceClient
 from connectors.publisher import Publisher
 from connectors.site import AgencySite
-from sharehub.errors import ConfigurationError
+from sharehub.errors import ConfigurationError, InputError
 from sharehub.gov import anchors, fold
 from sharehub.gov.log import KafkaLog
 from sharehub.gov.state import GovState
-from sharehub.kafka import KafkaAccess
+from sharehub.kafka import KafkaAccess, KafkaTls
 from sharehub.keys import SecretBytes, write_private
 
 HUB_FILE = "hub.json"
+CA_FILE = "ca.pem"
 CREDENTIAL_FILE = "credential"
 BROKER_PASSWORD_FILE = "broker.password"
 
@@ -48,11 +52,16 @@ class HubAddress:
     bootstrap: str
 
 
-def connect(home: Path, address: HubAddress, *, trust: bytes, credential: str, broker_password: str) -> None:
-    """Record at the site how it reaches the hub and as whom (each file owner-only)."""
+def connect(
+    home: Path, address: HubAddress, *, trust: bytes, ca: bytes, credential: str, broker_password: str
+) -> None:
+    """Record at the site how it reaches the hub, whom to trust and as whom it logs in (owner-only files)."""
     AgencySite(home)  # a site, or a clear error
+    if not address.api_url.startswith("https://"):
+        raise InputError(f"the hub's API must be reached over HTTPS, not {address.api_url!r}")
     write_private(home / HUB_FILE, json.dumps(address.__dict__, indent=2).encode() + b"\n")
     write_private(anchors.path(home), trust)
+    write_private(home / CA_FILE, ca)
     write_private(home / CREDENTIAL_FILE, credential.encode() + b"\n")
     write_private(home / BROKER_PASSWORD_FILE, broker_password.encode() + b"\n")
 
@@ -80,8 +89,10 @@ class SiteSession:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"the site's hub settings at {home} are unreadable: {exc}") from None
         self.anchors = anchors.load(home)
+        self.ca_file = home / CA_FILE
         principal = f"{self.anchors.topic_prefix}.{self.site.agency}"
-        self.kafka = KafkaAccess(self.address.bootstrap, principal, SecretBytes(password.encode()))
+        login = SecretBytes(password.encode())
+        self.kafka = KafkaAccess(self.address.bootstrap, principal, login, KafkaTls(self.ca_file))
 
     def governance(self) -> GovState:
         """Governance as the hub's log has it now, every event verified against the pinned trust."""
@@ -92,7 +103,11 @@ class SiteSession:
             log.close()
 
     def key_service(self) -> KeyServiceClient:
-        return KeyServiceClient(self.address.api_url, self._credential)
+        try:
+            tls = ssl.create_default_context(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"the hub CA's certificate {self.ca_file} is unusable: {exc}") from None
+        return KeyServiceClient(self.address.api_url, self._credential, verify=tls)
 
 
 def open_publisher(home: Path, dataset: str, passphrase: bytes) -> Publisher:

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import faust
 from faust.types import TP
+from faust.types.auth import CredentialsT
 
 from projections.assignor import GuardedAssignor
 from projections.engine import Judged, ProjectionEngine
@@ -227,14 +228,19 @@ class ProjectionWorker:
 
 
 def _faust_app(bootstrap: str, group: str, datadir: Path) -> faust.App:
-    login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
-    credentials = (
-        faust.SASLCredentials(
-            username=login["sasl.username"], password=login["sasl.password"], mechanism=SASL_MECHANISM
-        )
-        if login
-        else None
-    )
+    credentials: CredentialsT | None = None
+    if isinstance(bootstrap, KafkaAccess):
+        context = bootstrap.tls.context() if bootstrap.tls is not None else None
+        if bootstrap.login:
+            assert bootstrap.username is not None and bootstrap.password is not None
+            credentials = faust.SASLCredentials(
+                username=bootstrap.username,
+                password=bootstrap.password.reveal().decode(),
+                mechanism=SASL_MECHANISM,
+                ssl_context=context,
+            )
+        elif context is not None:
+            credentials = faust.SSLCredentials(context)
     return faust.App(
         group,
         broker=f"kafka://{bootstrap}",

@@ -11,3 +11,10 @@ for secret in db_password kafka_admin_password; do
     echo "created $dir/$secret" >&2
   fi
 done
+# The hub CA (its key encrypted under a passphrase beside it, both owner-only) and the certificates it
+# issues to the broker (reached as `kafka` in the stack) and the API (`api`, and `localhost` from the host,
+# where its port is published). Kept while still good; made with the repository's own tool.
+[ -x .venv/bin/sharehub ] || scripts/venv.sh
+SHAREHUB_HOME="$dir" .venv/bin/sharehub tls server kafka --dns kafka >/dev/null
+SHAREHUB_HOME="$dir" .venv/bin/sharehub tls server api --dns api >/dev/null
+echo "hub CA: $dir/tls/ca.pem (give it to every client: curl --cacert, agencies' Kafka clients)" >&2

@@ -33,6 +33,10 @@ if [ -z "${SHAREHUB_KAFKA_BOOTSTRAP:-}" ]; then
   export SHAREHUB_KAFKA_BOOTSTRAP=$(.venv/bin/sharehub kafka start | tail -n 1)
   # The broker's super user, which each test hub's governance uses (owner-only file, made by the broker).
   export SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE="$SHAREHUB_HOME/kafka/admin.password"
+  # The hub CA that issued the broker's certificate, which every test hub's clients verify it against.
+  export SHAREHUB_KAFKA_CA_FILE="$SHAREHUB_HOME/tls/ca.pem"
+  # Its listener for principals known by a client certificate (mutual TLS): two ports up.
+  export SHAREHUB_KAFKA_MTLS_BOOTSTRAP="127.0.0.1:$((SHAREHUB_LOCAL_KAFKA_PORT + 2))"
 fi
 if [ -z "${SHAREHUB_TEST_POSTGRES_URL:-}" ]; then
   started_pg=1

@@ -26,7 +26,7 @@ from sharehub.errors import ConfigurationError, InputError, UnknownReferenceErro
 from sharehub.gov import GovernanceService, GovState, anchors
 from sharehub.gov.events import parse
 from sharehub.gov.log import EventLog, KafkaLog
-from sharehub.kafka import KafkaAccess
+from sharehub.kafka import KafkaAccess, KafkaTls
 from sharehub.kek import load_kek
 from sharehub.keys import LocalKeyStore, SecretBytes, SigningKey
 from sharehub.settings import Settings
@@ -80,7 +80,16 @@ class Hub:
                 f"the Kafka admin password is unreadable ({exc}); start the local broker with "
                 "'sharehub kafka start' or point SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE at it"
             ) from None
-        return KafkaAccess(settings.bootstrap, settings.kafka_admin_user, SecretBytes(password.encode()))
+        return KafkaAccess(
+            settings.bootstrap, settings.kafka_admin_user, SecretBytes(password.encode()), self.kafka_tls
+        )
+
+    @property
+    def kafka_tls(self) -> KafkaTls | None:
+        """TLS to the broker, verified against the hub CA (``SHAREHUB_KAFKA_CA_FILE``); None in plaintext."""
+        if self.settings.kafka_security == "plaintext":
+            return None
+        return KafkaTls(self.settings.kafka_ca_path)
 
     def principal(self, name: str) -> str:
         """The broker principal of an agency (or of the hub's services, ``hub``) in this hub's namespace."""
@@ -91,7 +100,9 @@ class Hub:
         if self.settings.kafka_security == "plaintext":
             return KafkaAccess(self.settings.bootstrap)
         principal = self.principal(name)
-        return KafkaAccess(self.settings.bootstrap, principal, self.keys.broker_password(principal))
+        return KafkaAccess(
+            self.settings.bootstrap, principal, self.keys.broker_password(principal), self.kafka_tls
+        )
 
     @property
     def kafka(self) -> KafkaAccess:

@@ -15,7 +15,8 @@
     │   ├── NotPermitted               governance: this agency may not take this step (e.g. self-approval)
     │   │   └── ForgedKeyRequest           a key registration request not signed by the key it registers
     │   ├── LifecycleViolation         governance: a step out of an agreement's lifecycle order
-    │   └── ValidityExpired            governance: a validity window that has already ended
+    │   ├── ValidityExpired            governance: a validity window that has already ended
+    │   └── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -74,6 +75,10 @@ class RecordValidationError(InputError):
 
 class UnknownReferenceError(InputError):
     """A reference to something that does not exist."""
+
+
+class CertificateRefused(InputError):
+    """The hub CA refuses to sign: a CSR whose own signature does not verify, or one for another name."""
 
 
 class RowFilterError(InputError):

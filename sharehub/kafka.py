@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -26,44 +29,101 @@ librdkafka_log.setLevel(logging.CRITICAL)
 SASL_MECHANISM = "SCRAM-SHA-512"
 
 
+@dataclass(frozen=True)
+class KafkaTls:
+    """TLS to the broker: the CA its certificate must chain to (the hub CA), and optionally the client's own
+    certificate and key, for a principal known by its certificate (``CN=<principal>``) rather than a
+    password. The broker's name is checked against its certificate (hostname verification)."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def config(self) -> dict[str, str]:
+        """librdkafka's settings for this TLS (without ``security.protocol``)."""
+        settings = {"ssl.ca.location": str(self.ca_file), "ssl.endpoint.identification.algorithm": "https"}
+        if self.cert_file is not None and self.key_file is not None:
+            settings["ssl.certificate.location"] = str(self.cert_file)
+            settings["ssl.key.location"] = str(self.key_file)
+        return settings
+
+    def context(self) -> ssl.SSLContext:
+        """The same, as a Python SSL context (aiokafka's clients, under the projection worker)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
+
+
 class KafkaAccess(str):
-    """A bootstrap address together with the principal a client connects as (SASL/SCRAM over the broker's
-    listener). It *is* the address string, so it goes wherever an address goes; ``client_config`` adds the
-    login. The password is never part of its text or repr."""
+    """A bootstrap address together with how a client connects there: the principal it logs in as
+    (SASL/SCRAM) and the TLS it speaks (:class:`KafkaTls`, whose client certificate may be the principal
+    instead of a login). It *is* the address string, so it goes wherever an address goes; ``client_config``
+    adds the rest. The password is never part of its text or repr.
+
+    ========================  ===================  ==========================================================
+    login                     tls                  ``security.protocol``
+    ========================  ===================  ==========================================================
+    username and password     yes                  SASL_SSL (the hub's default)
+    none                      yes                  SSL (a certificate identity, or a server-verified link)
+    username and password     no                   SASL_PLAINTEXT (``SHAREHUB_KAFKA_SECURITY=plaintext``)
+    none                      no                   PLAINTEXT (idem; an external broker without security)
+    ========================  ===================  ==========================================================
+    """
 
     username: str | None
     password: SecretBytes | None
+    tls: KafkaTls | None
 
     def __new__(
-        cls, bootstrap: str, username: str | None = None, password: SecretBytes | None = None
+        cls,
+        bootstrap: str,
+        username: str | None = None,
+        password: SecretBytes | None = None,
+        tls: KafkaTls | None = None,
     ) -> KafkaAccess:
         access = super().__new__(cls, str(bootstrap))
-        access.username, access.password = username, password
+        access.username, access.password, access.tls = username, password, tls
         return access
 
     def __repr__(self) -> str:
         who = f" as {self.username}" if self.username else ""
-        return f"KafkaAccess({str(self)!r}{who})"
+        tls = "" if self.tls is None else " over TLS"
+        return f"KafkaAccess({str(self)!r}{who}{tls})"
 
-    def sasl_config(self) -> dict[str, str]:
-        if self.username is None or self.password is None:
-            return {}
-        return {
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanisms": SASL_MECHANISM,
-            "sasl.username": self.username,
-            "sasl.password": self.password.reveal().decode(),
-        }
+    @property
+    def login(self) -> bool:
+        return self.username is not None and self.password is not None
+
+    @property
+    def protocol(self) -> str:
+        """The ``security.protocol`` this access speaks (see the table above)."""
+        return ("SASL_" if self.login else "") + ("SSL" if self.tls is not None else "PLAINTEXT")
+
+    def security_config(self) -> dict[str, str]:
+        """librdkafka's security settings: protocol, login, TLS."""
+        settings = {"security.protocol": self.protocol}
+        if self.login:
+            assert self.username is not None and self.password is not None
+            settings |= {
+                "sasl.mechanisms": SASL_MECHANISM,
+                "sasl.username": self.username,
+                "sasl.password": self.password.reveal().decode(),
+            }
+        if self.tls is not None:
+            settings |= self.tls.config()
+        return settings
 
 
 def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
-    """librdkafka settings for ``bootstrap``; with the SASL login when it is a :class:`KafkaAccess`."""
-    login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
+    """librdkafka settings for ``bootstrap``: with its login and TLS when it is a :class:`KafkaAccess`. A bare
+    address carries neither (librdkafka's PLAINTEXT), which the hub's broker refuses."""
+    security = bootstrap.security_config() if isinstance(bootstrap, KafkaAccess) else {}
     return {
         "bootstrap.servers": str(bootstrap),
         "client.id": "sharehub",
         "logger": librdkafka_log,
-        **login,
+        **security,
         **extra,
     }
 

@@ -29,14 +29,22 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=Path.home() / ".cache" / "sharehub")
     #: An external broker; when unset, the local KRaft broker started by ``sharehub kafka start``.
     kafka_bootstrap: str | None = None
-    #: How clients authenticate to Kafka: SASL/SCRAM (the local broker's only listener), or not at all for
-    #: an external broker without authentication (then the broker cannot enforce ownership: see security.md).
-    kafka_security: Literal["sasl-scram", "plaintext"] = "sasl-scram"
+    #: How clients reach Kafka: SASL/SCRAM over TLS (the local broker's client listener), or neither login
+    #: nor TLS for an external broker without security (then the broker cannot enforce ownership and the
+    #: wire is readable: see security.md).
+    kafka_security: Literal["sasl-ssl", "plaintext"] = "sasl-ssl"
+    #: The CA (PEM) the broker's certificate must chain to; default ``home/tls/ca.pem``, the hub CA (which
+    #: also issues the local broker's certificate).
+    kafka_ca_file: Path | None = None
+    #: An external broker's listener for clients known by their certificate (mutual TLS); default the local
+    #: broker's, ``127.0.0.1:<local_kafka_port + 2>``.
+    kafka_mtls_bootstrap: str | None = None
     #: The broker's bootstrap super user, which governance uses to create topics, principals and ACLs.
     kafka_admin_user: str = "admin"
     #: File holding that user's password; default ``home/kafka/admin.password`` (made by the local broker).
     kafka_admin_password_file: Path | None = None
-    #: Port of the local broker's client listener (and the next one for its controller).
+    #: Port of the local broker's client listener (SASL_SSL); the next one is its controller's, the one after
+    #: its mutual-TLS listener's.
     local_kafka_port: int = LOCAL_KAFKA_PORT
     #: SQLAlchemy URL of the read-model database; ``{consumer}`` is replaced by the consumer agency id.
     #: Default: one SQLite file per consumer under ``home/readmodels``. For PostgreSQL give a URL
@@ -67,6 +75,10 @@ class Settings(BaseSettings):
     governance_refresh_s: float = Field(default=0.5, ge=0.0)
     api_host: str = "127.0.0.1"
     api_port: int = 8384
+    #: The HTTPS APIs' certificate chain and key (PEM). Default: ``home/tls/api.pem`` and ``api.key``, issued
+    #: by the hub CA when missing or near their end (for 127.0.0.1, localhost and ``api_host``).
+    api_tls_cert_file: Path | None = None
+    api_tls_key_file: Path | None = None
     #: Processes serving the query API (``sharehub serve``); each holds its own hub and access-log producer.
     api_workers: int = Field(default=1, ge=1, le=64)
 
@@ -77,6 +89,25 @@ class Settings(BaseSettings):
     @property
     def admin_password_path(self) -> Path:
         return self.kafka_admin_password_file or self.home / "kafka" / "admin.password"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where the hub CA and the certificates it issued to this hub's servers live."""
+        return self.home / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The hub CA's certificate: what HTTPS clients of this hub's APIs verify against."""
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def kafka_ca_path(self) -> Path:
+        return self.kafka_ca_file or self.ca_file
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """The broker's listener for clients with certificates (mutual TLS)."""
+        return self.kafka_mtls_bootstrap or f"127.0.0.1:{self.local_kafka_port + 2}"
 
     @cached_property
     def bootstrap(self) -> str:

@@ -18,7 +18,7 @@ from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
 from sharehub.gov.apply import GovSpec
 from sharehub.gov.log import MemoryLog
-from sharehub.kafka import KafkaAccess
+from sharehub.kafka import KafkaAccess, KafkaTls
 from sharehub.keys import SecretBytes
 from sharehub.settings import Settings
 from tests.kafka_helpers import Worker
@@ -40,6 +40,8 @@ def kafka_bootstrap() -> Iterator[str]:
     broker = LocalKafka(REPO / ".sharehub-test" / "session", Settings().cache_dir, FALLBACK_KAFKA_PORT)
     bootstrap = broker.start()
     os.environ["SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE"] = str(broker.admin_password_file)
+    os.environ["SHAREHUB_KAFKA_CA_FILE"] = str(broker.ca_file)
+    os.environ["SHAREHUB_KAFKA_MTLS_BOOTSTRAP"] = broker.mtls_bootstrap
     try:
         yield bootstrap
     finally:
@@ -50,7 +52,12 @@ def kafka_bootstrap() -> Iterator[str]:
 def kafka_admin(kafka_bootstrap: str) -> KafkaAccess:
     """The broker's super user (governance's login), from the password file the broker made."""
     password = Path(os.environ["SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE"]).read_text().strip()
-    return KafkaAccess(kafka_bootstrap, "admin", SecretBytes(password.encode()))
+    return KafkaAccess(kafka_bootstrap, "admin", SecretBytes(password.encode()), kafka_tls())
+
+
+def kafka_tls() -> KafkaTls:
+    """TLS to the test broker, verified against the CA that issued its certificate."""
+    return KafkaTls(Path(os.environ["SHAREHUB_KAFKA_CA_FILE"]))
 
 
 @pytest.fixture(scope="session")

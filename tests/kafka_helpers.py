@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import httpx
 
 from services import processes
 from services.hub import Hub
@@ -29,6 +32,11 @@ def topic_messages(hub: Hub, topic: str) -> Iterator[tuple[int, int, bytes]]:
     """(partition, offset, value) of every message of ``topic``, read as the hub's services read it."""
     for record in records(read_topic(hub.kafka, topic)):
         yield record.partition, record.offset, record.value
+
+
+def https_client(hub: Hub) -> httpx.Client:
+    """A client of the hub's HTTPS APIs that verifies their certificate with the hub CA."""
+    return httpx.Client(verify=ssl.create_default_context(cafile=str(hub.settings.ca_file)))
 
 
 def free_port() -> int:
@@ -75,6 +83,8 @@ def hub_env(hub: Hub, **extra: str) -> dict[str, str]:
         env["SHAREHUB_READ_MODEL_URL"] = hub.settings.read_model_url
     env.update(
         SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE=str(hub.settings.admin_password_path),
+        SHAREHUB_KAFKA_CA_FILE=str(hub.settings.kafka_ca_path),
+        SHAREHUB_KAFKA_MTLS_BOOTSTRAP=hub.settings.mtls_bootstrap,
         SHAREHUB_HOME=str(hub.home),
         SHAREHUB_KAFKA_BOOTSTRAP=hub.settings.bootstrap,
         SHAREHUB_CACHE_DIR=str(hub.settings.cache_dir),

@@ -60,7 +60,9 @@ def run(config: Config) -> ScenarioResult:
 
             def hub_side(_rep: int) -> dict[str, float]:
                 return latency_summary(
-                    paced_gets(config.requests, config.request_rate, server.base + path, keys, auth)
+                    paced_gets(
+                        config.requests, config.request_rate, server.base + path, keys, auth, server.tls
+                    )
                 )
 
             def baseline_side(_rep: int) -> dict[str, float]:

@@ -21,9 +21,11 @@ def _register() -> None:
         gov_commands,
         hub_commands,
         kafka_commands,
+        tls_commands,
     )
 
     app.add_typer(kafka_commands.app, name="kafka")
+    app.add_typer(tls_commands.app, name="tls")
     app.add_typer(agency_commands.app, name="agency")
     app.add_typer(gov_commands.app, name="gov")
     app.add_typer(hub_commands.credentials_app, name="credentials")

@@ -141,6 +141,7 @@ def connect(
     trust: Annotated[
         Path, typer.Option(help="The hub's trust.json (its operator's public key), from the hub")
     ],
+    ca: Annotated[Path, typer.Option(help="The hub CA's certificate (ca.pem), from the hub")],
     credential_file: Annotated[Path, typer.Option(help="File holding the agency's API credential")],
     broker_password_file: Annotated[Path, typer.Option(help="File holding the agency's broker password")],
     home: Home = None,
@@ -152,14 +153,20 @@ def connect(
 
     where = _home(home)
     try:
-        trusted, credential, password = (
+        trusted, ca_pem, credential, password = (
             trust.read_bytes(),
+            ca.read_bytes(),
             credential_file.read_text(encoding="utf-8").strip(),
             broker_password_file.read_text(encoding="utf-8").strip(),
         )
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the hub's settings: {exc}") from None
     connect_site(
-        where, HubAddress(api, bootstrap), trust=trusted, credential=credential, broker_password=password
+        where,
+        HubAddress(api, bootstrap),
+        trust=trusted,
+        ca=ca_pem,
+        credential=credential,
+        broker_password=password,
     )
     err.print(f"the site at {where} now reaches the hub at {api} and {bootstrap}")

@@ -57,8 +57,8 @@ def up(
 
     worker_pid, worker_log = processes.start(settings.home, "projector", ["project"])
     api_pid, api_log = processes.start(settings.home, "api", ["serve"])
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    wait_for_api(base, api_log)
+    base = f"https://{settings.api_host}:{settings.api_port}"
+    wait_for_api(base, settings.ca_file, api_log)
     connect_owner_sites(hub, base, sorted(signers))
 
     # From the Central Organization Commission's own site, through the agency SDK: its key, the hub's key
@@ -86,11 +86,12 @@ sharehub demo is up.
   Kafka            {settings.bootstrap}
   projection       pid {worker_pid}, log {worker_log}
   query API        {base}  (OpenAPI: {base}/docs), log {api_log}
+  hub CA           {settings.ca_file.resolve()}  (the API's and the broker's certificates chain to it)
   read model       {DEMO_CONSUMER}: {store.count("party-members")} party members, granted fields only
   state            {settings.home.resolve()}
 
 Read the Dong Thap Provincial Party Committee's read model:
-  curl -s -H 'Authorization: Bearer {token}' '{records_url}'
+  curl -s --cacert '{settings.ca_file.resolve()}' -H 'Authorization: Bearer {token}' '{records_url}'
 
 Verify every signature and chain on the log:  .venv/bin/sharehub audit verify
 Stop everything:                              make demo-down
@@ -124,13 +125,16 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
     return signers
 
 
-def wait_for_api(base: str, api_log: Path, timeout: float = 120) -> None:
+def wait_for_api(base: str, ca_file: Path, api_log: Path, timeout: float = 120) -> None:
+    import ssl
+
     import httpx
 
+    tls = ssl.create_default_context(cafile=str(ca_file))
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{base}/healthz", timeout=2, verify=tls).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -146,6 +150,7 @@ def connect_owner_sites(hub: Hub, api: str, agencies: list[str]) -> None:
     from services.governance_bootstrap import issue_credential
     from sharehub.gov import anchors
 
+    settings = hub.settings
     owners = hub.governance.owners()
     for agency in agencies:
         home = hub.home / SITES / agency
@@ -156,6 +161,7 @@ def connect_owner_sites(hub: Hub, api: str, agencies: list[str]) -> None:
             home,
             HubAddress(api, hub.settings.bootstrap),
             trust=anchors.path(hub.home).read_bytes(),
+            ca=b"".join(p.read_bytes() for p in dict.fromkeys([settings.ca_file, settings.kafka_ca_path])),
             credential=issue_credential(hub, agency),
             broker_password=password,
         )

@@ -180,14 +180,17 @@ def serve(
         int | None, typer.Option(min=1, max=64, help="Processes serving (default SHAREHUB_API_WORKERS, 1)")
     ] = None,
 ) -> None:
-    """Run the query API. Every answer is recorded in the access-log topic (R7), so the server writes no
-    access line of its own."""
+    """Run the query API over HTTPS (the hub CA's certificate, see SHAREHUB_API_TLS_CERT_FILE). Every answer
+    is recorded in the access-log topic (R7), so the server writes no access line of its own."""
     import uvicorn
+
+    from services.api.tls import api_certificate
 
     hub = command_hub()
     hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
     settings = hub.settings
     hub.close()
+    certificate = api_certificate(settings, [host] if host else [])
     uvicorn.run(
         "services.api.app:serve_app",
         factory=True,
@@ -198,6 +201,8 @@ def serve(
         access_log=False,
         loop="uvloop",
         http="httptools",
+        ssl_certfile=str(certificate.cert_file),
+        ssl_keyfile=str(certificate.key_file),
     )
 
 

@@ -1,9 +1,10 @@
 """``sharehub kafka start|stop|status``: the local development broker from the command line.
 
-``start`` prints the bootstrap address as its last stdout line (so ``BOOTSTRAP=$(sharehub kafka start)``
-works); everything meant for a human goes to stderr. When ``SHAREHUB_KAFKA_BOOTSTRAP`` names an external
-broker, ``start`` and ``stop`` leave it alone and ``status`` checks that it answers. Exit codes: 0 ok,
-1 error (one readable message, no traceback), 3 from ``status`` when the broker is not running.
+``start`` prints the bootstrap address (the SASL_SSL listener) as its last stdout line (so
+``BOOTSTRAP=$(sharehub kafka start)`` works); everything meant for a human goes to stderr. When
+``SHAREHUB_KAFKA_BOOTSTRAP`` names an external broker, ``start`` and ``stop`` leave it alone and ``status``
+checks that it answers. Exit codes: 0 ok, 1 error (one readable message, no traceback), 3 from
+``status`` when the broker is not running.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def start() -> None:
     except Exception as exc:  # LocalKafkaError carries the explanation; anything else still gets one
         raise _fail("start", exc) from None
     verb = "already running" if already.running and already.pid == pid else "running"
-    _say(f"Kafka broker {verb} (pid {pid}), bootstrap {bootstrap}.")
+    _say(
+        f"Kafka broker {verb} (pid {pid}), bootstrap {bootstrap} (SASL/SCRAM over TLS), mutual TLS on "
+        f"{kafka.mtls_bootstrap}; clients verify it with the hub CA, {kafka.ca_file}."
+    )
     typer.echo(bootstrap)
 
 

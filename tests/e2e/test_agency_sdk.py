@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from services.hub import Hub
 from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavailable, UnknownReferenceError
 from sharehub.gov import anchors
 from sharehub.keys import subject_key_id
-from tests.kafka_helpers import free_port, hub_env, sharehub, topic_messages, wait_until
+from tests.kafka_helpers import free_port, https_client, hub_env, sharehub, topic_messages, wait_until
 from tooling.synthetic import generate_party_members, write_jsonl
 
 pytestmark = pytest.mark.kafka
@@ -35,10 +36,11 @@ DATASET = "party-members"
 PASSPHRASE = b"kept at the site of coc"
 
 
-def _answers(url: str) -> bool:
+def _answers(hub: Hub, url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
+        with https_client(hub) as client:
+            return client.get(url, timeout=2).status_code == 200
+    except (httpx.HTTPError, OSError):  # not up yet (its CA not even made)
         return False
 
 
@@ -46,9 +48,9 @@ def _answers(url: str) -> bool:
 def api(hub: Hub) -> Iterator[str]:
     port = free_port()
     processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
-    base = f"http://127.0.0.1:{port}"
+    base = f"https://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(base + "/healthz"), timeout=60, what="the API")
+        wait_until(lambda: _answers(hub, base + "/healthz"), timeout=60, what="the API")
         yield base
     finally:
         processes.stop(hub.home, "api")
@@ -62,10 +64,22 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
         home,
         HubAddress(api, hub.settings.bootstrap),
         trust=anchors.path(hub.home).read_bytes(),
+        ca=hub_cas(hub),
         credential=issue_credential(hub, agency),
         broker_password=password or hub.keys.broker_password(hub.principal(agency)).reveal().decode(),
     )
     return home
+
+
+def hub_cas(hub: Hub) -> bytes:
+    """The CAs the site must trust: the API's and the broker's (one CA in a real hub; in the tests the
+    broker is shared and has its own)."""
+    paths = dict.fromkeys([hub.settings.ca_file, hub.settings.kafka_ca_path])
+    return b"".join(p.read_bytes() for p in paths if p.exists())  # the API's is made when it first starts
+
+
+def _tls(hub: Hub) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(hub.settings.ca_file))
 
 
 def _signers(hub: Hub) -> list[str]:
@@ -104,20 +118,21 @@ def test_a_site_publishes_with_its_own_key_and_keys_from_the_key_service_each_re
 
 def test_the_key_service_answers_only_a_datasets_owner(hub: Hub, api: str) -> None:
     for agency in ("dongthap-ppc", "go"):
-        client = KeyServiceClient(api, issue_credential(hub, agency))
+        client = KeyServiceClient(api, issue_credential(hub, agency), verify=_tls(hub))
         with pytest.raises(Forbidden, match=f"'{agency}' does not own 'party-members'"):
             client.current_data_key_id(DATASET)
         with pytest.raises(Forbidden):
             client.ensure_subject_keys(DATASET, [bytes(16)])
         client.close()
     assert not hub.keys.has(subject_key_id(DATASET, bytes(16)), "subject"), "a refused request made no key"
-    owner = KeyServiceClient(api, issue_credential(hub, "coc"))
+    owner = KeyServiceClient(api, issue_credential(hub, "coc"), verify=_tls(hub))
     with pytest.raises(UnknownReferenceError):
         owner.current_data_key_id("no-such-dataset")
     key_id = owner.current_data_key_id(DATASET)
     assert owner.data_key(key_id).reveal() == hub.keys.data_key(key_id).reveal()
-    bad = httpx.post(f"{api}/v1/keys/{DATASET}/subjects", json={"refs": ["zz"]},
-                     headers={"Authorization": f"Bearer {issue_credential(hub, 'coc')}"})  # fmt: skip
+    with https_client(hub) as client:
+        bad = client.post(f"{api}/v1/keys/{DATASET}/subjects", json={"refs": ["zz"]},
+                          headers={"Authorization": f"Bearer {issue_credential(hub, 'coc')}"})  # fmt: skip
     assert bad.status_code == 422
     owner.close()
 
@@ -152,7 +167,7 @@ def test_refusals_at_the_site_are_clear_and_publish_nothing(hub: Hub, api: str, 
 
 
 def test_a_key_service_that_does_not_answer_is_one_clear_error(hub: Hub, tmp_path: Path) -> None:
-    home = _site(hub, tmp_path, f"http://127.0.0.1:{free_port()}")
+    home = _site(hub, tmp_path, f"https://127.0.0.1:{free_port()}")
     members = list(generate_party_members(1, seed=2))
     with (
         pytest.raises(KeyServiceUnavailable, match="did not answer"),

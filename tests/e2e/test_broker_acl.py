@@ -95,7 +95,7 @@ def test_only_governance_creates_topics(hub: Hub) -> None:
 
 def test_a_wrong_password_is_not_let_in(hub: Hub) -> None:
     coc = hub.kafka_as("coc")
-    impostor = KafkaAccess(str(coc), coc.username, SecretBytes(b"guessed"))
+    impostor = KafkaAccess(str(coc), coc.username, SecretBytes(b"guessed"), coc.tls)
     [outcome] = write(impostor, hub.governance.dataset(DATASET).topic)
     assert outcome is not None  # never delivered: authentication fails before any request
     assert "coc" not in repr(impostor.password) and "guessed" not in repr(impostor)

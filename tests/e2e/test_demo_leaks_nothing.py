@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,11 +36,12 @@ MEMBERS = 300
 SEED = 384
 
 
-def _two_free_ports() -> int:
-    """A port whose next one is free too (the local broker's client and controller listeners)."""
+def _three_free_ports() -> int:
+    """A port whose next two are free too (the local broker's client, controller and mutual-TLS
+    listeners)."""
     for _ in range(50):
         port = free_port()
-        if port < 65000 and _free(port + 1):
+        if port < 65000 and _free(port + 1) and _free(port + 2):
             return port
     raise AssertionError("no two consecutive free ports")
 
@@ -69,20 +71,21 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")}
     env |= {
         "SHAREHUB_HOME": str(home),
-        "SHAREHUB_LOCAL_KAFKA_PORT": str(_two_free_ports()),
+        "SHAREHUB_LOCAL_KAFKA_PORT": str(_three_free_ports()),
         "SHAREHUB_API_PORT": str(free_port()),
     }
     try:
         up = _run(env, "demo", "up", "--members", str(MEMBERS), "--seed", str(SEED), timeout=420)
         assert up.returncode == 0, up.stdout + up.stderr
         token = re.search(r"Bearer (shc_[A-Za-z0-9_-]+)", up.stdout)
-        url = re.search(r"'(http://[^']+)'", up.stdout)
+        url = re.search(r"--cacert '([^']+)' -H '[^']+' '(https://[^']+)'", up.stdout)
         assert token and url, up.stdout
-        answer = httpx.get(url.group(1), headers={"Authorization": f"Bearer {token.group(1)}"}, timeout=30)
-        assert answer.status_code == 200 and len(answer.json()["items"]) == 3
-        assert "national_id" not in answer.json()["items"][0]["fields"]
-        refused = httpx.get(url.group(1), headers={"Authorization": "Bearer shc_wrong"}, timeout=30)
-        assert refused.status_code == 401
+        with httpx.Client(verify=ssl.create_default_context(cafile=url.group(1)), timeout=30) as api:
+            answer = api.get(url.group(2), headers={"Authorization": f"Bearer {token.group(1)}"})
+            assert answer.status_code == 200 and len(answer.json()["items"]) == 3
+            assert "national_id" not in answer.json()["items"][0]["fields"]
+            refused = api.get(url.group(2), headers={"Authorization": "Bearer shc_wrong"})
+            assert refused.status_code == 401
         audit = _run(env, "audit", "verify", timeout=300)
         assert audit.returncode == 0, audit.stdout + audit.stderr
     finally:
@@ -113,14 +116,16 @@ def _needles(home: Path, credential: str) -> Needles:
     needles.add_key("master key", master.reveal())
     for name in ("admin.password", "controller.password"):
         needles.add_key(f"broker {name}", (home / "kafka" / name).read_text().strip().encode())
+    needles.add_key("hub CA passphrase", (home / "tls" / "ca.passphrase").read_text().strip().encode())
     needles.add_key("credential", credential.encode())
     return needles
 
 
 def _by_design(home: Path) -> list[Path]:
-    """Files that hold a secret because that is their job: the master key, the broker's own passwords
-    (and its configuration, which hands them to its listeners)."""
-    kafka = home / "kafka"
+    """Files that hold a secret because that is their job: the master key, the broker's own passwords and
+    TLS key (and its configuration, which hands them to its listeners), the hub CA's passphrase, the API's
+    TLS key."""
+    kafka, tls = home / "kafka", home / "tls"
     # Each agency's site holds its own broker login and API credential: its, by design, and no one else's.
     logins = [
         p for site in (home / "sites").iterdir() for p in (site / "broker.password", site / "credential")
@@ -129,7 +134,10 @@ def _by_design(home: Path) -> list[Path]:
         home / "master.key",
         kafka / "admin.password",
         kafka / "controller.password",
+        kafka / "broker.key",
         kafka / "server.properties",
+        tls / "ca.passphrase",
+        tls / "api.key",
         *logins,
     ]
 
@@ -176,7 +184,13 @@ def test_each_agency_key_stays_at_its_site_and_nothing_of_the_hub_holds_it(
         needles.add_key(f"private key {key.key_id}", raw)
         # The site holds only its own agency's keys.
         kept = {"site.json", "keys", "requests", "signing.passphrase"}
-        connected = {"hub.json", "trust.json", "credential", "broker.password"}  # an owner's site publishes
+        connected = {
+            "hub.json",
+            "trust.json",
+            "ca.pem",
+            "credential",
+            "broker.password",
+        }  # an owner's site publishes
         assert {p.name for p in site_home.iterdir()} <= kept | connected
     hub_files = [p for p in files_under(home, except_=[]) if not p.is_relative_to(home / "sites")]
     assert needles.scan(hub_files) == []

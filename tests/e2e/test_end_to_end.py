@@ -23,7 +23,15 @@ from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.envelope import parse
 from sharehub.kafka import client_config
-from tests.kafka_helpers import Worker, free_port, hub_env, sharehub, topic_messages, wait_until
+from tests.kafka_helpers import (
+    Worker,
+    free_port,
+    https_client,
+    hub_env,
+    sharehub,
+    topic_messages,
+    wait_until,
+)
 from tooling.synthetic import generate_party_members, write_jsonl
 
 pytestmark = pytest.mark.kafka
@@ -77,32 +85,33 @@ def _publish_project_and_query(hub: Hub, worker: Worker, tmp_path: Path) -> None
     port = free_port()
     processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(base + "/healthz"), timeout=30, what="the query API")
-        token = issue_credential(hub, "dongthap-ppc")
-        headers = {"Authorization": f"Bearer {token}"}
-        first = json.loads(data.read_text().splitlines()[0])
-        url = f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records/{first['member_id']}"
-        purpose = {"purpose": "End-to-end check"}
-        got = httpx.get(url, headers=headers, params=purpose, timeout=10)
-        assert got.status_code == 200
-        fields = got.json()["fields"]
-        assert fields["full_name"] == first["full_name"]
-        assert "national_id" not in fields and "phone" not in fields and "date_of_birth" not in fields
+        base = f"https://127.0.0.1:{port}"
+        wait_until(lambda: _answers(hub, base + "/healthz"), timeout=30, what="the query API")
+        with https_client(hub) as api:
+            token = issue_credential(hub, "dongthap-ppc")
+            headers = {"Authorization": f"Bearer {token}"}
+            first = json.loads(data.read_text().splitlines()[0])
+            url = f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records/{first['member_id']}"
+            purpose = {"purpose": "End-to-end check"}
+            got = api.get(url, headers=headers, params=purpose, timeout=10)
+            assert got.status_code == 200
+            fields = got.json()["fields"]
+            assert fields["full_name"] == first["full_name"]
+            assert "national_id" not in fields and "phone" not in fields and "date_of_birth" not in fields
 
-        other = httpx.get(
-            f"{base}/v1/consumers/langson-ppc/datasets/{DATASET}/records",
-            headers=headers,
-            params=purpose,
-            timeout=10,
-        )
-        assert other.status_code == 403
-        page = httpx.get(
-            f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records",
-            headers=headers,
-            params={"limit": 1000, **purpose},
-        )
-        assert len(page.json()["items"]) == 300
+            other = api.get(
+                f"{base}/v1/consumers/langson-ppc/datasets/{DATASET}/records",
+                headers=headers,
+                params=purpose,
+                timeout=10,
+            )
+            assert other.status_code == 403
+            page = api.get(
+                f"{base}/v1/consumers/dongthap-ppc/datasets/{DATASET}/records",
+                headers=headers,
+                params={"limit": 1000, **purpose},
+            )
+            assert len(page.json()["items"]) == 300
     finally:
         processes.stop(hub.home, "api")
 
@@ -276,9 +285,13 @@ def test_only_the_owner_may_publish(hub: Hub, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def _answers(url: str) -> bool:
+def _answers(hub: Hub, url: str) -> bool:
+    """The API answers over HTTPS with a certificate of the hub CA (which ``serve`` makes on first start)."""
+    if not hub.settings.ca_file.exists():
+        return False
     try:
-        return httpx.get(url, timeout=1).status_code == 200
+        with https_client(hub) as client:
+            return client.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -32,9 +32,9 @@ from tooling.kafka_local import (
 from tooling.kafka_local.broker import _new_cluster_id
 from tooling.kafka_local.jars import POM
 
-PORT = 29192  # and 29193 for its controller
-SPARE_PORT = 29194  # brokers that are made to fail, and 29195
-CONFLICT_PORT = 29196  # only ever bound by a plain socket
+PORT = 29192  # and 29193 for its controller, 29194 for its mutual-TLS listener
+SPARE_PORT = 29195  # brokers that are made to fail, and 29196, 29197
+CONFLICT_PORT = 29198  # only ever bound by a plain socket
 SHAREHUB = Path(sys.executable).with_name("sharehub")
 CACHE_DIR = Settings().cache_dir
 
@@ -116,7 +116,7 @@ def test_the_broker_lets_no_one_in_without_a_login(kafka: LocalKafka) -> None:
         anonymous.list_topics(timeout=5)
     properties = kafka.config_file.read_text()
     assert "StandardAuthorizer" in properties and "allow.everyone.if.no.acl.found=false" in properties
-    for secret in (kafka.config_file, kafka.admin_password_file):
+    for secret in (kafka.config_file, kafka.admin_password_file, kafka.certificate.key_file):
         assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
 
 
@@ -171,10 +171,15 @@ def test_cli_status_exit_codes(kafka: LocalKafka, tmp_path: Path) -> None:
     assert down.returncode == 3, down.stderr
     assert "not running" in down.stdout
 
-    login = {"SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE": str(kafka.admin_password_file)}
+    login = {
+        "SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE": str(kafka.admin_password_file),
+        "SHAREHUB_KAFKA_CA_FILE": str(kafka.ca_file),
+    }
     external_up = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=kafka.bootstrap, **login)
     assert external_up.returncode == 0, external_up.stderr
-    unknown = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=kafka.bootstrap)  # no login: not answered
+    # No login: not answered.
+    ca = str(kafka.ca_file)
+    unknown = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=kafka.bootstrap, SHAREHUB_KAFKA_CA_FILE=ca)
     assert unknown.returncode == 3, unknown.stderr
     external_down = _cli("kafka", "status", SHAREHUB_KAFKA_BOOTSTRAP=f"127.0.0.1:{SPARE_PORT}")
     assert external_down.returncode == 3, external_down.stderr

@@ -41,8 +41,12 @@ def test_the_stack_has_every_part() -> None:
     assert COMPOSE["services"]["kafka"]["image"] == "apache/kafka:3.9.1"
     server = COMPOSE["configs"]["kafka_server"]["content"]
     assert "process.roles=broker,controller" in server
-    # The same security as the local broker: SCRAM on every listener, the authorizer, no default allow.
-    assert "listener.security.protocol.map=CLIENTS:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT" in server
+    # The same security as the local broker: SCRAM over TLS and mutual TLS for clients (no plaintext
+    # client listener), SASL on the controller's, the authorizer, no default allow.
+    assert "listener.security.protocol.map=CLIENTS:SASL_SSL,CONTROLLER:SASL_PLAINTEXT,AGENCIES:SSL" in server
+    assert "listener.name.agencies.ssl.client.auth=required" in server
+    assert "ssl.keystore.type=PEM" in server and "ssl.truststore.location=/run/secrets/hub_ca" in server
+    assert "ssl.principal.mapping.rules=RULE:^CN=([^,]+)$$/$$1/,DEFAULT" in server
     assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in server
     assert "allow.everyone.if.no.acl.found=false" in server
     assert COMPOSE["services"]["governance"]["command"] == ["gov", "apply", "--yes", "demo/hub.yaml"]
@@ -88,3 +92,23 @@ def test_only_governance_and_its_api_hold_the_brokers_super_user_password() -> N
         service = COMPOSE["services"][name]
         assert service["image"] == "sharehub:latest"
         assert "SHAREHUB_READ_MODEL_URL" in service["environment"]
+
+
+def test_every_wire_is_tls_verified_with_the_hub_ca() -> None:
+    services = COMPOSE["services"]
+    assert {"hub_ca", "kafka_tls_cert", "kafka_tls_key"} <= set(services["kafka"]["secrets"])
+    for name in ("governance", "projector", "api"):
+        service = services[name]
+        assert service["environment"]["SHAREHUB_KAFKA_CA_FILE"] == "/run/secrets/hub_ca", name
+        assert "hub_ca" in service["secrets"], name
+    api = services["api"]
+    assert {"api_tls_cert", "api_tls_key"} <= set(api["secrets"])
+    assert api["environment"]["SHAREHUB_API_TLS_CERT_FILE"] == "/run/secrets/api_tls_cert"
+    assert api["environment"]["SHAREHUB_API_TLS_KEY_FILE"] == "/run/secrets/api_tls_key"
+    health = " ".join(api["healthcheck"]["test"])
+    assert "https://127.0.0.1:8384/healthz" in health and "cafile='/run/secrets/hub_ca'" in health
+    # Only the broker holds its key, only the API its own.
+    for name, service in services.items():
+        secrets = set(service.get("secrets", []))
+        assert "kafka_tls_key" not in secrets or name == "kafka"
+        assert "api_tls_key" not in secrets or name == "api"

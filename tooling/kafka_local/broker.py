@@ -10,9 +10,13 @@ faust-streaming) and librdkafka (under confluent-kafka), still send some of thos
 It also runs in KRaft mode, so there is no ZooKeeper to manage: one JVM is both broker and controller.
 The jars come from Maven Central (see ``jars.py``), the one place this machine can fetch them from.
 
-Security is on from the first start: the client listener speaks SASL/SCRAM-SHA-512 only, Kafka's
-StandardAuthorizer denies whatever no ACL allows, and the one super user, ``admin``, is created while the
-storage is formatted (``--add-scram``), with a random password in ``home/kafka/admin.password`` (owner-only).
+Security is on from the first start. Every client listener speaks TLS with a certificate the hub CA issued
+(``home/tls``, see :mod:`sharehub.pki`; the broker's own is ``home/kafka/broker.pem``, issued anew when near
+its end): on ``port`` SASL/SCRAM-SHA-512 over TLS (SASL_SSL), on ``port + 2`` mutual TLS (SSL, a client
+certificate required), where a certificate's ``CN=<principal>`` is the principal. No plaintext listener
+is left for clients. Kafka's StandardAuthorizer denies whatever no ACL allows, and the one super user,
+``admin``, is created while the storage is formatted (``--add-scram``), with a random password in
+``home/kafka/admin.password`` (owner-only).
 Governance uses it to create the agencies' principals and ACLs. The controller listener is loopback-only
 and authenticated too (SASL/PLAIN, its own random password), so nothing talks to this broker anonymously.
 A data directory formatted before security was on is refused with a clear error.
@@ -43,8 +47,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from sharehub import pki
 from sharehub.errors import BrokerStartError, BrokerStopError, PortInUseError
-from sharehub.kafka import SASL_MECHANISM, KafkaAccess
+from sharehub.kafka import SASL_MECHANISM, KafkaAccess, KafkaTls
 from sharehub.keys import SecretBytes, write_private
 from tooling.kafka_local.jars import KAFKA_VERSION, ensure_jars
 
@@ -95,9 +100,9 @@ class BrokerStatus:
 def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
     """True when a Kafka broker at ``bootstrap`` answers a metadata request within ``timeout`` (with the
     login ``bootstrap`` carries, if it is a :class:`KafkaAccess`)."""
-    login = bootstrap.sasl_config() if isinstance(bootstrap, KafkaAccess) else {}
+    security = bootstrap.security_config() if isinstance(bootstrap, KafkaAccess) else {}
     admin = AdminClient(
-        {"bootstrap.servers": str(bootstrap), "log.connection.close": False, **login}, logger=_quiet
+        {"bootstrap.servers": str(bootstrap), "log.connection.close": False, **security}, logger=_quiet
     )
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -114,6 +119,7 @@ class LocalKafka:
         self.cache_dir = cache_dir.expanduser().resolve()
         self.port = port
         self.controller_port = port + 1
+        self.mtls_port = port + 2
         self.state_dir = self.home / "kafka"
         self.data_dir = self.state_dir / "data"
         self.logs_dir = self.state_dir / "logs"
@@ -124,11 +130,21 @@ class LocalKafka:
         self.admin_password_file = self.state_dir / "admin.password"
         self.controller_password_file = self.state_dir / "controller.password"
         self.secured_marker = self.data_dir / "sharehub-secured"
+        #: The hub CA (shared with the hub's HTTPS APIs) and the broker's certificate from it.
+        self.tls_dir = pki.tls_dir(self.home)
+        self.ca_file = pki.HubCA.paths(self.tls_dir)[0]
+        self.certificate = pki.ServerCertificate(self.state_dir / "broker.pem", self.state_dir / "broker.key")
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
+        """The SASL_SSL listener: principals that log in with SCRAM."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """The mutual-TLS listener: principals known by their client certificate."""
+        return f"127.0.0.1:{self.mtls_port}"
 
     # ------------------------------------------------------------------ public API
 
@@ -277,7 +293,8 @@ class LocalKafka:
     # ------------------------------------------------------------------ starting
 
     def _check_ports_free(self) -> None:
-        for port, role in ((self.port, "client"), (self.controller_port, "controller")):
+        ports = ((self.port, "client"), (self.controller_port, "controller"), (self.mtls_port, "mutual-TLS"))
+        for port, role in ports:
             if _port_free(port):
                 continue
             what = (
@@ -301,8 +318,11 @@ class LocalKafka:
                 f"{self.data_dir} was formatted without authentication; remove {self.state_dir} "
                 "(its topics are lost) and start again"
             )
+        # The CA is made on first use; the broker's certificate is issued anew when missing or near its end.
+        ca = pki.HubCA.open(self.tls_dir)
+        self.certificate = pki.server_certificate(ca, self.state_dir, "broker")
         # Regenerated on every start so the file always matches the code and the configured port. It holds
-        # the broker's own passwords, so it is owner-only like them.
+        # the broker's own passwords and its TLS key, so it is owner-only like them.
         _write_private(self.config_file, self._server_properties())
 
     def _password(self, path: Path) -> str:
@@ -313,7 +333,10 @@ class LocalKafka:
     def admin_access(self) -> KafkaAccess:
         """The bootstrap address with the super user's login (governance's)."""
         return KafkaAccess(
-            self.bootstrap, "admin", SecretBytes(self._password(self.admin_password_file).encode())
+            self.bootstrap,
+            "admin",
+            SecretBytes(self._password(self.admin_password_file).encode()),
+            KafkaTls(self.ca_file),
         )
 
     def _server_properties(self) -> str:
@@ -323,9 +346,27 @@ class LocalKafka:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"CLIENTS://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "CLIENTS:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "listeners": (
+                f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+                f"AGENCIES://127.0.0.1:{self.mtls_port}"
+            ),
+            "advertised.listeners": f"CLIENTS://127.0.0.1:{self.port},AGENCIES://127.0.0.1:{self.mtls_port}",
+            # Clients speak TLS on both their listeners; the controller's stays on loopback (SASL/PLAIN).
+            "listener.security.protocol.map": "CLIENTS:SASL_SSL,CONTROLLER:SASL_PLAINTEXT,AGENCIES:SSL",
+            # The broker's certificate and key, and the CA it trusts (for itself as its own client, and
+            # for the client certificates of the mutual-TLS listener), inline as PEM.
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.certificate.chain": _pem_value(self.certificate.cert_file.read_bytes()),
+            "ssl.keystore.key": _pem_value(self.certificate.key_file.read_bytes()),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.certificates": _pem_value(self.ca_file.read_bytes()),
+            "ssl.endpoint.identification.algorithm": "https",
+            "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+            # The mutual-TLS listener takes only clients with a certificate of the hub CA; a certificate
+            # whose subject is exactly CN=<principal> is that principal (``User:<prefix>.<agency>``, whom
+            # the ACLs name), any other subject its whole DN, to which no ACL grants anything.
+            "listener.name.agencies.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
             "inter.broker.listener.name": "CLIENTS",
             "controller.listener.names": "CONTROLLER",
             # Clients (and the broker to itself) authenticate with SCRAM; the credentials live in the
@@ -578,6 +619,11 @@ def _read_tail(path: Path, lines: int) -> str:
 
 def _tail_text(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _pem_value(pem: bytes) -> str:
+    """PEM as one line of a properties file (``\\n`` is a newline there)."""
+    return pem.decode().strip().replace("\n", "\\n")
 
 
 def _write_private(path: Path, text: str) -> None:
