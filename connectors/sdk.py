@@ -3,8 +3,9 @@
 A site (:mod:`connectors.site`) that was connected to a hub (``sharehub agency connect``) holds, besides its
 signing keys: ``hub.json`` (the hub's API and broker addresses), ``trust.json`` (the hub's pinned operator
 key and topic prefix, public), ``ca.pem`` (the hub CA's certificate, which the broker's and the API's
-certificates chain to: every wire is TLS, verified), its API credential and its broker login, all
-owner-only. :func:`open_publisher`
+certificates chain to: every wire is TLS, verified), its API credential and its broker login: a client
+certificate the hub CA signed for a key the site made (``client.key``, ``client.pem``; mutual TLS) or a
+SCRAM password; all owner-only. :func:`open_publisher`
 then reads governance from the hub's log with the agency's own login and verifies every event against the
 pinned operator key (so a site trusts no governance the operator did not sign), takes the dataset's keys
 from the hub's key service (:mod:`connectors.key_service`, memory only), signs with the site's key, and
@@ -42,6 +43,9 @@ HUB_FILE = "hub.json"
 CA_FILE = "ca.pem"
 CREDENTIAL_FILE = "credential"
 BROKER_PASSWORD_FILE = "broker.password"
+CLIENT_KEY_FILE = "client.key"
+CLIENT_CSR_FILE = "client.csr"
+CLIENT_CERT_FILE = "client.pem"
 
 
 @dataclass(frozen=True)
@@ -52,18 +56,53 @@ class HubAddress:
     bootstrap: str
 
 
+@dataclass(frozen=True)
+class BrokerLogin:
+    """How the site's agency logs in to the broker: a certificate the hub CA signed for the key the site made
+    (``sharehub agency csr``; mutual TLS, preferred: no secret ever leaves the site), or a SCRAM password."""
+
+    certificate: bytes | None = None
+    password: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.certificate is None) == (self.password is None):
+            raise InputError("log in to the broker with a certificate or with a password: one of them")
+
+
 def connect(
-    home: Path, address: HubAddress, *, trust: bytes, ca: bytes, credential: str, broker_password: str
+    home: Path, address: HubAddress, *, trust: bytes, ca: bytes, credential: str, login: BrokerLogin
 ) -> None:
     """Record at the site how it reaches the hub, whom to trust and as whom it logs in (owner-only files)."""
     AgencySite(home)  # a site, or a clear error
     if not address.api_url.startswith("https://"):
         raise InputError(f"the hub's API must be reached over HTTPS, not {address.api_url!r}")
+    if login.certificate is not None and not (home / CLIENT_KEY_FILE).is_file():
+        raise InputError(
+            f"the site has no TLS key ({home / CLIENT_KEY_FILE}): make it with 'sharehub agency csr'"
+        )
     write_private(home / HUB_FILE, json.dumps(address.__dict__, indent=2).encode() + b"\n")
     write_private(anchors.path(home), trust)
     write_private(home / CA_FILE, ca)
     write_private(home / CREDENTIAL_FILE, credential.encode() + b"\n")
-    write_private(home / BROKER_PASSWORD_FILE, broker_password.encode() + b"\n")
+    if login.certificate is not None:
+        write_private(home / CLIENT_CERT_FILE, login.certificate)
+        (home / BROKER_PASSWORD_FILE).unlink(missing_ok=True)
+    else:
+        assert login.password is not None
+        write_private(home / BROKER_PASSWORD_FILE, login.password.encode() + b"\n")
+        (home / CLIENT_CERT_FILE).unlink(missing_ok=True)
+
+
+def make_tls_request(home: Path, topic_prefix: str) -> Path:
+    """At the site: a TLS key for the broker (kept here, owner-only) and its certificate signing request for
+    the hub CA, naming the agency's principal; returns the request's path."""
+    from sharehub import pki
+
+    site = AgencySite(home)
+    key_pem, csr_pem = pki.make_csr(f"{topic_prefix}.{site.agency}")
+    write_private(home / CLIENT_KEY_FILE, key_pem)
+    write_private(home / CLIENT_CSR_FILE, csr_pem)
+    return home / CLIENT_CSR_FILE
 
 
 def is_connected(home: Path) -> bool:
@@ -80,7 +119,10 @@ class SiteSession:
             raw = json.loads((home / HUB_FILE).read_text(encoding="utf-8"))
             self.address = HubAddress(str(raw["api_url"]), str(raw["bootstrap"]))
             self._credential = (home / CREDENTIAL_FILE).read_text(encoding="utf-8").strip()
-            password = (home / BROKER_PASSWORD_FILE).read_text(encoding="utf-8").strip()
+            certified = (home / CLIENT_CERT_FILE).is_file()
+            password = (
+                None if certified else (home / BROKER_PASSWORD_FILE).read_text(encoding="utf-8").strip()
+            )
         except FileNotFoundError as exc:
             raise ConfigurationError(
                 f"the site at {home} is not connected to a hub ({exc.filename} is missing): run "
@@ -91,8 +133,12 @@ class SiteSession:
         self.anchors = anchors.load(home)
         self.ca_file = home / CA_FILE
         principal = f"{self.anchors.topic_prefix}.{self.site.agency}"
-        login = SecretBytes(password.encode())
-        self.kafka = KafkaAccess(self.address.bootstrap, principal, login, KafkaTls(self.ca_file))
+        if password is None:  # mutual TLS: the certificate names the principal
+            tls = KafkaTls(self.ca_file, home / CLIENT_CERT_FILE, home / CLIENT_KEY_FILE)
+            self.kafka = KafkaAccess(self.address.bootstrap, principal, None, tls)
+        else:
+            login = SecretBytes(password.encode())
+            self.kafka = KafkaAccess(self.address.bootstrap, principal, login, KafkaTls(self.ca_file))
 
     def governance(self) -> GovState:
         """Governance as the hub's log has it now, every event verified against the pinned trust."""

@@ -14,6 +14,8 @@ principal                   may
                             verifies governance itself, see :mod:`connectors.sdk`); no group
 ``<prefix>.hub``            read every topic of the hub (datasets, governance, checkpoints, quarantine);
                             write the quarantine and access-log topics; use the projector's group only
+``<prefix>.<auditor>``      an agency of kind ``inspection-commission``: read (only) every dataset topic, the
+                            governance log, every checkpoint topic and the access log; its reader group
 the broker's super user     governance: create topics, principals and ACLs, write the governance log
 ==========================  ===============================================================================
 
@@ -43,6 +45,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from services.hub import HUB_PRINCIPAL, Hub
 from sharehub.errors import BrokerError
+from sharehub.gov.views import AUDITOR_KIND
 from sharehub.kafka import KafkaAccess, client_config, ensure_topics, reader_group
 
 SCRAM_ITERATIONS = 8192
@@ -68,6 +71,13 @@ def provision(hub: Hub) -> list[str]:
         owner = dataset.owner
         bindings += _owner_acls(hub.principal(owner), dataset.topic, state.checkpoint_topic(owner))
         bindings += _reads(hub.principal(owner), governance_topic)
+    auditors = [a.id for a in state.agencies_.values() if a.kind == AUDITOR_KIND]
+    audited = [governance_topic, state.access_log_topic]
+    audited += [d.topic for d in state.datasets()] + [state.checkpoint_topic(o) for o in state.owners()]
+    for auditor in auditors:
+        bindings.append(_readers(hub.principal(auditor)))
+        for topic in audited:
+            bindings += _reads(hub.principal(auditor), topic)
     _create(admin, bindings)
     _delete_grants_no_longer_made(admin, hub, state.topic_prefix)
     return created

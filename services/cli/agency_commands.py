@@ -133,40 +133,58 @@ def show(home: Home = None) -> None:
         print(f"key\t{key.key_id}\t{'signing' if key.key_id == site.current else ''}")
 
 
+@app.command("csr")
+@reports_errors
+def csr(
+    home: Home = None,
+    topic_prefix: Annotated[
+        str, typer.Option(help="The hub's topic prefix (its trust.json names it)")
+    ] = "sharehub",
+) -> None:
+    """Make the site's TLS key for the broker (it stays here) and a certificate signing request naming the
+    agency's principal; send the request to the hub ('sharehub tls sign --agency AGENCY FILE')."""
+    from connectors.sdk import make_tls_request
+
+    print(make_tls_request(_home(home), topic_prefix))
+
+
 @app.command("connect")
 @reports_errors
 def connect(
     api: Annotated[str, typer.Option(help="The hub's API address, e.g. https://hub.example:8384")],
-    bootstrap: Annotated[str, typer.Option(help="The hub's Kafka bootstrap address")],
+    bootstrap: Annotated[
+        str, typer.Option(help="The hub's Kafka bootstrap address (mutual TLS with --certificate)")
+    ],
     trust: Annotated[
         Path, typer.Option(help="The hub's trust.json (its operator's public key), from the hub")
     ],
     ca: Annotated[Path, typer.Option(help="The hub CA's certificate (ca.pem), from the hub")],
     credential_file: Annotated[Path, typer.Option(help="File holding the agency's API credential")],
-    broker_password_file: Annotated[Path, typer.Option(help="File holding the agency's broker password")],
+    certificate: Annotated[
+        Path | None, typer.Option(help="The client certificate the hub CA signed for the site's 'agency csr'")
+    ] = None,
+    broker_password_file: Annotated[
+        Path | None, typer.Option(help="Instead of a certificate: a file holding the agency's SCRAM password")
+    ] = None,
     home: Home = None,
 ) -> None:
-    """Record at the site how it reaches the hub and as whom; then 'sharehub publish' runs from the site
-    (SHAREHUB_HOME=the site) with its own key, the hub's key service and the agency's own broker login."""
-    from connectors.sdk import HubAddress
+    """Record at the site how it reaches the hub, whom it trusts and as whom it logs in; then 'sharehub
+    publish' and 'sharehub audit verify' run from the site (SHAREHUB_HOME=the site) with its own identity."""
+    from connectors.sdk import BrokerLogin, HubAddress
     from connectors.sdk import connect as connect_site
 
     where = _home(home)
     try:
-        trusted, ca_pem, credential, password = (
-            trust.read_bytes(),
-            ca.read_bytes(),
-            credential_file.read_text(encoding="utf-8").strip(),
-            broker_password_file.read_text(encoding="utf-8").strip(),
+        login = BrokerLogin(
+            certificate=certificate.read_bytes() if certificate is not None else None,
+            password=broker_password_file.read_text(encoding="utf-8").strip()
+            if broker_password_file
+            else None,
         )
+        trusted, ca_pem = trust.read_bytes(), ca.read_bytes()
+        credential = credential_file.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the hub's settings: {exc}") from None
-    connect_site(
-        where,
-        HubAddress(api, bootstrap),
-        trust=trusted,
-        ca=ca_pem,
-        credential=credential,
-        broker_password=password,
-    )
+    address = HubAddress(api, bootstrap)
+    connect_site(where, address, trust=trusted, ca=ca_pem, credential=credential, login=login)
     err.print(f"the site at {where} now reaches the hub at {api} and {bootstrap}")

@@ -59,7 +59,7 @@ def up(
     api_pid, api_log = processes.start(settings.home, "api", ["serve"])
     base = f"https://{settings.api_host}:{settings.api_port}"
     wait_for_api(base, settings.ca_file, api_log)
-    connect_owner_sites(hub, base, sorted(signers))
+    connect_sites(hub, base, sorted(signers))
 
     # From the Central Organization Commission's own site, through the agency SDK: its key, the hub's key
     # service, its broker login. Straight from the generator: no member's data is written to a file.
@@ -143,27 +143,33 @@ def wait_for_api(base: str, ca_file: Path, api_log: Path, timeout: float = 120) 
         time.sleep(0.3)
 
 
-def connect_owner_sites(hub: Hub, api: str, agencies: list[str]) -> None:
-    """Give each site whose agency owns a dataset what publishing from it takes: the hub's addresses and
-    pinned trust, the agency's API credential and broker login (a demo hands them over on one machine)."""
-    from connectors.sdk import HubAddress, connect, is_connected
+def connect_sites(hub: Hub, api: str, agencies: list[str]) -> None:
+    """Give each site that publishes (an owner's) or audits (the auditor's) what it takes: the hub's
+    addresses and pinned trust, the hub CA's certificate, an API credential, and a client certificate the
+    hub CA signs for a TLS key the site makes (a demo hands these over on one machine)."""
+    from connectors.sdk import BrokerLogin, HubAddress, connect, is_connected, make_tls_request
     from services.governance_bootstrap import issue_credential
+    from sharehub import pki
     from sharehub.gov import anchors
+    from sharehub.gov.views import AUDITOR_KIND
 
     settings = hub.settings
-    owners = hub.governance.owners()
+    state = hub.governance
+    wanted = set(state.owners()) | {a.id for a in state.agencies_.values() if a.kind == AUDITOR_KIND}
+    ca = pki.HubCA.load(settings.tls_dir)
     for agency in agencies:
         home = hub.home / SITES / agency
-        if agency not in owners or is_connected(home):
+        if agency not in wanted or is_connected(home):
             continue
-        password = hub.keys.broker_password(hub.principal(agency)).reveal().decode()
+        request = make_tls_request(home, state.topic_prefix)
+        certificate = ca.sign_csr(request.read_bytes(), hub.principal(agency))
         connect(
             home,
-            HubAddress(api, hub.settings.bootstrap),
+            HubAddress(api, settings.mtls_bootstrap),
             trust=anchors.path(hub.home).read_bytes(),
             ca=b"".join(p.read_bytes() for p in dict.fromkeys([settings.ca_file, settings.kafka_ca_path])),
             credential=issue_credential(hub, agency),
-            broker_password=password,
+            login=BrokerLogin(certificate=certificate),
         )
 
 

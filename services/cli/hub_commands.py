@@ -212,11 +212,19 @@ def audit_verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, every event")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every event, not only findings")] = False,
 ) -> None:
-    """Replay every dataset topic from offset 0 with public keys only; exit 1 on any finding."""
+    """Replay every dataset topic from offset 0 with public keys only; exit 1 on any finding. From an agency's
+    site (SHAREHUB_HOME=the site, e.g. the auditor's), with that agency's own identity and no hub secret."""
+    from connectors.sdk import SiteSession, is_connected
     from services.audit import audit_verify
+    from sharehub.settings import Settings
 
-    hub = command_hub()
-    report = audit_verify(hub.kafka, hub.governance)
+    home = Settings().home
+    if is_connected(home):  # an agency's site, the auditor's: its own identity and the pinned trust only
+        session = SiteSession(home)
+        report = audit_verify(session.kafka, session.governance())
+    else:
+        hub = command_hub()
+        report = audit_verify(hub.kafka, hub.governance)
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:

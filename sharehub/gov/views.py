@@ -20,8 +20,16 @@ from sharehub.avro import CLASSIFICATIONS, RecordSchema
 
 Classification = Literal["public", "internal", "confidential", "secret", "top-secret"]
 AgencyKind = Literal[
-    "party-agency", "state-agency", "mass-organisation", "central-office", "provincial-party-committee"
+    "party-agency",
+    "state-agency",
+    "mass-organisation",
+    "central-office",
+    "provincial-party-committee",
+    "inspection-commission",
 ]
+#: The kind of agency that audits the hub (the Central Inspection Commission): the broker lets it read the
+#: dataset, governance, checkpoint and access-log topics, and write nothing.
+AUDITOR_KIND = "inspection-commission"
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 

@@ -17,13 +17,14 @@ import httpx
 import pytest
 
 from connectors.key_service import KeyServiceClient
-from connectors.sdk import HubAddress, connect, open_publisher
+from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
 from connectors.site import AgencySite
 from services import processes
 from services.access_log import read_access_log
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
+from sharehub import pki
 from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavailable, UnknownReferenceError
 from sharehub.gov import anchors
 from sharehub.keys import subject_key_id
@@ -57,16 +58,27 @@ def api(hub: Hub) -> Iterator[str]:
 
 
 def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: str | None = None) -> Path:
+    """A connected site of ``agency``: its broker login a certificate the hub CA signed for the key the site
+    made (mutual TLS), or, given ``password``, that SCRAM password."""
     home = tmp_path / "sites" / agency
     _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
     perform(hub, Caller("cpo", local=True), "register-key", request)
+    if password is None:
+        csr = make_tls_request(home, hub.anchors.topic_prefix).read_bytes()
+        ca = pki.HubCA.load(hub.settings.kafka_ca_path.parent)
+        login, bootstrap = (
+            BrokerLogin(certificate=ca.sign_csr(csr, hub.principal(agency))),
+            hub.settings.mtls_bootstrap,
+        )
+    else:
+        login, bootstrap = BrokerLogin(password=password), hub.settings.bootstrap
     connect(
         home,
-        HubAddress(api, hub.settings.bootstrap),
+        HubAddress(api, bootstrap),
         trust=anchors.path(hub.home).read_bytes(),
         ca=hub_cas(hub),
         credential=issue_credential(hub, agency),
-        broker_password=password or hub.keys.broker_password(hub.principal(agency)).reveal().decode(),
+        login=login,
     )
     return home
 

@@ -10,6 +10,7 @@ credential. Only the files that hold a secret by design are left out of the sear
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -88,6 +89,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, 
             assert refused.status_code == 401
         audit = _run(env, "audit", "verify", timeout=300)
         assert audit.returncode == 0, audit.stdout + audit.stderr
+        # The auditor, from its own site: its certificate, the pinned operator key, nothing of the hub's.
+        auditor = {k: v for k, v in env.items() if k != "SHAREHUB_HOME"} | {
+            "SHAREHUB_HOME": str(home / "sites/cic")
+        }
+        assert not {"master.key", "keys.db"} & {p.name for p in (home / "sites/cic").rglob("*")}
+        audit = _run(auditor, "audit", "verify", "--json", timeout=300)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert json.loads(audit.stdout)["events"] == MEMBERS
     finally:
         down = _run(env, "demo", "down", timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -126,10 +135,8 @@ def _by_design(home: Path) -> list[Path]:
     TLS key (and its configuration, which hands them to its listeners), the hub CA's passphrase, the API's
     TLS key."""
     kafka, tls = home / "kafka", home / "tls"
-    # Each agency's site holds its own broker login and API credential: its, by design, and no one else's.
-    logins = [
-        p for site in (home / "sites").iterdir() for p in (site / "broker.password", site / "credential")
-    ]
+    # Each agency's site holds its own TLS key and API credential: its, by design, and no one else's.
+    logins = [p for site in (home / "sites").iterdir() for p in (site / "client.key", site / "credential")]
     return [
         home / "master.key",
         kafka / "admin.password",
@@ -184,13 +191,16 @@ def test_each_agency_key_stays_at_its_site_and_nothing_of_the_hub_holds_it(
         needles.add_key(f"private key {key.key_id}", raw)
         # The site holds only its own agency's keys.
         kept = {"site.json", "keys", "requests", "signing.passphrase"}
+        # An owner's site publishes, the auditor's verifies: each logs in with its own certificate.
         connected = {
             "hub.json",
             "trust.json",
             "ca.pem",
             "credential",
-            "broker.password",
-        }  # an owner's site publishes
+            "client.key",
+            "client.csr",
+            "client.pem",
+        }
         assert {p.name for p in site_home.iterdir()} <= kept | connected
     hub_files = [p for p in files_under(home, except_=[]) if not p.is_relative_to(home / "sites")]
     assert needles.scan(hub_files) == []
