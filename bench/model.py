@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sharehub.kafka import KafkaAccess
+from sharehub.kafka import KafkaAccess, KafkaTls
 from sharehub.keys import SecretBytes
 
 
@@ -59,9 +59,11 @@ class Config:
         user's login (its password never goes into the config file: it is read again from its file)."""
         bootstrap = raw["bootstrap"]
         password_file = os.environ.get("SHAREHUB_KAFKA_ADMIN_PASSWORD_FILE")
+        ca_file = os.environ.get("SHAREHUB_KAFKA_CA_FILE")
         if bootstrap and password_file:
             password = SecretBytes(Path(password_file).read_text().strip().encode())
-            bootstrap = KafkaAccess(bootstrap, "admin", password)
+            tls = KafkaTls(Path(ca_file)) if ca_file else None  # over TLS, verified with the broker's CA
+            bootstrap = KafkaAccess(bootstrap, "admin", password, tls)
         return cls(raw["quick"], Path(raw["workdir"]), bootstrap, raw["seed"])
 
 

@@ -1,4 +1,4 @@
-"""The five scenarios, each the hub against the plainest code doing the same visible work.
+"""The six scenarios, each the hub against the plainest code doing the same visible work.
 
 Every module has ``run(config) -> ScenarioResult``; ``SCENARIOS`` lists them in report order and says
 which need a Kafka broker.
@@ -32,4 +32,5 @@ SCENARIOS = (
     Scenario("c", "projection", True, "bench.scenarios.projection"),
     Scenario("d", "query", True, "bench.scenarios.query"),
     Scenario("e", "audit", True, "bench.scenarios.audit"),
+    Scenario("f", "site-publish", True, "bench.scenarios.site_publish"),
 )

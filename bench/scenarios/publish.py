@@ -18,6 +18,8 @@ from bench.environment import DATASET, OWNER, new_hub
 from bench.kafka_io import RawProducer
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
+from connectors.publisher import Publisher
+from services.hub import Hub
 from sharehub.kafka import ensure_topics
 
 WARM_UP = 50
@@ -25,42 +27,10 @@ WARM_UP = 50
 
 def run(config: Config) -> ScenarioResult:
     assert config.bootstrap is not None
-    bootstrap = config.bootstrap
-    hub = new_hub(config.workdir / "publish", bootstrap)
+    hub = new_hub(config.workdir / "publish", config.bootstrap)
     try:
-        dataset = hub.governance.dataset(DATASET)
-        raw_topic = f"{hub.governance.topic_prefix}.bench.raw-produce"
-        ensure_topics(bootstrap, [(raw_topic, dataset.partitions)])
-        n = config.events
-        batches = [records.members(n, config.seed, start_index=rep * n) for rep in range(config.reps)]
-        sealer = records.Sealer.of(hub)
-        # Sizes from other members of the same kind: sealing the timed ones here would make their subject
-        # keys before the first repetition, and spare it work the others do.
-        others = records.members(n, config.seed, start_index=(config.reps + 1) * n)
-        sizes = [len(e.raw) for e in sealer.seal_chain(sealer.datums(hub, others))]
-        payloads = [(os.urandom(16), os.urandom(size)) for size in sizes]
-
-        # Both clients are made once and warmed up (connection, producer id, metadata) before any timing.
         publisher = hub.publisher(OWNER, DATASET)
-        publisher.publish_records(records.members(WARM_UP, config.seed, start_index=config.reps * n))
-        producer = RawProducer(bootstrap, raw_topic)
-        producer.send_all(payloads[:WARM_UP])
-
-        def hub_side(rep: int) -> dict[str, float]:
-            started = time.perf_counter()
-            report = publisher.publish_records(batches[rep])  # returns once the broker acknowledged all
-            elapsed = time.perf_counter() - started
-            if report.published != n or report.rejected:
-                raise RuntimeError(f"published {report.published} of {n}: {report.rejected[:1]}")
-            return {"publish_s": elapsed}
-
-        def baseline_side(_rep: int) -> dict[str, float]:
-            started = time.perf_counter()
-            producer.send_all(payloads)
-            return {"produce_s": time.perf_counter() - started}
-
-        measured = interleaved(config.reps, hub_side, baseline_side)
-        publisher.close()
+        measured, notes = publisher_against_raw_produce(hub, config, publisher)
     finally:
         hub.close()
     return ScenarioResult(
@@ -69,11 +39,57 @@ def run(config: Config) -> ScenarioResult:
         hub="Publisher.publish_records: validate, subject keys, seal, batch-sign, produce, acks",
         baseline="confluent_kafka.Producer.produce of random bytes of the same sizes, then flush",
         reps=config.reps,
-        rows=[Row("publish vs produce", "throughput", "publish_s", "produce_s", n)],
+        rows=[Row("publish vs produce", "throughput", "publish_s", "produce_s", config.events)],
         measurements=measured,
-        notes=[
-            f"{n:,} events per repetition, {sum(sizes) / len(sizes):.0f} bytes on average, "
-            f"{dataset.partitions} partitions, one local broker on the same machine.",
-            "Both producers use sharehub.kafka.producer_config: idempotent, acks=all, linger.ms=10.",
-        ],
+        notes=notes,
     )
+
+
+def publisher_against_raw_produce(
+    hub: Hub, config: Config, publisher: Publisher
+) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+    """``publisher`` against a raw producer of same-size messages, interleaved over ``config.reps``; closes
+    ``publisher``. Each repetition publishes new members, so both pay for first-time work alike; each client
+    is made once and warmed up before any timing."""
+    assert config.bootstrap is not None
+    bootstrap = config.bootstrap
+    dataset = hub.governance.dataset(DATASET)
+    raw_topic = f"{hub.governance.topic_prefix}.bench.raw-produce"
+    ensure_topics(bootstrap, [(raw_topic, dataset.partitions)])
+    n = config.events
+    batches = [records.members(n, config.seed, start_index=rep * n) for rep in range(config.reps)]
+    sealer = records.Sealer.of(hub)
+    # Sizes from other members of the same kind: sealing the timed ones here would make their subject
+    # keys before the first repetition, and spare it work the others do.
+    others = records.members(n, config.seed, start_index=(config.reps + 1) * n)
+    sizes = [len(e.raw) for e in sealer.seal_chain(sealer.datums(hub, others))]
+    payloads = [(os.urandom(16), os.urandom(size)) for size in sizes]
+
+    # Both clients are made once and warmed up (connection, producer id, metadata) before any timing.
+    publisher.publish_records(records.members(WARM_UP, config.seed, start_index=config.reps * n))
+    producer = RawProducer(bootstrap, raw_topic)
+    producer.send_all(payloads[:WARM_UP])
+
+    def hub_side(rep: int) -> dict[str, float]:
+        started = time.perf_counter()
+        report = publisher.publish_records(batches[rep])  # returns once the broker acknowledged all
+        elapsed = time.perf_counter() - started
+        if report.published != n or report.rejected:
+            raise RuntimeError(f"published {report.published} of {n}: {report.rejected[:1]}")
+        return {"publish_s": elapsed}
+
+    def baseline_side(_rep: int) -> dict[str, float]:
+        started = time.perf_counter()
+        producer.send_all(payloads)
+        return {"produce_s": time.perf_counter() - started}
+
+    try:
+        measured = interleaved(config.reps, hub_side, baseline_side)
+    finally:
+        publisher.close()
+    notes = [
+        f"{n:,} events per repetition, {sum(sizes) / len(sizes):.0f} bytes on average, "
+        f"{dataset.partitions} partitions, one local broker on the same machine.",
+        "Both producers use sharehub.kafka.producer_config: idempotent, acks=all, linger.ms=10.",
+    ]
+    return measured, notes

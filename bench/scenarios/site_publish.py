@@ -1,0 +1,67 @@
+"""(f) Publishing from an agency's own site through the agency SDK against a bare confluent-kafka producer.
+
+Hub: ``connectors.sdk.open_publisher`` at a site of the owner: its own signing key, its own broker login (a
+client certificate of the hub CA, mutual TLS), governance read from the log and verified against the pinned
+operator key, and the dataset's keys from the hub's key service over HTTPS (a ``sharehub serve`` process;
+subjects' keys asked for in batches of 512, created durably at the hub, each release in the access log
+first). Baseline: the same number of messages of the same sizes, random bytes under random keys, produced
+by confluent-kafka with the same producer settings (as in scenario b).
+"""
+
+from __future__ import annotations
+
+from bench.environment import DATASET, OWNER, hub_env, new_hub
+from bench.load import query_api
+from bench.model import Config, Row, ScenarioResult
+from bench.scenarios.publish import publisher_against_raw_produce
+from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
+from connectors.site import AgencySite
+from services.gov_operations import Caller, perform
+from services.governance_bootstrap import issue_credential
+from sharehub import pki
+from sharehub.gov import anchors
+
+PASSPHRASE = b"the owner's site keeps this one"
+
+
+def _mutual_tls(bootstrap: str) -> str:
+    """The local broker's mutual-TLS listener: two ports after its client listener."""
+    host, port = str(bootstrap).rsplit(":", 1)
+    return f"{host}:{int(port) + 2}"
+
+
+def run(config: Config) -> ScenarioResult:
+    assert config.bootstrap is not None
+    hub = new_hub(config.workdir / "site-publish", config.bootstrap)
+    try:
+        with query_api(hub_env(hub), hub.home / "api.log") as server:
+            site = hub.home / "sites" / OWNER
+            _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
+            perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
+            csr = make_tls_request(site, hub.governance.topic_prefix).read_bytes()
+            certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(
+                csr, hub.principal(OWNER)
+            )
+            cas = dict.fromkeys([hub.settings.ca_file, hub.settings.kafka_ca_path])
+            connect(
+                site,
+                HubAddress(server.base, _mutual_tls(config.bootstrap)),
+                trust=anchors.path(hub.home).read_bytes(),
+                ca=b"".join(p.read_bytes() for p in cas),
+                credential=issue_credential(hub, OWNER),
+                login=BrokerLogin(certificate=certificate),
+            )
+            publisher = open_publisher(site, DATASET, PASSPHRASE)
+            measured, notes = publisher_against_raw_produce(hub, config, publisher)
+    finally:
+        hub.close()
+    return ScenarioResult(
+        id="f",
+        title="Publish from an agency site (SDK, key service over HTTPS, mutual TLS) vs raw produce",
+        hub="open_publisher(site).publish_records: site key, keys from the key service, own principal",
+        baseline="confluent_kafka.Producer.produce of random bytes of the same sizes, then flush",
+        reps=config.reps,
+        rows=[Row("site publish vs produce", "throughput", "publish_s", "produce_s", config.events)],
+        measurements=measured,
+        notes=[*notes, "The key service is a local `sharehub serve` process on the same 2 cores."],
+    )
