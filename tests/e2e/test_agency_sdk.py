@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import ssl
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
 from connectors.key_service import KeyServiceClient
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
@@ -27,6 +29,7 @@ from services.hub import Hub
 from sharehub import pki
 from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavailable, UnknownReferenceError
 from sharehub.gov import anchors
+from sharehub.gov.key_request import read_key_request
 from sharehub.keys import subject_key_id
 from tests.kafka_helpers import free_port, https_client, hub_env, sharehub, topic_messages, wait_until
 from tooling.synthetic import generate_party_members, write_jsonl
@@ -212,3 +215,47 @@ def test_the_command_line_publishes_from_the_site_home_and_not_from_the_hubs(
         hub.keys._db.execute("DELETE FROM current WHERE name = 'signing:coc'")
     refused = sharehub(hub, "publish", "--as", "coc", "--dataset", DATASET, str(data))
     assert refused.returncode == 2 and "this hub holds no signing key of 'coc'" in refused.stderr
+
+
+def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) -> None:
+    home = tmp_path / "sites" / "coc"
+    AgencySite.init(home, "coc", PASSPHRASE, label="site-1")
+    files = {name: tmp_path / name for name in ("trust.json", "ca.pem", "credential", "password")}
+    files["trust.json"].write_bytes(anchors.path(hub.home).read_bytes())
+    files["ca.pem"].write_bytes(hub_cas(hub))
+    files["credential"].write_text(issue_credential(hub, "coc"))
+    files["password"].write_bytes(hub.keys.broker_password(hub.principal("coc")).reveal())
+    site_env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
+        "SHAREHUB_HOME": str(home)
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services", *args], env=site_env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    csr = run("agency", "csr", "--topic-prefix", hub.anchors.topic_prefix)
+    assert csr.returncode == 0, csr.stderr
+    request = x509.load_pem_x509_csr(Path(csr.stdout.strip()).read_bytes())
+    assert request.subject.rfc4514_string() == f"CN={hub.principal('coc')}" and request.is_signature_valid
+    assert stat.S_IMODE((home / "client.key").stat().st_mode) == 0o600
+
+    common = ["--api", api, "--bootstrap", hub.settings.bootstrap, "--trust", str(files["trust.json"]),
+              "--ca", str(files["ca.pem"]), "--credential-file", str(files["credential"])]  # fmt: skip
+    neither = run("agency", "connect", *common)
+    assert neither.returncode == 2 and "a certificate or with a password: one of them" in neither.stderr
+    http = run("agency", "connect", *[("http://" + c[8:]) if c == api else c for c in common],
+               "--broker-password-file", str(files["password"]))  # fmt: skip
+    assert http.returncode == 2 and "must be reached over HTTPS" in http.stderr
+    plain = run("agency", "connect", *common, "--broker-password-file", str(files["password"]))
+    assert plain.returncode == 0, plain.stderr
+
+    request = read_key_request(AgencySite(home).request_path("site-1").read_text())
+    perform(hub, Caller("cpo", local=True), "register-key", request)
+    data = tmp_path / "members.jsonl"
+    write_jsonl(generate_party_members(2, seed=12), data)
+    secret = home / "signing.passphrase"
+    secret.write_bytes(PASSPHRASE)
+    secret.chmod(0o600)
+    published = run("publish", "--as", "coc", "--dataset", DATASET, str(data))
+    assert published.returncode == 0, published.stderr
+    assert _signers(hub) == ["coc/sign/site-1"] * 2

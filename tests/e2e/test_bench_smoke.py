@@ -1,4 +1,5 @@
-"""The benchmark suite still runs: its one scenario without Kafka, at the --quick sizes, in this process.
+"""The benchmark suite still runs: its scenario without Kafka and the agency-site one, at the --quick sizes,
+in this process.
 
 No timing is asserted here (timings belong in BENCHMARKS.md, not in tests); only that the scenario
 measures both sides, every repetition, and that its report and chart can be written.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.charts import suite_chart
 from bench.model import Config, ScenarioResult
 from bench.report import scenario_table
-from bench.scenarios import envelope
+from bench.scenarios import envelope, site_publish
 from bench.stats import Summary, percentile
+from sharehub.kafka import KafkaAccess
 
 
 def test_quick_envelope_scenario_measures_hub_and_baseline(tmp_path: Path) -> None:
@@ -37,3 +41,16 @@ def test_summaries() -> None:
     assert (s.median, s.low, s.high, s.q1, s.q3) == (3.0, 1.0, 5.0, 2.0, 4.0)
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile(list(range(101)), 99) == 99
+
+
+@pytest.mark.kafka
+def test_quick_site_publish_scenario_runs_against_the_real_broker(
+    kafka_admin: KafkaAccess, tmp_path: Path
+) -> None:
+    """Scenario f end to end at the --quick sizes: an agency site, the key service, mutual TLS, the raw
+    producer beside it (and with it scenario b's comparison, which it shares)."""
+    config = Config(quick=True, workdir=tmp_path, bootstrap=kafka_admin)
+    result = site_publish.run(config)
+    assert result.id == "f"
+    hub, baseline = result.measurements["hub"]["publish_s"], result.measurements["baseline"]["produce_s"]
+    assert len(hub) == len(baseline) == config.reps and all(s > 0 for s in hub + baseline)
