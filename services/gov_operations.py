@@ -14,7 +14,6 @@ not the broker.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from sharehub.gov.commands import (
     RegisterSchema,
     RevokeKey,
     RotateKey,
+    json_object,
 )
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.key_request import KeyRequest
@@ -200,10 +200,4 @@ def event_summary(event: GovernanceEvent) -> dict[str, Any]:
 
 
 def schema_from_file(text: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"the schema is not JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise InputError("the schema must be a JSON object (an Avro record)")
-    return parsed
+    return json_object(text, "the schema", "a JSON object (an Avro record)")

@@ -9,9 +9,12 @@ read (extra fields, types, text that is not valid Unicode), then against governa
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from sharehub.errors import InputError
 
 
 class Command(BaseModel):
@@ -122,3 +125,14 @@ class IssueCredential(Command):
     agency: str
     #: SHA-256 (hex) of a credential the caller made; the hub never sees the credential itself.
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+def json_object(text: str, what: str, shape: str = "a JSON object") -> dict[str, Any]:
+    """``text`` parsed as one JSON object; InputError naming ``what`` otherwise (a body read from a file)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InputError(f"{what} must be {shape}")
+    return parsed

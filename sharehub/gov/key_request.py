@@ -18,8 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, Field
 
-from sharehub.errors import ForgedKeyRequest, InputError
-from sharehub.gov.commands import Command
+from sharehub.errors import ForgedKeyRequest
+from sharehub.gov.commands import Command, json_object
 
 #: Domain separation: a signature over a request can be nothing else (not an event, not a checkpoint).
 SIGNED_AS = b"sharehub key registration request v1\n"
@@ -84,10 +84,4 @@ def make_key_request(
 
 def read_key_request(text: str) -> KeyRequest:
     """A request from its JSON file; InputError naming what is wrong."""
-    try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"the registration request is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InputError("the registration request must be a JSON object")
-    return KeyRequest.model_validate(body)
+    return KeyRequest.model_validate(json_object(text, "the registration request"))
