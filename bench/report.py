@@ -75,8 +75,10 @@ def suite_section(suite: dict[str, Any]) -> list[str]:
         f"Measured {suite['date']} on code {suite.get('code', 'unknown')} with `{suite['command']}` "
         f"({results[0].reps} repetitions per side, "
         "hub and baseline interleaved in the same process, the order alternating each repetition; "
-        "each scenario in a fresh subprocess). Throughput is events per second (higher is better); "
-        "latency is milliseconds (lower is better). *hub / baseline* is the ratio of the medians.",
+        "each scenario in a fresh subprocess whose garbage collector is tuned as the hub's batch "
+        "processes tune theirs, `sharehub.collector.collect_for_batches`). Throughput is events per second "
+        "(higher is better); latency is milliseconds (lower is better). *hub / baseline* is the ratio of the "
+        "medians.",
         "",
         *_machine(suite["machine"]),
         "",

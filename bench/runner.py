@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.model import Config, ScenarioResult, load, save
 from bench.scenarios import SCENARIOS, Scenario
+from sharehub.collector import collect_for_batches
 from sharehub.errors import BenchmarkError
 
 #: A full scenario takes minutes; one still running after this is stuck.
@@ -83,7 +84,9 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, resource
 
 
 def run_scenario_here(scenario_id: str, config_file: Path, out_file: Path) -> None:
-    """The subprocess side: run one scenario and write its result."""
+    """The subprocess side: run one scenario and write its result, collecting garbage as the hub's batch
+    processes do (both sides of every comparison run in this process)."""
+    collect_for_batches()
     scenario = next(s for s in SCENARIOS if s.id == scenario_id)
     result = scenario.runner()(Config.from_json(load(config_file)))
     save(out_file, result.to_json())

@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from connectors.publisher import PublishReport
+from projections.read_model import ReadModelStore
 from services import processes
 from services.cli.errors import command_hub, fail, reports_errors
 from services.hub import Hub
@@ -32,11 +34,8 @@ def up(
     spec: Annotated[Path, typer.Option(help="Governance YAML")] = DEFAULT_SPEC,
 ) -> None:
     """Start Kafka, load governance, publish synthetic members, start the worker and the API."""
-    from connectors.sdk import open_publisher
-    from connectors.site import PASSPHRASE_BESIDE, read_passphrase
     from services.governance_bootstrap import issue_credential, load, read_spec
     from tooling.kafka_local import LocalKafka
-    from tooling.synthetic import generate_party_members
 
     hub = command_hub()
     settings = hub.settings
@@ -61,24 +60,11 @@ def up(
     wait_for_api(base, settings.ca_file, api_log)
     connect_sites(hub, base, sorted(signers))
 
-    # From the Central Organization Commission's own site, through the agency SDK: its key, the hub's key
-    # service, its broker login. Straight from the generator: no member's data is written to a file.
-    coc_site = settings.home / SITES / "coc"
-    with open_publisher(
-        coc_site, "party-members", read_passphrase(coc_site / PASSPHRASE_BESIDE)
-    ) as publisher:
-        report = publisher.publish_records(generate_party_members(members, seed))
-    err.print(f"published {report.published} party-members events from the site of coc ({coc_site})")
-
-    store = hub.store(DEMO_CONSUMER)
-    deadline = time.monotonic() + 180
-    while store.count("party-members") < members:
-        if time.monotonic() > deadline:
-            raise fail(f"the read model of {DEMO_CONSUMER} did not fill within 180 s; see {worker_log}")
-        if processes.running_pid(settings.home, "projector") is None:
-            raise fail(f"the projection worker stopped; see {worker_log}")
-        time.sleep(1)
+    report = publish_from_the_owners_site(settings.home / SITES / "coc", members, seed)
+    err.print(f"published {report.published} party-members events from the site of coc")
+    store = wait_for_the_read_model(hub, members, worker_log)
     token = issue_credential(hub, DEMO_CONSUMER)
+    auditor = settings.home / SITES / "cic"
     records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3&purpose=demo"
     typer.echo(
         f"""
@@ -94,9 +80,34 @@ Read the Dong Thap Provincial Party Committee's read model:
   curl -s --cacert '{settings.ca_file.resolve()}' -H 'Authorization: Bearer {token}' '{records_url}'
 
 Verify every signature and chain on the log:  .venv/bin/sharehub audit verify
+... as the auditor, from its own site:        SHAREHUB_HOME={auditor} .venv/bin/sharehub audit verify
 Stop everything:                              make demo-down
 """
     )
+
+
+def publish_from_the_owners_site(site: Path, members: int, seed: int) -> PublishReport:
+    """The members, published from the Central Organization Commission's own site through the agency SDK:
+    its key, the hub's key service, its broker login; straight from the generator, so no member's data is
+    written to a file."""
+    from connectors.sdk import open_publisher
+    from connectors.site import PASSPHRASE_BESIDE, read_passphrase
+    from tooling.synthetic import generate_party_members
+
+    with open_publisher(site, "party-members", read_passphrase(site / PASSPHRASE_BESIDE)) as publisher:
+        return publisher.publish_records(generate_party_members(members, seed))
+
+
+def wait_for_the_read_model(hub: Hub, members: int, worker_log: Path) -> ReadModelStore:
+    store = hub.store(DEMO_CONSUMER)
+    deadline = time.monotonic() + 180
+    while store.count("party-members") < members:
+        if time.monotonic() > deadline:
+            raise fail(f"the read model of {DEMO_CONSUMER} did not fill within 180 s; see {worker_log}")
+        if processes.running_pid(hub.home, "projector") is None:
+            raise fail(f"the projection worker stopped; see {worker_log}")
+        time.sleep(1)
+    return store
 
 
 def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:

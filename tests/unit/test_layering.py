@@ -38,3 +38,20 @@ def test_no_import_points_the_wrong_way(package: str) -> None:
         for name in imports(path) & FORBIDDEN[package]
     }
     assert not wrong, "\n".join(sorted(wrong))
+
+
+#: The runtime edges stay small: no function longer than this in projections/ or services/.
+MAX_FUNCTION_LINES = 60
+
+
+@pytest.mark.parametrize("package", ["projections", "services"])
+def test_no_function_in_the_runtime_edges_is_longer_than_sixty_lines(package: str) -> None:
+    too_long = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sorted((REPO / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert too_long == []
