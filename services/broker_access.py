@@ -1,8 +1,9 @@
 """What governance makes on the broker: topics, one SCRAM principal per agency, and the ACLs that let each
 principal do exactly its part (R1, R2: ownership is enforced by the broker itself).
 
-Principals live in the hub's namespace, ``<topic prefix>.<agency>``, plus ``<prefix>.hub`` for the hub's
-own services. Their passwords are made by the key store (wrapped with the master key, like every key) and
+Principals live in the hub's namespace, ``<topic prefix>.<agency>``, plus ``<prefix>.hub``,
+``<prefix>.projector`` and ``<prefix>.api`` for the hub's own services (agency ids that governance keeps
+for them). Their passwords are made by the key store (wrapped with the master key, like every key) and
 handed to the broker through the Admin API; nothing else holds them.
 
 ==========================  ===============================================================================
@@ -12,8 +13,12 @@ principal                   may
                             write its own checkpoint topic, ``<prefix>-checkpoints.<owner>``; read the
                             governance log (metadata and public keys, signed by the operator: its site
                             verifies governance itself, see :mod:`connectors.sdk`); no group
-``<prefix>.hub``            read every topic of the hub (datasets, governance, checkpoints, quarantine);
-                            write the quarantine and access-log topics; use the projector's group only
+``<prefix>.hub``            the operator's tools (audit, rebuild, quarantine review): read every topic of
+                            the hub; write the quarantine and access-log topics; the projector's group
+``<prefix>.projector``      the projection worker: read the dataset topics and the governance log, write the
+                            quarantine, join the projector's group; not the access log
+``<prefix>.api``            the query API: read the governance log and the quarantine, write the access log,
+                            describe (never read) the dataset topics, for their ends
 ``<prefix>.<auditor>``      an agency of kind ``inspection-commission``: read (only) every dataset topic, the
                             governance log, every checkpoint topic and the access log; its reader group
 the broker's super user     governance: create topics, principals and ACLs, write the governance log
@@ -43,7 +48,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from services.hub import HUB_PRINCIPAL, Hub
+from services.hub import API_PRINCIPAL, HUB_PRINCIPAL, PROJECTOR_PRINCIPAL, SERVICE_PRINCIPALS, Hub
 from sharehub.errors import BrokerError
 from sharehub.gov.views import AUDITOR_KIND
 from sharehub.kafka import KafkaAccess, client_config, ensure_topics, reader_group
@@ -64,8 +69,8 @@ def provision(hub: Hub) -> list[str]:
     if hub.settings.kafka_security == "plaintext":
         return created
     admin = AdminClient(client_config(admin_access))
-    _upsert_principals(hub, admin, [HUB_PRINCIPAL, *sorted(state.agencies_)])
-    bindings = _hub_acls(hub, state.topic_prefix)
+    _upsert_principals(hub, admin, [*SERVICE_PRINCIPALS, *sorted(state.agencies_)])
+    bindings = _service_acls(hub, state.topic_prefix)
     governance_topic = f"{state.topic_prefix}-governance"
     for dataset in state.datasets():
         owner = dataset.owner
@@ -84,12 +89,12 @@ def provision(hub: Hub) -> list[str]:
 
 
 def provision_services(hub: Hub) -> None:
-    """The hub services' principal and ACLs: all a new hub needs before it can read its governance log."""
+    """The hub services' principals and ACLs: all a new hub needs before it can read its governance log."""
     if hub.settings.kafka_security == "plaintext":
         return
     admin = AdminClient(client_config(hub.kafka_admin))
-    _upsert_principals(hub, admin, [HUB_PRINCIPAL])
-    _create(admin, _hub_acls(hub, hub.anchors.topic_prefix))
+    _upsert_principals(hub, admin, list(SERVICE_PRINCIPALS))
+    _create(admin, _service_acls(hub, hub.anchors.topic_prefix))
 
 
 def _upsert_principals(hub: Hub, admin: AdminClient, names: list[str]) -> None:
@@ -139,6 +144,11 @@ def _reads(principal: str, topic: str) -> list[AclBinding]:
     return [_allow(principal, t, topic, op, literal) for op in (AclOperation.READ, AclOperation.DESCRIBE)]
 
 
+def _service_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+    """The hub's own principals: ``hub`` (the operator's tools), ``projector`` and ``api``."""
+    return _hub_acls(hub, prefix) + _projector_acls(hub, prefix) + _api_acls(hub, prefix)
+
+
 def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:
     services = hub.principal(HUB_PRINCIPAL)
     prefixed, t = ResourcePatternType.PREFIXED, ResourceType.TOPIC
@@ -159,11 +169,43 @@ def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:
     return bindings
 
 
+def _projector_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+    """The projection worker: read the dataset topics and the governance log, write the quarantine, join
+    the projector's group. Not the access log."""
+    worker = hub.principal(PROJECTOR_PRINCIPAL)
+    literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
+    return [
+        *(_allow(worker, t, f"{prefix}.", op, ResourcePatternType.PREFIXED) for op in _READ_OPS),
+        *_reads(worker, f"{prefix}-governance"),
+        _allow(worker, t, f"{prefix}-quarantine", AclOperation.WRITE, literal),
+        _readers(worker),
+        _allow(worker, ResourceType.GROUP, f"{prefix}-projector", AclOperation.READ, literal),
+    ]
+
+
+def _api_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+    """The query API: read the governance log and the quarantine (for status), write the access log, and
+    see the dataset topics' ends (lag): describe, never read, them. No consumer group but its readers'."""
+    api = hub.principal(API_PRINCIPAL)
+    literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
+    return [
+        _allow(api, t, f"{prefix}.", AclOperation.DESCRIBE, ResourcePatternType.PREFIXED),
+        *_reads(api, f"{prefix}-governance"),
+        *_reads(api, f"{prefix}-quarantine"),
+        _allow(api, t, f"{prefix}-access-log", AclOperation.WRITE, literal),
+        _allow(api, t, f"{prefix}-access-log", AclOperation.DESCRIBE, literal),
+        _readers(api),
+    ]
+
+
+_READ_OPS = (AclOperation.READ, AclOperation.DESCRIBE)
+
+
 def _delete_grants_no_longer_made(admin: AdminClient, hub: Hub, prefix: str) -> None:
     """Group grants by prefix (``sharehub-``, ``<prefix>-``) made before each principal had only its own
     literal group, and the shared checkpoint topic's write grants: removed, so an upgraded hub is as tight as
     a new one."""
-    principals = {f"User:{hub.principal(name)}" for name in [HUB_PRINCIPAL, *hub.governance.agencies_]}
+    principals = {f"User:{hub.principal(name)}" for name in [*SERVICE_PRINCIPALS, *hub.governance.agencies_]}
     stale = [
         AclBindingFilter(
             ResourceType.GROUP,

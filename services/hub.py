@@ -33,6 +33,11 @@ from sharehub.settings import Settings
 
 #: The principal (in each hub's namespace) of the hub's own services.
 HUB_PRINCIPAL = "hub"
+#: The projection worker's and the query API's own principals: each process logs in with only what it
+#: needs (:mod:`services.broker_access`); the operator's tools (audit, rebuild, review) log in as ``hub``.
+PROJECTOR_PRINCIPAL = "projector"
+API_PRINCIPAL = "api"
+SERVICE_PRINCIPALS = (HUB_PRINCIPAL, PROJECTOR_PRINCIPAL, API_PRINCIPAL)
 #: The follower reads the log on demand (:meth:`Hub.read_governance_soon`) at most this often.
 FOLLOW_MIN_INTERVAL_S = 0.05
 
@@ -40,8 +45,14 @@ log = logging.getLogger(__name__)
 
 
 class Hub:
-    def __init__(self, settings: Settings | None = None, *, log: EventLog | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, log: EventLog | None = None, service: str = HUB_PRINCIPAL
+    ) -> None:
+        """``service``: which of the hub's principals this process logs in to the broker as."""
+        if service not in SERVICE_PRINCIPALS:
+            raise ValueError(f"no hub service {service!r}; one of {', '.join(SERVICE_PRINCIPALS)}")
         self.settings = settings or Settings()
+        self.service = service
         self._log = log
         self._anchors: anchors.Anchors | None = None
         self._state: GovState | None = None
@@ -106,8 +117,8 @@ class Hub:
 
     @property
     def kafka(self) -> KafkaAccess:
-        """The hub services' login (projection, query API, audit): read the hub's topics, write quarantine."""
-        return self.kafka_as(HUB_PRINCIPAL)
+        """This process's login: the projection worker's, the query API's, or the operator tools'."""
+        return self.kafka_as(self.service)
 
     @property
     def log(self) -> EventLog:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from projections.engine import LocalEngine
 from projections.projector import Projector
-from services.hub import Hub
+from services.hub import PROJECTOR_PRINCIPAL, Hub
 
 
 def hub_engine() -> LocalEngine:
     """A projector over every consumer's read model, with the terms in force now already reconciled (new
     read models start here); governance is brought up to date before every batch."""
-    hub = Hub()
+    hub = Hub(service=PROJECTOR_PRINCIPAL)
     try:
         stores = {consumer: hub.store(consumer) for consumer in hub.consumers()}
         projector = Projector(hub.governance, hub.keys, stores)

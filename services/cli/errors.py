@@ -12,7 +12,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 
-from services.hub import Hub
+from services.hub import HUB_PRINCIPAL, Hub
 from sharehub.errors import ConfigurationError, InputError, SharehubError
 
 P = ParamSpec("P")
@@ -31,9 +31,10 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 _opened: contextvars.ContextVar[list[Hub] | None] = contextvars.ContextVar("command_hubs", default=None)
 
 
-def command_hub() -> Hub:
-    """A hub (settings from the environment) that the running command closes when it ends."""
-    hub = Hub()
+def command_hub(service: str = HUB_PRINCIPAL) -> Hub:
+    """A hub (settings from the environment) that the running command closes when it ends; ``service``: the
+    principal it logs in to the broker as."""
+    hub = Hub(service=service)
     opened = _opened.get()
     if opened is not None:
         opened.append(hub)

@@ -109,11 +109,12 @@ def project_run(
     exits with status 75 when it must start over (its supervisor starts a fresh one)."""
     from projections.engine_process import EngineProcess
     from projections.worker import ProjectionWorker
+    from services.hub import PROJECTOR_PRINCIPAL
     from services.projection_engine import hub_engine
     from services.supervisor import START_OVER
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    hub = command_hub()
+    hub = command_hub(PROJECTOR_PRINCIPAL)
     engine = EngineProcess(hub_engine)  # verifies, decrypts and writes on a core of its own
     try:
         gov = hub.governance

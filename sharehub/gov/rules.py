@@ -42,6 +42,8 @@ CENTRAL_OFFICE = "central-office"
 #: Below it, clearance bounds each granted field (portion marking), and secret data needs two approvers.
 COMPARTMENTED = "top-secret"
 #: The part of a signing key id after ``<agency>/sign/``.
+#: Ids the hub's own services log in to the broker under (``<prefix>.hub``, ``.projector``, ``.api``).
+RESERVED_AGENCY_IDS = frozenset({"hub", "projector", "api"})
 _KEY_LABEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _ED25519_P = 2**255 - 19
 #: y of the Ed25519 points of small order (1, 2, 4, 8): a public key there verifies forged signatures.
@@ -71,6 +73,10 @@ def _agency_registered(state: GovState, p: ev.AgencyRegistered, actor: str, at: 
     _operator_only(state, actor, f"register agency {p.id!r}")
     if p.id in state.agencies_:
         raise DuplicateId(f"agency {p.id!r} is already registered")
+    if p.id in RESERVED_AGENCY_IDS:
+        raise InputError(
+            f"agency id {p.id!r} names one of the hub's own services on the broker; choose another"
+        )
     _validate(Agency, id=p.id, name=p.name, kind=p.kind, clearance=p.clearance, parent=p.parent)
     if p.parent is not None:
         _agency(state, p.parent, f"parent of {p.id!r}")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from services.hub import Hub
-from sharehub.kafka import KafkaAccess, client_config, watermarks
+from sharehub.kafka import KafkaAccess, client_config, reader_config, watermarks
 from sharehub.keys import SecretBytes
 
 pytestmark = pytest.mark.kafka
@@ -99,3 +100,45 @@ def test_a_wrong_password_is_not_let_in(hub: Hub) -> None:
     [outcome] = write(impostor, hub.governance.dataset(DATASET).topic)
     assert outcome is not None  # never delivered: authentication fails before any request
     assert "coc" not in repr(impostor.password) and "guessed" not in repr(impostor)
+
+
+@pytest.mark.parametrize(
+    ("service", "topic_of", "allowed"),
+    [
+        ("projector", lambda s: s.quarantine_topic, True),
+        ("projector", lambda s: s.access_log_topic, False),
+        ("api", lambda s: s.access_log_topic, True),
+        ("api", lambda s: s.quarantine_topic, False),
+        ("api", lambda s: s.dataset(DATASET).topic, False),
+    ],
+)
+def test_each_hub_service_writes_only_its_own_topic(
+    hub: Hub, service: str, topic_of: Any, allowed: bool
+) -> None:
+    [outcome] = write(hub.kafka_as(service), topic_of(hub.governance))
+    if allowed:
+        assert outcome is None
+    else:
+        assert outcome is not None and outcome.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_the_query_apis_principal_sees_the_dataset_topics_ends_but_reads_none_of_their_events(
+    hub: Hub,
+) -> None:
+    topic = hub.governance.dataset(DATASET).topic
+    assert write(hub.kafka_as("coc"), topic) == [None]
+    api = hub.kafka_as("api")
+    consumer = Consumer(reader_config(api))
+    try:
+        assert watermarks(consumer, topic, 0, timeout=10)[1] >= 1, "the ends of the topic, for lag"
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        refusal = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and refusal is None:
+            msg = consumer.poll(0.5)
+            assert msg is None or msg.error() is not None, "the API read an event"
+            if msg is not None:
+                refusal = msg.error().code()
+        assert refusal == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        consumer.close()

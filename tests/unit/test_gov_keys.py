@@ -196,3 +196,14 @@ def test_events_round_trip(svc: GovernanceService) -> None:
         assert event.raw == raw
         again = dataclasses.replace(event)
         assert again.hash == event.hash
+
+
+def test_the_hub_services_principal_names_are_no_agency_ids() -> None:
+    from services.hub import SERVICE_PRINCIPALS
+    from sharehub.gov.rules import RESERVED_AGENCY_IDS
+
+    assert set(SERVICE_PRINCIPALS) == RESERVED_AGENCY_IDS
+    svc = seeded()
+    for reserved in sorted(RESERVED_AGENCY_IDS):
+        with pytest.raises(InputError, match="names one of the hub's own services"):
+            svc.register_agency("cpo", reserved, "X", "state-agency", "internal")
