@@ -63,7 +63,7 @@ class KeyServiceClient:
     def data_key(self, key_id: str) -> SecretBytes:
         if key_id not in self._data:
             dataset = key_id.split("/data/", 1)[0]
-            found = self._get(f"/v1/keys/{dataset}/data/{key_id}", missing=UnknownDataKey)
+            found = self._call("GET", f"/v1/keys/{dataset}/data/{key_id}", UnknownDataKey)
             self._data[key_id] = _key(found["data_key"])
         return self._data[key_id]
 
@@ -100,7 +100,7 @@ class KeyServiceClient:
     # --- the wire ----------------------------------------------------------------------------------
 
     def _dataset_keys(self, dataset: str) -> None:
-        found = self._get(f"/v1/keys/{dataset}", missing=UnknownReferenceError)
+        found = self._call("GET", f"/v1/keys/{dataset}", UnknownReferenceError)
         key_id = found["data_key_id"]
         self._current[dataset] = key_id
         self._data[key_id] = _key(found["data_key"])
@@ -112,9 +112,6 @@ class KeyServiceClient:
             found = self._call("POST", f"/v1/keys/{dataset}/subjects", UnknownReferenceError, json=body)
             for key_id, value in found["keys"].items():
                 self._subjects[key_id] = None if value is None else _key(value)
-
-    def _get(self, path: str, *, missing: type[Exception]) -> dict[str, Any]:
-        return self._call("GET", path, missing)
 
     def _call(self, method: str, path: str, missing: type[Exception], **kwargs: Any) -> dict[str, Any]:
         try:

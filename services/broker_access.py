@@ -207,27 +207,11 @@ def _delete_grants_no_longer_made(admin: AdminClient, hub: Hub, prefix: str) -> 
     a new one."""
     principals = {f"User:{hub.principal(name)}" for name in [*SERVICE_PRINCIPALS, *hub.governance.agencies_]}
     stale = [
-        AclBindingFilter(
-            ResourceType.GROUP,
-            name,
-            ResourcePatternType.PREFIXED,
-            principal,
-            "*",
-            AclOperation.ANY,
-            AclPermissionType.ANY,
-        )  # fmt: skip
+        _any_grant(ResourceType.GROUP, name, ResourcePatternType.PREFIXED, principal)
         for principal in sorted(principals)
         for name in dict.fromkeys(("sharehub-", f"{prefix}-"))
     ] + [
-        AclBindingFilter(
-            ResourceType.TOPIC,
-            f"{prefix}-checkpoints",
-            ResourcePatternType.LITERAL,
-            principal,
-            "*",
-            AclOperation.ANY,
-            AclPermissionType.ANY,
-        )  # fmt: skip
+        _any_grant(ResourceType.TOPIC, f"{prefix}-checkpoints", ResourcePatternType.LITERAL, principal)
         for principal in sorted(principals)
     ]
     for binding_filter, future in admin.delete_acls(stale).items():
@@ -235,6 +219,13 @@ def _delete_grants_no_longer_made(admin: AdminClient, hub: Hub, prefix: str) -> 
             future.result()
         except KafkaException as exc:
             raise BrokerError(f"could not remove the old grant {binding_filter}: {exc}") from None
+
+
+def _any_grant(
+    kind: ResourceType, name: str, pattern: ResourcePatternType, principal: str
+) -> AclBindingFilter:
+    """Every grant to ``principal`` on that resource, whatever the operation or permission."""
+    return AclBindingFilter(kind, name, pattern, principal, "*", AclOperation.ANY, AclPermissionType.ANY)
 
 
 def _create(admin: AdminClient, bindings: list[AclBinding]) -> None:

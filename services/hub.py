@@ -246,6 +246,13 @@ class Hub:
             dataset=dataset,
         )
 
+    def ca_bundle(self) -> bytes:
+        """The certificates an agency's site must trust: the CA of the hub's APIs and the one of its broker
+        (one CA in a hub; two when the broker is shared, as in the tests), each once; a CA not made yet is
+        left out."""
+        paths = dict.fromkeys([self.settings.ca_file, self.settings.kafka_ca_path])
+        return b"".join(p.read_bytes() for p in paths if p.exists())
+
     def codec(self, dataset: str) -> DatasetCodec:
         """``dataset``'s codec with this hub's keys, to open its events or name its records (pseudonyms)."""
         ds = self.governance.dataset(dataset)

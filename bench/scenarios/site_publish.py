@@ -42,12 +42,11 @@ def run(config: Config) -> ScenarioResult:
             certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(
                 csr, hub.principal(OWNER)
             )
-            cas = dict.fromkeys([hub.settings.ca_file, hub.settings.kafka_ca_path])
             connect(
                 site,
                 HubAddress(server.base, _mutual_tls(config.bootstrap)),
                 trust=anchors.path(hub.home).read_bytes(),
-                ca=b"".join(p.read_bytes() for p in cas),
+                ca=hub.ca_bundle(),
                 credential=issue_credential(hub, OWNER),
                 login=BrokerLogin(certificate=certificate),
             )

@@ -119,6 +119,7 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
     from sharehub.gov.key_request import read_key_request
 
     signers: dict[str, SigningKey] = {}
+    state = hub.governance_state(refresh=True)  # read once: registering one site's key changes no other's
     for agency in agencies:
         home = hub.home / SITES / agency
         secret = home / PASSPHRASE_BESIDE
@@ -127,11 +128,11 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
             write_private(secret, base64.b64encode(secrets.token_bytes(24)) + b"\n")
             AgencySite.init(home, agency, read_passphrase(secret))
         site = AgencySite(home)
-        registered = {k.key_id for k in hub.governance_state(refresh=True).agency(agency).keys}
+        registered = {k.key_id for k in state.agency(agency).keys}
         for key in site.keys:
             if key.key_id not in registered:
                 request = read_key_request(site.request_path(key.label).read_text(encoding="utf-8"))
-                perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
+                perform(hub, Caller(state.operator, local=True), "register-key", request)
         signers[agency] = site.signing_key(read_passphrase(secret))
     return signers
 
@@ -178,7 +179,7 @@ def connect_sites(hub: Hub, api: str, agencies: list[str]) -> None:
             home,
             HubAddress(api, settings.mtls_bootstrap),
             trust=anchors.path(hub.home).read_bytes(),
-            ca=b"".join(p.read_bytes() for p in dict.fromkeys([settings.ca_file, settings.kafka_ca_path])),
+            ca=hub.ca_bundle(),
             credential=issue_credential(hub, agency),
             login=BrokerLogin(certificate=certificate),
         )

@@ -79,18 +79,11 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
         home,
         HubAddress(api, bootstrap),
         trust=anchors.path(hub.home).read_bytes(),
-        ca=hub_cas(hub),
+        ca=hub.ca_bundle(),
         credential=issue_credential(hub, agency),
         login=login,
     )
     return home
-
-
-def hub_cas(hub: Hub) -> bytes:
-    """The CAs the site must trust: the API's and the broker's (one CA in a real hub; in the tests the
-    broker is shared and has its own)."""
-    paths = dict.fromkeys([hub.settings.ca_file, hub.settings.kafka_ca_path])
-    return b"".join(p.read_bytes() for p in paths if p.exists())  # the API's is made when it first starts
 
 
 def _tls(hub: Hub) -> ssl.SSLContext:
@@ -222,7 +215,7 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     AgencySite.init(home, "coc", PASSPHRASE, label="site-1")
     files = {name: tmp_path / name for name in ("trust.json", "ca.pem", "credential", "password")}
     files["trust.json"].write_bytes(anchors.path(hub.home).read_bytes())
-    files["ca.pem"].write_bytes(hub_cas(hub))
+    files["ca.pem"].write_bytes(hub.ca_bundle())
     files["credential"].write_text(issue_credential(hub, "coc"))
     files["password"].write_bytes(hub.keys.broker_password(hub.principal("coc")).reveal())
     site_env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
