@@ -64,7 +64,7 @@ def bench_spec(prefix: str | None = None) -> GovSpec:
     return spec.model_copy(
         update={
             "topic_prefix": prefix or f"bench{uuid.uuid4().hex[:10]}",
-            "site_keys": [],  # the benchmark hub plays every part: its key store signs for the owner
+            "custodial": spec.site_agencies,  # the bench hub plays every part: it signs for the owner
             "datasets": [d for d in spec.datasets if d.id == DATASET],
             "agreements": [a for a in spec.agreements if a.dataset == DATASET],
         }

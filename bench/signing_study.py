@@ -35,7 +35,10 @@ SPEC = Path(__file__).resolve().parents[1] / "demo" / "hub.yaml"
 def _hub(home: Path) -> Hub:
     settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", master_key=None)
     hub = Hub(settings, log=MemoryLog())
-    load(hub, read_spec(SPEC).model_copy(update={"topic_prefix": "study", "site_keys": []}), topics=False)
+    spec = read_spec(SPEC)
+    load(
+        hub, spec.model_copy(update={"topic_prefix": "study", "custodial": spec.site_agencies}), topics=False
+    )
     return hub
 
 

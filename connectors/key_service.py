@@ -97,6 +97,14 @@ class KeyServiceClient:
     def forget_cached(self, key_id: str) -> None:
         self._subjects.pop(key_id, None)
 
+    # --- the site's own broker login ------------------------------------------------------------
+
+    def set_broker_password(self, password: SecretBytes) -> None:
+        """Have the hub set the agency's SCRAM password on the broker (``POST /v1/site/broker-password``):
+        sent once, over HTTPS; the hub passes it to the broker and keeps nothing."""
+        body = {"password": password.reveal().decode()}
+        self._call("POST", "/v1/site/broker-password", UnknownReferenceError, json=body)
+
     # --- the wire ----------------------------------------------------------------------------------
 
     def _dataset_keys(self, dataset: str) -> None:
@@ -120,6 +128,8 @@ class KeyServiceClient:
             raise KeyServiceUnavailable(
                 f"the key service at {self._http.base_url} did not answer: {exc}"
             ) from None
+        if answer.status_code == 204:
+            return {}
         if answer.status_code == 200:
             body: dict[str, Any] = answer.json()
             return body

@@ -25,6 +25,7 @@ does not know).
 from __future__ import annotations
 
 import json
+import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,12 @@ class BrokerLogin:
         if (self.certificate is None) == (self.password is None):
             raise InputError("log in to the broker with a certificate or with a password: one of them")
 
+    @classmethod
+    def new_password(cls) -> BrokerLogin:
+        """A SCRAM login with a password made here, at the site (32 random bytes): :func:`connect` has the
+        hub set it on the broker, and only the site keeps it."""
+        return cls(password=secrets.token_urlsafe(32))
+
 
 def connect(
     home: Path, address: HubAddress, *, trust: bytes, ca: bytes, credential: str, login: BrokerLogin
@@ -80,6 +87,8 @@ def connect(
         raise InputError(
             f"the site has no TLS key ({home / CLIENT_KEY_FILE}): make it with 'sharehub agency csr'"
         )
+    if login.password is not None:  # set at the hub first: a refusal leaves the site as it was
+        _set_broker_password(address, ca, credential, SecretBytes(login.password.encode()))
     write_private(home / HUB_FILE, json.dumps(address.__dict__, indent=2).encode() + b"\n")
     write_private(anchors.path(home), trust)
     write_private(home / CA_FILE, ca)
@@ -91,6 +100,18 @@ def connect(
         assert login.password is not None
         write_private(home / BROKER_PASSWORD_FILE, login.password.encode() + b"\n")
         (home / CLIENT_CERT_FILE).unlink(missing_ok=True)
+
+
+def _set_broker_password(address: HubAddress, ca: bytes, credential: str, password: SecretBytes) -> None:
+    try:
+        tls = ssl.create_default_context(cadata=ca.decode("ascii"))
+    except (ValueError, ssl.SSLError) as exc:
+        raise InputError(f"the hub CA's certificate is unusable: {exc}") from None
+    hub = KeyServiceClient(address.api_url, credential, verify=tls)
+    try:
+        hub.set_broker_password(password)
+    finally:
+        hub.close()
 
 
 def make_tls_request(home: Path, topic_prefix: str) -> Path:

@@ -3,8 +3,11 @@ principal do exactly its part (R1, R2: ownership is enforced by the broker itsel
 
 Principals live in the hub's namespace, ``<topic prefix>.<agency>``, plus ``<prefix>.hub``,
 ``<prefix>.projector`` and ``<prefix>.api`` for the hub's own services (agency ids that governance keeps
-for them). Their passwords are made by the key store (wrapped with the master key, like every key) and
-handed to the broker through the Admin API; nothing else holds them.
+for them). The hub makes SCRAM passwords only for its own services and for the agencies in its custody
+(:meth:`services.hub.Hub.in_custody`), keeps them wrapped with the master key like every key, and hands them
+to the broker through the Admin API. Every other agency logs in from its own site: with a certificate the
+hub CA signed for a key the site made (mutual TLS), or with a password the site made and sent once
+(:func:`set_password`), which the hub passes to the broker and does not keep.
 
 ==========================  ===============================================================================
 principal                   may
@@ -21,7 +24,9 @@ principal                   may
                             describe (never read) the dataset topics, for their ends
 ``<prefix>.<auditor>``      an agency of kind ``inspection-commission``: read (only) every dataset topic, the
                             governance log, every checkpoint topic and the access log; its reader group
-the broker's super user     governance: create topics, principals and ACLs, write the governance log
+``<prefix>.governance``      governance: write the governance log; create and describe the topics of the
+                            hub's namespace; make principals and ACLs (cluster ALTER and DESCRIBE)
+the broker's super user     once per hub: creates the services' principals and ACLs, governance's first
 ==========================  ===============================================================================
 
 Everything else is denied (``allow.everyone.if.no.acl.found=false``): an agency writing another agency's
@@ -33,7 +38,7 @@ idempotent, and removes the grants an earlier version made that this one no long
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
     AclBindingFilter,
@@ -45,10 +50,18 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialAlteration,
+    UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
 
-from services.hub import API_PRINCIPAL, HUB_PRINCIPAL, PROJECTOR_PRINCIPAL, SERVICE_PRINCIPALS, Hub
+from services.hub import (
+    API_PRINCIPAL,
+    GOVERNANCE_PRINCIPAL,
+    HUB_PRINCIPAL,
+    PROJECTOR_PRINCIPAL,
+    SERVICE_PRINCIPALS,
+    Hub,
+)
 from sharehub.errors import BrokerError
 from sharehub.gov.views import AUDITOR_KIND
 from sharehub.kafka import KafkaAccess, client_config, ensure_topics, reader_group
@@ -60,7 +73,7 @@ def provision(hub: Hub) -> list[str]:
     """Make sure every topic, principal and ACL governance's current state calls for exists; returns the
     topics created."""
     state = hub.governance_state(refresh=True)
-    admin_access = hub.kafka_admin
+    admin_access = hub.kafka_governance
     own = [(state.quarantine_topic, 1), (state.access_log_topic, 3)]
     checkpoints = [(state.checkpoint_topic(owner), 1) for owner in state.owners()]
     created = ensure_topics(
@@ -69,7 +82,9 @@ def provision(hub: Hub) -> list[str]:
     if hub.settings.kafka_security == "plaintext":
         return created
     admin = AdminClient(client_config(admin_access))
-    _upsert_principals(hub, admin, [*SERVICE_PRINCIPALS, *sorted(state.agencies_)])
+    in_custody = [a for a in sorted(state.agencies_) if hub.in_custody(a)]
+    _upsert_principals(hub, admin, [*SERVICE_PRINCIPALS, *in_custody])
+    _drop_logins_out_of_custody(hub, admin, [a for a in sorted(state.agencies_) if a not in in_custody])
     bindings = _service_acls(hub, state.topic_prefix)
     governance_topic = f"{state.topic_prefix}-governance"
     for dataset in state.datasets():
@@ -92,7 +107,10 @@ def provision_services(hub: Hub) -> None:
     """The hub services' principals and ACLs: all a new hub needs before it can read its governance log."""
     if hub.settings.kafka_security == "plaintext":
         return
-    admin = AdminClient(client_config(hub.kafka_admin))
+    governance = hub.principal(GOVERNANCE_PRINCIPAL)
+    # The broker's super user once, to make governance's principal; governance itself from then on.
+    made = hub.keys.has(f"kafka/{governance}", "broker")
+    admin = AdminClient(client_config(hub.kafka_governance if made else hub.kafka_admin))
     _upsert_principals(hub, admin, list(SERVICE_PRINCIPALS))
     _create(admin, _service_acls(hub, hub.anchors.topic_prefix))
 
@@ -105,7 +123,38 @@ def _upsert_principals(hub: Hub, admin: AdminClient, names: list[str]) -> None:
         )
         for n in names
     ]
-    for user, future in admin.alter_user_scram_credentials(upserts).items():
+    _alter(admin, upserts)
+
+
+def _drop_logins_out_of_custody(hub: Hub, admin: AdminClient, agencies: list[str]) -> None:
+    """A password the hub once made for an agency that now logs in from its own site (an older hub made one
+    for every agency, or the agency has left custody): deleted from the broker and from the key store. The
+    passwords a site set itself (``POST /v1/site/broker-password``) were never in the store and stay."""
+    stale = [hub.principal(a) for a in agencies if hub.keys.has(f"kafka/{hub.principal(a)}", "broker")]
+    if not stale:
+        return
+    deletions: list[UserScramCredentialAlteration] = [
+        UserScramCredentialDeletion(principal, ScramMechanism.SCRAM_SHA_512) for principal in stale
+    ]
+    for user, future in admin.alter_user_scram_credentials(deletions).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
+                raise BrokerError(f"could not remove the credentials of principal {user!r}: {exc}") from None
+    for principal in stale:
+        hub.keys.forget_broker_password(principal)
+
+
+def set_password(admin_access: KafkaAccess, principal: str, password: bytes) -> None:
+    """Set ``principal``'s SCRAM password on the broker, passing it through once: nothing keeps it here."""
+    admin = AdminClient(client_config(admin_access))
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+    _alter(admin, [UserScramCredentialUpsertion(principal, info, password)])
+
+
+def _alter(admin: AdminClient, alterations: list[UserScramCredentialAlteration]) -> None:
+    for user, future in admin.alter_user_scram_credentials(alterations).items():
         try:
             future.result()
         except KafkaException as exc:
@@ -145,8 +194,33 @@ def _reads(principal: str, topic: str) -> list[AclBinding]:
 
 
 def _service_acls(hub: Hub, prefix: str) -> list[AclBinding]:
-    """The hub's own principals: ``hub`` (the operator's tools), ``projector`` and ``api``."""
-    return _hub_acls(hub, prefix) + _projector_acls(hub, prefix) + _api_acls(hub, prefix)
+    """The hub's own principals: ``hub`` (the operator's tools), ``projector``, ``api`` and ``governance``."""
+    acls = _hub_acls(hub, prefix) + _projector_acls(hub, prefix) + _api_acls(hub, prefix)
+    return acls + _governance_acls(hub, prefix)
+
+
+def _governance_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+    """Governance: write (and read) the governance log; create and describe topics in the hub's namespace
+    only; make principals and ACLs (ALTER and DESCRIBE on the cluster: Kafka has no narrower grant for
+    them). It reads no dataset topic, the access log or the quarantine."""
+    principal = hub.principal(GOVERNANCE_PRINCIPAL)
+    literal, prefixed, t = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED, ResourceType.TOPIC
+    return [
+        *(
+            _allow(principal, ResourceType.BROKER, "kafka-cluster", op, literal)
+            for op in (AclOperation.ALTER, AclOperation.DESCRIBE)
+        ),
+        *(
+            _allow(principal, t, f"{prefix}{separator}", op, prefixed)
+            for separator in (".", "-")
+            for op in (AclOperation.CREATE, AclOperation.DESCRIBE)
+        ),
+        *(
+            _allow(principal, t, f"{prefix}-governance", op, literal)
+            for op in (AclOperation.WRITE, AclOperation.READ)
+        ),
+        _readers(principal),
+    ]
 
 
 def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:

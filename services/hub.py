@@ -10,6 +10,7 @@ chain at once, and signs with the operator key of the key store.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
 import threading
@@ -37,7 +38,10 @@ HUB_PRINCIPAL = "hub"
 #: needs (:mod:`services.broker_access`); the operator's tools (audit, rebuild, review) log in as ``hub``.
 PROJECTOR_PRINCIPAL = "projector"
 API_PRINCIPAL = "api"
-SERVICE_PRINCIPALS = (HUB_PRINCIPAL, PROJECTOR_PRINCIPAL, API_PRINCIPAL)
+#: Governance's own principal: it writes the governance log and makes topics, principals and ACLs in the
+#: hub's namespace; the broker's super user is used only once per hub, to create it.
+GOVERNANCE_PRINCIPAL = "governance"
+SERVICE_PRINCIPALS = (HUB_PRINCIPAL, PROJECTOR_PRINCIPAL, API_PRINCIPAL, GOVERNANCE_PRINCIPAL)
 #: The follower reads the log on demand (:meth:`Hub.read_governance_soon`) at most this often.
 FOLLOW_MIN_INTERVAL_S = 0.05
 
@@ -80,7 +84,9 @@ class Hub:
 
     @property
     def kafka_admin(self) -> KafkaAccess:
-        """Governance's login: the broker's super user (topics, principals, ACLs, the governance log)."""
+        """The broker's super user: used once per hub, to create governance's own principal and the
+        services' (:func:`services.broker_access.provision_services`); everyday governance logs in as
+        :attr:`kafka_governance`."""
         settings = self.settings
         if settings.kafka_security == "plaintext":
             return KafkaAccess(settings.bootstrap)
@@ -96,6 +102,12 @@ class Hub:
         )
 
     @property
+    def kafka_governance(self) -> KafkaAccess:
+        """Governance's login: write the governance log; make topics, principals and ACLs in the hub's
+        namespace (see :mod:`services.broker_access`)."""
+        return self.kafka_as(GOVERNANCE_PRINCIPAL)
+
+    @property
     def kafka_tls(self) -> KafkaTls | None:
         """TLS to the broker, verified against the hub CA (``SHAREHUB_KAFKA_CA_FILE``); None in plaintext."""
         if self.settings.kafka_security == "plaintext":
@@ -107,12 +119,31 @@ class Hub:
         return f"{self.anchors.topic_prefix}.{name}"
 
     def kafka_as(self, name: str) -> KafkaAccess:
-        """The login of an agency's principal (publishing) or of the hub's services (``hub``)."""
+        """The login of one of the hub's services (``hub``, ``projector``, ``api``), or of an agency in the
+        hub's custody (see :meth:`in_custody`); an agency that logs in from its own site has none here."""
         if self.settings.kafka_security == "plaintext":
             return KafkaAccess(self.settings.bootstrap)
+        if name not in SERVICE_PRINCIPALS and not self.in_custody(name):
+            raise InputError(
+                f"this hub holds no broker login of {name!r}: the agency logs in from its own site (with its "
+                "certificate, or a password only it keeps); publish from there, with SHAREHUB_HOME set to it"
+            )
         principal = self.principal(name)
         return KafkaAccess(
             self.settings.bootstrap, principal, self.keys.broker_password(principal), self.kafka_tls
+        )
+
+    def in_custody(self, agency: str) -> bool:
+        """Whether the hub acts for ``agency``: it holds one of the agency's signing keys that has not ended
+        (the operator's, and those of the agencies a spec lists as ``custodial``). Only then does the hub keep
+        the agency's broker login; every other agency makes its keys and logins at its own site."""
+        record = self.governance_state().agencies_.get(agency)
+        if record is None:
+            return False
+        now = dt.datetime.now(dt.UTC)
+        return any(
+            (key.until is None or key.until > now) and self.keys.has(key.key_id, "signing")
+            for key in record.keys
         )
 
     @property
@@ -123,7 +154,7 @@ class Hub:
     @property
     def log(self) -> EventLog:
         if self._log is None:
-            self._log = KafkaLog(self.kafka, self.anchors.topic_prefix, writer=lambda: self.kafka_admin)
+            self._log = KafkaLog(self.kafka, self.anchors.topic_prefix, writer=lambda: self.kafka_governance)
         return self._log
 
     @property

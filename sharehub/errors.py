@@ -16,6 +16,7 @@
     │   │   └── ForgedKeyRequest           a key registration request not signed by the key it registers
     │   ├── LifecycleViolation         governance: a step out of an agreement's lifecycle order
     │   ├── ValidityExpired            governance: a validity window that has already ended
+    │   ├── InCustody                  the hub keeps this agency's keys and login: no site login of its own
     │   └── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
@@ -106,6 +107,11 @@ class NotPermitted(InputError):
 class ForgedKeyRequest(NotPermitted):
     """A key registration request whose signature does not verify under the key it asks to register: its
     sender does not hold the private key (no proof of possession)."""
+
+
+class InCustody(InputError):
+    """The hub acts for this agency (its keys and broker login are the hub's): a login of the agency's own
+    site is refused until the agency makes its keys at its site (HTTP 409)."""
 
 
 class LifecycleViolation(InputError):

@@ -351,6 +351,15 @@ class LocalKeyStore:
             assert row is not None
         return SecretBytes(self._unwrap(key_id, "broker", row))
 
+    def forget_broker_password(self, principal: str) -> bool:
+        """Delete the principal's SCRAM password from the store (secure_delete zeroes its bytes); whether
+        there was one."""
+        with self._write():
+            cursor = self._db.execute(
+                "DELETE FROM keys WHERE key_id = ? AND kind = 'broker'", (f"kafka/{principal}",)
+            )
+        return cursor.rowcount == 1
+
     def has(self, key_id: str, kind: KeyKind) -> bool:
         found = self._db.execute("SELECT 1 FROM keys WHERE kind = ? AND key_id = ?", (kind, key_id))
         return found.fetchone() is not None

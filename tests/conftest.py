@@ -70,11 +70,14 @@ def kafka_data_dir(kafka_bootstrap: str) -> Path:
     return data
 
 
-def demo_spec(prefix: str | None = None) -> GovSpec:
+def demo_spec(prefix: str | None = None, *, own_sites: tuple[str, ...] = ()) -> GovSpec:
+    """The demo's governance under a fresh prefix. A test hub plays every part on one machine: every agency
+    but those of ``own_sites`` is in its custody (its key store makes their keys and broker logins); the
+    agencies of ``own_sites`` make their keys and logins at their own sites, as in the demo."""
     spec = read_spec(DEMO_SPEC)
-    # A test hub plays every part on one machine: its key store makes the agencies' keys (tests of sites
-    # make their own, see tests/e2e/test_agency_sites.py).
-    return spec.model_copy(update={"topic_prefix": prefix or f"t{uuid.uuid4().hex[:10]}", "site_keys": []})
+    prefix = prefix or f"t{uuid.uuid4().hex[:10]}"
+    custodial = [a for a in spec.site_agencies if a not in own_sites]
+    return spec.model_copy(update={"topic_prefix": prefix, "custodial": custodial})
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The HTTP API's composition root: one FastAPI app over one hub, its routers, its context.
 
 The same app serves consumers' records (:mod:`.records`), governance (:mod:`.governance`, under
-``/v1/gov``), operations (:mod:`.operations`) and owners' keys (:mod:`.key_service`, under ``/v1/keys``).
+``/v1/gov``), operations (:mod:`.operations`), owners' keys (:mod:`.key_service`, under ``/v1/keys``) and
+sites' own broker passwords (:mod:`.site_login`, under ``/v1/site``).
 No credential, or an unknown one, is a 401, and a source that keeps failing to authenticate gets 429
 (:mod:`.auth`). Every refusal has the same JSON shape and is in the OpenAPI document (:mod:`.errors`).
 """
@@ -13,7 +14,7 @@ import functools
 from fastapi import FastAPI
 
 from services.access_log import AccessLog
-from services.api import errors, governance, key_service, operations, records
+from services.api import errors, governance, key_service, operations, records, site_login
 from services.api.auth import CredentialCheck
 from services.api.context import ApiContext
 from services.hub import API_PRINCIPAL, Hub
@@ -61,4 +62,5 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     app.include_router(governance.router)
     app.include_router(operations.router)
     app.include_router(key_service.router)
+    app.include_router(site_login.router)
     return app

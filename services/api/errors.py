@@ -22,6 +22,7 @@ from sharehub.errors import (
     BrokerError,
     DuplicateId,
     Forbidden,
+    InCustody,
     LifecycleViolation,
     NotAuthenticated,
     NotPermitted,
@@ -70,7 +71,7 @@ def status_of(exc: SharehubError) -> tuple[int, str]:
         return 403, "forbidden"
     if isinstance(exc, UnknownReferenceError):
         return 404, "not_found"
-    if isinstance(exc, DuplicateId | LifecycleViolation):
+    if isinstance(exc, DuplicateId | LifecycleViolation | InCustody):
         return 409, "conflict"
     if isinstance(exc, BrokerError):
         return 503, "unavailable"

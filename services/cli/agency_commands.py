@@ -163,9 +163,14 @@ def connect(
     certificate: Annotated[
         Path | None, typer.Option(help="The client certificate the hub CA signed for the site's 'agency csr'")
     ] = None,
-    broker_password_file: Annotated[
-        Path | None, typer.Option(help="Instead of a certificate: a file holding the agency's SCRAM password")
-    ] = None,
+    password_login: Annotated[
+        bool,
+        typer.Option(
+            "--password-login",
+            help="Instead of a certificate: make a SCRAM password here and have the hub set it on the broker "
+            "(sent once over HTTPS; only the site keeps it)",
+        ),
+    ] = False,
     home: Home = None,
 ) -> None:
     """Record at the site how it reaches the hub, whom it trusts and as whom it logs in; then 'sharehub
@@ -175,11 +180,12 @@ def connect(
 
     where = _home(home)
     try:
-        login = BrokerLogin(
-            certificate=certificate.read_bytes() if certificate is not None else None,
-            password=broker_password_file.read_text(encoding="utf-8").strip()
-            if broker_password_file
-            else None,
+        if password_login and certificate is not None:
+            raise InputError("log in with --certificate or with --password-login, not both")
+        login = (
+            BrokerLogin.new_password()
+            if password_login
+            else BrokerLogin(certificate=certificate.read_bytes() if certificate is not None else None)
         )
         trusted, ca_pem = trust.read_bytes(), ca.read_bytes()
         credential = credential_file.read_text(encoding="utf-8").strip()

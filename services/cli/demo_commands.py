@@ -49,7 +49,7 @@ def up(
         f"{len(state.datasets_)} datasets, {len(state.agreements())} agreements"
     )
 
-    signers = open_sites(hub, read_spec(spec).site_keys)
+    signers = open_sites(hub, read_spec(spec).site_agencies)
     err.print(
         f"agency sites in {settings.home / SITES}: {', '.join(sorted(signers))} (each holds its own key)"
     )

@@ -55,24 +55,31 @@ class GovSpec(BaseModel):
     operator: str
     topic_prefix: str = "sharehub"
     agencies: list[AgencySpec]
-    #: Agencies whose signing keys are made at their own sites ('sharehub agency init') and registered from
-    #: their requests ('sharehub gov register-key'): apply makes no key for them. The others' first keys
-    #: are made in the hub's key store.
-    site_keys: list[str] = Field(default_factory=list)
+    #: Agencies the hub acts for (custodial): apply makes their signing keys in the hub's key store, and
+    #: the hub keeps their broker logins. Every other agency but the operator makes its keys at its own
+    #: site ('sharehub agency init') and registers them from its request ('sharehub gov register-key'):
+    #: the hub never holds their private keys nor their passwords.
+    custodial: list[str] = Field(default_factory=list)
     datasets: list[DatasetSpec] = Field(default_factory=list)
     agreements: list[AgreementSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _site_keys_name_agencies(self) -> GovSpec:
+    def _custodial_names_agencies(self) -> GovSpec:
         known = {a.id for a in self.agencies}
-        unknown = sorted(set(self.site_keys) - known)
+        unknown = sorted(set(self.custodial) - known)
         if unknown:
-            raise ValueError(f"site_keys names agencies the spec does not: {', '.join(unknown)}")
-        if self.operator in self.site_keys:
+            raise ValueError(f"custodial names agencies the spec does not: {', '.join(unknown)}")
+        if self.operator in self.custodial:
             raise ValueError(
-                f"the operator {self.operator!r} signs governance with the hub's key: not a site key"
+                f"the operator {self.operator!r} is the hub itself: it signs governance with the hub's own "
+                "key, not in custody"
             )
         return self
+
+    @property
+    def site_agencies(self) -> list[str]:
+        """The agencies that make their own keys at their sites: all but the operator and the custodial."""
+        return [a.id for a in self.agencies if a.id != self.operator and a.id not in self.custodial]
 
 
 def read_spec(source: Path | Mapping[str, Any]) -> GovSpec:
@@ -106,7 +113,8 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
     changes: list[Change] = []
     # The operator first: it is the one agency that may register the others.
     for agency in sorted(desired.agencies, key=lambda a: a.id != desired.operator):
-        changes += _agency(agency, state, desired.operator, hub_key=agency.id not in desired.site_keys)
+        hub_key = agency.id == desired.operator or agency.id in desired.custodial
+        changes += _agency(agency, state, desired.operator, hub_key=hub_key)
     for dataset in desired.datasets:
         changes += _dataset(dataset, state, desired.operator)
     for agreement in desired.agreements:

@@ -43,7 +43,7 @@ CENTRAL_OFFICE = "central-office"
 COMPARTMENTED = "top-secret"
 #: The part of a signing key id after ``<agency>/sign/``.
 #: Ids the hub's own services log in to the broker under (``<prefix>.hub``, ``.projector``, ``.api``).
-RESERVED_AGENCY_IDS = frozenset({"hub", "projector", "api"})
+RESERVED_AGENCY_IDS = frozenset({"hub", "projector", "api", "governance"})
 _KEY_LABEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _ED25519_P = 2**255 - 19
 #: y of the Ed25519 points of small order (1, 2, 4, 8): a public key there verifies forged signatures.

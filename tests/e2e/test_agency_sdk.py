@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from cryptography import x509
 
 from connectors.key_service import KeyServiceClient
@@ -23,15 +25,20 @@ from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, o
 from connectors.site import AgencySite
 from services import processes
 from services.access_log import read_access_log
+from services.broker_access import provision, set_password
 from services.gov_operations import Caller, perform
-from services.governance_bootstrap import issue_credential
+from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
 from sharehub import pki
 from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavailable, UnknownReferenceError
 from sharehub.gov import anchors
 from sharehub.gov.key_request import read_key_request
+from sharehub.kafka import client_config
 from sharehub.keys import subject_key_id
+from sharehub.settings import Settings
+from tests.conftest import demo_spec
 from tests.kafka_helpers import free_port, https_client, hub_env, sharehub, topic_messages, wait_until
+from tests.secret_scan import Needles, files_under
 from tooling.synthetic import generate_party_members, write_jsonl
 
 pytestmark = pytest.mark.kafka
@@ -49,6 +56,17 @@ def _answers(hub: Hub, url: str) -> bool:
 
 
 @pytest.fixture
+def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
+    """A hub in whose custody coc and go are not: they make their keys and broker logins at their sites."""
+    settings = Settings(
+        home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
+    )
+    with Hub(settings) as hub:
+        load(hub, demo_spec(own_sites=("coc", "go")))
+        yield hub
+
+
+@pytest.fixture
 def api(hub: Hub) -> Iterator[str]:
     port = free_port()
     processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
@@ -60,13 +78,13 @@ def api(hub: Hub) -> Iterator[str]:
         processes.stop(hub.home, "api")
 
 
-def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: str | None = None) -> Path:
+def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: bool = False) -> Path:
     """A connected site of ``agency``: its broker login a certificate the hub CA signed for the key the site
-    made (mutual TLS), or, given ``password``, that SCRAM password."""
+    made (mutual TLS), or, with ``password``, a SCRAM password the site made and had the hub set."""
     home = tmp_path / "sites" / agency
     _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
     perform(hub, Caller("cpo", local=True), "register-key", request)
-    if password is None:
+    if not password:
         csr = make_tls_request(home, hub.anchors.topic_prefix).read_bytes()
         ca = pki.HubCA.load(hub.settings.kafka_ca_path.parent)
         login, bootstrap = (
@@ -74,7 +92,7 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
             hub.settings.mtls_bootstrap,
         )
     else:
-        login, bootstrap = BrokerLogin(password=password), hub.settings.bootstrap
+        login, bootstrap = BrokerLogin.new_password(), hub.settings.bootstrap
     connect(
         home,
         HubAddress(api, bootstrap),
@@ -169,7 +187,8 @@ def test_refusals_at_the_site_are_clear_and_publish_nothing(hub: Hub, api: str, 
         open_publisher(home, DATASET, PASSPHRASE)
     assert _signers(hub) == []
 
-    wrong_login = _site(hub, tmp_path / "other", api, "go", password=base64.b64encode(b"guess").decode())
+    wrong_login = _site(hub, tmp_path / "other", api, "go", password=True)
+    (wrong_login / "broker.password").write_text(base64.b64encode(b"guess").decode())
     with pytest.raises(BrokerError):
         open_publisher(wrong_login, "citizen-feedback", PASSPHRASE)
 
@@ -213,11 +232,10 @@ def test_the_command_line_publishes_from_the_site_home_and_not_from_the_hubs(
 def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) -> None:
     home = tmp_path / "sites" / "coc"
     AgencySite.init(home, "coc", PASSPHRASE, label="site-1")
-    files = {name: tmp_path / name for name in ("trust.json", "ca.pem", "credential", "password")}
+    files = {name: tmp_path / name for name in ("trust.json", "ca.pem", "credential")}
     files["trust.json"].write_bytes(anchors.path(hub.home).read_bytes())
     files["ca.pem"].write_bytes(hub.ca_bundle())
     files["credential"].write_text(issue_credential(hub, "coc"))
-    files["password"].write_bytes(hub.keys.broker_password(hub.principal("coc")).reveal())
     site_env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
         "SHAREHUB_HOME": str(home)
     }
@@ -237,9 +255,9 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     neither = run("agency", "connect", *common)
     assert neither.returncode == 2 and "a certificate or with a password: one of them" in neither.stderr
     http = run("agency", "connect", *[("http://" + c[8:]) if c == api else c for c in common],
-               "--broker-password-file", str(files["password"]))  # fmt: skip
+               "--password-login")  # fmt: skip
     assert http.returncode == 2 and "must be reached over HTTPS" in http.stderr
-    plain = run("agency", "connect", *common, "--broker-password-file", str(files["password"]))
+    plain = run("agency", "connect", *common, "--password-login")
     assert plain.returncode == 0, plain.stderr
 
     request = read_key_request(AgencySite(home).request_path("site-1").read_text())
@@ -252,3 +270,72 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     published = run("publish", "--as", "coc", "--dataset", DATASET, str(data))
     assert published.returncode == 0, published.stderr
     assert _signers(hub) == ["coc/sign/site-1"] * 2
+
+
+def _scram_users(hub: Hub, agencies: list[str]) -> set[str]:
+    """The agencies' principals that have a SCRAM credential on the broker."""
+    admin = AdminClient(client_config(hub.kafka_admin))
+    found = admin.describe_user_scram_credentials([hub.principal(a) for a in agencies])
+    users = set()
+    for user, future in found.items():
+        try:
+            future.result()
+        except KafkaException:
+            continue
+        users.add(user)
+    return users
+
+
+def test_a_site_sets_its_own_broker_password_and_the_hub_keeps_none(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    assert not hub.in_custody("coc") and hub.in_custody("op")
+    assert _scram_users(hub, ["coc", "go", "op"]) == {hub.principal("op")}, "logins only for the custodial"
+    with pytest.raises(InputError, match="holds no broker login of 'coc'"):
+        hub.kafka_as("coc")
+
+    home = _site(hub, tmp_path, api, password=True)
+    password = (home / "broker.password").read_text().strip()
+    assert stat.S_IMODE((home / "broker.password").stat().st_mode) == 0o600
+    with open_publisher(home, DATASET, PASSPHRASE) as publisher:  # SCRAM over TLS, as coc's own principal
+        assert publisher.publish_records(list(generate_party_members(3, seed=4))).published == 3
+    assert _signers(hub) == ["coc/sign/site-1"] * 3
+    # The hub passed it to the broker and kept nothing: not in the key store, not in any file of its home.
+    assert not hub.keys.has(f"kafka/{hub.principal('coc')}", "broker")
+    needles = Needles()
+    needles.add_key("coc's broker password", password.encode())
+    assert needles.scan(files_under(hub.home)) == []
+    [record] = [e for e in read_access_log(hub.kafka, hub.governance.access_log_topic)
+                if e["operation"] == "set_broker_password"]  # fmt: skip
+    assert record["consumer"] == "coc" and password not in str(record)
+    # Provisioning again (any governance change) leaves the site's own login alone.
+    provision(hub)
+    with open_publisher(home, DATASET, PASSPHRASE) as publisher:
+        assert publisher.publish_records(list(generate_party_members(1, seed=6))).published == 1
+
+
+def test_an_agency_in_the_hubs_custody_cannot_set_a_password_of_its_own(hub: Hub, api: str) -> None:
+    before = hub.keys.broker_password(hub.principal("op")).reveal()
+    with https_client(hub) as client:
+        refused = client.post(f"{api}/v1/site/broker-password", json={"password": "x" * 40},
+                              headers={"Authorization": f"Bearer {issue_credential(hub, 'op')}"})  # fmt: skip
+        short = client.post(f"{api}/v1/site/broker-password", json={"password": "short"},
+                            headers={"Authorization": f"Bearer {issue_credential(hub, 'coc')}"})  # fmt: skip
+        anonymous = client.post(f"{api}/v1/site/broker-password", json={"password": "x" * 40})
+    assert (refused.status_code, refused.json()["error"]) == (409, "conflict")
+    assert "custody" in refused.json()["detail"] and "x" * 40 not in refused.text
+    assert short.status_code == 422 and "short" not in short.text
+    assert anonymous.status_code == 401
+    assert hub.keys.broker_password(hub.principal("op")).reveal() == before
+    assert _scram_users(hub, ["coc"]) == set(), "a refused request set nothing"
+    op = AdminClient(client_config(hub.kafka_as("op")))  # op's login, kept by the hub, still works
+    assert op.list_topics(timeout=10).brokers, "a wrong password fails authentication (KafkaException)"
+
+
+def test_provisioning_drops_a_password_an_older_hub_made_for_an_agency_with_its_own_site(hub: Hub) -> None:
+    principal = hub.principal("coc")
+    set_password(hub.kafka_admin, principal, hub.keys.broker_password(principal).reveal())
+    assert _scram_users(hub, ["coc"]) == {principal}
+    provision(hub)
+    assert _scram_users(hub, ["coc"]) == set()
+    assert not hub.keys.has(f"kafka/{principal}", "broker")

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from services.gov_operations import Caller, perform
+from services.governance_bootstrap import plan_spec
 from services.hub import Hub
+from sharehub.errors import ConfigurationError
+from sharehub.gov.commands import DeclareDataset, RegisterAgency
 from sharehub.kafka import KafkaAccess, client_config, reader_config, watermarks
 from sharehub.keys import SecretBytes
+from tests.conftest import demo_spec
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
@@ -110,6 +116,10 @@ def test_a_wrong_password_is_not_let_in(hub: Hub) -> None:
         ("api", lambda s: s.access_log_topic, True),
         ("api", lambda s: s.quarantine_topic, False),
         ("api", lambda s: s.dataset(DATASET).topic, False),
+        ("governance", lambda s: f"{s.topic_prefix}-governance", True),
+        ("governance", lambda s: s.dataset(DATASET).topic, False),
+        ("governance", lambda s: s.access_log_topic, False),
+        ("governance", lambda s: s.quarantine_topic, False),
     ],
 )
 def test_each_hub_service_writes_only_its_own_topic(
@@ -142,3 +152,25 @@ def test_the_query_apis_principal_sees_the_dataset_topics_ends_but_reads_none_of
         assert refusal == KafkaError.TOPIC_AUTHORIZATION_FAILED
     finally:
         consumer.close()
+
+
+def test_governance_needs_the_brokers_super_user_only_to_make_its_own_principal(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """The fixture's hub was set up with the super user's password; from then on governance works without
+    it: governance events, a new agency's principal and ACLs, a new topic."""
+    settings = hub.settings.model_copy(update={"kafka_admin_password_file": tmp_path / "not-here"})
+    with Hub(settings) as without_super_user:
+        with pytest.raises(ConfigurationError, match="admin password is unreadable"):
+            _ = without_super_user.kafka_admin
+        perform(without_super_user, Caller("cpo", local=True), "register-agency",
+                RegisterAgency(id="hcmc-ppc", name="Ho Chi Minh City Party Committee",
+                               kind="provincial-party-committee", clearance="confidential"))  # fmt: skip
+        plan_spec(without_super_user, demo_spec(hub.anchors.topic_prefix))  # the services' grants again
+        perform(without_super_user, Caller("cpo", local=True), "declare-dataset",
+                DeclareDataset(id="cadres", owner="coc", description="Cadre records",
+                               classification="secret", key_field="cadre_id"))  # fmt: skip
+        state = without_super_user.governance_state(refresh=True)
+        assert "hcmc-ppc" in state.agencies_
+        topic = state.dataset("cadres").topic
+        assert write(without_super_user.kafka_as("coc"), topic) == [None], "made, and granted to its owner"

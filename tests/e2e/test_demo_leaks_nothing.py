@@ -180,7 +180,7 @@ def test_each_agency_key_stays_at_its_site_and_nothing_of_the_hub_holds_it(
 ) -> None:
     home, _, _ = demo
     sites = sorted(p for p in (home / "sites").iterdir() if p.is_dir())
-    assert [s.name for s in sites] == sorted(read_spec(DEMO_SPEC).site_keys)
+    assert [s.name for s in sites] == sorted(read_spec(DEMO_SPEC).site_agencies)
     needles = Needles()
     for site_home in sites:
         site = AgencySite(site_home)

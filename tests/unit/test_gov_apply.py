@@ -30,9 +30,8 @@ def demo_spec(**approvers: tuple[str, ...]) -> dict[str, Any]:
         others = (owners[agreement["dataset"]], agreement["consumer"])
         default = tuple(o for o in CENTRAL_OFFICES if o not in others)[:2]
         agreement["approvers"] = list(approvers.get(agreement["consumer"], default))
-    raw[
-        "site_keys"
-    ] = []  # the hub makes every agency's first key (see the site-keys test for the demo's way)
+    # The hub makes every agency's first key: all in its custody (the site-agencies test: the demo's way).
+    raw["custodial"] = [a["id"] for a in raw["agencies"] if a["id"] != raw["operator"]]
     return raw
 
 
@@ -73,29 +72,31 @@ def test_plan_apply_then_nothing_to_do(keys: LocalKeyStore) -> None:
     assert fold(svc._log.read_all(), svc.state.trust).dump() == svc.state.dump()
 
 
-def test_agencies_with_site_keys_get_no_key_from_the_hub(keys: LocalKeyStore) -> None:
+def test_agencies_not_in_custody_get_no_key_from_the_hub(keys: LocalKeyStore) -> None:
     svc = operator_service(keys)
     raw = demo_spec()
-    raw["site_keys"] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))["site_keys"]
-    assert "coc" in raw["site_keys"]
-    changes = plan(read_spec(raw), svc.state)
+    raw["custodial"] = yaml.safe_load(DEMO.read_text(encoding="utf-8")).get("custodial", [])
+    assert raw["custodial"] == [], "the demo's agencies all make their keys at their sites"
+    spec = read_spec(raw)
+    assert "coc" in spec.site_agencies and "cpo" not in spec.site_agencies
+    changes = plan(spec, svc.state)
     added = [str(c) for c in changes if c.op == "add_key"]
     assert added == ["+ add signing key cpo/sign/1 to cpo"], "only the operator's key is the hub's"
     apply(changes, svc, keys)
     assert not svc.state.agencies_["coc"].keys
-    assert [a for a in raw["site_keys"] if keys.has(f"{a}/sign/1", "signing")] == []
+    assert [a for a in spec.site_agencies if keys.has(f"{a}/sign/1", "signing")] == []
 
 
 @pytest.mark.parametrize(
-    ("site_keys", "message"),
+    ("custodial", "message"),
     [
         (["nobody"], "names agencies the spec does not: nobody"),
-        (["cpo"], "signs governance with the hub's key"),
+        (["cpo"], "is the hub itself"),
     ],
 )
-def test_site_keys_must_name_agencies_other_than_the_operator(site_keys: list[str], message: str) -> None:
+def test_custody_must_name_agencies_other_than_the_operator(custodial: list[str], message: str) -> None:
     raw = demo_spec()
-    raw["site_keys"] = site_keys
+    raw["custodial"] = custodial
     with pytest.raises(InputError, match=message):
         read_spec(raw)
 
