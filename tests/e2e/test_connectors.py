@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from connectors.journal import read_journal
 from services.hub import Hub
-from tests.e2e.test_agency_sdk import PASSPHRASE, _site, api  # noqa: F401 - the fixture, for these tests
+from tests.e2e.test_agency_sdk import PASSPHRASE, _site
 from tests.kafka_helpers import free_port, topic_messages, wait_until
 from tooling.synthetic import generate_party_members, write_jsonl
 
