@@ -6,10 +6,13 @@ is found. Forged or corrupt messages at the end of a lane are passed over, so th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sharehub.chain import ChainHead, head_after
 from sharehub.codec import DatasetCodec
+from sharehub.envelope import Envelope
 from sharehub.errors import BrokerError, EnvelopeError
-from sharehub.kafka import TopicReader, records
+from sharehub.kafka import Record, TopicReader, records
 
 WINDOW = 200
 
@@ -35,21 +38,36 @@ def recover_chain_heads(
 def _newest_in_lane(
     reader: TopicReader, topic: str, lane: int, low: int, high: int, producer: str, codec: DatasetCodec
 ) -> ChainHead | None:
-    end = high
-    while end > low:
-        start = max(low, end - WINDOW)
+    for window in lane_windows(reader, topic, lane, low, high):
         best: ChainHead | None = None
-        for record in records(reader.batches(topic, start={lane: start}, end={lane: end})):
-            try:
-                envelope = codec.parse(record.value)
-                if envelope.header.producer != producer:
-                    continue
-                codec.verify(envelope, lane)
-            except EnvelopeError:
-                continue
+        for _, envelope in verified_own(window, lane, producer, codec):
             if best is None or envelope.header.sequence > best.sequence:
                 best = head_after(envelope)
         if best is not None:
             return best
-        end = start
     return None
+
+
+def lane_windows(reader: TopicReader, topic: str, lane: int, low: int, high: int) -> Iterator[list[Record]]:
+    """The records of one lane between ``low`` and ``high``, in windows of ``WINDOW``, the newest first."""
+    end = high
+    while end > low:
+        start = max(low, end - WINDOW)
+        yield list(records(reader.batches(topic, start={lane: start}, end={lane: end})))
+        end = start
+
+
+def verified_own(
+    window: list[Record], lane: int, producer: str, codec: DatasetCodec
+) -> Iterator[tuple[Record, Envelope]]:
+    """The records of ``window`` whose envelope verifies as ``producer``'s; forged or corrupt ones are passed
+    over."""
+    for record in window:
+        try:
+            envelope = codec.parse(record.value)
+            if envelope.header.producer != producer:
+                continue
+            codec.verify(envelope, lane)
+        except EnvelopeError:
+            continue
+        yield record, envelope

@@ -11,7 +11,7 @@ are created, durably, before any event that needs them is sealed. Only the datas
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -21,12 +21,14 @@ from confluent_kafka import KafkaError, Message, Producer
 from connectors.chain_head import recover_chain_heads
 from connectors.jsonl_source import BadLine, Line
 from connectors.record_rules import RecordRules
+from connectors.source_positions import Headers, SourcePosition, written_positions
+from sharehub.avro import RecordSchema
 from sharehub.checkpoints import seal_checkpoint
 from sharehub.codec import DatasetCodec, DatasetKeys, Producing, SealedEvent
-from sharehub.envelope import Envelope
+from sharehub.envelope import Envelope, lane_for
 from sharehub.errors import BrokerError, InputError, RecordValidationError, SubjectErased, UnknownSigner
 from sharehub.gov.views import GovernanceView
-from sharehub.kafka import producer_config
+from sharehub.kafka import TopicReader, producer_config
 from sharehub.keys import SigningKey
 
 CHECKPOINT_EVERY = 1000
@@ -39,6 +41,16 @@ CHUNK = 512
 class PublishReport:
     published: int = 0
     rejected: list[BadLine] = field(default_factory=list)
+    #: Lines whose record its lane already holds (published before, see :mod:`connectors.exactly_once`).
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What a source already has on the topic: its id, and lane → the highest position written there."""
+
+    source: str
+    written: Mapping[int, int]
 
 
 class Publisher:
@@ -67,13 +79,21 @@ class Publisher:
         self._codec.producing = Producing(agency, signer, lanes, heads)
         self._checkpoint_topic = governance.checkpoint_topic(agency)
         self._unchecked: dict[int, int] = {}
+        self._bootstrap = bootstrap
         self._producer = Producer(producer_config(bootstrap))
+        #: Lane → the offset after the last event of this publisher the broker acknowledged there.
+        self.acked_ends: dict[int, int] = {}
         self._failures: list[str] = []
         self._on_close: list[Callable[[], None]] = []
 
     @property
     def topic(self) -> str:
         return self._dataset.topic
+
+    @property
+    def schema(self) -> RecordSchema:
+        """The dataset's current schema, which records are validated against."""
+        return self._rules.schema
 
     # --- publishing ----------------------------------------------------------------------------------
 
@@ -82,31 +102,64 @@ class Publisher:
         return self.publish_lines((Line(i, r) for i, r in enumerate(records, start=1)), event_type=event_type)
 
     def publish_lines(
-        self, lines: Iterable[Line | BadLine], *, event_type: str = "UPSERTED"
+        self,
+        lines: Iterable[Line | BadLine],
+        *,
+        event_type: str = "UPSERTED",
+        resume: Resume | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> PublishReport:
+        """Publish numbered lines; with ``resume``, each event carries its source and line number (Kafka
+        headers) and a line whose lane already holds it is skipped. ``progress`` is told how many lines
+        each chunk held, once the chunk was handed to the producer."""
         report = PublishReport()
         for chunk in _chunks(iter(lines), CHUNK):
-            valid: list[tuple[int, dict[str, Any]]] = []
-            for line in chunk:
-                if isinstance(line, BadLine):
-                    report.rejected.append(line)
-                    continue
-                try:
-                    valid.append((line.number, self._rules.validated(line.record)))
-                except RecordValidationError as exc:
-                    report.rejected.append(BadLine(line.number, str(exc)))
+            valid = self._valid(chunk, report, resume)
             outcomes = self._codec.seal_many([datum for _, datum in valid], event_type=event_type)
             for (number, _), outcome in zip(valid, outcomes, strict=True):
                 if isinstance(outcome, SubjectErased):
-                    report.rejected.append(
-                        BadLine(number, "this data subject was erased; it cannot be published")
-                    )
+                    report.rejected.append(BadLine(number, ERASED))
                     continue
-                self._send(outcome)
+                position = None if resume is None else SourcePosition(resume.source, number)
+                self._send(outcome, position)
                 report.published += 1
             self._checkpoint_lanes(CHECKPOINT_EVERY)
+            if progress is not None:
+                progress(len(chunk))
         self.flush()
         return report
+
+    def written_positions(self, source: str, since: Mapping[int, int]) -> dict[int, int]:
+        """Lane → the highest position of ``source`` this agency wrote there at or after ``since[lane]``."""
+        return written_positions(self._bootstrap, self.topic, self._agency, self._codec, source, since)
+
+    def lane_ends(self) -> dict[int, int]:
+        """Lane → the offset after its last event now (where anything sent from now on will lie)."""
+        with TopicReader(self._bootstrap) as reader:
+            return {lane: high for lane, (_, high) in reader.partitions(self.topic).items()}
+
+    def _valid(
+        self, chunk: list[Line | BadLine], report: PublishReport, resume: Resume | None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """The chunk's records that are valid and not yet on the topic, as Avro data with their numbers."""
+        valid: list[tuple[int, dict[str, Any]]] = []
+        lanes = self._codec.producing.lanes if self._codec.producing is not None else 1
+        for line in chunk:
+            if isinstance(line, BadLine):
+                report.rejected.append(line)
+                continue
+            try:
+                datum = self._rules.validated(line.record)
+            except RecordValidationError as exc:
+                report.rejected.append(BadLine(line.number, str(exc)))
+                continue
+            if resume is not None:
+                lane = lane_for(self._codec.pseudonym(str(datum[self._dataset.key_field])), lanes)
+                if line.number <= resume.written.get(lane, 0):
+                    report.skipped += 1
+                    continue
+            valid.append((line.number, datum))
+        return valid
 
     def erase(self, record_key: str) -> Envelope:
         """Publish the ERASED event of one data subject (the key destruction is governance's step)."""
@@ -146,9 +199,10 @@ class Publisher:
 
     # --- to the broker -------------------------------------------------------------------------------
 
-    def _send(self, event: SealedEvent) -> None:
+    def _send(self, event: SealedEvent, position: SourcePosition | None = None) -> None:
         lane = event.envelope.header.lane
-        self._produce(self._dataset.topic, event.envelope.raw, event.ref, lane)
+        headers = None if position is None else position.headers()
+        self._produce(self._dataset.topic, event.envelope.raw, event.ref, lane, headers)
         self._unchecked[lane] = self._unchecked.get(lane, 0) + 1
 
     def _checkpoint_lanes(self, at_least: int) -> None:
@@ -160,26 +214,38 @@ class Publisher:
             value = seal_checkpoint(
                 producing.signer, self._agency, self._dataset.id, lane, producing.head(lane)
             )
-            self._produce(self._checkpoint_topic, value, f"{self._dataset.id}:{lane}".encode(), None)
+            self._produce(self._checkpoint_topic, value, f"{self._dataset.id}:{lane}".encode(), None, None)
             self._unchecked[lane] = 0
 
-    def _produce(self, topic: str, value: bytes, key: bytes, partition: int | None) -> None:
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        partition: int | None,
+        headers: Headers | None,
+    ) -> None:
         while True:
             try:
                 if partition is None:
                     self._producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
                 else:
                     self._producer.produce(
-                        topic, value=value, key=key, partition=partition, on_delivery=self._delivered
-                    )
+                        topic, value=value, key=key, partition=partition, headers=headers,
+                        on_delivery=self._delivered,
+                    )  # fmt: skip
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)
         self._producer.poll(0)
 
-    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self._failures.append(str(error))
+        elif message.topic() == self._dataset.topic:
+            lane, offset = message.partition(), message.offset()
+            if lane is not None and offset is not None:
+                self.acked_ends[lane] = max(self.acked_ends.get(lane, 0), offset + 1)
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

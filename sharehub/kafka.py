@@ -257,6 +257,8 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    #: The message's headers, in order (what a producer said beside the value, e.g. a source position).
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 #: How many records a batch holds at most; and how long one poll waits for more.
@@ -376,7 +378,8 @@ class TopicReader:
             if horizon is not None and timestamp > horizon:
                 del remaining[partition]  # written after ``until``: this partition is done
                 continue
-            batch.append(Record(topic, partition, offset, msg.key(), msg.value() or b"", timestamp))
+            headers = tuple((k, v or b"") for k, v in msg.headers() or ())
+            batch.append(Record(topic, partition, offset, msg.key(), msg.value() or b"", timestamp, headers))
             if offset + 1 >= stop:
                 del remaining[partition]
         return batch

@@ -18,6 +18,7 @@ app = typer.Typer(
 def _register() -> None:
     from services.cli import (
         agency_commands,
+        connect_commands,
         demo_commands,
         generate_commands,
         gov_commands,
@@ -37,6 +38,7 @@ def _register() -> None:
     app.add_typer(generate_commands.app, name="generate")
     app.add_typer(demo_commands.app, name="demo")
     app.command("publish")(hub_commands.publish)
+    app.add_typer(connect_commands.app, name="connect")
     app.add_typer(hub_commands.project_app, name="project")
     app.command("serve")(hub_commands.serve)
 

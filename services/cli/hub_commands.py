@@ -8,7 +8,7 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +16,11 @@ from rich.table import Table
 
 from services.cli.errors import EXIT_FAILURE, command_hub, reports_errors
 from services.cli.gov_commands import app as gov_app
+from services.cli.progress import line_progress
 from sharehub.errors import InputError
+
+if TYPE_CHECKING:
+    from connectors.publisher import Publisher
 
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
 audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
@@ -50,30 +54,54 @@ def publish(
         Path | None,
         typer.Option(help="Owner-only file holding the site keys' passphrase (else a prompt)"),
     ] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Lines between two checkpoints", min=1)] = 10_000,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
-    """Validate, seal and publish each line of FILE; bad lines are reported by number, good lines go."""
+    """Validate, seal and publish each line of FILE exactly once: run again on the same file, it resumes
+    where the last run stood (nothing is sent twice); bad lines are reported by number, good lines go."""
+    from connectors.exactly_once import ExactlyOnce
+    from connectors.file_drop import FileFacts
+    from connectors.journal import Journal
     from connectors.jsonl_source import read_jsonl
-    from connectors.sdk import is_connected
-    from connectors.site import AgencySite
-    from services.cli.agency_commands import site_publisher, site_signer
     from sharehub.settings import Settings
 
     home = Settings().home
+    facts = FileFacts.of(file)
+    with Journal(home, dataset) as journal, _publisher(home, site, agency, dataset, passphrase_file) as pub:
+        core = ExactlyOnce(pub, journal, checkpoint_every=checkpoint_every)
+        with line_progress(err, quiet=quiet) as tracker:
+            report = core.publish(
+                facts.source, read_jsonl(file), name=file.name, total=facts.lines, event_type=event_type,
+                progress=None if tracker is None else tracker(file.name, facts.lines),
+            )  # fmt: skip
+    if report.already_done:
+        err.print(f"{file} was published before: nothing sent again")
+        return
+    for bad in report.rejected:
+        err.print(f"{file}:{bad.number}: {bad.reason}", markup=False, highlight=False)
+    err.print(
+        f"published {report.published} events to {pub.topic}, skipped {report.skipped} already published, "
+        f"rejected {len(report.rejected)} lines"
+    )
+    if report.rejected:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _publisher(
+    home: Path, site: Path | None, agency: str, dataset: str, passphrase_file: Path | None
+) -> Publisher:
+    """From the agency's connected site (the SDK), else the hub's publisher signing with a site's key or
+    the hub's own."""
+    from connectors.sdk import is_connected
+    from connectors.site import AgencySite
+    from services.cli.agency_commands import site_publisher, site_signer
+
     if site is None and AgencySite.is_site(home):
         site = home
     if site is not None and is_connected(site):  # the agency SDK, entirely from the agency's site
-        publisher = site_publisher(site, agency, dataset, passphrase_file)
-    else:
-        signer = None if site is None else site_signer(site, agency, passphrase_file)
-        publisher = command_hub().publisher(agency, dataset, signer=signer)
-    with publisher:
-        report = publisher.publish_lines(read_jsonl(file), event_type=event_type)
-    for bad in report.rejected:
-        err.print(f"{file}:{bad.number}: {bad.reason}", markup=False, highlight=False)
-    topic = publisher.topic
-    err.print(f"published {report.published} events to {topic}, rejected {len(report.rejected)} lines")
-    if report.rejected:
-        raise typer.Exit(EXIT_FAILURE)
+        return site_publisher(site, agency, dataset, passphrase_file)
+    signer = None if site is None else site_signer(site, agency, passphrase_file)
+    return command_hub().publisher(agency, dataset, signer=signer)
 
 
 project_app = typer.Typer(

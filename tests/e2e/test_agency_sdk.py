@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -23,7 +22,6 @@ from cryptography import x509
 from connectors.key_service import KeyServiceClient
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
 from connectors.site import AgencySite
-from services import processes
 from services.access_log import read_access_log
 from services.broker_access import provision, set_password
 from services.gov_operations import Caller, perform
@@ -37,7 +35,7 @@ from sharehub.kafka import client_config
 from sharehub.keys import subject_key_id
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
-from tests.kafka_helpers import free_port, https_client, hub_env, sharehub, topic_messages, wait_until
+from tests.kafka_helpers import free_port, https_client, sharehub, topic_messages
 from tests.secret_scan import Needles, files_under
 from tooling.synthetic import generate_party_members, write_jsonl
 
@@ -45,14 +43,6 @@ pytestmark = pytest.mark.kafka
 
 DATASET = "party-members"
 PASSPHRASE = b"kept at the site of coc"
-
-
-def _answers(hub: Hub, url: str) -> bool:
-    try:
-        with https_client(hub) as client:
-            return client.get(url, timeout=2).status_code == 200
-    except (httpx.HTTPError, OSError):  # not up yet (its CA not even made)
-        return False
 
 
 @pytest.fixture
@@ -64,18 +54,6 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
     with Hub(settings) as hub:
         load(hub, demo_spec(own_sites=("coc", "go")))
         yield hub
-
-
-@pytest.fixture
-def api(hub: Hub) -> Iterator[str]:
-    port = free_port()
-    processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
-    base = f"https://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(hub, base + "/healthz"), timeout=60, what="the API")
-        yield base
-    finally:
-        processes.stop(hub.home, "api")
 
 
 def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: bool = False) -> Path:

@@ -1,0 +1,135 @@
+"""Exactly once from any source, across a kill -9 at any moment: the core every connector publishes through.
+
+A source gives records with a stable position: a source id that names the same content on every run (a
+file's SHA-256, an outbox table, a gateway idempotency key) and an increasing position in it (a line number,
+a commit-ordered row id, an item index). A checkpoint written after the broker's acks alone would be
+at-least-once: what was acknowledged but not yet checkpointed when the process died would go again. So the
+truth is the topic itself:
+
+1. Before the first event of a source is sent, the journal (:mod:`connectors.journal`, fsynced, atomic
+   rename) records the source with a *mark* per lane: the lane's end offset then. Every event of the source
+   lies at or after its lane's mark.
+2. Each event carries its source id and position in Kafka message headers
+   (:mod:`connectors.source_positions`). Headers, not signed envelope fields: they say where a record came
+   from at this site, which the hub and consumers need not know, and the envelope's wire format stays as
+   it is. A header is believed only beside an envelope that verifies as the agency's own, on a topic only
+   the agency may write.
+3. A record goes to one lane, fixed by its pseudonym, and the idempotent producer (acks=all) keeps each lane
+   in order; so in a lane, the source's newest event holds its highest position there. On start the core
+   reads each lane backwards from its end down to the mark and takes that position; a record is skipped
+   when its lane already holds its position (``position <= written[lane]``). Nothing is lost (a record
+   whose lane does not hold it is sent) and nothing is sent twice.
+4. Every ``checkpoint_every`` records the publisher flushes (all acknowledged), and the journal moves on:
+   ``acked`` (every position up to it is on the topic or was rejected: skipped without a look at the
+   topic) and new marks (the acknowledged ends of the lanes), so a restart reads only what followed the
+   last checkpoint. The journal is an optimisation and a record of progress; never the proof of delivery.
+5. A source finished is marked done: the same content offered again publishes nothing.
+
+An outbox connector is the same with ``source = "outbox:<table>"`` and positions the rows' commit-ordered
+ids (one endless source; its marks move with every checkpoint); an HTTP gateway uses one source per
+idempotency key, positions the items of the request, and a done source answers a retried request.
+One connector per dataset and site at a time (the journal's lock). What is left: a producer killed with
+requests still in flight on the network could, in principle, have one land after the restart read the
+lane's end; Kafka transactions (a ``transactional.id`` per site and dataset) would fence it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+from connectors.journal import Journal, SourceState
+from connectors.jsonl_source import BadLine, Line
+from connectors.publisher import Publisher, Resume
+
+#: Records between two checkpoints of the journal (each one waits for the broker's acks).
+CHECKPOINT_EVERY = 10_000
+
+
+@dataclass
+class SourceReport:
+    """What one run did with one source."""
+
+    published: int = 0
+    #: Records already on the topic (an earlier run sent them), not sent again.
+    skipped: int = 0
+    rejected: list[BadLine] = field(default_factory=list)
+    #: The whole source was published before: nothing was read.
+    already_done: bool = False
+
+
+class ExactlyOnce:
+    """Publishes sources through ``publisher`` exactly once, remembering them in ``journal``."""
+
+    def __init__(
+        self, publisher: Publisher, journal: Journal, *, checkpoint_every: int = CHECKPOINT_EVERY
+    ) -> None:
+        self.publisher = publisher
+        self.journal = journal
+        self.checkpoint_every = checkpoint_every
+
+    def publish(
+        self,
+        source: str,
+        lines: Iterable[Line | BadLine],
+        *,
+        name: str,
+        total: int | None = None,
+        event_type: str = "UPSERTED",
+        progress: Callable[[int], None] | None = None,
+        on_rejected: Callable[[list[BadLine]], None] | None = None,
+    ) -> SourceReport:
+        """Publish what of ``source`` is not yet on the topic; ``on_rejected`` hears of bad lines before
+        the journal moves past them."""
+        state = self.journal.get(source)
+        if state is not None and state.done:
+            return SourceReport(already_done=True)
+        if state is None:
+            state = SourceState(name=name, total=total, marks=self.publisher.lane_ends())
+            self.journal.put(source, state)  # the marks are durable before the first event is sent
+        written = self.publisher.written_positions(source, state.marks)
+        report = SourceReport()
+        for batch in _batches(iter(lines), self.checkpoint_every):
+            fresh = [line for line in batch if line.number > state.acked]
+            report.skipped += len(batch) - len(fresh)
+            if progress is not None and len(fresh) < len(batch):
+                progress(len(batch) - len(fresh))
+            if not fresh:
+                continue
+            done = self.publisher.publish_lines(
+                fresh, event_type=event_type, resume=Resume(source, written), progress=progress
+            )
+            if on_rejected is not None and done.rejected:
+                on_rejected(done.rejected)
+            report.published += done.published
+            report.skipped += done.skipped
+            report.rejected += done.rejected
+            self._checkpoint(
+                source, state, fresh[-1].number, done.published, done.skipped, len(done.rejected)
+            )
+        state.done, state.error = True, None
+        self.journal.put(source, state)
+        return report
+
+    def failed(self, source: str, name: str, error: str) -> None:
+        """Record the error that stopped ``source`` (shown by ``sharehub connect status``)."""
+        state = self.journal.get(source) or SourceState(name=name)
+        state.error = error
+        self.journal.put(source, state)
+
+    def _checkpoint(
+        self, source: str, state: SourceState, acked: int, published: int, skipped: int, rejected: int
+    ) -> None:
+        state.acked = acked
+        state.marks = state.marks | self.publisher.acked_ends
+        state.published += published
+        state.skipped += skipped
+        state.rejected += rejected
+        state.error = None
+        self.journal.put(source, state)
+
+
+def _batches(lines: Iterator[Line | BadLine], size: int) -> Iterator[list[Line | BadLine]]:
+    while batch := list(islice(lines, size)):
+        yield batch
