@@ -33,6 +33,17 @@ _OCTET_STRING_32 = b"\x04\x20"
 
 
 @dataclass(frozen=True)
+class Pkcs11Token:
+    """A token, by its PKCS#11 module and its label (what a site records; never the PIN)."""
+
+    module: Path
+    label: str
+
+    def key(self, label: str) -> TokenKeyRef:
+        return TokenKeyRef(self.module, self.label, label)
+
+
+@dataclass(frozen=True)
 class TokenKeyRef:
     """Where a site's key lives: the PKCS#11 module, the token's label, the key objects' label."""
 

@@ -67,7 +67,7 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
     _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
     perform(hub, Caller("cpo", local=True), "register-key", request)
     if password is None:
-        csr = make_tls_request(home, hub.anchors.topic_prefix).read_bytes()
+        csr = make_tls_request(home, hub.anchors.topic_prefix, PASSPHRASE).read_bytes()
         ca = pki.HubCA.load(hub.settings.kafka_ca_path.parent)
         login, bootstrap = (
             BrokerLogin(certificate=ca.sign_csr(csr, hub.principal(agency))),
