@@ -32,7 +32,7 @@ from pathlib import Path
 from connectors.key_service import KeyServiceClient
 from connectors.publisher import Publisher
 from connectors.site import AgencySite, check_passphrase
-from sharehub.errors import ConfigurationError, InputError
+from sharehub.errors import ConfigurationError, InputError, WrongSecret
 from sharehub.gov import anchors, fold
 from sharehub.gov.log import KafkaLog
 from sharehub.gov.state import GovState
@@ -128,7 +128,7 @@ def site_tls(home: Path, passphrase: bytes | None) -> KafkaTls:
     try:
         serialization.load_pem_private_key(pem, password=passphrase)
     except (ValueError, TypeError):
-        raise ConfigurationError(
+        raise WrongSecret(
             f"the site's TLS key {key_file} does not open with this passphrase (or is damaged)"
         ) from None
     return KafkaTls(home / CA_FILE, home / CLIENT_CERT_FILE, key_file, _text_password(passphrase))

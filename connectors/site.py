@@ -31,7 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sharehub.errors import ConfigurationError, InputError
+from sharehub.errors import ConfigurationError, InputError, WrongSecret
 from sharehub.gov.key_request import KeyRequest, make_key_request
 from sharehub.keys import Signer, SigningKey, write_private
 from sharehub.token_signer import Pkcs11Token, TokenSigner
@@ -170,7 +170,7 @@ class AgencySite:
         except OSError as exc:
             raise ConfigurationError(f"the signing key {path} is unreadable: {exc}") from None
         except (ValueError, TypeError):
-            raise ConfigurationError(
+            raise WrongSecret(
                 f"the signing key {path} does not open with this passphrase (or is damaged)"
             ) from None
         if not isinstance(private, Ed25519PrivateKey):

@@ -31,9 +31,7 @@ class Checkpoint:
     signer_key_id: str
 
 
-def seal_checkpoint(
-    signing_key: Signer, producer: str, dataset: str, lane: int, head: ChainHead
-) -> bytes:
+def seal_checkpoint(signing_key: Signer, producer: str, dataset: str, lane: int, head: ChainHead) -> bytes:
     body = CHECKPOINT_SCHEMA.encode_single_object(
         {
             "producer": producer,

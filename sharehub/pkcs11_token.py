@@ -16,7 +16,7 @@ import pkcs11
 from pkcs11 import Session
 from pkcs11.exceptions import NoSuchToken, PinIncorrect, PinLocked, PKCS11Error, UserAlreadyLoggedIn
 
-from sharehub.errors import ConfigurationError
+from sharehub.errors import ConfigurationError, SharehubError
 
 #: The library module of Debian's softhsm2 package.
 SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
@@ -35,9 +35,19 @@ def attribute(handle: Any, name: Any) -> Any:
         return None
 
 
-def log_in(lib: Any, module: Path, token_label: str, pin: str, *, pin_from: str, label_hint: str) -> Session:
+def log_in(
+    lib: Any,
+    module: Path,
+    token_label: str,
+    pin: str,
+    *,
+    pin_from: str,
+    label_hint: str,
+    wrong_pin: type[SharehubError] = ConfigurationError,
+) -> Session:
     """A read-write session of the token's user. ``pin_from`` names where the PIN came from and
-    ``label_hint`` where the token's label is set, for the messages."""
+    ``label_hint`` where the token's label is set, for the messages; ``wrong_pin`` is raised for a PIN the
+    token refuses (a setting of the hub's, or a caller's input)."""
     try:
         token = lib.get_token(token_label=token_label)
     except NoSuchToken:
@@ -55,7 +65,7 @@ def log_in(lib: Any, module: Path, token_label: str, pin: str, *, pin_from: str,
         except UserAlreadyLoggedIn:  # another user of this process logged in to the token: sessions share it
             session = token.open(rw=True)
     except PinIncorrect:
-        raise ConfigurationError(f"{pin_from} is not the user PIN of PKCS#11 token {token_label!r}") from None
+        raise wrong_pin(f"{pin_from} is not the user PIN of PKCS#11 token {token_label!r}") from None
     except PinLocked:
         raise ConfigurationError(f"the user PIN of PKCS#11 token {token_label!r} is locked") from None
     except PKCS11Error as exc:

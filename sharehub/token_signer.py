@@ -22,7 +22,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, Session
 from pkcs11.exceptions import MultipleObjectsReturned, NoSuchKey, PKCS11Error
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from sharehub.errors import ConfigurationError, InputError
+from sharehub.errors import ConfigurationError, InputError, WrongSecret
 from sharehub.pkcs11_token import attribute, error_name, libraries, log_in
 
 #: RFC 8410's object identifier of Ed25519, as CKA_EC_PARAMS names the curve.
@@ -89,7 +89,7 @@ class TokenSigner:
         lib = libraries.acquire(ref.module, module_hint="--pkcs11-module")
         try:
             session = log_in(lib, ref.module, ref.token, text_pin, pin_from="the site's passphrase",
-                             label_hint="the token label the site names")  # fmt: skip
+                             label_hint="the token label the site names", wrong_pin=WrongSecret)  # fmt: skip
             try:
                 private, public = keys_of(session, ref, key_id)
                 return cls(key_id, ref, session, private, public)

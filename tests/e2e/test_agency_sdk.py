@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from connectors.key_service import KeyServiceClient
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
@@ -213,6 +214,9 @@ def test_the_command_line_publishes_from_the_site_home_and_not_from_the_hubs(
 def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) -> None:
     home = tmp_path / "sites" / "coc"
     AgencySite.init(home, "coc", PASSPHRASE, label="site-1")
+    secret = home / "signing.passphrase"  # where a site may keep it (the demo's do): csr and publish read it
+    secret.write_bytes(PASSPHRASE)
+    secret.chmod(0o600)
     files = {name: tmp_path / name for name in ("trust.json", "ca.pem", "credential", "password")}
     files["trust.json"].write_bytes(anchors.path(hub.home).read_bytes())
     files["ca.pem"].write_bytes(hub.ca_bundle())
@@ -231,6 +235,8 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     request = x509.load_pem_x509_csr(Path(csr.stdout.strip()).read_bytes())
     assert request.subject.rfc4514_string() == f"CN={hub.principal('coc')}" and request.is_signature_valid
     assert stat.S_IMODE((home / "client.key").stat().st_mode) == 0o600
+    with pytest.raises(TypeError, match="encrypted"):  # the TLS key does not parse without the passphrase
+        serialization.load_pem_private_key((home / "client.key").read_bytes(), password=None)
 
     common = ["--api", api, "--bootstrap", hub.settings.bootstrap, "--trust", str(files["trust.json"]),
               "--ca", str(files["ca.pem"]), "--credential-file", str(files["credential"])]  # fmt: skip
@@ -246,9 +252,6 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     perform(hub, Caller("cpo", local=True), "register-key", request)
     data = tmp_path / "members.jsonl"
     write_jsonl(generate_party_members(2, seed=12), data)
-    secret = home / "signing.passphrase"
-    secret.write_bytes(PASSPHRASE)
-    secret.chmod(0o600)
     published = run("publish", "--as", "coc", "--dataset", DATASET, str(data))
     assert published.returncode == 0, published.stderr
     assert _signers(hub) == ["coc/sign/site-1"] * 2

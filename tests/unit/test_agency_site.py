@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.site import AgencySite, read_passphrase
-from sharehub.errors import ConfigurationError, ForgedKeyRequest, InputError
+from sharehub.errors import ConfigurationError, ForgedKeyRequest, InputError, WrongSecret
 from sharehub.gov.key_request import KeyRequest, make_key_request, read_key_request
 from sharehub.keys import SigningKey
 
@@ -45,7 +45,7 @@ def test_init_keeps_the_key_encrypted_and_owner_only_and_writes_a_request_that_p
 
 def test_a_wrong_passphrase_opens_nothing_and_a_short_one_makes_nothing(tmp_path: Path) -> None:
     site, _ = AgencySite.init(tmp_path / "coc", "coc", PASSPHRASE)
-    with pytest.raises(ConfigurationError, match="does not open with this passphrase"):
+    with pytest.raises(WrongSecret, match="does not open with this passphrase"):
         site.signing_key(b"not the passphrase at all")
     with pytest.raises(InputError, match="at least 12"):
         AgencySite.init(tmp_path / "go", "go", b"short")
