@@ -199,9 +199,9 @@ class SiteSession:
 def open_publisher(home: Path, dataset: str, passphrase: bytes) -> Publisher:
     """A publisher of ``dataset`` as the site's agency, entirely from the site (close it, or use it as a
     context manager: it flushes, checkpoints, and forgets the keys it was given)."""
-    session = SiteSession(home, passphrase)
-    signer = session.site.signing_key(passphrase)  # a token's: one session for the publisher's life
+    signer = AgencySite(home).signing_key(passphrase)  # a token's: one session for the publisher's life
     try:
+        session = SiteSession(home, passphrase)
         keys = session.key_service()
         try:
             publisher = Publisher(

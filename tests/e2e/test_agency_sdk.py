@@ -11,10 +11,8 @@ import ssl
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -22,7 +20,6 @@ from cryptography.hazmat.primitives import serialization
 from connectors.key_service import KeyServiceClient
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
 from connectors.site import AgencySite
-from services import processes
 from services.access_log import read_access_log
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential
@@ -32,33 +29,13 @@ from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavai
 from sharehub.gov import anchors
 from sharehub.gov.key_request import read_key_request
 from sharehub.keys import subject_key_id
-from tests.kafka_helpers import free_port, https_client, hub_env, sharehub, topic_messages, wait_until
+from tests.kafka_helpers import free_port, https_client, sharehub, topic_messages
 from tooling.synthetic import generate_party_members, write_jsonl
 
 pytestmark = pytest.mark.kafka
 
 DATASET = "party-members"
 PASSPHRASE = b"kept at the site of coc"
-
-
-def _answers(hub: Hub, url: str) -> bool:
-    try:
-        with https_client(hub) as client:
-            return client.get(url, timeout=2).status_code == 200
-    except (httpx.HTTPError, OSError):  # not up yet (its CA not even made)
-        return False
-
-
-@pytest.fixture
-def api(hub: Hub) -> Iterator[str]:
-    port = free_port()
-    processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
-    base = f"https://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(hub, base + "/healthz"), timeout=60, what="the API")
-        yield base
-    finally:
-        processes.stop(hub.home, "api")
 
 
 def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: str | None = None) -> Path:
