@@ -138,7 +138,8 @@ def test_the_command_line_makes_a_token_site_and_refuses_a_wrong_pin_with_status
     made = agency("init", "coc", *token, "--passphrase-file", str(softhsm_token.pin_file))
     assert made.returncode == 0, made.stderr
     assert read_key_request(Path(made.stdout.strip()).read_text()).proven()
-    rotated = agency("new-key", "--label", "2", "--passphrase-file", str(softhsm_token.pin_file))  # in the same token
+    pin_file = str(softhsm_token.pin_file)
+    rotated = agency("new-key", "--label", "2", "--passphrase-file", pin_file)  # in the same token
     assert rotated.returncode == 0, rotated.stderr
     shown = agency("show")
     assert f"coc/sign/2\ttoken {softhsm_token.label}" in shown.stdout
