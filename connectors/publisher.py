@@ -29,7 +29,7 @@ from sharehub.envelope import Envelope, lane_for
 from sharehub.errors import BrokerError, InputError, RecordValidationError, SubjectErased, UnknownSigner
 from sharehub.gov.views import GovernanceView
 from sharehub.kafka import TopicReader, producer_config
-from sharehub.keys import SigningKey
+from sharehub.keys import Signer
 
 CHECKPOINT_EVERY = 1000
 ERASED = "this data subject was erased; it cannot be published"
@@ -62,7 +62,7 @@ class Publisher:
         bootstrap: str,
         governance: GovernanceView,
         keys: DatasetKeys,
-        signer: SigningKey,
+        signer: Signer,
         agency: str,
         dataset: str,
     ) -> None:
@@ -253,7 +253,7 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _check_signer(governance: GovernanceView, agency: str, signer: SigningKey) -> None:
+def _check_signer(governance: GovernanceView, agency: str, signer: Signer) -> None:
     """Refuse, before anything is sealed, a key governance would not accept now: not registered for
     ``agency``, revoked, not yet or no longer valid, or registered with another public key."""
     try:
@@ -263,5 +263,5 @@ def _check_signer(governance: GovernanceView, agency: str, signer: SigningKey) -
             f"{agency!r} cannot publish with key {signer.key_id!r}: {exc} (register the site's request with "
             "'sharehub gov register-key', or make a new key with 'sharehub agency new-key')"
         ) from None
-    if registered.public_bytes_raw() != signer.private.public_key().public_bytes_raw():
+    if registered.public_bytes_raw() != signer.public_key().public_bytes_raw():
         raise InputError(f"key {signer.key_id!r} of {agency!r} is registered with another public key")

@@ -29,7 +29,7 @@ from sharehub.gov.events import parse
 from sharehub.gov.log import EventLog, KafkaLog
 from sharehub.kafka import KafkaAccess, KafkaTls
 from sharehub.kek import load_kek
-from sharehub.keys import LocalKeyStore, SecretBytes, SigningKey
+from sharehub.keys import LocalKeyStore, SecretBytes, Signer
 from sharehub.settings import Settings
 
 #: The principal (in each hub's namespace) of the hub's own services.
@@ -256,7 +256,7 @@ class Hub:
     def keys(self) -> LocalKeyStore:
         return LocalKeyStore(self.home / "keys.db", load_kek(self.settings, self.home))
 
-    def publisher(self, agency: str, dataset: str, *, signer: SigningKey | None = None) -> Publisher:
+    def publisher(self, agency: str, dataset: str, *, signer: Signer | None = None) -> Publisher:
         """A publisher of ``dataset`` acting as ``agency`` (its broker login), under governance as the log
         has it now, signing with ``signer``: the key of the agency's own site (see
         :class:`connectors.site.AgencySite`); without one, a key of ``agency`` in this hub's key store."""

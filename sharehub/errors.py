@@ -17,7 +17,8 @@
     │   ├── LifecycleViolation         governance: a step out of an agreement's lifecycle order
     │   ├── ValidityExpired            governance: a validity window that has already ended
     │   ├── InCustody                  the hub keeps this agency's keys and login: no site login of its own
-    │   └── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
+    │   ├── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
+    │   └── WrongSecret                a site's passphrase or token PIN that does not open its key
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -80,6 +81,10 @@ class UnknownReferenceError(InputError):
 
 class CertificateRefused(InputError):
     """The hub CA refuses to sign: a CSR whose own signature does not verify, or one for another name."""
+
+
+class WrongSecret(InputError):
+    """A site's passphrase that does not open its key file or TLS key, or is not its token's user PIN."""
 
 
 class RowFilterError(InputError):

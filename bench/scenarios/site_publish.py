@@ -38,7 +38,7 @@ def run(config: Config) -> ScenarioResult:
             site = hub.home / "sites" / OWNER
             _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
             perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
-            csr = make_tls_request(site, hub.governance.topic_prefix).read_bytes()
+            csr = make_tls_request(site, hub.governance.topic_prefix, PASSPHRASE).read_bytes()
             certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(
                 csr, hub.principal(OWNER)
             )

@@ -16,7 +16,7 @@ from projections.read_model import ReadModelStore
 from services import processes
 from services.cli.errors import command_hub, fail, reports_errors
 from services.hub import Hub
-from sharehub.keys import SigningKey, write_private
+from sharehub.keys import Signer, write_private
 
 app = typer.Typer(help="Run the demo hub locally.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -110,7 +110,7 @@ def wait_for_the_read_model(hub: Hub, members: int, worker_log: Path) -> ReadMod
     return store
 
 
-def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
+def open_sites(hub: Hub, agencies: list[str]) -> dict[str, Signer]:
     """Each agency's site under ``<home>/sites/<agency>`` (made at the first run: its key, and a passphrase
     file beside it, a demo's stand-in for what a real site types or keeps on other media), its key
     registered from its request; the sites' signing keys."""
@@ -118,7 +118,7 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
     from services.gov_operations import Caller, perform
     from sharehub.gov.key_request import read_key_request
 
-    signers: dict[str, SigningKey] = {}
+    signers: dict[str, Signer] = {}
     state = hub.governance_state(refresh=True)  # read once: registering one site's key changes no other's
     for agency in agencies:
         home = hub.home / SITES / agency
@@ -160,6 +160,7 @@ def connect_sites(hub: Hub, api: str, agencies: list[str]) -> None:
     addresses and pinned trust, the hub CA's certificate, an API credential, and a client certificate the
     hub CA signs for a TLS key the site makes (a demo hands these over on one machine)."""
     from connectors.sdk import BrokerLogin, HubAddress, connect, is_connected, make_tls_request
+    from connectors.site import PASSPHRASE_BESIDE, read_passphrase
     from services.governance_bootstrap import issue_credential
     from sharehub import pki
     from sharehub.gov import anchors
@@ -173,7 +174,7 @@ def connect_sites(hub: Hub, api: str, agencies: list[str]) -> None:
         home = hub.home / SITES / agency
         if agency not in wanted or is_connected(home):
             continue
-        request = make_tls_request(home, state.topic_prefix)
+        request = make_tls_request(home, state.topic_prefix, read_passphrase(home / PASSPHRASE_BESIDE))
         certificate = ca.sign_csr(request.read_bytes(), hub.principal(agency))
         connect(
             home,

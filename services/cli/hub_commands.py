@@ -101,7 +101,10 @@ def _publisher(
     if site is not None and is_connected(site):  # the agency SDK, entirely from the agency's site
         return site_publisher(site, agency, dataset, passphrase_file)
     signer = None if site is None else site_signer(site, agency, passphrase_file)
-    return command_hub().publisher(agency, dataset, signer=signer)
+    publisher = command_hub().publisher(agency, dataset, signer=signer)
+    if signer is not None:
+        publisher.on_close(signer.close)  # a token's session
+    return publisher
 
 
 project_app = typer.Typer(
@@ -243,13 +246,15 @@ def audit_verify_command(
 ) -> None:
     """Replay every dataset topic from offset 0 with public keys only; exit 1 on any finding. From an agency's
     site (SHAREHUB_HOME=the site, e.g. the auditor's), with that agency's own identity and no hub secret."""
-    from connectors.sdk import SiteSession, is_connected
+    from connectors.sdk import CLIENT_CERT_FILE, SiteSession, is_connected
     from services.audit import audit_verify
+    from services.cli.agency_commands import site_passphrase
     from sharehub.settings import Settings
 
     home = Settings().home
     if is_connected(home):  # an agency's site, the auditor's: its own identity and the pinned trust only
-        session = SiteSession(home)
+        certified = (home / CLIENT_CERT_FILE).is_file()  # its TLS key opens with the site's passphrase
+        session = SiteSession(home, site_passphrase(home) if certified else None)
         report = audit_verify(session.kafka, session.governance())
     else:
         hub = command_hub()

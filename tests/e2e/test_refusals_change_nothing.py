@@ -23,6 +23,7 @@ from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.errors import BrokerError, NotPermitted
 from sharehub.gov.key_request import make_key_request
+from sharehub.keys import SigningKey
 from tests.e2e.test_gov_interfaces import credential_file
 from tests.gov_snapshot import snapshot
 from tests.kafka_helpers import sharehub
@@ -130,9 +131,8 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
         cases.append(("rotate-key", rotate, may))
         cases.append(("revoke-key", {"agency": target, "key_id": f"{target}/sign/1", "reason": "lost"}, may))
         request = make_key_request(
-            Ed25519PrivateKey.generate(),
+            SigningKey(f"{target}/sign/s{n}", Ed25519PrivateKey.generate()),
             agency=target,
-            key_id=f"{target}/sign/s{n}",
             valid_from=dt.datetime.now(dt.UTC),
         )  # proves possession: only the actor can be why it is refused
         cases.append(("register-key", request.model_dump(mode="json"), may))
