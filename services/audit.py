@@ -7,8 +7,9 @@ duplicate, an event out of order, a fork and a broken link are each named. Then 
 is held against the log: a checkpointed event that is missing means the lane was cut short (truncated),
 one with another hash means it was rewritten. Each owner's checkpoints are on a topic only that owner may
 write, so whatever is found there (a checkpoint, or garbage) is that owner's statement: a finding there is
-the owner's, named as its producer. No decryption key is needed or used. The report also counts, per producer, the authentic events the hub sealed
-on the agency's behalf (custodial mode: a custody key signed them, see :mod:`sharehub.gov.custody`).
+the owner's, named as its producer. No decryption key is needed or used. The report also counts, per
+producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key signed them, see
+:mod:`sharehub.gov.custody`).
 """
 
 from __future__ import annotations

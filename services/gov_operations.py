@@ -38,8 +38,8 @@ from sharehub.gov.commands import (
     RotateKey,
     json_object,
 )
-from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.custody import is_site_key_id
+from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.key_request import KeyRequest
 from sharehub.gov.service import Effect, GovernanceService
 
@@ -81,7 +81,8 @@ def _register_key(hub: Hub, svc: GovernanceService, caller: Caller, r: KeyReques
     r.proven()
     if not is_site_key_id(r.agency, r.key_id):
         raise InputError(
-            f"a site registers keys named {r.agency}/sign/<label>, not {r.key_id!r} (custody keys are the hub's)"
+            f"a site registers keys named {r.agency}/sign/<label>, not {r.key_id!r} "
+            "(custody keys are the hub's)"
         )
     if r.replaces is not None and r.valid_until is not None:
         raise InputError("a rotation's new key has no end (valid_until): leave it out, or drop 'replaces'")

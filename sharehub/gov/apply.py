@@ -28,8 +28,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from sharehub.avro import load_schema
 from sharehub.errors import InputError
-from sharehub.gov.custody import custody_key_id
 from sharehub.gov.commands import DeclareDataset, Propose, RegisterAgency
+from sharehub.gov.custody import custody_key_id
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.log import MemoryLog
 from sharehub.gov.models import DatasetRecord, approvals_needed
