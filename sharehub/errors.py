@@ -20,7 +20,8 @@
     │   ├── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
     │   ├── RequestTooLarge            a request body past the configured limit (HTTP 413)
     │   ├── IdempotencyKeyInvalid      a write without an Idempotency-Key, or a malformed one (HTTP 400)
-    │   └── IdempotencyConflict        an Idempotency-Key used before with another body (HTTP 409)
+    │   ├── IdempotencyConflict        an Idempotency-Key used before with another body (HTTP 409)
+    │   └── BodyNotJson                a request body that is not JSON (HTTP 400)
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -271,3 +272,7 @@ class IdempotencyKeyInvalid(InputError):
 
 class IdempotencyConflict(InputError):
     """An ``Idempotency-Key`` that was used before with another request body."""
+
+
+class BodyNotJson(InputError):
+    """A request body that is not JSON (HTTP 400)."""

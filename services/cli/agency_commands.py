@@ -80,6 +80,11 @@ def site_signer(home: Path, agency: str, passphrase_file: Path | None) -> Signin
     return _site_of(home, agency).signing_key(_passphrase(passphrase_file, new=False, site=home))
 
 
+def site_passphrase(home: Path, passphrase_file: Path | None) -> bytes:
+    """The passphrase of the site's keys at ``home`` (file, environment, the file beside them, a prompt)."""
+    return _passphrase(passphrase_file, new=False, site=home)
+
+
 def site_publisher(home: Path, agency: str, dataset: str, passphrase_file: Path | None) -> Publisher:
     """A publisher of ``dataset`` running entirely from ``agency``'s connected site at ``home``."""
     from connectors.sdk import open_publisher
