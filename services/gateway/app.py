@@ -165,9 +165,9 @@ def _routes(app: FastAPI) -> None:
     async def publish_records(
         request: Request,
         dataset: _DATASET,
-        idempotency_key: _KEY,
         agency: Annotated[str, Depends(_writer)],
         gateway: Annotated[Gateway, Depends(_gateway)],
+        idempotency_key: _KEY = None,
     ) -> Response:
         """Seal JSON records with the key of this gateway's mode (the site's; the hub's custody key) and
         publish them, exactly once per Idempotency-Key. All valid, or 422 naming each invalid item."""
@@ -185,9 +185,9 @@ def _routes(app: FastAPI) -> None:
     async def publish_envelopes(
         request: Request,
         dataset: _DATASET,
-        idempotency_key: _KEY,
         agency: Annotated[str, Depends(_writer)],
         gateway: Annotated[Gateway, Depends(_gateway)],
+        idempotency_key: _KEY = None,
     ) -> Response:
         """Verify envelopes the agency sealed and signed (the codec's checks against governance; 422 with
         its reason for the first refused) and produce them unchanged, exactly once per Idempotency-Key."""
