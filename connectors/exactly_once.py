@@ -38,10 +38,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any, Protocol
 
 from connectors.journal import Journal, SourceState
 from connectors.jsonl_source import BadLine, Line
-from connectors.publisher import Publisher, Resume
+from connectors.publisher import Publisher, PublishReport, Resume
 
 #: Records between two checkpoints of the journal (each one waits for the broker's acks).
 CHECKPOINT_EVERY = 10_000
@@ -57,6 +58,20 @@ class SourceReport:
     rejected: list[BadLine] = field(default_factory=list)
     #: The whole source was published before: nothing was read.
     already_done: bool = False
+
+
+class Send(Protocol):
+    """How a batch of a source goes out: :meth:`Publisher.publish_lines` (records, sealed here) or
+    :meth:`Publisher.publish_sealed` (envelopes the agency sealed)."""
+
+    def __call__(
+        self,
+        lines: list[Line | BadLine],
+        *,
+        event_type: str,
+        resume: Resume,
+        progress: Callable[[int], None] | None,
+    ) -> PublishReport: ...
 
 
 class ExactlyOnce:
@@ -79,16 +94,23 @@ class ExactlyOnce:
         event_type: str = "UPSERTED",
         progress: Callable[[int], None] | None = None,
         on_rejected: Callable[[list[BadLine]], None] | None = None,
+        send: Send | None = None,
+        digest: str | None = None,
+        outcome: Callable[[SourceReport], dict[str, Any]] | None = None,
     ) -> SourceReport:
         """Publish what of ``source`` is not yet on the topic; ``on_rejected`` hears of bad lines before
-        the journal moves past them."""
+        the journal moves past them. ``digest`` is kept with a new source; ``outcome`` makes what is kept
+        with it once done (both for a gateway, which answers a retried request from them)."""
         state = self.journal.get(source)
         if state is not None and state.done:
             return SourceReport(already_done=True)
         if state is None:
-            state = SourceState(name=name, total=total, marks=self.publisher.lane_ends())
+            state = SourceState(name=name, total=total, marks=self.publisher.lane_ends(), digest=digest)
             self.journal.put(source, state)  # the marks are durable before the first event is sent
-        written = self.publisher.written_positions(source, state.marks)
+            written: dict[int, int] = {}  # nothing of it was sent before its marks were written
+        else:
+            written = self.publisher.written_positions(source, state.marks)
+        send = send or self.publisher.publish_lines
         report = SourceReport()
         for batch in _batches(iter(lines), self.checkpoint_every):
             fresh = [line for line in batch if line.number > state.acked]
@@ -97,9 +119,7 @@ class ExactlyOnce:
                 progress(len(batch) - len(fresh))
             if not fresh:
                 continue
-            done = self.publisher.publish_lines(
-                fresh, event_type=event_type, resume=Resume(source, written), progress=progress
-            )
+            done = send(fresh, event_type=event_type, resume=Resume(source, written), progress=progress)
             if on_rejected is not None and done.rejected:
                 on_rejected(done.rejected)
             report.published += done.published
@@ -109,6 +129,7 @@ class ExactlyOnce:
                 source, state, fresh[-1].number, done.published, done.skipped, len(done.rejected)
             )
         state.done, state.error = True, None
+        state.outcome = None if outcome is None else outcome(report)
         self.journal.put(source, state)
         return report
 

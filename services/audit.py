@@ -7,12 +7,14 @@ duplicate, an event out of order, a fork and a broken link are each named. Then 
 is held against the log: a checkpointed event that is missing means the lane was cut short (truncated),
 one with another hash means it was rewritten. Each owner's checkpoints are on a topic only that owner may
 write, so whatever is found there (a checkpoint, or garbage) is that owner's statement: a finding there is
-the owner's, named as its producer. No decryption key is needed or used.
+the owner's, named as its producer. No decryption key is needed or used. The report also counts, per
+producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key signed them, see
+:mod:`sharehub.gov.custody`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
 from sharehub import chain
@@ -20,6 +22,7 @@ from sharehub.checkpoints import open_checkpoint
 from sharehub.codec import DatasetCodec, codecs_by_topic
 from sharehub.envelope import Envelope
 from sharehub.errors import ChainViolation, EnvelopeError
+from sharehub.gov.custody import sealed_in_custody
 from sharehub.gov.views import GovernanceView
 from sharehub.kafka import read_topic, records
 
@@ -48,6 +51,9 @@ class EventStatus:
 class AuditReport:
     events: list[EventStatus] = field(default_factory=list)
     checkpoints: int = 0
+    #: Producer → authentic events the hub sealed on its behalf (signed with a custody key, see
+    #: :mod:`sharehub.gov.custody`); every other authentic event was sealed at the agency's own site.
+    sealed_in_custody: Counter[str] = field(default_factory=Counter)
 
     @property
     def findings(self) -> list[EventStatus]:
@@ -58,6 +64,7 @@ class AuditReport:
             "events": sum(1 for e in self.events if "-checkpoints." not in e.topic),
             "checkpoints": self.checkpoints,
             "findings": len(self.findings),
+            "sealed_in_custody": dict(sorted(self.sealed_in_custody.items())),
             "results": [asdict(e) for e in self.events],
         }
 
@@ -81,6 +88,8 @@ def audit_verify(bootstrap: str, governance: GovernanceView, *, timeout: float =
             report.events.append(status)
             envelope = _verified(codec, record.value, record.partition, status)
             if envelope is not None:
+                if sealed_in_custody(envelope.header.signer_key_id):
+                    report.sealed_in_custody[envelope.header.producer] += 1
                 _walk(lanes[(envelope.header.producer, dataset.id, record.partition)], envelope, status)
     owners = sorted({dataset.owner for dataset in governance.datasets()})
     for owner in owners:

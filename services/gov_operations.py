@@ -38,6 +38,7 @@ from sharehub.gov.commands import (
     RotateKey,
     json_object,
 )
+from sharehub.gov.custody import is_site_key_id
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.key_request import KeyRequest
 from sharehub.gov.service import Effect, GovernanceService
@@ -78,6 +79,11 @@ def _rotate_key(hub: Hub, svc: GovernanceService, caller: Caller, r: RotateKey) 
 def _register_key(hub: Hub, svc: GovernanceService, caller: Caller, r: KeyRequest) -> GovernanceEvent:
     """Register the public key an agency's site sent, once its proof of possession verifies."""
     r.proven()
+    if not is_site_key_id(r.agency, r.key_id):
+        raise InputError(
+            f"a site registers keys named {r.agency}/sign/<label>, not {r.key_id!r} "
+            "(custody keys are the hub's)"
+        )
     if r.replaces is not None and r.valid_until is not None:
         raise InputError("a rotation's new key has no end (valid_until): leave it out, or drop 'replaces'")
     if r.replaces is not None:

@@ -73,11 +73,6 @@ def _passphrase(given: Path | None, *, new: bool, site: Path | None = None) -> b
     return text.encode()
 
 
-def site_passphrase(home: Path, given: Path | None = None) -> bytes:
-    """The passphrase of the existing site at ``home`` (see :func:`_passphrase`)."""
-    return _passphrase(given, new=False, site=home)
-
-
 def _token(module: Path | None, label: str | None, site: AgencySite | None = None) -> Pkcs11Token | None:
     """The token named on the command line; without one, the token of the site's current key (a rotation
     stays in the token), else None (a key file)."""
@@ -111,6 +106,11 @@ def _site_of(home: Path, agency: str) -> AgencySite:
 def site_signer(home: Path, agency: str, passphrase_file: Path | None) -> Signer:
     """The signing key of ``agency``'s site at ``home``."""
     return _site_of(home, agency).signing_key(_passphrase(passphrase_file, new=False, site=home))
+
+
+def site_passphrase(home: Path, passphrase_file: Path | None = None) -> bytes:
+    """The passphrase of the site's keys at ``home`` (file, environment, the file beside them, a prompt)."""
+    return _passphrase(passphrase_file, new=False, site=home)
 
 
 def site_publisher(home: Path, agency: str, dataset: str, passphrase_file: Path | None) -> Publisher:

@@ -287,6 +287,8 @@ def audit_verify_command(
             for row in cells:
                 print("\t".join(row))
         out.print(f"{len(report.events)} events verified, {len(report.findings)} findings")
+        custody = ", ".join(f"{agency} {n}" for agency, n in sorted(report.sealed_in_custody.items()))
+        out.print(f"sealed by the hub in custody: {custody or 'none'}")
     if report.findings:
         raise typer.Exit(EXIT_FAILURE)
 

@@ -291,7 +291,7 @@ def test_a_bad_filter_or_sort_is_a_clear_400(varied: Hub, params: dict[str, str]
 
 def test_as_of_a_past_time_shows_each_record_as_it_stood_then(hub: Hub) -> None:
     now = dt.datetime.now(dt.UTC)
-    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
     moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200, 300)]  # three moments
     assert moments[-1] < now
     history = [
@@ -339,7 +339,7 @@ def test_as_of_before_the_history_the_read_models_keep_is_a_clear_400(loaded: Hu
 
 
 def test_prune_history_forgets_only_what_no_read_within_the_history_needs(hub: Hub) -> None:
-    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
     moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
     history = [member(member_id="PM0000000001", status="PROBATIONARY"), member(member_id="PM0000000001")]
     apply(projector(hub), messages(hub, history, occurred=moments))

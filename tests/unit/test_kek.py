@@ -187,6 +187,6 @@ def test_the_key_store_works_end_to_end_under_the_token(softhsm_token: SoftHsmTo
         assert keys.subject_key(subject_key_id("party-members", refs[1])).reveal() == subjects[1]
         with pytest.raises(SubjectErased):
             keys.subject_key(subject_key_id("party-members", refs[0]))
-        assert keys.signing_key("coc").key_id == "coc/sign/1"
+        assert keys.signing_key("coc").key_id == "coc/custody/1"
     finally:
         again.close()
