@@ -275,6 +275,8 @@ class LocalKafka:
         self.pid_file.unlink(missing_ok=True)
 
     def _stop_locked(self) -> bool:
+        if self._proc is not None:
+            self._proc.poll()  # our child killed from outside (a cluster's node in a test): reap it
         pids = set(self._find_our_processes())
         pid = self._read_pid_file()
         if pid is not None and self._is_ours(pid):
@@ -501,6 +503,8 @@ class LocalKafka:
             "kafka.Kafka",
             str(self.config_file),
         ]
+        if self._proc is not None:
+            self._proc.poll()  # a node of ours that was killed and is started again: reap the old process
         with open(self.stdout_file, "wb") as out:
             self._proc = subprocess.Popen(
                 cmd,

@@ -48,7 +48,9 @@ class NodePlace:
         all three nodes, two in sync for an acks=all write, and no unclean leader election."""
         factor = min(self.count, 3)
         in_sync = 2 if factor >= 3 else 1
+        balance = {} if self.count == 1 else {"leader.imbalance.check.interval.seconds": "5"}
         return {
+            **balance,  # a node that comes back leads its partitions again within seconds, not 5 minutes
             "default.replication.factor": str(factor),
             "offsets.topic.replication.factor": str(factor),
             "transaction.state.log.replication.factor": str(factor),
