@@ -50,5 +50,5 @@ CHAOS_HOME ?= $(CURDIR)/.sharehub-chaos
 chaos: venv  ## Faults (a broker killed, a broker paused 30 s, the worker killed) under load on a 3-node cluster; not in `make test`.
 	mkdir -p $(CHAOS_HOME)
 	env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/python -m pytest tests/e2e/test_kafka_cluster.py -m cluster -q
-	env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/python -m tooling.chaos; \
+	env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/python -m bench.chaos; \
 	  status=$$?; env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/sharehub kafka stop; exit $$status

@@ -1,4 +1,4 @@
-"""The chaos scenarios, run by ``python -m tooling.chaos [scenario ...]`` (``make chaos``).
+"""The chaos scenarios, run by ``python -m bench.chaos [scenario ...]`` (``make chaos``).
 
 Each scenario makes a fresh hub (its own topic prefix and home, SQLite read models) on the three-node
 cluster of ``SHAREHUB_HOME`` / ``SHAREHUB_LOCAL_KAFKA_PORT`` (started if it is not running), starts the
@@ -22,12 +22,12 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from bench.chaos.load import DATASET, PublishLoad, ReadModelCount, count, wait_projected
 from services import processes
 from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
 from sharehub.kafka import client_config
 from sharehub.settings import Settings
-from tooling.chaos.load import DATASET, PublishLoad, ReadModelCount, count, wait_projected
 from tooling.kafka_local import LocalKafkaCluster
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "demo" / "hub.yaml"

@@ -1,4 +1,4 @@
-"""``python -m tooling.chaos [scenario ...]``: run the chaos scenarios (all by default); exit 1 on a loss."""
+"""``python -m bench.chaos [scenario ...]``: run the chaos scenarios (all by default); exit 1 on a loss."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.chaos.runner import HEADER, SCENARIOS, run
 from sharehub.errors import InputError
 from sharehub.settings import Settings
-from tooling.chaos.runner import HEADER, SCENARIOS, run
 from tooling.kafka_local import LocalKafkaCluster
 
 
