@@ -53,9 +53,13 @@ class Outcome:
         return (
             f"| {self.scenario} | {self.acknowledged} | {found} | "
             f"{sum(c.duplicates for c in self.counts)} | {sum(c.lost for c in self.counts)} | "
-            f"{self.recovery_s:.1f} s | {self.projected_s:.1f} s | "
+            f"{_seconds(self.recovery_s)} | {self.projected_s:.1f} s | "
             f"{'yes' if all(c.hash_matches_replay for c in self.counts) else 'NO'} | {self.failed_batches} |"
         )
+
+
+def _seconds(value: float) -> str:
+    return "—" if value != value else f"{value:.1f} s"  # NaN: the scenario has no publishing pause
 
 
 HEADER = (
