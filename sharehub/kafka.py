@@ -213,11 +213,13 @@ def _await_leaders(admin: AdminClient, topics: list[str], timeout: float) -> Non
             time.sleep(0.1)
 
 
-#: Errors of a partition whose leader is not elected or known yet (just after a topic was created).
+#: Errors of a partition whose leader is not elected or known yet (just after a topic was created), or
+#: moves (a node of a cluster died: the client drops its handle of that node while the request waits on it).
 _LEADER_NOT_READY = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._DESTROY_BROKER,
 }
 
 
