@@ -34,7 +34,7 @@ from connectors.key_service import KeyServiceClient
 from connectors.publisher import Publisher
 from connectors.site import AgencySite, check_passphrase
 from sharehub.errors import ConfigurationError, InputError, WrongSecret
-from sharehub.gov import anchors, fold
+from sharehub.gov import anchors, fold_log
 from sharehub.gov.log import KafkaLog
 from sharehub.gov.state import GovState
 from sharehub.kafka import KafkaAccess, KafkaTls
@@ -205,7 +205,7 @@ class SiteSession:
         """Governance as the hub's log has it now, every event verified against the pinned trust."""
         log = KafkaLog(self.kafka, self.anchors.topic_prefix)
         try:
-            return fold(log.read_all(), self.anchors.trust, self.anchors.topic_prefix)
+            return fold_log(log.entries_all(), self.anchors.trust, self.anchors.topic_prefix)
         finally:
             log.close()
 

@@ -25,8 +25,7 @@ from projections.read_model import ReadModelStore
 from sharehub.codec import DatasetCodec
 from sharehub.errors import ConfigurationError, InputError, UnknownReferenceError
 from sharehub.gov import GovernanceService, GovState, anchors
-from sharehub.gov.events import parse
-from sharehub.gov.log import EventLog, KafkaLog
+from sharehub.gov.log import EventLog, KafkaLog, Logged
 from sharehub.kafka import KafkaAccess, KafkaTls
 from sharehub.kek import load_kek
 from sharehub.keys import LocalKeyStore, SecretBytes, Signer
@@ -214,10 +213,10 @@ class Hub:
             if self._state is None:
                 pinned = self.anchors
                 state = GovState(pinned.trust, pinned.topic_prefix)
-                self._apply(state, self.log.read_all())
+                self._apply(state, self.log.entries_all())
                 self._state, self._refreshed = state, now
             elif refresh or now - self._refreshed >= self.settings.governance_refresh_s:
-                self._apply(self._state, self.log.read_new())
+                self._apply(self._state, self.log.entries_new())
                 self._refreshed = now
             return self._state
 
@@ -236,9 +235,9 @@ class Hub:
             time.sleep(wait)
 
     @staticmethod
-    def _apply(state: GovState, events: list[bytes]) -> None:
-        for raw in events:
-            state.apply(parse(raw))
+    def _apply(state: GovState, entries: list[Logged]) -> None:
+        for entry in entries:
+            state.take(entry)  # a record that cannot be applied is noted, with a warning, and skipped
 
     @contextmanager
     def governing(self) -> Iterator[GovernanceService]:

@@ -13,6 +13,7 @@ import datetime as dt
 import inspect
 import json
 import os
+import sys
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.errors import command_hub, reports_errors
+from services.cli.errors import EXIT_FAILURE, command_hub, reports_errors
 
 app = typer.Typer(
     help="Central governance: agencies, keys, datasets, schemas, agreements.", no_args_is_help=True
@@ -148,12 +149,18 @@ def gov_history(agreement: Annotated[str, typer.Argument(help="Agreement id")]) 
 @app.command("log")
 @reports_errors
 def gov_log() -> None:
-    """Every governance event, oldest first: sequence, time, type, actor, hash."""
+    """Every governance event, oldest first: sequence, time, type, actor, hash (a record that is not a
+    governance event: its offset and why, on stderr)."""
+    from sharehub.errors import EnvelopeError
     from sharehub.gov.events import parse
 
     hub = command_hub()
-    for raw in hub.log.read_all():
-        event = parse(raw)
+    for entry in hub.log.entries_all():
+        try:
+            event = parse(entry.raw)
+        except EnvelopeError as exc:
+            print(f"offset {entry.offset}: {exc.reason}: {exc}", file=sys.stderr)
+            continue
         print(
             f"{event.sequence}\t{event.occurred_at.isoformat()}\t{event.type}\t{event.actor}\t{event.hash.hex()}"
         )
@@ -162,16 +169,18 @@ def gov_log() -> None:
 @app.command("verify")
 @reports_errors
 def gov_verify() -> None:
-    """Rebuild governance from the topic alone (signatures, chain, every rule); prints the state's hash."""
-    import hashlib
-
-    from sharehub.gov import fold
+    """Rebuild governance from the topic alone (signatures, chain, every rule); prints the state's hash and
+    each record not applied, with its offset (exit 1 if there is one)."""
+    from sharehub.gov import fold_log
 
     hub = command_hub()
     pinned = hub.anchors
-    state = fold(hub.log.read_all(), pinned.trust, pinned.topic_prefix)
-    canonical = json.dumps(state.dump(), sort_keys=True, separators=(",", ":")).encode()
-    print(f"{state.head_sequence} events verify; state sha256 {hashlib.sha256(canonical).hexdigest()}")
+    state = fold_log(hub.log.entries_all(), pinned.trust, pinned.topic_prefix)
+    for skipped in state.skipped:
+        print(f"offset {skipped.offset}: {skipped.reason}: {skipped.detail}", file=sys.stderr)
+    print(f"{state.head_sequence} events verify; state sha256 {state.state_hash()}")
+    if state.skipped:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 # --- one command per operation, generated from its request type ------------------------------------

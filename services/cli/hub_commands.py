@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from services.cli.errors import EXIT_FAILURE, command_hub, reports_errors
 from services.cli.gov_commands import app as gov_app
@@ -21,6 +20,9 @@ from sharehub.errors import InputError
 
 if TYPE_CHECKING:
     from connectors.publisher import Publisher
+    from services.audit import AuditReport
+    from services.audit import TimeWindow as AuditWindow
+    from services.cli.progress import Tracker
 
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
 audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
@@ -238,59 +240,68 @@ def serve(
     )
 
 
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
 @audit_app.command("verify")
 @reports_errors
 def audit_verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, every event")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every event, not only findings")] = False,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option("--from", formats=DATE_FORMATS, help="Report records written from then (UTC)"),
+    ] = None,
+    until: Annotated[
+        dt.datetime | None,
+        typer.Option("--to", formats=DATE_FORMATS, help="Report records written before then (UTC)"),
+    ] = None,
+    html_file: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
-    """Replay every dataset topic from offset 0 with public keys only; exit 1 on any finding. From an agency's
-    site (SHAREHUB_HOME=the site, e.g. the auditor's), with that agency's own identity and no hub secret."""
+    """Replay the governance log, every dataset topic, the checkpoints and the access log from offset 0
+    with public keys only; exit 1 on any finding. From an agency's site (SHAREHUB_HOME=the site, e.g. the
+    auditor's), with that agency's own identity and no hub secret."""
+    from services.audit import TimeWindow
+    from services.cli.audit_output import html_report, print_findings, print_summary
+
+    window = TimeWindow(_utc(since), _utc(until))
+    if window.start and window.end and window.start >= window.end:
+        raise InputError(f"--from {window.start.isoformat()} is not before --to {window.end.isoformat()}")
+    with line_progress(err, quiet=quiet, unit="records") as tracker:
+        report = _audit(window, tracker)
+    if html_file is not None:
+        html_file.write_text(html_report(report), encoding="utf-8")
+    if as_json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        print_findings(out, report.events if show_all else report.findings)
+        print_summary(out, report)
+    if report.findings:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    return moment.replace(tzinfo=dt.UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _audit(window: AuditWindow, tracker: Tracker | None) -> AuditReport:
+    """The audit from the site of SHAREHUB_HOME: an agency's (the auditor's: its own identity and pinned
+    trust only), or the hub's (which may also read its quarantine)."""
     from connectors.sdk import CLIENT_CERT_FILE, SiteSession, is_connected
     from services.audit import audit_verify
     from services.cli.agency_commands import site_passphrase
     from sharehub.settings import Settings
 
     home = Settings().home
-    if is_connected(home):  # an agency's site, the auditor's: its own identity and the pinned trust only
+    if is_connected(home):
         certified = (home / CLIENT_CERT_FILE).is_file()  # its TLS key opens with the site's passphrase
         session = SiteSession(home, site_passphrase(home) if certified else None)
-        report = audit_verify(session.kafka, session.governance())
-    else:
-        hub = command_hub()
-        report = audit_verify(hub.kafka, hub.governance)
-    if as_json:
-        print(json.dumps(report.to_json(), indent=1))
-    else:
-        rows = report.events if show_all else report.findings
-        columns = ("topic", "partition", "offset", "producer", "sequence", "signature", "chain", "detail")
-        cells = [
-            (
-                e.topic,
-                str(e.partition),
-                str(e.offset),
-                e.producer or "?",
-                str(e.sequence or "?"),
-                e.signature,
-                e.chain,
-                e.detail,
-            )
-            for e in rows
-        ]
-        if cells and out.is_terminal:
-            table = Table(*columns)
-            for row in cells:
-                table.add_row(*row)
-            out.print(table)
-        elif cells:  # piped: one finding per line, tab-separated, never truncated
-            print("\t".join(columns))
-            for row in cells:
-                print("\t".join(row))
-        out.print(f"{len(report.events)} events verified, {len(report.findings)} findings")
-        custody = ", ".join(f"{agency} {n}" for agency, n in sorted(report.sealed_in_custody.items()))
-        out.print(f"sealed by the hub in custody: {custody or 'none'}")
-    if report.findings:
-        raise typer.Exit(EXIT_FAILURE)
+        return audit_verify(session.kafka, session.governance(), window=window, progress=tracker)
+    hub = command_hub()
+    return audit_verify(hub.kafka, hub.governance, window=window, progress=tracker, quarantine=True)
 
 
 keys_app = typer.Typer(

@@ -16,7 +16,7 @@ See docs/governance.md.
 
 from sharehub.gov import anchors
 from sharehub.gov.service import GovernanceService, new_credential
-from sharehub.gov.state import GovState, fold
+from sharehub.gov.state import GovState, fold, fold_log
 from sharehub.gov.verify import Trust
 
-__all__ = ["GovState", "anchors", "GovernanceService", "Trust", "fold", "new_credential"]
+__all__ = ["GovState", "anchors", "GovernanceService", "Trust", "fold", "fold_log", "new_credential"]
