@@ -22,6 +22,7 @@ from pathlib import Path
 
 from connectors.publisher import Publisher
 from projections.read_model import ReadModelStore
+from services.governance_desk import GovernanceDesk
 from sharehub.codec import DatasetCodec
 from sharehub.errors import ConfigurationError, InputError, UnknownReferenceError
 from sharehub.gov import GovernanceService, GovState, anchors
@@ -251,6 +252,18 @@ class Hub:
                 yield GovernanceService(state, self.keys.signing_key(state.operator), self.log)
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def governance_desk(self) -> GovernanceDesk:
+        """What changing governance takes: this hub's log and key store, its settings, and the broker's
+        provisioning (:mod:`services.broker_access`, which works on the hub's logins)."""
+        from services import broker_access  # it builds on this module
+
+        return GovernanceDesk(
+            governance=self,
+            settings=self.settings,
+            provision=lambda: broker_access.provision(self),
+            provision_services=lambda: broker_access.provision_services(self),
+        )
 
     @cached_property
     def keys(self) -> LocalKeyStore:

@@ -37,7 +37,9 @@ def run(config: Config) -> ScenarioResult:
         with query_api(hub_env(hub), hub.home / "api.log") as server:
             site = hub.home / "sites" / OWNER
             _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
-            perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
+            perform(
+                hub.governance_desk(), Caller(hub.governance.operator, local=True), "register-key", request
+            )
             csr = make_tls_request(site, hub.governance.topic_prefix, PASSPHRASE).read_bytes()
             certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(
                 csr, hub.principal(OWNER)

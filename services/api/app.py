@@ -44,7 +44,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     errors.install(app)
     hub.follow_governance()  # requests read the state the follower keeps, never the broker
     state = hub.governance
-    credentials = CredentialCheck(hub)
+    credentials = CredentialCheck(hub)  # the hub's follower: its state, when it last read, read now
     if access_log is None:
         access_log = AccessLog(hub.kafka, state.access_log_topic)
         hub.on_close(access_log.close)  # the app's own producer goes with the hub it serves
@@ -55,8 +55,10 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         codecs=functools.lru_cache(maxsize=None)(hub.codec),
         access=access_log,
         credentials=credentials,
-        operations=Operations(hub, auth=credentials.counts),
-        hub=hub,
+        operations=Operations(governance=hub, read_models=hub, kafka=hub.kafka, auth=credentials.counts),
+        desk=hub.governance_desk(),
+        keys=hub.keys,
+        logins=hub,
     )
     app.include_router(records.router)
     app.include_router(governance.router)

@@ -53,7 +53,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     with Hub(settings) as hub:
-        load(hub, demo_spec(own_sites=("coc", "go")))
+        load(hub.governance_desk(), demo_spec(own_sites=("coc", "go")))
         yield hub
 
 
@@ -62,7 +62,7 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
     made (mutual TLS), or, with ``password``, a SCRAM password the site made and had the hub set."""
     home = tmp_path / "sites" / agency
     _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     if not password:
         csr = make_tls_request(home, hub.anchors.topic_prefix, PASSPHRASE).read_bytes()
         ca = pki.HubCA.load(hub.settings.kafka_ca_path.parent)
@@ -245,7 +245,7 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     assert plain.returncode == 0, plain.stderr
 
     request = read_key_request(AgencySite(home).request_path("site-1").read_text())
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     data = tmp_path / "members.jsonl"
     write_jsonl(generate_party_members(2, seed=12), data)
     published = run("publish", "--as", "coc", "--dataset", DATASET, str(data))

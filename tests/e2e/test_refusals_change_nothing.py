@@ -180,7 +180,7 @@ def test_every_operation_refused_to_an_agency_that_may_not_take_it_changes_nothi
     before = snapshot(hub)
     with pytest.raises(NotPermitted):
         # As on the hub's own machine: the operations that may make a key pair would make one here.
-        perform(hub, Caller(actor, local=True), operation, request)
+        perform(hub.governance_desk(), Caller(actor, local=True), operation, request)
     assert snapshot(hub) == before
 
 
