@@ -1,4 +1,8 @@
-"""One installation of the hub as the services see it: settings, governance, keys, read-model stores.
+"""One installation of the hub: settings, governance, keys, read-model stores, broker logins.
+
+A process's composition root (a CLI command, the API's app factory, the projection worker) builds one hub,
+hands each service the parts it uses (never the hub itself, see :mod:`services.parts` and
+:class:`~services.governance_desk.GovernanceDesk`) and closes it.
 
 Governance is the governance log folded into a :class:`~sharehub.gov.GovState`: read in full on first use,
 then brought up to date with the events appended since, at most every ``governance_refresh_s`` seconds

@@ -202,7 +202,7 @@ def test_a_change_whose_event_the_log_does_not_take_keeps_no_key(
     with hub.governing() as service:
         monkeypatch.setattr(service._log, "append", unwritable)
         with pytest.raises(BrokerError):
-            run(hub, service, Caller("cpo", local=True), request)
+            run(hub.keys, service, Caller("cpo", local=True), request)
     assert snapshot(hub) == before
     assert not hub.keys.has("coc/sign/9", "signing")
 
