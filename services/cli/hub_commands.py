@@ -497,7 +497,7 @@ def _moment(text: str) -> dt.datetime:
         raise InputError(
             f"--at {text!r} is not an ISO 8601 time (e.g. 2026-03-01T09:30:00+07:00) nor 'now'"
         ) from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 @audit_app.command("receipt")
