@@ -227,7 +227,9 @@ def _audit_datasets(
             envelope = _verified(codec, record.value, record.partition, status)
             if envelope is not None:
                 _walk(lanes[(envelope.header.producer, dataset.id, record.partition)], envelope, status)
-                if sealed_in_custody(envelope.header.signer_key_id) and report.window.holds(record.timestamp_ms):
+                if sealed_in_custody(envelope.header.signer_key_id) and report.window.holds(
+                    record.timestamp_ms
+                ):
                     report.sealed_in_custody[envelope.header.producer] += 1
             report.note(status, record)
     return lanes
