@@ -14,6 +14,8 @@ scratch store and swaps nothing.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +109,15 @@ def audit_hash(parts: ReplayParts, consumer: str) -> Replayed:
         finally:
             scratch.drop()
             scratch.close()
+
+
+@contextmanager
+def scratch(hub: Hub, consumer: str) -> Iterator[ReadModelStore]:
+    """An empty scratch store for ``consumer`` (:func:`scratch_store`), dropped when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="sharehub-audit-", dir=hub.home) as directory:
+        store = scratch_store(hub, consumer, Path(directory))
+        try:
+            yield store
+        finally:
+            store.drop()
+            store.close()

@@ -458,6 +458,57 @@ def audit_state_hash(
             raise typer.Exit(EXIT_FAILURE)
 
 
+@audit_app.command("reconstruct")
+@reports_errors
+def audit_reconstruct(
+    consumer: Annotated[str, typer.Option("--consumer", help="Consumer agency id")],
+    at: Annotated[str, typer.Option("--at", help="ISO 8601 time (UTC unless a zone is given), or 'now'")],
+    live: Annotated[
+        bool, typer.Option(help="Also print the live read model's hash, and exit 1 if different")
+    ] = False,
+) -> None:
+    """What a consumer's read model held at a past time: dataset events stamped up to it, under governance
+    as it stood then, in a scratch store (nothing live changes); prints its state hash."""
+    from services.rebuild import scratch
+    from services.reconstruct import ReconstructParts, reconstruct
+
+    moment = _moment(at)
+    hub = command_hub()
+    pinned = hub.anchors
+    parts = ReconstructParts(hub.log, pinned.trust, pinned.topic_prefix, hub.keys, hub.kafka)
+    with scratch(hub, consumer) as store:
+        done = reconstruct(parts, consumer, moment, store)
+    err.print(
+        f"{done.events:,} events up to {done.at.isoformat()} ({done.left_out:,} later left out), "
+        f"{done.rows:,} rows, {done.quarantined} refused; governance as of event {done.governance_sequence}"
+    )
+    if done.unopenable:
+        err.print(
+            f"{done.unopenable} record(s) held then can no longer be opened: their subjects were erased "
+            "later (the hash cannot equal one taken then)"
+        )
+    print(f"at\t{done.at.isoformat()}")
+    print(f"log\t{done.state_hash}")
+    if live:
+        current = hub.store(consumer).state_hash()
+        print(f"live\t{current}")
+        if current != done.state_hash:
+            raise typer.Exit(EXIT_FAILURE)
+
+
+def _moment(text: str) -> dt.datetime:
+    """``now``, or an ISO 8601 time (UTC when it gives no zone)."""
+    if text.strip().lower() == "now":
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"--at {text!r} is not an ISO 8601 time (e.g. 2026-03-01T09:30:00+07:00) nor 'now'"
+        ) from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
 @audit_app.command("receipt")
 @reports_errors
 def audit_receipt(file: Annotated[Path, typer.Argument(help="An erasure receipt (JSON)")]) -> None:
