@@ -112,10 +112,10 @@ def audit_hash(parts: ReplayParts, consumer: str) -> Replayed:
 
 
 @contextmanager
-def scratch(hub: Hub, consumer: str) -> Iterator[ReadModelStore]:
+def scratch(settings: Settings, consumer: str) -> Iterator[ReadModelStore]:
     """An empty scratch store for ``consumer`` (:func:`scratch_store`), dropped when the block ends."""
-    with tempfile.TemporaryDirectory(prefix="sharehub-audit-", dir=hub.home) as directory:
-        store = scratch_store(hub, consumer, Path(directory))
+    with tempfile.TemporaryDirectory(prefix="sharehub-audit-", dir=settings.home) as directory:
+        store = scratch_store(settings, consumer, Path(directory))
         try:
             yield store
         finally:

@@ -473,11 +473,12 @@ def audit_reconstruct(
     from services.reconstruct import ReconstructParts, reconstruct
 
     moment = _moment(at)
-    hub = command_hub()
-    pinned = hub.anchors
-    parts = ReconstructParts(hub.log, pinned.trust, pinned.topic_prefix, hub.keys, hub.kafka)
-    with scratch(hub, consumer) as store:
-        done = reconstruct(parts, consumer, moment, store)
+    with Hub() as hub:
+        pinned = hub.anchors
+        parts = ReconstructParts(hub.log, pinned.trust, pinned.topic_prefix, hub.keys, hub.kafka)
+        with scratch(hub.settings, consumer) as store:
+            done = reconstruct(parts, consumer, moment, store)
+        current = hub.store(consumer).state_hash() if live else None
     err.print(
         f"{done.events:,} events up to {done.at.isoformat()} ({done.left_out:,} later left out), "
         f"{done.rows:,} rows, {done.quarantined} refused; governance as of event {done.governance_sequence}"
@@ -489,8 +490,7 @@ def audit_reconstruct(
         )
     print(f"at\t{done.at.isoformat()}")
     print(f"log\t{done.state_hash}")
-    if live:
-        current = hub.store(consumer).state_hash()
+    if current is not None:
         print(f"live\t{current}")
         if current != done.state_hash:
             raise typer.Exit(EXIT_FAILURE)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from services.erasure import erase_subject
+from services.erasure import ErasureParts, erase_subject
 from services.hub import Hub
 from tests.kafka_helpers import Worker, sharehub, wait_until
 from tooling.synthetic import generate_party_members
@@ -67,8 +67,9 @@ def test_reconstruct_at_a_past_time_gives_the_hash_the_read_model_had_then(hub: 
     assert lines[1:] == [f"log\t{suspended.state_hash()}", f"live\t{suspended.state_hash()}"]
 
     assert reconstructed(hub, KEPT, t1.isoformat())[1][1] == f"log\t{at_t1[KEPT]}"
+    parts = ErasureParts(hub.governance, hub.keys, hub.publisher, receipts=hub.home / "erasures")
     erase_subject(
-        hub, dataset=DATASET, record_key=str(members[3]["member_id"]), requested_by="coc", approved_by="cpo"
+        parts, dataset=DATASET, record_key=str(members[3]["member_id"]), requested_by="coc", approved_by="cpo"
     )
     status, lines, stderr = reconstructed(hub, KEPT, t1.isoformat())
     assert status == 0 and lines[1] != f"log\t{at_t1[KEPT]}", "a record of then can no longer be opened"
