@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from services.hub import Hub
-from services.rebuild import audit_hash
+from services.rebuild import ReplayParts, audit_hash
 from sharehub.errors import SharehubError
 from tooling.synthetic import generate_party_members
 
@@ -100,7 +100,8 @@ def count(hub: Hub, consumer: str, acknowledged: set[str]) -> ReadModelCount:
     members = read_model_members(hub, consumer)
     found = len(acknowledged & members.keys())
     duplicates = sum(applied - 1 for applied in members.values() if applied > 1)
-    replayed = audit_hash(hub, consumer)
+    parts = ReplayParts(governance=hub, keys=hub.keys, kafka=hub.kafka, settings=hub.settings)
+    replayed = audit_hash(parts, consumer)
     matches = replayed.state_hash == hub.store(consumer).state_hash() and replayed.quarantined == 0
     return ReadModelCount(consumer, found, len(acknowledged) - found, duplicates, matches)
 

@@ -80,7 +80,7 @@ def _hub(cluster: LocalKafkaCluster, home: Path) -> Hub:
     )
     hub = Hub(settings)
     spec = read_spec(DEMO_SPEC)
-    load(hub, spec.model_copy(update={"topic_prefix": f"chaos{uuid.uuid4().hex[:8]}",
+    load(hub.governance_desk(), spec.model_copy(update={"topic_prefix": f"chaos{uuid.uuid4().hex[:8]}",
                                       "custodial": list(spec.site_agencies)}))  # fmt: skip
     return hub
 

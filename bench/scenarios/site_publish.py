@@ -39,7 +39,7 @@ def connected_site(hub: Hub, bootstrap: str, api_url: str) -> Path:
     hub CA signed for it (mutual TLS), connected to the hub's API at ``api_url``; the passphrase beside it."""
     site = hub.home / "sites" / OWNER
     _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
-    perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller(hub.governance.operator, local=True), "register-key", request)
     csr = make_tls_request(site, hub.governance.topic_prefix, PASSPHRASE).read_bytes()
     certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(csr, hub.principal(OWNER))
     connect(

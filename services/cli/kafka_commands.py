@@ -130,6 +130,7 @@ def _admin_access(settings: Settings) -> str:
     from services.hub import Hub
 
     try:
-        return Hub(settings).kafka_admin
+        with Hub(settings) as hub:
+            return hub.kafka_admin
     except SharehubError:
         return settings.kafka_bootstrap or settings.bootstrap

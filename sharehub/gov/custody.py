@@ -12,6 +12,11 @@ verifying as they are (a custodial key registered earlier as ``<agency>/sign/1``
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
+from sharehub.gov.models import AgencyRecord
+
 #: The middle segment of a custody key's id.
 CUSTODY = "custody"
 #: The middle segment of a key an agency's own site made.
@@ -33,3 +38,14 @@ def is_site_key_id(agency: str, key_id: str) -> bool:
     """Whether ``key_id`` names a key ``agency``'s own site made (what a registration request may name)."""
     parts = key_id.split("/")
     return len(parts) == 3 and parts[0] == agency and parts[1] == SITE and bool(parts[2])
+
+
+def in_custody(
+    agency: AgencyRecord | None, holds: Callable[[str], bool], at: dt.datetime | None = None
+) -> bool:
+    """Whether a hub that ``holds`` (by key id) these signing keys acts for ``agency``: it holds one of the
+    agency's keys that has not ended by ``at`` (now). Only then does the hub keep the agency's login."""
+    if agency is None:
+        return False
+    moment = at or dt.datetime.now(dt.UTC)
+    return any((key.until is None or key.until > moment) and holds(key.key_id) for key in agency.keys)

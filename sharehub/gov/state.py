@@ -1,6 +1,7 @@
 """The governance state folded from the log, and the :class:`~sharehub.gov.views.GovernanceView` over it.
 
-:func:`fold` rebuilds the state from events alone (plus the pinned operator keys); the service applies each
+:func:`fold` rebuilds the state from events alone (plus the pinned operator keys), :func:`fold_log_as_of`
+the state as it stood at a past time; the service applies each
 new event through the very same :meth:`GovState.apply`, so a state rebuilt from the log always equals the
 service's. :meth:`GovState.dump` is a canonical, JSON-ready form for comparing two states.
 """
@@ -274,6 +275,26 @@ def fold_log(entries: Iterable[Logged], trust: Trust, topic_prefix: str = "share
     forgery, a broken link): each is in the state's :attr:`~GovState.skipped`, with its offset."""
     state = GovState(trust, topic_prefix)
     for entry in entries:
+        state.take(entry)
+    return state
+
+
+def fold_log_as_of(
+    entries: Iterable[Logged], trust: Trust, at: dt.datetime, topic_prefix: str = "sharehub"
+) -> GovState:
+    """Governance as it stood at ``at``: the state :func:`fold_log` builds from the log's records up to the
+    first event stamped (``occurred_at``, the operator's signed event time) later than ``at``. That event
+    and everything after it are left out: the log is one chain in one partition, so a record after an event
+    of a later time was appended later still. A record that is no governance event at all carries no time:
+    it is taken (and skipped, as :func:`fold_log` would) like any other before that point."""
+    state = GovState(trust, topic_prefix)
+    for entry in entries:
+        try:
+            stamped = ev.parse(entry.raw).occurred_at
+        except EnvelopeError:
+            stamped = None
+        if stamped is not None and stamped > at:
+            break
         state.take(entry)
     return state
 

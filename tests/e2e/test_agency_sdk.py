@@ -24,7 +24,7 @@ from connectors.key_service import KeyServiceClient
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
 from connectors.site import AgencySite
 from services.access_log import read_access_log
-from services.broker_access import provision, set_password
+from services.broker_access import set_password
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
@@ -53,7 +53,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     with Hub(settings) as hub:
-        load(hub, demo_spec(own_sites=("coc", "go")))
+        load(hub.governance_desk(), demo_spec(own_sites=("coc", "go")))
         yield hub
 
 
@@ -62,7 +62,7 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
     made (mutual TLS), or, with ``password``, a SCRAM password the site made and had the hub set."""
     home = tmp_path / "sites" / agency
     _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     if not password:
         csr = make_tls_request(home, hub.anchors.topic_prefix, PASSPHRASE).read_bytes()
         ca = pki.HubCA.load(hub.settings.kafka_ca_path.parent)
@@ -245,7 +245,7 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     assert plain.returncode == 0, plain.stderr
 
     request = read_key_request(AgencySite(home).request_path("site-1").read_text())
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     data = tmp_path / "members.jsonl"
     write_jsonl(generate_party_members(2, seed=12), data)
     published = run("publish", "--as", "coc", "--dataset", DATASET, str(data))
@@ -290,7 +290,7 @@ def test_a_site_sets_its_own_broker_password_and_the_hub_keeps_none(
                 if e["operation"] == "set_broker_password"]  # fmt: skip
     assert record["consumer"] == "coc" and password not in str(record)
     # Provisioning again (any governance change) leaves the site's own login alone.
-    provision(hub)
+    hub.governance_desk().provision()
     with open_publisher(home, DATASET, PASSPHRASE) as publisher:
         assert publisher.publish_records(list(generate_party_members(1, seed=6))).published == 1
 
@@ -317,6 +317,6 @@ def test_provisioning_drops_a_password_an_older_hub_made_for_an_agency_with_its_
     principal = hub.principal("coc")
     set_password(hub.kafka_admin, principal, hub.keys.broker_password(principal).reveal())
     assert _scram_users(hub, ["coc"]) == {principal}
-    provision(hub)
+    hub.governance_desk().provision()
     assert _scram_users(hub, ["coc"]) == set()
     assert not hub.keys.has(f"kafka/{principal}", "broker")

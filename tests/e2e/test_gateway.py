@@ -58,7 +58,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     with Hub(settings) as hub:
-        load(hub, demo_spec(own_sites=("coc",)))
+        load(hub.governance_desk(), demo_spec(own_sites=("coc",)))
         yield hub
 
 

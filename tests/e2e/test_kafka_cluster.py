@@ -75,7 +75,7 @@ def cluster_hub(cluster: LocalKafkaCluster, tmp_path_factory: pytest.TempPathFac
         read_model_url=None,
     )
     hub = Hub(settings)
-    load(hub, demo_spec())
+    load(hub.governance_desk(), demo_spec())
     yield hub
     hub.close()
 

@@ -180,7 +180,7 @@ def test_every_operation_refused_to_an_agency_that_may_not_take_it_changes_nothi
     before = snapshot(hub)
     with pytest.raises(NotPermitted):
         # As on the hub's own machine: the operations that may make a key pair would make one here.
-        perform(hub, Caller(actor, local=True), operation, request)
+        perform(hub.governance_desk(), Caller(actor, local=True), operation, request)
     assert snapshot(hub) == before
 
 
@@ -202,7 +202,7 @@ def test_a_change_whose_event_the_log_does_not_take_keeps_no_key(
     with hub.governing() as service:
         monkeypatch.setattr(service._log, "append", unwritable)
         with pytest.raises(BrokerError):
-            run(hub, service, Caller("cpo", local=True), request)
+            run(hub.keys, service, Caller("cpo", local=True), request)
     assert snapshot(hub) == before
     assert not hub.keys.has("coc/sign/9", "signing")
 
