@@ -10,9 +10,10 @@ is the SHA-256 of the event before; a gap, a duplicate, an event out of order, a
 each named. Then every signed checkpoint is held against the log: a checkpointed event that is missing means
 the lane was cut short (truncated), one with another hash means it was rewritten. Each owner's checkpoints
 are on a topic only that owner may write, so whatever is found there (a checkpoint, or garbage) is that
-owner's statement: a finding there is the owner's, named as its producer. Last, the access log (and, from
-the hub, the quarantine): each record must be one of its kind; the access log is not signed yet, so its
-content cannot be verified, only its form. No decryption key is needed or used. The report also counts, per
+owner's statement: a finding there is the owner's, named as its producer. Last, the access log: each record
+signed by the operator key valid at its time, and each API instance's records one chain, judged like a
+dataset lane (records from before they were signed are counted as unsigned legacy records, form only); and,
+from the hub, the quarantine's form. No decryption key is needed or used. The report also counts, per
 producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key signed them, see
 :mod:`sharehub.gov.custody`).
 
@@ -23,12 +24,14 @@ stamped inside the window are reported.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from services.audit_forms import NotOfItsKind, record_id
 from sharehub import chain
+from sharehub.access_records import open_access
 from sharehub.checkpoints import open_checkpoint
 from sharehub.codec import DatasetCodec, codecs_by_topic
 from sharehub.envelope import Envelope
@@ -36,13 +39,16 @@ from sharehub.errors import ChainViolation, EnvelopeError
 from sharehub.gov.custody import sealed_in_custody
 from sharehub.gov.log import Logged
 from sharehub.gov.state import RULE_VIOLATION, GovState
-from sharehub.gov.verify import DUPLICATE, FORK, GAP, REPLAYED
+from sharehub.gov.verify import DUPLICATE, FORK, GAP, REPLAYED, operator_key
 from sharehub.kafka import Record, TopicReader
 
 #: Told a topic's name and its number of records; returns the callback that hears how many more are read.
 Progress = Callable[[str, int], Callable[[int], None]]
-#: What the audit can say of the access log until its records are signed and chained (issue #20, item 2).
-ACCESS_LOG_NOTE = "not verifiable yet: access records are not signed; only their form is checked"
+#: What the audit checks of the access log (and what it cannot of records from before they were signed).
+ACCESS_LOG_NOTE = "signed by the operator key, chained per API instance"
+LEGACY_NOTE = "unsigned legacy record (from before access records were signed): form only"
+#: A record in the unsigned form after a signed one in its partition: written since, by whoever could.
+UNSIGNED = "unsigned"
 QUARANTINE_NOTE = "form only: quarantine records are not signed"
 _GOVERNANCE_CHAIN_REASONS = {GAP, DUPLICATE, REPLAYED, FORK, RULE_VIOLATION}
 
@@ -173,7 +179,7 @@ def audit_verify(
         state = _audit_governance(read, GovState(governance.trust, governance.topic_prefix), report)
         lanes = _audit_datasets(read, state, report)
         _audit_checkpoints(read, state, lanes, report)
-        _audit_form(read, state.access_log_topic, "access-log", report, ACCESS_LOG_NOTE)
+        _audit_access_log(read, state, report)
         if quarantine:
             _audit_form(read, state.quarantine_topic, "quarantine", report, QUARANTINE_NOTE)
     return report
@@ -226,11 +232,10 @@ def _audit_datasets(
             status = EventStatus(dataset.topic, record.partition, record.offset)
             envelope = _verified(codec, record.value, record.partition, status)
             if envelope is not None:
-                _walk(lanes[(envelope.header.producer, dataset.id, record.partition)], envelope, status)
-                if sealed_in_custody(envelope.header.signer_key_id) and report.window.holds(
-                    record.timestamp_ms
-                ):
-                    report.sealed_in_custody[envelope.header.producer] += 1
+                header = envelope.header
+                _walk(lanes[(header.producer, dataset.id, record.partition)], chain.link_of(envelope), status)
+                if sealed_in_custody(header.signer_key_id) and report.window.holds(record.timestamp_ms):
+                    report.sealed_in_custody[header.producer] += 1
             report.note(status, record)
     return lanes
 
@@ -243,6 +248,36 @@ def _audit_checkpoints(read: _Reading, state: GovState, lanes: Lanes, report: Au
             status = EventStatus(topic, record.partition, record.offset, producer=owner)
             _check_checkpoint(record.value, owner, state, lanes, status)
             report.note(status, record, kept=False)
+
+
+def _audit_access_log(read: _Reading, state: GovState, report: AuditReport) -> None:
+    """Each access record signed by an operator key valid at its time, and in its API instance's chain in
+    log order (deleted: a gap at the next record; reordered: out of order; duplicated; altered: its
+    signature). Legacy records (before records were signed) are counted apart, unless they follow a signed
+    record in their partition."""
+    topic, legacy, signed_in = state.access_log_topic, 0, set[int]()
+    lanes: dict[str, _Lane] = defaultdict(_Lane)
+    keys = functools.partial(operator_key, state, state.trust)
+    for record in read.records(topic):
+        status = EventStatus(topic, record.partition, record.offset)
+        try:
+            opened = open_access(record.value, keys)
+        except EnvelopeError as exc:
+            status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
+            opened = None
+        if opened is not None and opened.link is None:
+            status.event_id, status.detail = opened.fields["request_id"], LEGACY_NOTE
+            if record.partition in signed_in:
+                status.signature, status.chain = UNSIGNED, "-"
+            legacy += status.ok and report.window.holds(record.timestamp_ms)
+        elif opened is not None and opened.link is not None:
+            signed_in.add(record.partition)
+            status.producer, status.sequence = opened.fields["instance"], opened.link.sequence
+            status.event_id = opened.fields["request_id"]
+            _walk(lanes[opened.fields["instance"]], opened.link, status)
+        report.note(status, record, kept=False)
+    legacy_note = f"; {legacy} unsigned legacy records (form only)" if legacy else ""
+    report.topics.setdefault(topic, TopicSummary()).note = ACCESS_LOG_NOTE + legacy_note
 
 
 def _audit_form(read: _Reading, topic: str, kind: str, report: AuditReport, note: str) -> None:
@@ -304,28 +339,28 @@ def _check_checkpoint(
         status.chain, status.detail = "checkpoint_mismatch", f"event {where} differs from its checkpoint"
 
 
-def _walk(lane: _Lane, envelope: Envelope, status: EventStatus) -> None:
-    header = envelope.header
-    verdict = chain.judge(lane.head, envelope)
-    earlier = lane.seen.get(header.sequence)
+def _walk(lane: _Lane, link: chain.Link, status: EventStatus) -> None:
+    """Judge ``link`` against its chain as walked so far (in log order); the finding in ``status``."""
+    verdict = chain.judge_link(lane.head, link)
+    earlier = lane.seen.get(link.sequence)
     if verdict is None or verdict == chain.GAP:
         if verdict == chain.GAP:
             expected = (lane.head.sequence if lane.head else 0) + 1
             status.chain, status.detail = (
                 "gap",
-                f"sequences {expected}..{header.sequence - 1} are missing here",
+                f"sequences {expected}..{link.sequence - 1} are missing here",
             )
-        lane.head = chain.head_after(envelope)
-        lane.seen[header.sequence] = envelope.hash
+        lane.head = chain.head_after(link)
+        lane.seen[link.sequence] = link.hash
     elif verdict == chain.FORK:
         status.chain, status.detail = "broken_link", "prev_hash is not the hash of the previous event"
     elif earlier is None:
         status.chain, status.detail = (
             "out_of_order",
-            f"sequence {header.sequence} after {lane.head.sequence if lane.head else 0}",
+            f"sequence {link.sequence} after {lane.head.sequence if lane.head else 0}",
         )
-        lane.seen[header.sequence] = envelope.hash
-    elif earlier == envelope.hash:
-        status.chain, status.detail = "duplicate", f"sequence {header.sequence} appears again"
+        lane.seen[link.sequence] = link.hash
+    elif earlier == link.hash:
+        status.chain, status.detail = "duplicate", f"sequence {link.sequence} appears again"
     else:
-        status.chain, status.detail = "fork", f"another event already holds sequence {header.sequence}"
+        status.chain, status.detail = "fork", f"another record already holds sequence {link.sequence}"

@@ -1,6 +1,6 @@
-"""The form of the hub's unsigned topics, for the audit: every record of the access log (and of the
-quarantine) must be a record of its kind. Their content cannot be verified: nothing signs it yet (the access
-log will be signed and chained, issue #20 item 2)."""
+"""The form of the hub's unsigned topics, for the audit: every record of the quarantine must be a record of
+its kind. Its content cannot be verified: nothing signs it (the access log is signed and chained, and
+verified as such: :mod:`sharehub.access_records`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from projections.quarantine import decode_quarantined
-from services.access_log import decode_access
 
 #: Each unsigned topic kind: how a record of it decodes, and the field that names it (if any).
 FORMS: dict[str, tuple[Callable[[bytes], dict[str, Any]], str | None]] = {
-    "access-log": (decode_access, "request_id"),
     "quarantine": (decode_quarantined, None),
 }
 

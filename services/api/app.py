@@ -47,7 +47,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     state = hub.governance
     credentials = CredentialCheck(hub)  # the hub's follower: its state, when it last read, read now
     if access_log is None:
-        access_log = AccessLog(hub.kafka, state.access_log_topic)
+        access_log = AccessLog(hub.kafka, state.access_log_topic, hub.keys.signing_key(state.operator))
         hub.on_close(access_log.close)  # the app's own producer goes with the hub it serves
     app.state.context = ApiContext(
         governance=state,

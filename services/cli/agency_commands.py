@@ -242,3 +242,26 @@ def connect(
     address = HubAddress(api, bootstrap)
     connect_site(where, address, trust=trusted, ca=ca_pem, credential=credential, login=login)
     err.print(f"the site at {where} now reaches the hub at {api} and {bootstrap}")
+
+
+@app.command("pseudonym")
+@reports_errors
+def pseudonym_of(
+    dataset: Annotated[str, typer.Option(help="A dataset the site's agency owns")],
+    key: Annotated[str, typer.Option(help="The record's key, e.g. a member id")],
+    home: Home = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """The pseudonym (subject ref, hex) of one record of a dataset the site owns: what the owner hands an
+    auditor who asks ``sharehub audit access --subject-ref``. The routing key comes from the hub's key
+    service into memory only (the release is itself in the access log) and never leaves this process."""
+    from connectors.sdk import SiteSession
+    from sharehub.envelope import pseudonym
+
+    site_home = _home(home)
+    session = SiteSession(site_home, site_passphrase(site_home, passphrase_file))
+    keys = session.key_service()
+    try:
+        print(pseudonym(keys.routing_key(dataset), key).hex())
+    finally:
+        keys.close()

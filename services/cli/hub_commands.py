@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from services.audit import TimeWindow as AuditWindow
     from services.cli.progress import Tracker
     from services.rebuild import ReplayParts
+    from sharehub.gov.state import GovState
 
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
 audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
@@ -296,8 +297,17 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
 def _audit(window: AuditWindow, tracker: Tracker | None) -> AuditReport:
     """The audit from the site of SHAREHUB_HOME: an agency's (the auditor's: its own identity and pinned
     trust only), or the hub's (which may also read its quarantine)."""
-    from connectors.sdk import CLIENT_CERT_FILE, SiteSession, is_connected
     from services.audit import audit_verify
+
+    with _log_source() as (kafka, governance, hub):
+        return audit_verify(kafka, governance, window=window, progress=tracker, quarantine=hub is not None)
+
+
+@contextmanager
+def _log_source() -> Iterator[tuple[str, GovState, Hub | None]]:
+    """Where SHAREHUB_HOME reads the log from, with which governance: an agency's site (the auditor's: its
+    own identity and pinned trust only; no hub), or the hub's home (and the hub)."""
+    from connectors.sdk import CLIENT_CERT_FILE, SiteSession, is_connected
     from services.cli.agency_commands import site_passphrase
     from sharehub.settings import Settings
 
@@ -305,9 +315,10 @@ def _audit(window: AuditWindow, tracker: Tracker | None) -> AuditReport:
     if is_connected(home):
         certified = (home / CLIENT_CERT_FILE).is_file()  # its TLS key opens with the site's passphrase
         session = SiteSession(home, site_passphrase(home) if certified else None)
-        return audit_verify(session.kafka, session.governance(), window=window, progress=tracker)
+        yield session.kafka, session.governance(), None
+        return
     with Hub() as hub:
-        return audit_verify(hub.kafka, hub.governance, window=window, progress=tracker, quarantine=True)
+        yield hub.kafka, hub.governance, hub
 
 
 keys_app = typer.Typer(
@@ -413,28 +424,44 @@ def gov_erase(
 def audit_access(
     consumer: Annotated[str | None, typer.Option(help="Only this consumer's queries")] = None,
     dataset: Annotated[str | None, typer.Option(help="Only queries of this dataset")] = None,
+    subject_ref: Annotated[
+        str | None,
+        typer.Option(help="Only queries that returned the record with this pseudonym (hex; needs --dataset)"),
+    ] = None,
     record_key: Annotated[
-        str | None, typer.Option(help="Only queries that returned this record (needs --dataset)")
+        str | None,
+        typer.Option(help="Only queries that returned this record (needs --dataset; the hub's home only)"),
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option("--from", formats=DATE_FORMATS, help="Queries answered from then (UTC)"),
+    ] = None,
+    until: Annotated[
+        dt.datetime | None,
+        typer.Option("--to", formats=DATE_FORMATS, help="Queries answered before then (UTC)"),
     ] = None,
 ) -> None:
-    """Every answered query of the read models (R7), oldest first, one JSON object per line. Records are
-    named by their pseudonyms (record_refs); --record-key finds the queries that returned one record."""
-    from services.access_log import read_access_log
+    """Every answered query of the read models (R7) that matches, oldest first, one JSON object per line:
+    who, when, which purpose, under which agreement version, filter, as_of, fields and records returned.
+    From the access log alone, so from the auditor's site too (SHAREHUB_HOME=the site). Records are named
+    by their pseudonyms: an auditor gets a record's from its owner (``sharehub agency pseudonym``)."""
+    from services.access_audit import AccessQuestion, answered, as_json
 
-    with Hub() as hub:
-        wanted_ref = None
+    if record_key is not None and subject_ref is not None:
+        raise InputError("give --record-key or --subject-ref, not both")
+    if record_key is not None and dataset is None:
+        raise InputError("--record-key needs --dataset: a record's pseudonym depends on its dataset")
+    with _log_source() as (kafka, governance, hub):
         if record_key is not None:
-            if dataset is None:
-                raise InputError("--record-key needs --dataset: a record's pseudonym depends on its dataset")
-            wanted_ref = hub.codec(dataset).pseudonym(record_key).hex()
-        for event in read_access_log(hub.kafka, hub.governance.access_log_topic):
-            if consumer is not None and event["consumer"] != consumer:
-                continue
-            if dataset is not None and event["dataset"] != dataset:
-                continue
-            if wanted_ref is not None and wanted_ref not in event["record_refs"]:
-                continue
-            print(json.dumps({**event, "at": event["at"].isoformat()}, ensure_ascii=False))
+            if hub is None:
+                raise InputError(
+                    "--record-key needs the hub's routing keys: from a site, ask the record's owner for its "
+                    "pseudonym and give --subject-ref"
+                )
+            subject_ref = hub.codec(str(dataset)).pseudonym(record_key).hex()
+        question = AccessQuestion(consumer, dataset, subject_ref, _utc(since), _utc(until))
+        for record in answered(kafka, governance.access_log_topic, question):
+            print(json.dumps(as_json(record), ensure_ascii=False))
 
 
 @audit_app.command("state-hash")
@@ -478,22 +505,23 @@ def audit_reconstruct(
         parts = ReconstructParts(hub.log, pinned.trust, pinned.topic_prefix, hub.keys, hub.kafka)
         with scratch(hub.settings, consumer) as store:
             done = reconstruct(parts, consumer, moment, store)
-        current = hub.store(consumer).state_hash() if live else None
-    err.print(
-        f"{done.events:,} events up to {done.at.isoformat()} ({done.left_out:,} later left out), "
-        f"{done.rows:,} rows, {done.quarantined} refused; governance as of event {done.governance_sequence}"
-    )
-    if done.unopenable:
         err.print(
-            f"{done.unopenable} record(s) held then can no longer be opened: their subjects were erased "
-            "later (the hash cannot equal one taken then)"
+            f"{done.events:,} events up to {done.at.isoformat()} ({done.left_out:,} later left out), "
+            f"{done.rows:,} rows, {done.quarantined} refused; "
+            f"governance as of event {done.governance_sequence}"
         )
-    print(f"at\t{done.at.isoformat()}")
-    print(f"log\t{done.state_hash}")
-    if current is not None:
-        print(f"live\t{current}")
-        if current != done.state_hash:
-            raise typer.Exit(EXIT_FAILURE)
+        if done.unopenable:
+            err.print(
+                f"{done.unopenable} record(s) held then can no longer be opened: their subjects were erased "
+                "later (the hash cannot equal one taken then)"
+            )
+        print(f"at\t{done.at.isoformat()}")
+        print(f"log\t{done.state_hash}")
+        if live:
+            current = hub.store(consumer).state_hash()
+            print(f"live\t{current}")
+            if current != done.state_hash:
+                raise typer.Exit(EXIT_FAILURE)
 
 
 def _moment(text: str) -> dt.datetime:

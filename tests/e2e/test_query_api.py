@@ -130,7 +130,9 @@ def test_a_revocation_made_by_another_process_reaches_the_api_without_a_request_
 
 def test_no_answer_leaves_the_api_when_the_access_log_refuses_its_record(loaded: Hub) -> None:
     # The hub's services may read the governance topic but never write it: every write is refused.
-    refusing = AccessLog(loaded.kafka, loaded.governance.governance_topic)
+    refusing = AccessLog(
+        loaded.kafka, loaded.governance.governance_topic, loaded.keys.signing_key(loaded.governance.operator)
+    )
     c = TestClient(create_app(loaded, access_log=refusing))
     c.params = PURPOSE
     try:

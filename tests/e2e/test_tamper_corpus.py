@@ -96,7 +96,7 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
         assert not report.rejected
     honest = audit(hub)
     assert honest["findings"] == 0 and honest["events"] == 150 and honest["governance"]["head"] > 0
-    assert honest["topics"][hub.governance.access_log_topic]["note"].startswith("not verifiable yet")
+    assert honest["topics"][hub.governance.access_log_topic]["note"].startswith("signed by the operator key")
 
     t = Tamperer(hub)
     _tamper_lanes(hub, t)
