@@ -214,12 +214,14 @@ def _await_leaders(admin: AdminClient, topics: list[str], timeout: float) -> Non
 
 
 #: Errors of a partition whose leader is not elected or known yet (just after a topic was created), or
-#: moves (a node of a cluster died: the client drops its handle of that node while the request waits on it).
+#: moves (a node of a cluster died: the client drops its handle of that node while the request waits on it),
+#: or whose new leader's high watermark has not caught up yet since it was elected (OFFSET_NOT_AVAILABLE).
 _LEADER_NOT_READY = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError._DESTROY_BROKER,
+    KafkaError.OFFSET_NOT_AVAILABLE,
 }
 
 

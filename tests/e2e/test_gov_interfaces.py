@@ -106,7 +106,9 @@ def test_an_agreement_lifecycle_on_the_command_line(hub: Hub, tmp_path: Path) ->
     assert hub.governance_state(refresh=True).active_agreement("mcst-pc", "resolution-tasks", now) is not None
 
     assert gov("suspend", "--agreement-id", "mcst.tasks.1", "--reason", "review", who="cpo")[0] == 0
-    assert hub.governance_state(refresh=True).agreement("mcst.tasks.1").status_at(now) == "suspended"
+    suspended = hub.governance_state(refresh=True).agreement("mcst.tasks.1")
+    assert suspended.status_at(dt.datetime.now(dt.UTC)) == "suspended"
+    assert suspended.status_at(now) == "active", "as it stood before the suspension"
     assert gov("resume", "--agreement-id", "mcst.tasks.1", "--reason", "reviewed", who="go")[0] == 0
     assert gov("revoke", "--agreement-id", "mcst.tasks.1", "--reason", "task ended", who="cpo")[0] == 0
     code, out = gov("resume", "--agreement-id", "mcst.tasks.1", "--reason", "again", who="cpo")
