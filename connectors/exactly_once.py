@@ -25,9 +25,11 @@ truth is the topic itself:
    last checkpoint. The journal is an optimisation and a record of progress; never the proof of delivery.
 5. A source finished is marked done: the same content offered again publishes nothing.
 
-An outbox connector is the same with ``source = "outbox:<table>"`` and positions the rows' commit-ordered
-ids (one endless source; its marks move with every checkpoint); an HTTP gateway uses one source per
-idempotency key, positions the items of the request, and a done source answers a retried request.
+An outbox connector (:mod:`connectors.outbox`) is the same with ``source = "outbox:<table>"`` and
+positions the rows' commit-ordered ids: one endless source, opened once (:meth:`ExactlyOnce.open`) and fed
+batch after batch, its marks moving with every checkpoint and its lag counted at the table; an HTTP
+gateway uses one source per idempotency key, positions the items of the request, and a done source answers
+a retried request.
 One connector per dataset and site at a time (the journal's lock). What is left: a producer killed with
 requests still in flight on the network could, in principle, have one land after the restart read the
 lane's end; Kafka transactions (a ``transactional.id`` per site and dataset) would fence it.
@@ -80,37 +82,27 @@ class ExactlyOnce:
         progress: Callable[[int], None] | None = None,
         on_rejected: Callable[[list[BadLine]], None] | None = None,
     ) -> SourceReport:
-        """Publish what of ``source`` is not yet on the topic; ``on_rejected`` hears of bad lines before
-        the journal moves past them."""
+        """Publish what of ``source`` is not yet on the topic, then mark it done; ``on_rejected`` hears of
+        bad lines before the journal moves past them."""
+        stream = self.open(source, name=name, total=total)
+        if stream is None:
+            return SourceReport(already_done=True)
+        report = stream.publish(lines, event_type=event_type, progress=progress, on_rejected=on_rejected)
+        stream.finish()
+        return report
+
+    def open(
+        self, source: str, *, name: str, total: int | None = None, endless: bool = False
+    ) -> OpenSource | None:
+        """``source`` ready to be fed, what the topic holds of it read once; None when it is done."""
         state = self.journal.get(source)
         if state is not None and state.done:
-            return SourceReport(already_done=True)
+            return None
         if state is None:
-            state = SourceState(name=name, total=total, marks=self.publisher.lane_ends())
+            state = SourceState(name=name, total=total, endless=endless, marks=self.publisher.lane_ends())
             self.journal.put(source, state)  # the marks are durable before the first event is sent
         written = self.publisher.written_positions(source, state.marks)
-        report = SourceReport()
-        for batch in _batches(iter(lines), self.checkpoint_every):
-            fresh = [line for line in batch if line.number > state.acked]
-            report.skipped += len(batch) - len(fresh)
-            if progress is not None and len(fresh) < len(batch):
-                progress(len(batch) - len(fresh))
-            if not fresh:
-                continue
-            done = self.publisher.publish_lines(
-                fresh, event_type=event_type, resume=Resume(source, written), progress=progress
-            )
-            if on_rejected is not None and done.rejected:
-                on_rejected(done.rejected)
-            report.published += done.published
-            report.skipped += done.skipped
-            report.rejected += done.rejected
-            self._checkpoint(
-                source, state, fresh[-1].number, done.published, done.skipped, len(done.rejected)
-            )
-        state.done, state.error = True, None
-        self.journal.put(source, state)
-        return report
+        return OpenSource(self, source, state, written)
 
     def failed(self, source: str, name: str, error: str) -> None:
         """Record the error that stopped ``source`` (shown by ``sharehub connect status``)."""
@@ -118,16 +110,76 @@ class ExactlyOnce:
         state.error = error
         self.journal.put(source, state)
 
-    def _checkpoint(
-        self, source: str, state: SourceState, acked: int, published: int, skipped: int, rejected: int
-    ) -> None:
+
+class OpenSource:
+    """One source being published: its journal state, and lane → the highest position the topic held of it
+    when it was opened. A file is fed once and finished; an endless source (an outbox) is fed batch after
+    batch, each with positions above the last, so what the topic held stays all there is to skip."""
+
+    def __init__(self, core: ExactlyOnce, source: str, state: SourceState, written: dict[int, int]) -> None:
+        self._core = core
+        self.source = source
+        self.state = state
+        self._written = written
+
+    @property
+    def acked(self) -> int:
+        """Every position up to this one is on the topic, or was rejected."""
+        return self.state.acked
+
+    def publish(
+        self,
+        lines: Iterable[Line | BadLine],
+        *,
+        event_type: str = "UPSERTED",
+        progress: Callable[[int], None] | None = None,
+        on_rejected: Callable[[list[BadLine]], None] | None = None,
+    ) -> SourceReport:
+        """Publish the lines not yet on the topic, checkpointing every ``checkpoint_every`` of them and after
+        the last (the lines come in increasing positions)."""
+        core, state = self._core, self.state
+        report = SourceReport()
+        for batch in _batches(iter(lines), core.checkpoint_every):
+            fresh = [line for line in batch if line.number > state.acked]
+            report.skipped += len(batch) - len(fresh)
+            if progress is not None and len(fresh) < len(batch):
+                progress(len(batch) - len(fresh))
+            if not fresh:
+                continue
+            done = core.publisher.publish_lines(
+                fresh, event_type=event_type, resume=Resume(self.source, self._written), progress=progress
+            )
+            if on_rejected is not None and done.rejected:
+                on_rejected(done.rejected)
+            report.published += done.published
+            report.skipped += done.skipped
+            report.rejected += done.rejected
+            self._checkpoint(fresh[-1].number, done.published, done.skipped, len(done.rejected))
+        return report
+
+    def measured(self, pending: int) -> None:
+        """Record the lag an endless source counted at its end (rows beyond ``acked``), when it changed."""
+        if self.state.pending != pending:
+            self.state.pending = pending
+            self._core.journal.put(self.source, self.state)
+
+    def failed(self, error: str) -> None:
+        self.state.error = error
+        self._core.journal.put(self.source, self.state)
+
+    def finish(self) -> None:
+        self.state.done, self.state.error = True, None
+        self._core.journal.put(self.source, self.state)
+
+    def _checkpoint(self, acked: int, published: int, skipped: int, rejected: int) -> None:
+        state = self.state
         state.acked = acked
-        state.marks = state.marks | self.publisher.acked_ends
+        state.marks = state.marks | self._core.publisher.acked_ends
         state.published += published
         state.skipped += skipped
         state.rejected += rejected
         state.error = None
-        self.journal.put(source, state)
+        self._core.journal.put(self.source, state)
 
 
 def _batches(lines: Iterator[Line | BadLine], size: int) -> Iterator[list[Line | BadLine]]:
