@@ -430,7 +430,7 @@ class OutboxConnector:
         answer is tried again every ``poll_interval`` (its error in the journal) unless ``once``."""
         while not self.stop.is_set():
             try:
-                table = self._connected()
+                table = self._connected(listen=not once)
                 if self._step(table) == self.batch:
                     continue  # more are waiting
                 self._measure(table, force=True)
@@ -447,7 +447,7 @@ class OutboxConnector:
         self._disconnect()
         return self.totals
 
-    def _connected(self) -> OutboxTable:
+    def _connected(self, *, listen: bool) -> OutboxTable:
         if self._table is None:
             table = self.database.table()
             try:
@@ -458,7 +458,7 @@ class OutboxConnector:
             self._table = table
             if self.delete_published:  # rows a crash left between a checkpoint and their deletion
                 self.totals.deleted += table.delete_through(self.stream.acked, self.rejects.ids)
-        if self._listener is None and self.database.mapping.notify is not None:
+        if listen and self._listener is None and self.database.mapping.notify is not None:
             self._listener = self.database.listener()
         return self._table
 

@@ -6,6 +6,9 @@ the topic already holds, and a signed checkpoint of each chain goes to the owner
 ``CHECKPOINT_EVERY`` events and at every flush. The codec (:mod:`sharehub.codec`) seals records a chunk at a
 time and signs them in batches of up to 256, one signature over each batch's Merkle root; subjects' keys
 are created, durably, before any event that needs them is sealed. Only the dataset's owner publishes.
+A line may carry its own event type (an outbox row does): UPSERTED and CORRECTED lines are records of the
+schema, an ERASED line only names its subject by the dataset's key field; runs of one type are sealed in
+turn, in the lines' order.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ by confluent-kafka with the same producer settings (as in scenario b).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.environment import DATASET, OWNER, hub_env, new_hub
 from bench.load import query_api
 from bench.model import Config, Row, ScenarioResult
@@ -18,6 +20,7 @@ from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, o
 from connectors.site import AgencySite
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential
+from services.hub import Hub
 from sharehub import pki
 from sharehub.gov import anchors
 
@@ -30,26 +33,31 @@ def _mutual_tls(bootstrap: str) -> str:
     return f"{host}:{int(port) + 2}"
 
 
+def connected_site(hub: Hub, bootstrap: str, api: str) -> Path:
+    """The owner's site under the hub's home: its own key (registered), a client certificate of the hub CA
+    for the broker's mutual-TLS listener, and the key service at ``api``."""
+    site = hub.home / "sites" / OWNER
+    _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
+    perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
+    csr = make_tls_request(site, hub.governance.topic_prefix).read_bytes()
+    certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(csr, hub.principal(OWNER))
+    connect(
+        site,
+        HubAddress(api, _mutual_tls(bootstrap)),
+        trust=anchors.path(hub.home).read_bytes(),
+        ca=hub.ca_bundle(),
+        credential=issue_credential(hub, OWNER),
+        login=BrokerLogin(certificate=certificate),
+    )
+    return site
+
+
 def run(config: Config) -> ScenarioResult:
     assert config.bootstrap is not None
     hub = new_hub(config.workdir / "site-publish", config.bootstrap)
     try:
         with query_api(hub_env(hub), hub.home / "api.log") as server:
-            site = hub.home / "sites" / OWNER
-            _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
-            perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
-            csr = make_tls_request(site, hub.governance.topic_prefix).read_bytes()
-            certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(
-                csr, hub.principal(OWNER)
-            )
-            connect(
-                site,
-                HubAddress(server.base, _mutual_tls(config.bootstrap)),
-                trust=anchors.path(hub.home).read_bytes(),
-                ca=hub.ca_bundle(),
-                credential=issue_credential(hub, OWNER),
-                login=BrokerLogin(certificate=certificate),
-            )
+            site = connected_site(hub, str(config.bootstrap), server.base)
             publisher = open_publisher(site, DATASET, PASSPHRASE)
             measured, notes = publisher_against_raw_produce(hub, config, publisher)
     finally:
