@@ -178,8 +178,8 @@ def _outbox_progress() -> Callable[[OutboxTotals, int | None], None]:
         if time.monotonic() - last[0] >= 10:
             last[0] = time.monotonic()
             err.print(
-                f"published {totals.published} rows, skipped {totals.skipped} already published, "
-                f"rejected {totals.rejected}; lag {'?' if lag is None else lag}"
+                f"rows: {totals.published} published, {totals.skipped} already on the topic, "
+                f"{totals.rejected} rejected; lag {'?' if lag is None else lag}"
             )
 
     return tell
