@@ -163,9 +163,11 @@ class OpenSource:
             self.state.pending = pending
             self._core.journal.put(self.source, self.state)
 
-    def failed(self, error: str) -> None:
-        self.state.error = error
-        self._core.journal.put(self.source, self.state)
+    def failed(self, error: str | None) -> None:
+        """Record the error that holds the source up; None: it went away (the source answers again)."""
+        if self.state.error != error:
+            self.state.error = error
+            self._core.journal.put(self.source, self.state)
 
     def finish(self) -> None:
         self.state.done, self.state.error = True, None

@@ -456,6 +456,7 @@ class OutboxConnector:
                 table.close()
                 raise
             self._table = table
+            self.stream.failed(None)  # answering again (or never stopped): no error to show
             if self.delete_published:  # rows a crash left between a checkpoint and their deletion
                 self.totals.deleted += table.delete_through(self.stream.acked, self.rejects.ids)
         if listen and self._listener is None and self.database.mapping.notify is not None:

@@ -73,6 +73,11 @@ class Outbox:
                 [("member", _member_id(p) or key, t, json.dumps(p)) for t, p in rows],
             )
 
+    def backends(self, conn: psycopg.Connection[tuple[Any, ...]]) -> set[int]:
+        """The server processes of the reader role's connections (the connector's)."""
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE usename = %s", (self.role,)).fetchall()
+        return {int(pid) for (pid,) in rows}
+
     def count(self) -> int:
         with self.connect() as conn:
             found = conn.execute(f"SELECT count(*) FROM {self.schema}.outbox").fetchone()
@@ -179,6 +184,19 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
     following = _start(env, *common, "--metrics-port", str(port), "--poll-interval", "0.2")
     wait_until(lambda: _acknowledged(journal) == 3000 and _outbox_state(journal).pending == 0
                or following.poll() is not None, timeout=120, what="every row acknowledged")  # fmt: skip
+    # The database drops the connector's connection: it connects again and goes on with what comes next.
+    later = list(generate_party_members(20, seed=41, start_index=3000))
+    with outbox.connect() as conn:
+        dropped = outbox.backends(conn)
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (outbox.role,)
+        )
+        outbox.insert(conn, [("MemberRegistered", m) for m in later])
+    members += later
+    wait_until(lambda: _acknowledged(journal) == 3020 and _outbox_state(journal).pending == 0
+               or following.poll() is not None, timeout=60, what="rows after a lost connection")  # fmt: skip
+    with outbox.connect() as conn:
+        assert dropped and not outbox.backends(conn) & dropped, "the connector read through a new connection"
     metrics = _metrics(port)
     following.send_signal(signal.SIGTERM)
     _, stderr = following.communicate(timeout=30)
@@ -198,15 +216,15 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
     assert [r["id"] for r in rejects] == [11, 101, 500]
     assert "gender" in rejects[0]["reason"] and "MemberPromoted" in rejects[1]["reason"]
     assert "not a JSON object" in rejects[2]["reason"]
-    assert outbox.count() == 3000, "the outbox is only read"
+    assert outbox.count() == 3020, "the outbox is only read"
 
     label = f'dataset="{DATASET}",file="{state.name}"'
     assert f"sharehub_connector_rejects{{{label}}} 3.0" in metrics
     assert f"sharehub_connector_lines_pending{{{label}}} 0.0" in metrics
-    assert f"sharehub_connector_lines_acknowledged{{{label}}} 3000.0" in metrics
+    assert f"sharehub_connector_lines_acknowledged{{{label}}} 3020.0" in metrics
     status = _run(env, "connect", "status")
     row = next((line for line in status.stdout.splitlines() if "outbox:" in line), status.stdout)
-    assert "following" in row and "3000" in row and " 3 " in row
+    assert "following" in row and "3020" in row and " 3 " in row
 
 
 def test_rows_go_in_commit_order_and_a_notify_wakes_the_connector(
