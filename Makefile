@@ -30,7 +30,7 @@ kafka-stop:
 	.venv/bin/sharehub kafka stop
 
 clean: demo-down
-	rm -rf .sharehub .sharehub-test
+	rm -rf .sharehub .sharehub-test .sharehub-chaos
 
 .PHONY: bench bench-scale bench-purge
 MEMBERS ?= 5000000
@@ -43,3 +43,12 @@ bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, project
 
 bench-purge: venv  ## Time from an agreement's end on the log to the consumer losing access (R5).
 	.venv/bin/python -m bench purge
+
+.PHONY: chaos
+CHAOS_HOME ?= $(CURDIR)/.sharehub-chaos
+
+chaos: venv  ## Faults (a broker killed, a broker paused 30 s, the worker killed) under load on a 3-node cluster; not in `make test`.
+	mkdir -p $(CHAOS_HOME)
+	env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/python -m pytest tests/e2e/test_kafka_cluster.py -m cluster -q
+	env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/python -m bench.chaos; \
+	  status=$$?; env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/sharehub kafka stop; exit $$status

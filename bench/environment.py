@@ -108,7 +108,7 @@ def new_hub(home: Path, bootstrap: str | None) -> Hub:
     shutil.rmtree(home, ignore_errors=True)
     s = settings(home, bootstrap)
     hub = Hub(s, log=None if bootstrap is not None else MemoryLog())
-    load(hub, bench_spec(), topics=bootstrap is not None)
+    load(hub.governance_desk(), bench_spec(), topics=bootstrap is not None)
     if bootstrap is not None:
         wait_for_leaders(bootstrap, [d.topic for d in hub.governance.datasets()])
     return hub

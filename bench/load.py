@@ -92,6 +92,28 @@ async def _open_loop(count: int, rate: float, call: Callable[[int], Awaitable[No
     return latencies
 
 
+def paced_posts(
+    count: int, rate: float, url: str, bodies: list[bytes], headers: dict[str, str], tls: ssl.SSLContext
+) -> list[float]:
+    """POST ``bodies[i]`` (JSON) to ``url`` for i in 0..count-1 at ``rate`` per second, each with its own
+    Idempotency-Key, as :func:`paced_gets`; latency of each in milliseconds. Anything but 200 fails loudly."""
+
+    async def run() -> list[float]:
+        connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS, ssl=tls)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+            async def post(i: int) -> None:
+                sent = {"Content-Type": "application/json", "Idempotency-Key": f"paced-{i}-{os.getpid()}"}
+                async with session.post(url, data=bodies[i], headers=sent) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"POST {i}: {response.status} {body[:200]!r}")
+
+            return await _open_loop(count, rate, post)
+
+    return asyncio.run(run())
+
+
 def latency_summary(latencies: list[float], prefix: str = "") -> dict[str, float]:
     return {
         f"{prefix}p50_ms": percentile(latencies, 50),
@@ -163,6 +185,19 @@ class Server:
 @contextmanager
 def query_api(env: dict[str, str], log: Path) -> Iterator[Server]:
     """``sharehub serve`` on a free port of 127.0.0.1 in its own process group; stopped on the way out."""
+    with served(["serve"], env, log) as server:
+        yield server
+
+
+@contextmanager
+def gateway(env: dict[str, str], log: Path, options: list[str]) -> Iterator[Server]:
+    """``sharehub serve gateway`` of the home in ``env`` (an agency's site), as :func:`query_api`."""
+    with served(["serve", "gateway", *options], env, log) as server:
+        yield server
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
     port = free_port()
     # The hub CA, made now if the hub has none, so the client can trust the certificate serve is issued.
     tls_dir = pki.tls_dir(Path(env["SHAREHUB_HOME"]))
@@ -170,7 +205,7 @@ def query_api(env: dict[str, str], log: Path) -> Iterator[Server]:
     tls = ssl.create_default_context(cafile=str(pki.HubCA.paths(tls_dir)[0]))
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "services", *command, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -214,14 +249,14 @@ def _wait_healthy(server: Server, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise RuntimeError(f"the query API exited with {server.proc.returncode}; see {log}")
+            raise RuntimeError(f"the server exited with {server.proc.returncode}; see {log}")
         try:
             if httpx2.get(f"{server.base}/healthz", timeout=1, verify=server.tls).status_code == 200:
                 return
         except httpx2.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the query API did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
+    raise RuntimeError(f"the server did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
 
 
 #: Every query states its purpose (R7); the benchmark's own.

@@ -36,9 +36,8 @@ def _hub(home: Path) -> Hub:
     settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", master_key=None)
     hub = Hub(settings, log=MemoryLog())
     spec = read_spec(SPEC)
-    load(
-        hub, spec.model_copy(update={"topic_prefix": "study", "custodial": spec.site_agencies}), topics=False
-    )
+    study = spec.model_copy(update={"topic_prefix": "study", "custodial": spec.site_agencies})
+    load(hub.governance_desk(), study, topics=False)
     return hub
 
 

@@ -40,10 +40,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any, Protocol
 
 from connectors.journal import Journal, SourceState
 from connectors.jsonl_source import BadLine, Line
-from connectors.publisher import Publisher, Resume
+from connectors.publisher import Publisher, PublishReport, Resume
 
 #: Records between two checkpoints of the journal (each one waits for the broker's acks).
 CHECKPOINT_EVERY = 10_000
@@ -59,6 +60,20 @@ class SourceReport:
     rejected: list[BadLine] = field(default_factory=list)
     #: The whole source was published before: nothing was read.
     already_done: bool = False
+
+
+class Send(Protocol):
+    """How a batch of a source goes out: :meth:`Publisher.publish_lines` (records, sealed here) or
+    :meth:`Publisher.publish_sealed` (envelopes the agency sealed)."""
+
+    def __call__(
+        self,
+        lines: list[Line | BadLine],
+        *,
+        event_type: str,
+        resume: Resume,
+        progress: Callable[[int], None] | None,
+    ) -> PublishReport: ...
 
 
 class ExactlyOnce:
@@ -81,27 +96,44 @@ class ExactlyOnce:
         event_type: str = "UPSERTED",
         progress: Callable[[int], None] | None = None,
         on_rejected: Callable[[list[BadLine]], None] | None = None,
+        send: Send | None = None,
+        digest: str | None = None,
+        outcome: Callable[[SourceReport], dict[str, Any]] | None = None,
     ) -> SourceReport:
         """Publish what of ``source`` is not yet on the topic, then mark it done; ``on_rejected`` hears of
-        bad lines before the journal moves past them."""
-        stream = self.open(source, name=name, total=total)
+        bad lines before the journal moves past them. ``digest`` is kept with a new source; ``outcome``
+        makes what is kept with it once done (both for a gateway, which answers a retried request from
+        them)."""
+        stream = self.open(source, name=name, total=total, digest=digest)
         if stream is None:
             return SourceReport(already_done=True)
-        report = stream.publish(lines, event_type=event_type, progress=progress, on_rejected=on_rejected)
-        stream.finish()
+        report = stream.publish(
+            lines, event_type=event_type, progress=progress, on_rejected=on_rejected, send=send
+        )
+        stream.finish(None if outcome is None else outcome(report))
         return report
 
     def open(
-        self, source: str, *, name: str, total: int | None = None, endless: bool = False
+        self,
+        source: str,
+        *,
+        name: str,
+        total: int | None = None,
+        endless: bool = False,
+        digest: str | None = None,
     ) -> OpenSource | None:
         """``source`` ready to be fed, what the topic holds of it read once; None when it is done."""
         state = self.journal.get(source)
         if state is not None and state.done:
             return None
         if state is None:
-            state = SourceState(name=name, total=total, endless=endless, marks=self.publisher.lane_ends())
+            state = SourceState(
+                name=name, total=total, endless=endless, marks=self.publisher.lane_ends(), digest=digest
+            )
             self.journal.put(source, state)  # the marks are durable before the first event is sent
-        written = self.publisher.written_positions(source, state.marks)
+            written: dict[int, int] = {}  # nothing of it was sent before its marks were written
+        else:
+            written = self.publisher.written_positions(source, state.marks)
         return OpenSource(self, source, state, written)
 
     def failed(self, source: str, name: str, error: str) -> None:
@@ -134,10 +166,13 @@ class OpenSource:
         event_type: str = "UPSERTED",
         progress: Callable[[int], None] | None = None,
         on_rejected: Callable[[list[BadLine]], None] | None = None,
+        send: Send | None = None,
     ) -> SourceReport:
         """Publish the lines not yet on the topic, checkpointing every ``checkpoint_every`` of them and after
-        the last (the lines come in increasing positions)."""
+        the last (the lines come in increasing positions); ``send`` says how a batch goes out (records
+        sealed here, by default)."""
         core, state = self._core, self.state
+        send = send or core.publisher.publish_lines
         report = SourceReport()
         for batch in _batches(iter(lines), core.checkpoint_every):
             fresh = [line for line in batch if line.number > state.acked]
@@ -146,7 +181,7 @@ class OpenSource:
                 progress(len(batch) - len(fresh))
             if not fresh:
                 continue
-            done = core.publisher.publish_lines(
+            done = send(
                 fresh, event_type=event_type, resume=Resume(self.source, self._written), progress=progress
             )
             if on_rejected is not None and done.rejected:
@@ -169,8 +204,9 @@ class OpenSource:
             self.state.error = error
             self._core.journal.put(self.source, self.state)
 
-    def finish(self) -> None:
-        self.state.done, self.state.error = True, None
+    def finish(self, outcome: dict[str, Any] | None = None) -> None:
+        """Mark the source done, with what the connector answered for it (``outcome``)."""
+        self.state.done, self.state.error, self.state.outcome = True, None, outcome
         self._core.journal.put(self.source, self.state)
 
     def _checkpoint(self, acked: int, published: int, skipped: int, rejected: int) -> None:

@@ -48,6 +48,11 @@ class SourceState:
     #: The last error that stopped this source (cleared when it goes on).
     error: str | None = None
     updated: str = ""
+    #: The hash of the content the source was started with, when its id does not name it (a gateway's
+    #: idempotency key): the same id offered with other content is a conflict.
+    digest: str | None = None
+    #: What the connector answered for the finished source (a gateway's response), to answer a retry alike.
+    outcome: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> SourceState:
@@ -96,6 +101,9 @@ class Journal:
         """Record ``state`` durably before returning."""
         state.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.sources[source] = state
+        self._write()
+
+    def _write(self) -> None:
         data = {"sources": {s: asdict(st) for s, st in self.sources.items()}}
         write_private(self.path, json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
         folder = os.open(self.path.parent, os.O_RDONLY)
@@ -103,6 +111,14 @@ class Journal:
             os.fsync(folder)  # the rename itself survives a power cut
         finally:
             os.close(folder)
+
+    def forget(self, sources: list[str]) -> None:
+        """Drop ``sources`` from the journal (finished ones past their retention), durably."""
+        if not sources:
+            return
+        for source in sources:
+            self.sources.pop(source, None)
+        self._write()
 
     def close(self) -> None:
         self._lock.close()

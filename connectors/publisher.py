@@ -25,14 +25,23 @@ from connectors.chain_head import recover_chain_heads
 from connectors.jsonl_source import BadLine, Line
 from connectors.record_rules import RecordRules
 from connectors.source_positions import Headers, SourcePosition, written_positions
+from sharehub import chain
 from sharehub.avro import RecordSchema
 from sharehub.checkpoints import seal_checkpoint
 from sharehub.codec import DatasetCodec, DatasetKeys, Producing, SealedEvent
 from sharehub.envelope import Envelope, lane_for
-from sharehub.errors import BrokerError, InputError, RecordValidationError, SubjectErased, UnknownSigner
+from sharehub.errors import (
+    BrokerError,
+    ChainViolation,
+    EnvelopeError,
+    InputError,
+    RecordValidationError,
+    SubjectErased,
+    UnknownSigner,
+)
 from sharehub.gov.views import GovernanceView
 from sharehub.kafka import TopicReader, producer_config
-from sharehub.keys import SigningKey
+from sharehub.keys import Signer
 
 CHECKPOINT_EVERY = 1000
 ERASED = "this data subject was erased; it cannot be published"
@@ -71,7 +80,7 @@ class Publisher:
         bootstrap: str,
         governance: GovernanceView,
         keys: DatasetKeys,
-        signer: SigningKey,
+        signer: Signer,
         agency: str,
         dataset: str,
     ) -> None:
@@ -144,6 +153,84 @@ class Publisher:
             if progress is not None:
                 progress(len(chunk))
         self.flush()
+        return report
+
+    def invalid_records(self, records: Iterable[Any]) -> list[BadLine]:
+        """The records (numbered from 1) that do not match the dataset's schema and rules, and why."""
+        invalid = []
+        for number, record in enumerate(records, start=1):
+            try:
+                self._rules.validated(record)
+            except RecordValidationError as exc:
+                invalid.append(BadLine(number, str(exc)))
+        return invalid
+
+    # --- envelopes the agency sealed ------------------------------------------------------------------
+
+    def verified_envelopes(self, raws: Iterable[bytes]) -> list[Envelope]:
+        """Each raw envelope parsed and verified as this agency's event of this dataset, with public keys
+        (the codec's checks: structure, dataset, owner, signature); the first refusal is raised, its message
+        naming the envelope (numbered from 1), its ``reason`` the codec's."""
+        verified = []
+        for number, raw in enumerate(raws, start=1):
+            try:
+                envelope = self._codec.parse(raw)
+                verified.append(self._codec.verify(envelope, envelope.header.lane))
+            except EnvelopeError as exc:
+                exc.args = (f"envelope {number}: {exc}",)
+                raise
+        return verified
+
+    @property
+    def chain_heads(self) -> tuple[int, dict[int, chain.ChainHead]]:
+        """The dataset's lanes, and where this agency's chain stands in each (what an agency's system seals
+        its next events after)."""
+        producing = self._codec.producing
+        assert producing is not None
+        return producing.lanes, dict(producing.heads)
+
+    def publish_sealed(
+        self,
+        lines: Iterable[Line | BadLine],
+        *,
+        event_type: str = "",
+        resume: Resume | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PublishReport:
+        """Produce verified envelopes (each a line's record) unchanged, each in its lane; with ``resume``, one
+        whose lane already holds its position is skipped. All or nothing: unless every remaining envelope
+        continues its lane's chain, in order, ChainViolation names the first that does not and none is sent.
+        (``event_type`` is not used: each envelope carries its own.)"""
+        report = PublishReport()
+        fresh: list[tuple[int, Envelope]] = []
+        for line in lines:
+            if isinstance(line, BadLine) or not isinstance(line.record, Envelope):
+                raise ValueError("publish_sealed takes lines holding verified envelopes")
+            lane = line.record.header.lane
+            if resume is not None and line.number <= resume.written.get(lane, 0):
+                report.skipped += 1
+            else:
+                fresh.append((line.number, line.record))
+        producing = self._codec.producing
+        assert producing is not None
+        heads = dict(producing.heads)
+        for number, envelope in fresh:
+            header = envelope.header
+            verdict = chain.judge(heads.get(header.lane), envelope)
+            if verdict is not None:
+                raise ChainViolation(
+                    verdict, f"envelope {number}: sequence {header.sequence} in lane {header.lane}"
+                )
+            heads[header.lane] = chain.head_after(envelope)
+        for number, envelope in fresh:
+            ref = _message_key(envelope)
+            position = None if resume is None else SourcePosition(resume.source, number)
+            self._send(SealedEvent(envelope, ref), position)
+            report.published += 1
+        producing.heads.update(heads)
+        self.flush()
+        if progress is not None:
+            progress(len(fresh) + report.skipped)
         return report
 
     def written_positions(self, source: str, since: Mapping[int, int]) -> dict[int, int]:
@@ -285,7 +372,19 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _check_signer(governance: GovernanceView, agency: str, signer: SigningKey) -> None:
+def _message_key(envelope: Envelope) -> bytes:
+    """The Kafka key of an envelope sealed elsewhere: its subject's pseudonym when the header names one (a
+    dataset with personal fields), else its event id. (Routing is by the signed lane, never by this key.)"""
+    subject = envelope.header.subject_key_id
+    if subject:
+        try:
+            return bytes.fromhex(subject.rsplit("/", 1)[-1])
+        except ValueError:
+            pass
+    return envelope.header.event_id.encode()
+
+
+def _check_signer(governance: GovernanceView, agency: str, signer: Signer) -> None:
     """Refuse, before anything is sealed, a key governance would not accept now: not registered for
     ``agency``, revoked, not yet or no longer valid, or registered with another public key."""
     try:
@@ -295,5 +394,5 @@ def _check_signer(governance: GovernanceView, agency: str, signer: SigningKey) -
             f"{agency!r} cannot publish with key {signer.key_id!r}: {exc} (register the site's request with "
             "'sharehub gov register-key', or make a new key with 'sharehub agency new-key')"
         ) from None
-    if registered.public_bytes_raw() != signer.private.public_key().public_bytes_raw():
+    if registered.public_bytes_raw() != signer.public_key().public_bytes_raw():
         raise InputError(f"key {signer.key_id!r} of {agency!r} is registered with another public key")

@@ -4,8 +4,8 @@ A site (:mod:`connectors.site`) that was connected to a hub (``sharehub agency c
 signing keys: ``hub.json`` (the hub's API and broker addresses), ``trust.json`` (the hub's pinned operator
 key and topic prefix, public), ``ca.pem`` (the hub CA's certificate, which the broker's and the API's
 certificates chain to: every wire is TLS, verified), its API credential and its broker login: a client
-certificate the hub CA signed for a key the site made (``client.key``, ``client.pem``; mutual TLS) or a
-SCRAM password; all owner-only. :func:`open_publisher`
+certificate the hub CA signed for a key the site made (``client.key``, PKCS#8 encrypted with the site's
+passphrase, and ``client.pem``; mutual TLS) or a SCRAM password; all owner-only. :func:`open_publisher`
 then reads governance from the hub's log with the agency's own login and verifies every event against the
 pinned operator key (so a site trusts no governance the operator did not sign), takes the dataset's keys
 from the hub's key service (:mod:`connectors.key_service`, memory only), signs with the site's key, and
@@ -32,9 +32,9 @@ from pathlib import Path
 
 from connectors.key_service import KeyServiceClient
 from connectors.publisher import Publisher
-from connectors.site import AgencySite
-from sharehub.errors import ConfigurationError, InputError
-from sharehub.gov import anchors, fold
+from connectors.site import AgencySite, check_passphrase
+from sharehub.errors import ConfigurationError, InputError, WrongSecret
+from sharehub.gov import anchors, fold_log
 from sharehub.gov.log import KafkaLog
 from sharehub.gov.state import GovState
 from sharehub.kafka import KafkaAccess, KafkaTls
@@ -114,16 +114,55 @@ def _set_broker_password(address: HubAddress, ca: bytes, credential: str, passwo
         hub.close()
 
 
-def make_tls_request(home: Path, topic_prefix: str) -> Path:
-    """At the site: a TLS key for the broker (kept here, owner-only) and its certificate signing request for
-    the hub CA, naming the agency's principal; returns the request's path."""
+def make_tls_request(home: Path, topic_prefix: str, passphrase: bytes) -> Path:
+    """At the site: a TLS key for the broker (kept here, owner-only, PKCS#8 encrypted with the site's
+    passphrase) and its certificate signing request for the hub CA, naming the agency's principal; returns
+    the request's path. The passphrase must be the one that opens the site's signing key."""
     from sharehub import pki
 
     site = AgencySite(home)
-    key_pem, csr_pem = pki.make_csr(f"{topic_prefix}.{site.agency}")
+    site.signing_key(passphrase).close()  # the site's passphrase, not a mistyped one: a clear error now
+    _text_password(passphrase)
+    key_pem, csr_pem = pki.make_csr(f"{topic_prefix}.{site.agency}", passphrase)
     write_private(home / CLIENT_KEY_FILE, key_pem)
     write_private(home / CLIENT_CSR_FILE, csr_pem)
     return home / CLIENT_CSR_FILE
+
+
+def site_tls(home: Path, passphrase: bytes | None) -> KafkaTls:
+    """The site's client certificate and its encrypted key, for mutual TLS; a clear error when the key is
+    stored unencrypted (re-issue it) or does not open with ``passphrase``."""
+    from cryptography.hazmat.primitives import serialization
+
+    key_file = home / CLIENT_KEY_FILE
+    reissue = f"make a new one with 'sharehub agency csr --home {home}' and have the hub sign its request"
+    try:
+        pem = key_file.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"the site's TLS key is unreadable ({exc}): {reissue}") from None
+    if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" not in pem:
+        raise ConfigurationError(
+            f"the site's TLS key {key_file} is stored unencrypted; refusing it: {reissue}"
+        )
+    if passphrase is None:
+        raise ConfigurationError(f"the site's TLS key {key_file} needs the site's passphrase")
+    try:
+        serialization.load_pem_private_key(pem, password=passphrase)
+    except (ValueError, TypeError):
+        raise WrongSecret(
+            f"the site's TLS key {key_file} does not open with this passphrase (or is damaged)"
+        ) from None
+    return KafkaTls(home / CA_FILE, home / CLIENT_CERT_FILE, key_file, _text_password(passphrase))
+
+
+def _text_password(passphrase: bytes) -> SecretBytes:
+    """librdkafka takes a key's password as text."""
+    try:
+        passphrase.decode()
+    except UnicodeDecodeError:
+        raise InputError("the site's passphrase must be text (UTF-8) to encrypt its TLS key") from None
+    check_passphrase(passphrase)
+    return SecretBytes(passphrase)
 
 
 def is_connected(home: Path) -> bool:
@@ -131,9 +170,10 @@ def is_connected(home: Path) -> bool:
 
 
 class SiteSession:
-    """An agency site's view of the hub: its address, the pinned trust, the agency's logins."""
+    """An agency site's view of the hub: its address, the pinned trust, the agency's logins. ``passphrase``
+    opens the site's TLS key (a site that logs in with a certificate needs it)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, passphrase: bytes | None = None) -> None:
         self.site = AgencySite(home)
         self.home = home
         try:
@@ -155,7 +195,7 @@ class SiteSession:
         self.ca_file = home / CA_FILE
         principal = f"{self.anchors.topic_prefix}.{self.site.agency}"
         if password is None:  # mutual TLS: the certificate names the principal
-            tls = KafkaTls(self.ca_file, home / CLIENT_CERT_FILE, home / CLIENT_KEY_FILE)
+            tls = site_tls(home, passphrase)
             self.kafka = KafkaAccess(self.address.bootstrap, principal, None, tls)
         else:
             login = SecretBytes(password.encode())
@@ -165,7 +205,7 @@ class SiteSession:
         """Governance as the hub's log has it now, every event verified against the pinned trust."""
         log = KafkaLog(self.kafka, self.anchors.topic_prefix)
         try:
-            return fold(log.read_all(), self.anchors.trust, self.anchors.topic_prefix)
+            return fold_log(log.entries_all(), self.anchors.trust, self.anchors.topic_prefix)
         finally:
             log.close()
 
@@ -180,20 +220,25 @@ class SiteSession:
 def open_publisher(home: Path, dataset: str, passphrase: bytes) -> Publisher:
     """A publisher of ``dataset`` as the site's agency, entirely from the site (close it, or use it as a
     context manager: it flushes, checkpoints, and forgets the keys it was given)."""
-    session = SiteSession(home)
-    signer = session.site.signing_key(passphrase)
-    keys = session.key_service()
+    signer = AgencySite(home).signing_key(passphrase)  # a token's: one session for the publisher's life
     try:
-        publisher = Publisher(
-            bootstrap=session.kafka,
-            governance=session.governance(),
-            keys=keys,
-            signer=signer,
-            agency=session.site.agency,
-            dataset=dataset,
-        )
+        session = SiteSession(home, passphrase)
+        keys = session.key_service()
+        try:
+            publisher = Publisher(
+                bootstrap=session.kafka,
+                governance=session.governance(),
+                keys=keys,
+                signer=signer,
+                agency=session.site.agency,
+                dataset=dataset,
+            )
+        except BaseException:
+            keys.close()
+            raise
     except BaseException:
-        keys.close()
+        signer.close()
         raise
     publisher.on_close(keys.close)
+    publisher.on_close(signer.close)
     return publisher

@@ -16,5 +16,9 @@ done
 # where its port is published). Kept while still good; made with the repository's own tool.
 [ -x .venv/bin/sharehub ] || scripts/venv.sh
 SHAREHUB_HOME="$dir" .venv/bin/sharehub tls server kafka --dns kafka >/dev/null
+# The nodes of the three-node profile (`--profile cluster`), each with a certificate of its own.
+for node in 1 2 3; do
+  SHAREHUB_HOME="$dir" .venv/bin/sharehub tls server "kafka-$node" --dns "kafka-$node" >/dev/null
+done
 SHAREHUB_HOME="$dir" .venv/bin/sharehub tls server api --dns api >/dev/null
 echo "hub CA: $dir/tls/ca.pem (give it to every client: curl --cacert, agencies' Kafka clients)" >&2

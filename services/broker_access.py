@@ -38,6 +38,9 @@ idempotent, and removes the grants an earlier version made that this one no long
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
@@ -54,83 +57,103 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from services.hub import (
+from services.principals import (
     API_PRINCIPAL,
     GOVERNANCE_PRINCIPAL,
     HUB_PRINCIPAL,
     PROJECTOR_PRINCIPAL,
     SERVICE_PRINCIPALS,
-    Hub,
 )
 from sharehub.errors import BrokerError
+from sharehub.gov.custody import in_custody
+from sharehub.gov.state import GovState
 from sharehub.gov.views import AUDITOR_KIND
 from sharehub.kafka import KafkaAccess, client_config, ensure_topics, reader_group
+from sharehub.keys import LocalKeyStore
 
 SCRAM_ITERATIONS = 8192
 
 
-def provision(hub: Hub) -> list[str]:
-    """Make sure every topic, principal and ACL governance's current state calls for exists; returns the
+@dataclass(frozen=True)
+class BrokerProvisioning:
+    """What provisioning acts with: the hub's namespace on the broker, the key store that keeps the passwords
+    of the hub's services and of the agencies in its custody, and the two logins it may use (each read only
+    when used: the super user's password is needed once per hub). ``plaintext``: a broker without security
+    (topics only)."""
+
+    topic_prefix: str
+    keys: LocalKeyStore
+    governance: Callable[[], KafkaAccess]
+    super_user: Callable[[], KafkaAccess]
+    plaintext: bool = False
+
+    def principal(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    def in_custody(self, state: GovState, agency: str) -> bool:
+        return in_custody(state.agencies_.get(agency), lambda key_id: self.keys.has(key_id, "signing"))
+
+
+def provision(logins: BrokerProvisioning, state: GovState) -> list[str]:
+    """Make sure every topic, principal and ACL governance's current ``state`` calls for exists; returns the
     topics created."""
-    state = hub.governance_state(refresh=True)
-    admin_access = hub.kafka_governance
+    admin_access = logins.governance()
     own = [(state.quarantine_topic, 1), (state.access_log_topic, 3)]
     checkpoints = [(state.checkpoint_topic(owner), 1) for owner in state.owners()]
     created = ensure_topics(
         admin_access, [(d.topic, d.partitions) for d in state.datasets()] + own + checkpoints
     )
-    if hub.settings.kafka_security == "plaintext":
+    if logins.plaintext:
         return created
     admin = AdminClient(client_config(admin_access))
-    in_custody = [a for a in sorted(state.agencies_) if hub.in_custody(a)]
-    _upsert_principals(hub, admin, [*SERVICE_PRINCIPALS, *in_custody])
-    _drop_logins_out_of_custody(hub, admin, [a for a in sorted(state.agencies_) if a not in in_custody])
-    bindings = _service_acls(hub, state.topic_prefix)
+    custodial = [a for a in sorted(state.agencies_) if logins.in_custody(state, a)]
+    _upsert_principals(logins, admin, [*SERVICE_PRINCIPALS, *custodial])
+    _drop_logins_out_of_custody(logins, admin, [a for a in sorted(state.agencies_) if a not in custodial])
+    bindings = _service_acls(logins.principal, state.topic_prefix)
     governance_topic = f"{state.topic_prefix}-governance"
     for dataset in state.datasets():
         owner = dataset.owner
-        bindings += _owner_acls(hub.principal(owner), dataset.topic, state.checkpoint_topic(owner))
-        bindings += _reads(hub.principal(owner), governance_topic)
+        bindings += _owner_acls(logins.principal(owner), dataset.topic, state.checkpoint_topic(owner))
+        bindings += _reads(logins.principal(owner), governance_topic)
     auditors = [a.id for a in state.agencies_.values() if a.kind == AUDITOR_KIND]
     audited = [governance_topic, state.access_log_topic]
     audited += [d.topic for d in state.datasets()] + [state.checkpoint_topic(o) for o in state.owners()]
     for auditor in auditors:
-        bindings.append(_readers(hub.principal(auditor)))
+        bindings.append(_readers(logins.principal(auditor)))
         for topic in audited:
-            bindings += _reads(hub.principal(auditor), topic)
+            bindings += _reads(logins.principal(auditor), topic)
     _create(admin, bindings)
-    _delete_grants_no_longer_made(admin, hub, state.topic_prefix)
+    _delete_grants_no_longer_made(admin, logins.principal, state)
     return created
 
 
-def provision_services(hub: Hub) -> None:
+def provision_services(logins: BrokerProvisioning) -> None:
     """The hub services' principals and ACLs: all a new hub needs before it can read its governance log."""
-    if hub.settings.kafka_security == "plaintext":
+    if logins.plaintext:
         return
-    governance = hub.principal(GOVERNANCE_PRINCIPAL)
+    governance = logins.principal(GOVERNANCE_PRINCIPAL)
     # The broker's super user once, to make governance's principal; governance itself from then on.
-    made = hub.keys.has(f"kafka/{governance}", "broker")
-    admin = AdminClient(client_config(hub.kafka_governance if made else hub.kafka_admin))
-    _upsert_principals(hub, admin, list(SERVICE_PRINCIPALS))
-    _create(admin, _service_acls(hub, hub.anchors.topic_prefix))
+    made = logins.keys.has(f"kafka/{governance}", "broker")
+    admin = AdminClient(client_config(logins.governance() if made else logins.super_user()))
+    _upsert_principals(logins, admin, list(SERVICE_PRINCIPALS))
+    _create(admin, _service_acls(logins.principal, logins.topic_prefix))
 
 
-def _upsert_principals(hub: Hub, admin: AdminClient, names: list[str]) -> None:
+def _upsert_principals(logins: BrokerProvisioning, admin: AdminClient, names: list[str]) -> None:
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+    principals = [logins.principal(n) for n in names]
     upserts: list[UserScramCredentialAlteration] = [
-        UserScramCredentialUpsertion(
-            hub.principal(n), info, hub.keys.broker_password(hub.principal(n)).reveal()
-        )
-        for n in names
+        UserScramCredentialUpsertion(p, info, logins.keys.broker_password(p).reveal()) for p in principals
     ]
     _alter(admin, upserts)
 
 
-def _drop_logins_out_of_custody(hub: Hub, admin: AdminClient, agencies: list[str]) -> None:
+def _drop_logins_out_of_custody(logins: BrokerProvisioning, admin: AdminClient, agencies: list[str]) -> None:
     """A password the hub once made for an agency that now logs in from its own site (an older hub made one
     for every agency, or the agency has left custody): deleted from the broker and from the key store. The
     passwords a site set itself (``POST /v1/site/broker-password``) were never in the store and stay."""
-    stale = [hub.principal(a) for a in agencies if hub.keys.has(f"kafka/{hub.principal(a)}", "broker")]
+    principals = [logins.principal(a) for a in agencies]
+    stale = [p for p in principals if logins.keys.has(f"kafka/{p}", "broker")]
     if not stale:
         return
     deletions: list[UserScramCredentialAlteration] = [
@@ -143,7 +166,7 @@ def _drop_logins_out_of_custody(hub: Hub, admin: AdminClient, agencies: list[str
             if exc.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
                 raise BrokerError(f"could not remove the credentials of principal {user!r}: {exc}") from None
     for principal in stale:
-        hub.keys.forget_broker_password(principal)
+        logins.keys.forget_broker_password(principal)
 
 
 def set_password(admin_access: KafkaAccess, principal: str, password: bytes) -> None:
@@ -193,17 +216,21 @@ def _reads(principal: str, topic: str) -> list[AclBinding]:
     return [_allow(principal, t, topic, op, literal) for op in (AclOperation.READ, AclOperation.DESCRIBE)]
 
 
-def _service_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+#: A service's or agency's principal in the hub's namespace, from its name.
+Principal = Callable[[str], str]
+
+
+def _service_acls(principal: Principal, prefix: str) -> list[AclBinding]:
     """The hub's own principals: ``hub`` (the operator's tools), ``projector``, ``api`` and ``governance``."""
-    acls = _hub_acls(hub, prefix) + _projector_acls(hub, prefix) + _api_acls(hub, prefix)
-    return acls + _governance_acls(hub, prefix)
+    acls = _hub_acls(principal, prefix) + _projector_acls(principal, prefix) + _api_acls(principal, prefix)
+    return acls + _governance_acls(principal, prefix)
 
 
-def _governance_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+def _governance_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
     """Governance: write (and read) the governance log; create and describe topics in the hub's namespace
     only; make principals and ACLs (ALTER and DESCRIBE on the cluster: Kafka has no narrower grant for
     them). It reads no dataset topic, the access log or the quarantine."""
-    principal = hub.principal(GOVERNANCE_PRINCIPAL)
+    principal = principal_of(GOVERNANCE_PRINCIPAL)
     literal, prefixed, t = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED, ResourceType.TOPIC
     return [
         *(
@@ -223,8 +250,8 @@ def _governance_acls(hub: Hub, prefix: str) -> list[AclBinding]:
     ]
 
 
-def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:
-    services = hub.principal(HUB_PRINCIPAL)
+def _hub_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
+    services = principal_of(HUB_PRINCIPAL)
     prefixed, t = ResourcePatternType.PREFIXED, ResourceType.TOPIC
     bindings = [
         _allow(services, t, f"{prefix}{separator}", op, prefixed)
@@ -243,10 +270,10 @@ def _hub_acls(hub: Hub, prefix: str) -> list[AclBinding]:
     return bindings
 
 
-def _projector_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+def _projector_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
     """The projection worker: read the dataset topics and the governance log, write the quarantine, join
     the projector's group. Not the access log."""
-    worker = hub.principal(PROJECTOR_PRINCIPAL)
+    worker = principal_of(PROJECTOR_PRINCIPAL)
     literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
     return [
         *(_allow(worker, t, f"{prefix}.", op, ResourcePatternType.PREFIXED) for op in _READ_OPS),
@@ -257,10 +284,10 @@ def _projector_acls(hub: Hub, prefix: str) -> list[AclBinding]:
     ]
 
 
-def _api_acls(hub: Hub, prefix: str) -> list[AclBinding]:
+def _api_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
     """The query API: read the governance log and the quarantine (for status), write the access log, and
     see the dataset topics' ends (lag): describe, never read, them. No consumer group but its readers'."""
-    api = hub.principal(API_PRINCIPAL)
+    api = principal_of(API_PRINCIPAL)
     literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
     return [
         _allow(api, t, f"{prefix}.", AclOperation.DESCRIBE, ResourcePatternType.PREFIXED),
@@ -275,11 +302,12 @@ def _api_acls(hub: Hub, prefix: str) -> list[AclBinding]:
 _READ_OPS = (AclOperation.READ, AclOperation.DESCRIBE)
 
 
-def _delete_grants_no_longer_made(admin: AdminClient, hub: Hub, prefix: str) -> None:
+def _delete_grants_no_longer_made(admin: AdminClient, principal_of: Principal, state: GovState) -> None:
     """Group grants by prefix (``sharehub-``, ``<prefix>-``) made before each principal had only its own
     literal group, and the shared checkpoint topic's write grants: removed, so an upgraded hub is as tight as
     a new one."""
-    principals = {f"User:{hub.principal(name)}" for name in [*SERVICE_PRINCIPALS, *hub.governance.agencies_]}
+    prefix = state.topic_prefix
+    principals = {f"User:{principal_of(name)}" for name in [*SERVICE_PRINCIPALS, *state.agencies_]}
     stale = [
         _any_grant(ResourceType.GROUP, name, ResourcePatternType.PREFIXED, principal)
         for principal in sorted(principals)

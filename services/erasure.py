@@ -18,20 +18,35 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
-from services.hub import Hub
+from connectors.publisher import Publisher
 from sharehub.errors import InputError, SignatureInvalid
+from sharehub.gov.state import GovState
 from sharehub.gov.views import GovernanceView
+from sharehub.keys import LocalKeyStore
+
+
+@dataclass(frozen=True)
+class ErasureParts:
+    """What an erasure takes: governance, the key store (the subject's key, the operator's signing key),
+    a publisher of a dataset as an agency (``publisher(agency, dataset)``), and where receipts are kept."""
+
+    governance: GovState
+    keys: LocalKeyStore
+    publisher: Callable[[str, str], Publisher]
+    receipts: Path
 
 
 def erase_subject(
-    hub: Hub, *, dataset: str, record_key: str, requested_by: str, approved_by: str
+    parts: ErasureParts, *, dataset: str, record_key: str, requested_by: str, approved_by: str
 ) -> dict[str, Any]:
-    gov = hub.governance
+    gov = parts.governance
     ds = gov.dataset(dataset)
     gov.agency(requested_by)
     gov.agency(approved_by)
@@ -43,17 +58,18 @@ def erase_subject(
         raise InputError(f"erasures are approved centrally, by {gov.operator!r}, not by {approved_by!r}")
     if approved_by == requested_by:
         raise InputError("the agency that requests an erasure may not also approve it")
-    publisher = hub.publisher(ds.owner, dataset)
+    publisher = parts.publisher(ds.owner, dataset)
     event = publisher.erase(record_key)
     key_id = event.header.subject_key_id  # the subject's key, named by its pseudonym
     ref = key_id.rsplit("/", 1)[-1]
-    shredded = hub.keys.destroy_subject_key(key_id)
+    keys = parts.keys
+    shredded = keys.destroy_subject_key(key_id)
     body = {
         "receipt": "sharehub.erasure.v1",
         "dataset": dataset,
         "subject_ref": ref,
         "subject_key_id": key_id,
-        "subject_key_destroyed": shredded.destroyed or _already_destroyed(hub, key_id),
+        "subject_key_destroyed": shredded.destroyed or _already_destroyed(keys, key_id),
         "key_store": {
             "wrapped_key_overwritten": shredded.overwritten,
             "write_ahead_log_truncated": shredded.log_truncated,
@@ -68,11 +84,10 @@ def erase_subject(
             "event_id": event.header.event_id,
         },
     }
-    signer = hub.keys.signing_key(approved_by)
+    signer = keys.signing_key(approved_by)
     receipt = {**body, "signer_key_id": signer.key_id, "signature": signer.sign(_canonical(body)).hex()}
-    folder = hub.home / "erasures"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{event.header.event_id}.json").write_text(json.dumps(receipt, indent=1))
+    parts.receipts.mkdir(parents=True, exist_ok=True)
+    (parts.receipts / f"{event.header.event_id}.json").write_text(json.dumps(receipt, indent=1))
     return receipt
 
 
@@ -95,9 +110,9 @@ def load_receipt(path: Path) -> dict[str, Any]:
     return receipt
 
 
-def _already_destroyed(hub: Hub, key_id: str) -> bool:
+def _already_destroyed(keys: LocalKeyStore, key_id: str) -> bool:
     try:
-        hub.keys.subject_key(key_id)
+        keys.subject_key(key_id)
     except Exception:  # SubjectErased (destroyed earlier) or UnknownDataKey (never had one)
         return True
     return False

@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.broker_access import provision
-from services.hub import Hub
+from services.governance_desk import GovernanceDesk
 from sharehub.errors import InputError, NotAuthenticated, UnknownReferenceError
 from sharehub.gov.commands import (
     AddKey,
@@ -38,9 +37,12 @@ from sharehub.gov.commands import (
     RotateKey,
     json_object,
 )
+from sharehub.gov.custody import is_site_key_id
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.key_request import KeyRequest
 from sharehub.gov.service import Effect, GovernanceService
+from sharehub.gov.state import GovState
+from sharehub.keys import LocalKeyStore, SigningKey
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,18 @@ class Caller:
     local: bool = False
 
 
-Perform = Callable[[Hub, GovernanceService, Caller, Any], GovernanceEvent]
+class OperatorKeys(Protocol):
+    """Where the operator key of the hub's machine is looked up."""
+
+    def signing_key(self, agency: str) -> SigningKey: ...
 
 
-def _add_key(hub: Hub, svc: GovernanceService, caller: Caller, r: AddKey) -> GovernanceEvent:
-    public, effect = _public_key(hub, caller, r.agency, r.key_id, r.public_key)
+#: An operation, with the key store for what it keeps there (a key pair made here, a dataset's keys).
+Perform = Callable[[LocalKeyStore, GovernanceService, Caller, Any], GovernanceEvent]
+
+
+def _add_key(keys: LocalKeyStore, svc: GovernanceService, caller: Caller, r: AddKey) -> GovernanceEvent:
+    public, effect = _public_key(keys, caller, r.agency, r.key_id, r.public_key)
     return svc.add_key(
         caller.agency,
         r.agency,
@@ -68,16 +77,23 @@ def _add_key(hub: Hub, svc: GovernanceService, caller: Caller, r: AddKey) -> Gov
     )
 
 
-def _rotate_key(hub: Hub, svc: GovernanceService, caller: Caller, r: RotateKey) -> GovernanceEvent:
-    public, effect = _public_key(hub, caller, r.agency, r.new_key_id, r.public_key)
+def _rotate_key(keys: LocalKeyStore, svc: GovernanceService, caller: Caller, r: RotateKey) -> GovernanceEvent:
+    public, effect = _public_key(keys, caller, r.agency, r.new_key_id, r.public_key)
     return svc.rotate_key(
         caller.agency, r.agency, r.old_key_id, r.new_key_id, public, valid_from=r.valid_from, effect=effect
     )
 
 
-def _register_key(hub: Hub, svc: GovernanceService, caller: Caller, r: KeyRequest) -> GovernanceEvent:
+def _register_key(
+    keys: LocalKeyStore, svc: GovernanceService, caller: Caller, r: KeyRequest
+) -> GovernanceEvent:
     """Register the public key an agency's site sent, once its proof of possession verifies."""
     r.proven()
+    if not is_site_key_id(r.agency, r.key_id):
+        raise InputError(
+            f"a site registers keys named {r.agency}/sign/<label>, not {r.key_id!r} "
+            "(custody keys are the hub's)"
+        )
     if r.replaces is not None and r.valid_until is not None:
         raise InputError("a rotation's new key has no end (valid_until): leave it out, or drop 'replaces'")
     if r.replaces is not None:
@@ -89,19 +105,21 @@ def _register_key(hub: Hub, svc: GovernanceService, caller: Caller, r: KeyReques
     )
 
 
-def _declare(hub: Hub, svc: GovernanceService, caller: Caller, r: DeclareDataset) -> GovernanceEvent:
-    return svc.declare_dataset(caller.agency, **r.model_dump(), effect=lambda: _dataset_keys(hub, r.id))
+def _declare(
+    keys: LocalKeyStore, svc: GovernanceService, caller: Caller, r: DeclareDataset
+) -> GovernanceEvent:
+    return svc.declare_dataset(caller.agency, **r.model_dump(), effect=lambda: _dataset_keys(keys, r.id))
 
 
 @contextmanager
-def _dataset_keys(hub: Hub, dataset: str) -> Iterator[None]:
-    with hub.keys.transaction():
-        hub.keys.ensure_dataset_keys(dataset)
+def _dataset_keys(keys: LocalKeyStore, dataset: str) -> Iterator[None]:
+    with keys.transaction():
+        keys.ensure_dataset_keys(dataset)
         yield
 
 
 def _public_key(
-    hub: Hub, caller: Caller, agency: str, key_id: str, given: str | None
+    keys: LocalKeyStore, caller: Caller, agency: str, key_id: str, given: str | None
 ) -> tuple[str, Effect | None]:
     """The public key to register, and the effect that keeps its private half when the hub makes the pair
     (only for a caller on the hub's machine); the pair is kept only if governance accepts the key."""
@@ -113,8 +131,8 @@ def _public_key(
 
     @contextmanager
     def keep() -> Iterator[None]:
-        with hub.keys.transaction():
-            hub.keys.add_signing_key(agency, key_id, private)
+        with keys.transaction():
+            keys.add_signing_key(agency, key_id, private)
             yield
 
     return private.public_key().public_bytes_raw().hex(), keep
@@ -152,12 +170,13 @@ OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
 PROVISIONING = {"register-agency", "declare-dataset"}
 
 
-def authenticate(hub: Hub, actor: str, credential: str | None, *, local_operator: bool = False) -> str:
-    """``actor`` if the caller proved to act for it; NotAuthenticated otherwise.
+def authenticate(
+    state: GovState, keys: OperatorKeys, actor: str, credential: str | None, *, local_operator: bool = False
+) -> str:
+    """``actor`` if the caller proved to act for it under governance ``state``; NotAuthenticated otherwise.
 
     ``local_operator``: the caller runs on the hub's machine (the CLI), where holding the operator key in
-    the key store proves acting for the operator."""
-    state = hub.governance
+    the key store ``keys`` proves acting for the operator."""
     if credential:
         holder = state.consumer_for_token(credential)
         if holder is None:
@@ -166,7 +185,7 @@ def authenticate(hub: Hub, actor: str, credential: str | None, *, local_operator
             raise NotAuthenticated(f"the credential is {holder!r}'s, not {actor!r}'s")
         return actor
     if local_operator and actor == state.operator:
-        hub.keys.signing_key(actor)  # raises unless this key store holds the operator key
+        keys.signing_key(actor)  # raises unless this key store holds the operator key
         return actor
     raise NotAuthenticated(f"acting for {actor!r} needs a credential governance issued to {actor!r}")
 
@@ -178,14 +197,15 @@ def parse_request(operation: str, body: dict[str, Any]) -> Command:
     return found[0].model_validate(body)
 
 
-def perform(hub: Hub, caller: Caller, operation: str, request: Command) -> GovernanceEvent:
+def perform(desk: GovernanceDesk, caller: Caller, operation: str, request: Command) -> GovernanceEvent:
     kind, run = OPERATIONS[operation]
     if not isinstance(request, kind):
         raise InputError(f"{operation} takes a {kind.__name__} request")
-    with hub.governing() as service:
-        event = run(hub, service, caller, request)
+    governance = desk.governance
+    with governance.governing() as service:
+        event = run(governance.keys, service, caller, request)
     if operation in PROVISIONING:
-        provision(hub)  # the new agency's principal, or the new dataset's topic and its owner's ACLs
+        desk.provision()  # the new agency's principal, or the new dataset's topic and its owner's ACLs
     return event
 
 

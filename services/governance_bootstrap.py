@@ -8,29 +8,38 @@ any other command. Governance is the only creator of topics.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
-from services.broker_access import provision, provision_services
-from services.hub import Hub
+from services.governance_desk import GovernanceDesk
 from sharehub.errors import InputError
 from sharehub.gov import anchors
 from sharehub.gov.apply import Change, GovSpec, apply, plan, rehearse
 from sharehub.gov.apply import read_spec as parse_spec
 from sharehub.gov.events import GovernanceEvent
-from sharehub.gov.service import new_credential
+from sharehub.gov.service import GovernanceService, new_credential
 from sharehub.kek import load_kek
 from sharehub.keys import LocalKeyStore
+from sharehub.settings import Settings
 
 
-def pin_operator(hub: Hub, spec: GovSpec) -> None:
+class Governing(Protocol):
+    """Changes to governance, one at a time."""
+
+    def governing(self) -> AbstractContextManager[GovernanceService]: ...
+
+
+def pin_operator(settings: Settings, spec: GovSpec) -> None:
     """Make the operator's first signing key and pin it (once per home; a different operator is refused)."""
-    if anchors.exists(hub.home):
-        anchors.pin(hub.home, anchors.Anchors(spec.operator, spec.topic_prefix, {}))  # checks only
+    home = settings.home
+    if anchors.exists(home):
+        anchors.pin(home, anchors.Anchors(spec.operator, spec.topic_prefix, {}))  # checks only
         return
     if spec.operator not in {a.id for a in spec.agencies}:
         raise InputError(f"operator {spec.operator!r} is not among the spec's agencies")
-    hub.home.mkdir(parents=True, exist_ok=True)
-    keys = LocalKeyStore(hub.home / "keys.db", load_kek(hub.settings, hub.home, create=True))
+    home.mkdir(parents=True, exist_ok=True)
+    keys = LocalKeyStore(home / "keys.db", load_kek(settings, home, create=True))
     try:
         key_id = f"{spec.operator}/sign/1"
         public = (
@@ -40,42 +49,40 @@ def pin_operator(hub: Hub, spec: GovSpec) -> None:
         )
     finally:
         keys.close()
-    anchors.pin(hub.home, anchors.Anchors(spec.operator, spec.topic_prefix, {key_id: public.hex()}))
+    anchors.pin(home, anchors.Anchors(spec.operator, spec.topic_prefix, {key_id: public.hex()}))
 
 
-def plan_spec(hub: Hub, spec: GovSpec, *, broker: bool = True) -> list[Change]:
+def plan_spec(desk: GovernanceDesk, spec: GovSpec, *, broker: bool = True) -> list[Change]:
     """What applying ``spec`` would change (pins the operator first if this home has no governance, and
     makes sure the hub's services may read the governance log: ``broker=False`` for a log in memory)."""
-    pin_operator(hub, spec)
+    pin_operator(desk.settings, spec)
     if broker:
-        provision_services(hub)
-    return plan(spec, hub.governance_state(refresh=True))
+        desk.provision_services()
+    return plan(spec, desk.governance.governance_state(refresh=True))
 
 
-def apply_spec(hub: Hub, changes: list[Change], *, topics: bool = True) -> list[GovernanceEvent]:
-    """Perform a plan; then make sure every topic governance knows of exists (unless ``topics`` is off)."""
-    with hub.governing() as service:
-        rehearse(changes, hub.log.read_all(), service, hub.keys)  # refused as a whole, before any change
-        events = apply(changes, service, hub.keys)
+def apply_spec(desk: GovernanceDesk, changes: list[Change], *, topics: bool = True) -> list[GovernanceEvent]:
+    """Perform a plan; then make sure every topic governance knows of exists (unless ``topics`` is off):
+    topics, principals and ACLs for the whole current state (see :mod:`services.broker_access`)."""
+    governance = desk.governance
+    with governance.governing() as service:
+        keys = governance.keys
+        rehearse(changes, governance.log.read_all(), service, keys)  # refused as a whole, before any change
+        events = apply(changes, service, keys)
     if topics:
-        create_topics(hub)
+        desk.provision()
     return events
 
 
-def create_topics(hub: Hub) -> list[str]:
-    """Topics, principals and ACLs for the whole current state (see :mod:`services.broker_access`)."""
-    return provision(hub)
-
-
-def load(hub: Hub, spec: GovSpec, *, topics: bool = True) -> list[GovernanceEvent]:
+def load(desk: GovernanceDesk, spec: GovSpec, *, topics: bool = True) -> list[GovernanceEvent]:
     """Plan and apply in one step (the demo, tests)."""
-    return apply_spec(hub, plan_spec(hub, spec, broker=topics), topics=topics)
+    return apply_spec(desk, plan_spec(desk, spec, broker=topics), topics=topics)
 
 
-def issue_credential(hub: Hub, consumer: str) -> str:
+def issue_credential(governance: Governing, consumer: str) -> str:
     """A new bearer credential for ``consumer``: the log records its hash only, so it is shown once."""
     token, digest = new_credential()
-    with hub.governing() as service:
+    with governance.governing() as service:
         service.issue_credential(service.state.operator, consumer, digest)
     return token
 

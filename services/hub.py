@@ -1,4 +1,8 @@
-"""One installation of the hub as the services see it: settings, governance, keys, read-model stores.
+"""One installation of the hub: settings, governance, keys, read-model stores, broker logins.
+
+A process's composition root (a CLI command, the API's app factory, the projection worker) builds one hub,
+hands each service the parts it uses (never the hub itself, see :mod:`services.parts` and
+:class:`~services.governance_desk.GovernanceDesk`) and closes it.
 
 Governance is the governance log folded into a :class:`~sharehub.gov.GovState`: read in full on first use,
 then brought up to date with the events appended since, at most every ``governance_refresh_s`` seconds
@@ -10,7 +14,6 @@ chain at once, and signs with the operator key of the key store.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import logging
 import threading
@@ -19,29 +22,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connectors.publisher import Publisher
 from projections.read_model import ReadModelStore
+from services.governance_desk import GovernanceDesk
 from sharehub.codec import DatasetCodec
 from sharehub.errors import ConfigurationError, InputError, UnknownReferenceError
 from sharehub.gov import GovernanceService, GovState, anchors
-from sharehub.gov.events import parse
-from sharehub.gov.log import EventLog, KafkaLog
+from sharehub.gov.custody import in_custody
+from sharehub.gov.log import EventLog, KafkaLog, Logged
 from sharehub.kafka import KafkaAccess, KafkaTls
 from sharehub.kek import load_kek
-from sharehub.keys import LocalKeyStore, SecretBytes, SigningKey
+from sharehub.keys import LocalKeyStore, SecretBytes, Signer
 from sharehub.settings import Settings
 
-#: The principal (in each hub's namespace) of the hub's own services.
-HUB_PRINCIPAL = "hub"
-#: The projection worker's and the query API's own principals: each process logs in with only what it
-#: needs (:mod:`services.broker_access`); the operator's tools (audit, rebuild, review) log in as ``hub``.
-PROJECTOR_PRINCIPAL = "projector"
-API_PRINCIPAL = "api"
-#: Governance's own principal: it writes the governance log and makes topics, principals and ACLs in the
-#: hub's namespace; the broker's super user is used only once per hub, to create it.
-GOVERNANCE_PRINCIPAL = "governance"
-SERVICE_PRINCIPALS = (HUB_PRINCIPAL, PROJECTOR_PRINCIPAL, API_PRINCIPAL, GOVERNANCE_PRINCIPAL)
+if TYPE_CHECKING:
+    from services.broker_access import BrokerProvisioning
+
+from services.principals import (
+    GOVERNANCE_PRINCIPAL,
+    HUB_PRINCIPAL,
+    SERVICE_PRINCIPALS,
+)
+
 #: The follower reads the log on demand (:meth:`Hub.read_governance_soon`) at most this often.
 FOLLOW_MIN_INTERVAL_S = 0.05
 
@@ -138,12 +142,18 @@ class Hub:
         (the operator's, and those of the agencies a spec lists as ``custodial``). Only then does the hub keep
         the agency's broker login; every other agency makes its keys and logins at its own site."""
         record = self.governance_state().agencies_.get(agency)
-        if record is None:
-            return False
-        now = dt.datetime.now(dt.UTC)
-        return any(
-            (key.until is None or key.until > now) and self.keys.has(key.key_id, "signing")
-            for key in record.keys
+        return in_custody(record, lambda key_id: self.keys.has(key_id, "signing"))
+
+    def broker_provisioning(self) -> BrokerProvisioning:
+        """What :mod:`services.broker_access` provisions with: this hub's namespace, key store and logins."""
+        from services.broker_access import BrokerProvisioning
+
+        return BrokerProvisioning(
+            topic_prefix=self.anchors.topic_prefix,
+            keys=self.keys,
+            governance=lambda: self.kafka_governance,
+            super_user=lambda: self.kafka_admin,
+            plaintext=self.settings.kafka_security == "plaintext",
         )
 
     @property
@@ -214,10 +224,10 @@ class Hub:
             if self._state is None:
                 pinned = self.anchors
                 state = GovState(pinned.trust, pinned.topic_prefix)
-                self._apply(state, self.log.read_all())
+                self._apply(state, self.log.entries_all())
                 self._state, self._refreshed = state, now
             elif refresh or now - self._refreshed >= self.settings.governance_refresh_s:
-                self._apply(self._state, self.log.read_new())
+                self._apply(self._state, self.log.entries_new())
                 self._refreshed = now
             return self._state
 
@@ -236,9 +246,9 @@ class Hub:
             time.sleep(wait)
 
     @staticmethod
-    def _apply(state: GovState, events: list[bytes]) -> None:
-        for raw in events:
-            state.apply(parse(raw))
+    def _apply(state: GovState, entries: list[Logged]) -> None:
+        for entry in entries:
+            state.take(entry)  # a record that cannot be applied is noted, with a warning, and skipped
 
     @contextmanager
     def governing(self) -> Iterator[GovernanceService]:
@@ -252,11 +262,25 @@ class Hub:
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
+    def governance_desk(self) -> GovernanceDesk:
+        """What changing governance takes: this hub's log and key store, its settings, and the broker's
+        provisioning (:mod:`services.broker_access`, which works on the hub's logins)."""
+        from services import broker_access  # it builds on this module
+
+        return GovernanceDesk(
+            governance=self,
+            settings=self.settings,
+            provision=lambda: broker_access.provision(
+                self.broker_provisioning(), self.governance_state(refresh=True)
+            ),
+            provision_services=lambda: broker_access.provision_services(self.broker_provisioning()),
+        )
+
     @cached_property
     def keys(self) -> LocalKeyStore:
         return LocalKeyStore(self.home / "keys.db", load_kek(self.settings, self.home))
 
-    def publisher(self, agency: str, dataset: str, *, signer: SigningKey | None = None) -> Publisher:
+    def publisher(self, agency: str, dataset: str, *, signer: Signer | None = None) -> Publisher:
         """A publisher of ``dataset`` acting as ``agency`` (its broker login), under governance as the log
         has it now, signing with ``signer``: the key of the agency's own site (see
         :class:`connectors.site.AgencySite`); without one, a key of ``agency`` in this hub's key store."""

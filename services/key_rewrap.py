@@ -7,15 +7,15 @@ hub must be configured with the new KEK before it starts again: :func:`configure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from services.hub import Hub
 from sharehub.errors import ConfigurationError, InputError
 from sharehub.kek import FileKek, KeyEncryptionKey
 from sharehub.kek_pkcs11 import Pkcs11Config, Pkcs11Kek
-from sharehub.keys import Rewrapped, load_master_key
+from sharehub.keys import LocalKeyStore, Rewrapped, load_master_key
 
 KekKind = Literal["file", "pkcs11"]
 
@@ -28,23 +28,24 @@ class RewrapTarget:
     master_key_file: Path | None = None
     pkcs11: Pkcs11Config | None = None
 
-    def open(self, hub: Hub) -> KeyEncryptionKey:
+    def open(self, home: Path) -> KeyEncryptionKey:
         if self.kind == "pkcs11":
             assert self.pkcs11 is not None
             return Pkcs11Kek.open(self.pkcs11, create=True)
         if self.master_key_file is None:
             raise InputError("--to file needs --new-master-key-file PATH (made owner-only when missing)")
-        return FileKek(load_master_key(hub.home, None, create=True, path=self.master_key_file))
+        return FileKek(load_master_key(home, None, create=True, path=self.master_key_file))
 
 
-def rewrap_keys(hub: Hub, target: RewrapTarget) -> Rewrapped:
-    """Every key of ``hub``'s store rewrapped under ``target``; nothing changed if anything fails."""
-    if not (hub.home / "keys.db").exists():
-        raise ConfigurationError(f"no key store in {hub.home} (SHAREHUB_HOME): nothing to rewrap")
-    store = hub.keys  # the current KEK first: a hub that cannot load it stops before the target is made
+def rewrap_keys(home: Path, open_store: Callable[[], LocalKeyStore], target: RewrapTarget) -> Rewrapped:
+    """Every key of the store in ``home`` (``open_store`` opens it with the current KEK) rewrapped under
+    ``target``; nothing changed if anything fails."""
+    if not (home / "keys.db").exists():
+        raise ConfigurationError(f"no key store in {home} (SHAREHUB_HOME): nothing to rewrap")
+    store = open_store()  # the current KEK first: a hub that cannot load it stops before the target is made
     new_file = target.master_key_file if target.kind == "file" else None
     made = new_file is not None and not new_file.exists()
-    kek = target.open(hub)
+    kek = target.open(home)
     try:
         return store.rewrap(kek)
     except BaseException:

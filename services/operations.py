@@ -17,8 +17,8 @@ from prometheus_client import Counter as PromCounter
 
 from projections.quarantine import decode_quarantined
 from services.api.auth import AuthCounts
-from services.hub import Hub
-from sharehub.kafka import read_topic, reader_config, records, watermarks
+from services.parts import KeptGovernance, ReadModels
+from sharehub.kafka import KafkaAccess, read_topic, reader_config, records, watermarks
 
 #: Reading the quarantine topic is a scan: at most this often.
 QUARANTINE_CACHE_S = 5.0
@@ -35,19 +35,30 @@ class ReadModelStatus:
 
 
 class Operations:
-    def __init__(self, hub: Hub, auth: AuthCounts | None = None) -> None:
-        self.hub = hub
+    """``governance`` as the hub keeps it; the consumers' ``read_models``; the broker login that
+    reads the dataset topics' ends and the quarantine; the API's ``auth`` counts, if it serves them."""
+
+    def __init__(
+        self,
+        governance: KeptGovernance,
+        read_models: ReadModels,
+        kafka: KafkaAccess,
+        auth: AuthCounts | None = None,
+    ) -> None:
+        self._governance = governance
+        self._read_models = read_models
+        self._kafka = kafka
         self._auth = auth
         self._quarantine: tuple[float, dict[str, int]] | None = None
         self._lock = threading.Lock()
 
     def status(self) -> dict[str, Any]:
-        gov = self.hub.governance
+        gov = self._governance.governance
         now = dt.datetime.now(dt.UTC)
         ends = self._topic_ends([d.topic for d in gov.datasets()])
         models = []
-        for consumer in self.hub.consumers():
-            store = self.hub.store(consumer)
+        for consumer in self._read_models.consumers():
+            store = self._read_models.store(consumer)
             stored = store.positions()
             for ds in gov.datasets():
                 agreement = gov.active_agreement(consumer, ds.id, now)
@@ -115,7 +126,7 @@ class Operations:
         return bytes(generate_latest(registry))
 
     def _topic_ends(self, topics: list[str]) -> dict[str, dict[int, int]]:
-        consumer = Consumer(reader_config(self.hub.kafka))
+        consumer = Consumer(reader_config(self._kafka))
         try:
             out: dict[str, dict[int, int]] = {}
             for topic in topics:
@@ -128,9 +139,9 @@ class Operations:
     def _quarantined(self) -> dict[str, int]:
         with self._lock:
             if self._quarantine is None or time.monotonic() - self._quarantine[0] > QUARANTINE_CACHE_S:
-                topic = self.hub.governance.quarantine_topic
+                topic = self._governance.governance.quarantine_topic
                 counts = Counter(
-                    decode_quarantined(r.value)["reason"] for r in records(read_topic(self.hub.kafka, topic))
+                    decode_quarantined(r.value)["reason"] for r in records(read_topic(self._kafka, topic))
                 )
                 self._quarantine = (time.monotonic(), dict(sorted(counts.items())))
             return self._quarantine[1]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from projections.engine import LocalEngine
 from projections.projector import Projector
-from services.hub import PROJECTOR_PRINCIPAL, Hub
+from services.hub import Hub
+from services.principals import PROJECTOR_PRINCIPAL
 
 
 def hub_engine() -> LocalEngine:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from projections.quarantine import decode_quarantined
-from services.hub import Hub
-from sharehub.codec import codecs_by_topic
+from services.parts import CurrentGovernance, ReadModels
+from sharehub.codec import DatasetKeys, codecs_by_topic
 from sharehub.errors import EnvelopeError
-from sharehub.kafka import read_topic, records
+from sharehub.kafka import KafkaAccess, read_topic, records
 
 CHAIN_REASONS = {"chain_gap", "replayed_sequence", "duplicate", "chain_fork", "misrouted", "chain_violation"}
 
@@ -31,16 +31,17 @@ class Review:
     now: str
 
 
-def quarantined(hub: Hub) -> Iterator[dict[str, Any]]:
-    for record in records(read_topic(hub.kafka, hub.governance.quarantine_topic)):
+def quarantined(kafka: KafkaAccess, topic: str) -> Iterator[dict[str, Any]]:
+    """Every entry of the quarantine ``topic`` (governance names it), read with the login ``kafka``."""
+    for record in records(read_topic(kafka, topic)):
         value = record.value
         yield decode_quarantined(value)
 
 
-def recheck(hub: Hub) -> Iterator[Review]:
-    gov = hub.governance_state(refresh=True)
-    codecs = codecs_by_topic(gov.datasets(), gov, hub.keys)
-    for entry in quarantined(hub):
+def recheck(governance: CurrentGovernance, keys: DatasetKeys, kafka: KafkaAccess) -> Iterator[Review]:
+    gov = governance.governance_state(refresh=True)
+    codecs = codecs_by_topic(gov.datasets(), gov, keys)
+    for entry in quarantined(kafka, gov.quarantine_topic):
         if entry["reason"] in CHAIN_REASONS:
             yield Review(entry, "chain", "decided by a replay ('sharehub project rebuild')")
             continue
@@ -56,11 +57,15 @@ def recheck(hub: Hub) -> Iterator[Review]:
         yield Review(entry, "passes", "would be applied by a rebuild")
 
 
-def redrive(hub: Hub, reviews: list[Review]) -> dict[str, list[str]]:
+def redrive(
+    governance: CurrentGovernance, read_models: ReadModels, reviews: list[Review]
+) -> dict[str, list[str]]:
     """Have the projection replay each dataset holding an event that passes now, in every read model
     granted it. Returns {dataset: consumers asked}."""
-    topics = {d.topic: d.id for d in hub.governance_state(refresh=True).datasets()}
+    topics = {d.topic: d.id for d in governance.governance_state(refresh=True).datasets()}
     datasets = sorted({topics[r.entry["source_topic"]] for r in reviews if r.verdict == "passes"})
+    consumers = read_models.consumers()
     return {
-        dataset: [c for c in hub.consumers() if hub.store(c).request_replay(dataset)] for dataset in datasets
+        dataset: [c for c in consumers if read_models.store(c).request_replay(dataset)]
+        for dataset in datasets
     }

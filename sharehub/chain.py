@@ -9,6 +9,7 @@ in order, and not only the auditor after the fact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sharehub.envelope import ZERO_HASH, Envelope, Sealed
 
@@ -28,16 +29,35 @@ class ChainHead:
 GENESIS = ChainHead(0, ZERO_HASH)
 
 
+class Link(NamedTuple):
+    """One record's place in a chain: its sequence, the hash it names as its predecessor's, its own hash.
+    Events are links; so are the access log's records (:mod:`sharehub.access_records`)."""
+
+    sequence: int
+    prev_hash: bytes
+    hash: bytes
+
+
+def link_of(envelope: Envelope | Sealed) -> Link:
+    return Link(envelope.header.sequence, envelope.header.prev_hash, envelope.hash)
+
+
 def judge(head: ChainHead | None, envelope: Envelope) -> str | None:
     """None when ``envelope`` continues the chain whose head is ``head``; otherwise the reason it does not."""
+    return judge_link(head, link_of(envelope))
+
+
+def judge_link(head: ChainHead | None, link: Link) -> str | None:
+    """None when ``link`` continues the chain whose head is ``head``; otherwise the reason it does not."""
     head = head or GENESIS
-    sequence = envelope.header.sequence
-    if sequence == head.sequence + 1:
-        return None if envelope.header.prev_hash == head.hash else FORK
-    if sequence <= head.sequence:
-        return DUPLICATE if sequence == head.sequence and envelope.hash == head.hash else REPLAYED
+    if link.sequence == head.sequence + 1:
+        return None if link.prev_hash == head.hash else FORK
+    if link.sequence <= head.sequence:
+        return DUPLICATE if link.sequence == head.sequence and link.hash == head.hash else REPLAYED
     return GAP
 
 
-def head_after(envelope: Envelope | Sealed) -> ChainHead:
+def head_after(envelope: Envelope | Sealed | Link) -> ChainHead:
+    if isinstance(envelope, Link):
+        return ChainHead(envelope.sequence, envelope.hash)
     return ChainHead(envelope.header.sequence, envelope.hash)

@@ -15,7 +15,7 @@ from sharehub.avro import load_schema, split_single_object
 from sharehub.chain import ChainHead
 from sharehub.envelope import SIGNATURE_SIZE, SignerDirectory
 from sharehub.errors import MalformedEnvelope, SignatureInvalid
-from sharehub.keys import SigningKey
+from sharehub.keys import Signer
 
 CHECKPOINT_SCHEMA = load_schema("checkpoint")
 
@@ -31,9 +31,7 @@ class Checkpoint:
     signer_key_id: str
 
 
-def seal_checkpoint(
-    signing_key: SigningKey, producer: str, dataset: str, lane: int, head: ChainHead
-) -> bytes:
+def seal_checkpoint(signing_key: Signer, producer: str, dataset: str, lane: int, head: ChainHead) -> bytes:
     body = CHECKPOINT_SCHEMA.encode_single_object(
         {
             "producer": producer,

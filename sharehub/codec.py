@@ -13,7 +13,7 @@ a time, so that no caller spells out the steps of :mod:`sharehub.envelope`:
 
 The publisher, the projection, the audit, the quarantine review and the benchmarks all go through it. The
 keys come through one seam, :class:`DatasetKeys` (the hub's key store, or keys released to an agency), and
-the signature through a :class:`~sharehub.keys.SigningKey` the producer holds.
+the signature through a :class:`~sharehub.keys.Signer` the producer holds.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from sharehub.envelope import (
     sign_batch,
 )
 from sharehub.errors import ChainViolation, EnvelopeError, SubjectErased
-from sharehub.keys import SecretBytes, SigningKey, subject_key_id
+from sharehub.keys import SecretBytes, Signer, subject_key_id
 
 #: Events per signature: one Ed25519 signature over the Merkle root of up to this many events.
 SIGN_BATCH = 256
@@ -82,7 +82,7 @@ class Producing:
     """Who seals: the producing agency, the key it signs with, and where its chain stands in each lane."""
 
     agency: str
-    signer: SigningKey
+    signer: Signer
     lanes: int
     heads: dict[int, chain.ChainHead] = field(default_factory=dict)
     #: Events per signature (one Ed25519 signature over the Merkle root of the batch).

@@ -52,7 +52,7 @@ from sharehub.errors import (
     UnknownSchema,
     UnsupportedEnvelopeVersion,
 )
-from sharehub.keys import SecretBytes, SigningKey
+from sharehub.keys import SecretBytes, Signer
 
 SIGNATURE_SIZE = 64
 NONCE_SIZE = 12
@@ -215,7 +215,7 @@ class ChainPosition:
     prev_hash: bytes
 
 
-def seal(*, signing_key: SigningKey, **fields: Any) -> Envelope:
+def seal(*, signing_key: Signer, **fields: Any) -> Envelope:
     """Seal and sign one event (a batch of one). See :func:`seal_unsigned` for the fields."""
     return sign_batch([seal_unsigned(signing_key_id=signing_key.key_id, **fields)], signing_key)[0]
 
@@ -284,7 +284,7 @@ def seal_unsigned(
     return Sealed(header, body)
 
 
-def sign_batch(events: list[Sealed], signing_key: SigningKey) -> list[Envelope]:
+def sign_batch(events: list[Sealed], signing_key: Signer) -> list[Envelope]:
     """Sign a batch of sealed events with one signature over their Merkle root; returns the wire envelopes."""
     if not events:
         return []

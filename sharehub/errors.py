@@ -17,7 +17,12 @@
     │   ├── LifecycleViolation         governance: a step out of an agreement's lifecycle order
     │   ├── ValidityExpired            governance: a validity window that has already ended
     │   ├── InCustody                  the hub keeps this agency's keys and login: no site login of its own
-    │   └── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
+    │   ├── CertificateRefused         the hub CA refuses a CSR (bad signature, another name, not ECDSA)
+    │   ├── WrongSecret                a site's passphrase or token PIN that does not open its key
+    │   ├── RequestTooLarge            a request body past the configured limit (HTTP 413)
+    │   ├── IdempotencyKeyInvalid      a write without an Idempotency-Key, or a malformed one (HTTP 400)
+    │   ├── IdempotencyConflict        an Idempotency-Key used before with another body (HTTP 409)
+    │   └── BodyNotJson                a request body that is not JSON (HTTP 400)
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -81,6 +86,10 @@ class UnknownReferenceError(InputError):
 
 class CertificateRefused(InputError):
     """The hub CA refuses to sign: a CSR whose own signature does not verify, or one for another name."""
+
+
+class WrongSecret(InputError):
+    """A site's passphrase that does not open its key file or TLS key, or is not its token's user PIN."""
 
 
 class RowFilterError(InputError):
@@ -262,3 +271,19 @@ class BrokerStopError(LocalKafkaError):
 
 class BenchmarkError(SharehubError):
     """A benchmark could not run to its end (a scenario failed, the broker stopped answering)."""
+
+
+class RequestTooLarge(InputError):
+    """A request body larger than the limit the server was configured with (refused before it is all read)."""
+
+
+class IdempotencyKeyInvalid(InputError):
+    """A write without an ``Idempotency-Key`` header, or with one that is not 1-200 printable characters."""
+
+
+class IdempotencyConflict(InputError):
+    """An ``Idempotency-Key`` that was used before with another request body."""
+
+
+class BodyNotJson(InputError):
+    """A request body that is not JSON (HTTP 400)."""

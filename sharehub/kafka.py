@@ -38,6 +38,8 @@ class KafkaTls:
     ca_file: Path
     cert_file: Path | None = None
     key_file: Path | None = None
+    #: The passphrase of ``key_file`` when it is encrypted (an agency site's is); shown in no repr.
+    key_password: SecretBytes | None = None
 
     def config(self) -> dict[str, str]:
         """librdkafka's settings for this TLS (without ``security.protocol``)."""
@@ -45,13 +47,16 @@ class KafkaTls:
         if self.cert_file is not None and self.key_file is not None:
             settings["ssl.certificate.location"] = str(self.cert_file)
             settings["ssl.key.location"] = str(self.key_file)
+            if self.key_password is not None:
+                settings["ssl.key.password"] = self.key_password.reveal().decode()
         return settings
 
     def context(self) -> ssl.SSLContext:
         """The same, as a Python SSL context (aiokafka's clients, under the projection worker)."""
         context = ssl.create_default_context(cafile=str(self.ca_file))
         if self.cert_file is not None and self.key_file is not None:
-            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+            password = None if self.key_password is None else self.key_password.reveal()
+            context.load_cert_chain(str(self.cert_file), str(self.key_file), password=password)
         return context
 
 
@@ -208,11 +213,13 @@ def _await_leaders(admin: AdminClient, topics: list[str], timeout: float) -> Non
             time.sleep(0.1)
 
 
-#: Errors of a partition whose leader is not elected or known yet (just after a topic was created).
+#: Errors of a partition whose leader is not elected or known yet (just after a topic was created), or
+#: moves (a node of a cluster died: the client drops its handle of that node while the request waits on it).
 _LEADER_NOT_READY = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._DESTROY_BROKER,
 }
 
 

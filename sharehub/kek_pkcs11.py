@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, Session
 from pkcs11.exceptions import (
     EncryptedDataInvalid,
@@ -24,21 +23,17 @@ from pkcs11.exceptions import (
     GeneralError,
     MultipleObjectsReturned,
     NoSuchKey,
-    NoSuchToken,
-    PinIncorrect,
-    PinLocked,
     PKCS11Error,
-    UserAlreadyLoggedIn,
 )
 from pkcs11.mechanisms import GCMParams
 
 from sharehub.errors import ConfigurationError
 from sharehub.kek import UnwrapRefused, read_private_file
 from sharehub.keys import NONCE_SIZE
+from sharehub.pkcs11_token import SOFTHSM_MODULE, attribute, error_name, libraries, log_in
 from sharehub.settings import Settings
 
-#: The library module of Debian's softhsm2 package.
-SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+__all__ = ["SOFTHSM_MODULE", "Pkcs11Config", "Pkcs11Kek"]
 DEFAULT_KEY_LABEL = "sharehub-kek"
 _KEY_ID_SIZE = 8
 #: What a token answers when the blob or its associated data is not what was wrapped (SoftHSM2 answers a
@@ -93,13 +88,14 @@ class Pkcs11Kek:
         pin = read_private_file(config.pin_file, "the PKCS#11 PIN file").decode().strip()
         if not pin:
             raise ConfigurationError(f"the PKCS#11 PIN file {config.pin_file} is empty")
-        lib = _libraries.acquire(config.module)
+        lib = libraries.acquire(config.module, module_hint="SHAREHUB_PKCS11_MODULE")
         try:
-            session = _log_in(lib, config, pin)
+            session = log_in(lib, config.module, config.token, pin, pin_from=f"the PIN in {config.pin_file}",
+                             label_hint="SHAREHUB_PKCS11_TOKEN")  # fmt: skip
             try:
                 key = _find_key(session, config, create=create)
                 kek_id = f"pkcs11:{config.token}/{config.key_label}"
-                key_id = _attribute(key, Attribute.ID)
+                key_id = attribute(key, Attribute.ID)
                 if key_id:
                     kek_id += f"/{bytes(key_id).hex()}"
                 return cls(config, session, key, kek_id)
@@ -107,7 +103,7 @@ class Pkcs11Kek:
                 session.close()
                 raise
         except BaseException:
-            _libraries.release(config.module)
+            libraries.release(config.module)
             raise
 
     @property
@@ -146,7 +142,7 @@ class Pkcs11Kek:
                 with contextlib.suppress(PKCS11Error):  # the token went away: nothing left to close
                     session.close()
             finally:
-                _libraries.release(self._config.module)
+                libraries.release(self._config.module)
 
     def _check_open(self) -> None:
         if self._session is None:
@@ -154,39 +150,11 @@ class Pkcs11Kek:
 
     def _unavailable(self, action: str, exc: PKCS11Error) -> ConfigurationError:
         return ConfigurationError(
-            f"PKCS#11 token {self._config.token!r} could not {action} with {self._kek_id}: {_name(exc)}"
+            f"PKCS#11 token {self._config.token!r} could not {action} with {self._kek_id}: {error_name(exc)}"
         )
 
     def __repr__(self) -> str:
         return f"Pkcs11Kek({self._kek_id})"
-
-
-def _log_in(lib: Any, config: Pkcs11Config, pin: str) -> Session:
-    try:
-        token = lib.get_token(token_label=config.token)
-    except NoSuchToken:
-        labels = sorted({t.label for t in lib.get_tokens()})
-        raise ConfigurationError(
-            f"no PKCS#11 token labelled {config.token!r} in {config.module}"
-            f" (tokens there: {', '.join(map(repr, labels)) or 'none'}); check SHAREHUB_PKCS11_TOKEN"
-            " (and SOFTHSM2_CONF for SoftHSM2)"
-        ) from None
-    except PKCS11Error as exc:
-        raise ConfigurationError(f"PKCS#11 module {config.module} lists no tokens: {_name(exc)}") from None
-    try:
-        try:
-            session: Session = token.open(user_pin=pin, rw=True)
-        except UserAlreadyLoggedIn:  # another KEK of this process logged in to the token: sessions share it
-            session = token.open(rw=True)
-    except PinIncorrect:
-        raise ConfigurationError(
-            f"the PIN in {config.pin_file} is not the user PIN of PKCS#11 token {config.token!r}"
-        ) from None
-    except PinLocked:
-        raise ConfigurationError(f"the user PIN of PKCS#11 token {config.token!r} is locked") from None
-    except PKCS11Error as exc:
-        raise ConfigurationError(f"cannot log in to PKCS#11 token {config.token!r}: {_name(exc)}") from None
-    return session
 
 
 def _find_key(session: Session, config: Pkcs11Config, *, create: bool) -> _TokenAesKey:
@@ -203,9 +171,9 @@ def _find_key(session: Session, config: Pkcs11Config, *, create: bool) -> _Token
         raise ConfigurationError(
             f"PKCS#11 token {config.token!r} holds more than one key labelled {config.key_label!r}"
         ) from None
-    if _attribute(key, Attribute.KEY_TYPE) != KeyType.AES:
+    if attribute(key, Attribute.KEY_TYPE) != KeyType.AES:
         raise ConfigurationError(f"key {config.key_label!r} in token {config.token!r} is not an AES key")
-    if not _attribute(key, Attribute.SENSITIVE) or _attribute(key, Attribute.EXTRACTABLE) is not False:
+    if not attribute(key, Attribute.SENSITIVE) or attribute(key, Attribute.EXTRACTABLE) is not False:
         raise ConfigurationError(
             f"key {config.key_label!r} in token {config.token!r} can be read out of the token (sensitive"
             " must be true, extractable false); refusing it as the key-encryption key"
@@ -229,56 +197,6 @@ def _generate_key(session: Session, config: Pkcs11Config) -> _TokenAesKey:
                                    store=True, template=template)  # fmt: skip
     except PKCS11Error as exc:
         raise ConfigurationError(
-            f"PKCS#11 token {config.token!r} refused to generate the key-encryption key: {_name(exc)}"
+            f"PKCS#11 token {config.token!r} refused to generate the key-encryption key: {error_name(exc)}"
         ) from None
     return cast(_TokenAesKey, key)
-
-
-def _attribute(key: _TokenAesKey, attribute: Attribute) -> Any:
-    try:
-        return key[attribute]
-    except PKCS11Error:
-        return None
-
-
-def _name(exc: PKCS11Error) -> str:
-    """A PKCS#11 failure in words: the library's message, or its class name (e.g. ``DeviceRemoved``)."""
-    return str(exc) or type(exc).__name__
-
-
-class _Libraries:
-    """PKCS#11 modules loaded in this process: one initialised library per module, shared by the KEKs
-    that use it, finalised when the last one closes (SoftHSM2 reads ``SOFTHSM2_CONF`` when initialised)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loaded: dict[Path, tuple[Any, int]] = {}
-
-    def acquire(self, module: Path) -> Any:
-        with self._lock:
-            lib, users = self._loaded.get(module, (None, 0))
-            if lib is None:
-                if not module.is_file():
-                    raise ConfigurationError(
-                        f"PKCS#11 module {module} does not exist: point SHAREHUB_PKCS11_MODULE at the HSM's"
-                        " library, or install SoftHSM2 (scripts/softhsm.sh install)"
-                    )
-                try:
-                    lib = pkcs11.lib(str(module))
-                except PKCS11Error as exc:
-                    raise ConfigurationError(f"cannot load PKCS#11 module {module}: {_name(exc)}") from None
-            self._loaded[module] = (lib, users + 1)
-            return lib
-
-    def release(self, module: Path) -> None:
-        with self._lock:
-            lib, users = self._loaded[module]
-            if users > 1:
-                self._loaded[module] = (lib, users - 1)
-                return
-            del self._loaded[module]
-            with contextlib.suppress(PKCS11Error):
-                lib.finalize()
-
-
-_libraries = _Libraries()

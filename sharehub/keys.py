@@ -33,9 +33,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sharehub.errors import ConfigurationError, SubjectErased, UnknownDataKey, UnknownReferenceError
 from sharehub.sqlite_files import truncate_write_ahead_log
@@ -131,15 +131,37 @@ def write_private(path: Path, data: bytes) -> None:
         raise
 
 
+class Signer(Protocol):
+    """What signs as an agency (events' batches, checkpoints, registration requests): the id of its key, an
+    Ed25519 signature, and the public half governance registers. A :class:`SigningKey` in memory, or a key
+    that never leaves a PKCS#11 token (:class:`sharehub.token_signer.TokenSigner`)."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+    def close(self) -> None:
+        """Let go of what the signer holds (a token session); it signs no more."""
+
+
 @dataclass(frozen=True)
 class SigningKey:
-    """An agency's private signing key, by id. Its repr shows the id only."""
+    """An agency's private signing key in memory, by id (a :class:`Signer`). Its repr shows the id only."""
 
     key_id: str
     private: Ed25519PrivateKey
 
     def sign(self, data: bytes) -> bytes:
         return self.private.sign(data)
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    def close(self) -> None:
+        """Nothing to let go of: the key is an object of this process."""
 
     def __repr__(self) -> str:
         return f"SigningKey(key_id={self.key_id!r})"

@@ -227,6 +227,32 @@ class RowFilter:
     def __str__(self) -> str:
         return str(self.expr)
 
+    def masked(self, fields: Collection[str]) -> str:
+        """The canonical text with every literal compared with one of ``fields`` shown as
+        :data:`MASKED` (what may be logged of a filter over personal fields)."""
+        return str(_masked(self.expr, frozenset(fields)))
+
+
+#: What a masked literal reads as.
+MASKED = "<masked>"
+
+
+def _masked(expr: Expr, fields: frozenset[str]) -> Expr:
+    if isinstance(expr, Comparison):
+        hidden = expr.field in fields and expr.value is not None
+        return Comparison(expr.field, expr.op, MASKED) if hidden else expr
+    if isinstance(expr, InList):
+        if expr.field not in fields:
+            return expr
+        return InList(expr.field, tuple(None if v is None else MASKED for v in expr.values), expr.negated)
+    if isinstance(expr, IsNull):
+        return expr
+    if isinstance(expr, Not):
+        return Not(_masked(expr.operand, fields))
+    if isinstance(expr, And):
+        return And(tuple(_masked(o, fields) for o in expr.operands))
+    return Or(tuple(_masked(o, fields) for o in expr.operands))
+
 
 def compile_filter(
     text: str, schema: RecordSchema, *, allowed_fields: Collection[str] | None = None

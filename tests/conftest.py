@@ -87,7 +87,7 @@ def offline_hub(tmp_path: Path) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap="127.0.0.1:9", master_key=None, read_model_url=None
     )
     hub = Hub(settings, log=MemoryLog())
-    load(hub, demo_spec(), topics=False)
+    load(hub.governance_desk(), demo_spec(), topics=False)
     yield hub
     hub.close()
 
@@ -99,7 +99,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     hub = Hub(settings)
-    load(hub, demo_spec())
+    load(hub.governance_desk(), demo_spec())
     yield hub
     hub.close()
 

@@ -1,4 +1,4 @@
-"""The seven scenarios, each the hub against the plainest code doing the same visible work.
+"""The scenarios, each the hub against the plainest code doing the same visible work.
 
 Every module has ``run(config) -> ScenarioResult``; ``SCENARIOS`` lists them in report order and says
 which need a Kafka broker.
@@ -33,5 +33,6 @@ SCENARIOS = (
     Scenario("d", "query", True, "bench.scenarios.query"),
     Scenario("e", "audit", True, "bench.scenarios.audit"),
     Scenario("f", "site-publish", True, "bench.scenarios.site_publish"),
-    Scenario("g", "outbox", True, "bench.scenarios.outbox"),
+    Scenario("g", "gateway", True, "bench.scenarios.gateway"),
+    Scenario("h", "outbox", True, "bench.scenarios.outbox"),
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 from bench import records
 from bench.environment import DATASET, OWNER, new_hub
@@ -45,30 +46,55 @@ def run(config: Config) -> ScenarioResult:
     )
 
 
+@dataclass
+class RawProduce:
+    """The baseline every publishing scenario shares: confluent-kafka producing random bytes of the sizes the
+    hub's events of ``config.events`` members have, under random 16-byte keys, to a topic with as many
+    partitions, with the hub's producer settings; made once and warmed up."""
+
+    producer: RawProducer
+    payloads: list[tuple[bytes, bytes]]
+    notes: list[str]
+
+    @classmethod
+    def of(cls, hub: Hub, config: Config) -> RawProduce:
+        assert config.bootstrap is not None
+        dataset = hub.governance.dataset(DATASET)
+        raw_topic = f"{hub.governance.topic_prefix}.bench.raw-produce"
+        ensure_topics(config.bootstrap, [(raw_topic, dataset.partitions)])
+        n = config.events
+        sealer = records.Sealer.of(hub)
+        # Sizes from other members of the same kind: sealing the timed ones here would make their subject
+        # keys before the first repetition, and spare it work the others do.
+        others = records.members(n, config.seed, start_index=(config.reps + 1) * n)
+        sizes = [len(e.raw) for e in sealer.seal_chain(sealer.datums(hub, others))]
+        payloads = [(os.urandom(16), os.urandom(size)) for size in sizes]
+        producer = RawProducer(config.bootstrap, raw_topic)
+        producer.send_all(payloads[:WARM_UP])
+        notes = [
+            f"{n:,} events per repetition, {sum(sizes) / len(sizes):.0f} bytes on average, "
+            f"{dataset.partitions} partitions, one local broker on the same machine.",
+            "Both producers use sharehub.kafka.producer_config: idempotent, acks=all, linger.ms=10.",
+        ]
+        return cls(producer, payloads, notes)
+
+    def side(self, _rep: int) -> dict[str, float]:
+        started = time.perf_counter()
+        self.producer.send_all(self.payloads)
+        return {"produce_s": time.perf_counter() - started}
+
+
 def publisher_against_raw_produce(
     hub: Hub, config: Config, publisher: Publisher
 ) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
     """``publisher`` against a raw producer of same-size messages, interleaved over ``config.reps``; closes
     ``publisher``. Each repetition publishes new members, so both pay for first-time work alike; each client
     is made once and warmed up before any timing."""
-    assert config.bootstrap is not None
-    bootstrap = config.bootstrap
-    dataset = hub.governance.dataset(DATASET)
-    raw_topic = f"{hub.governance.topic_prefix}.bench.raw-produce"
-    ensure_topics(bootstrap, [(raw_topic, dataset.partitions)])
     n = config.events
     batches = [records.members(n, config.seed, start_index=rep * n) for rep in range(config.reps)]
-    sealer = records.Sealer.of(hub)
-    # Sizes from other members of the same kind: sealing the timed ones here would make their subject
-    # keys before the first repetition, and spare it work the others do.
-    others = records.members(n, config.seed, start_index=(config.reps + 1) * n)
-    sizes = [len(e.raw) for e in sealer.seal_chain(sealer.datums(hub, others))]
-    payloads = [(os.urandom(16), os.urandom(size)) for size in sizes]
-
-    # Both clients are made once and warmed up (connection, producer id, metadata) before any timing.
+    raw = RawProduce.of(hub, config)
+    # Warmed up (connection, producer id, metadata) before any timing.
     publisher.publish_records(records.members(WARM_UP, config.seed, start_index=config.reps * n))
-    producer = RawProducer(bootstrap, raw_topic)
-    producer.send_all(payloads[:WARM_UP])
 
     def hub_side(rep: int) -> dict[str, float]:
         started = time.perf_counter()
@@ -78,18 +104,8 @@ def publisher_against_raw_produce(
             raise RuntimeError(f"published {report.published} of {n}: {report.rejected[:1]}")
         return {"publish_s": elapsed}
 
-    def baseline_side(_rep: int) -> dict[str, float]:
-        started = time.perf_counter()
-        producer.send_all(payloads)
-        return {"produce_s": time.perf_counter() - started}
-
     try:
-        measured = interleaved(config.reps, hub_side, baseline_side)
+        measured = interleaved(config.reps, hub_side, raw.side)
     finally:
         publisher.close()
-    notes = [
-        f"{n:,} events per repetition, {sum(sizes) / len(sizes):.0f} bytes on average, "
-        f"{dataset.partitions} partitions, one local broker on the same machine.",
-        "Both producers use sharehub.kafka.producer_config: idempotent, acks=all, linger.ms=10.",
-    ]
-    return measured, notes
+    return measured, raw.notes

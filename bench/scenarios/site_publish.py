@@ -17,12 +17,13 @@ from bench.load import query_api
 from bench.model import Config, Row, ScenarioResult
 from bench.scenarios.publish import publisher_against_raw_produce
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
-from connectors.site import AgencySite
+from connectors.site import PASSPHRASE_BESIDE, AgencySite
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub import pki
 from sharehub.gov import anchors
+from sharehub.keys import write_private
 
 PASSPHRASE = b"the owner's site keeps this one"
 
@@ -33,22 +34,23 @@ def _mutual_tls(bootstrap: str) -> str:
     return f"{host}:{int(port) + 2}"
 
 
-def connected_site(hub: Hub, bootstrap: str, api: str) -> Path:
-    """The owner's site under the hub's home: its own key (registered), a client certificate of the hub CA
-    for the broker's mutual-TLS listener, and the key service at ``api``."""
+def connected_site(hub: Hub, bootstrap: str, api_url: str) -> Path:
+    """The owner's site under the hub's home: its own key (registered), its TLS key and the certificate the
+    hub CA signed for it (mutual TLS), connected to the hub's API at ``api_url``; the passphrase beside it."""
     site = hub.home / "sites" / OWNER
     _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
-    perform(hub, Caller(hub.governance.operator, local=True), "register-key", request)
-    csr = make_tls_request(site, hub.governance.topic_prefix).read_bytes()
+    perform(hub.governance_desk(), Caller(hub.governance.operator, local=True), "register-key", request)
+    csr = make_tls_request(site, hub.governance.topic_prefix, PASSPHRASE).read_bytes()
     certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(csr, hub.principal(OWNER))
     connect(
         site,
-        HubAddress(api, _mutual_tls(bootstrap)),
+        HubAddress(api_url, _mutual_tls(bootstrap)),
         trust=anchors.path(hub.home).read_bytes(),
         ca=hub.ca_bundle(),
         credential=issue_credential(hub, OWNER),
         login=BrokerLogin(certificate=certificate),
     )
+    write_private(site / PASSPHRASE_BESIDE, PASSPHRASE)
     return site
 
 
@@ -57,7 +59,7 @@ def run(config: Config) -> ScenarioResult:
     hub = new_hub(config.workdir / "site-publish", config.bootstrap)
     try:
         with query_api(hub_env(hub), hub.home / "api.log") as server:
-            site = connected_site(hub, str(config.bootstrap), server.base)
+            site = connected_site(hub, config.bootstrap, server.base)
             publisher = open_publisher(site, DATASET, PASSPHRASE)
             measured, notes = publisher_against_raw_produce(hub, config, publisher)
     finally:

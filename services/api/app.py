@@ -17,8 +17,9 @@ from services.access_log import AccessLog
 from services.api import errors, governance, key_service, operations, records, site_login
 from services.api.auth import CredentialCheck
 from services.api.context import ApiContext
-from services.hub import API_PRINCIPAL, Hub
+from services.hub import Hub
 from services.operations import Operations
+from services.principals import API_PRINCIPAL
 from sharehub.collector import freeze_startup_objects
 
 
@@ -44,9 +45,9 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     errors.install(app)
     hub.follow_governance()  # requests read the state the follower keeps, never the broker
     state = hub.governance
-    credentials = CredentialCheck(hub)
+    credentials = CredentialCheck(hub)  # the hub's follower: its state, when it last read, read now
     if access_log is None:
-        access_log = AccessLog(hub.kafka, state.access_log_topic)
+        access_log = AccessLog(hub.kafka, state.access_log_topic, hub.keys.signing_key(state.operator))
         hub.on_close(access_log.close)  # the app's own producer goes with the hub it serves
     app.state.context = ApiContext(
         governance=state,
@@ -55,8 +56,10 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         codecs=functools.lru_cache(maxsize=None)(hub.codec),
         access=access_log,
         credentials=credentials,
-        operations=Operations(hub, auth=credentials.counts),
-        hub=hub,
+        operations=Operations(governance=hub, read_models=hub, kafka=hub.kafka, auth=credentials.counts),
+        desk=hub.governance_desk(),
+        keys=hub.keys,
+        logins=hub,
     )
     app.include_router(records.router)
     app.include_router(governance.router)

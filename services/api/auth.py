@@ -20,8 +20,9 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from services.hub import Hub
+from services.parts import KeptGovernance
 from sharehub.errors import NotAuthenticated, TooManyRequests
 from sharehub.gov.views import token_hash
 
@@ -84,12 +85,22 @@ class FailedAuthentications:
         return times
 
 
+class FollowedGovernance(KeptGovernance, Protocol):
+    """Governance as a follower thread keeps it current, and asking it to read the log now."""
+
+    @property
+    def governance_read_at(self) -> float:
+        """When (``time.monotonic()``) the last completed read of the log began."""
+
+    def read_governance_soon(self) -> None: ...
+
+
 class CredentialCheck:
     """The agency a bearer credential acts for; NotAuthenticated or TooManyRequests otherwise."""
 
-    def __init__(self, hub: Hub, failures: FailedAuthentications | None = None) -> None:
-        self._hub = hub
-        self._clock = time.monotonic  # the clock of Hub.governance_read_at
+    def __init__(self, governance: FollowedGovernance, failures: FailedAuthentications | None = None) -> None:
+        self._followed = governance
+        self._clock = time.monotonic  # the clock of governance_read_at
         self.failures = failures or FailedAuthentications()
         self.counts = AuthCounts()
         #: token hash -> (governance head it was unknown at, when that was established)
@@ -100,7 +111,7 @@ class CredentialCheck:
             self.counts.missing_credential += 1
             raise NotAuthenticated("a bearer credential is required")
         digest = token_hash(token)
-        state = self._hub.governance
+        state = self._followed.governance
         holder = state.token_owners.get(digest)
         if holder is not None:
             return holder
@@ -122,14 +133,14 @@ class CredentialCheck:
         moment ago elsewhere), unless it was found unknown recently and governance has not changed since."""
         asked = self._clock()
         remembered = self._unknown.get(digest)
-        head = self._hub.governance.head_sequence
+        head = self._followed.governance.head_sequence
         if remembered is not None and remembered[0] == head and asked - remembered[1] < NEGATIVE_TTL_S:
             return None
         deadline = asked + RECHECK_WAIT_S
-        while self._hub.governance_read_at < asked and self._clock() < deadline:
-            self._hub.read_governance_soon()
+        while self._followed.governance_read_at < asked and self._clock() < deadline:
+            self._followed.read_governance_soon()
             await asyncio.sleep(0.005)
-        state = self._hub.governance
+        state = self._followed.governance
         holder = state.token_owners.get(digest)
         if holder is None:
             self._unknown[digest] = (state.head_sequence, self._clock())

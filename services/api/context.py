@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,14 +16,30 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from projections.read_model import ReadModelStore
 from services.access_log import AccessLog
 from services.api.auth import CredentialCheck
-from services.hub import Hub
+from services.governance_desk import GovernanceDesk
 from services.operations import Operations
 from sharehub.codec import DatasetCodec
 from sharehub.errors import Forbidden
 from sharehub.gov.state import GovState
+from sharehub.kafka import KafkaAccess
+from sharehub.keys import LocalKeyStore
 from sharehub.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="Credential issued by governance to an agency.")
+
+
+class BrokerLogins(Protocol):
+    """The hub's side of an agency's broker login (see :mod:`services.broker_access`)."""
+
+    def in_custody(self, agency: str) -> bool:
+        """Whether the hub keeps the agency's keys and broker login."""
+
+    @property
+    def kafka_governance(self) -> KafkaAccess:
+        """Governance's login, which sets principals' passwords."""
+
+    def principal(self, name: str) -> str:
+        """An agency's broker principal in this hub's namespace."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +53,12 @@ class ApiContext:
     access: AccessLog
     credentials: CredentialCheck
     operations: Operations
-    #: Governance changes go through the hub (its lock, its key store, the broker's provisioning).
-    hub: Hub
+    #: Governance changes (the hub's lock and operator key, its key store, the broker's provisioning).
+    desk: GovernanceDesk
+    #: The key store whose keys the key service releases to owners.
+    keys: LocalKeyStore
+    #: Setting a site's own broker password.
+    logins: BrokerLogins
 
 
 def context(request: Request) -> ApiContext:

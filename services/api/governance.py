@@ -37,7 +37,7 @@ def operate(
     body: Annotated[dict[str, Any], Body(description="The operation's request (see the CLI's options)")],
 ) -> JSONResponse:
     request = parse_request(operation, body)
-    event = perform(ctx.hub, Caller(who), operation, request)
+    event = perform(ctx.desk, Caller(who), operation, request)
     return JSONResponse(event_summary(event), status_code=201)
 
 
@@ -48,12 +48,12 @@ def operations(_who: Who) -> dict[str, Any]:
 
 @router.get("/state", summary="The governance state as far as it concerns the caller, canonical JSON")
 def state(who: Who, ctx: Context) -> dict[str, Any]:
-    return as_seen_by(ctx.hub.governance_state(refresh=True), who)
+    return as_seen_by(ctx.desk.governance.governance_state(refresh=True), who)
 
 
 @router.get("/agreements/{agreement_id}/history", summary="Every version of an agreement of the caller")
 def history(agreement_id: str, who: Who, ctx: Context) -> list[dict[str, Any]]:
-    seen = as_seen_by(ctx.hub.governance_state(refresh=True), who)["agreements"]
+    seen = as_seen_by(ctx.desk.governance.governance_state(refresh=True), who)["agreements"]
     if agreement_id not in seen:  # not there, or not the caller's: the same answer
         raise UnknownReferenceError(f"no agreement {agreement_id!r} concerns {who!r}")
     return list(seen[agreement_id])

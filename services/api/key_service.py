@@ -78,7 +78,7 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 @router.get("", summary="The dataset's current data key and its routing key (owner only)")
 async def dataset_keys(dataset: Owned, ctx: Ctx) -> DatasetKeysOut:
-    keys = ctx.hub.keys
+    keys = ctx.keys
 
     def read() -> tuple[str, SecretBytes, SecretBytes]:
         with _key_store_lock:
@@ -96,7 +96,7 @@ async def dataset_keys(dataset: Owned, ctx: Ctx) -> DatasetKeysOut:
 async def data_key(dataset: Owned, key_id: Annotated[str, Path(max_length=300)], ctx: Ctx) -> DataKeyOut:
     if not key_id.startswith(f"{dataset}/data/"):
         raise UnknownReferenceError(f"{key_id!r} is not a data key of {dataset!r}")
-    keys = ctx.hub.keys
+    keys = ctx.keys
 
     def read() -> SecretBytes:
         with _key_store_lock:
@@ -115,7 +115,7 @@ async def subject_keys(dataset: Owned, body: SubjectKeysIn, ctx: Ctx) -> Subject
     refs = [bytes.fromhex(r) for r in dict.fromkeys(body.refs)]
     key_ids = [subject_key_id(dataset, ref) for ref in refs]
     await _record(ctx, dataset, "release_subject_keys", key_ids)  # before any key exists or leaves
-    found = await run_in_threadpool(_subject_keys, ctx.hub.keys, dataset, refs, key_ids, body.create)
+    found = await run_in_threadpool(_subject_keys, ctx.keys, dataset, refs, key_ids, body.create)
     return SubjectKeysOut(keys=found)
 
 

@@ -146,10 +146,12 @@ async def list_records(
     )
     full = len(items) == limit
     next_key = (str(offset + limit) if order else items[-1]["key"]) if full else None
-    refs = _refs(ctx, dataset, [i["key"] for i in items])
     await ctx.access.record(
         consumer=consumer, purpose=purpose, operation="list_records", dataset=dataset,
-        agreement=agreement.id, record_refs=refs,
+        agreement=agreement.id, agreement_version=_version(ctx, agreement),
+        record_refs=_refs(ctx, dataset, [i["key"] for i in items]),
+        fields_returned=agreement.fields if items else (),
+        row_filter=where.masked(schema.personal_fields) if where else None, as_of=moment,
     )  # fmt: skip
     return RecordPage(items=[Record(**i) for i in items], next=next_key)
 
@@ -165,10 +167,11 @@ async def get_record(
         found = read_model.get(dataset, key)
     else:
         found = await run_in_threadpool(lambda: read_model.get(dataset, key, as_of=moment))
-    refs = _refs(ctx, dataset, [key] if found is not None else [])
     await ctx.access.record(
         consumer=consumer, purpose=purpose, operation="get_record", dataset=dataset,
-        agreement=agreement.id, record_refs=refs,
+        agreement=agreement.id, agreement_version=_version(ctx, agreement),
+        record_refs=_refs(ctx, dataset, [key] if found is not None else []),
+        fields_returned=agreement.fields if found is not None else (), as_of=moment,
     )  # fmt: skip
     if found is None:
         raise UnknownReferenceError(f"no record {key!r} in {consumer!r}'s read model of {dataset!r}")
@@ -182,6 +185,11 @@ def _granted(ctx: ApiContext, consumer: str, dataset: str) -> Agreement:
     if agreement is None:
         raise Forbidden(f"{consumer!r} holds no active agreement for {dataset!r}")
     return agreement
+
+
+def _version(ctx: ApiContext, agreement: Agreement) -> int:
+    """The agreement's version: the governance sequence of its last change."""
+    return ctx.governance.agreement(agreement.id).sequence
 
 
 def _within_history(ctx: ApiContext, as_of: dt.datetime | None) -> dt.datetime | None:

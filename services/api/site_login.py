@@ -46,13 +46,13 @@ async def broker_password(
     who: Annotated[str, Depends(caller)],
     ctx: Annotated[ApiContext, Depends(context)],
 ) -> Response:
-    hub = ctx.hub
-    if await run_in_threadpool(hub.in_custody, who):
+    logins = ctx.logins
+    if await run_in_threadpool(logins.in_custody, who):
         raise InCustody(
             f"the hub keeps the broker login of {who!r}, which is in its custody: a site of its own makes "
             "its keys first ('sharehub agency init', then 'sharehub gov register-key')"
         )
     await ctx.access.record(consumer=who, purpose=PURPOSE, operation="set_broker_password")
     password = body.password.get_secret_value().encode()
-    await run_in_threadpool(set_password, hub.kafka_governance, hub.principal(who), password)
+    await run_in_threadpool(set_password, logins.kafka_governance, logins.principal(who), password)
     return Response(status_code=204)

@@ -24,6 +24,7 @@ def _register() -> None:
         gov_commands,
         hub_commands,
         kafka_commands,
+        serve_commands,
         tls_commands,
     )
 
@@ -40,7 +41,7 @@ def _register() -> None:
     app.command("publish")(hub_commands.publish)
     app.add_typer(connect_commands.app, name="connect")
     app.add_typer(hub_commands.project_app, name="project")
-    app.command("serve")(hub_commands.serve)
+    app.add_typer(serve_commands.app, name="serve")
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ from connectors.publisher import Publisher
 from connectors.site import AgencySite
 from services.cli.errors import reports_errors
 from sharehub.errors import InputError
-from sharehub.keys import SigningKey
+from sharehub.keys import Signer
+from sharehub.pkcs11_token import SOFTHSM_MODULE
+from sharehub.token_signer import Pkcs11Token
 
 app = typer.Typer(help="An agency's own site: its signing keys and their registration requests.")
 err = Console(stderr=True, soft_wrap=True)
@@ -24,7 +26,22 @@ PASSPHRASE_ENV = "SHAREHUB_SIGNING_PASSPHRASE_FILE"
 Home = Annotated[Path | None, typer.Option("--home", help="The site's directory (default: SHAREHUB_HOME)")]
 PassphraseFile = Annotated[
     Path | None,
-    typer.Option(help=f"Owner-only file holding the keys' passphrase (else {PASSPHRASE_ENV}, else a prompt)"),
+    typer.Option(
+        help=f"Owner-only file holding the site's passphrase, on a token site the token's user PIN (else "
+        f"{PASSPHRASE_ENV}, else a prompt)"
+    ),
+]
+Pkcs11Module = Annotated[
+    Path | None,
+    typer.Option(
+        help=f"Make the key in a PKCS#11 token: its module (default with --token: {SOFTHSM_MODULE})"
+    ),
+]
+TokenLabel = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="Make the key in the PKCS#11 token with this label (the PIN is the passphrase)"
+    ),
 ]
 Label = Annotated[str, typer.Option(help="The key's label: its id is AGENCY/sign/LABEL")]
 ValidFrom = Annotated[
@@ -56,6 +73,17 @@ def _passphrase(given: Path | None, *, new: bool, site: Path | None = None) -> b
     return text.encode()
 
 
+def _token(module: Path | None, label: str | None, site: AgencySite | None = None) -> Pkcs11Token | None:
+    """The token named on the command line; without one, the token of the site's current key (a rotation
+    stays in the token), else None (a key file)."""
+    if label is None:
+        if module is not None:
+            raise typer.BadParameter("name the token too (--token LABEL)", param_hint="--pkcs11-module")
+        current = None if site is None else site.current_key
+        return None if current is None else current.token
+    return Pkcs11Token(module or SOFTHSM_MODULE, label)
+
+
 def _moment(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
@@ -75,9 +103,14 @@ def _site_of(home: Path, agency: str) -> AgencySite:
     return site
 
 
-def site_signer(home: Path, agency: str, passphrase_file: Path | None) -> SigningKey:
+def site_signer(home: Path, agency: str, passphrase_file: Path | None) -> Signer:
     """The signing key of ``agency``'s site at ``home``."""
     return _site_of(home, agency).signing_key(_passphrase(passphrase_file, new=False, site=home))
+
+
+def site_passphrase(home: Path, passphrase_file: Path | None = None) -> bytes:
+    """The passphrase of the site's keys at ``home`` (file, environment, the file beside them, a prompt)."""
+    return _passphrase(passphrase_file, new=False, site=home)
 
 
 def site_publisher(home: Path, agency: str, dataset: str, passphrase_file: Path | None) -> Publisher:
@@ -96,12 +129,17 @@ def init(
     passphrase_file: PassphraseFile = None,
     label: Label = "1",
     valid_from: ValidFrom = None,
+    pkcs11_module: Pkcs11Module = None,
+    token: TokenLabel = None,
 ) -> None:
-    """Make the agency's site: its first signing key (encrypted with the passphrase) and the registration
-    request to send to governance. The private key never leaves the site."""
+    """Make the agency's site: its first signing key (encrypted with the passphrase, or made inside a
+    PKCS#11 token whose user PIN the passphrase is) and the registration request to send to governance,
+    signed by that key. The private key never leaves the site (nor the token)."""
     where = _home(home)
+    held_by = _token(pkcs11_module, token)
+    secret = _passphrase(passphrase_file, new=held_by is None)
     site, _ = AgencySite.init(
-        where, agency, _passphrase(passphrase_file, new=True), label=label, valid_from=_moment(valid_from)
+        where, agency, secret, label=label, valid_from=_moment(valid_from), token=held_by
     )
     err.print(f"site of {agency} made in {where}; key {site.current}")
     print(site.request_path(label))
@@ -114,11 +152,17 @@ def new_key(
     home: Home = None,
     passphrase_file: PassphraseFile = None,
     valid_from: ValidFrom = None,
+    pkcs11_module: Pkcs11Module = None,
+    token: TokenLabel = None,
 ) -> None:
     """Make the site's next signing key and its registration request, which replaces the current key when
-    governance registers it (a rotation)."""
-    site = AgencySite(_home(home))
-    site.new_key(_passphrase(passphrase_file, new=True), label=label, valid_from=_moment(valid_from))
+    governance registers it (a rotation). A key in a token is followed by one in the same token, unless
+    --token names another."""
+    where = _home(home)
+    site = AgencySite(where)
+    held_by = _token(pkcs11_module, token, site)
+    secret = _passphrase(passphrase_file, new=held_by is None, site=where)
+    site.new_key(secret, label=label, valid_from=_moment(valid_from), token=held_by)
     err.print(f"key {site.current} made; register {site.request_path(label)} before publishing with it")
     print(site.request_path(label))
 
@@ -130,7 +174,8 @@ def show(home: Home = None) -> None:
     site = AgencySite(_home(home))
     print(f"agency\t{site.agency}")
     for key in site.keys:
-        print(f"key\t{key.key_id}\t{'signing' if key.key_id == site.current else ''}")
+        where = "file" if key.token is None else f"token {key.token.label} ({key.token.module})"
+        print(f"key\t{key.key_id}\t{where}\t{'signing' if key.key_id == site.current else ''}")
 
 
 @app.command("csr")
@@ -140,12 +185,15 @@ def csr(
     topic_prefix: Annotated[
         str, typer.Option(help="The hub's topic prefix (its trust.json names it)")
     ] = "sharehub",
+    passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Make the site's TLS key for the broker (it stays here) and a certificate signing request naming the
-    agency's principal; send the request to the hub ('sharehub tls sign --agency AGENCY FILE')."""
+    """Make the site's TLS key for the broker (it stays here, encrypted with the site's passphrase) and a
+    certificate signing request naming the agency's principal; send the request to the hub ('sharehub tls
+    sign --agency AGENCY FILE')."""
     from connectors.sdk import make_tls_request
 
-    print(make_tls_request(_home(home), topic_prefix))
+    where = _home(home)
+    print(make_tls_request(where, topic_prefix, site_passphrase(where, passphrase_file)))
 
 
 @app.command("connect")
@@ -194,3 +242,26 @@ def connect(
     address = HubAddress(api, bootstrap)
     connect_site(where, address, trust=trusted, ca=ca_pem, credential=credential, login=login)
     err.print(f"the site at {where} now reaches the hub at {api} and {bootstrap}")
+
+
+@app.command("pseudonym")
+@reports_errors
+def pseudonym_of(
+    dataset: Annotated[str, typer.Option(help="A dataset the site's agency owns")],
+    key: Annotated[str, typer.Option(help="The record's key, e.g. a member id")],
+    home: Home = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """The pseudonym (subject ref, hex) of one record of a dataset the site owns: what the owner hands an
+    auditor who asks ``sharehub audit access --subject-ref``. The routing key comes from the hub's key
+    service into memory only (the release is itself in the access log) and never leaves this process."""
+    from connectors.sdk import SiteSession
+    from sharehub.envelope import pseudonym
+
+    site_home = _home(home)
+    session = SiteSession(site_home, site_passphrase(site_home, passphrase_file))
+    keys = session.key_service()
+    try:
+        print(pseudonym(keys.routing_key(dataset), key).hex())
+    finally:
+        keys.close()

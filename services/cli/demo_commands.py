@@ -14,9 +14,9 @@ from rich.console import Console
 from connectors.publisher import PublishReport
 from projections.read_model import ReadModelStore
 from services import processes
-from services.cli.errors import command_hub, fail, reports_errors
+from services.cli.errors import fail, reports_errors
 from services.hub import Hub
-from sharehub.keys import SigningKey, write_private
+from sharehub.keys import Signer, write_private
 
 app = typer.Typer(help="Run the demo hub locally.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -34,15 +34,19 @@ def up(
     spec: Annotated[Path, typer.Option(help="Governance YAML")] = DEFAULT_SPEC,
 ) -> None:
     """Start Kafka, load governance, publish synthetic members, start the worker and the API."""
+    with Hub() as hub:
+        bring_up(hub, members, seed, spec)
+
+
+def bring_up(hub: Hub, members: int, seed: int, spec: Path) -> None:
     from services.governance_bootstrap import issue_credential, load, read_spec
     from tooling.kafka_local import LocalKafka
 
-    hub = command_hub()
     settings = hub.settings
     if settings.kafka_bootstrap is None:
         err.print("starting the local Kafka broker (first run downloads its jars with Maven)…")
         LocalKafka(settings.home, settings.cache_dir, settings.local_kafka_port).start()
-    events = load(hub, read_spec(spec))
+    events = load(hub.governance_desk(), read_spec(spec))
     state = hub.governance
     err.print(
         f"governance applied from {spec}: {len(events)} new events, {len(state.agencies_)} agencies, "
@@ -110,7 +114,7 @@ def wait_for_the_read_model(hub: Hub, members: int, worker_log: Path) -> ReadMod
     return store
 
 
-def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
+def open_sites(hub: Hub, agencies: list[str]) -> dict[str, Signer]:
     """Each agency's site under ``<home>/sites/<agency>`` (made at the first run: its key, and a passphrase
     file beside it, a demo's stand-in for what a real site types or keeps on other media), its key
     registered from its request; the sites' signing keys."""
@@ -118,7 +122,8 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
     from services.gov_operations import Caller, perform
     from sharehub.gov.key_request import read_key_request
 
-    signers: dict[str, SigningKey] = {}
+    signers: dict[str, Signer] = {}
+    desk = hub.governance_desk()
     state = hub.governance_state(refresh=True)  # read once: registering one site's key changes no other's
     for agency in agencies:
         home = hub.home / SITES / agency
@@ -132,7 +137,7 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, SigningKey]:
         for key in site.keys:
             if key.key_id not in registered:
                 request = read_key_request(site.request_path(key.label).read_text(encoding="utf-8"))
-                perform(hub, Caller(state.operator, local=True), "register-key", request)
+                perform(desk, Caller(state.operator, local=True), "register-key", request)
         signers[agency] = site.signing_key(read_passphrase(secret))
     return signers
 
@@ -160,6 +165,7 @@ def connect_sites(hub: Hub, api: str, agencies: list[str]) -> None:
     addresses and pinned trust, the hub CA's certificate, an API credential, and a client certificate the
     hub CA signs for a TLS key the site makes (a demo hands these over on one machine)."""
     from connectors.sdk import BrokerLogin, HubAddress, connect, is_connected, make_tls_request
+    from connectors.site import PASSPHRASE_BESIDE, read_passphrase
     from services.governance_bootstrap import issue_credential
     from sharehub import pki
     from sharehub.gov import anchors
@@ -173,7 +179,7 @@ def connect_sites(hub: Hub, api: str, agencies: list[str]) -> None:
         home = hub.home / SITES / agency
         if agency not in wanted or is_connected(home):
             continue
-        request = make_tls_request(home, state.topic_prefix)
+        request = make_tls_request(home, state.topic_prefix, read_passphrase(home / PASSPHRASE_BESIDE))
         certificate = ca.sign_csr(request.read_bytes(), hub.principal(agency))
         connect(
             home,
@@ -189,9 +195,10 @@ def connect_sites(hub: Hub, api: str, agencies: list[str]) -> None:
 @reports_errors
 def down() -> None:
     """Stop the API, the worker and the local broker."""
+    from sharehub.settings import Settings
     from tooling.kafka_local import LocalKafka
 
-    settings = command_hub().settings
+    settings = Settings()
     for name in ("api", "projector"):
         if processes.stop(settings.home, name):
             err.print(f"stopped {name}")

@@ -1,9 +1,10 @@
-"""One way every command runs: a clear message on stderr and an exit code on failure, never a traceback;
-and the hub it opened (:func:`command_hub`) closed when it ends, however it ends."""
+"""One way every command runs: a clear message on stderr and an exit code on failure, never a traceback.
+
+Each command is its process's composition root: it opens the hub it needs in a ``with`` block (closed
+however the command ends) and hands the services the parts they use."""
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import sys
 from collections.abc import Callable
@@ -12,8 +13,9 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 
-from services.hub import HUB_PRINCIPAL, Hub
+from services.hub import Hub
 from sharehub.errors import ConfigurationError, InputError, SharehubError
+from sharehub.gov.state import GovState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,24 +29,15 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     return typer.Exit(code)
 
 
-#: The hubs the running command opened, closed when it ends.
-_opened: contextvars.ContextVar[list[Hub] | None] = contextvars.ContextVar("command_hubs", default=None)
-
-
-def command_hub(service: str = HUB_PRINCIPAL) -> Hub:
-    """A hub (settings from the environment) that the running command closes when it ends; ``service``: the
-    principal it logs in to the broker as."""
-    hub = Hub(service=service)
-    opened = _opened.get()
-    if opened is not None:
-        opened.append(hub)
-    return hub
+def governance_now() -> GovState:
+    """Governance as the log has it now, read by a hub (settings from the environment) opened for it."""
+    with Hub() as hub:
+        return hub.governance
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        token = _opened.set([])
         try:
             return command(*args, **kwargs)
         except (InputError, ValidationError) as exc:
@@ -55,9 +48,5 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
             sys.exit(130)
-        finally:
-            for hub in reversed(_opened.get() or []):
-                hub.close()
-            _opened.reset(token)
 
     return wrapper

@@ -13,6 +13,7 @@ import datetime as dt
 import inspect
 import json
 import os
+import sys
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +22,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.errors import command_hub, reports_errors
+from services.cli.errors import EXIT_FAILURE, governance_now, reports_errors
+from services.hub import Hub
 
 app = typer.Typer(
     help="Central governance: agencies, keys, datasets, schemas, agreements.", no_args_is_help=True
@@ -57,25 +59,25 @@ def gov_apply(
 ) -> None:
     """Bring governance to the state SPEC describes: shows the plan, then applies it (idempotent)."""
     from services.governance_bootstrap import apply_spec, plan_spec, read_spec
-    from services.governance_bootstrap import create_topics as make_topics
 
-    hub = command_hub()
-    changes = plan_spec(hub, read_spec(spec))
-    for change in changes:
-        out.print(change.line, markup=False, highlight=False)
-    if not changes:
-        err.print("governance already matches the spec: nothing to do")
-    elif dry_run:
-        err.print(f"{len(changes)} changes planned (dry run: nothing applied)")
-        return
-    elif not yes and not typer.confirm(f"apply {len(changes)} changes?", err=True):
-        raise typer.Exit(1)
-    else:
-        events = apply_spec(hub, changes, topics=False)
-        err.print(f"applied {len(events)} changes; log head {hub.governance.head_sequence}")
-    if create_topics and not dry_run:
-        created = make_topics(hub)
-        err.print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
+    with Hub() as hub:
+        desk = hub.governance_desk()
+        changes = plan_spec(desk, read_spec(spec))
+        for change in changes:
+            out.print(change.line, markup=False, highlight=False)
+        if not changes:
+            err.print("governance already matches the spec: nothing to do")
+        elif dry_run:
+            err.print(f"{len(changes)} changes planned (dry run: nothing applied)")
+            return
+        elif not yes and not typer.confirm(f"apply {len(changes)} changes?", err=True):
+            raise typer.Exit(1)
+        else:
+            events = apply_spec(desk, changes, topics=False)
+            err.print(f"applied {len(events)} changes; log head {hub.governance.head_sequence}")
+        if create_topics:  # topics, principals and ACLs for the whole current state
+            created = desk.provision()
+            err.print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
 
 
 @app.command("show")
@@ -84,7 +86,7 @@ def gov_show(
     as_json: Annotated[bool, typer.Option("--json", help="The whole state, canonical JSON")] = False,
 ) -> None:
     """Print agencies, datasets and agreements as the log has them now."""
-    gov = command_hub().governance
+    gov = governance_now()
     if as_json:
         print(json.dumps(gov.dump(), indent=1, ensure_ascii=False))
         return
@@ -101,7 +103,7 @@ def gov_show(
 @reports_errors
 def gov_list(what: Annotated[str, typer.Argument(help="agencies, datasets or agreements")]) -> None:
     """List one kind of governed thing."""
-    gov = command_hub().governance
+    gov = governance_now()
     if what == "agencies":
         for a in sorted(gov.agencies_):
             print(a)
@@ -136,7 +138,7 @@ def list_agreements(gov: Any) -> None:
 @reports_errors
 def gov_history(agreement: Annotated[str, typer.Argument(help="Agreement id")]) -> None:
     """Every version of an agreement: one per event about it."""
-    for version in command_hub().governance.history(agreement):
+    for version in governance_now().history(agreement):
         approvals = f" approvals={','.join(version.approvals)}" if version.approvals else ""
         reason = f" reason={version.reason!r}" if version.reason else ""
         print(
@@ -148,12 +150,19 @@ def gov_history(agreement: Annotated[str, typer.Argument(help="Agreement id")]) 
 @app.command("log")
 @reports_errors
 def gov_log() -> None:
-    """Every governance event, oldest first: sequence, time, type, actor, hash."""
+    """Every governance event, oldest first: sequence, time, type, actor, hash (a record that is not a
+    governance event: its offset and why, on stderr)."""
+    from sharehub.errors import EnvelopeError
     from sharehub.gov.events import parse
 
-    hub = command_hub()
-    for raw in hub.log.read_all():
-        event = parse(raw)
+    with Hub() as hub:
+        entries = hub.log.entries_all()
+    for entry in entries:
+        try:
+            event = parse(entry.raw)
+        except EnvelopeError as exc:
+            print(f"offset {entry.offset}: {exc.reason}: {exc}", file=sys.stderr)
+            continue
         print(
             f"{event.sequence}\t{event.occurred_at.isoformat()}\t{event.type}\t{event.actor}\t{event.hash.hex()}"
         )
@@ -162,16 +171,18 @@ def gov_log() -> None:
 @app.command("verify")
 @reports_errors
 def gov_verify() -> None:
-    """Rebuild governance from the topic alone (signatures, chain, every rule); prints the state's hash."""
-    import hashlib
+    """Rebuild governance from the topic alone (signatures, chain, every rule); prints the state's hash and
+    each record not applied, with its offset (exit 1 if there is one)."""
+    from sharehub.gov import fold_log
 
-    from sharehub.gov import fold
-
-    hub = command_hub()
-    pinned = hub.anchors
-    state = fold(hub.log.read_all(), pinned.trust, pinned.topic_prefix)
-    canonical = json.dumps(state.dump(), sort_keys=True, separators=(",", ":")).encode()
-    print(f"{state.head_sequence} events verify; state sha256 {hashlib.sha256(canonical).hexdigest()}")
+    with Hub() as hub:
+        pinned = hub.anchors
+        state = fold_log(hub.log.entries_all(), pinned.trust, pinned.topic_prefix)
+    for skipped in state.skipped:
+        print(f"offset {skipped.offset}: {skipped.reason}: {skipped.detail}", file=sys.stderr)
+    print(f"{state.head_sequence} events verify; state sha256 {state.state_hash()}")
+    if state.skipped:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 # --- one command per operation, generated from its request type ------------------------------------
@@ -250,29 +261,40 @@ def _operation_command(operation: str) -> None:
     fields, file_fields = _field_parameters(kind)
 
     def command(**kwargs: Any) -> None:
-        from services.gov_operations import Caller, authenticate, event_summary, perform, schema_from_file
+        from services.gov_operations import Caller, authenticate, event_summary, perform
 
-        hub = command_hub()
-        actor = authenticate(
-            hub, kwargs.pop("actor"), _credential(kwargs.pop("credential_file")), local_operator=True
-        )
-        body = {}
-        for name, value in kwargs.items():
-            if name in file_fields:
-                value = schema_from_file(Path(value).read_text(encoding="utf-8"))
-            if isinstance(value, list | tuple):
-                value = [part.strip() for item in value for part in item.split(",") if part.strip()]
-            if value is None or (value == [] and not kind.model_fields[name].is_required()):
-                continue
-            body[kind.model_fields[name].alias or name] = value
-        request = kind.model_validate(body)
-        event = perform(hub, Caller(actor, local=True), operation, request)
+        with Hub() as hub:
+            actor = authenticate(
+                hub.governance,
+                hub.keys,
+                kwargs.pop("actor"),
+                _credential(kwargs.pop("credential_file")),
+                local_operator=True,
+            )
+            request = _request(kind, file_fields, kwargs)
+            event = perform(hub.governance_desk(), Caller(actor, local=True), operation, request)
         print(json.dumps(event_summary(event)))
 
     command.__signature__ = inspect.Signature([*_WHO, *fields])  # type: ignore[attr-defined]
     command.__doc__ = HELP[operation]
     command.__name__ = operation.replace("-", "_")
     app.command(operation)(reports_errors(command))
+
+
+def _request(kind: Any, file_fields: set[str], options: dict[str, Any]) -> Any:
+    """The request of type ``kind`` the command's options give (JSON files read, lists split at commas)."""
+    from services.gov_operations import schema_from_file
+
+    body = {}
+    for name, value in options.items():
+        if name in file_fields:
+            value = schema_from_file(Path(value).read_text(encoding="utf-8"))
+        if isinstance(value, list | tuple):
+            value = [part.strip() for item in value for part in item.split(",") if part.strip()]
+        if value is None or (value == [] and not kind.model_fields[name].is_required()):
+            continue
+        body[kind.model_fields[name].alias or name] = value
+    return kind.model_validate(body)
 
 
 #: Operations whose command takes a file rather than one option per field.
@@ -298,9 +320,9 @@ def gov_register_key(
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="REQUEST_FILE") from None
     request = read_key_request(text)
-    hub = command_hub()
-    who = authenticate(hub, actor, _credential(credential_file), local_operator=True)
-    event = perform(hub, Caller(who, local=True), "register-key", request)
+    with Hub() as hub:
+        who = authenticate(hub.governance, hub.keys, actor, _credential(credential_file), local_operator=True)
+        event = perform(hub.governance_desk(), Caller(who, local=True), "register-key", request)
     print(json.dumps(event_summary(event)))
 
 

@@ -6,21 +6,28 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from services.cli.errors import EXIT_FAILURE, command_hub, reports_errors
+from services.cli.errors import EXIT_FAILURE, reports_errors
 from services.cli.gov_commands import app as gov_app
 from services.cli.progress import line_progress
+from services.hub import Hub
 from sharehub.errors import InputError
 
 if TYPE_CHECKING:
     from connectors.publisher import Publisher
+    from services.audit import AuditReport
+    from services.audit import TimeWindow as AuditWindow
+    from services.cli.progress import Tracker
+    from services.rebuild import ReplayParts
+    from sharehub.gov.state import GovState
 
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
 audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
@@ -35,7 +42,8 @@ def credentials_issue(consumer: Annotated[str, typer.Argument(help="Consumer age
     """Issue a bearer credential to an agency (the operator signs). Printed once; the log keeps its hash."""
     from services.governance_bootstrap import issue_credential
 
-    print(issue_credential(command_hub(), consumer))
+    with Hub() as hub:
+        print(issue_credential(hub, consumer))
 
 
 @reports_errors
@@ -87,11 +95,12 @@ def publish(
         raise typer.Exit(EXIT_FAILURE)
 
 
+@contextmanager
 def _publisher(
     home: Path, site: Path | None, agency: str, dataset: str, passphrase_file: Path | None
-) -> Publisher:
+) -> Iterator[Publisher]:
     """From the agency's connected site (the SDK), else the hub's publisher signing with a site's key or
-    the hub's own."""
+    the hub's own (the hub closed with it)."""
     from connectors.sdk import is_connected
     from connectors.site import AgencySite
     from services.cli.agency_commands import site_publisher, site_signer
@@ -99,9 +108,14 @@ def _publisher(
     if site is None and AgencySite.is_site(home):
         site = home
     if site is not None and is_connected(site):  # the agency SDK, entirely from the agency's site
-        return site_publisher(site, agency, dataset, passphrase_file)
+        with site_publisher(site, agency, dataset, passphrase_file) as publisher:
+            yield publisher
+        return
     signer = None if site is None else site_signer(site, agency, passphrase_file)
-    return command_hub().publisher(agency, dataset, signer=signer)
+    with Hub() as hub, hub.publisher(agency, dataset, signer=signer) as publisher:
+        if signer is not None:
+            publisher.on_close(signer.close)  # a token's session
+        yield publisher
 
 
 project_app = typer.Typer(
@@ -137,27 +151,28 @@ def project_run(
     exits with status 75 when it must start over (its supervisor starts a fresh one)."""
     from projections.engine_process import EngineProcess
     from projections.worker import ProjectionWorker
-    from services.hub import PROJECTOR_PRINCIPAL
+    from services.principals import PROJECTOR_PRINCIPAL
     from services.projection_engine import hub_engine
     from services.supervisor import START_OVER
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    hub = command_hub(PROJECTOR_PRINCIPAL)
-    engine = EngineProcess(hub_engine)  # verifies, decrypts and writes on a core of its own
-    try:
-        gov = hub.governance
-        worker = ProjectionWorker(
-            engine,
-            hub.kafka,
-            group=gov.projector_group,
-            quarantine_topic=gov.quarantine_topic,
-            datadir=hub.home / "projector",
-            history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
-        )
-        restart = worker.run(loglevel=loglevel.upper())
-    finally:
-        engine.close()
-        hub.close()
+    # The worker's composition root: its broker login and governance here; the engine's parts are assembled
+    # in the engine process (:func:`services.projection_engine.hub_engine`).
+    with Hub(service=PROJECTOR_PRINCIPAL) as hub:
+        engine = EngineProcess(hub_engine)  # verifies, decrypts and writes on a core of its own
+        try:
+            gov = hub.governance
+            worker = ProjectionWorker(
+                engine,
+                hub.kafka,
+                group=gov.projector_group,
+                quarantine_topic=gov.quarantine_topic,
+                datadir=hub.home / "projector",
+                history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
+            )
+            restart = worker.run(loglevel=loglevel.upper())
+        finally:
+            engine.close()
     if restart:
         # A fresh process reads governance, topics and read-model positions anew.
         raise typer.Exit(START_OVER)
@@ -175,17 +190,14 @@ def project_prune_history(
     worker does every hour; reads "as of" the last DAYS days answer as before."""
     if days is not None and days <= 0:
         raise InputError(f"--days must be more than 0, not {days:g}")
-    hub = command_hub()
-    settings = hub.settings if days is None else hub.settings.model_copy(update={"history_days": days})
-    horizon = settings.history_horizon(dt.datetime.now(dt.UTC))
-    if horizon is None:
-        raise InputError("give --days, or set SHAREHUB_HISTORY_DAYS: every version is kept otherwise")
-    try:
+    with Hub() as hub:
+        settings = hub.settings if days is None else hub.settings.model_copy(update={"history_days": days})
+        horizon = settings.history_horizon(dt.datetime.now(dt.UTC))
+        if horizon is None:
+            raise InputError("give --days, or set SHAREHUB_HISTORY_DAYS: every version is kept otherwise")
         for consumer in hub.consumers():
             forgotten = hub.store(consumer).prune_history(horizon)
             print(f"{consumer}\t{forgotten}")
-    finally:
-        hub.close()
     err.print(f"versions from before {horizon.isoformat(timespec='seconds')} that no read needs are gone")
 
 
@@ -196,7 +208,8 @@ def project_rebuild(consumer: Annotated[str, typer.Option("--consumer", help="Co
     The worker must be stopped."""
     from services.rebuild import rebuild
 
-    done = rebuild(command_hub(), consumer)
+    with Hub() as hub:
+        done = rebuild(replay_parts(hub), hub, consumer)
     err.print(f"{done.events:,} events replayed, {done.rows:,} rows, {done.quarantined} refused")
     print(f"{done.consumer}\t{done.state_hash}")
 
@@ -215,10 +228,9 @@ def serve(
 
     from services.api.tls import api_certificate
 
-    hub = command_hub()
-    hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
-    settings = hub.settings
-    hub.close()
+    with Hub() as hub:
+        hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
+        settings = hub.settings
     certificate = api_certificate(settings, [host] if host else [])
     uvicorn.run(
         "services.api.app:serve_app",
@@ -235,55 +247,78 @@ def serve(
     )
 
 
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
 @audit_app.command("verify")
 @reports_errors
 def audit_verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, every event")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every event, not only findings")] = False,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option("--from", formats=DATE_FORMATS, help="Report records written from then (UTC)"),
+    ] = None,
+    until: Annotated[
+        dt.datetime | None,
+        typer.Option("--to", formats=DATE_FORMATS, help="Report records written before then (UTC)"),
+    ] = None,
+    html_file: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
-    """Replay every dataset topic from offset 0 with public keys only; exit 1 on any finding. From an agency's
-    site (SHAREHUB_HOME=the site, e.g. the auditor's), with that agency's own identity and no hub secret."""
-    from connectors.sdk import SiteSession, is_connected
-    from services.audit import audit_verify
-    from sharehub.settings import Settings
+    """Replay the governance log, every dataset topic, the checkpoints and the access log from offset 0
+    with public keys only; exit 1 on any finding. From an agency's site (SHAREHUB_HOME=the site, e.g. the
+    auditor's), with that agency's own identity and no hub secret."""
+    from services.audit import TimeWindow
+    from services.cli.audit_output import html_report, print_findings, print_summary
 
-    home = Settings().home
-    if is_connected(home):  # an agency's site, the auditor's: its own identity and the pinned trust only
-        session = SiteSession(home)
-        report = audit_verify(session.kafka, session.governance())
-    else:
-        hub = command_hub()
-        report = audit_verify(hub.kafka, hub.governance)
+    window = TimeWindow(_utc(since), _utc(until))
+    if window.start and window.end and window.start >= window.end:
+        raise InputError(f"--from {window.start.isoformat()} is not before --to {window.end.isoformat()}")
+    with line_progress(err, quiet=quiet, unit="records") as tracker:
+        report = _audit(window, tracker)
+    if html_file is not None:
+        html_file.write_text(html_report(report), encoding="utf-8")
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:
-        rows = report.events if show_all else report.findings
-        columns = ("topic", "partition", "offset", "producer", "sequence", "signature", "chain", "detail")
-        cells = [
-            (
-                e.topic,
-                str(e.partition),
-                str(e.offset),
-                e.producer or "?",
-                str(e.sequence or "?"),
-                e.signature,
-                e.chain,
-                e.detail,
-            )
-            for e in rows
-        ]
-        if cells and out.is_terminal:
-            table = Table(*columns)
-            for row in cells:
-                table.add_row(*row)
-            out.print(table)
-        elif cells:  # piped: one finding per line, tab-separated, never truncated
-            print("\t".join(columns))
-            for row in cells:
-                print("\t".join(row))
-        out.print(f"{len(report.events)} events verified, {len(report.findings)} findings")
+        print_findings(out, report.events if show_all else report.findings)
+        print_summary(out, report)
     if report.findings:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    return moment.replace(tzinfo=dt.UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _audit(window: AuditWindow, tracker: Tracker | None) -> AuditReport:
+    """The audit from the site of SHAREHUB_HOME: an agency's (the auditor's: its own identity and pinned
+    trust only), or the hub's (which may also read its quarantine)."""
+    from services.audit import audit_verify
+
+    with _log_source() as (kafka, governance, hub):
+        return audit_verify(kafka, governance, window=window, progress=tracker, quarantine=hub is not None)
+
+
+@contextmanager
+def _log_source() -> Iterator[tuple[str, GovState, Hub | None]]:
+    """Where SHAREHUB_HOME reads the log from, with which governance: an agency's site (the auditor's: its
+    own identity and pinned trust only; no hub), or the hub's home (and the hub)."""
+    from connectors.sdk import CLIENT_CERT_FILE, SiteSession, is_connected
+    from services.cli.agency_commands import site_passphrase
+    from sharehub.settings import Settings
+
+    home = Settings().home
+    if is_connected(home):
+        certified = (home / CLIENT_CERT_FILE).is_file()  # its TLS key opens with the site's passphrase
+        session = SiteSession(home, site_passphrase(home) if certified else None)
+        yield session.kafka, session.governance(), None
+        return
+    with Hub() as hub:
+        yield hub.kafka, hub.governance, hub
 
 
 keys_app = typer.Typer(
@@ -295,9 +330,9 @@ keys_app = typer.Typer(
 @reports_errors
 def keys_rotate(dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")]) -> None:
     """Start a new data-encryption key epoch for DATASET; earlier events keep theirs (no re-encryption)."""
-    hub = command_hub()
-    hub.governance.dataset(dataset)
-    print(hub.keys.rotate_data_key(dataset))
+    with Hub() as hub:
+        hub.governance.dataset(dataset)
+        print(hub.keys.rotate_data_key(dataset))
 
 
 class KekChoice(StrEnum):
@@ -334,10 +369,10 @@ def keys_rewrap(
     the hub with the new key-encryption key before starting them again."""
     from services.key_rewrap import RewrapTarget, configure_hint, rewrap_keys
     from sharehub.kek_pkcs11 import Pkcs11Config
+    from sharehub.settings import Settings
 
-    hub = command_hub()
     if to is KekChoice.pkcs11:
-        settings = hub.settings.model_copy(
+        settings = Settings().model_copy(
             update={
                 name: value
                 for name, value in {
@@ -352,7 +387,8 @@ def keys_rewrap(
         target = RewrapTarget("pkcs11", pkcs11=Pkcs11Config.from_settings(settings))
     else:
         target = RewrapTarget("file", master_key_file=new_master_key_file)
-    done = rewrap_keys(hub, target)
+    with Hub() as hub:
+        done = rewrap_keys(hub.home, lambda: hub.keys, target)
     print(f"rewrapped {done.keys} keys from {done.from_kek} to {done.to_kek}")
     if not done.log_truncated:
         err.print("warning: a reader held the write-ahead log; it keeps the old blobs until it is truncated")
@@ -373,11 +409,13 @@ def gov_erase(
     approved_by: Annotated[str, typer.Option(help="The central operator, approving it")],
 ) -> None:
     """Erase a data subject by crypto-shredding; prints the signed receipt (also kept in the hub's home)."""
-    from services.erasure import erase_subject
+    from services.erasure import ErasureParts, erase_subject
 
-    receipt = erase_subject(
-        command_hub(), dataset=dataset, record_key=subject, requested_by=requested_by, approved_by=approved_by
-    )
+    with Hub() as hub:
+        parts = ErasureParts(hub.governance, hub.keys, hub.publisher, receipts=hub.home / "erasures")
+        receipt = erase_subject(
+            parts, dataset=dataset, record_key=subject, requested_by=requested_by, approved_by=approved_by
+        )
     print(json.dumps(receipt, indent=1))
 
 
@@ -386,28 +424,44 @@ def gov_erase(
 def audit_access(
     consumer: Annotated[str | None, typer.Option(help="Only this consumer's queries")] = None,
     dataset: Annotated[str | None, typer.Option(help="Only queries of this dataset")] = None,
+    subject_ref: Annotated[
+        str | None,
+        typer.Option(help="Only queries that returned the record with this pseudonym (hex; needs --dataset)"),
+    ] = None,
     record_key: Annotated[
-        str | None, typer.Option(help="Only queries that returned this record (needs --dataset)")
+        str | None,
+        typer.Option(help="Only queries that returned this record (needs --dataset; the hub's home only)"),
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option("--from", formats=DATE_FORMATS, help="Queries answered from then (UTC)"),
+    ] = None,
+    until: Annotated[
+        dt.datetime | None,
+        typer.Option("--to", formats=DATE_FORMATS, help="Queries answered before then (UTC)"),
     ] = None,
 ) -> None:
-    """Every answered query of the read models (R7), oldest first, one JSON object per line. Records are
-    named by their pseudonyms (record_refs); --record-key finds the queries that returned one record."""
-    from services.access_log import read_access_log
+    """Every answered query of the read models (R7) that matches, oldest first, one JSON object per line:
+    who, when, which purpose, under which agreement version, filter, as_of, fields and records returned.
+    From the access log alone, so from the auditor's site too (SHAREHUB_HOME=the site). Records are named
+    by their pseudonyms: an auditor gets a record's from its owner (``sharehub agency pseudonym``)."""
+    from services.access_audit import AccessQuestion, answered, as_json
 
-    hub = command_hub()
-    wanted_ref = None
-    if record_key is not None:
-        if dataset is None:
-            raise InputError("--record-key needs --dataset: a record's pseudonym depends on its dataset")
-        wanted_ref = hub.codec(dataset).pseudonym(record_key).hex()
-    for event in read_access_log(hub.kafka, hub.governance.access_log_topic):
-        if consumer is not None and event["consumer"] != consumer:
-            continue
-        if dataset is not None and event["dataset"] != dataset:
-            continue
-        if wanted_ref is not None and wanted_ref not in event["record_refs"]:
-            continue
-        print(json.dumps({**event, "at": event["at"].isoformat()}, ensure_ascii=False))
+    if record_key is not None and subject_ref is not None:
+        raise InputError("give --record-key or --subject-ref, not both")
+    if record_key is not None and dataset is None:
+        raise InputError("--record-key needs --dataset: a record's pseudonym depends on its dataset")
+    with _log_source() as (kafka, governance, hub):
+        if record_key is not None:
+            if hub is None:
+                raise InputError(
+                    "--record-key needs the hub's routing keys: from a site, ask the record's owner for its "
+                    "pseudonym and give --subject-ref"
+                )
+            subject_ref = hub.codec(str(dataset)).pseudonym(record_key).hex()
+        question = AccessQuestion(consumer, dataset, subject_ref, _utc(since), _utc(until))
+        for record in answered(kafka, governance.access_log_topic, question):
+            print(json.dumps(as_json(record), ensure_ascii=False))
 
 
 @audit_app.command("state-hash")
@@ -421,14 +475,66 @@ def audit_state_hash(
     """Recompute a consumer's read-model state hash from the log (a scratch replay; nothing live changes)."""
     from services.rebuild import audit_hash
 
-    hub = command_hub()
-    replayed = audit_hash(hub, consumer)
-    print(f"log\t{replayed.state_hash}")
-    if live:
-        current = hub.store(consumer).state_hash()
+    with Hub() as hub:
+        replayed = audit_hash(replay_parts(hub), consumer)
+        print(f"log\t{replayed.state_hash}")
+        current = hub.store(consumer).state_hash() if live else None
+    if current is not None:
         print(f"live\t{current}")
         if current != replayed.state_hash:
             raise typer.Exit(EXIT_FAILURE)
+
+
+@audit_app.command("reconstruct")
+@reports_errors
+def audit_reconstruct(
+    consumer: Annotated[str, typer.Option("--consumer", help="Consumer agency id")],
+    at: Annotated[str, typer.Option("--at", help="ISO 8601 time (UTC unless a zone is given), or 'now'")],
+    live: Annotated[
+        bool, typer.Option(help="Also print the live read model's hash, and exit 1 if different")
+    ] = False,
+) -> None:
+    """What a consumer's read model held at a past time: dataset events stamped up to it, under governance
+    as it stood then, in a scratch store (nothing live changes); prints its state hash."""
+    from services.rebuild import scratch
+    from services.reconstruct import ReconstructParts, reconstruct
+
+    moment = _moment(at)
+    with Hub() as hub:
+        pinned = hub.anchors
+        parts = ReconstructParts(hub.log, pinned.trust, pinned.topic_prefix, hub.keys, hub.kafka)
+        with scratch(hub.settings, consumer) as store:
+            done = reconstruct(parts, consumer, moment, store)
+        err.print(
+            f"{done.events:,} events up to {done.at.isoformat()} ({done.left_out:,} later left out), "
+            f"{done.rows:,} rows, {done.quarantined} refused; "
+            f"governance as of event {done.governance_sequence}"
+        )
+        if done.unopenable:
+            err.print(
+                f"{done.unopenable} record(s) held then can no longer be opened: their subjects were erased "
+                "later (the hash cannot equal one taken then)"
+            )
+        print(f"at\t{done.at.isoformat()}")
+        print(f"log\t{done.state_hash}")
+        if live:
+            current = hub.store(consumer).state_hash()
+            print(f"live\t{current}")
+            if current != done.state_hash:
+                raise typer.Exit(EXIT_FAILURE)
+
+
+def _moment(text: str) -> dt.datetime:
+    """``now``, or an ISO 8601 time (UTC when it gives no zone)."""
+    if text.strip().lower() == "now":
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"--at {text!r} is not an ISO 8601 time (e.g. 2026-03-01T09:30:00+07:00) nor 'now'"
+        ) from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 @audit_app.command("receipt")
@@ -437,7 +543,9 @@ def audit_receipt(file: Annotated[Path, typer.Argument(help="An erasure receipt 
     """Verify an erasure receipt's signature; exit 1 if it does not verify."""
     from services.erasure import load_receipt, verify_receipt
 
-    verify_receipt(load_receipt(file), command_hub().governance)
+    receipt = load_receipt(file)
+    with Hub() as hub:
+        verify_receipt(receipt, hub.governance)
     out.print("receipt verifies")
 
 
@@ -452,11 +560,13 @@ def quarantine_list(reason: Annotated[str | None, typer.Option(help="Only this r
     """Every refused event: source topic, partition, offset, reason, detail (tab-separated)."""
     from services.quarantine_review import quarantined
 
-    for e in quarantined(command_hub()):
-        if reason is None or e["reason"] == reason:
-            print(
-                f"{e['source_topic']}\t{e['source_partition']}\t{e['source_offset']}\t{e['reason']}\t{e['detail']}"
-            )
+    with Hub() as hub:
+        for e in quarantined(hub.kafka, hub.governance.quarantine_topic):
+            if reason is None or e["reason"] == reason:
+                print(
+                    f"{e['source_topic']}\t{e['source_partition']}\t{e['source_offset']}\t{e['reason']}"
+                    f"\t{e['detail']}"
+                )
 
 
 @quarantine_app.command("recheck")
@@ -467,12 +577,14 @@ def quarantine_recheck() -> None:
     from services.quarantine_review import recheck
 
     verdicts: dict[str, int] = {}
-    for r in recheck(command_hub()):
-        e = r.entry
-        verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
-        print(
-            f"{e['source_topic']}\t{e['source_partition']}\t{e['source_offset']}\t{e['reason']}\t{r.verdict}\t{r.now}"
-        )
+    with Hub() as hub:
+        for r in recheck(hub, hub.keys, hub.kafka):
+            e = r.entry
+            verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+            print(
+                f"{e['source_topic']}\t{e['source_partition']}\t{e['source_offset']}\t{e['reason']}"
+                f"\t{r.verdict}\t{r.now}"
+            )
     err.print(
         ", ".join(f"{n} {verdict}" for verdict, n in sorted(verdicts.items())) or "the quarantine is empty"
     )
@@ -485,13 +597,20 @@ def quarantine_redrive() -> None:
     every read model granted it (the running worker does so within seconds; nothing is stopped)."""
     from services.quarantine_review import recheck, redrive
 
-    hub = command_hub()
-    reviews = list(recheck(hub))
+    with Hub() as hub:
+        reviews = list(recheck(hub, hub.keys, hub.kafka))
+        asked = redrive(hub, hub, reviews)
     passing = sum(1 for r in reviews if r.verdict == "passes")
-    asked = redrive(hub, reviews)
     for dataset, consumers in asked.items():
         print(f"{dataset}\t{','.join(consumers) or '-'}")
     err.print(
         f"{passing} of {len(reviews)} refused events pass now; "
         + (f"{len(asked)} dataset(s) to be replayed" if asked else "nothing to replay")
     )
+
+
+def replay_parts(hub: Hub) -> ReplayParts:
+    """A replay's parts, from this command's hub, logged in as the operator's tools."""
+    from services.rebuild import ReplayParts
+
+    return ReplayParts(governance=hub, keys=hub.keys, kafka=hub.kafka, settings=hub.settings)

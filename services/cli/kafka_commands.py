@@ -1,31 +1,37 @@
-"""``sharehub kafka start|stop|status``: the local development broker from the command line.
+"""``sharehub kafka start|stop|status``: the local development broker, or cluster, from the command line.
 
-``start`` prints the bootstrap address (the SASL_SSL listener) as its last stdout line (so
-``BOOTSTRAP=$(sharehub kafka start)`` works); everything meant for a human goes to stderr. When
-``SHAREHUB_KAFKA_BOOTSTRAP`` names an external broker, ``start`` and ``stop`` leave it alone and ``status``
-checks that it answers. Exit codes: 0 ok, 1 error (one readable message, no traceback), 3 from
-``status`` when the broker is not running.
+``start`` prints the bootstrap address (the SASL_SSL listener; a cluster's every node, comma-separated) as
+its last stdout line (so ``BOOTSTRAP=$(sharehub kafka start)`` works); everything meant for a human goes to
+stderr. ``--brokers 3`` starts a three-node cluster (see :mod:`tooling.kafka_local.cluster`); ``stop`` and
+``status`` act on what the home last started, and a later ``start`` without ``--brokers`` starts it again.
+When ``SHAREHUB_KAFKA_BOOTSTRAP`` names an external broker, ``start`` and ``stop`` leave it alone and
+``status`` checks that it answers. Exit codes: 0 ok, 1 error (one readable message, no traceback), 2 bad
+input (a cluster size we do not run, or one that differs from the home's), 3 from ``status`` when a node
+is not running.
 """
 
 from __future__ import annotations
 
 import typer
 
-from sharehub.errors import SharehubError
+from sharehub.errors import InputError, SharehubError
 from sharehub.settings import Settings
-from tooling.kafka_local import LocalKafka, broker_answers
+from tooling.kafka_local import LocalKafkaCluster, broker_answers, recorded_size
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Run the local single-node Kafka broker (KRaft, Kafka 3.9.1) that sharehub uses in development.",
+    help="Run the local Kafka (KRaft, Kafka 3.9.1) that sharehub uses in development: one node, or three.",
 )
 
 EXIT_ERROR = 1
+EXIT_BAD_INPUT = 2
 EXIT_NOT_RUNNING = 3
 
 
-def _local(settings: Settings) -> LocalKafka:
-    return LocalKafka(settings.home, settings.cache_dir, settings.local_kafka_port)
+def _local(settings: Settings, brokers: int | None = None) -> LocalKafkaCluster:
+    """The cluster of ``brokers`` nodes, by default the size this home last started (else one node)."""
+    count = brokers or recorded_size(settings.home) or 1
+    return LocalKafkaCluster(settings.home, settings.cache_dir, settings.local_kafka_port, count)
 
 
 def _say(message: str) -> None:
@@ -34,7 +40,7 @@ def _say(message: str) -> None:
 
 def _fail(action: str, exc: Exception) -> typer.Exit:
     _say(f"sharehub kafka {action} failed: {exc}")
-    return typer.Exit(EXIT_ERROR)
+    return typer.Exit(EXIT_BAD_INPUT if isinstance(exc, InputError) else EXIT_ERROR)
 
 
 def _settings(action: str) -> Settings:
@@ -45,8 +51,12 @@ def _settings(action: str) -> Settings:
 
 
 @app.command()
-def start() -> None:
-    """Start the local broker (fetching its jars on first use); print its bootstrap address."""
+def start(
+    brokers: int | None = typer.Option(
+        None, "--brokers", help="1 (a lone broker) or 3 (a cluster); default: what this home last ran, or 1."
+    ),
+) -> None:
+    """Start the local broker or cluster (fetching its jars on first use); print its bootstrap address."""
     settings = _settings("start")
     if settings.kafka_bootstrap:
         _say(
@@ -55,19 +65,21 @@ def start() -> None:
         )
         typer.echo(settings.kafka_bootstrap)
         return
-    kafka = _local(settings)
     try:
-        already = kafka.status()
-        if not already.running:
-            _say(f"Starting the local Kafka broker (state in {kafka.state_dir}) ...")
+        kafka = _local(settings, brokers)
+        kafka.check_home()
+        already = [s.pid for s in kafka.status() if s.running]
+        if len(already) < kafka.count:
+            _say(f"Starting the local Kafka ({kafka.count} node(s), state in {kafka.state_dir}) ...")
         bootstrap = kafka.start()
-        pid = kafka.status().pid
+        pids = [s.pid for s in kafka.status()]
     except Exception as exc:  # LocalKafkaError carries the explanation; anything else still gets one
         raise _fail("start", exc) from None
-    verb = "already running" if already.running and already.pid == pid else "running"
+    verb = "already running" if already == pids else "running"
+    what = "Kafka broker" if kafka.count == 1 else f"Kafka cluster of {kafka.count} nodes"
     _say(
-        f"Kafka broker {verb} (pid {pid}), bootstrap {bootstrap} (SASL/SCRAM over TLS), mutual TLS on "
-        f"{kafka.mtls_bootstrap}; clients verify it with the hub CA, {kafka.ca_file}."
+        f"{what} {verb} (pid {', '.join(map(str, pids))}), bootstrap {bootstrap} (SASL/SCRAM over TLS), "
+        f"mutual TLS on {kafka.mtls_bootstrap}; clients verify it with the hub CA, {kafka.ca_file}."
     )
     typer.echo(bootstrap)
 
@@ -86,12 +98,12 @@ def stop() -> None:
         stopped = _local(settings).stop()
     except Exception as exc:
         raise _fail("stop", exc) from None
-    _say("Kafka broker stopped." if stopped else "No local Kafka broker was running.")
+    _say("Local Kafka stopped." if stopped else "No local Kafka broker was running.")
 
 
 @app.command()
 def status() -> None:
-    """Tell whether the broker runs and answers (exit 0) or not (exit 3)."""
+    """Tell whether the broker (every node of a cluster) runs and answers (exit 0) or not (exit 3)."""
     settings = _settings("status")
     if settings.kafka_bootstrap:
         try:
@@ -107,8 +119,9 @@ def status() -> None:
         found = _local(settings).status()
     except Exception as exc:
         raise _fail("status", exc) from None
-    typer.echo(found.detail)
-    if not found.running:
+    for number, node in enumerate(found, start=1):
+        typer.echo(node.detail if len(found) == 1 else f"node {number}: {node.detail}")
+    if not all(node.running for node in found):
         raise typer.Exit(EXIT_NOT_RUNNING)
 
 
@@ -117,6 +130,7 @@ def _admin_access(settings: Settings) -> str:
     from services.hub import Hub
 
     try:
-        return Hub(settings).kafka_admin
+        with Hub(settings) as hub:
+            return hub.kafka_admin
     except SharehubError:
         return settings.kafka_bootstrap or settings.bootstrap

@@ -19,10 +19,14 @@ from rich.progress import (
 from rich.text import Text
 
 
-class LinesPerSecond(ProgressColumn):
+class PerSecond(ProgressColumn):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} lines/s", style="progress.data.speed")
+        return Text("" if speed is None else f"{speed:,.0f} {self.unit}/s", style="progress.data.speed")
 
 
 #: Told a file's name and its number of lines; returns the callback that hears how many more are done.
@@ -30,12 +34,12 @@ Tracker = Callable[[str, int], Callable[[int], None]]
 
 
 @contextmanager
-def line_progress(console: Console, *, quiet: bool) -> Iterator[Tracker | None]:
-    """A tracker drawing one bar per file, or None when nothing is to be drawn."""
+def line_progress(console: Console, *, quiet: bool, unit: str = "lines") -> Iterator[Tracker | None]:
+    """A tracker drawing one bar per file (or topic), or None when nothing is to be drawn."""
     if quiet or not console.is_terminal:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), LinesPerSecond(),
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), PerSecond(unit),
                TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console, transient=False) as progress:
 

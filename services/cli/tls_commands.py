@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.cli.errors import command_hub, reports_errors
+from services.cli.errors import reports_errors
+from services.hub import Hub
 from sharehub import pki
 from sharehub.errors import InputError
 from sharehub.keys import write_private
@@ -67,11 +68,11 @@ def sign(
 ) -> None:
     """Sign an agency's CSR: a client certificate whose subject is CN=<prefix>.<agency>, the broker principal
     the ACLs name. Refused when the CSR's signature does not verify or it asks for another name."""
-    hub = command_hub()
-    if agency not in hub.governance.agencies_:
-        raise InputError(f"no agency {agency!r} is registered in governance")
-    principal = hub.principal(agency)
-    cert = pki.HubCA.load(hub.settings.tls_dir).sign_csr(csr.read_bytes(), principal, days=days)
+    with Hub() as hub:
+        if agency not in hub.governance.agencies_:
+            raise InputError(f"no agency {agency!r} is registered in governance")
+        principal = hub.principal(agency)
+        cert = pki.HubCA.load(hub.settings.tls_dir).sign_csr(csr.read_bytes(), principal, days=days)
     if out is None:
         print(cert.decode(), end="")
     else:

@@ -16,7 +16,16 @@ See docs/governance.md.
 
 from sharehub.gov import anchors
 from sharehub.gov.service import GovernanceService, new_credential
-from sharehub.gov.state import GovState, fold
+from sharehub.gov.state import GovState, fold, fold_log, fold_log_as_of
 from sharehub.gov.verify import Trust
 
-__all__ = ["GovState", "anchors", "GovernanceService", "Trust", "fold", "new_credential"]
+__all__ = [
+    "GovState",
+    "anchors",
+    "GovernanceService",
+    "Trust",
+    "fold",
+    "fold_log",
+    "fold_log_as_of",
+    "new_credential",
+]

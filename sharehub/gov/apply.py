@@ -29,6 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sharehub.avro import load_schema
 from sharehub.errors import InputError
 from sharehub.gov.commands import DeclareDataset, Propose, RegisterAgency
+from sharehub.gov.custody import custody_key_id
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.log import MemoryLog
 from sharehub.gov.models import DatasetRecord, approvals_needed
@@ -180,7 +181,8 @@ def _agency(spec: AgencySpec, state: GovState, operator: str, *, hub_key: bool) 
     else:
         _same(f"agency {spec.id}", spec.model_dump(), {k: getattr(known, k) for k in spec.model_dump()})
     if hub_key and (known is None or not known.keys):
-        key_id = f"{spec.id}/sign/1"
+        # The operator's key is the hub's own; a custodial agency's is held for it, and its id says so.
+        key_id = f"{spec.id}/sign/1" if spec.id == operator else custody_key_id(spec.id)
         args = {"actor": operator, "agency": spec.id, "key_id": key_id}
         changes.append(Change(f"+ add signing key {key_id} to {spec.id}", "add_key", args))
     return changes

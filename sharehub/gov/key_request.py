@@ -15,11 +15,12 @@ import json
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import AwareDatetime, Field
 
 from sharehub.errors import ForgedKeyRequest
 from sharehub.gov.commands import Command, json_object
+from sharehub.keys import Signer
 
 #: Domain separation: a signature over a request can be nothing else (not an event, not a checkpoint).
 SIGNED_AS = b"sharehub key registration request v1\n"
@@ -59,26 +60,26 @@ def signed_bytes(fields: dict[str, Any]) -> bytes:
 
 
 def make_key_request(
-    private: Ed25519PrivateKey,
+    signer: Signer,
     *,
     agency: str,
-    key_id: str,
     valid_from: Any,
     valid_until: Any = None,
     replaces: str | None = None,
 ) -> KeyRequest:
-    """The signed registration request of ``private``'s public half (made at the agency's site)."""
+    """The signed registration request of ``signer``'s public half, under its key id (made at the agency's
+    site, by a key in memory or in a token)."""
     unsigned = {
         "agency": agency,
-        "key_id": key_id,
-        "public_key": private.public_key().public_bytes_raw().hex(),
+        "key_id": signer.key_id,
+        "public_key": signer.public_key().public_bytes_raw().hex(),
         "valid_from": valid_from,
         "valid_until": valid_until,
         "replaces": replaces,
         "signature": "0" * 128,
     }
     draft = KeyRequest.model_validate(unsigned)
-    signature = private.sign(draft.signed_bytes()).hex()
+    signature = signer.sign(draft.signed_bytes()).hex()
     return draft.model_copy(update={"signature": signature})
 
 

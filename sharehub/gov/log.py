@@ -12,7 +12,7 @@ follower's refresh that finds nothing new costs one watermark request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -25,6 +25,14 @@ PARTITION = 0
 MESSAGE_KEY = b"governance"
 
 
+class Logged(NamedTuple):
+    """One record of the log as read: its position (the topic's offset, or the index in a list) and bytes,
+    which need not be a governance event at all (whoever may write the topic may write junk)."""
+
+    offset: int
+    raw: bytes
+
+
 class EventLog(Protocol):
     """An append-only sequence of signed governance events (wire bytes)."""
 
@@ -32,6 +40,14 @@ class EventLog(Protocol):
     def read_all(self) -> list[bytes]: ...
     def read_new(self) -> list[bytes]:
         """Events appended since the last read or append of this object (by anyone), oldest first."""
+        ...
+
+    def entries_all(self) -> list[Logged]:
+        """:meth:`read_all` with each record's position."""
+        ...
+
+    def entries_new(self) -> list[Logged]:
+        """:meth:`read_new` with each record's position."""
         ...
 
     def close(self) -> None: ...
@@ -49,12 +65,18 @@ class MemoryLog:
         self._read = len(self.events)
 
     def read_all(self) -> list[bytes]:
-        self._read = len(self.events)
-        return list(self.events)
+        return [entry.raw for entry in self.entries_all()]
 
     def read_new(self) -> list[bytes]:
-        new, self._read = self.events[self._read :], len(self.events)
-        return new
+        return [entry.raw for entry in self.entries_new()]
+
+    def entries_all(self) -> list[Logged]:
+        self._read = len(self.events)
+        return [Logged(offset, raw) for offset, raw in enumerate(self.events)]
+
+    def entries_new(self) -> list[Logged]:
+        start, self._read = self._read, len(self.events)
+        return [Logged(start + i, raw) for i, raw in enumerate(self.events[start:])]
 
     def close(self) -> None:
         pass
@@ -123,6 +145,14 @@ class KafkaLog:
 
     def read_all(self) -> list[bytes]:
         """Every event on the topic, from offset 0 to the end it had when reading began."""
+        return [entry.raw for entry in self.entries_all()]
+
+    def read_new(self) -> list[bytes]:
+        """Events from where this object last read or wrote to the current end (see :meth:`entries_new`)."""
+        return [entry.raw for entry in self.entries_new()]
+
+    def entries_all(self) -> list[Logged]:
+        """Every record on the topic with its offset, from the start to the end it had when reading began."""
         bounds = self._reading().partitions(self.topic)
         if not bounds:
             self._next_offset = 0  # no governance event was ever written
@@ -132,11 +162,11 @@ class KafkaLog:
         self._next_offset = high
         return events
 
-    def read_new(self) -> list[bytes]:
-        """Events from where this object last read or wrote to the current end, with one reader kept open
+    def entries_new(self) -> list[Logged]:
+        """Records from where this object last read or wrote to the current end, with one reader kept open
         between calls (a refresh that finds nothing costs one watermark request)."""
         if self._next_offset is None or self._next_offset == 0:
-            return self.read_all()  # (the topic may not exist yet)
+            return self.entries_all()  # (the topic may not exist yet)
         high = self._reading().high(self.topic, PARTITION)
         if high <= self._next_offset:
             return []
@@ -156,9 +186,9 @@ class KafkaLog:
             self._reader = TopicReader(self.bootstrap, timeout=self._timeout)
         return self._reader
 
-    def _read(self, start: int, end: int) -> list[bytes]:
+    def _read(self, start: int, end: int) -> list[Logged]:
         batches = self._reading().batches(self.topic, start={PARTITION: start}, end={PARTITION: end})
-        return [record.value for record in records(batches)]
+        return [Logged(record.offset, record.value) for record in records(batches)]
 
     def _end_offset(self) -> int:
         return self._reading().high(self.topic, PARTITION)

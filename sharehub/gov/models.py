@@ -137,19 +137,41 @@ class AgreementRecord:
     actor: str = ""
     at: dt.datetime = field(default=dt.datetime.min.replace(tzinfo=dt.UTC))
     reason: str | None = None
+    #: Every stage change so far, oldest first, each with the time of the event that made it: what
+    #: :meth:`status_at` reads, so a question about the past gets the stage of then, not of today.
+    stages: tuple[tuple[dt.datetime, Stage], ...] = ()
 
     @property
     def id(self) -> str:
         return self.terms.id
 
+    def with_stage_of(self, at: dt.datetime) -> AgreementRecord:
+        """This version with its stage noted in :attr:`stages` as reached at ``at`` (if it changed)."""
+        if self.stages and self.stages[-1][1] == self.stage:
+            return self
+        return dataclasses.replace(self, stages=(*self.stages, (at, self.stage)))
+
+    def stage_at(self, at: dt.datetime) -> Stage:
+        """The stage the agreement stood at at ``at``: that of the last change made at or before it (a time
+        before the proposal answers ``proposed``: nothing was in effect)."""
+        reached: Stage = "proposed"
+        for when, stage in self.stages or ((self.at, self.stage),):
+            if when > at:
+                break
+            reached = stage
+        return reached
+
     def status_at(self, at: dt.datetime) -> Status:
-        if self.stage in ("revoked", "suspended"):
-            return self.stage
+        """Where the agreement stood at ``at``, from its history as it stood then: suspended or revoked
+        only if that happened by then, expired from ``valid_until`` on, active once approved and valid."""
+        stage = self.stage_at(at)
+        if stage in ("revoked", "suspended"):
+            return stage
         if self.terms.valid_until is not None and at >= self.terms.valid_until:
             return "expired"
-        if self.stage == "approved" and self.terms.valid_from <= at:
+        if stage == "approved" and self.terms.valid_from <= at:
             return "active"
-        return self.stage
+        return stage
 
     def view(self) -> Agreement:
         return self._view  # one frozen view per version: the query API asks on every request

@@ -88,7 +88,7 @@ def _agreement(state: GovState, event: ev.GovernanceEvent, p: ev.AgreementChange
     # Every event makes a new version, stamped with the event that made it.
     record = dataclasses.replace(
         record, sequence=event.sequence, event_type=event.type, actor=event.actor, at=event.occurred_at
-    )
+    ).with_stage_of(event.occurred_at)
     state.agreements_[record.id] = record
     state.versions[record.id].append(record)
 

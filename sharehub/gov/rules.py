@@ -28,6 +28,7 @@ from sharehub.errors import (
     ValidityExpired,
 )
 from sharehub.gov import events as ev
+from sharehub.gov.custody import CUSTODY
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
 from sharehub.gov.views import Agency, Dataset, level
 from sharehub.row_filter import compile_filter
@@ -89,10 +90,14 @@ def _key_added(state: GovState, p: ev.SigningKeyAdded, actor: str, at: dt.dateti
     if any(k.key_id == p.key_id for a in state.agencies_.values() for k in a.keys):
         raise DuplicateId(f"signing key id {p.key_id!r} is already taken")
     prefix = f"{p.agency}/sign/"
-    if not (p.key_id.startswith(prefix) and _KEY_LABEL.fullmatch(p.key_id[len(prefix) :])):
+    # A custody key (the hub holds it for the agency, see sharehub.gov.custody) is the operator's statement.
+    custody = f"{p.agency}/{CUSTODY}/" if actor == state.operator else prefix
+    start = custody if p.key_id.startswith(custody) else prefix
+    if not (p.key_id.startswith(start) and _KEY_LABEL.fullmatch(p.key_id[len(start) :])):
         raise InputError(
             f"signing key id {p.key_id!r}: must be '{prefix}LABEL', LABEL of 1-64 characters a-z 0-9 . _ - "
-            "starting with a letter or digit"
+            "starting with a letter or digit (or, added by the operator for an agency in the hub's custody, "
+            f"'{p.agency}/{CUSTODY}/LABEL')"
         )
     _public_key(p.key_id, p.public_key)
     _window(f"key {p.key_id!r}", p.valid_from, p.valid_until, at)

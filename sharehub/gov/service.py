@@ -19,10 +19,11 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sharehub.avro import RecordSchema
+from sharehub.errors import ChainViolation
 from sharehub.gov import events as ev
 from sharehub.gov.log import EventLog, KafkaLog, MemoryLog
 from sharehub.gov.rules import check, parse_schema
-from sharehub.gov.state import GovState, fold
+from sharehub.gov.state import GovState, fold_log
 from sharehub.gov.verify import Trust, verify
 from sharehub.gov.views import token_hash
 from sharehub.keys import SigningKey
@@ -81,7 +82,7 @@ class GovernanceService:
         state from every event on it, so a restarted service continues the chain where it ended."""
         log = KafkaLog(bootstrap, topic_prefix)
         trust = trust or Trust.of(operator, operator_key)
-        state = fold(log.read_all(), trust, topic_prefix)
+        state = fold_log(log.entries_all(), trust, topic_prefix)
         return cls(state, operator_key, log, clock=clock)
 
     def close(self) -> None:
@@ -215,6 +216,10 @@ class GovernanceService:
     def _commit(self, actor: str, payload: ev.Payload, effect: Effect | None = None) -> ev.GovernanceEvent:
         # Decide: every rule, the seal, and what a reader of the log will check, before anything is done.
         at = self.clock().astimezone(dt.UTC)
+        if self.state.ahead_of_a_gap:
+            raise ChainViolation(
+                "chain_gap", "the log holds governance events after a missing one: nothing is appended"
+            )
         check(self.state, payload, actor, at)
         event = ev.seal(
             self.signing_key,

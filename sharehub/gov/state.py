@@ -1,6 +1,7 @@
 """The governance state folded from the log, and the :class:`~sharehub.gov.views.GovernanceView` over it.
 
-:func:`fold` rebuilds the state from events alone (plus the pinned operator keys); the service applies each
+:func:`fold` rebuilds the state from events alone (plus the pinned operator keys), :func:`fold_log_as_of`
+the state as it stood at a past time; the service applies each
 new event through the very same :meth:`GovState.apply`, so a state rebuilt from the log always equals the
 service's. :meth:`GovState.dump` is a canonical, JSON-ready form for comparing two states.
 """
@@ -9,20 +10,42 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import json
+import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sharehub.avro import RecordSchema
-from sharehub.errors import UnknownReferenceError, UnknownSigner
+from sharehub.errors import EnvelopeError, InputError, UnknownReferenceError, UnknownSigner
 from sharehub.gov import events as ev
+from sharehub.gov.log import Logged
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
 from sharehub.gov.reducer import mutate
 from sharehub.gov.rules import check
 from sharehub.gov.verify import Trust, verify
 from sharehub.gov.views import Agency, Agreement, Dataset, token_hash
 from sharehub.row_filter import RowFilter, compile_filter
+
+log = logging.getLogger(__name__)
+#: The reason of an authentic, chained event whose change the rules refuse: its link counts, its change not.
+RULE_VIOLATION = "rule_violation"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record of the governance log that was not applied, and why (a stable reason code)."""
+
+    offset: int
+    #: The event's sequence when the record parses as a governance event, else None.
+    sequence: int | None
+    #: malformed, unknown_signer, bad_signature, chain_gap, duplicate, replayed_sequence, chain_fork,
+    #: rule_violation.
+    reason: str
+    detail: str
 
 
 class GovState:
@@ -41,6 +64,8 @@ class GovState:
         self.token_owners: dict[str, str] = {}
         self.head_sequence = 0
         self.head_hash = ev.ZERO_HASH
+        #: Records of the log that were read but not applied (junk, forgeries, broken links), oldest first.
+        self.skipped: list[Skipped] = []
         self._pair_index: tuple[int, dict[tuple[str, str], tuple[AgreementRecord, ...]]] = (-1, {})
 
     @property
@@ -53,6 +78,45 @@ class GovState:
         check(self, event.payload, event.actor, event.occurred_at)
         mutate(self, event)
         self.head_sequence, self.head_hash = event.sequence, event.hash
+
+    def take(self, entry: Logged) -> Skipped | None:
+        """Apply the record at ``entry`` if it is an authentic event that continues the chain and keeps the
+        rules; otherwise apply nothing, note it in :attr:`skipped`, log a warning and return it. Junk or a
+        forgery never changes the state: only the operator's signed next link moves the head, and one whose
+        change the rules refuse moves the head alone (its successors link to it)."""
+        try:
+            event = ev.parse(entry.raw)
+        except EnvelopeError as exc:
+            return self._skip(entry.offset, None, exc.reason, str(exc))
+        try:
+            verify(self, event, self.trust)
+        except EnvelopeError as exc:
+            return self._skip(entry.offset, event.sequence, exc.reason, str(exc))
+        try:
+            check(self, event.payload, event.actor, event.occurred_at)
+        except InputError as exc:
+            self.head_sequence, self.head_hash = event.sequence, event.hash
+            return self._skip(entry.offset, event.sequence, RULE_VIOLATION, f"{event.describe()}: {exc}")
+        mutate(self, event)
+        self.head_sequence, self.head_hash = event.sequence, event.hash
+        return None
+
+    def _skip(self, offset: int, sequence: int | None, reason: str, detail: str) -> Skipped:
+        skipped = Skipped(offset, sequence, reason, detail)
+        self.skipped.append(skipped)
+        log.warning("governance log record at offset %d not applied (%s): %s", offset, reason, detail)
+        return skipped
+
+    @property
+    def ahead_of_a_gap(self) -> bool:
+        """Whether the log holds operator-signed events after a missing one: nothing may be appended then,
+        since the next event written would fork the chain."""
+        return any(s.reason == "chain_gap" for s in self.skipped)
+
+    def state_hash(self) -> str:
+        """SHA-256 (hex) of :meth:`dump` in canonical JSON: two equal states, one hash."""
+        canonical = json.dumps(self.dump(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canonical).hexdigest()
 
     # --- GovernanceView ----------------------------------------------------------------------------
 
@@ -203,6 +267,35 @@ def fold(
     state = GovState(trust, topic_prefix)
     for item in events:
         state.apply(ev.parse(item) if isinstance(item, bytes) else item)
+    return state
+
+
+def fold_log(entries: Iterable[Logged], trust: Trust, topic_prefix: str = "sharehub") -> GovState:
+    """The state the log's records build, going on past any record that cannot be applied (junk, a
+    forgery, a broken link): each is in the state's :attr:`~GovState.skipped`, with its offset."""
+    state = GovState(trust, topic_prefix)
+    for entry in entries:
+        state.take(entry)
+    return state
+
+
+def fold_log_as_of(
+    entries: Iterable[Logged], trust: Trust, at: dt.datetime, topic_prefix: str = "sharehub"
+) -> GovState:
+    """Governance as it stood at ``at``: the state :func:`fold_log` builds from the log's records up to the
+    first event stamped (``occurred_at``, the operator's signed event time) later than ``at``. That event
+    and everything after it are left out: the log is one chain in one partition, so a record after an event
+    of a later time was appended later still. A record that is no governance event at all carries no time:
+    it is taken (and skipped, as :func:`fold_log` would) like any other before that point."""
+    state = GovState(trust, topic_prefix)
+    for entry in entries:
+        try:
+            stamped = ev.parse(entry.raw).occurred_at
+        except EnvelopeError:
+            stamped = None
+        if stamped is not None and stamped > at:
+            break
+        state.take(entry)
     return state
 
 

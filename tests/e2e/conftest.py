@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tests that need the hub's API: the key service agency sites call."""
+"""Fixtures of the end-to-end tests that several files share."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def _answers(hub: Hub, url: str) -> bool:
 
 @pytest.fixture
 def api(hub: Hub) -> Iterator[str]:
+    """A real API process of ``hub`` (the key service among its routes); its HTTPS base address."""
     port = free_port()
     processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
     base = f"https://127.0.0.1:{port}"

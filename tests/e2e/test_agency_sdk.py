@@ -18,12 +18,13 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from connectors.key_service import KeyServiceClient
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
 from connectors.site import AgencySite
 from services.access_log import read_access_log
-from services.broker_access import provision, set_password
+from services.broker_access import set_password
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
@@ -52,7 +53,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     with Hub(settings) as hub:
-        load(hub, demo_spec(own_sites=("coc", "go")))
+        load(hub.governance_desk(), demo_spec(own_sites=("coc", "go")))
         yield hub
 
 
@@ -61,9 +62,9 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
     made (mutual TLS), or, with ``password``, a SCRAM password the site made and had the hub set."""
     home = tmp_path / "sites" / agency
     _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     if not password:
-        csr = make_tls_request(home, hub.anchors.topic_prefix).read_bytes()
+        csr = make_tls_request(home, hub.anchors.topic_prefix, PASSPHRASE).read_bytes()
         ca = pki.HubCA.load(hub.settings.kafka_ca_path.parent)
         login, bootstrap = (
             BrokerLogin(certificate=ca.sign_csr(csr, hub.principal(agency))),
@@ -210,6 +211,9 @@ def test_the_command_line_publishes_from_the_site_home_and_not_from_the_hubs(
 def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) -> None:
     home = tmp_path / "sites" / "coc"
     AgencySite.init(home, "coc", PASSPHRASE, label="site-1")
+    secret = home / "signing.passphrase"  # where a site may keep it (the demo's do): csr and publish read it
+    secret.write_bytes(PASSPHRASE)
+    secret.chmod(0o600)
     files = {name: tmp_path / name for name in ("trust.json", "ca.pem", "credential")}
     files["trust.json"].write_bytes(anchors.path(hub.home).read_bytes())
     files["ca.pem"].write_bytes(hub.ca_bundle())
@@ -227,6 +231,8 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     request = x509.load_pem_x509_csr(Path(csr.stdout.strip()).read_bytes())
     assert request.subject.rfc4514_string() == f"CN={hub.principal('coc')}" and request.is_signature_valid
     assert stat.S_IMODE((home / "client.key").stat().st_mode) == 0o600
+    with pytest.raises(TypeError, match="encrypted"):  # the TLS key does not parse without the passphrase
+        serialization.load_pem_private_key((home / "client.key").read_bytes(), password=None)
 
     common = ["--api", api, "--bootstrap", hub.settings.bootstrap, "--trust", str(files["trust.json"]),
               "--ca", str(files["ca.pem"]), "--credential-file", str(files["credential"])]  # fmt: skip
@@ -239,12 +245,9 @@ def test_the_command_line_connects_a_site(hub: Hub, api: str, tmp_path: Path) ->
     assert plain.returncode == 0, plain.stderr
 
     request = read_key_request(AgencySite(home).request_path("site-1").read_text())
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     data = tmp_path / "members.jsonl"
     write_jsonl(generate_party_members(2, seed=12), data)
-    secret = home / "signing.passphrase"
-    secret.write_bytes(PASSPHRASE)
-    secret.chmod(0o600)
     published = run("publish", "--as", "coc", "--dataset", DATASET, str(data))
     assert published.returncode == 0, published.stderr
     assert _signers(hub) == ["coc/sign/site-1"] * 2
@@ -287,7 +290,7 @@ def test_a_site_sets_its_own_broker_password_and_the_hub_keeps_none(
                 if e["operation"] == "set_broker_password"]  # fmt: skip
     assert record["consumer"] == "coc" and password not in str(record)
     # Provisioning again (any governance change) leaves the site's own login alone.
-    provision(hub)
+    hub.governance_desk().provision()
     with open_publisher(home, DATASET, PASSPHRASE) as publisher:
         assert publisher.publish_records(list(generate_party_members(1, seed=6))).published == 1
 
@@ -314,6 +317,6 @@ def test_provisioning_drops_a_password_an_older_hub_made_for_an_agency_with_its_
     principal = hub.principal("coc")
     set_password(hub.kafka_admin, principal, hub.keys.broker_password(principal).reveal())
     assert _scram_users(hub, ["coc"]) == {principal}
-    provision(hub)
+    hub.governance_desk().provision()
     assert _scram_users(hub, ["coc"]) == set()
     assert not hub.keys.has(f"kafka/{principal}", "broker")

@@ -43,7 +43,7 @@ def test_events_signed_at_the_site_verify_under_the_registered_key_the_hub_never
     hub: Hub, tmp_path: Path
 ) -> None:
     site, request = _site(tmp_path)
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     assert not hub.keys.has(request.key_id, "signing"), "the hub holds only the public half"
 
     report = hub.publisher("coc", DATASET, signer=site.signing_key(PASSPHRASE)).publish_records(
@@ -62,7 +62,7 @@ def test_a_forged_request_registers_nothing(hub: Hub, tmp_path: Path) -> None:
         request.model_copy(update={"valid_from": later}),
     ):
         with pytest.raises(ForgedKeyRequest):
-            perform(hub, Caller("cpo", local=True), "register-key", forged)
+            perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", forged)
     assert hub.governance_state(refresh=True).head_sequence == head
 
 
@@ -70,7 +70,7 @@ def test_an_unregistered_or_revoked_site_key_publishes_nothing(hub: Hub, tmp_pat
     site, request = _site(tmp_path)
     with pytest.raises(InputError, match="cannot publish with key 'coc/sign/site-1'.*no signing key"):
         hub.publisher("coc", DATASET, signer=site.signing_key(PASSPHRASE))
-    perform(hub, Caller("cpo", local=True), "register-key", request)
+    perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
     with hub.governing() as gov:
         gov.revoke_key("cpo", "coc", request.key_id, "the site's disk was lost")
     with pytest.raises(InputError, match=r"cannot publish with key 'coc/sign/site-1'.*\(revoked\)"):

@@ -54,7 +54,7 @@ def served(
 
     home = tmp_path_factory.mktemp("schemathesis") / "home"
     hub = Hub(Settings(home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None))
-    load(hub, demo_spec())
+    load(hub.governance_desk(), demo_spec())
     apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
     tokens = {agency: issue_credential(hub, agency) for agency in ("dongthap-ppc", "cpo")}
     yield hub, tokens

@@ -14,11 +14,12 @@ import pytest
 from confluent_kafka import Producer
 
 from connectors.sdk import BrokerLogin, HubAddress, SiteSession, connect, make_tls_request
-from connectors.site import AgencySite
+from connectors.site import PASSPHRASE_BESIDE, AgencySite
 from services.hub import Hub
 from sharehub import pki
 from sharehub.gov import anchors
 from sharehub.kafka import KafkaAccess, client_config, producer_config
+from sharehub.keys import write_private
 from tests.kafka_helpers import topic_messages
 from tooling.synthetic import generate_party_members
 
@@ -27,10 +28,16 @@ pytestmark = pytest.mark.kafka
 DATASET = "party-members"
 
 
+PASSPHRASE = b"the auditor's own passphrase"
+
+
 def _auditor_site(hub: Hub, tmp_path: Path, agency: str = "cic") -> Path:
     home = tmp_path / "sites" / agency
-    AgencySite.init(home, agency, b"the auditor's own passphrase")
-    request = make_tls_request(home, hub.anchors.topic_prefix)
+    AgencySite.init(home, agency, PASSPHRASE)
+    write_private(
+        home / PASSPHRASE_BESIDE, PASSPHRASE + b"\n"
+    )  # what opens its TLS key, as the demo keeps it
+    request = make_tls_request(home, hub.anchors.topic_prefix, PASSPHRASE)
     certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(
         request.read_bytes(), hub.principal(agency)
     )
@@ -85,7 +92,7 @@ def test_the_auditor_verifies_from_its_own_site_and_names_the_offset_of_a_tamper
 
 
 def test_the_auditor_reads_and_writes_nothing(hub: Hub, tmp_path: Path) -> None:
-    session = SiteSession(_auditor_site(hub, tmp_path))
+    session = SiteSession(_auditor_site(hub, tmp_path), PASSPHRASE)
     assert session.governance().head_sequence == hub.governance_state(refresh=True).head_sequence
     auditor: KafkaAccess = session.kafka
     producer = Producer(client_config(auditor))  # not idempotent: the broker answers per topic
@@ -101,7 +108,7 @@ def test_an_agency_that_is_not_the_auditor_cannot_read_another_owners_dataset(
     hub: Hub, tmp_path: Path
 ) -> None:
     hub.publisher("coc", DATASET).publish_records(list(generate_party_members(2, seed=1)))
-    session = SiteSession(_auditor_site(hub, tmp_path, "dongthap-ppc"))
+    session = SiteSession(_auditor_site(hub, tmp_path, "dongthap-ppc"), PASSPHRASE)
     from services.audit import audit_verify
     from sharehub.errors import BrokerError
 

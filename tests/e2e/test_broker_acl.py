@@ -163,11 +163,13 @@ def test_governance_needs_the_brokers_super_user_only_to_make_its_own_principal(
     with Hub(settings) as without_super_user:
         with pytest.raises(ConfigurationError, match="admin password is unreadable"):
             _ = without_super_user.kafka_admin
-        perform(without_super_user, Caller("cpo", local=True), "register-agency",
+        perform(without_super_user.governance_desk(), Caller("cpo", local=True), "register-agency",
                 RegisterAgency(id="hcmc-ppc", name="Ho Chi Minh City Party Committee",
                                kind="provincial-party-committee", clearance="confidential"))  # fmt: skip
-        plan_spec(without_super_user, demo_spec(hub.anchors.topic_prefix))  # the services' grants again
-        perform(without_super_user, Caller("cpo", local=True), "declare-dataset",
+        plan_spec(
+            without_super_user.governance_desk(), demo_spec(hub.anchors.topic_prefix)
+        )  # the services' grants again
+        perform(without_super_user.governance_desk(), Caller("cpo", local=True), "declare-dataset",
                 DeclareDataset(id="cadres", owner="coc", description="Cadre records",
                                classification="secret", key_field="cadre_id"))  # fmt: skip
         state = without_super_user.governance_state(refresh=True)

@@ -19,6 +19,7 @@ import pytest
 
 from connectors.journal import read_journal
 from services.hub import Hub
+from services.rebuild import ReplayParts, rebuild
 from tests.e2e.test_agency_sdk import PASSPHRASE, _site
 from tests.kafka_helpers import free_port, topic_messages, wait_until
 from tooling.synthetic import generate_party_members, write_jsonl
@@ -26,6 +27,8 @@ from tooling.synthetic import generate_party_members, write_jsonl
 pytestmark = pytest.mark.kafka
 
 DATASET = "party-members"
+#: A consumer of every party member (no row filter): its read model shows each record once, or not.
+READER = "dongthap-ppc"
 
 
 def _connected_site(hub: Hub, tmp_path: Path, api: str) -> tuple[Path, dict[str, str]]:
@@ -69,6 +72,14 @@ def _events_per_member(hub: Hub) -> collections.Counter[str]:
     return collections.Counter(str(getattr(o, "record_key", None)) for o in opened)
 
 
+def _in_the_read_model(hub: Hub) -> dict[str, int]:
+    """The log projected by the real projector into a read model of every member (Dong Thap's agreement has
+    no row filter): record key -> events applied to it."""
+    parts = ReplayParts(governance=hub, keys=hub.keys, kafka=hub.kafka, settings=hub.settings)
+    rebuild(parts, hub, READER)
+    return hub.store(READER).versions(DATASET)
+
+
 def test_publish_killed_mid_file_resumes_and_every_record_is_on_the_topic_once(
     hub: Hub, api: str, tmp_path: Path
 ) -> None:
@@ -88,6 +99,8 @@ def test_publish_killed_mid_file_resumes_and_every_record_is_on_the_topic_once(
     counts = _events_per_member(hub)
     assert set(counts) == {m["member_id"] for m in members}
     assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1][:5]
+    applied = _in_the_read_model(hub)
+    assert set(applied) == set(counts) and set(applied.values()) == {1}, "each record in the read model once"
 
     again = _run(env, *args)
     assert again.returncode == 0 and "was published before: nothing sent again" in again.stderr
@@ -163,6 +176,8 @@ def test_the_file_drop_connector_killed_mid_file_publishes_each_row_once(
         members[99]["member_id"],
     }
     assert set(counts) == expected and set(counts.values()) == {1}
+    applied = _in_the_read_model(hub)
+    assert set(applied) == expected and set(applied.values()) == {1}, "each row in the read model once"
 
     status = _run(env, "connect", "status")
     assert status.returncode == 0, status.stderr

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from connectors.site import AgencySite, read_passphrase
 from sharehub.gov.apply import read_spec
 from sharehub.kek import FileKek
-from sharehub.keys import LocalKeyStore, load_master_key
+from sharehub.keys import LocalKeyStore, SigningKey, load_master_key
 from tests.conftest import DEMO_SPEC
 from tests.kafka_helpers import free_port
 from tests.secret_scan import Needles, files_under
@@ -185,6 +185,7 @@ def test_each_agency_key_stays_at_its_site_and_nothing_of_the_hub_holds_it(
     for site_home in sites:
         site = AgencySite(site_home)
         key = site.signing_key(read_passphrase(site_home / "signing.passphrase"))
+        assert isinstance(key, SigningKey)  # the demo's sites keep their keys in files
         raw = key.private.private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
         )

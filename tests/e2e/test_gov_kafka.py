@@ -9,6 +9,7 @@ from confluent_kafka import Producer
 
 from sharehub.errors import ChainViolation, SignatureInvalid
 from sharehub.gov import GovernanceService, Trust, fold
+from sharehub.gov import events as ev
 from sharehub.gov.log import KafkaLog
 from sharehub.kafka import KafkaAccess, producer_config
 from tests.gov_support import Clock, propose_members, seed, signing_key
@@ -52,8 +53,14 @@ def test_tampered_event_on_the_topic_is_detected(kafka_admin: KafkaAccess) -> No
     producer = Producer(producer_config(kafka_admin))
     producer.produce(f"{topics}-governance", value=tampered, partition=0)
     assert producer.flush(30) == 0
-    with pytest.raises(SignatureInvalid, match="governance event 12 .* does not verify"):
-        GovernanceService.open(kafka_admin, topics, key, "cpo")
+    # The service goes on: the copy is named with its offset and applied nowhere; the chain continues.
+    reopened = GovernanceService.open(kafka_admin, topics, key, "cpo", clock=Clock())
+    [skipped] = reopened.state.skipped
+    assert (skipped.offset, skipped.sequence, skipped.reason) == (len(raws), 12, "bad_signature")
+    assert "governance event 12" in skipped.detail and "does not verify" in skipped.detail
+    event = reopened.register_agency("cpo", "x", "X", "party-agency", "internal")
+    assert (event.sequence, event.prev_hash) == (13, ev.parse(raws[-1]).hash)
+    reopened.close()
     # and one that rewrites history in place is caught by its signature (simulated on the read bytes).
     with pytest.raises(SignatureInvalid):
         fold([*raws[:-1], tampered], Trust.of("cpo", key), topics)
@@ -96,5 +103,8 @@ def test_a_duplicated_event_on_the_topic_is_detected(kafka_admin: KafkaAccess) -
     producer = Producer(producer_config(kafka_admin))
     producer.produce(f"{topics}-governance", value=last, partition=0)  # an authentic event, written twice
     assert producer.flush(30) == 0
-    with pytest.raises(ChainViolation, match="duplicate: governance event 12"):
-        GovernanceService.open(kafka_admin, topics, key, "cpo")
+    reopened = GovernanceService.open(kafka_admin, topics, key, "cpo")
+    [skipped] = reopened.state.skipped
+    assert (skipped.sequence, skipped.reason) == (12, "duplicate")
+    assert reopened.state.head_sequence == 12
+    reopened.close()

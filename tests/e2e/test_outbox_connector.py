@@ -1,7 +1,8 @@
 """The PostgreSQL outbox connector (`sharehub connect outbox`) against the suite's real PostgreSQL, the real
 broker, the real key service and a real site: a kill -9 in the middle of a batch, then every row once on the
-topic; rows that commit out of id order; a bad row rejected; a NOTIFY waking the connector at once. Each
-test has a schema and a role of its own, dropped afterwards.
+topic and in the read model the real projector builds; rows that commit out of id order; a bad row
+rejected; a NOTIFY waking the connector at once. Each test has a schema and a role of its own, dropped
+afterwards.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from services.hub import Hub
 from sharehub.codec import Opened
 from sharehub.errors import ConfigurationError
 from sharehub.kafka import TopicReader
-from tests.e2e.test_connectors import DATASET, _connected_site, _events_per_member, _metrics, _run, _start
+from tests.e2e.test_connectors import (
+    DATASET,
+    _connected_site,
+    _events_per_member,
+    _in_the_read_model,
+    _metrics,
+    _run,
+    _start,
+)
 from tests.kafka_helpers import free_port, topic_messages, wait_until
 from tooling.synthetic import generate_party_members
 
@@ -210,6 +219,8 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
     bad = {members[i]["member_id"] for i in (10, 100, 499)}
     assert set(counts) == {m["member_id"] for m in members} - bad
     assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1][:5]
+    applied = _in_the_read_model(hub)
+    assert set(applied) == set(counts) and set(applied.values()) == {1}, "each record in the read model once"
 
     rejects = [json.loads(line) for line in (home / "connectors" / f"{DATASET}.outbox-rejects.jsonl")
                .read_text().splitlines()]  # fmt: skip

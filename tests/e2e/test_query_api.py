@@ -130,7 +130,9 @@ def test_a_revocation_made_by_another_process_reaches_the_api_without_a_request_
 
 def test_no_answer_leaves_the_api_when_the_access_log_refuses_its_record(loaded: Hub) -> None:
     # The hub's services may read the governance topic but never write it: every write is refused.
-    refusing = AccessLog(loaded.kafka, loaded.governance.governance_topic)
+    refusing = AccessLog(
+        loaded.kafka, loaded.governance.governance_topic, loaded.keys.signing_key(loaded.governance.operator)
+    )
     c = TestClient(create_app(loaded, access_log=refusing))
     c.params = PURPOSE
     try:
@@ -291,7 +293,7 @@ def test_a_bad_filter_or_sort_is_a_clear_400(varied: Hub, params: dict[str, str]
 
 def test_as_of_a_past_time_shows_each_record_as_it_stood_then(hub: Hub) -> None:
     now = dt.datetime.now(dt.UTC)
-    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
     moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200, 300)]  # three moments
     assert moments[-1] < now
     history = [
@@ -339,7 +341,7 @@ def test_as_of_before_the_history_the_read_models_keep_is_a_clear_400(loaded: Hu
 
 
 def test_prune_history_forgets_only_what_no_read_within_the_history_needs(hub: Hub) -> None:
-    key_since = hub.governance.agencies_["coc"].key("coc/sign/1").valid_from  # events before it are forged
+    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
     moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
     history = [member(member_id="PM0000000001", status="PROBATIONARY"), member(member_id="PM0000000001")]
     apply(projector(hub), messages(hub, history, occurred=moments))

@@ -28,7 +28,7 @@ def test_rebuild_restores_a_damaged_read_model_to_the_hash_the_log_gives(hub: Hu
     publisher.publish_records(members)
     publisher.publish_records(members[:40])  # a second version of some records
     publisher.close()
-    operations = Operations(hub)
+    operations = Operations(governance=hub, read_models=hub, kafka=hub.kafka)
     assert lag(operations) == 190, "before the worker runs, every event is lag"
     worker.start()
     store = hub.store(CONSUMER)

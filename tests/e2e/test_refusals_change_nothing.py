@@ -23,6 +23,7 @@ from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.errors import BrokerError, NotPermitted
 from sharehub.gov.key_request import make_key_request
+from sharehub.keys import SigningKey
 from tests.e2e.test_gov_interfaces import credential_file
 from tests.gov_snapshot import snapshot
 from tests.kafka_helpers import sharehub
@@ -130,9 +131,8 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
         cases.append(("rotate-key", rotate, may))
         cases.append(("revoke-key", {"agency": target, "key_id": f"{target}/sign/1", "reason": "lost"}, may))
         request = make_key_request(
-            Ed25519PrivateKey.generate(),
+            SigningKey(f"{target}/sign/s{n}", Ed25519PrivateKey.generate()),
             agency=target,
-            key_id=f"{target}/sign/s{n}",
             valid_from=dt.datetime.now(dt.UTC),
         )  # proves possession: only the actor can be why it is refused
         cases.append(("register-key", request.model_dump(mode="json"), may))
@@ -180,7 +180,7 @@ def test_every_operation_refused_to_an_agency_that_may_not_take_it_changes_nothi
     before = snapshot(hub)
     with pytest.raises(NotPermitted):
         # As on the hub's own machine: the operations that may make a key pair would make one here.
-        perform(hub, Caller(actor, local=True), operation, request)
+        perform(hub.governance_desk(), Caller(actor, local=True), operation, request)
     assert snapshot(hub) == before
 
 
@@ -202,7 +202,7 @@ def test_a_change_whose_event_the_log_does_not_take_keeps_no_key(
     with hub.governing() as service:
         monkeypatch.setattr(service._log, "append", unwritable)
         with pytest.raises(BrokerError):
-            run(hub, service, Caller("cpo", local=True), request)
+            run(hub.keys, service, Caller("cpo", local=True), request)
     assert snapshot(hub) == before
     assert not hub.keys.has("coc/sign/9", "signing")
 

@@ -56,7 +56,9 @@ def test_R1_only_the_owners_events_reach_a_read_model(hub: Hub, worker: Worker, 
     # another agency's key is quarantined, never applied.
     produce(hub, "coc", forged_by_go.raw)
     wait_until(
-        lambda: any(e["reason"] == "not_owner" for e in quarantined(hub)),
+        lambda: any(
+            e["reason"] == "not_owner" for e in quarantined(hub.kafka, hub.governance.quarantine_topic)
+        ),
         timeout=60,
         what="the forged event in quarantine",
         log=worker.log,

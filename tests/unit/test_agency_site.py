@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.site import AgencySite, read_passphrase
-from sharehub.errors import ConfigurationError, ForgedKeyRequest, InputError
+from sharehub.errors import ConfigurationError, ForgedKeyRequest, InputError, WrongSecret
 from sharehub.gov.key_request import KeyRequest, make_key_request, read_key_request
+from sharehub.keys import SigningKey
 
 PASSPHRASE = b"correct horse battery staple"
 
@@ -30,8 +31,8 @@ def test_init_keeps_the_key_encrypted_and_owner_only_and_writes_a_request_that_p
     site, request = AgencySite.init(tmp_path / "coc", "coc", PASSPHRASE)
     assert (request.agency, request.key_id, request.replaces) == ("coc", "coc/sign/1", None)
     key = site.signing_key(PASSPHRASE)
-    assert key.key_id == "coc/sign/1"
-    assert key.private.public_key().public_bytes_raw().hex() == request.public_key
+    assert isinstance(key, SigningKey) and key.key_id == "coc/sign/1"
+    assert key.public_key().public_bytes_raw().hex() == request.public_key
     key_file = tmp_path / "coc" / "keys" / "1.pem"
     text = key_file.read_bytes()
     assert b"ENCRYPTED PRIVATE KEY" in text and _raw(key.private) not in text
@@ -44,7 +45,7 @@ def test_init_keeps_the_key_encrypted_and_owner_only_and_writes_a_request_that_p
 
 def test_a_wrong_passphrase_opens_nothing_and_a_short_one_makes_nothing(tmp_path: Path) -> None:
     site, _ = AgencySite.init(tmp_path / "coc", "coc", PASSPHRASE)
-    with pytest.raises(ConfigurationError, match="does not open with this passphrase"):
+    with pytest.raises(WrongSecret, match="does not open with this passphrase"):
         site.signing_key(b"not the passphrase at all")
     with pytest.raises(InputError, match="at least 12"):
         AgencySite.init(tmp_path / "go", "go", b"short")
@@ -70,7 +71,7 @@ def test_a_new_key_is_a_rotation_of_the_current_one_and_the_site_signs_with_it(t
     assert (second.key_id, second.replaces) == ("coc/sign/2026-12", first.key_id)
     reopened = AgencySite(tmp_path / "coc")
     assert reopened.current == "coc/sign/2026-12"
-    assert reopened.signing_key(PASSPHRASE).private.public_key().public_bytes_raw().hex() == second.public_key
+    assert reopened.signing_key(PASSPHRASE).public_key().public_bytes_raw().hex() == second.public_key
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,9 @@ def test_a_new_key_is_a_rotation_of_the_current_one_and_the_site_signs_with_it(t
 )
 def test_a_request_altered_in_any_field_no_longer_proves_possession(change: dict[str, str]) -> None:
     request = make_key_request(
-        Ed25519PrivateKey.generate(), agency="coc", key_id="coc/sign/1", valid_from=dt.datetime.now(dt.UTC)
+        SigningKey("coc/sign/1", Ed25519PrivateKey.generate()),
+        agency="coc",
+        valid_from=dt.datetime.now(dt.UTC),
     )
     body = json.loads(request.model_dump_json())
     body.update(change)
@@ -95,7 +98,8 @@ def test_a_request_altered_in_any_field_no_longer_proves_possession(change: dict
 
 def test_a_request_signed_by_another_key_is_forged() -> None:
     mine, theirs = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    request = make_key_request(theirs, agency="coc", key_id="coc/sign/1", valid_from=dt.datetime.now(dt.UTC))
+    signer = SigningKey("coc/sign/1", theirs)
+    request = make_key_request(signer, agency="coc", valid_from=dt.datetime.now(dt.UTC))
     claimed = request.model_copy(update={"public_key": mine.public_key().public_bytes_raw().hex()})
     with pytest.raises(ForgedKeyRequest):
         claimed.proven()

@@ -37,7 +37,8 @@ def test_every_merge_takes_one_map_so_every_yaml_reader_agrees() -> None:
 
 
 def test_the_stack_has_every_part() -> None:
-    assert set(COMPOSE["services"]) == {"kafka", "postgres", "governance", "projector", "api"}
+    assert set(COMPOSE["services"]) == {"kafka", "kafka-1", "kafka-2", "kafka-3", "postgres", "governance",
+                                        "projector", "api"}  # fmt: skip
     assert COMPOSE["services"]["kafka"]["image"] == "apache/kafka:3.9.1"
     server = COMPOSE["configs"]["kafka_server"]["content"]
     assert "process.roles=broker,controller" in server
@@ -111,4 +112,40 @@ def test_every_wire_is_tls_verified_with_the_hub_ca() -> None:
     for name, service in services.items():
         secrets = set(service.get("secrets", []))
         assert "kafka_tls_key" not in secrets or name == "kafka"
+        assert not any(s.startswith("kafka_") and s.endswith("_tls_key") for s in secrets) or name.startswith(
+            "kafka"
+        )
         assert "api_tls_key" not in secrets or name == "api"
+
+
+def test_the_cluster_profile_is_three_voters_replicating_three_ways_with_two_in_sync() -> None:
+    services = COMPOSE["services"]
+    nodes = [f"kafka-{n}" for n in (1, 2, 3)]
+    assert all(services[n]["profiles"] == ["cluster"] for n in nodes)
+    assert "profiles" not in services["kafka"], "the lone broker stays the default stack's"
+    assert [services[n]["environment"]["NODE_ID"] for n in nodes] == ["1", "2", "3"]
+    server = COMPOSE["configs"]["kafka_cluster_node"]["content"]
+    settings = dict(line.split("=", 1) for line in server.splitlines() if "=" in line)
+    assert settings["controller.quorum.voters"] == "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+    assert settings["node.id"] == "@NODE@" and "@NODE@" in settings["advertised.listeners"]
+    for key, value in {
+        "default.replication.factor": "3",
+        "offsets.topic.replication.factor": "3",
+        "transaction.state.log.replication.factor": "3",
+        "transaction.state.log.min.isr": "2",
+        "min.insync.replicas": "2",
+        "unclean.leader.election.enable": "false",
+        "auto.create.topics.enable": "false",
+        "allow.everyone.if.no.acl.found": "false",
+    }.items():
+        assert settings[key] == value, key
+    # The same security as the lone broker, line for line, apart from what places a node in its cluster.
+    single = COMPOSE["configs"]["kafka_server"]["content"].splitlines()
+    placing = ("node.id", "controller.quorum.voters", "advertised.listeners", "offsets.", "transaction.")
+    assert {line for line in single if not line.startswith(placing)} <= set(server.splitlines())
+    # Each node its own certificate and key; no node another's, and none the API's.
+    for n in (1, 2, 3):
+        secrets = set(services[f"kafka-{n}"]["secrets"])
+        assert {f"kafka_{n}_tls_cert", f"kafka_{n}_tls_key", "hub_ca"} <= secrets
+        assert not {s for s in secrets if s.endswith("_tls_key")} - {f"kafka_{n}_tls_key"}
+        assert services[f"kafka-{n}"]["volumes"] == [f"kafka-{n}-data:/var/lib/kafka/data"]

@@ -28,7 +28,7 @@ def offline_engine(home: str) -> LocalEngine:
     """Built in the engine process: demo governance in memory, SQLite read models under ``home``."""
     settings = Settings(home=Path(home), kafka_bootstrap="127.0.0.1:9", master_key=None, read_model_url=None)
     hub = Hub(settings, log=MemoryLog())
-    load(hub, demo_spec(PREFIX), topics=False)
+    load(hub.governance_desk(), demo_spec(PREFIX), topics=False)
     stores = {consumer: hub.store(consumer) for consumer in hub.consumers()}
     return LocalEngine(Projector(hub.governance, hub.keys, stores), on_close=hub.close)
 

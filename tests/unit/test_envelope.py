@@ -176,7 +176,7 @@ def test_a_validly_signed_event_by_a_non_owner_is_refused(offline_hub: Hub) -> N
 
 
 def test_a_forged_signature_is_refused(offline_hub: Hub) -> None:
-    forged_key = SigningKey("coc/sign/1", Ed25519PrivateKey.generate())
+    forged_key = SigningKey("coc/custody/1", Ed25519PrivateKey.generate())  # coc is in custody
     with pytest.raises(SignatureInvalid):
         opened(offline_hub, sealed(offline_hub, signing_key=forged_key).raw)
 

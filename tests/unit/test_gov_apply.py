@@ -54,7 +54,7 @@ def test_plan_apply_then_nothing_to_do(keys: LocalKeyStore) -> None:
     lines = [str(c) for c in changes]
     assert lines[0] == "+ register agency cpo (Central Party Office)"
     assert "+ register agency coc (Central Organization Commission)" in lines
-    assert "+ add signing key coc/sign/1 to coc" in lines
+    assert "+ add signing key coc/custody/1 to coc" in lines
     assert "+ declare dataset party-members (owner coc, secret)" in lines
     assert any(line.startswith("+ register schema party-members v1 (") for line in lines)
     assert (
@@ -65,9 +65,9 @@ def test_plan_apply_then_nothing_to_do(keys: LocalKeyStore) -> None:
     apply(changes, svc, keys)
     assert plan(spec, svc.state) == []
     assert svc.state.active_agreement("langson-ppc", "party-members", T0) is not None
-    assert keys.has("party-members/data/1", "data") and keys.has("dongthap-ppc/sign/1", "signing")
+    assert keys.has("party-members/data/1", "data") and keys.has("dongthap-ppc/custody/1", "signing")
     # The agency's public key on the log is the one in the key store.
-    on_log = svc.state.signing_public_key("coc", "coc/sign/1", T0).public_bytes_raw()
+    on_log = svc.state.signing_public_key("coc", "coc/custody/1", T0).public_bytes_raw()
     assert on_log == keys.signing_key("coc").private.public_key().public_bytes_raw()
     assert fold(svc._log.read_all(), svc.state.trust).dump() == svc.state.dump()
 
@@ -84,7 +84,7 @@ def test_agencies_not_in_custody_get_no_key_from_the_hub(keys: LocalKeyStore) ->
     assert added == ["+ add signing key cpo/sign/1 to cpo"], "only the operator's key is the hub's"
     apply(changes, svc, keys)
     assert not svc.state.agencies_["coc"].keys
-    assert [a for a in spec.site_agencies if keys.has(f"{a}/sign/1", "signing")] == []
+    assert [a for a in spec.site_agencies if keys.has(f"{a}/custody/1", "signing")] == []
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,7 @@ def test_events_round_trip(svc: GovernanceService) -> None:
 
 
 def test_the_hub_services_principal_names_are_no_agency_ids() -> None:
-    from services.hub import SERVICE_PRINCIPALS
+    from services.principals import SERVICE_PRINCIPALS
     from sharehub.gov.rules import RESERVED_AGENCY_IDS
 
     assert set(SERVICE_PRINCIPALS) == RESERVED_AGENCY_IDS

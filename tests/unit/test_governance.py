@@ -31,14 +31,14 @@ def offline(tmp_path: Path, log: MemoryLog | None = None) -> Hub:
 def test_applying_twice_changes_nothing(tmp_path: Path) -> None:
     log = MemoryLog()
     hub = offline(tmp_path, log)
-    first = load(hub, demo_spec("t-same"), topics=False)
+    first = load(hub.governance_desk(), demo_spec("t-same"), topics=False)
     assert first, "the first apply writes events"
     signing = hub.keys.signing_key("coc").private.private_bytes_raw()
     data_key_id = hub.keys.current_data_key_id("party-members")
     hub.close()
     again = offline(tmp_path, log)
-    assert plan_spec(again, demo_spec("t-same"), broker=False) == []
-    assert load(again, demo_spec("t-same"), topics=False) == []
+    assert plan_spec(again.governance_desk(), demo_spec("t-same"), broker=False) == []
+    assert load(again.governance_desk(), demo_spec("t-same"), topics=False) == []
     assert len(log.events) == len(first)
     assert again.keys.signing_key("coc").private.private_bytes_raw() == signing
     assert again.keys.current_data_key_id("party-members") == data_key_id
@@ -98,7 +98,7 @@ def test_a_bad_agreement_refuses_the_whole_spec(
     log = MemoryLog()
     spec = spec_with(agreements=[agreement(**changes)])
     with pytest.raises(InputError, match=message):
-        load(offline(tmp_path, log), spec, topics=False)
+        load(offline(tmp_path, log).governance_desk(), spec, topics=False)
     assert log.events == [], "a refused spec writes nothing to the log"
 
 
@@ -107,14 +107,14 @@ def test_a_field_above_the_consumers_clearance_is_never_granted(tmp_path: Path) 
         agreements=[agreement(consumer="mcst-pc", id="mcst.1", fields=["member_id", "full_name"])]
     )
     with pytest.raises(InputError, match="full_name"):
-        load(offline(tmp_path), spec, topics=False)
+        load(offline(tmp_path).governance_desk(), spec, topics=False)
 
 
 def test_duplicate_agencies_are_refused(tmp_path: Path) -> None:
     spec = demo_spec("t-dup")
     spec = spec.model_copy(update={"agencies": [*spec.agencies, spec.agencies[1]]})
     with pytest.raises(InputError, match="coc"):
-        load(offline(tmp_path), spec, topics=False)
+        load(offline(tmp_path).governance_desk(), spec, topics=False)
 
 
 def test_a_dataset_owned_by_nobody_is_refused(tmp_path: Path) -> None:
@@ -122,13 +122,13 @@ def test_a_dataset_owned_by_nobody_is_refused(tmp_path: Path) -> None:
     ghost = spec.datasets[0].model_copy(update={"owner": "ghost"})
     spec = spec.model_copy(update={"datasets": [ghost], "agreements": []})
     with pytest.raises(InputError, match="ghost"):
-        load(offline(tmp_path), spec, topics=False)
+        load(offline(tmp_path).governance_desk(), spec, topics=False)
 
 
 def test_another_operator_or_prefix_for_the_same_home_is_refused(offline_hub: Hub) -> None:
     other = demo_spec("t-other")
     with pytest.raises(InputError, match="pins operator 'cpo'"):
-        plan_spec(offline_hub, other)
+        plan_spec(offline_hub.governance_desk(), other)
 
 
 def test_a_home_without_governance_says_what_to_run(tmp_path: Path) -> None:

@@ -163,7 +163,7 @@ def test_the_key_store_works_end_to_end_under_the_token(softhsm_token: SoftHsmTo
                         read_model_url=None, kek="pkcs11", pkcs11_token=softhsm_token.label,
                         pkcs11_pin_file=softhsm_token.pin_file)  # fmt: skip
     hub = Hub(settings, log=MemoryLog())
-    load(hub, demo_spec(), topics=False)  # the first apply generates the key in the token
+    load(hub.governance_desk(), demo_spec(), topics=False)  # the first apply generates the key in the token
     refs = [os.urandom(16) for _ in range(3)]
     try:
         assert not (settings.home / "master.key").exists()
@@ -187,6 +187,6 @@ def test_the_key_store_works_end_to_end_under_the_token(softhsm_token: SoftHsmTo
         assert keys.subject_key(subject_key_id("party-members", refs[1])).reveal() == subjects[1]
         with pytest.raises(SubjectErased):
             keys.subject_key(subject_key_id("party-members", refs[0]))
-        assert keys.signing_key("coc").key_id == "coc/sign/1"
+        assert keys.signing_key("coc").key_id == "coc/custody/1"
     finally:
         again.close()

@@ -66,7 +66,7 @@ def test_reprs_never_show_key_material(offline_hub: Hub) -> None:
     data = offline_hub.keys.data_key(offline_hub.keys.current_data_key_id("party-members"))
     signing = offline_hub.keys.signing_key("coc")
     assert data.reveal().hex() not in repr(data) and "redacted" in repr(data)
-    assert repr(signing) == "SigningKey(key_id='coc/sign/1')"
+    assert repr(signing) == "SigningKey(key_id='coc/custody/1')"
     assert repr(offline_hub.keys).startswith("LocalKeyStore(path=")
 
 

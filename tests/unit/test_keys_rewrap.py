@@ -122,7 +122,7 @@ def test_file_to_pkcs11_to_file_keeps_keys(home: Path, softhsm_token: SoftHsmTok
     # The hub configured as the command said opens the store; moving it to the same key is refused.
     settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", master_key=None, master_key_file=new_key)
     with Hub(settings) as hub:
-        assert hub.keys.signing_key("coc").key_id == "coc/sign/1"
+        assert hub.keys.signing_key("coc").key_id == "coc/custody/1"
     env = {"SHAREHUB_MASTER_KEY_FILE": str(new_key)}
     again = sharehub_keys(home, "rewrap", "--to", "file", "--new-master-key-file", str(new_key), env=env)
     assert again.exit_code == 1 and "already wrapped by file:" in again.output

@@ -58,7 +58,7 @@ def corpus(hub: Hub) -> dict[str, tuple[bytes, type[errors.EnvelopeError]]]:
             errors.UnknownSigner,
         ),
         "not the owner": (
-            resigned(hub, raw, lambda f: f.update(producer="go", signer_key_id="go/sign/1"), signer="go"),
+            resigned(hub, raw, lambda f: f.update(producer="go", signer_key_id="go/custody/1"), signer="go"),
             errors.NotOwner,
         ),
         "wrong data key id": (

@@ -587,3 +587,15 @@ def test_the_evaluator_agrees_with_the_reference(expr: Expr, rows: list[dict[str
     f = RowFilter(expr)
     for row in rows:
         assert f.matches(row) == reference(expr, row)
+
+
+def test_a_filter_is_logged_with_the_literals_of_personal_fields_masked() -> None:
+    f = compile_(
+        'not (national_id == "087180123456" or phone in ["0912345678", null]) and province_code == "82"'
+        " and phone is not null"
+    )
+    assert f.masked(["national_id", "phone"]) == (
+        'not (national_id == "<masked>" or phone in ["<masked>", null]) and province_code == "82"'
+        " and phone is not null"
+    )
+    assert f.masked([]) == str(f)

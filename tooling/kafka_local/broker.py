@@ -52,6 +52,7 @@ from sharehub.errors import BrokerStartError, BrokerStopError, PortInUseError
 from sharehub.kafka import SASL_MECHANISM, KafkaAccess, KafkaTls
 from sharehub.keys import SecretBytes, write_private
 from tooling.kafka_local.jars import KAFKA_VERSION, ensure_jars
+from tooling.kafka_local.layout import NodePlace
 
 __all__ = [
     "KAFKA_VERSION",
@@ -112,23 +113,30 @@ def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
 
 
 class LocalKafka:
-    """One local KRaft broker: ``start()``, ``stop()``, ``status()``; state under ``home/kafka``."""
+    """One local KRaft node (broker and controller): ``start()``, ``stop()``, ``status()``; state under
+    ``home/kafka`` for a lone broker, ``home/kafka/node-<id>`` for a node of a cluster (see
+    :mod:`tooling.kafka_local.cluster`), each node with its own certificate from the one hub CA."""
 
-    def __init__(self, home: Path, cache_dir: Path, port: int) -> None:
+    def __init__(self, home: Path, cache_dir: Path, port: int, node: NodePlace | None = None) -> None:
         self.home = home.expanduser().resolve()
         self.cache_dir = cache_dir.expanduser().resolve()
-        self.port = port
-        self.controller_port = port + 1
-        self.mtls_port = port + 2
-        self.state_dir = self.home / "kafka"
+        #: Where this node sits in its cluster; a lone broker is node 1 of 1.
+        self.node = node or NodePlace(1, 1)
+        self.base_port = port
+        self.port = self.node.client_port(port)
+        self.controller_port = self.port + 1
+        self.mtls_port = self.port + 2
+        #: What the nodes of one cluster share (its id, the super user's and the controller's passwords).
+        self.shared_dir = self.home / "kafka"
+        self.state_dir = self.shared_dir if self.node.count == 1 else self.shared_dir / f"node-{self.node.id}"
         self.data_dir = self.state_dir / "data"
         self.logs_dir = self.state_dir / "logs"
         self.config_file = self.state_dir / "server.properties"
         self.pid_file = self.state_dir / "broker.pid"
-        self.cluster_id_file = self.state_dir / "cluster.id"
+        self.cluster_id_file = self.shared_dir / "cluster.id"
         self.stdout_file = self.logs_dir / "kafka.out"
-        self.admin_password_file = self.state_dir / "admin.password"
-        self.controller_password_file = self.state_dir / "controller.password"
+        self.admin_password_file = self.shared_dir / "admin.password"
+        self.controller_password_file = self.shared_dir / "controller.password"
         self.secured_marker = self.data_dir / "sharehub-secured"
         #: The hub CA (shared with the hub's HTTPS APIs) and the broker's certificate from it.
         self.tls_dir = pki.tls_dir(self.home)
@@ -158,13 +166,7 @@ class LocalKafka:
                 # Ours but silent: perhaps still starting (launched by another command).
                 self._wait_until_ready(pid, timeout)
                 return self.bootstrap
-            self._remove_pid_file()
-            self._check_ports_free()
-            libs = ensure_jars(self.cache_dir)
-            java = _java()
-            self._prepare_state()
-            self._format_if_needed(java, libs)
-            pid = self._launch(java, libs)
+            pid = self._launch_locked()
             try:
                 self._wait_until_ready(pid, timeout)
             except BaseException:
@@ -172,6 +174,35 @@ class LocalKafka:
                 self._stop_locked()
                 raise
             return self.bootstrap
+
+    def launch(self) -> int | None:
+        """Start the node's process without waiting for it to answer (a cluster's nodes can only answer
+        once a quorum of them runs); return its pid, or None when it was already running."""
+        with self._locked():
+            if self._our_pid() is not None:
+                return None
+            return self._launch_locked()
+
+    def wait_until_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Wait until the node answers; a node that exits or stays silent is stopped and reported."""
+        pid = self._our_pid()
+        if pid is None:
+            raise BrokerStartError(f"the Kafka node in {self.state_dir} is not running. {self._log_tail()}")
+        with self._locked():
+            self._wait_until_ready(pid, timeout)
+
+    def pid(self) -> int | None:
+        """The pid of this node's live process, if any."""
+        return self._our_pid()
+
+    def _launch_locked(self) -> int:
+        self._remove_pid_file()
+        self._check_ports_free()
+        libs = ensure_jars(self.cache_dir)
+        java = _java()
+        self._prepare_state()
+        self._format_if_needed(java, libs)
+        return self._launch(java, libs)
 
     def stop(self) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL after 30 s). Return whether one was running."""
@@ -244,6 +275,8 @@ class LocalKafka:
         self.pid_file.unlink(missing_ok=True)
 
     def _stop_locked(self) -> bool:
+        if self._proc is not None:
+            self._proc.poll()  # our child killed from outside (a cluster's node in a test): reap it
         pids = set(self._find_our_processes())
         pid = self._read_pid_file()
         if pid is not None and self._is_ours(pid):
@@ -344,8 +377,8 @@ class LocalKafka:
         controller = self._password(self.controller_password_file)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node.id),
+            "controller.quorum.voters": self.node.quorum_voters(self.base_port),
             "listeners": (
                 f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
                 f"AGENCIES://127.0.0.1:{self.mtls_port}"
@@ -391,12 +424,10 @@ class LocalKafka:
             # Topics exist only because governance created them, with their schema and policy.
             "auto.create.topics.enable": "false",
             "num.partitions": "3",
-            # One node: every replication factor must be 1 or internal topics can never be created.
-            "default.replication.factor": "1",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "min.insync.replicas": "1",
+            # One node: every replication factor is 1, or internal topics could never be created. Three:
+            # every topic (governance's use the default) and the internal ones on all three, an acks=all
+            # write acknowledged once two hold it, and never a leader that missed acknowledged writes.
+            **self.node.replication_properties(),
             # Nobody else will join a group on a dev broker; don't make every consumer wait 3 s.
             "group.initial.rebalance.delay.ms": "0",
         }
@@ -472,6 +503,8 @@ class LocalKafka:
             "kafka.Kafka",
             str(self.config_file),
         ]
+        if self._proc is not None:
+            self._proc.poll()  # a node of ours that was killed and is started again: reap the old process
         with open(self.stdout_file, "wb") as out:
             self._proc = subprocess.Popen(
                 cmd,

@@ -1,0 +1,76 @@
+"""What ``sharehub audit verify`` prints: a summary per topic, the findings (a table on a terminal, one
+tab-separated line each when piped), and a self-contained HTML report (inline CSS, no external asset)."""
+
+from __future__ import annotations
+
+import html
+
+from rich.console import Console
+from rich.table import Table
+
+from services.audit import AuditReport, EventStatus
+
+COLUMNS = ("topic", "partition", "offset", "event_id", "producer", "sequence", "reason", "detail")
+
+
+def cells(e: EventStatus) -> tuple[str, ...]:
+    return (e.topic, str(e.partition), str(e.offset), e.event_id or "-", e.producer or "?",
+            "?" if e.sequence is None else str(e.sequence), e.reason, e.detail)  # fmt: skip
+
+
+def print_findings(out: Console, rows: list[EventStatus]) -> None:
+    if rows and out.is_terminal:
+        table = Table(*COLUMNS)
+        for row in rows:
+            table.add_row(*cells(row))
+        out.print(table)
+    elif rows:  # piped: one finding per line, tab-separated, never truncated
+        print("\t".join(COLUMNS))
+        for row in rows:
+            print("\t".join(cells(row)))
+
+
+def print_summary(out: Console, report: AuditReport) -> None:
+    table = Table("topic", "records", "verified", "findings", "note", title="audit verify")
+    for topic, summary in sorted(report.topics.items()):
+        findings = f"[red]{summary.findings}[/red]" if summary.findings else "0"
+        table.add_row(topic, str(summary.records), str(summary.verified), findings, summary.note)
+    out.print(table)
+    out.print(
+        f"governance head {report.governance_head}, state sha256 {report.governance_state_sha256}; "
+        f"{sum(s.records for s in report.topics.values())} records read, {len(report.findings)} findings"
+    )
+    custody = ", ".join(f"{agency} {n}" for agency, n in sorted(report.sealed_in_custody.items()))
+    out.print(f"sealed by the hub in custody: {custody or 'none'}")
+
+
+_CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;
+margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#eee}
+.bad{color:#b00;font-weight:bold}.ok{color:#070}code{font-size:12px}"""
+
+
+def html_report(report: AuditReport) -> str:
+    """One HTML page holding the whole report: nothing it shows is fetched from elsewhere."""
+
+    def row(values: tuple[str, ...]) -> str:
+        return "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in values) + "</tr>"
+
+    topics = "".join(
+        row((t, str(s.records), str(s.verified), str(s.findings), s.note))
+        for t, s in sorted(report.topics.items())
+    )
+    findings = "".join(row(cells(e)) for e in report.findings)
+    verdict = (
+        f'<p class="bad">{len(report.findings)} findings</p>'
+        if report.findings
+        else '<p class="ok">no finding</p>'
+    )
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>sharehub audit</title><style>{_CSS}</style>'
+        f"</head><body><h1>sharehub audit verify</h1>{verdict}<p>governance head {report.governance_head}, "
+        f"state sha256 <code>{report.governance_state_sha256}</code></p>"
+        "<h2>Topics</h2><table><tr><th>topic</th><th>records</th><th>verified</th><th>findings</th><th>note</th>"
+        f"</tr>{topics}</table><h2>Findings</h2><table><tr>"
+        + "".join(f"<th>{c}</th>" for c in COLUMNS)
+        + f"</tr>{findings}</table></body></html>\n"
+    )
