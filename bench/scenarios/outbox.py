@@ -1,4 +1,4 @@
-"""(g) The PostgreSQL outbox connector from an agency's site against a bare confluent-kafka producer of the
+"""(h) The PostgreSQL outbox connector from an agency's site against a bare confluent-kafka producer of the
 same payloads.
 
 Hub: an outbox table of the common shape (id bigserial, aggregate, aggregate_id, type, payload jsonb,
@@ -56,7 +56,7 @@ def run(config: Config) -> ScenarioResult:
     finally:
         hub.close()
     return ScenarioResult(
-        id="g",
+        id="h",
         title="The outbox connector (filled table to acknowledged, from a site) vs raw produce",
         hub="OutboxConnector.run(once): read in commit order, seal, sign, produce, acks, checkpoint",
         baseline="confluent_kafka.Producer.produce of the rows' JSON payloads, then flush",
