@@ -3,7 +3,8 @@ lines acknowledged, lines pending (lag), rejects and the last error. A file's la
 acknowledged one; an outbox's (:mod:`connectors.outbox`) the rows its table holds beyond the acknowledged
 position, as the connector last counted them. ``sharehub connect status`` prints it; a running connector
 serves the same as Prometheus metrics (``--metrics-port``), read from the journal at every scrape, so the
-two never disagree (the ``file`` label names an outbox's source, ``outbox:<database>/<table>``)."""
+two never disagree (the ``file`` label names an outbox by its source,
+``outbox:<database>/<schema>.<table>``)."""
 
 from __future__ import annotations
 
