@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ BENCH_HOME = Path("/tmp/sharehub-bench")
 BENCH_KAFKA_PORT = 29792
 #: The scale run has a broker of its own, so the suite can run (and stop its broker) meanwhile.
 SCALE_KAFKA_PORT = 29796
+#: The PostgreSQL the outbox scenario starts when none is named (scripts/postgres.sh, data under /tmp).
+BENCH_PG_PORT = 29798
 #: Any address where nothing listens: hubs that never talk to Kafka are given this one.
 NO_BROKER = "127.0.0.1:9"
 DATASET = "party-members"
@@ -57,6 +60,23 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[st
         yield kafka.admin_access()
     finally:
         kafka.stop()
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """The PostgreSQL named by SHAREHUB_BENCH_POSTGRES_URL (or the tests' SHAREHUB_TEST_POSTGRES_URL), or a
+    throwaway local one (``scripts/postgres.sh``) on :data:`BENCH_PG_PORT`, stopped on the way out."""
+    named = os.environ.get("SHAREHUB_BENCH_POSTGRES_URL") or os.environ.get("SHAREHUB_TEST_POSTGRES_URL")
+    if named:
+        yield named
+        return
+    script = [str(REPO / "scripts" / "postgres.sh")]
+    env = os.environ | {"SHAREHUB_TEST_PG_PORT": str(BENCH_PG_PORT)}
+    started = subprocess.run([*script, "start"], env=env, check=True, capture_output=True, text=True)
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([*script, "stop"], env=env, check=False, capture_output=True)
 
 
 def bench_spec(prefix: str | None = None) -> GovSpec:

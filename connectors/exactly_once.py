@@ -25,9 +25,11 @@ truth is the topic itself:
    last checkpoint. The journal is an optimisation and a record of progress; never the proof of delivery.
 5. A source finished is marked done: the same content offered again publishes nothing.
 
-An outbox connector is the same with ``source = "outbox:<table>"`` and positions the rows' commit-ordered
-ids (one endless source; its marks move with every checkpoint); an HTTP gateway uses one source per
-idempotency key, positions the items of the request, and a done source answers a retried request.
+An outbox connector (:mod:`connectors.outbox`) is the same with ``source = "outbox:<table>"`` and
+positions the rows' commit-ordered ids: one endless source, opened once (:meth:`ExactlyOnce.open`) and fed
+batch after batch, its marks moving with every checkpoint and its lag counted at the table; an HTTP
+gateway uses one source per idempotency key, positions the items of the request, and a done source answers
+a retried request.
 One connector per dataset and site at a time (the journal's lock). What is left: a producer killed with
 requests still in flight on the network could, in principle, have one land after the restart read the
 lane's end; Kafka transactions (a ``transactional.id`` per site and dataset) would fence it.
@@ -98,40 +100,41 @@ class ExactlyOnce:
         digest: str | None = None,
         outcome: Callable[[SourceReport], dict[str, Any]] | None = None,
     ) -> SourceReport:
-        """Publish what of ``source`` is not yet on the topic; ``on_rejected`` hears of bad lines before
-        the journal moves past them. ``digest`` is kept with a new source; ``outcome`` makes what is kept
-        with it once done (both for a gateway, which answers a retried request from them)."""
+        """Publish what of ``source`` is not yet on the topic, then mark it done; ``on_rejected`` hears of
+        bad lines before the journal moves past them. ``digest`` is kept with a new source; ``outcome``
+        makes what is kept with it once done (both for a gateway, which answers a retried request from
+        them)."""
+        stream = self.open(source, name=name, total=total, digest=digest)
+        if stream is None:
+            return SourceReport(already_done=True)
+        report = stream.publish(
+            lines, event_type=event_type, progress=progress, on_rejected=on_rejected, send=send
+        )
+        stream.finish(None if outcome is None else outcome(report))
+        return report
+
+    def open(
+        self,
+        source: str,
+        *,
+        name: str,
+        total: int | None = None,
+        endless: bool = False,
+        digest: str | None = None,
+    ) -> OpenSource | None:
+        """``source`` ready to be fed, what the topic holds of it read once; None when it is done."""
         state = self.journal.get(source)
         if state is not None and state.done:
-            return SourceReport(already_done=True)
+            return None
         if state is None:
-            state = SourceState(name=name, total=total, marks=self.publisher.lane_ends(), digest=digest)
+            state = SourceState(
+                name=name, total=total, endless=endless, marks=self.publisher.lane_ends(), digest=digest
+            )
             self.journal.put(source, state)  # the marks are durable before the first event is sent
             written: dict[int, int] = {}  # nothing of it was sent before its marks were written
         else:
             written = self.publisher.written_positions(source, state.marks)
-        send = send or self.publisher.publish_lines
-        report = SourceReport()
-        for batch in _batches(iter(lines), self.checkpoint_every):
-            fresh = [line for line in batch if line.number > state.acked]
-            report.skipped += len(batch) - len(fresh)
-            if progress is not None and len(fresh) < len(batch):
-                progress(len(batch) - len(fresh))
-            if not fresh:
-                continue
-            done = send(fresh, event_type=event_type, resume=Resume(source, written), progress=progress)
-            if on_rejected is not None and done.rejected:
-                on_rejected(done.rejected)
-            report.published += done.published
-            report.skipped += done.skipped
-            report.rejected += done.rejected
-            self._checkpoint(
-                source, state, fresh[-1].number, done.published, done.skipped, len(done.rejected)
-            )
-        state.done, state.error = True, None
-        state.outcome = None if outcome is None else outcome(report)
-        self.journal.put(source, state)
-        return report
+        return OpenSource(self, source, state, written)
 
     def failed(self, source: str, name: str, error: str) -> None:
         """Record the error that stopped ``source`` (shown by ``sharehub connect status``)."""
@@ -139,16 +142,82 @@ class ExactlyOnce:
         state.error = error
         self.journal.put(source, state)
 
-    def _checkpoint(
-        self, source: str, state: SourceState, acked: int, published: int, skipped: int, rejected: int
-    ) -> None:
+
+class OpenSource:
+    """One source being published: its journal state, and lane → the highest position the topic held of it
+    when it was opened. A file is fed once and finished; an endless source (an outbox) is fed batch after
+    batch, each with positions above the last, so what the topic held stays all there is to skip."""
+
+    def __init__(self, core: ExactlyOnce, source: str, state: SourceState, written: dict[int, int]) -> None:
+        self._core = core
+        self.source = source
+        self.state = state
+        self._written = written
+
+    @property
+    def acked(self) -> int:
+        """Every position up to this one is on the topic, or was rejected."""
+        return self.state.acked
+
+    def publish(
+        self,
+        lines: Iterable[Line | BadLine],
+        *,
+        event_type: str = "UPSERTED",
+        progress: Callable[[int], None] | None = None,
+        on_rejected: Callable[[list[BadLine]], None] | None = None,
+        send: Send | None = None,
+    ) -> SourceReport:
+        """Publish the lines not yet on the topic, checkpointing every ``checkpoint_every`` of them and after
+        the last (the lines come in increasing positions); ``send`` says how a batch goes out (records
+        sealed here, by default)."""
+        core, state = self._core, self.state
+        send = send or core.publisher.publish_lines
+        report = SourceReport()
+        for batch in _batches(iter(lines), core.checkpoint_every):
+            fresh = [line for line in batch if line.number > state.acked]
+            report.skipped += len(batch) - len(fresh)
+            if progress is not None and len(fresh) < len(batch):
+                progress(len(batch) - len(fresh))
+            if not fresh:
+                continue
+            done = send(
+                fresh, event_type=event_type, resume=Resume(self.source, self._written), progress=progress
+            )
+            if on_rejected is not None and done.rejected:
+                on_rejected(done.rejected)
+            report.published += done.published
+            report.skipped += done.skipped
+            report.rejected += done.rejected
+            self._checkpoint(fresh[-1].number, done.published, done.skipped, len(done.rejected))
+        return report
+
+    def measured(self, pending: int) -> None:
+        """Record the lag an endless source counted at its end (rows beyond ``acked``), when it changed."""
+        if self.state.pending != pending:
+            self.state.pending = pending
+            self._core.journal.put(self.source, self.state)
+
+    def failed(self, error: str | None) -> None:
+        """Record the error that holds the source up; None: it went away (the source answers again)."""
+        if self.state.error != error:
+            self.state.error = error
+            self._core.journal.put(self.source, self.state)
+
+    def finish(self, outcome: dict[str, Any] | None = None) -> None:
+        """Mark the source done, with what the connector answered for it (``outcome``)."""
+        self.state.done, self.state.error, self.state.outcome = True, None, outcome
+        self._core.journal.put(self.source, self.state)
+
+    def _checkpoint(self, acked: int, published: int, skipped: int, rejected: int) -> None:
+        state = self.state
         state.acked = acked
-        state.marks = state.marks | self.publisher.acked_ends
+        state.marks = state.marks | self._core.publisher.acked_ends
         state.published += published
         state.skipped += skipped
         state.rejected += rejected
         state.error = None
-        self.journal.put(source, state)
+        self._core.journal.put(self.source, state)
 
 
 def _batches(lines: Iterator[Line | BadLine], size: int) -> Iterator[list[Line | BadLine]]:

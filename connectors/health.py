@@ -1,7 +1,10 @@
 """Connector health, from the journals at the site (:mod:`connectors.journal`): per dataset and source,
-lines acknowledged, lines pending (lag), rejects and the last error. ``sharehub connect status`` prints
-it; a running connector serves the same as Prometheus metrics (``--metrics-port``), read from the journal
-at every scrape, so the two never disagree."""
+lines acknowledged, lines pending (lag), rejects and the last error. A file's lag is its lines past the
+acknowledged one; an outbox's (:mod:`connectors.outbox`) the rows its table holds beyond the acknowledged
+position, as the connector last counted them. ``sharehub connect status`` prints it; a running connector
+serves the same as Prometheus metrics (``--metrics-port``), read from the journal at every scrape, so the
+two never disagree (the ``file`` label names an outbox by its source,
+``outbox:<database>/<schema>.<table>``)."""
 
 from __future__ import annotations
 
@@ -26,9 +29,14 @@ class SourceHealth:
     rejected: int
     done: bool
     error: str | None
+    #: An outbox: never done, its lag counted at the table.
+    endless: bool = False
 
     @classmethod
     def of(cls, dataset: str, state: SourceState) -> SourceHealth:
+        if state.endless:  # positions are not counts: every row went once to one of the three
+            acked = state.published + state.skipped + state.rejected
+            return cls(dataset, state.name, acked, state.pending, state.rejected, False, state.error, True)
         pending = None if state.total is None else (0 if state.done else max(0, state.total - state.acked))
         acked = state.total if state.done and state.total is not None else state.acked
         return cls(dataset, state.name, acked, pending, state.rejected, state.done, state.error)

@@ -41,6 +41,10 @@ class SourceState:
     skipped: int = 0
     rejected: int = 0
     done: bool = False
+    #: Never done (an outbox table): fed batch after batch, its positions are not line counts.
+    endless: bool = False
+    #: Of an endless source: rows beyond ``acked`` at the source when it last looked (its lag).
+    pending: int | None = None
     #: The last error that stopped this source (cleared when it goes on).
     error: str | None = None
     updated: str = ""

@@ -13,6 +13,9 @@ from typing import Any
 class Line:
     number: int
     record: Any
+    #: UPSERTED, CORRECTED or ERASED (its record then only names the subject by the dataset's key field);
+    #: None: the event type the whole publish call was given.
+    event_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ the topic already holds, and a signed checkpoint of each chain goes to the owner
 ``CHECKPOINT_EVERY`` events and at every flush. The codec (:mod:`sharehub.codec`) seals records a chunk at a
 time and signs them in batches of up to 256, one signature over each batch's Merkle root; subjects' keys
 are created, durably, before any event that needs them is sealed. Only the dataset's owner publishes.
+A line may carry its own event type (an outbox row does): UPSERTED and CORRECTED lines are records of the
+schema, an ERASED line only names its subject by the dataset's key field; runs of one type are sealed in
+turn, in the lines' order.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Any
+from itertools import groupby, islice
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -52,6 +55,12 @@ class PublishReport:
     rejected: list[BadLine] = field(default_factory=list)
     #: Lines whose record its lane already holds (published before, see :mod:`connectors.exactly_once`).
     skipped: int = 0
+
+
+class _Valid(NamedTuple):
+    number: int
+    datum: dict[str, Any]
+    event_type: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,11 @@ class Publisher:
         return self._dataset.topic
 
     @property
+    def key_field(self) -> str:
+        """The field that names a record's subject (its pseudonym, its lane)."""
+        return self._dataset.key_field
+
+    @property
     def schema(self) -> RecordSchema:
         """The dataset's current schema, which records are validated against."""
         return self._rules.schema
@@ -123,15 +137,18 @@ class Publisher:
         each chunk held, once the chunk was handed to the producer."""
         report = PublishReport()
         for chunk in _chunks(iter(lines), CHUNK):
-            valid = self._valid(chunk, report, resume)
-            outcomes = self._codec.seal_many([datum for _, datum in valid], event_type=event_type)
-            for (number, _), outcome in zip(valid, outcomes, strict=True):
-                if isinstance(outcome, SubjectErased):
-                    report.rejected.append(BadLine(number, ERASED))
-                    continue
-                position = None if resume is None else SourcePosition(resume.source, number)
-                self._send(outcome, position)
-                report.published += 1
+            valid = self._valid(chunk, report, resume, event_type)
+            # Sealed and sent run by run in the lines' order: each lane's chain is the order it is sent in.
+            for kind, grouped in groupby(valid, key=lambda v: v.event_type):
+                run = list(grouped)
+                outcomes = self._seal(kind, [v.datum for v in run])
+                for line, outcome in zip(run, outcomes, strict=True):
+                    if isinstance(outcome, SubjectErased):
+                        report.rejected.append(BadLine(line.number, ERASED))
+                        continue
+                    position = None if resume is None else SourcePosition(resume.source, line.number)
+                    self._send(outcome, position)
+                    report.published += 1
             self._checkpoint_lanes(CHECKPOINT_EVERY)
             if progress is not None:
                 progress(len(chunk))
@@ -226,17 +243,19 @@ class Publisher:
             return {lane: high for lane, (_, high) in reader.partitions(self.topic).items()}
 
     def _valid(
-        self, chunk: list[Line | BadLine], report: PublishReport, resume: Resume | None
-    ) -> list[tuple[int, dict[str, Any]]]:
-        """The chunk's records that are valid and not yet on the topic, as Avro data with their numbers."""
-        valid: list[tuple[int, dict[str, Any]]] = []
+        self, chunk: list[Line | BadLine], report: PublishReport, resume: Resume | None, event_type: str
+    ) -> list[_Valid]:
+        """The chunk's records that are valid and not yet on the topic, as Avro data with their numbers (an
+        erasure's datum holds only its key)."""
+        valid: list[_Valid] = []
         lanes = self._codec.producing.lanes if self._codec.producing is not None else 1
         for line in chunk:
             if isinstance(line, BadLine):
                 report.rejected.append(line)
                 continue
+            kind = line.event_type or event_type
             try:
-                datum = self._rules.validated(line.record)
+                datum = self._erasure(line.record) if kind == "ERASED" else self._rules.validated(line.record)
             except RecordValidationError as exc:
                 report.rejected.append(BadLine(line.number, str(exc)))
                 continue
@@ -245,8 +264,21 @@ class Publisher:
                 if line.number <= resume.written.get(lane, 0):
                     report.skipped += 1
                     continue
-            valid.append((line.number, datum))
+            valid.append(_Valid(line.number, datum, kind))
         return valid
+
+    def _erasure(self, record: Any) -> dict[str, Any]:
+        """The key an erasure names its subject by (the dataset's key field), all it needs of its record."""
+        key_field = self._dataset.key_field
+        key = record.get(key_field) if isinstance(record, dict) else None
+        if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
+            raise RecordValidationError(f"an erasure names its subject by {key_field!r}, which it lacks")
+        return {key_field: key}
+
+    def _seal(self, event_type: str, datums: list[dict[str, Any]]) -> list[SealedEvent | SubjectErased]:
+        if event_type == "ERASED":
+            return [self._codec.erase(str(d[self._dataset.key_field])) for d in datums]
+        return self._codec.seal_many(datums, event_type=event_type)
 
     def erase(self, record_key: str) -> Envelope:
         """Publish the ERASED event of one data subject (the key destruction is governance's step)."""

@@ -43,6 +43,7 @@
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
     ├── BrokerError               Kafka unreachable or a delivery failed
     ├── KeyServiceUnavailable     the hub's key service did not answer (nothing is sealed without it)
+    ├── SourceUnavailable         a connector's source (an agency's database) did not answer
     ├── ProjectionError           the projection cannot go on from where it stands; the worker starts over
     │   ├── EngineProcessError         the engine process failed, or is gone
     │   └── EarlierBatchFailed         a batch came after one that failed
@@ -228,6 +229,11 @@ class BrokerError(SharehubError):
 class KeyServiceUnavailable(SharehubError):
     """The hub's key service did not answer, or answered with a failure of its own: an agency site seals
     nothing without the keys it gives."""
+
+
+class SourceUnavailable(SharehubError):
+    """A connector's source did not answer (the agency's outbox database down or unreachable): the connector
+    tries again, and publishes nothing it has not read."""
 
 
 class ProjectionError(SharehubError):

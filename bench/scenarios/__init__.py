@@ -34,4 +34,5 @@ SCENARIOS = (
     Scenario("e", "audit", True, "bench.scenarios.audit"),
     Scenario("f", "site-publish", True, "bench.scenarios.site_publish"),
     Scenario("g", "gateway", True, "bench.scenarios.gateway"),
+    Scenario("h", "outbox", True, "bench.scenarios.outbox"),
 )
