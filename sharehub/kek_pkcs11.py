@@ -9,7 +9,6 @@ the command line, and shows in no message.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pkcs11.mechanisms import GCMParams
 from sharehub.errors import ConfigurationError
 from sharehub.kek import UnwrapRefused, read_private_file
 from sharehub.keys import NONCE_SIZE
-from sharehub.pkcs11_token import SOFTHSM_MODULE, attribute, error_name, libraries, log_in
+from sharehub.pkcs11_token import SOFTHSM_MODULE, attribute, close_session, error_name, libraries, log_in
 from sharehub.settings import Settings
 
 __all__ = ["SOFTHSM_MODULE", "Pkcs11Config", "Pkcs11Kek"]
@@ -138,11 +137,7 @@ class Pkcs11Kek:
             if self._session is None:
                 return
             session, self._session = self._session, None
-            try:
-                with contextlib.suppress(PKCS11Error):  # the token went away: nothing left to close
-                    session.close()
-            finally:
-                libraries.release(self._config.module)
+            close_session(session, self._config.module)
 
     def _check_open(self) -> None:
         if self._session is None:

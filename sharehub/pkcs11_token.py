@@ -114,3 +114,12 @@ class Libraries:
 
 #: The one registry of this process (two registries would initialise one module twice).
 libraries = Libraries()
+
+
+def close_session(session: Session, module: Path) -> None:
+    """Close a session (a token that went away leaves nothing to close) and release its library."""
+    try:
+        with contextlib.suppress(PKCS11Error):
+            session.close()
+    finally:
+        libraries.release(module)

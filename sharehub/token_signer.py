@@ -10,7 +10,6 @@ verifies with any Ed25519 implementation. The PIN shows in no message.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pkcs11.exceptions import MultipleObjectsReturned, NoSuchKey, PKCS11Error
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from sharehub.errors import ConfigurationError, InputError, WrongSecret
-from sharehub.pkcs11_token import attribute, error_name, libraries, log_in
+from sharehub.pkcs11_token import attribute, close_session, error_name, libraries, log_in
 
 #: RFC 8410's object identifier of Ed25519, as CKA_EC_PARAMS names the curve.
 ED25519_OID = "1.3.101.112"
@@ -123,11 +122,7 @@ class TokenSigner:
             if self._session is None:
                 return
             session, self._session = self._session, None
-            try:
-                with contextlib.suppress(PKCS11Error):  # the token went away: nothing left to close
-                    session.close()
-            finally:
-                libraries.release(self._ref.module)
+            close_session(session, self._ref.module)
 
     def __enter__(self) -> TokenSigner:
         return self
