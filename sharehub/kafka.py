@@ -233,24 +233,36 @@ _GRANTS_SETTLE_S = 5.0
 #: A partition the client's cached metadata does not know (a topic created by another client meanwhile).
 _UNKNOWN_HERE = KafkaError._UNKNOWN_PARTITION
 
+#: How long one watermark request may wait before it is asked again (see :func:`watermarks`).
+_ATTEMPT_S = 5.0
+
 
 def watermarks(consumer: Consumer, topic: str, partition: int, *, timeout: float) -> tuple[int, int]:
     """(low, high) offsets of a partition. Retriable errors (a leader still being elected just after a topic
-    was created) are retried until ``timeout``; anything else is a BrokerError."""
+    was created, or a leader that died) are retried until ``timeout``; anything else is a BrokerError.
+
+    Each request waits a few seconds at most: a request sent to a node that has just died waits on that
+    node's connection until it times out, however soon another node leads the partition, so the whole
+    ``timeout`` must leave room to ask again once the client has learnt the new leader."""
     deadline = time.monotonic() + timeout
     while True:
+        attempt = max(0.1, min(_ATTEMPT_S, deadline - time.monotonic()))
         try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=attempt)
             return int(low), int(high)
         except KafkaException as exc:
             code = exc.args[0].code()
-            transient = exc.args[0].retriable() or code in _LEADER_NOT_READY or code == _UNKNOWN_HERE
+            transient = (
+                exc.args[0].retriable()
+                or code in _LEADER_NOT_READY
+                or code in (_UNKNOWN_HERE, KafkaError._TIMED_OUT)
+            )
             if not transient or time.monotonic() > deadline:
                 raise BrokerError(f"offsets of {topic}[{partition}]: {exc.args[0].str()}") from None
             # Created, or its leader moved, since this client last asked: ask the brokers about it now (a
             # client kept open between reads would otherwise go on asking the broker it remembers).
             with contextlib.suppress(KafkaException):
-                consumer.list_topics(topic, timeout=timeout)
+                consumer.list_topics(topic, timeout=attempt)
             time.sleep(0.2)
 
 
