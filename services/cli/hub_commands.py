@@ -214,39 +214,6 @@ def project_rebuild(consumer: Annotated[str, typer.Option("--consumer", help="Co
     print(f"{done.consumer}\t{done.state_hash}")
 
 
-@reports_errors
-def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default SHAREHUB_API_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default SHAREHUB_API_PORT, 8384)")] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=1, max=64, help="Processes serving (default SHAREHUB_API_WORKERS, 1)")
-    ] = None,
-) -> None:
-    """Run the query API over HTTPS (the hub CA's certificate, see SHAREHUB_API_TLS_CERT_FILE). Every answer
-    is recorded in the access-log topic (R7), so the server writes no access line of its own."""
-    import uvicorn
-
-    from services.api.tls import api_certificate
-
-    with Hub() as hub:
-        hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
-        settings = hub.settings
-    certificate = api_certificate(settings, [host] if host else [])
-    uvicorn.run(
-        "services.api.app:serve_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers or settings.api_workers,
-        log_level="info",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        ssl_certfile=str(certificate.cert_file),
-        ssl_keyfile=str(certificate.key_file),
-    )
-
-
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
 

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from services.cli import hub_commands
 from services.cli.errors import reports_errors
 
 app = typer.Typer(
@@ -30,7 +29,26 @@ def serve(
     """Run the query API over HTTPS (the hub CA's certificate, see SHAREHUB_API_TLS_CERT_FILE). Every answer
     is recorded in the access-log topic (R7), so the server writes no access line of its own."""
     if ctx.invoked_subcommand is None:
-        hub_commands.serve(host=host, port=port, workers=workers)
+        _serve_query_api(host, port, workers)
+
+
+@reports_errors
+def _serve_query_api(host: str | None, port: int | None, workers: int | None) -> None:
+    import uvicorn
+
+    from services.api.tls import api_certificate
+    from services.hub import Hub
+
+    with Hub() as hub:
+        hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
+        settings = hub.settings
+    certificate = api_certificate(settings, [host] if host else [])
+    uvicorn.run(
+        "services.api.app:serve_app", factory=True, host=host or settings.api_host,
+        port=port or settings.api_port, workers=workers or settings.api_workers, log_level="info",
+        access_log=False, loop="uvloop", http="httptools", ssl_certfile=str(certificate.cert_file),
+        ssl_keyfile=str(certificate.key_file),
+    )  # fmt: skip
 
 
 @app.command("gateway")
