@@ -45,10 +45,11 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 
 from projections import filter_sql
+from sharehub.errors import ReadModelUnavailable
 from sharehub.row_filter import RowFilter, Value
 from sharehub.sqlite_files import truncate_write_ahead_log
 
@@ -174,9 +175,9 @@ class ReadModelStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self._schema = schema_name(consumer)
-            self.engine = create_engine(url, pool_pre_ping=True, **_JSON_CODEC).execution_options(
-                schema_translate_map={None: self._schema}
-            )
+            engine = create_engine(url, pool_pre_ping=True, **_JSON_CODEC)
+            event.listen(engine, "handle_error", _unanswered_is_unavailable)
+            self.engine = engine.execution_options(schema_translate_map={None: self._schema})
         self._dialect = self.engine.dialect.name
         self._upserts = _Upserts(self.engine.dialect)
         self._point_read = _PointRead(self.engine.dialect) if self.embedded else None
@@ -207,6 +208,11 @@ class ReadModelStore:
             except DBAPIError:
                 if attempt == 2:
                     raise
+
+    def ping(self) -> None:
+        """Ask the database one trivial question: ReadModelUnavailable when it does not answer."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def drop(self) -> None:
         """Remove the read model entirely."""
@@ -639,6 +645,18 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     if moment.tzinfo is None:
         raise ValueError("a time without a time zone is ambiguous")
     return moment.astimezone(dt.UTC)
+
+
+def _unanswered_is_unavailable(context: ExceptionContext) -> None:
+    """A database server that cannot be reached (no connection could be made) or went away under a
+    connection is :class:`ReadModelUnavailable`, which callers wait out (the query API answers 503 with
+    Retry-After, the worker waits), rather than an error of the statement."""
+    if context.is_pre_ping:
+        return  # the pool's check of a pooled connection: a dead one is replaced, not an error
+    if context.connection is None or context.is_disconnect:
+        raise ReadModelUnavailable(
+            f"the read-model database does not answer ({type(context.original_exception).__name__})"
+        ) from None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -231,6 +231,13 @@ class KeyServiceUnavailable(SharehubError):
     nothing without the keys it gives."""
 
 
+class ReadModelUnavailable(SharehubError):
+    """The read-model database did not answer (stopped, restarting, unreachable): nothing was read or
+    written; ask again after ``retry_after`` seconds."""
+
+    retry_after = 5.0
+
+
 class SourceUnavailable(SharehubError):
     """A connector's source did not answer (the agency's outbox database down or unreachable): the connector
     tries again, and publishes nothing it has not read."""

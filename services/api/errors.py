@@ -26,6 +26,7 @@ from sharehub.errors import (
     LifecycleViolation,
     NotAuthenticated,
     NotPermitted,
+    ReadModelUnavailable,
     RequestInvalid,
     SharehubError,
     TooManyRequests,
@@ -56,7 +57,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _doc("A conflict with governance as it stands (a duplicate id, a step out of order)"),
     422: _doc("A parameter or body field is missing or malformed"),
     429: _doc("Too many failed authentications from this address; see Retry-After"),
-    503: _doc("The broker did not take the access record (no answer leaves without one)"),
+    503: _doc(
+        "The broker did not take the access record (no answer leaves without one), or the read-model "
+        "database does not answer (see Retry-After)"
+    ),
 }
 
 
@@ -73,7 +77,7 @@ def status_of(exc: SharehubError) -> tuple[int, str]:
         return 404, "not_found"
     if isinstance(exc, DuplicateId | LifecycleViolation | InCustody):
         return 409, "conflict"
-    if isinstance(exc, BrokerError):
+    if isinstance(exc, BrokerError | ReadModelUnavailable):
         return 503, "unavailable"
     return 400, "bad_request"
 
@@ -102,7 +106,7 @@ def install(app: FastAPI) -> None:
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, TooManyRequests | ReadModelUnavailable):
             headers["Retry-After"] = str(math.ceil(exc.retry_after))
         return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
 

@@ -24,6 +24,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/readyz", summary="Ready: every read model's database answers (else 503 with Retry-After)")
+def readyz(ctx: Annotated[ApiContext, Depends(context)]) -> dict[str, str]:
+    for consumer in sorted({a.consumer for a in ctx.governance.agreements()}):
+        ctx.stores(consumer).ping()
+    return {"status": "ready"}
+
+
 @router.get("/v1/me")
 def me(who: Annotated[str, Depends(caller)]) -> dict[str, str]:
     return {"consumer": who}
