@@ -6,10 +6,6 @@ is shared by every test and is never stopped) and the real broker.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,44 +24,26 @@ from tests.conftest import demo_spec
 from tests.kafka_helpers import free_port
 from tests.unit.test_avro import member
 from tests.unit.test_projector import apply, messages, projector
+from tooling.postgres_local import LocalPostgres
 
 pytestmark = pytest.mark.kafka
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
 RECORDS = "/v1/consumers/dongthap-ppc/datasets/party-members/records"
 PURPOSE = {"purpose": "Prepare the congress report"}
-
-
-class Server:
-    """A PostgreSQL server of its own (scripts/postgres.sh on a free port and a directory of its own)."""
-
-    def __init__(self) -> None:
-        port = free_port()
-        # Directly under /tmp: as root the server runs as 'postgres', who cannot enter pytest's directories.
-        self.base = Path(tempfile.gettempdir()) / f"sharehub-outage-pg-{port}-{os.getpid()}"
-        self.env = {**os.environ, "SHAREHUB_TEST_PG_PORT": str(port), "SHAREHUB_TEST_PG_DIR": str(self.base)}
-
-    def start(self) -> str:
-        done = subprocess.run([SCRIPT, "start"], env=self.env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            pytest.fail(f"PostgreSQL did not start: {done.stderr[-2000:]}")
-        return done.stdout.strip().splitlines()[-1]
-
-    def stop(self) -> None:
-        subprocess.run([SCRIPT, "stop"], env=self.env, capture_output=True, check=False)
+#: The module's own server and its URL.
+Server = tuple[LocalPostgres, str]
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[Server, str]]:
-    pg = Server()
+def server() -> Iterator[Server]:
+    pg = LocalPostgres(free_port())
     try:
         yield pg, pg.start()
     finally:
-        pg.stop()
-        shutil.rmtree(pg.base, ignore_errors=True)
+        pg.remove()
 
 
 @pytest.fixture
-def hub(tmp_path: Path, kafka_bootstrap: str, server: tuple[Server, str]) -> Iterator[Hub]:
+def hub(tmp_path: Path, kafka_bootstrap: str, server: Server) -> Iterator[Hub]:
     settings = Settings(
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=server[1]
     )
@@ -80,9 +58,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str, server: tuple[Server, str]) -> Ite
         store.close()
 
 
-def test_the_api_answers_503_with_retry_after_while_the_database_is_down(
-    hub: Hub, server: tuple[Server, str]
-) -> None:
+def test_the_api_answers_503_with_retry_after_while_the_database_is_down(hub: Hub, server: Server) -> None:
     pg, _ = server
     client = TestClient(create_app(hub))
     bearer = {"Authorization": f"Bearer {issue_credential(hub, 'dongthap-ppc')}"}
@@ -105,7 +81,7 @@ def test_the_api_answers_503_with_retry_after_while_the_database_is_down(
     assert client.get("/readyz").status_code == 200
 
 
-def test_the_engine_waits_for_the_database_instead_of_failing(hub: Hub, server: tuple[Server, str]) -> None:
+def test_the_engine_waits_for_the_database_instead_of_failing(hub: Hub, server: Server) -> None:
     pg, _ = server
     fresh = Hub(hub.settings)  # its read models not opened yet, as in a worker starting
     found: list[dict[str, ReadModelStore]] = []
