@@ -1,5 +1,5 @@
-"""The load of a chaos scenario and its count: the hub's own publisher, the supervised projection worker, and
-what the read models hold at the end.
+"""The load of a chaos scenario and its count: the hub's own publisher, queries over the query API, the
+supervised projection worker, and what the read models hold at the end.
 
 :class:`PublishLoad` publishes new party members in batches with the hub's real :class:`Publisher`
 (idempotent, acks=all) from a thread; a batch counts as acknowledged only when ``publish_records`` returned
@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
+import httpx
+
+from bench.load import Server
+from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from services.rebuild import ReplayParts, audit_hash
 from sharehub.errors import SharehubError
@@ -73,6 +78,59 @@ class PublishLoad:
             self._stopping.wait(PAUSE_S)
         if publisher is not None:
             publisher.close()
+
+
+#: Queries a second, one at a time from one thread; and what each states as its purpose.
+QUERY_RATE = 20.0
+QUERY_PURPOSE = "Check the read model through a fault"
+
+
+@dataclass
+class QueryLoad:
+    """Reads a page of ``consumer``'s read model over the query API about QUERY_RATE times a second until
+    :meth:`stop`: how each request was answered (0: no answer at all), and when the good answers came."""
+
+    hub: Hub
+    server: Server
+    consumer: str
+    statuses: Counter[int] = field(default_factory=Counter)
+    ok_times: list[float] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        token = issue_credential(self.hub, self.consumer)
+        self._thread = threading.Thread(target=self._run, args=(token,), name="chaos-query", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    @property
+    def errors(self) -> int:
+        """Answers that are neither a result nor a "come back later" (503): a 500, or none at all."""
+        return sum(n for status, n in self.statuses.items() if status not in (200, 503))
+
+    def first_ok_after(self, moment: float) -> float | None:
+        later = [t for t in self.ok_times if t > moment]
+        return min(later) - moment if later else None
+
+    def _run(self, token: str) -> None:
+        url = f"{self.server.base}/v1/consumers/{self.consumer}/datasets/{DATASET}/records"
+        params = {"purpose": QUERY_PURPOSE, "limit": "20"}
+        bearer = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(verify=self.server.tls, timeout=10, headers=bearer) as c:
+            while not self._stopping.is_set():
+                try:
+                    status = c.get(url, params=params).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.statuses[status] += 1
+                if status == 200:
+                    self.ok_times.append(time.monotonic())
+                self._stopping.wait(1 / QUERY_RATE)
 
 
 @dataclass(frozen=True)
