@@ -116,30 +116,25 @@ def _segment(
 ) -> tuple[list[PackRecord], PackRecord | None]:
     """The events of one lane from the first in scope to the last, or on to the first checkpoint at or
     after it (else the last checkpoint at or after the first in scope); and that checkpoint."""
-    sequences = [_sequence_in_scope(r, scope) for r in held]
-    chosen = [i for i, s in enumerate(sequences) if s is not None]
+    sequences = [_sequence(r) for r in held]
+    chosen = [i for i, r in enumerate(held) if sequences[i] is not None and _in_scope(r, scope)]
     if not chosen:
         return [], None
-    in_scope = [s for s in sequences if s is not None]
-    low, high = min(in_scope), max(in_scope)
+    low, high = min(sequences[i] or 0 for i in chosen), max(sequences[i] or 0 for i in chosen)
     later = [c for c in checkpoints if c[1].sequence >= high]
     covering = later[0] if later else next((c for c in reversed(checkpoints) if c[1].sequence >= low), None)
     end = chosen[-1]
-    if covering is not None:
-        end = max(
-            [end]
-            + [i for i, r in enumerate(held) if i > chosen[0] and _sequence(r) == covering[1].sequence][:1]
-        )
+    if covering is not None and covering[1].sequence in sequences[chosen[0] :]:
+        end = max(end, sequences.index(covering[1].sequence, chosen[0]))
+    selected = set(chosen)
     segment = [
-        PackRecord(r.topic, r.partition, r.offset, r.value, sequences[i] is not None)
+        PackRecord(r.topic, r.partition, r.offset, r.value, i in selected)
         for i, r in enumerate(held[chosen[0] : end + 1], chosen[0])
     ]
-    checkpoint = None
-    if covering is not None:
-        checkpoint = PackRecord(
-            covering[0].topic, covering[0].partition, covering[0].offset, covering[0].value
-        )
-    return segment, checkpoint
+    if covering is None:
+        return segment, None
+    record = covering[0]
+    return segment, PackRecord(record.topic, record.partition, record.offset, record.value)
 
 
 def _sequence(record: Record) -> int | None:
@@ -149,17 +144,11 @@ def _sequence(record: Record) -> int | None:
         return None
 
 
-def _sequence_in_scope(record: Record, scope: Scope) -> int | None:
-    """The event's sequence if it is in scope (its signed time in range; its subject, if one is asked)."""
-    try:
-        header = parse(record.value).header
-    except EnvelopeError:
-        return None
-    if not scope.holds_time(header.occurred_at):
-        return None
-    if scope.subject_ref is not None and not header.subject_key_id.endswith("/" + scope.subject_ref):
-        return None
-    return header.sequence
+def _in_scope(record: Record, scope: Scope) -> bool:
+    """Whether an event (one that parses) is in scope: its signed time in range, and its subject."""
+    header = parse(record.value).header
+    subject = scope.subject_ref is None or header.subject_key_id.endswith("/" + scope.subject_ref)
+    return subject and scope.holds_time(header.occurred_at)
 
 
 def _access_in_scope(value: bytes, scope: Scope) -> bool:

@@ -48,7 +48,7 @@ from sharehub.evidence_pack import (
     write_pack,
 )
 from sharehub.gov.log import Logged
-from sharehub.gov.state import GovState
+from sharehub.gov.state import GovState, version_json
 from sharehub.gov.verify import operator_key
 
 #: The kinds of record a pack holds, as its summary names them.
@@ -265,8 +265,8 @@ def _checkpoints(evidence: Evidence, state: GovState, lanes: _Lanes, verdict: Ve
             reason = "checkpoint_mismatch"
         else:
             reach[lane] = max(reach.get(lane, 0), checkpoint.sequence)
-        verdict.note("checkpoints", record, reason, f"{checkpoint.dataset} lane {checkpoint.lane} "
-                     f"sequence {checkpoint.sequence}" if reason else "")  # fmt: skip
+        where = f"{checkpoint.dataset} lane {checkpoint.lane} sequence {checkpoint.sequence}"
+        verdict.note("checkpoints", record, reason, where if reason else "")
     verdict.covered = sum(1 for lane, seq in verdict.in_scope if seq <= reach.get(lane, 0))
 
 
@@ -279,11 +279,13 @@ def _access(evidence: Evidence, state: GovState, verdict: Verdict) -> None:
             verdict.note("access-log", record, exc.reason, str(exc))
             continue
         verdict.legacy_access += opened.legacy
-        outside = record.selected and not evidence.scope.holds_access(opened.fields)
-        wrong_topic = record.topic != state.access_log_topic
-        verdict.note("access-log", record, "out_of_scope" if outside or wrong_topic else None,
-                     f"access record {opened.fields['request_id']} is not in the pack's scope" if outside
-                     else "not the access log's topic" if wrong_topic else "")  # fmt: skip
+        if record.topic != state.access_log_topic:
+            verdict.note("access-log", record, "malformed", "not on the access log's topic")
+        elif record.selected and not evidence.scope.holds_access(opened.fields):
+            detail = f"access record {opened.fields['request_id']} is not in the pack's scope"
+            verdict.note("access-log", record, "out_of_scope", detail)
+        else:
+            verdict.note("access-log", record, None)
 
 
 # --- the report -------------------------------------------------------------------------------------------
@@ -296,27 +298,13 @@ def _agreements(evidence: Evidence, state: GovState) -> list[dict[str, Any]]:
     out = []
     for agreement_id, versions in sorted(state.versions.items()):
         terms = versions[-1].terms
-        if (scope.consumer or terms.consumer) != terms.consumer or (
-            scope.dataset or terms.dataset
-        ) != terms.dataset:
+        if scope.consumer not in (None, terms.consumer) or scope.dataset not in (None, terms.dataset):
             continue
-        kept = [v for v in versions if end is None or v.at < end]
-        out.append({"id": agreement_id, "consumer": terms.consumer, "dataset": terms.dataset,
-                    "versions": [_version(v) for v in kept]})  # fmt: skip
+        kept = [version_json(v) for v in versions if end is None or v.at < end]
+        out.append(
+            {"id": agreement_id, "consumer": terms.consumer, "dataset": terms.dataset, "versions": kept}
+        )
     return out
-
-
-def _version(v: Any) -> dict[str, Any]:
-    return {
-        "sequence": v.sequence,
-        "event": v.event_type,
-        "stage": v.stage,
-        "at": v.at.isoformat(),
-        "fields": list(v.terms.fields),
-        "purpose": v.terms.purpose,
-        "valid_from": v.terms.valid_from.isoformat(),
-        "valid_until": v.terms.valid_until.isoformat() if v.terms.valid_until else None,
-    }
 
 
 def _keys(state: GovState, in_scope: list[tuple[_Lane, int]]) -> dict[str, list[dict[str, Any]]]:
@@ -339,10 +327,10 @@ def _text(body: dict[str, Any]) -> str:
         f"governance: {body['governance']['head']} events, state {body['governance']['state_sha256']}",
     ]
     for kind, tally in body["records"].items():
-        lines.append(f"{kind}: {tally['records']} records, {tally['verified']} verified, "
-                     f"{tally['findings']} findings")  # fmt: skip
-    lines.append(f"events in scope: {body['events_in_scope']}, covered by a signed checkpoint: "
-                 f"{body['events_covered_by_checkpoints']}")  # fmt: skip
+        records, verified, findings = tally["records"], tally["verified"], tally["findings"]
+        lines.append(f"{kind}: {records} records, {verified} verified, {findings} findings")
+    in_scope, covered = body["events_in_scope"], body["events_covered_by_checkpoints"]
+    lines.append(f"events in scope: {in_scope}, covered by a signed checkpoint: {covered}")
     for agreement in body["agreements"]:
         last = agreement["versions"][-1] if agreement["versions"] else None
         state = f"{last['stage']} since event {last['sequence']}" if last else "not yet proposed"

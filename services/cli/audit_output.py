@@ -13,7 +13,7 @@ from rich.table import Table
 
 from services.audit import AuditReport, EventStatus
 from sharehub.evidence_check import Verdict
-from sharehub.evidence_pack import Evidence
+from sharehub.evidence_pack import Evidence, parse_members, read_members, trust_fingerprint
 
 COLUMNS = ("topic", "partition", "offset", "event_id", "producer", "sequence", "reason", "detail")
 
@@ -83,8 +83,6 @@ def html_report(report: AuditReport) -> str:
 
 def print_pack_made(out: Console, path: Path, data: bytes) -> None:
     """What ``audit pack`` wrote: where, its hash, and the trust anchor to verify it against."""
-    from sharehub.evidence_pack import parse_members, read_members, trust_fingerprint
-
     evidence = parse_members(read_members(data))
     selected = sum(r.selected for r in evidence.events)
     out.print(

@@ -487,6 +487,7 @@ def audit_pack(
     """Export an evidence pack that verifies offline (``audit verify-pack``): the events in range with
     their inclusion proofs and signed checkpoints, the governance log and the keys valid then, the
     agreement versions, the access records, and a report. Prints the trust anchor to check it against."""
+    from services.cli.audit_output import print_pack_made
     from services.evidence_gather import make_pack
     from sharehub.evidence_pack import Scope
 
@@ -494,8 +495,6 @@ def audit_pack(
     with _log_source() as (kafka, governance, _):
         data = make_pack(kafka, governance, scope)
     out_file.write_bytes(data)
-    from services.cli.audit_output import print_pack_made
-
     print_pack_made(out, out_file, data)
 
 
