@@ -248,6 +248,15 @@ def serve(
 
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+#: The two ends of an audit command's time range, ``[--from, --to)``.
+Since = Annotated[
+    dt.datetime | None,
+    typer.Option("--from", formats=DATE_FORMATS, help="From then (UTC unless a zone is given)"),
+]
+Until = Annotated[
+    dt.datetime | None,
+    typer.Option("--to", formats=DATE_FORMATS, help="Before then (UTC unless a zone is given)"),
+]
 
 
 @audit_app.command("verify")
@@ -255,14 +264,8 @@ DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 def audit_verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, every event")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every event, not only findings")] = False,
-    since: Annotated[
-        dt.datetime | None,
-        typer.Option("--from", formats=DATE_FORMATS, help="Report records written from then (UTC)"),
-    ] = None,
-    until: Annotated[
-        dt.datetime | None,
-        typer.Option("--to", formats=DATE_FORMATS, help="Report records written before then (UTC)"),
-    ] = None,
+    since: Since = None,
+    until: Until = None,
     html_file: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report")
     ] = None,
@@ -432,14 +435,8 @@ def audit_access(
         str | None,
         typer.Option(help="Only queries that returned this record (needs --dataset; the hub's home only)"),
     ] = None,
-    since: Annotated[
-        dt.datetime | None,
-        typer.Option("--from", formats=DATE_FORMATS, help="Queries answered from then (UTC)"),
-    ] = None,
-    until: Annotated[
-        dt.datetime | None,
-        typer.Option("--to", formats=DATE_FORMATS, help="Queries answered before then (UTC)"),
-    ] = None,
+    since: Since = None,
+    until: Until = None,
 ) -> None:
     """Every answered query of the read models (R7) that matches, oldest first, one JSON object per line:
     who, when, which purpose, under which agreement version, filter, as_of, fields and records returned.
@@ -475,14 +472,8 @@ def audit_pack(
     subject_ref: Annotated[
         str | None, typer.Option(help="The subject's pseudonym (32 hex digits; with --dataset)")
     ] = None,
-    since: Annotated[
-        dt.datetime | None,
-        typer.Option("--from", formats=DATE_FORMATS, help="Events and queries from then (UTC)"),
-    ] = None,
-    until: Annotated[
-        dt.datetime | None,
-        typer.Option("--to", formats=DATE_FORMATS, help="Events and queries before then (UTC)"),
-    ] = None,
+    since: Since = None,
+    until: Until = None,
 ) -> None:
     """Export an evidence pack that verifies offline (``audit verify-pack``): the events in range with
     their inclusion proofs and signed checkpoints, the governance log and the keys valid then, the
