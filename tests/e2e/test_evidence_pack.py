@@ -20,7 +20,7 @@ from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.envelope import pseudonym
 from tests.e2e.test_auditor_site import _auditor_site
-from tests.kafka_helpers import https_client, topic_messages
+from tests.kafka_helpers import https_client, sharehub, topic_messages
 from tests.unit.test_projector import apply, projector
 from tooling.synthetic import generate_party_members
 
@@ -76,6 +76,7 @@ def test_the_auditor_packs_evidence_and_verifies_it_offline(hub: Hub, api: str, 
     made = _run(home, "pack", "--consumer", CONSUMER, str(pack))
     assert made.returncode == 0, made.stderr
     anchor = made.stdout.split("anchor ")[1].split()[0]
+    assert f"trust anchor {anchor}" in sharehub(hub, "gov", "verify").stdout  # the hub prints the same
     checked = _offline(home, str(pack), "--anchor", anchor)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "30 events in scope, 30 covered by a signed checkpoint; 0 findings" in checked.stdout
