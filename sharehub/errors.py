@@ -22,7 +22,8 @@
     │   ├── RequestTooLarge            a request body past the configured limit (HTTP 413)
     │   ├── IdempotencyKeyInvalid      a write without an Idempotency-Key, or a malformed one (HTTP 400)
     │   ├── IdempotencyConflict        an Idempotency-Key used before with another body (HTTP 409)
-    │   └── BodyNotJson                a request body that is not JSON (HTTP 400)
+    │   ├── BodyNotJson                a request body that is not JSON (HTTP 400)
+    │   └── PackInvalid                not an evidence pack: not a zip, truncated, too large, wrong members
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -294,3 +295,8 @@ class IdempotencyConflict(InputError):
 
 class BodyNotJson(InputError):
     """A request body that is not JSON (HTTP 400)."""
+
+
+class PackInvalid(InputError):
+    """Not an evidence pack (``sharehub audit verify-pack``): not a zip, truncated, past the size caps,
+    members missing, extra or misnamed, or a member that does not parse."""

@@ -1,14 +1,19 @@
 """What ``sharehub audit verify`` prints: a summary per topic, the findings (a table on a terminal, one
-tab-separated line each when piped), and a self-contained HTML report (inline CSS, no external asset)."""
+tab-separated line each when piped), and a self-contained HTML report (inline CSS, no external asset); and
+what ``audit pack`` and ``audit verify-pack`` print."""
 
 from __future__ import annotations
 
+import hashlib
 import html
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from services.audit import AuditReport, EventStatus
+from sharehub.evidence_check import Verdict
+from sharehub.evidence_pack import Evidence, parse_members, read_members, trust_fingerprint
 
 COLUMNS = ("topic", "partition", "offset", "event_id", "producer", "sequence", "reason", "detail")
 
@@ -73,4 +78,37 @@ def html_report(report: AuditReport) -> str:
         f"</tr>{topics}</table><h2>Findings</h2><table><tr>"
         + "".join(f"<th>{c}</th>" for c in COLUMNS)
         + f"</tr>{findings}</table></body></html>\n"
+    )
+
+
+def print_pack_made(out: Console, path: Path, data: bytes) -> None:
+    """What ``audit pack`` wrote: where, its hash, and the trust anchor to verify it against."""
+    evidence = parse_members(read_members(data))
+    selected = sum(r.selected for r in evidence.events)
+    out.print(
+        f"{path}: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}\n"
+        f"{len(evidence.governance)} governance records, {selected} events in scope "
+        f"({len(evidence.events) - selected} linking to {len(evidence.checkpoints)} checkpoints), "
+        f"{len(evidence.access)} access records\n"
+        f"anchor {trust_fingerprint(evidence.trust)}"
+    )
+
+
+def print_pack_verdict(out: Console, evidence: Evidence, verdict: Verdict) -> None:
+    """``audit verify-pack``'s findings and summary table."""
+    if verdict.findings:
+        table = Table("kind", "topic", "partition", "offset", "reason", "detail", title="findings")
+        for f in verdict.findings:
+            table.add_row(f.kind, f.topic, str(f.partition), str(f.offset), f.reason, f.detail)
+        out.print(table)
+    summary = Table("records", "count", "verified", "findings", title="audit verify-pack")
+    for kind, tally in verdict.tallies.items():
+        findings = f"[red]{tally.findings}[/red]" if tally.findings else "0"
+        summary.add_row(kind, str(tally.records), str(tally.verified), findings)
+    out.print(summary)
+    out.print(
+        f"scope {evidence.scope.to_json()}; anchor {verdict.anchor}\n"
+        f"governance head {verdict.governance_head}, state sha256 {verdict.governance_state_sha256}; "
+        f"{verdict.selected} events in scope, {verdict.covered} covered by a signed checkpoint; "
+        f"{len(verdict.findings)} findings"
     )

@@ -171,8 +171,10 @@ def gov_log() -> None:
 @app.command("verify")
 @reports_errors
 def gov_verify() -> None:
-    """Rebuild governance from the topic alone (signatures, chain, every rule); prints the state's hash and
-    each record not applied, with its offset (exit 1 if there is one)."""
+    """Rebuild governance from the topic alone (signatures, chain, every rule); prints the state's hash, the
+    trust anchor evidence packs are checked against, and each record not applied, with its offset (exit 1
+    if there is one)."""
+    from sharehub.evidence_pack import trust_fingerprint
     from sharehub.gov import fold_log
 
     with Hub() as hub:
@@ -181,6 +183,7 @@ def gov_verify() -> None:
     for skipped in state.skipped:
         print(f"offset {skipped.offset}: {skipped.reason}: {skipped.detail}", file=sys.stderr)
     print(f"{state.head_sequence} events verify; state sha256 {state.state_hash()}")
+    print(f"trust anchor {trust_fingerprint(pinned)}")
     if state.skipped:
         raise typer.Exit(EXIT_FAILURE)
 

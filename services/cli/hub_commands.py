@@ -215,6 +215,15 @@ def project_rebuild(consumer: Annotated[str, typer.Option("--consumer", help="Co
 
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+#: The two ends of an audit command's time range, ``[--from, --to)``.
+Since = Annotated[
+    dt.datetime | None,
+    typer.Option("--from", formats=DATE_FORMATS, help="From then (UTC unless a zone is given)"),
+]
+Until = Annotated[
+    dt.datetime | None,
+    typer.Option("--to", formats=DATE_FORMATS, help="Before then (UTC unless a zone is given)"),
+]
 
 
 @audit_app.command("verify")
@@ -222,14 +231,8 @@ DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 def audit_verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output, every event")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every event, not only findings")] = False,
-    since: Annotated[
-        dt.datetime | None,
-        typer.Option("--from", formats=DATE_FORMATS, help="Report records written from then (UTC)"),
-    ] = None,
-    until: Annotated[
-        dt.datetime | None,
-        typer.Option("--to", formats=DATE_FORMATS, help="Report records written before then (UTC)"),
-    ] = None,
+    since: Since = None,
+    until: Until = None,
     html_file: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report")
     ] = None,
@@ -399,14 +402,8 @@ def audit_access(
         str | None,
         typer.Option(help="Only queries that returned this record (needs --dataset; the hub's home only)"),
     ] = None,
-    since: Annotated[
-        dt.datetime | None,
-        typer.Option("--from", formats=DATE_FORMATS, help="Queries answered from then (UTC)"),
-    ] = None,
-    until: Annotated[
-        dt.datetime | None,
-        typer.Option("--to", formats=DATE_FORMATS, help="Queries answered before then (UTC)"),
-    ] = None,
+    since: Since = None,
+    until: Until = None,
 ) -> None:
     """Every answered query of the read models (R7) that matches, oldest first, one JSON object per line:
     who, when, which purpose, under which agreement version, filter, as_of, fields and records returned.
@@ -429,6 +426,74 @@ def audit_access(
         question = AccessQuestion(consumer, dataset, subject_ref, _utc(since), _utc(until))
         for record in answered(kafka, governance.access_log_topic, question):
             print(json.dumps(as_json(record), ensure_ascii=False))
+
+
+@audit_app.command("pack")
+@reports_errors
+def audit_pack(
+    out_file: Annotated[Path, typer.Argument(help="The evidence pack to write (a zip)")],
+    consumer: Annotated[
+        str | None, typer.Option(help="A consumer's data: every dataset it was granted")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="One subject's records of this dataset")] = None,
+    subject_ref: Annotated[
+        str | None, typer.Option(help="The subject's pseudonym (32 hex digits; with --dataset)")
+    ] = None,
+    since: Since = None,
+    until: Until = None,
+) -> None:
+    """Export an evidence pack that verifies offline (``audit verify-pack``): the events in range with
+    their inclusion proofs and signed checkpoints, the governance log and the keys valid then, the
+    agreement versions, the access records, and a report. Prints the trust anchor to check it against."""
+    from services.cli.audit_output import print_pack_made
+    from services.evidence_gather import make_pack
+    from sharehub.evidence_pack import Scope
+
+    scope = Scope.asked(consumer, dataset, subject_ref, _utc(since), _utc(until))
+    with _log_source() as (kafka, governance, _):
+        data = make_pack(kafka, governance, scope)
+    out_file.write_bytes(data)
+    print_pack_made(out, out_file, data)
+
+
+@audit_app.command("verify-pack")
+@reports_errors
+def audit_verify_pack(
+    pack: Annotated[Path, typer.Argument(help="An evidence pack (a zip made by 'audit pack')")],
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            help="The hub's trust anchor (64 hex digits, as 'audit pack' prints it); default: that of the "
+            "trust.json of SHAREHUB_HOME (the auditor's own site)"
+        ),
+    ] = None,
+) -> None:
+    """Check an evidence pack offline (no broker, no hub, no network) against a trust anchor the auditor
+    holds: exit 0 when everything verifies, 1 with the findings otherwise, 2 when it is no pack."""
+    from services.cli.audit_output import print_pack_verdict
+    from sharehub.evidence_check import verify_pack
+    from sharehub.evidence_pack import read_pack_file
+
+    evidence, verdict = verify_pack(read_pack_file(pack), _pack_anchor(anchor))
+    print_pack_verdict(out, evidence, verdict)
+    if not verdict.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _pack_anchor(given: str | None) -> str:
+    """The anchor given, or the fingerprint of the trust SHAREHUB_HOME pins (a site's or the hub's)."""
+    from sharehub.evidence_pack import ANCHOR, trust_fingerprint
+    from sharehub.gov import anchors
+    from sharehub.settings import Settings
+
+    if given is not None:
+        if not ANCHOR.fullmatch(given):
+            raise InputError("--anchor: the trust anchor 'audit pack' prints, 64 lower-case hex digits")
+        return given
+    home = Settings().home
+    if not anchors.exists(home):
+        raise InputError(f"no --anchor given and no trust.json at {home}: give the hub's trust anchor")
+    return trust_fingerprint(anchors.load(home))
 
 
 @audit_app.command("state-hash")

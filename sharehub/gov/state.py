@@ -254,7 +254,7 @@ class GovState:
             "schemas": {
                 d: [s.fingerprint.hex() for s in r.schemas] for d, r in sorted(self.datasets_.items())
             },
-            "agreements": {a: [_version(v) for v in self.versions[a]] for a in sorted(self.versions)},
+            "agreements": {a: [version_json(v) for v in self.versions[a]] for a in sorted(self.versions)},
             "credentials": {c: sorted(h) for c, h in sorted(self.credentials.items())},
         }
 
@@ -299,7 +299,8 @@ def fold_log_as_of(
     return state
 
 
-def _version(v: AgreementRecord) -> dict[str, Any]:
+def version_json(v: AgreementRecord) -> dict[str, Any]:
+    """One version of an agreement, JSON-ready: what the state's dump and an evidence pack's report show."""
     return {
         "sequence": v.sequence,
         "event": v.event_type,
