@@ -44,6 +44,7 @@
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
     ├── BrokerError               Kafka unreachable or a delivery failed
     ├── KeyServiceUnavailable     the hub's key service did not answer (nothing is sealed without it)
+    ├── ReadModelUnavailable      the read-model database did not answer (HTTP 503 with Retry-After)
     ├── SourceUnavailable         a connector's source (an agency's database) did not answer
     ├── ProjectionError           the projection cannot go on from where it stands; the worker starts over
     │   ├── EngineProcessError         the engine process failed, or is gone
