@@ -6,7 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.chaos.runner import HEADER, SCENARIOS, run
+from bench.chaos.faults import SCENARIOS
+from bench.chaos.runner import HEADER, run
 from sharehub.errors import InputError
 from sharehub.settings import Settings
 from tooling.kafka_local import LocalKafkaCluster

@@ -12,30 +12,27 @@ read model and every query had a result or a 503 (never a 500, never no answer).
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
-import signal
+import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
-from bench.chaos.load import DATASET, PublishLoad, QueryLoad, ReadModelCount, count, wait_projected
+from bench.chaos.faults import CONSUMERS, SCENARIOS, Stage
+from bench.chaos.load import PublishLoad, QueryLoad, ReadModelCount, count, wait_projected
 from bench.load import free_port, query_api
 from services import processes
 from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
-from sharehub.kafka import client_config
 from sharehub.settings import Settings
 from tooling.kafka_local import LocalKafkaCluster
 from tooling.postgres_local import LocalPostgres
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "demo" / "hub.yaml"
-CONSUMERS = ["dongthap-ppc", "langson-ppc"]
 WARM_UP_S = 8.0
 
 
@@ -113,140 +110,57 @@ def _env(hub: Hub) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class Stage:
-    """What a fault acts on and watches."""
-
-    cluster: LocalKafkaCluster
-    hub: Hub
-    publishing: PublishLoad
-    querying: QueryLoad
-    #: The read models' server, for the scenarios that stop it.
-    postgres: LocalPostgres | None
-
-
-def leader_node(hub: Hub) -> int:
-    """The node leading partition 0 of the dataset's topic."""
-    topic = hub.governance.dataset(DATASET).topic
-    metadata = AdminClient(client_config(hub.kafka_admin)).list_topics(topic, timeout=10)
-    return int(metadata.topics[topic].partitions[0].leader)
-
-
-def kill_leader(stage: Stage) -> float:
-    node = stage.cluster.node(leader_node(stage.hub))
-    pid = node.pid()
-    assert pid is not None
-    fault = time.monotonic()
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(20)
-    node.start()  # its return: it catches up from the others and leads again
-    time.sleep(10)
-    return stage.publishing.first_ack_after(fault) or float("nan")
-
-
-def pause_broker(stage: Stage) -> float:
-    node = stage.cluster.node(leader_node(stage.hub))
-    pid = node.pid()
-    assert pid is not None
-    os.killpg(pid, signal.SIGSTOP)
-    fault = time.monotonic()
-    try:
-        time.sleep(30)
-    finally:
-        os.killpg(pid, signal.SIGCONT)
-    time.sleep(10)
-    return stage.publishing.first_ack_after(fault) or float("nan")
-
-
-def _worker_pid(hub: Hub) -> int | None:
-    supervisor = processes.running_pid(hub.home, "projector")
-    if supervisor is None:
-        return None
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    return int(children[0]) if children else None
-
-
-def kill_worker(stage: Stage, kills: int = 5) -> float:
-    """kill -9 of the worker (under its supervisor) ``kills`` times at random moments."""
-    rng = random.Random(21)
-    killed = 0
-    while killed < kills:
-        time.sleep(rng.uniform(3.0, 10.0))
-        pid = _worker_pid(stage.hub)
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-    return float("nan")
-
-
-def stop_postgres(stage: Stage, down_s: float = 60.0) -> float:
-    """The read models' PostgreSQL stopped for ``down_s`` under the worker and the query API, then started:
-    the time from its return to the first query answered with a result."""
-    assert stage.postgres is not None
-    stage.postgres.stop()
-    time.sleep(down_s)
-    back = time.monotonic()
-    stage.postgres.start()
-    time.sleep(10)
-    return stage.querying.first_ok_after(back) or float("nan")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    fault: Callable[[Stage], float]
-    #: Read models on a PostgreSQL server of the scenario's own (else SQLite files).
-    postgres: bool = False
-
-
-SCENARIOS: dict[str, Scenario] = {
-    "kill-leader-broker": Scenario(kill_leader),
-    "pause-broker-30s": Scenario(pause_broker),
-    "kill-worker": Scenario(kill_worker),
-    "stop-postgres-60s": Scenario(stop_postgres, postgres=True),
-}
+#: The size of the read models' own volume in the full-disk scenario.
+SMALL_DISK_MB = 256
 
 
 def run(cluster: LocalKafkaCluster, name: str, scratch: Path) -> Outcome:
     scenario = SCENARIOS[name]
-    postgres = LocalPostgres(free_port()) if scenario.postgres else None
-    try:
-        url = postgres.start() if postgres is not None else None
-        return _run(cluster, name, scenario, url, postgres, scratch)
-    finally:
-        if postgres is not None:
-            postgres.remove()
-
-
-def _run(
-    cluster: LocalKafkaCluster,
-    name: str,
-    scenario: Scenario,
-    read_model_url: str | None,
-    postgres: LocalPostgres | None,
-    scratch: Path,
-) -> Outcome:
     home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
-    hub = _hub(cluster, home, read_model_url)
-    env = _env(hub)
-    processes.start(hub.home, "projector", ["project"], env=env)
-    publishing = PublishLoad(hub)
-    try:
+    read_model_dir = home / "readmodels"  # where a hub keeps its SQLite read models
+    with contextlib.ExitStack() as cleanup:
+        postgres = None
+        if scenario.read_models == "postgres":
+            postgres = LocalPostgres(free_port())
+            cleanup.callback(postgres.remove)
+        elif scenario.read_models == "small-disk":
+            cleanup.enter_context(tmpfs(read_model_dir, SMALL_DISK_MB))
+        hub = _hub(cluster, home, postgres.start() if postgres is not None else None)
+        cleanup.callback(hub.close)
+        env = _env(hub)
+        # A worker killed is restarted within 2 s, however often (the default pause grows to a minute).
+        processes.start(hub.home, "projector", ["project", "--max-pause", "2"], env=env)
+        cleanup.callback(processes.stop, hub.home, "projector")
+        publishing = PublishLoad(hub)
+        cleanup.callback(publishing.stop)
         with query_api(env, home / "api.log") as server:
             querying = QueryLoad(hub, server, CONSUMERS[0])
             try:
                 publishing.start()
                 querying.start()
                 time.sleep(WARM_UP_S)
-                recovery = scenario.fault(Stage(cluster, hub, publishing, querying, postgres))
+                recovery = scenario.fault(Stage(cluster, hub, publishing, querying, postgres, read_model_dir))
                 time.sleep(5)
             finally:
                 publishing.stop()
                 querying.stop()
         projected = wait_projected(hub, CONSUMERS, publishing.acknowledged, timeout=180)
-    finally:
-        publishing.stop()
-        processes.stop(hub.home, "projector")
-    counts = [count(hub, consumer, publishing.acknowledged) for consumer in CONSUMERS]
-    hub.close()
+        processes.stop(hub.home, "projector")  # counted at rest
+        counts = [count(hub, consumer, publishing.acknowledged) for consumer in CONSUMERS]
     return Outcome(name, len(publishing.acknowledged), publishing.failed_batches, counts, recovery, projected,
                    dict(querying.statuses))  # fmt: skip
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, megabytes: int) -> Iterator[None]:
+    """A tmpfs volume of ``megabytes`` mounted at ``path`` (root only: the scenario says so otherwise)."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={megabytes}m,mode=0700"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        raise SystemExit(f"chaos: a volume of its own needs root (mount: {mounted.stderr.strip()})")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

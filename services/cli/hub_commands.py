@@ -130,16 +130,20 @@ project_app = typer.Typer(
 def project(
     ctx: typer.Context,
     loglevel: Annotated[str, typer.Option(help="Log level of the worker")] = "INFO",
+    max_pause: Annotated[
+        float, typer.Option(help="Longest pause, in seconds, before restarting a worker that failed", min=0.1)
+    ] = 60.0,
 ) -> None:
     """Run the projection worker until stopped, restarting it whenever it exits: at once when it starts over
-    (a new dataset or consumer, a backfill), after a pause that doubles up to a minute when it failed."""
+    (a new dataset or consumer, a backfill), after a pause that doubles up to --max-pause when it failed."""
     if ctx.invoked_subcommand is not None:
         return
     from services.supervisor import Supervisor
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     worker = [sys.executable, "-m", "services", "project", "run", "--loglevel", loglevel]
-    raise typer.Exit(Supervisor(worker).run())
+    first_pause = min(1.0, max_pause)
+    raise typer.Exit(Supervisor(worker, first_pause_s=first_pause, max_pause_s=max_pause).run())
 
 
 @project_app.command("run")
