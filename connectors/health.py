@@ -15,9 +15,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from connectors.journal import SourceState, journal_paths, read_journal
-
-_SUFFIX = ".journal.json"
+from connectors.journal import SourceState, journal_dataset, journal_paths, read_journal
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ def site_health(home: Path) -> list[SourceHealth]:
     """Every source of every dataset journal at the site, by dataset and name."""
     found = []
     for path in journal_paths(home):
-        dataset = path.name.removesuffix(_SUFFIX)
+        dataset = journal_dataset(path)
         found += [SourceHealth.of(dataset, s) for s in read_journal(path).values()]
     return sorted(found, key=lambda h: (h.dataset, h.name))
 

@@ -1,27 +1,33 @@
 """A connector's local journal at the site: per dataset, what it knows of each source it has started.
 
-One JSON file per dataset (``<home>/connectors/<dataset>.journal.json``), replaced atomically (written to a
-temporary file, fsynced, renamed, the folder fsynced): a kill -9 leaves the old journal or the new one,
-never half of one. An exclusive lock (``flock``) on ``<dataset>.lock`` keeps a second connector of the same
-dataset out while one runs: the exactly-once reasoning (:mod:`connectors.exactly_once`) needs one writer.
-The journal is also what ``sharehub connect status`` shows; it holds no record content, only names,
-counts, positions and errors.
+One SQLite file per dataset (``<home>/connectors/<dataset>.journal.db``, owner-only), one row per source,
+each change written in its own transaction (WAL, ``synchronous=FULL``) before it returns: a kill -9 or a
+power cut leaves every change that returned, and a change costs the same whether the journal holds ten
+sources or a day of a gateway's requests. An exclusive lock (``flock``) on ``<dataset>.lock`` keeps a
+second connector of the same dataset out while one runs: the exactly-once reasoning
+(:mod:`connectors.exactly_once`) needs one writer. The journal is also what ``sharehub connect status``
+shows; it holds no record content, only names, counts, positions and errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
 import os
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sharehub.errors import ConfigurationError
-from sharehub.keys import write_private
 
 FOLDER = "connectors"
+_SUFFIX = ".journal.db"
+#: The journal's form before it was a database: read once into the database, then removed.
+_JSON_SUFFIX = ".journal.json"
 
 
 @dataclass
@@ -61,20 +67,39 @@ class SourceState:
         return state
 
 
+def journal_path(home: Path, dataset: str) -> Path:
+    """Where the journal of ``dataset`` is kept at the site ``home``."""
+    return home / FOLDER / f"{dataset}{_SUFFIX}"
+
+
 def journal_paths(home: Path) -> list[Path]:
     """Every dataset journal at the site."""
-    return sorted((home / FOLDER).glob("*.journal.json"))
+    return sorted((home / FOLDER).glob(f"*{_SUFFIX}"))
+
+
+def journal_dataset(path: Path) -> str:
+    """The dataset a journal file is of."""
+    return path.name.removesuffix(_SUFFIX)
 
 
 def read_journal(path: Path) -> dict[str, SourceState]:
-    """Source id → state, from one journal file (read-only; no lock)."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return {source: SourceState.from_json(state) for source, state in raw["sources"].items()}
-    except FileNotFoundError:
+    """Source id → state, from one journal file (no lock: a running connector's writes are whole
+    transactions, seen or not); empty when there is none. Opened for writing all the same: a reader of a WAL
+    database left by a connector killed mid-write must be able to recover it to see its last changes."""
+    if not path.exists():
         return {}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sources'").fetchone() is None:
+                return {}  # a journal being made this moment: nothing in it yet
+            return dict(_rows(db))
+    except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(f"the connector journal {path} is unreadable: {exc}") from None
+
+
+def _rows(db: sqlite3.Connection) -> Iterator[tuple[str, SourceState]]:
+    for source, state in db.execute("SELECT source, state FROM sources"):
+        yield source, SourceState.from_json(json.loads(state))
 
 
 class Journal:
@@ -83,7 +108,7 @@ class Journal:
     def __init__(self, home: Path, dataset: str) -> None:
         folder = home / FOLDER
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = folder / f"{dataset}.journal.json"
+        self.path = journal_path(home, dataset)
         self._lock = (folder / f"{dataset}.lock").open("a")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -92,7 +117,13 @@ class Journal:
             raise ConfigurationError(
                 f"another connector of {dataset!r} is running at this site (it holds {folder}/{dataset}.lock)"
             ) from None
-        self.sources = read_journal(self.path)
+        try:
+            self._db = _open(self.path)
+            self.sources = dict(_rows(self._db))
+        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            self._lock.close()
+            raise ConfigurationError(f"the connector journal {self.path} is unreadable: {exc}") from None
+        self._take_json_journal(folder / f"{dataset}{_JSON_SUFFIX}")
 
     def get(self, source: str) -> SourceState | None:
         return self.sources.get(source)
@@ -100,27 +131,20 @@ class Journal:
     def put(self, source: str, state: SourceState) -> None:
         """Record ``state`` durably before returning."""
         state.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self._write([(source, state)])
         self.sources[source] = state
-        self._write()
-
-    def _write(self) -> None:
-        data = {"sources": {s: asdict(st) for s, st in self.sources.items()}}
-        write_private(self.path, json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the rename itself survives a power cut
-        finally:
-            os.close(folder)
 
     def forget(self, sources: list[str]) -> None:
         """Drop ``sources`` from the journal (finished ones past their retention), durably."""
         if not sources:
             return
+        with self._db:
+            self._db.executemany("DELETE FROM sources WHERE source = ?", [(s,) for s in sources])
         for source in sources:
             self.sources.pop(source, None)
-        self._write()
 
     def close(self) -> None:
+        self._db.close()
         self._lock.close()
 
     def __enter__(self) -> Journal:
@@ -128,3 +152,39 @@ class Journal:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def _write(self, states: list[tuple[str, SourceState]]) -> None:
+        rows = [(source, json.dumps(asdict(state), sort_keys=True)) for source, state in states]
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO sources (source, state) VALUES (?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET state = excluded.state",
+                rows,
+            )
+
+    def _take_json_journal(self, old: Path) -> None:
+        """A journal kept as JSON by an earlier release: its sources move into the database, then it goes."""
+        if not old.exists():
+            return
+        try:
+            raw = json.loads(old.read_text(encoding="utf-8"))
+            taken = {source: SourceState.from_json(state) for source, state in raw["sources"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.close()
+            raise ConfigurationError(f"the connector journal {old} is unreadable: {exc}") from None
+        self._write([(s, st) for s, st in taken.items() if s not in self.sources])
+        self.sources = {**taken, **self.sources}
+        old.unlink()
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """The journal's database, made owner-only before its first byte."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA secure_delete=ON")
+    db.execute("CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, state TEXT NOT NULL)")
+    db.isolation_level = "DEFERRED"  # from here on, `with db:` is one transaction
+    return db

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.journal import read_journal
+from connectors.journal import journal_path, read_journal
 from services.hub import Hub
 from services.rebuild import ReplayParts, rebuild
 from tests.e2e.test_agency_sdk import PASSPHRASE, _site
@@ -88,7 +88,7 @@ def test_publish_killed_mid_file_resumes_and_every_record_is_on_the_topic_once(
     data = tmp_path / "members.jsonl"
     write_jsonl(members, data)
     args = ("publish", "--as", "coc", "--dataset", DATASET, str(data), "--checkpoint-every", "40")
-    killed_at = _kill_mid_file(_start(env, *args, "--quiet"), home / "connectors" / f"{DATASET}.journal.json",
+    killed_at = _kill_mid_file(_start(env, *args, "--quiet"), journal_path(home, DATASET),
                                400)  # fmt: skip
     assert 400 <= killed_at < 4000
 
@@ -147,7 +147,7 @@ def test_the_file_drop_connector_killed_mid_file_publishes_each_row_once(
         "--checkpoint-every",
         "40",
     )
-    journal = home / "connectors" / f"{DATASET}.journal.json"
+    journal = journal_path(home, DATASET)
     _kill_mid_file(_start(env, *common, "--once", "--quiet"), journal, 400)
 
     port = free_port()

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from connectors.journal import SourceState, read_journal
+from connectors.journal import SourceState, journal_path, read_journal
 from connectors.outbox import OutboxTable, position
 from connectors.outbox_mapping import OutboxMapping, setup_sql
 from services.hub import Hub
@@ -119,17 +119,19 @@ def outbox() -> Iterator[Outbox]:
                 conn.execute(f"DROP ROLE {box.role}")
 
 
+def _outbox_states(journal: Path) -> list[SourceState]:
+    """The outbox sources the journal knows (none before the connector has started its table)."""
+    return [s for source, s in read_journal(journal).items() if source.startswith("outbox:")]
+
+
 def _outbox_state(journal: Path) -> SourceState:
-    found = [s for source, s in read_journal(journal).items() if source.startswith("outbox:")]
+    found = _outbox_states(journal)
     assert len(found) == 1, read_journal(journal)
     return found[0]
 
 
 def _acknowledged(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    states = [s for source, s in read_journal(journal).items() if source.startswith("outbox:")]
-    return sum(s.published + s.skipped + s.rejected for s in states)
+    return sum(s.published + s.skipped + s.rejected for s in _outbox_states(journal))
 
 
 def _on_topic(hub: Hub, reader: TopicReader | None = None) -> int:
@@ -147,8 +149,7 @@ def _kill_mid_batch(process: subprocess.Popen[str], hub: Hub, journal: Path, at_
     deadline = time.monotonic() + 120
     with TopicReader(hub.kafka) as reader:
         while process.poll() is None and time.monotonic() < deadline:
-            journaled = _outbox_state(journal) if journal.exists() else None
-            written = 0 if journaled is None else journaled.published + journaled.skipped
+            written = sum(s.published + s.skipped for s in _outbox_states(journal))
             if written >= at_least and _on_topic(hub, reader) >= written + 100:
                 break
             time.sleep(0.02)
@@ -180,7 +181,7 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
     password.write_text("never-printed-anywhere\n")
     password.chmod(0o600)
 
-    journal = home / "connectors" / f"{DATASET}.journal.json"
+    journal = journal_path(home, DATASET)
     common = ("connect", "outbox", "--dsn", outbox.dsn(outbox.role), "--dataset", DATASET, "--mapping",
               str(mapping), "--password-file", str(password), "--checkpoint-every", "1000")  # fmt: skip
     _kill_mid_batch(_start(env, *common, "--once", "--quiet"), hub, journal, 1000)
@@ -252,12 +253,12 @@ def test_rows_go_in_commit_order_and_a_notify_wakes_the_connector(
                  "--delete", "--dsn", outbox.admin)  # fmt: skip
     assert setup.returncode == 0, setup.stderr
     a, b, c, d = list(generate_party_members(4, seed=43))
-    journal = home / "connectors" / f"{DATASET}.journal.json"
+    journal = journal_path(home, DATASET)
     # Polling every minute: only a NOTIFY brings a row out within seconds.
     connector = _start(env, "connect", "outbox", "--dsn", outbox.dsn(outbox.role), "--dataset", DATASET,
                        "--mapping", str(mapping), "--poll-interval", "60", "--delete-published")  # fmt: skip
     try:
-        wait_until(lambda: journal.exists() and _outbox_state(journal).pending == 0
+        wait_until(lambda: [s.pending for s in _outbox_states(journal)] == [0]
                    or connector.poll() is not None, timeout=60, what="the connector idle")  # fmt: skip
         with outbox.connect(autocommit=False) as t1, outbox.connect(autocommit=False) as t2:
             outbox.insert(t1, [("MemberRegistered", a)])  # takes id 1

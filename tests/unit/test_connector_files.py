@@ -3,6 +3,8 @@ source id and line count, the journal's lock and durability, rejects written onc
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from connectors.csv_source import read_csv
 from connectors.file_drop import FileFacts, RejectsFile
 from connectors.health import site_health
-from connectors.journal import Journal, SourceState, read_journal
+from connectors.journal import Journal, SourceState, journal_path, read_journal
 from connectors.jsonl_source import BadLine, Line
 from sharehub.avro import RecordSchema, load_schema, record_from_json
 from sharehub.errors import ConfigurationError, RecordValidationError
@@ -82,11 +84,13 @@ def test_the_journal_is_held_by_one_connector_and_survives_it(tmp_path: Path) ->
 
 
 def test_an_unreadable_journal_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "connectors" / "ds.journal.json"
+    path = journal_path(tmp_path, "ds")
     path.parent.mkdir()
-    path.write_text("{not json")
+    path.write_text("{not a database")
     with pytest.raises(ConfigurationError, match="unreadable"):
         read_journal(path)
+    with pytest.raises(ConfigurationError, match="unreadable"):
+        Journal(tmp_path, "ds").close()
 
 
 def test_rejects_are_written_once_per_line_across_restarts(tmp_path: Path) -> None:
@@ -96,3 +100,25 @@ def test_rejects_are_written_once_per_line_across_restarts(tmp_path: Path) -> No
     assert path.read_text().splitlines() == [
         '{"line": 3, "reason": "bad"}', '{"line": 9, "reason": "worse"}', '{"line": 12, "reason": "worst"}',
     ]  # fmt: skip
+
+
+def test_a_journal_kept_as_json_moves_into_the_database_once(tmp_path: Path) -> None:
+    old = tmp_path / "connectors" / "ds.journal.json"
+    old.parent.mkdir()
+    kept = SourceState(name="a.csv", total=10, acked=10, published=9, rejected=1, done=True)
+    old.write_text(json.dumps({"sources": {"file:sha256:ab": dataclasses.asdict(kept)}}))
+    with Journal(tmp_path, "ds") as journal:
+        assert journal.get("file:sha256:ab") == kept
+        journal.put("file:sha256:cd", SourceState(name="b.csv", total=3))
+    assert not old.exists()
+    assert set(read_journal(journal_path(tmp_path, "ds"))) == {"file:sha256:ab", "file:sha256:cd"}
+    assert journal_path(tmp_path, "ds").stat().st_mode & 0o077 == 0, "owner-only"
+
+
+def test_forgotten_sources_are_gone_after_a_reopen(tmp_path: Path) -> None:
+    with Journal(tmp_path, "ds") as journal:
+        for n in range(3):
+            journal.put(f"idem:{n}", SourceState(name=f"request {n}", done=True))
+        journal.forget(["idem:0", "idem:2"])
+    with Journal(tmp_path, "ds") as journal:
+        assert set(journal.sources) == {"idem:1"}
