@@ -21,17 +21,14 @@ by replication), logs and pid files, agency sites (each agency backs up its own:
 
 from __future__ import annotations
 
-import datetime as dt
-import platform
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-import sharehub
 from services.backup_archive import Manifest, Member, digest_of, seal, write_archive
 from sharehub.errors import ConfigurationError, InputError
 from sharehub.gov import anchors
@@ -84,9 +81,9 @@ def kept_settings(settings: Settings) -> dict[str, str]:
     return kept
 
 
-def files_of(home: Path) -> Iterator[tuple[str, Path, bool]]:
+def files_of(home: Path, parts: Iterable[Part]) -> Iterator[tuple[str, Path, bool]]:
     """(member name, file, sealed) of every part present in ``home``."""
-    for part in PARTS:
+    for part in parts:
         for path in sorted(home.glob(part.pattern)):
             if path.is_file() and not path.is_symlink():
                 yield path.relative_to(home).as_posix(), path, part.sealed
@@ -97,51 +94,38 @@ def create(settings: Settings, open_kek: Callable[[], KeyEncryptionKey], out: Pa
     the KEK ``open_kek`` opens once the home is found to hold a hub."""
     home = settings.home
     pinned = anchors.load(home)
-    if out.exists():
-        raise InputError(f"{out} exists: a backup never overwrites a file")
     if not (home / KEY_STORE).is_file():
         raise InputError(f"there is no key store at {home / KEY_STORE}: nothing to back up")
+    about = Manifest.about("hub", pinned.topic_prefix, pinned.operator, kept_settings(settings))
     kek = open_kek()
     try:
-        return _write(home, pinned, kek, kept_settings(settings), out)
+        return write_backup(home, PARTS, kek, about, out)
     finally:
         kek.close()
 
 
-def _write(
-    home: Path, pinned: anchors.Anchors, kek: KeyEncryptionKey, kept: dict[str, str], out: Path
+def write_backup(
+    home: Path, parts: Iterable[Part], kek: KeyEncryptionKey, about: Manifest, out: Path
 ) -> Manifest:
+    """Write ``home``'s ``parts`` to the archive ``out`` (never over a file), the secrets sealed under
+    ``kek``; ``about`` says what the home is, its members and KEK are filled in."""
+    if out.exists():
+        raise InputError(f"{out} exists: a backup never overwrites a file")
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=home) as scratch:
         staged: dict[str, Path] = {}
         members: list[Member] = []
-        for name, path, sealed in files_of(home):
+        for name, path, sealed in files_of(home, parts):
             copy = Path(scratch) / f"{len(staged)}"
             if name == KEY_STORE:
                 _snapshot_key_store(path, copy, kek.kek_id)
             else:
                 data = path.read_bytes()
-                write_private(copy, seal(kek, pinned.topic_prefix, name, data) if sealed else data)
+                write_private(copy, seal(kek, about.topic_prefix, name, data) if sealed else data)
             staged[name] = copy
             members.append(Member(name, *digest_of(copy), sealed))
-        manifest = Manifest(
-            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            topic_prefix=pinned.topic_prefix,
-            operator=pinned.operator,
-            kek_id=kek.kek_id,
-            versions=versions(),
-            settings=kept,
-            members=tuple(members),
-        )
+        manifest = replace(about, kek_id=kek.kek_id, members=tuple(members))
         write_archive(out, manifest, kek, staged)
     return manifest
-
-
-def versions() -> dict[str, str]:
-    return {
-        "sharehub": sharehub.__version__,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
 
 
 def _snapshot_key_store(source: Path, copy: Path, kek_id: str) -> None:

@@ -1,8 +1,10 @@
 """The backup archive of a hub's home: a tar file led by ``manifest.json`` and ``manifest.seal``.
 
-The manifest names every other member with its SHA-256 and size and says whether it is *sealed* (its bytes
-wrapped under the hub's key-encryption key, because they are a secret in clear in the home); it also holds
-the hub's topic prefix and operator, the id of the KEK, when the backup was made, by which versions, and the
+The home is a hub's (:mod:`services.backup`) or an agency site's (:mod:`services.site_backup`). The manifest
+names every other member with its SHA-256 and size and says whether it is *sealed* (its bytes wrapped under
+the home's key-encryption key, because they are a secret in clear in the home: the hub's KEK, or at a site a
+key derived from its passphrase); it also holds the kind of home, the hub's topic prefix, the agency (the
+hub's operator, or the site's), the id of the KEK, when the backup was made, by which versions, and the
 settings the hub ran with. ``manifest.seal`` is the manifest's SHA-256 wrapped under the same KEK
 (AES-GCM): whoever lacks the KEK cannot make a manifest that passes, and a member altered after the backup
 no longer has its hash.
@@ -14,16 +16,20 @@ byte is written anywhere.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
+import platform
 import re
+import sqlite3
 import tarfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
+import sharehub
 from sharehub.errors import BackupInvalid
 from sharehub.kek import KeyEncryptionKey, UnwrapRefused
 from sharehub.keys import write_private
@@ -48,21 +54,43 @@ class Member:
     sealed: bool
 
 
+HomeKind = Literal["hub", "site"]
+
+
 @dataclass(frozen=True)
 class Manifest:
     created_at: str
+    kind: HomeKind
+    #: The hub's topic prefix ("" at a site not connected to a hub yet).
     topic_prefix: str
-    operator: str
-    #: The KEK that wraps the key store's keys and the sealed members (its id, never the key).
-    kek_id: str
+    #: The hub's operator, or the site's agency.
+    agency: str
     versions: dict[str, str]
     #: The ``SHAREHUB_*`` settings the hub ran with that a restored hub needs again (no secret among them).
     settings: dict[str, str]
+    #: The KEK that wraps the sealed members (and a hub's key store): its id, never the key.
+    kek_id: str = ""
     members: tuple[Member, ...] = field(default=())
+
+    @classmethod
+    def about(cls, kind: HomeKind, topic_prefix: str, agency: str, settings: dict[str, str]) -> Manifest:
+        """A manifest of a backup made now (its members and KEK are filled in as it is written)."""
+        versions = {
+            "sharehub": sharehub.__version__,
+            "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version,
+        }
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        return cls(now, kind, topic_prefix, agency, versions, settings)
 
     def to_bytes(self) -> bytes:
         body = {"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}
         return json.dumps(body, indent=1, sort_keys=True).encode() + b"\n"
+
+    @property
+    def home_name(self) -> str:
+        """What the backup was taken of, for messages: the hub 'prefix', or the site of 'agency'."""
+        return f"the hub {self.topic_prefix!r}" if self.kind == "hub" else f"the site of {self.agency!r}"
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Manifest:
@@ -72,19 +100,18 @@ class Manifest:
                 raise BackupInvalid(f"{MANIFEST} is not a sharehub backup's manifest")
             if body.get("format_version") != FORMAT_VERSION:
                 raise BackupInvalid(f"backup format version {body.get('format_version')!r} is not known here")
+            if body.get("kind") not in ("hub", "site"):
+                raise BackupInvalid(f"{MANIFEST} names no kind of home it was taken of")
             members = tuple(Member(**m) for m in body["members"])
             manifest = cls(
-                str(body["created_at"]), str(body["topic_prefix"]), str(body["operator"]),
-                str(body["kek_id"]), dict(body["versions"]), dict(body["settings"]), members,
+                str(body["created_at"]), body["kind"], str(body["topic_prefix"]), str(body["agency"]),
+                dict(body["versions"]), dict(body["settings"]), str(body["kek_id"]), members,
             )  # fmt: skip
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BackupInvalid(f"{MANIFEST} is malformed ({type(exc).__name__}: {exc})") from None
         for member in members:
             check_name(member.name)
         return manifest
-
-    def member(self, name: str) -> Member:
-        return next(m for m in self.members if m.name == name)
 
 
 def check_name(name: str) -> None:
@@ -106,7 +133,10 @@ def unseal(kek: KeyEncryptionKey, topic_prefix: str, name: str, blob: bytes) -> 
     try:
         return kek.unwrap(blob, _aad(topic_prefix, name))
     except UnwrapRefused:
-        raise BackupInvalid(f"{name}: its sealed bytes do not open under {kek.kek_id} (altered?)") from None
+        raise BackupInvalid(
+            f"{name}: its sealed bytes do not open under {kek.kek_id}: another key (a wrong master key or "
+            "passphrase), or altered"
+        ) from None
 
 
 def write_archive(out: Path, manifest: Manifest, kek: KeyEncryptionKey, files: dict[str, Path]) -> None:

@@ -7,6 +7,9 @@ home; the key store is opened there with the KEK (the operator's signing key mus
 pinned anchors), the CA key with its passphrase. Only then does the staging directory become the home, in
 one rename. A refusal at any step removes the staging directory: the home stays as it was (absent, or
 empty). The read models are then rebuilt from the log (``sharehub project rebuild --all``).
+
+:func:`restore_into` is that sequence for any home; an agency site's restore (:mod:`services.site_backup`)
+runs it with the site's own checks.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from services.backup import KEY_STORE
@@ -29,12 +31,6 @@ from sharehub.keys import LocalKeyStore, write_private
 SETTINGS_FILE = "settings.env"
 
 
-@dataclass(frozen=True)
-class Restored:
-    manifest: Manifest
-    home: Path
-
-
 def check_home_is_empty(home: Path) -> None:
     if home.is_symlink() or (home.exists() and (not home.is_dir() or any(home.iterdir()))):
         raise InputError(f"{home} is not empty: a backup is restored only into a new or empty home")
@@ -42,22 +38,41 @@ def check_home_is_empty(home: Path) -> None:
 
 def restore(
     archive: Path, home: Path, topic_prefix: str, open_kek: Callable[[], KeyEncryptionKey]
-) -> Restored:
+) -> Manifest:
     """Restore ``archive`` (a backup of the hub ``topic_prefix``) into ``home``, new or empty."""
+
+    def accept(manifest: Manifest) -> KeyEncryptionKey:
+        if manifest.kind != "hub" or manifest.topic_prefix != topic_prefix:
+            raise BackupInvalid(
+                f"{archive} is the backup of {manifest.home_name}, not of the hub {topic_prefix!r}"
+            )
+        kek = open_kek()
+        if kek.kek_id != manifest.kek_id:
+            kek.close()
+            raise ConfigurationError(
+                f"the backup's keys are wrapped under {manifest.kek_id}, and the key-encryption key "
+                f"given is {kek.kek_id}: give the master key (or token) the hub ran with"
+            )
+        return kek
+
+    return restore_into(
+        archive, home, accept, lambda staging, manifest: _check_hub(staging, manifest, open_kek)
+    )
+
+
+def restore_into(
+    archive: Path,
+    home: Path,
+    accept: Callable[[Manifest], KeyEncryptionKey],
+    check: Callable[[Path, Manifest], None],
+) -> Manifest:
+    """Restore ``archive`` into ``home`` (new or empty): ``accept`` refuses a backup of another home or
+    gives the KEK that opens it; ``check`` refuses what was unpacked before it becomes the home."""
     check_home_is_empty(home)
     with BackupReader(archive) as reader:
         manifest = reader.manifest
-        if manifest.topic_prefix != topic_prefix:
-            raise BackupInvalid(
-                f"{archive} is the backup of the hub {manifest.topic_prefix!r}, not of {topic_prefix!r}"
-            )
-        kek = open_kek()
+        kek = accept(manifest)
         try:
-            if kek.kek_id != manifest.kek_id:
-                raise ConfigurationError(
-                    f"the backup's keys are wrapped under {manifest.kek_id}, and the key-encryption key "
-                    f"given is {kek.kek_id}: give the master key (or token) the hub ran with"
-                )
             reader.check_seal(kek)
             home.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{home.name}.restore-", dir=home.parent))
@@ -69,13 +84,13 @@ def restore(
         finally:
             kek.close()
     try:
-        _check_restored(staging, manifest, open_kek)
+        check(staging, manifest)
         check_home_is_empty(home)  # nothing appeared there meanwhile
         staging.replace(home)  # an empty directory is replaced in the same rename
     except BaseException:
         shutil.rmtree(staging)
         raise
-    return Restored(manifest, home)
+    return manifest
 
 
 def _unpack(reader: BackupReader, kek: KeyEncryptionKey, staging: Path) -> None:
@@ -90,15 +105,16 @@ def _unpack(reader: BackupReader, kek: KeyEncryptionKey, staging: Path) -> None:
         with target.open("wb") as out:
             for chunk in reader.chunks(member):
                 out.write(chunk)
-    settings = "".join(f"{name}={value}\n" for name, value in sorted(reader.manifest.settings.items()))
-    write_private(staging / SETTINGS_FILE, settings.encode())
+    if reader.manifest.settings:
+        settings = "".join(f"{name}={value}\n" for name, value in sorted(reader.manifest.settings.items()))
+        write_private(staging / SETTINGS_FILE, settings.encode())
 
 
-def _check_restored(staging: Path, manifest: Manifest, open_kek: Callable[[], KeyEncryptionKey]) -> None:
+def _check_hub(staging: Path, manifest: Manifest, open_kek: Callable[[], KeyEncryptionKey]) -> None:
     """The restored key store opens with the KEK (the operator's signing key unwraps and is the one the
     anchors pin, if it is still the first), and the CA key with its passphrase."""
     pinned = anchors.load(staging)
-    if (pinned.topic_prefix, pinned.operator) != (manifest.topic_prefix, manifest.operator):
+    if (pinned.topic_prefix, pinned.operator) != (manifest.topic_prefix, manifest.agency):
         raise BackupInvalid("the backup's trust.json names another hub than its manifest")
     if not (staging / KEY_STORE).is_file():
         raise BackupInvalid(f"the backup holds no {KEY_STORE}")

@@ -61,11 +61,12 @@ def backup_verify(
 
     with BackupReader(archive) as reader:
         manifest = reader.manifest
-        if topic_prefix is not None and manifest.topic_prefix != topic_prefix:
-            raise BackupInvalid(f"the backup is of the hub {manifest.topic_prefix!r}, not {topic_prefix!r}")
+        if topic_prefix is not None and (manifest.kind, manifest.topic_prefix) != ("hub", topic_prefix):
+            raise BackupInvalid(f"the backup is of {manifest.home_name}, not of the hub {topic_prefix!r}")
         reader.verify()
         sealed = _check_seal_if_possible(reader.check_seal)
-    print(f"hub\t{manifest.topic_prefix}\ncreated_at\t{manifest.created_at}\nkek\t{manifest.kek_id}")
+    print(f"{manifest.kind}\t{manifest.topic_prefix}\t{manifest.agency}\ncreated_at\t{manifest.created_at}")
+    print(f"kek\t{manifest.kek_id}")
     print(f"members\t{len(manifest.members)}, each as its manifest says")
     print(f"seal\t{sealed}")
 
@@ -111,16 +112,15 @@ def backup_restore(
     def open_kek() -> KeyEncryptionKey:
         return load_kek(settings, home)
 
-    done = restore(archive, home, topic_prefix, open_kek)
-    settings_file = done.home / SETTINGS_FILE
+    manifest = restore(archive, home, topic_prefix, open_kek)
+    settings_file = home / SETTINGS_FILE
     if master_key_file is not None:
         with settings_file.open("a") as env:
             env.write(f"SHAREHUB_MASTER_KEY_FILE={master_key_file.resolve()}\n")
-    print(done.home)
+    print(home)
     err.print(
-        f"restored hub {done.manifest.topic_prefix!r} (backup of {done.manifest.created_at}) into "
-        f"{done.home}. Next: set -a; . {settings_file}; set +a; "
-        f"SHAREHUB_HOME={done.home} sharehub project rebuild --all",
+        f"restored hub {manifest.topic_prefix!r} (backup of {manifest.created_at}) into {home}. Next: "
+        f"set -a; . {settings_file}; set +a; SHAREHUB_HOME={home} sharehub project rebuild --all",
         markup=False,
         highlight=False,
     )

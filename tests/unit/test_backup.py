@@ -201,8 +201,8 @@ def test_a_link_in_the_archive_is_refused(home: Path, archive: Path, vault: Path
 def test_a_backup_of_another_hub_is_refused(home: Path, archive: Path, vault: Path, tmp_path: Path) -> None:
     result = backup(home, "restore", str(archive), "--home", str(tmp_path / "new"), "--topic-prefix",
                     "another", "--master-key-file", str(vault))  # fmt: skip
-    refused(result, 2, "is the backup of the hub", "not of 'another'")
-    refused(backup(home, "verify", str(archive), "--topic-prefix", "another"), 2, "not 'another'")
+    refused(result, 2, f"is the backup of the hub '{prefix(home)}', not of the hub 'another'")
+    refused(backup(home, "verify", str(archive), "--topic-prefix", "another"), 2, "not of the hub 'another'")
     assert not (tmp_path / "new").exists()
 
 
