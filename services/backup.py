@@ -63,8 +63,8 @@ PARTS = (
 #: Settings a restored hub needs again, by field of :class:`~sharehub.settings.Settings`.
 KEPT_SETTINGS = (
     "kafka_bootstrap", "kafka_mtls_bootstrap", "kafka_ca_file", "kafka_admin_user", "kafka_security", "kek",
-    "pkcs11_module", "pkcs11_token", "pkcs11_key_label", "read_model_url", "history_days", "api_host",
-    "api_port",
+    "pkcs11_module", "pkcs11_token", "pkcs11_pin_file", "pkcs11_key_label", "read_model_url", "history_days",
+    "api_host", "api_port",
 )  # fmt: skip
 
 

@@ -6,9 +6,8 @@ from the log with ``sharehub project rebuild --all``. See RELIABILITY.md, "Backu
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +16,9 @@ from services.cli.errors import reports_errors
 from sharehub.errors import ConfigurationError, InputError
 from sharehub.kek import KeyEncryptionKey, load_kek
 from sharehub.settings import Settings
+
+if TYPE_CHECKING:
+    from services.backup_archive import BackupReader
 
 app = typer.Typer(
     help="Back up what the log cannot give back (key store, governance anchors, CA), and restore it.",
@@ -64,25 +66,40 @@ def backup_verify(
         if topic_prefix is not None and (manifest.kind, manifest.topic_prefix) != ("hub", topic_prefix):
             raise BackupInvalid(f"the backup is of {manifest.home_name}, not of the hub {topic_prefix!r}")
         reader.verify()
-        sealed = _check_seal_if_possible(reader.check_seal)
+        sealed = _check_seal_if_possible(reader)
     print(f"{manifest.kind}\t{manifest.topic_prefix}\t{manifest.agency}\ncreated_at\t{manifest.created_at}")
     print(f"kek\t{manifest.kek_id}")
     print(f"members\t{len(manifest.members)}, each as its manifest says")
     print(f"seal\t{sealed}")
 
 
-def _check_seal_if_possible(check: Callable[[KeyEncryptionKey], None]) -> str:
+def _check_seal_if_possible(reader: BackupReader) -> str:
+    """The seal checked with the KEK this hub is configured with, when it is the backup's; otherwise a
+    warning, saying why not (the hashes alone were checked)."""
+    manifest = reader.manifest
+    if manifest.kind == "site":
+        return _unchecked(
+            "a site's backup is sealed with its passphrase: 'sharehub agency restore' checks it"
+        )
     settings = Settings()
     try:
         kek = load_kek(settings, settings.home)
     except ConfigurationError as exc:
-        err.print(f"warning: the manifest's seal is not checked: {exc}", markup=False, highlight=False)
-        return "not checked (no key-encryption key)"
+        return _unchecked(str(exc))
     try:
-        check(kek)
+        if kek.kek_id != manifest.kek_id:
+            return _unchecked(
+                f"sealed under {manifest.kek_id}, and this hub's key-encryption key is {kek.kek_id}"
+            )
+        reader.check_seal(kek)
     finally:
         kek.close()
     return f"verified with {kek.kek_id}"
+
+
+def _unchecked(why: str) -> str:
+    err.print(f"warning: the manifest's seal is not checked: {why}", markup=False, highlight=False)
+    return "not checked"
 
 
 @app.command("restore")

@@ -21,7 +21,9 @@ from services.cli import backup_commands
 from services.hub import Hub
 from sharehub import pki
 from sharehub.kek import FileKek
+from sharehub.kek_pkcs11 import Pkcs11Kek
 from sharehub.keys import LocalKeyStore, load_master_key, subject_key_id
+from tests.softhsm import SoftHsmToken
 
 _UNSET = ("SHAREHUB_MASTER_KEY", "SHAREHUB_MASTER_KEY_FILE", "SHAREHUB_KEK", "SHAREHUB_READ_MODEL_URL")
 
@@ -225,6 +227,8 @@ def test_another_master_key_or_none_is_refused_before_anything_is_written(
     other.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
     other.chmod(0o600)
     refused(restore(archive, home, tmp_path / "new", other), 1, "wrapped under file:")
+    unchecked = backup(home, "verify", str(archive), SHAREHUB_MASTER_KEY_FILE=str(other))
+    assert unchecked.exit_code == 0 and "seal\tnot checked" in unchecked.output, unchecked.output
     without_key = backup(
         home, "restore", str(archive), "--home", str(tmp_path / "new"), "--topic-prefix", "p"
     )
@@ -235,3 +239,25 @@ def test_another_master_key_or_none_is_refused_before_anything_is_written(
 def test_create_never_overwrites_and_needs_a_hub(home: Path, archive: Path, tmp_path: Path) -> None:
     refused(backup(home, "create", str(archive)), 2, "exists")
     refused(backup(tmp_path / "nothing", "create", str(tmp_path / "b.tar")), 2, "no governance")
+
+
+def test_a_hub_whose_key_encryption_key_is_in_a_token_is_restored_with_the_token(
+    home: Path, vault: Path, tmp_path: Path, softhsm_token: SoftHsmToken
+) -> None:
+    store = LocalKeyStore(home / "keys.db", FileKek(load_master_key(home, None)))
+    try:
+        store.rewrap(Pkcs11Kek.open(softhsm_token.config(), create=True))
+    finally:
+        store.close()
+    archive, target = tmp_path / "hub.tar", tmp_path / "fresh"
+    assert backup(home, "create", str(archive), **softhsm_token.env()).exit_code == 0
+    refused(restore(archive, home, target, vault), 1, "wrapped under pkcs11:")
+    done = backup(home, "restore", str(archive), "--home", str(target), "--topic-prefix", prefix(home),
+                  **softhsm_token.env())  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "SHAREHUB_KEK=pkcs11" in (target / "settings.env").read_text()
+    restored = LocalKeyStore(target / "keys.db", Pkcs11Kek.open(softhsm_token.config()))
+    try:
+        assert restored.signing_key("cpo").key_id == "cpo/sign/1"
+    finally:
+        restored.close()
