@@ -37,9 +37,14 @@ def check_home_is_empty(home: Path) -> None:
 
 
 def restore(
-    archive: Path, home: Path, topic_prefix: str, open_kek: Callable[[], KeyEncryptionKey]
+    archive: Path,
+    home: Path,
+    topic_prefix: str,
+    open_kek: Callable[[], KeyEncryptionKey],
+    settings: dict[str, str] | None = None,
 ) -> Manifest:
-    """Restore ``archive`` (a backup of the hub ``topic_prefix``) into ``home``, new or empty."""
+    """Restore ``archive`` (a backup of the hub ``topic_prefix``) into ``home``, new or empty; ``settings``
+    (where the master key is now) join the hub's in ``settings.env``."""
 
     def accept(manifest: Manifest) -> KeyEncryptionKey:
         if manifest.kind != "hub" or manifest.topic_prefix != topic_prefix:
@@ -55,9 +60,13 @@ def restore(
             )
         return kek
 
-    return restore_into(
-        archive, home, accept, lambda staging, manifest: _check_hub(staging, manifest, open_kek)
-    )
+    def check(staging: Path, manifest: Manifest) -> None:
+        _check_hub(staging, manifest, open_kek)
+        kept = manifest.settings | (settings or {})
+        env = "".join(f"{name}={value}\n" for name, value in sorted(kept.items()))
+        write_private(staging / SETTINGS_FILE, env.encode())
+
+    return restore_into(archive, home, accept, check)
 
 
 def restore_into(
@@ -105,9 +114,6 @@ def _unpack(reader: BackupReader, kek: KeyEncryptionKey, staging: Path) -> None:
         with target.open("wb") as out:
             for chunk in reader.chunks(member):
                 out.write(chunk)
-    if reader.manifest.settings:
-        settings = "".join(f"{name}={value}\n" for name, value in sorted(reader.manifest.settings.items()))
-        write_private(staging / SETTINGS_FILE, settings.encode())
 
 
 def _check_hub(staging: Path, manifest: Manifest, open_kek: Callable[[], KeyEncryptionKey]) -> None:

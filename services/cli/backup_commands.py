@@ -129,11 +129,10 @@ def backup_restore(
     def open_kek() -> KeyEncryptionKey:
         return load_kek(settings, home)
 
-    manifest = restore(archive, home, topic_prefix, open_kek)
+    given = settings.master_key_file
+    where_the_key_is = {} if given is None else {"SHAREHUB_MASTER_KEY_FILE": str(given.resolve())}
+    manifest = restore(archive, home, topic_prefix, open_kek, where_the_key_is)
     settings_file = home / SETTINGS_FILE
-    if master_key_file is not None:
-        with settings_file.open("a") as env:
-            env.write(f"SHAREHUB_MASTER_KEY_FILE={master_key_file.resolve()}\n")
     print(home)
     err.print(
         f"restored hub {manifest.topic_prefix!r} (backup of {manifest.created_at}) into {home}. Next: "
