@@ -23,7 +23,8 @@
     │   ├── IdempotencyKeyInvalid      a write without an Idempotency-Key, or a malformed one (HTTP 400)
     │   ├── IdempotencyConflict        an Idempotency-Key used before with another body (HTTP 409)
     │   ├── BodyNotJson                a request body that is not JSON (HTTP 400)
-    │   └── PackInvalid                not an evidence pack: not a zip, truncated, too large, wrong members
+    │   ├── PackInvalid                not an evidence pack: not a zip, truncated, too large, wrong members
+    │   └── BackupInvalid              a backup archive that is not one, was altered, or is of another hub
     ├── EnvelopeError             an event that must not be applied; ``reason`` is a stable machine code
     │   ├── MalformedEnvelope          not an envelope, truncated, trailing bytes malformed
     │   ├── UnsupportedEnvelopeVersion unknown envelope schema fingerprint        unsupported_envelope_version
@@ -301,3 +302,8 @@ class BodyNotJson(InputError):
 class PackInvalid(InputError):
     """Not an evidence pack (``sharehub audit verify-pack``): not a zip, truncated, past the size caps,
     members missing, extra or misnamed, or a member that does not parse."""
+
+
+class BackupInvalid(InputError):
+    """A backup archive that is not one, whose manifest or members were altered or name a path outside the
+    home, or that is the backup of another hub (another topic prefix)."""

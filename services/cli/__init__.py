@@ -18,6 +18,7 @@ app = typer.Typer(
 def _register() -> None:
     from services.cli import (
         agency_commands,
+        backup_commands,
         connect_commands,
         demo_commands,
         generate_commands,
@@ -42,6 +43,7 @@ def _register() -> None:
     app.add_typer(connect_commands.app, name="connect")
     app.add_typer(hub_commands.project_app, name="project")
     app.add_typer(serve_commands.app, name="serve")
+    app.add_typer(backup_commands.app, name="backup")
 
 
 def main() -> None:

@@ -265,3 +265,38 @@ def pseudonym_of(
         print(pseudonym(keys.routing_key(dataset), key).hex())
     finally:
         keys.close()
+
+
+@app.command("backup")
+@reports_errors
+def backup(
+    out: Annotated[Path, typer.Argument(help="The archive to write (a tar file, new)")],
+    home: Home = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Write the site's backup to OUT: its encrypted keys and TLS key, certificate, journals and the hub's
+    addresses; its credential and broker password sealed under a key derived from the passphrase (which is
+    not in it: keep it apart). A key inside a token is backed up by the token's own means."""
+    from services.site_backup import create_site_backup
+
+    site = _home(home)
+    manifest = create_site_backup(site, _passphrase(passphrase_file, new=False, site=site), out)
+    for member in manifest.members:
+        print(f"{member.sha256}  {member.name}{'  (sealed)' if member.sealed else ''}")
+    err.print(f"backup of the site of {manifest.agency!r} written to {out}", markup=False, highlight=False)
+
+
+@app.command("restore")
+@reports_errors
+def restore(
+    archive: Annotated[Path, typer.Argument(help="A site's backup archive")],
+    home: Annotated[Path, typer.Option("--home", help="The new site's directory: absent or empty")],
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Restore a site's backup into a new or empty directory, everything checked first (the members, the
+    seal, the key opening with the passphrase); a refusal changes nothing."""
+    from services.site_backup import restore_site
+
+    manifest = restore_site(archive, home, _passphrase(passphrase_file, new=False))
+    print(home)
+    err.print(f"restored the site of {manifest.agency!r} into {home}", markup=False, highlight=False)

@@ -207,15 +207,25 @@ def project_prune_history(
 
 @project_app.command("rebuild")
 @reports_errors
-def project_rebuild(consumer: Annotated[str, typer.Option("--consumer", help="Consumer agency id")]) -> None:
-    """Replay the log into a fresh read model for CONSUMER and swap it in atomically; prints its state hash.
-    The worker must be stopped."""
+def project_rebuild(
+    consumer: Annotated[str | None, typer.Option("--consumer", help="Consumer agency id")] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every consumer's read model, one after another")
+    ] = False,
+) -> None:
+    """Replay the log into a fresh read model for CONSUMER (or for every consumer, --all) and swap it in
+    atomically; prints each state hash. The worker must be stopped."""
     from services.rebuild import rebuild
 
+    if (consumer is None) == (not every):
+        raise InputError("give --consumer C or --all")
     with Hub() as hub:
-        done = rebuild(replay_parts(hub), hub, consumer)
-    err.print(f"{done.events:,} events replayed, {done.rows:,} rows, {done.quarantined} refused")
-    print(f"{done.consumer}\t{done.state_hash}")
+        for name in hub.consumers() if every else [str(consumer)]:
+            done = rebuild(replay_parts(hub), hub, name)
+            err.print(
+                f"{name}: {done.events:,} events replayed, {done.rows:,} rows, {done.quarantined} refused"
+            )
+            print(f"{done.consumer}\t{done.state_hash}", flush=True)
 
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
