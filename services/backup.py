@@ -21,6 +21,7 @@ by replication), logs and pid files, agency sites (each agency backs up its own:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -46,10 +47,12 @@ class Part:
     pattern: str
     #: A secret the home holds in clear: wrapped under the KEK in the archive.
     sealed: bool = False
+    #: A SQLite database, perhaps in use: copied with SQLite's backup API (its write-ahead log included).
+    database: bool = False
 
 
 PARTS = (
-    Part(KEY_STORE),
+    Part(KEY_STORE, database=True),
     Part(anchors.FILE_NAME),
     Part("tls/ca.pem"),
     Part("tls/ca.key"),
@@ -57,7 +60,7 @@ PARTS = (
     Part("tls/api.pem"),
     Part("tls/api.key", sealed=True),
     Part("erasures/*.json"),
-    Part("connectors/*.journal.json"),
+    Part("connectors/*.journal.db", database=True),
 )
 
 #: Settings a restored hub needs again, by field of :class:`~sharehub.settings.Settings`.
@@ -81,12 +84,12 @@ def kept_settings(settings: Settings) -> dict[str, str]:
     return kept
 
 
-def files_of(home: Path, parts: Iterable[Part]) -> Iterator[tuple[str, Path, bool]]:
-    """(member name, file, sealed) of every part present in ``home``."""
+def files_of(home: Path, parts: Iterable[Part]) -> Iterator[tuple[str, Path, Part]]:
+    """(member name, file, its part) of every part present in ``home``."""
     for part in parts:
         for path in sorted(home.glob(part.pattern)):
             if path.is_file() and not path.is_symlink():
-                yield path.relative_to(home).as_posix(), path, part.sealed
+                yield path.relative_to(home).as_posix(), path, part
 
 
 def create(settings: Settings, open_kek: Callable[[], KeyEncryptionKey], out: Path) -> Manifest:
@@ -114,37 +117,43 @@ def write_backup(
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=home) as scratch:
         staged: dict[str, Path] = {}
         members: list[Member] = []
-        for name, path, sealed in files_of(home, parts):
+        for name, path, part in files_of(home, parts):
             copy = Path(scratch) / f"{len(staged)}"
-            if name == KEY_STORE:
-                _snapshot_key_store(path, copy, kek.kek_id)
+            if part.database:
+                _snapshot_database(path, copy)
+                if name == KEY_STORE:
+                    _check_wrapped_by(copy, kek.kek_id)
             else:
                 data = path.read_bytes()
-                write_private(copy, seal(kek, about.topic_prefix, name, data) if sealed else data)
+                write_private(copy, seal(kek, about.topic_prefix, name, data) if part.sealed else data)
             staged[name] = copy
-            members.append(Member(name, *digest_of(copy), sealed))
+            members.append(Member(name, *digest_of(copy), part.sealed))
         manifest = replace(about, kek_id=kek.kek_id, members=tuple(members))
         write_archive(out, manifest, kek, staged)
     return manifest
 
 
-def _snapshot_key_store(source: Path, copy: Path, kek_id: str) -> None:
-    """A consistent copy of the live key store (SQLite's backup API, never a copy of the file), as one file
-    without a write-ahead log; refused if its keys are wrapped under another KEK than the hub's."""
+def _snapshot_database(source: Path, copy: Path) -> None:
+    """A consistent copy of a live SQLite database (SQLite's backup API, never a copy of the file), as one
+    file without a write-ahead log."""
     write_private(copy, b"")
-    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    src = sqlite3.connect(source)
     dst = sqlite3.connect(copy)
     try:
         src.backup(dst)
         dst.execute("PRAGMA journal_mode=DELETE")
-        wrapped_by = {
-            row[0] for row in dst.execute("SELECT DISTINCT kek_id FROM keys WHERE wrapped IS NOT NULL")
-        }
     except sqlite3.Error as exc:
-        raise ConfigurationError(f"the key store {source} could not be copied: {exc}") from None
+        raise ConfigurationError(f"{source} could not be copied: {exc}") from None
     finally:
         dst.close()
         src.close()
+
+
+def _check_wrapped_by(key_store: Path, kek_id: str) -> None:
+    """Refused if the key store's keys are wrapped under another KEK than the hub's."""
+    with contextlib.closing(sqlite3.connect(key_store)) as db:
+        rows = db.execute("SELECT DISTINCT kek_id FROM keys WHERE wrapped IS NOT NULL").fetchall()
+    wrapped_by = {row[0] for row in rows}
     if wrapped_by - {kek_id}:
         raise ConfigurationError(
             f"the key store holds keys wrapped under {', '.join(sorted(map(str, wrapped_by)))}, not under "

@@ -45,7 +45,7 @@ SITE_PARTS = (
     Part(CA_FILE),
     Part(CREDENTIAL_FILE, sealed=True),
     Part(BROKER_PASSWORD_FILE, sealed=True),
-    Part(f"{JOURNALS}/*.journal.json"),
+    Part(f"{JOURNALS}/*.journal.db", database=True),
 )
 _SCRYPT_PREFIX = "scrypt:"
 

@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
+from connectors.journal import Journal, SourceState, read_journal
 from connectors.sdk import CLIENT_KEY_FILE, CREDENTIAL_FILE, make_tls_request
 from connectors.site import PASSPHRASE_BESIDE, AgencySite
 from services.backup import create
@@ -37,8 +38,9 @@ def site(tmp_path: Path) -> Path:
     make_tls_request(home, "sharehub", PASSPHRASE)
     write_private(home / CREDENTIAL_FILE, CREDENTIAL + b"\n")
     write_private(home / PASSPHRASE_BESIDE, PASSPHRASE + b"\n")
-    (home / "connectors").mkdir()
-    write_private(home / "connectors" / "party-members.journal.json", b'{"sources": {}}\n')
+    with Journal(home, "party-members") as journal:
+        done = SourceState(name="members.csv", total=3, acked=3, published=3, done=True)
+        journal.put("file:sha256:ab", done)
     return home
 
 
@@ -57,7 +59,7 @@ def test_a_site_comes_back_from_its_backup_and_its_key_opens_with_the_passphrase
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert {"site.json", "keys/1.pem", "requests/1.json", CLIENT_KEY_FILE, CREDENTIAL_FILE} <= names
-    assert "connectors/party-members.journal.json" in names and PASSPHRASE_BESIDE not in names
+    assert "connectors/party-members.journal.db" in names and PASSPHRASE_BESIDE not in names
     raw = archive.read_bytes()
     assert PASSPHRASE not in raw and CREDENTIAL not in raw
 
@@ -73,9 +75,10 @@ def test_a_site_comes_back_from_its_backup_and_its_key_opens_with_the_passphrase
         "keys/1.pem",
         CLIENT_KEY_FILE,
         CREDENTIAL_FILE,
-        "connectors/party-members.journal.json",
     ):
         assert (target / name).read_bytes() == (site / name).read_bytes(), name
+    journal = "connectors/party-members.journal.db"
+    assert read_journal(target / journal) == read_journal(site / journal)
 
 
 def test_a_wrong_passphrase_is_refused_and_nothing_is_written(site: Path, tmp_path: Path) -> None:
