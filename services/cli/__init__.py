@@ -26,6 +26,7 @@ def _register() -> None:
         kafka_commands,
         serve_commands,
         tls_commands,
+        up_command,
     )
 
     app.add_typer(kafka_commands.app, name="kafka")
@@ -42,6 +43,7 @@ def _register() -> None:
     app.add_typer(connect_commands.app, name="connect")
     app.add_typer(hub_commands.project_app, name="project")
     app.add_typer(serve_commands.app, name="serve")
+    app.command("up")(up_command.up)
 
 
 def main() -> None:
