@@ -54,12 +54,14 @@ def _state(pid: int) -> str:
 
 @pytest.fixture
 def up(hub: Hub, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """``sharehub up`` of ``hub`` running; (its process, the API's address, its log)."""
-    port = free_port()
+    """``sharehub up --gateway`` of ``hub`` running; (its process, the API's address, its log). The
+    gateway's address is the API's with the next port."""
+    port = _two_free_ports()
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services", "up", "--api-port", str(port)],
+            [sys.executable, "-m", "services", "up", "--gateway", "--api-port", str(port)]
+            + ["--gateway-port", str(port + 1)],
             env=hub_env(hub),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -72,7 +74,19 @@ def up(hub: Hub, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str,
             proc.wait()
 
 
-API, WORKER = b"\x00serve\x00", b"\x00project\x00run\x00"
+def _two_free_ports() -> int:
+    """A port free with the next one."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+API, WORKER, GATEWAY = b"\x00serve\x00--port", b"\x00project\x00run\x00", b"\x00serve\x00gateway\x00"
 
 
 def test_up_restarts_each_killed_part_and_stops_all_on_sigterm(
@@ -80,8 +94,10 @@ def test_up_restarts_each_killed_part_and_stops_all_on_sigterm(
 ) -> None:
     proc, base, log = up
     wait_until(lambda: _answers(hub, base + "/readyz"), timeout=90, what="the API ready", log=log)
+    gateway = base.rsplit(":", 1)[0] + f":{int(base.rsplit(':', 1)[1]) + 1}"
+    wait_until(lambda: _answers(hub, gateway + "/readyz"), timeout=30, what="the gateway ready", log=log)
     api, worker = _child(proc.pid, API), _child(proc.pid, WORKER)
-    assert api is not None and worker is not None, log.read_text()
+    assert api is not None and worker is not None and _child(proc.pid, GATEWAY) is not None, log.read_text()
 
     os.kill(api, signal.SIGKILL)
     killed = time.monotonic()
