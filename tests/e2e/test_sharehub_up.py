@@ -12,20 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bench.load import family
 from services.hub import Hub
-from tests.kafka_helpers import free_port, https_client, hub_env, sharehub, wait_until
-
-
-def _answers(hub: Hub, url: str) -> bool:
-    try:
-        with https_client(hub) as client:
-            return client.get(url, timeout=2).status_code == 200
-    except (httpx.HTTPError, OSError):
-        return False
+from tests.kafka_helpers import answers, free_port, hub_env, sharehub, wait_until
 
 
 def _child(pid: int, marker: bytes) -> int | None:
@@ -93,16 +84,16 @@ def test_up_restarts_each_killed_part_and_stops_all_on_sigterm(
     hub: Hub, up: tuple[subprocess.Popen[bytes], str, Path]
 ) -> None:
     proc, base, log = up
-    wait_until(lambda: _answers(hub, base + "/readyz"), timeout=90, what="the API ready", log=log)
+    wait_until(lambda: answers(hub, base + "/readyz"), timeout=90, what="the API ready", log=log)
     gateway = base.rsplit(":", 1)[0] + f":{int(base.rsplit(':', 1)[1]) + 1}"
-    wait_until(lambda: _answers(hub, gateway + "/readyz"), timeout=30, what="the gateway ready", log=log)
+    wait_until(lambda: answers(hub, gateway + "/readyz"), timeout=30, what="the gateway ready", log=log)
     api, worker = _child(proc.pid, API), _child(proc.pid, WORKER)
     assert api is not None and worker is not None and _child(proc.pid, GATEWAY) is not None, log.read_text()
 
     os.kill(api, signal.SIGKILL)
     killed = time.monotonic()
     wait_until(lambda: _child(proc.pid, API) not in (None, api), timeout=10, what="a new API", log=log)
-    wait_until(lambda: _answers(hub, base + "/healthz"), timeout=45, what="the new API", log=log)
+    wait_until(lambda: answers(hub, base + "/healthz"), timeout=45, what="the new API", log=log)
     assert time.monotonic() - killed < 45
 
     os.kill(worker, signal.SIGKILL)
