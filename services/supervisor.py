@@ -133,16 +133,18 @@ def supervise_all(supervisors: Sequence[Supervisor]) -> int:
     gracefully, and return 0). Call in the main thread. Each thread outlives its child, so the children's
     parent-death signal (sent when the thread that started them ends) fires only when this process dies."""
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signum, _frame: _stop_all(supervisors))
+        signal.signal(sig, lambda signum, _frame: _stop_all(supervisors, signal.Signals(signum).name))
     threads = [threading.Thread(target=s.run, name=s.name) for s in supervisors]
     for thread in threads:
         thread.start()
     for thread in threads:
         while thread.is_alive():
             thread.join(timeout=0.5)  # short waits: the main thread must run the signal handler
+    log.info("every part stopped")
     return 0
 
 
-def _stop_all(supervisors: Sequence[Supervisor]) -> None:
+def _stop_all(supervisors: Sequence[Supervisor], why: str) -> None:
+    log.info("%s: stopping %s", why, ", ".join(s.name for s in supervisors))
     for supervisor in supervisors:
         supervisor.stop()

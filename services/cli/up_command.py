@@ -45,23 +45,16 @@ def up(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parts = [
         Supervisor(_sharehub("project", "run"), name="projection worker", stop_timeout_s=WORKER_STOP_S),
-        Supervisor(
-            _sharehub("serve", "--port", str(api_port)),
-            name="query API",
-            starts_over=False,
-            stop_timeout_s=SERVER_STOP_S,
-        ),
+        _server("query API", "serve", "--port", str(api_port)),
     ]
     if gateway:
-        parts.append(
-            Supervisor(
-                _sharehub("serve", "gateway", "--port", str(gateway_port)),
-                name="gateway",
-                starts_over=False,
-                stop_timeout_s=SERVER_STOP_S,
-            )
-        )
+        parts.append(_server("gateway", "serve", "gateway", "--port", str(gateway_port)))
     raise typer.Exit(supervise_all(parts))
+
+
+def _server(name: str, *args: str) -> Supervisor:
+    """A server's supervisor: it has no start-over exit, so every exit is a failure."""
+    return Supervisor(_sharehub(*args), name=name, starts_over=False, stop_timeout_s=SERVER_STOP_S)
 
 
 def _sharehub(*args: str) -> list[str]:

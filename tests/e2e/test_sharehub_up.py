@@ -108,6 +108,8 @@ def test_up_restarts_each_killed_part_and_stops_all_on_sigterm(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=45) == 0, log.read_text()[-3000:]
     wait_until(lambda: _gone(everyone), timeout=5, what="every part gone", log=log)
+    assert "SIGTERM: stopping projection worker, query API, gateway" in log.read_text()
+    assert log.read_text().rstrip().endswith("every part stopped")
 
 
 def test_up_refuses_a_taken_port(hub: Hub) -> None:
