@@ -8,6 +8,9 @@ sent back to a dataset's start, its engine gone): it is started again at once. A
 ``first_pause_s`` up to ``max_pause_s``, and falls back to ``first_pause_s`` once a worker has run for
 ``stable_s``. The worker dies with the supervisor (parent-death signal), and SIGTERM or SIGINT to the
 supervisor stops both: the worker gets SIGTERM (faust's graceful stop) and, after ``stop_timeout_s``, SIGKILL.
+
+``sharehub up`` runs several supervisors at once (:func:`supervise_all`), each naming its part in its log
+lines; a part that does not start over (the query API, the gateway) treats every exit as a failure.
 """
 
 from __future__ import annotations
@@ -38,12 +41,17 @@ class Supervisor:
         max_pause_s: float = 60.0,
         stable_s: float = 60.0,
         stop_timeout_s: float = 30.0,
+        name: str = "worker",
+        starts_over: bool = True,
     ) -> None:
         self._command = list(command)
+        #: What the log lines call the supervised part; whether its START_OVER exit restarts it at once.
+        self.name, self._starts_over = name, starts_over
         self._first_pause, self._max_pause, self._stable = first_pause_s, max_pause_s, stable_s
         self._stop_timeout = stop_timeout_s
         self._stopping = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
+        self._terminated: subprocess.Popen[bytes] | None = None
         #: How many times a worker was started, and how many of its exits were failures.
         self.starts = 0
         self.failures = 0
@@ -60,14 +68,14 @@ class Supervisor:
             status = self._run_once()
             if self._stopping.is_set():
                 break
-            if status == START_OVER:
-                log.info("worker stopped to start over; starting a new one")
+            if status == START_OVER and self._starts_over:
+                log.info("%s stopped to start over; starting a new one", self.name)
                 pause = self._first_pause
                 continue
             self.failures += 1
             if time.monotonic() - started >= self._stable:
                 pause = self._first_pause
-            log.error("worker exited with status %s; starting a new one in %.0f s", status, pause)
+            log.error("%s %s; starting a new one in %.0f s", self.name, exit_reason(status), pause)
             if self._stopping.wait(pause):
                 break
             pause = min(pause * 2, self._max_pause)
@@ -75,8 +83,12 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping.set()
-        child = self._child
-        if child is not None and child.poll() is None:
+        self._terminate(self._child)
+
+    def _terminate(self, child: subprocess.Popen[bytes] | None) -> None:
+        # Once: a second SIGTERM makes uvicorn and faust skip their graceful stop.
+        if child is not None and child is not self._terminated and child.poll() is None:
+            self._terminated = child
             child.send_signal(signal.SIGTERM)
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
@@ -86,7 +98,9 @@ class Supervisor:
         parent = os.getpid()
         self._child = subprocess.Popen(self._command, preexec_fn=lambda: die_with(parent))  # noqa: PLW1509
         self.starts += 1
-        log.info("worker started (pid %d)", self._child.pid)
+        if self._stopping.is_set():  # stopped while it was being started
+            self._terminate(self._child)
+        log.info("%s started (pid %d)", self.name, self._child.pid)
         while True:
             try:
                 return self._child.wait(timeout=0.5)
@@ -99,6 +113,38 @@ class Supervisor:
         try:
             return self._child.wait(timeout=self._stop_timeout)
         except subprocess.TimeoutExpired:
-            log.error("worker did not stop within %.0f s; killing it", self._stop_timeout)
+            log.error("%s did not stop within %.0f s; killing it", self.name, self._stop_timeout)
             self._child.kill()
             return self._child.wait()
+
+
+def exit_reason(status: int) -> str:
+    """How a child ended, for a log line: ``exited with status 3``, ``was killed by SIGKILL (status -9)``."""
+    if status < 0:
+        try:
+            return f"was killed by {signal.Signals(-status).name} (status {status})"
+        except ValueError:
+            pass
+    return f"exited with status {status}"
+
+
+def supervise_all(supervisors: Sequence[Supervisor]) -> int:
+    """Run each supervisor on a thread of its own until SIGTERM or SIGINT (then stop them all, each part
+    gracefully, and return 0). Call in the main thread. Each thread outlives its child, so the children's
+    parent-death signal (sent when the thread that started them ends) fires only when this process dies."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: _stop_all(supervisors, signal.Signals(signum).name))
+    threads = [threading.Thread(target=s.run, name=s.name) for s in supervisors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)  # short waits: the main thread must run the signal handler
+    log.info("every part stopped")
+    return 0
+
+
+def _stop_all(supervisors: Sequence[Supervisor], why: str) -> None:
+    log.info("%s: stopping %s", why, ", ".join(s.name for s in supervisors))
+    for supervisor in supervisors:
+        supervisor.stop()

@@ -133,6 +133,15 @@ def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def broker_answers(bootstrap: str, *, timeout: float = 5.0) -> None:
+    """Ask for the cluster's metadata with ``bootstrap``'s login and TLS: BrokerError when no broker answers
+    within ``timeout`` or the login is refused."""
+    try:
+        AdminClient(client_config(bootstrap)).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"no broker at {bootstrap} answers: {exc.args[0]}") from None
+
+
 def reader_group(bootstrap: str) -> str:
     """The one consumer group every reader of a principal names: ``<principal>.readers``. Readers take
     assigned partitions from explicit offsets, join no group and commit nothing, but the client still asks

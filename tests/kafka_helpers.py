@@ -39,6 +39,16 @@ def https_client(hub: Hub) -> httpx.Client:
     return httpx.Client(verify=ssl.create_default_context(cafile=str(hub.settings.ca_file)))
 
 
+def answers(hub: Hub, url: str) -> bool:
+    """``url`` of one of the hub's HTTPS servers answers 200; False while it is not up (its CA not even
+    made, which ``serve`` does on first start)."""
+    try:
+        with https_client(hub) as client:
+            return client.get(url, timeout=2).status_code == 200
+    except (httpx.HTTPError, OSError):
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -27,6 +27,7 @@ def _register() -> None:
         kafka_commands,
         serve_commands,
         tls_commands,
+        up_command,
     )
 
     app.add_typer(kafka_commands.app, name="kafka")
@@ -44,6 +45,7 @@ def _register() -> None:
     app.add_typer(hub_commands.project_app, name="project")
     app.add_typer(serve_commands.app, name="serve")
     app.add_typer(backup_commands.app, name="backup")
+    app.command("up")(up_command.up)
 
 
 def main() -> None:

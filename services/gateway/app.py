@@ -7,6 +7,9 @@ with a code a machine can act on: ``not_authenticated`` 401, ``forbidden`` 403, 
 (``bad_signature``, ``not_owner``, ``dataset_mismatch``, ``malformed``, ``chain_gap``...),
 ``too_many_requests`` 429 with Retry-After, ``unavailable`` 503 (the broker or the key service away:
 retry with the same key).
+``/healthz`` answers while the process serves; ``/readyz`` when the broker answers with the gateway's login
+too (else 503 ``unavailable`` with Retry-After), as the query API's do. Its keys and governance are loaded
+before it listens: a gateway without them does not start.
 Checks run cheapest first: credential, key, dataset, rate, then the body (its size before reading it).
 """
 
@@ -30,6 +33,7 @@ from services.gateway.guard import Credentials, RateLimit, read_limited
 from services.gateway.ingest import Ingest, source_of
 from sharehub.errors import (
     BodyNotJson,
+    BrokerError,
     ConfigurationError,
     EnvelopeError,
     Forbidden,
@@ -44,6 +48,8 @@ from sharehub.errors import (
 #: Items in one request at most.
 MAX_ITEMS = 10_000
 REPLAYED_HEADER = "Idempotent-Replayed"
+#: Seconds a client of ``/readyz`` is told to wait before asking again.
+RETRY_READY_S = 5
 _bearer = HTTPBearer(auto_error=False, description="The agency's credential, as governance issued it.")
 _DATASET = Annotated[str, Path(description="Dataset id (the calling agency must own it)", max_length=200)]
 _KEY = Annotated[
@@ -112,6 +118,8 @@ class Gateway:
     may_seal_for: Callable[[str], bool]
     rate: RateLimit
     max_body: int
+    #: Raises BrokerError when the gateway cannot reach its broker now.
+    broker_check: Callable[[], None]
 
 
 def _gateway(request: Request) -> Gateway:
@@ -210,9 +218,20 @@ def _routes(app: FastAPI) -> None:
         _sealed_at_the_site(gateway)
         return await gateway.ingest.run(lambda: gateway.ingest.chain(agency, dataset))
 
+
+def _probes(app: FastAPI) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready: the broker answers with the gateway's login (else 503, Retry-After)")
+    def readyz(gateway: Annotated[Gateway, Depends(_gateway)]) -> JSONResponse:
+        try:
+            gateway.broker_check()
+        except BrokerError as exc:
+            body = {"error": "unavailable", "detail": str(exc)}
+            return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_READY_S)})
+        return JSONResponse({"status": "ready"})
 
 
 def _sealed_at_the_site(gateway: Gateway) -> None:
@@ -281,4 +300,5 @@ def create_gateway(gateway: Gateway) -> FastAPI:
     _install_refusals(app)
     app.state.gateway = gateway
     _routes(app)
+    _probes(app)
     return app

@@ -21,6 +21,7 @@ from services.gateway.app import Gateway
 from services.gateway.guard import RateLimit, SiteCredential
 from services.gateway.ingest import RETENTION, Ingest
 from services.hub import Hub
+from sharehub.kafka import broker_answers
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def at_site(home: Path, passphrase: bytes, limits: Limits) -> tuple[Gateway, Cal
         may_seal_for=lambda caller: caller == agency,
         rate=RateLimit(limits.rate, limits.burst),
         max_body=limits.max_body,
+        broker_check=lambda: broker_answers(session.kafka),
     )
     return gateway, ingest.close
 
@@ -65,6 +67,7 @@ def at_hub(hub: Hub, limits: Limits) -> tuple[Gateway, Callable[[], None]]:
         may_seal_for=hub.in_custody,
         rate=RateLimit(limits.rate, limits.burst),
         max_body=limits.max_body,
+        broker_check=lambda: broker_answers(hub.kafka),
     )
 
     def close() -> None:

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from services import processes
 from services.hub import Hub
-from tests.kafka_helpers import free_port, https_client, hub_env, wait_until
-
-
-def _answers(hub: Hub, url: str) -> bool:
-    try:
-        with https_client(hub) as client:
-            return client.get(url, timeout=2).status_code == 200
-    except (httpx.HTTPError, OSError):  # not up yet (its CA not even made)
-        return False
+from tests.kafka_helpers import answers, free_port, hub_env, wait_until
 
 
 @pytest.fixture
@@ -27,7 +18,7 @@ def api(hub: Hub) -> Iterator[str]:
     processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
     base = f"https://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(hub, base + "/healthz"), timeout=60, what="the API")
+        wait_until(lambda: answers(hub, base + "/healthz"), timeout=60, what="the API")
         yield base
     finally:
         processes.stop(hub.home, "api")

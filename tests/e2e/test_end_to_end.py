@@ -12,7 +12,6 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -25,6 +24,7 @@ from sharehub.envelope import parse
 from sharehub.kafka import client_config
 from tests.kafka_helpers import (
     Worker,
+    answers,
     free_port,
     https_client,
     hub_env,
@@ -86,7 +86,7 @@ def _publish_project_and_query(hub: Hub, worker: Worker, tmp_path: Path) -> None
     processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
     try:
         base = f"https://127.0.0.1:{port}"
-        wait_until(lambda: _answers(hub, base + "/healthz"), timeout=30, what="the query API")
+        wait_until(lambda: answers(hub, base + "/healthz"), timeout=30, what="the query API")
         with https_client(hub) as api:
             token = issue_credential(hub, "dongthap-ppc")
             headers = {"Authorization": f"Bearer {token}"}
@@ -286,17 +286,6 @@ def test_only_the_owner_may_publish(hub: Hub, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "'go' may not publish 'party-members': its owner is 'coc'" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def _answers(hub: Hub, url: str) -> bool:
-    """The API answers over HTTPS with a certificate of the hub CA (which ``serve`` makes on first start)."""
-    if not hub.settings.ca_file.exists():
-        return False
-    try:
-        with https_client(hub) as client:
-            return client.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _end_offset(hub: Hub, topic: str, partition: int) -> int:

@@ -177,6 +177,7 @@ def test_a_sites_gateway_publishes_exactly_once_and_refuses_each_bad_input(
     members = list(generate_party_members(12, seed=8))
     with gateway(_site_env(home), home, "--max-body", "65536") as served, served.client() as client:
         url = served.base + records_url
+        assert client.get(served.base + "/readyz").json() == {"status": "ready"}, "the site's login answers"
         first = _post(client, url, {"records": members[:5]}, token, "batch-1")
         assert first.status_code == 200, first.text
         assert first.json() == {
@@ -283,6 +284,8 @@ def test_the_hubs_gateway_seals_only_for_agencies_in_custody_and_the_audit_count
         gateway(hub_env(hub), hub.home, "--rate", "0.05", "--burst", "3") as served,
         served.client() as client,
     ):
+        ready = client.get(served.base + "/readyz")
+        assert (ready.status_code, ready.json()) == (200, {"status": "ready"}), "the hub's login answers"
         url = served.base + "/v1/datasets/citizen-feedback/records"
         done = _post(client, url, {"records": feedback}, go, "fb-1")
         assert done.status_code == 200, done.text

@@ -140,7 +140,7 @@ def test_a_worker_that_is_killed_is_started_again_by_its_supervisor(hub: Hub, wo
     store = hub.store("langson-ppc")
     wait_until(lambda: store.count(DATASET) == 10, timeout=120, what="10 rows", log=worker.log)
     assert worker.alive() and family(worker.pid)[1] != projecting
-    assert "worker exited with status -9; starting a new one in 1 s" in worker.log.read_text()
+    assert "worker was killed by SIGKILL (status -9); starting a new one in 1 s" in worker.log.read_text()
 
 
 def test_the_supervisor_backs_off_a_failing_worker_and_starts_over_at_once(tmp_path: Path) -> None:
