@@ -47,7 +47,7 @@ bench-purge: venv  ## Time from an agreement's end on the log to the consumer lo
 .PHONY: chaos
 CHAOS_HOME ?= $(CURDIR)/.sharehub-chaos
 
-chaos: venv  ## Faults (a broker killed, a broker paused 30 s, the worker killed) under load on a 3-node cluster; not in `make test`.
+chaos: venv  ## Faults under publish and query load on a 3-node cluster (see RELIABILITY.md); not in `make test`. As root (the full-disk volume).
 	mkdir -p $(CHAOS_HOME)
 	env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/python -m pytest tests/e2e/test_kafka_cluster.py -m cluster -q
 	env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/python -m bench.chaos; \
