@@ -208,9 +208,10 @@ def create_topic(access: KafkaAccess, prefix: str) -> str:
 
 
 def grant_acl(access: KafkaAccess, prefix: str) -> str:
-    """A read grant on a topic of the namespace, to a principal nobody uses."""
+    """A read grant on a topic of the namespace, to a principal no agency has (one the test's state watches:
+    tests/gov_snapshot.py)."""
     binding = AclBinding(
-        ResourceType.TOPIC, f"{prefix}.matrix", ResourcePatternType.LITERAL, f"User:{prefix}.nobody", "*",
+        ResourceType.TOPIC, f"{prefix}.matrix", ResourcePatternType.LITERAL, f"User:{prefix}.ghost", "*",
         AclOperation.READ, AclPermissionType.ALLOW,
     )  # fmt: skip
     return _admin_call(access, lambda admin, t: admin.create_acls([binding], request_timeout=t)[binding])

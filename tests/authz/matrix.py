@@ -59,6 +59,9 @@ class Operation:
     refused_as: dict[str, str] = field(default_factory=dict)
     #: What an allowed role gets (an HTTP status on the HTTP interfaces).
     ok: str = ALLOWED
+    #: Whether the step, allowed, leaves a trace the test must see (an event, a record, a topic, a grant, a
+    #: release in the access log): so the state it compares for refusals is shown to see such things.
+    writes: bool = False
 
     def expected(self, role: str) -> str:
         if role == UNKNOWN:
@@ -68,11 +71,15 @@ class Operation:
         return self.refused_as.get(role, self.refused)
 
 
-def _broker(name: str, what: str, *allowed: str, refused: str = TOPIC_REFUSED) -> Operation:
-    return Operation(Interface.BROKER, name, what, frozenset(allowed), refused)
+def _broker(
+    name: str, what: str, *allowed: str, refused: str = TOPIC_REFUSED, writes: bool = False
+) -> Operation:
+    return Operation(Interface.BROKER, name, what, frozenset(allowed), refused, writes=writes)
 
 
 def _http(interface: Interface, name: str, what: str, ok: int, *allowed: str, **kw: object) -> Operation:
+    """An HTTP step; every change of governance (201) writes its event."""
+    kw.setdefault("writes", ok == 201)
     return Operation(interface, name, what, frozenset(allowed), ok=str(ok), **kw)  # type: ignore[arg-type]
 
 
@@ -81,7 +88,7 @@ _READERS_OF_GOVERNANCE = ("operator", "owner", "auditor", "projector", "api", "h
 
 OPERATIONS: tuple[Operation, ...] = (
     # --- the broker: Kafka's StandardAuthorizer and the ACLs governance made (services/broker_access.py)
-    _broker("write-dataset-topic", "write an event to the owner's dataset topic", "owner"),
+    _broker("write-dataset-topic", "write an event to the owner's dataset topic", "owner", writes=True),
     _broker(
         "read-dataset-topic", "read the owner's dataset topic", "owner", "auditor", "projector", "hub tools"
     ),
@@ -95,14 +102,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "hub tools",
         "governance",
     ),
-    _broker("write-checkpoint-topic", "write the owner's checkpoint topic", "owner"),
+    _broker("write-checkpoint-topic", "write the owner's checkpoint topic", "owner", writes=True),
     _broker("read-checkpoint-topic", "read the owner's checkpoint topic", "auditor", "hub tools"),
     _broker("read-governance-log", "read the governance log", *_READERS_OF_GOVERNANCE),
-    _broker("write-governance-log", "write the governance log", "governance"),
+    _broker("write-governance-log", "write the governance log", "governance", writes=True),
     _broker("read-quarantine", "read the quarantine", "api", "hub tools"),
-    _broker("write-quarantine", "write the quarantine", "projector", "hub tools"),
+    _broker("write-quarantine", "write the quarantine", "projector", "hub tools", writes=True),
     _broker("read-access-log", "read the access log", "auditor", "hub tools"),
-    _broker("write-access-log", "write the access log", "api", "hub tools"),
+    _broker("write-access-log", "write the access log", "api", "hub tools", writes=True),
     _broker(
         "use-projector-group",
         "use the projector's consumer group",
@@ -110,8 +117,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "hub tools",
         refused=GROUP_REFUSED,
     ),
-    _broker("create-topic", "create a topic in the hub's namespace", "governance"),
-    _broker("grant-acl", "grant an ACL", "governance", refused=CLUSTER_REFUSED),
+    _broker("create-topic", "create a topic in the hub's namespace", "governance", writes=True),
+    _broker("grant-acl", "grant an ACL", "governance", refused=CLUSTER_REFUSED, writes=True),
     # --- governance: POST /v1/gov/{operation} and its reads (services/api/governance.py)
     _http(Interface.GOVERNANCE_API, "register-agency", "register an agency", 201, "operator"),
     _http(Interface.GOVERNANCE_API, "declare-dataset", "declare a dataset", 201, "operator"),
@@ -185,9 +192,21 @@ OPERATIONS: tuple[Operation, ...] = (
         refused_as={"auditor": NOT_FOUND},
     ),
     # --- the key service and sites' logins (services/api/key_service.py, site_login.py)
-    _http(Interface.KEY_SERVICE, "dataset-keys", "take the owner's dataset's current keys", 200, "owner"),
     _http(
-        Interface.KEY_SERVICE, "earlier-data-key", "take an earlier data key of that dataset", 200, "owner"
+        Interface.KEY_SERVICE,
+        "dataset-keys",
+        "take the owner's dataset's current keys",
+        200,
+        "owner",
+        writes=True,
+    ),
+    _http(
+        Interface.KEY_SERVICE,
+        "earlier-data-key",
+        "take an earlier data key of that dataset",
+        200,
+        "owner",
+        writes=True,
     ),
     _http(
         Interface.KEY_SERVICE,
@@ -195,6 +214,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "take (and make) data subjects' keys of that dataset",
         200,
         "owner",
+        writes=True,
     ),
     _http(
         Interface.KEY_SERVICE,
@@ -203,6 +223,7 @@ OPERATIONS: tuple[Operation, ...] = (
         204,
         "auditor",
         refused=CONFLICT,
+        writes=True,
     ),
     # --- the query API (services/api/records.py, operations.py)
     _http(Interface.QUERY_API, "who-am-i", "ask which agency its credential is", 200, *_EVERY_AGENCY),
@@ -212,6 +233,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "list the datasets its own agreements grant",
         200,
         *_EVERY_AGENCY,
+        writes=True,
     ),
     _http(
         Interface.QUERY_API,
@@ -219,6 +241,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "list the consumer's records of party-members",
         200,
         "consumer",
+        writes=True,
     ),
     _http(
         Interface.QUERY_API,
@@ -226,6 +249,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "fetch one of the consumer's records by key",
         200,
         "consumer",
+        writes=True,
     ),
     _http(
         Interface.QUERY_API,
@@ -233,11 +257,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "list party-members in its own read model (an agreement needed)",
         200,
         "consumer",
+        writes=True,
     ),
     _http(Interface.QUERY_API, "status", "read the hub's status", 200, "operator"),
     _http(Interface.QUERY_API, "metrics", "read the hub's metrics", 200, "operator"),
     # --- the hub's ingest gateway, custodial mode (services/gateway/)
-    _http(Interface.GATEWAY, "publish-records", "publish records to the owner's dataset", 200, "owner"),
+    _http(
+        Interface.GATEWAY,
+        "publish-records",
+        "publish records to the owner's dataset",
+        200,
+        "owner",
+        writes=True,
+    ),
     _http(Interface.GATEWAY, "publish-envelopes", "publish sealed envelopes (at a site's gateway only)", 200),
     _http(Interface.GATEWAY, "read-chain", "read its chain heads (at a site's gateway only)", 200),
 )
