@@ -30,7 +30,11 @@ def _take(world: World, cell: Cell) -> str:
     request = http_probes.PROBES[operation.name](world, AGENCY_ROLES.get(role, http_probes.OTHER))
     world.known = world.known or world.fingerprint()  # after what the step needed first was made
     source = "testclient" if role in world.credentials else next(_SOURCES)
-    return request.send(world.client(request.gateway, source), world.bearer(role))
+    client = world.client(request.gateway, source)
+    try:
+        return request.send(client, world.bearer(role))
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda cell: cell.id)

@@ -3,8 +3,8 @@ change, so that a refused one can be shown to have changed nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
@@ -37,13 +37,13 @@ class World:
     topics: Topics
     api: TestClient
     gateway: TestClient
-    _close_gateway: Any
+    _close_gateway: Callable[[], None]
     _admin: AdminClient
     #: Role -> its broker login (filled in once the auditor's site set its password).
     logins: dict[str, KafkaAccess] = field(default_factory=dict)
     #: The password the auditor's site set for its broker login (it sets the same again).
     site_password: str = ""
-    #: The state after the last step, while no step has changed it since (refusals keep it).
+    #: The state after the last step; None once something was done since (what a step needs first).
     known: Fingerprint | None = None
 
     @classmethod
