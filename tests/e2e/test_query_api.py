@@ -7,6 +7,7 @@ import datetime as dt
 import time
 
 import pytest
+from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
 from services.access_log import AccessLog
@@ -14,6 +15,7 @@ from services.api.app import create_app
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.envelope import pseudonym
+from sharehub.kafka import client_config
 from tests.kafka_helpers import sharehub, topic_messages, wait_until
 from tests.unit.test_avro import member
 from tests.unit.test_projector import apply, messages, projector
@@ -241,6 +243,17 @@ def test_status_and_metrics_show_each_read_model_to_the_operator_only(loaded: Hu
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert 'sharehub_read_model_rows{consumer="dongthap-ppc",dataset="party-members"} 5.0' in metrics.text
     assert 'sharehub_agreement_active{consumer="langson-ppc",dataset="party-members"} 1.0' in metrics.text
+
+
+def test_a_record_on_the_quarantine_that_is_not_one_is_counted_as_malformed(loaded: Hub) -> None:
+    producer = Producer(client_config(loaded.kafka_as("projector")))  # a principal that may write it
+    producer.produce(loaded.governance.quarantine_topic, value=b"not a quarantine record")
+    assert producer.flush(10) == 0
+    operator = bearer(loaded, "cpo")
+    status = client(loaded).get("/v1/status", headers=operator)
+    assert status.status_code == 200 and status.json()["quarantined"] == {"malformed": 1}
+    metrics = client(loaded).get("/metrics", headers=operator)
+    assert metrics.status_code == 200 and 'reason="malformed"' in metrics.text
 
 
 @pytest.fixture

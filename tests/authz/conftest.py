@@ -1,0 +1,64 @@
+"""One hub for the whole matrix, built once: demo governance on the real broker, each role's login and
+credential, records in the consumer's read model, the HTTP apps over it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from services.governance_bootstrap import issue_credential, load
+from services.hub import Hub
+from sharehub.kafka import KafkaAccess
+from sharehub.keys import SecretBytes
+from sharehub.settings import Settings
+from tests.authz.broker_probes import ALLOWED, Topics, write
+from tests.authz.matrix import AGENCY_ROLES, SERVICE_ROLES
+from tests.authz.world import World
+from tests.conftest import demo_spec
+from tests.unit.test_avro import member
+from tests.unit.test_projector import apply, messages, projector
+
+#: The broker probes' dataset (the owner's; events on it are junk, which nothing here reads as events).
+PROBED_DATASET = "handbook-activities"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[World]:
+    home = tmp_path_factory.mktemp("authz") / "home"
+    settings = Settings(home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None)
+    with Hub(settings) as hub:
+        auditor = AGENCY_ROLES["auditor"]
+        load(hub.governance_desk(), demo_spec(own_sites=(auditor,)))  # the auditor logs in from its site
+        credentials = {role: issue_credential(hub, agency) for role, agency in AGENCY_ROLES.items()}
+        apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 4)]))
+        built = World.build(
+            hub, credentials, Topics.of(hub.governance, PROBED_DATASET, AGENCY_ROLES["owner"])
+        )
+        password = secrets.token_urlsafe(32)
+        built.set_broker_password("auditor", password)
+        logins = {role: hub.kafka_as(agency) for role, agency in AGENCY_ROLES.items() if role != "auditor"}
+        logins |= {role: hub.kafka_as(name) for role, name in SERVICE_ROLES.items()}
+        logins["auditor"] = _login(hub, auditor, password)
+        logins["unknown"] = _login(hub, "nobody", secrets.token_urlsafe(32))
+        built.logins.update(logins)
+        _seed(built)
+        try:
+            yield built
+        finally:
+            built.close()
+
+
+def _login(hub: Hub, name: str, password: str) -> KafkaAccess:
+    return KafkaAccess(
+        hub.settings.bootstrap, hub.principal(name), SecretBytes(password.encode()), hub.kafka_tls
+    )
+
+
+def _seed(world: World) -> None:
+    """One record at the start of partition 0 of every topic a probe reads, by a role that may write it."""
+    t = world.topics
+    for role, topic in [("owner", t.dataset), ("owner", t.checkpoints), ("projector", t.quarantine),
+                        ("api", t.access_log)]:  # fmt: skip
+        assert write(world.logins[role], topic) == ALLOWED, (role, topic)
