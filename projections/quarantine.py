@@ -34,3 +34,28 @@ def decode_quarantined(value: bytes) -> dict[str, Any]:
     if fp != QUARANTINE_SCHEMA.fingerprint:
         raise ValueError("not a sharehub quarantine record")
     return QUARANTINE_SCHEMA.decode(body)
+
+
+#: The reason a record on the quarantine topic that is not a quarantine record is listed and counted under
+#: (as the audit reports it): whoever may write the topic may write junk, and junk halts nothing.
+MALFORMED = "malformed"
+
+
+def quarantine_entry(
+    topic: str, partition: int, offset: int, value: bytes, timestamp_ms: int
+) -> dict[str, Any]:
+    """The quarantine record found at ``topic[partition]@offset``; a record that is not one is an entry of its
+    own, reason MALFORMED, that points at itself (``source_topic`` is the quarantine topic)."""
+    try:
+        return decode_quarantined(value)
+    except Exception as exc:  # noqa: BLE001 - garbage of any kind is one malformed record
+        return {
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
+            "reason": MALFORMED,
+            "detail": f"not a sharehub quarantine record ({type(exc).__name__})",
+            "quarantined_at": dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC),
+            "original_key": None,
+            "original_value": b"",
+        }

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client import Counter as PromCounter
 
-from projections.quarantine import decode_quarantined
+from projections.quarantine import quarantine_entry
 from services.api.auth import AuthCounts
 from services.parts import KeptGovernance, ReadModels
 from sharehub.kafka import KafkaAccess, read_topic, reader_config, records, watermarks
@@ -140,18 +140,9 @@ class Operations:
         with self._lock:
             if self._quarantine is None or time.monotonic() - self._quarantine[0] > QUARANTINE_CACHE_S:
                 topic = self._governance.governance.quarantine_topic
-                counts = Counter(_reason(r.value) for r in records(read_topic(self._kafka, topic)))
+                counts = Counter(
+                    quarantine_entry(r.topic, r.partition, r.offset, r.value, r.timestamp_ms)["reason"]
+                    for r in records(read_topic(self._kafka, topic))
+                )
                 self._quarantine = (time.monotonic(), dict(sorted(counts.items())))
             return self._quarantine[1]
-
-
-#: The reason a record on the quarantine that is not a quarantine record is counted under (as the audit
-#: reports it): one junk record must not take the status, and the metrics, down with it.
-MALFORMED = "malformed"
-
-
-def _reason(value: bytes) -> str:
-    try:
-        return str(decode_quarantined(value)["reason"])
-    except Exception:  # noqa: BLE001 - garbage of any kind is one malformed record
-        return MALFORMED

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from projections.quarantine import decode_quarantined
+from projections.quarantine import MALFORMED, quarantine_entry
 from services.parts import CurrentGovernance, ReadModels
 from sharehub.codec import DatasetKeys, codecs_by_topic
 from sharehub.errors import EnvelopeError
@@ -32,16 +32,19 @@ class Review:
 
 
 def quarantined(kafka: KafkaAccess, topic: str) -> Iterator[dict[str, Any]]:
-    """Every entry of the quarantine ``topic`` (governance names it), read with the login ``kafka``."""
-    for record in records(read_topic(kafka, topic)):
-        value = record.value
-        yield decode_quarantined(value)
+    """Every entry of the quarantine ``topic`` (governance names it), read with the login ``kafka``; junk on
+    the topic is an entry of its own (:func:`~projections.quarantine.quarantine_entry`)."""
+    for r in records(read_topic(kafka, topic)):
+        yield quarantine_entry(r.topic, r.partition, r.offset, r.value, r.timestamp_ms)
 
 
 def recheck(governance: CurrentGovernance, keys: DatasetKeys, kafka: KafkaAccess) -> Iterator[Review]:
     gov = governance.governance_state(refresh=True)
     codecs = codecs_by_topic(gov.datasets(), gov, keys)
     for entry in quarantined(kafka, gov.quarantine_topic):
+        if entry["source_topic"] == gov.quarantine_topic:
+            yield Review(entry, "refused", f"{MALFORMED}: junk on the quarantine topic, no event to judge")
+            continue
         if entry["reason"] in CHAIN_REASONS:
             yield Review(entry, "chain", "decided by a replay ('sharehub project rebuild')")
             continue

@@ -4,9 +4,11 @@ broker, real worker, the real command line."""
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import Producer
 
 import connectors.publisher as publisher_module
 from services.hub import Hub
+from sharehub.kafka import client_config
 from tests.kafka_helpers import Worker, sharehub, wait_until
 from tooling.synthetic import generate_party_members
 
@@ -78,3 +80,18 @@ def test_redrive_has_the_running_worker_take_in_what_passes_now(hub: Hub, worker
         log=worker.log,
     )
     assert worker.alive(), "re-driven without stopping the worker"
+
+
+def test_junk_on_the_quarantine_is_listed_and_rechecked_as_malformed_and_halts_nothing(hub: Hub) -> None:
+    topic = hub.governance.quarantine_topic
+    producer = Producer(client_config(hub.kafka_as("projector")))  # a principal that may write it
+    producer.produce(topic, value=b"not a quarantine record")
+    assert producer.flush(10) == 0
+    listed = sharehub(hub, "quarantine", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split("\t")[:4] == [topic, "0", "0", "malformed"]
+    rechecked = sharehub(hub, "quarantine", "recheck")
+    assert rechecked.returncode == 0 and "1 refused" in rechecked.stderr
+    assert "\trefused\tmalformed: junk on the quarantine topic" in rechecked.stdout
+    redriven = sharehub(hub, "quarantine", "redrive")
+    assert redriven.returncode == 0 and "0 of 1 refused events pass now" in redriven.stderr
