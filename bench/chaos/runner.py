@@ -6,8 +6,9 @@ server of its own for the scenarios that stop it) on the three-node cluster of `
 (``sharehub project``), the query API (``sharehub serve``), the publish load and a query load, injects its
 fault, stops the loads, waits for the read models, and prints one line: events acknowledged, found in each
 read model, duplicates, lost, the time to recover, whether each read model hashes like a replay of the log,
-and how the queries were answered. It fails (exit 1) unless every acknowledged event is found once in every
-read model and every query had a result or a 503 (never a 500, never no answer).
+how the queries were answered, and what ``audit verify`` of the whole log found. It fails (exit 1) unless
+every acknowledged event is found once in every read model, every query had a result or a 503 (never a 500,
+never no answer) and the audit found nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bench.chaos.faults import CONSUMERS, SCENARIOS, Stage
 from bench.chaos.load import PublishLoad, QueryLoad, ReadModelCount, count, wait_projected
 from bench.load import free_port, query_api
 from services import processes
+from services.audit import audit_verify
 from services.governance_bootstrap import load, read_spec
 from services.hub import Hub
 from sharehub.settings import Settings
@@ -46,6 +48,8 @@ class Outcome:
     projected_s: float
     #: Query answers by HTTP status (0: none).
     queries: dict[int, int]
+    #: What ``audit verify`` of the hub's whole log found afterwards (each a finding).
+    audit_findings: int
 
     @property
     def query_errors(self) -> int:
@@ -54,7 +58,7 @@ class Outcome:
     @property
     def ok(self) -> bool:
         counted = all(c.lost == 0 and c.duplicates == 0 and c.hash_matches_replay for c in self.counts)
-        return counted and self.query_errors == 0
+        return counted and self.query_errors == 0 and self.audit_findings == 0
 
     def line(self) -> str:
         found = "/".join(str(c.found) for c in self.counts)
@@ -63,7 +67,8 @@ class Outcome:
             f"{sum(c.duplicates for c in self.counts)} | {sum(c.lost for c in self.counts)} | "
             f"{_seconds(self.recovery_s)} | {self.projected_s:.1f} s | "
             f"{'yes' if all(c.hash_matches_replay for c in self.counts) else 'NO'} | {self.failed_batches} | "
-            f"{self.queries.get(200, 0)}/{self.queries.get(503, 0)}/{self.query_errors} |"
+            f"{self.queries.get(200, 0)}/{self.queries.get(503, 0)}/{self.query_errors} | "
+            f"{self.audit_findings} |"
         )
 
 
@@ -73,8 +78,9 @@ def _seconds(value: float) -> str:
 
 HEADER = (
     "| scenario | acknowledged | found (dongthap-ppc/langson-ppc) | duplicates | lost | recovery | "
-    "read models caught up | state hash = replay | failed batches | queries 200/503/other |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "read models caught up | state hash = replay | failed batches | queries 200/503/other | "
+    "audit findings |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -147,8 +153,9 @@ def run(cluster: LocalKafkaCluster, name: str, scratch: Path) -> Outcome:
         projected = wait_projected(hub, CONSUMERS, publishing.acknowledged, timeout=180)
         processes.stop(hub.home, "projector")  # counted at rest
         counts = [count(hub, consumer, publishing.acknowledged) for consumer in CONSUMERS]
+        audited = audit_verify(hub.kafka, hub.governance, quarantine=True)
     return Outcome(name, len(publishing.acknowledged), publishing.failed_batches, counts, recovery, projected,
-                   dict(querying.statuses))  # fmt: skip
+                   dict(querying.statuses), len(audited.findings))  # fmt: skip
 
 
 @contextlib.contextmanager
