@@ -44,6 +44,12 @@ bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, project
 bench-purge: venv  ## Time from an agreement's end on the log to the consumer losing access (R5).
 	.venv/bin/python -m bench purge
 
+.PHONY: fuzz
+FUZZ_EXAMPLES ?= 1000000
+
+fuzz: venv  ## Hostile input at length: FUZZ_EXAMPLES (1,000,000) inputs to each decoder; failures kept in tests/fuzz/regressions/.
+	SHAREHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/python -m pytest tests/fuzz -q -p no:cacheprovider --durations=0
+
 .PHONY: chaos
 CHAOS_HOME ?= $(CURDIR)/.sharehub-chaos
 
