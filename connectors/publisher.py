@@ -98,6 +98,7 @@ class Publisher:
         self._checkpoint_topic = governance.checkpoint_topic(agency)
         self._unchecked: dict[int, int] = {}
         self._bootstrap = bootstrap
+        self._lane_reader: TopicReader | None = None
         self._producer = Producer(producer_config(bootstrap))
         #: Lane → the offset after the last event of this publisher the broker acknowledged there.
         self.acked_ends: dict[int, int] = {}
@@ -238,9 +239,18 @@ class Publisher:
         return written_positions(self._bootstrap, self.topic, self._agency, self._codec, source, since)
 
     def lane_ends(self) -> dict[int, int]:
-        """Lane → the offset after its last event now (where anything sent from now on will lie)."""
-        with TopicReader(self._bootstrap) as reader:
-            return {lane: high for lane, (_, high) in reader.partitions(self.topic).items()}
+        """Lane → the offset after its last event now (where anything sent from now on will lie), asked with
+        one reader kept open while the publisher is (a new client per call cost a TLS and SCRAM login each
+        time: most of a gateway request's fixed cost)."""
+        if self._lane_reader is None:
+            self._lane_reader = TopicReader(self._bootstrap)
+            self.on_close(self._close_lane_reader)
+        return {lane: high for lane, (_, high) in self._lane_reader.partitions(self.topic).items()}
+
+    def _close_lane_reader(self) -> None:
+        if self._lane_reader is not None:
+            self._lane_reader.close()
+            self._lane_reader = None
 
     def _valid(
         self, chunk: list[Line | BadLine], report: PublishReport, resume: Resume | None, event_type: str
