@@ -7,6 +7,7 @@ from typing import Any
 
 from projections.projector import Quarantined
 from sharehub.avro import load_schema, split_single_object
+from sharehub.kafka import Record
 
 QUARANTINE_SCHEMA = load_schema("quarantine")
 
@@ -41,21 +42,19 @@ def decode_quarantined(value: bytes) -> dict[str, Any]:
 MALFORMED = "malformed"
 
 
-def quarantine_entry(
-    topic: str, partition: int, offset: int, value: bytes, timestamp_ms: int
-) -> dict[str, Any]:
-    """The quarantine record found at ``topic[partition]@offset``; a record that is not one is an entry of its
-    own, reason MALFORMED, that points at itself (``source_topic`` is the quarantine topic)."""
+def quarantine_entry(record: Record) -> dict[str, Any]:
+    """The quarantine record ``record`` holds; a record that is not one is an entry of its own, reason
+    MALFORMED, that points at itself (``source_topic`` is the quarantine topic)."""
     try:
-        return decode_quarantined(value)
+        return decode_quarantined(record.value)
     except Exception as exc:  # noqa: BLE001 - garbage of any kind is one malformed record
         return {
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
+            "source_topic": record.topic,
+            "source_partition": record.partition,
+            "source_offset": record.offset,
             "reason": MALFORMED,
             "detail": f"not a sharehub quarantine record ({type(exc).__name__})",
-            "quarantined_at": dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC),
+            "quarantined_at": dt.datetime.fromtimestamp(record.timestamp_ms / 1000, dt.UTC),
             "original_key": None,
             "original_value": b"",
         }

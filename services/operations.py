@@ -141,8 +141,7 @@ class Operations:
             if self._quarantine is None or time.monotonic() - self._quarantine[0] > QUARANTINE_CACHE_S:
                 topic = self._governance.governance.quarantine_topic
                 counts = Counter(
-                    quarantine_entry(r.topic, r.partition, r.offset, r.value, r.timestamp_ms)["reason"]
-                    for r in records(read_topic(self._kafka, topic))
+                    quarantine_entry(r)["reason"] for r in records(read_topic(self._kafka, topic))
                 )
                 self._quarantine = (time.monotonic(), dict(sorted(counts.items())))
             return self._quarantine[1]

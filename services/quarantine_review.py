@@ -35,7 +35,7 @@ def quarantined(kafka: KafkaAccess, topic: str) -> Iterator[dict[str, Any]]:
     """Every entry of the quarantine ``topic`` (governance names it), read with the login ``kafka``; junk on
     the topic is an entry of its own (:func:`~projections.quarantine.quarantine_entry`)."""
     for r in records(read_topic(kafka, topic)):
-        yield quarantine_entry(r.topic, r.partition, r.offset, r.value, r.timestamp_ms)
+        yield quarantine_entry(r)
 
 
 def recheck(governance: CurrentGovernance, keys: DatasetKeys, kafka: KafkaAccess) -> Iterator[Review]:

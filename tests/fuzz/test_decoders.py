@@ -32,6 +32,7 @@ from sharehub.checkpoints import open_checkpoint, seal_checkpoint
 from sharehub.envelope import SIGNATURE_SIZE, open_envelope
 from sharehub.gov import events
 from sharehub.gov.log import MemoryLog
+from sharehub.kafka import Record
 from sharehub.row_filter import compile_filter
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
@@ -133,7 +134,7 @@ def test_checkpoints(hub: Hub, samples: dict[str, bytes], data: st.DataObject) -
 @FUZZ
 @given(data=st.data())
 def test_quarantine_records(samples: dict[str, bytes], data: st.DataObject) -> None:
-    entry: dict[str, Any] = quarantine_entry("q", 0, 7, _mutated(data, samples["envelope"]), 0)
+    entry: dict[str, Any] = quarantine_entry(Record("q", 0, 7, None, _mutated(data, samples["envelope"]), 0))
     assert {"source_topic", "reason", "detail", "original_value"} <= entry.keys()
 
 
