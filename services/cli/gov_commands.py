@@ -188,6 +188,27 @@ def gov_verify() -> None:
         raise typer.Exit(EXIT_FAILURE)
 
 
+@app.command("export")
+@reports_errors
+def gov_export(
+    fmt: Annotated[
+        str, typer.Option("--format", help="odrl (each agreement a policy) or dcat (the catalog)")
+    ],
+    output: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout")] = None,
+    base_iri: Annotated[
+        str | None, typer.Option(help="IRI every identifier starts with (default urn:sharehub:<prefix>:)")
+    ] = None,
+) -> None:
+    """Governance as JSON-LD for data-space tooling: agreements as ODRL policies, datasets as DCAT entries."""
+    from services.policy_export import export
+
+    document = json.dumps(export(governance_now(), fmt, base_iri=base_iri), indent=2, ensure_ascii=False)
+    if output is None:
+        print(document)
+    else:
+        output.write_text(document + "\n", encoding="utf-8")
+
+
 # --- one command per operation, generated from its request type ------------------------------------
 
 
