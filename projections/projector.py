@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sharehub.avro import RecordSchema
 from sharehub.codec import DatasetCodec, DatasetKeys, Opened, codecs_by_topic
 from sharehub.envelope import Envelope
 from sharehub.errors import EnvelopeError, UnknownDataset
-from sharehub.gov.views import Agreement, GovernanceView
+from sharehub.gov.views import Agreement, GovernanceView, level
 from sharehub.kafka import Record
 from sharehub.row_filter import RowFilter, compile_filter
 
@@ -280,14 +281,14 @@ class Projector:
                     recorded.update(store.recorded_terms())  # a replay another process requested
                 for topic, dataset in self._dataset_by_topic.items():
                     agreement = self._governance.active_agreement(consumer, dataset, now)
-                    wanted = None if agreement is None else agreement.terms_digest
+                    wanted = None if agreement is None else self._terms_digest(consumer, agreement)
                     if recorded.get(dataset) == wanted:
                         continue
-                    if agreement is None:
+                    if agreement is None or wanted is None:
                         done.purged[(consumer, dataset)] = store.purge_dataset(dataset)
                     else:
                         done.reset[(consumer, dataset)] = store.reset_dataset(
-                            dataset, topic, terms=agreement.terms_digest, agreement_id=agreement.id
+                            dataset, topic, terms=wanted, agreement_id=agreement.id
                         )
                     recorded[dataset] = wanted
         return done
@@ -351,11 +352,31 @@ class Projector:
         agreement = self._governance.active_agreement(consumer, dataset, now)
         if agreement is None:
             return None  # default deny
+        withheld = self._withheld(consumer, agreement)
         return _Terms(
             agreement,
-            tuple(name for name in agreement.fields if name in schema.fields),
+            tuple(name for name in agreement.fields if name in schema.fields and name not in withheld),
             self._row_filter(agreement, schema),
         )
+
+    def _withheld(self, consumer: str, agreement: Agreement) -> frozenset[str]:
+        """Granted fields the dataset now classifies above ``consumer``'s clearance (raised after the grant):
+        never projected to it, whatever an event's own schema says (a classification is only ever raised,
+        so the current version's is the highest any version gave)."""
+        clearance = level(self._governance.agency(consumer).clearance)
+        current = self._governance.current_schema(agreement.dataset).fields
+        return frozenset(
+            name
+            for name in agreement.fields
+            if name in current and level(current[name].classification) > clearance
+        )
+
+    def _terms_digest(self, consumer: str, agreement: Agreement) -> str:
+        """What ``consumer``'s rows of the agreement's dataset depend on: its terms, less what is withheld."""
+        withheld = self._withheld(consumer, agreement)
+        if not withheld:
+            return agreement.terms_digest
+        return hashlib.sha256(f"{agreement.terms_digest}-{','.join(sorted(withheld))}".encode()).hexdigest()
 
     def _row_filter(self, agreement: Agreement, schema: RecordSchema) -> RowFilter | None:
         """The agreement's row filter compiled against the event's schema, once per (terms, schema)."""

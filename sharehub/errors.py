@@ -104,6 +104,11 @@ class SchemaIncompatible(InputError):
     """A new version of a dataset schema that cannot read every event its earlier versions wrote."""
 
 
+class SchemaBreaksAgreements(SchemaIncompatible):
+    """A new version of a dataset schema that drops a field an agreement in force grants, or that its row
+    filter reads (:mod:`sharehub.gov.impact`)."""
+
+
 class DuplicateId(InputError):
     """Governance: an agency, key, dataset, schema version or agreement id that is already taken."""
 

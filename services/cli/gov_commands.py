@@ -9,6 +9,7 @@ instead rely on its key in this machine's key store.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
 import json
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from services.cli.errors import EXIT_FAILURE, governance_now, reports_errors
 from services.hub import Hub
+from sharehub.errors import InputError
 
 app = typer.Typer(
     help="Central governance: agencies, keys, datasets, schemas, agreements.", no_args_is_help=True
@@ -186,6 +188,52 @@ def gov_verify() -> None:
     print(f"trust anchor {trust_fingerprint(pinned)}")
     if state.skipped:
         raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command("impact")
+@reports_errors
+def gov_impact(
+    dataset: Annotated[str, typer.Option(help="The dataset the new version is for")],
+    schema: Annotated[Path, typer.Option(help="The new version (an .avsc file)")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per impact")] = False,
+) -> None:
+    """Before registering: what SCHEMA as DATASET's next version would do to every agreement over it that
+    can still take effect. breaks (register-schema refuses it), narrows (a granted field rises above the
+    consumer's clearance: withheld from its read model), widens (an enum a row filter reads gains symbols).
+    Exit 1 if register-schema would refuse the version."""
+    from sharehub.errors import SchemaIncompatible
+    from sharehub.gov.impact import schema_impact
+    from sharehub.gov.rules import parse_schema
+    from sharehub.schema_compat import require_compatible
+
+    gov = governance_now()
+    gov.dataset(dataset)  # an unknown dataset is a clear refusal
+    new = parse_schema(dataset, _read_text(schema))
+    impacts = schema_impact(gov, dataset, new, at=dt.datetime.now(dt.UTC))
+    try:
+        require_compatible(new, gov.datasets_[dataset].schemas)
+        incompatible = None
+    except SchemaIncompatible as exc:
+        incompatible = str(exc)
+    if as_json:
+        for impact in impacts:
+            print(json.dumps(dataclasses.asdict(impact), ensure_ascii=False))
+    else:
+        table = Table("agreement", "consumer", "effect", "field", "detail")
+        for i in impacts:
+            table.add_row(i.agreement, i.consumer, i.effect, i.subject, i.detail)
+        out.print(table if impacts else f"no agreement over {dataset!r} is affected")
+    if incompatible is not None:
+        err.print(f"error: {incompatible}")
+    if incompatible is not None or any(i.effect == "breaks" for i in impacts):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
 
 
 @app.command("export")

@@ -29,6 +29,7 @@ from sharehub.errors import (
 )
 from sharehub.gov import events as ev
 from sharehub.gov.custody import CUSTODY
+from sharehub.gov.impact import refuse_breaking, schema_impact
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
 from sharehub.gov.views import Agency, Dataset, level
 from sharehub.row_filter import compile_filter
@@ -200,13 +201,11 @@ def _schema_registered(state: GovState, p: ev.SchemaRegistered, actor: str, at: 
             compile_filter(rule, new)
         except RowFilterError as exc:
             raise InputError(f"schema of {ds.id!r}: quality rule {rule!r} does not fit it: {exc}") from None
-    if any(old.fingerprint == new.fingerprint for old in ds.schemas):
-        # Events name their schema by fingerprint, which ignores sharehub's annotations (classification,
-        # personal): a version differing only there could not be told apart on the wire.
-        raise DuplicateId(
-            f"dataset {ds.id!r} already has this Avro schema (fingerprint {p.fingerprint}); a change of "
-            "annotations alone is not a new version"
-        )
+    if any(old.fingerprint == new.fingerprint and old.fields == new.fields for old in ds.schemas):
+        raise DuplicateId(f"dataset {ds.id!r} already has this schema (fingerprint {p.fingerprint})")
+    # A version that changes annotations only (classification, personal) has an earlier version's
+    # fingerprint: events written under either name both, and the latest annotations rule them all.
+    refuse_breaking(ds.id, schema_impact(state, ds.id, new, at=at))
 
 
 def parse_schema(dataset: str, text: str) -> RecordSchema:

@@ -6,11 +6,13 @@ them to the governance topic, and the worker (another process) must see them the
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 import pytest
 
 from services.hub import Hub
+from sharehub.avro import load_schema
 from tests.kafka_helpers import Worker, wait_until
 from tooling.synthetic import generate_party_members
 
@@ -116,3 +118,46 @@ def test_R5_an_agreement_that_expires_takes_its_rows_along(hub: Hub, worker: Wor
     )
     assert dt.datetime.now(dt.UTC) >= ends
     assert hub.store("dongthap-ppc").count(DATASET) == 60
+
+
+def test_a_field_raised_above_a_consumers_clearance_leaves_its_read_model(hub: Hub, worker: Worker) -> None:
+    publish(hub, list(generate_party_members(60, seed=7)))
+    worker.start()
+    dong_thap, lang_son = hub.store("dongthap-ppc"), hub.store("langson-ppc")
+    wait_until(
+        lambda: dong_thap.count(DATASET) == lang_son.count(DATASET) == 60,
+        timeout=120,
+        what="60 rows in both read models",
+        log=worker.log,
+    )
+    assert "party_cell" in dong_thap.page(DATASET, limit=1)[0]["fields"]
+    lang_son_before = lang_son.page(DATASET, limit=1000)
+
+    raised = copy.deepcopy(load_schema(DATASET).raw)
+    for field in raised["fields"]:
+        if field["name"] == "party_cell":
+            field["classification"] = "secret"  # above Dong Thap's confidential clearance
+    with hub.governing() as gov:
+        gov.register_schema("coc", DATASET, raised)
+    wait_until(
+        lambda: (
+            dong_thap.count(DATASET) == 60
+            and all("party_cell" not in r["fields"] for r in dong_thap.page(DATASET, limit=1000))
+        ),
+        timeout=60,
+        what="party_cell gone from every row of Dong Thap's read model",
+        log=worker.log,
+    )
+    later = next(generate_party_members(1, seed=7, start_index=60))
+    publish(hub, [later])  # written under the same Avro schema: the new annotation still rules it
+    wait_until(
+        lambda: dong_thap.get(DATASET, str(later["member_id"])) is not None,
+        timeout=60,
+        what="the new member in Dong Thap's read model",
+        log=worker.log,
+    )
+    row = dong_thap.get(DATASET, str(later["member_id"]))
+    assert row is not None and "party_cell" not in row["fields"] and "full_name" in row["fields"]
+    assert lang_son.page(DATASET, limit=1000) == lang_son_before, (
+        "a consumer not granted the field is untouched"
+    )
