@@ -13,7 +13,8 @@ So that cutting off an instance's last records shows too, the instance states it
 checkpoint (:func:`sharehub.access_records.seal_lane_checkpoint`) on ``<prefix>-access-log.checkpoints``:
 after every ``every`` records, ``seconds`` after its last checkpoint if it wrote records since, and when it
 closes (:class:`Checkpointing`). The thread that serves delivery reports writes them, so a query's answer
-never waits for one; a checkpoint the broker refuses is logged and the next one covers its records.
+never waits for one; a checkpoint the broker refuses is logged, and the next one (on close at the latest)
+states the head again.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class AccessLog:
         #: The head the last checkpoint stated, and when the next one is due by time.
         self._stated = GENESIS
         self._due = time.monotonic() + checkpointing.seconds
+        #: Whether the broker refused a checkpoint since: the next one states the head even if unchanged.
+        self._restate = False
         self._sealing = threading.Lock()  # sequence, seal and produce in one step: the chain's order
         self._producer = Producer({**producer_config(bootstrap), "linger.ms": 0})
         # One thread serves every delivery report and hands each to the event loop of the request that
@@ -144,22 +147,27 @@ class AccessLog:
             self._head = head
 
     def checkpoint(self) -> None:
-        """State the lane's head now (nothing when no record was written since the last checkpoint). The
-        producer takes it or it is logged: the next checkpoint covers the same records."""
+        """State the lane's head now (nothing when it was stated already and the broker took it). One the
+        producer or the broker refuses is logged; the next one, at the latest on close, states it again."""
         with self._sealing:
             head = self._head
-            if head == self._stated:
+            if head == self._stated and not self._restate:
                 return
             value = seal_lane_checkpoint(self._signer, self._plan.operator, self.instance, head)
             try:
                 self._producer.produce(
-                    self._plan.topic, value=value, key=self.instance.encode(), on_delivery=_checkpoint_taken
+                    self._plan.topic, value=value, key=self.instance.encode(), on_delivery=self._taken
                 )
             except (BufferError, KafkaException) as exc:
                 log.warning("the checkpoint of access-log lane %s at %d was not written: %s",
                             self.instance, head.sequence, exc)  # fmt: skip
                 return
-            self._stated, self._due = head, time.monotonic() + self._plan.seconds
+            self._stated, self._due, self._restate = head, time.monotonic() + self._plan.seconds, False
+
+    def _taken(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._restate = True
+            log.warning("a checkpoint of access-log lane %s was refused: %s", self.instance, err.str())
 
     def close(self) -> None:
         """Stop serving reports, state the lane's head, and wait (``DELIVERY_TIMEOUT_S`` at most) until the
@@ -170,12 +178,6 @@ class AccessLog:
         left = self._producer.flush(DELIVERY_TIMEOUT_S)
         if left:
             log.warning("access-log lane %s closed with %d records undelivered", self.instance, left)
-
-
-def _checkpoint_taken(err: KafkaError | None, msg: Message) -> None:
-    if err is not None:
-        lane = (msg.key() or b"").decode()
-        log.warning("a checkpoint of access-log lane %s was refused: %s", lane, err.str())
 
 
 def _settle(outcome: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:

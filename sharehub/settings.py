@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     #: Each query API instance states its access-log lane's head (a signed checkpoint) once this many records
     #: were written since the last, ...
     access_checkpoint_every: int = Field(default=100, ge=1)
-    #: ... or this many seconds after its last checkpoint (or first record) when it wrote any since (0: not
+    #: ... or this many seconds after its last checkpoint (or its start) when it wrote records since (0: not
     #: by time), and when it closes. Records after its last checkpoint are what a crash can lose unnoticed.
     access_checkpoint_seconds: float = Field(default=10.0, ge=0.0)
 
