@@ -12,10 +12,12 @@ the lane was cut short (truncated), one with another hash means it was rewritten
 are on a topic only that owner may write, so whatever is found there (a checkpoint, or garbage) is that
 owner's statement: a finding there is the owner's, named as its producer. Last, the access log: each record
 signed by the operator key valid at its time, and each API instance's records one chain, judged like a
-dataset lane (records from before they were signed are counted as unsigned legacy records, form only); and,
-from the hub, the quarantine's form. No decryption key is needed or used. The report also counts, per
-producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key signed them, see
-:mod:`sharehub.gov.custody`).
+dataset lane (records from before they were signed are counted as unsigned legacy records, form only); then
+each API instance's signed checkpoints of its lane are held against the access log as the owners' are against
+the dataset lanes (truncated, checkpoint_mismatch; one not signed by an operator key is a finding where it
+lies); and, from the hub, the quarantine's form. No decryption key is needed or used. The report also counts,
+per producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key signed them,
+see :mod:`sharehub.gov.custody`).
 
 With a time window, every record is still read (a chain needs its whole history) but only those the broker
 stamped inside the window are reported.
@@ -31,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 
 from services.audit_forms import NotOfItsKind, record_id
 from sharehub import chain
-from sharehub.access_records import open_access
-from sharehub.checkpoints import open_checkpoint
+from sharehub.access_records import open_access, open_lane_checkpoint
+from sharehub.checkpoints import Checkpoint, open_checkpoint
 from sharehub.codec import DatasetCodec, codecs_by_topic
 from sharehub.envelope import Envelope
 from sharehub.errors import ChainViolation, EnvelopeError
@@ -50,6 +52,7 @@ LEGACY_NOTE = "unsigned legacy record (from before access records were signed): 
 #: A record in the unsigned form after a signed one in its partition: written since, by whoever could.
 UNSIGNED = "unsigned"
 QUARANTINE_NOTE = "form only: quarantine records are not signed"
+ACCESS_CHECKPOINT_NOTE = "each API instance's signed lane heads, held against the access log"
 _GOVERNANCE_CHAIN_REASONS = {GAP, DUPLICATE, REPLAYED, FORK, RULE_VIOLATION}
 
 
@@ -146,7 +149,8 @@ class AuditReport:
 
 
 def _is_dataset_topic(topic: str) -> bool:
-    return not topic.endswith(("-governance", "-access-log", "-quarantine")) and "-checkpoints." not in topic
+    hubs = ("-governance", "-access-log", "-access-log.checkpoints", "-quarantine")
+    return not topic.endswith(hubs) and "-checkpoints." not in topic
 
 
 @dataclass
@@ -179,7 +183,8 @@ def audit_verify(
         state = _audit_governance(read, GovState(governance.trust, governance.topic_prefix), report)
         lanes = _audit_datasets(read, state, report)
         _audit_checkpoints(read, state, lanes, report)
-        _audit_access_log(read, state, report)
+        access_lanes = _audit_access_log(read, state, report)
+        _audit_access_checkpoints(read, state, access_lanes, report)
         if quarantine:
             _audit_form(read, state.quarantine_topic, "quarantine", report, QUARANTINE_NOTE)
     return report
@@ -250,7 +255,7 @@ def _audit_checkpoints(read: _Reading, state: GovState, lanes: Lanes, report: Au
             report.note(status, record, kept=False)
 
 
-def _audit_access_log(read: _Reading, state: GovState, report: AuditReport) -> None:
+def _audit_access_log(read: _Reading, state: GovState, report: AuditReport) -> dict[str, _Lane]:
     """Each access record signed by an operator key valid at its time, and in its API instance's chain in
     log order (deleted: a gap at the next record; reordered: out of order; duplicated; altered: its
     signature). Legacy records (before records were signed) are counted apart, unless they follow a signed
@@ -278,6 +283,33 @@ def _audit_access_log(read: _Reading, state: GovState, report: AuditReport) -> N
         report.note(status, record, kept=False)
     legacy_note = f"; {legacy} unsigned legacy records (form only)" if legacy else ""
     report.topics.setdefault(topic, TopicSummary()).note = ACCESS_LOG_NOTE + legacy_note
+    return lanes
+
+
+def _audit_access_checkpoints(
+    read: _Reading, state: GovState, lanes: dict[str, _Lane], report: AuditReport
+) -> None:
+    """Each API instance's checkpoints of its lane against the access log as the audit walked it: signed
+    by an operator key valid then, naming the operator, and the record it names in the log, unchanged."""
+    topic = state.access_checkpoint_topic
+    keys = functools.partial(operator_key, state, state.trust)
+    for record in read.records(topic):
+        report.checkpoints += 1
+        status = EventStatus(topic, record.partition, record.offset)
+        try:
+            instance, checkpoint = open_lane_checkpoint(record.value, keys)
+        except EnvelopeError as exc:
+            status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
+        else:
+            status.producer, status.sequence = instance, checkpoint.sequence
+            if checkpoint.producer != state.operator:
+                status.signature, status.chain = "not_owner", "-"
+                status.detail = f"an access-log checkpoint naming {checkpoint.producer!r}, not the operator"
+            else:
+                seen = lanes[instance].seen if instance in lanes else {}
+                _hold(checkpoint, seen, f"access record of lane {instance}", status)
+        report.note(status, record, kept=False)
+    report.topics.setdefault(topic, TopicSummary()).note = ACCESS_CHECKPOINT_NOTE
 
 
 def _audit_form(read: _Reading, topic: str, kind: str, report: AuditReport, note: str) -> None:
@@ -331,12 +363,18 @@ def _check_checkpoint(
         status.signature, status.chain = "not_owner", "-"
         status.detail = f"a checkpoint of {checkpoint.producer!r} on the checkpoint topic of {owner!r}"
         return
-    logged = lanes[(checkpoint.producer, checkpoint.dataset, checkpoint.lane)].seen.get(checkpoint.sequence)
-    where = f"{checkpoint.dataset} lane {checkpoint.lane} sequence {checkpoint.sequence}"
+    seen = lanes[(checkpoint.producer, checkpoint.dataset, checkpoint.lane)].seen
+    _hold(checkpoint, seen, f"event {checkpoint.dataset} lane {checkpoint.lane}", status)
+
+
+def _hold(checkpoint: Checkpoint, seen: dict[int, bytes], lane: str, status: EventStatus) -> None:
+    """A checkpoint against the hashes its lane holds by sequence (``lane`` names the lane's records)."""
+    where = f"{lane} sequence {checkpoint.sequence}"
+    logged = seen.get(checkpoint.sequence)
     if logged is None:
-        status.chain, status.detail = "truncated", f"checkpointed event {where} is not in the log"
+        status.chain, status.detail = "truncated", f"checkpointed {where} is not in the log"
     elif logged != checkpoint.head_hash:
-        status.chain, status.detail = "checkpoint_mismatch", f"event {where} differs from its checkpoint"
+        status.chain, status.detail = "checkpoint_mismatch", f"{where} differs from its checkpoint"
 
 
 def _walk(lane: _Lane, link: chain.Link, status: EventStatus) -> None:

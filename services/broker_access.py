@@ -17,13 +17,16 @@ principal                   may
                             governance log (metadata and public keys, signed by the operator: its site
                             verifies governance itself, see :mod:`connectors.sdk`); no group
 ``<prefix>.hub``            the operator's tools (audit, rebuild, quarantine review): read every topic of
-                            the hub; write the quarantine and access-log topics; the projector's group
+                            the hub; write the quarantine, the access log and its checkpoints (an API run
+                            inside the operator's tools writes them); the projector's group
 ``<prefix>.projector``      the projection worker: read the dataset topics and the governance log, write the
                             quarantine, join the projector's group; not the access log
-``<prefix>.api``            the query API: read the governance log and the quarantine, write the access log,
-                            describe (never read) the dataset topics, for their ends
+``<prefix>.api``            the query API: read the governance log and the quarantine, write the access log
+                            and its lanes' checkpoints (``<prefix>-access-log.checkpoints``), describe
+                            (never read) the dataset topics, for their ends
 ``<prefix>.<auditor>``      an agency of kind ``inspection-commission``: read (only) every dataset topic, the
-                            governance log, every checkpoint topic and the access log; its reader group
+                            governance log, every checkpoint topic, the access log and its checkpoints; its
+                            reader group
 ``<prefix>.governance``      governance: write the governance log; create and describe the topics of the
                             hub's namespace; make principals and ACLs (cluster ALTER and DESCRIBE)
 the broker's super user     once per hub: creates the services' principals and ACLs, governance's first
@@ -72,6 +75,8 @@ from sharehub.kafka import KafkaAccess, client_config, ensure_topics, reader_gro
 from sharehub.keys import LocalKeyStore
 
 SCRAM_ITERATIONS = 8192
+#: The query API's topics after the prefix (``GovState.access_log_topic``, ``.access_checkpoint_topic``).
+ACCESS_LOG_TOPICS = ("access-log", "access-log.checkpoints")
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ def provision(logins: BrokerProvisioning, state: GovState) -> list[str]:
     """Make sure every topic, principal and ACL governance's current ``state`` calls for exists; returns the
     topics created."""
     admin_access = logins.governance()
-    own = [(state.quarantine_topic, 1), (state.access_log_topic, 3)]
+    own = [(state.quarantine_topic, 1), (state.access_log_topic, 3), (state.access_checkpoint_topic, 1)]
     checkpoints = [(state.checkpoint_topic(owner), 1) for owner in state.owners()]
     created = ensure_topics(
         admin_access, [(d.topic, d.partitions) for d in state.datasets()] + own + checkpoints
@@ -116,7 +121,7 @@ def provision(logins: BrokerProvisioning, state: GovState) -> list[str]:
         bindings += _owner_acls(logins.principal(owner), dataset.topic, state.checkpoint_topic(owner))
         bindings += _reads(logins.principal(owner), governance_topic)
     auditors = [a.id for a in state.agencies_.values() if a.kind == AUDITOR_KIND]
-    audited = [governance_topic, state.access_log_topic]
+    audited = [governance_topic, state.access_log_topic, state.access_checkpoint_topic]
     audited += [d.topic for d in state.datasets()] + [state.checkpoint_topic(o) for o in state.owners()]
     for auditor in auditors:
         bindings.append(_readers(logins.principal(auditor)))
@@ -258,7 +263,7 @@ def _hub_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
         for separator in (".", "-")  # dataset topics, and the hub's own (governance, checkpoints, quarantine)
         for op in (AclOperation.READ, AclOperation.DESCRIBE)
     ]
-    for written in ("quarantine", "access-log"):
+    for written in ("quarantine", *ACCESS_LOG_TOPICS):
         bindings.append(
             _allow(services, t, f"{prefix}-{written}", AclOperation.WRITE, ResourcePatternType.LITERAL)
         )
@@ -285,16 +290,20 @@ def _projector_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
 
 
 def _api_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
-    """The query API: read the governance log and the quarantine (for status), write the access log, and
-    see the dataset topics' ends (lag): describe, never read, them. No consumer group but its readers'."""
+    """The query API: read the governance log and the quarantine (for status), write the access log and its
+    checkpoints, and see the dataset topics' ends (lag): describe, never read, them. No consumer group but
+    its readers'."""
     api = principal_of(API_PRINCIPAL)
     literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
     return [
         _allow(api, t, f"{prefix}.", AclOperation.DESCRIBE, ResourcePatternType.PREFIXED),
         *_reads(api, f"{prefix}-governance"),
         *_reads(api, f"{prefix}-quarantine"),
-        _allow(api, t, f"{prefix}-access-log", AclOperation.WRITE, literal),
-        _allow(api, t, f"{prefix}-access-log", AclOperation.DESCRIBE, literal),
+        *(
+            _allow(api, t, f"{prefix}-{written}", op, literal)
+            for written in ACCESS_LOG_TOPICS
+            for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
+        ),
         _readers(api),
     ]
 

@@ -7,6 +7,12 @@ record, body and signature; zeros for the first), judged as the dataset chains a
 So whoever holds the governance log's public keys (the auditor) can tell a deleted, altered, reordered or
 duplicated record from an honest log.
 
+A chain alone cannot show that its last records were cut off. So each instance also states its lane's head
+(sequence and hash) now and then, signed with the same operator key, in the form of the dataset lanes'
+checkpoints (:mod:`sharehub.checkpoints`): ``producer`` the operator, ``dataset`` ``access-log/<instance>``
+(a ``/`` is in no dataset id, so no dataset lane's checkpoint reads as one), ``lane`` 0. They go to a topic of
+their own (:attr:`sharehub.gov.state.GovState.access_checkpoint_topic`).
+
 Records written before they were signed (``schemas/access-event.avsc``) still open: as *legacy* records,
 unsigned and in no chain, which the audit counts apart and never reports as tampering.
 """
@@ -23,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sharehub.avro import load_schema, split_single_object
 from sharehub.chain import ChainHead, Link
+from sharehub.checkpoints import Checkpoint, open_checkpoint_under, seal_checkpoint
 from sharehub.envelope import SIGNATURE_SIZE
 from sharehub.errors import MalformedEnvelope, SignatureInvalid
 from sharehub.keys import Signer
@@ -33,6 +40,8 @@ LEGACY_SCHEMA = load_schema("access-event")
 
 #: The public key of ``key_id`` of the operator, if it was valid at a time (UnknownSigner otherwise).
 OperatorKeys = Callable[[str, dt.datetime], Ed25519PublicKey]
+#: What a checkpoint's ``dataset`` starts with when it states an access-log lane; the instance follows.
+ACCESS_LANE = "access-log/"
 
 
 class OpenedAccess(NamedTuple):
@@ -91,3 +100,21 @@ def open_access(raw: bytes, operator_keys: OperatorKeys | None = None) -> Opened
                 f"access record {fields['request_id']} does not verify under {fields['signer_key_id']!r}"
             ) from None
     return OpenedAccess(fields, Link(fields["sequence"], fields["prev_hash"], record_hash(raw)))
+
+
+def seal_lane_checkpoint(signer: Signer, operator: str, instance: str, head: ChainHead) -> bytes:
+    """The signed statement that ``instance``'s lane of the access log stands at ``head``."""
+    return seal_checkpoint(signer, operator, ACCESS_LANE + instance, 0, head)
+
+
+def open_lane_checkpoint(raw: bytes, operator_keys: OperatorKeys) -> tuple[str, Checkpoint]:
+    """The instance an access-log lane's checkpoint is of, and the checkpoint, verified under an operator
+    key valid when it was signed. MalformedEnvelope for anything else (a dataset lane's checkpoint too);
+    UnknownSigner or SignatureInvalid for one the operator did not sign."""
+    checkpoint = open_checkpoint_under(raw, lambda c: operator_keys(c.signer_key_id, c.signed_at))
+    instance = checkpoint.dataset.removeprefix(ACCESS_LANE)
+    if instance == checkpoint.dataset or not instance or checkpoint.lane != 0:
+        raise MalformedEnvelope(
+            f"not an access-log lane's checkpoint: of {checkpoint.dataset!r} lane {checkpoint.lane}"
+        )
+    return instance, checkpoint

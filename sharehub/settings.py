@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     api_tls_key_file: Path | None = None
     #: Processes serving the query API (``sharehub serve``); each holds its own hub and access-log producer.
     api_workers: int = Field(default=1, ge=1, le=64)
+    #: Each query API instance states its access-log lane's head (a signed checkpoint) once this many records
+    #: were written since the last, ...
+    access_checkpoint_every: int = Field(default=100, ge=1)
+    #: ... or this many seconds after its last checkpoint (or its start) when it wrote records since (0: not
+    #: by time), and when it closes. Records after its last checkpoint are what a crash can lose unnoticed.
+    access_checkpoint_seconds: float = Field(default=10.0, ge=0.0)
 
     def history_horizon(self, now: dt.datetime) -> dt.datetime | None:
         """The earliest time a read ``as_of`` may ask for at ``now`` (None: any)."""

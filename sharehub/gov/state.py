@@ -208,6 +208,12 @@ class GovState:
         return f"{self.topic_prefix}-access-log"
 
     @property
+    def access_checkpoint_topic(self) -> str:
+        """Where the query API's instances state the heads of their access-log lanes (signed checkpoints).
+        Not ``<prefix>-checkpoints.<name>``: that is an owner agency's, and ``access-log`` could be one."""
+        return f"{self.topic_prefix}-access-log.checkpoints"
+
+    @property
     def projector_group(self) -> str:
         """Kafka consumer group of this hub's projection workers."""
         return f"{self.topic_prefix}-projector"

@@ -52,6 +52,8 @@ class Topics:
     governance: str
     quarantine: str
     access_log: str
+    #: Where the query API's instances checkpoint their access-log lanes.
+    access_checkpoints: str
     projector_group: str
 
     @classmethod
@@ -63,6 +65,7 @@ class Topics:
             governance=f"{state.topic_prefix}-governance",
             quarantine=state.quarantine_topic,
             access_log=state.access_log_topic,
+            access_checkpoints=state.access_checkpoint_topic,
             projector_group=state.projector_group,
         )
 
@@ -230,6 +233,8 @@ PROBES: dict[str, Callable[[KafkaAccess, Topics], str]] = {
     "write-quarantine": lambda a, t: write(a, t.quarantine),
     "read-access-log": lambda a, t: read(a, t.access_log),
     "write-access-log": lambda a, t: write(a, t.access_log),
+    "read-access-checkpoints": lambda a, t: read(a, t.access_checkpoints),
+    "write-access-checkpoints": lambda a, t: write(a, t.access_checkpoints),
     "use-projector-group": lambda a, t: use_group(a, t.dataset, t.projector_group),
     "create-topic": lambda a, t: create_topic(a, t.prefix),
     "grant-acl": lambda a, t: grant_acl(a, t.prefix),

@@ -27,7 +27,12 @@ PROBED_DATASET = "handbook-activities"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[World]:
     home = tmp_path_factory.mktemp("authz") / "home"
-    settings = Settings(home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None)
+    # The API checkpoints its access-log lane only when it closes: a checkpoint written by time (or after
+    # so many records) could land between a refused step and the look at every topic's end after it.
+    settings = Settings(
+        home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None,
+        access_checkpoint_every=1_000_000_000, access_checkpoint_seconds=0,
+    )  # fmt: skip
     with Hub(settings) as hub:
         auditor = AGENCY_ROLES["auditor"]
         load(hub.governance_desk(), demo_spec(own_sites=(auditor,)))  # the auditor logs in from its site
@@ -60,5 +65,5 @@ def _seed(world: World) -> None:
     """One record at the start of partition 0 of every topic a probe reads, by a role that may write it."""
     t = world.topics
     for role, topic in [("owner", t.dataset), ("owner", t.checkpoints), ("projector", t.quarantine),
-                        ("api", t.access_log)]:  # fmt: skip
+                        ("api", t.access_log), ("api", t.access_checkpoints)]:  # fmt: skip
         assert write(world.logins[role], topic) == ALLOWED, (role, topic)

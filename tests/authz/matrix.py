@@ -110,6 +110,14 @@ OPERATIONS: tuple[Operation, ...] = (
     _broker("write-quarantine", "write the quarantine", "projector", "hub tools", writes=True),
     _broker("read-access-log", "read the access log", "auditor", "hub tools"),
     _broker("write-access-log", "write the access log", "api", "hub tools", writes=True),
+    _broker("read-access-checkpoints", "read the access log's lane checkpoints", "auditor", "hub tools"),
+    _broker(
+        "write-access-checkpoints",
+        "write the access log's lane checkpoints",
+        "api",
+        "hub tools",
+        writes=True,
+    ),
     _broker(
         "use-projector-group",
         "use the projector's consumer group",

@@ -1,10 +1,13 @@
 """The access log is signed and chained: a real API process writes it, the auditor verifies it from its own
 site (every deletion, alteration, reordering and duplicate found at its offset, legacy records counted apart)
-and asks it who read a record, a consumer's data or a dataset, when (``audit access``)."""
+and asks it who read a record, a consumer's data or a dataset, when (``audit access``). The API process
+states its lane's head when it stops, and the auditor holds the log to that checkpoint (one that names a
+missing record, another hash, another signer or another lane is a finding at its offset)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import subprocess
@@ -15,11 +18,21 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from services import processes
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
-from sharehub.access_records import LEGACY_SCHEMA, open_access, record_hash, seal_access
+from sharehub.access_records import (
+    LEGACY_SCHEMA,
+    open_access,
+    open_lane_checkpoint,
+    record_hash,
+    seal_access,
+    seal_lane_checkpoint,
+)
 from sharehub.chain import ChainHead
+from sharehub.checkpoints import seal_checkpoint
 from sharehub.envelope import pseudonym
+from sharehub.gov.verify import operator_key
 from sharehub.kafka import client_config
 from tests.e2e.test_auditor_site import _auditor_site
 from tests.kafka_helpers import https_client, topic_messages
@@ -54,10 +67,10 @@ def _legacy(request_id: str) -> bytes:
     )  # fmt: skip
 
 
-def _write(hub: Hub, partition: int, *values: bytes) -> list[int]:
-    """Append ``values`` to one partition of the access log as someone with the broker's keys; their
-    offsets."""
-    topic = hub.governance.access_log_topic
+def _write(hub: Hub, partition: int, *values: bytes, topic: str | None = None) -> list[int]:
+    """Append ``values`` to one partition of the access log (or of ``topic``) as someone with the broker's
+    keys; their offsets."""
+    topic = topic or hub.governance.access_log_topic
     start = 1 + max((o for p, o, _ in topic_messages(hub, topic) if p == partition), default=-1)
     producer = Producer(client_config(hub.kafka_admin))  # not idempotent: raw writes, as they come
     for value in values:
@@ -145,3 +158,49 @@ def test_the_auditor_verifies_the_access_log_and_finds_every_tampering_at_its_of
 def _raw(hub: Hub, partition: int, offset: int) -> bytes:
     topic = hub.governance.access_log_topic
     return next(v for p, o, v in topic_messages(hub, topic) if (p, o) == (partition, offset))
+
+
+def test_the_api_checkpoints_its_lane_when_it_stops_and_the_auditor_holds_the_log_to_it(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    apply(projector(hub), messages(hub, [member(member_id="PM0000000001")]))
+    auth = {"Authorization": f"Bearer {issue_credential(hub, CONSUMER)}"}
+    with https_client(hub) as c:
+        for purpose in ("First look", "Second look"):
+            answer = c.get(api + RECORDS + "/PM0000000001", params={"purpose": purpose}, headers=auth)
+            assert answer.status_code == 200
+    assert processes.stop(hub.home, "api")  # SIGTERM: a graceful stop
+
+    state = hub.governance
+    [_, (_, _, second)] = topic_messages(hub, state.access_log_topic)
+    instance = open_access(second).fields["instance"]
+    head = ChainHead(2, record_hash(second))
+    keys = functools.partial(operator_key, state, state.trust)
+    topic = state.access_checkpoint_topic
+    stated = [open_lane_checkpoint(v, keys) for _, _, v in topic_messages(hub, topic)]
+    assert (instance, head.sequence, head.hash) in {(i, c.sequence, c.head_hash) for i, c in stated}
+    home = _auditor_site(hub, tmp_path)
+    assert _findings(home, topic) == set() == _findings(home, state.access_log_topic)
+
+    operator = hub.keys.signing_key(state.operator)
+    honest = seal_lane_checkpoint(operator, state.operator, instance, head)
+    flipped = bytearray(honest)
+    flipped[-1] ^= 0x01
+    offsets = _write(
+        hub, 0,
+        seal_lane_checkpoint(operator, state.operator, instance, ChainHead(1, record_hash(second))),
+        seal_lane_checkpoint(operator, state.operator, instance, ChainHead(3, head.hash)),
+        seal_lane_checkpoint(hub.keys.signing_key("coc"), "coc", instance, head),
+        seal_lane_checkpoint(operator, "coc", instance, head),
+        seal_checkpoint(operator, state.operator, "documents", 0, head),
+        bytes(flipped),
+        topic=topic,
+    )  # fmt: skip
+    assert _findings(home, topic) == {
+        (0, offsets[0], "checkpoint_mismatch"),  # record 1 is not what it states
+        (0, offsets[1], "truncated"),  # record 3 of the lane is not in the log
+        (0, offsets[2], "unknown_signer"),  # not an operator key
+        (0, offsets[3], "not_owner"),  # an operator key, naming another agency
+        (0, offsets[4], "malformed"),  # a dataset lane's checkpoint
+        (0, offsets[5], "bad_signature"),
+    }

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
-from services.access_log import AccessLog
+from services.access_log import AccessLog, Checkpointing
 from services.api.app import create_app
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
@@ -132,8 +132,12 @@ def test_a_revocation_made_by_another_process_reaches_the_api_without_a_request_
 
 def test_no_answer_leaves_the_api_when_the_access_log_refuses_its_record(loaded: Hub) -> None:
     # The hub's services may read the governance topic but never write it: every write is refused.
+    state = loaded.governance
     refusing = AccessLog(
-        loaded.kafka, loaded.governance.governance_topic, loaded.keys.signing_key(loaded.governance.operator)
+        loaded.kafka,
+        state.governance_topic,
+        loaded.keys.signing_key(state.operator),
+        Checkpointing(state.governance_topic, state.operator),
     )
     c = TestClient(create_app(loaded, access_log=refusing))
     c.params = PURPOSE

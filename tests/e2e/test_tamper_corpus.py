@@ -1,11 +1,13 @@
-"""The tamper corpus, on the real broker: an honest log of every demo dataset audits clean; then one of each
-tampering is written beside it (flipped byte, forged signer, revoked key, non-owner publisher, reorder, gap,
-duplicate, fork, truncation after a checkpoint, a governance event signed by a non-operator, junk on each of
-the hub's own topics) and the audit reports each with its reason and offset, and nothing else. Governance
-goes on past its junk: commands load it, and new changes are still written and applied."""
+"""The tamper corpus, on the real broker: an honest log of every demo dataset and of an API instance's answers
+(its access records and its lane's checkpoints) audits clean; then one of each tampering is written beside
+it (flipped byte, forged signer, revoked key, non-owner publisher, reorder, gap, duplicate, fork, truncation
+after a checkpoint, access records cut off after a checkpoint, a governance event signed by a non-operator,
+junk on each of the hub's own topics) and the audit reports each with its reason and offset, and nothing
+else. Governance goes on past its junk: commands load it, and new changes are still written and applied."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -13,12 +15,13 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from services.access_log import AccessLog, Checkpointing
 from services.hub import Hub
 from sharehub.chain import ChainHead
 from sharehub.checkpoints import seal_checkpoint
 from sharehub.envelope import ChainPosition, Envelope, parse
 from sharehub.gov import events as ev
-from sharehub.kafka import KafkaAccess, TopicReader, client_config
+from sharehub.kafka import KafkaAccess, TopicReader, client_config, ensure_topics, read_topic, records
 from tests.gov_support import public_hex, signing_key
 from tests.kafka_helpers import sharehub, topic_messages
 from tests.unit.test_avro import member
@@ -94,12 +97,20 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
     for dataset, (owner, generate) in HONEST.items():
         report = hub.publisher(owner, dataset).publish_records(list(generate(30, seed=11)))
         assert not report.rejected
+    state = hub.governance
+    # An API instance answers five queries: its lane's checkpoints every two records and on close.
+    honest_api = AccessLog(hub.kafka, state.access_log_topic, _operator_signer(hub), _checkpointing(hub, 2))
+    _answer(honest_api, 5)
     honest = audit(hub)
     assert honest["findings"] == 0 and honest["events"] == 150 and honest["governance"]["head"] > 0
-    assert honest["topics"][hub.governance.access_log_topic]["note"].startswith("signed by the operator key")
+    assert honest["topics"][state.access_log_topic]["note"].startswith("signed by the operator key")
+    assert honest["topics"][state.access_log_topic]["verified"] == 5
+    stated = honest["topics"][state.access_checkpoint_topic]
+    assert stated["records"] == stated["verified"] >= 2  # at least one on the way, and one on close
 
     t = Tamperer(hub)
     _tamper_lanes(hub, t)
+    _cut_access_lane(hub, t)
     _tamper_governance(hub, t)
     junk = (b"\x00 junk \xff", "malformed")
     t.write(hub.kafka_as("coc"), hub.governance.checkpoint_topic("coc"), 0, junk)
@@ -109,7 +120,7 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
 
     report = audit(hub)
     assert found(report) == t.expected
-    assert len(t.expected) == 14
+    assert len(t.expected) == 15
     assert any("(revoked)" in r["detail"] for r in report["results"])
     assert report["governance"]["state_sha256"] == hub.governance_state(refresh=True).state_hash()
 
@@ -149,6 +160,49 @@ def _tamper_lanes(hub: Hub, t: Tamperer) -> None:
     claimed = ChainHead(heads[a].header.sequence + 5, b"\x07" * 32)
     checkpoint = seal_checkpoint(hub.keys.signing_key("coc"), "coc", DATASET, a, claimed)
     t.write(coc, hub.governance.checkpoint_topic("coc"), 0, (checkpoint, "truncated"))
+
+
+def _operator_signer(hub: Hub) -> Any:
+    return hub.keys.signing_key(hub.governance.operator)
+
+
+def _checkpointing(hub: Hub, every: int) -> Checkpointing:
+    """The hub's access-log checkpoints every ``every`` records and on close (not by time)."""
+    state = hub.governance
+    return Checkpointing(state.access_checkpoint_topic, state.operator, every=every, seconds=0)
+
+
+def _answer(log: AccessLog, queries: int, *, checkpoint_after: int | None = None) -> None:
+    """``queries`` answered queries recorded by ``log`` (and a checkpoint after the first
+    ``checkpoint_after``), then ``log`` closed: its last checkpoint."""
+
+    async def answered() -> None:
+        for n in range(1, queries + 1):
+            await log.record(consumer="dongthap-ppc", purpose=f"query {n}", operation="list_records",
+                             dataset=DATASET, record_refs=[f"{n:032x}"])  # fmt: skip
+            if n == checkpoint_after:
+                log.checkpoint()
+
+    try:
+        asyncio.run(answered())
+    finally:
+        log.close()
+
+
+def _cut_access_lane(hub: Hub, t: Tamperer) -> None:
+    """An API instance answers four queries, its lane checkpointed after the second and on close; its third
+    and fourth records are cut off the access log. (The instance wrote its records to a topic of their own,
+    from which the first two are copied to the access log: the log as whoever cut it left it.)"""
+    state = hub.governance
+    written = f"{state.topic_prefix}-access-log-before-the-cut"
+    ensure_topics(hub.kafka_admin, [(written, 1)])
+    cut = AccessLog(hub.kafka_admin, written, _operator_signer(hub), _checkpointing(hub, 1000))
+    _answer(cut, 4, checkpoint_after=2)
+    with TopicReader(hub.kafka) as reader:
+        closing_checkpoint = reader.high(state.access_checkpoint_topic, 0) - 1
+    kept = [r.value for r in records(read_topic(hub.kafka_admin, written))][:2]
+    t.write(hub.kafka_admin, state.access_log_topic, 1, *((value, None) for value in kept))
+    t.expected.add((state.access_checkpoint_topic, 0, closing_checkpoint, "truncated"))
 
 
 def _revoked_coc_key(hub: Hub) -> Any:

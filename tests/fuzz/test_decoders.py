@@ -1,7 +1,7 @@
 """Hostile input at length: the decoders of what arrives from outside — dataset envelopes (structure, then
-signature, decryption and the Avro payload), governance events, checkpoints, quarantine records and row
-filters — given mutated and random input, answer with a value or with their own error from
-:mod:`sharehub.errors`, never another exception, and in bounded time.
+signature, decryption and the Avro payload), governance events, checkpoints (of dataset and access-log
+lanes), quarantine records and row filters — given mutated and random input, answer with a value or with
+their own error from :mod:`sharehub.errors`, never another exception, and in bounded time.
 
 Inputs are mostly mutations of valid values (bytes flipped, cut, inserted, repeated), some of them signed
 again by the owner so that the checks past the signature are reached. ``SHAREHUB_FUZZ_EXAMPLES`` inputs per
@@ -12,6 +12,7 @@ kept in ``tests/fuzz/regressions/`` and tried first in every later run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +27,14 @@ from projections.quarantine import quarantine_entry
 from services.governance_bootstrap import load
 from services.hub import Hub
 from sharehub import errors, merkle
+from sharehub.access_records import open_lane_checkpoint, seal_lane_checkpoint
 from sharehub.avro import load_schema
 from sharehub.chain import ChainHead
 from sharehub.checkpoints import open_checkpoint, seal_checkpoint
 from sharehub.envelope import SIGNATURE_SIZE, open_envelope
 from sharehub.gov import events
 from sharehub.gov.log import MemoryLog
+from sharehub.gov.verify import operator_key
 from sharehub.kafka import Record
 from sharehub.row_filter import compile_filter
 from sharehub.settings import Settings
@@ -73,7 +76,14 @@ def samples(hub: Hub) -> dict[str, bytes]:
         "checkpoint": seal_checkpoint(
             hub.keys.signing_key("coc"), "coc", DATASET, 0, ChainHead(sequence=3, hash=bytes(32))
         ),
+        "lane checkpoint": seal_lane_checkpoint(
+            _operator(hub), hub.governance.operator, "api-0123456789ab", ChainHead(3, bytes(32))
+        ),
     }
+
+
+def _operator(hub: Hub) -> Any:
+    return hub.keys.signing_key(hub.governance.operator)
 
 
 def _mutated(data: st.DataObject, value: bytes) -> bytes:
@@ -129,6 +139,18 @@ def test_governance_events(samples: dict[str, bytes], data: st.DataObject) -> No
 def test_checkpoints(hub: Hub, samples: dict[str, bytes], data: st.DataObject) -> None:
     with contextlib.suppress(errors.EnvelopeError):
         open_checkpoint(_mutated(data, samples["checkpoint"]), hub.governance)
+
+
+@FUZZ
+@given(data=st.data())
+def test_access_lane_checkpoints(hub: Hub, samples: dict[str, bytes], data: st.DataObject) -> None:
+    raw = _mutated(data, samples["lane checkpoint"])
+    if data.draw(st.booleans()):  # signed again by the operator: what comes after the signature decides
+        body = raw[:-SIGNATURE_SIZE]
+        raw = body + _operator(hub).sign(body)
+    state = hub.governance
+    with contextlib.suppress(errors.EnvelopeError):
+        open_lane_checkpoint(raw, functools.partial(operator_key, state, state.trust))
 
 
 @FUZZ
