@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     http_keep_alive_s: int = Field(default=5, ge=1)
     http_max_header_bytes: int = Field(default=32 * 1024, ge=4096)
     http_max_connections: int = Field(default=1000, ge=8)
+    #: The projection worker's /healthz and /readyz (:mod:`projections.health`): plain HTTP on this port
+    #: when set (``sharehub project --health-port``), on ``worker_health_host``.
+    worker_health_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_health_host: str = "127.0.0.1"
 
     def history_horizon(self, now: dt.datetime) -> dt.datetime | None:
         """The earliest time a read ``as_of`` may ask for at ``now`` (None: any)."""
