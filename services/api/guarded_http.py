@@ -36,6 +36,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from sharehub.pki import ServerCertificate
 from sharehub.settings import Settings
 
+#: Seconds a ``--workers`` process has to start serving before uvicorn kills it and starts another
+#: (uvicorn's default, 5 s, is less than the API takes to start on a busy machine: it never served).
+WORKER_START_S = 60
+
 
 @dataclass(frozen=True)
 class HttpLimits:
@@ -211,5 +215,6 @@ def run_https(
         app, host=host, port=port, log_level=log_level, access_log=False,
         loop=f"{__name__}:{HandshakeBoundedLoop.__name__}", http=GuardedHttpProtocol,
         timeout_keep_alive=limits.keep_alive_s, limit_concurrency=limits.max_connections + 1,
-        ssl_certfile=str(certificate.cert_file), ssl_keyfile=str(certificate.key_file), **options,
+        ssl_certfile=str(certificate.cert_file), ssl_keyfile=str(certificate.key_file),
+        timeout_worker_healthcheck=WORKER_START_S, **options,
     )  # fmt: skip

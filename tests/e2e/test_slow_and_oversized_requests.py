@@ -281,3 +281,31 @@ def test_huge_headers_are_431_and_closed(server: Server, name: str, size: int) -
     assert answer.startswith(b"HTTP/1.1 431 ") or answer == b"", answer[:200]
     assert time.monotonic() - started < HEADER_S + SLACK_S
     assert server.get("/healthz").status_code == 200, "the server still answers"
+
+
+def test_the_query_api_in_several_processes_serves_each_with_the_same_bounds(hub: Hub) -> None:
+    """``--workers 2``: each process starts (uvicorn's 5 s start bound killed them on a busy machine) and
+    reads the bounds from its environment."""
+    port = free_port()
+    name = "api-workers"
+    _, log = processes.start(
+        hub.home, name, ["serve", "--port", str(port), "--workers", "2"], env=hub_env(hub, **LIMITS)
+    )
+    try:
+        wait_until(lambda: answers(hub, f"https://127.0.0.1:{port}/healthz"), timeout=120, what="2 processes",
+                   log=log)  # fmt: skip
+        served = Server("query API, 2 processes", port, hub.settings.ca_file, "/", {})
+
+        async def run() -> list[tuple[float, bytes]]:
+            opened = []
+            for _ in range(4):  # spread over both processes by the kernel
+                reader, writer = await _open(served)
+                writer.write(b"GET /healthz HTTP/1.1\r\n")
+                opened.append((reader, writer, time.monotonic()))
+            return await asyncio.gather(*(_closed_after(*o) for o in opened))
+
+        for seconds, answer in asyncio.run(run()):
+            assert HEADER_S * 0.9 <= seconds <= HEADER_S + SLACK_S and answer.startswith(b"HTTP/1.1 408 ")
+        assert "died" not in log.read_text(), "no process was killed while it started"
+    finally:
+        processes.stop(hub.home, name)
