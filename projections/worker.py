@@ -19,6 +19,7 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -68,6 +69,10 @@ class ProjectionWorker:
         self.in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
         #: Why the worker stops to start over; empty while it runs on (a state, set once).
         self.restart_reasons: list[str] = []
+        #: When (``time.monotonic()``) reconciling last succeeded (every read model answered), and when the
+        #: consumer group last assigned partitions (None while they are being taken away): its readiness.
+        self.reconciled_at: float | None = None
+        self.assigned_at: float | None = None
         self._held: set[TP] = set()
         self._worker: faust.Worker | None = None
         self.app = _faust_app(bootstrap, group, datadir)
@@ -177,6 +182,7 @@ class ProjectionWorker:
         except Exception as exc:  # a timer that raises would crash the worker instead
             await self._failed("reconciling", exc)
             return
+        self.reconciled_at = time.monotonic()
         for (consumer, dataset), rows in sorted(reconciled.done.purged.items()):
             log.warning(
                 "purged %d rows of %s from %s's read model: no active agreement", rows, dataset, consumer
@@ -205,6 +211,7 @@ class ProjectionWorker:
 
     async def _finish_taken_batches(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         """Partitions may go to another worker: every batch taken from them is finished before they go."""
+        self.assigned_at = None
         if self.in_flight:
             await asyncio.wait(list(self.in_flight))
 
@@ -225,6 +232,7 @@ class ProjectionWorker:
         # batches sent before, as the engine takes calls in order), so the next batch takes their chain
         # heads from the read models.
         await asyncio.to_thread(self.engine.forget, [(tp.topic, tp.partition) for tp in newly])
+        self.assigned_at = time.monotonic()
 
 
 def _faust_app(bootstrap: str, group: str, datadir: Path) -> faust.App:

@@ -87,6 +87,24 @@ class Settings(BaseSettings):
     #: ... or this many seconds after its last checkpoint (or its start) when it wrote records since (0: not
     #: by time), and when it closes. Records after its last checkpoint are what a crash can lose unnoticed.
     access_checkpoint_seconds: float = Field(default=10.0, ge=0.0)
+    #: Bytes of a request body the query API takes at most (governance requests, subject-key batches);
+    #: a larger one is 413 on its Content-Length, or as soon as a chunked body passes it.
+    api_max_body: int = Field(default=1024 * 1024, ge=1024)
+    #: Every HTTPS server's limits against slow and oversized requests (:mod:`services.api.guarded_http`):
+    #: seconds for a TLS handshake, for a request's headers to arrive once its connection is open or its
+    #: first byte came, for the whole request once its headers came; seconds an idle keep-alive connection
+    #: stays open; bytes of a request's line and headers; connections held at once (when full, the one
+    #: waiting longest for its request's headers is closed for a new one).
+    http_tls_handshake_timeout_s: float = Field(default=10.0, gt=0)
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=60.0, gt=0)
+    http_keep_alive_s: int = Field(default=5, ge=1)
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=4096)
+    http_max_connections: int = Field(default=1000, ge=8)
+    #: The projection worker's /healthz and /readyz (:mod:`projections.health`): plain HTTP on this port
+    #: when set (``sharehub project --health-port``), on ``worker_health_host``.
+    worker_health_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_health_host: str = "127.0.0.1"
 
     def history_horizon(self, now: dt.datetime) -> dt.datetime | None:
         """The earliest time a read ``as_of`` may ask for at ``now`` (None: any)."""

@@ -3,8 +3,10 @@
 The same app serves consumers' records (:mod:`.records`), governance (:mod:`.governance`, under
 ``/v1/gov``), operations (:mod:`.operations`), owners' keys (:mod:`.key_service`, under ``/v1/keys``) and
 sites' own broker passwords (:mod:`.site_login`, under ``/v1/site``).
-No credential, or an unknown one, is a 401, and a source that keeps failing to authenticate gets 429
-(:mod:`.auth`). Every refusal has the same JSON shape and is in the OpenAPI document (:mod:`.errors`).
+A body over ``api_max_body`` is a 413 (:mod:`.body_limit`). No credential, or an unknown one, is a 401,
+and a source that keeps failing to authenticate gets 429 (:mod:`.auth`). Every refusal has the same JSON
+shape and is in the OpenAPI document (:mod:`.errors`); slow clients are bounded below the app
+(:mod:`.guarded_http`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import FastAPI
 from services.access_log import AccessLog, Checkpointing
 from services.api import errors, governance, key_service, operations, records, site_login
 from services.api.auth import CredentialCheck
+from services.api.body_limit import BodyLimit
 from services.api.context import ApiContext
 from services.hub import Hub
 from services.operations import Operations
@@ -53,6 +56,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         responses=errors.RESPONSES,
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=hub.settings.api_max_body)
     hub.follow_governance()  # requests read the state the follower keeps, never the broker
     state = hub.governance
     credentials = CredentialCheck(hub)  # the hub's follower: its state, when it last read, read now

@@ -55,6 +55,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _doc("The credential's agency may not do or see this"),
     404: _doc("No such dataset, record, agreement or operation"),
     409: _doc("A conflict with governance as it stands (a duplicate id, a step out of order)"),
+    413: _doc("The request body is larger than the server's limit"),
     422: _doc("A parameter or body field is missing or malformed"),
     429: _doc("Too many failed authentications from this address; see Retry-After"),
     503: _doc(

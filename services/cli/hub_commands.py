@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -118,6 +118,12 @@ def _publisher(
         yield publisher
 
 
+#: The worker's /healthz and /readyz port (projections.health); default SHAREHUB_WORKER_HEALTH_PORT (none).
+HealthPort = Annotated[
+    int | None,
+    typer.Option(help="Serve /healthz and /readyz on this local port (default SHAREHUB_WORKER_HEALTH_PORT)"),
+]
+
 project_app = typer.Typer(
     help="The projection worker, supervised (without a command); the worker alone (run); rebuilding read "
     "models.",
@@ -133,6 +139,7 @@ def project(
     max_pause: Annotated[
         float, typer.Option(help="Longest pause, in seconds, before restarting a worker that failed", min=0.1)
     ] = 60.0,
+    health_port: HealthPort = None,
 ) -> None:
     """Run the projection worker until stopped, restarting it whenever it exits: at once when it starts over
     (a new dataset or consumer, a backfill), after a pause that doubles up to --max-pause when it failed."""
@@ -142,6 +149,8 @@ def project(
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     worker = [sys.executable, "-m", "services", "project", "run", "--loglevel", loglevel]
+    if health_port is not None:
+        worker += ["--health-port", str(health_port)]
     first_pause = min(1.0, max_pause)
     raise typer.Exit(Supervisor(worker, first_pause_s=first_pause, max_pause_s=max_pause).run())
 
@@ -150,14 +159,17 @@ def project(
 @reports_errors
 def project_run(
     loglevel: Annotated[str, typer.Option(help="Log level of the worker")] = "INFO",
+    health_port: HealthPort = None,
 ) -> None:
     """The projection worker alone, unsupervised: Kafka → verify → decrypt → agreements → read models. It
     exits with status 75 when it must start over (its supervisor starts a fresh one)."""
     from projections.engine_process import EngineProcess
+    from projections.health import HealthListener, Readiness
     from projections.worker import ProjectionWorker
     from services.principals import PROJECTOR_PRINCIPAL
     from services.projection_engine import hub_engine
     from services.supervisor import START_OVER
+    from sharehub.kafka import broker_answers
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # The worker's composition root: its broker login and governance here; the engine's parts are assembled
@@ -174,7 +186,12 @@ def project_run(
                 datadir=hub.home / "projector",
                 history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
             )
-            restart = worker.run(loglevel=loglevel.upper())
+            port = health_port or hub.settings.worker_health_port
+            with ExitStack() as probes:
+                if port is not None:
+                    readiness = Readiness(worker, lambda: broker_answers(hub.kafka))
+                    probes.enter_context(HealthListener(readiness, hub.settings.worker_health_host, port))
+                restart = worker.run(loglevel=loglevel.upper())
         finally:
             engine.close()
     if restart:

@@ -34,8 +34,7 @@ def serve(
 
 @reports_errors
 def _serve_query_api(host: str | None, port: int | None, workers: int | None) -> None:
-    import uvicorn
-
+    from services.api.guarded_http import run_https
     from services.api.tls import api_certificate
     from services.hub import Hub
 
@@ -43,11 +42,10 @@ def _serve_query_api(host: str | None, port: int | None, workers: int | None) ->
         hub.governance  # noqa: B018 - fail now, clearly, if there is no governance
         settings = hub.settings
     certificate = api_certificate(settings, [host] if host else [])
-    uvicorn.run(
+    run_https(
         "services.api.app:serve_app", factory=True, host=host or settings.api_host,
         port=port or settings.api_port, workers=workers or settings.api_workers, log_level="info",
-        access_log=False, loop="uvloop", http="httptools", ssl_certfile=str(certificate.cert_file),
-        ssl_keyfile=str(certificate.key_file),
+        certificate=certificate,
     )  # fmt: skip
 
 
@@ -70,8 +68,7 @@ def gateway(
 ) -> None:
     """Run the HTTPS ingest gateway: at an agency's site (SHAREHUB_HOME=the site) it publishes the agency's
     envelopes and records, signed at the site; at the hub it seals records of agencies in its custody."""
-    import uvicorn
-
+    from services.api.guarded_http import run_https
     from services.api.tls import api_certificate
     from services.cli.agency_commands import site_passphrase
     from services.gateway.app import create_gateway
@@ -83,10 +80,6 @@ def gateway(
     served, close = for_home(settings.home, lambda: site_passphrase(settings.home, passphrase_file), limits)
     try:
         certificate = api_certificate(settings, [host])
-        uvicorn.run(
-            create_gateway(served), host=host, port=port, log_level="warning", access_log=False,
-            loop="uvloop", http="httptools", ssl_certfile=str(certificate.cert_file),
-            ssl_keyfile=str(certificate.key_file),
-        )  # fmt: skip
+        run_https(create_gateway(served), host=host, port=port, log_level="warning", certificate=certificate)
     finally:
         close()

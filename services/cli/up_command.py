@@ -3,9 +3,10 @@
 The projection worker (``sharehub project run``: restarted at once when it starts over), the query API
 (``sharehub serve``) and, with ``--gateway``, the ingest gateway (``sharehub serve gateway``): each is
 restarted after a pause that doubles from 1 s to a minute when it exits (:mod:`services.supervisor`), and the
-log says which part and why. SIGTERM or SIGINT stops them all gracefully; if ``sharehub up`` itself is
-killed, its children die with it. The broker and the read models' database are not its parts: they run
-beside it (``sharehub kafka start``, PostgreSQL)."""
+log says which part and why. With ``--worker-health-port`` the worker answers ``/healthz`` and ``/readyz``
+there (:mod:`projections.health`), as the servers do on their own ports. SIGTERM or SIGINT stops them all
+gracefully; if ``sharehub up`` itself is killed, its children die with it. The broker and the read models'
+database are not its parts: they run beside it (``sharehub kafka start``, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def up(
     gateway: Annotated[bool, typer.Option("--gateway", help="Also run the ingest gateway")] = False,
     api_port: Annotated[int | None, typer.Option(help="Query API port (default SHAREHUB_API_PORT)")] = None,
     gateway_port: Annotated[int, typer.Option(help="Gateway port (with --gateway)")] = GATEWAY_PORT,
+    worker_health_port: Annotated[
+        int | None,
+        typer.Option(help="The worker's /healthz and /readyz port (default SHAREHUB_WORKER_HEALTH_PORT)"),
+    ] = None,
 ) -> None:
     """Run the projection worker and the query API (and the gateway with --gateway) in the foreground,
     restarting each when it exits, with a growing pause when it failed; Ctrl-C or SIGTERM stops them all."""
@@ -42,9 +47,14 @@ def up(
     _free(settings.api_host, api_port, "the query API")
     if gateway:
         _free("127.0.0.1", gateway_port, "the gateway")
+    worker = ["project", "run"]
+    worker_health_port = worker_health_port or settings.worker_health_port
+    if worker_health_port is not None:
+        _free(settings.worker_health_host, worker_health_port, "the worker's health listener")
+        worker += ["--health-port", str(worker_health_port)]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parts = [
-        Supervisor(_sharehub("project", "run"), name="projection worker", stop_timeout_s=WORKER_STOP_S),
+        Supervisor(_sharehub(*worker), name="projection worker", stop_timeout_s=WORKER_STOP_S),
         _server("query API", "serve", "--port", str(api_port)),
     ]
     if gateway:

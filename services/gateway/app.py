@@ -10,7 +10,8 @@ retry with the same key).
 ``/healthz`` answers while the process serves; ``/readyz`` when the broker answers with the gateway's login
 too (else 503 ``unavailable`` with Retry-After), as the query API's do. Its keys and governance are loaded
 before it listens: a gateway without them does not start.
-Checks run cheapest first: credential, key, dataset, rate, then the body (its size before reading it).
+Checks run cheapest first: the body's declared size (:mod:`services.api.body_limit`, as on every server),
+credential, key, dataset, rate, then the body (refused as soon as a chunked one passes ``max_body``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api import errors
-from services.gateway.guard import Credentials, RateLimit, read_limited
+from services.api.body_limit import BodyLimit
+from services.gateway.guard import Credentials, RateLimit
 from services.gateway.ingest import Ingest, source_of
 from sharehub.errors import (
     BodyNotJson,
@@ -42,7 +44,6 @@ from sharehub.errors import (
     KeyServiceUnavailable,
     MalformedEnvelope,
     RecordValidationError,
-    RequestTooLarge,
 )
 
 #: Items in one request at most.
@@ -149,7 +150,7 @@ async def _writer(
 
 
 async def _body(request: Request, gateway: Gateway, model: type[BaseModel]) -> tuple[Any, str]:
-    raw = await read_limited(request.headers.get("content-length"), request.stream(), gateway.max_body)
+    raw = await request.body()  # at most max_body bytes: BodyLimit refused larger ones
     try:
         parsed = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -253,7 +254,6 @@ _REFUSALS: dict[type[Exception], tuple[int, str]] = {
     IdempotencyKeyInvalid: (400, "idempotency_key"),
     BodyNotJson: (400, "not_json"),
     IdempotencyConflict: (409, "idempotency_conflict"),
-    RequestTooLarge: (413, "too_large"),
     RecordValidationError: (422, "invalid_record"),
     KeyServiceUnavailable: (503, "unavailable"),
     ConfigurationError: (503, "unavailable"),
@@ -298,6 +298,7 @@ def create_gateway(gateway: Gateway) -> FastAPI:
         responses=RESPONSES,
     )
     _install_refusals(app)
+    app.add_middleware(BodyLimit, max_bytes=gateway.max_body)
     app.state.gateway = gateway
     _routes(app)
     _probes(app)

@@ -8,8 +8,9 @@
   A source address that keeps failing gets 429 with Retry-After, as on the hub's API.
 - **How often.** A token bucket per agency: ``rate`` requests a second, bursts of ``burst``; past it, 429 with
   Retry-After (the seconds until a token is back).
-- **How much.** A body over ``max_body`` bytes is 413: refused on its Content-Length before a byte is read,
-  or as soon as a chunked body passes the limit.
+- **How much.** A body over ``max_body`` bytes is 413 (:class:`services.api.body_limit.BodyLimit`, the
+  bound of every HTTP server): refused on its Content-Length before a byte is read, or as soon as a
+  chunked body passes the limit.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import hmac
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.api.auth import CredentialCheck, FailedAuthentications
-from sharehub.errors import ConfigurationError, NotAuthenticated, RequestTooLarge, TooManyRequests
+from sharehub.errors import ConfigurationError, NotAuthenticated, TooManyRequests
 
 #: Default body limit: 8 MiB, a batch of some thousands of records or envelopes.
 MAX_BODY = 8 * 1024 * 1024
@@ -95,18 +96,3 @@ class RateLimit:
                     wait,
                 )
             bucket.tokens -= 1.0
-
-
-async def read_limited(content_length: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """The whole body, unless it is larger than ``limit`` bytes (RequestTooLarge, before reading past it)."""
-    too_large = (
-        f"the request body is larger than this gateway's limit of {limit:,} bytes; send smaller batches"
-    )
-    if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
-        raise RequestTooLarge(too_large)
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
-            raise RequestTooLarge(too_large)
-    return bytes(body)

@@ -1,13 +1,16 @@
 """One hub for the whole matrix, built once: demo governance on the real broker, each role's login and
-credential, records in the consumer's read model, the HTTP apps over it."""
+credential, records in the consumer's read model, the HTTP apps over it, and the owner's site with its own
+gateway (whose key service is a real API process of the hub, over HTTPS)."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from services import processes
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
 from sharehub.kafka import KafkaAccess
@@ -17,6 +20,8 @@ from tests.authz.broker_probes import ALLOWED, Topics, write
 from tests.authz.matrix import AGENCY_ROLES, SERVICE_ROLES
 from tests.authz.world import World
 from tests.conftest import demo_spec
+from tests.e2e.test_agency_sdk import PASSPHRASE, _site
+from tests.kafka_helpers import answers, free_port, hub_env, wait_until
 from tests.unit.test_avro import member
 from tests.unit.test_projector import apply, messages, projector
 
@@ -33,13 +38,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
         home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None,
         access_checkpoint_every=1_000_000_000, access_checkpoint_seconds=0,
     )  # fmt: skip
-    with Hub(settings) as hub:
-        auditor = AGENCY_ROLES["auditor"]
+    with Hub(settings) as hub, _api_process(hub) as api:
+        auditor, owner = AGENCY_ROLES["auditor"], AGENCY_ROLES["owner"]
         load(hub.governance_desk(), demo_spec(own_sites=(auditor,)))  # the auditor logs in from its site
         credentials = {role: issue_credential(hub, agency) for role, agency in AGENCY_ROLES.items()}
         apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 4)]))
+        site = _site(hub, home.parent, api(), owner, credential=credentials["owner"])
         built = World.build(
-            hub, credentials, Topics.of(hub.governance, PROBED_DATASET, AGENCY_ROLES["owner"])
+            hub, credentials, Topics.of(hub.governance, PROBED_DATASET, owner), site, PASSPHRASE
         )
         password = secrets.token_urlsafe(32)
         built.set_broker_password("auditor", password)
@@ -53,6 +59,29 @@ def world(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
             yield built
         finally:
             built.close()
+
+
+@contextmanager
+def _api_process(hub: Hub) -> Iterator[Callable[[], str]]:
+    """The hub's API as a real process (the owner's site takes its keys from it over HTTPS), started on
+    first use: governance must be loaded first."""
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    started = False
+
+    def address() -> str:
+        nonlocal started
+        quiet = {"SHAREHUB_ACCESS_CHECKPOINT_EVERY": "1000000000", "SHAREHUB_ACCESS_CHECKPOINT_SECONDS": "0"}
+        processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub) | quiet)
+        started = True
+        wait_until(lambda: answers(hub, base + "/healthz"), timeout=60, what="the API")
+        return base
+
+    try:
+        yield address
+    finally:
+        if started:
+            processes.stop(hub.home, "api")
 
 
 def _login(hub: Hub, name: str, password: str) -> KafkaAccess:

@@ -7,6 +7,7 @@ through the governance desk, before the state is taken; the request itself is th
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import uuid
@@ -22,6 +23,7 @@ from sharehub.gov.key_request import make_key_request
 from sharehub.keys import SigningKey
 from tests.authz.world import World
 from tests.conftest import REPO
+from tests.e2e.test_gateway import sealed_at_site
 from tooling.synthetic import generate_party_members
 
 #: The agreement the matrix's agreement steps are about: the consumer's, on one of the owner's datasets.
@@ -39,7 +41,9 @@ class Request:
     json: Any = None
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    #: Sent to the hub's gateway, or (``site``) to the owner's gateway at its site, not to the API.
     gateway: bool = False
+    site: bool = False
 
     def send(self, client: TestClient, auth: dict[str, str]) -> str:
         """The answer: its status when it succeeds, ``<status> <error code>`` when refused."""
@@ -123,9 +127,19 @@ def _records(me: str) -> str:
     return f"/v1/consumers/{me}/datasets/{GRANTED}/records"
 
 
-def _publish(body: dict[str, Any], kind: str) -> Request:
+def _publish(body: dict[str, Any], kind: str, *, site: bool = False) -> Request:
     key = {"Idempotency-Key": _fresh()}
-    return Request("POST", f"/v1/datasets/{GRANTED}/{kind}", body, headers=key, gateway=True)
+    return Request("POST", f"/v1/datasets/{GRANTED}/{kind}", body, headers=key, gateway=True, site=site)
+
+
+def _sealed_at_the_site(world: World) -> dict[str, Any]:
+    """A body of one envelope the owner's site sealed and signed, after the chain heads its gateway gives
+    (sealing takes keys from the key service, which makes the subject's and logs the release)."""
+    world.known = None
+    heads = world.site_gateway.get(f"/v1/datasets/{GRANTED}/chain", headers=world.bearer("owner"))
+    assert heads.status_code == 200, heads.text
+    [raw] = sealed_at_site(world.site_home, heads.json(), [_member()], GRANTED)
+    return {"envelopes": [base64.b64encode(raw).decode()]}
 
 
 def _member() -> dict[str, Any]:
@@ -198,4 +212,7 @@ PROBES: dict[str, Probe] = {
     "publish-records": lambda w, me: _publish({"records": [_member()]}, "records"),
     "publish-envelopes": lambda w, me: _publish({"envelopes": ["c2hhcmVodWI="]}, "envelopes"),
     "read-chain": lambda w, me: Request("GET", f"/v1/datasets/{GRANTED}/chain", gateway=True),
+    "site-publish-records": lambda w, me: _publish({"records": [_member()]}, "records", site=True),
+    "site-publish-envelopes": lambda w, me: _publish(_sealed_at_the_site(w), "envelopes", site=True),
+    "site-read-chain": lambda w, me: Request("GET", f"/v1/datasets/{GRANTED}/chain", gateway=True, site=True),
 }

@@ -10,6 +10,8 @@ also owns ``documents`` and ``resolution-tasks``), the owner ``coc`` (``party-me
 ``handbook-activities``), the consumer ``dongthap-ppc`` (an active agreement on ``party-members``, owns
 nothing), the auditor ``cic`` (its own site: it set its broker password itself). The hub's services have a
 broker login each and no HTTP credential. The unknown principal is a login or a credential the hub never made.
+The owner also runs a gateway at a site of its own (its key made there, its broker login a certificate):
+that gateway knows its agency's credential alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Interface(StrEnum):
     KEY_SERVICE = "key service"
     QUERY_API = "query API"
     GATEWAY = "gateway"
+    SITE_GATEWAY = "gateway at the owner's site"
 
 
 #: Role -> the principal that plays it (see the module's docstring).
@@ -280,6 +283,23 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     _http(Interface.GATEWAY, "publish-envelopes", "publish sealed envelopes (at a site's gateway only)", 200),
     _http(Interface.GATEWAY, "read-chain", "read its chain heads (at a site's gateway only)", 200),
+    # --- the owner's gateway at its own site (services/gateway/modes.py, at_site): its credential alone
+    *(
+        _http(
+            Interface.SITE_GATEWAY,
+            name,
+            what,
+            200,
+            "owner",
+            refused=NOT_AUTHENTICATED[Interface.GATEWAY],
+            writes=writes,
+        )  # fmt: skip
+        for name, what, writes in (
+            ("site-publish-records", "publish records, sealed with the site's key", True),
+            ("site-publish-envelopes", "publish envelopes sealed and signed at the site", True),
+            ("site-read-chain", "read its chain heads", False),
+        )
+    ),
 )
 
 

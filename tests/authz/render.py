@@ -33,8 +33,10 @@ Each role is played by one principal of the demo's governance (`demo/hub.yaml`):
   404 `not_found`, 409 `conflict`).
 - The hub's services log in to the broker only: they hold no credential of the HTTP interfaces.
 - The gateway is the hub's own, in custodial mode: every agency here but the auditor is in the hub's
-  custody. A site's own gateway takes its agency's credential alone, and publishes envelopes and reads chain
-  heads for it (`tests/e2e/test_gateway.py`).
+  custody. The gateway at the owner's site is the one an agency runs itself (`sharehub serve gateway` with
+  `SHAREHUB_HOME` its site, its key made there, its broker login a certificate): it takes its agency's own
+  credential alone (every other is 401, as an unknown one), seals records with the site's key and publishes
+  envelopes sealed at the site (`tests/e2e/test_gateway.py` too).
 """
 
 _PLAYERS = {

@@ -30,7 +30,7 @@ def _take(world: World, cell: Cell) -> str:
     request = http_probes.PROBES[operation.name](world, AGENCY_ROLES.get(role, http_probes.OTHER))
     world.known = world.known or world.fingerprint()  # after what the step needed first was made
     source = "testclient" if role in world.credentials else next(_SOURCES)
-    client = world.client(request.gateway, source)
+    client = world.client(request.gateway, source, site=request.site)
     try:
         return request.send(client, world.bearer(role))
     finally:

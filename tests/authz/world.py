@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from services.api.app import create_app
 from services.gateway.app import create_gateway
-from services.gateway.modes import Limits, at_hub
+from services.gateway.modes import Limits, at_hub, at_site
 from services.hub import Hub
 from sharehub.kafka import KafkaAccess, client_config
 from tests.authz.broker_probes import Topics
@@ -37,7 +38,10 @@ class World:
     topics: Topics
     api: TestClient
     gateway: TestClient
-    _close_gateway: Callable[[], None]
+    #: The owner's gateway at its own site, and that site's home.
+    site_gateway: TestClient
+    site_home: Path
+    _close_gateways: list[Callable[[], None]]
     _admin: AdminClient
     #: Role -> its broker login (filled in once the auditor's site set its password).
     logins: dict[str, KafkaAccess] = field(default_factory=dict)
@@ -47,15 +51,21 @@ class World:
     known: Fingerprint | None = None
 
     @classmethod
-    def build(cls, hub: Hub, credentials: dict[str, str], topics: Topics) -> World:
-        gateway, close_gateway = at_hub(Hub(hub.settings), Limits(rate=1000.0, burst=1000))
+    def build(
+        cls, hub: Hub, credentials: dict[str, str], topics: Topics, site_home: Path, site_passphrase: bytes
+    ) -> World:
+        limits = Limits(rate=1000.0, burst=1000)
+        gateway, close_gateway = at_hub(Hub(hub.settings), limits)
+        site_gateway, close_site_gateway = at_site(site_home, site_passphrase, limits)
         return cls(
             hub=hub,
             credentials=credentials,
             topics=topics,
             api=TestClient(create_app(hub)),
             gateway=TestClient(create_gateway(gateway)),
-            _close_gateway=close_gateway,
+            site_gateway=TestClient(create_gateway(site_gateway)),
+            site_home=site_home,
+            _close_gateways=[close_gateway, close_site_gateway],
             _admin=AdminClient(client_config(hub.kafka_admin)),
         )
 
@@ -70,9 +80,9 @@ class World:
         answer = self.api.post("/v1/site/broker-password", json=body, headers=self.bearer(role))
         assert answer.status_code == 204, answer.text
 
-    def client(self, gateway: bool, source: str) -> TestClient:
-        """A client of the API or the gateway, calling from address ``source``."""
-        app = (self.gateway if gateway else self.api).app
+    def client(self, gateway: bool, source: str, *, site: bool = False) -> TestClient:
+        """A client of the API, the hub's gateway or (``site``) the owner's, calling from ``source``."""
+        app = (self.site_gateway if site else self.gateway if gateway else self.api).app
         return TestClient(app, client=(source, 50000))
 
     def fingerprint(self) -> Fingerprint:
@@ -94,4 +104,6 @@ class World:
     def close(self) -> None:
         self.api.close()
         self.gateway.close()
-        self._close_gateway()
+        self.site_gateway.close()
+        for close in self._close_gateways:
+            close()

@@ -57,9 +57,12 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         yield hub
 
 
-def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: bool = False) -> Path:
+def _site(
+    hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: bool = False, credential: str = ""
+) -> Path:
     """A connected site of ``agency``: its broker login a certificate the hub CA signed for the key the site
-    made (mutual TLS), or, with ``password``, a SCRAM password the site made and had the hub set."""
+    made (mutual TLS), or, with ``password``, a SCRAM password the site made and had the hub set; its API
+    credential ``credential``, or a new one."""
     home = tmp_path / "sites" / agency
     _, request = AgencySite.init(home, agency, PASSPHRASE, label="site-1")
     perform(hub.governance_desk(), Caller("cpo", local=True), "register-key", request)
@@ -77,7 +80,7 @@ def _site(hub: Hub, tmp_path: Path, api: str, agency: str = "coc", *, password: 
         HubAddress(api, bootstrap),
         trust=anchors.path(hub.home).read_bytes(),
         ca=hub.ca_bundle(),
-        credential=issue_credential(hub, agency),
+        credential=credential or issue_credential(hub, agency),
         login=login,
     )
     return home

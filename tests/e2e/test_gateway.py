@@ -137,7 +137,7 @@ def _post(client: httpx.Client, url: str, body: Any, token: str | None, key: str
     return client.post(url, content=content, headers=headers | {"Content-Type": "application/json"})
 
 
-def _sealed_at_site(
+def sealed_at_site(
     home: Path, heads: dict[str, Any] | None, records: list[dict[str, Any]], dataset: str = DATASET
 ) -> list[bytes]:
     """Envelopes of ``records`` sealed and signed at the site, continuing the chain heads the gateway gave
@@ -197,7 +197,7 @@ def test_a_sites_gateway_publishes_exactly_once_and_refuses_each_bad_input(
             served.base + f"/v1/datasets/{DATASET}/chain", headers={"Authorization": f"Bearer {token}"}
         )
         assert heads.status_code == 200, heads.text
-        envelopes = _sealed_at_site(home, heads.json(), members[7:10], DATASET)
+        envelopes = sealed_at_site(home, heads.json(), members[7:10], DATASET)
         body = {"envelopes": [base64.b64encode(raw).decode() for raw in envelopes]}
         sent = _post(client, served.base + f"/v1/datasets/{DATASET}/envelopes", body, token, "sealed-1")
         assert (sent.status_code, sent.json()["published"]) == (200, 3), sent.text
@@ -247,9 +247,9 @@ def _each_refusal(
     heads = client.get(
         f"{base}/v1/datasets/{DATASET}/chain", headers={"Authorization": f"Bearer {token}"}
     ).json()
-    [raw] = _sealed_at_site(home, heads, members[11:12])
+    [raw] = sealed_at_site(home, heads, members[11:12])
     forged = raw[:-1] + bytes([raw[-1] ^ 1])
-    [activity] = _sealed_at_site(
+    [activity] = sealed_at_site(
         home, None, list(generate_handbook_activities(1, seed=2)), "handbook-activities"
     )
     by_custody = _sealed_by(hub, "go", members[11])
