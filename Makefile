@@ -48,7 +48,7 @@ bench-purge: venv  ## Time from an agreement's end on the log to the consumer lo
 FUZZ_EXAMPLES ?= 1000000
 
 fuzz: venv  ## Hostile input at length: FUZZ_EXAMPLES (1,000,000) inputs to each decoder; failures kept in tests/fuzz/regressions/.
-	SHAREHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/python -m pytest tests/fuzz -q -p no:cacheprovider --durations=0
+	SHAREHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/python -m pytest tests/fuzz -q -p no:cacheprovider --timeout=0 --durations=0
 
 .PHONY: chaos
 CHAOS_HOME ?= $(CURDIR)/.sharehub-chaos
