@@ -26,7 +26,7 @@ from sharehub import chain
 from sharehub.avro import RecordSchema
 from sharehub.codec import DatasetCodec, DatasetKeys, Opened, codecs_by_topic
 from sharehub.envelope import Envelope
-from sharehub.errors import EnvelopeError, UnknownDataset
+from sharehub.errors import EnvelopeError, RowFilterError, UnknownDataset
 from sharehub.gov.views import Agreement, GovernanceView, level
 from sharehub.kafka import Record
 from sharehub.row_filter import RowFilter, compile_filter
@@ -51,6 +51,10 @@ class LogMessage:
     def of(cls, record: Record) -> LogMessage:
         """A record as the topic reader gave it (:class:`sharehub.kafka.Record`)."""
         return cls(record.topic, record.partition, record.offset, record.key, record.value)
+
+
+#: The quarantine reason of a record that breaks one of its dataset's quality rules (the rule is the detail).
+QUALITY_RULE = "quality_rule"
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class Projector:
         #: Per partition, the next offset to judge: anything below was judged already (a redelivery).
         self._judged: dict[TopicPartition, int] = {}
         self._filters: dict[tuple[str, str, bytes], RowFilter] = {}
+        self._quality_rules: dict[tuple[str, bytes], RowFilter] = {}
         #: consumer → dataset → the terms its rows were projected under (None: nothing granted).
         self._recorded: dict[str, dict[str, str | None]] = {}
 
@@ -225,14 +230,40 @@ class Projector:
                 outcomes.append((index, message, outcome))
         outcomes.sort(key=lambda o: o[0])
         verdicts: list[_Apply | _Purge] = []
+        rules: dict[str, tuple[str, ...]] = {}  # each dataset's quality rules, looked up once a batch
         for _, message, outcome in outcomes:
+            dataset = self._dataset_by_topic.get(message.topic, "")
             if isinstance(outcome, EnvelopeError):
                 decision.quarantined.append(Quarantined(message, outcome.reason, str(outcome)))
-            elif outcome.erased:
-                verdicts.append(_Purge(message, self._dataset_by_topic[message.topic], outcome.subject_ref))
+                continue
+            if outcome.erased:
+                verdicts.append(_Purge(message, dataset, outcome.subject_ref))
+                continue
+            if dataset not in rules:
+                rules[dataset] = self._governance.dataset(dataset).quality_rules
+            broken = self._broken_quality_rule(rules[dataset], outcome) if rules[dataset] else None
+            if broken is not None:
+                decision.quarantined.append(Quarantined(message, QUALITY_RULE, broken))
             else:
-                verdicts.append(_Apply(message, outcome, self._dataset_by_topic[message.topic]))
+                verdicts.append(_Apply(message, outcome, dataset))
         return verdicts
+
+    def _broken_quality_rule(self, rules: tuple[str, ...], opened: Opened) -> str | None:
+        """The first of ``rules`` (its dataset's quality rules) the record breaks. Publishers check them too,
+        but a record that reaches the log past them (another client, a rule added since) reaches no read
+        model."""
+        assert opened.schema is not None and opened.record is not None  # not an erasure
+        for rule in rules:
+            cache_key = (rule, opened.schema.fingerprint)
+            compiled = self._quality_rules.get(cache_key)
+            if compiled is None:
+                try:
+                    compiled = self._quality_rules[cache_key] = compile_filter(rule, opened.schema)
+                except RowFilterError:
+                    continue  # a rule that does not fit an old version says nothing of its records
+            if not compiled.matches(opened.record):
+                return rule
+        return None
 
     def _for_consumer(
         self, consumer: str, placed: list[tuple[int, _Apply | _Purge]], now: dt.datetime

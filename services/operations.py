@@ -15,6 +15,7 @@ from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client import Counter as PromCounter
 
+from projections.projector import QUALITY_RULE
 from projections.quarantine import quarantine_entry
 from services.api.auth import AuthCounts
 from services.parts import KeptGovernance, ReadModels
@@ -22,6 +23,14 @@ from sharehub.kafka import KafkaAccess, read_topic, reader_config, records, wate
 
 #: Reading the quarantine topic is a scan: at most this often.
 QUARANTINE_CACHE_S = 5.0
+
+
+@dataclass(frozen=True)
+class QuarantineCounts:
+    """The quarantine counted: records by reason, and quality-rule breaks by dataset and rule."""
+
+    by_reason: dict[str, int]
+    quality_rule_breaks: dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,8 @@ class Operations:
         self._read_models = read_models
         self._kafka = kafka
         self._auth = auth
-        self._quarantine: tuple[float, dict[str, int]] | None = None
+        #: When the quarantine was last counted, and what it held.
+        self._quarantine: tuple[float, QuarantineCounts] | None = None
         self._lock = threading.Lock()
 
     def status(self) -> dict[str, Any]:
@@ -81,7 +91,8 @@ class Operations:
             "at": now.isoformat(),
             "governance_head": gov.head_sequence,
             "read_models": [asdict(m) for m in models],
-            "quarantined": self._quarantined(),
+            "quarantined": self._quarantined().by_reason,
+            "quality_rule_breaks": self._quarantined().quality_rule_breaks,
         }
 
     def metrics(self) -> bytes:
@@ -106,6 +117,11 @@ class Operations:
         quarantined = Gauge("sharehub_quarantined_events", refused, ["reason"], registry=registry)
         for reason, count in status["quarantined"].items():
             quarantined.labels(reason).set(count)
+        broke = "Records the projection quarantined for breaking a quality rule of their dataset"
+        breaks = Gauge("sharehub_quality_rule_breaks", broke, ["dataset", "rule"], registry=registry)
+        for dataset, by_rule in status["quality_rule_breaks"].items():
+            for rule, count in by_rule.items():
+                breaks.labels(dataset, rule).set(count)
         Gauge("sharehub_governance_head", "Sequence of the last governance event", registry=registry).set(
             status["governance_head"]
         )
@@ -136,12 +152,25 @@ class Operations:
         finally:
             consumer.close()
 
-    def _quarantined(self) -> dict[str, int]:
+    def _quarantined(self) -> QuarantineCounts:
         with self._lock:
             if self._quarantine is None or time.monotonic() - self._quarantine[0] > QUARANTINE_CACHE_S:
-                topic = self._governance.governance.quarantine_topic
-                counts = Counter(
-                    quarantine_entry(r)["reason"] for r in records(read_topic(self._kafka, topic))
+                gov = self._governance.governance
+                dataset_of = {d.topic: d.id for d in gov.datasets()}
+                reasons: Counter[str] = Counter()
+                broken: Counter[tuple[str, str]] = Counter()
+                for record in records(read_topic(self._kafka, gov.quarantine_topic)):
+                    entry = quarantine_entry(record)
+                    reasons[entry["reason"]] += 1
+                    if entry["reason"] == QUALITY_RULE:
+                        broken[
+                            (dataset_of.get(entry["source_topic"], entry["source_topic"]), entry["detail"])
+                        ] += 1
+                quality: dict[str, dict[str, int]] = {}
+                for (dataset, rule), count in sorted(broken.items()):
+                    quality.setdefault(dataset, {})[rule] = count
+                self._quarantine = (
+                    time.monotonic(),
+                    QuarantineCounts(dict(sorted(reasons.items())), quality),
                 )
-                self._quarantine = (time.monotonic(), dict(sorted(counts.items())))
             return self._quarantine[1]

@@ -158,3 +158,22 @@ def test_reconcile_purges_ended_agreements_and_resets_changed_terms_once(offline
         gov.resume("cpo", "langson-ppc.party-members.1", "inspection closed")
     assert set(p.reconcile().reset) == {("langson-ppc", "party-members")}
     assert offline_hub.store("dongthap-ppc").count("party-members") == 1
+
+
+def test_a_record_breaking_a_quality_rule_reaches_no_read_model_and_is_quarantined_with_its_rule(
+    offline_hub: Hub,
+) -> None:
+    """Publishers check the dataset's quality rules; a record sealed past them (another client) is
+    quarantined by the projection with the rule it breaks, and the records around it go on."""
+    p = projector(offline_hub)
+    too_early = member(member_id="PM0000000002", admission_date="1925-01-01")
+    decision = apply(p, messages(offline_hub, [member(), too_early, member(member_id="PM0000000003")]))
+    assert [(q.reason, q.detail) for q in decision.quarantined] == [
+        ("quality_rule", 'admission_date >= "1930-02-03"')
+    ]
+    assert decision.quarantined[0].message.offset == 1
+    for consumer in ("dongthap-ppc", "langson-ppc"):
+        store = offline_hub.store(consumer)
+        assert store.get("party-members", "PM0000000002") is None
+        assert store.get("party-members", "PM0000000001") is not None
+        assert store.get("party-members", "PM0000000003") is not None
