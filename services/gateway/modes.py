@@ -33,8 +33,8 @@ class Limits:
     max_body: int = 8 * 1024 * 1024
     #: How long a finished request's Idempotency-Key is remembered.
     retention: dt.timedelta = RETENTION
-    #: How long a request waits for the hub's key service before it is answered 503 with Retry-After (its
-    #: client asks again; an HTTP client would give up long before the SDK's own patience).
+    #: How long a request waits for the hub's key service before it is answered 503 ``unavailable`` (its
+    #: client asks again, same key; an HTTP client would give up long before the SDK's own patience).
     key_service_patience_s: float = 10.0
 
 
