@@ -53,7 +53,7 @@ fuzz: venv  ## Hostile input at length: FUZZ_EXAMPLES (1,000,000) inputs to each
 .PHONY: chaos
 CHAOS_HOME ?= $(CURDIR)/.sharehub-chaos
 
-chaos: venv  ## Faults under publish and query load on a 3-node cluster (see RELIABILITY.md); not in `make test`. As root (the full-disk volume).
+chaos: venv  ## Faults under publish and query load on a 3-node cluster (see RELIABILITY.md); not in `make test`. As root (the full-disk volume, the partition's network namespaces).
 	mkdir -p $(CHAOS_HOME)
 	env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/python -m pytest tests/e2e/test_kafka_cluster.py -m cluster -q
 	env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/python -m bench.chaos; \

@@ -4,14 +4,21 @@ What it receives stays in this process's memory, never on the site's disk: the c
 routing key of each dataset it seals (one request per dataset), and subjects' keys, asked for in batches
 before the events that need them are sealed (the hub creates them durably before it answers). A subject
 the hub answers with ``null`` was erased: :meth:`subject_key` then raises ``SubjectErased``, and the
-publisher refuses the record. A hub that does not answer is ``KeyServiceUnavailable``: nothing is sealed
-with a key the hub did not give.
+publisher refuses the record.
+
+A hub that does not answer (no connection, a timeout, a 5xx or 429) is asked again, after a pause that
+doubles from ``FIRST_PAUSE_S`` to ``LONGEST_PAUSE_S``, for up to ``patience_s`` (``PATIENCE_S`` by
+default): a key service restarted or briefly unreachable only delays the publisher. Past its patience the
+client raises ``KeyServiceUnavailable``. Either way nothing is sealed with a key the hub did not give: a
+key is only ever one the service answered with (asking again for subjects' keys is safe: the service
+creates only those that do not exist yet, and answers the same keys again).
 """
 
 from __future__ import annotations
 
 import base64
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,10 +38,22 @@ from sharehub.keys import SecretBytes, subject_key_id
 #: Subjects asked for per request (the service's own limit is larger).
 BATCH = 512
 TIMEOUT_S = 30.0
+#: How long a call waits for a key service that does not answer before it gives up.
+PATIENCE_S = 300.0
+FIRST_PAUSE_S = 0.5
+LONGEST_PAUSE_S = 5.0
 
 
 class KeyServiceClient:
-    def __init__(self, url: str, credential: str, *, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        credential: str,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        patience_s: float = PATIENCE_S,
+    ) -> None:
+        self.patience_s = patience_s
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {credential}"},
@@ -122,6 +141,21 @@ class KeyServiceClient:
                 self._subjects[key_id] = None if value is None else _key(value)
 
     def _call(self, method: str, path: str, missing: type[Exception], **kwargs: Any) -> dict[str, Any]:
+        """The service's answer to one request, asked again while it does not answer (see the module)."""
+        deadline = time.monotonic() + self.patience_s
+        pause = FIRST_PAUSE_S
+        while True:
+            try:
+                return self._call_once(method, path, missing, **kwargs)
+            except KeyServiceUnavailable as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    waited = f" (asked again for {self.patience_s:g} s)" if self.patience_s > 0 else ""
+                    raise KeyServiceUnavailable(f"{exc}{waited}") from None
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, LONGEST_PAUSE_S)
+
+    def _call_once(self, method: str, path: str, missing: type[Exception], **kwargs: Any) -> dict[str, Any]:
         try:
             answer = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

@@ -16,8 +16,11 @@ produces with the agency's own broker principal::
     with open_publisher(Path("/srv/sharehub-site"), "party-members", passphrase) as publisher:
         report = publisher.publish_records(records)
 
-Each refusal is one exception: ``UnknownReferenceError`` (no such dataset), ``InputError`` (not the owner,
-a key governance does not know, an invalid record in the report), ``KeyServiceUnavailable``,
+A key service that does not answer is asked again for up to ``key_service_patience_s`` (5 minutes by
+default, :mod:`connectors.key_service`): a publish waits through a restart of the hub's API instead of
+failing. Each refusal is one exception: ``UnknownReferenceError`` (no such dataset), ``InputError`` (not
+the owner, a key governance does not know, an invalid record in the report), ``KeyServiceUnavailable``
+(past that patience),
 ``BrokerError`` (broker unreachable or authorisation refused), ``NotAuthenticated`` (a credential the hub
 does not know).
 """
@@ -30,7 +33,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.key_service import KeyServiceClient
+from connectors.key_service import PATIENCE_S, KeyServiceClient
 from connectors.publisher import Publisher
 from connectors.site import AgencySite, check_passphrase
 from sharehub.errors import ConfigurationError, InputError, WrongSecret
@@ -107,7 +110,7 @@ def _set_broker_password(address: HubAddress, ca: bytes, credential: str, passwo
         tls = ssl.create_default_context(cadata=ca.decode("ascii"))
     except (ValueError, ssl.SSLError) as exc:
         raise InputError(f"the hub CA's certificate is unusable: {exc}") from None
-    hub = KeyServiceClient(address.api_url, credential, verify=tls)
+    hub = KeyServiceClient(address.api_url, credential, verify=tls, patience_s=0)  # connecting: say it now
     try:
         hub.set_broker_password(password)
     finally:
@@ -209,21 +212,25 @@ class SiteSession:
         finally:
             log.close()
 
-    def key_service(self) -> KeyServiceClient:
+    def key_service(self, patience_s: float = PATIENCE_S) -> KeyServiceClient:
+        """The hub's key service, asked again for up to ``patience_s`` while it does not answer."""
         try:
             tls = ssl.create_default_context(cafile=str(self.ca_file))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigurationError(f"the hub CA's certificate {self.ca_file} is unusable: {exc}") from None
-        return KeyServiceClient(self.address.api_url, self._credential, verify=tls)
+        return KeyServiceClient(self.address.api_url, self._credential, verify=tls, patience_s=patience_s)
 
 
-def open_publisher(home: Path, dataset: str, passphrase: bytes) -> Publisher:
+def open_publisher(
+    home: Path, dataset: str, passphrase: bytes, *, key_service_patience_s: float = PATIENCE_S
+) -> Publisher:
     """A publisher of ``dataset`` as the site's agency, entirely from the site (close it, or use it as a
-    context manager: it flushes, checkpoints, and forgets the keys it was given)."""
+    context manager: it flushes, checkpoints, and forgets the keys it was given). While the hub's key
+    service does not answer, each of its calls waits for up to ``key_service_patience_s``."""
     signer = AgencySite(home).signing_key(passphrase)  # a token's: one session for the publisher's life
     try:
         session = SiteSession(home, passphrase)
-        keys = session.key_service()
+        keys = session.key_service(key_service_patience_s)
         try:
             publisher = Publisher(
                 bootstrap=session.kafka,

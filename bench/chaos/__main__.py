@@ -21,7 +21,8 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     try:
         cluster = LocalKafkaCluster(settings.home, settings.cache_dir, settings.local_kafka_port, 3)
-        print(f"chaos: the cluster at {cluster.start()}", file=sys.stderr)
+        if any(SCENARIOS[n].cluster == "shared" for n in names):  # the others start one of their own
+            print(f"chaos: the cluster at {cluster.start()}", file=sys.stderr)
     except InputError as exc:
         raise SystemExit(f"chaos: {exc}") from None
     print(HEADER)

@@ -7,14 +7,18 @@ import contextlib
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from bench.chaos.load import DATASET, PublishLoad, QueryLoad, read_model_members
+from bench.chaos.netns import BrokerNetwork
+from bench.chaos.site import KeyService
 from services import processes
 from services.hub import Hub
 from sharehub.kafka import client_config
@@ -37,6 +41,10 @@ class Stage:
     postgres: LocalPostgres | None
     #: Where the SQLite read models are (a small volume of their own in the full-disk scenario).
     read_model_dir: Path
+    #: The key service the owner's site publishes with, for the scenarios that publish from the site.
+    key_service: KeyService | None = None
+    #: The namespaces of the cluster's nodes, for the scenarios that cut one off.
+    network: BrokerNetwork | None = None
 
 
 def leader_node(hub: Hub) -> int:
@@ -129,6 +137,79 @@ def fill_disk(stage: Stage, full_s: float = 30.0) -> float:
     return time.monotonic() - freed
 
 
+def stop_key_service(stage: Stage, down_s: float = 60.0) -> float:
+    """The key service the owner's site takes its keys from killed (SIGKILL, a request in flight lost with
+    it) for ``down_s``, then started again at the same address: the time from its answering again to the
+    first batch acknowledged after it. The site's publisher waits meanwhile (every batch brings new
+    subjects, whose keys only the key service gives); the worker takes its keys from the hub's own key
+    store, not over this wire."""
+    assert stage.key_service is not None
+    stage.key_service.kill()
+    gone = time.monotonic()
+    time.sleep(down_s)
+    started = time.monotonic()
+    stage.key_service.start()
+    back = time.monotonic()
+    meanwhile = sum(1 for t in stage.publishing.ack_times if gone < t < back)
+    print(f"chaos: key-service-down-60s: away {back - gone:.1f} s in all (answering {back - started:.1f} s "
+          f"after its start); batches acknowledged meanwhile: {meanwhile}", file=sys.stderr)  # fmt: skip
+    resumed = stage.publishing.wait_for_ack_after(back, timeout=180)
+    time.sleep(10)
+    return float("nan") if resumed is None else resumed
+
+
+def partition_broker(stage: Stage, cut_s: float = 30.0) -> float:
+    """The node leading partition 0 cut off from the other nodes and from every client for ``cut_s`` (its
+    port of the bridge down), then joined again: the time from the cut to the first batch acknowledged
+    after it; when the node was back in every in-sync replica set, and publishing going again, to stderr."""
+    assert stage.network is not None
+    node = leader_node(stage.hub)
+    fault = time.monotonic()
+    stage.network.cut(node)
+    try:
+        moved = _seconds_until_led_elsewhere(stage.hub, node, until=fault + cut_s)
+        time.sleep(max(0.0, fault + cut_s - time.monotonic()))
+    finally:
+        stage.network.heal(node)
+    healed = time.monotonic()
+    in_sync = _seconds_until_in_sync(stage.hub, timeout=180)
+    resumed = stage.publishing.wait_for_ack_after(fault, timeout=180)
+    after_heal = "never" if resumed is None else f"{fault + resumed - healed:+.1f} s"
+    elsewhere = "not during the cut" if moved is None else f"{moved:.1f} s after the cut"
+    print(f"chaos: partition-broker: node {node} cut off for {healed - fault:.1f} s; partition 0 led by "
+          f"another node {elsewhere}; node {node} back in every in-sync replica set of the dataset "
+          f"{in_sync:.1f} s after joining again; the first batch acknowledged after the cut came "
+          f"{after_heal} from the heal", file=sys.stderr)  # fmt: skip
+    time.sleep(10)
+    return float("nan") if resumed is None else resumed
+
+
+def _seconds_until_led_elsewhere(hub: Hub, node: int, until: float) -> float | None:
+    """Seconds until the other nodes name another leader of partition 0 (asked each second until the
+    monotonic moment ``until``); None: not before then."""
+    started = time.monotonic()
+    while time.monotonic() < until:
+        with contextlib.suppress(KafkaException, KeyError):
+            if leader_node(hub) not in (node, -1):
+                return time.monotonic() - started
+        time.sleep(1.0)
+    return None
+
+
+def _seconds_until_in_sync(hub: Hub, timeout: float) -> float:
+    """Seconds until every partition of the dataset's topic has all its replicas in sync (NaN: never)."""
+    topic = hub.governance.dataset(DATASET).topic
+    admin = AdminClient(client_config(hub.kafka_admin))
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(KafkaException):
+            partitions = admin.list_topics(topic, timeout=5).topics[topic].partitions.values()
+            if partitions and all(len(p.isrs) == len(p.replicas) for p in partitions):
+                return time.monotonic() - started
+        time.sleep(0.5)
+    return float("nan")
+
+
 def _rows(hub: Hub) -> int:
     return sum(len(read_model_members(hub, consumer)) for consumer in CONSUMERS)
 
@@ -139,6 +220,12 @@ class Scenario:
     #: Where the read models live: "sqlite" files in the hub's home, "postgres" on a server of the
     #: scenario's own, or "small-disk": SQLite files on a volume of SMALL_DISK_MB of their own.
     read_models: str = "sqlite"
+    #: Who publishes: the "hub" (the owner's keys in its custody) or the owner's "site" (the agency SDK,
+    #: its keys from a key service of the scenario's own).
+    publisher: str = "hub"
+    #: The cluster: the "shared" one of the run, or "namespaced": one of the scenario's own whose nodes each
+    #: run in a network namespace of their own (:mod:`bench.chaos.netns`; root only).
+    cluster: str = "shared"
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -148,4 +235,6 @@ SCENARIOS: dict[str, Scenario] = {
     "kill-worker-100": Scenario(kill_worker_100),
     "stop-postgres-60s": Scenario(stop_postgres, read_models="postgres"),
     "full-disk-30s": Scenario(fill_disk, read_models="small-disk"),
+    "key-service-down-60s": Scenario(stop_key_service, publisher="site"),
+    "partition-broker": Scenario(partition_broker, cluster="namespaced"),
 }

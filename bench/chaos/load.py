@@ -1,13 +1,15 @@
-"""The load of a chaos scenario and its count: the hub's own publisher, queries over the query API, the
-supervised projection worker, and what the read models hold at the end.
+"""The load of a chaos scenario and its count: a publisher, queries over the query API, the supervised
+projection worker, and what the read models hold at the end.
 
-:class:`PublishLoad` publishes new party members in batches with the hub's real :class:`Publisher`
-(idempotent, acks=all) from a thread; a batch counts as acknowledged only when ``publish_records`` returned
-(every event of it acknowledged by the brokers). A batch that fails (a broker gone, a leader moving) is not
-counted and is not retried: its events may or may not be on the log, and the promise is about
-acknowledged ones only. :func:`count` compares the acknowledged members with each read model that holds the
-dataset: found, lost (acknowledged, absent), duplicates (a record with more than one applied event, when
-each was published once), and the state hash of the live read model against a replay of the log.
+:class:`PublishLoad` publishes new party members in batches with a real :class:`Publisher` (idempotent,
+acks=all) from a thread: the hub's own (it holds the owner's keys in custody), or one the owner's site
+opens with the agency SDK (:mod:`bench.chaos.site`); a batch counts as acknowledged only when
+``publish_records`` returned (every event of it acknowledged by the brokers). A batch that fails (a broker
+gone, a leader moving) is not counted and is not retried: its events may or may not be on the log, and the
+promise is about acknowledged ones only. :func:`count` compares the acknowledged members with each read
+model that holds the dataset: found, lost (acknowledged, absent), duplicates (a record with more than one
+applied event, when each was published once), and the state hash of the live read model against a replay
+of the log.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from bench.load import Server
+from connectors.publisher import Publisher
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from services.rebuild import ReplayParts, audit_hash
@@ -37,6 +41,8 @@ class PublishLoad:
     """Publishes batches of new members until :meth:`stop`; what was acknowledged, and when."""
 
     hub: Hub
+    #: Opens the publisher (again after a failed batch); by default the hub's own, for the owner "coc".
+    opener: Callable[[], Publisher] | None = None
     acknowledged: set[str] = field(default_factory=set)
     failed_batches: int = 0
     #: Monotonic times at which a batch was acknowledged.
@@ -58,6 +64,13 @@ class PublishLoad:
         later = [t for t in self.ack_times if t > moment]
         return min(later) - moment if later else None
 
+    def wait_for_ack_after(self, moment: float, timeout: float) -> float | None:
+        """:meth:`first_ack_after`, once there is one (or ``timeout`` seconds from now passed)."""
+        deadline = time.monotonic() + timeout
+        while (resumed := self.first_ack_after(moment)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return resumed
+
     def _run(self) -> None:
         start_index = 0
         publisher = None
@@ -66,7 +79,7 @@ class PublishLoad:
             start_index += BATCH
             try:
                 if publisher is None:
-                    publisher = self.hub.publisher("coc", DATASET)
+                    publisher = self.opener() if self.opener else self.hub.publisher("coc", DATASET)
                 report = publisher.publish_records(members)
             except SharehubError:
                 self.failed_batches += 1

@@ -2,8 +2,10 @@
 
 Each scenario makes a fresh hub (its own topic prefix and home; SQLite read models, or PostgreSQL on a
 server of its own for the scenarios that stop it) on the three-node cluster of ``SHAREHUB_HOME`` /
-``SHAREHUB_LOCAL_KAFKA_PORT`` (started if it is not running), starts the supervised projection worker
-(``sharehub project``), the query API (``sharehub serve``), the publish load and a query load, injects its
+``SHAREHUB_LOCAL_KAFKA_PORT`` (started if it is not running; the partition scenario makes one of its own,
+each node in a network namespace), starts the supervised projection worker (``sharehub project``), the
+query API (``sharehub serve``), the publish load (the hub's publisher, or the owner's site through the
+agency SDK with a key service of the scenario's own) and a query load, injects its
 fault, stops the loads, waits for the read models, and prints one line: events acknowledged, found in each
 read model, duplicates, lost, the time to recover, whether each read model hashes like a replay of the log,
 how the queries were answered, and what ``audit verify`` of the whole log found. It fails (exit 1) unless
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -25,6 +28,8 @@ from pathlib import Path
 
 from bench.chaos.faults import CONSUMERS, SCENARIOS, Stage
 from bench.chaos.load import PublishLoad, QueryLoad, ReadModelCount, count, wait_projected
+from bench.chaos.netns import BrokerNetwork, namespaced
+from bench.chaos.site import KeyService, site_publisher
 from bench.load import free_port, query_api
 from services import processes
 from services.audit import audit_verify
@@ -118,13 +123,35 @@ def _env(hub: Hub) -> dict[str, str]:
 
 #: The size of the read models' own volume in the full-disk scenario.
 SMALL_DISK_MB = 256
+#: The key service of the scenarios that publish from the owner's site listens this far above the cluster's
+#: base port (its nodes take the 9 ports from it).
+KEY_SERVICE_PORT_OFFSET = 20
+#: The cluster of a scenario that has one of its own (namespaced nodes) takes its 9 ports from this far above.
+OWN_CLUSTER_PORT_OFFSET = 9
 
 
-def run(cluster: LocalKafkaCluster, name: str, scratch: Path) -> Outcome:
+def _namespaced_cluster(
+    shared: LocalKafkaCluster, home: Path, cleanup: contextlib.ExitStack
+) -> tuple[LocalKafkaCluster, BrokerNetwork]:
+    """A three-node cluster of the scenario's own in ``home``, each node in a network namespace of its own;
+    stopped, and its namespaces removed, by ``cleanup``."""
+    port = shared.port + OWN_CLUSTER_PORT_OFFSET
+    network = cleanup.enter_context(namespaced(BrokerNetwork.for_port(port)))
+    cache = shared.nodes[0].cache_dir
+    cluster = LocalKafkaCluster(home, cache, port, 3, hosts=network.hosts, netns=network.namespaces)
+    cleanup.callback(cluster.stop)
+    print(f"chaos: the scenario's own cluster at {cluster.start()}", file=sys.stderr)
+    return cluster, network
+
+
+def run(shared: LocalKafkaCluster, name: str, scratch: Path) -> Outcome:
     scenario = SCENARIOS[name]
     home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
     read_model_dir = home / "readmodels"  # where a hub keeps its SQLite read models
     with contextlib.ExitStack() as cleanup:
+        cluster, network = shared, None
+        if scenario.cluster == "namespaced":
+            cluster, network = _namespaced_cluster(shared, home / "cluster", cleanup)
         postgres = None
         if scenario.read_models == "postgres":
             postgres = LocalPostgres(free_port())
@@ -137,7 +164,12 @@ def run(cluster: LocalKafkaCluster, name: str, scratch: Path) -> Outcome:
         # A worker killed is restarted within 2 s, however often (the default pause grows to a minute).
         processes.start(hub.home, "projector", ["project", "--max-pause", "2"], env=env)
         cleanup.callback(processes.stop, hub.home, "projector")
-        publishing = PublishLoad(hub)
+        key_service = None
+        if scenario.publisher == "site":
+            key_service = KeyService(hub, cluster.port + KEY_SERVICE_PORT_OFFSET, env)
+            key_service.start()
+            cleanup.callback(key_service.stop)
+        publishing = PublishLoad(hub, site_publisher(hub, key_service) if key_service else None)
         cleanup.callback(publishing.stop)
         with query_api(env, home / "api.log") as server:
             querying = QueryLoad(hub, server, CONSUMERS[0])
@@ -145,7 +177,10 @@ def run(cluster: LocalKafkaCluster, name: str, scratch: Path) -> Outcome:
                 publishing.start()
                 querying.start()
                 time.sleep(WARM_UP_S)
-                recovery = scenario.fault(Stage(cluster, hub, publishing, querying, postgres, read_model_dir))
+                stage = Stage(
+                    cluster, hub, publishing, querying, postgres, read_model_dir, key_service, network
+                )
+                recovery = scenario.fault(stage)
                 time.sleep(5)
             finally:
                 publishing.stop()

@@ -34,9 +34,10 @@ def _mutual_tls(bootstrap: str) -> str:
     return f"{host}:{int(port) + 2}"
 
 
-def connected_site(hub: Hub, bootstrap: str, api_url: str) -> Path:
+def connected_site(hub: Hub, bootstrap: str, api_url: str, *, mtls_bootstrap: str | None = None) -> Path:
     """The owner's site under the hub's home: its own key (registered), its TLS key and the certificate the
-    hub CA signed for it (mutual TLS), connected to the hub's API at ``api_url``; the passphrase beside it."""
+    hub CA signed for it (mutual TLS, on ``mtls_bootstrap``, by default the listener beside a lone broker's
+    ``bootstrap``), connected to the hub's API at ``api_url``; the passphrase beside it."""
     site = hub.home / "sites" / OWNER
     _, request = AgencySite.init(site, OWNER, PASSPHRASE, label="bench")
     perform(hub.governance_desk(), Caller(hub.governance.operator, local=True), "register-key", request)
@@ -44,7 +45,7 @@ def connected_site(hub: Hub, bootstrap: str, api_url: str) -> Path:
     certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(csr, hub.principal(OWNER))
     connect(
         site,
-        HubAddress(api_url, _mutual_tls(bootstrap)),
+        HubAddress(api_url, mtls_bootstrap or _mutual_tls(bootstrap)),
         trust=anchors.path(hub.home).read_bytes(),
         ca=hub.ca_bundle(),
         credential=issue_credential(hub, OWNER),

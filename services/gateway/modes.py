@@ -33,6 +33,9 @@ class Limits:
     max_body: int = 8 * 1024 * 1024
     #: How long a finished request's Idempotency-Key is remembered.
     retention: dt.timedelta = RETENTION
+    #: How long a request waits for the hub's key service before it is answered 503 ``unavailable`` (its
+    #: client asks again, same key; an HTTP client would give up long before the SDK's own patience).
+    key_service_patience_s: float = 10.0
 
 
 def at_site(home: Path, passphrase: bytes, limits: Limits) -> tuple[Gateway, Callable[[], None]]:
@@ -41,7 +44,9 @@ def at_site(home: Path, passphrase: bytes, limits: Limits) -> tuple[Gateway, Cal
     agency = session.site.agency
     governance = session.governance()
     ingest = Ingest(
-        home, lambda _agency, dataset: open_publisher(home, dataset, passphrase), custodial=False,
+        home, lambda _agency, dataset: open_publisher(
+            home, dataset, passphrase, key_service_patience_s=limits.key_service_patience_s
+        ), custodial=False,
         retention=limits.retention,
     )  # fmt: skip
     gateway = Gateway(

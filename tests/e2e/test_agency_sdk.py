@@ -11,6 +11,8 @@ import ssl
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from connectors.key_service import KeyServiceClient
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
 from connectors.site import AgencySite
+from services import processes
 from services.access_log import read_access_log
 from services.broker_access import set_password
 from services.gov_operations import Caller, perform
@@ -36,7 +39,7 @@ from sharehub.kafka import client_config
 from sharehub.keys import subject_key_id
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
-from tests.kafka_helpers import free_port, https_client, sharehub, topic_messages
+from tests.kafka_helpers import answers, free_port, https_client, hub_env, sharehub, topic_messages
 from tests.secret_scan import Needles, files_under
 from tooling.synthetic import generate_party_members, write_jsonl
 
@@ -178,12 +181,52 @@ def test_refusals_at_the_site_are_clear_and_publish_nothing(hub: Hub, api: str, 
 def test_a_key_service_that_does_not_answer_is_one_clear_error(hub: Hub, tmp_path: Path) -> None:
     home = _site(hub, tmp_path, f"https://127.0.0.1:{free_port()}")
     members = list(generate_party_members(1, seed=2))
+    started = time.monotonic()
     with (
-        pytest.raises(KeyServiceUnavailable, match="did not answer"),
-        open_publisher(home, DATASET, PASSPHRASE) as p,
+        pytest.raises(KeyServiceUnavailable, match=r"did not answer.*\(asked again for 2 s\)"),
+        open_publisher(home, DATASET, PASSPHRASE, key_service_patience_s=2) as p,
     ):
         p.publish_records(members)
+    assert 2 <= time.monotonic() - started < 30, "it asked again for its patience, then gave up"
     assert _signers(hub) == []
+
+
+def test_a_publisher_waits_for_a_key_service_that_is_away_and_seals_with_its_keys(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    """The hub's API (the key service) stopped between two batches and started again 8 s later on the same
+    address: the second batch, of new subjects, waits for it, then is published whole under the hub's keys."""
+    home = _site(hub, tmp_path, api)
+    first = list(generate_party_members(40, seed=31))
+    second = list(generate_party_members(40, seed=31, start_index=40))  # new ids: keys the site lacks
+    restarted: list[float] = []
+
+    def come_back() -> None:
+        processes.start(hub.home, "api", ["serve", "--port", api.rsplit(":", 1)[1]], env=hub_env(hub))
+        restarted.append(time.monotonic())
+
+    with open_publisher(home, DATASET, PASSPHRASE, key_service_patience_s=120) as publisher:
+        assert publisher.publish_records(first).published == 40
+        processes.stop(hub.home, "api")
+        assert not answers(hub, api + "/healthz"), "the key service is away"
+        back = threading.Timer(8.0, come_back)
+        back.start()
+        try:
+            report = publisher.publish_records(second)
+            published = time.monotonic()
+        finally:
+            back.join()
+    assert report.published == 40 and not report.rejected
+    assert restarted and published > restarted[0], "the batch was sealed before the key service was back"
+    # Every event opens with the hub's own keys, and every subject's key was made at the hub.
+    codec = hub.codec(DATASET)
+    topic = hub.governance_state(refresh=True).dataset(DATASET).topic
+    opened = codec.open_many([(p, raw) for p, _, raw in topic_messages(hub, topic)])
+    assert sorted(getattr(o, "record_key", "") for o in opened) == sorted(
+        m["member_id"] for m in first + second
+    )
+    refs = {codec.pseudonym(m["member_id"]) for m in second}
+    assert all(hub.keys.has(subject_key_id(DATASET, r), "subject") for r in refs)
 
 
 def test_the_command_line_publishes_from_the_site_home_and_not_from_the_hubs(

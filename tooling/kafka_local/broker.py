@@ -117,11 +117,22 @@ class LocalKafka:
     ``home/kafka`` for a lone broker, ``home/kafka/node-<id>`` for a node of a cluster (see
     :mod:`tooling.kafka_local.cluster`), each node with its own certificate from the one hub CA."""
 
-    def __init__(self, home: Path, cache_dir: Path, port: int, node: NodePlace | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        cache_dir: Path,
+        port: int,
+        node: NodePlace | None = None,
+        *,
+        netns: str | None = None,
+    ) -> None:
         self.home = home.expanduser().resolve()
         self.cache_dir = cache_dir.expanduser().resolve()
         #: Where this node sits in its cluster; a lone broker is node 1 of 1.
         self.node = node or NodePlace(1, 1)
+        #: The address its listeners bind to, and the network namespace it runs in (None: this one's).
+        self.host = self.node.host
+        self.netns = netns
         self.base_port = port
         self.port = self.node.client_port(port)
         self.controller_port = self.port + 1
@@ -147,12 +158,12 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         """The SASL_SSL listener: principals that log in with SCRAM."""
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def mtls_bootstrap(self) -> str:
         """The mutual-TLS listener: principals known by their client certificate."""
-        return f"127.0.0.1:{self.mtls_port}"
+        return f"{self.host}:{self.mtls_port}"
 
     # ------------------------------------------------------------------ public API
 
@@ -326,6 +337,8 @@ class LocalKafka:
     # ------------------------------------------------------------------ starting
 
     def _check_ports_free(self) -> None:
+        if self.netns is not None:
+            return  # a namespace of its own: nothing else listens there
         ports = ((self.port, "client"), (self.controller_port, "controller"), (self.mtls_port, "mutual-TLS"))
         for port, role in ports:
             if _port_free(port):
@@ -353,7 +366,7 @@ class LocalKafka:
             )
         # The CA is made on first use; the broker's certificate is issued anew when missing or near its end.
         ca = pki.HubCA.open(self.tls_dir)
-        self.certificate = pki.server_certificate(ca, self.state_dir, "broker")
+        self.certificate = pki.server_certificate(ca, self.state_dir, "broker", [self.host])
         # Regenerated on every start so the file always matches the code and the configured port. It holds
         # the broker's own passwords and its TLS key, so it is owner-only like them.
         _write_private(self.config_file, self._server_properties())
@@ -380,10 +393,10 @@ class LocalKafka:
             "node.id": str(self.node.id),
             "controller.quorum.voters": self.node.quorum_voters(self.base_port),
             "listeners": (
-                f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
-                f"AGENCIES://127.0.0.1:{self.mtls_port}"
+                f"CLIENTS://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port},"
+                f"AGENCIES://{self.host}:{self.mtls_port}"
             ),
-            "advertised.listeners": f"CLIENTS://127.0.0.1:{self.port},AGENCIES://127.0.0.1:{self.mtls_port}",
+            "advertised.listeners": f"CLIENTS://{self.host}:{self.port},AGENCIES://{self.host}:{self.mtls_port}",
             # Clients speak TLS on both their listeners; the controller's stays on loopback (SASL/PLAIN).
             "listener.security.protocol.map": "CLIENTS:SASL_SSL,CONTROLLER:SASL_PLAINTEXT,AGENCIES:SSL",
             # The broker's certificate and key, and the CA it trusts (for itself as its own client, and
@@ -493,6 +506,7 @@ class LocalKafka:
 
     def _launch(self, java: str, libs: Path) -> int:
         cmd = [
+            *(["ip", "netns", "exec", self.netns] if self.netns else []),  # exec'd: the pid stays the JVM's
             java,
             *JVM_HEAP,
             *JVM_GC,
@@ -526,7 +540,7 @@ class LocalKafka:
                 self._stop_locked()  # a process the JVM forked could outlive it; leave nothing behind
                 raise BrokerStartError(f"the Kafka broker (pid {pid}) exited during startup. {tail}")
             # Asking for metadata only once the port accepts connections keeps each probe short.
-            if _port_accepts(self.port) and broker_answers(self.admin_access(), timeout=2.0):
+            if _port_accepts(self.host, self.port) and broker_answers(self.admin_access(), timeout=2.0):
                 return
             if time.monotonic() >= deadline:
                 # The log's tail is taken before stopping: afterwards it only shows the shutdown.
@@ -630,9 +644,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _port_accepts(port: int) -> bool:
+def _port_accepts(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+        with socket.create_connection((host, port), timeout=1.0):
             return True
     except OSError:
         return False

@@ -6,7 +6,8 @@ four to six on a small machine; a separate controller would be one more process 
 every metadata change. Node ``n`` keeps its state in ``home/kafka/node-<n>`` (data, logs, its own
 certificate of the hub CA, its ``server.properties``); ``home/kafka`` holds what they share: the cluster id,
 the super user's and the controller's passwords, and ``cluster.size``, which tells ``stop`` and ``status``
-what was started. Ports: see :mod:`tooling.kafka_local.layout`.
+what was started. Ports and addresses: see :mod:`tooling.kafka_local.layout`; with ``netns``, node ``n``
+runs in the network namespace ``netns[n - 1]`` (made beforehand, reaching its ``hosts[n - 1]``).
 
 A cluster's nodes can only answer once a majority runs, so ``start`` launches every node first and then
 waits for each, and for the metadata to list them all (a topic of replication factor 3 needs three).
@@ -38,23 +39,39 @@ def recorded_size(home: Path) -> int | None:
 
 
 class LocalKafkaCluster:
-    """``count`` local nodes on ports from ``port`` (1 or 3): ``start()``, ``stop()``, ``status()``."""
+    """``count`` local nodes on ports from ``port`` (1 or 3): ``start()``, ``stop()``, ``status()``; each on
+    127.0.0.1, or on its own address of ``hosts`` and in its own network namespace of ``netns``."""
 
-    def __init__(self, home: Path, cache_dir: Path, port: int, count: int = 1) -> None:
+    def __init__(
+        self,
+        home: Path,
+        cache_dir: Path,
+        port: int,
+        count: int = 1,
+        *,
+        hosts: tuple[str, ...] = (),
+        netns: tuple[str, ...] = (),
+    ) -> None:
         self.count = check_cluster_size(count)
         self.port = port
-        self.nodes = [LocalKafka(home, cache_dir, port, NodePlace(n, count)) for n in range(1, count + 1)]
+        self.hosts = hosts
+        self.nodes = [
+            LocalKafka(
+                home, cache_dir, port, NodePlace(n, count, hosts), netns=netns[n - 1] if netns else None
+            )
+            for n in range(1, count + 1)
+        ]
         self.state_dir = self.nodes[0].shared_dir
         self.ca_file = self.nodes[0].ca_file
         self.admin_password_file = self.nodes[0].admin_password_file
 
     @property
     def bootstrap(self) -> str:
-        return bootstrap_list(self.port, self.count)
+        return bootstrap_list(self.port, self.count, hosts=self.hosts)
 
     @property
     def mtls_bootstrap(self) -> str:
-        return bootstrap_list(self.port, self.count, mtls=True)
+        return bootstrap_list(self.port, self.count, mtls=True, hosts=self.hosts)
 
     def admin_access(self) -> KafkaAccess:
         """The super user's login with every node's address."""

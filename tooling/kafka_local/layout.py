@@ -5,6 +5,11 @@ consecutive ports from ``P + 3 * (n - 1)``: its client listener (SASL/SCRAM over
 listener (loopback, SASL/PLAIN) and its mutual-TLS listener. A lone broker is node 1 of 1, so its ports are
 P, P+1, P+2 as they always were, and node 1 of a three-node cluster answers on the same P and P+2; the
 cluster takes P..P+8. Two clusters coexist when their base ports are at least 9 apart.
+
+Every node listens on 127.0.0.1 unless the cluster is given one address per node (``hosts``): then node
+``n`` binds all three listeners to its own address, as when each node runs in a network namespace of its
+own (the partition chaos scenario), and the controller listener is on that address too (authenticated
+either way).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sharehub.errors import InputError
 #: The cluster sizes ``sharehub kafka start --brokers`` offers: one node, or three that survive one's loss.
 CLUSTER_SIZES = (1, 3)
 PORTS_PER_NODE = 3
+LOOPBACK = "127.0.0.1"
 
 
 def check_cluster_size(count: int) -> int:
@@ -34,14 +40,25 @@ class NodePlace:
 
     id: int
     count: int
+    #: Each node's address, node 1's first; none: every node on 127.0.0.1.
+    hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.hosts and len(self.hosts) != self.count:
+            raise InputError(f"{len(self.hosts)} addresses for a cluster of {self.count} nodes")
+
+    @property
+    def host(self) -> str:
+        """The address this node's listeners bind to."""
+        return self.hosts[self.id - 1] if self.hosts else LOOPBACK
 
     def client_port(self, base_port: int) -> int:
         return base_port + PORTS_PER_NODE * (self.id - 1)
 
     def quorum_voters(self, base_port: int) -> str:
         """``controller.quorum.voters``: every node's controller listener."""
-        places = [NodePlace(n, self.count) for n in range(1, self.count + 1)]
-        return ",".join(f"{p.id}@127.0.0.1:{p.client_port(base_port) + 1}" for p in places)
+        places = [NodePlace(n, self.count, self.hosts) for n in range(1, self.count + 1)]
+        return ",".join(f"{p.id}@{p.host}:{p.client_port(base_port) + 1}" for p in places)
 
     def replication_properties(self) -> dict[str, str]:
         """Replication settings: all 1 for a lone node; for three, every topic (internal ones too) on
@@ -60,10 +77,9 @@ class NodePlace:
         }
 
 
-def bootstrap_list(base_port: int, count: int, *, mtls: bool = False) -> str:
+def bootstrap_list(base_port: int, count: int, *, mtls: bool = False, hosts: tuple[str, ...] = ()) -> str:
     """Every node's client (or, with ``mtls``, mutual-TLS) listener, comma-separated: a client that knows
     them all still finds the cluster when the first node is down."""
     offset = 2 if mtls else 0
-    return ",".join(
-        f"127.0.0.1:{NodePlace(n, count).client_port(base_port) + offset}" for n in range(1, count + 1)
-    )
+    places = [NodePlace(n, count, hosts) for n in range(1, count + 1)]
+    return ",".join(f"{p.host}:{p.client_port(base_port) + offset}" for p in places)
