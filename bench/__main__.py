@@ -2,6 +2,7 @@
 
 python -m bench [--quick] [--only a,c]     hub against baselines; writes BENCHMARKS.md (not with --quick)
 python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
+python -m bench audit-scale --events N   plain read vs audit (1 and N workers) of N published events
 python -m bench purge [--members N]        time from an agreement's end to the consumer losing access
 python -m bench report                     rebuild BENCHMARKS.md and the charts from bench/results/
 """
@@ -73,6 +74,22 @@ def main(argv: list[str]) -> None:
         from bench import purge
 
         purge.main(argv[1:], _command(argv))
+        return
+    if argv[:1] == ["_publish-lane"]:
+        from bench import audit_scale
+
+        home, bootstrap, members, seed, lane = argv[1:]
+        audit_scale.publish_lane(Path(home), bootstrap, int(members), int(seed), int(lane))
+        return
+    if argv[:1] == ["_audit-phase"]:
+        from bench import audit_scale
+
+        audit_scale.run_phase(Path(argv[1]), argv[2], argv[3:])
+        return
+    if argv[:1] == ["audit-scale"]:
+        from bench import audit_scale
+
+        audit_scale.main(argv[1:], _command(argv))
         return
     if argv[:1] == ["scale"]:
         from bench import scale
