@@ -10,7 +10,6 @@ python -m bench report                     rebuild BENCHMARKS.md and the charts 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import shlex
 import shutil
 import sys
@@ -37,10 +36,7 @@ def suite(argv: list[str], quick: bool, only: set[str] | None) -> None:
     else:
         results = run_suite(Config(quick, workdir, None), only)
     payload = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "make bench" if argv == [] else _command(argv),
-        "machine": machine.describe(),
-        "code": machine.code_version(),
+        **machine.run_header("make bench" if argv == [] else _command(argv)),
         "results": [r.to_json() for r in results],
     }
     if quick or only is not None:

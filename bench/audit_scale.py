@@ -131,13 +131,7 @@ def main(argv: list[str], command: str) -> None:
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
     args = parser.parse_args(argv)
     hub_home = args.home / "hub"
-    result: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": command,
-        "events": args.events,
-        "machine": machine.describe(),
-        "code": machine.code_version(),
-    }
+    result: dict[str, Any] = {**machine.run_header(command), "events": args.events}
     wall = time.monotonic()
     keep = args.keep or args.publish_only
     try:
