@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -237,5 +238,13 @@ def run_phase(home: Path, bootstrap: str, argv: list[str]) -> None:
             "records_read": sum(s.records for s in report.topics.values()),
         }
     done["rss_mib_at_end"] = rss_kb(os.getpid()) / 1024
+    done["cpu_s"] = _cpu_seconds()
     hub.close()
     print(json.dumps(done))
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user and system) of this process and of the workers it waited for: on a shared machine,
+    what a phase cost, whatever share of the CPUs it was given."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
