@@ -25,19 +25,19 @@ def audit_scale_lines(result: dict[str, Any]) -> list[str]:
         "| --- | --- |",
         *[f"| {k} | {v} |" for k, v in result["machine"].items()],
         "",
-        "| phase | seconds | events/s | vs plain read | CPU seconds | events per CPU second | peak RSS "
-        "| load (1 min) before → after |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| phase | seconds | events/s | vs plain read | CPU seconds | cores used | events per CPU second "
+        "| peak RSS | load (1 min) before → after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, phase in phases.items():
         ratio = result["audit_vs_read"].get(name)
         load = " → ".join(f"{value:.1f}" for value in phase["load_1min"])
         cpu = phase.get("cpu_s")
-        per_cpu = "-" if not cpu else f"{events / cpu:,.0f}"
+        used = "-" if cpu is None else f"{cpu:,.0f} | {cpu / phase['seconds']:.2f} | {events / cpu:,.0f}"
         lines.append(
             f"| {name.replace('_', ' ')} | {phase['seconds']:,.1f} | {phase['rate']:,.0f} "
-            f"| {'-' if ratio is None else f'{ratio:.2f}'} | {'-' if cpu is None else f'{cpu:,.0f}'} "
-            f"| {per_cpu} | {phase['peak_rss_mib']:,.0f} MiB | {load} |"
+            f"| {'-' if ratio is None else f'{ratio:.2f}'} | {used if cpu else '- | - | -'} "
+            f"| {phase['peak_rss_mib']:,.0f} MiB | {load} |"
         )
     projected = TARGET_EVENTS / parallel["rate"]
     lines += [

@@ -152,6 +152,7 @@ def write_report() -> Path:
     if AUDIT_SCALE_JSON.exists():
         from bench.audit_scale_report import audit_scale_lines
 
+        lines += [""] if lines[-1] else []
         lines += audit_scale_lines(load(AUDIT_SCALE_JSON))
     if PURGE_JSON.exists():
         lines += purge_section(load(PURGE_JSON))
