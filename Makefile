@@ -32,8 +32,9 @@ kafka-stop:
 clean: demo-down
 	rm -rf .sharehub .sharehub-test .sharehub-chaos
 
-.PHONY: bench bench-scale bench-purge
+.PHONY: bench bench-scale bench-purge bench-audit-scale
 MEMBERS ?= 5000000
+EVENTS ?= 5000000
 
 bench: venv  ## The benchmark suite: the hub against plain baselines; writes BENCHMARKS.md and bench/results/.
 	.venv/bin/python -m bench
@@ -43,6 +44,9 @@ bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, project
 
 bench-purge: venv  ## Time from an agreement's end on the log to the consumer losing access (R5).
 	.venv/bin/python -m bench purge
+
+bench-audit-scale: venv  ## EVENTS (5,000,000) party-members events: a plain read, the audit with 1 worker and one per CPU.
+	.venv/bin/python -m bench audit-scale --events $(EVENTS)
 
 .PHONY: fuzz
 FUZZ_EXAMPLES ?= 1000000

@@ -2,6 +2,7 @@
 
 python -m bench [--quick] [--only a,c]     hub against baselines; writes BENCHMARKS.md (not with --quick)
 python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
+python -m bench audit-scale --events N   plain read vs audit (1 and N workers) of N published events
 python -m bench purge [--members N]        time from an agreement's end to the consumer losing access
 python -m bench report                     rebuild BENCHMARKS.md and the charts from bench/results/
 """
@@ -9,7 +10,6 @@ python -m bench report                     rebuild BENCHMARKS.md and the charts 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import shlex
 import shutil
 import sys
@@ -36,10 +36,7 @@ def suite(argv: list[str], quick: bool, only: set[str] | None) -> None:
     else:
         results = run_suite(Config(quick, workdir, None), only)
     payload = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "make bench" if argv == [] else _command(argv),
-        "machine": machine.describe(),
-        "code": machine.code_version(),
+        **machine.run_header("make bench" if argv == [] else _command(argv)),
         "results": [r.to_json() for r in results],
     }
     if quick or only is not None:
@@ -73,6 +70,22 @@ def main(argv: list[str]) -> None:
         from bench import purge
 
         purge.main(argv[1:], _command(argv))
+        return
+    if argv[:1] == ["_publish-lane"]:
+        from bench import audit_scale
+
+        home, bootstrap, members, seed, lane = argv[1:]
+        audit_scale.publish_lane(Path(home), bootstrap, int(members), int(seed), int(lane))
+        return
+    if argv[:1] == ["_audit-phase"]:
+        from bench import audit_scale
+
+        audit_scale.run_phase(Path(argv[1]), argv[2], argv[3:])
+        return
+    if argv[:1] == ["audit-scale"]:
+        from bench import audit_scale
+
+        audit_scale.main(argv[1:], _command(argv))
         return
     if argv[:1] == ["scale"]:
         from bench import scale

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from tooling.kafka_local import KAFKA_VERSION
 
@@ -87,3 +89,13 @@ def describe(kafka: str | None = None) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def run_header(command: str) -> dict[str, Any]:
+    """What every stored result starts with: when, by which command, on which machine and code."""
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "machine": describe(),
+        "code": code_version(),
+    }

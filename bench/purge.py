@@ -131,10 +131,7 @@ def main(argv: list[str], command: str) -> None:
     args = parser.parse_args(argv)
     result = run(args.members)
     payload = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": command,
-        "machine": machine.describe(),
-        "code": machine.code_version(),
+        **machine.run_header(command),
         **result,
     }
     save(RESULTS, payload)

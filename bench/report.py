@@ -15,6 +15,7 @@ from bench.stats import Summary, rates
 RESULTS = Path(__file__).resolve().parent / "results"
 SUITE_JSON = RESULTS / "suite.json"
 SCALE_JSON = RESULTS / "scale.json"
+AUDIT_SCALE_JSON = RESULTS / "audit_scale.json"
 SUITE_CHART = RESULTS / "suite.png"
 SCALE_CHART = RESULTS / "scale.png"
 PURGE_JSON = RESULTS / "purge.json"
@@ -134,10 +135,10 @@ def write_report() -> Path:
         "# sharehub benchmarks",
         "",
         "Written by `make bench` (the suite: `.venv/bin/python -m bench`) and `make bench-scale`",
-        "(`.venv/bin/python -m bench scale`); rebuilt from `bench/results/*.json` by",
-        "`.venv/bin/python -m bench report`. Numbers are from one small machine and one single-node local",
-        "broker: they compare the hub with plain code doing the same visible work on the same machine in the",
-        "same run, and say nothing about a production cluster.",
+        "(`.venv/bin/python -m bench scale`), the audit at scale by `.venv/bin/python -m bench audit-scale`;",
+        "rebuilt from `bench/results/*.json` by `.venv/bin/python -m bench report`. Numbers are from one",
+        "small machine and one single-node local broker: they compare the hub with plain code doing the same",
+        "visible work on the same machine in the same run, and say nothing about a production cluster.",
         "",
     ]
     if SUITE_JSON.exists():
@@ -148,6 +149,11 @@ def write_report() -> Path:
         lines += scale_section(load(SCALE_JSON))
     else:
         lines += ["## Scale run", "", "Not measured yet: run `make bench-scale`.", ""]
+    if AUDIT_SCALE_JSON.exists():
+        from bench.audit_scale_report import audit_scale_lines
+
+        lines += [""] if lines[-1] else []
+        lines += audit_scale_lines(load(AUDIT_SCALE_JSON))
     if PURGE_JSON.exists():
         lines += purge_section(load(PURGE_JSON))
     REPORT.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

@@ -218,13 +218,7 @@ def main(argv: list[str], command: str) -> None:
     args = parser.parse_args(argv)
     home = BENCH_HOME / "scale"
     hub_home = home / "hub"
-    result: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": command,
-        "members": args.members,
-        "machine": machine.describe(),
-        "code": machine.code_version(),
-    }
+    result: dict[str, Any] = {**machine.run_header(command), "members": args.members}
     wall = time.monotonic()
     try:
         with broker(home / "kafka-home", SCALE_KAFKA_PORT) as bootstrap:

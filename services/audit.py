@@ -13,11 +13,12 @@ are on a topic only that owner may write, so whatever is found there (a checkpoi
 owner's statement: a finding there is the owner's, named as its producer. Last, the access log: each record
 signed by the operator key valid at its time, and each API instance's records one chain, judged like a
 dataset lane (records from before they were signed are counted as unsigned legacy records, form only); then
-each API instance's signed checkpoints of its lane are held against the access log as the owners' are against
-the dataset lanes (truncated, checkpoint_mismatch; one not signed by an operator key is a finding where it
-lies); and, from the hub, the quarantine's form. No decryption key is needed or used. The report also counts,
-per producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key signed them,
-see :mod:`sharehub.gov.custody`).
+each API instance's signed checkpoints of its lane are held against the access log as the owners' are
+against the dataset lanes (truncated, checkpoint_mismatch; one not signed by an operator key is a finding
+where it lies). Checkpoints are read before the records they speak of, so a lane still being written is not
+reported cut short. From the hub, the quarantine's form. No decryption key is needed or used. The report
+also counts, per producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key
+signed them, see :mod:`sharehub.gov.custody`).
 
 With a time window, every record is still read (a chain needs its whole history) but only those the broker
 stamped inside the window are reported.
@@ -25,27 +26,25 @@ stamped inside the window are reported.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 from services.audit_forms import NotOfItsKind, record_id
-from sharehub import chain
+from services.audit_lanes import LaneAudit, Progress, audit_lanes
+from services.audit_status import ChainWalk, walk
+from services.audit_status import EventStatus as EventStatus
+from services.audit_status import TimeWindow as TimeWindow
+from services.audit_status import TopicSummary as TopicSummary
 from sharehub.access_records import open_access, open_lane_checkpoint
 from sharehub.checkpoints import Checkpoint, open_checkpoint
-from sharehub.codec import DatasetCodec, codecs_by_topic
-from sharehub.envelope import Envelope
-from sharehub.errors import ChainViolation, EnvelopeError
-from sharehub.gov.custody import sealed_in_custody
+from sharehub.errors import EnvelopeError
 from sharehub.gov.log import Logged
 from sharehub.gov.state import RULE_VIOLATION, GovState
 from sharehub.gov.verify import DUPLICATE, FORK, GAP, REPLAYED, operator_key
 from sharehub.kafka import Record, TopicReader
 
-#: Told a topic's name and its number of records; returns the callback that hears how many more are read.
-Progress = Callable[[str, int], Callable[[int], None]]
 #: What the audit checks of the access log (and what it cannot of records from before they were signed).
 ACCESS_LOG_NOTE = "signed by the operator key, chained per API instance"
 LEGACY_NOTE = "unsigned legacy record (from before access records were signed): form only"
@@ -54,52 +53,6 @@ UNSIGNED = "unsigned"
 QUARANTINE_NOTE = "form only: quarantine records are not signed"
 ACCESS_CHECKPOINT_NOTE = "each API instance's signed lane heads, held against the access log"
 _GOVERNANCE_CHAIN_REASONS = {GAP, DUPLICATE, REPLAYED, FORK, RULE_VIOLATION}
-
-
-@dataclass
-class EventStatus:
-    topic: str
-    partition: int
-    offset: int
-    producer: str | None = None
-    sequence: int | None = None
-    event_id: str | None = None
-    #: ok, or the reason code of the failure (bad_signature, malformed, not_owner, ...).
-    signature: str = "ok"
-    #: ok, or what is wrong with the chain here: gap, duplicate, out_of_order, fork, broken_link,
-    #: misrouted, truncated, checkpoint_mismatch (governance: chain_gap, duplicate, replayed_sequence,
-    #: chain_fork, rule_violation); "-" when the record is not authentic.
-    chain: str = "ok"
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.signature == "ok" and self.chain == "ok"
-
-    @property
-    def reason(self) -> str:
-        """The one reason code of a finding (what is wrong first), or ok."""
-        return self.signature if self.signature != "ok" else self.chain
-
-
-@dataclass
-class TopicSummary:
-    records: int = 0
-    verified: int = 0
-    findings: int = 0
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class TimeWindow:
-    """Report only records the broker stamped in [start, end); either end open when None."""
-
-    start: dt.datetime | None = None
-    end: dt.datetime | None = None
-
-    def holds(self, timestamp_ms: int) -> bool:
-        at = dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC)
-        return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
 
 @dataclass
@@ -115,22 +68,35 @@ class AuditReport:
     governance_head: int = 0
     governance_state_sha256: str = ""
     window: TimeWindow = field(default_factory=TimeWindow)
+    #: Keep every record's status in :attr:`events` (what ``--json`` and ``--all`` show), or the findings
+    #: only (the counts are in :attr:`topics` either way).
+    every_event: bool = True
 
     @property
     def findings(self) -> list[EventStatus]:
         return [e for e in self.events if not e.ok]
 
     def note(self, status: EventStatus, record: Record, *, kept: bool = True) -> None:
-        """Count ``status`` (of ``record``) if the window holds it; keep it in :attr:`events` if ``kept`` or
-        a finding."""
+        """Count ``status`` (of ``record``) if the window holds it; keep it in :attr:`events` if a finding,
+        or if ``kept`` and the report keeps every event."""
         if not self.window.holds(record.timestamp_ms):
             return
         summary = self.topics.setdefault(status.topic, TopicSummary())
         summary.records += 1
         summary.verified += status.ok
         summary.findings += not status.ok
-        if kept or not status.ok:
+        if (kept and self.every_event) or not status.ok:
             self.events.append(status)
+
+    def add_lane(self, topic: str, lane: LaneAudit) -> None:
+        """What the audit of one lane of a dataset topic found (counted there, within the window)."""
+        if lane.records:
+            summary = self.topics.setdefault(topic, TopicSummary())
+            summary.records += lane.records
+            summary.verified += lane.verified
+            summary.findings += lane.records - lane.verified
+        self.events += lane.statuses
+        self.sealed_in_custody.update(lane.sealed_in_custody)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -149,20 +115,7 @@ class AuditReport:
 
 
 def _is_dataset_topic(topic: str) -> bool:
-    hubs = ("-governance", "-access-log", "-access-log.checkpoints", "-quarantine")
-    return not topic.endswith(hubs) and "-checkpoints." not in topic
-
-
-@dataclass
-class _Lane:
-    """One (producer, dataset, lane) chain as the audit walks it."""
-
-    head: chain.ChainHead | None = None
-    seen: dict[int, bytes] = field(default_factory=dict)
-
-
-#: (producer, dataset, lane) -> its chain as the audit walked it.
-Lanes = dict[tuple[str, str, int], _Lane]
+    return not topic.endswith(("-governance", "-access-log", "-quarantine")) and "-checkpoints." not in topic
 
 
 def audit_verify(
@@ -173,18 +126,30 @@ def audit_verify(
     window: TimeWindow | None = None,
     progress: Progress | None = None,
     quarantine: bool = False,
+    workers: int | None = 1,
+    every_event: bool = True,
 ) -> AuditReport:
     """Audit the log of the hub ``governance`` belongs to (its pinned trust and topic prefix; its state is
     rebuilt from the log here, not taken on trust). ``quarantine``: also check the quarantine's form (the
-    hub's own audit; an auditor may not read it)."""
-    report = AuditReport(window=window or TimeWindow())
+    hub's own audit; an auditor may not read it). ``workers``: processes auditing the dataset topics' lanes
+    (:mod:`services.audit_lanes`; None: one per CPU, for a log large enough; the report is the same with
+    any number). ``every_event``: keep every
+    record's status in the report, not only the findings.
+
+    The checkpoints are read before the dataset topics, so every event a checkpoint names was written
+    before the dataset topics' ends were taken: a lane that is still being written to is not reported
+    truncated."""
+    report = AuditReport(window=window or TimeWindow(), every_event=every_event)
     with TopicReader(bootstrap, timeout=timeout) as reader:
         read = _Reading(reader, progress)
         state = _audit_governance(read, GovState(governance.trust, governance.topic_prefix), report)
-        lanes = _audit_datasets(read, state, report)
-        _audit_checkpoints(read, state, lanes, report)
+        checkpoints = _read_checkpoints(read, state)
+        access_checkpoints = _read_access_checkpoints(read, state)
+        logged = _audit_datasets(bootstrap, reader, state, report, checkpoints, progress, workers, timeout)
+        _audit_checkpoints(checkpoints, logged, report)
         access_lanes = _audit_access_log(read, state, report)
-        _audit_access_checkpoints(read, state, access_lanes, report)
+        _audit_access_checkpoints(access_checkpoints, access_lanes, report)
+        report.topics.setdefault(state.access_checkpoint_topic, TopicSummary()).note = ACCESS_CHECKPOINT_NOTE
         if quarantine:
             _audit_form(read, state.quarantine_topic, "quarantine", report, QUARANTINE_NOTE)
     return report
@@ -227,41 +192,73 @@ def _audit_governance(read: _Reading, state: GovState, report: AuditReport) -> G
 
 
 def _audit_datasets(
-    read: _Reading, state: GovState, report: AuditReport
-) -> dict[tuple[str, str, int], _Lane]:
-    lanes: dict[tuple[str, str, int], _Lane] = defaultdict(_Lane)
-    codecs = codecs_by_topic(state.datasets(), state, None)  # public keys only
-    for dataset in state.datasets():
-        codec = codecs[dataset.topic]
-        for record in read.records(dataset.topic):
-            status = EventStatus(dataset.topic, record.partition, record.offset)
-            envelope = _verified(codec, record.value, record.partition, status)
-            if envelope is not None:
-                header = envelope.header
-                _walk(lanes[(header.producer, dataset.id, record.partition)], chain.link_of(envelope), status)
-                if sealed_in_custody(header.signer_key_id) and report.window.holds(record.timestamp_ms):
-                    report.sealed_in_custody[header.producer] += 1
-            report.note(status, record)
-    return lanes
+    bootstrap: str,
+    reader: TopicReader,
+    state: GovState,
+    report: AuditReport,
+    checkpoints: list[_ReadCheckpoint],
+    progress: Progress | None,
+    workers: int | None,
+    timeout: float,
+) -> dict[tuple[str, str, int, int], bytes]:
+    """Every lane of every dataset topic, in lane order, into ``report``; the hash the log holds at each
+    sequence a checkpoint names, (producer, dataset, lane, sequence) → hash."""
+    checkpointed: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+    for read in checkpoints:
+        if read.checkpoint is not None:
+            c = read.checkpoint
+            checkpointed[(c.producer, c.dataset, c.lane)].add(c.sequence)
+    audited = audit_lanes(
+        bootstrap, state, reader, checkpointed=checkpointed, window=report.window,
+        every_event=report.every_event, workers=workers, progress=progress, timeout=timeout,
+    )  # fmt: skip
+    logged: dict[tuple[str, str, int, int], bytes] = {}
+    for lane, found in audited:
+        report.add_lane(lane.topic, found)
+        logged.update({(p, lane.dataset, lane.partition, s): h for (p, s), h in found.logged.items()})
+    return logged
 
 
-def _audit_checkpoints(read: _Reading, state: GovState, lanes: Lanes, report: AuditReport) -> None:
+@dataclass
+class _ReadCheckpoint:
+    """A record of an owner's checkpoint topic, opened (or why not, in ``status``)."""
+
+    record: Record
+    status: EventStatus
+    checkpoint: Checkpoint | None
+
+
+def _read_checkpoints(read: _Reading, state: GovState) -> list[_ReadCheckpoint]:
+    """Every owner's checkpoint topic: each record opened, with public keys only; judged against the log by
+    :func:`_audit_checkpoints` once the dataset topics are read."""
+    found = []
     for owner in state.owners():
         topic = state.checkpoint_topic(owner)
         for record in read.records(topic):
-            report.checkpoints += 1
             status = EventStatus(topic, record.partition, record.offset, producer=owner)
-            _check_checkpoint(record.value, owner, state, lanes, status)
-            report.note(status, record, kept=False)
+            found.append(
+                _ReadCheckpoint(record, status, _opened_checkpoint(record.value, owner, state, status))
+            )
+    return found
 
 
-def _audit_access_log(read: _Reading, state: GovState, report: AuditReport) -> dict[str, _Lane]:
+def _audit_checkpoints(
+    checkpoints: list[_ReadCheckpoint], logged: Mapping[tuple[str, str, int, int], bytes], report: AuditReport
+) -> None:
+    for read in checkpoints:
+        report.checkpoints += 1
+        if read.checkpoint is not None:
+            _check_checkpoint(read.checkpoint, logged, read.status)
+        report.note(read.status, read.record, kept=False)
+
+
+def _audit_access_log(read: _Reading, state: GovState, report: AuditReport) -> dict[str, ChainWalk]:
     """Each access record signed by an operator key valid at its time, and in its API instance's chain in
     log order (deleted: a gap at the next record; reordered: out of order; duplicated; altered: its
     signature). Legacy records (before records were signed) are counted apart, unless they follow a signed
     record in their partition."""
     topic, legacy, signed_in = state.access_log_topic, 0, set[int]()
-    lanes: dict[str, _Lane] = defaultdict(_Lane)
+    lanes: dict[str, ChainWalk] = defaultdict(ChainWalk)
     keys = functools.partial(operator_key, state, state.trust)
     for record in read.records(topic):
         status = EventStatus(topic, record.partition, record.offset)
@@ -279,37 +276,47 @@ def _audit_access_log(read: _Reading, state: GovState, report: AuditReport) -> d
             signed_in.add(record.partition)
             status.producer, status.sequence = opened.fields["instance"], opened.link.sequence
             status.event_id = opened.fields["request_id"]
-            _walk(lanes[opened.fields["instance"]], opened.link, status)
+            walk(lanes[opened.fields["instance"]], opened.link, status)
         report.note(status, record, kept=False)
     legacy_note = f"; {legacy} unsigned legacy records (form only)" if legacy else ""
     report.topics.setdefault(topic, TopicSummary()).note = ACCESS_LOG_NOTE + legacy_note
     return lanes
 
 
-def _audit_access_checkpoints(
-    read: _Reading, state: GovState, lanes: dict[str, _Lane], report: AuditReport
-) -> None:
-    """Each API instance's checkpoints of its lane against the access log as the audit walked it: signed
-    by an operator key valid then, naming the operator, and the record it names in the log, unchanged."""
+def _read_access_checkpoints(read: _Reading, state: GovState) -> list[tuple[_ReadCheckpoint, str | None]]:
+    """Each API instance's checkpoints of its access-log lane, opened with public keys only (signed by an
+    operator key valid then, naming the operator), each with its instance; judged against the access log
+    by :func:`_audit_access_checkpoints` once that is read."""
     topic = state.access_checkpoint_topic
     keys = functools.partial(operator_key, state, state.trust)
+    found: list[tuple[_ReadCheckpoint, str | None]] = []
     for record in read.records(topic):
-        report.checkpoints += 1
         status = EventStatus(topic, record.partition, record.offset)
         try:
             instance, checkpoint = open_lane_checkpoint(record.value, keys)
         except EnvelopeError as exc:
             status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
+            found.append((_ReadCheckpoint(record, status, None), None))
+            continue
+        status.producer, status.sequence = instance, checkpoint.sequence
+        if checkpoint.producer != state.operator:
+            status.signature, status.chain = "not_owner", "-"
+            status.detail = f"an access-log checkpoint naming {checkpoint.producer!r}, not the operator"
+            found.append((_ReadCheckpoint(record, status, None), instance))
         else:
-            status.producer, status.sequence = instance, checkpoint.sequence
-            if checkpoint.producer != state.operator:
-                status.signature, status.chain = "not_owner", "-"
-                status.detail = f"an access-log checkpoint naming {checkpoint.producer!r}, not the operator"
-            else:
-                seen = lanes[instance].seen if instance in lanes else {}
-                _hold(checkpoint, seen, f"access record of lane {instance}", status)
-        report.note(status, record, kept=False)
-    report.topics.setdefault(topic, TopicSummary()).note = ACCESS_CHECKPOINT_NOTE
+            found.append((_ReadCheckpoint(record, status, checkpoint), instance))
+    return found
+
+
+def _audit_access_checkpoints(
+    checkpoints: list[tuple[_ReadCheckpoint, str | None]], lanes: dict[str, ChainWalk], report: AuditReport
+) -> None:
+    for read, instance in checkpoints:
+        report.checkpoints += 1
+        if read.checkpoint is not None and instance is not None:
+            seen = lanes[instance].seen if instance in lanes else {}
+            _hold(read.checkpoint, seen, f"access record of lane {instance}", read.status)
+        report.note(read.status, read.record, kept=False)
 
 
 def _audit_form(read: _Reading, topic: str, kind: str, report: AuditReport, note: str) -> None:
@@ -324,81 +331,42 @@ def _audit_form(read: _Reading, topic: str, kind: str, report: AuditReport, note
     report.topics.setdefault(topic, TopicSummary()).note = note
 
 
-def _verified(codec: DatasetCodec, value: bytes, partition: int, status: EventStatus) -> Envelope | None:
-    """The event verified with public keys only, its header noted in ``status``; None (and the finding in
-    ``status``) when it is not authentic or not in the lane it was signed for."""
-    try:
-        envelope = codec.parse(value)
-    except EnvelopeError as exc:
-        status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
-        return None
-    header = envelope.header
-    status.producer, status.sequence, status.event_id = header.producer, header.sequence, header.event_id
-    try:
-        codec.verify(envelope, partition)
-    except ChainViolation as exc:  # authentic, but misrouted
-        status.chain, status.detail = exc.reason, f"signed for lane {header.lane}"
-        return None
-    except EnvelopeError as exc:
-        status.signature, status.chain, status.detail = exc.reason, "-", str(exc)
-        return None
-    return envelope
-
-
-def _check_checkpoint(
-    value: bytes,
-    owner: str,
-    governance: GovState,
-    lanes: Lanes,
-    status: EventStatus,
-) -> None:
-    """A checkpoint on ``owner``'s topic against the lanes as the log holds them."""
+def _opened_checkpoint(
+    value: bytes, owner: str, governance: GovState, status: EventStatus
+) -> Checkpoint | None:
+    """A checkpoint on ``owner``'s topic, opened with public keys only; None (the finding in ``status``)
+    when it is not one, or is another producer's."""
     try:
         checkpoint = open_checkpoint(value, governance)
     except EnvelopeError as exc:
         status.signature, status.chain, status.detail = exc.reason, "-", f"written by {owner!r}: {exc}"
-        return
+        return None
     status.sequence = checkpoint.sequence
     if checkpoint.producer != owner:
         status.signature, status.chain = "not_owner", "-"
         status.detail = f"a checkpoint of {checkpoint.producer!r} on the checkpoint topic of {owner!r}"
-        return
-    seen = lanes[(checkpoint.producer, checkpoint.dataset, checkpoint.lane)].seen
+        return None
+    return checkpoint
+
+
+def _check_checkpoint(
+    checkpoint: Checkpoint, logged: Mapping[tuple[str, str, int, int], bytes], status: EventStatus
+) -> None:
+    """A checkpoint against the lanes as the log holds them."""
+    lane = (checkpoint.producer, checkpoint.dataset, checkpoint.lane)
+    seen = (
+        {checkpoint.sequence: logged[(*lane, checkpoint.sequence)]}
+        if (*lane, checkpoint.sequence) in logged
+        else {}
+    )
     _hold(checkpoint, seen, f"event {checkpoint.dataset} lane {checkpoint.lane}", status)
 
 
-def _hold(checkpoint: Checkpoint, seen: dict[int, bytes], lane: str, status: EventStatus) -> None:
+def _hold(checkpoint: Checkpoint, seen: Mapping[int, bytes], lane: str, status: EventStatus) -> None:
     """A checkpoint against the hashes its lane holds by sequence (``lane`` names the lane's records)."""
     where = f"{lane} sequence {checkpoint.sequence}"
-    logged = seen.get(checkpoint.sequence)
-    if logged is None:
+    held = seen.get(checkpoint.sequence)
+    if held is None:
         status.chain, status.detail = "truncated", f"checkpointed {where} is not in the log"
-    elif logged != checkpoint.head_hash:
+    elif held != checkpoint.head_hash:
         status.chain, status.detail = "checkpoint_mismatch", f"{where} differs from its checkpoint"
-
-
-def _walk(lane: _Lane, link: chain.Link, status: EventStatus) -> None:
-    """Judge ``link`` against its chain as walked so far (in log order); the finding in ``status``."""
-    verdict = chain.judge_link(lane.head, link)
-    earlier = lane.seen.get(link.sequence)
-    if verdict is None or verdict == chain.GAP:
-        if verdict == chain.GAP:
-            expected = (lane.head.sequence if lane.head else 0) + 1
-            status.chain, status.detail = (
-                "gap",
-                f"sequences {expected}..{link.sequence - 1} are missing here",
-            )
-        lane.head = chain.head_after(link)
-        lane.seen[link.sequence] = link.hash
-    elif verdict == chain.FORK:
-        status.chain, status.detail = "broken_link", "prev_hash is not the hash of the previous event"
-    elif earlier is None:
-        status.chain, status.detail = (
-            "out_of_order",
-            f"sequence {link.sequence} after {lane.head.sequence if lane.head else 0}",
-        )
-        lane.seen[link.sequence] = link.hash
-    elif earlier == link.hash:
-        status.chain, status.detail = "duplicate", f"sequence {link.sequence} appears again"
-    else:
-        status.chain, status.detail = "fork", f"another record already holds sequence {link.sequence}"

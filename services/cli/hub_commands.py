@@ -268,6 +268,15 @@ def audit_verify_command(
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes auditing the dataset topics' lanes (default: the CPUs this may use; one for a "
+            "small log); the report is the same with any number",
+        ),
+    ] = None,
 ) -> None:
     """Replay the governance log, every dataset topic, the checkpoints and the access log from offset 0
     with public keys only; exit 1 on any finding. From an agency's site (SHAREHUB_HOME=the site, e.g. the
@@ -279,7 +288,7 @@ def audit_verify_command(
     if window.start and window.end and window.start >= window.end:
         raise InputError(f"--from {window.start.isoformat()} is not before --to {window.end.isoformat()}")
     with line_progress(err, quiet=quiet, unit="records") as tracker:
-        report = _audit(window, tracker)
+        report = _audit(window, tracker, workers, as_json or show_all)
     if html_file is not None:
         html_file.write_text(html_report(report), encoding="utf-8")
     if as_json:
@@ -295,13 +304,19 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _audit(window: AuditWindow, tracker: Tracker | None) -> AuditReport:
+def _audit(
+    window: AuditWindow, tracker: Tracker | None, workers: int | None, every_event: bool
+) -> AuditReport:
     """The audit from the site of SHAREHUB_HOME: an agency's (the auditor's: its own identity and pinned
-    trust only), or the hub's (which may also read its quarantine)."""
+    trust only), or the hub's (which may also read its quarantine). ``every_event``: keep every record's
+    status (``--json``, ``--all``), not only the findings."""
     from services.audit import audit_verify
 
     with _log_source() as (kafka, governance, hub):
-        return audit_verify(kafka, governance, window=window, progress=tracker, quarantine=hub is not None)
+        return audit_verify(
+            kafka, governance, window=window, progress=tracker, quarantine=hub is not None,
+            workers=workers, every_event=every_event,
+        )  # fmt: skip
 
 
 @contextmanager

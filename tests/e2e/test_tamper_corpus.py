@@ -3,19 +3,22 @@
 it (flipped byte, forged signer, revoked key, non-owner publisher, reorder, gap, duplicate, fork, truncation
 after a checkpoint, access records cut off after a checkpoint, a governance event signed by a non-operator,
 junk on each of the hub's own topics) and the audit reports each with its reason and offset, and nothing
-else. Governance goes on past its junk: commands load it, and new changes are still written and applied."""
+else, the same report in one process as with the lanes spread over worker processes. Governance goes on past
+its junk: commands load it, and new changes are still written and applied."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import json
+from dataclasses import asdict
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 
 from services.access_log import AccessLog, Checkpointing
+from services.audit import audit_verify
 from services.hub import Hub
 from sharehub.chain import ChainHead
 from sharehub.checkpoints import seal_checkpoint
@@ -93,7 +96,10 @@ def lane_heads(hub: Hub) -> dict[int, Envelope]:
     return heads
 
 
-def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else(hub: Hub) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else(
+    hub: Hub, workers: str
+) -> None:
     for dataset, (owner, generate) in HONEST.items():
         report = hub.publisher(owner, dataset).publish_records(list(generate(30, seed=11)))
         assert not report.rejected
@@ -101,7 +107,7 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
     # An API instance answers five queries: its lane's checkpoints every two records and on close.
     honest_api = AccessLog(hub.kafka, state.access_log_topic, _operator_signer(hub), _checkpointing(hub, 2))
     _answer(honest_api, 5)
-    honest = audit(hub)
+    honest = audit(hub, "--workers", workers)
     assert honest["findings"] == 0 and honest["events"] == 150 and honest["governance"]["head"] > 0
     assert honest["topics"][state.access_log_topic]["note"].startswith("signed by the operator key")
     assert honest["topics"][state.access_log_topic]["verified"] == 5
@@ -118,9 +124,20 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
     t.write(hub.kafka_admin, hub.governance.quarantine_topic, 0, junk)
     t.close()
 
-    report = audit(hub)
+    report = audit(hub, "--workers", workers)
     assert found(report) == t.expected
     assert len(t.expected) == 15
+    other = audit(hub, "--workers", "2" if workers == "1" else "1")
+    assert other["results"] == report["results"] and other["topics"] == report["topics"]
+    # Without every event kept (the command's default without --json or --all): the same findings, in
+    # the same order, and the same counts.
+    compact = audit_verify(
+        hub.kafka, hub.governance, workers=int(workers), every_event=False, quarantine=True
+    )
+    assert [{**asdict(e), "reason": e.reason} for e in compact.events] == [
+        r for r in report["results"] if r["reason"] != "ok"
+    ]
+    assert compact.to_json()["topics"] == report["topics"]
     assert any("(revoked)" in r["detail"] for r in report["results"])
     assert report["governance"]["state_sha256"] == hub.governance_state(refresh=True).state_hash()
 
