@@ -119,7 +119,7 @@ def soak_chart(soak: dict[str, Any], path: Path) -> Path:
     for process in samples[0]["rss_mib"] if samples else []:
         memory.plot(minutes, [s["rss_mib"].get(process, float("nan")) for s in samples], label=process)
     memory.set_ylabel("RSS (MiB)")
-    for process in samples[0]["rss_mib"] if samples else []:
+    for process in samples[0]["cpu_percent"] if samples else []:
         cpu.plot(minutes, [s["cpu_percent"].get(process, float("nan")) for s in samples], label=process)
     cpu.set_ylabel("CPU (% of one core)")
     cpu.set_xlabel("minutes since the loads started")

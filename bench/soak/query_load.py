@@ -42,11 +42,13 @@ class Interval:
     def __init__(self) -> None:
         self.statuses: Counter[int] = Counter()
         self.latencies_ms: list[float] = []
+        #: Requests without an answer, by the exception's name.
+        self.failures: Counter[str] = Counter()
 
     def flush(self) -> None:
-        emit({"t": time.monotonic(), "statuses": dict(self.statuses), "latencies_ms": self.latencies_ms})
-        self.statuses = Counter()
-        self.latencies_ms = []
+        emit({"t": time.monotonic(), "statuses": dict(self.statuses), "latencies_ms": self.latencies_ms,
+              "failures": dict(self.failures)})  # fmt: skip
+        self.statuses, self.latencies_ms, self.failures = Counter(), [], Counter()
 
 
 async def run(url: str, tls: ssl.SSLContext, token: str, rate: float, seconds: float) -> None:
@@ -63,8 +65,9 @@ async def run(url: str, tls: ssl.SSLContext, token: str, rate: float, seconds: f
                 async with session.get(url, params=params) as response:
                     await response.read()
                     status = response.status
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 status = 0
+                interval.failures[type(exc).__name__] += 1
             interval.statuses[status] += 1
             interval.latencies_ms.append((loop.time() - due) * 1000)
 

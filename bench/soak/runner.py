@@ -23,6 +23,8 @@ from services.audit import audit_verify
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub import pki
+from sharehub.settings import Settings
+from tooling.kafka_local import LocalKafka
 
 #: The consumer whose read model the query load reads (a page of 20 records, as make chaos's queries).
 QUERY_CONSUMER = "dongthap-ppc"
@@ -75,6 +77,8 @@ def run(asked: Asked, limits: Limits) -> tuple[dict[str, Any], Verdict]:
             "p99": _pct(watch.latencies_ms, 99),
             "max": max(watch.latencies_ms, default=0.0),
         },
+        #: Why queries had no answer (the exception's name → how many).
+        query_failures=dict(watch.query_failures),
         checks=[asdict(c) for c in verdict.checks],
         ok=verdict.ok,
     )
@@ -133,6 +137,7 @@ def _load(hub: Hub, asked: Asked) -> tuple[Watch, float | None]:
                 "query load": querying.proc.pid,
             },
             worker_supervisor=worker.pid,
+            cpu_only={"broker": pid} if (pid := broker_pid(asked)) else {},
         )
         log(
             f"{asked.seconds:,.0f} s at {asked.events_per_s:,.0f} events/s and "
@@ -147,6 +152,13 @@ def _load(hub: Hub, asked: Asked) -> tuple[Watch, float | None]:
         watch.take_the_rest()
         drained = _drain(watch)
     return watch, drained
+
+
+def broker_pid(asked: Asked) -> int | None:
+    """The soak's own broker's process (none when SHAREHUB_KAFKA_BOOTSTRAP named another broker)."""
+    if os.environ.get("SHAREHUB_KAFKA_BOOTSTRAP"):
+        return None
+    return LocalKafka(asked.home / "kafka-home" / "broker", Settings().cache_dir, asked.kafka_port).pid()
 
 
 def _watch_until_done(watch: Watch, asked: Asked) -> None:
@@ -166,7 +178,7 @@ def _line(s: Any) -> str:
     return (
         f"{s.t_s:,.0f} s: {s.events_per_s:,.0f} ev/s (behind {s.publish_behind_s:.1f} s), "
         f"{s.queries_per_s:,.0f} q/s, p50 {s.p50_ms:.1f} ms, p99 {s.p99_ms:.1f} ms, errors {s.query_errors}, "
-        f"lag {lags}; RSS, CPU: {rss}"
+        f"lag {lags}; CPU, RSS: {rss}"
     )
 
 

@@ -147,14 +147,17 @@ class Watch:
     consumers: list[str]
     publishing: LoadProcess
     querying: LoadProcess
-    #: Processes whose memory is sampled (name → pid; with its descendants: a worker and its engine).
+    #: Processes whose memory and CPU are sampled (name → pid; with its descendants: a worker and its engine).
     processes: dict[str, int]
     worker_supervisor: int
+    #: Processes whose CPU alone is sampled (the broker: a JVM's heap grows to its -Xmx by design).
+    cpu_only: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     samples: list[Sample] = field(default_factory=list)
     acknowledged: list[list[int]] = field(default_factory=list)
     failed_batches: int = 0
     queries: Counter[int] = field(default_factory=Counter)
+    query_failures: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     workers_seen: set[int] = field(default_factory=set)
     #: CPU seconds of each process at the last sample, and when it was taken.
@@ -166,7 +169,7 @@ class Watch:
         for load in (self.publishing, self.querying):
             load.wait_ready(timeout=300)
         self.started = self.cpu_at = time.monotonic()
-        self.cpu_s = {name: family_cpu_s(pid) for name, pid in self.processes.items()}
+        self.cpu_s = {name: family_cpu_s(pid) for name, pid in self._cpu_sampled().items()}
         for load in (self.publishing, self.querying):
             load.go()
 
@@ -177,7 +180,7 @@ class Watch:
         latencies, errors = self._tally(published, answered)
         self.workers_seen.update(supervised_children(self.worker_supervisor))
         rss = {name: family_rss_kb(pid)[0] for name, pid in self.processes.items()}
-        now, cpu = time.monotonic(), {name: family_cpu_s(pid) for name, pid in self.processes.items()}
+        now, cpu = time.monotonic(), {name: family_cpu_s(pid) for name, pid in self._cpu_sampled().items()}
         busy = {name: (cpu[name] - self.cpu_s.get(name, 0.0)) / (now - self.cpu_at) * 100 for name in cpu}
         self.cpu_s, self.cpu_at = cpu, now
         sample = Sample(
@@ -189,11 +192,14 @@ class Watch:
             query_errors=errors,
             lag=lag(self.hub, self.topic, self.consumers),
             rss_mib={name: round(kb / 1024, 1) for name, kb in rss.items() if kb},  # 0: it has ended
-            cpu_percent={name: round(percent, 1) for name, percent in busy.items() if rss[name]},
+            cpu_percent={name: round(percent, 1) for name, percent in busy.items() if rss.get(name, 1)},
             publish_behind_s=round(max((line.get("behind_s", 0.0) for line in published), default=0.0), 2),
         )
         self.samples.append(sample)
         return sample
+
+    def _cpu_sampled(self) -> dict[str, int]:
+        return self.processes | self.cpu_only
 
     def take_the_rest(self) -> None:
         """What the loads wrote last, after the last sample: counted in the totals, not in a sample."""
@@ -209,6 +215,7 @@ class Watch:
         errors = 0
         for line in answered:
             latencies += line.get("latencies_ms", [])
+            self.query_failures.update(line.get("failures", {}))
             for status, n in line.get("statuses", {}).items():
                 self.queries[int(status)] += n
                 errors += n if status != "200" else 0
