@@ -117,6 +117,20 @@ def test_latency_that_keeps_climbing_fails() -> None:
     assert failed(samples) == ["query p99 does not keep rising"]
 
 
+def test_a_climbing_p99_shows_though_the_query_load_ended_first() -> None:
+    # The query load ended 3 minutes before the publishing load: those intervals have no latency (0),
+    # which would pull the trend down and hide the climb before them.
+    per_s = Limits().p99_rise_ms * 2 / (MINUTES * 60 / 2)
+    ended = MINUTES * 60 - 180
+    samples = [
+        s if s.t_s <= ended else dataclasses.replace(s, queries_per_s=0.0, p99_ms=0.0)
+        for s in run(p99=lambda t: 15 + per_s * t)
+    ]
+    assert failed(samples) == ["query p99 does not keep rising"]
+    steady = [s if s.t_s <= ended else dataclasses.replace(s, queries_per_s=0.0, p99_ms=0.0) for s in run()]
+    assert failed(steady) == []
+
+
 def test_a_load_that_fell_behind_fails_its_rate() -> None:
     samples = run()
     totals = clean_totals(samples)
