@@ -127,7 +127,7 @@ def soak_chart(soak: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8, loc="upper left")
         ax.grid(alpha=0.3)
-    verdict = "pass" if soak["ok"] else "FAIL"
+    verdict = {True: "pass", False: "FAIL", None: "counts at rest still to come"}[soak["ok"]]
     fig.suptitle(
         f"soak, {asked['seconds'] / 60:g} min at {asked['events_per_s']:,.0f} events/s and "
         f"{asked['queries_per_s']:,.0f} queries/s, {soak['date']}: {verdict}",

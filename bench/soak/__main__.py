@@ -8,6 +8,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench import charts, report
 from bench.environment import BENCH_HOME
@@ -45,10 +46,17 @@ def main(argv: list[str]) -> int:
         parser.error("--minutes, --events-per-s, --queries-per-s and --sample-s must be positive")
     port = args.kafka_port or int(os.environ.get("SHAREHUB_LOCAL_KAFKA_PORT", SOAK_KAFKA_PORT))
     asked = Asked(args.minutes * 60, args.events_per_s, args.queries_per_s, args.sample_s, port, args.home)
-    result, verdict = run(asked, Limits())
-    result["command"] = shlex.join(["python", "-m", "bench.soak", *argv])
-    save(args.results, result)
-    chart = charts.soak_chart(result, args.results.with_suffix(".svg"))
+    command = shlex.join(["python", "-m", "bench.soak", *argv])
+
+    def write(result: dict[str, Any]) -> Path:
+        save(args.results, result | {"command": command})
+        return charts.soak_chart(result, args.results.with_suffix(".svg"))
+
+    def loaded(result: dict[str, Any]) -> None:
+        log(f"the load's samples in {args.results} and {write(result)}; now the counts at rest")
+
+    result, verdict = run(asked, Limits(), loaded)
+    chart = write(result)
     print(table(verdict))
     log(f"{'pass' if verdict.ok else 'FAIL'}; wrote {args.results} and {chart}")
     if verdict.ok and not args.keep:

@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,13 @@ def log(message: str) -> None:
     print(f"[soak {dt.datetime.now(dt.UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def run(asked: Asked, limits: Limits) -> tuple[dict[str, Any], Verdict]:
-    """Run the soak ``asked`` for: its verdict, and the samples, totals and verdict as a JSON-able result."""
+def run(
+    asked: Asked, limits: Limits, loaded: Callable[[dict[str, Any]], None]
+) -> tuple[dict[str, Any], Verdict]:
+    """Run the soak ``asked`` for: its verdict, and the samples, totals and verdict as a JSON-able result.
+    ``loaded`` is given the result so far (the samples, no verdict: ``ok`` None) once the loads ended and
+    the read models drained, before the counts at rest, which replay the whole log and take longer than
+    the load itself at full rates."""
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine.describe(),
@@ -65,24 +71,29 @@ def run(asked: Asked, limits: Limits) -> tuple[dict[str, Any], Verdict]:
         try:
             watch, drained = _load(hub, asked)
             result["load_average_after"] = os.getloadavg()
+            loaded(result | _observed(watch) | {"drained_s": drained, "ok": None})
             totals = _count(hub, asked, watch, drained)
         finally:
             hub.close()
     verdict = judge(watch.samples, totals, limits)
     result.update(
-        samples=[asdict(s) for s in watch.samples],
-        totals=asdict(totals),
-        query_latency_ms={
+        _observed(watch), totals=asdict(totals), checks=[asdict(c) for c in verdict.checks], ok=verdict.ok
+    )
+    return result, verdict
+
+
+def _observed(watch: Watch) -> dict[str, Any]:
+    """What the run showed while the loads ran."""
+    return {
+        "samples": [asdict(s) for s in watch.samples],
+        "query_latency_ms": {
             "p50": _pct(watch.latencies_ms, 50),
             "p99": _pct(watch.latencies_ms, 99),
             "max": max(watch.latencies_ms, default=0.0),
         },
         #: Why queries had no answer (the exception's name → how many).
-        query_failures=dict(watch.query_failures),
-        checks=[asdict(c) for c in verdict.checks],
-        ok=verdict.ok,
-    )
-    return result, verdict
+        "query_failures": dict(watch.query_failures),
+    }
 
 
 def _pct(values: list[float], q: float) -> float:
