@@ -110,8 +110,10 @@ def soak_chart(soak: dict[str, Any], path: Path) -> Path:
     for rate, colour in ((asked["events_per_s"], HUB_COLOUR), (asked["queries_per_s"], "#1f77b4")):
         rates.axhline(rate, color=colour, linestyle=":", linewidth=1)
     rates.set_ylabel("per second (dotted: asked)")
-    latency.plot(minutes, [s["p99_ms"] for s in samples], color=HUB_COLOUR, label="p99")
-    latency.plot(minutes, [s["p50_ms"] for s in samples], color=BASELINE_COLOUR, label="p50")
+    for key, colour, name in (("p99_ms", HUB_COLOUR, "p99"), ("p50_ms", BASELINE_COLOUR, "p50")):
+        # An interval without answers (the query load over) has no latency: a gap, not 0 ms.
+        latency.plot(minutes, [s[key] if s["queries_per_s"] else float("nan") for s in samples],
+                     color=colour, label=name)  # fmt: skip
     latency.set_ylabel("query latency (ms)")
     for consumer in samples[0]["lag"] if samples else []:
         lag.plot(minutes, [s["lag"][consumer] for s in samples], label=consumer)
