@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ SOAK_KAFKA_PORT = 29802
 
 
 def main(argv: list[str]) -> int:
+    # SIGTERM (a timeout, systemd, kill) unwinds as Ctrl-C does: the loads, the worker, the API and the
+    # broker are stopped on the way out, rather than left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--events-per-s", type=float, default=2000.0)
