@@ -111,8 +111,8 @@ def soak_chart(soak: dict[str, Any], path: Path) -> Path:
         rates.axhline(rate, color=colour, linestyle=":", linewidth=1)
     rates.set_ylabel("per second (dotted: asked)")
     for key, colour, name in (("p99_ms", HUB_COLOUR, "p99"), ("p50_ms", BASELINE_COLOUR, "p50")):
-        # An interval without answers (the query load over) has no latency: a gap, not 0 ms.
-        latency.plot(minutes, [s[key] if s["queries_per_s"] else float("nan") for s in samples],
+        # An interval without a finished request (the query load over) has no latency: a gap, not 0 ms.
+        latency.plot(minutes, [s[key] if s["p99_ms"] else float("nan") for s in samples],
                      color=colour, label=name)  # fmt: skip
     latency.set_ylabel("query latency (ms)")
     for consumer in samples[0]["lag"] if samples else []:

@@ -184,7 +184,8 @@ def _watch_until_done(watch: Watch, asked: Asked) -> None:
 def _line(s: Any) -> str:
     lags = "/".join(f"{n:,}" for n in s.lag.values())
     rss = ", ".join(
-        f"{name} {mib:.0f} MiB {s.cpu_percent.get(name, 0):.0f}%" for name, mib in s.rss_mib.items()
+        f"{name} {cpu:.0f}%" + (f" {s.rss_mib[name]:.0f} MiB" if name in s.rss_mib else "")
+        for name, cpu in s.cpu_percent.items()
     )
     return (
         f"{s.t_s:,.0f} s: {s.events_per_s:,.0f} ev/s (behind {s.publish_behind_s:.1f} s), "

@@ -232,8 +232,9 @@ def _trends(samples: Sequence[Sample], totals: Totals, limits: Limits) -> list[C
                 f"last {half[-1].lag.get(consumer, 0):,} behind",
             )
         )
-    # Over the intervals that had answers: a query load that ended first leaves intervals with none.
-    answered = [(s.t_s, s.p99_ms) for s in half if s.queries_per_s > 0]
+    # Over the intervals in which requests finished (answered or not): a query load that ended first leaves
+    # intervals with none, whose p99 of 0 would pull the line down.
+    answered = [(s.t_s, s.p99_ms) for s in half if s.p99_ms > 0]
     p99_rise = slope(answered) * (answered[-1][0] - answered[0][0]) if answered else 0.0
     checks.append(
         Check(
