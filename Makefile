@@ -62,3 +62,9 @@ chaos: venv  ## Faults under publish and query load on a 3-node cluster (see REL
 	env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/python -m pytest tests/e2e/test_kafka_cluster.py -m cluster -q
 	env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/python -m bench.chaos; \
 	  status=$$?; env -u SHAREHUB_KAFKA_BOOTSTRAP SHAREHUB_HOME=$(CHAOS_HOME) .venv/bin/sharehub kafka stop; exit $$status
+
+.PHONY: soak
+SOAK_MINUTES ?= 30
+
+soak: venv  ## SOAK_MINUTES (30) at 2,000 events/s published and 500 queries/s on a hub and broker of its own; a chart and a verdict (see RELIABILITY.md); not in `make test`.
+	env -u SHAREHUB_KAFKA_BOOTSTRAP .venv/bin/python -m bench.soak --minutes $(SOAK_MINUTES) --events-per-s 2000 --queries-per-s 500

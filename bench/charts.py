@@ -94,3 +94,49 @@ def scale_chart(scale: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def soak_chart(soak: dict[str, Any], path: Path) -> Path:
+    """The soak over time, one panel each: throughput against the rates asked, query latency, each read
+    model's lag, each process's memory and CPU. A line that keeps climbing in the lag or memory panel is
+    what the soak looks for; CPU shows which process a machine too small runs out for. The chart's file
+    type follows ``path`` (SVG for the docs)."""
+    samples = soak["samples"]
+    asked = soak["asked"]
+    minutes = [s["t_s"] / 60 for s in samples]
+    fig, (rates, latency, lag, memory, cpu) = plt.subplots(5, 1, figsize=(10, 13.5), sharex=True)
+    rates.plot(minutes, [s["events_per_s"] for s in samples], color=HUB_COLOUR, label="events acknowledged/s")
+    rates.plot(minutes, [s["queries_per_s"] for s in samples], color="#1f77b4", label="queries answered/s")
+    for rate, colour in ((asked["events_per_s"], HUB_COLOUR), (asked["queries_per_s"], "#1f77b4")):
+        rates.axhline(rate, color=colour, linestyle=":", linewidth=1)
+    rates.set_ylabel("per second (dotted: asked)")
+    for key, colour, name in (("p99_ms", HUB_COLOUR, "p99"), ("p50_ms", BASELINE_COLOUR, "p50")):
+        # An interval without a finished request (the query load over) has no latency: a gap, not 0 ms.
+        latency.plot(minutes, [s[key] if s["p99_ms"] else float("nan") for s in samples],
+                     color=colour, label=name)  # fmt: skip
+    latency.set_ylabel("query latency (ms)")
+    for consumer in samples[0]["lag"] if samples else []:
+        lag.plot(minutes, [s["lag"][consumer] for s in samples], label=consumer)
+    lag.set_ylabel("read model lag (events)")
+    for process in samples[0]["rss_mib"] if samples else []:
+        memory.plot(minutes, [s["rss_mib"].get(process, float("nan")) for s in samples], label=process)
+    memory.set_ylabel("RSS (MiB)")
+    for process in samples[0]["cpu_percent"] if samples else []:
+        cpu.plot(minutes, [s["cpu_percent"].get(process, float("nan")) for s in samples], label=process)
+    cpu.set_ylabel("CPU (% of one core)")
+    cpu.set_xlabel("minutes since the loads started")
+    for ax in (rates, latency, lag, memory, cpu):
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(alpha=0.3)
+    verdict = {True: "pass", False: "FAIL", None: "counts at rest still to come"}[soak["ok"]]
+    fig.suptitle(
+        f"soak, {asked['seconds'] / 60:g} min at {asked['events_per_s']:,.0f} events/s and "
+        f"{asked['queries_per_s']:,.0f} queries/s, {soak['date']}: {verdict}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
