@@ -12,6 +12,8 @@ from pathlib import Path
 
 #: Children started by this process, kept so they can be waited for (and are not reported as leaked).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+#: Seconds to wait for a process killed with SIGKILL to be gone (and reaped, when it is a child).
+KILL_WAIT_S = 5.0
 
 
 #: Every process started here runs ``python -m services ...``; a pid whose command line lacks it is not ours.
@@ -84,6 +86,10 @@ def stop(home: Path, name: str, timeout: float = 20.0) -> bool:
         time.sleep(0.2)
     if Path(f"/proc/{pid}").exists():
         os.killpg(pid, signal.SIGKILL)
+        killed_by = time.monotonic() + KILL_WAIT_S  # a SIGKILL is delivered, not done, when it returns
+        while pid in _children and time.monotonic() < killed_by:
+            _reap(pid)
+            time.sleep(0.05)
         _reap(pid)
     pid_file.unlink(missing_ok=True)
     return True

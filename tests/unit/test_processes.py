@@ -30,3 +30,13 @@ def test_a_pid_file_naming_a_foreign_process_is_stale(tmp_path: Path) -> None:
     (run / "api.pid").write_text(str(os.getpid()))  # pytest itself: alive, but not a hub process
     assert processes.running_pid(tmp_path, "api") is None
     assert not (run / "api.pid").exists()
+
+
+def test_a_process_that_outlives_its_sigterm_is_killed_and_reaped_before_stop_returns(
+    offline_hub: Hub,
+) -> None:
+    args = ["serve", "--port", str(free_port())]
+    pid, _log = processes.start(offline_hub.home, "api", args, env=hub_env(offline_hub))
+    assert processes.stop(offline_hub.home, "api", timeout=0.0)  # no grace: straight to SIGKILL
+    assert not Path(f"/proc/{pid}").exists(), "gone, not a zombie, when stop returns"
+    assert pid not in processes._children
