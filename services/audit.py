@@ -115,7 +115,8 @@ class AuditReport:
 
 
 def _is_dataset_topic(topic: str) -> bool:
-    return not topic.endswith(("-governance", "-access-log", "-quarantine")) and "-checkpoints." not in topic
+    hubs = ("-governance", "-access-log", "-access-log.checkpoints", "-quarantine")
+    return not topic.endswith(hubs) and "-checkpoints." not in topic
 
 
 def audit_verify(
