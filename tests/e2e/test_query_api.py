@@ -360,7 +360,10 @@ def test_as_of_before_the_history_the_read_models_keep_is_a_clear_400(loaded: Hu
 def test_prune_history_forgets_only_what_no_read_within_the_history_needs(hub: Hub) -> None:
     key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
     moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
-    history = [member(member_id="PM0000000001", status="PROBATIONARY"), member(member_id="PM0000000001")]
+    history = [
+        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
+        member(member_id="PM0000000001"),
+    ]
     apply(projector(hub), messages(hub, history, occurred=moments))
     consumers = ("dongthap-ppc", "langson-ppc")
     assert [hub.store(c).version_count("party-members") for c in consumers] == [2, 2]

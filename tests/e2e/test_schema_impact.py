@@ -54,10 +54,14 @@ def test_impact_names_the_agreements_a_version_breaks_and_register_schema_refuse
 
 def test_impact_reports_a_narrowing_and_registering_it_is_allowed(hub: Hub, tmp_path: Path) -> None:
     path, raw = members_schema(tmp_path, secret="full_name")  # granted to Dong Thap (confidential) only
-    report = sharehub(hub, "gov", "impact", "--dataset", DATASET, "--schema", str(path))
+    report = sharehub(hub, "gov", "impact", "--dataset", DATASET, "--schema", str(path), "--json")
     assert report.returncode == 0, report.stdout + report.stderr
-    assert "dongthap-ppc.party-members.1" in report.stdout and "narrows" in report.stdout
-    assert "langson-ppc" not in report.stdout
+    impacts = [json.loads(line) for line in report.stdout.splitlines()]
+    assert [(i["agreement"], i["effect"], i["subject"]) for i in impacts] == [
+        ("dongthap-ppc.party-members.1", "narrows", "full_name")
+    ]
+    table = sharehub(hub, "gov", "impact", "--dataset", DATASET, "--schema", str(path))
+    assert table.returncode == 0 and "narrows" in table.stdout
 
     client = TestClient(create_app(hub))
     headers = {"Authorization": f"Bearer {issue_credential(hub, 'coc')}"}

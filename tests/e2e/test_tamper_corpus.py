@@ -96,10 +96,8 @@ def lane_heads(hub: Hub) -> dict[int, Envelope]:
     return heads
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else(
-    hub: Hub, workers: str
-) -> None:
+def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else(hub: Hub) -> None:
+    workers = "2"  # the lanes over two worker processes; the one-process audit must report the same below
     for dataset, (owner, generate) in HONEST.items():
         report = hub.publisher(owner, dataset).publish_records(list(generate(30, seed=11)))
         assert not report.rejected
