@@ -10,6 +10,7 @@
     │   ├── UnknownReferenceError      an agency, dataset, consumer or key id that does not exist
     │   ├── RowFilterError             an agreement's row filter that does not parse or fit its schema
     │   ├── SchemaIncompatible         a new schema version that cannot read every old event
+    │   │   └── SchemaBreaksAgreements     one that drops a field an agreement in force grants or filters on
     │   ├── DuplicateId                governance: an id (agency, key, dataset, agreement) already taken
     │   ├── ClearanceTooLow            governance: a field above the consumer's clearance
     │   ├── NotPermitted               governance: this agency may not take this step (e.g. self-approval)
