@@ -206,6 +206,23 @@ def load_schema(name: str) -> RecordSchema:
     return RecordSchema.from_json(name, json.loads(text))
 
 
+def released_schemas(name: str) -> dict[bytes, RecordSchema]:
+    """Every released version of one of sharehub's own schemas, by fingerprint: the snapshots kept in
+    ``schemas/history/<name>/`` (one file per release, never changed once released) and the current one.
+
+    A reader of a log written over years meets the bytes of every release: it decodes each with the schema
+    that wrote it (its fingerprint says which) into the current one (Avro schema resolution)."""
+    current = load_schema(name)
+    found = {current.fingerprint: current}
+    folder = resources.files("schemas").joinpath("history", name)
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.endswith(".avsc"):
+                schema = RecordSchema.from_json(name, json.loads(entry.read_text(encoding="utf-8")))
+                found.setdefault(schema.fingerprint, schema)
+    return found
+
+
 def split_single_object(data: bytes) -> tuple[bytes, bytes]:
     """(fingerprint, body) of a single-object encoded value; ValueError if it is not one."""
     if len(data) < HEADER_SIZE or not data.startswith(SINGLE_OBJECT_MARKER):

@@ -6,7 +6,8 @@ event type: the union branch *is* the tag, so a reader cannot mistake an ``Agree
 ``AgreementRevoked`` even though both carry the same fields (a separate ``type`` enum could disagree with
 the payload; a union branch cannot).
 
-Wire form, like :mod:`sharehub.checkpoints`: single-object Avro (``C3 01`` + fingerprint + body) followed by
+Wire form, like :mod:`sharehub.checkpoints`: single-object Avro (``C3 01`` + fingerprint of the release that
+wrote it, kept in ``schemas/history/governance-event/``, + body) followed by
 a 64-byte Ed25519 signature over every byte before it. This module seals and parses; checking the signature
 and the chain needs the state so far and lives in :mod:`sharehub.gov.verify`.
 """
@@ -22,11 +23,14 @@ from typing import Any, TypeAlias, cast
 
 import fastavro
 
-from sharehub.avro import SINGLE_OBJECT_MARKER, load_schema, split_single_object
+from sharehub.avro import SINGLE_OBJECT_MARKER, load_schema, released_schemas, split_single_object
 from sharehub.errors import MalformedEnvelope
 from sharehub.keys import SigningKey
 
 EVENT_SCHEMA = load_schema("governance-event")
+#: Every release of the governance event schema by fingerprint (``schemas/history/governance-event/``): the
+#: log keeps events each release wrote, and they are read into today's form.
+WRITER_SCHEMAS = released_schemas("governance-event")
 NAMESPACE = "vn.sharehub.governance.v1"
 SIGNATURE_SIZE = 64
 HASH_SIZE = 32
@@ -250,12 +254,14 @@ def parse(raw: bytes) -> GovernanceEvent:
     body, signature = raw[:-SIGNATURE_SIZE], raw[-SIGNATURE_SIZE:]
     try:
         fp, avro = split_single_object(body)
-        if fp != EVENT_SCHEMA.fingerprint:
-            raise ValueError(f"schema fingerprint {fp.hex()} is not the governance event's")
+        writer = WRITER_SCHEMAS.get(fp)
+        if writer is None:
+            raise ValueError(f"schema fingerprint {fp.hex()} is not one of the governance event's releases")
+        reader = None if writer is EVENT_SCHEMA else EVENT_SCHEMA.parsed
         buf = io.BytesIO(avro)
         datum = cast(
             dict[str, Any],
-            fastavro.schemaless_reader(buf, EVENT_SCHEMA.parsed, None, return_record_name=True),
+            fastavro.schemaless_reader(buf, writer.parsed, reader, return_record_name=True),
         )
         if buf.tell() != len(avro):
             raise ValueError(f"{len(avro) - buf.tell()} trailing bytes")
