@@ -87,12 +87,13 @@ class Operations:
                         seconds_since_last_write=(now - last).total_seconds() if last else None,
                     )
                 )
+        quarantined = self._quarantined()  # one count for both figures, never two different snapshots
         return {
             "at": now.isoformat(),
             "governance_head": gov.head_sequence,
             "read_models": [asdict(m) for m in models],
-            "quarantined": self._quarantined().by_reason,
-            "quality_rule_breaks": self._quarantined().quality_rule_breaks,
+            "quarantined": quarantined.by_reason,
+            "quality_rule_breaks": quarantined.quality_rule_breaks,
         }
 
     def metrics(self) -> bytes:
