@@ -335,15 +335,10 @@ def _operation_command(operation: str) -> None:
     def command(**kwargs: Any) -> None:
         from services.gov_operations import Caller, authenticate, event_summary, perform
 
+        who, credential = kwargs.pop("actor"), _credential(kwargs.pop("credential_file"))
+        request = _request(kind, file_fields, kwargs)  # bad input is refused before the hub is opened
         with Hub() as hub:
-            actor = authenticate(
-                hub.governance,
-                hub.keys,
-                kwargs.pop("actor"),
-                _credential(kwargs.pop("credential_file")),
-                local_operator=True,
-            )
-            request = _request(kind, file_fields, kwargs)
+            actor = authenticate(hub.governance, hub.keys, who, credential, local_operator=True)
             event = perform(hub.governance_desk(), Caller(actor, local=True), operation, request)
         print(json.dumps(event_summary(event)))
 
@@ -360,7 +355,7 @@ def _request(kind: Any, file_fields: set[str], options: dict[str, Any]) -> Any:
     body = {}
     for name, value in options.items():
         if name in file_fields:
-            value = schema_from_file(Path(value).read_text(encoding="utf-8"))
+            value = schema_from_file(_read_text(Path(value)))
         if isinstance(value, list | tuple):
             value = [part.strip() for item in value for part in item.split(",") if part.strip()]
         if value is None or (value == [] and not kind.model_fields[name].is_required()):
