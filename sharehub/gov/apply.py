@@ -7,7 +7,9 @@ each is validated and signed like any other command. Applying the same spec twic
 time. Keys are made in the local key store the first time an agency or dataset appears, as
 ``services/governance_bootstrap.py`` does.
 
-The spec is ``demo/hub.yaml``'s format (``HubSpec``), with one addition: an agreement may list its
+The spec is ``demo/hub.yaml``'s format (``HubSpec``), with two additions: the vocabulary of ``purposes``
+and ``legal_bases`` (defined before the datasets and agreements that name them; a term the spec no longer
+lists is left as it is: retiring is ``sharehub gov purposes retire``), and an agreement may list its
 ``approvers`` (central offices). Without it the operator approves, which is enough below secret only; for a
 secret agreement the plan asks for two. Things the log cannot change yet (an agency's name or clearance, a
 dataset's owner, an agreement's terms) are refused with InputError rather than silently left different.
@@ -28,7 +30,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from sharehub.avro import load_schema
 from sharehub.errors import InputError
-from sharehub.gov.commands import DeclareDataset, Propose, RegisterAgency
+from sharehub.gov.commands import DeclareDataset, DefineLegalBasis, DefinePurpose, Propose, RegisterAgency
 from sharehub.gov.custody import custody_key_id
 from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.log import MemoryLog
@@ -61,6 +63,9 @@ class GovSpec(BaseModel):
     #: site ('sharehub agency init') and registers them from its request ('sharehub gov register-key'):
     #: the hub never holds their private keys nor their passwords.
     custodial: list[str] = Field(default_factory=list)
+    #: The vocabulary datasets and agreements name (sharehub.gov.vocabulary).
+    purposes: list[DefinePurpose] = Field(default_factory=list)
+    legal_bases: list[DefineLegalBasis] = Field(default_factory=list)
     datasets: list[DatasetSpec] = Field(default_factory=list)
     agreements: list[AgreementSpec] = Field(default_factory=list)
 
@@ -116,6 +121,7 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
     for agency in sorted(desired.agencies, key=lambda a: a.id != desired.operator):
         hub_key = agency.id == desired.operator or agency.id in desired.custodial
         changes += _agency(agency, state, desired.operator, hub_key=hub_key)
+    changes += _vocabulary(desired, state)
     for dataset in desired.datasets:
         changes += _dataset(dataset, state, desired.operator)
     for agreement in desired.agreements:
@@ -185,6 +191,23 @@ def _agency(spec: AgencySpec, state: GovState, operator: str, *, hub_key: bool) 
         key_id = f"{spec.id}/sign/1" if spec.id == operator else custody_key_id(spec.id)
         args = {"actor": operator, "agency": spec.id, "key_id": key_id}
         changes.append(Change(f"+ add signing key {key_id} to {spec.id}", "add_key", args))
+    return changes
+
+
+def _vocabulary(desired: GovSpec, state: GovState) -> list[Change]:
+    changes: list[Change] = []
+    kinds = (
+        ("purpose", desired.purposes, state.purposes_, "define_purpose"),
+        ("legal basis", desired.legal_bases, state.legal_bases_, "define_legal_basis"),
+    )
+    for kind, specs, known, op in kinds:
+        for term in specs:
+            wanted = term.model_dump()
+            if term.id in known:
+                _same(f"{kind} {term.id}", wanted, known[term.id].json())
+            else:
+                args = {"actor": desired.operator, **wanted}
+                changes.append(Change(f"+ define {kind} {term.id} ({term.label_en})", op, args))
     return changes
 
 

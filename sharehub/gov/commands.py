@@ -90,6 +90,8 @@ class DeclareDataset(Command):
     partitions: int = Field(default=3, ge=1, le=256)
     #: Expressions every record must satisfy, e.g. ``admission_date >= "1930-02-03"``.
     quality_rules: tuple[str, ...] = ()
+    #: Ids of the vocabulary's purposes it may be shared for; empty: any.
+    purposes: tuple[str, ...] = ()
 
 
 class RegisterSchema(Command):
@@ -105,11 +107,23 @@ class Propose(Command):
     consumer: str
     dataset: str
     fields: tuple[str, ...]
-    purpose: str
+    #: Free text: the statement of purpose. With ``purposes`` it may be left out (it becomes their ids).
+    purpose: str = ""
+    #: The id of a legal basis of the vocabulary (free text for a hub that has none).
     legal_basis: str
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
     row_filter: str | None = None
+    #: Ids of the vocabulary's purposes: the ones a query under the agreement may state.
+    purposes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _states_a_purpose(self) -> Propose:
+        if not self.purpose and not self.purposes:
+            raise ValueError("purposes: name the agreement's purposes (ids of governance's vocabulary)")
+        if not self.purpose:  # what the event will hold, so a spec compares equal to the log
+            object.__setattr__(self, "purpose", ", ".join(self.purposes))
+        return self
 
 
 class AgreementStep(Command):
@@ -118,6 +132,27 @@ class AgreementStep(Command):
 
 class AgreementChange(Command):
     agreement_id: str
+    reason: str = Field(min_length=1)
+
+
+class DefinePurpose(Command):
+    id: str
+    label_vi: str
+    label_en: str
+
+
+class DefineLegalBasis(Command):
+    id: str
+    label_vi: str
+    label_en: str
+    #: The text it cites, e.g. ``Quy định 384-QĐ/TW, Điều 5``.
+    reference: str
+
+
+class RetireTerm(Command):
+    """Retire a purpose or a legal basis: no new agreement names it; those that do keep it."""
+
+    id: str
     reason: str = Field(min_length=1)
 
 

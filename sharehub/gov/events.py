@@ -80,6 +80,8 @@ class DatasetDeclared:
     key_field: str
     partitions: int
     quality_rules: tuple[str, ...] = ()
+    #: Ids of the vocabulary's purposes the dataset may be shared for; empty: any.
+    purposes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class AgreementProposed:
     legal_basis: str
     valid_from: dt.datetime
     valid_until: dt.datetime | None
+    #: Ids of the vocabulary's purposes (then ``legal_basis`` is a legal basis's id); empty: free text.
+    purposes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,33 @@ class CredentialIssued:
     sha256: str
 
 
+@dataclass(frozen=True)
+class PurposeDefined:
+    id: str
+    label_vi: str
+    label_en: str
+
+
+@dataclass(frozen=True)
+class LegalBasisDefined:
+    id: str
+    label_vi: str
+    label_en: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class PurposeRetired:
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LegalBasisRetired:
+    id: str
+    reason: str
+
+
 Payload: TypeAlias = (
     AgencyRegistered
     | SigningKeyAdded
@@ -155,7 +186,13 @@ Payload: TypeAlias = (
     | AgreementResumed
     | AgreementRevoked
     | CredentialIssued
+    | PurposeDefined
+    | LegalBasisDefined
+    | PurposeRetired
+    | LegalBasisRetired
 )
+#: The events of the purpose and legal-basis vocabulary (:mod:`sharehub.gov.vocabulary`).
+VocabularyChange: TypeAlias = PurposeDefined | LegalBasisDefined | PurposeRetired | LegalBasisRetired
 AgreementChange: TypeAlias = (
     AgreementProposed
     | AgreementConsented
@@ -179,6 +216,10 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         AgreementResumed,
         AgreementRevoked,
         CredentialIssued,
+        PurposeDefined,
+        LegalBasisDefined,
+        PurposeRetired,
+        LegalBasisRetired,
     )
 }
 
@@ -282,18 +323,11 @@ def parse(raw: bytes) -> GovernanceEvent:
 
 
 def _payload_datum(payload: Payload) -> dict[str, Any]:
-    datum = {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}
-    if isinstance(payload, AgreementProposed):
-        datum["fields"] = list(payload.fields)
-    if isinstance(payload, DatasetDeclared):
-        datum["quality_rules"] = list(payload.quality_rules)
-    return datum
+    # Avro arrays are tuples in the (frozen) payloads, lists on the wire.
+    values = {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
 
 def _payload_from_datum(name: str, fields: dict[str, Any]) -> Payload:
     cls = PAYLOAD_TYPES[name]
-    if cls is AgreementProposed:
-        fields = {**fields, "fields": tuple(fields["fields"])}
-    if cls is DatasetDeclared:
-        fields = {**fields, "quality_rules": tuple(fields["quality_rules"])}
-    return cast(Payload, cls(**fields))
+    return cast(Payload, cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}))

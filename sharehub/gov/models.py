@@ -98,6 +98,8 @@ class DatasetRecord:
     key_field: str
     partitions: int
     quality_rules: tuple[str, ...] = ()
+    #: Ids of the vocabulary's purposes it may be shared for (sharehub.gov.vocabulary); empty: any.
+    purposes: tuple[str, ...] = ()
     #: Every registered version, oldest first (version n is ``schemas[n - 1]``).
     schemas: tuple[RecordSchema, ...] = ()
 
@@ -187,6 +189,7 @@ class AgreementRecord:
             dataset=self.terms.dataset,
             fields=self.terms.fields,
             purpose=self.terms.purpose,
+            purposes=self.terms.purposes,
             legal_basis=self.terms.legal_basis,
             valid_from=self.terms.valid_from,
             valid_until=self.terms.valid_until,

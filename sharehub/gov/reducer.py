@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, cast
 
 from sharehub.gov import events as ev
+from sharehub.gov import vocabulary
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord, KeyRecord, approvals_needed
 from sharehub.gov.rules import parse_schema
 from sharehub.gov.views import AgencyKind, Classification
@@ -47,6 +48,7 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
             key_field=p.key_field,
             partitions=p.partitions,
             quality_rules=p.quality_rules,
+            purposes=p.purposes,
         )
     elif isinstance(p, ev.SchemaRegistered):
         ds = state.datasets_[p.dataset]
@@ -55,6 +57,8 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
     elif isinstance(p, ev.CredentialIssued):
         state.credentials.setdefault(p.consumer, []).append(p.sha256)
         state.token_owners[p.sha256] = p.consumer
+    elif isinstance(p, ev.PurposeDefined | ev.LegalBasisDefined | ev.PurposeRetired | ev.LegalBasisRetired):
+        vocabulary.mutate(state, event)
     else:
         _agreement(state, event, p)
 

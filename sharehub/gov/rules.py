@@ -28,6 +28,7 @@ from sharehub.errors import (
     ValidityExpired,
 )
 from sharehub.gov import events as ev
+from sharehub.gov import vocabulary
 from sharehub.gov.custody import CUSTODY
 from sharehub.gov.impact import refuse_breaking, schema_impact
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
@@ -176,6 +177,7 @@ def _dataset_declared(state: GovState, p: ev.DatasetDeclared, actor: str, at: dt
         raise InputError(f"dataset {p.id!r}: retention_ms must be -1 (for ever) or positive")
     if len(set(p.quality_rules)) != len(p.quality_rules) or any(not r.strip() for r in p.quality_rules):
         raise InputError(f"dataset {p.id!r}: quality rules must be distinct, non-empty expressions")
+    vocabulary.check_dataset(state, p)
 
 
 def _schema_registered(state: GovState, p: ev.SchemaRegistered, actor: str, at: dt.datetime) -> None:
@@ -235,6 +237,7 @@ def _proposed(state: GovState, p: ev.AgreementProposed, actor: str, at: dt.datet
         raise InputError(f"agreement {p.id!r}: dataset {ds.id!r} has no schema registered yet")
     if not p.purpose.strip() or not p.legal_basis.strip():
         raise InputError(f"agreement {p.id!r}: purpose and legal basis are required")
+    vocabulary.check_agreement(state, p, ds.purposes)
     if not p.fields or len(set(p.fields)) != len(p.fields):
         raise InputError(f"agreement {p.id!r}: fields must be a non-empty list without repeats")
     if ds.classification == COMPARTMENTED and consumer.clearance != COMPARTMENTED:
@@ -405,4 +408,8 @@ _CHECKS: dict[type[Any], Callable[..., None]] = {
     ev.AgreementResumed: _resumed,
     ev.AgreementRevoked: _revoked,
     ev.CredentialIssued: _credential_issued,
+    **{
+        kind: lambda state, p, actor, at: vocabulary.check(state, p, actor)
+        for kind in (ev.PurposeDefined, ev.LegalBasisDefined, ev.PurposeRetired, ev.LegalBasisRetired)
+    },
 }

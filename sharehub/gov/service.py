@@ -149,11 +149,13 @@ class GovernanceService:
         retention_ms: int = -1,
         partitions: int = 3,
         quality_rules: Sequence[str] = (),
+        purposes: Sequence[str] = (),
         effect: Effect | None = None,
     ) -> ev.GovernanceEvent:
         payload = ev.DatasetDeclared(
-            id, owner, description, classification, retention_ms, key_field, partitions, tuple(quality_rules)
-        )
+            id, owner, description, classification, retention_ms, key_field, partitions, tuple(quality_rules),
+            tuple(purposes),
+        )  # fmt: skip
         return self._commit(actor, payload, effect)
 
     def register_schema(
@@ -184,11 +186,16 @@ class GovernanceService:
         valid_from: dt.datetime | None = None,
         valid_until: dt.datetime | None = None,
         row_filter: str | None = None,
+        purposes: Sequence[str] = (),
     ) -> ev.GovernanceEvent:
+        """``purposes``: ids of the vocabulary's purposes (then ``legal_basis`` is a legal basis's id, and
+        ``purpose`` may be left empty: it becomes the ids, comma-separated)."""
         start = valid_from or self.clock()
+        text = purpose or ", ".join(purposes)
         payload = ev.AgreementProposed(
-            id, consumer, dataset, tuple(fields), row_filter, purpose, legal_basis, start, valid_until
-        )
+            id, consumer, dataset, tuple(fields), row_filter, text, legal_basis, start, valid_until,
+            tuple(purposes),
+        )  # fmt: skip
         return self._commit(actor, payload)
 
     def consent(self, actor: str, agreement_id: str) -> ev.GovernanceEvent:
@@ -205,6 +212,22 @@ class GovernanceService:
 
     def revoke(self, actor: str, agreement_id: str, reason: str) -> ev.GovernanceEvent:
         return self._commit(actor, ev.AgreementRevoked(agreement_id, actor, reason))
+
+    # --- the vocabulary of purposes and legal bases (sharehub.gov.vocabulary) ---------------------------
+
+    def define_purpose(self, actor: str, id: str, label_vi: str, label_en: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.PurposeDefined(id, label_vi, label_en))
+
+    def define_legal_basis(
+        self, actor: str, id: str, label_vi: str, label_en: str, reference: str
+    ) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.LegalBasisDefined(id, label_vi, label_en, reference))
+
+    def retire_purpose(self, actor: str, id: str, reason: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.PurposeRetired(id, reason))
+
+    def retire_legal_basis(self, actor: str, id: str, reason: str) -> ev.GovernanceEvent:
+        return self._commit(actor, ev.LegalBasisRetired(id, reason))
 
     def issue_credential(self, actor: str, consumer: str, credential_sha256: str) -> ev.GovernanceEvent:
         """Record a credential by its hash (see :func:`new_credential`); the credential never reaches

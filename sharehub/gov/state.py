@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sharehub.avro import RecordSchema
 from sharehub.errors import EnvelopeError, InputError, UnknownReferenceError, UnknownSigner
 from sharehub.gov import events as ev
+from sharehub.gov import vocabulary
 from sharehub.gov.log import Logged
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
 from sharehub.gov.reducer import mutate
@@ -62,6 +63,9 @@ class GovState:
         #: consumer -> SHA-256 (hex) of each credential issued to it, and the reverse.
         self.credentials: dict[str, list[str]] = {}
         self.token_owners: dict[str, str] = {}
+        #: The vocabulary of purposes and legal bases, every term ever defined (retired ones too).
+        self.purposes_: dict[str, vocabulary.PurposeRecord] = {}
+        self.legal_bases_: dict[str, vocabulary.LegalBasisRecord] = {}
         self.head_sequence = 0
         self.head_hash = ev.ZERO_HASH
         #: Records of the log that were read but not applied (junk, forgeries, broken links), oldest first.
@@ -244,8 +248,11 @@ class GovState:
         return compile_filter(terms.row_filter, schema, allowed_fields=terms.fields)
 
     def dump(self) -> dict[str, Any]:
-        """Canonical JSON-ready form: equal states dump equal, whatever order dicts were filled in."""
+        """Canonical JSON-ready form: equal states dump equal, whatever order dicts were filled in. A state
+        without a vocabulary dumps as it did before there was one (its hash, in evidence packs, stays)."""
+        terms = vocabulary.dump(self) if self.purposes_ or self.legal_bases_ else None
         return {
+            **({"vocabulary": terms} if terms else {}),
             "operator": self.operator,
             "topic_prefix": self.topic_prefix,
             "head": {"sequence": self.head_sequence, "hash": self.head_hash.hex()},
@@ -320,6 +327,7 @@ def version_json(v: AgreementRecord) -> dict[str, Any]:
         "terms": {
             **{k: getattr(v.terms, k) for k in ("id", "consumer", "dataset", "row_filter", "purpose")},
             "legal_basis": v.terms.legal_basis,
+            **({"purposes": list(v.terms.purposes)} if v.terms.purposes else {}),
             "fields": list(v.terms.fields),
             "valid_from": v.terms.valid_from.isoformat(),
             "valid_until": v.terms.valid_until.isoformat() if v.terms.valid_until else None,

@@ -77,6 +77,9 @@ class Agreement(_Model):
     dataset: str
     fields: tuple[str, ...] = Field(min_length=1)
     purpose: str = Field(min_length=1)
+    #: Ids of the vocabulary's purposes a query under it may state (then ``legal_basis`` is an id of the
+    #: vocabulary too); empty for an agreement of free-text purpose, proposed before the vocabulary.
+    purposes: tuple[str, ...] = ()
     legal_basis: str = Field(min_length=1)
     valid_from: dt.datetime
     valid_until: dt.datetime | None = None
