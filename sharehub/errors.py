@@ -44,6 +44,7 @@
     │   ├── NotAuthenticated          no or unknown credential (HTTP 401)
     │   ├── TooManyRequests           too many failed authentications from one address (HTTP 429)
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
+    │       └── PurposeNotAllowed          a query stating a purpose its agreement does not name
     ├── BrokerError               Kafka unreachable or a delivery failed
     ├── KeyServiceUnavailable     the hub's key service did not answer (nothing is sealed without it)
     ├── ReadModelUnavailable      the read-model database did not answer (HTTP 503 with Retry-After)
@@ -229,6 +230,15 @@ class TooManyRequests(AccessDenied):
 
 class Forbidden(AccessDenied):
     """A known caller asking for something it may not see."""
+
+
+class PurposeNotAllowed(Forbidden):
+    """A query stating a purpose that none of the agreements it would be answered under names; ``allowed``
+    lists the purposes that are (id, Vietnamese and English labels)."""
+
+    def __init__(self, message: str, allowed: tuple[dict[str, str], ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class BrokerError(SharehubError):

@@ -26,6 +26,7 @@ from sharehub.errors import (
     LifecycleViolation,
     NotAuthenticated,
     NotPermitted,
+    PurposeNotAllowed,
     ReadModelUnavailable,
     RequestInvalid,
     SharehubError,
@@ -34,14 +35,25 @@ from sharehub.errors import (
 )
 
 
+class PurposeTerm(BaseModel):
+    """A purpose of governance's vocabulary."""
+
+    id: str
+    label_vi: str
+    label_en: str
+
+
 class ErrorBody(BaseModel):
     """Why a request was refused."""
 
-    #: Stable, machine-readable: bad_request, invalid_request, not_authenticated, forbidden, not_found,
-    #: conflict, too_many_requests, unavailable.
+    #: Stable, machine-readable: bad_request, invalid_request, not_authenticated, forbidden,
+    #: purpose_not_allowed, not_found, conflict, too_many_requests, unavailable.
     error: str
     #: What was wrong, for a person: names the parameter or field, never a record's contents.
     detail: str
+    #: With purpose_not_allowed only: the purposes the query may state (its agreement's, or for the list of
+    #: datasets those of the consumer's active agreements).
+    allowed_purposes: list[PurposeTerm] | None = None
 
 
 def _doc(description: str) -> dict[str, Any]:
@@ -52,7 +64,10 @@ def _doc(description: str) -> dict[str, Any]:
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _doc("The request is understood but wrong: a bad filter, sort, as_of or governance step"),
     401: _doc("No credential, or one the hub does not know"),
-    403: _doc("The credential's agency may not do or see this"),
+    403: _doc(
+        "The credential's agency may not do or see this; purpose_not_allowed: the stated purpose is not "
+        "one its agreement names (allowed_purposes lists those that are)"
+    ),
     404: _doc("No such dataset, record, agreement or operation"),
     409: _doc("A conflict with governance as it stands (a duplicate id, a step out of order)"),
     413: _doc("The request body is larger than the server's limit"),
@@ -72,6 +87,8 @@ def status_of(exc: SharehubError) -> tuple[int, str]:
         return 429, "too_many_requests"
     if isinstance(exc, RequestInvalid):
         return 422, "invalid_request"
+    if isinstance(exc, PurposeNotAllowed):
+        return 403, "purpose_not_allowed"
     if isinstance(exc, Forbidden | NotPermitted):
         return 403, "forbidden"
     if isinstance(exc, UnknownReferenceError):
@@ -109,7 +126,10 @@ def install(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, TooManyRequests | ReadModelUnavailable):
             headers["Retry-After"] = str(math.ceil(exc.retry_after))
-        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+        body: dict[str, Any] = {"error": code, "detail": str(exc)}
+        if isinstance(exc, PurposeNotAllowed):
+            body["allowed_purposes"] = list(exc.allowed)
+        return JSONResponse(body, status_code=status, headers=headers)
 
 
 _CODES = {

@@ -77,8 +77,13 @@ def as_seen_by(state: GovState, who: str) -> dict[str, Any]:
         if sees_all_agreements
         or who in (versions[-1]["terms"]["consumer"], state.dataset_owner(versions[-1]["terms"]["dataset"]))
     }
+    seen: dict[str, Any] = {**full}
+    if "vocabulary" in full:  # the terms are every agency's; which dataset names which, only as seen
+        terms = full["vocabulary"]
+        purposes = {d: p for d, p in terms["dataset_purposes"].items() if d in shown}
+        seen["vocabulary"] = {**terms, "dataset_purposes": purposes}
     return {
-        **full,
+        **seen,
         "datasets": datasets,
         "schemas": {d: fingerprints for d, fingerprints in full["schemas"].items() if d in shown},
         "agreements": agreements,

@@ -2,10 +2,15 @@
 access log (R7).
 
 Routes live under ``/v1/consumers/{consumer}/...`` so that a request for another agency's read model is
-refused (403) rather than answered with an empty list. The request path is async: authentication and the
-agreement check are in-memory lookups, and the access log is awaited without holding a thread. Read-model
-queries run in the thread pool, except a read by key from an embedded SQLite read model, which takes
-microseconds.
+refused (403) rather than answered with an empty list. The stated purpose must be one the agreement that
+grants the dataset names (for the list of datasets: one of the consumer's active agreements), else 403
+``purpose_not_allowed`` with the allowed purposes; the refusal is access-logged too (operation
+``purpose_refused``). Agreements of free-text purpose (proposed before governance's vocabulary) take any
+stated purpose, as before (:func:`sharehub.gov.vocabulary.allowed_purposes`).
+
+The request path is async: authentication and the agreement check are in-memory lookups, and the access log
+is awaited without holding a thread. Read-model queries run in the thread pool, except a read by key from
+an embedded SQLite read model, which takes microseconds.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from pydantic import BaseModel
 from services.api.context import ApiContext, context, own_read_model
 from services.api.errors import RESPONSES
 from sharehub.avro import RecordSchema
-from sharehub.errors import Forbidden, InputError, RequestInvalid, UnknownReferenceError
+from sharehub.errors import Forbidden, InputError, PurposeNotAllowed, RequestInvalid, UnknownReferenceError
 from sharehub.gov.views import Agreement
+from sharehub.gov.vocabulary import allowed_purposes
 from sharehub.row_filter import compile_filter
 
 FILTER_HELP = 'A row filter over granted fields, e.g. status == "OFFICIAL" and province_code in ["82"].'
@@ -79,8 +85,9 @@ def stated_purpose(
         Query(
             min_length=3,
             max_length=200,
-            description="Why this query is made (3 to 200 characters, not only spaces); required, and "
-            "recorded with it in the access log (R7).",
+            description="Why this query is made (3 to 200 characters, not only spaces): the id of one of "
+            "the purposes the agreement names (any text under an agreement of free-text purpose); "
+            "required, and recorded with it in the access log (R7).",
         ),
     ],
 ) -> str:
@@ -107,6 +114,7 @@ async def datasets(consumer: Consumer, purpose: Purpose, ctx: Context) -> list[G
         agreement = ctx.governance.active_agreement(consumer, ds.id, now)
         if agreement is not None:
             granted_now.append((ds.id, agreement))
+    await _purpose_named(ctx, consumer, purpose, [agreement for _, agreement in granted_now])
     counts = await run_in_threadpool(lambda: [ctx.stores(consumer).count(ds) for ds, _ in granted_now])
     out = [
         GrantedDataset(dataset=ds, agreement=agreement.id, fields=list(agreement.fields), records=n)
@@ -130,6 +138,7 @@ async def list_records(
     as_of: AsOf = None,
 ) -> RecordPage:
     agreement = _granted(ctx, consumer, dataset)
+    await _purpose_named(ctx, consumer, purpose, [agreement], dataset)
     schema = ctx.governance.current_schema(dataset)
     where = compile_filter(filter, schema, allowed_fields=agreement.fields) if filter else None
     order = None
@@ -161,6 +170,7 @@ async def get_record(
     consumer: Consumer, dataset: str, key: str, purpose: Purpose, ctx: Context, as_of: AsOf = None
 ) -> Record:
     agreement = _granted(ctx, consumer, dataset)
+    await _purpose_named(ctx, consumer, purpose, [agreement], dataset)
     moment = _within_history(ctx, as_of)
     read_model = ctx.stores(consumer)
     if read_model.embedded and moment is None:  # an index lookup in a local file: no thread hop
@@ -185,6 +195,34 @@ def _granted(ctx: ApiContext, consumer: str, dataset: str) -> Agreement:
     if agreement is None:
         raise Forbidden(f"{consumer!r} holds no active agreement for {dataset!r}")
     return agreement
+
+
+async def _purpose_named(
+    ctx: ApiContext, consumer: str, purpose: str, agreements: list[Agreement], dataset: str | None = None
+) -> None:
+    """Return if one of ``agreements`` (those the query would be answered under) allows ``purpose``: names
+    it, or is of free-text purpose; with no agreement there is nothing to answer and nothing to check.
+    Otherwise the refusal goes to the access log and PurposeNotAllowed lists the purposes that are."""
+    named: list[str] = []
+    for agreement in agreements:
+        allowed = allowed_purposes(agreement)
+        if allowed is None or purpose in allowed:
+            return
+        named += [p for p in allowed if p not in named]
+    if not agreements:
+        return
+    await ctx.access.record(
+        consumer=consumer, purpose=purpose, operation="purpose_refused", dataset=dataset,
+        agreement=agreements[0].id if dataset is not None else None,
+        agreement_version=_version(ctx, agreements[0]) if dataset is not None else None,
+    )  # fmt: skip
+    vocabulary = ctx.governance.purposes_
+    terms = tuple(vocabulary[p].json() for p in sorted(named) if p in vocabulary)
+    where = f"{dataset!r} under agreement {agreements[0].id!r}" if dataset else "its datasets"
+    listed = ", ".join(sorted(named))
+    raise PurposeNotAllowed(
+        f"purpose {purpose!r} is not one {consumer!r} may query {where} for; state one of: {listed}", terms
+    )
 
 
 def _version(ctx: ApiContext, agreement: Agreement) -> int:
