@@ -29,10 +29,13 @@ from sharehub.gov.commands import (
     AgreementStep,
     Command,
     DeclareDataset,
+    DefineLegalBasis,
+    DefinePurpose,
     IssueCredential,
     Propose,
     RegisterAgency,
     RegisterSchema,
+    RetireTerm,
     RevokeKey,
     RotateKey,
     json_object,
@@ -163,6 +166,13 @@ OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
         IssueCredential,
         lambda h, s, c, r: s.issue_credential(c.agency, r.agency, r.sha256),
     ),
+    "define-purpose": (DefinePurpose, lambda h, s, c, r: s.define_purpose(c.agency, **r.model_dump())),
+    "retire-purpose": (RetireTerm, lambda h, s, c, r: s.retire_purpose(c.agency, r.id, r.reason)),
+    "define-legal-basis": (
+        DefineLegalBasis,
+        lambda h, s, c, r: s.define_legal_basis(c.agency, **r.model_dump()),
+    ),
+    "retire-legal-basis": (RetireTerm, lambda h, s, c, r: s.retire_legal_basis(c.agency, r.id, r.reason)),
 }
 
 

@@ -260,7 +260,8 @@ def gov_export(
 # --- one command per operation, generated from its request type ------------------------------------
 
 
-def _credential(file: Path | None) -> str | None:
+def credential_from(file: Path | None) -> str | None:
+    """The credential in ``file``, else in ``SHAREHUB_CREDENTIAL``, else None."""
     if file is not None:
         try:
             return file.read_text(encoding="utf-8").strip()
@@ -333,14 +334,9 @@ def _operation_command(operation: str) -> None:
     fields, file_fields = _field_parameters(kind)
 
     def command(**kwargs: Any) -> None:
-        from services.gov_operations import Caller, authenticate, event_summary, perform
-
-        who, credential = kwargs.pop("actor"), _credential(kwargs.pop("credential_file"))
+        who, credential = kwargs.pop("actor"), credential_from(kwargs.pop("credential_file"))
         request = _request(kind, file_fields, kwargs)  # bad input is refused before the hub is opened
-        with Hub() as hub:
-            actor = authenticate(hub.governance, hub.keys, who, credential, local_operator=True)
-            event = perform(hub.governance_desk(), Caller(actor, local=True), operation, request)
-        print(json.dumps(event_summary(event)))
+        perform_as(who, credential, operation, request)
 
     command.__signature__ = inspect.Signature([*_WHO, *fields])  # type: ignore[attr-defined]
     command.__doc__ = HELP[operation]
@@ -379,26 +375,35 @@ def gov_register_key(
 ) -> None:
     """Register the public key of an agency's registration request (made by 'sharehub agency init' or
     'sharehub agency new-key' at the agency's site); refused unless it is signed by the key it registers."""
-    from services.gov_operations import Caller, authenticate, event_summary, perform
     from sharehub.gov.key_request import read_key_request
 
     try:
         text = request_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="REQUEST_FILE") from None
-    request = read_key_request(text)
+    perform_as(actor, credential_from(credential_file), "register-key", read_key_request(text))
+
+
+def perform_as(actor: str, credential: str | None, operation: str, request: Any) -> None:
+    """Perform ``operation`` for ``actor`` once it proved to act for it (with ``credential``, or as the
+    operator on the hub's machine); print the event's summary."""
+    from services.gov_operations import Caller, authenticate, event_summary, perform
+
     with Hub() as hub:
-        who = authenticate(hub.governance, hub.keys, actor, _credential(credential_file), local_operator=True)
-        event = perform(hub.governance_desk(), Caller(who, local=True), "register-key", request)
+        who = authenticate(hub.governance, hub.keys, actor, credential, local_operator=True)
+        event = perform(hub.governance_desk(), Caller(who, local=True), operation, request)
     print(json.dumps(event_summary(event)))
 
 
 def _register_operations() -> None:
+    from services.cli.vocabulary_commands import VOCABULARY_OPERATIONS, legal_bases_app, purposes_app
     from services.gov_operations import OPERATIONS
 
     for operation in OPERATIONS:
-        if operation not in HAND_WRITTEN:
+        if operation not in HAND_WRITTEN | VOCABULARY_OPERATIONS:
             _operation_command(operation)
+    app.add_typer(purposes_app, name="purposes")
+    app.add_typer(legal_bases_app, name="legal-bases")
 
 
 _register_operations()

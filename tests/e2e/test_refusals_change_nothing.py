@@ -121,6 +121,12 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
     dataset = {"id": f"set-{n}", "owner": "coc", "classification": "internal", "key_field": "id"}
     cases.append(("declare-dataset", dataset, {"cpo"}))
     cases.append(("issue-credential", {"agency": "ona", "sha256": f"{n:064x}"}, {"cpo"}))
+    term = {"id": f"term-{n}", "label_vi": "Mục đích", "label_en": "Purpose"}
+    cases.append(("define-purpose", term, {"cpo"}))
+    cases.append(("define-legal-basis", {**term, "reference": "Regulation 384"}, {"cpo"}))
+    # The operator is asked first: a term that is not there is not why these are refused.
+    cases.append(("retire-purpose", {"id": f"term-{n}", "reason": "r"}, {"cpo"}))
+    cases.append(("retire-legal-basis", {"id": f"term-{n}", "reason": "r"}, {"cpo"}))
     for target in AGENCIES:
         may = {target, "cpo"}
         cases.append(("add-key", {"agency": target, "key_id": f"{target}/sign/a{n}"}, may))
