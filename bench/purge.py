@@ -42,7 +42,7 @@ def _grant_thai_nguyen(hub: Hub) -> None:
         agreement = "thainguyen-ppc.party-members.bench"
         gov.propose(
             "thainguyen-ppc", agreement, "thainguyen-ppc", DATASET, ["member_id", "province_code", "status"],
-            "Benchmark", "Regulation 384, Art. 5",
+            "", "regulation-384-art-5", purposes=["party-member-statistics"],
         )  # fmt: skip
         gov.consent("coc", agreement)
         gov.approve("cpo", agreement)

@@ -70,14 +70,31 @@ def kafka_data_dir(kafka_bootstrap: str) -> Path:
     return data
 
 
-def demo_spec(prefix: str | None = None, *, own_sites: tuple[str, ...] = ()) -> GovSpec:
+def demo_spec(
+    prefix: str | None = None, *, own_sites: tuple[str, ...] = (), vocabulary: bool = False
+) -> GovSpec:
     """The demo's governance under a fresh prefix. A test hub plays every part on one machine: every agency
     but those of ``own_sites`` is in its custody (its key store makes their keys and broker logins); the
-    agencies of ``own_sites`` make their keys and logins at their own sites, as in the demo."""
+    agencies of ``own_sites`` make their keys and logins at their own sites, as in the demo.
+
+    Without ``vocabulary`` its agreements are of free-text purpose, as every agreement was before the
+    purpose vocabulary (no purposes, no legal bases, datasets for any purpose): the many tests that state
+    purposes of their own, and propose agreements of their own, run on that compatible path. Tests of the
+    vocabulary itself ask for it."""
     spec = read_spec(DEMO_SPEC)
     prefix = prefix or f"t{uuid.uuid4().hex[:10]}"
     custodial = [a for a in spec.site_agencies if a not in own_sites]
-    return spec.model_copy(update={"topic_prefix": prefix, "custodial": custodial})
+    spec = spec.model_copy(update={"topic_prefix": prefix, "custodial": custodial})
+    if vocabulary:
+        return spec
+    return spec.model_copy(
+        update={
+            "purposes": [],
+            "legal_bases": [],
+            "datasets": [d.model_copy(update={"purposes": ()}) for d in spec.datasets],
+            "agreements": [a.model_copy(update={"purposes": ()}) for a in spec.agreements],
+        }
+    )
 
 
 @pytest.fixture

@@ -95,7 +95,7 @@ class PublishLoad:
 
 #: Queries a second, one at a time from one thread; and what each states as its purpose.
 QUERY_RATE = 20.0
-QUERY_PURPOSE = "Check the read model through a fault"
+QUERY_PURPOSE = "party-member-management"  # what dongthap-ppc's agreement names (demo/hub.yaml)
 
 
 @dataclass

@@ -33,7 +33,8 @@ from bench.soak.lines import emit, ready_then_wait_for_go
 CONNECTIONS = 64
 REQUEST_TIMEOUT_S = 10.0
 REPORT_EVERY_S = 1.0
-PURPOSE = "Soak of the query API"
+#: The purpose dongthap-ppc's agreement on party-members names (demo/hub.yaml): what its queries state.
+PURPOSE = "party-member-management"
 
 
 class Interval:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import secrets
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from projections.read_model import ReadModelStore
 from services import processes
 from services.cli.errors import fail, reports_errors
 from services.hub import Hub
+from sharehub.gov.state import GovState
 from sharehub.keys import Signer, write_private
 
 app = typer.Typer(help="Run the demo hub locally.", no_args_is_help=True)
@@ -69,7 +71,10 @@ def bring_up(hub: Hub, members: int, seed: int, spec: Path) -> None:
     store = wait_for_the_read_model(hub, members, worker_log)
     token = issue_credential(hub, DEMO_CONSUMER)
     auditor = settings.home / SITES / "cic"
-    records_url = f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3&purpose=demo"
+    purpose = demo_purpose(state, DEMO_CONSUMER, "party-members")
+    records_url = (
+        f"{base}/v1/consumers/{DEMO_CONSUMER}/datasets/party-members/records?limit=3&purpose={purpose}"
+    )
     typer.echo(
         f"""
 sharehub demo is up.
@@ -88,6 +93,13 @@ Verify every signature and chain on the log:  .venv/bin/sharehub audit verify
 Stop everything:                              make demo-down
 """
     )
+
+
+def demo_purpose(state: GovState, consumer: str, dataset: str) -> str:
+    """A purpose the consumer's agreement for ``dataset`` names (what its queries state), or, under an
+    agreement of free-text purpose, a word of the demo's own."""
+    agreement = state.active_agreement(consumer, dataset, dt.datetime.now(dt.UTC))
+    return agreement.purposes[0] if agreement is not None and agreement.purposes else "demo"
 
 
 def publish_from_the_owners_site(site: Path, members: int, seed: int) -> PublishReport:
