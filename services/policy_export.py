@@ -12,6 +12,10 @@ distribution naming its topic and the Avro format; ``odrl:hasPolicy`` links it t
 Every document carries its whole ``@context`` inline, so it expands to the same IRIs with no network (an
 isolated network has no route to w3.org). Identifiers are URNs under the hub's topic prefix
 (``urn:sharehub:<prefix>:agreement:<id>``) unless a base IRI is given.
+
+An agreement that names purposes of governance's vocabulary is constrained by them (``purpose isAnyOf``
+their IRIs), and each purpose of the vocabulary is in the ODRL document as a ``skos:Concept`` with its
+Vietnamese and English labels; an agreement of free-text purpose keeps ``purpose eq`` its text.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from sharehub.errors import InputError
 from sharehub.gov.state import GovState
+from sharehub.gov.vocabulary import PurposeRecord
 
 FORMATS = ("odrl", "dcat")
 
@@ -29,6 +34,7 @@ DCAT = "http://www.w3.org/ns/dcat#"
 DCT = "http://purl.org/dc/terms/"
 FOAF = "http://xmlns.com/foaf/0.1/"
 XSD = "http://www.w3.org/2001/XMLSchema#"
+SKOS = "http://www.w3.org/2004/02/skos/core#"
 SHAREHUB = "urn:sharehub:ns:"
 
 #: The terms the documents use, each bound to its vocabulary's IRI (JSON-LD 1.1).
@@ -38,6 +44,7 @@ CONTEXT: dict[str, Any] = {
     "dct": DCT,
     "foaf": FOAF,
     "xsd": XSD,
+    "skos": SKOS,
     "sharehub": SHAREHUB,
     "uid": "@id",
     "type": "@type",
@@ -56,6 +63,10 @@ CONTEXT: dict[str, Any] = {
     "purpose": "odrl:purpose",
     "dateTime": "odrl:dateTime",
     "eq": "odrl:eq",
+    "isAnyOf": "odrl:isAnyOf",
+    "Concept": "skos:Concept",
+    "prefLabel": {"@id": "skos:prefLabel", "@container": "@language"},
+    "retired": {"@id": "sharehub:retired", "@type": "xsd:dateTime"},
     "gteq": "odrl:gteq",
     "lt": "odrl:lt",
     "Catalog": "dcat:Catalog",
@@ -103,6 +114,9 @@ class Identifiers:
     def agreement(self, agreement_id: str) -> str:
         return f"{self.base}agreement:{agreement_id}"
 
+    def purpose(self, purpose_id: str) -> str:
+        return f"{self.base}purpose:{purpose_id}"
+
     def catalog(self) -> str:
         return f"{self.base}catalog"
 
@@ -116,7 +130,10 @@ def export(
     if fmt == "odrl":
         return {
             "@context": CONTEXT,
-            "@graph": [_policy(governance, ids, a, at) for a in _agreements(governance)],
+            "@graph": [
+                *(_policy(governance, ids, a, at) for a in _agreements(governance)),
+                *(_purpose(ids, governance.purposes_[p]) for p in sorted(governance.purposes_)),
+            ],
         }
     if fmt == "dcat":
         return {"@context": CONTEXT, **_catalog(governance, ids)}
@@ -131,8 +148,11 @@ def _agreements(governance: GovState) -> list[str]:
 def _policy(governance: GovState, ids: Identifiers, agreement_id: str, at: dt.datetime) -> dict[str, Any]:
     record = governance.agreement(agreement_id)
     terms = record.terms
+    purposes = [{"@id": ids.purpose(p)} for p in terms.purposes]
     constraints: list[dict[str, Any]] = [
-        {"leftOperand": "purpose", "operator": "eq", "rightOperand": terms.purpose},
+        {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": purposes}
+        if purposes
+        else {"leftOperand": "purpose", "operator": "eq", "rightOperand": terms.purpose},
         {"leftOperand": "dateTime", "operator": "gteq", "rightOperand": _date_time(terms.valid_from)},
     ]
     if terms.valid_until is not None:
@@ -155,6 +175,18 @@ def _policy(governance: GovState, ids: Identifiers, agreement_id: str, at: dt.da
     if record.consented_by is not None:
         policy["consentedBy"] = ids.agency(record.consented_by)
     return policy
+
+
+def _purpose(ids: Identifiers, purpose: PurposeRecord) -> dict[str, Any]:
+    concept: dict[str, Any] = {
+        "uid": ids.purpose(purpose.id),
+        "type": "Concept",
+        "identifier": purpose.id,
+        "prefLabel": {"vi": purpose.label_vi, "en": purpose.label_en},
+    }
+    if purpose.retired_at is not None:
+        concept["retired"] = purpose.retired_at.astimezone(dt.UTC).isoformat()
+    return concept
 
 
 def _catalog(governance: GovState, ids: Identifiers) -> dict[str, Any]:

@@ -151,3 +151,28 @@ def test_identifiers_take_the_base_iri_given(governance: GovState) -> None:
 def test_an_unknown_format_is_refused(governance: GovState) -> None:
     with pytest.raises(InputError, match="odrl, dcat"):
         export(governance, "xml")
+
+
+def test_an_agreement_naming_purposes_is_constrained_by_them_with_their_labels() -> None:
+    """Purposes of the vocabulary are IRIs (``purpose isAnyOf``), each a SKOS concept in vi and en."""
+    home = Path(tempfile.mkdtemp()) / "home"
+    hub = Hub(
+        Settings(home=home, kafka_bootstrap="127.0.0.1:9", master_key=None, read_model_url=None),
+        log=MemoryLog(),
+    )
+    load(hub.governance_desk(), demo_spec(vocabulary=True), topics=False)
+    graph = graph_of(export(hub.governance, "odrl"))
+    hub.close()
+    SKOS = rdflib.Namespace("http://www.w3.org/2004/02/skos/core#")
+    (policy,) = [
+        p for p in graph.subjects(RDF.type, ODRL.Agreement) if local_id(p) == "langson-ppc.party-members.1"
+    ]
+    (permission,) = graph.objects(policy, ODRL.permission)
+    (constraint,) = [c for c in graph.objects(permission, ODRL.constraint)
+                     if graph.value(c, ODRL.leftOperand) == ODRL.purpose]  # fmt: skip
+    assert graph.value(constraint, ODRL.operator) == ODRL.isAnyOf
+    (purpose,) = graph.objects(constraint, ODRL.rightOperand)
+    assert local_id(purpose) == "party-member-statistics"
+    assert (purpose, RDF.type, SKOS.Concept) in graph
+    labels = {label.language: str(label) for label in graph.objects(purpose, SKOS.prefLabel)}
+    assert labels == {"vi": "Thống kê đảng viên", "en": "Party member statistics"}
