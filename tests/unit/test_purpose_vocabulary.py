@@ -4,16 +4,22 @@ and every refusal names the ids that are allowed and leaves the log as it was.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from sharehub.errors import DuplicateId, InputError, LifecycleViolation, NotPermitted, UnknownReferenceError
 from sharehub.gov import GovernanceService, fold
-from tests.gov_support import Clock, propose_tasks, seeded
+from sharehub.gov.log import MemoryLog
+from sharehub.gov.vocabulary import allowed_purposes
+from tests.gov_support import Clock, propose_tasks, seeded, signing_key
+from tests.unit.test_gov_schema_releases import kept_releases, rewritten
 
 MANAGEMENT = ("party-member-management", "Quản lý đảng viên", "Party member management")
 STATISTICS = ("party-member-statistics", "Thống kê đảng viên", "Party member statistics")
+#: The release of governance-event.avsc just before the vocabulary (schemas/history/governance-event/).
+RELEASE_BEFORE_THE_VOCABULARY = "62f9110cd916beb2"
 BASIS = ("regulation-384-art-5", "Quy định 384, Điều 5", "Regulation 384, Art. 5", "Regulation 384, Art. 5")
 
 
@@ -137,3 +143,29 @@ def test_a_state_without_vocabulary_dumps_as_before() -> None:
     dump = svc.state.dump()
     assert "vocabulary" not in dump
     assert "purposes" not in dump["agreements"]["mcst.tasks.1"][0]["terms"]
+
+
+def test_a_log_written_before_the_vocabulary_folds_and_goes_on_with_it() -> None:
+    """Events of the release before the vocabulary (no purposes anywhere) read into today's form: their
+    agreements are of free-text purpose (any stated purpose is taken), and the log goes on with terms."""
+    key = signing_key()
+    svc = seeded(Clock(), key)
+    propose_tasks(svc, "mcst.tasks.1")
+    before = kept_releases()[f"{RELEASE_BEFORE_THE_VOCABULARY}.avsc"]
+    assert "PurposeDefined" not in json.dumps(before.raw)
+    old = rewritten(svc._log.read_all(), before, key)
+    state = fold(old, svc.state.trust, svc.state.topic_prefix)
+    assert {**state.dump(), "head": None} == {**svc.state.dump(), "head": None}
+    terms = state.agreement("mcst.tasks.1").terms
+    assert terms.purposes == () and terms.purpose == "Follow the resolution tasks of the ministry"
+    assert allowed_purposes(state.agreement("mcst.tasks.1").view()) is None
+
+    going_on = GovernanceService(state, key, MemoryLog(old), clock=Clock())
+    going_on.define_purpose("cpo", *MANAGEMENT)
+    going_on.define_legal_basis("cpo", *BASIS)
+    propose(going_on, "mcst.tasks.2", purposes=[MANAGEMENT[0]])
+    assert allowed_purposes(going_on.state.agreement("mcst.tasks.2").view()) == (MANAGEMENT[0],)
+    assert (
+        fold(going_on._log.read_all(), state.trust, state.topic_prefix).state_hash()
+        == going_on.state.state_hash()
+    )
