@@ -32,10 +32,8 @@ _ID = re.compile(ID_PATTERN)
 MAX_LABEL = 200
 
 
-@dataclass(frozen=True)
-class PurposeRecord:
-    """A purpose of the vocabulary: why data may be shared, in both languages."""
-
+@dataclass(frozen=True, kw_only=True)
+class _TermRecord:
     id: str
     label_vi: str
     label_en: str
@@ -47,25 +45,19 @@ class PurposeRecord:
         return {"id": self.id, "label_vi": self.label_vi, "label_en": self.label_en}
 
 
-@dataclass(frozen=True)
-class LegalBasisRecord:
+@dataclass(frozen=True, kw_only=True)
+class PurposeRecord(_TermRecord):
+    """A purpose of the vocabulary: why data may be shared, in both languages."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LegalBasisRecord(_TermRecord):
     """A legal basis of the vocabulary: the text an agreement rests on, in both languages."""
 
-    id: str
-    label_vi: str
-    label_en: str
     reference: str
-    defined_at: dt.datetime
-    retired_at: dt.datetime | None = None
-    retire_reason: str | None = None
 
     def json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "label_vi": self.label_vi,
-            "label_en": self.label_en,
-            "reference": self.reference,
-        }
+        return {**super().json(), "reference": self.reference}
 
 
 Term = PurposeRecord | LegalBasisRecord
@@ -178,9 +170,13 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
     p = event.payload
     at = event.occurred_at
     if isinstance(p, ev.PurposeDefined):
-        state.purposes_[p.id] = PurposeRecord(p.id, p.label_vi, p.label_en, at)
+        state.purposes_[p.id] = PurposeRecord(
+            id=p.id, label_vi=p.label_vi, label_en=p.label_en, defined_at=at
+        )
     elif isinstance(p, ev.LegalBasisDefined):
-        state.legal_bases_[p.id] = LegalBasisRecord(p.id, p.label_vi, p.label_en, p.reference, at)
+        state.legal_bases_[p.id] = LegalBasisRecord(
+            id=p.id, label_vi=p.label_vi, label_en=p.label_en, reference=p.reference, defined_at=at
+        )
     elif isinstance(p, ev.PurposeRetired):
         state.purposes_[p.id] = dataclasses.replace(
             state.purposes_[p.id], retired_at=at, retire_reason=p.reason
