@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 _ID = re.compile(ID_PATTERN)
 MAX_LABEL = 200
+MIN_ID = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,9 +87,10 @@ def check(state: GovState, p: ev.VocabularyChange, actor: str) -> None:
             f"only the operator {state.operator!r} may define or retire a {kind}; {actor!r} asked"
         )
     if isinstance(p, ev.PurposeDefined | ev.LegalBasisDefined):
-        if not _ID.fullmatch(p.id):
+        if not _ID.fullmatch(p.id) or len(p.id) < MIN_ID:
+            # A query states a purpose by its id, in 3 to 200 characters.
             raise InputError(
-                f"{kind} id {p.id!r}: 1-63 characters a-z 0-9 -, starting with a letter or digit"
+                f"{kind} id {p.id!r}: {MIN_ID}-63 characters a-z 0-9 -, starting with a letter or digit"
             )
         if p.id in terms:
             retired = " (retired: ids are never reused)" if terms[p.id].retired_at is not None else ""

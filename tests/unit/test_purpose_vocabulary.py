@@ -114,6 +114,7 @@ def test_only_the_operator_changes_the_vocabulary(svc: GovernanceService) -> Non
     ("term", "match"),
     [
         (("Bad Id", "Nhãn", "Label"), "purpose id 'Bad Id'"),
+        (("ab", "Nhãn", "Label"), "purpose id 'ab': 3-63 characters"),
         (("ok-id", " ", "Label"), "label_vi: 1 to 200"),
         (("ok-id", "Nhãn", "x" * 201), "label_en: 1 to 200"),
     ],
