@@ -105,7 +105,8 @@ def check(state: GovState, p: ev.VocabularyChange, actor: str) -> None:
         raise UnknownReferenceError(f"no {kind} {p.id!r}; defined: {_listed(terms)}")
     if found.retired_at is not None:
         raise LifecycleViolation(f"{kind} {p.id!r} was already retired")
-    _text(f"retiring {kind} {p.id!r}: reason", p.reason)
+    if not p.reason.strip():
+        raise InputError(f"retiring {kind} {p.id!r}: a reason is required (it stays on the log)")
 
 
 def check_dataset(state: GovState, p: ev.DatasetDeclared) -> None:
