@@ -40,7 +40,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
     )  # fmt: skip
     with Hub(settings) as hub, _api_process(hub) as api:
         auditor, owner = AGENCY_ROLES["auditor"], AGENCY_ROLES["owner"]
-        load(hub.governance_desk(), demo_spec(own_sites=(auditor,)))  # the auditor logs in from its site
+        # The demo as it ships (its vocabulary too); the auditor logs in from its site.
+        load(hub.governance_desk(), demo_spec(own_sites=(auditor,), vocabulary=True))
         credentials = {role: issue_credential(hub, agency) for role, agency in AGENCY_ROLES.items()}
         apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 4)]))
         site = _site(hub, home.parent, api(), owner, credential=credentials["owner"])

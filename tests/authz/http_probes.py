@@ -31,7 +31,8 @@ OWNED = "handbook-activities"
 CONSUMER, OWNER, OPERATOR, OTHER = "dongthap-ppc", "coc", "cpo", "go"
 GRANTED = "party-members"  # the consumer's active agreement
 RECORDS = f"/v1/consumers/{CONSUMER}/datasets/{GRANTED}/records"
-PURPOSE = {"purpose": "Check the authorisation matrix"}
+#: What the consumer's agreement on GRANTED names from the demo's vocabulary (demo/hub.yaml).
+PURPOSE = {"purpose": "party-member-management"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _gov(operation: str, body: dict[str, Any]) -> Request:
 def _proposal(agreement: str) -> dict[str, Any]:
     """The consumer's proposal of an agreement on one field of the owner's dataset."""
     return {"id": agreement, "consumer": CONSUMER, "dataset": OWNED, "fields": ["activity_id"],
-            "purpose": "Check the authorisation matrix", "legal_basis": "Regulation 384"}  # fmt: skip
+            "purposes": ["party-cell-activities"], "legal_basis": "regulation-384-art-5"}  # fmt: skip
 
 
 def _agreement_at(world: World, stage: str) -> str:
@@ -96,6 +97,17 @@ def _agreement_at(world: World, stage: str) -> str:
     for agency, operation, body in takes[: steps.index(stage)]:
         _as(world, agency, operation, body)
     return agreement
+
+
+def _term(operation: str, world: World | None = None) -> dict[str, str]:
+    """A new term of the vocabulary: the request that defines it, or, given the world, its id once the
+    operator defined it (for a step that retires it)."""
+    term = {"id": f"m{_fresh()}", "label_vi": "Ma trận phân quyền", "label_en": "Authorisation matrix"}
+    if operation == "define-legal-basis":
+        term["reference"] = "Regulation 384"
+    if world is not None:
+        _as(world, OPERATOR, operation, term)
+    return term
 
 
 def _key_of(world: World, agency: str) -> str:
@@ -189,6 +201,14 @@ PROBES: dict[str, Probe] = {
     "suspend": lambda w, me: _gov("suspend", {"agreement_id": _agreement_at(w, "approved"), "reason": "r"}),
     "resume": lambda w, me: _gov("resume", {"agreement_id": _agreement_at(w, "suspended"), "reason": "r"}),
     "revoke": lambda w, me: _gov("revoke", {"agreement_id": _agreement_at(w, "proposed"), "reason": "r"}),
+    "define-purpose": lambda w, me: _gov("define-purpose", _term("define-purpose")),
+    "retire-purpose": lambda w, me: _gov(
+        "retire-purpose", {"id": _term("define-purpose", w)["id"], "reason": "r"}
+    ),
+    "define-legal-basis": lambda w, me: _gov("define-legal-basis", _term("define-legal-basis")),
+    "retire-legal-basis": lambda w, me: _gov(
+        "retire-legal-basis", {"id": _term("define-legal-basis", w)["id"], "reason": "r"}
+    ),
     "list-operations": lambda w, me: Request("GET", "/v1/gov/operations"),
     "read-state": lambda w, me: Request("GET", "/v1/gov/state"),
     "read-agreement-history": lambda w, me: Request(

@@ -184,6 +184,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _http(Interface.GOVERNANCE_API, "suspend", "suspend that agreement", 201, "operator", "owner"),
     _http(Interface.GOVERNANCE_API, "resume", "resume that agreement", 201, "operator", "owner"),
     _http(Interface.GOVERNANCE_API, "revoke", "revoke that agreement", 201, "operator", "owner"),
+    _http(Interface.GOVERNANCE_API, "define-purpose", "define a purpose of the vocabulary", 201, "operator"),
+    _http(Interface.GOVERNANCE_API, "retire-purpose", "retire a purpose of the vocabulary", 201, "operator"),
+    _http(Interface.GOVERNANCE_API, "define-legal-basis", "define a legal basis", 201, "operator"),
+    _http(Interface.GOVERNANCE_API, "retire-legal-basis", "retire a legal basis", 201, "operator"),
     _http(Interface.GOVERNANCE_API, "list-operations", "list the operations", 200, *_EVERY_AGENCY),
     _http(
         Interface.GOVERNANCE_API,
