@@ -47,7 +47,7 @@ HELP = {
     "suspend": "Suspend an active agreement.",
     "resume": "Resume a suspended agreement.",
     "revoke": "Revoke an agreement for good.",
-    "issue-credential": "Record a credential by its SHA-256 (see 'sharehub credentials issue').",
+    "issue-credential": "Record a credential by its SHA-256 (see 'sharehub gov credentials issue').",
 }
 
 
@@ -260,7 +260,7 @@ def gov_export(
 # --- one command per operation, generated from its request type ------------------------------------
 
 
-def _credential(file: Path | None) -> str | None:
+def credential_from(file: Path | None) -> str | None:
     if file is not None:
         try:
             return file.read_text(encoding="utf-8").strip()
@@ -335,7 +335,7 @@ def _operation_command(operation: str) -> None:
     def command(**kwargs: Any) -> None:
         from services.gov_operations import Caller, authenticate, event_summary, perform
 
-        who, credential = kwargs.pop("actor"), _credential(kwargs.pop("credential_file"))
+        who, credential = kwargs.pop("actor"), credential_from(kwargs.pop("credential_file"))
         request = _request(kind, file_fields, kwargs)  # bad input is refused before the hub is opened
         with Hub() as hub:
             actor = authenticate(hub.governance, hub.keys, who, credential, local_operator=True)
@@ -364,8 +364,9 @@ def _request(kind: Any, file_fields: set[str], options: dict[str, Any]) -> Any:
     return kind.model_validate(body)
 
 
-#: Operations whose command takes a file rather than one option per field.
-HAND_WRITTEN = {"register-key"}
+#: Operations whose command is written by hand: one that takes a file rather than one option per field,
+#: and those of ``gov credentials`` (services/cli/credential_commands.py), which make the credential too.
+HAND_WRITTEN = {"register-key", "rotate-credential", "revoke-credential"}
 
 
 @app.command("register-key")
@@ -388,7 +389,9 @@ def gov_register_key(
         raise typer.BadParameter(str(exc), param_hint="REQUEST_FILE") from None
     request = read_key_request(text)
     with Hub() as hub:
-        who = authenticate(hub.governance, hub.keys, actor, _credential(credential_file), local_operator=True)
+        who = authenticate(
+            hub.governance, hub.keys, actor, credential_from(credential_file), local_operator=True
+        )
         event = perform(hub.governance_desk(), Caller(who, local=True), "register-key", request)
     print(json.dumps(event_summary(event)))
 
