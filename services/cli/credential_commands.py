@@ -171,11 +171,10 @@ def _perform(
     from services.cli.gov_commands import credential_from
     from services.gov_operations import Caller, authenticate, perform
 
+    credential = credential_from(credential_file)  # read before the hub is opened, as every gov command
     with Hub() as hub:
         who = actor or hub.governance.operator
-        proven = authenticate(
-            hub.governance, hub.keys, who, credential_from(credential_file), local_operator=True
-        )
+        proven = authenticate(hub.governance, hub.keys, who, credential, local_operator=True)
         return perform(hub.governance_desk(), Caller(proven, local=True), operation, request)
 
 
