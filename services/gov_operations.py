@@ -14,6 +14,7 @@ not the broker.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ from sharehub.gov.commands import (
     RegisterAgency,
     RegisterSchema,
     RetireTerm,
+    RevokeCredential,
     RevokeKey,
+    RotateCredential,
     RotateKey,
     json_object,
 )
@@ -45,6 +48,7 @@ from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.key_request import KeyRequest
 from sharehub.gov.service import Effect, GovernanceService
 from sharehub.gov.state import GovState
+from sharehub.gov.views import token_hash
 from sharehub.keys import LocalKeyStore, SigningKey
 
 
@@ -164,7 +168,19 @@ OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
     "revoke": (AgreementChange, lambda h, s, c, r: s.revoke(c.agency, r.agreement_id, r.reason)),
     "issue-credential": (
         IssueCredential,
-        lambda h, s, c, r: s.issue_credential(c.agency, r.agency, r.sha256),
+        lambda h, s, c, r: s.issue_credential(c.agency, r.agency, r.sha256, expires_at=r.expires_at),
+    ),
+    "rotate-credential": (
+        RotateCredential,
+        lambda h, s, c, r: s.rotate_credential(
+            c.agency, r.credential_id, r.sha256, overlap_until=r.overlap_until, expires_at=r.expires_at
+        ),
+    ),
+    "revoke-credential": (
+        RevokeCredential,
+        lambda h, s, c, r: s.revoke_credential(
+            c.agency, r.credential_id, r.reason, effective_at=r.effective_at
+        ),
     ),
     "define-purpose": (DefinePurpose, lambda h, s, c, r: s.define_purpose(c.agency, **r.model_dump())),
     "retire-purpose": (RetireTerm, lambda h, s, c, r: s.retire_purpose(c.agency, r.id, r.reason)),
@@ -188,9 +204,13 @@ def authenticate(
     ``local_operator``: the caller runs on the hub's machine (the CLI), where holding the operator key in
     the key store ``keys`` proves acting for the operator."""
     if credential:
-        holder = state.consumer_for_token(credential)
-        if holder is None:
+        record = state.credential(token_hash(credential))
+        if record is None:
             raise NotAuthenticated("unknown credential")
+        refused = record.refusal_at(dt.datetime.now(dt.UTC))
+        if refused is not None:
+            raise NotAuthenticated(refused.message)
+        holder = record.consumer
         if holder != actor:
             raise NotAuthenticated(f"the credential is {holder!r}'s, not {actor!r}'s")
         return actor

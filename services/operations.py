@@ -135,6 +135,8 @@ class Operations:
             )
             failures.labels("unknown_credential").inc(self._auth.unknown_credential)
             failures.labels("missing_credential").inc(self._auth.missing_credential)
+            for ended in ("expired_credential", "replaced_credential", "revoked_credential"):
+                failures.labels(ended).inc(self._auth.ended[ended])
             PromCounter(
                 "sharehub_api_auth_throttled",
                 "Requests refused with 429 by this API process (too many failed authentications)",

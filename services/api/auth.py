@@ -7,6 +7,10 @@ credentials cannot take the threads that valid requests need). What it finds is 
 still unknown after a read that began after it was first seen is refused at once, without another read,
 until governance changes or ``NEGATIVE_TTL_S`` passes.
 
+A known credential is refused when it has expired, its rotation's overlap has ended or it was revoked
+(:mod:`sharehub.gov.credentials`), judged at each request: a revocation takes effect as soon as the
+follower has read it (``governance_refresh_s``), in every process of every API instance.
+
 Failed authentications are counted per source address in a sliding window; past ``FAILURES_ALLOWED``
 within ``WINDOW_S``, the source gets ``429 Too Many Requests`` with ``Retry-After`` for any credential the
 hub does not know (a known one still passes, so a valid agency behind the same address is not locked out).
@@ -16,14 +20,16 @@ Both counts are exported as Prometheus counters on ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.parts import KeptGovernance
 from sharehub.errors import NotAuthenticated, TooManyRequests
+from sharehub.gov.state import GovState
 from sharehub.gov.views import token_hash
 
 #: How long a request with an unknown credential waits for the follower's next read of the log.
@@ -39,11 +45,13 @@ MAX_REMEMBERED = 100_000
 
 @dataclass
 class AuthCounts:
-    """Since the process started: refused credentials, and refusals with 429."""
+    """Since the process started: refused credentials (by reason), and refusals with 429."""
 
     unknown_credential: int = 0
     missing_credential: int = 0
     throttled: int = 0
+    #: Known credentials refused, by reason: expired_credential, replaced_credential, revoked_credential.
+    ended: Counter[str] = field(default_factory=Counter)
 
 
 class FailedAuthentications:
@@ -98,9 +106,15 @@ class FollowedGovernance(KeptGovernance, Protocol):
 class CredentialCheck:
     """The agency a bearer credential acts for; NotAuthenticated or TooManyRequests otherwise."""
 
-    def __init__(self, governance: FollowedGovernance, failures: FailedAuthentications | None = None) -> None:
+    def __init__(
+        self,
+        governance: FollowedGovernance,
+        failures: FailedAuthentications | None = None,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self._followed = governance
         self._clock = time.monotonic  # the clock of governance_read_at
+        self._now = now  # the clock credentials expire by
         self.failures = failures or FailedAuthentications()
         self.counts = AuthCounts()
         #: token hash -> (governance head it was unknown at, when that was established)
@@ -114,7 +128,7 @@ class CredentialCheck:
         state = self._followed.governance
         holder = state.token_owners.get(digest)
         if holder is not None:
-            return holder
+            return self._unless_ended(state, digest, holder, source)
         wait = self.failures.retry_after(source)
         if wait is not None:
             self.counts.throttled += 1
@@ -126,7 +140,18 @@ class CredentialCheck:
             self.failures.failed(source)
             self.counts.unknown_credential += 1
             raise NotAuthenticated("unknown credential")
-        return holder
+        return self._unless_ended(self._followed.governance, digest, holder, source)
+
+    def _unless_ended(self, state: GovState, digest: str, holder: str, source: str) -> str:
+        """``holder``, unless the credential expired, was replaced or revoked by now: judged at each
+        request, so expiry needs no event and a revocation counts as soon as the follower has read it."""
+        record = state.credential(digest)
+        refused = record.refusal_at(self._now()) if record is not None else None
+        if refused is None:
+            return holder
+        self.failures.failed(source)
+        self.counts.ended[refused.reason] += 1
+        raise NotAuthenticated(refused.message)
 
     async def _after_a_fresh_read(self, digest: str) -> str | None:
         """The credential's holder as a read of the log that began after now finds it (perhaps issued a

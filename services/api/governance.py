@@ -9,7 +9,8 @@ be given: over HTTP the hub never makes an agency's key pair.
 Reading is need-to-know (:func:`as_seen_by`): each agency sees the agencies and their public keys, the
 datasets it may ask for (all but top-secret ones, unless it is cleared for top-secret or owns them), and the
 agreements it is a party to; the operator and the central offices, who approve, see every agreement.
-Credential hashes are shown to no one (an agency sees how many credentials it holds).
+Credential hashes are shown to no one (an agency sees how many credentials it holds); an agency sees its own
+credentials' ids and lifetimes, the operator everyone's.
 """
 
 from typing import Annotated, Any
@@ -88,4 +89,9 @@ def as_seen_by(state: GovState, who: str) -> dict[str, Any]:
         "schemas": {d: fingerprints for d, fingerprints in full["schemas"].items() if d in shown},
         "agreements": agreements,
         "credentials": {who: len(state.credentials.get(who, []))},
+        "credential_lifetimes": {
+            cid: lifetime
+            for cid, lifetime in full["credential_lifetimes"].items()
+            if who == state.operator or lifetime["consumer"] == who
+        },
     }

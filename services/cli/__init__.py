@@ -20,6 +20,7 @@ def _register() -> None:
         agency_commands,
         backup_commands,
         connect_commands,
+        credential_commands,
         demo_commands,
         generate_commands,
         gov_commands,
@@ -33,6 +34,7 @@ def _register() -> None:
     app.add_typer(kafka_commands.app, name="kafka")
     app.add_typer(tls_commands.app, name="tls")
     app.add_typer(agency_commands.app, name="agency")
+    gov_commands.app.add_typer(credential_commands.app, name="credentials")
     app.add_typer(gov_commands.app, name="gov")
     app.add_typer(hub_commands.credentials_app, name="credentials")
     app.add_typer(hub_commands.audit_app, name="audit")

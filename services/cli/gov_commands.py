@@ -47,7 +47,7 @@ HELP = {
     "suspend": "Suspend an active agreement.",
     "resume": "Resume a suspended agreement.",
     "revoke": "Revoke an agreement for good.",
-    "issue-credential": "Record a credential by its SHA-256 (see 'sharehub credentials issue').",
+    "issue-credential": "Record a credential by its SHA-256 (see 'sharehub gov credentials issue').",
 }
 
 
@@ -360,8 +360,9 @@ def _request(kind: Any, file_fields: set[str], options: dict[str, Any]) -> Any:
     return kind.model_validate(body)
 
 
-#: Operations whose command takes a file rather than one option per field.
-HAND_WRITTEN = {"register-key"}
+#: Operations whose command is written by hand: one that takes a file rather than one option per field,
+#: and those of ``gov credentials`` (services/cli/credential_commands.py), which make the credential too.
+HAND_WRITTEN = {"register-key", "rotate-credential", "revoke-credential"}
 
 
 @app.command("register-key")

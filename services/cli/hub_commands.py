@@ -39,7 +39,8 @@ err = Console(stderr=True, soft_wrap=True)
 @credentials_app.command("issue")
 @reports_errors
 def credentials_issue(consumer: Annotated[str, typer.Argument(help="Consumer agency id")]) -> None:
-    """Issue a bearer credential to an agency (the operator signs). Printed once; the log keeps its hash."""
+    """Issue a bearer credential to an agency (the operator signs), valid 90 days. Printed once; the log keeps
+    its hash. 'sharehub gov credentials' also rotates, revokes and lists them."""
     from services.governance_bootstrap import issue_credential
 
     with Hub() as hub:

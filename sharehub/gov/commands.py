@@ -160,6 +160,25 @@ class IssueCredential(Command):
     agency: str
     #: SHA-256 (hex) of a credential the caller made; the hub never sees the credential itself.
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    #: When it stops working (default: 90 days from now; at most 365).
+    expires_at: AwareDatetime | None = None
+
+
+class RotateCredential(Command):
+    #: The credential replaced (its id, as ``sharehub gov credentials list`` shows it).
+    credential_id: str
+    #: SHA-256 (hex) of the new credential, made by the caller.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    #: Until when the replaced credential still works (default: one day from now; at most 30).
+    overlap_until: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class RevokeCredential(Command):
+    credential_id: str
+    reason: str = Field(min_length=1)
+    #: From when it is refused (default: now).
+    effective_at: AwareDatetime | None = None
 
 
 def json_object(text: str, what: str, shape: str = "a JSON object") -> dict[str, Any]:

@@ -144,6 +144,19 @@ class AgreementRevoked:
 class CredentialIssued:
     consumer: str
     sha256: str
+    #: None: no expiry (only credentials issued before lifetimes existed; see sharehub.gov.credentials).
+    expires_at: dt.datetime | None = None
+    #: Rotation: the id of the credential this one replaces, refused from ``replaced_until`` on.
+    replaces: str | None = None
+    replaced_until: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class CredentialRevoked:
+    consumer: str
+    credential_id: str
+    reason: str
+    effective_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,7 @@ Payload: TypeAlias = (
     | AgreementResumed
     | AgreementRevoked
     | CredentialIssued
+    | CredentialRevoked
     | PurposeDefined
     | LegalBasisDefined
     | PurposeRetired
@@ -216,6 +230,7 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         AgreementResumed,
         AgreementRevoked,
         CredentialIssued,
+        CredentialRevoked,
         PurposeDefined,
         LegalBasisDefined,
         PurposeRetired,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, cast
 
+from sharehub.gov import credentials, vocabulary
 from sharehub.gov import events as ev
-from sharehub.gov import vocabulary
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord, KeyRecord, approvals_needed
 from sharehub.gov.rules import parse_schema
 from sharehub.gov.views import AgencyKind, Classification
@@ -55,8 +55,9 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
         schema = parse_schema(p.dataset, p.schema)
         state.datasets_[p.dataset] = dataclasses.replace(ds, schemas=(*ds.schemas, schema))
     elif isinstance(p, ev.CredentialIssued):
-        state.credentials.setdefault(p.consumer, []).append(p.sha256)
-        state.token_owners[p.sha256] = p.consumer
+        credentials.apply_issued(state, p, event.occurred_at)
+    elif isinstance(p, ev.CredentialRevoked):
+        credentials.apply_revoked(state, p)
     elif isinstance(p, ev.PurposeDefined | ev.LegalBasisDefined | ev.PurposeRetired | ev.LegalBasisRetired):
         vocabulary.mutate(state, event)
     else:

@@ -27,8 +27,8 @@ from sharehub.errors import (
     UnknownReferenceError,
     ValidityExpired,
 )
+from sharehub.gov import credentials, vocabulary
 from sharehub.gov import events as ev
-from sharehub.gov import vocabulary
 from sharehub.gov.custody import CUSTODY
 from sharehub.gov.impact import refuse_breaking, schema_impact
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
@@ -39,7 +39,6 @@ from sharehub.schema_compat import require_compatible
 if TYPE_CHECKING:
     from sharehub.gov.state import GovState
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 CENTRAL_OFFICE = "central-office"
 #: A dataset of this classification is shared as a whole or not at all: only with agencies cleared for it.
 #: Below it, clearance bounds each granted field (portion marking), and secret data needs two approvers.
@@ -145,15 +144,6 @@ def _key_revoked(state: GovState, p: ev.SigningKeyRevoked, actor: str, at: dt.da
     if key.revoked_at is not None:
         raise LifecycleViolation(f"key {p.key_id!r} of {p.agency!r} was already revoked")
     _reason(p.reason, f"revoking key {p.key_id!r}")
-
-
-def _credential_issued(state: GovState, p: ev.CredentialIssued, actor: str, at: dt.datetime) -> None:
-    _operator_only(state, actor, f"issue credentials to {p.consumer!r}")
-    _agency(state, p.consumer, "consumer")
-    if not _HEX64.fullmatch(p.sha256):
-        raise InputError("a credential is recorded as its SHA-256: 64 lower-case hex characters")
-    if p.sha256 in state.token_owners:
-        raise DuplicateId("this credential was already issued")
 
 
 # --- datasets and schemas ------------------------------------------------------------------------------
@@ -407,7 +397,8 @@ _CHECKS: dict[type[Any], Callable[..., None]] = {
     ev.AgreementSuspended: _suspended,
     ev.AgreementResumed: _resumed,
     ev.AgreementRevoked: _revoked,
-    ev.CredentialIssued: _credential_issued,
+    ev.CredentialIssued: credentials.check_issued,
+    ev.CredentialRevoked: credentials.check_revoked,
     **{
         kind: lambda state, p, actor, at: vocabulary.check(state, p, actor)
         for kind in (ev.PurposeDefined, ev.LegalBasisDefined, ev.PurposeRetired, ev.LegalBasisRetired)

@@ -21,6 +21,7 @@ from typing import Any
 from sharehub.avro import RecordSchema
 from sharehub.errors import ChainViolation
 from sharehub.gov import events as ev
+from sharehub.gov.credentials import DEFAULT_LIFETIME, DEFAULT_OVERLAP
 from sharehub.gov.log import EventLog, KafkaLog, MemoryLog
 from sharehub.gov.rules import check, parse_schema
 from sharehub.gov.state import GovState, fold_log
@@ -229,10 +230,44 @@ class GovernanceService:
     def retire_legal_basis(self, actor: str, id: str, reason: str) -> ev.GovernanceEvent:
         return self._commit(actor, ev.LegalBasisRetired(id, reason))
 
-    def issue_credential(self, actor: str, consumer: str, credential_sha256: str) -> ev.GovernanceEvent:
+    def issue_credential(
+        self, actor: str, consumer: str, credential_sha256: str, *, expires_at: dt.datetime | None = None
+    ) -> ev.GovernanceEvent:
         """Record a credential by its hash (see :func:`new_credential`); the credential never reaches
-        the log."""
-        return self._commit(actor, ev.CredentialIssued(consumer, credential_sha256))
+        the log. It expires at ``expires_at`` (default: ``DEFAULT_LIFETIME`` from now)."""
+        ends = expires_at or self.clock() + DEFAULT_LIFETIME
+        return self._commit(actor, ev.CredentialIssued(consumer, credential_sha256, ends))
+
+    def rotate_credential(
+        self,
+        actor: str,
+        credential_id: str,
+        new_sha256: str,
+        *,
+        overlap_until: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
+    ) -> ev.GovernanceEvent:
+        """Issue a credential that replaces ``credential_id`` of the same agency; the old one stays valid
+        until ``overlap_until`` (default: ``DEFAULT_OVERLAP`` from now)."""
+        now = self.clock()
+        old = self.state.credential_records.get(credential_id)
+        payload = ev.CredentialIssued(
+            old.consumer if old is not None else "",
+            new_sha256,
+            expires_at or now + DEFAULT_LIFETIME,
+            replaces=credential_id,
+            replaced_until=overlap_until or now + DEFAULT_OVERLAP,
+        )
+        return self._commit(actor, payload)
+
+    def revoke_credential(
+        self, actor: str, credential_id: str, reason: str, *, effective_at: dt.datetime | None = None
+    ) -> ev.GovernanceEvent:
+        """From ``effective_at`` (default now) the credential is refused everywhere."""
+        old = self.state.credential_records.get(credential_id)
+        consumer = old.consumer if old is not None else ""
+        when = effective_at or self.clock()
+        return self._commit(actor, ev.CredentialRevoked(consumer, credential_id, reason, when))
 
     # --- the one path every change takes -------------------------------------------------------------
 

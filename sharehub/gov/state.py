@@ -23,6 +23,7 @@ from sharehub.avro import RecordSchema
 from sharehub.errors import EnvelopeError, InputError, UnknownReferenceError, UnknownSigner
 from sharehub.gov import events as ev
 from sharehub.gov import vocabulary
+from sharehub.gov.credentials import CredentialRecord, credential_id
 from sharehub.gov.log import Logged
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
 from sharehub.gov.reducer import mutate
@@ -63,6 +64,8 @@ class GovState:
         #: consumer -> SHA-256 (hex) of each credential issued to it, and the reverse.
         self.credentials: dict[str, list[str]] = {}
         self.token_owners: dict[str, str] = {}
+        #: credential id -> its lifetime: issued, expiry, rotation, revocation (sharehub.gov.credentials).
+        self.credential_records: dict[str, CredentialRecord] = {}
         #: The vocabulary of purposes and legal bases, every term ever defined (retired ones too).
         self.purposes_: dict[str, vocabulary.PurposeRecord] = {}
         self.legal_bases_: dict[str, vocabulary.LegalBasisRecord] = {}
@@ -193,6 +196,10 @@ class GovState:
     def consumer_for_token(self, token: str) -> str | None:
         return self.token_owners.get(token_hash(token))
 
+    def credential(self, digest: str) -> CredentialRecord | None:
+        """The credential whose SHA-256 (hex) is ``digest``, with its lifetime; None if never issued."""
+        return self.credential_records.get(credential_id(digest)) if digest in self.token_owners else None
+
     @property
     def quarantine_topic(self) -> str:
         return f"{self.topic_prefix}-quarantine"
@@ -269,6 +276,7 @@ class GovState:
             },
             "agreements": {a: [version_json(v) for v in self.versions[a]] for a in sorted(self.versions)},
             "credentials": {c: sorted(h) for c, h in sorted(self.credentials.items())},
+            "credential_lifetimes": {c: r.summary() for c, r in sorted(self.credential_records.items())},
         }
 
 

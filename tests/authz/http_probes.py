@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from services.gov_operations import OPERATIONS, Caller, perform
+from sharehub.gov.credentials import credential_id
 from sharehub.gov.key_request import make_key_request
 from sharehub.keys import SigningKey
 from tests.authz.world import World
@@ -117,6 +119,13 @@ def _key_of(world: World, agency: str) -> str:
     return key_id
 
 
+def _credential_of(world: World, agency: str) -> str:
+    """The id of a new credential of ``agency``, issued by the operator (not one a role signs in with)."""
+    digest = hashlib.sha256(_fresh().encode()).hexdigest()
+    _as(world, OPERATOR, "issue-credential", {"agency": agency, "sha256": digest})
+    return credential_id(digest)
+
+
 def _key_request(agency: str) -> dict[str, Any]:
     key = SigningKey(f"{agency}/sign/s{_fresh()}", Ed25519PrivateKey.generate())
     request = make_key_request(key, agency=agency, valid_from=dt.datetime.now(dt.UTC))
@@ -173,6 +182,15 @@ PROBES: dict[str, Probe] = {
     ),
     "issue-credential": lambda w, me: _gov(
         "issue-credential", {"agency": OTHER, "sha256": uuid.uuid4().hex * 2}
+    ),
+    "rotate-credential": lambda w, me: _gov(
+        "rotate-credential", {"credential_id": _credential_of(w, OTHER), "sha256": uuid.uuid4().hex * 2}
+    ),
+    "revoke-own-credential": lambda w, me: _gov(
+        "revoke-credential", {"credential_id": _credential_of(w, me), "reason": "leaked"}
+    ),
+    "revoke-others-credential": lambda w, me: _gov(
+        "revoke-credential", {"credential_id": _credential_of(w, OTHER), "reason": "leaked"}
     ),
     "add-own-key": lambda w, me: _gov(
         "add-key", {"agency": me, "key_id": f"{me}/sign/a{_fresh()}", "public_key": _public_hex()}

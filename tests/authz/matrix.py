@@ -134,6 +134,21 @@ OPERATIONS: tuple[Operation, ...] = (
     _http(Interface.GOVERNANCE_API, "register-agency", "register an agency", 201, "operator"),
     _http(Interface.GOVERNANCE_API, "declare-dataset", "declare a dataset", 201, "operator"),
     _http(Interface.GOVERNANCE_API, "issue-credential", "issue a credential to an agency", 201, "operator"),
+    _http(Interface.GOVERNANCE_API, "rotate-credential", "rotate an agency's credential", 201, "operator"),
+    _http(
+        Interface.GOVERNANCE_API,
+        "revoke-own-credential",
+        "revoke a credential of its own agency",
+        201,
+        *_EVERY_AGENCY,
+    ),  # fmt: skip
+    _http(
+        Interface.GOVERNANCE_API,
+        "revoke-others-credential",
+        "revoke another agency's credential",
+        201,
+        "operator",
+    ),  # fmt: skip
     _http(
         Interface.GOVERNANCE_API, "add-own-key", "add a signing key of its own agency", 201, *_EVERY_AGENCY
     ),

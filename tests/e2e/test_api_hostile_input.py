@@ -151,6 +151,10 @@ def test_governance_is_shown_on_a_need_to_know_basis_and_credential_hashes_to_no
         "dongthap-ppc.handbook-activities.1",
     }
     assert state("dongthap-ppc")["credentials"] == {"dongthap-ppc": 1}
+    # Credentials' ids and lifetimes: an agency sees its own, the operator every agency's (never a hash).
+    own = state("dongthap-ppc")["credential_lifetimes"]
+    assert [r["consumer"] for r in own.values()] == ["dongthap-ppc"]
+    assert {r["consumer"] for r in state("cpo")["credential_lifetimes"].values()} >= set(tokens)
     internal = state("mcst-pc")  # cleared for internal data only, owns nothing, holds no agreement
     assert internal["agreements"] == {}
     assert [d["id"] for d in internal["datasets"]] == [d for d in DATASETS if d != "documents"]  # top-secret

@@ -8,6 +8,7 @@ holds the event. Against the real broker.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from services.gov_operations import OPERATIONS, Caller, perform
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub.errors import BrokerError, NotPermitted
+from sharehub.gov.credentials import credential_id
 from sharehub.gov.key_request import make_key_request
 from sharehub.keys import SigningKey
 from tests.e2e.test_gov_interfaces import credential_file
@@ -142,6 +144,9 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
             valid_from=dt.datetime.now(dt.UTC),
         )  # proves possession: only the actor can be why it is refused
         cases.append(("register-key", request.model_dump(mode="json"), may))
+        held = credential_id(_held_credential(target))
+        cases.append(("revoke-credential", {"credential_id": held, "reason": "leaked"}, may))
+        cases.append(("rotate-credential", {"credential_id": held, "sha256": f"{n:064x}"}, {"cpo"}))
     for dataset_id, owner in OWNER.items():
         schema = {
             "type": "record",
@@ -167,6 +172,20 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
     return cases
 
 
+def _held_credential(agency: str) -> str:
+    """The SHA-256 of a credential ``agency`` holds in the property's hub (see :func:`_issue_held`)."""
+    return hashlib.sha256(f"held by {agency}".encode()).hexdigest()
+
+
+def _issue_held(hub: Hub) -> None:
+    """Every agency holds a credential, so that only the actor can be why its revocation or rotation is
+    refused."""
+    with hub.governing() as service:
+        for agency in AGENCIES:
+            if service.state.credential(_held_credential(agency)) is None:
+                service.issue_credential("cpo", agency, _held_credential(agency))
+
+
 @st.composite
 def refused_requests(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
     n = draw(st.integers(min_value=0, max_value=10**6))
@@ -183,6 +202,7 @@ def test_every_operation_refused_to_an_agency_that_may_not_take_it_changes_nothi
     operation, body, actor = case
     kind, _ = OPERATIONS[operation]
     request = kind.model_validate(body)
+    _issue_held(hub)
     before = snapshot(hub)
     with pytest.raises(NotPermitted):
         # As on the hub's own machine: the operations that may make a key pair would make one here.

@@ -19,7 +19,7 @@ from tests.unit.test_gov_schema_releases import kept_releases, rewritten
 MANAGEMENT = ("party-member-management", "Quản lý đảng viên", "Party member management")
 STATISTICS = ("party-member-statistics", "Thống kê đảng viên", "Party member statistics")
 #: The release of governance-event.avsc just before the vocabulary (schemas/history/governance-event/).
-RELEASE_BEFORE_THE_VOCABULARY = "62f9110cd916beb2"
+RELEASE_BEFORE_THE_VOCABULARY = "59d3fd756416f16d"
 BASIS = ("regulation-384-art-5", "Quy định 384, Điều 5", "Regulation 384, Art. 5", "Regulation 384, Art. 5")
 
 
