@@ -128,6 +128,9 @@ def main(argv: list[str], command: str) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the parallel audit's")
     parser.add_argument("--home", type=Path, default=BENCH_HOME / "audit-scale", help="the bench hub's home")
     parser.add_argument("--keep", action="store_true", help="keep the hub and its topics afterwards")
+    parser.add_argument(
+        "--kafka-port", type=int, default=SCALE_KAFKA_PORT, help="the port of the run's own broker"
+    )
     parser.add_argument("--publish-only", action="store_true", help="publish, keep, and stop there")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
     args = parser.parse_args(argv)
@@ -136,7 +139,8 @@ def main(argv: list[str], command: str) -> None:
     wall = time.monotonic()
     keep = args.keep or args.publish_only
     try:
-        with broker(args.home / "kafka-home", SCALE_KAFKA_PORT) as bootstrap:
+        kept = (hub_home / "keys.db").exists()
+        with broker(args.home / "kafka-home", args.kafka_port, fresh=not kept) as bootstrap:
             hub = _kept_hub(hub_home, bootstrap, args.events)
             try:
                 if hub is None:
