@@ -333,27 +333,15 @@ def parse(raw: bytes) -> Envelope:
         read = read_envelope(body)
     except ValueError as exc:  # UnicodeDecodeError is one
         raise MalformedEnvelope(f"envelope does not decode: {exc}") from None
-    if not 0 <= read.batch_index < read.batch_size:
+    _, _, batch_index, batch_size, batch_path, _ = read.rest
+    if not 0 <= batch_index < batch_size:
         raise MalformedEnvelope("the batch proof names no place in its batch")
     body_end, header_end = HEADER_SIZE + read.body_end, HEADER_SIZE + read.header_end
-    if raw[body_end : len(raw) - SIGNATURE_SIZE] != _encode_proof(
-        read.batch_index, read.batch_size, read.batch_path
-    ):
+    if raw[body_end : len(raw) - SIGNATURE_SIZE] != _encode_proof(batch_index, batch_size, batch_path):
         raise MalformedEnvelope("the batch proof is not in canonical Avro encoding")
     if header_end <= HEADER_SIZE:
         raise MalformedEnvelope("envelope header is empty")
-    return Envelope(
-        Header._make(read.header),
-        read.ciphertext,
-        read.personal_ciphertext,
-        read.batch_index,
-        read.batch_size,
-        read.batch_path,
-        read.signature,
-        raw,
-        header_end,
-        body_end,
-    )
+    return Envelope(Header._make(read.header), *read.rest, raw, header_end, body_end)
 
 
 def verify(envelope: Envelope, signers: SignerDirectory, roots: VerifiedRoots | None = None) -> None:

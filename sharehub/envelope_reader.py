@@ -43,16 +43,13 @@ _LONG = 2**63
 
 
 class EnvelopeFields(NamedTuple):
-    """The envelope record's values: its header's (in :class:`~sharehub.envelope.Header`'s order), the
-    ciphertexts, the batch proof and the signature; and where the header and the body end in the record."""
+    """The envelope record's values, and where its header and its body end in the record."""
 
+    #: The header's values, in :class:`~sharehub.envelope.Header`'s order.
     header: tuple[Any, ...]
-    ciphertext: bytes
-    personal_ciphertext: bytes
-    batch_index: int
-    batch_size: int
-    batch_path: list[bytes]
-    signature: bytes
+    #: The rest, in :class:`~sharehub.envelope.Envelope`'s order: ciphertext, personal ciphertext, batch
+    #: index, batch size, batch path, signature.
+    rest: tuple[bytes, bytes, int, int, list[bytes], bytes]
     header_end: int
     body_end: int
 
@@ -136,14 +133,5 @@ def _read(c: _Cursor, size: int) -> EnvelopeFields:
         producer, dataset, EVENT_TYPES[kind], event_id, occurred_at, lane, sequence, prev_hash, fingerprint,
         signer_key_id, data_key_id, subject_key_id, nonce, personal_nonce,
     )  # fmt: skip
-    return EnvelopeFields(
-        header,
-        ciphertext,
-        personal_ciphertext,
-        batch_index,
-        batch_size,
-        path,
-        signature,
-        header_end,
-        body_end,
-    )
+    rest = (ciphertext, personal_ciphertext, batch_index, batch_size, path, signature)
+    return EnvelopeFields(header, rest, header_end, body_end)

@@ -48,15 +48,8 @@ ENVELOPES = st.fixed_dictionaries(
 
 
 def as_dict(read: EnvelopeFields) -> dict[str, Any]:
-    return {
-        **Header._make(read.header)._asdict(),
-        "ciphertext": read.ciphertext,
-        "personal_ciphertext": read.personal_ciphertext,
-        "batch_index": read.batch_index,
-        "batch_size": read.batch_size,
-        "batch_path": read.batch_path,
-        "signature": read.signature,
-    }
+    rest = ("ciphertext", "personal_ciphertext", "batch_index", "batch_size", "batch_path", "signature")
+    return {**Header._make(read.header)._asdict(), **dict(zip(rest, read.rest, strict=True))}
 
 
 def test_its_layout_is_the_envelope_schemas() -> None:
