@@ -39,7 +39,7 @@ from services.audit_stitch import LaneChains, stitch
 from sharehub import chain
 from sharehub.codec import DatasetCodec, codecs_by_topic
 from sharehub.envelope import Envelope
-from sharehub.errors import ChainViolation, EnvelopeError
+from sharehub.errors import ChainViolation, EnvelopeError, InputError
 from sharehub.gov.custody import sealed_in_custody
 from sharehub.gov.state import GovState
 from sharehub.kafka import TopicReader
@@ -87,6 +87,8 @@ def audit_lanes(
     """Every lane of every dataset topic of ``state``, audited with ``workers`` processes (this one when
     1; None: one per CPU, this one alone for a small log), in lane order. ``part_size``: the records of
     each part of a lane a worker takes (None: enough parts for every worker to stay busy)."""
+    if part_size is not None and part_size < 1:
+        raise InputError(f"a part of a lane holds at least 1 record, not {part_size}")
     lanes = [lane for dataset in state.datasets() for lane in _lanes(reader, dataset.id, dataset.topic)]
     advance = _progress_bars(lanes, progress)
     asked = {lane: _asked(checkpointed, lane) for lane in lanes}

@@ -6,24 +6,30 @@ into parts of every size, honest and with each tampering at every place."""
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import cast
 
 import pytest
 
-from services.audit_status import EventStatus
+from services.audit_lanes import Lane, audit_lanes, parts_of
+from services.audit_status import EventStatus, TimeWindow
 from services.audit_stitch import LaneAudit, LaneChains, stitch
 from sharehub.chain import Link
 from sharehub.envelope import ZERO_HASH
+from sharehub.errors import InputError
+from sharehub.gov.state import GovState
+from sharehub.kafka import TopicReader
 
 TOPIC = "t-party-members"
-Lane = list[tuple[str, Link]]
+Links = list[tuple[str, Link]]
 
 
-def honest(events: int, producers: tuple[str, ...] = ("coc", "go")) -> Lane:
+def honest(events: int, producers: tuple[str, ...] = ("coc", "go")) -> Links:
     """``events`` events, the producers taking turns, each producer's one chain from sequence 1."""
     heads = dict.fromkeys(producers, (0, ZERO_HASH))
-    lane: Lane = []
+    lane: Links = []
     for n in range(events):
         producer = producers[n % len(producers)]
         sequence, prev = heads[producer]
@@ -33,7 +39,7 @@ def honest(events: int, producers: tuple[str, ...] = ("coc", "go")) -> Lane:
     return lane
 
 
-def audited(lane: Lane, *, start: int = 0, part: bool, every_event: bool, outside: set[int]) -> LaneAudit:
+def audited(lane: Links, *, start: int = 0, part: bool, every_event: bool, outside: set[int]) -> LaneAudit:
     """What the audit finds in ``lane`` (its first record at offset ``start``), as audit_lane judges it:
     every record authentic; those at offsets in ``outside`` out of the time window."""
     found = LaneAudit()
@@ -47,12 +53,13 @@ def audited(lane: Lane, *, start: int = 0, part: bool, every_event: bool, outsid
     return found
 
 
-def stitched(lane: Lane, size: int, *, every_event: bool, outside: set[int]) -> LaneAudit | None:
+def stitched(lane: Links, size: int, *, every_event: bool, outside: set[int]) -> LaneAudit | None:
+    """``lane`` audited in parts of ``size`` records, each sent as from a worker process, and stitched."""
     parts = [
         audited(lane[at : at + size], start=at, part=True, every_event=every_event, outside=outside)
         for at in range(0, len(lane), size)
     ]
-    return stitch(parts, every_event)
+    return stitch([pickle.loads(pickle.dumps(part)) for part in parts], every_event)
 
 
 def facts(found: LaneAudit) -> tuple[object, ...]:
@@ -60,15 +67,15 @@ def facts(found: LaneAudit) -> tuple[object, ...]:
     return found.records, found.verified, statuses, found.logged, found.sealed_in_custody
 
 
-def dropped(lane: Lane, at: int) -> Lane:
+def dropped(lane: Links, at: int) -> Links:
     return lane[:at] + lane[at + 1 :]
 
 
-def repeated(lane: Lane, at: int) -> Lane:
+def repeated(lane: Links, at: int) -> Links:
     return [*lane, lane[at]]
 
 
-def swapped(lane: Lane, at: int) -> Lane:
+def swapped(lane: Links, at: int) -> Links:
     if at + 2 >= len(lane):
         return lane
     moved = list(lane)
@@ -76,22 +83,22 @@ def swapped(lane: Lane, at: int) -> Lane:
     return moved
 
 
-def forked(lane: Lane, at: int) -> Lane:
+def forked(lane: Links, at: int) -> Links:
     producer, link = lane[at]
     return [*lane[:at], (producer, link._replace(hash=b"\x01" * 32)), *lane[at + 1 :]]
 
 
-def relinked(lane: Lane, at: int) -> Lane:
+def relinked(lane: Links, at: int) -> Links:
     producer, link = lane[at]
     return [*lane[:at], (producer, link._replace(prev_hash=b"\x02" * 32)), *lane[at + 1 :]]
 
 
-def replayed(lane: Lane, at: int) -> Lane:
+def replayed(lane: Links, at: int) -> Links:
     producer, link = lane[at]
     return [*lane, (producer, link._replace(hash=b"\x03" * 32))]
 
 
-TAMPERINGS: list[Callable[[Lane, int], Lane]] = [dropped, repeated, swapped, forked, relinked, replayed]
+TAMPERINGS: list[Callable[[Links, int], Links]] = [dropped, repeated, swapped, forked, relinked, replayed]
 
 
 @pytest.mark.parametrize("every_event", [True, False])
@@ -135,7 +142,7 @@ def test_a_producer_first_seen_in_a_later_part_starts_its_chain_there() -> None:
 @pytest.mark.parametrize("tamper", TAMPERINGS, ids=lambda t: t.__name__)
 @pytest.mark.parametrize("every_event", [True, False])
 def test_a_tampered_lane_stitches_to_the_whole_lanes_findings_or_not_at_all(
-    tamper: Callable[[Lane, int], Lane], every_event: bool
+    tamper: Callable[[Links, int], Links], every_event: bool
 ) -> None:
     stitches = refusals = tampered = 0
     for at in range(12):
@@ -164,3 +171,14 @@ def test_a_part_whose_link_reaches_back_before_its_first_is_not_stitched() -> No
     assert not part.stitchable
     first = audited(lane[:2], part=True, every_event=False, outside=set())
     assert stitch([first, part], every_event=False) is None
+
+
+def test_a_lane_is_cut_into_consecutive_parts_and_a_part_of_no_record_is_refused() -> None:
+    lane = Lane("party-members", TOPIC, 1, 10, 21)
+    assert [(p.start, p.end) for p in parts_of(lane, 4)] == [(10, 14), (14, 18), (18, 21)]
+    assert parts_of(lane, 11) == [lane] and parts_of(Lane("d", TOPIC, 0, 5, 5), 3) == []
+    with pytest.raises(InputError, match="at least 1 record"):
+        audit_lanes(
+            "127.0.0.1:9", cast(GovState, None), cast(TopicReader, None), checkpointed={},
+            window=TimeWindow(), every_event=False, workers=2, part_size=0,
+        )  # fmt: skip
