@@ -10,7 +10,9 @@ the audit with several, timed in the same run, memory sampled.
    (default: the machine's CPUs), each in a fresh process whose peak RSS (with its workers') is kept.
 
 With ``--keep`` the hub and its topics stay (under ``--home``), and a later run with the same ``--home``
-audits them again without publishing (``--events`` must match what is there).
+audits them again without publishing (``--events`` must match what is there), or with ``--grow`` first
+publishes the members it lacks (from another seed; each lane's publisher goes on from the chain head it
+finds on the topic). The run's own broker listens on ``--kafka-port``.
 
 Results go to ``bench/results/audit_scale.json`` and ``BENCHMARKS.md``.
 """
@@ -86,6 +88,7 @@ def publish(hub: Hub, members: int, seed: int) -> dict[str, Any]:
     topic = hub.governance.dataset(DATASET).topic
     argv = [sys.executable, "-m", "bench", "_publish-lane", str(hub.home), hub.settings.bootstrap]
     env = hub_env(hub)
+    held = sum(end_offsets(hub.kafka, topic).values())  # a kept hub grown: what was there before
     procs = [
         subprocess.Popen(
             [*argv, str(members), str(seed), str(lane)], env=env, stdout=subprocess.PIPE, text=True
@@ -100,7 +103,7 @@ def publish(hub: Hub, members: int, seed: int) -> dict[str, Any]:
         elapsed = time.monotonic() - started
         rss = sum(family_rss_kb(p.pid)[0] for p in procs) / 1024
         peak = max(peak, sum(family_rss_kb(p.pid)[1] for p in procs))
-        done = sum(end_offsets(hub.kafka, topic).values())
+        done = sum(end_offsets(hub.kafka, topic).values()) - held
         samples.append({"t": round(elapsed, 1), "events": done, "rss_mib": round(rss, 1)})
         if len(samples) % 6 == 0:
             log(f"published {done:,}/{members:,} in {elapsed:,.0f} s ({done / elapsed:,.0f} ev/s)")
@@ -128,7 +131,13 @@ def main(argv: list[str], command: str) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the parallel audit's")
     parser.add_argument("--home", type=Path, default=BENCH_HOME / "audit-scale", help="the bench hub's home")
     parser.add_argument("--keep", action="store_true", help="keep the hub and its topics afterwards")
+    parser.add_argument(
+        "--kafka-port", type=int, default=SCALE_KAFKA_PORT, help="the port of the run's own broker"
+    )
     parser.add_argument("--publish-only", action="store_true", help="publish, keep, and stop there")
+    parser.add_argument(
+        "--grow", action="store_true", help="a kept hub with fewer events: publish the rest first"
+    )
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
     args = parser.parse_args(argv)
     hub_home = args.home / "hub"
@@ -136,13 +145,15 @@ def main(argv: list[str], command: str) -> None:
     wall = time.monotonic()
     keep = args.keep or args.publish_only
     try:
-        with broker(args.home / "kafka-home", SCALE_KAFKA_PORT) as bootstrap:
-            hub = _kept_hub(hub_home, bootstrap, args.events)
+        kept = (hub_home / "keys.db").exists()
+        with broker(args.home / "kafka-home", args.kafka_port, fresh=not kept) as bootstrap:
+            hub, held = _kept_hub(hub_home, bootstrap, args.events, grow=args.grow)
             try:
                 if hub is None:
                     hub = new_hub(hub_home, bootstrap)
-                    log(f"publishing {args.events:,} party members, one process per lane")
-                    result["publish"] = publish(hub, args.events, args.seed)
+                if held < args.events:
+                    log(f"publishing {args.events - held:,} party members, one process per lane")
+                    result["publish"] = publish(hub, args.events - held, args.seed + held)
                     log(f"publish: {result['publish']['rate']:,.0f} ev/s")
                 else:
                     log(f"auditing the {args.events:,} events kept in {hub_home}")
@@ -161,16 +172,19 @@ def main(argv: list[str], command: str) -> None:
     log(f"wrote {report.write_report()}")
 
 
-def _kept_hub(home: Path, bootstrap: str, events: int) -> Hub | None:
-    """The hub a run with ``--keep`` left in ``home``, if its dataset topic holds ``events`` events."""
+def _kept_hub(home: Path, bootstrap: str, events: int, *, grow: bool) -> tuple[Hub | None, int]:
+    """The hub a run with ``--keep`` left in ``home`` and the events its dataset topic holds: ``events``,
+    or fewer with ``grow``; (None, 0) when there is none."""
     if not (home / "keys.db").exists():
-        return None
+        return None, 0
     hub = Hub(settings(home, bootstrap))
     held = sum(end_offsets(hub.kafka, hub.governance.dataset(DATASET).topic).values())
-    if held != events:
+    if held != events and not (grow and held < events):
         hub.close()
-        raise SystemExit(f"{home} holds {held:,} events, not {events:,}: remove it or say --events {held}")
-    return hub
+        raise SystemExit(
+            f"{home} holds {held:,} events, not {events:,}: remove it, say --events {held}, or --grow"
+        )
+    return hub, held
 
 
 def measure(hub: Hub, events: int, workers: int) -> dict[str, Any]:

@@ -39,8 +39,9 @@ OWNER = "coc"
 
 
 @contextmanager
-def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[str]:
-    """The broker named by SHAREHUB_KAFKA_BOOTSTRAP, or a fresh local one, stopped on the way out."""
+def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT, *, fresh: bool = True) -> Iterator[str]:
+    """The broker named by SHAREHUB_KAFKA_BOOTSTRAP, or a local one, stopped on the way out: fresh (its
+    topics of earlier runs removed) unless ``fresh`` is false (a kept data set, audited again)."""
     named = os.environ.get("SHAREHUB_KAFKA_BOOTSTRAP")
     if named:
         yield Hub(Settings(home=home, kafka_bootstrap=named)).kafka_admin
@@ -48,7 +49,7 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT) -> Iterator[st
     from tooling.kafka_local import LocalKafka
 
     kafka = LocalKafka(home / "broker", Settings().cache_dir, port)
-    if not kafka.status().running:
+    if fresh and not kafka.status().running:
         # Topics of earlier runs would only slow the broker's start: every run begins empty.
         shutil.rmtree(home / "broker", ignore_errors=True)
     kafka.start()

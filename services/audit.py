@@ -129,13 +129,15 @@ def audit_verify(
     quarantine: bool = False,
     workers: int | None = 1,
     every_event: bool = True,
+    part_size: int | None = None,
 ) -> AuditReport:
     """Audit the log of the hub ``governance`` belongs to (its pinned trust and topic prefix; its state is
     rebuilt from the log here, not taken on trust). ``quarantine``: also check the quarantine's form (the
     hub's own audit; an auditor may not read it). ``workers``: processes auditing the dataset topics' lanes
     (:mod:`services.audit_lanes`; None: one per CPU, for a log large enough; the report is the same with
-    any number). ``every_event``: keep every
-    record's status in the report, not only the findings.
+    any number), each taking parts of ``part_size`` records of a lane at a time (None: enough parts to
+    keep every worker busy). ``every_event``: keep every record's status in the report, not only the
+    findings.
 
     The checkpoints are read before the dataset topics, so every event a checkpoint names was written
     before the dataset topics' ends were taken: a lane that is still being written to is not reported
@@ -146,7 +148,9 @@ def audit_verify(
         state = _audit_governance(read, GovState(governance.trust, governance.topic_prefix), report)
         checkpoints = _read_checkpoints(read, state)
         access_checkpoints = _read_access_checkpoints(read, state)
-        logged = _audit_datasets(bootstrap, reader, state, report, checkpoints, progress, workers, timeout)
+        logged = _audit_datasets(
+            bootstrap, reader, state, report, checkpoints, progress, (workers, part_size), timeout
+        )
         _audit_checkpoints(checkpoints, logged, report)
         access_lanes = _audit_access_log(read, state, report)
         _audit_access_checkpoints(access_checkpoints, access_lanes, report)
@@ -199,11 +203,12 @@ def _audit_datasets(
     report: AuditReport,
     checkpoints: list[_ReadCheckpoint],
     progress: Progress | None,
-    workers: int | None,
+    spread: tuple[int | None, int | None],
     timeout: float,
 ) -> dict[tuple[str, str, int, int], bytes]:
     """Every lane of every dataset topic, in lane order, into ``report``; the hash the log holds at each
-    sequence a checkpoint names, (producer, dataset, lane, sequence) → hash."""
+    sequence a checkpoint names, (producer, dataset, lane, sequence) → hash. ``spread``: the workers, and
+    the records of each part of a lane they take."""
     checkpointed: dict[tuple[str, str, int], set[int]] = defaultdict(set)
     for read in checkpoints:
         if read.checkpoint is not None:
@@ -211,7 +216,8 @@ def _audit_datasets(
             checkpointed[(c.producer, c.dataset, c.lane)].add(c.sequence)
     audited = audit_lanes(
         bootstrap, state, reader, checkpointed=checkpointed, window=report.window,
-        every_event=report.every_event, workers=workers, progress=progress, timeout=timeout,
+        every_event=report.every_event, workers=spread[0], part_size=spread[1], progress=progress,
+        timeout=timeout,
     )  # fmt: skip
     logged: dict[tuple[str, str, int, int], bytes] = {}
     for lane, found in audited:

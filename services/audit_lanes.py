@@ -1,12 +1,19 @@
 """The audit of the dataset topics, lane by lane, in this process or spread over worker processes.
 
 A lane is one partition of a dataset topic, and every chain lies in one lane (a producer's events in a
-dataset's partition): a lane is audited on its own, from its first offset to the end it had when the audit
-began, and the result does not depend on where. Each lane's result is compact: its counts, its findings in
-log order (every record's status only when every one is asked for), the events sealed in custody, and the
-hash the log holds at each checkpointed sequence asked for. The results are taken in lane order (the
-dataset topics in governance's order, partitions ascending), so the report is the same with any number of
-workers.
+dataset's partition). In this process a lane is audited whole, from its first offset to the end it had when
+the audit began. Spread over workers, each lane is cut into parts (ranges of offsets, :func:`parts_of`) so
+that the work balances whatever the number of lanes: a worker audits a part without knowing the chains'
+state at its start, taking each producer's first event there to continue its chain, and returns what the
+stitch needs (:mod:`services.audit_stitch`): that first link of each producer, and the head each chain
+ends at. The parts of a lane are stitched in order; a lane whose chains do not join cleanly at a cut (a
+fork, a replay or an event out of order reaching back across it) is audited again whole, here, so the
+findings are always those of the one-process audit.
+
+Each lane's result is compact: its counts, its findings in log order (every record's status only when
+every one is asked for), the events sealed in custody, and the hash the log holds at each checkpointed
+sequence asked for. The results are taken in lane order (the dataset topics in governance's order,
+partitions ascending), so the report is the same with any number of workers.
 
 Worker processes are started with ``spawn`` (nothing of this process's Kafka clients is inherited); each
 is given the governance state the audit rebuilt (public keys only) and opens its own reader. Left to choose
@@ -19,25 +26,30 @@ import concurrent.futures
 import multiprocessing
 import os
 import queue
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit_status import ChainWalk, EventStatus, TimeWindow, walk
+from services.audit_status import EventStatus, TimeWindow
+from services.audit_stitch import LaneAudit as LaneAudit
+from services.audit_stitch import LaneChains, stitch
 from sharehub import chain
 from sharehub.codec import DatasetCodec, codecs_by_topic
 from sharehub.envelope import Envelope
-from sharehub.errors import ChainViolation, EnvelopeError
+from sharehub.errors import ChainViolation, EnvelopeError, InputError
 from sharehub.gov.custody import sealed_in_custody
 from sharehub.gov.state import GovState
 from sharehub.kafka import TopicReader
 
 #: Below this many dataset records, starting worker processes costs more than it saves.
 PARALLEL_FROM = 20_000
+#: Parts per worker when the audit cuts the lanes itself: enough that a worker done early takes another.
+PARTS_PER_WORKER = 4
+#: The fewest records in a part the audit cuts itself (a part costs a seek and a result to send back).
+SMALLEST_PART = 5_000
 #: Told a topic's name and its number of records; returns the callback that hears how many more are read.
 Progress = Callable[[str, int], Callable[[int], None]]
 #: (producer, dataset, lane) → the sequences its owner's checkpoints name, which the log must hold.
@@ -59,20 +71,6 @@ class Lane:
         return self.end - self.start
 
 
-@dataclass
-class LaneAudit:
-    """What the audit found in one lane (records the time window holds only)."""
-
-    records: int = 0
-    verified: int = 0
-    #: The findings in log order; every record's status when every one is kept.
-    statuses: list[EventStatus] = field(default_factory=list)
-    #: Producer → authentic events the hub sealed on its behalf, in custody.
-    sealed_in_custody: Counter[str] = field(default_factory=Counter)
-    #: (producer, sequence) → the hash the lane holds there, for each checkpointed sequence it holds.
-    logged: dict[tuple[str, int], bytes] = field(default_factory=dict)
-
-
 def audit_lanes(
     bootstrap: str,
     state: GovState,
@@ -84,9 +82,13 @@ def audit_lanes(
     workers: int | None,
     progress: Progress | None = None,
     timeout: float = 60.0,
+    part_size: int | None = None,
 ) -> list[tuple[Lane, LaneAudit]]:
     """Every lane of every dataset topic of ``state``, audited with ``workers`` processes (this one when
-    1; None: one per CPU, this one alone for a small log), in lane order."""
+    1; None: one per CPU, this one alone for a small log), in lane order. ``part_size``: the records of
+    each part of a lane a worker takes (None: enough parts for every worker to stay busy)."""
+    if part_size is not None and part_size < 1:
+        raise InputError(f"a part of a lane holds at least 1 record, not {part_size}")
     lanes = [lane for dataset in state.datasets() for lane in _lanes(reader, dataset.id, dataset.topic)]
     advance = _progress_bars(lanes, progress)
     asked = {lane: _asked(checkpointed, lane) for lane in lanes}
@@ -94,14 +96,32 @@ def audit_lanes(
     if workers is None:
         small = sum(lane.size for lane in busy) < PARALLEL_FROM
         workers = 1 if small else len(os.sched_getaffinity(0))
-    if workers <= 1 or len(busy) <= 1:
-        codecs = codecs_by_topic(state.datasets(), state, None)  # public keys only
+    codecs = codecs_by_topic(state.datasets(), state, None)  # public keys only
+    if workers <= 1 or not busy:
         return [
             (lane, audit_lane(reader, codecs[lane.topic], lane, window, every_event, asked[lane], advance))
             for lane in lanes
         ]
-    done = _in_workers(bootstrap, state, busy, asked, window, every_event, workers, advance, timeout)
-    return [(lane, done.get(lane, LaneAudit())) for lane in lanes]
+    size = part_size or max(
+        SMALLEST_PART, -(-sum(lane.size for lane in busy) // (workers * PARTS_PER_WORKER))
+    )
+    parts = {lane: parts_of(lane, size) for lane in busy}
+    done = _in_workers(bootstrap, state, parts, asked, window, every_event, workers, advance, timeout)
+    audited = []
+    for lane in lanes:
+        found = stitch([done[part] for part in parts.get(lane, [])], every_event)
+        if found is None:  # its chains do not join at a cut: the lane again, whole, in this process
+            found = audit_lane(reader, codecs[lane.topic], lane, window, every_event, asked[lane])
+        audited.append((lane, found))
+    return audited
+
+
+def parts_of(lane: Lane, size: int) -> list[Lane]:
+    """``lane`` cut into consecutive ranges of ``size`` records (the last one shorter)."""
+    return [
+        replace(lane, start=start, end=min(start + size, lane.end))
+        for start in range(lane.start, lane.end, size)
+    ]
 
 
 def audit_lane(
@@ -112,11 +132,15 @@ def audit_lane(
     every_event: bool,
     asked: Mapping[str, set[int]],
     advance: Callable[[str, int], None] | None = None,
+    *,
+    part: bool = False,
 ) -> LaneAudit:
     """Read ``lane`` and check every event: parse, signature, owner, lane, each producer's chain in log
-    order. ``asked``: producer → checkpointed sequences whose hash in the log the result must give."""
+    order. ``asked``: producer → checkpointed sequences whose hash in the log the result must give.
+    ``part``: ``lane`` is a range that may start inside the lane: each producer's first link is taken to
+    continue its chain, and noted (with the heads the chains end at) for :func:`stitch`."""
     found = LaneAudit()
-    chains: dict[str, ChainWalk] = defaultdict(ChainWalk)
+    chains = LaneChains(found, part=part)
     holds, whole_log = window.holds, window.whole_log
     for batch in reader.batches(
         lane.topic, start={lane.partition: lane.start}, end={lane.partition: lane.end}
@@ -127,22 +151,14 @@ def audit_lane(
             in_window = whole_log or holds(record.timestamp_ms)
             if envelope is not None:
                 header = envelope.header
-                walk(chains[header.producer], chain.link_of(envelope), status)
+                chains.walk(header.producer, chain.link_of(envelope), status, in_window)
                 if in_window and sealed_in_custody(header.signer_key_id):
                     found.sealed_in_custody[header.producer] += 1
-            if not in_window:
-                continue
-            found.records += 1
-            if status.signature == "ok" and status.chain == "ok":
-                found.verified += 1
-                if not every_event:
-                    continue
-            found.statuses.append(status)
+            if in_window:
+                found.count(status, every_event)
         if advance is not None:
             advance(lane.topic, len(batch))
-    for producer, sequences in asked.items():
-        seen = chains[producer].seen if producer in chains else {}
-        found.logged.update({(producer, s): seen[s] for s in sequences if s in seen})
+    chains.finish(asked)
     return found
 
 
@@ -205,7 +221,7 @@ ForkingPickler.register(type(Ed25519PublicKey.from_public_bytes(bytes(32))), _pu
 def _in_workers(
     bootstrap: str,
     state: GovState,
-    lanes: list[Lane],
+    parts: Mapping[Lane, list[Lane]],
     asked: Mapping[Lane, Mapping[str, set[int]]],
     window: TimeWindow,
     every_event: bool,
@@ -213,18 +229,22 @@ def _in_workers(
     advance: Callable[[str, int], None] | None,
     timeout: float,
 ) -> dict[Lane, LaneAudit]:
-    """``lanes`` audited by worker processes, the largest first (each worker takes the next lane when it is
-    done with one); a worker's failure is raised here."""
+    """The ``parts`` of each lane audited by worker processes, the largest first (each worker takes the
+    next part when it is done with one); a worker's failure is raised here."""
     context = multiprocessing.get_context("spawn")
     read_counts: Any = context.Queue() if advance is not None else None
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(workers, len(lanes)),
+        max_workers=min(workers, sum(len(cut) for cut in parts.values())),
         mp_context=context,
         initializer=_start_worker,
         initargs=(bootstrap, timeout, state, window, every_event, read_counts),
     ) as pool:
-        largest_first = sorted(lanes, key=lambda lane: lane.size, reverse=True)
-        futures = {pool.submit(_audit_in_worker, lane, asked[lane]): lane for lane in largest_first}
+        largest_first = sorted(
+            ((part, lane) for lane, cut in parts.items() for part in cut),
+            key=lambda p: p[0].size,
+            reverse=True,
+        )
+        futures = {pool.submit(_audit_in_worker, part, asked[lane]): part for part, lane in largest_first}
         pending: Iterable[concurrent.futures.Future[LaneAudit]] = futures
         while pending:
             _, pending = concurrent.futures.wait(pending, timeout=0.2, return_when="FIRST_EXCEPTION")
@@ -234,7 +254,7 @@ def _in_workers(
             if failed is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
                 failed.result()  # raises the worker's error
-        done = {lane: future.result() for future, lane in futures.items()}
+        done = {part: future.result() for future, part in futures.items()}
     if advance is not None:  # what the workers counted last, flushed as they stopped
         _drain(read_counts, advance)
     return done
@@ -271,9 +291,11 @@ def _start_worker(
     _worker = _Worker(TopicReader(bootstrap, timeout=timeout), codecs, window, every_event, read_counts)
 
 
-def _audit_in_worker(lane: Lane, asked: Mapping[str, set[int]]) -> LaneAudit:
-    assert _worker is not None, "a worker process audits lanes after _start_worker"
+def _audit_in_worker(part: Lane, asked: Mapping[str, set[int]]) -> LaneAudit:
+    assert _worker is not None, "a worker process audits parts of lanes after _start_worker"
     worker = _worker
     counted = None if worker.read_counts is None else lambda topic, n: worker.read_counts.put((topic, n))
-    codec = worker.codecs[lane.topic]
-    return audit_lane(worker.reader, codec, lane, worker.window, worker.every_event, asked, counted)
+    codec = worker.codecs[part.topic]
+    return audit_lane(
+        worker.reader, codec, part, worker.window, worker.every_event, asked, counted, part=True
+    )

@@ -278,6 +278,15 @@ def audit_verify_command(
             "small log); the report is the same with any number",
         ),
     ] = None,
+    part_size: Annotated[
+        int | None,
+        typer.Option(
+            "--part-size",
+            min=1,
+            help="Records of a lane a worker takes at a time (default: enough parts to keep every worker "
+            "busy); the report is the same with any size",
+        ),
+    ] = None,
 ) -> None:
     """Replay the governance log, every dataset topic, the checkpoints and the access log from offset 0
     with public keys only; exit 1 on any finding. From an agency's site (SHAREHUB_HOME=the site, e.g. the
@@ -289,7 +298,7 @@ def audit_verify_command(
     if window.start and window.end and window.start >= window.end:
         raise InputError(f"--from {window.start.isoformat()} is not before --to {window.end.isoformat()}")
     with line_progress(err, quiet=quiet, unit="records") as tracker:
-        report = _audit(window, tracker, workers, as_json or show_all)
+        report = _audit(window, tracker, (workers, part_size), as_json or show_all)
     if html_file is not None:
         html_file.write_text(html_report(report), encoding="utf-8")
     if as_json:
@@ -306,17 +315,18 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
 
 
 def _audit(
-    window: AuditWindow, tracker: Tracker | None, workers: int | None, every_event: bool
+    window: AuditWindow, tracker: Tracker | None, spread: tuple[int | None, int | None], every_event: bool
 ) -> AuditReport:
     """The audit from the site of SHAREHUB_HOME: an agency's (the auditor's: its own identity and pinned
     trust only), or the hub's (which may also read its quarantine). ``every_event``: keep every record's
-    status (``--json``, ``--all``), not only the findings."""
+    status (``--json``, ``--all``), not only the findings. ``spread``: the worker processes, and the records
+    of a lane each takes at a time."""
     from services.audit import audit_verify
 
     with _log_source() as (kafka, governance, hub):
         return audit_verify(
             kafka, governance, window=window, progress=tracker, quarantine=hub is not None,
-            workers=workers, every_event=every_event,
+            workers=spread[0], part_size=spread[1], every_event=every_event,
         )  # fmt: skip
 
 

@@ -97,7 +97,9 @@ def lane_heads(hub: Hub) -> dict[int, Envelope]:
 
 
 def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else(hub: Hub) -> None:
-    workers = "2"  # the lanes over two worker processes; the one-process audit must report the same below
+    # The lanes cut into parts of 4 records, over two worker processes: the cuts go through every chain, and
+    # through some tamperings; the one-process audit must report the same below.
+    workers, parts = "2", ("--part-size", "4")
     for dataset, (owner, generate) in HONEST.items():
         report = hub.publisher(owner, dataset).publish_records(list(generate(30, seed=11)))
         assert not report.rejected
@@ -105,7 +107,7 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
     # An API instance answers five queries: its lane's checkpoints every two records and on close.
     honest_api = AccessLog(hub.kafka, state.access_log_topic, _operator_signer(hub), _checkpointing(hub, 2))
     _answer(honest_api, 5)
-    honest = audit(hub, "--workers", workers)
+    honest = audit(hub, "--workers", workers, *parts)
     assert honest["findings"] == 0 and honest["events"] == 150 and honest["governance"]["head"] > 0
     assert honest["topics"][state.access_log_topic]["note"].startswith("signed by the operator key")
     assert honest["topics"][state.access_log_topic]["verified"] == 5
@@ -122,7 +124,7 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
     t.write(hub.kafka_admin, hub.governance.quarantine_topic, 0, junk)
     t.close()
 
-    report = audit(hub, "--workers", workers)
+    report = audit(hub, "--workers", workers, *parts)
     assert found(report) == t.expected
     assert len(t.expected) == 15
     other = audit(hub, "--workers", "2" if workers == "1" else "1")
@@ -130,7 +132,7 @@ def test_every_tampering_is_reported_with_its_reason_and_offset_and_nothing_else
     # Without every event kept (the command's default without --json or --all): the same findings, in
     # the same order, and the same counts.
     compact = audit_verify(
-        hub.kafka, hub.governance, workers=int(workers), every_event=False, quarantine=True
+        hub.kafka, hub.governance, workers=int(workers), every_event=False, quarantine=True, part_size=3
     )
     assert [{**asdict(e), "reason": e.reason} for e in compact.events] == [
         r for r in report["results"] if r["reason"] != "ok"
