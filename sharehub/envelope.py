@@ -42,8 +42,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sharehub import merkle
 from sharehub.avro import HEADER_SIZE, SINGLE_OBJECT_MARKER, RecordSchema, load_schema, split_single_object
-from sharehub.envelope_reader import EVENT_TYPES as EVENT_TYPES
-from sharehub.envelope_reader import read_envelope
 from sharehub.errors import (
     DatasetMismatch,
     DecryptionFailed,
@@ -63,6 +61,7 @@ ZERO_HASH = bytes(HASH_SIZE)
 NO_NONCE = bytes(NONCE_SIZE)
 #: Larger values are refused before any parsing work is done.
 MAX_ENVELOPE_SIZE = 1024 * 1024
+EVENT_TYPES = ("UPSERTED", "CORRECTED", "ERASED")
 
 ENVELOPE_SCHEMA = load_schema("envelope")
 _HEADER_SCHEMA = RecordSchema.from_json(
@@ -330,18 +329,36 @@ def parse(raw: bytes) -> Envelope:
     if fp != ENVELOPE_SCHEMA.fingerprint:
         raise UnsupportedEnvelopeVersion(f"envelope schema fingerprint {fp.hex()} is not one this hub reads")
     try:
-        read = read_envelope(body)
-    except ValueError as exc:  # UnicodeDecodeError is one
-        raise MalformedEnvelope(f"envelope does not decode: {exc}") from None
-    _, _, batch_index, batch_size, batch_path, _ = read.rest
-    if not 0 <= batch_index < batch_size:
+        fields = ENVELOPE_SCHEMA.decode(body)
+    except Exception as exc:  # fastavro raises many types on garbage; all mean the same here
+        raise MalformedEnvelope(f"envelope does not decode: {type(exc).__name__}") from None
+    ciphertext: bytes = fields.pop("ciphertext")
+    personal_ciphertext: bytes = fields.pop("personal_ciphertext")
+    signature: bytes = fields.pop("signature")
+    proof = {name: fields.pop(name) for name in ("batch_index", "batch_size", "batch_path")}
+    if not 0 <= proof["batch_index"] < proof["batch_size"]:
         raise MalformedEnvelope("the batch proof names no place in its batch")
-    body_end, header_end = HEADER_SIZE + read.body_end, HEADER_SIZE + read.header_end
-    if raw[body_end : len(raw) - SIGNATURE_SIZE] != _encode_proof(batch_index, batch_size, batch_path):
+    proof_bytes = _encode_proof(proof["batch_index"], proof["batch_size"], proof["batch_path"])
+    body_end = len(raw) - SIGNATURE_SIZE - len(proof_bytes)
+    if raw[body_end : len(raw) - SIGNATURE_SIZE] != proof_bytes:
         raise MalformedEnvelope("the batch proof is not in canonical Avro encoding")
+    header_end = body_end - _avro_bytes_size(personal_ciphertext) - _avro_bytes_size(ciphertext)
     if header_end <= HEADER_SIZE:
         raise MalformedEnvelope("envelope header is empty")
-    return Envelope(Header._make(read.header), *read.rest, raw, header_end, body_end)
+    if fields["occurred_at"].tzinfo is None:  # fastavro gives aware UTC datetimes; guard against a change
+        fields["occurred_at"] = fields["occurred_at"].replace(tzinfo=dt.UTC)
+    return Envelope(
+        Header(**fields),
+        ciphertext,
+        personal_ciphertext,
+        proof["batch_index"],
+        proof["batch_size"],
+        proof["batch_path"],
+        signature,
+        raw,
+        header_end,
+        body_end,
+    )
 
 
 def verify(envelope: Envelope, signers: SignerDirectory, roots: VerifiedRoots | None = None) -> None:
@@ -484,3 +501,8 @@ _SMALL_VARINTS = tuple(_encode_varint(n) for n in range(_SMALL))
 def _avro_bytes(value: bytes) -> bytes:
     """Avro binary encoding of a ``bytes`` value: zig-zag varint length, then the bytes."""
     return _varint(len(value)) + value
+
+
+def _avro_bytes_size(value: bytes) -> int:
+    """How many bytes :func:`_avro_bytes` of ``value`` takes."""
+    return len(_varint(len(value))) + len(value)

@@ -277,3 +277,6 @@ def test_the_proofs_varints_are_avros_encoding_of_a_long(n: int) -> None:
     out = io.BytesIO()
     fastavro.schemaless_writer(out, "long", n)
     assert envelope_module._varint(n) == out.getvalue()
+    if n >= 0:
+        value = bytes(n % 300)
+        assert envelope_module._avro_bytes_size(value) == len(envelope_module._avro_bytes(value))
