@@ -321,8 +321,8 @@ def _audit_access_checkpoints(
     for read, instance in checkpoints:
         report.checkpoints += 1
         if read.checkpoint is not None and instance is not None:
-            seen = lanes[instance].seen if instance in lanes else {}
-            _hold(read.checkpoint, seen, f"access record of lane {instance}", read.status)
+            held = lanes[instance].seen.get(read.checkpoint.sequence) if instance in lanes else None
+            _hold(read.checkpoint, held, f"access record of lane {instance}", read.status)
         report.note(read.status, read.record, kept=False)
 
 
@@ -360,19 +360,14 @@ def _check_checkpoint(
     checkpoint: Checkpoint, logged: Mapping[tuple[str, str, int, int], bytes], status: EventStatus
 ) -> None:
     """A checkpoint against the lanes as the log holds them."""
-    lane = (checkpoint.producer, checkpoint.dataset, checkpoint.lane)
-    seen = (
-        {checkpoint.sequence: logged[(*lane, checkpoint.sequence)]}
-        if (*lane, checkpoint.sequence) in logged
-        else {}
-    )
-    _hold(checkpoint, seen, f"event {checkpoint.dataset} lane {checkpoint.lane}", status)
+    held = logged.get((checkpoint.producer, checkpoint.dataset, checkpoint.lane, checkpoint.sequence))
+    _hold(checkpoint, held, f"event {checkpoint.dataset} lane {checkpoint.lane}", status)
 
 
-def _hold(checkpoint: Checkpoint, seen: Mapping[int, bytes], lane: str, status: EventStatus) -> None:
-    """A checkpoint against the hashes its lane holds by sequence (``lane`` names the lane's records)."""
+def _hold(checkpoint: Checkpoint, held: bytes | None, lane: str, status: EventStatus) -> None:
+    """A checkpoint against the hash its lane holds at the sequence it names (None: the lane holds none
+    there; ``lane`` names the lane's records)."""
     where = f"{lane} sequence {checkpoint.sequence}"
-    held = seen.get(checkpoint.sequence)
     if held is None:
         status.chain, status.detail = "truncated", f"checkpointed {where} is not in the log"
     elif held != checkpoint.head_hash:
