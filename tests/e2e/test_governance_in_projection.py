@@ -10,10 +10,16 @@ import copy
 import datetime as dt
 
 import pytest
+from confluent_kafka import Producer
 
 from services.hub import Hub
+from services.operations import Operations
 from sharehub.avro import load_schema
+from sharehub.envelope import ZERO_HASH, ChainPosition
+from sharehub.kafka import client_config
 from tests.kafka_helpers import Worker, wait_until
+from tests.unit.test_avro import member
+from tests.unit.test_envelope import sealed
 from tooling.synthetic import generate_party_members
 
 pytestmark = pytest.mark.kafka
@@ -160,3 +166,38 @@ def test_a_field_raised_above_a_consumers_clearance_leaves_its_read_model(hub: H
     assert row is not None and "party_cell" not in row["fields"] and "full_name" in row["fields"]
     lang_son_now = [r for r in lang_son.page(DATASET, limit=1000) if r["key"] != str(later["member_id"])]
     assert lang_son_now == lang_son_before, "a consumer not granted the field keeps its rows as they were"
+
+
+def test_a_record_past_the_quality_rules_is_quarantined_and_counted_by_dataset_and_rule(
+    hub: Hub, worker: Worker
+) -> None:
+    """Software at the owner's site that seals past the publisher's check (with the owner's own key): the
+    worker quarantines the record with the rule it breaks, applies the records around it, and the status
+    and the metrics the API serves count the break by dataset and rule."""
+    topic = hub.governance.dataset(DATASET).topic
+    records = [
+        member(),
+        member(member_id="PM0000000002", admission_date="1925-01-01"),  # admitted before the Party was
+        member(member_id="PM0000000003"),
+    ]
+    producer = Producer(client_config(hub.kafka_as("coc")))
+    previous = ZERO_HASH
+    for sequence, record in enumerate(records, start=1):
+        envelope = sealed(hub, record=record, position=ChainPosition(0, sequence, previous))
+        previous = envelope.hash
+        producer.produce(topic, value=envelope.raw, partition=0)
+    assert producer.flush(10) == 0
+
+    worker.start()
+    store = hub.store("dongthap-ppc")
+    wait_until(
+        lambda: store.positions().get((topic, 0), 0) == 3, timeout=120, what="the lane read", log=worker.log
+    )
+    assert {r["key"] for r in store.page(DATASET, limit=10)} == {"PM0000000001", "PM0000000003"}
+    rule = 'admission_date >= "1930-02-03"'
+    status = Operations(governance=hub, read_models=hub, kafka=hub.kafka).status()
+    assert status["quality_rule_breaks"] == {DATASET: {rule: 1}}
+    assert status["quarantined"] == {"quality_rule": 1}
+    metrics = Operations(governance=hub, read_models=hub, kafka=hub.kafka).metrics().decode()
+    escaped = rule.replace('"', '\\"')  # as the Prometheus text format writes a label's quotes
+    assert f'sharehub_quality_rule_breaks{{dataset="{DATASET}",rule="{escaped}"}} 1.0' in metrics
