@@ -153,8 +153,17 @@ class EngineProcess:
             except OSError as exc:
                 with self._asking:
                     self._asked.pop(call_id, None)
-                answer.set_exception(EngineProcessError(f"the projection engine is gone ({exc})"))
+                answer.set_exception(self._gone_under_a_send(exc))
         return answer
+
+    def _gone_under_a_send(self, exc: OSError) -> EngineProcessError:
+        """The pipe broke under a send: the engine's exit once it has one, so that every call that learns
+        of a dead engine says the same (whether its send broke the pipe or its answer never came); the
+        pipe's own error while the process has not exited."""
+        self._process.join(1.0)
+        if self._process.exitcode is not None:
+            return self._exited()
+        return EngineProcessError(f"the projection engine is gone ({exc})")
 
     def _read_answers(self) -> None:
         """Give each answer to its call until the engine is gone; then every call still waiting fails."""
