@@ -76,6 +76,9 @@ class EngineProcess:
         self._asking = threading.Lock()
         self._asked: dict[int, Future[Any]] = {}
         self._gone: EngineProcessError | None = None
+        #: Waiting for the process's exit is one thread at a time: two threads reaping it at once can leave
+        #: one of them without the exit code (its ``waitpid`` finds the child already reaped by the other).
+        self._reaping = threading.Lock()
         self._call_ids = itertools.count(1)
         self._answers = threading.Thread(target=self._read_answers, name="sharehub-engine-answers")
         self._answers.daemon = True
@@ -124,12 +127,16 @@ class EngineProcess:
                 return
             with contextlib.suppress(OSError):
                 self._conn.send(None)
-            self._process.join(STOP_TIMEOUT_S)
+            self._reap(STOP_TIMEOUT_S)
             if self._process.exitcode is None:
                 self._process.kill()
-                self._process.join()
+                self._reap(None)
         self._answers.join(STOP_TIMEOUT_S)
         self._conn.close()
+
+    def _reap(self, timeout: float | None) -> None:
+        with self._reaping:
+            self._process.join(timeout)
 
     def _exited(self) -> EngineProcessError:
         return EngineProcessError(f"the projection engine exited (code {self._process.exitcode})")
@@ -160,7 +167,7 @@ class EngineProcess:
         """The pipe broke under a send: the engine's exit once it has one, so that every call that learns
         of a dead engine says the same (whether its send broke the pipe or its answer never came); the
         pipe's own error while the process has not exited."""
-        self._process.join(1.0)
+        self._reap(1.0)
         if self._process.exitcode is not None:
             return self._exited()
         return EngineProcessError(f"the projection engine is gone ({exc})")
@@ -178,7 +185,7 @@ class EngineProcess:
                 answer.set_exception(value)
             else:
                 answer.set_result(value)
-        self._process.join(1.0)
+        self._reap(1.0)
         gone = self._exited()
         with self._asking:
             self._gone = gone

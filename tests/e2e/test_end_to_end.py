@@ -229,7 +229,8 @@ def test_an_engine_that_dies_mid_stream_makes_the_worker_start_over_and_lose_not
     log = worker.log.read_text()
     # The batches under way and the reconcile timer learn of it at once; whichever reports first says why.
     why = r"starting over: (a batch|reconciling) failed \(EngineProcessError: the projection engine exited"
-    assert re.search(why, log), log[-3000:]
+    told = [line for line in log.splitlines() if re.search(r"ERROR|WARNING|start|stop|Error|exit", line)]
+    assert re.search(why, log), "\n".join(told[-60:])
     assert worker.alive() and processes.running_pid(hub.home, "projector") == worker.pid, "same process"
     assert _engine_processes(worker.pid) not in ([], [engine]), "a new engine process projects"
 

@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,19 @@ def test_closing_stops_the_engine_process(tmp_path: Path) -> None:
     pid = started.pid
     started.close()
     assert pid is not None and not Path(f"/proc/{pid}").exists()
+
+
+def test_every_call_that_learns_of_a_dead_engine_names_its_exit(tmp_path: Path) -> None:
+    """Calls made at once from many threads learn of the death through a broken send or an unanswered
+    call; each names the same exit (two threads reaping the process at once once left one without it)."""
+    for attempt in range(3):
+        engine = EngineProcess(offline_engine, str(tmp_path / f"home{attempt}"))
+        try:
+            assert engine.pid is not None
+            os.kill(engine.pid, signal.SIGKILL)
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                asked = [pool.submit(engine.stored_offset, ("t", 0)) for _ in range(64)]
+                errors = {str(call.exception(timeout=30)) for call in asked}
+            assert errors == {"the projection engine exited (code -9)"}
+        finally:
+            engine.close()
