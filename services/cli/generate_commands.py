@@ -20,6 +20,7 @@ from tooling.synthetic import (
     generate_citizen_feedback,
     generate_documents,
     generate_handbook_activities,
+    generate_handbook_attendance,
     generate_party_members,
     generate_resolution_tasks,
     write_jsonl,
@@ -34,6 +35,7 @@ GENERATORS: dict[str, tuple[Generator, float]] = {
     "documents": (generate_documents, 0.0),
     "resolution-tasks": (generate_resolution_tasks, 3.0),  # the monitoring system is about progress reports
     "handbook-activities": (generate_handbook_activities, 0.0),
+    "handbook-attendance": (generate_handbook_attendance, 0.0),
     "citizen-feedback": (generate_citizen_feedback, 0.0),
 }
 

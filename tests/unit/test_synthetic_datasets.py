@@ -27,6 +27,7 @@ from tooling.synthetic import (
     generate_citizen_feedback,
     generate_documents,
     generate_handbook_activities,
+    generate_handbook_attendance,
     generate_party_members,
     generate_resolution_tasks,
     geography,
@@ -43,6 +44,7 @@ DATASETS: dict[str, tuple[Generator, str, int]] = {
     "documents": (generate_documents, "document_id", 3_000),
     "resolution-tasks": (generate_resolution_tasks, "task_id", 1_800),
     "handbook-activities": (generate_handbook_activities, "activity_id", 3_000),
+    "handbook-attendance": (generate_handbook_attendance, "attendance_id", 3_000),
     "citizen-feedback": (generate_citizen_feedback, "feedback_id", 357),
 }
 NEW = [d for d in DATASETS if d != "party-members"]
@@ -88,6 +90,7 @@ def test_personal_fields_are_the_ones_that_name_people() -> None:
     assert personal["documents"] == {"signer_name"}
     assert personal["resolution-tasks"] == {"responsible_officer"}
     assert personal["handbook-activities"] == {"chaired_by"}
+    assert personal["handbook-attendance"] == {"full_name"}
     assert personal["citizen-feedback"] == {"submitter_name", "phone", "email", "address"}
 
 
@@ -98,6 +101,7 @@ def test_demo_governance_declares_each_dataset_with_its_key_and_highest_classifi
         "documents": "cpo",
         "resolution-tasks": "cpo",
         "handbook-activities": "coc",
+        "handbook-attendance": "coc",
         "citizen-feedback": "go",
     }
     for dataset, owner in owners.items():
@@ -300,3 +304,28 @@ def test_resolution_tasks_come_with_progress_reports_by_default() -> None:
     _, default_rate = generate_commands.GENERATORS["resolution-tasks"]
     assert default_rate > 0
     assert all(rate == 0 for d, (_, rate) in generate_commands.GENERATORS.items() if d != "resolution-tasks")
+
+
+def test_attendance_is_of_the_party_members_of_the_same_seed_at_their_cells_meetings() -> None:
+    records = list(generate_handbook_attendance(12 * 400, 5))
+    members = {m["member_id"]: m for m in generate_party_members(400, 5)}
+    meetings: dict[tuple[str, int], set[tuple[str, str]]] = {}
+    for r in records:
+        member = members[r["member_id"]]
+        assert [r[f] for f in ("full_name", "party_cell", "province_code", "commune_code")] == [
+            member[f] for f in ("full_name", "party_cell", "province_code", "commune_code")
+        ]
+        assert r["attendance_id"] == f"{r['activity_id']}-{r['member_id']}"
+        held = date.fromisoformat(r["meeting_date"])
+        meetings.setdefault((r["party_cell"], held.month), set()).add((r["activity_id"], r["meeting_date"]))
+        if r["attendance"] != "PRESENT":
+            assert r["vote"] is None and r["opinions_raised"] == 0
+        assert (r["activity_score"] == 0.0) == (r["attendance"] == "ABSENT")
+        assert r["activity_score"] is None or 0.0 <= r["activity_score"] <= 10.0
+    assert len(records) == 12 * len(members)
+    assert all(len(same) == 1 for same in meetings.values()), "a cell's members share each month's meeting"
+    assert set(Counter(cell for cell, _ in meetings).values()) == {12}, "each cell meets every month"
+    shares = _shares([r["attendance"] for r in records])
+    assert 0.85 < shares["PRESENT"] < 0.95 and shares["ABSENT"] < 0.06
+    voted = [r["vote"] for r in records if r["vote"] is not None]
+    assert 0.6 < len(voted) / len(records) < 0.85 and _shares(voted)["FOR"] > 0.85

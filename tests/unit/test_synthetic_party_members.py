@@ -354,8 +354,8 @@ def test_cli_writes_to_stdout(cli: typer.Typer) -> None:
     [
         (
             ["generate", "party-memberz", "--count", "5"],
-            "known datasets: citizen-feedback, documents, handbook-activities, party-members, "
-            "resolution-tasks",
+            "known datasets: citizen-feedback, documents, handbook-activities, handbook-attendance, "
+            "party-members, resolution-tasks",
         ),
         (["generate", "party-members", "--count", "0"], "--count"),
         (["generate", "party-members"], "--count"),

@@ -10,6 +10,7 @@ from tooling.synthetic.citizen_feedback import generate_citizen_feedback
 from tooling.synthetic.documents import generate_documents
 from tooling.synthetic.geography import Commune, Province, communes, province_of, provinces
 from tooling.synthetic.handbook_activities import generate_handbook_activities
+from tooling.synthetic.handbook_attendance import generate_handbook_attendance
 from tooling.synthetic.jsonl import write_jsonl
 from tooling.synthetic.party_members import generate_party_members
 from tooling.synthetic.resolution_tasks import generate_resolution_tasks
@@ -21,6 +22,7 @@ __all__ = [
     "generate_citizen_feedback",
     "generate_documents",
     "generate_handbook_activities",
+    "generate_handbook_attendance",
     "generate_party_members",
     "generate_resolution_tasks",
     "province_of",
