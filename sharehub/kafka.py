@@ -159,7 +159,12 @@ def reader_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
 
 
 def producer_config(bootstrap: str) -> dict[str, Any]:
-    """Idempotent, acks=all: a delivered event is on every in-sync replica, once, in order."""
+    """Idempotent, acks=all: a delivered event is on every in-sync replica, once, in order.
+
+    A produce request unanswered for ``socket.timeout.ms`` (10 s, librdkafka's default is 60 s) is given up
+    and sent again, to the new leader once one is elected: a leader cut off or frozen without closing its
+    connections held publishing for the whole default. Idempotence makes the retry safe (no duplicate);
+    ``message.timeout.ms`` still bounds how long an event may wait in all."""
     return client_config(
         bootstrap,
         **{
@@ -167,6 +172,7 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
             "acks": "all",
             "linger.ms": 10,
             "message.timeout.ms": 60_000,
+            "socket.timeout.ms": 10_000,
         },
     )
 
