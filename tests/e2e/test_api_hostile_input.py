@@ -23,7 +23,14 @@ from tests.unit.test_projector import apply, messages, projector
 
 pytestmark = pytest.mark.kafka
 RECORDS = "/v1/consumers/dongthap-ppc/datasets/party-members/records"
-DATASETS = ["citizen-feedback", "documents", "handbook-activities", "party-members", "resolution-tasks"]
+DATASETS = [
+    "citizen-feedback",
+    "documents",
+    "handbook-activities",
+    "handbook-attendance",
+    "party-members",
+    "resolution-tasks",
+]
 PURPOSE = {"purpose": "Prepare the congress report"}
 
 
