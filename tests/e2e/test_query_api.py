@@ -183,11 +183,17 @@ def test_datasets_lists_what_the_agreements_grant(loaded: Hub) -> None:
     listed = client(loaded).get("/v1/consumers/langson-ppc/datasets", headers=auth).json()
     assert listed == [
         {
+            "dataset": "handbook-attendance",
+            "agreement": "langson-ppc.handbook-attendance.1",
+            "fields": list(loaded.governance.agreement("langson-ppc.handbook-attendance.1").terms.fields),
+            "records": 0,
+        },
+        {
             "dataset": "party-members",
             "agreement": "langson-ppc.party-members.1",
             "fields": ["member_id", "province_code", "commune_code", "status"],
             "records": 5,
-        }
+        },
     ]
 
 
