@@ -14,6 +14,7 @@ Streaming: nothing is carried from member to member.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Iterator
 from datetime import date
@@ -43,18 +44,14 @@ def generate_handbook_attendance(count: int, seed: int, *, changes: float = 0.0)
     check_rate(changes)
     rng = random.Random(f"sharehub/handbook-attendance/{seed}")
     change_rng = random.Random(f"sharehub/handbook-attendance/changes/{seed}")
-    members = -(-count // MEETINGS_PER_MEMBER)
-    return with_changes(_attendances(count, members, seed, rng), changes, change_rng, _later)
+    return with_changes(_attendances(count, seed, rng), changes, change_rng, _later)
 
 
-def _attendances(count: int, members: int, seed: int, rng: random.Random) -> Iterator[Record]:
-    made = 0
-    for member in generate_party_members(members, seed):
-        for month in range(1, MEETINGS_PER_MEMBER + 1):
-            if made == count:
-                return
-            made += 1
-            yield _attendance(rng, member, _Meeting(str(member["party_cell"]), month))
+def _attendances(count: int, seed: int, rng: random.Random) -> Iterator[Record]:
+    members = generate_party_members(-(-count // MEETINGS_PER_MEMBER), seed)
+    meetings = ((m, month) for m in members for month in range(1, MEETINGS_PER_MEMBER + 1))
+    for member, month in itertools.islice(meetings, count):
+        yield _attendance(rng, member, _Meeting(str(member["party_cell"]), month))
 
 
 class _Meeting:
