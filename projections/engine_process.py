@@ -159,8 +159,9 @@ class EngineProcess:
                 self._conn.send((call_id, method, args))
             except OSError as exc:
                 with self._asking:
-                    self._asked.pop(call_id, None)
-                answer.set_exception(self._gone_under_a_send(exc))
+                    unanswered = self._asked.pop(call_id, None) is answer
+                if unanswered:  # else the answers' reader, finding the engine gone, has failed it already
+                    answer.set_exception(self._gone_under_a_send(exc))
         return answer
 
     def _gone_under_a_send(self, exc: OSError) -> EngineProcessError:
