@@ -41,8 +41,10 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     or_,
     select,
+    union,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, make_url
@@ -61,7 +63,7 @@ records = Table(
     Column("dataset", String(64), primary_key=True),
     Column("record_key", String(256), primary_key=True),
     #: The record's pseudonym (hex): what an erasure names, so the subject can be purged.
-    Column("subject_ref", String(64), nullable=False, index=True),
+    Column("subject_ref", String(64), nullable=False),
     Column("fields", JSON, nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
@@ -84,8 +86,26 @@ record_versions = Table(
     Column("fields", JSON, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Index("ix_record_versions_key_time", "dataset", "record_key", "occurred_at"),
-    Index("ix_record_versions_subject", "dataset", "subject_ref"),
 )
+
+#: Which records each subject has had: what an erasure (or a row filter a record no longer passes) finds
+#: its rows and versions by. A pair is written once, when the record is first applied under that subject;
+#: a later version of the record adds nothing. (An index on ``subject_ref`` in ``records`` and in
+#: ``record_versions`` took a random write per row in each, and pseudonyms are random: the read model's
+#: writes slowed as it grew.) Pairs are a superset: one whose versions were all pruned finds nothing.
+record_subjects = Table(
+    "record_subjects",
+    metadata,
+    Column("dataset", String(64), primary_key=True),
+    Column("subject_ref", String(64), primary_key=True),
+    Column("record_key", String(256), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+#: The indexes on ``subject_ref`` that ``record_subjects`` replaces: dropped from a read model made before
+#: it, once its pairs are filled in (:meth:`ReadModelStore.create`).
+_SUPERSEDED_INDEXES = ("ix_records_subject_ref", "ix_record_versions_subject")
+_PAIR_COLUMNS = ("dataset", "subject_ref", "record_key")
 
 positions = Table(
     "positions",
@@ -196,18 +216,38 @@ class ReadModelStore:
         if self.embedded:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-                metadata.create_all(conn)
+                self._create_tables(conn)
                 conn.commit()
             return
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
                     conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-                    metadata.create_all(conn)
+                    self._create_tables(conn)
                 return
             except DBAPIError:
                 if attempt == 2:
                     raise
+
+    def _create_tables(self, conn: Connection) -> None:
+        """The tables that are missing. A read model made before ``record_subjects`` gets its pairs from the
+        rows and versions it holds, and loses the indexes they replace, in the same transaction."""
+        found = inspect(conn)
+        made_before = found.has_table("records", schema=self._schema) and not found.has_table(
+            "record_subjects", schema=self._schema
+        )
+        metadata.create_all(conn)
+        if not made_before:
+            return
+        pairs = [record_subjects.c.dataset, record_subjects.c.subject_ref, record_subjects.c.record_key]
+        held = union(
+            select(records.c.dataset, records.c.subject_ref, records.c.record_key),
+            select(record_versions.c.dataset, record_versions.c.subject_ref, record_versions.c.record_key),
+        )
+        conn.execute(record_subjects.insert().from_select(pairs, held))
+        prefix = "" if self._schema is None else f'"{self._schema}".'
+        for name in _SUPERSEDED_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prefix}{name}")
 
     def ping(self) -> None:
         """Ask the database one trivial question: ReadModelUnavailable when it does not answer."""
@@ -253,40 +293,14 @@ class ReadModelStore:
     ) -> None:
         """Upsert ``rows``, then purge erased subjects ((dataset, subject_ref)), and move the positions and
         chain heads forward, all in one transaction."""
-        now = dt.datetime.now(dt.UTC)
         upsert = self._upserts
         with self.engine.begin() as conn:
             if rows:
-                # Later events for the same key win: only the last row per key becomes current, and it
-                # counts every event applied to its key. Every row is a version.
-                last: dict[tuple[str, str], int] = {}
-                applied: dict[tuple[str, str], int] = {}
-                for i, r in enumerate(rows):
-                    key = (r.dataset, r.record_key)
-                    last[key] = i
-                    applied[key] = applied.get(key, 0) + 1
-                versions: dict[str, list[Any]] = {
-                    "dataset": [r.dataset for r in rows],
-                    "record_key": [r.record_key for r in rows],
-                    "subject_ref": [r.subject_ref for r in rows],
-                    "fields": [r.fields for r in rows],
-                    "occurred_at": [_utc(r.occurred_at) for r in rows],
-                }
-                kept = list(last.values())
-                current = {name: [column[i] for i in kept] for name, column in versions.items()}
-                current["event_id"] = [rows[i].event_id for i in kept]
-                current["agreement_id"] = [rows[i].agreement_id for i in kept]
-                current["applied_at"] = [now] * len(kept)
-                current["version"] = [applied[key] for key in last]
-                # A current row shares its fields and time with its version: processed once for both.
-                processed: dict[int, Any] = {}
-                upsert.write(conn, upsert.records, current, processed)
-                upsert.write(conn, upsert.versions, versions, processed)
-            for dataset, subject_ref in purges:
-                for table in (records, record_versions):
-                    conn.execute(
-                        delete(table).where(table.c.dataset == dataset, table.c.subject_ref == subject_ref)
-                    )
+                self._write_rows(conn, rows)
+            if purges:
+                named = [{"purged_dataset": dataset, "purged_subject": ref} for dataset, ref in purges]
+                for stmt in upsert.purges:
+                    conn.execute(stmt, named)
             if heads:
                 conn.execute(
                     upsert.chain_heads,
@@ -303,12 +317,48 @@ class ReadModelStore:
         if purges:
             self.forget_deleted()
 
+    def _write_rows(self, conn: Connection, rows: Sequence[Row]) -> None:
+        """Every row as a version; the last row per key as the current record, counting every event
+        applied to its key (later events for the same key win); each record's subject as a pair."""
+        upsert = self._upserts
+        last: dict[tuple[str, str], int] = {}
+        applied: dict[tuple[str, str], int] = {}
+        for i, r in enumerate(rows):
+            key = (r.dataset, r.record_key)
+            last[key] = i
+            applied[key] = applied.get(key, 0) + 1
+        versions: dict[str, list[Any]] = {
+            "dataset": [r.dataset for r in rows],
+            "record_key": [r.record_key for r in rows],
+            "subject_ref": [r.subject_ref for r in rows],
+            "fields": [r.fields for r in rows],
+            "occurred_at": [_utc(r.occurred_at) for r in rows],
+        }
+        kept = list(last.values())
+        current = {name: [column[i] for i in kept] for name, column in versions.items()}
+        current["event_id"] = [rows[i].event_id for i in kept]
+        current["agreement_id"] = [rows[i].agreement_id for i in kept]
+        current["applied_at"] = [dt.datetime.now(dt.UTC)] * len(kept)
+        current["version"] = [applied[key] for key in last]
+        # A current row shares its fields and time with its version: processed once for both.
+        processed: dict[int, Any] = {}
+        upsert.write(conn, upsert.records, current, processed)
+        upsert.write(conn, upsert.versions, versions, processed)
+        # Each record's subject, once per batch (the table keeps it once ever).
+        pairs = sorted({(r.dataset, r.subject_ref, r.record_key) for r in rows})
+        subjects = {name: [p[n] for p in pairs] for n, name in enumerate(_PAIR_COLUMNS)}
+        if upsert.subjects_in_arrays is not None:
+            conn.execute(upsert.subjects_in_arrays, subjects)
+        else:
+            upsert.write(conn, upsert.subjects, subjects, processed)
+
     def purge_dataset(self, dataset: str) -> int:
         """Delete every row of ``dataset`` and its recorded terms (its agreement ended: R5); returns how many
         rows. Positions stay: the events were judged, and a later grant starts the dataset over."""
         with self.engine.begin() as conn:
             conn.execute(delete(grants).where(grants.c.dataset == dataset))
             conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
+            conn.execute(delete(record_subjects).where(record_subjects.c.dataset == dataset))
             purged = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
         self.forget_deleted()
         return purged
@@ -333,6 +383,7 @@ class ReadModelStore:
         with self.engine.begin() as conn:
             deleted = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
             conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
+            conn.execute(delete(record_subjects).where(record_subjects.c.dataset == dataset))
             conn.execute(delete(positions).where(positions.c.topic == topic))
             conn.execute(delete(chain_heads).where(chain_heads.c.topic == topic))
             stmt = insert(grants).values(
@@ -368,7 +419,7 @@ class ReadModelStore:
         """Make this read model's rows, positions and chain heads exactly ``source``'s, in one transaction:
         a reader sees the old contents until the commit and the new ones after (the rebuild's swap)."""
         with self.engine.begin() as conn, source.engine.connect() as src:
-            for table in (records, record_versions, positions, chain_heads, grants):
+            for table in (records, record_versions, record_subjects, positions, chain_heads, grants):
                 conn.execute(delete(table))
                 result = src.execution_options(yield_per=chunk).execute(select(table))
                 for part in result.partitions(chunk):
@@ -529,6 +580,8 @@ class _Upserts:
         self.records = rec.on_conflict_do_update(
             index_elements=[records.c.dataset, records.c.record_key],
             set_={
+                # A key that a later event gives another subject is that subject's now: its erasure takes it.
+                "subject_ref": rec.excluded.subject_ref,
                 "fields": rec.excluded.fields,
                 "event_id": rec.excluded.event_id,
                 "occurred_at": rec.excluded.occurred_at,
@@ -538,6 +591,40 @@ class _Upserts:
             },
         )
         self.versions = insert(record_versions)
+        self.subjects = insert(record_subjects).on_conflict_do_nothing()
+        #: On PostgreSQL, a batch's pairs in one statement, each column as an array (rows one by one cost
+        #: more in SQLAlchemy's per-row handling than the server's work).
+        self.subjects_in_arrays: Any = None
+        if dialect.name == "postgresql":
+            arrays = (
+                func.unnest(*(bindparam(name, type_=postgresql.ARRAY(String)) for name in _PAIR_COLUMNS))
+                .table_valued(*_PAIR_COLUMNS)
+                .render_derived()
+            )
+            self.subjects_in_arrays = (
+                insert(record_subjects)
+                .from_select(list(_PAIR_COLUMNS), select(*(arrays.c[name] for name in _PAIR_COLUMNS)))
+                .on_conflict_do_nothing()
+            )
+        # A subject's rows and versions, found by its pairs; then the pairs.
+        dataset, subject = (
+            bindparam("purged_dataset", type_=String),
+            bindparam("purged_subject", type_=String),
+        )
+        keys = select(record_subjects.c.record_key).where(
+            record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
+        )
+        self.purges = [
+            *(
+                delete(table).where(
+                    table.c.dataset == dataset, table.c.record_key.in_(keys), table.c.subject_ref == subject
+                )
+                for table in (records, record_versions)
+            ),
+            delete(record_subjects).where(
+                record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
+            ),
+        ]
         self.chain_heads = heads.on_conflict_do_update(
             index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
             set_={"sequence": heads.excluded.sequence, "hash": heads.excluded.hash},
@@ -548,7 +635,11 @@ class _Upserts:
         )
         self._direct: dict[int, _DirectStatement] = {}
         if dialect.name == "sqlite":
-            for stmt, table in ((self.records, records), (self.versions, record_versions)):
+            for stmt, table in (
+                (self.records, records),
+                (self.versions, record_versions),
+                (self.subjects, record_subjects),
+            ):
                 self._direct[id(stmt)] = _DirectStatement(stmt, table, dialect)
 
     def write(

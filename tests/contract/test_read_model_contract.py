@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from projections.read_model import ReadModelStore, Row
+from projections.read_model import ReadModelStore, Row, schema_name
 
 
 def sqlite_url(tmp_path: Path) -> str:
@@ -283,6 +284,77 @@ def test_a_purged_subject_or_dataset_takes_its_past_versions_along(store: ReadMo
     store.purge_dataset("party-members")  # the agreement ended
     assert store.page("party-members", limit=10, as_of=at(2)) == []
     assert store.version_count("party-members") == 0
+
+
+def test_an_erasure_takes_every_record_of_its_subject_and_no_other_subjects_versions(
+    store: ReadModelStore,
+) -> None:
+    # Two records of one subject (a member's meetings), and a record whose key later names another subject.
+    first, second = versioned("M1", 2, vote="YES"), versioned("M2", 3, vote="NO")
+    first, second = first._replace(subject_ref="aa"), second._replace(subject_ref="aa")
+    moved = versioned("K", 2, vote="YES")._replace(subject_ref="aa")
+    store.apply([first, second, moved], {("t", 0): 3})
+    store.apply([versioned("K", 4, vote="NO")._replace(subject_ref="bb")], {("t", 0): 4})
+    store.apply([], {("t", 0): 5}, purges=[("party-members", "aa")])
+    assert store.get("party-members", "M1") is None and store.get("party-members", "M2") is None
+    # The current row of K is the other subject's, and stays; K's version under "aa" goes.
+    assert store.get("party-members", "K") == {"key": "K", "fields": {"vote": "NO"}}
+    assert store.get("party-members", "K", as_of=at(3)) is None
+    assert store.version_count("party-members") == 1
+    store.apply([], {("t", 0): 6}, purges=[("party-members", "bb")])
+    assert store.count() == 0 and store.version_count("party-members") == 0
+
+
+def test_a_read_model_made_before_subject_pairs_gets_them_and_purges_as_before(url_template: str) -> None:
+    made = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    made.create()
+    try:
+        made.apply(
+            [versioned("A", 2, status="OFFICIAL"), versioned("B", 2, status="OFFICIAL")], {("t", 0): 2}
+        )
+        made.apply([versioned("A", 3, status="EXPELLED")], {("t", 0): 3})
+        # The layout before: no record_subjects; subject_ref indexed in records and in record_versions.
+        prefix = "" if made.embedded else f'"{schema_name(made.consumer)}".'
+        with made.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {prefix}record_subjects")
+            conn.exec_driver_sql(f"CREATE INDEX ix_records_subject_ref ON {prefix}records (subject_ref)")
+            conn.exec_driver_sql(
+                f"CREATE INDEX ix_record_versions_subject ON {prefix}record_versions (dataset, subject_ref)"
+            )
+        made.close()
+        reopened = ReadModelStore(url_template, made.consumer)
+        reopened.create()
+        schema = None if reopened.embedded else schema_name(reopened.consumer)
+        with reopened.engine.connect() as conn:
+            found = inspect(conn)
+            names = {
+                i["name"] for t in ("records", "record_versions") for i in found.get_indexes(t, schema=schema)
+            }
+        assert not names & {"ix_records_subject_ref", "ix_record_versions_subject"}
+        reopened.apply([], {("t", 0): 4}, purges=[("party-members", b"A".hex())])
+        assert reopened.get("party-members", "A") is None
+        assert reopened.get("party-members", "A", as_of=at(2)) is None
+        assert reopened.version_count("party-members") == 1
+        assert reopened.get("party-members", "B") == {"key": "B", "fields": {"status": "OFFICIAL"}}
+        reopened.create()  # a second start finds it made, and changes nothing
+        assert reopened.count() == 1
+        reopened.close()
+    finally:
+        made.drop()
+        made.close()
+
+
+def test_an_erasure_finds_its_rows_by_index_not_by_reading_the_whole_read_model(tmp_path: Path) -> None:
+    store = ReadModelStore(sqlite_url(tmp_path), "c")
+    store.create()
+    given = {"purged_dataset": "party-members", "purged_subject": "aa"}
+    with store.engine.connect() as conn:
+        for stmt in store._upserts.purges:
+            compiled = stmt.compile(dialect=store.engine.dialect)
+            values = tuple(given[name] for name in compiled.positiontup or [])
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, values).all()
+            assert [detail for *_, detail in plan if detail.startswith("SCAN")] == [], plan
+    store.close()
 
 
 def test_pruned_history_still_answers_every_read_as_of_the_horizon_or_later(store: ReadModelStore) -> None:
