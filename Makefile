@@ -32,9 +32,10 @@ kafka-stop:
 clean: demo-down
 	rm -rf .sharehub .sharehub-test .sharehub-chaos
 
-.PHONY: bench bench-scale bench-purge bench-audit-scale
+.PHONY: bench bench-scale bench-purge bench-audit-scale bench-growth
 MEMBERS ?= 5000000
 EVENTS ?= 5000000
+ROWS ?= 5000000
 
 bench: venv  ## The benchmark suite: the hub against plain baselines; writes BENCHMARKS.md and bench/results/.
 	.venv/bin/python -m bench
@@ -47,6 +48,9 @@ bench-purge: venv  ## Time from an agreement's end on the log to the consumer lo
 
 bench-audit-scale: venv  ## EVENTS (5,000,000) party-members events: a plain read, the audit with 1 worker and one per CPU.
 	.venv/bin/python -m bench audit-scale --events $(EVENTS)
+
+bench-growth: venv  ## ROWS (5,000,000) rows into a read model: its write rate as it grows, against a plain loop.
+	.venv/bin/python -m bench read-model-growth --rows $(ROWS)
 
 .PHONY: fuzz
 FUZZ_EXAMPLES ?= 1000000

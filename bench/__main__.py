@@ -4,6 +4,7 @@ python -m bench [--quick] [--only a,c]     hub against baselines; writes BENCHMA
 python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
 python -m bench audit-scale --events N   plain read vs audit (1 and N workers) of N published events
 python -m bench purge [--members N]        time from an agreement's end to the consumer losing access
+python -m bench read-model-growth --rows N a read model's write rate as it grows, against a plain loop
 python -m bench report                     rebuild BENCHMARKS.md and the charts from bench/results/
 """
 
@@ -86,6 +87,11 @@ def main(argv: list[str]) -> None:
         from bench import audit_scale
 
         audit_scale.main(argv[1:], _command(argv))
+        return
+    if argv[:1] == ["read-model-growth"]:
+        from bench import read_model_growth
+
+        read_model_growth.main(argv[1:], _command(argv))
         return
     if argv[:1] == ["scale"]:
         from bench import scale

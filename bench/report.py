@@ -19,6 +19,7 @@ AUDIT_SCALE_JSON = RESULTS / "audit_scale.json"
 SUITE_CHART = RESULTS / "suite.png"
 SCALE_CHART = RESULTS / "scale.png"
 PURGE_JSON = RESULTS / "purge.json"
+GROWTH_JSON = RESULTS / "read_model_growth.json"
 REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
@@ -156,5 +157,9 @@ def write_report() -> Path:
         lines += audit_scale_lines(load(AUDIT_SCALE_JSON))
     if PURGE_JSON.exists():
         lines += purge_section(load(PURGE_JSON))
+    if GROWTH_JSON.exists():
+        from bench.read_model_growth import lines as growth_lines
+
+        lines += ["## A read model's write rate as it grows", "", *growth_lines(load(GROWTH_JSON)), ""]
     REPORT.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return REPORT

@@ -1,0 +1,35 @@
+"""The read-model growth benchmark measures what it says: every row once, in slices that start with the
+reference size, against a baseline that wrote the same rows."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench import read_model_growth as growth
+
+
+def test_slices_start_with_the_reference_size_and_end_at_the_total() -> None:
+    assert growth.slices(5_000_000, 250_000)[:3] == [20_000, 270_000, 520_000]
+    assert growth.slices(5_000_000, 250_000)[-1] == 5_000_000
+    assert growth.slices(30_000, 7_000) == [20_000, 27_000, 30_000]
+    assert growth.slices(5_000, 1_000) == [5_000]
+
+
+@pytest.mark.parametrize("keys", ["new", "random"])
+def test_a_small_run_writes_every_row_and_reports_each_slice(tmp_path: Path, keys: str) -> None:
+    args = argparse.Namespace(rows=23_000, batch=700, slice=2_000, keys=keys, url=None, home=tmp_path, seed=3)
+    result = growth.run(args, "test")
+    assert [s["rows_at_end"] for s in result["slices"]] == [20_000, 22_000, 23_000]
+    assert all(s["hub_rows_per_s"] > 0 and s["plain_rows_per_s"] > 0 for s in result["slices"])
+    first, last = result["slices"][0], result["slices"][-1]
+    assert result["hub_last_vs_first"] == pytest.approx(last["hub_rows_per_s"] / first["hub_rows_per_s"])
+    plain = sqlite3.connect(tmp_path / "plain.db")
+    written = plain.execute("SELECT count(*), sum(version) FROM records").fetchone()
+    assert written[1] == 23_000  # every row applied once: new keys each a record, random ones some twice
+    assert (written[0] == 23_000) == (keys == "new")
+    text = "\n".join(growth.lines(result))
+    assert "| 23,000 |" in text and "against the first 20,000" in text
