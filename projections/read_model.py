@@ -594,37 +594,8 @@ class _Upserts:
         self.subjects = insert(record_subjects).on_conflict_do_nothing()
         #: On PostgreSQL, a batch's pairs in one statement, each column as an array (rows one by one cost
         #: more in SQLAlchemy's per-row handling than the server's work).
-        self.subjects_in_arrays: Any = None
-        if dialect.name == "postgresql":
-            arrays = (
-                func.unnest(*(bindparam(name, type_=postgresql.ARRAY(String)) for name in _PAIR_COLUMNS))
-                .table_valued(*_PAIR_COLUMNS)
-                .render_derived()
-            )
-            self.subjects_in_arrays = (
-                insert(record_subjects)
-                .from_select(list(_PAIR_COLUMNS), select(*(arrays.c[name] for name in _PAIR_COLUMNS)))
-                .on_conflict_do_nothing()
-            )
-        # A subject's rows and versions, found by its pairs; then the pairs.
-        dataset, subject = (
-            bindparam("purged_dataset", type_=String),
-            bindparam("purged_subject", type_=String),
-        )
-        keys = select(record_subjects.c.record_key).where(
-            record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
-        )
-        self.purges = [
-            *(
-                delete(table).where(
-                    table.c.dataset == dataset, table.c.record_key.in_(keys), table.c.subject_ref == subject
-                )
-                for table in (records, record_versions)
-            ),
-            delete(record_subjects).where(
-                record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
-            ),
-        ]
+        self.subjects_in_arrays = _pairs_in_arrays() if dialect.name == "postgresql" else None
+        self.purges = _subject_purges()
         self.chain_heads = heads.on_conflict_do_update(
             index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
             set_={"sequence": heads.excluded.sequence, "hash": heads.excluded.hash},
@@ -653,6 +624,42 @@ class _Upserts:
             conn.execute(stmt, [dict(zip(columns, values, strict=True)) for values in rows])
         else:
             conn.exec_driver_sql(direct.sql, direct.parameters(columns, processed))
+
+
+def _pairs_in_arrays() -> Any:
+    """INSERT of (dataset, subject, key) pairs given as three arrays, the pairs already there left as they
+    are (PostgreSQL)."""
+    arrays = (
+        func.unnest(*(bindparam(name, type_=postgresql.ARRAY(String)) for name in _PAIR_COLUMNS))
+        .table_valued(*_PAIR_COLUMNS)
+        .render_derived()
+    )
+    return (
+        postgresql.insert(record_subjects)
+        .from_select(list(_PAIR_COLUMNS), select(*(arrays.c[name] for name in _PAIR_COLUMNS)))
+        .on_conflict_do_nothing()
+    )
+
+
+def _subject_purges() -> list[Any]:
+    """The statements that purge one subject of one dataset (``purged_dataset``, ``purged_subject``): its
+    rows and versions, found by its pairs; then the pairs."""
+    dataset = bindparam("purged_dataset", type_=String)
+    subject = bindparam("purged_subject", type_=String)
+    keys = select(record_subjects.c.record_key).where(
+        record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
+    )
+    return [
+        *(
+            delete(table).where(
+                table.c.dataset == dataset, table.c.record_key.in_(keys), table.c.subject_ref == subject
+            )
+            for table in (records, record_versions)
+        ),
+        delete(record_subjects).where(
+            record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
+        ),
+    ]
 
 
 class _PointRead:
