@@ -239,12 +239,8 @@ class ReadModelStore:
         metadata.create_all(conn)
         if not made_before:
             return
-        pairs = [record_subjects.c.dataset, record_subjects.c.subject_ref, record_subjects.c.record_key]
-        held = union(
-            select(records.c.dataset, records.c.subject_ref, records.c.record_key),
-            select(record_versions.c.dataset, record_versions.c.subject_ref, record_versions.c.record_key),
-        )
-        conn.execute(record_subjects.insert().from_select(pairs, held))
+        held = union(*(select(*(table.c[n] for n in _PAIR_COLUMNS)) for table in (records, record_versions)))
+        conn.execute(record_subjects.insert().from_select(list(_PAIR_COLUMNS), held))
         prefix = "" if self._schema is None else f'"{self._schema}".'
         for name in _SUPERSEDED_INDEXES:
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prefix}{name}")
