@@ -71,7 +71,7 @@ from sharehub.errors import BrokerError
 from sharehub.gov.custody import in_custody
 from sharehub.gov.state import GovState
 from sharehub.gov.views import AUDITOR_KIND
-from sharehub.kafka import KafkaAccess, client_config, ensure_topics, reader_group
+from sharehub.kafka import KafkaAccess, TopicSpec, align_retention, client_config, ensure_topics, reader_group
 from sharehub.keys import LocalKeyStore
 
 SCRAM_ITERATIONS = 8192
@@ -105,9 +105,9 @@ def provision(logins: BrokerProvisioning, state: GovState) -> list[str]:
     admin_access = logins.governance()
     own = [(state.quarantine_topic, 1), (state.access_log_topic, 3), (state.access_checkpoint_topic, 1)]
     checkpoints = [(state.checkpoint_topic(owner), 1) for owner in state.owners()]
-    created = ensure_topics(
-        admin_access, [(d.topic, d.partitions) for d in state.datasets()] + own + checkpoints
-    )
+    dataset_topics = [TopicSpec(d.topic, d.partitions, d.retention_ms) for d in state.datasets()]
+    created = ensure_topics(admin_access, [*dataset_topics, *own, *checkpoints])
+    align_retention(admin_access, dataset_topics)
     if logins.plaintext:
         return created
     admin = AdminClient(client_config(admin_access))
@@ -234,7 +234,7 @@ def _service_acls(principal: Principal, prefix: str) -> list[AclBinding]:
 def _governance_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
     """Governance: write (and read) the governance log; create and describe topics in the hub's namespace
     only; make principals and ACLs (ALTER and DESCRIBE on the cluster: Kafka has no narrower grant for
-    them). It reads no dataset topic, the access log or the quarantine."""
+    them); read and set the dataset topics' configuration (their retention). It reads no dataset topic, the access log or the quarantine."""
     principal = principal_of(GOVERNANCE_PRINCIPAL)
     literal, prefixed, t = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED, ResourceType.TOPIC
     return [
@@ -250,6 +250,10 @@ def _governance_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
         *(
             _allow(principal, t, f"{prefix}-governance", op, literal)
             for op in (AclOperation.WRITE, AclOperation.READ)
+        ),
+        *(  # each dataset topic's retention, as its dataset declares it
+            _allow(principal, t, f"{prefix}.", op, prefixed)
+            for op in (AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS)
         ),
         _readers(principal),
     ]

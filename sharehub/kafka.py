@@ -14,7 +14,14 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from sharehub.errors import BrokerError
 from sharehub.keys import SecretBytes
@@ -177,21 +184,49 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
     )
 
 
-#: The log is the system of record: its topics keep every event for ever (no time or size retention).
+#: The log is the system of record: the hub's own topics keep every record for ever (no time or size
+#: retention), and so does a dataset's topic unless its dataset declares a retention (:func:`topic_config`).
 LOG_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+#: Kafka deletes whole segments, once the newest record in one is older than the retention, and never the
+#: segment being written: a segment rolls at least this often (Kafka's own default), and no later than the
+#: retention itself, so a record is gone between its retention and about twice it.
+_LONGEST_SEGMENT_MS = 7 * 24 * 3600 * 1000
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], *, timeout: float = 30.0) -> list[str]:
-    """Create each (topic, partitions) that does not exist yet; returns the names created."""
+class TopicSpec(NamedTuple):
+    """A topic the hub needs: its name, its partitions, and how long it keeps a record (-1: for ever)."""
+
+    name: str
+    partitions: int
+    retention_ms: int = -1
+
+
+def topic_config(retention_ms: int = -1) -> dict[str, str]:
+    """The configuration of a log topic that keeps each record ``retention_ms`` (-1: for ever)."""
+    if retention_ms == -1:
+        return dict(LOG_TOPIC_CONFIG)
+    return {
+        **LOG_TOPIC_CONFIG,
+        "retention.ms": str(retention_ms),
+        "segment.ms": str(min(retention_ms, _LONGEST_SEGMENT_MS)),
+    }
+
+
+def ensure_topics(
+    bootstrap: str, topics: Iterable[TopicSpec | tuple[str, int]], *, timeout: float = 30.0
+) -> list[str]:
+    """Create each topic (a TopicSpec, or (name, partitions) kept for ever) that does not exist yet, with
+    its retention; returns the names created."""
     admin = AdminClient(client_config(bootstrap))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise BrokerError(f"Kafka at {bootstrap} does not answer: {exc}") from None
+    specs = [TopicSpec(*topic) for topic in topics]
     wanted = [
-        NewTopic(name, num_partitions=n, replication_factor=-1, config=LOG_TOPIC_CONFIG)
-        for name, n in topics
-        if name not in existing
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=topic_config(s.retention_ms))
+        for s in specs
+        if s.name not in existing
     ]
     if not wanted:
         return []
@@ -206,6 +241,48 @@ def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], *, timeout:
                 raise BrokerError(f"could not create topic {name!r}: {exc}") from None
     _await_leaders(admin, created, timeout)
     return created
+
+
+def align_retention(bootstrap: str, topics: Iterable[TopicSpec], *, timeout: float = 30.0) -> list[str]:
+    """Set the retention of each existing topic in ``topics`` that keeps its records for another time than
+    its spec says (a topic made before its dataset's retention was applied, or changed on the broker since);
+    returns the names changed. A topic that does not exist is left to :func:`ensure_topics`."""
+    admin = AdminClient(client_config(bootstrap))
+    specs = {s.name: s for s in topics}
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics) & set(specs)
+        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in sorted(existing)])
+        held = {r.name: f.result(timeout=timeout) for r, f in described.items()} if existing else {}
+    except KafkaException as exc:
+        raise BrokerError(f"could not read the retention of the dataset topics: {exc.args[0]}") from None
+    changed = []
+    for name, config in sorted(held.items()):
+        wanted = topic_config(specs[name].retention_ms)
+        stale = {k: v for k, v in wanted.items() if k in _RETENTION_KEYS and config[k].value != v}
+        if stale:
+            _alter_topic(admin, name, wanted, timeout)
+            changed.append(name)
+    return changed
+
+
+#: What :func:`align_retention` keeps in line with a topic's spec.
+_RETENTION_KEYS = ("retention.ms", "retention.bytes", "segment.ms")
+
+
+def _alter_topic(admin: AdminClient, name: str, config: Mapping[str, str], timeout: float) -> None:
+    entries = [
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+        for key, value in config.items()
+        if key in _RETENTION_KEYS
+    ]
+    if "segment.ms" not in config:  # kept for ever: the broker's default segment time again
+        entries.append(ConfigEntry("segment.ms", "", incremental_operation=AlterConfigOpType.DELETE))
+    resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+    try:
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"could not set the retention of topic {name!r}: {exc.args[0]}") from None
 
 
 def _await_leaders(admin: AdminClient, topics: list[str], timeout: float) -> None:

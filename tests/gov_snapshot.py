@@ -1,6 +1,6 @@
 """Everything a governance change may touch, captured so that a refused one can be shown to touch nothing:
 the governance log's bytes, the key store's contents byte for byte (every row, each blob in full), and the
-broker's topics, ACLs and SCRAM principals.
+broker's topics (with the retention of each), ACLs and SCRAM principals.
 
 The key store's files are not compared as files: SQLite moves pages from the write-ahead log into the
 database file whenever a process closes the last connection it holds, which changes the files' bytes and
@@ -17,6 +17,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclOperation,
     AclPermissionType,
     AdminClient,
+    ConfigResource,
     ResourcePatternType,
     ResourceType,
 )
@@ -29,7 +30,8 @@ from sharehub.kafka import client_config
 class Snapshot:
     log: tuple[bytes, ...]
     key_rows: tuple[str, ...]
-    topics: tuple[str, ...]
+    #: Each topic of the hub's namespace, with how long it keeps a record.
+    topics: tuple[tuple[str, str], ...]
     acls: tuple[str, ...]
     principals: tuple[str, ...]
 
@@ -74,10 +76,19 @@ def snapshot(hub: Hub) -> Snapshot:
     return Snapshot(
         log=tuple(hub.log.read_all()),
         key_rows=rows,
-        topics=tuple(sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix))),
+        topics=_topics(admin, prefix),
         acls=tuple(sorted(str(a) for a in acls)),
         principals=tuple(sorted(u for u, found in users.items() if _exists(found))),
     )
+
+
+def _topics(admin: AdminClient, prefix: str) -> tuple[tuple[str, str], ...]:
+    names = sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix))
+    if not names:
+        return ()
+    asked = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name) for name in names])
+    retention = {r.name: f.result(timeout=10)["retention.ms"].value for r, f in asked.items()}
+    return tuple((name, retention[name]) for name in names)
 
 
 def _exists(future: Any) -> bool:

@@ -115,6 +115,7 @@ class DatasetRecord:
             classification=self.classification,
             key_field=self.key_field,
             partitions=self.partitions,
+            retention_ms=self.retention_ms,
             quality_rules=self.quality_rules,
             topic=f"{topic_prefix}.{self.owner}.{self.id}",
         )

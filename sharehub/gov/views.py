@@ -65,6 +65,8 @@ class Dataset(_Model):
     classification: Classification
     key_field: str
     partitions: int = Field(default=3, ge=1, le=256)
+    #: How long its topic keeps an event, and its read models a past version, in milliseconds (-1: for ever).
+    retention_ms: int = -1
     #: Row-filter expressions every record must satisfy (checked when publishing, R9).
     quality_rules: tuple[str, ...] = ()
     #: The dataset's one topic, ``<topic prefix>.<owner>.<id>``; set by governance when it declares it.

@@ -7,6 +7,7 @@ on the deciding side: Kafka's StandardAuthorizer decides on the ACLs governance 
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
     NewTopic,
     OffsetSpec,
     ResourcePatternType,
@@ -210,6 +214,17 @@ def create_topic(access: KafkaAccess, prefix: str) -> str:
     return _admin_call(access, create)
 
 
+def set_retention(access: KafkaAccess, topic: str) -> str:
+    """The topic's retention set (each try sets another, a week and some seconds, so that a refusal that
+    got through would show)."""
+    retention = str(7 * 24 * 3600 * 1000 + random.randrange(1, 1_000_000) * 1000)
+    entry = ConfigEntry("retention.ms", retention, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    return _admin_call(
+        access, lambda admin, t: admin.incremental_alter_configs([resource], request_timeout=t)[resource]
+    )
+
+
 def grant_acl(access: KafkaAccess, prefix: str) -> str:
     """A read grant on a topic of the namespace, to a principal no agency has (one the test's state watches:
     tests/gov_snapshot.py)."""
@@ -237,5 +252,6 @@ PROBES: dict[str, Callable[[KafkaAccess, Topics], str]] = {
     "write-access-checkpoints": lambda a, t: write(a, t.access_checkpoints),
     "use-projector-group": lambda a, t: use_group(a, t.dataset, t.projector_group),
     "create-topic": lambda a, t: create_topic(a, t.prefix),
+    "set-dataset-topic-retention": lambda a, t: set_retention(a, t.dataset),
     "grant-acl": lambda a, t: grant_acl(a, t.prefix),
 }

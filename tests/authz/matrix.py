@@ -129,6 +129,12 @@ OPERATIONS: tuple[Operation, ...] = (
         refused=GROUP_REFUSED,
     ),
     _broker("create-topic", "create a topic in the hub's namespace", "governance", writes=True),
+    _broker(
+        "set-dataset-topic-retention",
+        "set the retention of a dataset topic (as its dataset declares it)",
+        "governance",
+        writes=True,
+    ),
     _broker("grant-acl", "grant an ACL", "governance", refused=CLUSTER_REFUSED, writes=True),
     # --- governance: POST /v1/gov/{operation} and its reads (services/api/governance.py)
     _http(Interface.GOVERNANCE_API, "register-agency", "register an agency", 201, "operator"),
