@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from sharehub.errors import EnvelopeError, RowFilterError, UnknownDataset
 from sharehub.gov.views import Agreement, GovernanceView, level
 from sharehub.kafka import Record
 from sharehub.row_filter import RowFilter, compile_filter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,11 @@ class Projector:
         self._stores = stores
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
+        #: The dataset topics whose datasets keep events for a while only (their retention deletes the rest).
+        self._retaining = {d.topic for d in governance.datasets() if d.retention_ms != -1}
+        #: (topic, lane)s where the log had deleted records before the first one read: a chain there with no
+        #: head yet goes on from its first event read (:data:`sharehub.chain.RETAINED_AWAY`).
+        self._retained_away: set[tuple[str, int]] = set()
         #: One codec per dataset topic: it verifies, judges the chain and decrypts.
         self._codecs: Mapping[str, DatasetCodec] = codecs_by_topic(governance.datasets(), governance, keys)
         self._heads: ChainHeads = {}
@@ -160,6 +168,7 @@ class Projector:
         with self._lock:
             for tp in tps:
                 self._judged.pop(tp, None)
+                self._retained_away.discard(tp)
                 for key in [k for k in self._heads if k[:2] == tp]:
                     del self._heads[key]
 
@@ -174,6 +183,7 @@ class Projector:
         offset = min(stored.values(), default=0)
         for key in [k for k in self._heads if k[:2] == tp]:
             del self._heads[key]
+        self._retained_away.discard(tp)
         behind = [c for c, position in stored.items() if position == offset]
         if offset and behind:
             self._heads.update(self._stores[behind[0]].chain_heads(tp))
@@ -197,6 +207,8 @@ class Projector:
             takes_over.setdefault(message.tp, self._judged[message.tp])
             if message.offset < self._judged[message.tp]:
                 continue  # judged before: a redelivery after a rebalance or a restart
+            if message.offset > self._judged[message.tp]:
+                self._skipped_to(message)
             self._judged[message.tp] = message.offset + 1
             todo.setdefault(message.topic, []).append((index, message))
         verdicts = self._verdicts(todo, decision)
@@ -368,6 +380,19 @@ class Projector:
 
     # --- judging messages -----------------------------------------------------------------------------
 
+    def _skipped_to(self, message: LogMessage) -> None:
+        """The log no longer holds the records of ``message``'s partition before it (Kafka never skips an
+        offset otherwise: only retention, or a deletion, moves a partition's start). Under its dataset's
+        retention, every chain there goes on from its next event read; a dataset kept for ever has lost
+        events, and its chains report the gap (chain_gap)."""
+        if message.topic not in self._retaining:
+            return
+        lane = (message.topic, message.partition)
+        log.info("%s[%d] starts at offset %d: the records before were retained away", *lane, message.offset)
+        self._retained_away.add(lane)
+        for key in [k for k in self._heads if k[:2] == lane]:
+            del self._heads[key]
+
     def _open(self, topic: str, items: list[tuple[int, LogMessage]]) -> list[Opened | EnvelopeError]:
         """The messages of one topic through its dataset's codec, their chains judged against this
         projector's heads."""
@@ -376,7 +401,7 @@ class Projector:
             refused = UnknownDataset(f"topic {topic!r} carries no registered dataset")
             return [refused for _ in items]
         events = [(m.partition, parsed(m.value) if m.envelope is None else m.envelope) for _, m in items]
-        return codec.open_many(events, _TopicHeads(self._heads, topic))
+        return codec.open_many(events, _TopicHeads(self._heads, topic, self._retained_away))
 
     def _terms(self, consumer: str, dataset: str, schema: RecordSchema, *, now: dt.datetime) -> _Terms | None:
         """What ``consumer`` is granted of ``dataset``'s records of ``schema`` now; None: nothing."""
@@ -489,13 +514,19 @@ def parsed(raw: bytes) -> Envelope | EnvelopeError:
 
 class _TopicHeads(MutableMapping[tuple[int, str], chain.ChainHead]):
     """One topic's chain heads, (lane, producer) → head, as a view of the read models' (topic, lane,
-    producer) → (sequence, hash)."""
+    producer) → (sequence, hash). In a lane of ``retained_away`` a chain with no head yet is one whose
+    earlier events were retained away."""
 
-    def __init__(self, heads: ChainHeads, topic: str) -> None:
-        self._heads, self._topic = heads, topic
+    def __init__(self, heads: ChainHeads, topic: str, retained_away: set[tuple[str, int]]) -> None:
+        self._heads, self._topic, self._retained_away = heads, topic, retained_away
 
     def __getitem__(self, key: tuple[int, str]) -> chain.ChainHead:
-        return chain.ChainHead(*self._heads[(self._topic, *key)])
+        found = self._heads.get((self._topic, *key))
+        if found is not None:
+            return chain.ChainHead(*found)
+        if (self._topic, key[0]) in self._retained_away:
+            return chain.RETAINED_AWAY
+        raise KeyError(key)
 
     def __setitem__(self, key: tuple[int, str], head: chain.ChainHead) -> None:
         self._heads[(self._topic, *key)] = (head.sequence, head.hash)

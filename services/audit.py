@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 from services.audit_forms import NotOfItsKind, record_id
-from services.audit_lanes import LaneAudit, Progress, audit_lanes
+from services.audit_lanes import Lane, LaneAudit, Progress, audit_lanes
 from services.audit_status import ChainWalk, walk
 from services.audit_status import EventStatus as EventStatus
 from services.audit_status import TimeWindow as TimeWindow
@@ -52,6 +52,8 @@ LEGACY_NOTE = "unsigned legacy record (from before access records were signed): 
 UNSIGNED = "unsigned"
 QUARANTINE_NOTE = "form only: quarantine records are not signed"
 ACCESS_CHECKPOINT_NOTE = "each API instance's signed lane heads, held against the access log"
+#: A lane of a dataset kept for ever that starts after offset 0: records were deleted from it.
+DELETED = "deleted_records"
 _GOVERNANCE_CHAIN_REASONS = {GAP, DUPLICATE, REPLAYED, FORK, RULE_VIOLATION}
 
 
@@ -97,6 +99,27 @@ class AuditReport:
             summary.findings += lane.records - lane.verified
         self.events += lane.statuses
         self.sealed_in_custody.update(lane.sealed_in_custody)
+
+    def start_of(self, lane: Lane) -> None:
+        """Where a dataset lane starts: records before its first were retained away under its dataset's
+        retention, or, from a dataset kept for ever, deleted (a finding)."""
+        if not lane.start:
+            return
+        summary = self.topics.setdefault(lane.topic, TopicSummary())
+        if lane.retains:
+            summary.retained_away += lane.start
+            summary.note = f"{summary.retained_away} records retained away (the dataset's retention)"
+            return
+        summary.findings += 1
+        self.events.append(
+            EventStatus(
+                lane.topic,
+                lane.partition,
+                lane.start,
+                chain=DELETED,
+                detail=f"offsets 0..{lane.start - 1} are gone, but {lane.dataset} keeps its events for ever",
+            )  # fmt: skip
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -148,10 +171,10 @@ def audit_verify(
         state = _audit_governance(read, GovState(governance.trust, governance.topic_prefix), report)
         checkpoints = _read_checkpoints(read, state)
         access_checkpoints = _read_access_checkpoints(read, state)
-        logged = _audit_datasets(
+        held = _audit_datasets(
             bootstrap, reader, state, report, checkpoints, progress, (workers, part_size), timeout
         )
-        _audit_checkpoints(checkpoints, logged, report)
+        _audit_checkpoints(checkpoints, held, report)
         access_lanes = _audit_access_log(read, state, report)
         _audit_access_checkpoints(access_checkpoints, access_lanes, report)
         report.topics.setdefault(state.access_checkpoint_topic, TopicSummary()).note = ACCESS_CHECKPOINT_NOTE
@@ -205,10 +228,9 @@ def _audit_datasets(
     progress: Progress | None,
     spread: tuple[int | None, int | None],
     timeout: float,
-) -> dict[tuple[str, str, int, int], bytes]:
-    """Every lane of every dataset topic, in lane order, into ``report``; the hash the log holds at each
-    sequence a checkpoint names, (producer, dataset, lane, sequence) → hash. ``spread``: the workers, and
-    the records of each part of a lane they take."""
+) -> _Held:
+    """Every lane of every dataset topic, in lane order, into ``report``; what the lanes hold that the
+    checkpoints name. ``spread``: the workers, and the records of each part of a lane they take."""
     checkpointed: dict[tuple[str, str, int], set[int]] = defaultdict(set)
     for read in checkpoints:
         if read.checkpoint is not None:
@@ -219,11 +241,35 @@ def _audit_datasets(
         every_event=report.every_event, workers=spread[0], part_size=spread[1], progress=progress,
         timeout=timeout,
     )  # fmt: skip
-    logged: dict[tuple[str, str, int, int], bytes] = {}
+    held = _Held()
     for lane, found in audited:
         report.add_lane(lane.topic, found)
-        logged.update({(p, lane.dataset, lane.partition, s): h for (p, s), h in found.logged.items()})
-    return logged
+        report.start_of(lane)
+        held.hashes.update({(p, lane.dataset, lane.partition, s): h for (p, s), h in found.logged.items()})
+        if lane.retained_away:
+            held.retained_lanes.add((lane.dataset, lane.partition))
+            held.first.update({(p, lane.dataset, lane.partition): s for p, s in found.first_held.items()})
+    return held
+
+
+@dataclass
+class _Held:
+    """What the dataset lanes hold that the checkpoints are judged against."""
+
+    #: (producer, dataset, lane, sequence) → the hash the log holds there, for each checkpointed sequence.
+    hashes: dict[tuple[str, str, int, int], bytes] = field(default_factory=dict)
+    #: (dataset, lane)s whose records before their first were retained away.
+    retained_lanes: set[tuple[str, int]] = field(default_factory=set)
+    #: In those lanes, (producer, dataset, lane) → the least sequence of its chain held.
+    first: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+    def retained_away(self, checkpoint: Checkpoint) -> bool:
+        """Whether the event ``checkpoint`` names was before its lane's first record, retained away."""
+        c = checkpoint
+        if (c.dataset, c.lane) not in self.retained_lanes:
+            return False
+        first = self.first.get((c.producer, c.dataset, c.lane))
+        return first is None or c.sequence < first
 
 
 @dataclass
@@ -249,13 +295,14 @@ def _read_checkpoints(read: _Reading, state: GovState) -> list[_ReadCheckpoint]:
     return found
 
 
-def _audit_checkpoints(
-    checkpoints: list[_ReadCheckpoint], logged: Mapping[tuple[str, str, int, int], bytes], report: AuditReport
-) -> None:
+def _audit_checkpoints(checkpoints: list[_ReadCheckpoint], held: _Held, report: AuditReport) -> None:
     for read in checkpoints:
         report.checkpoints += 1
-        if read.checkpoint is not None:
-            _check_checkpoint(read.checkpoint, logged, read.status)
+        if read.checkpoint is not None and held.retained_away(read.checkpoint):
+            c = read.checkpoint
+            read.status.detail = f"event {c.dataset} lane {c.lane} sequence {c.sequence} was retained away"
+        elif read.checkpoint is not None:
+            _check_checkpoint(read.checkpoint, held.hashes, read.status)
         report.note(read.status, read.record, kept=False)
 
 

@@ -42,6 +42,7 @@ from sharehub.envelope import Envelope
 from sharehub.errors import ChainViolation, EnvelopeError, InputError
 from sharehub.gov.custody import sealed_in_custody
 from sharehub.gov.state import GovState
+from sharehub.gov.views import Dataset
 from sharehub.kafka import TopicReader
 
 #: Below this many dataset records, starting worker processes costs more than it saves.
@@ -65,10 +66,18 @@ class Lane:
     partition: int
     start: int
     end: int
+    #: Whether its dataset deletes events past a retention (then a start above 0 is events retained away).
+    retains: bool = False
 
     @property
     def size(self) -> int:
         return self.end - self.start
+
+    @property
+    def retained_away(self) -> bool:
+        """Whether the lane's records before ``start`` were retained away (its first chains go on from the
+        first event read, whatever its sequence)."""
+        return self.retains and self.start > 0
 
 
 def audit_lanes(
@@ -89,7 +98,7 @@ def audit_lanes(
     each part of a lane a worker takes (None: enough parts for every worker to stay busy)."""
     if part_size is not None and part_size < 1:
         raise InputError(f"a part of a lane holds at least 1 record, not {part_size}")
-    lanes = [lane for dataset in state.datasets() for lane in _lanes(reader, dataset.id, dataset.topic)]
+    lanes = [lane for dataset in state.datasets() for lane in _lanes(reader, dataset)]
     advance = _progress_bars(lanes, progress)
     asked = {lane: _asked(checkpointed, lane) for lane in lanes}
     busy = [lane for lane in lanes if lane.size]
@@ -109,7 +118,7 @@ def audit_lanes(
     done = _in_workers(bootstrap, state, parts, asked, window, every_event, workers, advance, timeout)
     audited = []
     for lane in lanes:
-        found = stitch([done[part] for part in parts.get(lane, [])], every_event)
+        found = stitch([done[part] for part in parts.get(lane, [])], every_event, lane.retained_away)
         if found is None:  # its chains do not join at a cut: the lane again, whole, in this process
             found = audit_lane(reader, codecs[lane.topic], lane, window, every_event, asked[lane])
         audited.append((lane, found))
@@ -140,7 +149,7 @@ def audit_lane(
     ``part``: ``lane`` is a range that may start inside the lane: each producer's first link is taken to
     continue its chain, and noted (with the heads the chains end at) for :func:`stitch`."""
     found = LaneAudit()
-    chains = LaneChains(found, part=part)
+    chains = LaneChains(found, part=part, retained_away=lane.retained_away and not part)
     holds, whole_log = window.holds, window.whole_log
     for batch in reader.batches(
         lane.topic, start={lane.partition: lane.start}, end={lane.partition: lane.end}
@@ -183,9 +192,12 @@ def _verified(codec: DatasetCodec, value: bytes, partition: int, status: EventSt
     return envelope
 
 
-def _lanes(reader: TopicReader, dataset: str, topic: str) -> list[Lane]:
-    bounds = reader.partitions(topic)
-    return [Lane(dataset, topic, p, low, high) for p, (low, high) in sorted(bounds.items())]
+def _lanes(reader: TopicReader, dataset: Dataset) -> list[Lane]:
+    bounds = reader.partitions(dataset.topic)
+    retains = dataset.retention_ms != -1
+    return [
+        Lane(dataset.id, dataset.topic, p, low, high, retains) for p, (low, high) in sorted(bounds.items())
+    ]
 
 
 def _asked(checkpointed: Checkpointed, lane: Lane) -> dict[str, set[int]]:

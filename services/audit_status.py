@@ -22,8 +22,8 @@ class EventStatus:
     #: ok, or the reason code of the failure (bad_signature, malformed, not_owner, ...).
     signature: str = "ok"
     #: ok, or what is wrong with the chain here: gap, duplicate, out_of_order, fork, broken_link,
-    #: misrouted, truncated, checkpoint_mismatch (governance: chain_gap, duplicate, replayed_sequence,
-    #: chain_fork, rule_violation); "-" when the record is not authentic.
+    #: misrouted, truncated, checkpoint_mismatch, deleted_records (governance: chain_gap, duplicate,
+    #: replayed_sequence, chain_fork, rule_violation); "-" when the record is not authentic.
     chain: str = "ok"
     detail: str = ""
 
@@ -43,6 +43,9 @@ class TopicSummary:
     verified: int = 0
     findings: int = 0
     note: str = ""
+    #: Records the topic no longer holds, before each partition's first (its dataset's retention deleted
+    #: them; kept-for-ever topics that lost records have a finding instead).
+    retained_away: int = 0
 
 
 @dataclass(frozen=True)

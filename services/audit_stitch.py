@@ -46,6 +46,9 @@ class LaneAudit:
     openings: dict[str, Opening] = field(default_factory=dict)
     #: Of a part: producer → the head its chain ends at here.
     heads: dict[str, chain.ChainHead] = field(default_factory=dict)
+    #: Producer → the least sequence of its chain held here (what a checkpoint below it names may have been
+    #: retained away).
+    first_held: dict[str, int] = field(default_factory=dict)
     #: Of a part: False when a link reaches back before its producer's first one here (a replay, a
     #: duplicate or an event out of order, which may name an earlier part's event): not stitched.
     stitchable: bool = True
@@ -64,15 +67,18 @@ class LaneChains:
     """The chains of a lane, or of a part of one (``part``), as the audit walks them in log order; what the
     stitch needs of a part is noted in its :class:`LaneAudit`."""
 
-    def __init__(self, found: LaneAudit, *, part: bool) -> None:
+    def __init__(self, found: LaneAudit, *, part: bool, retained_away: bool = False) -> None:
+        """``retained_away``: the whole lane, whose records before its first were retained away: each
+        producer's first event here goes on from its earlier ones, gone."""
         self._found, self._part = found, part
+        self._first_head = chain.RETAINED_AWAY if retained_away else None
         self._walks: dict[str, ChainWalk] = {}
 
     def walk(self, producer: str, link: chain.Link, status: EventStatus, in_window: bool) -> None:
         """Judge ``link``, the next authentic event of ``producer`` here; the finding in ``status``."""
         walked = self._walks.get(producer)
         if walked is None:
-            walked = self._walks[producer] = ChainWalk()
+            walked = self._walks[producer] = ChainWalk(self._first_head)
             if self._part:  # taken to continue the chain; the stitch judges it
                 walked.head = chain.ChainHead(link.sequence - 1, link.prev_hash)
                 self._found.openings[producer] = Opening(link, status, in_window)
@@ -85,23 +91,29 @@ class LaneChains:
         for producer, sequences in asked.items():
             seen = self._walks[producer].seen if producer in self._walks else {}
             self._found.logged.update({(producer, s): seen[s] for s in sequences if s in seen})
+            if seen:
+                self._found.first_held[producer] = min(seen)
         if self._part:
             heads = {producer: walked.head for producer, walked in self._walks.items()}
             self._found.heads = {producer: head for producer, head in heads.items() if head is not None}
 
 
-def stitch(parts: list[LaneAudit], every_event: bool) -> LaneAudit | None:
+def stitch(parts: list[LaneAudit], every_event: bool, retained_away: bool = False) -> LaneAudit | None:
     """The audit of a whole lane from the audits of its ``parts`` (in offset order, each made with
     :func:`~services.audit_lanes.audit_lane`'s ``part``), or None when its chains do not join cleanly at a
-    cut. ``every_event``: the parts kept every record's status. The parts are used up."""
+    cut. ``every_event``: the parts kept every record's status. ``retained_away``: the lane's records
+    before its first part were retained away. The parts are used up."""
     whole = LaneAudit()
     heads: dict[str, chain.ChainHead] = {}
+    first_head = chain.RETAINED_AWAY if retained_away else None
     for part in parts:
         if not part.stitchable:
             return None
         for producer, opening in part.openings.items():
-            if not _joins(heads.get(producer), opening, part, every_event):
+            if not _joins(heads.get(producer, first_head), opening, part, every_event):
                 return None
+        for producer, first in part.first_held.items():
+            whole.first_held[producer] = min(first, whole.first_held.get(producer, first))
         heads.update(part.heads)
         whole.records += part.records
         whole.verified += part.verified

@@ -234,7 +234,8 @@ def _service_acls(principal: Principal, prefix: str) -> list[AclBinding]:
 def _governance_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
     """Governance: write (and read) the governance log; create and describe topics in the hub's namespace
     only; make principals and ACLs (ALTER and DESCRIBE on the cluster: Kafka has no narrower grant for
-    them); read and set the dataset topics' configuration (their retention). It reads no dataset topic, the access log or the quarantine."""
+    them); read and set the dataset topics' configuration (their retention). It reads no dataset topic,
+    the access log or the quarantine."""
     principal = principal_of(GOVERNANCE_PRINCIPAL)
     literal, prefixed, t = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED, ResourceType.TOPIC
     return [

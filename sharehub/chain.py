@@ -27,6 +27,9 @@ class ChainHead:
 
 
 GENESIS = ChainHead(0, ZERO_HASH)
+#: The head of a chain whose earlier events the log no longer holds, its dataset's retention having
+#: deleted them: the first event read continues it, whatever its sequence and predecessor.
+RETAINED_AWAY = ChainHead(-1, ZERO_HASH)
 
 
 class Link(NamedTuple):
@@ -50,6 +53,8 @@ def judge(head: ChainHead | None, envelope: Envelope) -> str | None:
 def judge_link(head: ChainHead | None, link: Link) -> str | None:
     """None when ``link`` continues the chain whose head is ``head``; otherwise the reason it does not."""
     head = head or GENESIS
+    if head is RETAINED_AWAY:
+        return None
     if link.sequence == head.sequence + 1:
         return None if link.prev_hash == head.hash else FORK
     if link.sequence <= head.sequence:

@@ -224,7 +224,7 @@ def ensure_topics(
         raise BrokerError(f"Kafka at {bootstrap} does not answer: {exc}") from None
     specs = [TopicSpec(*topic) for topic in topics]
     wanted = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=topic_config(s.retention_ms))
+        NewTopic(s.name, s.partitions, replication_factor=-1, config=topic_config(s.retention_ms))
         for s in specs
         if s.name not in existing
     ]
