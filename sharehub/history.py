@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sharehub.gov.models import DatasetRecord
+from sharehub.gov.views import Dataset
 from sharehub.settings import Settings
 
 #: A dataset's ``retention_ms`` that keeps its events for ever.
@@ -31,7 +31,7 @@ class HistoryHorizon:
     kept: str
 
 
-def history_horizon(settings: Settings, dataset: DatasetRecord, now: dt.datetime) -> HistoryHorizon | None:
+def history_horizon(settings: Settings, dataset: Dataset, now: dt.datetime) -> HistoryHorizon | None:
     """``dataset``'s horizon at ``now``: the later of the hub's and the dataset's retention's (the
     retention's when both fall on the same moment); None when neither is set."""
     bounds: list[HistoryHorizon] = []
@@ -48,7 +48,7 @@ def history_horizon(settings: Settings, dataset: DatasetRecord, now: dt.datetime
 
 
 def history_horizons(
-    settings: Settings, datasets: Iterable[DatasetRecord], now: dt.datetime
+    settings: Settings, datasets: Iterable[Dataset], now: dt.datetime
 ) -> dict[str, HistoryHorizon]:
     """The horizon of every dataset of ``datasets`` that has one, by dataset id (those absent keep every
     version)."""

@@ -234,10 +234,9 @@ def _version(ctx: ApiContext, agreement: Agreement) -> int:
 def _within_history(ctx: ApiContext, dataset: str, as_of: dt.datetime | None) -> dt.datetime | None:
     """``as_of`` checked against the history the read models keep of ``dataset``: the hub's history days or
     the dataset's retention, whichever is shorter (:mod:`sharehub.history`)."""
-    record = ctx.governance.datasets_.get(dataset)
-    if as_of is None or record is None:
-        return as_of
-    horizon = history_horizon(ctx.settings, record, dt.datetime.now(dt.UTC))
+    if as_of is None:
+        return None
+    horizon = history_horizon(ctx.settings, ctx.governance.dataset(dataset), dt.datetime.now(dt.UTC))
     if horizon is not None and as_of < horizon.at:
         since = horizon.at.isoformat(timespec="seconds")
         raise InputError(

@@ -236,7 +236,7 @@ def _history_horizons(hub: Hub, settings: Settings) -> dict[str, HistoryHorizon]
     """Each dataset's history horizon now, by ``settings`` and the hub's current governance."""
     from sharehub.history import history_horizons
 
-    return history_horizons(settings, tuple(hub.governance.datasets_.values()), dt.datetime.now(dt.UTC))
+    return history_horizons(settings, hub.governance.datasets(), dt.datetime.now(dt.UTC))
 
 
 @project_app.command("rebuild")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sharehub.gov.models import DatasetRecord
+from sharehub.gov.views import Dataset
 from sharehub.history import history_horizon, history_horizons
 from sharehub.settings import Settings
 
@@ -13,8 +13,10 @@ NOW = dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC)
 DAY_MS = 86_400_000
 
 
-def dataset(id: str, retention_ms: int) -> DatasetRecord:
-    return DatasetRecord(id, "coc", "", "internal", retention_ms, "member_id", 3)
+def dataset(id: str, retention_ms: int) -> Dataset:
+    return Dataset(
+        id=id, owner="coc", classification="internal", key_field="member_id", retention_ms=retention_ms
+    )
 
 
 def hub(history_days: float | None) -> Settings:
