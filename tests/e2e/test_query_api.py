@@ -22,7 +22,7 @@ from sharehub.settings import Settings
 from tests.conftest import demo_spec
 from tests.kafka_helpers import sharehub, topic_messages, wait_until
 from tests.unit.test_avro import member
-from tests.unit.test_projector import apply, messages, projector
+from tests.unit.test_projector import apply, messages, projector, two_versions
 
 RECORDS = "/v1/consumers/{consumer}/datasets/party-members/records"
 
@@ -420,13 +420,7 @@ def test_a_datasets_retention_alone_prunes_its_history_and_leaves_its_current_ro
     retaining: Callable[..., Hub],
 ) -> None:
     hub = retaining(1500)  # no SHAREHUB_HISTORY_DAYS: party-members' retention of 1.5 s is the only bound
-    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
-    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
-    history = [
-        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
-        member(member_id="PM0000000001"),
-    ]
-    apply(projector(hub), messages(hub, history, occurred=moments))
+    moments = two_versions(hub, projector(hub))
     time.sleep(max(0.0, (moments[1] + dt.timedelta(seconds=2) - dt.datetime.now(dt.UTC)).total_seconds()))
 
     run = sharehub(hub, "project", "prune-history")
@@ -444,13 +438,7 @@ def test_a_datasets_retention_alone_prunes_its_history_and_leaves_its_current_ro
 
 
 def test_prune_history_forgets_only_what_no_read_within_the_history_needs(hub: Hub) -> None:
-    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
-    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
-    history = [
-        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
-        member(member_id="PM0000000001"),
-    ]
-    apply(projector(hub), messages(hub, history, occurred=moments))
+    moments = two_versions(hub, projector(hub))
     consumers = ("dongthap-ppc", "langson-ppc")
     assert [hub.store(c).version_count("party-members") for c in consumers] == [2, 2]
     time.sleep(max(0.0, (moments[1] + dt.timedelta(seconds=1.5) - dt.datetime.now(dt.UTC)).total_seconds()))

@@ -12,8 +12,7 @@ from projections.engine import LocalEngine
 from projections.worker import ProjectionWorker
 from services.hub import Hub
 from sharehub.errors import BrokerError
-from tests.unit.test_avro import member
-from tests.unit.test_projector import apply, messages, projector
+from tests.unit.test_projector import projector, two_versions
 
 
 def worker_with_history(
@@ -21,14 +20,8 @@ def worker_with_history(
 ) -> tuple[ProjectionWorker, list[dt.datetime]]:
     """A worker (its broker never reached) over a real engine whose read models hold two versions of one
     member, and the times those versions occurred."""
-    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
-    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
-    history = [
-        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
-        member(member_id="PM0000000001"),
-    ]
     engine = projector(hub)
-    apply(engine, messages(hub, history, occurred=moments))
+    moments = two_versions(hub, engine)
     worker = ProjectionWorker(
         LocalEngine(engine), "127.0.0.1:9", group="g", quarantine_topic="q", datadir=tmp_path / "worker",
         history_horizons=horizons,
