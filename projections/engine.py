@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -55,7 +55,7 @@ class ProjectionEngine(Protocol):
     def commit(self, judged: Judged) -> None: ...
     def abandon(self, reason: str) -> None: ...
     def reconcile(self) -> Reconciliation: ...
-    def prune_history(self, before: dt.datetime) -> dict[str, int]: ...
+    def prune_history(self, horizons: Mapping[str, dt.datetime]) -> dict[str, int]: ...
     def close(self) -> None: ...
 
 
@@ -151,8 +151,8 @@ class LocalEngine:
         ]
         return Reconciliation(done, self._projector.outgrown() + behind)
 
-    def prune_history(self, before: dt.datetime) -> dict[str, int]:
-        return self._projector.prune_history(before)
+    def prune_history(self, horizons: Mapping[str, dt.datetime]) -> dict[str, int]:
+        return self._projector.prune_history(horizons)
 
     def close(self) -> None:
         self._on_close()

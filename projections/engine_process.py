@@ -20,7 +20,7 @@ import pickle
 import queue
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
@@ -115,8 +115,8 @@ class EngineProcess:
         done: Reconciliation = self._call("reconcile")
         return done
 
-    def prune_history(self, before: dt.datetime) -> dict[str, int]:
-        forgotten: dict[str, int] = self._call("prune_history", before)
+    def prune_history(self, horizons: Mapping[str, dt.datetime]) -> dict[str, int]:
+        forgotten: dict[str, int] = self._call("prune_history", dict(horizons))
         return forgotten
 
     def close(self) -> None:

@@ -301,11 +301,13 @@ class Projector:
         purges = [key for key, i in last_purge.items() if i > last_row.get(key, -1)]
         return kept, purges
 
-    def prune_history(self, before: dt.datetime) -> dict[str, int]:
-        """Every read model forgets the past versions no read "as of" ``before`` or later needs; returns how
-        many each forgot."""
+    def prune_history(self, horizons: Mapping[str, dt.datetime]) -> dict[str, int]:
+        """Every read model forgets, in each dataset of ``horizons``, the past versions no read "as of" its
+        horizon or later needs (datasets not named keep every version); returns how many each forgot."""
         with self._lock:
-            return {consumer: store.prune_history(before) for consumer, store in sorted(self._stores.items())}
+            return {
+                consumer: store.prune_history(horizons) for consumer, store in sorted(self._stores.items())
+            }
 
     def reconcile(self) -> Reconciled:
         """Bring every read model in line with the agreements active now. A dataset whose consumer holds no

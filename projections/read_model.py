@@ -503,29 +503,17 @@ class ReadModelStore:
             found = conn.execute(query).scalar_one_or_none()
         return None if found is None else {"key": record_key, "fields": found}
 
-    def prune_history(self, before: dt.datetime) -> int:
-        """Forget past versions that no read "as of" ``before`` or later can return: of each record's
-        versions that occurred at or before ``before``, only the latest stays (it is what such a read
-        answers until the next version). Returns how many versions went."""
-        older, newer = record_versions.alias("older"), record_versions.alias("newer")
-        horizon = _utc(before)
-        superseded = (
-            select(newer.c.id)
-            .where(
-                newer.c.dataset == older.c.dataset,
-                newer.c.record_key == older.c.record_key,
-                newer.c.occurred_at <= horizon,
-                or_(
-                    newer.c.occurred_at > older.c.occurred_at,
-                    and_(newer.c.occurred_at == older.c.occurred_at, newer.c.id > older.c.id),
-                ),
-            )
-            .exists()
-        )
-        doomed = select(older.c.id).where(older.c.occurred_at < horizon, superseded)
+    def prune_history(self, horizons: Mapping[str, dt.datetime]) -> int:
+        """Forget, in each dataset of ``horizons``, the past versions no read "as of" its horizon or later
+        can return: of each record's versions that occurred at or before the horizon, only the latest stays
+        (it is what such a read answers until the next version). Datasets not named keep every version;
+        current rows are never touched. One transaction; returns how many versions went."""
+        forgotten = 0
         with self.engine.begin() as conn:
-            result = conn.execute(delete(record_versions).where(record_versions.c.id.in_(doomed)))
-            return int(result.rowcount or 0)
+            for dataset, before in sorted(horizons.items()):
+                result = conn.execute(_superseded_versions(dataset, before))
+                forgotten += int(result.rowcount or 0)
+        return forgotten
 
     def version_count(self, dataset: str) -> int:
         """How many record versions ``dataset`` keeps for reads "as of" a past time."""
@@ -718,6 +706,28 @@ class _DirectStatement:
                 column = done
             ordered.append(column)
         return list(zip(*ordered, strict=True))
+
+
+def _superseded_versions(dataset: str, before: dt.datetime) -> Any:
+    """DELETE of ``dataset``'s versions that occurred before ``before`` and have a later version of their
+    record at or before it: no read "as of" ``before`` or later returns them."""
+    older, newer = record_versions.alias("older"), record_versions.alias("newer")
+    horizon = _utc(before)
+    superseded = (
+        select(newer.c.id)
+        .where(
+            newer.c.dataset == older.c.dataset,
+            newer.c.record_key == older.c.record_key,
+            newer.c.occurred_at <= horizon,
+            or_(
+                newer.c.occurred_at > older.c.occurred_at,
+                and_(newer.c.occurred_at == older.c.occurred_at, newer.c.id > older.c.id),
+            ),
+        )
+        .exists()
+    )
+    doomed = select(older.c.id).where(older.c.dataset == dataset, older.c.occurred_at < horizon, superseded)
+    return delete(record_versions).where(record_versions.c.id.in_(doomed))
 
 
 def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:

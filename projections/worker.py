@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,7 +50,8 @@ class ProjectionWorker:
     """A faust app in consumer group ``group`` projecting every dataset topic the engine knows; it owns the
     batches in flight and the reasons it stops to start over.
 
-    ``history_horizon`` gives the earliest time reads "as of" may ask for (None: keep every version)."""
+    ``history_horizons`` gives, per dataset, the earliest time reads "as of" may ask for (the hub's history
+    days or the dataset's retention, :mod:`sharehub.history`); a dataset absent keeps every version."""
 
     def __init__(
         self,
@@ -60,10 +61,10 @@ class ProjectionWorker:
         group: str,
         quarantine_topic: str,
         datadir: Path,
-        history_horizon: Callable[[], dt.datetime | None] = lambda: None,
+        history_horizons: Callable[[], Mapping[str, dt.datetime]] = dict,
     ) -> None:
         self.engine = engine
-        self._history_horizon = history_horizon
+        self._history_horizons = history_horizons
         #: One task per batch sent to the engine (quarantine, then commit if still due), oldest first. The
         #: engine takes calls in the order sent, so batches are projected in the order taken.
         self.in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -194,18 +195,27 @@ class ProjectionWorker:
             self._start_over(reconciled.restart_reasons, logging.WARNING)
 
     async def _prune_history(self) -> None:
-        """Past versions no allowed read "as of" needs any more are forgotten (SHAREHUB_HISTORY_DAYS)."""
-        horizon = self._history_horizon()
-        if horizon is None or self.restart_reasons:
+        """Past versions no allowed read "as of" needs any more are forgotten, in each dataset by its own
+        horizon (SHAREHUB_HISTORY_DAYS, the dataset's retention). Horizons that cannot be known now (the
+        governance log does not answer) wait for the next round: the read models are as they were."""
+        if self.restart_reasons:
             return
         try:
-            forgotten = await asyncio.to_thread(self.engine.prune_history, horizon)
+            horizons = await asyncio.to_thread(self._history_horizons)
+        except Exception as exc:
+            log.warning("history not pruned this round: %s: %s", type(exc).__name__, exc)
+            return
+        if not horizons:
+            return
+        try:
+            forgotten = await asyncio.to_thread(self.engine.prune_history, horizons)
         except Exception as exc:
             await self._failed("pruning history", exc)
             return
         for consumer, versions in forgotten.items():
             if versions:
-                log.info("%s's read model forgot %d versions from before %s", consumer, versions, horizon)
+                log.info("%s's read model forgot %d versions from before their datasets' horizons (%s)",
+                         consumer, versions, _listed(horizons))  # fmt: skip
 
     # --- rebalances -----------------------------------------------------------------------------------
 
@@ -233,6 +243,12 @@ class ProjectionWorker:
         # heads from the read models.
         await asyncio.to_thread(self.engine.forget, [(tp.topic, tp.partition) for tp in newly])
         self.assigned_at = time.monotonic()
+
+
+def _listed(horizons: Mapping[str, dt.datetime]) -> str:
+    return ", ".join(
+        f"{dataset} {at.isoformat(timespec='seconds')}" for dataset, at in sorted(horizons.items())
+    )
 
 
 def _faust_app(bootstrap: str, group: str, datadir: Path) -> faust.App:

@@ -53,8 +53,10 @@ class Settings(BaseSettings):
     #: File holding the read-model database password (e.g. a Docker secret), so it is in no URL or env.
     read_model_password_file: Path | None = None
     #: Days of past versions each read model keeps for reads ``as_of`` a past time; unset: every version
-    #: since the dataset's first event. The projection worker forgets older ones hourly (``sharehub project
-    #: prune-history`` does it at once), and the query API refuses an ``as_of`` before that horizon.
+    #: since the dataset's first event. A dataset whose declared retention (``retention_ms``) is shorter
+    #: keeps only that (:mod:`sharehub.history`). The projection worker forgets older ones hourly
+    #: (``sharehub project prune-history`` does it at once), and the query API refuses an ``as_of`` before
+    #: that horizon.
     history_days: float | None = Field(default=None, gt=0)
     #: Base64 of the 32-byte master key that wraps every key at rest; when unset, ``home/master.key``.
     master_key: str | None = Field(default=None, repr=False)
@@ -109,8 +111,15 @@ class Settings(BaseSettings):
     worker_health_host: str = "127.0.0.1"
 
     def history_horizon(self, now: dt.datetime) -> dt.datetime | None:
-        """The earliest time a read ``as_of`` may ask for at ``now`` (None: any)."""
-        return None if self.history_days is None else now - dt.timedelta(days=self.history_days)
+        """The earliest time a read ``as_of`` may ask for at ``now`` by the hub's bound alone (None: any,
+        also when the days reach before the first representable time). A dataset's own retention may set a
+        later one: see :func:`sharehub.history.history_horizon`."""
+        if self.history_days is None:
+            return None
+        try:
+            return now - dt.timedelta(days=self.history_days)
+        except OverflowError:
+            return None
 
     @property
     def admin_password_path(self) -> Path:

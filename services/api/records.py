@@ -28,6 +28,7 @@ from sharehub.avro import RecordSchema
 from sharehub.errors import Forbidden, InputError, PurposeNotAllowed, RequestInvalid, UnknownReferenceError
 from sharehub.gov.views import Agreement
 from sharehub.gov.vocabulary import allowed_purposes
+from sharehub.history import history_horizon
 from sharehub.row_filter import compile_filter
 
 FILTER_HELP = 'A row filter over granted fields, e.g. status == "OFFICIAL" and province_code in ["82"].'
@@ -147,7 +148,7 @@ async def list_records(
         if name not in agreement.fields:
             raise InputError(f"sort: {name!r} is not a field {consumer!r} is granted")
         order = (name, _sample(schema, name), sort.startswith("-"))
-    moment = _within_history(ctx, as_of)
+    moment = _within_history(ctx, dataset, as_of)
     items = await run_in_threadpool(
         lambda: ctx.stores(consumer).page(
             dataset, limit=limit, after_key=after, where=where, sort=order, offset=offset, as_of=moment
@@ -171,7 +172,7 @@ async def get_record(
 ) -> Record:
     agreement = _granted(ctx, consumer, dataset)
     await _purpose_named(ctx, consumer, purpose, [agreement], dataset)
-    moment = _within_history(ctx, as_of)
+    moment = _within_history(ctx, dataset, as_of)
     read_model = ctx.stores(consumer)
     if read_model.embedded and moment is None:  # an index lookup in a local file: no thread hop
         found = read_model.get(dataset, key)
@@ -230,13 +231,17 @@ def _version(ctx: ApiContext, agreement: Agreement) -> int:
     return ctx.governance.agreement(agreement.id).sequence
 
 
-def _within_history(ctx: ApiContext, as_of: dt.datetime | None) -> dt.datetime | None:
-    """``as_of`` checked against the history the read models keep."""
-    horizon = ctx.settings.history_horizon(dt.datetime.now(dt.UTC))
-    if as_of is not None and horizon is not None and as_of < horizon:
+def _within_history(ctx: ApiContext, dataset: str, as_of: dt.datetime | None) -> dt.datetime | None:
+    """``as_of`` checked against the history the read models keep of ``dataset``: the hub's history days or
+    the dataset's retention, whichever is shorter (:mod:`sharehub.history`)."""
+    if as_of is None:
+        return None
+    horizon = history_horizon(ctx.settings, ctx.governance.dataset(dataset), dt.datetime.now(dt.UTC))
+    if horizon is not None and as_of < horizon.at:
+        since = horizon.at.isoformat(timespec="seconds")
         raise InputError(
-            f"as_of: read models keep {ctx.settings.history_days:g} days of history, from "
-            f"{horizon.isoformat(timespec='seconds')}; earlier states are only in the log"
+            f"as_of: {horizon.kept}, so the history of {dataset!r} starts at {since}; the read models keep "
+            "no earlier state: ask for a time from then on"
         )
     return as_of
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from services.cli.progress import Tracker
     from services.rebuild import ReplayParts
     from sharehub.gov.state import GovState
+    from sharehub.history import HistoryHorizon
+    from sharehub.settings import Settings
 
 credentials_app = typer.Typer(help="Consumer credentials for the query API.", no_args_is_help=True)
 audit_app = typer.Typer(help="Replay the log and verify it.", no_args_is_help=True)
@@ -185,7 +187,7 @@ def project_run(
                 group=gov.projector_group,
                 quarantine_topic=gov.quarantine_topic,
                 datadir=hub.home / "projector",
-                history_horizon=lambda: hub.settings.history_horizon(dt.datetime.now(dt.UTC)),
+                history_horizons=lambda: {d: h.at for d, h in _history_horizons(hub, hub.settings).items()},
             )
             port = health_port or hub.settings.worker_health_port
             with ExitStack() as probes:
@@ -205,22 +207,36 @@ def project_run(
 def project_prune_history(
     days: Annotated[
         float | None,
-        typer.Option(help="Days of history to keep (default SHAREHUB_HISTORY_DAYS)"),
+        typer.Option(help="Days of history to keep in every dataset (default SHAREHUB_HISTORY_DAYS)"),
     ] = None,
 ) -> None:
     """Have every read model forget now the past versions older than the history it keeps, as the running
-    worker does every hour; reads "as of" the last DAYS days answer as before."""
+    worker does every hour: in each dataset, that of the hub's days (DAYS) or of the dataset's declared
+    retention, whichever is shorter. Reads "as of" a time within it answer as before; current rows stay."""
     if days is not None and days <= 0:
         raise InputError(f"--days must be more than 0, not {days:g}")
     with Hub() as hub:
         settings = hub.settings if days is None else hub.settings.model_copy(update={"history_days": days})
-        horizon = settings.history_horizon(dt.datetime.now(dt.UTC))
-        if horizon is None:
-            raise InputError("give --days, or set SHAREHUB_HISTORY_DAYS: every version is kept otherwise")
+        horizons = _history_horizons(hub, settings)
+        if not horizons:
+            raise InputError(
+                "give --days, or set SHAREHUB_HISTORY_DAYS: no dataset declares a retention, so every "
+                "version is kept otherwise"
+            )
+        before = {dataset: horizon.at for dataset, horizon in horizons.items()}
         for consumer in hub.consumers():
-            forgotten = hub.store(consumer).prune_history(horizon)
+            forgotten = hub.store(consumer).prune_history(before)
             print(f"{consumer}\t{forgotten}")
-    err.print(f"versions from before {horizon.isoformat(timespec='seconds')} that no read needs are gone")
+    for dataset, horizon in sorted(horizons.items()):
+        since = horizon.at.isoformat(timespec="seconds")
+        err.print(f"{dataset}: versions from before {since} that no read needs are gone ({horizon.kept})")
+
+
+def _history_horizons(hub: Hub, settings: Settings) -> dict[str, HistoryHorizon]:
+    """Each dataset's history horizon now, by ``settings`` and the hub's current governance."""
+    from sharehub.history import history_horizons
+
+    return history_horizons(settings, hub.governance.datasets(), dt.datetime.now(dt.UTC))
 
 
 @project_app.command("rebuild")

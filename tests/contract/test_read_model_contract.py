@@ -373,12 +373,51 @@ def test_pruned_history_still_answers_every_read_as_of_the_horizon_or_later(stor
         return [store.page("party-members", limit=10, as_of=at(day)) for day in range(5, 11)]
 
     before = answers()
-    assert store.prune_history(at(5)) == 1, "A's version of day 2 is the only one no read from day 5 needs"
+    day_5, day_10 = {"party-members": at(5)}, {"party-members": at(10)}
+    assert store.prune_history(day_5) == 1, "A's version of day 2 is the only one no read from day 5 needs"
     assert answers() == before
     assert store.version_count("party-members") == 5
     assert store.get("party-members", "A", as_of=at(5))["fields"] == {"status": "OFFICIAL"}  # type: ignore[index]
-    assert store.prune_history(at(5)) == 0, "pruning again at the same horizon changes nothing"
-    assert store.prune_history(at(10)) == 2, "from day 10 on, only each record's latest version is read"
+    assert store.prune_history(day_5) == 0, "pruning again at the same horizon changes nothing"
+    assert store.prune_history(day_10) == 2, "from day 10 on, only each record's latest version is read"
     assert answers()[-1] == before[-1]
     assert store.version_count("party-members") == 3
     assert store.count("party-members") == 3, "the current rows are never touched"
+
+
+def test_each_dataset_is_pruned_by_its_own_horizon_and_current_rows_stay(store: ReadModelStore) -> None:
+    """Two datasets of different retention, and one without: each keeps, per record, its latest version at
+    or before its own horizon and every later one; a current row older than every horizon stays."""
+
+    def of(dataset: str, key: str, day: int, status: str) -> Row:
+        return versioned(key, day, status=status)._replace(dataset=dataset)
+
+    history = [
+        (dataset, key, day, f"{key}-{day}")
+        for dataset in ("party-members", "documents", "resolution-tasks")
+        for key, days in (("A", (2, 4, 6, 8)), ("B", (1, 3)))
+        for day in days
+    ]
+    store.apply([of(*version) for version in history], {("t", 0): len(history)})
+    horizons = {"party-members": at(5), "documents": at(7)}  # resolution-tasks: no bound, keeps every version
+
+    before = {d: [store.page(d, limit=10, as_of=at(day)) for day in range(1, 10)] for d in horizons}
+    assert store.prune_history(horizons) == 5, "party-members: A-2, B-1; documents: A-2, A-4, B-1"
+
+    assert store.version_count("party-members") == 4, "A-4 (latest at day 5), A-6, A-8; B-3 (latest, current)"
+    assert store.version_count("documents") == 3, "A-6 (latest at day 7), A-8; B-3"
+    assert store.version_count("resolution-tasks") == 6
+    for dataset, horizon in horizons.items():
+        from_horizon = [store.page(dataset, limit=10, as_of=at(day)) for day in range(horizon.day, 10)]
+        assert from_horizon == before[dataset][horizon.day - 1 :], f"{dataset}: reads from its horizon on"
+    assert store.get("party-members", "A", as_of=at(5))["fields"] == {"status": "A-4"}  # type: ignore[index]
+    assert store.get("documents", "A", as_of=at(7))["fields"] == {"status": "A-6"}  # type: ignore[index]
+    assert store.get("documents", "A", as_of=at(5)) is None, "before its horizon, nothing is kept for it"
+    assert store.get("resolution-tasks", "A", as_of=at(2))["fields"] == {"status": "A-2"}  # type: ignore[index]
+    # B's one current row dates from day 3, before both horizons: retention bounds history, not the present.
+    for dataset in ("party-members", "documents", "resolution-tasks"):
+        assert store.count(dataset) == 2
+        assert store.get(dataset, "B") == {"key": "B", "fields": {"status": "B-3"}}
+        assert store.get(dataset, "A") == {"key": "A", "fields": {"status": "A-8"}}
+    assert store.prune_history(horizons) == 0, "pruning again at the same horizons changes nothing"
+    assert store.prune_history({}) == 0, "no dataset named: nothing goes"

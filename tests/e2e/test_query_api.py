@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -12,13 +14,15 @@ from fastapi.testclient import TestClient
 
 from services.access_log import AccessLog, Checkpointing
 from services.api.app import create_app
-from services.governance_bootstrap import issue_credential
+from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
 from sharehub.envelope import pseudonym
 from sharehub.kafka import client_config
+from sharehub.settings import Settings
+from tests.conftest import demo_spec
 from tests.kafka_helpers import sharehub, topic_messages, wait_until
 from tests.unit.test_avro import member
-from tests.unit.test_projector import apply, messages, projector
+from tests.unit.test_projector import apply, messages, projector, two_versions
 
 RECORDS = "/v1/consumers/{consumer}/datasets/party-members/records"
 
@@ -31,6 +35,31 @@ PURPOSE = {"purpose": "Prepare the congress report"}
 def loaded(hub: Hub) -> Hub:
     apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
     return hub
+
+
+@pytest.fixture
+def retaining(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Callable[..., Hub]]:
+    """Makes a hub whose ``party-members`` declares ``retention_ms`` (the demo's other datasets keep theirs
+    for ever), keeping ``history_days`` of history hub-wide (None: unset)."""
+    made: list[Hub] = []
+
+    def make(retention_ms: int, history_days: float | None = None) -> Hub:
+        spec = demo_spec()
+        datasets = [
+            d.model_copy(update={"retention_ms": retention_ms}) if d.id == "party-members" else d
+            for d in spec.datasets
+        ]
+        settings = Settings(
+            home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None,
+            history_days=history_days,
+        )  # fmt: skip
+        made.append(Hub(settings))
+        load(made[-1].governance_desk(), spec.model_copy(update={"datasets": datasets}))
+        return made[-1]
+
+    yield make
+    for hub in made:
+        hub.close()
 
 
 def client(hub: Hub) -> TestClient:
@@ -363,14 +392,53 @@ def test_as_of_before_the_history_the_read_models_keep_is_a_clear_400(loaded: Hu
         keeping.close()
 
 
+def test_as_of_before_a_datasets_retention_is_a_clear_400_naming_it(retaining: Callable[..., Hub]) -> None:
+    week_ms = 7 * 86_400_000
+    hub = retaining(week_ms, history_days=30)  # party-members: 7 days; resolution-tasks: the hub's 30
+    c, now = client(hub), dt.datetime.now(dt.UTC)
+
+    def asked(consumer: str, path: str, days_ago: float) -> tuple[int, str]:
+        moment = (now - dt.timedelta(days=days_ago)).isoformat()
+        answer = c.get(path, params={**PURPOSE, "as_of": moment}, headers=bearer(hub, consumer))
+        return answer.status_code, answer.json().get("detail", "") if answer.status_code != 200 else ""
+
+    members = RECORDS.format(consumer="dongthap-ppc")
+    # Every route that takes as_of; within the retention each answers (no record then: an empty page, 404).
+    for path, within in ((members, 200), (members + "/PM0000000001", 404)):
+        status, detail = asked("dongthap-ppc", path, 8)
+        assert status == 400, detail
+        assert "dataset 'party-members' is retained for 7 days (its retention_ms, 604800000)" in detail
+        assert "the history of 'party-members' starts at" in detail
+        assert asked("dongthap-ppc", path, 6)[0] == within, "within its retention"
+    tasks = "/v1/consumers/go/datasets/resolution-tasks/records"
+    assert asked("go", tasks, 8) == (200, ""), "another dataset keeps the hub's 30 days"
+    status, detail = asked("go", tasks, 31)
+    assert status == 400 and "the hub's read models keep 30 days of history (SHAREHUB_HISTORY_DAYS)" in detail
+
+
+def test_a_datasets_retention_alone_prunes_its_history_and_leaves_its_current_rows(
+    retaining: Callable[..., Hub],
+) -> None:
+    hub = retaining(1500)  # no SHAREHUB_HISTORY_DAYS: party-members' retention of 1.5 s is the only bound
+    moments = two_versions(hub, projector(hub))
+    time.sleep(max(0.0, (moments[1] + dt.timedelta(seconds=2) - dt.datetime.now(dt.UTC)).total_seconds()))
+
+    run = sharehub(hub, "project", "prune-history")
+
+    assert run.returncode == 0, run.stderr
+    forgotten = dict(line.split("\t") for line in run.stdout.splitlines())
+    assert forgotten == {c: "1" if c in ("dongthap-ppc", "langson-ppc") else "0" for c in hub.consumers()}
+    assert "party-members: versions from before" in run.stderr
+    assert "retained for 1.5 seconds" in run.stderr
+    assert "documents" not in run.stderr, "a dataset kept for ever has no horizon"
+    store = hub.store("dongthap-ppc")
+    assert store.version_count("party-members") == 1
+    current = store.get("party-members", "PM0000000001")
+    assert current is not None and current["fields"]["status"] == "OFFICIAL", "retention takes no current row"
+
+
 def test_prune_history_forgets_only_what_no_read_within_the_history_needs(hub: Hub) -> None:
-    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from  # events before it are forged
-    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
-    history = [
-        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
-        member(member_id="PM0000000001"),
-    ]
-    apply(projector(hub), messages(hub, history, occurred=moments))
+    moments = two_versions(hub, projector(hub))
     consumers = ("dongthap-ppc", "langson-ppc")
     assert [hub.store(c).version_count("party-members") for c in consumers] == [2, 2]
     time.sleep(max(0.0, (moments[1] + dt.timedelta(seconds=1.5) - dt.datetime.now(dt.UTC)).total_seconds()))

@@ -42,6 +42,19 @@ def apply(p: Projector, batch: list[LogMessage]) -> Any:
     return decision
 
 
+def two_versions(hub: Hub, p: Projector) -> list[dt.datetime]:
+    """Member PM0000000001 projected by ``p`` as probationary, then official, 100 and 200 ms after the
+    owner's key became valid (an event before it is forged); returns when each version occurred."""
+    key_since = hub.governance.agencies_["coc"].key("coc/custody/1").valid_from
+    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200)]
+    history = [
+        member(member_id="PM0000000001", status="PROBATIONARY", official_date=None),
+        member(member_id="PM0000000001"),
+    ]
+    apply(p, messages(hub, history, occurred=moments))
+    return moments
+
+
 def test_each_consumer_gets_exactly_its_granted_fields(offline_hub: Hub) -> None:
     p = projector(offline_hub)
     apply(p, messages(offline_hub, [member()]))
