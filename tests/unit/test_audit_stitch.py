@@ -39,11 +39,20 @@ def honest(events: int, producers: tuple[str, ...] = ("coc", "go")) -> Links:
     return lane
 
 
-def audited(lane: Links, *, start: int = 0, part: bool, every_event: bool, outside: set[int]) -> LaneAudit:
+def audited(
+    lane: Links,
+    *,
+    start: int = 0,
+    part: bool,
+    every_event: bool,
+    outside: set[int],
+    retained_away: bool = False,
+) -> LaneAudit:
     """What the audit finds in ``lane`` (its first record at offset ``start``), as audit_lane judges it:
-    every record authentic; those at offsets in ``outside`` out of the time window."""
+    every record authentic; those at offsets in ``outside`` out of the time window. ``retained_away``: the
+    whole lane, whose records before it were retained away."""
     found = LaneAudit()
-    chains = LaneChains(found, part=part)
+    chains = LaneChains(found, part=part, retained_away=retained_away)
     for offset, (producer, link) in enumerate(lane, start=start):
         status = EventStatus(TOPIC, 0, offset, producer, link.sequence)
         chains.walk(producer, link, status, offset not in outside)
@@ -182,3 +191,24 @@ def test_a_lane_is_cut_into_consecutive_parts_and_a_part_of_no_record_is_refused
             "127.0.0.1:9", cast(GovState, None), cast(TopicReader, None), checkpointed={},
             window=TimeWindow(), every_event=False, workers=2, part_size=0,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("every_event", [False, True])
+def test_a_lane_whose_first_records_were_retained_away_has_no_gap_whole_or_cut(
+    every_event: bool,
+) -> None:
+    lane = honest(20)[7:]  # coc's 1..4 and go's 1..3 retained away
+    whole = audited(lane, start=7, part=False, every_event=every_event, outside=set(), retained_away=True)
+    assert (whole.records, whole.verified) == (13, 13)
+    assert whole.first_held == {"coc": 5, "go": 4}
+    for size in range(1, len(lane) + 1):
+        parts = [
+            audited(lane[at : at + size], start=7 + at, part=True, every_event=every_event, outside=set())
+            for at in range(0, len(lane), size)
+        ]
+        found = stitch(parts, every_event, retained_away=True)
+        assert found is not None and facts(found) == facts(whole), f"parts of {size}"
+        assert found.first_held == whole.first_held
+    # The same lane, in a dataset kept for ever: each chain's first event follows a gap.
+    kept = audited(lane, start=7, part=False, every_event=False, outside=set())
+    assert [s.chain for s in kept.statuses] == ["gap", "gap"]
