@@ -18,6 +18,7 @@ dataset's owner, an agreement's terms) are refused with InputError rather than s
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sharehub.avro import load_schema
+from sharehub.avro import RecordSchema, load_schema
 from sharehub.errors import InputError
 from sharehub.gov.commands import DeclareDataset, DefineLegalBasis, DefinePurpose, Propose, RegisterAgency
 from sharehub.gov.custody import custody_key_id
@@ -39,9 +40,27 @@ from sharehub.gov.service import Effect, GovernanceService
 from sharehub.gov.state import GovState, fold
 from sharehub.keys import LocalKeyStore
 
-#: An agency and a dataset in the file are the commands that register and declare them.
+#: An agency in the file is the command that registers it.
 AgencySpec = RegisterAgency
-DatasetSpec = DeclareDataset
+
+
+class DatasetSpec(DeclareDataset):
+    """A dataset in the file: the declaration, and the schema its latest version must be."""
+
+    #: An Avro schema file (.avsc; a relative path is taken from the spec file's folder). None: the schema
+    #: sharehub ships under the dataset's id (``schemas/<id>.avsc``).
+    schema_file: Path | None = None
+
+    def record_schema(self) -> RecordSchema:
+        if self.schema_file is None:
+            return load_schema(self.id)
+        try:
+            return RecordSchema.from_json(self.id, json.loads(self.schema_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"dataset {self.id}: schema_file {self.schema_file}: {exc}") from None
+
+    def declaration(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"schema_file"})
 
 
 class AgreementSpec(Propose):
@@ -89,15 +108,24 @@ class GovSpec(BaseModel):
 
 
 def read_spec(source: Path | Mapping[str, Any]) -> GovSpec:
-    """A spec from a YAML file or an already-loaded mapping (e.g. ``HubSpec.model_dump()``)."""
+    """A spec from a YAML file or an already-loaded mapping (e.g. ``HubSpec.model_dump()``); a dataset's
+    relative ``schema_file`` is taken from the file's folder (from the working directory for a mapping)."""
     try:
         raw = yaml.safe_load(source.read_text(encoding="utf-8")) if isinstance(source, Path) else source
-        return GovSpec.model_validate(raw)
+        spec = GovSpec.model_validate(raw)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{source}: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         raise InputError(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    if not isinstance(source, Path):
+        return spec
+    folder = source.resolve().parent
+    datasets = [
+        d.model_copy(update={"schema_file": folder / d.schema_file}) if d.schema_file is not None else d
+        for d in spec.datasets
+    ]
+    return spec.model_copy(update={"datasets": datasets})
 
 
 @dataclass(frozen=True)
@@ -122,10 +150,8 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
         hub_key = agency.id == desired.operator or agency.id in desired.custodial
         changes += _agency(agency, state, desired.operator, hub_key=hub_key)
     changes += _vocabulary(desired, state)
-    for dataset in desired.datasets:
-        changes += _dataset(dataset, state, desired.operator)
-    for agreement in desired.agreements:
-        changes += _agreement(agreement, state, desired)
+    # Agreements the spec no longer lists end before any schema version is registered: a version that
+    # breaks their terms is taken in the same plan that replaces them (and only then, see _dataset).
     wanted = {a.id for a in desired.agreements}
     for agreement_id, record in sorted(state.agreements_.items()):
         if agreement_id not in wanted and record.stage != "revoked":
@@ -137,6 +163,10 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
             changes.append(
                 Change(f"- revoke agreement {agreement_id} (no longer in the spec)", "revoke", args)
             )
+    for dataset in desired.datasets:
+        changes += _dataset(dataset, state, desired.operator)
+    for agreement in desired.agreements:
+        changes += _agreement(agreement, state, desired)
     return changes
 
 
@@ -214,12 +244,13 @@ def _vocabulary(desired: GovSpec, state: GovState) -> list[Change]:
 def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
     changes: list[Change] = []
     known = state.datasets_.get(spec.id)
+    declared = spec.declaration()
     if known is None:
         line = f"+ declare dataset {spec.id} (owner {spec.owner}, {spec.classification})"
-        changes.append(Change(line, "declare_dataset", {"actor": operator, **spec.model_dump()}))
+        changes.append(Change(line, "declare_dataset", {"actor": operator, **declared}))
     else:
-        _same(f"dataset {spec.id}", spec.model_dump(), {k: getattr(known, k) for k in spec.model_dump()})
-    shipped = load_schema(spec.id)
+        _same(f"dataset {spec.id}", declared, {k: getattr(known, k) for k in declared})
+    shipped = spec.record_schema()
     registered = known.schemas if known is not None else ()
     if not registered or registered[-1].fingerprint != shipped.fingerprint:
         sign = "~" if registered else "+"
@@ -269,7 +300,7 @@ def _approvals_needed(spec: AgreementSpec, state: GovState, desired: GovSpec) ->
         ds = next((d for d in desired.datasets if d.id == spec.dataset), None)
         if ds is None:
             raise InputError(f"agreement {spec.id}: dataset {spec.dataset!r} does not exist")
-        known = DatasetRecord(schemas=(load_schema(ds.id),), **ds.model_dump())
+        known = DatasetRecord(schemas=(ds.record_schema(),), **ds.declaration())
     return approvals_needed(known, spec.fields)
 
 

@@ -115,5 +115,6 @@ def refuse_breaking(dataset: str, impacts: list[Impact]) -> None:
     if breaking:
         raise SchemaBreaksAgreements(
             f"schema of {dataset!r} breaks {len(breaking)} term(s) of agreements in force; revoke them (and "
-            "propose their successors) first, or keep the fields: " + "; ".join(i.line() for i in breaking)
+            "propose their successors) first, or replace them in the same 'sharehub gov apply' as the "
+            "version, or keep the fields: " + "; ".join(i.line() for i in breaking)
         )

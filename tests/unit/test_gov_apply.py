@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,14 +10,19 @@ from typing import Any
 import pytest
 import yaml
 
+from sharehub.avro import RecordSchema
 from sharehub.errors import InputError
 from sharehub.gov import GovernanceService, fold
-from sharehub.gov.apply import apply, plan, read_spec
+from sharehub.gov.apply import apply, plan, read_spec, rehearse
+from sharehub.gov.log import MemoryLog
+from sharehub.gov.state import GovState
+from sharehub.gov.verify import Trust
 from sharehub.kek import FileKek
 from sharehub.keys import LocalKeyStore, SecretBytes
 from tests.gov_support import T0, Clock
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "hub.yaml"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 CENTRAL_OFFICES = ("cpo", "op", "ona", "go")
@@ -128,6 +134,83 @@ def test_an_agreement_removed_from_the_spec_is_revoked(keys: LocalKeyStore) -> N
     apply(changes, svc, keys)
     assert svc.state.agreement("langson-ppc.party-members.1").stage == "revoked"
     assert plan(read_spec(raw), svc.state) == []
+
+
+def _without_party_cell(tmp_path: Path) -> Path:
+    """A version of party-members' schema without ``party_cell`` (which dongthap-ppc's agreement grants)."""
+    shipped = json.loads((SCHEMAS / "party-members.avsc").read_text(encoding="utf-8"))
+    shipped["fields"] = [f for f in shipped["fields"] if f["name"] != "party_cell"]
+    path = tmp_path / "schemas" / "party-members-v2.avsc"
+    path.parent.mkdir()
+    path.write_text(json.dumps(shipped), encoding="utf-8")
+    return path
+
+
+def test_a_breaking_schema_is_taken_in_the_change_set_that_replaces_what_it_breaks(
+    keys: LocalKeyStore, tmp_path: Path
+) -> None:
+    keys.create_signing_key("cpo", "cpo/sign/1")
+    log = MemoryLog()
+    svc = GovernanceService(GovState(Trust.of("cpo", keys.signing_key("cpo")), "sharehub"),
+                            keys.signing_key("cpo"), log, clock=Clock(T0))  # fmt: skip
+    raw = demo_spec()
+    apply(plan(read_spec(raw), svc.state), svc, keys)
+    _without_party_cell(tmp_path)
+    [dataset] = [d for d in raw["datasets"] if d["id"] == "party-members"]
+    dataset["schema_file"] = "schemas/party-members-v2.avsc"  # from the spec file's folder
+    spec_file = tmp_path / "hub.yaml"
+
+    # The new version alone: refused as a whole, before anything reaches the log.
+    spec_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    alone = plan(read_spec(spec_file), svc.state)
+    assert [str(c) for c in alone] == [f"~ register schema party-members v2 ({_fingerprint(tmp_path)})"]
+    before = log.read_all()
+    with pytest.raises(InputError, match=r"breaks 1 term\(s\).*dongthap-ppc.party-members.1.*party_cell"):
+        rehearse(alone, before, svc, keys)
+    assert log.read_all() == before
+
+    # With the agreement it breaks replaced by one without the field: one change set, in that order.
+    [old] = [a for a in raw["agreements"] if a["id"] == "dongthap-ppc.party-members.1"]
+    successor = {**old, "id": "dongthap-ppc.party-members.2"}
+    successor["fields"] = [f for f in old["fields"] if f != "party_cell"]
+    raw["agreements"] = [successor if a is old else a for a in raw["agreements"]]
+    spec_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    changes = plan(read_spec(spec_file), svc.state)
+    assert [c.op for c in changes] == [
+        "revoke",
+        "register_schema",
+        "propose",
+        "consent",
+        "approve",
+        "approve",
+    ]
+    rehearse(changes, log.read_all(), svc, keys)
+    apply(changes, svc, keys)
+    state = svc.state
+    assert state.agreement("dongthap-ppc.party-members.1").stage == "revoked"
+    assert state.agreement("dongthap-ppc.party-members.2").stage == "approved"
+    assert "party_cell" not in state.datasets_["party-members"].schemas[-1].fields
+    assert plan(read_spec(spec_file), state) == []
+
+
+def _fingerprint(tmp_path: Path) -> str:
+    text = (tmp_path / "schemas" / "party-members-v2.avsc").read_text(encoding="utf-8")
+    return RecordSchema.from_json("party-members", json.loads(text)).fingerprint.hex()
+
+
+def test_a_schema_file_that_cannot_be_read_is_a_clear_error(keys: LocalKeyStore, tmp_path: Path) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    raw["datasets"][0]["schema_file"] = "nowhere.avsc"
+    spec_file = tmp_path / "hub.yaml"
+    spec_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(InputError, match="dataset party-members: schema_file .*nowhere.avsc"):
+        plan(read_spec(spec_file), svc.state)
+    (tmp_path / "junk.avsc").write_text("{not json", encoding="utf-8")
+    raw["datasets"][0]["schema_file"] = "junk.avsc"
+    spec_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(InputError, match="junk.avsc"):
+        plan(read_spec(spec_file), svc.state)
 
 
 def test_secret_agreement_without_two_approvers_is_refused_at_plan(keys: LocalKeyStore) -> None:
