@@ -32,7 +32,8 @@ kafka-stop:
 clean: demo-down
 	rm -rf .sharehub .sharehub-test .sharehub-chaos
 
-.PHONY: bench bench-scale bench-purge bench-audit-scale bench-growth
+.PHONY: bench bench-scale bench-purge bench-audit-scale bench-growth bench-profile
+EVENTS_PROFILED ?= 100000
 MEMBERS ?= 5000000
 EVENTS ?= 5000000
 ROWS ?= 5000000
@@ -51,6 +52,9 @@ bench-audit-scale: venv  ## EVENTS (5,000,000) party-members events: a plain rea
 
 bench-growth: venv  ## ROWS (5,000,000) rows into a read model: its write rate as it grows, against a plain loop.
 	.venv/bin/python -m bench read-model-growth --rows $(ROWS)
+
+bench-profile: venv  ## py-spy flame graphs (bench/results/flame-*.svg) of publishing and projecting EVENTS_PROFILED (100,000).
+	.venv/bin/python -m bench profile --events $(EVENTS_PROFILED)
 
 .PHONY: fuzz
 FUZZ_EXAMPLES ?= 1000000

@@ -5,6 +5,7 @@ python -m bench scale --members 5000000    publish → projection → query at s
 python -m bench audit-scale --events N   plain read vs audit (1 and N workers) of N published events
 python -m bench purge [--members N]        time from an agreement's end to the consumer losing access
 python -m bench read-model-growth --rows N a read model's write rate as it grows, against a plain loop
+python -m bench profile [--events N]       py-spy flame graphs of publishing and of the projection worker
 python -m bench report                     rebuild BENCHMARKS.md and the charts from bench/results/
 """
 
@@ -71,6 +72,16 @@ def main(argv: list[str]) -> None:
         from bench import purge
 
         purge.main(argv[1:], _command(argv))
+        return
+    if argv[:1] == ["profile"]:
+        from bench import profile
+
+        profile.main(argv[1:], _command(argv))
+        return
+    if argv[:1] == ["_profile-publish"]:
+        from bench import profile
+
+        profile.publish_child(Path(argv[1]), int(argv[2]))
         return
     if argv[:1] == ["_publish-lane"]:
         from bench import audit_scale

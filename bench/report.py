@@ -20,6 +20,7 @@ SUITE_CHART = RESULTS / "suite.png"
 SCALE_CHART = RESULTS / "scale.png"
 PURGE_JSON = RESULTS / "purge.json"
 GROWTH_JSON = RESULTS / "read_model_growth.json"
+FLAME_JSON = RESULTS / "flame.json"
 REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
@@ -161,5 +162,9 @@ def write_report() -> Path:
         from bench.read_model_growth import lines as growth_lines
 
         lines += ["## A read model's write rate as it grows", "", *growth_lines(load(GROWTH_JSON)), ""]
+    if FLAME_JSON.exists():
+        from bench.profile import lines as flame_lines
+
+        lines += ["## Where the time goes: py-spy flame graphs", "", *flame_lines(load(FLAME_JSON)), ""]
     REPORT.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return REPORT
