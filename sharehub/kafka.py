@@ -247,12 +247,16 @@ def align_retention(bootstrap: str, topics: Iterable[TopicSpec], *, timeout: flo
     """Set the retention of each existing topic in ``topics`` that keeps its records for another time than
     its spec says (a topic made before its dataset's retention was applied, or changed on the broker since);
     returns the names changed. A topic that does not exist is left to :func:`ensure_topics`."""
-    admin = AdminClient(client_config(bootstrap))
     specs = {s.name: s for s in topics}
+    if not specs:
+        return []
+    admin = AdminClient(client_config(bootstrap))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics) & set(specs)
+        if not existing:
+            return []
         described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in sorted(existing)])
-        held = {r.name: f.result(timeout=timeout) for r, f in described.items()} if existing else {}
+        held = {r.name: f.result(timeout=timeout) for r, f in described.items()}
     except KafkaException as exc:
         raise BrokerError(f"could not read the retention of the dataset topics: {exc.args[0]}") from None
     changed = []

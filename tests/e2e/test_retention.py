@@ -26,7 +26,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from services.governance_bootstrap import load
 from services.hub import Hub
 from services.operations import Operations
-from sharehub.kafka import KafkaAccess, client_config, reader_config
+from sharehub.kafka import KafkaAccess, TopicSpec, align_retention, client_config, reader_config
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
 from tests.kafka_helpers import Worker, sharehub, wait_until
@@ -108,6 +108,10 @@ def test_a_dataset_topic_keeps_its_events_as_long_as_the_dataset_declares(
     assert _configs(kafka_admin, topic)["retention.ms"] == "-1"
     hub.governance_desk().provision()
     assert _configs(kafka_admin, topic)["retention.ms"] == str(DAY_MS)
+    # Nothing to align (a hub with no dataset yet), or topics not made yet: nothing is asked or changed.
+    assert align_retention(hub.kafka_admin, []) == []
+    assert align_retention(hub.kafka_admin, [TopicSpec(f"{topic}.none", 1, DAY_MS)]) == []
+    assert align_retention(hub.kafka_admin, [TopicSpec(topic, 3, DAY_MS)]) == []  # already as declared
 
 
 def test_events_retained_away_leave_the_projection_and_the_audit_clean(
