@@ -254,17 +254,7 @@ def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
     else:
         fixed = {k: v for k, v in declared.items() if k != "purposes"}
         _same(f"dataset {spec.id}", fixed, {k: getattr(known, k) for k in fixed})
-        if sorted(spec.purposes) != sorted(known.purposes):
-            now = ", ".join(spec.purposes) or "any"
-            args = {
-                "actor": operator,
-                "dataset": spec.id,
-                "purposes": spec.purposes,
-                "reason": "changed in the spec",
-            }
-            changes.append(
-                Change(f"~ set purposes of dataset {spec.id} ({now})", "set_dataset_purposes", args)
-            )
+        changes += _purposes(spec, known, operator)
     shipped = spec.record_schema()
     registered = known.schemas if known is not None else ()
     if not registered or registered[-1].fingerprint != shipped.fingerprint:
@@ -273,6 +263,15 @@ def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
         args = {"actor": operator, "dataset": spec.id, "schema": shipped.raw}
         changes.append(Change(line, "register_schema", args))
     return changes
+
+
+def _purposes(spec: DatasetSpec, known: DatasetRecord, operator: str) -> list[Change]:
+    """The spec's purposes for a dataset on the log whose purposes differ (in any order: the same)."""
+    if sorted(spec.purposes) == sorted(known.purposes):
+        return []
+    line = f"~ set purposes of dataset {spec.id} ({', '.join(spec.purposes) or 'any'})"
+    args: dict[str, Any] = {"actor": operator, "dataset": spec.id, "purposes": spec.purposes}
+    return [Change(line, "set_dataset_purposes", {**args, "reason": "changed in the spec"})]
 
 
 def _agreement(spec: AgreementSpec, state: GovState, desired: GovSpec) -> list[Change]:

@@ -7,6 +7,9 @@ Ids are never reused. Once the vocabulary holds a purpose, every new agreement n
 a legal basis from it, once it holds one); agreements proposed before, with free-text ``purpose`` and
 ``legal_basis``, stay valid on replay and keep being answered as before (:func:`allowed_purposes`).
 
+A dataset's purposes may be changed after it is declared (``DatasetPurposesChanged``, by its owner or the
+operator): a narrowing waits until no agreement that can still take effect names a purpose it leaves out.
+
 This module holds the terms' models, their rules (decide before acting: each check raises the specific
 :class:`~sharehub.errors.InputError` and changes nothing) and how their events change the state; the
 generic rules and reducer hand vocabulary events and the vocabulary parts of other events to it.
