@@ -41,6 +41,7 @@ from sharehub.gov.commands import (
     RevokeKey,
     RotateCredential,
     RotateKey,
+    SetDatasetPurposes,
     json_object,
 )
 from sharehub.gov.custody import is_site_key_id
@@ -156,6 +157,10 @@ OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
         lambda h, s, c, r: s.revoke_key(c.agency, r.agency, r.key_id, r.reason, effective_at=r.effective_at),
     ),
     "declare-dataset": (DeclareDataset, _declare),
+    "set-dataset-purposes": (
+        SetDatasetPurposes,
+        lambda h, s, c, r: s.set_dataset_purposes(c.agency, r.dataset, r.purposes, r.reason),
+    ),
     "register-schema": (
         RegisterSchema,
         lambda h, s, c, r: s.register_schema(c.agency, r.dataset, r.avro_schema),

@@ -40,6 +40,10 @@ HELP = {
     "register-key": "Register the public key in an agency's registration request FILE (signed by that key).",
     "revoke-key": "Revoke a signing key from --effective-at (default now): later signatures stop counting.",
     "declare-dataset": "Declare a dataset with its owner and classification; creates its keys and topic.",
+    "set-dataset-purposes": (
+        "Change the purposes a dataset may be shared for (by its owner or the operator); --purposes '' "
+        "allows any. Refused while an agreement on it names a purpose left out (revoke it first)."
+    ),
     "register-schema": "Register the next schema version of a dataset; refused if it cannot read old events.",
     "propose": "Propose an agreement (by its consumer).",
     "consent": "Consent to an agreement (by the dataset's owner).",

@@ -11,8 +11,10 @@ The spec is ``demo/hub.yaml``'s format (``HubSpec``), with two additions: the vo
 and ``legal_bases`` (defined before the datasets and agreements that name them; a term the spec no longer
 lists is left as it is: retiring is ``sharehub gov purposes retire``), and an agreement may list its
 ``approvers`` (central offices). Without it the operator approves, which is enough below secret only; for a
-secret agreement the plan asks for two. Things the log cannot change yet (an agency's name or clearance, a
-dataset's owner, an agreement's terms) are refused with InputError rather than silently left different.
+secret agreement the plan asks for two. A dataset whose ``purposes`` differ from the log's is given the
+spec's (``DatasetPurposesChanged``, after the agreements the spec no longer lists are revoked). Things the
+log cannot change yet (an agency's name or clearance, a dataset's owner or classification, an agreement's
+terms) are refused with InputError rather than silently left different.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
     changes += _vocabulary(desired, state)
     # Agreements the spec no longer lists end before any schema version is registered: a version that
     # breaks their terms is taken in the same plan that replaces them (and only then, see _dataset).
+    # Likewise a dataset's purposes may leave out only what no agreement that can still take effect names.
     wanted = {a.id for a in desired.agreements}
     for agreement_id, record in sorted(state.agreements_.items()):
         if agreement_id not in wanted and record.stage != "revoked":
@@ -249,7 +252,9 @@ def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
         line = f"+ declare dataset {spec.id} (owner {spec.owner}, {spec.classification})"
         changes.append(Change(line, "declare_dataset", {"actor": operator, **declared}))
     else:
-        _same(f"dataset {spec.id}", declared, {k: getattr(known, k) for k in declared})
+        fixed = {k: v for k, v in declared.items() if k != "purposes"}
+        _same(f"dataset {spec.id}", fixed, {k: getattr(known, k) for k in fixed})
+        changes += _purposes(spec, known, operator)
     shipped = spec.record_schema()
     registered = known.schemas if known is not None else ()
     if not registered or registered[-1].fingerprint != shipped.fingerprint:
@@ -258,6 +263,15 @@ def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
         args = {"actor": operator, "dataset": spec.id, "schema": shipped.raw}
         changes.append(Change(line, "register_schema", args))
     return changes
+
+
+def _purposes(spec: DatasetSpec, known: DatasetRecord, operator: str) -> list[Change]:
+    """The spec's purposes for a dataset on the log whose purposes differ (in any order: the same)."""
+    if sorted(spec.purposes) == sorted(known.purposes):
+        return []
+    line = f"~ set purposes of dataset {spec.id} ({', '.join(spec.purposes) or 'any'})"
+    args: dict[str, Any] = {"actor": operator, "dataset": spec.id, "purposes": spec.purposes}
+    return [Change(line, "set_dataset_purposes", {**args, "reason": "changed in the spec"})]
 
 
 def _agreement(spec: AgreementSpec, state: GovState, desired: GovSpec) -> list[Change]:

@@ -94,6 +94,16 @@ class DeclareDataset(Command):
     purposes: tuple[str, ...] = ()
 
 
+class SetDatasetPurposes(Command):
+    """The purposes a declared dataset may be shared for from now on (its owner's or the operator's
+    decision)."""
+
+    dataset: str
+    #: Ids of the vocabulary's purposes; empty: any purpose, as a dataset declared without them.
+    purposes: tuple[str, ...]
+    reason: str = Field(min_length=1)
+
+
 class RegisterSchema(Command):
     dataset: str
     #: The Avro record schema (JSON), with ``classification`` (and ``personal``) on each field.

@@ -186,6 +186,15 @@ class LegalBasisRetired:
     reason: str
 
 
+@dataclass(frozen=True)
+class DatasetPurposesChanged:
+    """The purposes a declared dataset may be shared for, from now on (ids of the vocabulary; empty: any)."""
+
+    dataset: str
+    purposes: tuple[str, ...]
+    reason: str
+
+
 Payload: TypeAlias = (
     AgencyRegistered
     | SigningKeyAdded
@@ -204,6 +213,7 @@ Payload: TypeAlias = (
     | LegalBasisDefined
     | PurposeRetired
     | LegalBasisRetired
+    | DatasetPurposesChanged
 )
 #: The events of the purpose and legal-basis vocabulary (:mod:`sharehub.gov.vocabulary`).
 VocabularyChange: TypeAlias = PurposeDefined | LegalBasisDefined | PurposeRetired | LegalBasisRetired
@@ -235,6 +245,7 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         LegalBasisDefined,
         PurposeRetired,
         LegalBasisRetired,
+        DatasetPurposesChanged,
     )
 }
 

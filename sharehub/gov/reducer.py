@@ -58,7 +58,7 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
         credentials.apply_issued(state, p, event.occurred_at)
     elif isinstance(p, ev.CredentialRevoked):
         credentials.apply_revoked(state, p)
-    elif isinstance(p, ev.PurposeDefined | ev.LegalBasisDefined | ev.PurposeRetired | ev.LegalBasisRetired):
+    elif isinstance(p, ev.VocabularyChange | ev.DatasetPurposesChanged):
         vocabulary.mutate(state, event)
     else:
         _agreement(state, event, p)

@@ -200,6 +200,15 @@ def _schema_registered(state: GovState, p: ev.SchemaRegistered, actor: str, at: 
     refuse_breaking(ds.id, schema_impact(state, ds.id, new, at=at))
 
 
+def _purposes_changed(state: GovState, p: ev.DatasetPurposesChanged, actor: str, at: dt.datetime) -> None:
+    # The owner decides what its data may be used for; the operator governs every dataset.
+    ds = _dataset(state, p.dataset)
+    if actor not in (ds.owner, state.operator):
+        raise NotPermitted(f"only the owner {ds.owner!r} or the operator changes the purposes of {ds.id!r}")
+    _reason(p.reason, f"changing the purposes of {ds.id!r}")
+    vocabulary.check_purposes_changed(state, p, at)
+
+
 def parse_schema(dataset: str, text: str) -> RecordSchema:
     try:
         return RecordSchema.from_json(dataset, json.loads(text))
@@ -391,6 +400,7 @@ _CHECKS: dict[type[Any], Callable[..., None]] = {
     ev.SigningKeyRevoked: _key_revoked,
     ev.DatasetDeclared: _dataset_declared,
     ev.SchemaRegistered: _schema_registered,
+    ev.DatasetPurposesChanged: _purposes_changed,
     ev.AgreementProposed: _proposed,
     ev.AgreementConsented: _consented,
     ev.AgreementApproved: _approved,

@@ -159,6 +159,14 @@ class GovernanceService:
         )  # fmt: skip
         return self._commit(actor, payload, effect)
 
+    def set_dataset_purposes(
+        self, actor: str, dataset: str, purposes: Sequence[str], reason: str
+    ) -> ev.GovernanceEvent:
+        """From now on ``dataset`` may be shared for ``purposes`` (empty: any); new agreements on it are
+        checked against them. Refused while an agreement on it that can still take effect names a purpose
+        the new list leaves out."""
+        return self._commit(actor, ev.DatasetPurposesChanged(dataset, tuple(purposes), reason))
+
     def register_schema(
         self, actor: str, dataset: str, schema: RecordSchema | dict[str, Any] | str
     ) -> ev.GovernanceEvent:

@@ -7,6 +7,9 @@ Ids are never reused. Once the vocabulary holds a purpose, every new agreement n
 a legal basis from it, once it holds one); agreements proposed before, with free-text ``purpose`` and
 ``legal_basis``, stay valid on replay and keep being answered as before (:func:`allowed_purposes`).
 
+A dataset's purposes may be changed after it is declared (``DatasetPurposesChanged``, by its owner or the
+operator): a narrowing waits until no agreement that can still take effect names a purpose it leaves out.
+
 This module holds the terms' models, their rules (decide before acting: each check raises the specific
 :class:`~sharehub.errors.InputError` and changes nothing) and how their events change the state; the
 generic rules and reducer hand vocabulary events and the vocabulary parts of other events to it.
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 _ID = re.compile(ID_PATTERN)
 MAX_LABEL = 200
 MIN_ID = 3
+#: An agreement in these states grants nothing and never will again: a dataset's purposes may leave its out.
+ENDED = ("revoked", "expired")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +119,42 @@ def check_dataset(state: GovState, p: ev.DatasetDeclared) -> None:
     _named(state.purposes_, p.purposes, "purpose", f"dataset {p.id!r}")
 
 
+def check_purposes_changed(state: GovState, p: ev.DatasetPurposesChanged, at: dt.datetime) -> None:
+    """A dataset's new purposes: distinct purposes of the vocabulary, none retired (but one it already
+    names, which it may keep, as agreements keep theirs), other than its current ones; and none left out
+    that an agreement on it which can still take effect names (revoke that agreement first)."""
+    what = f"dataset {p.dataset!r}"
+    current = state.datasets_[p.dataset].purposes
+    if len(set(p.purposes)) != len(p.purposes):
+        raise InputError(f"{what}: purpose ids must not repeat")
+    _named(state.purposes_, [x for x in p.purposes if x not in current], "purpose", what)
+    if sorted(p.purposes) == sorted(current):
+        now = ", ".join(current) or "any purpose (none named)"
+        raise InputError(f"{what} may already be shared for {now}: the change changes nothing")
+    if not p.purposes:  # any purpose: nothing is left out
+        return
+    named = _left_out(state, p, at)
+    if named:
+        raise LifecycleViolation(
+            f"{what}: agreements on it name purposes the new list leaves out: {'; '.join(named)}; revoke "
+            "them first (and propose their successors within the new purposes)"
+        )
+
+
+def _left_out(state: GovState, p: ev.DatasetPurposesChanged, at: dt.datetime) -> list[str]:
+    """Each agreement on the dataset that is not revoked or expired at ``at`` and names a purpose outside
+    ``p.purposes``, with those purposes (``agreement-id (purpose, ...)``)."""
+    found = []
+    for agreement_id, record in sorted(state.agreements_.items()):
+        terms = record.terms
+        if terms.dataset != p.dataset or record.status_at(at) in ENDED:
+            continue
+        outside = [x for x in terms.purposes if x not in p.purposes]
+        if outside:
+            found.append(f"{agreement_id} ({record.status_at(at)}: {', '.join(outside)})")
+    return found
+
+
 def check_agreement(state: GovState, p: ev.AgreementProposed, dataset_purposes: tuple[str, ...]) -> None:
     """An agreement names purposes and a legal basis of the vocabulary once it holds them; each purpose
     must be one its dataset may be shared for (when the dataset names any)."""
@@ -169,7 +210,7 @@ def _kind(state: GovState, p: ev.VocabularyChange) -> tuple[str, Mapping[str, Te
 
 
 def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
-    """Apply a vocabulary event that :func:`check` let through."""
+    """Apply a vocabulary event, or a change of a dataset's purposes, that the rules let through."""
     p = event.payload
     at = event.occurred_at
     if isinstance(p, ev.PurposeDefined):
@@ -187,6 +228,8 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
     elif isinstance(p, ev.LegalBasisRetired):
         basis = state.legal_bases_[p.id]
         state.legal_bases_[p.id] = dataclasses.replace(basis, retired_at=at, retire_reason=p.reason)
+    elif isinstance(p, ev.DatasetPurposesChanged):
+        state.datasets_[p.dataset] = dataclasses.replace(state.datasets_[p.dataset], purposes=p.purposes)
 
 
 def dump(state: GovState) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from services.gov_operations import OPERATIONS, Caller, perform
 from sharehub.gov.credentials import credential_id
 from sharehub.gov.key_request import make_key_request
+from sharehub.gov.vocabulary import in_use
 from sharehub.keys import SigningKey
 from tests.authz.world import World
 from tests.conftest import REPO
@@ -110,6 +111,14 @@ def _term(operation: str, world: World | None = None) -> dict[str, str]:
     if world is not None:
         _as(world, OPERATOR, operation, term)
     return term
+
+
+def _purposes_widened(world: World) -> dict[str, Any]:
+    """A change of the owner's dataset's purposes to every purpose in use, a new one among them (defined by
+    the operator first): a widening, so no agreement on it stands in the way, and never the same list."""
+    _term("define-purpose", world)
+    vocabulary = world.hub.governance_state(refresh=True).purposes_
+    return {"dataset": OWNED, "purposes": in_use(vocabulary), "reason": "the matrix widens them"}
 
 
 def _key_of(world: World, agency: str) -> str:
@@ -223,6 +232,7 @@ PROBES: dict[str, Probe] = {
     "retire-purpose": lambda w, me: _gov(
         "retire-purpose", {"id": _term("define-purpose", w)["id"], "reason": "r"}
     ),
+    "set-dataset-purposes": lambda w, me: _gov("set-dataset-purposes", _purposes_widened(w)),
     "define-legal-basis": lambda w, me: _gov("define-legal-basis", _term("define-legal-basis")),
     "retire-legal-basis": lambda w, me: _gov(
         "retire-legal-basis", {"id": _term("define-legal-basis", w)["id"], "reason": "r"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -116,3 +117,40 @@ def test_the_vocabulary_on_the_command_line(hub: Hub) -> None:
     terms = hub.governance_state(refresh=True).agreement("x.1").terms
     assert terms.purposes == ("party-member-management",), "the agreement keeps its retired purpose"
     assert terms.legal_basis == "reg-384"
+
+
+def test_a_datasets_purposes_changed_over_http_and_on_the_command_line(governed: Hub) -> None:
+    """The owner widens its dataset's purposes over HTTP (a narrowing under an active agreement is refused,
+    naming it; another agency may not); the operator lets it be shared for any purpose from the command
+    line; the log on the broker folds to the same purposes."""
+    c = TestClient(create_app(governed))
+
+    def change(agency: str, purposes: list[str]) -> Any:
+        auth = {"Authorization": f"Bearer {issue_credential(governed, agency)}"}
+        body = {"dataset": "handbook-activities", "purposes": purposes, "reason": "cells report quarterly"}
+        return c.post("/v1/gov/set-dataset-purposes", json=body, headers=auth)
+
+    narrowed = change("coc", [MANAGEMENT["id"]])
+    assert narrowed.status_code == 409, narrowed.text
+    assert "dongthap-ppc.handbook-activities.1 (active: party-cell-activities)" in narrowed.json()["detail"]
+    assert change("dongthap-ppc", ["party-cell-activities"]).status_code == 403
+    widened = change("coc", ["party-cell-activities", "party-member-statistics"])
+    assert widened.status_code == 201, widened.text
+    assert widened.json()["type"] == "DatasetPurposesChanged"
+    assert change("coc", ["party-member-statistics", "party-cell-activities"]).status_code == 400
+
+    done = CliRunner().invoke(
+        gov_commands.app,
+        ["set-dataset-purposes", "--dataset", "handbook-activities", "--purposes", "",
+         "--reason", "any purpose", "--as", "cpo"],
+        env=hub_env(governed),
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["type"] == "DatasetPurposesChanged"
+    state = governed.governance_state(refresh=True)
+    assert state.datasets_["handbook-activities"].purposes == () and state.skipped == []
+    refolded = Hub(governed.settings)
+    try:
+        assert refolded.governance_state().state_hash() == state.state_hash()
+    finally:
+        refolded.close()

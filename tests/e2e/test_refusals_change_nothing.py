@@ -154,6 +154,8 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
             "fields": [{"name": "id", "type": "string", "classification": "internal"}],
         }
         cases.append(("register-schema", {"dataset": dataset_id, "schema": schema}, {owner, "cpo"}))
+        purposes = {"dataset": dataset_id, "purposes": ["party-cell-activities"], "reason": "r"}
+        cases.append(("set-dataset-purposes", purposes, {owner, "cpo"}))
     for consumer in AGENCIES:
         for dataset_id, key_field in KEY_FIELD.items():
             if consumer == OWNER[dataset_id]:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sharehub.avro import RecordSchema
-from sharehub.errors import InputError
+from sharehub.errors import InputError, LifecycleViolation
 from sharehub.gov import GovernanceService, fold
 from sharehub.gov.apply import apply, plan, read_spec, rehearse
 from sharehub.gov.log import MemoryLog
@@ -243,3 +243,42 @@ def test_bad_spec(tmp_path: Path) -> None:
     path.write_text("operator: [", encoding="utf-8")
     with pytest.raises(InputError):
         read_spec(path)
+
+
+def test_a_dataset_whose_purposes_differ_from_the_log_is_given_the_specs(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    apply(plan(read_spec(raw), svc.state), svc, keys)
+    members = raw["datasets"][0]
+    assert members["id"] == "party-members"
+    members["purposes"] = [*members["purposes"], "document-handling"]
+    changes = plan(read_spec(raw), svc.state)
+    purposes = "party-member-management, party-member-statistics, document-handling"
+    assert [str(c) for c in changes] == [f"~ set purposes of dataset party-members ({purposes})"]
+    apply(changes, svc, keys)
+    assert svc.state.datasets_["party-members"].purposes == tuple(members["purposes"])
+    assert plan(read_spec(raw), svc.state) == []
+
+
+def test_a_narrowing_comes_after_the_agreements_the_spec_no_longer_lists_are_revoked(
+    keys: LocalKeyStore,
+) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    apply(plan(read_spec(raw), svc.state), svc, keys)
+    raw["datasets"][0]["purposes"] = ["party-member-management"]  # langson-ppc's names statistics
+    with pytest.raises(
+        LifecycleViolation, match="langson-ppc.party-members.1 .active: party-member-statistics"
+    ):
+        apply(plan(read_spec(raw), svc.state), svc, keys)
+    raw["agreements"] = [a for a in raw["agreements"] if a["id"] != "langson-ppc.party-members.1"]
+    changes = plan(read_spec(raw), svc.state)
+    assert [str(c) for c in changes] == [
+        "- revoke agreement langson-ppc.party-members.1 (no longer in the spec)",
+        "~ set purposes of dataset party-members (party-member-management)",
+    ]
+    apply(changes, svc, keys)
+    assert svc.state.datasets_["party-members"].purposes == ("party-member-management",)
+    raw["datasets"][0]["classification"] = "top-secret"
+    with pytest.raises(InputError, match="dataset party-members differs from the log in classification"):
+        plan(read_spec(raw), svc.state)
