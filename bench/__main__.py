@@ -1,6 +1,7 @@
 """``python -m bench``: the suite (``--quick`` for tiny sizes), ``scale``, and ``report``.
 
-python -m bench [--quick] [--only a,c]     hub against baselines; writes BENCHMARKS.md (not with --quick)
+python -m bench [--quick] [--only a,c] [--query-rate R]   hub against baselines; writes BENCHMARKS.md
+                                           (not with --quick, --only or another query rate than 500)
 python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
 python -m bench audit-scale --events N   plain read vs audit (1 and N workers) of N published events
 python -m bench purge [--members N]        time from an agreement's end to the consumer losing access
@@ -23,26 +24,30 @@ from bench.model import Config, ScenarioResult, load, save
 from bench.runner import run_scenario_here, run_suite
 from bench.scenarios import SCENARIOS
 
+#: The query scenario's rate in every published run.
+DEFAULT_QUERY_RATE = 500.0
+
 
 def _command(argv: list[str]) -> str:
     return shlex.join([".venv/bin/python", "-m", "bench", *argv])
 
 
-def suite(argv: list[str], quick: bool, only: set[str] | None) -> None:
+def suite(argv: list[str], quick: bool, only: set[str] | None, query_rate: float) -> None:
     workdir = BENCH_HOME / ("quick" if quick else "suite")
     shutil.rmtree(workdir, ignore_errors=True)
     needs_kafka = any(s.needs_kafka for s in SCENARIOS if only is None or s.id in only or s.name in only)
     if needs_kafka:
         with broker() as bootstrap:
-            results = run_suite(Config(quick, workdir, bootstrap), only)
+            results = run_suite(Config(quick, workdir, bootstrap, query_rate=query_rate), only)
     else:
-        results = run_suite(Config(quick, workdir, None), only)
+        results = run_suite(Config(quick, workdir, None, query_rate=query_rate), only)
     payload = {
         **machine.run_header("make bench" if argv == [] else _command(argv)),
         "results": [r.to_json() for r in results],
     }
-    if quick or only is not None:
-        # Partial or tiny runs are for checking the code; only a full run replaces the published numbers.
+    if quick or only is not None or query_rate != DEFAULT_QUERY_RATE:
+        # Partial, tiny or other-rate runs are for checking the code, or for a question of their own; only a
+        # full run at the published rate replaces the published numbers.
         save(workdir / "suite.json", payload)
         for line in report.suite_section(payload):
             print(line)
@@ -112,9 +117,17 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repetitions; does not publish")
     parser.add_argument("--only", help="comma-separated scenario ids or names, e.g. a,c or envelope")
+    parser.add_argument(
+        "--query-rate",
+        type=float,
+        default=DEFAULT_QUERY_RATE,
+        help="requests/s of the query scenario (d); a run at another rate than 500 is not published",
+    )
     args = parser.parse_args(argv)
+    if args.query_rate <= 0:
+        parser.error("--query-rate must be more than 0")
     only = set(args.only.split(",")) if args.only else None
-    suite(argv, args.quick, only)
+    suite(argv, args.quick, only, args.query_rate)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,15 @@ def test_quick_envelope_scenario_measures_hub_and_baseline(tmp_path: Path) -> No
     assert suite_chart([result], tmp_path / "chart.png").stat().st_size > 10_000
 
 
+def test_a_scenario_process_runs_at_the_query_rate_asked(tmp_path: Path) -> None:
+    """The config a scenario's own process reads back keeps the query rate (--query-rate); a config file
+    written before the option runs at the published rate."""
+    asked = Config(quick=True, workdir=tmp_path, query_rate=1000.0)
+    assert Config.from_json(asked.to_json()).request_rate == 1000.0
+    older = {k: v for k, v in asked.to_json().items() if k != "query_rate"}
+    assert Config.from_json(older).request_rate == 500.0
+
+
 def test_summaries() -> None:
     s = Summary.of([5.0, 1.0, 3.0, 2.0, 4.0])
     assert (s.median, s.low, s.high, s.q1, s.q3) == (3.0, 1.0, 5.0, 2.0, 4.0)
