@@ -138,7 +138,7 @@ class Projector:
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
         #: The dataset topics whose datasets keep events for a while only (their retention deletes the rest).
-        self._retaining = {d.topic for d in governance.datasets() if d.retention_ms != -1}
+        self._retaining = {d.topic for d in governance.datasets() if d.retains}
         #: (topic, lane)s where the log had deleted records before the first one read: a chain there with no
         #: head yet goes on from its first event read (:data:`sharehub.chain.RETAINED_AWAY`).
         self._retained_away: set[tuple[str, int]] = set()
@@ -169,8 +169,7 @@ class Projector:
             for tp in tps:
                 self._judged.pop(tp, None)
                 self._retained_away.discard(tp)
-                for key in [k for k in self._heads if k[:2] == tp]:
-                    del self._heads[key]
+                self._drop_heads(tp)
 
     def resume_offset(self, tp: TopicPartition) -> int:
         """Where to start reading ``tp`` so that no read model misses anything: the least stored position.
@@ -181,8 +180,7 @@ class Projector:
     def _resume(self, tp: TopicPartition) -> int:
         stored = {consumer: store.positions().get(tp, 0) for consumer, store in self._stores.items()}
         offset = min(stored.values(), default=0)
-        for key in [k for k in self._heads if k[:2] == tp]:
-            del self._heads[key]
+        self._drop_heads(tp)
         self._retained_away.discard(tp)
         behind = [c for c, position in stored.items() if position == offset]
         if offset and behind:
@@ -392,7 +390,11 @@ class Projector:
         lane = (message.topic, message.partition)
         log.info("%s[%d] starts at offset %d: the records before were retained away", *lane, message.offset)
         self._retained_away.add(lane)
-        for key in [k for k in self._heads if k[:2] == lane]:
+        self._drop_heads(lane)
+
+    def _drop_heads(self, tp: TopicPartition) -> None:
+        """Forget every chain head this projector holds in ``tp``."""
+        for key in [k for k in self._heads if k[:2] == tp]:
             del self._heads[key]
 
     def _open(self, topic: str, items: list[tuple[int, LogMessage]]) -> list[Opened | EnvelopeError]:

@@ -193,11 +193,8 @@ def _verified(codec: DatasetCodec, value: bytes, partition: int, status: EventSt
 
 
 def _lanes(reader: TopicReader, dataset: Dataset) -> list[Lane]:
-    bounds = reader.partitions(dataset.topic)
-    retains = dataset.retention_ms != -1
-    return [
-        Lane(dataset.id, dataset.topic, p, low, high, retains) for p, (low, high) in sorted(bounds.items())
-    ]
+    bounds = sorted(reader.partitions(dataset.topic).items())
+    return [Lane(dataset.id, dataset.topic, p, low, high, dataset.retains) for p, (low, high) in bounds]
 
 
 def _asked(checkpointed: Checkpointed, lane: Lane) -> dict[str, set[int]]:

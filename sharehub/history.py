@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from sharehub.gov.views import Dataset
 from sharehub.settings import Settings
 
-#: A dataset's ``retention_ms`` that keeps its events for ever.
-FOR_EVER = -1
-
 
 @dataclass(frozen=True)
 class HistoryHorizon:
@@ -35,7 +32,7 @@ def history_horizon(settings: Settings, dataset: Dataset, now: dt.datetime) -> H
     """``dataset``'s horizon at ``now``: the later of the hub's and the dataset's retention's (the
     retention's when both fall on the same moment); None when neither is set."""
     bounds: list[HistoryHorizon] = []
-    if dataset.retention_ms != FOR_EVER:
+    if dataset.retains:
         since = _before(now, milliseconds=dataset.retention_ms)
         if since is not None:
             retained = f"{_span(dataset.retention_ms)} (its retention_ms, {dataset.retention_ms})"

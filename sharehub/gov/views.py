@@ -58,6 +58,10 @@ class Agency(_Model):
     keys: tuple[PublicKey, ...] = ()
 
 
+#: A dataset's ``retention_ms`` that keeps its events for ever.
+KEPT_FOR_EVER = -1
+
+
 class Dataset(_Model):
     id: str = Field(pattern=ID_PATTERN)
     owner: str
@@ -65,12 +69,18 @@ class Dataset(_Model):
     classification: Classification
     key_field: str
     partitions: int = Field(default=3, ge=1, le=256)
-    #: How long its topic keeps an event, and its read models a past version, in milliseconds (-1: for ever).
+    #: How long its topic keeps an event, and its read models a past version, in milliseconds
+    #: (:data:`KEPT_FOR_EVER`: for ever).
     retention_ms: int = -1
     #: Row-filter expressions every record must satisfy (checked when publishing, R9).
     quality_rules: tuple[str, ...] = ()
     #: The dataset's one topic, ``<topic prefix>.<owner>.<id>``; set by governance when it declares it.
     topic: str = ""
+
+    @property
+    def retains(self) -> bool:
+        """Whether its events are deleted past a retention (not kept for ever)."""
+        return self.retention_ms != KEPT_FOR_EVER
 
 
 class Agreement(_Model):
