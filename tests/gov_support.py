@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sharehub.avro import load_schema
 from sharehub.gov import GovernanceService
+from sharehub.gov.acts import KeyRing
 from sharehub.keys import SigningKey
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -92,10 +93,26 @@ def seeded(
 def seed(svc: GovernanceService) -> None:
     for agency_id, name, kind, clearance, parent in AGENCIES:
         svc.register_agency("cpo", agency_id, name, kind, clearance, parent)
+    svc.signers.add(party_keys(svc, [a[0] for a in AGENCIES if a[0] != "cpo"]))
     svc.declare_dataset("cpo", "party-members", "coc", "secret", "member_id", description="members")
     svc.register_schema("coc", "party-members", load_schema("party-members"))
     svc.declare_dataset("cpo", "tasks", "go", "internal", "task_id", partitions=1)
     svc.register_schema("go", "tasks", TASKS_SCHEMA)
+
+
+def party_key_id(agency: str) -> str:
+    return f"{agency}/sign/party"
+
+
+def party_keys(svc: GovernanceService, agencies: list[str]) -> KeyRing:
+    """A signing key for each of ``agencies``, registered by the operator and held in a key ring: the
+    service seals their acts with it, as each agency's own site would."""
+    ring = KeyRing()
+    for agency in agencies:
+        key = signing_key(party_key_id(agency))
+        svc.add_key("cpo", agency, key.key_id, public_hex(key))
+        ring.add(agency, key)
+    return ring
 
 
 def propose_tasks(svc: GovernanceService, agreement_id: str = "mcst.tasks.1", **overrides: Any) -> None:

@@ -1,7 +1,8 @@
 """Governance events: one signed Avro record for every change to central governance.
 
 Schema: ``schemas/governance-event.avsc``. Every event has the same header (``sequence``, ``prev_hash``,
-``occurred_at``, ``actor``, ``signer_key_id``) and a ``payload`` that is an Avro union of one record per
+``occurred_at``, ``actor``, ``signer_key_id``, and since the release with seals the acting party's
+``act_seal``, see :mod:`sharehub.gov.acts`) and a ``payload`` that is an Avro union of one record per
 event type: the union branch *is* the tag, so a reader cannot mistake an ``AgreementSuspended`` for an
 ``AgreementRevoked`` even though both carry the same fields (a separate ``type`` enum could disagree with
 the payload; a union branch cannot).
@@ -24,7 +25,7 @@ from typing import Any, TypeAlias, cast
 import fastavro
 
 from sharehub.avro import SINGLE_OBJECT_MARKER, load_schema, released_schemas, split_single_object
-from sharehub.errors import MalformedEnvelope
+from sharehub.errors import InputError, MalformedEnvelope
 from sharehub.keys import SigningKey
 
 EVENT_SCHEMA = load_schema("governance-event")
@@ -38,6 +39,11 @@ HASH_SIZE = 32
 ZERO_HASH = bytes(HASH_SIZE)
 #: Governance events are small; anything larger is refused before parsing.
 MAX_EVENT_SIZE = 1024 * 1024
+#: The releases whose events carry the acting party's seal (``act_seal``, :mod:`sharehub.gov.acts`); an
+#: event of any other release was written before seals existed.
+SEALED_RELEASES = frozenset(
+    fp for fp, schema in WRITER_SCHEMAS.items() if any(f["name"] == "act_seal" for f in schema.raw["fields"])
+)
 
 
 # --- payloads, one per event type (field names and order as in the Avro schema) ------------------------
@@ -255,6 +261,42 @@ def type_name(payload: Payload) -> str:
     return type(payload).__name__
 
 
+@dataclass(frozen=True)
+class ActSeal:
+    """A party's signature of one act: by which of its keys, when it says it signed, and the signature."""
+
+    key_id: str
+    signed_at: dt.datetime
+    signature: bytes
+
+    def json(self) -> dict[str, str]:
+        return {
+            "key_id": self.key_id,
+            "signed_at": self.signed_at.isoformat(),
+            "signature": self.signature.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> ActSeal:
+        """A seal from its JSON form (``act_seal`` of a request); InputError naming what is wrong."""
+        if not isinstance(value, dict) or set(value) != {"key_id", "signed_at", "signature"}:
+            raise InputError("act_seal: an object with exactly key_id, signed_at and signature")
+        try:
+            signed_at = dt.datetime.fromisoformat(str(value["signed_at"]))
+            signature = bytes.fromhex(str(value["signature"]))
+        except ValueError:
+            raise InputError("act_seal: signed_at must be ISO 8601, signature hex") from None
+        if signed_at.tzinfo is None:
+            raise InputError("act_seal: signed_at needs its time zone")
+        if len(signature) != SIGNATURE_SIZE or not isinstance(value["key_id"], str):
+            raise InputError("act_seal: key_id a string, signature 64 bytes of hex (Ed25519)")
+        return cls(value["key_id"], signed_at.astimezone(dt.UTC), signature)
+
+    def datum(self) -> dict[str, Any]:
+        """The Avro form of the event's ``act_seal`` field."""
+        return {"key_id": self.key_id, "signed_at": self.signed_at, "signature": self.signature}
+
+
 # --- the signed event ----------------------------------------------------------------------------------
 
 
@@ -270,6 +312,8 @@ class GovernanceEvent:
     payload: Payload
     body: bytes
     signature: bytes
+    #: The acting party's own seal of the act; None for the operator's acts and on legacy events.
+    act_seal: ActSeal | None = None
 
     @property
     def type(self) -> str:
@@ -279,6 +323,11 @@ class GovernanceEvent:
     def hash(self) -> bytes:
         """SHA-256 of the signed bytes: what the next event's ``prev_hash`` must hold."""
         return hashlib.sha256(self.body).digest()
+
+    @property
+    def writer(self) -> bytes:
+        """The fingerprint of the schema release that wrote the event."""
+        return split_single_object(self.body)[0]
 
     @property
     def raw(self) -> bytes:
@@ -297,9 +346,11 @@ def seal(
     occurred_at: dt.datetime,
     actor: str,
     payload: Payload,
+    act_seal: ActSeal | None = None,
 ) -> GovernanceEvent:
-    """Encode and sign an event. The result is re-parsed from its own bytes, so the event a service applies
-    is exactly the one a reader of the log will see (same microsecond timestamps, same tuples)."""
+    """Encode and sign an event (the operator's countersignature of ``act_seal``, the party's own, if
+    any). The result is re-parsed from its own bytes, so the event a service applies is exactly the one a
+    reader of the log will see (same microsecond timestamps, same tuples)."""
     datum = {
         "sequence": sequence,
         "prev_hash": prev_hash,
@@ -307,6 +358,7 @@ def seal(
         "actor": actor,
         "signer_key_id": key.key_id,
         "payload": (f"{NAMESPACE}.{type_name(payload)}", _payload_datum(payload)),
+        "act_seal": act_seal.datum() if act_seal is not None else None,
     }
     out = io.BytesIO()
     fastavro.schemaless_writer(out, EVENT_SCHEMA.parsed, datum)
@@ -334,6 +386,7 @@ def parse(raw: bytes) -> GovernanceEvent:
             raise ValueError(f"{len(avro) - buf.tell()} trailing bytes")
         name, fields = datum["payload"]
         payload = _payload_from_datum(name.rsplit(".", 1)[-1], fields)
+        act_seal = _seal_from_datum(datum.get("act_seal"))
     except Exception as exc:  # garbage of any kind is one finding
         raise MalformedEnvelope(f"not a sharehub governance event: {exc}") from None
     return GovernanceEvent(
@@ -345,7 +398,15 @@ def parse(raw: bytes) -> GovernanceEvent:
         payload=payload,
         body=body,
         signature=signature,
+        act_seal=act_seal,
     )
+
+
+def _seal_from_datum(datum: Any) -> ActSeal | None:
+    if datum is None:
+        return None
+    _, fields = datum  # a union's record comes with its name
+    return ActSeal(fields["key_id"], fields["signed_at"], fields["signature"])
 
 
 def _payload_datum(payload: Payload) -> dict[str, Any]:

@@ -140,6 +140,9 @@ class AgreementRecord:
     actor: str = ""
     at: dt.datetime = field(default=dt.datetime.min.replace(tzinfo=dt.UTC))
     reason: str | None = None
+    #: The hash of the governance event that set the current terms (the proposal): what the seal of every
+    #: later step names (sharehub.gov.acts), so it cannot be carried over to other terms.
+    terms_hash: bytes = b""
     #: Every stage change so far, oldest first, each with the time of the event that made it: what
     #: :meth:`status_at` reads, so a question about the past gets the stage of then, not of today.
     stages: tuple[tuple[dt.datetime, Stage], ...] = ()

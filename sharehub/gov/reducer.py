@@ -86,6 +86,7 @@ def _agreement(state: GovState, event: ev.GovernanceEvent, p: ev.AgreementChange
             owner=ds.owner,
             proposed_by=event.actor,
             required_approvals=approvals_needed(ds, p.fields),
+            terms_hash=event.hash,
         )
         state.versions[p.id] = []
     else:

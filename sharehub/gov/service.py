@@ -6,7 +6,10 @@ with the operator key as the next link of the chain; only then act: open the cha
 does beyond the log, such as keeping a new key, in a transaction of its own), write the event to the log
 inside it, and close it only once the log holds the event; then apply it to the state through the reducer
 replay uses. A change that is refused, or whose write fails, leaves nothing anywhere. ``actor`` is always
-the agency asking for the change; the operator key signs for governance.
+the agency asking for the change; the operator key signs for governance. An act of any agency but the
+operator carries that agency's own seal (:mod:`sharehub.gov.acts`), which the service's ``signers`` give:
+keys this process holds for parties (custody keys, the keys of sites on this machine) or a seal a site
+sent with its request; without one the act is refused, naming who must sign.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from sharehub.avro import RecordSchema
 from sharehub.errors import ChainViolation
+from sharehub.gov import acts
 from sharehub.gov import events as ev
 from sharehub.gov.credentials import DEFAULT_LIFETIME, DEFAULT_OVERLAP
 from sharehub.gov.log import EventLog, KafkaLog, MemoryLog
@@ -47,12 +51,20 @@ def new_credential() -> tuple[str, str]:
 
 class GovernanceService:
     def __init__(
-        self, state: GovState, operator_key: SigningKey, log: EventLog, *, clock: Clock = utc_now
+        self,
+        state: GovState,
+        operator_key: SigningKey,
+        log: EventLog,
+        *,
+        clock: Clock = utc_now,
+        signers: acts.ActSigner | None = None,
     ) -> None:
         self.state = state
         self.signing_key = operator_key
         self._log = log
         self.clock = clock
+        #: Who seals the acts of parties other than the operator (asked in turn; see sharehub.gov.acts).
+        self.signers = acts.Signers(*([signers] if signers is not None else []))
 
     @classmethod
     def in_memory(
@@ -62,11 +74,11 @@ class GovernanceService:
         *,
         topic_prefix: str = "sharehub",
         clock: Clock = utc_now,
+        signers: acts.ActSigner | None = None,
     ) -> GovernanceService:
         """A service whose log is a list (tests, dry runs)."""
-        return cls(
-            GovState(Trust.of(operator, operator_key), topic_prefix), operator_key, MemoryLog(), clock=clock
-        )
+        state = GovState(Trust.of(operator, operator_key), topic_prefix)
+        return cls(state, operator_key, MemoryLog(), clock=clock, signers=signers)
 
     @classmethod
     def open(
@@ -294,14 +306,25 @@ class GovernanceService:
             occurred_at=at,
             actor=actor,
             payload=payload,
+            act_seal=self._party_seal(actor, payload, at),
         )
-        # Never write what a reader would reject (e.g. the operator key was revoked): verify first.
+        # Never write what a reader would reject (e.g. the operator key was revoked, a party's seal is by
+        # another agency's key or over other terms): verify first.
         verify(self.state, event, self.state.trust)
+        acts.check(self.state, event)
         # Act: the effect is kept only if the log takes the event.
         with (effect or nullcontext)():
             self._log.append(event)
         self.state.apply(event)
         return event
+
+    def _party_seal(self, actor: str, payload: ev.Payload, at: dt.datetime) -> ev.ActSeal | None:
+        if not acts.must_seal(self.state, actor):
+            return None
+        seal = self.signers.seal_act(self.state, actor, payload, at)
+        if seal is None:
+            raise acts.not_signed_here(actor, ev.type_name(payload))
+        return seal
 
 
 def _hex(public_key: bytes | str) -> str:

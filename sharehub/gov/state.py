@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sharehub.avro import RecordSchema
 from sharehub.errors import EnvelopeError, InputError, UnknownReferenceError, UnknownSigner
+from sharehub.gov import acts, vocabulary
 from sharehub.gov import events as ev
-from sharehub.gov import vocabulary
 from sharehub.gov.credentials import CredentialRecord, credential_id
 from sharehub.gov.log import Logged
 from sharehub.gov.models import AgencyRecord, AgreementRecord, DatasetRecord
@@ -45,7 +45,7 @@ class Skipped:
     #: The event's sequence when the record parses as a governance event, else None.
     sequence: int | None
     #: malformed, unknown_signer, bad_signature, chain_gap, duplicate, replayed_sequence, chain_fork,
-    #: rule_violation.
+    #: rule_violation, or one of the act seal's (sharehub.gov.acts.REASONS: act_unsigned, ...).
     reason: str
     detail: str
 
@@ -73,6 +73,12 @@ class GovState:
         self.head_hash = ev.ZERO_HASH
         #: Records of the log that were read but not applied (junk, forgeries, broken links), oldest first.
         self.skipped: list[Skipped] = []
+        #: The sequence of the first event of a release with act seals (sharehub.gov.acts): from there on,
+        #: an event of an older release is a downgrade. None while the log holds none.
+        self.sealed_from: int | None = None
+        #: Applied acts of a party other than the operator written before seals existed: the operator alone
+        #: attests them (an audit counts them).
+        self.legacy_acts = 0
         self._pair_index: tuple[int, dict[tuple[str, str], tuple[AgreementRecord, ...]]] = (-1, {})
 
     @property
@@ -83,8 +89,8 @@ class GovState:
         """Verify ``event`` (signature, chain), check its rules against this state, then apply it."""
         verify(self, event, self.trust)
         check(self, event.payload, event.actor, event.occurred_at)
-        mutate(self, event)
-        self.head_sequence, self.head_hash = event.sequence, event.hash
+        acts.check(self, event)
+        self._mutate(event)
 
     def take(self, entry: Logged) -> Skipped | None:
         """Apply the record at ``entry`` if it is an authentic event that continues the chain and keeps the
@@ -101,12 +107,27 @@ class GovState:
             return self._skip(entry.offset, event.sequence, exc.reason, str(exc))
         try:
             check(self, event.payload, event.actor, event.occurred_at)
+            acts.check(self, event)
+        except acts.ActSealRefused as exc:
+            self._link(event)  # operator-signed and chained: its link counts, the act does not
+            return self._skip(entry.offset, event.sequence, exc.reason, str(exc))
         except InputError as exc:
-            self.head_sequence, self.head_hash = event.sequence, event.hash
+            self._link(event)
             return self._skip(entry.offset, event.sequence, RULE_VIOLATION, f"{event.describe()}: {exc}")
-        mutate(self, event)
-        self.head_sequence, self.head_hash = event.sequence, event.hash
+        self._mutate(event)
         return None
+
+    def _mutate(self, event: ev.GovernanceEvent) -> None:
+        mutate(self, event)
+        if acts.is_legacy(event) and acts.must_seal(self, event.actor):
+            self.legacy_acts += 1
+        self._link(event)
+
+    def _link(self, event: ev.GovernanceEvent) -> None:
+        """Move the head to ``event``, an authentic next link of the chain."""
+        self.head_sequence, self.head_hash = event.sequence, event.hash
+        if self.sealed_from is None and not acts.is_legacy(event):
+            self.sealed_from = event.sequence
 
     def _skip(self, offset: int, sequence: int | None, reason: str, detail: str) -> Skipped:
         skipped = Skipped(offset, sequence, reason, detail)

@@ -161,7 +161,7 @@ def test_a_log_written_before_the_vocabulary_folds_and_goes_on_with_it() -> None
     assert terms.purposes == () and terms.purpose == "Follow the resolution tasks of the ministry"
     assert allowed_purposes(state.agreement("mcst.tasks.1").view()) is None
 
-    going_on = GovernanceService(state, key, MemoryLog(old), clock=Clock())
+    going_on = GovernanceService(state, key, MemoryLog(old), clock=Clock(), signers=svc.signers)
     going_on.define_purpose("cpo", *MANAGEMENT)
     going_on.define_legal_basis("cpo", *BASIS)
     propose(going_on, "mcst.tasks.2", purposes=[MANAGEMENT[0]])
