@@ -18,7 +18,11 @@ against the dataset lanes (truncated, checkpoint_mismatch; one not signed by an 
 where it lies). Checkpoints are read before the records they speak of, so a lane still being written is not
 reported cut short. From the hub, the quarantine's form. No decryption key is needed or used. The report
 also counts, per producer, the authentic events the hub sealed on its behalf (custodial mode: a custody key
-signed them, see :mod:`sharehub.gov.custody`).
+signed them, see :mod:`sharehub.gov.custody`). Every act of a party other than the operator carries that
+party's own seal (:mod:`sharehub.gov.acts`); one whose seal is missing, by another agency's key, by a key
+not valid then, stale or over other terms is a finding at its offset (``act_*``, its link still counts), as
+is an event of a release without seals after one with them (``act_downgrade``); acts written before seals
+existed are counted in a note, as attested by the operator only.
 
 With a time window, every record is still read (a chain needs its whole history) but only those the broker
 stamped inside the window are reported.
@@ -40,6 +44,7 @@ from services.audit_status import TopicSummary as TopicSummary
 from sharehub.access_records import open_access, open_lane_checkpoint
 from sharehub.checkpoints import Checkpoint, open_checkpoint
 from sharehub.errors import EnvelopeError
+from sharehub.gov import acts
 from sharehub.gov.log import Logged
 from sharehub.gov.state import RULE_VIOLATION, GovState
 from sharehub.gov.verify import DUPLICATE, FORK, GAP, REPLAYED, operator_key
@@ -69,6 +74,9 @@ class AuditReport:
     #: The governance state the log builds: its last sequence and its hash (``sharehub gov verify``'s).
     governance_head: int = 0
     governance_state_sha256: str = ""
+    #: Acts of parties other than the operator written before act seals existed: the operator alone
+    #: attests them (a note, not a finding).
+    governance_legacy_acts: int = 0
     window: TimeWindow = field(default_factory=TimeWindow)
     #: Keep every record's status in :attr:`events` (what ``--json`` and ``--all`` show), or the findings
     #: only (the counts are in :attr:`topics` either way).
@@ -129,7 +137,11 @@ class AuditReport:
             "sealed_in_custody": dict(sorted(self.sealed_in_custody.items())),
             "results": [{**asdict(e), "reason": e.reason} for e in self.events],
             "topics": {topic: asdict(summary) for topic, summary in sorted(self.topics.items())},
-            "governance": {"head": self.governance_head, "state_sha256": self.governance_state_sha256},
+            "governance": {
+                "head": self.governance_head,
+                "state_sha256": self.governance_state_sha256,
+                "legacy_acts": self.governance_legacy_acts,
+            },
             "window": {
                 "from": self.window.start.isoformat() if self.window.start else None,
                 "to": self.window.end.isoformat() if self.window.end else None,
@@ -210,12 +222,20 @@ def _audit_governance(read: _Reading, state: GovState, report: AuditReport) -> G
             status.sequence, status.detail = skipped.sequence, skipped.detail
             if skipped.reason in _GOVERNANCE_CHAIN_REASONS:
                 status.chain = skipped.reason
+            elif skipped.reason in acts.REASONS:  # the link counts; the party's seal does not
+                status.signature = skipped.reason
             else:
                 status.signature, status.chain, status.producer = skipped.reason, "-", None
         else:
             status.sequence = state.head_sequence
         report.note(status, record)
     report.governance_head, report.governance_state_sha256 = state.head_sequence, state.state_hash()
+    report.governance_legacy_acts = state.legacy_acts
+    if state.legacy_acts:
+        summary = report.topics.setdefault(topic, TopicSummary())
+        summary.note = (
+            f"{state.legacy_acts} acts of parties from before act seals: attested by the operator only"
+        )
     return state
 
 

@@ -30,6 +30,7 @@ from services.governance_desk import GovernanceDesk
 from sharehub.codec import DatasetCodec
 from sharehub.errors import ConfigurationError, InputError, UnknownReferenceError
 from sharehub.gov import GovernanceService, GovState, anchors
+from sharehub.gov.acts import CustodySigner
 from sharehub.gov.custody import in_custody
 from sharehub.gov.log import EventLog, KafkaLog, Logged
 from sharehub.kafka import KafkaAccess, KafkaTls
@@ -258,7 +259,8 @@ class Hub:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
                 state = self.governance_state(refresh=True)
-                yield GovernanceService(state, self.keys.signing_key(state.operator), self.log)
+                operator_key = self.keys.signing_key(state.operator)
+                yield GovernanceService(state, operator_key, self.log, signers=CustodySigner(self.keys))
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 

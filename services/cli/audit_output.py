@@ -47,6 +47,11 @@ def print_summary(out: Console, report: AuditReport) -> None:
     )
     custody = ", ".join(f"{agency} {n}" for agency, n in sorted(report.sealed_in_custody.items()))
     out.print(f"sealed by the hub in custody: {custody or 'none'}")
+    if report.governance_legacy_acts:
+        out.print(
+            f"governance acts of parties from before act seals (attested by the operator only): "
+            f"{report.governance_legacy_acts}"
+        )
 
 
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;

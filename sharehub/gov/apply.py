@@ -15,6 +15,12 @@ secret agreement the plan asks for two. A dataset whose ``purposes`` differ from
 spec's (``DatasetPurposesChanged``, after the agreements the spec no longer lists are revoked). Things the
 log cannot change yet (an agency's name or clearance, a dataset's owner or classification, an agreement's
 terms) are refused with InputError rather than silently left different.
+
+Every act of an agency other than the operator carries that agency's seal (:mod:`sharehub.gov.acts`):
+:func:`apply` seals with the custody keys the hub holds (and those it makes in the same plan) and with the
+keys of the agencies' sites found on this machine (:class:`LocalSite`, the demo's ``sites/<agency>``),
+whose registration requests the plan registers first. A plan with an act no key here can seal is refused
+before its first change, listing who must sign what.
 """
 
 from __future__ import annotations
@@ -33,14 +39,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from sharehub.avro import RecordSchema, load_schema
 from sharehub.errors import InputError
+from sharehub.gov.acts import CustodySigner, KeyRing, Signers
 from sharehub.gov.commands import DeclareDataset, DefineLegalBasis, DefinePurpose, Propose, RegisterAgency
-from sharehub.gov.custody import custody_key_id
+from sharehub.gov.custody import custody_key_id, sealed_in_custody
 from sharehub.gov.events import GovernanceEvent
+from sharehub.gov.key_request import KeyRequest
 from sharehub.gov.log import MemoryLog
 from sharehub.gov.models import DatasetRecord, approvals_needed
 from sharehub.gov.service import Effect, GovernanceService
 from sharehub.gov.state import GovState, fold
-from sharehub.keys import LocalKeyStore
+from sharehub.keys import LocalKeyStore, Signer, SigningKey
 
 #: An agency in the file is the command that registers it.
 AgencySpec = RegisterAgency
@@ -131,6 +139,16 @@ def read_spec(source: Path | Mapping[str, Any]) -> GovSpec:
 
 
 @dataclass(frozen=True)
+class LocalSite:
+    """An agency's own site on this machine (the demo keeps one per agency): the registration requests of
+    its keys, and the key it signs with now. The hub registers the requests and seals the agency's acts of
+    the plan with the site's key: the site's private key never enters the hub's key store."""
+
+    requests: tuple[KeyRequest, ...]
+    signer: Signer
+
+
+@dataclass(frozen=True)
 class Change:
     """One step of a plan: the line shown to a person, and the service call that performs it."""
 
@@ -142,8 +160,9 @@ class Change:
         return self.line
 
 
-def plan(desired: GovSpec, state: GovState) -> list[Change]:
-    """The changes that bring ``state`` to ``desired``; empty when it is there already."""
+def plan(desired: GovSpec, state: GovState, sites: Mapping[str, LocalSite] | None = None) -> list[Change]:
+    """The changes that bring ``state`` to ``desired``; empty when it is there already. ``sites``: the
+    sites of agencies on this machine, whose keys not yet on the log are registered from their requests."""
     if desired.operator != state.operator:
         raise InputError(f"the spec's operator {desired.operator!r} is not the log's {state.operator!r}")
     changes: list[Change] = []
@@ -151,6 +170,9 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
     for agency in sorted(desired.agencies, key=lambda a: a.id != desired.operator):
         hub_key = agency.id == desired.operator or agency.id in desired.custodial
         changes += _agency(agency, state, desired.operator, hub_key=hub_key)
+        site = (sites or {}).get(agency.id)
+        if site is not None and not hub_key:
+            changes += _site_keys(agency.id, site, state, desired.operator)
     changes += _vocabulary(desired, state)
     # Agreements the spec no longer lists end before any schema version is registered: a version that
     # breaks their terms is taken in the same plan that replaces them (and only then, see _dataset).
@@ -174,18 +196,31 @@ def plan(desired: GovSpec, state: GovState) -> list[Change]:
 
 
 def apply(
-    changes: list[Change], service: GovernanceService, keys: LocalKeyStore, *, rehearsal: bool = False
+    changes: list[Change],
+    service: GovernanceService,
+    keys: LocalKeyStore,
+    *,
+    sites: Mapping[str, LocalSite] | None = None,
+    rehearsal: bool = False,
 ) -> list[GovernanceEvent]:
     """Perform ``changes`` in order (each one validated and signed). Stops at the first refusal; what was
     applied stays, and a new plan resumes. A new agency's key pair, and a new dataset's keys, are kept in
     the key store only once governance accepted the change (its effect, see
     :class:`~sharehub.gov.service.GovernanceService`). A ``rehearsal`` (against a scratch service, see
-    :func:`rehearse`) leaves the key store untouched."""
+    :func:`rehearse`) leaves the key store untouched. Each party's act is sealed with its key held here:
+    a custody key, or the key of its site among ``sites``."""
+    ring = KeyRing()
+    for agency, site in (sites or {}).items():
+        ring.add(agency, site.signer)
+    service.signers.add(Signers(ring, CustodySigner(keys)))
+    _refuse_unsigned(changes, service, keys, ring)
     events: list[GovernanceEvent] = []
     for change in changes:
         args = dict(change.args)
-        if change.op == "add_key":
-            args["public_key"], effect = _signing_key(keys, args["agency"], args["key_id"])
+        if change.op == "add_key" and "public_key" not in args:
+            made, effect = _signing_key(keys, args["agency"], args["key_id"])
+            args["public_key"] = made.private.public_key().public_bytes_raw()
+            ring.add(args["agency"], made)  # seals the agency's later acts of this plan
             if not rehearsal:
                 args["effect"] = effect
         elif change.op == "declare_dataset" and not rehearsal:
@@ -194,8 +229,41 @@ def apply(
     return events
 
 
+def _refuse_unsigned(
+    changes: list[Change], service: GovernanceService, keys: LocalKeyStore, ring: KeyRing
+) -> None:
+    """InputError listing the acts of the plan whose party no key here can seal (before any is applied)."""
+    state, now = service.state, service.clock()
+    custody = CustodySigner(keys)
+    made_here = {
+        c.args["agency"] for c in changes if c.op == "add_key" and sealed_in_custody(c.args["key_id"])
+    }
+    can_sign = set(ring.agencies()) | made_here
+    # An agency neither on the log nor in the plan: the rules refuse its act with their own message.
+    known = set(state.agencies_) | {c.args["id"] for c in changes if c.op == "register_agency"}
+    missing = [
+        f"{c.args['actor']}: {c.line.lstrip('+~- ')}"
+        for c in changes
+        if c.args["actor"] in known
+        and c.args["actor"] != state.operator
+        and c.args["actor"] not in can_sign
+        and custody.key_for(state, c.args["actor"], now) is None
+    ]
+    if missing:
+        raise InputError(
+            "these acts must be signed by their own agency, and no key of it is here (neither a custody key "
+            "the hub holds nor a site of it on this machine): "
+            + "; ".join(missing)
+            + ". Each agency signs at its site ('sharehub agency sign-act', then 'sharehub gov ... --site')"
+        )
+
+
 def rehearse(
-    changes: list[Change], events: list[bytes], service: GovernanceService, keys: LocalKeyStore
+    changes: list[Change],
+    events: list[bytes],
+    service: GovernanceService,
+    keys: LocalKeyStore,
+    sites: Mapping[str, LocalSite] | None = None,
 ) -> None:
     """Apply ``changes`` to a scratch copy of the state ``events`` build (in memory, nothing kept), so a
     plan that would be refused halfway is refused before its first change reaches the log."""
@@ -205,7 +273,7 @@ def rehearse(
         MemoryLog(list(events)),
         clock=service.clock,
     )
-    apply(changes, scratch, keys, rehearsal=True)
+    apply(changes, scratch, keys, sites=sites, rehearsal=True)
 
 
 # --- one kind of thing at a time -----------------------------------------------------------------------
@@ -224,6 +292,28 @@ def _agency(spec: AgencySpec, state: GovState, operator: str, *, hub_key: bool) 
         key_id = f"{spec.id}/sign/1" if spec.id == operator else custody_key_id(spec.id)
         args = {"actor": operator, "agency": spec.id, "key_id": key_id}
         changes.append(Change(f"+ add signing key {key_id} to {spec.id}", "add_key", args))
+    return changes
+
+
+def _site_keys(agency: str, site: LocalSite, state: GovState, operator: str) -> list[Change]:
+    """The site's keys the log does not hold yet, registered from their requests (proven first)."""
+    known = state.agencies_.get(agency)
+    changes: list[Change] = []
+    for request in site.requests:
+        if known is not None and known.key(request.key_id) is not None:
+            continue
+        request.proven()
+        args: dict[str, Any] = {
+            "actor": operator, "agency": agency, "key_id": request.key_id, "public_key": request.public_key,
+            "valid_from": request.valid_from, "valid_until": request.valid_until,
+        }  # fmt: skip
+        line = f"+ register site key {request.key_id} of {agency} (its signed request)"
+        if request.replaces is not None:
+            args = {**args, "old_key_id": request.replaces, "new_key_id": args.pop("key_id")}
+            del args["valid_until"]
+            changes.append(Change(line, "rotate_key", args))
+        else:
+            changes.append(Change(line, "add_key", args))
     return changes
 
 
@@ -327,16 +417,14 @@ def _same(what: str, wanted: Mapping[str, Any], actual: Mapping[str, Any]) -> No
         )
 
 
-def _signing_key(keys: LocalKeyStore, agency: str, key_id: str) -> tuple[bytes, Effect | None]:
-    """The public key to register for ``agency``, and the effect that keeps its private half."""
+def _signing_key(keys: LocalKeyStore, agency: str, key_id: str) -> tuple[SigningKey, Effect | None]:
+    """The key pair to register for ``agency``, and the effect that keeps its private half."""
     if keys.has(key_id, "signing"):  # made by an earlier apply that stopped before its event was written
         current = keys.signing_key(agency)
         if current.key_id == key_id:
-            return current.private.public_key().public_bytes_raw(), None
-    private = Ed25519PrivateKey.generate()
-    return private.public_key().public_bytes_raw(), _keeping(
-        keys, lambda: keys.add_signing_key(agency, key_id, private)
-    )
+            return current, None
+    made = SigningKey(key_id, Ed25519PrivateKey.generate())
+    return made, _keeping(keys, lambda: keys.add_signing_key(agency, key_id, made.private))
 
 
 def _keeping(keys: LocalKeyStore, store: Callable[[], object]) -> Effect:

@@ -9,16 +9,19 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sharehub.avro import RecordSchema
 from sharehub.errors import InputError, LifecycleViolation
 from sharehub.gov import GovernanceService, fold
-from sharehub.gov.apply import apply, plan, read_spec, rehearse
+from sharehub.gov import events as ev
+from sharehub.gov.apply import LocalSite, apply, plan, read_spec, rehearse
+from sharehub.gov.key_request import make_key_request
 from sharehub.gov.log import MemoryLog
 from sharehub.gov.state import GovState
 from sharehub.gov.verify import Trust
 from sharehub.kek import FileKek
-from sharehub.keys import LocalKeyStore, SecretBytes
+from sharehub.keys import LocalKeyStore, SecretBytes, SigningKey
 from tests.gov_support import T0, Clock
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "hub.yaml"
@@ -85,12 +88,26 @@ def test_agencies_not_in_custody_get_no_key_from_the_hub(keys: LocalKeyStore) ->
     assert raw["custodial"] == [], "the demo's agencies all make their keys at their sites"
     spec = read_spec(raw)
     assert "coc" in spec.site_agencies and "cpo" not in spec.site_agencies
-    changes = plan(spec, svc.state)
-    added = [str(c) for c in changes if c.op == "add_key"]
+    with pytest.raises(InputError, match=r"must be signed by their own agency.*coc: consent agreement"):
+        apply(plan(spec, svc.state), svc, keys)  # no site here: nobody can sign their acts
+    assert svc._log.read_all() == [], "refused before its first change"
+    sites = {a: site_of(a) for a in spec.site_agencies}
+    changes = plan(spec, svc.state, sites)
+    added = [str(c) for c in changes if c.op == "add_key" and "public_key" not in c.args]
     assert added == ["+ add signing key cpo/sign/1 to cpo"], "only the operator's key is the hub's"
-    apply(changes, svc, keys)
-    assert not svc.state.agencies_["coc"].keys
+    assert "+ register site key coc/sign/1 of coc (its signed request)" in map(str, changes)
+    apply(changes, svc, keys, sites=sites)
+    assert [k.key_id for k in svc.state.agencies_["coc"].keys] == ["coc/sign/1"]
     assert [a for a in spec.site_agencies if keys.has(f"{a}/custody/1", "signing")] == []
+    consent = next(e for e in map(ev.parse, svc._log.read_all()) if e.type == "AgreementConsented")
+    assert consent.actor == "coc" and consent.act_seal is not None
+    assert consent.act_seal.key_id == "coc/sign/1", "sealed at coc's site, not by the hub"
+
+
+def site_of(agency: str) -> LocalSite:
+    """A site of ``agency`` on this machine: its key and the request registering it."""
+    key = SigningKey(f"{agency}/sign/1", Ed25519PrivateKey.generate())
+    return LocalSite((make_key_request(key, agency=agency, valid_from=T0),), key)
 
 
 @pytest.mark.parametrize(
