@@ -9,7 +9,9 @@ dataset also makes its data and routing keys and its topic: governance is the on
 Decide first, then act: what an operation does beyond the log (a key kept in the key store) is the change's
 ``effect``, run by the governance service only after every rule passed, in a key-store transaction that is
 kept only if the log takes the event. A refused request changes nothing: not the log, not the key store,
-not the broker.
+not the broker. An act of an agency other than the operator carries that agency's seal
+(:mod:`sharehub.gov.acts`): given with the request (made at its site), made with its site's key on this
+machine, or with the custody key the hub holds for it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.governance_desk import GovernanceDesk
 from sharehub.errors import InputError, NotAuthenticated, UnknownReferenceError
+from sharehub.gov.acts import ActSigner, KeyRing
 from sharehub.gov.commands import (
     AddKey,
     AgreementChange,
@@ -232,12 +235,21 @@ def parse_request(operation: str, body: dict[str, Any]) -> Command:
     return found[0].model_validate(body)
 
 
-def perform(desk: GovernanceDesk, caller: Caller, operation: str, request: Command) -> GovernanceEvent:
+def perform(
+    desk: GovernanceDesk,
+    caller: Caller,
+    operation: str,
+    request: Command,
+    *,
+    signer: ActSigner | None = None,
+) -> GovernanceEvent:
+    """Perform ``operation``; the act of an agency other than the operator is sealed by ``signer`` (its
+    site's key, or the seal it sent) or by the custody key the hub holds for it, else refused."""
     kind, run = OPERATIONS[operation]
     if not isinstance(request, kind):
         raise InputError(f"{operation} takes a {kind.__name__} request")
     governance = desk.governance
-    with governance.governing() as service:
+    with governance.governing() as service, service.signers.first(signer or KeyRing()):
         event = run(governance.keys, service, caller, request)
     if operation in PROVISIONING:
         desk.provision()  # the new agency's principal, or the new dataset's topic and its owner's ACLs

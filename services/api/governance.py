@@ -4,7 +4,10 @@ The caller acts for the agency its bearer credential was issued to; that agency 
 and the rules decide whether it may take the step (only the operator registers agencies, only the consumer
 proposes, only the owner consents, only central offices other than both approve, ...). The request bodies
 are :mod:`services.gov_operations`' request types, the same fields as the CLI's options. A public key must
-be given: over HTTP the hub never makes an agency's key pair.
+be given: over HTTP the hub never makes an agency's key pair. An act of any agency but the operator carries
+that agency's own seal in ``act_seal`` (made at its site with ``sharehub agency sign-act``, which prints the
+whole body): the hub checks it and countersigns, and refuses the act (403) without a valid one, unless the
+agency is in the hub's custody (then the hub seals with its custody key).
 
 Reading is need-to-know (:func:`as_seen_by`): each agency sees the agencies and their public keys, the
 datasets it may ask for (all but top-secret ones, unless it is cleared for top-secret or owns them), and the
@@ -22,6 +25,8 @@ from services.api.context import ApiContext, caller, context
 from services.api.errors import RESPONSES
 from services.gov_operations import OPERATIONS, Caller, event_summary, parse_request, perform
 from sharehub.errors import UnknownReferenceError
+from sharehub.gov.acts import Presented
+from sharehub.gov.events import ActSeal
 from sharehub.gov.rules import CENTRAL_OFFICE, COMPARTMENTED
 from sharehub.gov.state import GovState
 
@@ -37,8 +42,10 @@ def operate(
     ctx: Context,
     body: Annotated[dict[str, Any], Body(description="The operation's request (see the CLI's options)")],
 ) -> JSONResponse:
+    seal = body.pop("act_seal", None)
     request = parse_request(operation, body)
-    event = perform(ctx.desk, Caller(who), operation, request)
+    signer = Presented(ActSeal.from_json(seal)) if seal is not None else None
+    event = perform(ctx.desk, Caller(who), operation, request, signer=signer)
     return JSONResponse(event_summary(event), status_code=201)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -165,6 +166,41 @@ def new_key(
     site.new_key(secret, label=label, valid_from=_moment(valid_from), token=held_by)
     err.print(f"key {site.current} made; register {site.request_path(label)} before publishing with it")
     print(site.request_path(label))
+
+
+@app.command("sign-act")
+@reports_errors
+def sign_act(
+    operation: Annotated[
+        str, typer.Argument(help="The governance operation: propose, consent, approve, ...")
+    ],
+    request: Annotated[str, typer.Option("--request", help="The operation's request: JSON, or @FILE")],
+    home: Home = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Sign, with this site's key, the governance act REQUEST asks for, against governance as the hub's log
+    has it now (its rules are checked here too); print the body to POST to /v1/gov/OPERATION with the
+    site's credential: the request, its times fixed, and its act_seal. The hub checks the seal and
+    countersigns; the site's key never leaves it."""
+    from connectors.sdk import SiteSession
+    from services.act_signing import seal_request, site_body, with_fixed_times
+    from services.gov_operations import parse_request
+    from sharehub.gov.commands import json_object
+
+    where = _home(home)
+    site = AgencySite(where)
+    secret = _passphrase(passphrase_file, new=False, site=where)
+    text = request
+    if request.startswith("@"):
+        try:
+            text = Path(request[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--request {request}: {exc}") from None
+    now = dt.datetime.now(dt.UTC)
+    parsed = with_fixed_times(parse_request(operation, json_object(text, "the request")), now)
+    state = SiteSession(where, secret).governance()
+    seal = seal_request(state, site.signing_key(secret), site.agency, operation, parsed, now)
+    print(json.dumps(site_body(parsed, seal), ensure_ascii=False))
 
 
 @app.command("show")

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from connectors.publisher import PublishReport
 from projections.read_model import ReadModelStore
-from services import processes
+from services import governance_bootstrap, processes
 from services.cli.errors import fail, reports_errors
 from services.hub import Hub
 from sharehub.gov.state import GovState
@@ -23,7 +23,7 @@ from sharehub.keys import Signer, write_private
 app = typer.Typer(help="Run the demo hub locally.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
 
-SITES = "sites"
+SITES = governance_bootstrap.SITES
 DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "demo" / "hub.yaml"
 DEMO_CONSUMER = "dongthap-ppc"
 
@@ -48,6 +48,8 @@ def bring_up(hub: Hub, members: int, seed: int, spec: Path) -> None:
     if settings.kafka_bootstrap is None:
         err.print("starting the local Kafka broker (first run downloads its jars with Maven)…")
         LocalKafka(settings.home, settings.cache_dir, settings.local_kafka_port).start()
+    # The sites first: each agency signs its own acts of the governance below (propose, consent, approve).
+    make_sites(hub, read_spec(spec).site_agencies)
     events = load(hub.governance_desk(), read_spec(spec))
     state = hub.governance
     err.print(
@@ -126,17 +128,12 @@ def wait_for_the_read_model(hub: Hub, members: int, worker_log: Path) -> ReadMod
     return store
 
 
-def open_sites(hub: Hub, agencies: list[str]) -> dict[str, Signer]:
-    """Each agency's site under ``<home>/sites/<agency>`` (made at the first run: its key, and a passphrase
-    file beside it, a demo's stand-in for what a real site types or keeps on other media), its key
-    registered from its request; the sites' signing keys."""
+def make_sites(hub: Hub, agencies: list[str]) -> None:
+    """Each agency's site under ``<home>/sites/<agency>``, made at the first run: its key, and a passphrase
+    file beside it, a demo's stand-in for what a real site types or keeps on other media. ``gov apply``
+    registers their keys from their requests and seals each agency's acts with its site's key."""
     from connectors.site import PASSPHRASE_BESIDE, AgencySite, read_passphrase
-    from services.gov_operations import Caller, perform
-    from sharehub.gov.key_request import read_key_request
 
-    signers: dict[str, Signer] = {}
-    desk = hub.governance_desk()
-    state = hub.governance_state(refresh=True)  # read once: registering one site's key changes no other's
     for agency in agencies:
         home = hub.home / SITES / agency
         secret = home / PASSPHRASE_BESIDE
@@ -144,6 +141,22 @@ def open_sites(hub: Hub, agencies: list[str]) -> dict[str, Signer]:
             home.mkdir(parents=True, mode=0o700)
             write_private(secret, base64.b64encode(secrets.token_bytes(24)) + b"\n")
             AgencySite.init(home, agency, read_passphrase(secret))
+
+
+def open_sites(hub: Hub, agencies: list[str]) -> dict[str, Signer]:
+    """Each agency's site under ``<home>/sites/<agency>`` (made if missing), its keys registered from its
+    requests; the sites' signing keys."""
+    from connectors.site import PASSPHRASE_BESIDE, AgencySite, read_passphrase
+    from services.gov_operations import Caller, perform
+    from sharehub.gov.key_request import read_key_request
+
+    make_sites(hub, agencies)
+    signers: dict[str, Signer] = {}
+    desk = hub.governance_desk()
+    state = hub.governance_state(refresh=True)  # read once: registering one site's key changes no other's
+    for agency in agencies:
+        home = hub.home / SITES / agency
+        secret = home / PASSPHRASE_BESIDE
         site = AgencySite(home)
         registered = {k.key_id for k in state.agency(agency).keys}
         for key in site.keys:

@@ -30,6 +30,11 @@ from sharehub.errors import InputError
 app = typer.Typer(
     help="Central governance: agencies, keys, datasets, schemas, agreements.", no_args_is_help=True
 )
+SITE_HELP = (
+    "The home of --as's own site, whose key signs the act (its passphrase beside the key, or in "
+    "SHAREHUB_SIGNING_PASSPHRASE_FILE); default: <home>/sites/<agency> if there. Every act of an agency "
+    "but the operator is signed by that agency (or by the custody key the hub holds for it)"
+)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -328,6 +333,12 @@ _WHO = [
             Path | None, typer.Option(help="File holding --as's credential (else SHAREHUB_CREDENTIAL)")
         ],
     ),
+    inspect.Parameter(
+        "site",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[Path | None, typer.Option(help=SITE_HELP)],
+    ),
 ]
 
 
@@ -339,8 +350,9 @@ def _operation_command(operation: str) -> None:
 
     def command(**kwargs: Any) -> None:
         who, credential = kwargs.pop("actor"), credential_from(kwargs.pop("credential_file"))
+        site = kwargs.pop("site")
         request = _request(kind, file_fields, kwargs)  # bad input is refused before the hub is opened
-        perform_as(who, credential, operation, request)
+        perform_as(who, credential, operation, request, site)
 
     command.__signature__ = inspect.Signature([*_WHO, *fields])  # type: ignore[attr-defined]
     command.__doc__ = HELP[operation]
@@ -377,6 +389,7 @@ def gov_register_key(
     credential_file: Annotated[
         Path | None, typer.Option(help="File holding --as's credential (else SHAREHUB_CREDENTIAL)")
     ] = None,
+    site: Annotated[Path | None, typer.Option(help=SITE_HELP)] = None,
 ) -> None:
     """Register the public key of an agency's registration request (made by 'sharehub agency init' or
     'sharehub agency new-key' at the agency's site); refused unless it is signed by the key it registers."""
@@ -386,17 +399,28 @@ def gov_register_key(
         text = request_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="REQUEST_FILE") from None
-    perform_as(actor, credential_from(credential_file), "register-key", read_key_request(text))
+    perform_as(actor, credential_from(credential_file), "register-key", read_key_request(text), site)
 
 
-def perform_as(actor: str, credential: str | None, operation: str, request: Any) -> None:
+def perform_as(
+    actor: str, credential: str | None, operation: str, request: Any, site: Path | None = None
+) -> None:
     """Perform ``operation`` for ``actor`` once it proved to act for it (with ``credential``, or as the
-    operator on the hub's machine); print the event's summary."""
+    operator on the hub's machine), its act sealed with the key of its site at ``site`` (default: the
+    demo's ``<home>/sites/<actor>`` if there); print the event's summary."""
+    from connectors.site import AgencySite
+    from services.cli.agency_commands import site_signer
     from services.gov_operations import Caller, authenticate, event_summary, perform
+    from services.governance_bootstrap import SITES
+    from sharehub.gov.acts import KeyRing
 
     with Hub() as hub:
         who = authenticate(hub.governance, hub.keys, actor, credential, local_operator=True)
-        event = perform(hub.governance_desk(), Caller(who, local=True), operation, request)
+        home = site or hub.home / SITES / actor
+        ring = KeyRing()
+        if who != hub.governance.operator and (site is not None or AgencySite.is_site(home)):
+            ring.add(who, site_signer(home, who, None))
+        event = perform(hub.governance_desk(), Caller(who, local=True), operation, request, signer=ring)
     print(json.dumps(event_summary(event)))
 
 

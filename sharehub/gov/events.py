@@ -25,7 +25,7 @@ from typing import Any, TypeAlias, cast
 import fastavro
 
 from sharehub.avro import SINGLE_OBJECT_MARKER, load_schema, released_schemas, split_single_object
-from sharehub.errors import InputError, MalformedEnvelope
+from sharehub.errors import MalformedEnvelope, RequestInvalid
 from sharehub.keys import SigningKey
 
 EVENT_SCHEMA = load_schema("governance-event")
@@ -278,18 +278,18 @@ class ActSeal:
 
     @classmethod
     def from_json(cls, value: Any) -> ActSeal:
-        """A seal from its JSON form (``act_seal`` of a request); InputError naming what is wrong."""
+        """A seal from its JSON form (``act_seal`` of a request); RequestInvalid naming what is wrong."""
         if not isinstance(value, dict) or set(value) != {"key_id", "signed_at", "signature"}:
-            raise InputError("act_seal: an object with exactly key_id, signed_at and signature")
+            raise RequestInvalid("act_seal: an object with exactly key_id, signed_at and signature")
         try:
             signed_at = dt.datetime.fromisoformat(str(value["signed_at"]))
             signature = bytes.fromhex(str(value["signature"]))
         except ValueError:
-            raise InputError("act_seal: signed_at must be ISO 8601, signature hex") from None
+            raise RequestInvalid("act_seal: signed_at must be ISO 8601, signature hex") from None
         if signed_at.tzinfo is None:
-            raise InputError("act_seal: signed_at needs its time zone")
+            raise RequestInvalid("act_seal: signed_at needs its time zone")
         if len(signature) != SIGNATURE_SIZE or not isinstance(value["key_id"], str):
-            raise InputError("act_seal: key_id a string, signature 64 bytes of hex (Ed25519)")
+            raise RequestInvalid("act_seal: key_id a string, signature 64 bytes of hex (Ed25519)")
         return cls(value["key_id"], signed_at.astimezone(dt.UTC), signature)
 
     def datum(self) -> dict[str, Any]:

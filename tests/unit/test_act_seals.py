@@ -328,3 +328,44 @@ def old_release_event(key: SigningKey, head: ev.GovernanceEvent, actor: str, pay
     fastavro.schemaless_writer(out, writer.parsed, datum)
     body = SINGLE_OBJECT_MARKER + writer.fingerprint + out.getvalue()
     return body + key.sign(body)
+
+
+# --- a site seals, the hub checks ----------------------------------------------------------------------
+
+
+def test_a_site_seals_a_request_the_hub_then_takes(svc: GovernanceService, clock: Clock) -> None:
+    from services.act_signing import seal_request, site_body, with_fixed_times
+    from services.gov_operations import OPERATIONS, Caller, parse_request
+
+    mcst = signing_key("mcst-pc/sign/site")
+    svc.add_key("cpo", "mcst-pc", mcst.key_id, public_hex(mcst))
+    body = {
+        "id": AGREEMENT, "consumer": "mcst-pc", "dataset": "tasks", "fields": ["task_id", "title"],
+        "purpose": "Follow the resolution tasks", "legal_basis": "Regulation 384",
+    }  # fmt: skip
+    request = with_fixed_times(parse_request("propose", body), clock.now)
+    written = len(svc._log.read_all())
+    seal = seal_request(svc.state, mcst, "mcst-pc", "propose", request, clock.now)
+    assert len(svc._log.read_all()) == written and svc.state.agreements_ == {}, "the site writes nothing"
+    sent = site_body(request, seal)
+    assert dt.datetime.fromisoformat(sent["valid_from"]) == clock.now, "the hub's default 'now', fixed"
+
+    clock.advance(dt.timedelta(minutes=3))  # the request travels; the hub takes it a little later
+    received = parse_request("propose", {k: v for k, v in sent.items() if k != "act_seal"})
+    _, run = OPERATIONS["propose"]
+    with svc.signers.first(Presented(ev.ActSeal.from_json(sent["act_seal"]))):
+        event = run(None, svc, Caller("mcst-pc"), received)  # type: ignore[arg-type]
+    assert event.act_seal == seal and event.occurred_at - seal.signed_at == dt.timedelta(minutes=3)
+
+
+def test_a_site_is_refused_at_home_what_the_hub_would_refuse(svc: GovernanceService) -> None:
+    from services.act_signing import seal_request
+    from services.gov_operations import parse_request
+    from sharehub.errors import NotPermitted
+
+    propose_tasks(svc)
+    coc = signing_key(party_key_id("coc"))
+    with pytest.raises(NotPermitted, match="only the owner 'go'"):
+        seal_request(
+            svc.state, coc, "coc", "consent", parse_request("consent", {"agreement_id": AGREEMENT}), T0
+        )
