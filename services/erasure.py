@@ -2,7 +2,11 @@
 
 The owner requests, central governance approves (a different agency: the hub's operator). Then:
 
-1. the owner's ERASED event goes onto the dataset's log, so every read model purges the subject;
+1. the owner's ERASED event goes onto the dataset's log, so every read model purges the subject. That event
+   is the owner's signed request: like every event of a dataset it is signed by a key of the owner (R1,
+   checked by the projection and by ``sharehub audit verify``), at the owner's site or, for an owner in the
+   hub's custody, with its custody key; the receipt names that key and :func:`verify_receipt` checks that
+   it is the owner's;
 2. the subject's key is destroyed, so no replay, rebuild or audit can ever read its personal fields again,
    while every signature and hash of the log still verifies. Its wrapped bytes are zeroed in the key store
    (``secure_delete``) and the store's write-ahead log, which held earlier copies, is emptied and truncated:
@@ -26,7 +30,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from connectors.publisher import Publisher
-from sharehub.errors import InputError, SignatureInvalid
+from sharehub.errors import InputError, SignatureInvalid, UnknownSigner
 from sharehub.gov.state import GovState
 from sharehub.gov.views import GovernanceView
 from sharehub.keys import LocalKeyStore
@@ -82,6 +86,7 @@ def erase_subject(
             "lane": event.header.lane,
             "sequence": event.header.sequence,
             "event_id": event.header.event_id,
+            "signer_key_id": event.header.signer_key_id,
         },
     }
     signer = keys.signing_key(approved_by)
@@ -92,9 +97,19 @@ def erase_subject(
 
 
 def verify_receipt(receipt: dict[str, Any], governance: GovernanceView) -> None:
-    """SignatureInvalid unless the receipt is exactly what the approving operator signed."""
+    """SignatureInvalid unless the receipt is exactly what the approving operator signed, and the ERASED
+    event it names was signed by a key of the owner that requested it (receipts from before they named the
+    event's key are checked for the operator's signature only)."""
     body = {k: v for k, v in receipt.items() if k not in ("signature", "signer_key_id")}
     at = dt.datetime.fromisoformat(body["erased_at"])
+    requested_with = body["event"].get("signer_key_id")
+    if requested_with is not None:
+        try:
+            governance.signing_public_key(body["requested_by"], requested_with, at)
+        except UnknownSigner as exc:
+            raise SignatureInvalid(
+                f"the erasure was not requested with a key of {body['requested_by']!r}: {exc}"
+            ) from None
     public = governance.signing_public_key(body["approved_by"], receipt["signer_key_id"], at)
     try:
         public.verify(bytes.fromhex(receipt["signature"]), _canonical(body))

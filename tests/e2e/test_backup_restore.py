@@ -15,7 +15,7 @@ import pytest
 
 from connectors.journal import journal_paths, read_journal
 from services.cli.hub_commands import replay_parts
-from services.erasure import ErasureParts, erase_subject
+from services.erasure import ErasureParts, erase_subject, verify_receipt
 from services.hub import Hub
 from services.operations import Operations
 from services.rebuild import rebuild
@@ -81,7 +81,11 @@ def test_a_hub_restored_on_a_fresh_machine_rebuilds_every_read_model_to_the_hash
     assert published.returncode == 0, published.stderr
     erased = "PM0000000007"
     erasure = ErasureParts(hub.governance, hub.keys, hub.publisher, receipts=hub.home / "erasures")
-    erase_subject(erasure, dataset=DATASET, record_key=erased, requested_by="coc", approved_by="cpo")
+    receipt = erase_subject(
+        erasure, dataset=DATASET, record_key=erased, requested_by="coc", approved_by="cpo"
+    )
+    assert receipt["event"]["signer_key_id"] == "coc/custody/1", "the owner's ERASED event is its request"
+    verify_receipt(receipt, hub.governance)
     project_everything(hub)
     before = {consumer: hub.store(consumer).state_hash() for consumer in hub.consumers()}
     assert hub.store("dongthap-ppc").count(DATASET) == 119
