@@ -4,7 +4,9 @@
 and one command per operation of :mod:`services.gov_operations`, generated from its request type so the
 CLI and the HTTP API take the same fields. Each change names the agency it acts for (``--as``) and proves
 it with that agency's credential (``--credential-file`` or ``SHAREHUB_CREDENTIAL``); the hub operator may
-instead rely on its key in this machine's key store.
+instead rely on its key in this machine's key store. An act of any agency but the operator is signed by
+that agency (:mod:`sharehub.gov.acts`): with the key of its site (``--site``, default the demo's
+``<home>/sites/<agency>``), or with the custody key the hub holds for it; else it is refused.
 """
 
 from __future__ import annotations
@@ -50,12 +52,15 @@ HELP = {
         "allows any. Refused while an agreement on it names a purpose left out (revoke it first)."
     ),
     "register-schema": "Register the next schema version of a dataset; refused if it cannot read old events.",
-    "propose": "Propose an agreement (by its consumer).",
-    "consent": "Consent to an agreement (by the dataset's owner).",
-    "approve": "Approve an agreement (by a central office: two distinct ones at secret and above).",
-    "suspend": "Suspend an active agreement.",
-    "resume": "Resume a suspended agreement.",
-    "revoke": "Revoke an agreement for good.",
+    "propose": "Propose an agreement (by its consumer, who signs it: see --site).",
+    "consent": "Consent to an agreement (by the dataset's owner, who signs it: see --site).",
+    "approve": (
+        "Approve an agreement (by a central office, which signs it: see --site; two distinct ones at secret "
+        "and above)."
+    ),
+    "suspend": "Suspend an active agreement (signed by the owner or central office that does it).",
+    "resume": "Resume a suspended agreement (signed by the owner or central office that does it).",
+    "revoke": "Revoke an agreement for good (signed by the owner or central office that does it).",
     "issue-credential": "Record a credential by its SHA-256 (see 'sharehub gov credentials issue').",
 }
 

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import io
 from collections.abc import Callable
+from typing import cast
 
 import fastavro
 import pytest
@@ -36,13 +37,15 @@ AGREEMENT = "mcst.tasks.1"
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def svc() -> GovernanceService:
+    """The seeded hub, each party with a key the test holds; its clock starts at T0."""
+    return seeded(Clock())
 
 
 @pytest.fixture
-def svc(clock: Clock) -> GovernanceService:
-    return seeded(clock)
+def clock(svc: GovernanceService) -> Clock:
+    """The service's clock, moved by the test."""
+    return cast(Clock, svc.clock)
 
 
 def events(svc: GovernanceService) -> list[ev.GovernanceEvent]:
