@@ -17,6 +17,8 @@ from projections.read_model import ReadModelStore
 from services import governance_bootstrap, processes
 from services.cli.errors import fail, reports_errors
 from services.hub import Hub
+from sharehub.gov.apply import GovSpec
+from sharehub.gov.events import GovernanceEvent
 from sharehub.gov.state import GovState
 from sharehub.keys import Signer, write_private
 
@@ -41,16 +43,15 @@ def up(
 
 
 def bring_up(hub: Hub, members: int, seed: int, spec: Path) -> None:
-    from services.governance_bootstrap import issue_credential, load, read_spec
+    from services.governance_bootstrap import issue_credential, read_spec
     from tooling.kafka_local import LocalKafka
 
     settings = hub.settings
     if settings.kafka_bootstrap is None:
         err.print("starting the local Kafka broker (first run downloads its jars with Maven)…")
         LocalKafka(settings.home, settings.cache_dir, settings.local_kafka_port).start()
-    # The sites first: each agency signs its own acts of the governance below (propose, consent, approve).
-    make_sites(hub, read_spec(spec).site_agencies)
-    events = load(hub.governance_desk(), read_spec(spec))
+    wanted = read_spec(spec)
+    events = load_with_sites(hub, wanted, wanted.site_agencies)
     state = hub.governance
     err.print(
         f"governance applied from {spec}: {len(events)} new events, {len(state.agencies_)} agencies, "
@@ -126,6 +127,29 @@ def wait_for_the_read_model(hub: Hub, members: int, worker_log: Path) -> ReadMod
             raise fail(f"the projection worker stopped; see {worker_log}")
         time.sleep(1)
     return store
+
+
+def load_with_sites(
+    hub: Hub, spec: GovSpec, agencies: list[str], *, topics: bool = True
+) -> list[GovernanceEvent]:
+    """Apply ``spec``, the acts of ``agencies`` signed with the keys of their sites on this machine (made
+    here if missing, see :func:`sites_for`); their keys are registered from their requests."""
+    from services.governance_bootstrap import load
+
+    events = sites_for(hub, spec, agencies, topics=topics)
+    return events + load(hub.governance_desk(), spec, topics=topics)
+
+
+def sites_for(hub: Hub, spec: GovSpec, agencies: list[str], *, topics: bool = True) -> list[GovernanceEvent]:
+    """The sites of ``agencies`` on this machine, made once the hub's own acts of ``spec`` (agencies,
+    datasets) are applied: a site's key may count only from when its agency exists. Returns those acts."""
+    from services.governance_bootstrap import apply_spec, plan_spec
+
+    desk = hub.governance_desk()
+    hubs_own = [c for c in plan_spec(desk, spec, broker=topics) if c.args["actor"] == spec.operator]
+    events = apply_spec(desk, hubs_own, topics=False)
+    make_sites(hub, agencies)
+    return events
 
 
 def make_sites(hub: Hub, agencies: list[str]) -> None:

@@ -90,13 +90,14 @@ class GovernanceService:
         *,
         trust: Trust | None = None,
         clock: Clock = utc_now,
+        signers: acts.ActSigner | None = None,
     ) -> GovernanceService:
         """The service of the hub ``topic_prefix``: creates its governance topic if missing and rebuilds the
         state from every event on it, so a restarted service continues the chain where it ended."""
         log = KafkaLog(bootstrap, topic_prefix)
         trust = trust or Trust.of(operator, operator_key)
         state = fold_log(log.entries_all(), trust, topic_prefix)
-        return cls(state, operator_key, log, clock=clock)
+        return cls(state, operator_key, log, clock=clock, signers=signers)
 
     def close(self) -> None:
         self._log.close()

@@ -28,9 +28,9 @@ from connectors.site import AgencySite
 from services import processes
 from services.access_log import read_access_log
 from services.broker_access import set_password
-from services.cli.demo_commands import make_sites
+from services.cli.demo_commands import load_with_sites
 from services.gov_operations import Caller, perform
-from services.governance_bootstrap import issue_credential, load
+from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub import pki
 from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavailable, UnknownReferenceError
@@ -57,8 +57,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     with Hub(settings) as hub:
-        make_sites(hub, ["coc", "go"])  # they sign their own acts of the demo governance
-        load(hub.governance_desk(), demo_spec(own_sites=("coc", "go")))
+        load_with_sites(hub, demo_spec(own_sites=("coc", "go")), ["coc", "go"])  # they sign their own acts
         yield hub
 
 

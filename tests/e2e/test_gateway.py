@@ -30,10 +30,10 @@ from schemathesis import GenerationMode
 from connectors.record_rules import RecordRules
 from connectors.sdk import SiteSession
 from services.audit import audit_verify
-from services.cli.demo_commands import make_sites
+from services.cli.demo_commands import load_with_sites
 from services.gateway.app import create_gateway
 from services.gateway.modes import Limits, at_site
-from services.governance_bootstrap import issue_credential, load
+from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from sharehub import chain
 from sharehub.codec import DatasetCodec, Producing
@@ -59,8 +59,7 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
     )
     with Hub(settings) as hub:
-        make_sites(hub, ["coc"])  # they sign their own acts of the demo governance
-        load(hub.governance_desk(), demo_spec(own_sites=("coc",)))
+        load_with_sites(hub, demo_spec(own_sites=("coc",)), ["coc"])  # they sign their own acts
         yield hub
 
 

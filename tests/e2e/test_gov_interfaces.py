@@ -17,11 +17,15 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from services.act_signing import seal_request, site_body, with_fixed_times
 from services.api.app import create_app
-from services.governance_bootstrap import issue_credential
+from services.cli.demo_commands import sites_for
+from services.gov_operations import parse_request
+from services.governance_bootstrap import issue_credential, read_spec
 from services.hub import Hub
 from sharehub.avro import load_schema
 from sharehub.gov import fold
+from sharehub.gov.events import parse
 from sharehub.settings import Settings
 from tests.conftest import DEMO_SPEC
 from tests.kafka_helpers import sharehub
@@ -54,11 +58,20 @@ def test_apply_shows_a_plan_applies_it_and_then_has_nothing_to_do(bare_hub: tupl
     refused = sharehub(hub, "gov", "apply", str(spec))  # no --yes and no terminal: the question is declined
     assert refused.returncode == 1
     assert hub.governance_state(refresh=True).head_sequence == 0
+    # No agency but the operator can sign here: the plan is refused as a whole, naming who must sign what.
+    unsigned = sharehub(hub, "gov", "apply", "--yes", str(spec))
+    assert unsigned.returncode == 2, unsigned.stdout + unsigned.stderr
+    assert "coc: consent agreement dongthap-ppc.party-members.1 by coc" in unsigned.stderr
+    assert hub.governance_state(refresh=True).head_sequence == 0, "refused before its first change"
 
+    # As in the demo: the hub's own acts, then each agency's site on this machine, then the rest.
+    first = len(sites_for(hub, read_spec(spec), read_spec(spec).site_agencies))
+    rest = sharehub(hub, "gov", "apply", "--dry-run", str(spec))
+    assert "+ register site key coc/sign/1 of coc (its signed request)" in rest.stdout
     applied = sharehub(hub, "gov", "apply", "--yes", str(spec))
     assert applied.returncode == 0, applied.stderr
-    planned = len([line for line in dry.stdout.splitlines() if line[:1] in "+~-"])
-    assert f"applied {planned} changes" in applied.stderr
+    planned = first + len([line for line in rest.stdout.splitlines() if line[:1] in "+~-"])
+    assert f"applied {planned - first} changes" in applied.stderr
     state = hub.governance_state(refresh=True)
     assert state.head_sequence == planned
     assert state.active_agreement("dongthap-ppc", "party-members", dt.datetime.now(dt.UTC)) is not None
@@ -70,6 +83,8 @@ def test_apply_shows_a_plan_applies_it_and_then_has_nothing_to_do(bare_hub: tupl
 
     verified = sharehub(hub, "gov", "verify")
     assert verified.returncode == 0, verified.stderr
+    consents = [e for e in map(parse, hub.log.read_all()) if e.type == "AgreementConsented"]
+    assert consents and all(e.act_seal and e.act_seal.key_id == f"{e.actor}/sign/1" for e in consents)
     canonical = json.dumps(state.dump(), sort_keys=True, separators=(",", ":")).encode()
     assert f"{planned} events verify; state sha256 {hashlib.sha256(canonical).hexdigest()}" in verified.stdout
 
@@ -213,6 +228,35 @@ def test_the_http_api_performs_operations_as_the_credentials_agency(hub: Hub) ->
     typo = client.post("/v1/gov/propose", json={**body, "fieldz": []}, headers=as_("ona"))
     assert typo.status_code == 422 and "fieldz" in typo.json()["detail"]
     assert client.post("/v1/gov/teleport", json={}, headers=as_("ona")).status_code == 404
+
+
+def test_a_site_signs_its_act_and_the_http_api_only_checks_the_seal(hub: Hub) -> None:
+    client = TestClient(create_app(hub))
+    headers = {"Authorization": f"Bearer {issue_credential(hub, 'ona')}"}
+    body = {
+        "id": "ona.tasks.9", "consumer": "ona", "dataset": "resolution-tasks",
+        "fields": ["task_id", "status"], "purpose": "Supervision", "legal_basis": "Regulation 384",
+    }  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    request = with_fixed_times(parse_request("propose", body), now)
+    state = hub.governance_state(refresh=True)
+    # ona's key stands in for its site's (the hub holds it in custody here); go's is another agency's.
+    signed = site_body(
+        request, seal_request(state, hub.keys.signing_key("ona"), "ona", "propose", request, now)
+    )
+    by_go = site_body(
+        request, seal_request(state, hub.keys.signing_key("go"), "ona", "propose", request, now)
+    )
+
+    wrong = client.post("/v1/gov/propose", json=by_go, headers=headers)
+    assert wrong.status_code == 403 and "must be signed by a key of 'ona'" in wrong.json()["detail"]
+    broken = client.post("/v1/gov/propose", json={**signed, "act_seal": {"key_id": 1}}, headers=headers)
+    assert broken.status_code == 422 and "act_seal" in broken.json()["detail"]
+    assert hub.governance_state(refresh=True).head_sequence == state.head_sequence, "refusals write nothing"
+    made = client.post("/v1/gov/propose", json=signed, headers=headers)
+    assert made.status_code == 201, made.text
+    event = parse(hub.log.read_all()[-1])
+    assert event.act_seal is not None and event.act_seal.json() == signed["act_seal"]
 
 
 def test_an_incompatible_schema_is_refused_naming_the_field(hub: Hub) -> None:
