@@ -86,6 +86,14 @@ def _delete_before(admin: KafkaAccess, topic: str, offsets: dict[int, int]) -> N
         future.result(timeout=15)
 
 
+def _published(hub: Hub, count: int, *, seed: int) -> str:
+    """``count`` members published by their owner to party-members; its topic."""
+    publisher = hub.publisher("coc", DATASET)
+    publisher.publish_records(list(generate_party_members(count, seed=seed)))
+    publisher.close()
+    return hub.governance.dataset(DATASET).topic
+
+
 def _audit(hub: Hub) -> tuple[int, dict[str, Any]]:
     done = sharehub(hub, "audit", "verify", "--json")
     assert done.returncode in (0, 1), done.stderr
@@ -167,10 +175,7 @@ def test_records_deleted_from_a_dataset_kept_for_ever_are_a_finding(
 ) -> None:
     hub = _hub(tmp_path, kafka_bootstrap, -1)
     try:
-        topic = hub.governance.dataset(DATASET).topic
-        publisher = hub.publisher("coc", DATASET)
-        publisher.publish_records(list(generate_party_members(30, seed=62)))
-        publisher.close()
+        topic = _published(hub, 30, seed=62)
         ends = _ends(hub, topic)
         _delete_before(kafka_admin, topic, {p: high // 2 for p, (_, high) in ends.items()})
         code, report = _audit(hub)
@@ -189,10 +194,7 @@ def test_kafka_deletes_a_dataset_topics_events_past_their_retention(
     """Real retention: two seconds, on the test broker that checks retention every five."""
     hub = _hub(tmp_path, kafka_bootstrap, 2_000)
     try:
-        topic = hub.governance.dataset(DATASET).topic
-        publisher = hub.publisher("coc", DATASET)
-        publisher.publish_records(list(generate_party_members(20, seed=63)))
-        publisher.close()
+        topic = _published(hub, 20, seed=63)
         wait_until(
             lambda: all(low == high for low, high in _ends(hub, topic).values()),
             timeout=60,
@@ -215,10 +217,7 @@ def test_a_datasets_retention_changed_and_its_topic_follows(
     retention twice, neither option or both, or one out of range are refused."""
     hub = _hub(tmp_path, kafka_bootstrap, -1)
     try:
-        topic = hub.governance.dataset(DATASET).topic
-        publisher = hub.publisher("coc", DATASET)
-        publisher.publish_records(list(generate_party_members(6, seed=64)))
-        publisher.close()
+        topic = _published(hub, 6, seed=64)
         _delete_before(kafka_admin, topic, {p: high for p, (_, high) in _ends(hub, topic).items()})
 
         def deleted() -> list[str]:
