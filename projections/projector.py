@@ -137,8 +137,6 @@ class Projector:
         self._stores = stores
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
-        #: The dataset topics whose datasets keep events for a while only (their retention deletes the rest).
-        self._retaining = {d.topic for d in governance.datasets() if d.retains}
         #: (topic, lane)s where the log had deleted records before the first one read: a chain there with no
         #: head yet goes on from its first event read (:data:`sharehub.chain.RETAINED_AWAY`).
         self._retained_away: set[tuple[str, int]] = set()
@@ -383,9 +381,11 @@ class Projector:
     def _skipped_to(self, message: LogMessage) -> None:
         """The log no longer holds the records of ``message``'s partition before it (Kafka never skips an
         offset otherwise: only retention, or a deletion, moves a partition's start). Under its dataset's
-        retention, every chain there goes on from its next event read; a dataset kept for ever has lost
-        events, and its chains report the gap (chain_gap)."""
-        if message.topic not in self._retaining:
+        retention (one in force now or before, :meth:`~sharehub.gov.views.Dataset.retained_away_by`), every
+        chain there goes on from its next event read; a dataset kept for ever has lost events, and its
+        chains report the gap (chain_gap)."""
+        dataset = self._dataset_by_topic.get(message.topic)
+        if dataset is None or not self._governance.dataset(dataset).retained_away_by(self._clock()):
             return
         lane = (message.topic, message.partition)
         log.info("%s[%d] starts at offset %d: the records before were retained away", *lane, message.offset)

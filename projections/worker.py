@@ -51,7 +51,9 @@ class ProjectionWorker:
     batches in flight and the reasons it stops to start over.
 
     ``history_horizons`` gives, per dataset, the earliest time reads "as of" may ask for (the hub's history
-    days or the dataset's retention, :mod:`sharehub.history`); a dataset absent keeps every version."""
+    days or the dataset's retention, :mod:`sharehub.history`); a dataset absent keeps every version.
+    ``session_timeout_s`` is how long the broker waits for a worker that stopped heartbeating (killed) before
+    its partitions go to the others in the group."""
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class ProjectionWorker:
         quarantine_topic: str,
         datadir: Path,
         history_horizons: Callable[[], Mapping[str, dt.datetime]] = dict,
+        session_timeout_s: float = 60.0,
     ) -> None:
         self.engine = engine
         self._history_horizons = history_horizons
@@ -76,7 +79,7 @@ class ProjectionWorker:
         self.assigned_at: float | None = None
         self._held: set[TP] = set()
         self._worker: faust.Worker | None = None
-        self.app = _faust_app(bootstrap, group, datadir)
+        self.app = _faust_app(bootstrap, group, datadir, session_timeout_s)
         # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
         # offset would have faust seek there (and drop everything below it) when partitions are assigned.
         self._topics = set(engine.topics)
@@ -251,7 +254,7 @@ def _listed(horizons: Mapping[str, dt.datetime]) -> str:
     )
 
 
-def _faust_app(bootstrap: str, group: str, datadir: Path) -> faust.App:
+def _faust_app(bootstrap: str, group: str, datadir: Path, session_timeout_s: float) -> faust.App:
     credentials: CredentialsT | None = None
     if isinstance(bootstrap, KafkaAccess):
         context = bootstrap.tls.context() if bootstrap.tls is not None else None
@@ -277,6 +280,7 @@ def _faust_app(bootstrap: str, group: str, datadir: Path) -> faust.App:
         topic_disable_leader=True,
         topic_allow_declare=False,  # governance creates every topic; the projection creates none
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_timeout_s,
         producer_acks=-1,
         PartitionAssignor=GuardedAssignor,  # a member with malformed metadata gets nothing, not a crash
     )

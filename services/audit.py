@@ -109,8 +109,9 @@ class AuditReport:
         self.sealed_in_custody.update(lane.sealed_in_custody)
 
     def start_of(self, lane: Lane) -> None:
-        """Where a dataset lane starts: records before its first were retained away under its dataset's
-        retention, or, from a dataset kept for ever, deleted (a finding)."""
+        """Where a dataset lane starts: records before its first were retained away under a retention of
+        its dataset in force now or before, or, from a dataset kept for ever until no retention could have
+        deleted them yet, deleted (a finding)."""
         if not lane.start:
             return
         summary = self.topics.setdefault(lane.topic, TopicSummary())
@@ -125,7 +126,7 @@ class AuditReport:
                 lane.partition,
                 lane.start,
                 chain=DELETED,
-                detail=f"offsets 0..{lane.start - 1} are gone, but {lane.dataset} keeps its events for ever",
+                detail=f"offsets 0..{lane.start - 1} are gone, but {lane.dataset} {_kept_for_ever(lane)}",
             )  # fmt: skip
         )
 
@@ -147,6 +148,14 @@ class AuditReport:
                 "to": self.window.end.isoformat() if self.window.end else None,
             },
         }
+
+
+def _kept_for_ever(lane: Lane) -> str:
+    """Why records gone from ``lane`` cannot have been retained away."""
+    if lane.retains_from is None:
+        return "keeps its events for ever"
+    since = lane.retains_from.isoformat(timespec="seconds")
+    return f"kept its events for ever, and no retention of it could delete one before {since}"
 
 
 def _is_dataset_topic(topic: str) -> bool:

@@ -23,6 +23,7 @@ is given the governance state the audit rebuilt (public keys only) and opens its
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import multiprocessing
 import os
 import queue
@@ -66,8 +67,11 @@ class Lane:
     partition: int
     start: int
     end: int
-    #: Whether its dataset deletes events past a retention (then a start above 0 is events retained away).
+    #: Whether a retention of its dataset in force now or before could have deleted records (then a start
+    #: above 0 is events retained away; :meth:`~sharehub.gov.views.Dataset.retained_away_by`).
     retains: bool = False
+    #: When a retention of its dataset could first delete one of its events (None: none ever could).
+    retains_from: dt.datetime | None = None
 
     @property
     def size(self) -> int:
@@ -193,8 +197,18 @@ def _verified(codec: DatasetCodec, value: bytes, partition: int, status: EventSt
 
 
 def _lanes(reader: TopicReader, dataset: Dataset) -> list[Lane]:
-    bounds = sorted(reader.partitions(dataset.topic).items())
-    return [Lane(dataset.id, dataset.topic, p, low, high, dataset.retains) for p, (low, high) in bounds]
+    return lanes_of(dataset, reader.partitions(dataset.topic), dt.datetime.now(dt.UTC))
+
+
+def lanes_of(dataset: Dataset, bounds: Mapping[int, tuple[int, int]], at: dt.datetime) -> list[Lane]:
+    """The dataset's lanes, partition → its first and end offsets as the log holds them ``at``, each
+    judged by the retentions of the dataset in force until then (records before a lane's first one may
+    have been retained away, or are missing)."""
+    retains = dataset.retained_away_by(at)
+    return [
+        Lane(dataset.id, dataset.topic, p, low, high, retains, dataset.retains_from)
+        for p, (low, high) in sorted(bounds.items())
+    ]
 
 
 def _asked(checkpointed: Checkpointed, lane: Lane) -> dict[str, set[int]]:

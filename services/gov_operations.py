@@ -45,6 +45,7 @@ from sharehub.gov.commands import (
     RotateCredential,
     RotateKey,
     SetDatasetPurposes,
+    SetDatasetRetention,
     json_object,
 )
 from sharehub.gov.custody import is_site_key_id
@@ -164,6 +165,10 @@ OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
         SetDatasetPurposes,
         lambda h, s, c, r: s.set_dataset_purposes(c.agency, r.dataset, r.purposes, r.reason),
     ),
+    "set-dataset-retention": (
+        SetDatasetRetention,
+        lambda h, s, c, r: s.set_dataset_retention(c.agency, r.dataset, r.retention_ms, r.reason),
+    ),
     "register-schema": (
         RegisterSchema,
         lambda h, s, c, r: s.register_schema(c.agency, r.dataset, r.avro_schema),
@@ -200,8 +205,8 @@ OPERATIONS: dict[str, tuple[type[Command], Perform]] = {
 }
 
 
-#: Operations after which the broker needs new principals, topics or ACLs.
-PROVISIONING = {"register-agency", "declare-dataset"}
+#: Operations after which the broker needs new principals, topics or ACLs, or a topic another retention.
+PROVISIONING = {"register-agency", "declare-dataset", "set-dataset-retention"}
 
 
 def authenticate(
@@ -252,7 +257,7 @@ def perform(
     with governance.governing() as service, service.signers.first(signer or KeyRing()):
         event = run(governance.keys, service, caller, request)
     if operation in PROVISIONING:
-        desk.provision()  # the new agency's principal, or the new dataset's topic and its owner's ACLs
+        desk.provision()  # the new agency's principal, the new dataset's topic and ACLs, or its retention
     return event
 
 

@@ -21,6 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigResource,
     NewTopic,
     ResourceType,
+    TopicMetadata,
 )
 
 from sharehub.errors import BrokerError
@@ -394,9 +395,17 @@ class TopicReader:
     def __init__(self, bootstrap: str, *, timeout: float = 60.0) -> None:
         self._bootstrap = bootstrap
         self._timeout = timeout
+        #: What the broker said when it refused this reader's login (librdkafka retries on its own).
+        self._login_refused: list[str] = []
         # A reader only asks for records it knows are there (below an end offset): no reason for the broker
         # to hold a fetch back waiting for more, which would delay every short read by up to 500 ms.
-        self._consumer = Consumer(reader_config(bootstrap, **{"fetch.wait.max.ms": 10}))
+        self._consumer = Consumer(
+            reader_config(bootstrap, **{"fetch.wait.max.ms": 10, "error_cb": self._client_error})
+        )
+
+    def _client_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION:
+            self._login_refused.append(error.str())
 
     def __enter__(self) -> TopicReader:
         return self
@@ -413,10 +422,7 @@ class TopicReader:
         """(low, high) offsets of every partition of ``topic``; empty when the topic does not exist."""
         started = time.monotonic()
         while True:
-            try:
-                found = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
-            except KafkaException as exc:
-                raise BrokerError(f"Kafka at {self._bootstrap} does not answer: {exc}") from None
+            found = self._metadata(topic, started)
             if found is None or (
                 found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
             ):
@@ -434,6 +440,25 @@ class TopicReader:
         return {
             p: watermarks(self._consumer, topic, p, timeout=self._timeout) for p in sorted(found.partitions)
         }
+
+    def _metadata(self, topic: str, started: float) -> TopicMetadata | None:
+        """``topic``'s metadata, asked for a second at a time until the reader's timeout from ``started``: a
+        login the broker refuses is a BrokerError after the first second, not after the whole timeout."""
+        while True:
+            left = self._timeout - (time.monotonic() - started)
+            try:
+                metadata = self._consumer.list_topics(topic, timeout=max(min(left, 1.0), 0.01))
+                found: TopicMetadata | None = metadata.topics.get(topic)
+                return found
+            except KafkaException as exc:
+                self._consumer.poll(0)  # has the client report what it met meanwhile (_client_error)
+                if self._login_refused:
+                    who = getattr(self._bootstrap, "username", None) or "this client"
+                    raise BrokerError(
+                        f"Kafka at {self._bootstrap} refused the login of {who}: {self._login_refused[-1]}"
+                    ) from None
+                if left <= 1.0:
+                    raise BrokerError(f"Kafka at {self._bootstrap} does not answer: {exc}") from None
 
     def high(self, topic: str, partition: int) -> int:
         """The offset after the last record of one partition (a single watermark request)."""

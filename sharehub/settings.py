@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     #: when set (``sharehub project --health-port``), on ``worker_health_host``.
     worker_health_port: int | None = Field(default=None, ge=1, le=65535)
     worker_health_host: str = "127.0.0.1"
+    #: Seconds the broker waits for a projection worker that stopped heartbeating before it gives the
+    #: worker's partitions to the others in its group: after a worker is killed, its partitions wait this long
+    #: (faust's default, 60 s). Heartbeats go every 3 s from the worker's event loop, which the projection
+    #: engine (a process of its own) never blocks; the broker accepts 6 s to 30 min (its group.min/max).
+    worker_session_timeout_s: float = Field(default=60.0, ge=6.0, le=1800.0)
 
     def history_horizon(self, now: dt.datetime) -> dt.datetime | None:
         """The earliest time a read ``as_of`` may ask for at ``now`` by the hub's bound alone (None: any,

@@ -12,7 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sharehub.avro import load_schema
 from sharehub.gov import GovernanceService
+from sharehub.gov import events as ev
 from sharehub.gov.acts import KeyRing
+from sharehub.gov.log import Logged
+from sharehub.gov.state import RULE_VIOLATION, fold_log
 from sharehub.keys import SigningKey
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -145,3 +148,25 @@ def propose_members(
             **overrides,
         },
     )
+
+
+def logged_past_the_rules(svc: GovernanceService, payload: ev.Payload, actor: str = "cpo") -> str:
+    """Seal ``payload`` as the log's next event without the service's rules (as a faulty operator could),
+    fold the log with it, check that it links the chain but changes nothing (``rule_violation``), and
+    return why it was not applied."""
+    before = svc.state.dump()
+    bad = ev.seal(
+        svc.signing_key,
+        sequence=svc.state.head_sequence + 1,
+        prev_hash=svc.state.head_hash,
+        occurred_at=svc.clock(),
+        actor=actor,
+        payload=payload,
+    )
+    raws = [*svc._log.read_all(), bad.raw]
+    state = fold_log([Logged(n, raw) for n, raw in enumerate(raws)], svc.state.trust, svc.state.topic_prefix)
+    assert [(s.offset, s.reason) for s in state.skipped] == [(len(raws) - 1, RULE_VIOLATION)]
+    after = state.dump()
+    assert state.head_sequence == bad.sequence
+    assert after.pop("head") != before.pop("head") and after == before
+    return state.skipped[0].detail

@@ -76,8 +76,11 @@ class Worker:
         self.pid: int | None = None
         self.log: Path | None = None
 
-    def start(self) -> None:
-        self.pid, self.log = processes.start(self.hub.home, "projector", ["project"], env=hub_env(self.hub))
+    def start(self, **env: str) -> None:
+        """Start it, with ``env``'s settings (``SHAREHUB_...``) on top of the hub's."""
+        self.pid, self.log = processes.start(
+            self.hub.home, "projector", ["project"], env=hub_env(self.hub, **env)
+        )
 
     def stop(self) -> None:
         processes.stop(self.hub.home, "projector")

@@ -382,8 +382,9 @@ def _request(kind: Any, file_fields: set[str], options: dict[str, Any]) -> Any:
 
 
 #: Operations whose command is written by hand: one that takes a file rather than one option per field,
-#: and those of ``gov credentials`` (services/cli/credential_commands.py), which make the credential too.
-HAND_WRITTEN = {"register-key", "rotate-credential", "revoke-credential"}
+#: one whose dataset is an argument and whose "for ever" is a flag of its own, and those of ``gov
+#: credentials`` (services/cli/credential_commands.py), which make the credential too.
+HAND_WRITTEN = {"register-key", "set-dataset-retention", "rotate-credential", "revoke-credential"}
 
 
 @app.command("register-key")
@@ -405,6 +406,35 @@ def gov_register_key(
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="REQUEST_FILE") from None
     perform_as(actor, credential_from(credential_file), "register-key", read_key_request(text), site)
+
+
+@app.command("set-dataset-retention")
+@reports_errors
+def gov_set_dataset_retention(
+    dataset: Annotated[str, typer.Argument(help="The dataset whose topic keeps its events another time")],
+    reason: Annotated[str, typer.Option(help="Why (it stays on the log)")],
+    actor: Annotated[str, typer.Option("--as", help="The agency this change is made for")],
+    retention_ms: Annotated[
+        int | None, typer.Option(help="Keep each event this many milliseconds (at least 1)")
+    ] = None,
+    keep_for_ever: Annotated[bool, typer.Option("--keep-for-ever", help="Keep every event for ever")] = False,
+    credential_file: Annotated[
+        Path | None, typer.Option(help="File holding --as's credential (else SHAREHUB_CREDENTIAL)")
+    ] = None,
+    site: Annotated[Path | None, typer.Option(help=SITE_HELP)] = None,
+) -> None:
+    """Change how long a dataset's topic keeps each event (by its owner or the operator); the topic follows
+    at once. Refused when it is the current retention already."""
+    from sharehub.gov.commands import SetDatasetRetention
+    from sharehub.gov.views import KEPT_FOR_EVER
+
+    if (retention_ms is None) == (not keep_for_ever):
+        raise typer.BadParameter(
+            "give either --retention-ms N or --keep-for-ever", param_hint="--retention-ms"
+        )
+    kept = KEPT_FOR_EVER if retention_ms is None else retention_ms
+    request = SetDatasetRetention(dataset=dataset, retention_ms=kept, reason=reason)
+    perform_as(actor, credential_from(credential_file), "set-dataset-retention", request, site)
 
 
 def perform_as(

@@ -188,6 +188,7 @@ def project_run(
                 quarantine_topic=gov.quarantine_topic,
                 datadir=hub.home / "projector",
                 history_horizons=lambda: {d: h.at for d, h in _history_horizons(hub, hub.settings).items()},
+                session_timeout_s=hub.settings.worker_session_timeout_s,
             )
             port = health_port or hub.settings.worker_health_port
             with ExitStack() as probes:

@@ -12,9 +12,10 @@ and ``legal_bases`` (defined before the datasets and agreements that name them; 
 lists is left as it is: retiring is ``sharehub gov purposes retire``), and an agreement may list its
 ``approvers`` (central offices). Without it the operator approves, which is enough below secret only; for a
 secret agreement the plan asks for two. A dataset whose ``purposes`` differ from the log's is given the
-spec's (``DatasetPurposesChanged``, after the agreements the spec no longer lists are revoked). Things the
-log cannot change yet (an agency's name or clearance, a dataset's owner or classification, an agreement's
-terms) are refused with InputError rather than silently left different.
+spec's (``DatasetPurposesChanged``, after the agreements the spec no longer lists are revoked), and one
+whose ``retention_ms`` differs, the spec's retention (``DatasetRetentionChanged``). Things the log cannot
+change yet (an agency's name or clearance, a dataset's owner or classification, an agreement's terms) are
+refused with InputError rather than silently left different.
 
 Every act of an agency other than the operator carries that agency's seal (:mod:`sharehub.gov.acts`):
 :func:`apply` seals with the custody keys the hub holds (and those it makes in the same plan) and with the
@@ -39,6 +40,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from sharehub.avro import RecordSchema, load_schema
 from sharehub.errors import InputError
+from sharehub.gov import retention
 from sharehub.gov.acts import CustodySigner, KeyRing, Signers
 from sharehub.gov.commands import DeclareDataset, DefineLegalBasis, DefinePurpose, Propose, RegisterAgency
 from sharehub.gov.custody import custody_key_id, sealed_in_custody
@@ -334,6 +336,10 @@ def _vocabulary(desired: GovSpec, state: GovState) -> list[Change]:
     return changes
 
 
+#: What of a dataset on the log a spec may change (each by an event of its own); the rest is fixed.
+_CHANGEABLE = ("purposes", "retention_ms")
+
+
 def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
     changes: list[Change] = []
     known = state.datasets_.get(spec.id)
@@ -342,9 +348,9 @@ def _dataset(spec: DatasetSpec, state: GovState, operator: str) -> list[Change]:
         line = f"+ declare dataset {spec.id} (owner {spec.owner}, {spec.classification})"
         changes.append(Change(line, "declare_dataset", {"actor": operator, **declared}))
     else:
-        fixed = {k: v for k, v in declared.items() if k != "purposes"}
+        fixed = {k: v for k, v in declared.items() if k not in _CHANGEABLE}
         _same(f"dataset {spec.id}", fixed, {k: getattr(known, k) for k in fixed})
-        changes += _purposes(spec, known, operator)
+        changes += _purposes(spec, known, operator) + _retention(spec, known, operator)
     shipped = spec.record_schema()
     registered = known.schemas if known is not None else ()
     if not registered or registered[-1].fingerprint != shipped.fingerprint:
@@ -362,6 +368,15 @@ def _purposes(spec: DatasetSpec, known: DatasetRecord, operator: str) -> list[Ch
     line = f"~ set purposes of dataset {spec.id} ({', '.join(spec.purposes) or 'any'})"
     args: dict[str, Any] = {"actor": operator, "dataset": spec.id, "purposes": spec.purposes}
     return [Change(line, "set_dataset_purposes", {**args, "reason": "changed in the spec"})]
+
+
+def _retention(spec: DatasetSpec, known: DatasetRecord, operator: str) -> list[Change]:
+    """The spec's retention for a dataset on the log that keeps its events for another time."""
+    if spec.retention_ms == known.retention_ms:
+        return []
+    line = f"~ set retention of dataset {spec.id} ({retention.describe(spec.retention_ms)})"
+    args: dict[str, Any] = {"actor": operator, "dataset": spec.id, "retention_ms": spec.retention_ms}
+    return [Change(line, "set_dataset_retention", {**args, "reason": "changed in the spec"})]
 
 
 def _agreement(spec: AgreementSpec, state: GovState, desired: GovSpec) -> list[Change]:

@@ -104,6 +104,16 @@ class SetDatasetPurposes(Command):
     reason: str = Field(min_length=1)
 
 
+class SetDatasetRetention(Command):
+    """How long a declared dataset's topic keeps each event from now on (its owner's or the operator's
+    decision)."""
+
+    dataset: str
+    #: Milliseconds; -1: for ever.
+    retention_ms: int
+    reason: str = Field(min_length=1)
+
+
 class RegisterSchema(Command):
     dataset: str
     #: The Avro record schema (JSON), with ``classification`` (and ``personal``) on each field.

@@ -201,6 +201,15 @@ class DatasetPurposesChanged:
     reason: str
 
 
+@dataclass(frozen=True)
+class DatasetRetentionChanged:
+    """How long a declared dataset's topic keeps each event, from now on (milliseconds; -1: for ever)."""
+
+    dataset: str
+    retention_ms: int
+    reason: str
+
+
 Payload: TypeAlias = (
     AgencyRegistered
     | SigningKeyAdded
@@ -220,6 +229,7 @@ Payload: TypeAlias = (
     | PurposeRetired
     | LegalBasisRetired
     | DatasetPurposesChanged
+    | DatasetRetentionChanged
 )
 #: The events of the purpose and legal-basis vocabulary (:mod:`sharehub.gov.vocabulary`).
 VocabularyChange: TypeAlias = PurposeDefined | LegalBasisDefined | PurposeRetired | LegalBasisRetired
@@ -252,6 +262,7 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         PurposeRetired,
         LegalBasisRetired,
         DatasetPurposesChanged,
+        DatasetRetentionChanged,
     )
 }
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from sharehub.avro import RecordSchema
+from sharehub.gov import retention
 from sharehub.gov.events import AgreementProposed
 from sharehub.gov.views import Agency, AgencyKind, Agreement, Classification, Dataset, PublicKey, level
 
@@ -102,6 +103,9 @@ class DatasetRecord:
     purposes: tuple[str, ...] = ()
     #: Every registered version, oldest first (version n is ``schemas[n - 1]``).
     schemas: tuple[RecordSchema, ...] = ()
+    #: Each retention and when it took effect, oldest first: the declaration's, then each change's
+    #: (:mod:`sharehub.gov.retention`).
+    retentions: tuple[retention.Period, ...] = ()
 
     @functools.cached_property
     def schemas_by_fingerprint(self) -> Mapping[bytes, RecordSchema]:
@@ -116,6 +120,7 @@ class DatasetRecord:
             key_field=self.key_field,
             partitions=self.partitions,
             retention_ms=self.retention_ms,
+            retains_from=retention.retains_from(self.retentions),
             quality_rules=self.quality_rules,
             topic=f"{topic_prefix}.{self.owner}.{self.id}",
         )

@@ -49,6 +49,13 @@ def mutate(state: GovState, event: ev.GovernanceEvent) -> None:
             partitions=p.partitions,
             quality_rules=p.quality_rules,
             purposes=p.purposes,
+            retentions=((event.occurred_at, p.retention_ms),),
+        )
+    elif isinstance(p, ev.DatasetRetentionChanged):
+        ds = state.datasets_[p.dataset]
+        retentions = (*ds.retentions, (event.occurred_at, p.retention_ms))
+        state.datasets_[p.dataset] = dataclasses.replace(
+            ds, retention_ms=p.retention_ms, retentions=retentions
         )
     elif isinstance(p, ev.SchemaRegistered):
         ds = state.datasets_[p.dataset]

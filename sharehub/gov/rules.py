@@ -27,7 +27,7 @@ from sharehub.errors import (
     UnknownReferenceError,
     ValidityExpired,
 )
-from sharehub.gov import credentials, vocabulary
+from sharehub.gov import credentials, retention, vocabulary
 from sharehub.gov import events as ev
 from sharehub.gov.custody import CUSTODY
 from sharehub.gov.impact import refuse_breaking, schema_impact
@@ -163,8 +163,7 @@ def _dataset_declared(state: GovState, p: ev.DatasetDeclared, actor: str, at: dt
         key_field=p.key_field,
         partitions=p.partitions,
     )
-    if p.retention_ms != -1 and p.retention_ms <= 0:
-        raise InputError(f"dataset {p.id!r}: retention_ms must be -1 (for ever) or positive")
+    retention.check_retention_ms(f"dataset {p.id!r}", p.retention_ms)
     if len(set(p.quality_rules)) != len(p.quality_rules) or any(not r.strip() for r in p.quality_rules):
         raise InputError(f"dataset {p.id!r}: quality rules must be distinct, non-empty expressions")
     vocabulary.check_dataset(state, p)
@@ -207,6 +206,15 @@ def _purposes_changed(state: GovState, p: ev.DatasetPurposesChanged, actor: str,
         raise NotPermitted(f"only the owner {ds.owner!r} or the operator changes the purposes of {ds.id!r}")
     _reason(p.reason, f"changing the purposes of {ds.id!r}")
     vocabulary.check_purposes_changed(state, p, at)
+
+
+def _retention_changed(state: GovState, p: ev.DatasetRetentionChanged, actor: str, at: dt.datetime) -> None:
+    # As for its purposes: the owner decides how long its data is kept; the operator governs every dataset.
+    ds = _dataset(state, p.dataset)
+    if actor not in (ds.owner, state.operator):
+        raise NotPermitted(f"only the owner {ds.owner!r} or the operator changes the retention of {ds.id!r}")
+    _reason(p.reason, f"changing the retention of {ds.id!r}")
+    retention.check_changed(state, p)
 
 
 def parse_schema(dataset: str, text: str) -> RecordSchema:
@@ -401,6 +409,7 @@ _CHECKS: dict[type[Any], Callable[..., None]] = {
     ev.DatasetDeclared: _dataset_declared,
     ev.SchemaRegistered: _schema_registered,
     ev.DatasetPurposesChanged: _purposes_changed,
+    ev.DatasetRetentionChanged: _retention_changed,
     ev.AgreementProposed: _proposed,
     ev.AgreementConsented: _consented,
     ev.AgreementApproved: _approved,

@@ -180,6 +180,13 @@ class GovernanceService:
         the new list leaves out."""
         return self._commit(actor, ev.DatasetPurposesChanged(dataset, tuple(purposes), reason))
 
+    def set_dataset_retention(
+        self, actor: str, dataset: str, retention_ms: int, reason: str
+    ) -> ev.GovernanceEvent:
+        """From now on ``dataset``'s topic keeps each event ``retention_ms`` (-1: for ever); provisioning
+        sets the topic's retention to it. Refused outside the range a declaration takes, or unchanged."""
+        return self._commit(actor, ev.DatasetRetentionChanged(dataset, retention_ms, reason))
+
     def register_schema(
         self, actor: str, dataset: str, schema: RecordSchema | dict[str, Any] | str
     ) -> ev.GovernanceEvent:

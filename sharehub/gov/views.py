@@ -72,6 +72,9 @@ class Dataset(_Model):
     #: How long its topic keeps an event, and its read models a past version, in milliseconds
     #: (:data:`KEPT_FOR_EVER`: for ever).
     retention_ms: int = -1
+    #: The first moment a retention of it, current or past, could delete one of its events; None: none
+    #: could (:func:`sharehub.gov.retention.retains_from`). Derived from the log, so not in its dumps.
+    retains_from: dt.datetime | None = Field(default=None, exclude=True)
     #: Row-filter expressions every record must satisfy (checked when publishing, R9).
     quality_rules: tuple[str, ...] = ()
     #: The dataset's one topic, ``<topic prefix>.<owner>.<id>``; set by governance when it declares it.
@@ -81,6 +84,11 @@ class Dataset(_Model):
     def retains(self) -> bool:
         """Whether its events are deleted past a retention (not kept for ever)."""
         return self.retention_ms != KEPT_FOR_EVER
+
+    def retained_away_by(self, at: dt.datetime) -> bool:
+        """Whether records its topic no longer holds at ``at`` may have been deleted by a retention in force
+        (not by anyone else: then they are missing). Without its retentions' history, the current one."""
+        return self.retains if self.retains_from is None else self.retains_from <= at
 
 
 class Agreement(_Model):

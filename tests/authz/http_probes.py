@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import itertools
 import json
 import uuid
 from collections.abc import Callable
@@ -59,6 +60,10 @@ class Request:
         if answer.status_code < 400:
             return str(answer.status_code)
         return f"{answer.status_code} {answer.json()['error']}"
+
+
+#: A day and one more millisecond each time: an allowed change of retention always changes something.
+_RETENTIONS = itertools.count(86_400_001)
 
 
 def _fresh() -> str:
@@ -233,6 +238,10 @@ PROBES: dict[str, Probe] = {
         "retire-purpose", {"id": _term("define-purpose", w)["id"], "reason": "r"}
     ),
     "set-dataset-purposes": lambda w, me: _gov("set-dataset-purposes", _purposes_widened(w)),
+    "set-dataset-retention": lambda w, me: _gov(
+        "set-dataset-retention",
+        {"dataset": OWNED, "retention_ms": next(_RETENTIONS), "reason": "the matrix keeps it a day or so"},
+    ),
     "define-legal-basis": lambda w, me: _gov("define-legal-basis", _term("define-legal-basis")),
     "retire-legal-basis": lambda w, me: _gov(
         "retire-legal-basis", {"id": _term("define-legal-basis", w)["id"], "reason": "r"}

@@ -175,8 +175,10 @@ def test_refusals_at_the_site_are_clear_and_publish_nothing(hub: Hub, api: str, 
 
     wrong_login = _site(hub, tmp_path / "other", api, "go", password=True)
     (wrong_login / "broker.password").write_text(base64.b64encode(b"guess").decode())
-    with pytest.raises(BrokerError):
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match=r"refused the login of \S+\.go: .*invalid credentials"):
         open_publisher(wrong_login, "citizen-feedback", PASSPHRASE)
+    assert time.monotonic() - started < 10, "a refused login is told at once, not after the reader's timeout"
 
 
 def test_a_key_service_that_does_not_answer_is_one_clear_error(hub: Hub, tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ from tooling.synthetic import generate_party_members, write_jsonl
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
+#: Seconds the broker waits for a killed worker before its partitions go to the next (the default is 60).
+KILLED_WORKER_SESSION_S = 10
 
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:
@@ -195,7 +197,8 @@ class _VersionedStream:
 
 def test_sigkill_mid_stream_leaves_every_record_exactly_once(hub: Hub, worker: Worker) -> None:
     stream = _VersionedStream(hub, seed=11)
-    worker.start()
+    # The killed worker's partitions are free once the broker stops waiting for its heartbeats.
+    worker.start(SHAREHUB_WORKER_SESSION_TIMEOUT_S=str(KILLED_WORKER_SESSION_S))
     stream.wait_for_a_first_batch(worker)
     before_kill = stream.applied()
     assert worker.pid is not None

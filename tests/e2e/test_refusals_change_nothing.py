@@ -156,6 +156,8 @@ def _requests(n: int) -> list[tuple[str, dict[str, Any], set[str]]]:
         cases.append(("register-schema", {"dataset": dataset_id, "schema": schema}, {owner, "cpo"}))
         purposes = {"dataset": dataset_id, "purposes": ["party-cell-activities"], "reason": "r"}
         cases.append(("set-dataset-purposes", purposes, {owner, "cpo"}))
+        retention = {"dataset": dataset_id, "retention_ms": 86_400_000, "reason": "r"}
+        cases.append(("set-dataset-retention", retention, {owner, "cpo"}))
     for consumer in AGENCIES:
         for dataset_id, key_field in KEY_FIELD.items():
             if consumer == OWNER[dataset_id]:

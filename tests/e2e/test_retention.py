@@ -22,14 +22,19 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ConfigResource,
     ResourceType,
 )
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from services.governance_bootstrap import load
+from services.api.app import create_app
+from services.audit import audit_verify
+from services.cli import gov_commands
+from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
 from services.operations import Operations
 from sharehub.kafka import KafkaAccess, TopicSpec, align_retention, client_config, reader_config
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
-from tests.kafka_helpers import Worker, sharehub, wait_until
+from tests.kafka_helpers import Worker, hub_env, sharehub, wait_until
 from tooling.synthetic import generate_party_members
 
 pytestmark = pytest.mark.kafka
@@ -79,6 +84,14 @@ def _delete_before(admin: KafkaAccess, topic: str, offsets: dict[int, int]) -> N
     asked = [TopicPartition(topic, p, offset) for p, offset in offsets.items() if offset > 0]
     for future in client.delete_records(asked, request_timeout=10).values():
         future.result(timeout=15)
+
+
+def _published(hub: Hub, count: int, *, seed: int) -> str:
+    """``count`` members published by their owner to party-members; its topic."""
+    publisher = hub.publisher("coc", DATASET)
+    publisher.publish_records(list(generate_party_members(count, seed=seed)))
+    publisher.close()
+    return hub.governance.dataset(DATASET).topic
 
 
 def _audit(hub: Hub) -> tuple[int, dict[str, Any]]:
@@ -162,10 +175,7 @@ def test_records_deleted_from_a_dataset_kept_for_ever_are_a_finding(
 ) -> None:
     hub = _hub(tmp_path, kafka_bootstrap, -1)
     try:
-        topic = hub.governance.dataset(DATASET).topic
-        publisher = hub.publisher("coc", DATASET)
-        publisher.publish_records(list(generate_party_members(30, seed=62)))
-        publisher.close()
+        topic = _published(hub, 30, seed=62)
         ends = _ends(hub, topic)
         _delete_before(kafka_admin, topic, {p: high // 2 for p, (_, high) in ends.items()})
         code, report = _audit(hub)
@@ -184,10 +194,7 @@ def test_kafka_deletes_a_dataset_topics_events_past_their_retention(
     """Real retention: two seconds, on the test broker that checks retention every five."""
     hub = _hub(tmp_path, kafka_bootstrap, 2_000)
     try:
-        topic = hub.governance.dataset(DATASET).topic
-        publisher = hub.publisher("coc", DATASET)
-        publisher.publish_records(list(generate_party_members(20, seed=63)))
-        publisher.close()
+        topic = _published(hub, 20, seed=63)
         wait_until(
             lambda: all(low == high for low, high in _ends(hub, topic).values()),
             timeout=60,
@@ -198,3 +205,56 @@ def test_kafka_deletes_a_dataset_topics_events_past_their_retention(
         hub.close()
     assert code == 0, report["results"]
     assert report["topics"][topic]["retained_away"] == 20
+
+
+def test_a_datasets_retention_changed_and_its_topic_follows(
+    tmp_path: Path, kafka_bootstrap: str, kafka_admin: KafkaAccess
+) -> None:
+    """Kept for ever, records deleted (a finding, as above). The owner gives it a day over HTTP: the topic
+    keeps a day at once, and the deletion is still a finding (no event of it can be a day old yet). The
+    operator makes it a second from the command line: a retention that could have deleted them, so they
+    are retained away. Kept for ever again: the topic too, and nothing comes back as a finding. The same
+    retention twice, neither option or both, or one out of range are refused."""
+    hub = _hub(tmp_path, kafka_bootstrap, -1)
+    try:
+        topic = _published(hub, 6, seed=64)
+        _delete_before(kafka_admin, topic, {p: high for p, (_, high) in _ends(hub, topic).items()})
+
+        def deleted() -> list[str]:
+            report = audit_verify(hub.kafka, hub.governance_state(refresh=True), timeout=15)
+            return [e.detail for e in report.findings if e.chain == "deleted_records"]
+
+        client = TestClient(create_app(hub))
+        auth = {"Authorization": f"Bearer {issue_credential(hub, 'coc')}"}
+
+        def change(retention_ms: int) -> Any:
+            body = {"dataset": DATASET, "retention_ms": retention_ms, "reason": "as the archive rules say"}
+            return client.post("/v1/gov/set-dataset-retention", json=body, headers=auth)
+
+        changed = change(DAY_MS)
+        assert changed.status_code == 201, changed.text
+        assert changed.json()["type"] == "DatasetRetentionChanged"
+        held = _configs(kafka_admin, topic)
+        assert (held["retention.ms"], held["segment.ms"]) == (str(DAY_MS), str(DAY_MS))
+        found = deleted()
+        assert found and all("no retention of it could delete one before" in d for d in found), found
+        again = change(DAY_MS)
+        assert again.status_code == 400 and "changes nothing" in again.json()["detail"]
+
+        def cli(*options: str) -> Any:
+            args = ["set-dataset-retention", DATASET, *options, "--reason", "r", "--as", "cpo"]
+            return CliRunner().invoke(gov_commands.app, args, env=hub_env(hub))
+
+        done = cli("--retention-ms", "1000")
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["type"] == "DatasetRetentionChanged"
+        assert _configs(kafka_admin, topic)["retention.ms"] == "1000"
+        assert deleted() == []
+        assert change(-1).status_code == 201
+        held = _configs(kafka_admin, topic)
+        assert held["retention.ms"] == "-1" and held["segment.ms"] == str(7 * DAY_MS)  # the broker's default
+        assert deleted() == []
+        assert cli().exit_code == 2 and cli("--retention-ms", "5", "--keep-for-ever").exit_code == 2
+        assert change(0).status_code == 400
+    finally:
+        hub.close()

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from services.audit import AuditReport, EventStatus, TimeWindow
-from services.audit_lanes import LaneAudit
+from services.audit import DELETED, AuditReport, EventStatus, TimeWindow
+from services.audit_lanes import LaneAudit, lanes_of
 from sharehub.gov.verify import Trust
 from sharehub.kafka import Record
 from tests.gov_support import Clock, seeded
@@ -68,3 +68,38 @@ def test_governance_state_reaches_a_worker_process_whole() -> None:
     copy = pickle.loads(ForkingPickler.dumps(state))
     assert copy.state_hash() == state.state_hash()
     assert copy.trust.anchors.keys() == state.trust.anchors.keys()
+
+
+def test_records_gone_from_a_lane_are_judged_by_the_retentions_in_force_until_the_audit() -> None:
+    """Kept for ever, then a month: records gone before the month could delete any are a finding; after,
+    retained away; kept for ever again, what the month could delete stays retained away."""
+    clock = Clock()
+    svc = seeded(clock)
+    day_ms, month = 24 * 3600 * 1000, dt.timedelta(days=30)
+
+    def start_of(at: dt.datetime) -> AuditReport:
+        report = AuditReport()
+        for lane in lanes_of(svc.state.dataset("tasks"), {0: (5, 9), 1: (0, 3)}, at):
+            report.start_of(lane)
+        return report
+
+    kept = start_of(JAN + month)
+    assert [(f.offset, f.chain) for f in kept.findings] == [(5, DELETED)]
+    assert kept.findings[0].detail == "offsets 0..4 are gone, but tasks keeps its events for ever"
+
+    clock.advance(dt.timedelta(days=1))
+    svc.set_dataset_retention("go", "tasks", 30 * day_ms, "a month")
+    early = start_of(JAN + 2 * dt.timedelta(days=1))
+    assert [(f.offset, f.chain) for f in early.findings] == [(5, DELETED)]
+    assert early.findings[0].detail == (
+        "offsets 0..4 are gone, but tasks kept its events for ever, and no retention of it could delete "
+        "one before 2026-01-31T00:00:00+00:00"
+    )
+    topic = svc.state.dataset("tasks").topic
+    later = start_of(JAN + month)
+    assert later.findings == [] and later.topics[topic].retained_away == 5
+
+    clock.advance(month)
+    svc.set_dataset_retention("go", "tasks", -1, "kept for ever again")
+    again = start_of(JAN + 2 * month)
+    assert again.findings == [] and again.topics[topic].retained_away == 5

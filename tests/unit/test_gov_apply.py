@@ -299,3 +299,30 @@ def test_a_narrowing_comes_after_the_agreements_the_spec_no_longer_lists_are_rev
     raw["datasets"][0]["classification"] = "top-secret"
     with pytest.raises(InputError, match="dataset party-members differs from the log in classification"):
         plan(read_spec(raw), svc.state)
+
+
+def test_a_dataset_whose_retention_differs_from_the_log_is_given_the_specs(keys: LocalKeyStore) -> None:
+    svc = operator_service(keys)
+    raw = demo_spec()
+    apply(plan(read_spec(raw), svc.state), svc, keys)
+    members = raw["datasets"][0]
+    assert members["id"] == "party-members" and members.get("retention_ms", -1) == -1
+    members["retention_ms"] = 30 * 24 * 3600 * 1000
+    changes = plan(read_spec(raw), svc.state)
+    assert [str(c) for c in changes] == ["~ set retention of dataset party-members (2592000000 ms)"]
+    apply(changes, svc, keys)
+    assert svc.state.dataset("party-members").retention_ms == members["retention_ms"]
+    assert plan(read_spec(raw), svc.state) == []
+
+    members["retention_ms"] = -1
+    members["purposes"] = [*members["purposes"], "document-handling"]
+    assert [str(c) for c in plan(read_spec(raw), svc.state)] == [
+        "~ set purposes of dataset party-members (party-member-management, party-member-statistics, "
+        "document-handling)",
+        "~ set retention of dataset party-members (for ever)",
+    ]
+    apply(plan(read_spec(raw), svc.state), svc, keys)
+    assert [r for _, r in svc.state.datasets_["party-members"].retentions] == [-1, 30 * 24 * 3600 * 1000, -1]
+    members["retention_ms"] = 0
+    with pytest.raises(InputError, match="retention_ms must be -1 .for ever. or from 1"):
+        rehearse(plan(read_spec(raw), svc.state), svc._log.read_all(), svc, keys)

@@ -190,3 +190,27 @@ def test_a_record_breaking_a_quality_rule_reaches_no_read_model_and_is_quarantin
         assert store.get("party-members", "PM0000000002") is None
         assert store.get("party-members", "PM0000000001") is not None
         assert store.get("party-members", "PM0000000003") is not None
+
+
+def test_a_lane_whose_start_moved_goes_on_once_a_retention_in_force_could_have_deleted_its_first_events(
+    offline_hub: Hub,
+) -> None:
+    """party-members, kept for ever, is given a month: a lane whose first two events are gone is a gap
+    (quarantined) while no event of it can be a month old, and goes on from its first event read after."""
+    with offline_hub.governing() as service:
+        service.set_dataset_retention("coc", "party-members", 30 * 24 * 3600 * 1000, "a month")
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(4)])[2:]
+    stores = {c: offline_hub.store(c) for c in offline_hub.consumers()}
+
+    def projector_at(at: dt.datetime) -> Projector:
+        return Projector(offline_hub.governance, offline_hub.keys, stores, clock=lambda: at)
+
+    now = dt.datetime.now(dt.UTC)
+    early = projector_at(now).decide(batch)
+    assert [q.reason for q in early.quarantined][:1] == ["chain_gap"]
+    later = apply(projector_at(now + dt.timedelta(days=31)), batch)
+    assert later.quarantined == []
+    assert sorted(offline_hub.store("langson-ppc").versions("party-members")) == [
+        "PM0000000002",
+        "PM0000000003",
+    ]
