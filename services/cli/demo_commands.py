@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import secrets
 import time
 from pathlib import Path
@@ -146,7 +147,9 @@ def sites_for(hub: Hub, spec: GovSpec, agencies: list[str], *, topics: bool = Tr
     from services.governance_bootstrap import apply_spec, plan_spec
 
     desk = hub.governance_desk()
-    hubs_own = [c for c in plan_spec(desk, spec, broker=topics) if c.args["actor"] == spec.operator]
+    planned = plan_spec(desk, spec, broker=topics)
+    # Up to the first agreement's proposal: agencies, vocabulary, datasets (all the operator's).
+    hubs_own = list(itertools.takewhile(lambda c: c.args["actor"] == spec.operator, planned))
     events = apply_spec(desk, hubs_own, topics=False)
     make_sites(hub, agencies)
     return events
