@@ -83,6 +83,7 @@ def test_each_party_seals_its_own_act_and_the_operator_countersigns(svc: Governa
     extra = signing_key("mcst-pc/sign/extra")
     svc.add_key("mcst-pc", "mcst-pc", extra.key_id, public_hex(extra))
     svc.revoke_key("mcst-pc", "mcst-pc", extra.key_id, "no longer used")
+    svc.set_dataset_retention("go", "tasks", 86_400_000, "a day is enough")
     svc.register_agency("cpo", "thainguyen-ppc", "Thai Nguyen PPC", "provincial-party-committee", "internal")
     sealed = {(e.type, e.actor): e.act_seal for e in events(svc)}
     for (kind, actor), seal in sealed.items():
