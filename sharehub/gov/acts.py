@@ -119,7 +119,8 @@ def terms_hash(state: GovState, payload: ev.Payload) -> bytes | None:
 
 
 def sign(signer: Signer, state: GovState, actor: str, payload: ev.Payload, signed_at: dt.datetime) -> ActSeal:
-    """``signer``'s seal of ``actor``'s act ``payload`` on the hub ``state`` is the governance of."""
+    """``signer``'s seal of ``actor``'s act ``payload``, made at ``signed_at``, for the hub whose
+    governance ``state`` is."""
     at = signed_at.astimezone(dt.UTC)
     data = statement(state.topic_prefix, actor, payload, at, terms_hash(state, payload))
     return ActSeal(signer.key_id, at, signer.sign(data))
