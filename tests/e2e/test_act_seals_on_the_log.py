@@ -1,6 +1,7 @@
 """Against the real broker: a consent sealed by another agency than the owner is refused by the hub, and
 the same consent forced onto the governance log with the operator's key (past the service) is not
-applied, and is reported at its offset by ``sharehub gov verify`` and ``sharehub audit verify``."""
+applied, and is reported at its offset by ``sharehub gov verify`` and ``sharehub audit verify``, as is an
+event written after it in the form of a release from before seals (a downgrade)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sharehub.gov import acts
 from sharehub.gov import events as ev
 from sharehub.gov.acts import ActSealRefused, Presented
 from tests.kafka_helpers import sharehub
+from tests.unit.test_act_seals import old_release_event
 
 pytestmark = pytest.mark.kafka
 
@@ -49,14 +51,19 @@ def test_a_consent_sealed_by_the_wrong_agency_is_refused_and_forced_it_is_report
     )  # fmt: skip
     hub.log.append(forced)
     assert hub.governance_state(refresh=True).agreement(PROPOSAL).stage == "proposed", "not applied"
+    # And after it, an event in the form of a release from before seals (a downgrade), operator-signed.
+    revoke = ev.AgreementRevoked(PROPOSAL, "cpo", "written by an old release")
+    hub.log.append(ev.parse(old_release_event(hub.keys.signing_key("cpo"), forced, "cpo", revoke)))
 
     checked = sharehub(hub, "gov", "verify")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert f"offset {written}: act_wrong_party" in checked.stderr
+    assert f"offset {written + 1}: act_downgrade" in checked.stderr
 
     audit = sharehub(hub, "audit", "verify", "--json")
     assert audit.returncode == 1, audit.stderr
     findings = [r for r in json.loads(audit.stdout)["results"] if r["reason"] != "ok"]
     assert [(f["topic"], f["offset"], f["reason"]) for f in findings] == [
-        (state.governance_topic, written, acts.WRONG_PARTY)
+        (state.governance_topic, written, acts.WRONG_PARTY),
+        (state.governance_topic, written + 1, acts.DOWNGRADE),
     ]
