@@ -4,17 +4,21 @@ gateway (whose key service is a real API process of the hub, over HTTPS)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services import processes
+from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
+from sharehub.gov.key_request import make_key_request
 from sharehub.kafka import KafkaAccess
-from sharehub.keys import SecretBytes
+from sharehub.keys import SecretBytes, SigningKey
 from sharehub.settings import Settings
 from tests.authz.broker_probes import ALLOWED, Topics, write
 from tests.authz.matrix import AGENCY_ROLES, SERVICE_ROLES
@@ -27,6 +31,14 @@ from tests.unit.test_projector import apply, messages, projector
 
 #: The broker probes' dataset (the owner's; events on it are junk, which nothing here reads as events).
 PROBED_DATASET = "handbook-activities"
+
+
+def _site_key(hub: Hub, agency: str) -> SigningKey:
+    """A signing key of ``agency``'s own site, registered from its request: the hub never holds it."""
+    key = SigningKey(f"{agency}/sign/site", Ed25519PrivateKey.generate())
+    request = make_key_request(key, agency=agency, valid_from=dt.datetime.now(dt.UTC))
+    perform(hub.governance_desk(), Caller(hub.governance.operator, local=True), "register-key", request)
+    return key
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
         logins["auditor"] = _login(hub, auditor, password)
         logins["unknown"] = _login(hub, "nobody", secrets.token_urlsafe(32))
         built.logins.update(logins)
+        built.site_signers[auditor] = _site_key(hub, auditor)
         _seed(built)
         try:
             yield built

@@ -16,6 +16,7 @@ from services.gateway.app import create_gateway
 from services.gateway.modes import Limits, at_hub, at_site
 from services.hub import Hub
 from sharehub.kafka import KafkaAccess, client_config
+from sharehub.keys import Signer
 from tests.authz.broker_probes import Topics
 from tests.gov_snapshot import Snapshot, snapshot
 
@@ -47,6 +48,9 @@ class World:
     logins: dict[str, KafkaAccess] = field(default_factory=dict)
     #: The password the auditor's site set for its broker login (it sets the same again).
     site_password: str = ""
+    #: Agency -> the signing key of its own site, for the agencies not in the hub's custody (the auditor):
+    #: they seal their own governance acts (sharehub.gov.acts).
+    site_signers: dict[str, Signer] = field(default_factory=dict)
     #: The state after the last step; None once something was done since (what a step needs first).
     known: Fingerprint | None = None
 
