@@ -192,14 +192,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             oldest._refuse(408, "request_timeout", "closed for a new connection: the server is full")
 
 
+#: Seconds a closing TLS connection waits for the client's close_notify (uvloop's default, 30 s): a client
+#: that holds an idle keep-alive connection and reads nothing (a publisher between two batches) held a
+#: graceful stop of the server that long.
+TLS_SHUTDOWN_S = 2.0
+
+
 class HandshakeBoundedLoop(uvloop.Loop):
-    """uvloop's loop whose TLS listeners end handshakes that take longer than the process's limit."""
+    """uvloop's loop whose TLS listeners end handshakes that take longer than the process's limit, and
+    wait at most :data:`TLS_SHUTDOWN_S` for a client to answer the closing of a connection."""
 
     async def create_server(  # type: ignore[override]
         self, *args: Any, **kwargs: Any
     ) -> asyncio.AbstractServer:
         if kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_handshake_timeout", process_limits().tls_handshake_s)
+            kwargs.setdefault("ssl_shutdown_timeout", TLS_SHUTDOWN_S)
         return await super().create_server(*args, **kwargs)
 
 

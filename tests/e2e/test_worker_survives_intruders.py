@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from confluent_kafka import Consumer, KafkaError
@@ -81,13 +81,25 @@ class _Junk(AbstractPartitionAssignor):
         pass
 
 
-async def _intrude(hub: Hub, seconds: float) -> set[object]:
+class _Assignments(ConsumerRebalanceListener):
+    """Every assignment the group gave this member (empty ones too), in order."""
+
+    def __init__(self) -> None:
+        self.given: list[set[object]] = []
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: Iterable[object]) -> None:
+        self.given.append(set(assigned))
+
+
+async def _intrude(hub: Hub, timeout: float) -> set[object]:
     """Join the projector's group (as the hub's own principal, which may) with junk metadata; the
-    partitions it was given."""
+    partitions the group's rebalance gave it (waited for, up to ``timeout`` seconds)."""
     access = hub.kafka
     assert access.username and access.password
     intruder = AIOKafkaConsumer(
-        *[d.topic for d in hub.governance.datasets()],
         bootstrap_servers=str(access),
         group_id=hub.governance.projector_group,
         security_protocol="SASL_SSL",
@@ -98,12 +110,15 @@ async def _intrude(hub: Hub, seconds: float) -> set[object]:
         partition_assignment_strategy=(_Junk,),
         enable_auto_commit=False,
     )
+    assignments = _Assignments()
+    intruder.subscribe([d.topic for d in hub.governance.datasets()], listener=assignments)
     await intruder.start()
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-        return set(intruder.assignment())
+        deadline = time.monotonic() + timeout
+        while not assignments.given:
+            assert time.monotonic() < deadline, f"the group gave the intruder nothing in {timeout} s"
+            await asyncio.sleep(0.2)
+        return assignments.given[0]
     finally:
         await intruder.stop()
 
@@ -119,7 +134,7 @@ def test_a_group_member_with_malformed_metadata_gets_nothing_and_the_worker_goes
     assert worker.pid is not None and worker.log is not None
     projecting = family(worker.pid)[1]  # the supervised worker process
 
-    assigned = asyncio.run(_intrude(hub, seconds=15))
+    assigned = asyncio.run(_intrude(hub, timeout=60))
     assert assigned == set()
     later = list(generate_party_members(10, seed=32, start_index=10))
     assert hub.publisher("coc", DATASET).publish_records(later).published == 10

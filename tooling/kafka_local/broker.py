@@ -84,6 +84,11 @@ JVM_GC = (
 # librdkafka reports every refused connection as an error; while we poll a broker that is still
 # starting (or check one that is down) that is expected, so its log goes nowhere.
 _quiet = logging.getLogger("sharehub.kafka_local.librdkafka")
+#: Every broker process this interpreter started, by pid, until it is seen to have exited. A broker object
+#: replaced or dropped while its process still runs (another object stopped it, or a killed node was started
+#: again before it was reaped) would otherwise leave its ``Popen`` to be collected unpolled: Python warns
+#: "subprocess ... is still running" then, which a test run counts as an error.
+_LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
 
@@ -330,6 +335,9 @@ class LocalKafka:
         # (still in /proc). Brokers started by another command were reparented and are reaped there.
         if self._proc is not None and self._proc.pid in pids:
             self._proc.poll()
+        for pid, launched in list(_LAUNCHED.items()):
+            if launched.poll() is not None:
+                del _LAUNCHED[pid]
         for p in pids:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(p, os.WNOHANG)
@@ -531,6 +539,7 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _LAUNCHED[self._proc.pid] = self._proc
         self.pid_file.write_text(f"{self._proc.pid}\n")
         return self._proc.pid
 
