@@ -33,6 +33,7 @@ from sharehub.errors import (
     TooManyRequests,
     UnknownReferenceError,
 )
+from sharehub.gov.acts import ActSealRefused
 
 
 class PurposeTerm(BaseModel):
@@ -54,6 +55,9 @@ class ErrorBody(BaseModel):
     #: With purpose_not_allowed only: the purposes the query may state (its agreement's, or for the list of
     #: datasets those of the consumer's active agreements).
     allowed_purposes: list[PurposeTerm] | None = None
+    #: With a governance act refused for its seal only: why, as a stable code (act_unsigned,
+    #: act_wrong_party, act_key_not_valid, act_stale, act_signature_invalid; see docs/governance.md).
+    act_seal: str | None = None
 
 
 def _doc(description: str) -> dict[str, Any]:
@@ -129,6 +133,8 @@ def install(app: FastAPI) -> None:
         body: dict[str, Any] = {"error": code, "detail": str(exc)}
         if isinstance(exc, PurposeNotAllowed):
             body["allowed_purposes"] = list(exc.allowed)
+        if isinstance(exc, ActSealRefused):
+            body["act_seal"] = exc.reason
         return JSONResponse(body, status_code=status, headers=headers)
 
 

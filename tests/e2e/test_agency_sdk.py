@@ -6,6 +6,7 @@ process; each refusal is one clear exception and publishes nothing.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 import stat
@@ -35,6 +36,7 @@ from services.hub import Hub
 from sharehub import pki
 from sharehub.errors import BrokerError, Forbidden, InputError, KeyServiceUnavailable, UnknownReferenceError
 from sharehub.gov import anchors
+from sharehub.gov import events as ev
 from sharehub.gov.key_request import read_key_request
 from sharehub.kafka import client_config
 from sharehub.keys import subject_key_id
@@ -371,3 +373,54 @@ def test_provisioning_drops_a_password_an_older_hub_made_for_an_agency_with_its_
     hub.governance_desk().provision()
     assert _scram_users(hub, ["coc"]) == set()
     assert not hub.keys.has(f"kafka/{principal}", "broker")
+
+
+def test_a_site_signs_its_consent_on_the_command_line_and_the_hub_takes_only_that_act(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    """The remote site's path: ``sharehub agency sign-act`` at coc's site (its key never leaves it) prints
+    the body; POSTed with coc's credential, the hub checks the seal and countersigns. The same seal on
+    another act, or on the same act for another agreement, is refused and writes nothing."""
+    credential = issue_credential(hub, "coc")
+    home = _site(hub, tmp_path, api, credential=credential)
+    secret = home / "signing.passphrase"
+    secret.write_bytes(PASSPHRASE)
+    secret.chmod(0o600)
+    agreements = ("thainguyen-ppc.party-members.signed", "thainguyen-ppc.party-members.other")
+    with hub.governing() as gov:
+        for agreement in agreements:
+            gov.propose(
+                "thainguyen-ppc", agreement, "thainguyen-ppc", DATASET, ["member_id", "status"],
+                "An inspection", "Regulation 384, Art. 5",
+            )  # fmt: skip
+    from_site = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
+        "SHAREHUB_HOME": str(home)
+    }
+    signed = subprocess.run(
+        [sys.executable, "-m", "services", "agency", "sign-act", "consent", "--request",
+         f'{{"agreement_id": "{agreements[0]}"}}', "--passphrase-file", str(secret)],
+        env=from_site, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    body = json.loads(signed.stdout)
+    assert body["act_seal"]["key_id"] == "coc/sign/site-1"
+
+    auth = {"Authorization": f"Bearer {credential}"}
+    written = len(hub.log.read_all())
+    with https_client(hub) as client:
+        elsewhere = client.post(
+            f"{api}/v1/gov/consent", json={**body, "agreement_id": agreements[1]}, headers=auth
+        )
+        assert elsewhere.status_code == 403, elsewhere.text
+        assert elsewhere.json()["act_seal"] == "act_signature_invalid"
+        other_act = {"agreement_id": agreements[0], "reason": "no", "act_seal": body["act_seal"]}
+        revoked = client.post(f"{api}/v1/gov/revoke", json=other_act, headers=auth)
+        assert revoked.status_code == 403 and revoked.json()["act_seal"] == "act_signature_invalid"
+        assert len(hub.log.read_all()) == written, "a refused act changes nothing"
+        taken = client.post(f"{api}/v1/gov/consent", json=body, headers=auth)
+    assert taken.status_code == 201, taken.text
+    state = hub.governance_state(refresh=True)
+    assert state.agreement(agreements[0]).stage == "consented"
+    assert state.agreement(agreements[1]).stage == "proposed"
+    [event] = [e for e in map(ev.parse, hub.log.read_all()[written:])]
+    assert event.actor == "coc" and event.act_seal is not None and event.act_seal.key_id == "coc/sign/site-1"
