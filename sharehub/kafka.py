@@ -7,11 +7,11 @@ import datetime as dt
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -256,8 +256,7 @@ def align_retention(bootstrap: str, topics: Iterable[TopicSpec], *, timeout: flo
         existing = set(admin.list_topics(timeout=timeout).topics) & set(specs)
         if not existing:
             return []
-        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in sorted(existing)])
-        held = {r.name: f.result(timeout=timeout) for r, f in described.items()}
+        held = _settled(lambda: _topic_configs(admin, sorted(existing), timeout))
     except KafkaException as exc:
         raise BrokerError(f"could not read the retention of the dataset topics: {exc.args[0]}") from None
     changed = []
@@ -272,6 +271,30 @@ def align_retention(bootstrap: str, topics: Iterable[TopicSpec], *, timeout: flo
 
 #: What :func:`align_retention` keeps in line with a topic's spec.
 _RETENTION_KEYS = ("retention.ms", "retention.bytes", "segment.ms")
+#: Seconds a topic just created may be unknown to the broker an admin request reaches (on a cluster, the
+#: others learn it from the controller's metadata a moment later).
+_TOPIC_SETTLE_S = 10.0
+
+T = TypeVar("T")
+
+
+def _topic_configs(admin: AdminClient, names: list[str], timeout: float) -> dict[str, Any]:
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names])
+    return {r.name: f.result(timeout=timeout) for r, f in described.items()}
+
+
+def _settled(request: Callable[[], T]) -> T:
+    """``request()``, asked again while the broker it reaches does not know a topic yet, for up to
+    :data:`_TOPIC_SETTLE_S`; any other KafkaException at once."""
+    deadline = time.monotonic() + _TOPIC_SETTLE_S
+    while True:
+        try:
+            return request()
+        except KafkaException as exc:
+            unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _alter_topic(admin: AdminClient, name: str, config: Mapping[str, str], timeout: float) -> None:
@@ -283,9 +306,13 @@ def _alter_topic(admin: AdminClient, name: str, config: Mapping[str, str], timeo
     if "segment.ms" not in config:  # kept for ever: the broker's default segment time again
         entries.append(ConfigEntry("segment.ms", "", incremental_operation=AlterConfigOpType.DELETE))
     resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
-    try:
+
+    def alter() -> None:
         for future in admin.incremental_alter_configs([resource]).values():
             future.result(timeout=timeout)
+
+    try:
+        _settled(alter)
     except KafkaException as exc:
         raise BrokerError(f"could not set the retention of topic {name!r}: {exc.args[0]}") from None
 
