@@ -9,6 +9,12 @@ scripts/venv.sh
 
 # SoftHSM2 for the PKCS#11 key-encryption key's tests (each makes its own token under its tmp dir).
 scripts/softhsm.sh install >/dev/null || echo "test run: no SoftHSM2, the PKCS#11 tests will be skipped" >&2
+# Debian's Chromium for the console's browser tests.
+if chromium=$(scripts/browser.sh install); then
+  export SHAREHUB_CHROMIUM="$chromium"
+else
+  echo "test run: no Chromium, the console's browser tests will be skipped" >&2
+fi
 
 export SHAREHUB_HOME="$PWD/.sharehub-test"
 export SHAREHUB_LOCAL_KAFKA_PORT="${SHAREHUB_TEST_KAFKA_PORT:-29592}"
