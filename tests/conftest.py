@@ -109,16 +109,19 @@ def offline_hub(tmp_path: Path) -> Iterator[Hub]:
     hub.close()
 
 
-@pytest.fixture
-def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
-    """A hub with demo governance, keys and its own topics on the real broker."""
-    settings = Settings(
-        home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
-    )
+def demo_hub(home: Path, kafka_bootstrap: str) -> Iterator[Hub]:
+    """A hub with demo governance, keys and its own topics on the real broker, closed afterwards."""
+    settings = Settings(home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None)
     hub = Hub(settings)
     load(hub.governance_desk(), demo_spec())
     yield hub
     hub.close()
+
+
+@pytest.fixture
+def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
+    """A hub with demo governance, keys and its own topics on the real broker."""
+    yield from demo_hub(tmp_path / "home", kafka_bootstrap)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from services.hub import Hub
 from sharehub.envelope import pseudonym
 from sharehub.kafka import client_config
 from sharehub.settings import Settings
-from tests.conftest import demo_spec
+from tests.conftest import demo_hub, demo_spec
 from tests.kafka_helpers import sharehub, topic_messages, wait_until
 from tests.unit.test_avro import member
 from tests.unit.test_projector import apply, messages, projector, two_versions
@@ -31,10 +31,23 @@ pytestmark = pytest.mark.kafka
 PURPOSE = {"purpose": "Prepare the congress report"}
 
 
-@pytest.fixture
-def loaded(hub: Hub) -> Hub:
+def load_members(hub: Hub) -> Hub:
     apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
     return hub
+
+
+@pytest.fixture
+def loaded(hub: Hub) -> Hub:
+    """A hub of this test's own, five members projected: for a test that changes it or reads its logs."""
+    return load_members(hub)
+
+
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[Hub]:
+    """Five members projected on a hub the tests of this module share: for tests that only read records
+    (each issues its own credentials; none changes governance or reads the access log)."""
+    for hub in demo_hub(tmp_path_factory.mktemp("read-only") / "home", kafka_bootstrap):
+        yield load_members(hub)
 
 
 @pytest.fixture
@@ -73,32 +86,32 @@ def bearer(hub: Hub, consumer: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_credential(hub, consumer)}"}
 
 
-def test_a_consumer_reads_only_its_granted_fields(loaded: Hub) -> None:
-    auth = bearer(loaded, "langson-ppc")
-    response = client(loaded).get(RECORDS.format(consumer="langson-ppc"), headers=auth)
+def test_a_consumer_reads_only_its_granted_fields(read_only: Hub) -> None:
+    auth = bearer(read_only, "langson-ppc")
+    response = client(read_only).get(RECORDS.format(consumer="langson-ppc"), headers=auth)
     assert response.status_code == 200
     items = response.json()["items"]
     assert len(items) == 5
     assert all(set(i["fields"]) == {"member_id", "province_code", "commune_code", "status"} for i in items)
 
 
-def test_no_credential_is_401(loaded: Hub) -> None:
-    response = client(loaded).get(RECORDS.format(consumer="dongthap-ppc"))
+def test_no_credential_is_401(read_only: Hub) -> None:
+    response = client(read_only).get(RECORDS.format(consumer="dongthap-ppc"))
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_an_unknown_credential_is_401(loaded: Hub) -> None:
-    response = client(loaded).get(
+def test_an_unknown_credential_is_401(read_only: Hub) -> None:
+    response = client(read_only).get(
         RECORDS.format(consumer="dongthap-ppc"), headers={"Authorization": "Bearer shc_not-a-real-one"}
     )
     assert response.status_code == 401
     assert response.json() == {"error": "not_authenticated", "detail": "unknown credential"}
 
 
-def test_another_consumers_read_model_is_403_not_an_empty_list(loaded: Hub) -> None:
-    auth = bearer(loaded, "langson-ppc")
-    c = client(loaded)
+def test_another_consumers_read_model_is_403_not_an_empty_list(read_only: Hub) -> None:
+    auth = bearer(read_only, "langson-ppc")
+    c = client(read_only)
     for path in (
         RECORDS.format(consumer="dongthap-ppc"),
         RECORDS.format(consumer="dongthap-ppc") + "/PM0000000001",
@@ -109,25 +122,25 @@ def test_another_consumers_read_model_is_403_not_an_empty_list(loaded: Hub) -> N
         assert "may not read the read model of 'dongthap-ppc'" in response.json()["detail"]
 
 
-def test_a_dataset_without_an_active_agreement_is_403(loaded: Hub) -> None:
-    auth = bearer(loaded, "go")
-    response = client(loaded).get(RECORDS.format(consumer="go"), headers=auth)
+def test_a_dataset_without_an_active_agreement_is_403(read_only: Hub) -> None:
+    auth = bearer(read_only, "go")
+    response = client(read_only).get(RECORDS.format(consumer="go"), headers=auth)
     assert response.status_code == 403
     assert response.json()["detail"] == "'go' holds no active agreement for 'party-members'"
 
 
-def test_unknown_dataset_and_record_are_404(loaded: Hub) -> None:
-    auth = bearer(loaded, "dongthap-ppc")
-    c = client(loaded)
+def test_unknown_dataset_and_record_are_404(read_only: Hub) -> None:
+    auth = bearer(read_only, "dongthap-ppc")
+    c = client(read_only)
     assert c.get("/v1/consumers/dongthap-ppc/datasets/weather/records", headers=auth).status_code == 404
     missing = c.get(RECORDS.format(consumer="dongthap-ppc") + "/PM9999999999", headers=auth)
     assert missing.status_code == 404
     assert missing.json()["error"] == "not_found"
 
 
-def test_fetch_by_key_and_pagination(loaded: Hub) -> None:
-    auth = bearer(loaded, "dongthap-ppc")
-    c = client(loaded)
+def test_fetch_by_key_and_pagination(read_only: Hub) -> None:
+    auth = bearer(read_only, "dongthap-ppc")
+    c = client(read_only)
     base = RECORDS.format(consumer="dongthap-ppc")
     one = c.get(base + "/PM0000000003", headers=auth).json()
     assert one["key"] == "PM0000000003" and one["fields"]["full_name"] == "Nguyễn Thị Lan"
@@ -199,22 +212,22 @@ def test_a_credential_issued_elsewhere_just_now_is_known_to_the_api_at_once(load
 
 
 @pytest.mark.parametrize("limit", ["0", "1001", "ten"])
-def test_a_bad_limit_is_a_4xx_not_a_crash(loaded: Hub, limit: str) -> None:
-    auth = bearer(loaded, "dongthap-ppc")
-    response = client(loaded).get(
+def test_a_bad_limit_is_a_4xx_not_a_crash(read_only: Hub, limit: str) -> None:
+    auth = bearer(read_only, "dongthap-ppc")
+    response = client(read_only).get(
         RECORDS.format(consumer="dongthap-ppc"), params={"limit": limit}, headers=auth
     )
     assert response.status_code == 422
 
 
-def test_datasets_lists_what_the_agreements_grant(loaded: Hub) -> None:
-    auth = bearer(loaded, "langson-ppc")
-    listed = client(loaded).get("/v1/consumers/langson-ppc/datasets", headers=auth).json()
+def test_datasets_lists_what_the_agreements_grant(read_only: Hub) -> None:
+    auth = bearer(read_only, "langson-ppc")
+    listed = client(read_only).get("/v1/consumers/langson-ppc/datasets", headers=auth).json()
     assert listed == [
         {
             "dataset": "handbook-attendance",
             "agreement": "langson-ppc.handbook-attendance.1",
-            "fields": list(loaded.governance.agreement("langson-ppc.handbook-attendance.1").terms.fields),
+            "fields": list(read_only.governance.agreement("langson-ppc.handbook-attendance.1").terms.fields),
             "records": 0,
         },
         {
@@ -226,8 +239,8 @@ def test_datasets_lists_what_the_agreements_grant(loaded: Hub) -> None:
     ]
 
 
-def test_openapi_and_health(loaded: Hub) -> None:
-    c = client(loaded)
+def test_openapi_and_health(read_only: Hub) -> None:
+    c = client(read_only)
     assert c.get("/healthz").json() == {"status": "ok"}
     spec = c.get("/openapi.json").json()
     assert "/v1/consumers/{consumer}/datasets/{dataset}/records/{key}" in spec["paths"]
@@ -258,26 +271,26 @@ def test_R7_every_answer_is_in_the_access_log_with_its_purpose(loaded: Hub) -> N
 
 
 @pytest.mark.parametrize("purpose", [None, "", "x" * 201])
-def test_a_query_without_a_purpose_is_refused(loaded: Hub, purpose: str | None) -> None:
-    auth = bearer(loaded, "dongthap-ppc")
+def test_a_query_without_a_purpose_is_refused(read_only: Hub, purpose: str | None) -> None:
+    auth = bearer(read_only, "dongthap-ppc")
     params = {} if purpose is None else {"purpose": purpose}
-    response = TestClient(create_app(loaded)).get(
+    response = TestClient(create_app(read_only)).get(
         RECORDS.format(consumer="dongthap-ppc"), params=params, headers=auth
     )
     assert response.status_code == 422
     assert "purpose" in response.text
 
 
-def test_status_and_metrics_show_each_read_model_to_the_operator_only(loaded: Hub) -> None:
-    c = client(loaded)
-    assert c.get("/v1/status", headers=bearer(loaded, "dongthap-ppc")).status_code == 403
-    operator = bearer(loaded, "cpo")
+def test_status_and_metrics_show_each_read_model_to_the_operator_only(read_only: Hub) -> None:
+    c = client(read_only)
+    assert c.get("/v1/status", headers=bearer(read_only, "dongthap-ppc")).status_code == 403
+    operator = bearer(read_only, "cpo")
     status = c.get("/v1/status", headers=operator).json()
     models = {(m["consumer"], m["dataset"]): m for m in status["read_models"]}
     dong_thap = models[("dongthap-ppc", "party-members")]
     assert dong_thap["rows"] == 5 and dong_thap["agreement"] == "dongthap-ppc.party-members.1"
     assert dong_thap["seconds_since_last_write"] is not None and dong_thap["seconds_since_last_write"] >= 0
-    assert status["governance_head"] == loaded.governance.head_sequence
+    assert status["governance_head"] == read_only.governance.head_sequence
     metrics = c.get("/metrics", headers=operator)
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert 'sharehub_read_model_rows{consumer="dongthap-ppc",dataset="party-members"} 5.0' in metrics.text
