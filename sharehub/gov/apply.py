@@ -119,11 +119,15 @@ class GovSpec(BaseModel):
         return [a.id for a in self.agencies if a.id != self.operator and a.id not in self.custodial]
 
 
+#: libyaml's safe loader where PyYAML was built with it: the same documents, ten times faster to read.
+_SAFE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_spec(source: Path | Mapping[str, Any]) -> GovSpec:
     """A spec from a YAML file or an already-loaded mapping (e.g. ``HubSpec.model_dump()``); a dataset's
     relative ``schema_file`` is taken from the file's folder (from the working directory for a mapping)."""
     try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8")) if isinstance(source, Path) else source
+        raw = yaml.load(source.read_text(encoding="utf-8"), _SAFE) if isinstance(source, Path) else source
         spec = GovSpec.model_validate(raw)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{source}: {exc}") from None
