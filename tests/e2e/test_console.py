@@ -9,6 +9,7 @@ other agencies are in the hub's custody.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -19,15 +20,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.access_log import read_access_log
+from services.act_signing import seal_request, site_body, with_fixed_times
 from services.api.app import create_app
 from services.console import csrf, session
 from services.console.render import SECURITY_HEADERS
 from services.console.state import Console
+from services.gov_operations import parse_request
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
 from sharehub.gov.views import token_hash
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
+from tests.gov_support import public_hex, signing_key
 from tests.kafka_helpers import wait_until
 from tests.unit.test_avro import member
 from tests.unit.test_projector import apply, messages, projector
@@ -148,6 +152,18 @@ def test_a_consumer_browses_its_own_records_access_logged_and_never_anothers(
     assert {r["consumer"] for r in logged} == {"langson-ppc"}
 
 
+def test_logging_in_and_out_is_in_the_access_log_and_logging_out_ends_the_session(
+    hub: Hub, browser: TestClient
+) -> None:
+    log_in(browser, issue_credential(hub, "ona"))
+    out = browser.post("/console/logout", data={"csrf": form_token(browser)})
+    assert out.status_code == 303 and out.headers["location"] == "/console/login"
+    assert browser.get("/console/").headers["location"] == "/console/login"
+    topic = hub.governance_state().access_log_topic
+    logged = [r["operation"] for r in read_access_log(hub.kafka, topic) if r["consumer"] == "ona"]
+    assert logged == ["console_login", "console_logout"]
+
+
 def test_a_revoked_credential_ends_its_sessions(hub: Hub, browser: TestClient) -> None:
     credential = issue_credential(hub, "thainguyen-ppc")
     log_in(browser, credential)
@@ -218,6 +234,37 @@ def test_a_site_seals_its_act_at_its_site_and_a_bad_seal_changes_nothing(
         assert refused.status_code == status, refused.text
         assert "Bị từ chối: " + reason in refused.text, refused.text
     assert head(hub) == before
+
+
+def test_a_site_seals_its_proposal_with_its_own_key_and_the_console_submits_it(
+    hub: Hub, browser: TestClient
+) -> None:
+    """The two steps as a site takes them: the request the console shows, sealed with the site's key as
+    'sharehub agency sign-act' seals it, pasted back; the hub never held that key."""
+    site_key = signing_key("mcst-pc/sign/console")
+    with hub.governing() as gov:
+        gov.add_key("cpo", SITE, site_key.key_id, public_hex(site_key))
+    log_in(browser, issue_credential(hub, SITE))
+    proposal = {
+        "id": "mcst-pc.tasks.sealed", "dataset": "resolution-tasks", "fields": "task_id, task_title",
+        "purpose": "Follow the ministry's tasks", "legal_basis": "Regulation 384, Art. 5",
+    }  # fmt: skip
+    step_one = browser.post("/console/act/propose", data={**proposal, "csrf": form_token(browser)})
+    shown = re.search(r'<pre id="request">([^<]*)</pre>', step_one.text)
+    assert shown is not None, step_one.text
+    now = dt.datetime.now(dt.UTC)
+    request = with_fixed_times(parse_request("propose", json.loads(html.unescape(shown.group(1)))), now)
+    seal = seal_request(hub.governance_state(refresh=True), site_key, SITE, "propose", request, now)
+    pasted = json.dumps(site_body(request, seal))
+    done = browser.post("/console/act/propose/sealed", data={"sealed": pasted, "csrf": form_token(browser)})
+    assert done.status_code == 303, done.text
+    made = hub.governance_state(refresh=True).agreement("mcst-pc.tasks.sealed")
+    assert made.stage == "proposed" and made.terms.consumer == SITE
+    assert not hub.keys.has(site_key.key_id, "signing"), "the hub never held the site's key"
+    # The same sealed body again is refused: the agreement exists, nothing more is written.
+    before = head(hub)
+    again = browser.post("/console/act/propose/sealed", data={"sealed": pasted, "csrf": form_token(browser)})
+    assert again.status_code == 409 and head(hub) == before
 
 
 def test_the_language_switch_and_the_default_vietnamese(browser: TestClient) -> None:
