@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     #: Bytes of a request body the query API takes at most (governance requests, subject-key batches);
     #: a larger one is 413 on its Content-Length, or as soon as a chunked body passes it.
     api_max_body: int = Field(default=1024 * 1024, ge=1024)
+    #: Seconds a web console session lasts after its login (``/console``); then the agency logs in again.
+    console_session_s: int = Field(default=1800, ge=60, le=24 * 3600)
+    #: The web console's language until a visitor picks one: ``vi`` (Vietnamese) or ``en`` (English).
+    console_language: Literal["vi", "en"] = "vi"
     #: Every HTTPS server's limits against slow and oversized requests (:mod:`services.api.guarded_http`):
     #: seconds for a TLS handshake, for a request's headers to arrive once its connection is open or its
     #: first byte came, for the whole request once its headers came; seconds an idle keep-alive connection

@@ -2,7 +2,8 @@
 
 The same app serves consumers' records (:mod:`.records`), governance (:mod:`.governance`, under
 ``/v1/gov``), operations (:mod:`.operations`), owners' keys (:mod:`.key_service`, under ``/v1/keys``) and
-sites' own broker passwords (:mod:`.site_login`, under ``/v1/site``).
+sites' own broker passwords (:mod:`.site_login`, under ``/v1/site``), and the web console with the API
+docs' page (:mod:`services.console`, under ``/console``; ``/docs``).
 A body over ``api_max_body`` is a 413 (:mod:`.body_limit`). No credential, or an unknown one, is a 401,
 and a source that keeps failing to authenticate gets 429 (:mod:`.auth`). Every refusal has the same JSON
 shape and is in the OpenAPI document (:mod:`.errors`); slow clients are bounded below the app
@@ -22,6 +23,7 @@ from services.api import errors, governance, key_service, operations, records, s
 from services.api.auth import CredentialCheck
 from services.api.body_limit import BodyLimit
 from services.api.context import ApiContext
+from services.console import app as console
 from services.hub import Hub
 from services.operations import Operations
 from services.principals import API_PRINCIPAL
@@ -54,6 +56,8 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         version="1",
         description="Each consumer agency reads the records its active agreements grant, and nothing else.",
         responses=errors.RESPONSES,
+        docs_url=None,  # the console serves /docs from local files (the default page loads a CDN's)
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=hub.settings.api_max_body)
@@ -88,4 +92,5 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(key_service.router)
     app.include_router(site_login.router)
+    console.install(app, hub.settings)
     return app

@@ -1,0 +1,294 @@
+"""The web console in-process (FastAPI's TestClient) over a real hub on the real broker: login, session,
+CSRF, security headers, need-to-know, acts, languages and the local API docs.
+
+One hub for the module (its governance on the broker, five members projected into the demo consumers' read
+models); each test uses its own client, so its own cookies. ``mcst-pc`` holds its own key (a site), the
+other agencies are in the hub's custody.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from services.access_log import read_access_log
+from services.act_signing import seal_request, site_body, with_fixed_times
+from services.api.app import create_app
+from services.console import csrf, session
+from services.console.render import SECURITY_HEADERS
+from services.console.state import Console
+from services.gov_operations import parse_request
+from services.governance_bootstrap import issue_credential, load
+from services.hub import Hub
+from sharehub.gov.views import token_hash
+from sharehub.settings import Settings
+from tests.conftest import demo_spec
+from tests.gov_support import public_hex, signing_key
+from tests.kafka_helpers import wait_until
+from tests.unit.test_avro import member
+from tests.unit.test_projector import apply, messages, projector
+
+pytestmark = pytest.mark.kafka
+SITE = "mcst-pc"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[Hub]:
+    home = tmp_path_factory.mktemp("console") / "home"
+    settings = Settings(home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None)
+    hub = Hub(settings)
+    load(hub.governance_desk(), demo_spec(own_sites=(SITE,)))
+    apply(projector(hub), messages(hub, [member(member_id=f"PM{i:010d}") for i in range(1, 6)]))
+    yield hub
+    hub.close()
+
+
+@pytest.fixture(scope="module")
+def app(hub: Hub) -> FastAPI:
+    return create_app(hub)
+
+
+@pytest.fixture
+def browser(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        yield client
+
+
+def log_in(client: TestClient, credential: str) -> httpx.Response:
+    client.get("/console/login")
+    token = client.cookies[csrf.LOGIN_COOKIE]
+    return client.post("/console/login", data={"credential": credential, "csrf": token})
+
+
+def form_token(client: TestClient) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', client.get("/console/").text)
+    assert found, "the home page's forms carry the session's CSRF token"
+    return found.group(1)
+
+
+def head(hub: Hub) -> int:
+    return hub.governance_state(refresh=True).head_sequence
+
+
+def test_an_unknown_credential_is_refused_and_opens_no_session(browser: TestClient) -> None:
+    refused = log_in(browser, "shc_not-a-real-one")
+    assert refused.status_code == 401
+    assert "unknown credential" in refused.text
+    assert session.COOKIE not in browser.cookies
+    assert browser.get("/console/").headers["location"] == "/console/login"
+
+
+def test_a_login_opens_a_session_in_a_strict_cookie_and_every_page_has_the_security_headers(
+    hub: Hub, browser: TestClient
+) -> None:
+    logged_in = log_in(browser, issue_credential(hub, "langson-ppc"))
+    assert logged_in.status_code == 303 and logged_in.headers["location"] == "/console/"
+    cookie = next(c for c in logged_in.headers.get_list("set-cookie") if c.startswith(session.COOKIE + "="))
+    for attribute in ("HttpOnly", "Secure", "SameSite=strict", "Path=/console"):
+        assert attribute.lower() in cookie.lower(), cookie
+    pages = [browser.get(p) for p in ("/console/", "/console/login", "/console/static/console.css")]
+    pages.append(browser.get("/console/records/dongthap-ppc/party-members"))  # a refusal, too
+    for page in pages:
+        for name, value in SECURITY_HEADERS.items():
+            assert page.headers[name] == value, (page.url, name)
+    assert "default-src 'none'" in pages[0].headers["content-security-policy"]
+    assert "langson-ppc.party-members.1" in pages[0].text
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(hub: Hub, browser: TestClient) -> None:
+    with hub.governing() as gov:
+        gov.propose("langson-ppc", "langson-ppc.csrf.1", "langson-ppc", "party-members", ["member_id"],
+                    "Count members", "Regulation 384, Art. 5")  # fmt: skip
+    log_in(browser, issue_credential(hub, "coc"))
+    before = head(hub)
+    for sent in ({}, {"csrf": "0" * 64}):
+        refused = browser.post("/console/act/consent", data={"agreement_id": "langson-ppc.csrf.1", **sent})
+        assert refused.status_code == 403, refused.text
+        assert "CSRF token is missing or wrong" in refused.text
+    assert head(hub) == before
+    assert hub.governance_state().agreement("langson-ppc.csrf.1").stage == "proposed"
+    # The login form's own token: without its cookie the login is refused before the credential is read.
+    browser.cookies.clear()
+    assert browser.post("/console/login", data={"credential": "x", "csrf": "y"}).status_code == 403
+    # With the token, the owner's consent is taken.
+    log_in(browser, issue_credential(hub, "coc"))
+    done = browser.post("/console/act/consent", data={"agreement_id": "langson-ppc.csrf.1",
+                                                      "csrf": form_token(browser)})  # fmt: skip
+    assert done.status_code == 303, done.text
+    assert hub.governance_state(refresh=True).agreement("langson-ppc.csrf.1").stage == "consented"
+
+
+def test_a_consumer_browses_its_own_records_access_logged_and_never_anothers(
+    hub: Hub, browser: TestClient
+) -> None:
+    log_in(browser, issue_credential(hub, "langson-ppc"))
+    purpose = "Console check of the commune counts"
+    own = browser.get("/console/records/langson-ppc/party-members", params={"purpose": purpose})
+    assert own.status_code == 200, own.text
+    assert own.text.count("<td>PM00000000") == 5
+    filtered = browser.get(
+        "/console/records/langson-ppc/party-members",
+        params={"purpose": purpose, "filter": 'member_id == "PM0000000002"'},
+    )
+    assert filtered.text.count("<td>PM00000000") == 1
+    bad_filter = browser.get(
+        "/console/records/langson-ppc/party-members", params={"purpose": purpose, "filter": "nonsense =="}
+    )
+    assert bad_filter.status_code == 400, bad_filter.text
+    other = browser.get("/console/records/dongthap-ppc/party-members", params={"purpose": purpose})
+    assert other.status_code == 403
+    assert "may not read the read model of &#39;dongthap-ppc&#39;" in other.text
+    state = hub.governance_state()
+    logged = [r for r in read_access_log(hub.kafka, state.access_log_topic) if r["purpose"] == purpose]
+    assert [r["operation"] for r in logged] == ["list_records", "list_records"]
+    assert {r["consumer"] for r in logged} == {"langson-ppc"}
+
+
+def test_logging_in_and_out_is_in_the_access_log_and_logging_out_ends_the_session(
+    hub: Hub, browser: TestClient
+) -> None:
+    log_in(browser, issue_credential(hub, "ona"))
+    out = browser.post("/console/logout", data={"csrf": form_token(browser)})
+    assert out.status_code == 303 and out.headers["location"] == "/console/login"
+    assert browser.get("/console/").headers["location"] == "/console/login"
+    topic = hub.governance_state().access_log_topic
+    logged = [r["operation"] for r in read_access_log(hub.kafka, topic) if r["consumer"] == "ona"]
+    assert logged == ["console_login", "console_logout"]
+
+
+def test_a_revoked_credential_ends_its_sessions(hub: Hub, browser: TestClient) -> None:
+    credential = issue_credential(hub, "thainguyen-ppc")
+    log_in(browser, credential)
+    assert browser.get("/console/").status_code == 200
+    record = hub.governance_state().credential(token_hash(credential))
+    assert record is not None
+    with hub.governing() as gov:
+        gov.revoke_credential("cpo", record.id, "left on a shared machine")
+    wait_until(
+        lambda: browser.get("/console/").headers.get("location") == "/console/login",
+        timeout=10,
+        what="the session to end with its credential",
+    )
+
+
+def test_a_session_expires_after_its_lifetime(hub: Hub, app: FastAPI, browser: TestClient) -> None:
+    console: Console = app.state.console
+    digest = token_hash(issue_credential(hub, "dongthap-ppc"))
+    hub.governance_state(refresh=True)  # the state the app reads (its follower would in a moment)
+    now = dt.datetime.now(dt.UTC)
+    lifetime = dt.timedelta(seconds=console.sessions.lifetime_s)
+    for issued, answer in ((now - lifetime / 2, 200), (now - lifetime - dt.timedelta(seconds=1), 303)):
+        browser.cookies.set(session.COOKIE, console.sessions.seal("dongthap-ppc", digest, issued))
+        assert browser.get("/console/").status_code == answer
+    forged = console.sessions.seal("dongthap-ppc", digest, now)[:-3] + "AAA"
+    browser.cookies.set(session.COOKIE, forged)
+    assert browser.get("/console/").status_code == 303
+
+
+def test_the_roles_sections_show_what_each_may_see(hub: Hub, app: FastAPI) -> None:
+    def home(agency: str) -> str:
+        with TestClient(app, base_url="https://testserver") as client:
+            log_in(client, issue_credential(hub, agency))
+            return client.get("/console/").text
+
+    operator, owner, consumer = home("cpo"), home("coc"), home("langson-ppc")
+    assert 'id="operator"' in operator and 'id="central-office"' in operator
+    assert "Nothing quarantined" in operator or "Không có sự kiện bị cách ly" in operator
+    assert 'id="operator"' not in owner and 'id="owner"' in owner
+    assert 'id="owner"' not in consumer and 'id="central-office"' not in consumer
+    assert "dongthap-ppc.party-members.1" not in consumer, "another consumer's agreement is not shown"
+    assert "documents" not in consumer, "a top-secret dataset is not shown to an agency not cleared for it"
+
+
+def test_a_site_seals_its_act_at_its_site_and_a_bad_seal_changes_nothing(
+    hub: Hub, browser: TestClient
+) -> None:
+    log_in(browser, issue_credential(hub, SITE))
+    proposal = {
+        "id": "mcst-pc.tasks.1", "dataset": "resolution-tasks", "fields": "task_id, task_title",
+        "purpose": "Follow the ministry's tasks", "legal_basis": "Regulation 384, Art. 5",
+    }  # fmt: skip
+    step_one = browser.post("/console/act/propose", data={**proposal, "csrf": form_token(browser)})
+    assert step_one.status_code == 200, step_one.text
+    assert "sharehub agency sign-act propose --request" in step_one.text
+    assert "&#34;consumer&#34;: &#34;mcst-pc&#34;" in step_one.text, "the request names the site as consumer"
+    before = head(hub)
+    body = {"id": "mcst-pc.tasks.1", "consumer": SITE, "dataset": "resolution-tasks",
+            "fields": ["task_id", "task_title"], "purpose": "x", "legal_basis": "y",
+            "act_seal": {"key_id": "mcst-pc/sign/1", "signature": "00" * 64,
+                         "signed_at": dt.datetime.now(dt.UTC).isoformat()}}  # fmt: skip
+    for pasted, status, reason in (
+        ("not json", 400, "Expecting value"),
+        (json.dumps(body), 403, "governance event"),
+    ):
+        sent = {"sealed": pasted, "csrf": form_token(browser)}
+        refused = browser.post("/console/act/propose/sealed", data=sent)
+        assert refused.status_code == status, refused.text
+        assert "Bị từ chối: " + reason in refused.text, refused.text
+    assert head(hub) == before
+
+
+def test_a_site_seals_its_proposal_with_its_own_key_and_the_console_submits_it(
+    hub: Hub, browser: TestClient
+) -> None:
+    """The two steps as a site takes them: the request the console shows, sealed with the site's key as
+    'sharehub agency sign-act' seals it, pasted back; the hub never held that key."""
+    site_key = signing_key("mcst-pc/sign/console")
+    with hub.governing() as gov:
+        gov.add_key("cpo", SITE, site_key.key_id, public_hex(site_key))
+    log_in(browser, issue_credential(hub, SITE))
+    proposal = {
+        "id": "mcst-pc.tasks.sealed", "dataset": "resolution-tasks", "fields": "task_id, task_title",
+        "purpose": "Follow the ministry's tasks", "legal_basis": "Regulation 384, Art. 5",
+    }  # fmt: skip
+    step_one = browser.post("/console/act/propose", data={**proposal, "csrf": form_token(browser)})
+    shown = re.search(r'<pre id="request">([^<]*)</pre>', step_one.text)
+    assert shown is not None, step_one.text
+    now = dt.datetime.now(dt.UTC)
+    request = with_fixed_times(parse_request("propose", json.loads(html.unescape(shown.group(1)))), now)
+    seal = seal_request(hub.governance_state(refresh=True), site_key, SITE, "propose", request, now)
+    pasted = json.dumps(site_body(request, seal))
+    done = browser.post("/console/act/propose/sealed", data={"sealed": pasted, "csrf": form_token(browser)})
+    assert done.status_code == 303, done.text
+    made = hub.governance_state(refresh=True).agreement("mcst-pc.tasks.sealed")
+    assert made.stage == "proposed" and made.terms.consumer == SITE
+    assert not hub.keys.has(site_key.key_id, "signing"), "the hub never held the site's key"
+    # The same sealed body again is refused: the agreement exists, nothing more is written.
+    before = head(hub)
+    again = browser.post("/console/act/propose/sealed", data={"sealed": pasted, "csrf": form_token(browser)})
+    assert again.status_code == 409 and head(hub) == before
+
+
+def test_the_language_switch_and_the_default_vietnamese(browser: TestClient) -> None:
+    assert "Đăng nhập" in browser.get("/console/login").text
+    switched = browser.get("/console/lang/en", params={"next": "/console/login"})
+    assert switched.status_code == 303 and switched.headers["location"] == "/console/login"
+    english = browser.get("/console/login").text
+    assert "Log in" in english and "Đăng nhập" not in english.replace('lang="vi">Tiếng Việt', "")
+    away = browser.get("/console/lang/vi", params={"next": "https://example.org/"})
+    assert away.headers["location"] == "/console/", "never a redirect off the console"
+
+
+def test_the_api_docs_load_only_local_files(browser: TestClient) -> None:
+    docs = browser.get("/docs")
+    assert docs.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert sources and all(s.startswith("/console/static/") for s in sources), sources
+    for source in sources:
+        assert browser.get(source).status_code == 200, source
+    assert "script-src 'self'" in docs.headers["content-security-policy"]
+    assert browser.get("/openapi.json").json()["info"]["title"] == "sharehub query API"
+
+
+def test_the_session_key_is_owner_only_and_kept(hub: Hub) -> None:
+    key = hub.home / "console" / "session.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert session.signing_secret(hub.home) == key.read_bytes().strip()
