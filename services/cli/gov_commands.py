@@ -471,3 +471,22 @@ def _register_operations() -> None:
 
 
 _register_operations()
+
+
+@app.command("erase")
+@reports_errors
+def gov_erase(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset id")],
+    subject: Annotated[str, typer.Option("--subject", help="Key of the record whose subject is erased")],
+    requested_by: Annotated[str, typer.Option(help="The dataset's owner, requesting the erasure")],
+    approved_by: Annotated[str, typer.Option(help="The central operator, approving it")],
+) -> None:
+    """Erase a data subject by crypto-shredding; prints the signed receipt (also kept in the hub's home)."""
+    from services.erasure import ErasureParts, erase_subject
+
+    with Hub() as hub:
+        parts = ErasureParts(hub.governance, hub.keys, hub.publisher, receipts=hub.home / "erasures")
+        receipt = erase_subject(
+            parts, dataset=dataset, record_key=subject, requested_by=requested_by, approved_by=approved_by
+        )
+    print(json.dumps(receipt, indent=1))
