@@ -86,6 +86,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         desk=hub.governance_desk(),
         keys=hub.keys,
         logins=hub,
+        kafka=hub.kafka,
     )
     app.include_router(records.router)
     app.include_router(governance.router)

@@ -59,6 +59,9 @@ class ApiContext:
     keys: LocalKeyStore
     #: Setting a site's own broker password.
     logins: BrokerLogins
+    #: The hub's own broker login: reads the access log and the quarantine (the console's audit and
+    #: operator pages).
+    kafka: KafkaAccess
 
 
 def context(request: Request) -> ApiContext:

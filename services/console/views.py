@@ -3,7 +3,8 @@
 operations status.
 
 Roles come from governance: the operator is the state's; a central office (its kind) approves; an owner owns
-datasets; a consumer has agreements as consumer. One agency may hold several.
+datasets; a consumer has agreements as consumer; the auditor is of governance's auditor kind. One agency
+may hold several.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from services.api.governance import as_seen_by
 from sharehub.gov.rules import CENTRAL_OFFICE
 from sharehub.gov.state import GovState
+from sharehub.gov.views import AUDITOR_KIND
 
 #: Stages an agreement goes through before it takes effect: the queue.
 WAITING = ("proposed", "consented")
@@ -46,6 +48,8 @@ class Home:
     central_office: list[Agreement] | None = None
     owner: dict[str, Any] | None = None
     consumer: list[Agreement] | None = None
+    #: An agency of governance's auditor kind: the access search is its.
+    auditor: bool = False
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -65,6 +69,7 @@ def home(state: GovState, who: str, status: dict[str, Any] | None) -> Home:
         }
     if me["kind"] == CENTRAL_OFFICE:
         page.central_office = [a for a in agreements if who not in (a.consumer, a.owner)]
+    page.auditor = me["kind"] == AUDITOR_KIND
     owned = [d for d in seen["datasets"] if d["owner"] == who]
     if owned:
         mine = [a for a in agreements if a.owner == who]

@@ -292,3 +292,41 @@ def test_the_session_key_is_owner_only_and_kept(hub: Hub) -> None:
     key = hub.home / "console" / "session.key"
     assert key.stat().st_mode & 0o777 == 0o600
     assert session.signing_secret(hub.home) == key.read_bytes().strip()
+
+
+def test_an_agency_sees_its_own_access_history_and_the_auditor_searches_everyones(
+    hub: Hub, app: FastAPI, browser: TestClient
+) -> None:
+    purpose = "Console check of the access history"
+    log_in(browser, issue_credential(hub, "dongthap-ppc"))
+    browser.get("/console/records/dongthap-ppc/party-members", params={"purpose": purpose})
+    own = browser.get("/console/access")
+    assert own.status_code == 200, own.text
+    row = re.search(rf"<tr><td>[^<]*</td><td><code>list_records</code></td><td>party-members</td>"
+                    rf"<td>{purpose}</td>.*?<td class=\"num\">(\d+)</td></tr>", own.text, re.S)  # fmt: skip
+    assert row is not None and row.group(1) == "5", own.text
+    assert "dongthap-ppc.party-members.1" in own.text and "console_login" in own.text
+    topic = hub.governance_state().access_log_topic
+    everyone = list(read_access_log(hub.kafka, topic))
+    assert {r["consumer"] for r in everyone} > {"dongthap-ppc"}, "other agencies are in the log"
+    mine = [r for r in everyone if r["consumer"] == "dongthap-ppc"]
+    assert own.text.count('<td class="num">') == len(mine), "its own entries, never another agency's"
+    refused = browser.get("/console/audit/access", params={"agency": "langson-ppc"})
+    assert refused.status_code == 403 and "for the auditor" in refused.text
+
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as auditor:
+        log_in(auditor, issue_credential(hub, "cic"))
+        assert "/console/audit/access" in auditor.get("/console/").text
+        since = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+        found = auditor.get("/console/audit/access", params={"agency": "dongthap-ppc", "start": since})
+        assert found.status_code == 200, found.text
+        assert purpose in found.text and "<td>langson-ppc</td>" not in found.text
+        later = auditor.get("/console/audit/access", params={"agency": "dongthap-ppc", "end": since})
+        assert purpose not in later.text, "the time range bounds the entries"
+        before = sum(1 for _ in read_access_log(hub.kafka, topic))
+        for bad in ({"start": "yesterday"}, {"start": "2026-12-06T10:00", "end": "2026-12-06T09:00"}):
+            answer = auditor.get("/console/audit/access", params=bad)
+            assert answer.status_code == 400, answer.text
+        searches = [r for r in read_access_log(hub.kafka, topic) if r["operation"] == "audit_access"]
+        assert {r["consumer"] for r in searches} == {"cic"} and len(searches) == 2
+        assert before == sum(1 for _ in read_access_log(hub.kafka, topic)), "a refused search is not logged"
