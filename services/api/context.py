@@ -16,6 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from projections.read_model import ReadModelStore
 from services.access_log import AccessLog
 from services.api.auth import CredentialCheck
+from services.erasure import ErasureParts
+from services.erasure_requests import ErasureRequests
 from services.governance_desk import GovernanceDesk
 from services.operations import Operations
 from sharehub.codec import DatasetCodec
@@ -62,6 +64,9 @@ class ApiContext:
     #: The hub's own broker login: reads the access log and the quarantine (the console's audit and
     #: operator pages).
     kafka: KafkaAccess
+    #: An erasure's parts as ``sharehub gov erase`` takes them (governance now); the requests awaiting one.
+    erasure: Callable[[], ErasureParts]
+    erasure_requests: ErasureRequests
 
 
 def context(request: Request) -> ApiContext:

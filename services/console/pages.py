@@ -27,10 +27,11 @@ PAGE_SIZE = 50
 async def home(visit: SignedIn, done: Annotated[str | None, Query(max_length=64)] = None) -> Response:
     ctx = visit.ctx
     state = ctx.governance
-    status = None
+    status, erasures = None, None
     if visit.agency == state.operator:
         status = await run_in_threadpool(ctx.operations.status)
-    page = views.home(state, visit.agency, status)
+        erasures = ctx.erasure_requests.pending()
+    page = views.home(state, visit.agency, status, erasures)
     return visit.page("home.html", home=page, done=done)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.api.governance import as_seen_by
+from services.erasure_requests import ErasureRequest
 from sharehub.gov.rules import CENTRAL_OFFICE
 from sharehub.gov.state import GovState
 from sharehub.gov.views import AUDITOR_KIND
@@ -53,8 +54,11 @@ class Home:
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
-def home(state: GovState, who: str, status: dict[str, Any] | None) -> Home:
-    """``who``'s home page; ``status`` (the operations status) is shown to the operator only."""
+def home(
+    state: GovState, who: str, status: dict[str, Any] | None, erasures: list[ErasureRequest] | None = None
+) -> Home:
+    """``who``'s home page; ``status`` (the operations status) and the pending ``erasures`` are shown to
+    the operator only."""
     seen = as_seen_by(state, who)
     agreements = [_agreement(state, versions[-1]) for versions in seen["agreements"].values()]
     me = next(a for a in seen["agencies"] if a["id"] == who)
@@ -66,6 +70,7 @@ def home(state: GovState, who: str, status: dict[str, Any] | None) -> Home:
             "schemas": seen["schemas"],
             "queue": [a for a in agreements if a.stage in WAITING],
             "status": status,
+            "erasures": erasures or [],
         }
     if me["kind"] == CENTRAL_OFFICE:
         page.central_office = [a for a in agreements if who not in (a.consumer, a.owner)]

@@ -330,3 +330,84 @@ def test_an_agency_sees_its_own_access_history_and_the_auditor_searches_everyone
         searches = [r for r in read_access_log(hub.kafka, topic) if r["operation"] == "audit_access"]
         assert {r["consumer"] for r in searches} == {"cic"} and len(searches) == 2
         assert before == sum(1 for _ in read_access_log(hub.kafka, topic)), "a refused search is not logged"
+
+
+def test_an_agreement_is_resumed_and_revoked_through_the_act_forms_and_a_refused_one_changes_nothing(
+    hub: Hub, browser: TestClient
+) -> None:
+    agreement = "langson-ppc.resume.1"
+    with hub.governing() as gov:
+        gov.propose("langson-ppc", agreement, "langson-ppc", "party-members", ["member_id"],
+                    "Count members", "Regulation 384, Art. 5")  # fmt: skip
+        gov.consent("coc", agreement)
+        gov.approve("cpo", agreement)
+        gov.approve("op", agreement)
+        gov.suspend("coc", agreement, "Inspection")
+    log_in(browser, issue_credential(hub, "coc"))
+    assert f"/console/act/resume?agreement_id={agreement}" in browser.get("/console/").text
+    for operation, stage in (("resume", "approved"), ("revoke", "revoked")):
+        sent = {
+            "agreement_id": agreement,
+            "reason": f"{operation} from the console",
+            "csrf": form_token(browser),
+        }
+        done = browser.post(f"/console/act/{operation}", data=sent)
+        assert done.status_code == 303, done.text
+        assert hub.governance_state(refresh=True).agreement(agreement).stage == stage
+    before = head(hub)
+    again = browser.post("/console/act/resume", data={"agreement_id": agreement, "reason": "again",
+                                                      "csrf": form_token(browser)})  # fmt: skip
+    assert again.status_code == 409 and "resume when not suspended" in again.text, again.text
+    no_reason = browser.post("/console/act/revoke", data={"agreement_id": "langson-ppc.csrf.1", "reason": "",
+                                                          "csrf": form_token(browser)})  # fmt: skip
+    assert no_reason.status_code == 422, no_reason.text
+    assert head(hub) == before
+
+
+def test_an_owners_erasure_request_is_approved_by_the_operator_and_both_are_in_the_access_log(
+    hub: Hub, app: FastAPI, browser: TestClient
+) -> None:
+    requests = app.state.context.erasure_requests
+    topic = hub.governance_state().access_log_topic
+    subject, asked = "PM0000000004", {"dataset": "party-members", "reason": "The member asked for it"}
+    log_in(browser, issue_credential(hub, "langson-ppc"))
+    not_owner = browser.post("/console/erasure/request",
+                             data={**asked, "record_key": subject, "csrf": form_token(browser)})  # fmt: skip
+    assert not_owner.status_code == 400 and "only &#39;coc&#39;, the owner" in not_owner.text
+    log_in(browser, issue_credential(hub, "coc"))
+    no_token = browser.post("/console/erasure/request", data={**asked, "record_key": subject})
+    assert no_token.status_code == 403 and requests.pending() == []
+    for key in (subject, "PM0000000005"):
+        made = browser.post("/console/erasure/request",
+                            data={**asked, "record_key": key, "csrf": form_token(browser)})  # fmt: skip
+        assert made.status_code == 303, made.text
+    first, second = requests.pending()
+    assert (requests.folder / f"{first.id}.json").stat().st_mode & 0o777 == 0o600
+    refused = browser.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(browser)})
+    assert refused.status_code == 400 and "approved centrally" in refused.text
+    assert len(requests.pending()) == 2, "a refused approval leaves the request pending"
+
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as operator:
+        log_in(operator, issue_credential(hub, "cpo"))
+        assert "The member asked for it" in operator.get("/console/").text
+        approved = operator.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(operator)})
+        assert approved.status_code == 303, approved.text
+        declined = operator.post(f"/console/erasure/{second.id}/decline", data={"csrf": form_token(operator)})
+        assert declined.status_code == 303, declined.text
+        twice = operator.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(operator)})
+        assert twice.status_code == 404
+    assert requests.pending() == []
+    [receipt] = [json.loads(p.read_text()) for p in (hub.home / "erasures").glob("*.json")]
+    assert (receipt["requested_by"], receipt["approved_by"], receipt["subject_key_destroyed"]) == (
+        "coc",
+        "cpo",
+        True,
+    )
+    ref = hub.codec("party-members").pseudonym(subject).hex()
+    assert receipt["subject_ref"] == ref
+    logged = {
+        (r["operation"], r["consumer"], tuple(r["record_refs"])) for r in read_access_log(hub.kafka, topic)
+    }
+    assert {("erasure_request", "coc", (ref,)), ("erasure_approve", "cpo", (ref,))} <= logged
+    assert any(op == "erasure_decline" and who == "cpo" for op, who, _ in logged)
+    assert not any(subject in json.dumps(r, default=str) for r in read_access_log(hub.kafka, topic))
