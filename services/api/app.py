@@ -93,6 +93,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
             hub.governance_state(refresh=True), hub.keys, hub.publisher, receipts=hub.home / "erasures"
         ),
         erasure_requests=ErasureRequests(hub.home),
+        read_models=hub,
     )
     app.include_router(records.router)
     app.include_router(governance.router)

@@ -20,6 +20,7 @@ from services.erasure import ErasureParts
 from services.erasure_requests import ErasureRequests
 from services.governance_desk import GovernanceDesk
 from services.operations import Operations
+from services.parts import ReadModels
 from sharehub.codec import DatasetCodec
 from sharehub.errors import Forbidden
 from sharehub.gov.state import GovState
@@ -67,6 +68,8 @@ class ApiContext:
     #: An erasure's parts as ``sharehub gov erase`` takes them (governance now); the requests awaiting one.
     erasure: Callable[[], ErasureParts]
     erasure_requests: ErasureRequests
+    #: Every consumer's read model (the quarantine's redrive asks them to replay a dataset).
+    read_models: ReadModels
 
 
 def context(request: Request) -> ApiContext:

@@ -8,6 +8,7 @@ other agencies are in the hub's custody.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import json
@@ -16,9 +17,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from projections.projector import Quarantined
+from projections.quarantine import encode_quarantined
+from projections.read_model import REPLAY
 from services.access_log import read_access_log
 from services.act_signing import seal_request, site_body, with_fixed_times
 from services.api.app import create_app
@@ -29,6 +34,7 @@ from services.gov_operations import parse_request
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
 from sharehub.gov.views import token_hash
+from sharehub.kafka import producer_config
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
 from tests.gov_support import public_hex, signing_key
@@ -411,3 +417,45 @@ def test_an_owners_erasure_request_is_approved_by_the_operator_and_both_are_in_t
     assert {("erasure_request", "coc", (ref,)), ("erasure_approve", "cpo", (ref,))} <= logged
     assert any(op == "erasure_decline" and who == "cpo" for op, who, _ in logged)
     assert not any(subject in json.dumps(r, default=str) for r in read_access_log(hub.kafka, topic))
+
+
+def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
+    hub: Hub, app: FastAPI, browser: TestClient
+) -> None:
+    """Two refused events on the quarantine topic, as the projection worker writes them: one that passes
+    now (refused earlier, its signer since registered, say) and a malformed one that is still refused."""
+    valid, junk = messages(
+        hub, [member(member_id="PM0000000101"), member(member_id="PM0000000102")], start=90
+    )
+    junk = dataclasses.replace(junk, value=b"not an event")
+    topic = hub.governance_state().quarantine_topic
+    producer = Producer(producer_config(hub.kafka))
+    for refused, reason in ((valid, "unknown_signer"), (junk, "malformed")):
+        key, value = encode_quarantined(Quarantined(refused, reason, f"refused as {reason}"))
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(10) == 0
+    granted = hub.store("go")  # a read model the worker granted party-members (its rows are not needed here)
+    granted.reset_dataset("party-members", valid.topic, terms="as the worker recorded them", agreement_id="x")
+
+    log_in(browser, issue_credential(hub, "langson-ppc"))
+    assert browser.get("/console/quarantine").status_code == 403
+    log_in(browser, issue_credential(hub, "cpo"))
+    listed = browser.get("/console/quarantine", params={"reason": "malformed"})
+    assert listed.status_code == 200, listed.text
+    assert "refused as malformed" in listed.text and "refused as unknown_signer" not in listed.text
+    assert re.search(
+        r"<code>unknown_signer</code></a></td><td class=\"num\"><span class=\"badge bad\">1<", listed.text
+    )
+    no_token = browser.post("/console/quarantine/redrive", data={})
+    assert no_token.status_code == 403
+    assert granted.recorded_terms()["party-members"] != REPLAY, "a refused redrive did nothing"
+    checked = browser.post("/console/quarantine/recheck", data={"csrf": form_token(browser)})
+    assert checked.status_code == 200 and "1 passes" in checked.text and "1 refused" in checked.text
+    redriven = browser.post("/console/quarantine/redrive", data={"csrf": form_token(browser)})
+    assert redriven.status_code == 200, redriven.text
+    assert re.search(r"<td><code>party-members</code></td><td>go</td>", redriven.text), redriven.text
+    assert granted.recorded_terms()["party-members"] == REPLAY
+    logged = [r for r in read_access_log(hub.kafka, hub.governance_state().access_log_topic)
+              if r["consumer"] == "cpo" and r["operation"].startswith("quarantine_")]  # fmt: skip
+    assert [r["operation"] for r in logged] == ["quarantine_recheck", "quarantine_redrive"]
+    assert "replayed party-members" in logged[-1]["purpose"]
