@@ -28,8 +28,9 @@ async def home(visit: SignedIn, done: Annotated[str | None, Query(max_length=64)
     ctx = visit.ctx
     state = ctx.governance
     status, erasures = None, None
-    if visit.agency == state.operator:
+    if visit.agency == state.operator or any(d.owner == visit.agency for d in state.datasets()):
         status = await run_in_threadpool(ctx.operations.status)
+    if visit.agency == state.operator:
         erasures = ctx.erasure_requests.pending()
     page = views.home(state, visit.agency, status, erasures)
     return visit.page("home.html", home=page, done=done)

@@ -57,8 +57,8 @@ class Home:
 def home(
     state: GovState, who: str, status: dict[str, Any] | None, erasures: list[ErasureRequest] | None = None
 ) -> Home:
-    """``who``'s home page; ``status`` (the operations status) and the pending ``erasures`` are shown to
-    the operator only."""
+    """``who``'s home page. ``status`` (the operations status) is the operator's, and an owner's for its own
+    datasets only; the pending ``erasures`` are the operator's."""
     seen = as_seen_by(state, who)
     agreements = [_agreement(state, versions[-1]) for versions in seen["agreements"].values()]
     me = next(a for a in seen["agencies"] if a["id"] == who)
@@ -78,11 +78,27 @@ def home(
     owned = [d for d in seen["datasets"] if d["owner"] == who]
     if owned:
         mine = [a for a in agreements if a.owner == who]
-        page.owner = {"datasets": owned, "proposals": [a for a in mine if a.stage == "proposed"], "all": mine}
+        page.owner = {
+            "datasets": owned,
+            "proposals": [a for a in mine if a.stage == "proposed"],
+            "all": mine,
+            **_publishing({d["id"] for d in owned}, status),
+        }
     as_consumer = [a for a in agreements if a.consumer == who]
     if as_consumer:
         page.consumer = as_consumer
     return page
+
+
+def _publishing(owned: set[str], status: dict[str, Any] | None) -> dict[str, Any]:
+    """What the operations status says of an owner's datasets only: each read model's lag behind them, and
+    the events of them the projection refused, by reason."""
+    if status is None:
+        return {"read_models": [], "rejected": {}}
+    return {
+        "read_models": [m for m in status["read_models"] if m["dataset"] in owned],
+        "rejected": {d: n for d, n in status["quarantined_by_dataset"].items() if d in owned},
+    }
 
 
 def _agreement(state: GovState, version: dict[str, Any]) -> Agreement:

@@ -459,3 +459,26 @@ def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
               if r["consumer"] == "cpo" and r["operation"].startswith("quarantine_")]  # fmt: skip
     assert [r["operation"] for r in logged] == ["quarantine_recheck", "quarantine_redrive"]
     assert "replayed party-members" in logged[-1]["purpose"]
+
+
+def test_an_owner_sees_the_lag_and_the_rejected_records_of_its_own_datasets_only(
+    hub: Hub, app: FastAPI
+) -> None:
+    """The quarantine of the test before holds two refused events of party-members (coc's)."""
+
+    def owner_page(agency: str) -> str:
+        with TestClient(app, base_url="https://testserver") as client:
+            log_in(client, issue_credential(hub, agency))
+            return client.get("/console/").text
+
+    rejected = re.compile(r"<tr><td><code>party-members</code></td><td><code>malformed</code></td>"
+                          r"<td class=\"num\"><span class=\"badge bad\">1</span>")  # fmt: skip
+    wait_until(lambda: rejected.search(owner_page("coc")) is not None, timeout=10,
+               what="the owner's rejected records (the status counts the quarantine every 5 s)")  # fmt: skip
+    coc = owner_page("coc")
+    publishing = coc.split('id="publishing"')[1].split("</table>")[0]
+    assert '<td><code>party-members</code></td><td>langson-ppc</td><td class="num">5</td>' in publishing
+    assert "citizen-feedback" not in publishing, "another owner's dataset is not shown"
+    go = owner_page("go")
+    assert 'id="publishing"' in go and "party-members" not in go.split('id="owner"')[1]
+    assert "Nothing of its datasets was rejected" in go or "Không có bản ghi nào" in go
