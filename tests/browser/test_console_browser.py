@@ -143,8 +143,12 @@ def test_each_roles_page_loads_nothing_from_outside_the_api(
         ("central-office", "op"),
         ("owner", "coc"),
         ("consumer", "langson-ppc"),
+        ("auditor", "cic"),
     ):
         page = logged_in(new_context, console_hub, console_api, agency)
+        if role == "auditor":  # its page: the access search, over the console's own logins
+            page.goto(f"{console_api}/console/audit/access?dataset=party-members")
+            assert page.locator("#access-found").count() == 1
         page.screenshot(path=str(SCREENSHOTS / f"{role}.png"), full_page=True)
     docs = new_context().new_page()
     docs.goto(console_api + "/docs")
