@@ -396,6 +396,9 @@ def test_an_owners_erasure_request_is_approved_by_the_operator_and_both_are_in_t
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as operator:
         log_in(operator, issue_credential(hub, "cpo"))
         assert "The member asked for it" in operator.get("/console/").text
+        for decision in ("approve", "decline"):
+            assert operator.post(f"/console/erasure/{first.id}/{decision}", data={}).status_code == 403
+        assert len(requests.pending()) == 2, "a decision without the form's token changes nothing"
         approved = operator.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(operator)})
         assert approved.status_code == 303, approved.text
         declined = operator.post(f"/console/erasure/{second.id}/decline", data={"csrf": form_token(operator)})
@@ -446,8 +449,8 @@ def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
     assert re.search(
         r"<code>unknown_signer</code></a></td><td class=\"num\"><span class=\"badge bad\">1<", listed.text
     )
-    no_token = browser.post("/console/quarantine/redrive", data={})
-    assert no_token.status_code == 403
+    for action in ("recheck", "redrive"):
+        assert browser.post(f"/console/quarantine/{action}", data={}).status_code == 403
     assert granted.recorded_terms()["party-members"] != REPLAY, "a refused redrive did nothing"
     checked = browser.post("/console/quarantine/recheck", data={"csrf": form_token(browser)})
     assert checked.status_code == 200 and "1 passes" in checked.text and "1 refused" in checked.text
