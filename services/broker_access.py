@@ -22,7 +22,8 @@ principal                   may
 ``<prefix>.projector``      the projection worker: read the dataset topics and the governance log, write the
                             quarantine, join the projector's group; not the access log
 ``<prefix>.api``            the query API: read the governance log and the quarantine, write the access log
-                            and its lanes' checkpoints (``<prefix>-access-log.checkpoints``), describe
+                            and its lanes' checkpoints (``<prefix>-access-log.checkpoints``), read the access
+                            log (the console's access history and the auditor's access search), describe
                             (never read) the dataset topics, for their ends
 ``<prefix>.<auditor>``      an agency of kind ``inspection-commission``: read (only) every dataset topic, the
                             governance log, every checkpoint topic, the access log and its checkpoints; its
@@ -296,14 +297,15 @@ def _projector_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
 
 def _api_acls(principal_of: Principal, prefix: str) -> list[AclBinding]:
     """The query API: read the governance log and the quarantine (for status), write the access log and its
-    checkpoints, and see the dataset topics' ends (lag): describe, never read, them. No consumer group but
-    its readers'."""
+    checkpoints, read the access log (the console's access history and access search), and see the dataset
+    topics' ends (lag): describe, never read, them. No consumer group but its readers'."""
     api = principal_of(API_PRINCIPAL)
     literal, t = ResourcePatternType.LITERAL, ResourceType.TOPIC
     return [
         _allow(api, t, f"{prefix}.", AclOperation.DESCRIBE, ResourcePatternType.PREFIXED),
         *_reads(api, f"{prefix}-governance"),
         *_reads(api, f"{prefix}-quarantine"),
+        _allow(api, t, f"{prefix}-access-log", AclOperation.READ, literal),
         *(
             _allow(api, t, f"{prefix}-{written}", op, literal)
             for written in ACCESS_LOG_TOPICS

@@ -52,16 +52,7 @@ def erase_subject(
 ) -> dict[str, Any]:
     gov = parts.governance
     ds = gov.dataset(dataset)
-    gov.agency(requested_by)
-    gov.agency(approved_by)
-    if requested_by != ds.owner:
-        raise InputError(
-            f"only {ds.owner!r}, the owner of {dataset!r}, may request an erasure, not {requested_by!r}"
-        )
-    if approved_by != gov.operator:
-        raise InputError(f"erasures are approved centrally, by {gov.operator!r}, not by {approved_by!r}")
-    if approved_by == requested_by:
-        raise InputError("the agency that requests an erasure may not also approve it")
+    check_parties(gov, dataset, requested_by=requested_by, approved_by=approved_by)
     publisher = parts.publisher(ds.owner, dataset)
     event = publisher.erase(record_key)
     key_id = event.header.subject_key_id  # the subject's key, named by its pseudonym
@@ -94,6 +85,22 @@ def erase_subject(
     parts.receipts.mkdir(parents=True, exist_ok=True)
     (parts.receipts / f"{event.header.event_id}.json").write_text(json.dumps(receipt, indent=1))
     return receipt
+
+
+def check_parties(gov: GovState, dataset: str, *, requested_by: str, approved_by: str) -> None:
+    """InputError unless the owner of ``dataset`` requests the erasure and the operator, another agency,
+    approves it."""
+    ds = gov.dataset(dataset)
+    gov.agency(requested_by)
+    gov.agency(approved_by)
+    if requested_by != ds.owner:
+        raise InputError(
+            f"only {ds.owner!r}, the owner of {dataset!r}, may request an erasure, not {requested_by!r}"
+        )
+    if approved_by != gov.operator:
+        raise InputError(f"erasures are approved centrally, by {gov.operator!r}, not by {approved_by!r}")
+    if approved_by == requested_by:
+        raise InputError("the agency that requests an erasure may not also approve it")
 
 
 def verify_receipt(receipt: dict[str, Any], governance: GovernanceView) -> None:

@@ -27,10 +27,13 @@ QUARANTINE_CACHE_S = 5.0
 
 @dataclass(frozen=True)
 class QuarantineCounts:
-    """The quarantine counted: records by reason, and quality-rule breaks by dataset and rule."""
+    """The quarantine counted: records by reason, by dataset and reason, and quality-rule breaks by dataset
+    and rule."""
 
     by_reason: dict[str, int]
     quality_rule_breaks: dict[str, dict[str, int]]
+    #: dataset (or, for what no dataset's topic carries, the source topic) -> reason -> records
+    by_dataset: dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Operations:
             "read_models": [asdict(m) for m in models],
             "quarantined": quarantined.by_reason,
             "quality_rule_breaks": quarantined.quality_rule_breaks,
+            "quarantined_by_dataset": quarantined.by_dataset,
         }
 
     def metrics(self) -> bytes:
@@ -162,18 +166,24 @@ class Operations:
                 dataset_of = {d.topic: d.id for d in gov.datasets()}
                 reasons: Counter[str] = Counter()
                 broken: Counter[tuple[str, str]] = Counter()
+                refused: Counter[tuple[str, str]] = Counter()
                 for record in records(read_topic(self._kafka, gov.quarantine_topic)):
                     entry = quarantine_entry(record)
                     reasons[entry["reason"]] += 1
+                    dataset = dataset_of.get(entry["source_topic"], entry["source_topic"])
+                    refused[(dataset, entry["reason"])] += 1
                     if entry["reason"] == QUALITY_RULE:
-                        broken[
-                            (dataset_of.get(entry["source_topic"], entry["source_topic"]), entry["detail"])
-                        ] += 1
-                quality: dict[str, dict[str, int]] = {}
-                for (dataset, rule), count in sorted(broken.items()):
-                    quality.setdefault(dataset, {})[rule] = count
+                        broken[(dataset, entry["detail"])] += 1
                 self._quarantine = (
                     time.monotonic(),
-                    QuarantineCounts(dict(sorted(reasons.items())), quality),
+                    QuarantineCounts(dict(sorted(reasons.items())), _nested(broken), _nested(refused)),
                 )
             return self._quarantine[1]
+
+
+def _nested(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """{(a, b): n} as {a: {b: n}}, both levels sorted."""
+    out: dict[str, dict[str, int]] = {}
+    for (outer, inner), count in sorted(counts.items()):
+        out.setdefault(outer, {})[inner] = count
+    return out

@@ -24,6 +24,8 @@ from services.api.auth import CredentialCheck
 from services.api.body_limit import BodyLimit
 from services.api.context import ApiContext
 from services.console import app as console
+from services.erasure import ErasureParts
+from services.erasure_requests import ErasureRequests
 from services.hub import Hub
 from services.operations import Operations
 from services.principals import API_PRINCIPAL
@@ -86,6 +88,12 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         desk=hub.governance_desk(),
         keys=hub.keys,
         logins=hub,
+        kafka=hub.kafka,
+        erasure=lambda: ErasureParts(
+            hub.governance_state(refresh=True), hub.keys, hub.publisher, receipts=hub.home / "erasures"
+        ),
+        erasure_requests=ErasureRequests(hub.home),
+        read_models=hub,
     )
     app.include_router(records.router)
     app.include_router(governance.router)

@@ -16,8 +16,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from projections.read_model import ReadModelStore
 from services.access_log import AccessLog
 from services.api.auth import CredentialCheck
+from services.erasure import ErasureParts
+from services.erasure_requests import ErasureRequests
 from services.governance_desk import GovernanceDesk
 from services.operations import Operations
+from services.parts import ReadModels
 from sharehub.codec import DatasetCodec
 from sharehub.errors import Forbidden
 from sharehub.gov.state import GovState
@@ -59,6 +62,14 @@ class ApiContext:
     keys: LocalKeyStore
     #: Setting a site's own broker password.
     logins: BrokerLogins
+    #: The hub's own broker login: reads the access log and the quarantine (the console's audit and
+    #: operator pages).
+    kafka: KafkaAccess
+    #: An erasure's parts as ``sharehub gov erase`` takes them (governance now); the requests awaiting one.
+    erasure: Callable[[], ErasureParts]
+    erasure_requests: ErasureRequests
+    #: Every consumer's read model (the quarantine's redrive asks them to replay a dataset).
+    read_models: ReadModels
 
 
 def context(request: Request) -> ApiContext:

@@ -1,4 +1,4 @@
-"""Governance acts from the console: propose, consent, approve, suspend; each through
+"""Governance acts from the console: propose, consent, approve, suspend, resume, revoke; each through
 :func:`services.gov_operations.perform`, exactly as ``POST /v1/gov/{operation}`` takes it.
 
 An agency in the hub's custody has its act sealed by the hub. An agency that holds its own key (a site) seals
@@ -35,6 +35,8 @@ ACTS: dict[str, tuple[str, ...]] = {
     "consent": ("agreement_id",),
     "approve": ("agreement_id",),
     "suspend": ("agreement_id", "reason"),
+    "resume": ("agreement_id", "reason"),
+    "revoke": ("agreement_id", "reason"),
 }
 _LISTS = ("fields", "purposes")
 Operation = Annotated[str, Path(max_length=32)]

@@ -27,10 +27,12 @@ PAGE_SIZE = 50
 async def home(visit: SignedIn, done: Annotated[str | None, Query(max_length=64)] = None) -> Response:
     ctx = visit.ctx
     state = ctx.governance
-    status = None
-    if visit.agency == state.operator:
+    status, erasures = None, None
+    if visit.agency == state.operator or any(d.owner == visit.agency for d in state.datasets()):
         status = await run_in_threadpool(ctx.operations.status)
-    page = views.home(state, visit.agency, status)
+    if visit.agency == state.operator:
+        erasures = ctx.erasure_requests.pending()
+    page = views.home(state, visit.agency, status, erasures)
     return visit.page("home.html", home=page, done=done)
 
 

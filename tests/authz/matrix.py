@@ -111,7 +111,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _broker("write-governance-log", "write the governance log", "governance", writes=True),
     _broker("read-quarantine", "read the quarantine", "api", "hub tools"),
     _broker("write-quarantine", "write the quarantine", "projector", "hub tools", writes=True),
-    _broker("read-access-log", "read the access log", "auditor", "hub tools"),
+    _broker("read-access-log", "read the access log", "auditor", "api", "hub tools"),
     _broker("write-access-log", "write the access log", "api", "hub tools", writes=True),
     _broker("read-access-checkpoints", "read the access log's lane checkpoints", "auditor", "hub tools"),
     _broker(

@@ -1,6 +1,8 @@
 """The browser tests' shared parts, one of each for the whole package: a hub on the real broker with members
 published by their owner, its projection worker and its ``sharehub serve`` process, and Debian's Chromium
 driven by Playwright, trusting exactly the API's certificate (its public key's SHA-256), nothing else.
+``go`` is a site: it holds its own key in its own site directory (``<home>/sites/go``, as the demo makes
+them), and the hub never holds it.
 
 Skipped, with the reason, when ``SHAREHUB_CHROMIUM`` does not name the browser (``scripts/test.sh`` sets it).
 """
@@ -17,15 +19,22 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request
+from connectors.site import PASSPHRASE_BESIDE, read_passphrase
 from services import processes
-from services.governance_bootstrap import load
+from services.cli.demo_commands import SITES, load_with_sites
+from services.governance_bootstrap import issue_credential
 from services.hub import Hub
+from sharehub import pki
+from sharehub.gov import anchors
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
 from tests.kafka_helpers import Worker, answers, free_port, hub_env, wait_until
 from tooling.synthetic.party_members import generate_party_members
 
 MEMBERS = 12
+#: The agency that holds its own key at its own site (an owner: its site reads governance from the broker).
+SITE = "go"
 
 if not os.environ.get("SHAREHUB_CHROMIUM"):
     pytest.skip(
@@ -42,7 +51,7 @@ def console_hub(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) 
     home = tmp_path_factory.mktemp("console-browser") / "home"
     settings = Settings(home=home, kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None)
     hub = Hub(settings)
-    load(hub.governance_desk(), demo_spec())
+    load_with_sites(hub, demo_spec(own_sites=(SITE,)), [SITE])
     report = hub.publisher("coc", "party-members").publish_records(
         list(generate_party_members(MEMBERS, seed=24))
     )
@@ -70,6 +79,26 @@ def console_api(console_hub: Hub, console_worker: Worker) -> Iterator[str]:
         yield base
     finally:
         processes.stop(console_hub.home, "api")
+
+
+@pytest.fixture(scope="package")
+def site_home(console_hub: Hub, console_api: str) -> Path:
+    """The site of :data:`SITE`, connected to the hub: its pinned trust, its API credential, and a client
+    certificate the broker's CA signs for a TLS key the site made (mutual TLS)."""
+    hub, home = console_hub, console_hub.home / SITES / SITE
+    request = make_tls_request(home, hub.anchors.topic_prefix, read_passphrase(home / PASSPHRASE_BESIDE))
+    certificate = pki.HubCA.load(hub.settings.kafka_ca_path.parent).sign_csr(
+        request.read_bytes(), hub.principal(SITE)
+    )
+    connect(
+        home,
+        HubAddress(console_api, hub.settings.mtls_bootstrap),
+        trust=anchors.path(hub.home).read_bytes(),
+        ca=hub.ca_bundle(),
+        credential=issue_credential(hub, SITE),
+        login=BrokerLogin(certificate=certificate),
+    )
+    return home
 
 
 def spki_sha256(certificate_chain: Path) -> str:

@@ -4,6 +4,11 @@ the API's host. Each role's home page is written to docs/console/<role>.png."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +18,8 @@ from playwright.sync_api import BrowserContext, Page
 
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
-from tests.browser.conftest import MEMBERS, Requests
+from sharehub.gov import events as ev
+from tests.browser.conftest import MEMBERS, SITE, Requests
 from tests.kafka_helpers import Worker, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -137,8 +143,12 @@ def test_each_roles_page_loads_nothing_from_outside_the_api(
         ("central-office", "op"),
         ("owner", "coc"),
         ("consumer", "langson-ppc"),
+        ("auditor", "cic"),
     ):
         page = logged_in(new_context, console_hub, console_api, agency)
+        if role == "auditor":  # its page: the access search, over the console's own logins
+            page.goto(f"{console_api}/console/audit/access?dataset=party-members")
+            assert page.locator("#access-found").count() == 1
         page.screenshot(path=str(SCREENSHOTS / f"{role}.png"), full_page=True)
     docs = new_context().new_page()
     docs.goto(console_api + "/docs")
@@ -150,3 +160,40 @@ def test_each_roles_page_loads_nothing_from_outside_the_api(
         u for u in requests_made if (urlsplit(u).scheme, urlsplit(u).netloc) != (api.scheme, api.netloc)
     ]
     assert elsewhere == []
+
+
+def test_a_site_proposes_in_the_browser_seals_it_with_the_sign_act_command_and_it_is_on_the_log(
+    console_hub: Hub, console_api: str, site_home: Path, new_context: NewContext
+) -> None:
+    """The site's two steps as a person takes them: the form, the command the console shows run at the
+    site (here, this machine: ``sharehub agency sign-act`` with SHAREHUB_HOME=the site), its output pasted
+    back. The hub never held the site's key."""
+    hub, base, agreement = console_hub, console_api, f"{SITE}.party-members.browser"
+    page = logged_in(new_context, hub, base, SITE)
+    page.goto(base + "/console/act/propose")
+    for name, value in {
+        "id": agreement, "dataset": "party-members", "fields": "member_id, status",
+        "purpose": PURPOSE, "legal_basis": "Regulation 384, Art. 5",
+    }.items():  # fmt: skip
+        page.fill(f"#{name}", value)
+    page.click("main button[type=submit]")
+    command = shlex.split(page.inner_text("#command"))
+    assert command[:4] == ["sharehub", "agency", "sign-act", "propose"]
+    assert json.loads(command[5]) == json.loads(page.inner_text("#request"))
+    at_site = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")}
+    signed = subprocess.run(
+        [str(Path(sys.executable).parent / "sharehub"), *command[1:]],
+        env=at_site | {"SHAREHUB_HOME": str(site_home)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    before = hub.governance_state(refresh=True).head_sequence
+    page.fill("#sealed", signed.stdout)
+    page.click("main button[type=submit]")
+    page.wait_for_url(base + "/console/?done=propose")
+    assert page.locator(f"#consumer tr:has-text('{agreement}') .stage-proposed").count() == 1
+    state = hub.governance_state(refresh=True)
+    assert state.agreement(agreement).terms.consumer == SITE and state.head_sequence == before + 1
+    event = ev.parse(hub.log.read_all()[-1])
+    assert event.actor == SITE and event.act_seal is not None
+    site_key = event.act_seal.key_id
+    assert site_key.startswith(f"{SITE}/") and not hub.keys.has(site_key, "signing")

@@ -8,6 +8,7 @@ other agencies are in the hub's custody.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import json
@@ -16,9 +17,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from projections.projector import Quarantined
+from projections.quarantine import encode_quarantined
+from projections.read_model import REPLAY
 from services.access_log import read_access_log
 from services.act_signing import seal_request, site_body, with_fixed_times
 from services.api.app import create_app
@@ -29,6 +34,7 @@ from services.gov_operations import parse_request
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
 from sharehub.gov.views import token_hash
+from sharehub.kafka import producer_config
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
 from tests.gov_support import public_hex, signing_key
@@ -292,3 +298,190 @@ def test_the_session_key_is_owner_only_and_kept(hub: Hub) -> None:
     key = hub.home / "console" / "session.key"
     assert key.stat().st_mode & 0o777 == 0o600
     assert session.signing_secret(hub.home) == key.read_bytes().strip()
+
+
+def test_an_agency_sees_its_own_access_history_and_the_auditor_searches_everyones(
+    hub: Hub, app: FastAPI, browser: TestClient
+) -> None:
+    purpose = "Console check of the access history"
+    log_in(browser, issue_credential(hub, "dongthap-ppc"))
+    browser.get("/console/records/dongthap-ppc/party-members", params={"purpose": purpose})
+    own = browser.get("/console/access")
+    assert own.status_code == 200, own.text
+    row = re.search(rf"<tr><td>[^<]*</td><td><code>list_records</code></td><td>party-members</td>"
+                    rf"<td>{purpose}</td>.*?<td class=\"num\">(\d+)</td></tr>", own.text, re.S)  # fmt: skip
+    assert row is not None and row.group(1) == "5", own.text
+    assert "dongthap-ppc.party-members.1" in own.text and "console_login" in own.text
+    topic = hub.governance_state().access_log_topic
+    everyone = list(read_access_log(hub.kafka, topic))
+    assert {r["consumer"] for r in everyone} > {"dongthap-ppc"}, "other agencies are in the log"
+    mine = [r for r in everyone if r["consumer"] == "dongthap-ppc"]
+    assert own.text.count('<td class="num">') == len(mine), "its own entries, never another agency's"
+    refused = browser.get("/console/audit/access", params={"agency": "langson-ppc"})
+    assert refused.status_code == 403 and "for the auditor" in refused.text
+
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as auditor:
+        log_in(auditor, issue_credential(hub, "cic"))
+        assert "/console/audit/access" in auditor.get("/console/").text
+        since = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+        found = auditor.get("/console/audit/access", params={"agency": "dongthap-ppc", "start": since})
+        assert found.status_code == 200, found.text
+        assert purpose in found.text and "<td>langson-ppc</td>" not in found.text
+        later = auditor.get("/console/audit/access", params={"agency": "dongthap-ppc", "end": since})
+        assert purpose not in later.text, "the time range bounds the entries"
+        before = sum(1 for _ in read_access_log(hub.kafka, topic))
+        for bad in ({"start": "yesterday"}, {"start": "2026-12-06T10:00", "end": "2026-12-06T09:00"}):
+            answer = auditor.get("/console/audit/access", params=bad)
+            assert answer.status_code == 400, answer.text
+        searches = [r for r in read_access_log(hub.kafka, topic) if r["operation"] == "audit_access"]
+        assert {r["consumer"] for r in searches} == {"cic"} and len(searches) == 2
+        assert before == sum(1 for _ in read_access_log(hub.kafka, topic)), "a refused search is not logged"
+
+
+def test_an_agreement_is_resumed_and_revoked_through_the_act_forms_and_a_refused_one_changes_nothing(
+    hub: Hub, browser: TestClient
+) -> None:
+    agreement = "langson-ppc.resume.1"
+    with hub.governing() as gov:
+        gov.propose("langson-ppc", agreement, "langson-ppc", "party-members", ["member_id"],
+                    "Count members", "Regulation 384, Art. 5")  # fmt: skip
+        gov.consent("coc", agreement)
+        gov.approve("cpo", agreement)
+        gov.approve("op", agreement)
+        gov.suspend("coc", agreement, "Inspection")
+    log_in(browser, issue_credential(hub, "coc"))
+    assert f"/console/act/resume?agreement_id={agreement}" in browser.get("/console/").text
+    for operation, stage in (("resume", "approved"), ("revoke", "revoked")):
+        sent = {
+            "agreement_id": agreement,
+            "reason": f"{operation} from the console",
+            "csrf": form_token(browser),
+        }
+        done = browser.post(f"/console/act/{operation}", data=sent)
+        assert done.status_code == 303, done.text
+        assert hub.governance_state(refresh=True).agreement(agreement).stage == stage
+    before = head(hub)
+    again = browser.post("/console/act/resume", data={"agreement_id": agreement, "reason": "again",
+                                                      "csrf": form_token(browser)})  # fmt: skip
+    assert again.status_code == 409 and "resume when not suspended" in again.text, again.text
+    no_reason = browser.post("/console/act/revoke", data={"agreement_id": "langson-ppc.csrf.1", "reason": "",
+                                                          "csrf": form_token(browser)})  # fmt: skip
+    assert no_reason.status_code == 422, no_reason.text
+    assert head(hub) == before
+
+
+def test_an_owners_erasure_request_is_approved_by_the_operator_and_both_are_in_the_access_log(
+    hub: Hub, app: FastAPI, browser: TestClient
+) -> None:
+    requests = app.state.context.erasure_requests
+    topic = hub.governance_state().access_log_topic
+    subject, asked = "PM0000000004", {"dataset": "party-members", "reason": "The member asked for it"}
+    log_in(browser, issue_credential(hub, "langson-ppc"))
+    not_owner = browser.post("/console/erasure/request",
+                             data={**asked, "record_key": subject, "csrf": form_token(browser)})  # fmt: skip
+    assert not_owner.status_code == 400 and "only &#39;coc&#39;, the owner" in not_owner.text
+    log_in(browser, issue_credential(hub, "coc"))
+    no_token = browser.post("/console/erasure/request", data={**asked, "record_key": subject})
+    assert no_token.status_code == 403 and requests.pending() == []
+    for key in (subject, "PM0000000005"):
+        made = browser.post("/console/erasure/request",
+                            data={**asked, "record_key": key, "csrf": form_token(browser)})  # fmt: skip
+        assert made.status_code == 303, made.text
+    first, second = requests.pending()
+    assert (requests.folder / f"{first.id}.json").stat().st_mode & 0o777 == 0o600
+    refused = browser.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(browser)})
+    assert refused.status_code == 400 and "approved centrally" in refused.text
+    assert len(requests.pending()) == 2, "a refused approval leaves the request pending"
+
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as operator:
+        log_in(operator, issue_credential(hub, "cpo"))
+        assert "The member asked for it" in operator.get("/console/").text
+        for decision in ("approve", "decline"):
+            assert operator.post(f"/console/erasure/{first.id}/{decision}", data={}).status_code == 403
+        assert len(requests.pending()) == 2, "a decision without the form's token changes nothing"
+        approved = operator.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(operator)})
+        assert approved.status_code == 303, approved.text
+        declined = operator.post(f"/console/erasure/{second.id}/decline", data={"csrf": form_token(operator)})
+        assert declined.status_code == 303, declined.text
+        twice = operator.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(operator)})
+        assert twice.status_code == 404
+    assert requests.pending() == []
+    [receipt] = [json.loads(p.read_text()) for p in (hub.home / "erasures").glob("*.json")]
+    assert (receipt["requested_by"], receipt["approved_by"], receipt["subject_key_destroyed"]) == (
+        "coc",
+        "cpo",
+        True,
+    )
+    ref = hub.codec("party-members").pseudonym(subject).hex()
+    assert receipt["subject_ref"] == ref
+    logged = {
+        (r["operation"], r["consumer"], tuple(r["record_refs"])) for r in read_access_log(hub.kafka, topic)
+    }
+    assert {("erasure_request", "coc", (ref,)), ("erasure_approve", "cpo", (ref,))} <= logged
+    assert any(op == "erasure_decline" and who == "cpo" for op, who, _ in logged)
+    assert not any(subject in json.dumps(r, default=str) for r in read_access_log(hub.kafka, topic))
+
+
+def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
+    hub: Hub, app: FastAPI, browser: TestClient
+) -> None:
+    """Two refused events on the quarantine topic, as the projection worker writes them: one that passes
+    now (refused earlier, its signer since registered, say) and a malformed one that is still refused."""
+    valid, junk = messages(
+        hub, [member(member_id="PM0000000101"), member(member_id="PM0000000102")], start=90
+    )
+    junk = dataclasses.replace(junk, value=b"not an event")
+    topic = hub.governance_state().quarantine_topic
+    producer = Producer(producer_config(hub.kafka))
+    for refused, reason in ((valid, "unknown_signer"), (junk, "malformed")):
+        key, value = encode_quarantined(Quarantined(refused, reason, f"refused as {reason}"))
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(10) == 0
+    granted = hub.store("go")  # a read model the worker granted party-members (its rows are not needed here)
+    granted.reset_dataset("party-members", valid.topic, terms="as the worker recorded them", agreement_id="x")
+
+    log_in(browser, issue_credential(hub, "langson-ppc"))
+    assert browser.get("/console/quarantine").status_code == 403
+    log_in(browser, issue_credential(hub, "cpo"))
+    listed = browser.get("/console/quarantine", params={"reason": "malformed"})
+    assert listed.status_code == 200, listed.text
+    assert "refused as malformed" in listed.text and "refused as unknown_signer" not in listed.text
+    assert re.search(
+        r"<code>unknown_signer</code></a></td><td class=\"num\"><span class=\"badge bad\">1<", listed.text
+    )
+    for action in ("recheck", "redrive"):
+        assert browser.post(f"/console/quarantine/{action}", data={}).status_code == 403
+    assert granted.recorded_terms()["party-members"] != REPLAY, "a refused redrive did nothing"
+    checked = browser.post("/console/quarantine/recheck", data={"csrf": form_token(browser)})
+    assert checked.status_code == 200 and "1 passes" in checked.text and "1 refused" in checked.text
+    redriven = browser.post("/console/quarantine/redrive", data={"csrf": form_token(browser)})
+    assert redriven.status_code == 200, redriven.text
+    assert re.search(r"<td><code>party-members</code></td><td>go</td>", redriven.text), redriven.text
+    assert granted.recorded_terms()["party-members"] == REPLAY
+    logged = [r for r in read_access_log(hub.kafka, hub.governance_state().access_log_topic)
+              if r["consumer"] == "cpo" and r["operation"].startswith("quarantine_")]  # fmt: skip
+    assert [r["operation"] for r in logged] == ["quarantine_recheck", "quarantine_redrive"]
+    assert "replayed party-members" in logged[-1]["purpose"]
+
+
+def test_an_owner_sees_the_lag_and_the_rejected_records_of_its_own_datasets_only(
+    hub: Hub, app: FastAPI
+) -> None:
+    """The quarantine of the test before holds two refused events of party-members (coc's)."""
+
+    def owner_page(agency: str) -> str:
+        with TestClient(app, base_url="https://testserver") as client:
+            log_in(client, issue_credential(hub, agency))
+            return client.get("/console/").text
+
+    rejected = re.compile(r"<tr><td><code>party-members</code></td><td><code>malformed</code></td>"
+                          r"<td class=\"num\"><span class=\"badge bad\">1</span>")  # fmt: skip
+    wait_until(lambda: rejected.search(owner_page("coc")) is not None, timeout=10,
+               what="the owner's rejected records (the status counts the quarantine every 5 s)")  # fmt: skip
+    coc = owner_page("coc")
+    publishing = coc.split('id="publishing"')[1].split("</table>")[0]
+    assert '<td><code>party-members</code></td><td>langson-ppc</td><td class="num">5</td>' in publishing
+    assert "citizen-feedback" not in publishing, "another owner's dataset is not shown"
+    go = owner_page("go")
+    assert 'id="publishing"' in go and "party-members" not in go.split('id="owner"')[1]
+    assert "Nothing of its datasets was rejected" in go or "Không có bản ghi nào" in go
