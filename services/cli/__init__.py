@@ -34,7 +34,6 @@ def _register_groups() -> dict[str, Callable[[], None]]:
         return lambda: app.command(name)(getattr(_commands(module), attribute))
 
     def gov() -> None:
-        _commands("hub_commands")  # it adds 'gov erase' to the group
         credentials = _commands("credential_commands")
         _commands("gov_commands").app.add_typer(credentials.app, name="credentials")
         group("gov_commands", "app", "gov")()
