@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from projections.projector import Quarantined
+from projections.projector import LogMessage, Quarantined
 from projections.quarantine import encode_quarantined
 from projections.read_model import REPLAY
 from services.access_log import read_access_log
@@ -422,11 +422,11 @@ def test_an_owners_erasure_request_is_approved_by_the_operator_and_both_are_in_t
     assert not any(subject in json.dumps(r, default=str) for r in read_access_log(hub.kafka, topic))
 
 
-def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
-    hub: Hub, app: FastAPI, browser: TestClient
-) -> None:
-    """Two refused events on the quarantine topic, as the projection worker writes them: one that passes
-    now (refused earlier, its signer since registered, say) and a malformed one that is still refused."""
+@pytest.fixture(scope="module")
+def two_refused(hub: Hub) -> LogMessage:
+    """Two refused events of party-members (coc's) on the quarantine topic, as the projection worker writes
+    them: one that passes now (refused earlier, its signer since registered, say), returned, and a malformed
+    one that is still refused."""
     valid, junk = messages(
         hub, [member(member_id="PM0000000101"), member(member_id="PM0000000102")], start=90
     )
@@ -437,6 +437,13 @@ def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
         key, value = encode_quarantined(Quarantined(refused, reason, f"refused as {reason}"))
         producer.produce(topic, key=key, value=value)
     assert producer.flush(10) == 0
+    return valid
+
+
+def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
+    hub: Hub, app: FastAPI, browser: TestClient, two_refused: LogMessage
+) -> None:
+    valid = two_refused
     granted = hub.store("go")  # a read model the worker granted party-members (its rows are not needed here)
     granted.reset_dataset("party-members", valid.topic, terms="as the worker recorded them", agreement_id="x")
 
@@ -465,9 +472,8 @@ def test_the_operator_reviews_the_quarantine_by_reason_rechecks_and_redrives(
 
 
 def test_an_owner_sees_the_lag_and_the_rejected_records_of_its_own_datasets_only(
-    hub: Hub, app: FastAPI
+    hub: Hub, app: FastAPI, two_refused: LogMessage
 ) -> None:
-    """The quarantine of the test before holds two refused events of party-members (coc's)."""
 
     def owner_page(agency: str) -> str:
         with TestClient(app, base_url="https://testserver") as client:
