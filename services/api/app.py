@@ -92,7 +92,7 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
         erasure=lambda: ErasureParts(
             hub.governance_state(refresh=True), hub.keys, hub.publisher, receipts=hub.home / "erasures"
         ),
-        erasure_requests=ErasureRequests(hub.home),
+        erasure_requests=ErasureRequests(hub.home, hub.keys),
         read_models=hub,
     )
     app.include_router(records.router)

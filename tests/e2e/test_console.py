@@ -389,6 +389,9 @@ def test_an_owners_erasure_request_is_approved_by_the_operator_and_both_are_in_t
         assert made.status_code == 303, made.text
     first, second = requests.pending()
     assert (requests.folder / f"{first.id}.json").stat().st_mode & 0o777 == 0o600
+    kept = b"".join(p.read_bytes() for p in requests.folder.iterdir())
+    assert subject.encode() not in kept and b"PM0000000005" not in kept, "record keys are kept sealed"
+    assert (first.record_key, second.record_key) == (subject, "PM0000000005")
     refused = browser.post(f"/console/erasure/{first.id}/approve", data={"csrf": form_token(browser)})
     assert refused.status_code == 400 and "approved centrally" in refused.text
     assert len(requests.pending()) == 2, "a refused approval leaves the request pending"
