@@ -113,6 +113,10 @@ class Sealed:
 
     header: Header
     body: bytes
+    ciphertext: bytes
+    personal_ciphertext: bytes
+    #: ``body[:header_end]`` is the header, the associated data of both ciphertexts.
+    header_end: int
 
     @property
     def hash(self) -> bytes:
@@ -251,7 +255,7 @@ def seal_unsigned(
         dataset=dataset,
         event_type=event_type,
         event_id=event_id or str(uuid.uuid4()),
-        occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+        occurred_at=_in_utc(occurred_at) if occurred_at is not None else dt.datetime.now(dt.UTC),
         lane=position.lane,
         sequence=position.sequence,
         prev_hash=position.prev_hash,
@@ -281,7 +285,12 @@ def seal_unsigned(
     body = header_bytes + _avro_bytes(ciphertext) + _avro_bytes(personal_ciphertext)
     if len(body) > MAX_ENVELOPE_SIZE // 2:
         raise PayloadInvalid(f"sealed event is {len(body)} bytes; the limit is {MAX_ENVELOPE_SIZE // 2}")
-    return Sealed(header, body)
+    return Sealed(header, body, ciphertext, personal_ciphertext, len(header_bytes))
+
+
+def _in_utc(moment: dt.datetime) -> dt.datetime:
+    """``moment`` as the envelope carries it (timestamp-micros, read back as aware UTC; naive is UTC)."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def sign_batch(events: list[Sealed], signing_key: Signer) -> list[Envelope]:
@@ -292,10 +301,27 @@ def sign_batch(events: list[Sealed], signing_key: Signer) -> list[Envelope]:
         raise ValueError("every event of a batch must name the key that signs it")
     root, paths = merkle.tree([merkle.leaf_hash(e.body) for e in events])
     signature = signing_key.sign(_batch_message(len(events), root))
-    return [
-        parse(event.body + _encode_proof(index, len(events), paths[index]) + signature)
-        for index, event in enumerate(events)
-    ]
+    # Each envelope is made from the parts it was sealed from, as parse() would read them from its bytes
+    # (parsing them again took a fifth of sealing's time).
+    size = len(events)
+    envelopes = []
+    for index, event in enumerate(events):
+        raw = event.body + _encode_proof(index, size, paths[index]) + signature
+        envelopes.append(
+            Envelope(
+                event.header,
+                event.ciphertext,
+                event.personal_ciphertext,
+                index,
+                size,
+                paths[index],
+                signature,
+                raw,
+                event.header_end,
+                len(event.body),
+            )  # fmt: skip
+        )
+    return envelopes
 
 
 def _batch_message(size: int, root: bytes) -> bytes:

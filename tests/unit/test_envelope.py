@@ -261,6 +261,51 @@ def test_one_signature_covers_a_batch_and_each_event_still_verifies_alone(offlin
 
 
 @pytest.mark.parametrize(
+    "occurred_at",
+    [
+        None,
+        dt.datetime(2026, 12, 6, 9, 30, 15, 123456, tzinfo=dt.timezone(dt.timedelta(hours=7))),
+        dt.datetime(2026, 12, 6, 2, 30, 15, 654321),  # naive: UTC, as Avro's timestamp-micros reads it
+    ],
+)
+@pytest.mark.parametrize("event_type", ["UPSERTED", "ERASED"])
+def test_signing_gives_each_envelope_exactly_as_parsing_its_bytes_reads_it(
+    offline_hub: Hub, occurred_at: dt.datetime | None, event_type: str
+) -> None:
+    """sign_batch builds the envelopes from what it sealed instead of parsing its own output: every field,
+    times included, must be what a reader of the bytes gets."""
+    from sharehub.envelope import seal_unsigned, sign_batch
+
+    schema = offline_hub.governance.current_schema(DATASET)
+    key_id = offline_hub.keys.current_data_key_id(DATASET)
+    signing = offline_hub.keys.signing_key("coc")
+    prev, unsigned = ZERO_HASH, []
+    for i in range(1, 4):
+        datum = record_from_json(schema, member(member_id=f"PM{i:010d}"))
+        subject = subject_of(offline_hub, datum["member_id"])
+        event = seal_unsigned(
+            schema=schema,
+            record=None if event_type == "ERASED" else datum,
+            producer="coc",
+            dataset=DATASET,
+            event_type=event_type,
+            position=ChainPosition(0, i, prev),
+            signing_key_id=signing.key_id,
+            data_key_id=key_id,
+            data_key=offline_hub.keys.data_key(key_id),
+            subject_key_id=subject,
+            subject_key=offline_hub.keys.subject_key(subject),
+            occurred_at=occurred_at,
+        )
+        prev = event.hash
+        unsigned.append(event)
+    for envelope in sign_batch(unsigned, signing):
+        read = parse(envelope.raw)
+        assert read == envelope
+        assert read.header.occurred_at.utcoffset() == envelope.header.occurred_at.utcoffset()
+
+
+@pytest.mark.parametrize(
     ("index", "size", "path"), [(0, 1, []), (3, 5, [b"\x01" * 32] * 3), (200, 256, [b"\x02" * 32] * 8)]
 )
 def test_the_hand_written_proof_encoding_is_avro(index: int, size: int, path: list[bytes]) -> None:
