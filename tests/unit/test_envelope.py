@@ -221,31 +221,42 @@ def test_each_event_hash_chains_to_the_previous(offline_hub: Hub) -> None:
     assert parse(second.raw).header.sequence == 2
 
 
-def test_one_signature_covers_a_batch_and_each_event_still_verifies_alone(offline_hub: Hub) -> None:
-    from sharehub.envelope import VerifiedRoots, seal_unsigned, sign_batch
+def unsigned_batch(
+    hub: Hub, count: int, event_type: str = "UPSERTED", occurred_at: dt.datetime | None = None
+) -> list[Any]:
+    """``count`` members sealed by coc in lane 0, chained, not yet signed."""
+    from sharehub.envelope import seal_unsigned
 
-    schema = offline_hub.governance.current_schema(DATASET)
-    key_id = offline_hub.keys.current_data_key_id(DATASET)
-    signing = offline_hub.keys.signing_key("coc")
+    schema = hub.governance.current_schema(DATASET)
+    key_id = hub.keys.current_data_key_id(DATASET)
+    signing = hub.keys.signing_key("coc")
     prev, unsigned = ZERO_HASH, []
-    for i in range(1, 6):
+    for i in range(1, count + 1):
         datum = record_from_json(schema, member(member_id=f"PM{i:010d}"))
-        subject = subject_of(offline_hub, datum["member_id"])
+        subject = subject_of(hub, datum["member_id"])
         event = seal_unsigned(
             schema=schema,
-            record=datum,
+            record=None if event_type == "ERASED" else datum,
             producer="coc",
             dataset=DATASET,
-            event_type="UPSERTED",
+            event_type=event_type,
             position=ChainPosition(0, i, prev),
             signing_key_id=signing.key_id,
             data_key_id=key_id,
-            data_key=offline_hub.keys.data_key(key_id),
+            data_key=hub.keys.data_key(key_id),
             subject_key_id=subject,
-            subject_key=offline_hub.keys.subject_key(subject),
+            subject_key=hub.keys.subject_key(subject),
+            occurred_at=occurred_at,
         )
         prev = event.hash
         unsigned.append(event)
+    return unsigned
+
+
+def test_one_signature_covers_a_batch_and_each_event_still_verifies_alone(offline_hub: Hub) -> None:
+    from sharehub.envelope import VerifiedRoots, sign_batch
+
+    unsigned, signing = unsigned_batch(offline_hub, 5), offline_hub.keys.signing_key("coc")
     batch = sign_batch(unsigned, signing)
     assert len({e.signature for e in batch}) == 1 and {e.batch_size for e in batch} == {5}
     for i, envelope in enumerate(batch, start=1):  # an auditor holding one event alone can check it
@@ -274,31 +285,10 @@ def test_signing_gives_each_envelope_exactly_as_parsing_its_bytes_reads_it(
 ) -> None:
     """sign_batch builds the envelopes from what it sealed instead of parsing its own output: every field,
     times included, must be what a reader of the bytes gets."""
-    from sharehub.envelope import seal_unsigned, sign_batch
+    from sharehub.envelope import sign_batch
 
-    schema = offline_hub.governance.current_schema(DATASET)
-    key_id = offline_hub.keys.current_data_key_id(DATASET)
+    unsigned = unsigned_batch(offline_hub, 3, event_type, occurred_at)
     signing = offline_hub.keys.signing_key("coc")
-    prev, unsigned = ZERO_HASH, []
-    for i in range(1, 4):
-        datum = record_from_json(schema, member(member_id=f"PM{i:010d}"))
-        subject = subject_of(offline_hub, datum["member_id"])
-        event = seal_unsigned(
-            schema=schema,
-            record=None if event_type == "ERASED" else datum,
-            producer="coc",
-            dataset=DATASET,
-            event_type=event_type,
-            position=ChainPosition(0, i, prev),
-            signing_key_id=signing.key_id,
-            data_key_id=key_id,
-            data_key=offline_hub.keys.data_key(key_id),
-            subject_key_id=subject,
-            subject_key=offline_hub.keys.subject_key(subject),
-            occurred_at=occurred_at,
-        )
-        prev = event.hash
-        unsigned.append(event)
     for envelope in sign_batch(unsigned, signing):
         read = parse(envelope.raw)
         assert read == envelope
