@@ -17,6 +17,7 @@ from services.api import errors
 from services.api.errors import ErrorBody, localize
 from services.cli import gov_commands, hub_commands
 from services.gateway.app import _REFUSALS
+from sharehub import chain
 from sharehub import errors as hierarchy
 from sharehub.gov import acts
 
@@ -54,6 +55,8 @@ def every_code() -> set[str]:
         | set(acts.REASONS)
         | {code for _kind, code in refusals.COMMAND_CODES}
         | {code for _status, code in _REFUSALS.values()}
+        | {kind.reason for kind in every_error_class() if issubclass(kind, hierarchy.EnvelopeError)}
+        | {chain.GAP, chain.REPLAYED, chain.DUPLICATE, chain.FORK, "misrouted"}  # ChainViolation's reasons
         | mapped
     )
 
