@@ -26,7 +26,7 @@ from services.refusals import sentence, status_of
 from sharehub.errors import PurposeNotAllowed, ReadModelUnavailable, SharehubError, TooManyRequests
 from sharehub.gov.acts import ActSealRefused
 
-__all__ = ["RESPONSES", "ErrorBody", "PurposeTerm", "install", "localized", "status_of"]
+__all__ = ["RESPONSES", "ErrorBody", "PurposeTerm", "install", "localize", "localized", "status_of"]
 
 
 class PurposeTerm(BaseModel):
