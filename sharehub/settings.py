@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     console_session_s: int = Field(default=1800, ge=60, le=24 * 3600)
     #: The web console's language until a visitor picks one: ``vi`` (Vietnamese) or ``en`` (English).
     console_language: Literal["vi", "en"] = "vi"
+    #: The command line's language for the sentence it puts before a failure's detail (``error: bad input
+    #: — …`` or ``error: dữ liệu vào không hợp lệ — …``): ``en`` (English, the default) or ``vi``. The
+    #: APIs follow each request's Accept-Language instead.
+    language: Literal["en", "vi"] = "en"
     #: Every HTTPS server's limits against slow and oversized requests (:mod:`services.api.guarded_http`):
     #: seconds for a TLS handshake, for a request's headers to arrive once its connection is open or its
     #: first byte came, for the whole request once its headers came; seconds an idle keep-alive connection

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.api.errors import localize
 
 
 class BodyLimit:
@@ -22,7 +25,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         if _declared_length(scope) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received, refused, started = 0, False, False
 
@@ -36,7 +39,7 @@ class BodyLimit:
                 if received > self.max_bytes:
                     refused = True
                     if not started:
-                        await self._refuse(send)
+                        await self._refuse(scope, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -53,14 +56,16 @@ class BodyLimit:
             if not refused:  # the application's own failure, not its reaction to the refusal
                 raise
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"error": "too_large", "detail": f"the request body is larger than {self.max_bytes:,} bytes"}
-        ).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        detail = f"the request body is larger than {self.max_bytes:,} bytes"
+        refusal = {"error": "too_large", "detail": detail}
+        named = localize(refusal, Headers(scope=scope))
+        body = json.dumps(refusal).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
+            *((name.lower().encode(), value.encode()) for name, value in named.items()),
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -1,15 +1,18 @@
 """Every error of the HTTP APIs in one shape, ``{"error": code, "detail": message}``, and documented.
 
-:func:`status_of` maps the error hierarchy (:mod:`sharehub.errors`) onto HTTP statuses and stable codes;
-:func:`install` makes every refusal, including FastAPI's own request validation, answer in that shape; and
-:data:`RESPONSES` describes those answers in the OpenAPI document, so that clients (and schemathesis's
-conformance checks) know every status a route may give. Bad input is always a 4xx with a reason, never a
-500.
+:func:`status_of` (:mod:`services.refusals`) maps the error hierarchy (:mod:`sharehub.errors`) onto HTTP
+statuses and stable codes; :func:`install` makes every refusal, including FastAPI's own request validation,
+answer in that shape, with ``message``, the code's sentence in the language the request's
+``Accept-Language`` prefers (Vietnamese or English; English for anything else), named by
+``Content-Language``; and :data:`RESPONSES` describes those answers in the OpenAPI document, so that clients
+(and schemathesis's conformance checks) know every status a route may give. Bad input is always a 4xx with
+a reason, never a 500.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,22 +21,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from sharehub.errors import (
-    BrokerError,
-    DuplicateId,
-    Forbidden,
-    InCustody,
-    LifecycleViolation,
-    NotAuthenticated,
-    NotPermitted,
-    PurposeNotAllowed,
-    ReadModelUnavailable,
-    RequestInvalid,
-    SharehubError,
-    TooManyRequests,
-    UnknownReferenceError,
-)
+from services import i18n
+from services.refusals import sentence, status_of
+from sharehub.errors import PurposeNotAllowed, ReadModelUnavailable, SharehubError, TooManyRequests
 from sharehub.gov.acts import ActSealRefused
+
+__all__ = ["RESPONSES", "ErrorBody", "PurposeTerm", "install", "localize", "localized", "status_of"]
 
 
 class PurposeTerm(BaseModel):
@@ -58,6 +51,10 @@ class ErrorBody(BaseModel):
     #: With a governance act refused for its seal only: why, as a stable code (act_unsigned,
     #: act_wrong_party, act_key_not_valid, act_stale, act_signature_invalid; see docs/governance.md).
     act_seal: str | None = None
+    #: The code's sentence (``act_seal``'s when there is one) in the language the request's Accept-Language
+    #: prefers, vi or en (English for any other), named by the answer's Content-Language; the same for
+    #: every refusal with that code (``detail`` says what this one was about).
+    message: str | None = None
 
 
 def _doc(description: str) -> dict[str, Any]:
@@ -84,46 +81,26 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def status_of(exc: SharehubError) -> tuple[int, str]:
-    if isinstance(exc, NotAuthenticated):
-        return 401, "not_authenticated"
-    if isinstance(exc, TooManyRequests):
-        return 429, "too_many_requests"
-    if isinstance(exc, RequestInvalid):
-        return 422, "invalid_request"
-    if isinstance(exc, PurposeNotAllowed):
-        return 403, "purpose_not_allowed"
-    if isinstance(exc, Forbidden | NotPermitted):
-        return 403, "forbidden"
-    if isinstance(exc, UnknownReferenceError):
-        return 404, "not_found"
-    if isinstance(exc, DuplicateId | LifecycleViolation | InCustody):
-        return 409, "conflict"
-    if isinstance(exc, BrokerError | ReadModelUnavailable):
-        return 503, "unavailable"
-    return 400, "bad_request"
-
-
 def install(app: FastAPI) -> None:
     """Answer every refusal of ``app`` as an :class:`ErrorBody`."""
 
     @app.exception_handler(RequestValidationError)
-    async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _invalid(exc.errors())
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _invalid(request, exc.errors())
 
     @app.exception_handler(ValidationError)
-    async def _body_invalid(_request: Request, exc: ValidationError) -> JSONResponse:
-        return _invalid(exc.errors())
+    async def _body_invalid(request: Request, exc: ValidationError) -> JSONResponse:
+        return _invalid(request, exc.errors())
 
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         # Starlette's and FastAPI's own refusals: a body that is not JSON, an unknown path or method.
         code = _CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "unavailable")
-        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
-                            headers=exc.headers)  # fmt: skip
+        body = {"error": code, "detail": str(exc.detail)}
+        return localized(request, exc.status_code, body, dict(exc.headers or {}))
 
     @app.exception_handler(SharehubError)
-    async def _refused(_request: Request, exc: SharehubError) -> JSONResponse:
+    async def _refused(request: Request, exc: SharehubError) -> JSONResponse:
         status, code = status_of(exc)
         headers = {}
         if status == 401:
@@ -135,7 +112,27 @@ def install(app: FastAPI) -> None:
             body["allowed_purposes"] = list(exc.allowed)
         if isinstance(exc, ActSealRefused):
             body["act_seal"] = exc.reason
-        return JSONResponse(body, status_code=status, headers=headers)
+        return localized(request, status, body, headers)
+
+
+def localized(
+    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The refusal ``body`` with its ``message`` in the language the request prefers."""
+    return JSONResponse(
+        body, status_code=status, headers={**(headers or {}), **localize(body, request.headers)}
+    )
+
+
+def localize(body: dict[str, Any], request_headers: Mapping[str, str]) -> dict[str, str]:
+    """Adds to ``body`` its ``message`` (the sentence of its ``act_seal``, else of its ``error``) in the
+    language ``request_headers``' Accept-Language prefers; the headers that name it."""
+    language = i18n.negotiate(request_headers.get("accept-language"))
+    said = sentence(body.get("act_seal") or body["error"], language)
+    if said is None:
+        return {}
+    body["message"] = said
+    return {"Content-Language": language, "Vary": "Accept-Language"}
 
 
 _CODES = {
@@ -152,9 +149,9 @@ _CODES = {
 }
 
 
-def _invalid(errors: Any) -> JSONResponse:
+def _invalid(request: Request, errors: Any) -> JSONResponse:
     problems = []
     for e in errors:
         where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")) or "body"
         problems.append(f"{where}: {e.get('msg', 'invalid')}")
-    return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422)
+    return localized(request, 422, {"error": "invalid_request", "detail": "; ".join(problems)})

@@ -1,5 +1,9 @@
 """One way every command runs: a clear message on stderr and an exit code on failure, never a traceback.
 
+A failure's message is its code's sentence (:mod:`services.refusals`, the codes the APIs answer with) in
+the language of the setting ``language`` (``SHAREHUB_LANGUAGE``: ``en``, the default, or ``vi``), then
+its detail: ``error: bad input — no agency 'nobody'``.
+
 Each command is its process's composition root: it opens the hub it needs in a ``with`` block (closed
 however the command ends) and hands the services the parts they use."""
 
@@ -13,9 +17,12 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 
+from services import i18n
 from services.hub import Hub
-from sharehub.errors import ConfigurationError, InputError, SharehubError
+from services.refusals import command_code, sentence
+from sharehub.errors import InputError, SharehubError
 from sharehub.gov.state import GovState
+from sharehub.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,17 +42,28 @@ def governance_now() -> GovState:
         return hub.governance
 
 
+def explained(exc: Exception) -> str:
+    """``exc``'s detail after its code's sentence in the language of the setting ``language``."""
+    said = sentence(command_code(exc), _language())
+    return f"{said} — {exc}" if said else str(exc)
+
+
+def _language() -> str:
+    try:
+        return Settings().language
+    except ValidationError:  # settings that do not parse: the failure being reported, perhaps
+        return i18n.FALLBACK
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except (InputError, ValidationError) as exc:
-            raise fail(str(exc), EXIT_BAD_INPUT) from None
-        except ConfigurationError as exc:
-            raise fail(str(exc)) from None
-        except SharehubError as exc:  # LocalKafkaError is one too
-            raise fail(str(exc)) from None
+            raise fail(explained(exc), EXIT_BAD_INPUT) from None
+        except SharehubError as exc:  # ConfigurationError and LocalKafkaError are ones too
+            raise fail(explained(exc)) from None
         except KeyboardInterrupt:
             sys.exit(130)
 

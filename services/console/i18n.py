@@ -1,34 +1,28 @@
-"""The console's languages: Vietnamese (the default) and English, from the Babel catalogues kept as text in
-``locale/<lang>/LC_MESSAGES/console.po``; compiled in memory when the console starts (no ``.mo`` is kept).
+"""The console's languages: Vietnamese (the default) and English, from the ``console`` domain of the hub's
+Babel catalogues (:mod:`services.i18n`).
 
 A visitor's choice is a ``lang`` cookie; without one, the setting ``console_language`` decides.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.support import Translations
 
-LANGUAGES = ("vi", "en")
+from services import i18n
+
+LANGUAGES = i18n.LANGUAGES
 COOKIE = "lang"
-LOCALE_DIR = Path(__file__).parent / "locale"
+DOMAIN = "console"
 
 
 def catalogue_path(language: str) -> Path:
-    return LOCALE_DIR / language / "LC_MESSAGES" / "console.po"
+    return i18n.catalogue_path(DOMAIN, language)
 
 
 def load_translations(language: str) -> Translations:
-    with catalogue_path(language).open("rb") as po:
-        catalogue = read_po(po, locale=language)
-    compiled = io.BytesIO()
-    write_mo(compiled, catalogue)
-    compiled.seek(0)
-    return Translations(compiled, domain="console")
+    return i18n.translations(DOMAIN, language)
 
 
 def chosen(cookie: str | None, default: str) -> str:

@@ -226,12 +226,12 @@ def _probes(app: FastAPI) -> None:
         return {"status": "ok"}
 
     @app.get("/readyz", summary="Ready: the broker answers with the gateway's login (else 503, Retry-After)")
-    def readyz(gateway: Annotated[Gateway, Depends(_gateway)]) -> JSONResponse:
+    def readyz(request: Request, gateway: Annotated[Gateway, Depends(_gateway)]) -> JSONResponse:
         try:
             gateway.broker_check()
         except BrokerError as exc:
             body = {"error": "unavailable", "detail": str(exc)}
-            return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_READY_S)})
+            return errors.localized(request, 503, body, {"Retry-After": str(RETRY_READY_S)})
         return JSONResponse({"status": "ready"})
 
 
@@ -279,12 +279,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 def _install_refusals(app: FastAPI) -> None:
     errors.install(app)
 
-    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, EnvelopeError):
             status, code = 422, exc.reason
         else:
             status, code = next(v for k, v in _REFUSALS.items() if isinstance(exc, k))
-        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status)
+        return errors.localized(request, status, {"error": code, "detail": str(exc)})
 
     for kind in (*_REFUSALS, EnvelopeError):
         app.add_exception_handler(kind, refused)

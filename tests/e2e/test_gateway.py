@@ -35,6 +35,7 @@ from services.gateway.app import create_gateway
 from services.gateway.modes import Limits, at_site
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
+from services.refusals import sentence
 from sharehub import chain
 from sharehub.codec import DatasetCodec, Producing
 from sharehub.settings import Settings
@@ -166,7 +167,10 @@ def _on_topic(hub: Hub, dataset: str) -> list[tuple[int, bytes]]:
 
 def _refusal(response: httpx.Response) -> tuple[int, str]:
     assert response.headers["content-type"] == "application/json", response.text
-    return response.status_code, response.json()["error"]
+    code = response.json()["error"]
+    # No Accept-Language: the code's sentence in English.
+    assert (response.json()["message"], response.headers["content-language"]) == (sentence(code, "en"), "en")
+    return response.status_code, code
 
 
 def test_a_sites_gateway_publishes_exactly_once_and_refuses_each_bad_input(

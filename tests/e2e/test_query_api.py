@@ -106,7 +106,12 @@ def test_an_unknown_credential_is_401(read_only: Hub) -> None:
         RECORDS.format(consumer="dongthap-ppc"), headers={"Authorization": "Bearer shc_not-a-real-one"}
     )
     assert response.status_code == 401
-    assert response.json() == {"error": "not_authenticated", "detail": "unknown credential"}
+    assert response.json() == {
+        "error": "not_authenticated",
+        "detail": "unknown credential",
+        "message": "not authenticated: no credential, or one the hub does not know",
+    }
+    assert response.headers["content-language"] == "en"  # no Accept-Language: English
 
 
 def test_another_consumers_read_model_is_403_not_an_empty_list(read_only: Hub) -> None:

@@ -31,7 +31,11 @@ def test_a_gateway_whose_broker_is_away_is_alive_but_not_ready() -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     answer = client.get("/readyz")
     assert answer.status_code == 503
-    assert answer.json() == {"error": "unavailable", "detail": "no broker at 127.0.0.1:9 answers: timed out"}
+    assert answer.json() == {
+        "error": "unavailable",
+        "detail": "no broker at 127.0.0.1:9 answers: timed out",
+        "message": "a service the hub needs does not answer: try again later",
+    }
     assert answer.headers["Retry-After"] == str(RETRY_READY_S)
 
 
