@@ -124,6 +124,7 @@ def test_expiry_and_the_end_of_a_rotations_overlap_are_judged_at_the_request(hub
     assert expired.json() == {
         "error": "not_authenticated",
         "detail": f"credential {credential_id(expiring_hash)} expired on {soon.isoformat()}",
+        "message": "not authenticated: the credential is missing, unknown, expired, replaced or revoked",
     }
     ended = client.get(PROBE, headers={"Authorization": f"Bearer {replaced}"})
     assert ended.status_code == 401

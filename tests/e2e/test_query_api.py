@@ -109,7 +109,7 @@ def test_an_unknown_credential_is_401(read_only: Hub) -> None:
     assert response.json() == {
         "error": "not_authenticated",
         "detail": "unknown credential",
-        "message": "not authenticated: no credential, or one the hub does not know",
+        "message": "not authenticated: the credential is missing, unknown, expired, replaced or revoked",
     }
     assert response.headers["content-language"] == "en"  # no Accept-Language: English
 
