@@ -158,6 +158,13 @@ def listed(home: Path) -> list[Job]:
     return sorted(jobs, key=lambda j: (j.started_at, j.id), reverse=True)
 
 
+def still_running(home: Path, kind: str, started_by: str) -> Job | None:
+    """A job of ``kind`` that ``started_by`` started and that still runs: one at a time each."""
+    return next(
+        (j for j in listed(home) if (j.kind, j.started_by, j.state) == (kind, started_by, RUNNING)), None
+    )
+
+
 def latest_run(home: Path) -> Job | None:
     """The newest verify run (the operator's home page shows it)."""
     return next((j for j in listed(home) if j.kind == VERIFY), None)

@@ -50,6 +50,9 @@ async def audit_page(visit: SignedIn) -> Response:
 @router.post("/verify")
 async def start_verify(visit: SignedIn, _form: PostedForm) -> Response:
     _may_audit(visit)
+    busy = _busy(visit, audit_jobs.VERIFY)
+    if busy is not None:
+        return busy
     job = await run_in_threadpool(audit_jobs.start, visit.ctx.settings, audit_jobs.VERIFY, visit.agency)
     await visit.ctx.access.record(
         consumer=visit.agency, purpose=f"audit verify run {job.id}", operation="audit_verify_started"
@@ -65,6 +68,9 @@ async def start_pack(visit: SignedIn, form: PostedForm) -> Response:
         scope = audit_jobs.pack_scope(values, visit.ctx.governance)
     except SharehubError as exc:
         return _page(visit, values, error=str(exc), status=status_of(exc)[0])
+    busy = _busy(visit, audit_jobs.PACK, values)
+    if busy is not None:
+        return busy
     job = await run_in_threadpool(audit_jobs.start, visit.ctx.settings, audit_jobs.PACK, visit.agency, scope)
     await visit.ctx.access.record(
         consumer=visit.agency,
@@ -93,6 +99,15 @@ async def download_pack(visit: SignedIn, job_id: JobId) -> Response:
     )
     name = f"sharehub-evidence-{job_id}.zip"
     return FileResponse(path, media_type="application/zip", filename=name, headers=dict(SECURITY_HEADERS))
+
+
+def _busy(visit: Visit, kind: str, values: dict[str, str] | None = None) -> Response | None:
+    """The page with a 409 if the agency's job of ``kind`` still runs (one at a time each), else None."""
+    running = audit_jobs.still_running(visit.ctx.settings.home, kind, visit.agency)
+    if running is None:
+        return None
+    error = f"your {kind} job {running.id}, started {running.started_at}, still runs: wait for it to end"
+    return _page(visit, values or {}, error=error, status=409)
 
 
 def _page(visit: Visit, values: dict[str, str], error: str | None = None, status: int = 200) -> Response:

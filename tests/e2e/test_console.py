@@ -520,9 +520,12 @@ def test_the_auditor_runs_a_verify_and_a_pack_in_the_background_and_only_it_down
         )
         token = form_token(auditor)
         run = auditor.post("/console/audit/verify", data={"csrf": token}).headers["location"]
+        again = auditor.post("/console/audit/verify", data={"csrf": token})
+        assert again.status_code == 409 and "still runs" in again.text, "one run at a time"
         pack = auditor.post("/console/audit/pack", data={"consumer": "langson-ppc", "csrf": token})
         pack_page = pack.headers["location"]
         assert oct(jobs.stat().st_mode & 0o777) == "0o700"
+        assert len(set(jobs.iterdir()) - started_before) == 2, "a verify run and a pack, the refused one not"
         running = 'id="job-state"><span class="badge warn"'
         for page in (run, pack_page):
             wait_until(
