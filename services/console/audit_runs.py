@@ -32,6 +32,8 @@ JobId = Annotated[str, Path(max_length=32)]
 PACK_FIELDS = ("consumer", "dataset", "subject_ref", "since", "until")
 #: The newest jobs the page lists.
 SHOWN = 50
+#: The findings a run's page lists (the counts by reason are of all of them).
+SHOWN_FINDINGS = 1000
 
 
 def _may_audit(visit: Visit) -> None:
@@ -44,13 +46,13 @@ def _may_audit(visit: Visit) -> None:
 @router.get("")
 async def audit_page(visit: SignedIn) -> Response:
     _may_audit(visit)
-    return _page(visit, {})
+    return await _page(visit, {})
 
 
 @router.post("/verify")
 async def start_verify(visit: SignedIn, _form: PostedForm) -> Response:
     _may_audit(visit)
-    busy = _busy(visit, audit_jobs.VERIFY)
+    busy = await _busy(visit, audit_jobs.VERIFY)
     if busy is not None:
         return busy
     job = await run_in_threadpool(audit_jobs.start, visit.ctx.settings, audit_jobs.VERIFY, visit.agency)
@@ -67,8 +69,8 @@ async def start_pack(visit: SignedIn, form: PostedForm) -> Response:
     try:
         scope = audit_jobs.pack_scope(values, visit.ctx.governance)
     except SharehubError as exc:
-        return _page(visit, values, error=str(exc), status=status_of(exc)[0])
-    busy = _busy(visit, audit_jobs.PACK, values)
+        return await _page(visit, values, error=str(exc), status=status_of(exc)[0])
+    busy = await _busy(visit, audit_jobs.PACK, values)
     if busy is not None:
         return busy
     job = await run_in_threadpool(audit_jobs.start, visit.ctx.settings, audit_jobs.PACK, visit.agency, scope)
@@ -87,7 +89,7 @@ async def job_page(visit: SignedIn, job_id: JobId) -> Response:
     job = await run_in_threadpool(audit_jobs.found, visit.ctx.settings.home, job_id)
     if job.kind == audit_jobs.PACK and job.started_by != visit.agency:
         raise UnknownReferenceError(f"no audit job {job_id!r}")  # another agency's pack
-    return visit.page("audit_run.html", job=job)
+    return visit.page("audit_run.html", job=job, shown=SHOWN_FINDINGS)
 
 
 @router.get("/packs/{job_id}/evidence.zip")
@@ -101,17 +103,21 @@ async def download_pack(visit: SignedIn, job_id: JobId) -> Response:
     return FileResponse(path, media_type="application/zip", filename=name, headers=dict(SECURITY_HEADERS))
 
 
-def _busy(visit: Visit, kind: str, values: dict[str, str] | None = None) -> Response | None:
+async def _busy(visit: Visit, kind: str, values: dict[str, str] | None = None) -> Response | None:
     """The page with a 409 if the agency's job of ``kind`` still runs (one at a time each), else None."""
-    running = audit_jobs.still_running(visit.ctx.settings.home, kind, visit.agency)
+    home = visit.ctx.settings.home
+    running = await run_in_threadpool(audit_jobs.still_running, home, kind, visit.agency)
     if running is None:
         return None
     error = f"your {kind} job {running.id}, started {running.started_at}, still runs: wait for it to end"
-    return _page(visit, values or {}, error=error, status=409)
+    return await _page(visit, values or {}, error=error, status=409)
 
 
-def _page(visit: Visit, values: dict[str, str], error: str | None = None, status: int = 200) -> Response:
-    jobs = audit_jobs.listed(visit.ctx.settings.home)
+async def _page(
+    visit: Visit, values: dict[str, str], error: str | None = None, status: int = 200
+) -> Response:
+    """The audit page; its jobs' states are read off the disk (a report summed once) in a thread."""
+    jobs = await run_in_threadpool(audit_jobs.listed, visit.ctx.settings.home)
     runs = [j for j in jobs if j.kind == audit_jobs.VERIFY][:SHOWN]
     packs = [j for j in jobs if j.kind == audit_jobs.PACK and j.started_by == visit.agency][:SHOWN]
     fields = {name: values.get(name, "") for name in PACK_FIELDS}
