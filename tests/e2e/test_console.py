@@ -515,6 +515,9 @@ def test_the_auditor_runs_a_verify_and_a_pack_in_the_background_and_only_it_down
         assert no_token.status_code == wrong_token.status_code == 403, (no_token.text, wrong_token.text)
         bad = auditor.post("/console/audit/pack", data={"consumer": "nobody", "csrf": form_token(auditor)})
         assert bad.status_code == 404 and "nobody" in bad.text
+        no_time = {"consumer": "langson-ppc", "since": "yesterday", "csrf": form_token(auditor)}
+        bad_time = auditor.post("/console/audit/pack", data=no_time)
+        assert bad_time.status_code == 400 and "not an ISO 8601 time" in bad_time.text
         assert (set(jobs.iterdir()) if jobs.is_dir() else set()) == started_before, (
             "a refused form starts nothing"
         )
@@ -545,6 +548,16 @@ def test_the_auditor_runs_a_verify_and_a_pack_in_the_background_and_only_it_down
         assert verdict.ok, verdict.findings
         assert evidence.scope.consumer == "langson-ppc"
         assert trust_fingerprint(anchors.load(hub.home)) == anchor.group(1)
+        ref = hub.codec("party-members").pseudonym("PM0000000001").hex()
+        since = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).replace(microsecond=0) - dt.timedelta(
+            hours=1
+        )
+        subject = {"dataset": "party-members", "subject_ref": ref, "since": since.isoformat(), "csrf": token}
+        one = auditor.post("/console/audit/pack", data=subject).headers["location"]
+        wait_until(lambda: running not in auditor.get(one).text, timeout=60, what="the subject's pack ends")
+        zipped = auditor.get(one.replace("/runs/", "/packs/") + "/evidence.zip").content
+        evidence, verdict = verify_pack(zipped, anchor.group(1))
+        assert verdict.ok and (evidence.scope.subject_ref, evidence.scope.start) == (ref, since)
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as operator:
         log_in(operator, issue_credential(hub, "cpo"))
         assert operator.get(download).status_code == 404, "another agency's pack is not given"
@@ -555,4 +568,4 @@ def test_the_auditor_runs_a_verify_and_a_pack_in_the_background_and_only_it_down
     logged = [r["operation"] for r in read_access_log(hub.kafka, hub.governance_state().access_log_topic)
               if r["consumer"] == "cic"]  # fmt: skip
     for operation in ("audit_verify_started", "evidence_pack_started", "evidence_pack_downloaded"):
-        assert logged.count(operation) == 1, logged
+        assert logged.count(operation) == (1 if operation == "audit_verify_started" else 2), logged
