@@ -54,17 +54,27 @@ def _forget(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def start(home: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> tuple[int, Path]:
-    """Start ``sharehub ARGS`` in the background unless it already runs; returns (pid, log file)."""
+def start(
+    home: Path,
+    name: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    stdout_file: Path | None = None,
+) -> tuple[int, Path]:
+    """Start ``sharehub ARGS`` in the background unless it already runs; returns (pid, log file). Its
+    output goes to the log; or, with ``stdout_file``, its stdout (what it prints as a result) goes there and
+    its stderr to the log."""
     pid_file, log_file = _paths(home, name)
     pid = running_pid(home, name)
     if pid is not None:
         return pid, log_file
-    with log_file.open("ab") as log:
+    with log_file.open("ab") as log, contextlib.ExitStack() as outputs:
+        result = outputs.enter_context(stdout_file.open("wb")) if stdout_file is not None else None
         proc = subprocess.Popen(
             [sys.executable, "-m", "services", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=log if result is None else result,
+            stderr=subprocess.STDOUT if result is None else log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ, **(env or {})},

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from services.api.errors import status_of
-from services.console import acts, audit, erasures, login, pages, quarantine
+from services.console import acts, audit, audit_runs, erasures, login, pages, quarantine
 from services.console.render import DOCS_HEADERS, STATIC, HeadedStaticFiles, Pages
 from services.console.session import Sessions, signing_secret
 from services.console.state import Console, SignInNeeded, language
@@ -44,6 +44,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(pages.router)
     app.include_router(acts.router)
     app.include_router(audit.router)
+    app.include_router(audit_runs.router)
     app.include_router(erasures.router)
     app.include_router(quarantine.router)
     app.mount("/console/static/swagger", HeadedStaticFiles(SWAGGER_DIR, DOCS_HEADERS), name="swagger")

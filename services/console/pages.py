@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from services.api import records
 from services.api.context import own_read_model
-from services.console import views
+from services.console import audit_jobs, views
 from services.console.state import SignedIn
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -33,6 +33,8 @@ async def home(visit: SignedIn, done: Annotated[str | None, Query(max_length=64)
     if visit.agency == state.operator:
         erasures = ctx.erasure_requests.pending()
     page = views.home(state, visit.agency, status, erasures)
+    if page.operator is not None:
+        page.operator["latest_run"] = await run_in_threadpool(audit_jobs.latest_run, ctx.settings.home)
     return visit.page("home.html", home=page, done=done)
 
 

@@ -146,7 +146,9 @@ def test_each_roles_page_loads_nothing_from_outside_the_api(
         ("auditor", "cic"),
     ):
         page = logged_in(new_context, console_hub, console_api, agency)
-        if role == "auditor":  # its page: the access search, over the console's own logins
+        if role == "auditor":  # its audit page, then the access search over the console's own logins
+            page.goto(f"{console_api}/console/audit")
+            assert page.locator("#verify-runs form button").count() == 1
             page.goto(f"{console_api}/console/audit/access?dataset=party-members")
             assert page.locator("#access-found").count() == 1
         page.screenshot(path=str(SCREENSHOTS / f"{role}.png"), full_page=True)

@@ -27,12 +27,15 @@ from projections.read_model import REPLAY
 from services.access_log import read_access_log
 from services.act_signing import seal_request, site_body, with_fixed_times
 from services.api.app import create_app
-from services.console import csrf, session
+from services.console import audit_jobs, csrf, session
 from services.console.render import SECURITY_HEADERS
 from services.console.state import Console
 from services.gov_operations import parse_request
 from services.governance_bootstrap import issue_credential, load
 from services.hub import Hub
+from sharehub.evidence_check import verify_pack
+from sharehub.evidence_pack import trust_fingerprint
+from sharehub.gov import anchors
 from sharehub.gov.views import token_hash
 from sharehub.kafka import producer_config
 from sharehub.settings import Settings
@@ -494,3 +497,75 @@ def test_an_owner_sees_the_lag_and_the_rejected_records_of_its_own_datasets_only
     go = owner_page("go")
     assert 'id="publishing"' in go and "party-members" not in go.split('id="owner"')[1]
     assert "Nothing of its datasets was rejected" in go or "Không có bản ghi nào" in go
+
+
+def test_the_auditor_runs_a_verify_and_a_pack_in_the_background_and_only_it_downloads_its_pack(
+    hub: Hub, app: FastAPI, browser: TestClient
+) -> None:
+    jobs = audit_jobs.jobs_dir(hub.home)
+    started_before = set(jobs.iterdir()) if jobs.is_dir() else set()
+    log_in(browser, issue_credential(hub, "langson-ppc"))
+    assert browser.get("/console/audit").status_code == 403, "a consumer has no audit page"
+    assert browser.post("/console/audit/verify", data={"csrf": form_token(browser)}).status_code == 403
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as auditor:
+        log_in(auditor, issue_credential(hub, "cic"))
+        assert 'href="/console/audit"' in auditor.get("/console/").text
+        no_token = auditor.post("/console/audit/verify")
+        wrong_token = auditor.post("/console/audit/pack", data={"consumer": "langson-ppc", "csrf": "0" * 64})
+        assert no_token.status_code == wrong_token.status_code == 403, (no_token.text, wrong_token.text)
+        bad = auditor.post("/console/audit/pack", data={"consumer": "nobody", "csrf": form_token(auditor)})
+        assert bad.status_code == 404 and "nobody" in bad.text
+        no_time = {"consumer": "langson-ppc", "since": "yesterday", "csrf": form_token(auditor)}
+        bad_time = auditor.post("/console/audit/pack", data=no_time)
+        assert bad_time.status_code == 400 and "not an ISO 8601 time" in bad_time.text
+        assert (set(jobs.iterdir()) if jobs.is_dir() else set()) == started_before, (
+            "a refused form starts nothing"
+        )
+        token = form_token(auditor)
+        run = auditor.post("/console/audit/verify", data={"csrf": token}).headers["location"]
+        again = auditor.post("/console/audit/verify", data={"csrf": token})
+        assert again.status_code == 409 and "still runs" in again.text, "one run at a time"
+        pack = auditor.post("/console/audit/pack", data={"consumer": "langson-ppc", "csrf": token})
+        pack_page = pack.headers["location"]
+        assert oct(jobs.stat().st_mode & 0o777) == "0o700"
+        assert len(set(jobs.iterdir()) - started_before) == 2, "a verify run and a pack, the refused one not"
+        running = 'id="job-state"><span class="badge warn"'
+        for page in (run, pack_page):
+            wait_until(
+                lambda page=page: running not in auditor.get(page).text, timeout=60, what=f"{page} ends"
+            )
+        shown = auditor.get(run).text
+        assert 'id="no-finding"' in shown, shown
+        governance = re.search(r'-governance</code></td><td class="num">(\d+)</td>', shown)
+        assert governance and int(governance.group(1)) > 0, "the run read the governance log"
+        ready = auditor.get(pack_page).text
+        anchor = re.search(r'id="pack-anchor">([0-9a-f]{64})<', ready)
+        assert anchor, ready
+        download = pack_page.replace("/runs/", "/packs/") + "/evidence.zip"
+        got = auditor.get(download)
+        assert got.status_code == 200 and got.headers["content-disposition"].startswith("attachment")
+        evidence, verdict = verify_pack(got.content, anchor.group(1))
+        assert verdict.ok, verdict.findings
+        assert evidence.scope.consumer == "langson-ppc"
+        assert trust_fingerprint(anchors.load(hub.home)) == anchor.group(1)
+        ref = hub.codec("party-members").pseudonym("PM0000000001").hex()
+        since = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).replace(microsecond=0) - dt.timedelta(
+            hours=1
+        )
+        subject = {"dataset": "party-members", "subject_ref": ref, "since": since.isoformat(), "csrf": token}
+        one = auditor.post("/console/audit/pack", data=subject).headers["location"]
+        wait_until(lambda: running not in auditor.get(one).text, timeout=60, what="the subject's pack ends")
+        zipped = auditor.get(one.replace("/runs/", "/packs/") + "/evidence.zip").content
+        evidence, verdict = verify_pack(zipped, anchor.group(1))
+        assert verdict.ok and (evidence.scope.subject_ref, evidence.scope.start) == (ref, since)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as operator:
+        log_in(operator, issue_credential(hub, "cpo"))
+        assert operator.get(download).status_code == 404, "another agency's pack is not given"
+        assert operator.get(pack_page).status_code == 404
+        latest = re.search(r'id="latest-run">(.*?)</p>', operator.get("/console/").text, re.S)
+        assert latest and 'badge good">0<' in latest.group(1), "the latest run, done, with no finding"
+        assert operator.get(run).status_code == 200, "the operator reads the hub's verify runs"
+    logged = [r["operation"] for r in read_access_log(hub.kafka, hub.governance_state().access_log_topic)
+              if r["consumer"] == "cic"]  # fmt: skip
+    for operation in ("audit_verify_started", "evidence_pack_started", "evidence_pack_downloaded"):
+        assert logged.count(operation) == (1 if operation == "audit_verify_started" else 2), logged
