@@ -29,7 +29,7 @@ import sqlite3
 import stat
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 KEY_SIZE = 32
 #: The random nonce in front of every wrapped key (AES-GCM's 96 bits), whichever KEK wrapped it.
 NONCE_SIZE = 12
-KeyKind = Literal["signing", "data", "routing", "subject", "broker"]
+KeyKind = Literal["signing", "data", "routing", "subject", "broker", "console"]
 _SUBJECT_CACHE = 100_000
 
 
@@ -363,15 +363,22 @@ class LocalKeyStore:
 
     def broker_password(self, principal: str) -> SecretBytes:
         """The SCRAM password of a broker principal, made on first use and kept wrapped like every key."""
-        key_id = f"kafka/{principal}"
-        row = self._row(key_id, "broker")
+        return self._made_once(f"kafka/{principal}", "broker", principal, secrets.token_urlsafe(32).encode)
+
+    def console_session_key(self) -> SecretBytes:
+        """The key the web console signs its session cookies with, made on first use and kept wrapped like
+        every key: every API process of this hub reads the same one."""
+        return self._made_once("console/session", "console", "hub", lambda: secrets.token_bytes(32))
+
+    def _made_once(self, key_id: str, kind: KeyKind, owner: str, make: Callable[[], bytes]) -> SecretBytes:
+        row = self._row(key_id, kind)
         if row is None:
             with self._write():
-                if self._row(key_id, "broker") is None:  # another process may have made it a moment ago
-                    self._insert(key_id, "broker", principal, secrets.token_urlsafe(32).encode())
-            row = self._row(key_id, "broker")
+                if self._row(key_id, kind) is None:  # another process may have made it a moment ago
+                    self._insert(key_id, kind, owner, make())
+            row = self._row(key_id, kind)
             assert row is not None
-        return SecretBytes(self._unwrap(key_id, "broker", row))
+        return SecretBytes(self._unwrap(key_id, kind, row))
 
     def forget_broker_password(self, principal: str) -> bool:
         """Delete the principal's SCRAM password from the store (secure_delete zeroes its bytes); whether

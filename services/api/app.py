@@ -100,5 +100,5 @@ def create_app(hub: Hub, access_log: AccessLog | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(key_service.router)
     app.include_router(site_login.router)
-    console.install(app, hub.settings)
+    console.install(app, hub.settings, hub.keys.console_session_key())
     return app

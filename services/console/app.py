@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException
 from services.api.errors import status_of
 from services.console import acts, audit, audit_runs, erasures, login, pages, quarantine
 from services.console.render import DOCS_HEADERS, STATIC, HeadedStaticFiles, Pages
-from services.console.session import Sessions, signing_secret
+from services.console.session import Sessions
 from services.console.state import Console, SignInNeeded, language
 from sharehub.errors import SharehubError
+from sharehub.keys import SecretBytes
 from sharehub.settings import Settings
 
 #: Swagger UI's files, as the swagger-ui-bundle package ships them.
@@ -33,11 +34,12 @@ SWAGGER_OPENAPI_VERSION = "3.0.3"
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Mount the console on ``app`` (made with ``docs_url=None``: this docs' page loads nothing remote)."""
+def install(app: FastAPI, settings: Settings, session_key: SecretBytes) -> None:
+    """Mount the console on ``app`` (made with ``docs_url=None``: this docs' page loads nothing remote);
+    its session cookies signed with ``session_key`` (the key store's)."""
     app.state.console = Console(
         pages=Pages(),
-        sessions=Sessions(signing_secret(settings.home), settings.console_session_s),
+        sessions=Sessions(session_key.reveal(), settings.console_session_s),
         language=settings.console_language,
     )
     app.include_router(login.router)

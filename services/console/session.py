@@ -1,29 +1,24 @@
 """A console session: a signed cookie naming the agency, the hash of the credential it logged in with (never
 the credential), when it logged in, and a random secret its forms' CSRF tokens derive from.
 
-The cookie is signed (itsdangerous) with a secret kept in an
-owner-only file under the hub's home, made at first use and shared by every API process of that home, so a
-session opened at one process is good at every other. It expires ``console_session_s`` after the login
-(the login time is in the signed cookie). At
-each request the credential must still be the agency's and neither expired, replaced nor revoked
+The cookie is signed (itsdangerous) with a key the hub's key store keeps wrapped like every key
+(:meth:`sharehub.keys.LocalKeyStore.console_session_key`), made at first use and read by every API process
+of that hub, so a session opened at one process is good at every other. It expires ``console_session_s``
+after the login (the login time is in the signed cookie). At each request the credential must still be
+the agency's and neither expired, replaced nor revoked
 (:meth:`sharehub.gov.credentials.CredentialRecord.refusal_at`): revoking a credential ends its sessions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hmac
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 from sharehub.gov.state import GovState
-from sharehub.kek import read_private_file
 
 COOKIE = "sharehub_console"
 #: Where the session cookie is sent: the console's pages only, never the API's routes.
@@ -40,26 +35,6 @@ class Session:
     issued_at: dt.datetime
     #: Hex; each form's CSRF token is an HMAC under it (:mod:`.csrf`).
     csrf_secret: str
-
-
-def signing_secret(home: Path) -> bytes:
-    """The console's cookie-signing secret: ``<home>/console/session.key``, made owner-only at first use. Two
-    processes making it at once agree: the file is created by a link, which only the first one wins."""
-    path = home / "console" / "session.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".session.key.")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(_SECRET_BYTES).hex().encode())
-                out.flush()
-                os.fsync(out.fileno())
-            with contextlib.suppress(FileExistsError):  # another process made it first: use its secret
-                os.link(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return read_private_file(path, "the console's session key").strip()
 
 
 class Sessions:

@@ -297,10 +297,16 @@ def test_the_api_docs_load_only_local_files(browser: TestClient) -> None:
     assert browser.get("/openapi.json").json()["info"]["title"] == "sharehub query API"
 
 
-def test_the_session_key_is_owner_only_and_kept(hub: Hub) -> None:
-    key = hub.home / "console" / "session.key"
-    assert key.stat().st_mode & 0o777 == 0o600
-    assert session.signing_secret(hub.home) == key.read_bytes().strip()
+def test_the_session_key_is_kept_wrapped_in_the_key_store_and_shared(hub: Hub) -> None:
+    key = hub.keys.console_session_key().reveal()
+    assert len(key) == 32
+    elsewhere = Hub(hub.settings)  # another API process of the same hub
+    try:
+        assert elsewhere.keys.console_session_key().reveal() == key
+    finally:
+        elsewhere.close()
+    on_disk = [p for p in hub.home.rglob("*") if p.is_file() and key in p.read_bytes()]
+    assert on_disk == [], "the key is nowhere in clear"
 
 
 def test_an_agency_sees_its_own_access_history_and_the_auditor_searches_everyones(
