@@ -331,10 +331,9 @@ class LocalKafka:
             time.sleep(POLL_S)
 
     def _reap(self, pids: set[int]) -> None:
-        # A broker started by this very process is our child: unless reaped it lingers as a zombie
-        # (still in /proc). Brokers started by another command were reparented and are reaped there.
-        if self._proc is not None and self._proc.pid in pids:
-            self._proc.poll()
+        # A broker started by this very process is our child (it is in _LAUNCHED): unless reaped it lingers
+        # as a zombie (still in /proc). Brokers started by another command were reparented and are reaped
+        # there.
         for pid, launched in list(_LAUNCHED.items()):
             if launched.poll() is not None:
                 del _LAUNCHED[pid]
