@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -66,6 +67,20 @@ def sharehub(
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def served_api(hub: Hub) -> Iterator[str]:
+    """A real ``sharehub serve`` process of ``hub`` (the key service and the console among its routes),
+    stopped afterwards; its HTTPS base address."""
+    port = free_port()
+    processes.start(hub.home, "api", ["serve", "--port", str(port)], env=hub_env(hub))
+    base = f"https://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(hub, base + "/healthz"), timeout=60, what="the API")
+        yield base
+    finally:
+        processes.stop(hub.home, "api")
 
 
 class Worker:

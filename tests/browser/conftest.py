@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request
 from connectors.site import PASSPHRASE_BESIDE, read_passphrase
-from services import processes
 from services.cli.demo_commands import SITES, load_with_sites
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
@@ -29,7 +28,7 @@ from sharehub import pki
 from sharehub.gov import anchors
 from sharehub.settings import Settings
 from tests.conftest import demo_spec
-from tests.kafka_helpers import Worker, answers, free_port, hub_env, wait_until
+from tests.kafka_helpers import Worker, served_api
 from tooling.synthetic.party_members import generate_party_members
 
 MEMBERS = 12
@@ -71,14 +70,8 @@ def console_worker(console_hub: Hub) -> Iterator[Worker]:
 @pytest.fixture(scope="package")
 def console_api(console_hub: Hub, console_worker: Worker) -> Iterator[str]:
     """A real ``sharehub serve`` of the hub; its HTTPS base address."""
-    port = free_port()
-    processes.start(console_hub.home, "api", ["serve", "--port", str(port)], env=hub_env(console_hub))
-    base = f"https://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(console_hub, base + "/healthz"), timeout=60, what="the API")
+    with served_api(console_hub) as base:
         yield base
-    finally:
-        processes.stop(console_hub.home, "api")
 
 
 @pytest.fixture(scope="package")
