@@ -14,11 +14,13 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from projections.projector import Decision, LogMessage, Projector, Quarantined, Reconciled
 from projections.read_model import TopicPartition
 from sharehub.errors import EarlierBatchFailed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,14 @@ class ProjectionEngine(Protocol):
     @property
     def topics(self) -> list[str]: ...
     def stored_offset(self, tp: TopicPartition) -> int: ...
-    def forget(self, tps: Sequence[TopicPartition]) -> None: ...
+    def resume_in_turn(self, tps: Sequence[TopicPartition]) -> Future[None]: ...
+    def lagging(self, live: Mapping[TopicPartition, int]) -> dict[str, dict[TopicPartition, int]]: ...
+    def start_backfill(self, consumer: str) -> None: ...
+    def join_stream_in_turn(self, consumer: str, tps: Sequence[TopicPartition]) -> Future[None]: ...
+    def backfill_in_turn(self, consumer: str, batch: Sequence[LogMessage]) -> Future[int]:
+        """:meth:`LocalEngine.backfill` the batch once every call made before is answered."""
+        ...
+
     def project(self, batch: Sequence[LogMessage]) -> Judged: ...
     def project_in_turn(self, batch: Sequence[LogMessage]) -> Future[Judged]:
         """:meth:`project` the batch once every call made before is answered; the answer comes later."""
@@ -79,6 +88,8 @@ class LocalEngine:
         self._tickets = 0
         #: Why a batch failed: no later one is projected (it would skip the failed batch's events).
         self._failed: str | None = None
+        #: The projector backfilling each consumer's read model beside the live one, by consumer.
+        self._backfills: dict[str, Projector] = {}
 
     @property
     def awaits_commit(self) -> bool:
@@ -92,8 +103,51 @@ class LocalEngine:
     def stored_offset(self, tp: TopicPartition) -> int:
         return self._projector.stored_offset(tp)
 
-    def forget(self, tps: Sequence[TopicPartition]) -> None:
-        self._projector.forget(tps)
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        self._projector.resume(tps)
+
+    def resume_in_turn(self, tps: Sequence[TopicPartition]) -> Future[None]:
+        """The live stream of ``tps`` goes on from the read models' least position (:meth:`Projector.resume`),
+        once every call made before is answered."""
+        return _answered(lambda: self.resume(tps))
+
+    def lagging(self, live: Mapping[TopicPartition, int]) -> dict[str, dict[TopicPartition, int]]:
+        return self._projector.lagging(live)
+
+    def start_backfill(self, consumer: str) -> None:
+        """Backfill ``consumer``'s read model from its stored positions, judging afresh from there."""
+        self._backfills[consumer] = self._projector.for_one(consumer)
+
+    def join_stream_in_turn(self, consumer: str, tps: Sequence[TopicPartition]) -> Future[None]:
+        """``consumer``'s read model goes on with the live stream in ``tps``, where the log holds nothing
+        below it any more (:meth:`Projector.join_stream`); answered now."""
+        return _answered(lambda: self.join_stream(consumer, tps))
+
+    def join_stream(self, consumer: str, tps: Sequence[TopicPartition]) -> None:
+        self._refuse_after_failure()
+        with self._failing_stops_batches():
+            self._projector.join_stream(consumer, tps)
+
+    def backfill(self, consumer: str, batch: Sequence[LogMessage]) -> int:
+        """Project ``batch`` (read again from the log) into ``consumer``'s read model alone, committed at
+        once; returns the rows applied. What it would quarantine is left out: every event below the live
+        stream's position was judged there first, and quarantined then if refused. A failure stops every
+        later batch, live or backfill, as :meth:`project`'s does."""
+        if self._pending is not None:
+            raise ValueError(f"decided batch {self._pending[0]} still waits to be committed")
+        self._refuse_after_failure()
+        projector = self._backfills.get(consumer)
+        if projector is None:
+            raise ValueError(f"no backfill of {consumer!r}'s read model was started")
+        with self._failing_stops_batches():
+            self._before_batch()
+            decision = projector.decide(batch)
+            projector.commit(decision)
+        return decision.applied()
+
+    def backfill_in_turn(self, consumer: str, batch: Sequence[LogMessage]) -> Future[int]:
+        """In this process every call is answered before the next: backfilled now."""
+        return _answered(lambda: self.backfill(consumer, batch))
 
     def project(self, batch: Sequence[LogMessage]) -> Judged:
         """Decide, and commit at once unless something must first go to the quarantine topic (the
@@ -118,12 +172,7 @@ class LocalEngine:
 
     def project_in_turn(self, batch: Sequence[LogMessage]) -> Future[Judged]:
         """In this process every call is answered before the next: projected now."""
-        answer: Future[Judged] = Future()
-        try:
-            answer.set_result(self.project(batch))
-        except Exception as exc:
-            answer.set_exception(exc)
-        return answer
+        return _answered(lambda: self.project(batch))
 
     def commit(self, judged: Judged) -> None:
         """Commit the batch :meth:`project` returned uncommitted, once its quarantined events are out."""
@@ -144,12 +193,7 @@ class LocalEngine:
 
     def reconcile(self) -> Reconciliation:
         self._before_batch()
-        done = self._projector.reconcile()
-        behind = [
-            f"{t}[{p}] must be read again from a read model's position"
-            for t, p in self._projector.behind_stream()
-        ]
-        return Reconciliation(done, self._projector.outgrown() + behind)
+        return Reconciliation(self._projector.reconcile(), self._projector.outgrown())
 
     def prune_history(self, horizons: Mapping[str, dt.datetime]) -> dict[str, int]:
         return self._projector.prune_history(horizons)
@@ -168,3 +212,13 @@ class LocalEngine:
         except Exception as exc:
             self._failed = f"{type(exc).__name__}: {exc}"
             raise
+
+
+def _answered(call: Callable[[], T]) -> Future[T]:
+    """``call``'s answer (or its error) as a future already settled."""
+    answer: Future[T] = Future()
+    try:
+        answer.set_result(call())
+    except Exception as exc:
+        answer.set_exception(exc)
+    return answer

@@ -95,8 +95,24 @@ class EngineProcess:
     def stored_offset(self, tp: TopicPartition) -> int:
         return int(self._call("stored_offset", tp))
 
-    def forget(self, tps: Sequence[TopicPartition]) -> None:
-        self._call("forget", list(tps))
+    def resume_in_turn(self, tps: Sequence[TopicPartition]) -> Future[None]:
+        answer: Future[None] = self._ask("resume", list(tps))
+        return answer
+
+    def lagging(self, live: Mapping[TopicPartition, int]) -> dict[str, dict[TopicPartition, int]]:
+        behind: dict[str, dict[TopicPartition, int]] = self._call("lagging", dict(live))
+        return behind
+
+    def start_backfill(self, consumer: str) -> None:
+        self._call("start_backfill", consumer)
+
+    def join_stream_in_turn(self, consumer: str, tps: Sequence[TopicPartition]) -> Future[None]:
+        answer: Future[None] = self._ask("join_stream", consumer, list(tps))
+        return answer
+
+    def backfill_in_turn(self, consumer: str, batch: Sequence[LogMessage]) -> Future[int]:
+        answer: Future[int] = self._ask("backfill", consumer, list(batch))
+        return answer
 
     def commit(self, judged: Judged) -> None:
         self._call("commit", judged)

@@ -134,6 +134,7 @@ class Projector:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._governance = governance
+        self._keys = keys
         self._stores = stores
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
@@ -160,20 +161,50 @@ class Projector:
         """The least position any read model stored for ``tp``: where reading must resume. Read-only."""
         return min((store.positions().get(tp, 0) for store in self._stores.values()), default=0)
 
-    def forget(self, tps: Sequence[TopicPartition]) -> None:
-        """Drop what this projector knows of ``tps`` (they may have moved on under another worker); the next
-        batch of each takes its position and chain heads from the read models."""
+    def for_one(self, consumer: str) -> Projector:
+        """A projector of its own over ``consumer``'s read model alone, under the same governance and keys:
+        it backfills that read model from its positions (its own chain heads and judged offsets), beside
+        this one, which leaves a read model behind its stream alone (:meth:`decide`)."""
+        return Projector(self._governance, self._keys, {consumer: self._stores[consumer]}, self._clock)
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        """The stream of ``tps`` goes on from the least position a read model stored (where the worker
+        sought: the partitions may have moved on under another worker): what this projector knew of them is
+        dropped, and their chain heads are taken from a read model that stands there. Judged now, not at
+        the next message: a read model reset to its start later is backfilled, not a reason to go back."""
         with self._lock:
             for tp in tps:
-                self._judged.pop(tp, None)
-                self._retained_away.discard(tp)
-                self._drop_heads(tp)
+                self._resume(tp)
+
+    def lagging(self, live: Mapping[TopicPartition, int]) -> dict[str, dict[TopicPartition, int]]:
+        """Per consumer, the partitions of ``live`` (partition → the offset its stream takes next) where its
+        read model stands behind the stream (a dataset reset to its start for new terms), with its position
+        there: what must be backfilled. Read-only: one query per read model."""
+        behind: dict[str, dict[TopicPartition, int]] = {}
+        for consumer, store in self._stores.items():
+            stored = store.positions()
+            late = {
+                tp: stored.get(tp, 0) for tp, next_offset in live.items() if stored.get(tp, 0) < next_offset
+            }
+            if late:
+                behind[consumer] = late
+        return behind
 
     def resume_offset(self, tp: TopicPartition) -> int:
         """Where to start reading ``tp`` so that no read model misses anything: the least stored position.
         The chain heads are taken from a read model that stands exactly there."""
         with self._lock:
             return self._resume(tp)
+
+    def join_stream(self, consumer: str, tps: Sequence[TopicPartition]) -> None:
+        """``consumer``'s read model, behind this projector's stream in ``tps`` where the log holds nothing
+        below the stream any more (retained away), goes on with it: its positions and chain heads there
+        become this projector's, so the next batch applies to it."""
+        with self._lock:
+            judged = {tp: self._judged[tp] for tp in tps if tp in self._judged}
+            heads = {k: v for k, v in self._heads.items() if k[:2] in judged}
+            if judged:
+                self._stores[consumer].apply([], judged, heads=heads)
 
     def _resume(self, tp: TopicPartition) -> int:
         stored = {consumer: store.positions().get(tp, 0) for consumer, store in self._stores.items()}
@@ -345,16 +376,6 @@ class Projector:
         consumers = {a.consumer for a in self._governance.agreements()}
         changes += [f"consumer {c!r} holds an agreement" for c in sorted(consumers - set(self._stores))]
         return changes
-
-    def behind_stream(self) -> list[TopicPartition]:
-        """Partitions this projector reads past a read model's position (a dataset reset to its start): the
-        stream must go back there, or that read model would miss events. Read-only."""
-        with self._lock:
-            judged = dict(self._judged)
-        stored = [store.positions() for store in self._stores.values()]  # one query per read model
-        return sorted(
-            tp for tp, next_offset in judged.items() if any(s.get(tp, 0) < next_offset for s in stored)
-        )
 
     def commit(self, decision: Decision) -> None:
         with self._lock:

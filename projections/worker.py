@@ -29,9 +29,11 @@ from faust.types import TP
 from faust.types.auth import CredentialsT
 
 from projections.assignor import GuardedAssignor
+from projections.backfill import Backfill
 from projections.engine import Judged, ProjectionEngine
 from projections.projector import LogMessage, parsed
 from projections.quarantine import encode_quarantined
+from projections.read_model import TopicPartition
 from sharehub.collector import collect_for_batches
 from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
@@ -78,6 +80,11 @@ class ProjectionWorker:
         self.reconciled_at: float | None = None
         self.assigned_at: float | None = None
         self._held: set[TP] = set()
+        #: Per partition held, the offset the live stream takes next; and the backfills running beside it,
+        #: by consumer (:mod:`projections.backfill`).
+        self.live: dict[TopicPartition, int] = {}
+        self.backfills: dict[str, Backfill] = {}
+        self._bootstrap = bootstrap
         self._worker: faust.Worker | None = None
         self.app = _faust_app(bootstrap, group, datadir, session_timeout_s)
         # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
@@ -118,11 +125,15 @@ class ProjectionWorker:
                     LogMessage(m.topic, m.partition, m.offset, m.key, m.value or b"", parsed(m.value or b""))
                     for m in (e.message for e in events)
                 ]
-                # Sent at once: it crosses to the engine while the batch before is projected.
+                # Sent at once: it crosses to the engine while the batch before is projected. Where the
+                # stream stands moves in the same step, so a backfill's hand-over is ordered with it.
                 answer = asyncio.wrap_future(self.engine.project_in_turn(batch))
+                for message in batch:
+                    self.live[message.tp] = max(self.live.get(message.tp, 0), message.offset + 1)
                 self.in_flight.append(asyncio.ensure_future(self._finish(batch, answer)))
                 await self._while_more_in_flight_than(1)  # one batch waits in the engine, no more
         finally:
+            await self._stop_backfills()
             await self._while_more_in_flight_than(0)  # a stopping agent does not cancel a batch half way
 
     async def _while_more_in_flight_than(self, count: int) -> None:
@@ -194,8 +205,46 @@ class ProjectionWorker:
         for (consumer, dataset), rows in sorted(reconciled.done.reset.items()):
             log.warning("%s's read model takes %s from its start under new terms (%d rows reset)", consumer,
                         dataset, rows)  # fmt: skip
+            if consumer in self.backfills:
+                self.backfills[consumer].stop()  # it backfilled the old terms: a fresh one follows
         if reconciled.restart_reasons:
             self._start_over(reconciled.restart_reasons, logging.WARNING)
+            return
+        await self._backfill_lagging()
+
+    async def _backfill_lagging(self) -> None:
+        """Start a backfill for every read model behind the live stream (none runs for it yet); one that
+        failed makes the worker start over (from the read models' positions, which is always safe)."""
+        for consumer, running in list(self.backfills.items()):
+            if not running.task.done():
+                continue
+            del self.backfills[consumer]
+            if not running.task.cancelled() and running.task.exception() is not None:
+                await self._failed(
+                    f"backfilling {consumer}'s read model", cast(Exception, running.task.exception())
+                )
+                return
+        try:
+            lagging = await asyncio.to_thread(self.engine.lagging, dict(self.live))
+        except Exception as exc:
+            await self._failed("finding read models behind the stream", exc)
+            return
+        for consumer, positions in sorted(lagging.items()):
+            if consumer not in self.backfills and not self.restart_reasons:
+                where = ", ".join(f"{t}[{p}] from {o}" for (t, p), o in sorted(positions.items()))
+                log.info("backfilling %s's read model beside the live stream: %s", consumer, where)
+                self.backfills[consumer] = Backfill(
+                    self.engine, self._bootstrap, consumer, positions, self.live
+                )
+
+    async def _stop_backfills(self) -> None:
+        """Stop every backfill after the batch it has in the engine; they start again from the read models'
+        positions at the next round (partitions may have moved meanwhile)."""
+        running = list(self.backfills.values())
+        for backfill in running:
+            backfill.stop()
+        if running:
+            await asyncio.wait([b.task for b in running])
 
     async def _prune_history(self) -> None:
         """Past versions no allowed read "as of" needs any more are forgotten, in each dataset by its own
@@ -223,8 +272,10 @@ class ProjectionWorker:
     # --- rebalances -----------------------------------------------------------------------------------
 
     async def _finish_taken_batches(self, sender: Any, revoked: set[TP], **_: Any) -> None:
-        """Partitions may go to another worker: every batch taken from them is finished before they go."""
+        """Partitions may go to another worker: every batch taken from them, live or backfill, is finished
+        before they go."""
         self.assigned_at = None
+        await self._stop_backfills()
         if self.in_flight:
             await asyncio.wait(list(self.in_flight))
 
@@ -232,19 +283,26 @@ class ProjectionWorker:
         ours = {tp for tp in assigned if tp.topic in self._topics}
         newly = ours - self._held
         self._held = ours
-        # Seek in faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread
-        # races the fetcher. Reading the stored positions changes nothing in the projector.
-        offsets = await asyncio.to_thread(
-            lambda: {tp: self.engine.stored_offset((tp.topic, tp.partition)) for tp in ours}
+        # A partition held before goes on where its stream stood (a read model behind it is backfilled); one
+        # new to this worker may have moved on elsewhere: it starts from the least position a read model
+        # stored, with the chain heads of one that stands there. Reading positions changes nothing.
+        held = {(tp.topic, tp.partition): self.live[(tp.topic, tp.partition)] for tp in ours - newly}
+        new = await asyncio.to_thread(
+            lambda: {
+                (tp.topic, tp.partition): self.engine.stored_offset((tp.topic, tp.partition)) for tp in newly
+            }
         )
+        offsets = {TP(t, p): offset for (t, p), offset in {**held, **new}.items()}
+        # Seek in faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread
+        # races the fetcher. Then, in one step, the stream stands there and the engine takes the new
+        # partitions from the read models' positions (a batch read meanwhile has moved them, or is skipped).
         if offsets:
             await self.app.consumer.seek_wait(offsets)
+        self.live.clear()  # (the same mapping: backfills started later read it)
+        self.live.update({**held, **new})
+        await asyncio.wrap_future(self.engine.resume_in_turn(sorted(new)))
         for tp, offset in sorted(offsets.items()):
             log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
-        # Partitions new to this worker may have moved on elsewhere: forget what we knew of them (after the
-        # batches sent before, as the engine takes calls in order), so the next batch takes their chain
-        # heads from the read models.
-        await asyncio.to_thread(self.engine.forget, [(tp.topic, tp.partition) for tp in newly])
         self.assigned_at = time.monotonic()
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -499,7 +499,7 @@ class TopicReader:
         end: Mapping[int, int] | None = None,
         until: dt.datetime | None = None,
         size: int = BATCH,
-    ) -> Iterator[list[Record]]:
+    ) -> Generator[list[Record], None, None]:
         """The records of ``topic`` in batches of at most ``size``, in order within each partition: from
         ``start`` (partition → first offset; default every partition from its low watermark) to ``end``
         (partition → offset after the last; default the high watermark when reading began). With

@@ -7,6 +7,10 @@ touched another consumer's read model again, shows up as a version above 1.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import pytest
 
 from projections.read_model import ReadModelStore
@@ -103,3 +107,136 @@ def test_R5_a_resumed_agreement_brings_its_rows_back_from_the_log(hub: Hub, work
         what="all 120 rows back, including those published during the suspension",
         log=worker.log,
     )
+
+
+# --- backfills beside the live stream ---------------------------------------------------------------------
+
+WIDE = ["member_id", "province_code", "commune_code", "status", "party_cell", "official_date"]
+#: How long the broker waits for a killed worker's heartbeats before its partitions go to the next one.
+KILLED_WORKER_SESSION_S = 10
+
+
+def widen(hub: Hub) -> None:
+    """langson-ppc's terms replaced by wider ones: its read model takes the dataset again from its start."""
+    grant(hub, "langson-ppc.party-members.2", "langson-ppc", WIDE)
+    with hub.governing() as gov:
+        gov.revoke("cpo", "langson-ppc.party-members.1", "superseded by .2")
+
+
+def logged(worker: Worker, text: str) -> bool:
+    return worker.log is not None and worker.log.exists() and text in worker.log.read_text()
+
+
+def widened_rows(store: ReadModelStore, count: int) -> bool:
+    rows = store.page(DATASET, limit=count + 1)
+    return len(rows) == count and all(set(r["fields"]) == set(WIDE) for r in rows)
+
+
+class _Trickle:
+    """Fresh members published a few at a time from a thread of its own, until stopped."""
+
+    def __init__(self, hub: Hub, start_index: int) -> None:
+        self.published = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(hub, start_index))
+        self._thread.start()
+
+    def _run(self, hub: Hub, start_index: int) -> None:
+        publisher = hub.publisher("coc", DATASET)
+        while not self._stop.is_set():
+            fresh = list(generate_party_members(20, seed=35, start_index=start_index + self.published))
+            assert publisher.publish_records(fresh).published == len(fresh)
+            self.published += len(fresh)
+            self._stop.wait(0.05)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.published
+
+
+def test_a_backfill_runs_beside_the_live_stream_and_the_worker_never_starts_over(
+    hub: Hub, worker: Worker
+) -> None:
+    """New terms for one consumer: its read model is backfilled while every other consumer's goes on taking
+    fresh events (live batches are applied between the backfill's), in the same worker process."""
+    members = 12_000
+    publish(hub, list(generate_party_members(members, seed=35)))
+    worker.start()
+    lang_son, dong_thap = hub.store("langson-ppc"), hub.store("dongthap-ppc")
+    wait_until(
+        lambda: dong_thap.count(DATASET) == members, timeout=180, what="the first pass", log=worker.log
+    )
+    trickle = _Trickle(hub, start_index=members)
+    try:
+        widen(hub)
+        wait_until(lambda: logged(worker, "caught up with the stream"), timeout=120, what="the backfill",
+                   log=worker.log)  # fmt: skip
+    finally:
+        total = members + trickle.stop()
+    wait_until(lambda: widened_rows(lang_son, total), timeout=60, what=f"{total} wide rows", log=worker.log)
+    wait_until(lambda: each_row_made_once(dong_thap, total), timeout=60, what="the others", log=worker.log)
+    assert each_row_made_once(lang_son, total)
+    assert worker.log is not None
+    log = worker.log.read_text()
+    backfill = log[log.index("backfilling langson-ppc's read model") : log.index("caught up with the stream")]
+    assert "applied" in backfill, "live batches of the other read models were applied during the backfill"
+    assert "starting over" not in log
+
+
+def test_a_worker_that_has_read_nothing_since_it_started_still_backfills(hub: Hub, worker: Worker) -> None:
+    publish(hub, list(generate_party_members(100, seed=36)))
+    worker.start()
+    lang_son = hub.store("langson-ppc")
+    wait_until(lambda: lang_son.count(DATASET) == 100, timeout=120, what="100 rows", log=worker.log)
+    worker.stop()
+    assert worker.log is not None
+    resumed_before = worker.log.read_text().count("resuming")
+    worker.start()  # it has read nothing when the terms change: no event comes after them
+    wait_until(lambda: worker.log is not None and worker.log.read_text().count("resuming") > resumed_before,
+               timeout=60, what="the partitions", log=worker.log)  # fmt: skip
+    widen(hub)
+    wait_until(lambda: widened_rows(lang_son, 100), timeout=60, what="100 wide rows", log=worker.log)
+    assert each_row_made_once(lang_son, 100)
+
+
+def test_R5_a_suspension_during_a_backfill_purges_and_the_backfill_brings_nothing_back(
+    hub: Hub, worker: Worker
+) -> None:
+    members = 12_000
+    publish(hub, list(generate_party_members(members, seed=37)))
+    worker.start()
+    lang_son = hub.store("langson-ppc")
+    wait_until(lambda: lang_son.count(DATASET) == members, timeout=180, what="the first pass", log=worker.log)
+    widen(hub)
+    wait_until(
+        lambda: logged(worker, "backfilling langson-ppc"), timeout=60, what="a backfill", log=worker.log
+    )
+    with hub.governing() as gov:
+        gov.suspend("cpo", "langson-ppc.party-members.2", "inspection")
+    wait_until(lambda: logged(worker, "caught up with the stream"), timeout=120, what="the backfill's end",
+               log=worker.log)  # fmt: skip
+    assert worker.log is not None
+    log = worker.log.read_text()
+    assert log.index("purged") < log.index("caught up with the stream"), "suspended while it backfilled"
+    assert lang_son.count(DATASET) == 0, "no row of a suspended agreement, before or after its backfill"
+
+
+def test_sigkill_during_a_backfill_leaves_every_record_exactly_once(hub: Hub, worker: Worker) -> None:
+    members = 12_000
+    publish(hub, list(generate_party_members(members, seed=38)))
+    worker.start(SHAREHUB_WORKER_SESSION_TIMEOUT_S=str(KILLED_WORKER_SESSION_S))
+    lang_son, dong_thap = hub.store("langson-ppc"), hub.store("dongthap-ppc")
+    wait_until(lambda: lang_son.count(DATASET) == members, timeout=180, what="the first pass", log=worker.log)
+    widen(hub)
+    wait_until(lambda: lang_son.count(DATASET) > 0 and logged(worker, "backfilling langson-ppc"), timeout=60,
+               what="a backfill under way", log=worker.log)  # fmt: skip
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    wait_until(lambda: not worker.alive(), timeout=10, what="the worker to die")
+    assert lang_son.count(DATASET) < members, "the backfill finished before the worker could be killed"
+
+    worker.start()
+    wait_until(lambda: widened_rows(lang_son, members), timeout=180, what="every wide row", log=worker.log)
+    assert each_row_made_once(lang_son, members)
+    assert each_row_made_once(dong_thap, members)

@@ -132,29 +132,70 @@ def _now() -> Any:
     return dt.datetime.now(dt.UTC)
 
 
-def test_a_read_model_reset_to_a_datasets_start_is_left_to_the_replay_not_skipped_ahead(
+def test_a_read_model_reset_to_a_datasets_start_is_backfilled_beside_the_live_stream(
     offline_hub: Hub,
 ) -> None:
     p = projector(offline_hub)
     p.reconcile()
-    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(6)])
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(9)])
     apply(p, batch[:4])
     lang_son, dong_thap = offline_hub.store("langson-ppc"), offline_hub.store("dongthap-ppc")
     topic = batch[0].topic
     lang_son.reset_dataset(
         "party-members", topic, terms="new terms", agreement_id="langson-ppc.party-members.1"
     )
-    assert p.behind_stream() == [(topic, 0)], "the stream is past the reset read model: it must go back"
+    assert p.lagging({(topic, 0): 4}) == {"langson-ppc": {(topic, 0): 0}}
 
-    apply(p, batch[4:])  # the stream goes on; the reset read model must not jump to its end
+    apply(p, batch[4:6])  # the stream goes on; the reset read model must not jump to its end
     assert lang_son.count("party-members") == 0 and lang_son.positions().get((topic, 0), 0) == 0
     assert sum(dong_thap.versions("party-members").values()) == 6
 
-    again = projector(offline_hub)  # the worker starting over: it reads from the least position, 0
-    apply(again, batch)
-    assert lang_son.versions("party-members") == {f"PM{i:010d}": 1 for i in range(6)}
-    assert sum(dong_thap.versions("party-members").values()) == 6, "nothing applied twice elsewhere"
-    assert again.behind_stream() == []
+    backfill = p.for_one("langson-ppc")  # reads the log again from its position, 0, up to the stream's
+    apply(backfill, batch[:3])
+    apply(backfill, batch[3:6])
+    assert p.lagging({(topic, 0): 6}) == {}, "caught up: the live stream has it again"
+    apply(p, batch[6:])
+    assert lang_son.versions("party-members") == {f"PM{i:010d}": 1 for i in range(9)}
+    assert dong_thap.versions("party-members") == {f"PM{i:010d}": 1 for i in range(9)}, "nothing twice"
+
+
+def test_a_partition_taken_over_goes_on_from_the_least_stored_position_with_its_chain_heads(
+    offline_hub: Hub,
+) -> None:
+    """A partition new to a worker is judged from the read models' least position at once (with the chain
+    heads of a read model standing there), so a read model reset to its start afterwards does not send the
+    live stream back: it is left behind, for its backfill."""
+    p = projector(offline_hub)
+    p.reconcile()
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(5)])
+    apply(p, batch[:3])
+    lang_son, dong_thap = offline_hub.store("langson-ppc"), offline_hub.store("dongthap-ppc")
+    topic = batch[0].topic
+
+    taken_over = projector(offline_hub)
+    taken_over.resume([(topic, 0)])
+    lang_son.reset_dataset("party-members", topic, terms="new", agreement_id="langson-ppc.party-members.1")
+    decision = apply(taken_over, batch[3:])
+    assert decision.quarantined == [], "the chains go on from the heads stored at offset 3"
+    assert dong_thap.versions("party-members") == {f"PM{i:010d}": 1 for i in range(5)}
+    assert lang_son.count("party-members") == 0, "left behind for its backfill"
+    assert taken_over.lagging({(topic, 0): 5}) == {"langson-ppc": {(topic, 0): 0}}
+
+
+def test_a_read_model_joins_the_stream_where_the_log_kept_nothing_below_it(offline_hub: Hub) -> None:
+    p = projector(offline_hub)
+    p.reconcile()
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(5)])
+    apply(p, batch[:3])
+    lang_son = offline_hub.store("langson-ppc")
+    topic = batch[0].topic
+    lang_son.reset_dataset("party-members", topic, terms="new", agreement_id="langson-ppc.party-members.1")
+
+    p.join_stream("langson-ppc", [(topic, 0)])
+    assert lang_son.positions()[(topic, 0)] == 3
+    assert lang_son.chain_heads((topic, 0)) == offline_hub.store("dongthap-ppc").chain_heads((topic, 0))
+    apply(p, batch[3:])
+    assert set(lang_son.versions("party-members")) == {"PM0000000003", "PM0000000004"}
 
 
 def test_reconcile_purges_ended_agreements_and_resets_changed_terms_once(offline_hub: Hub) -> None:
