@@ -94,7 +94,7 @@ def test_a_partition_that_moved_on_elsewhere_is_taken_up_from_the_read_models(of
     here, elsewhere = projector(offline_hub), projector(offline_hub)
     apply(here, batch[:2])
     apply(elsewhere, batch[2:4])  # another worker took the partition over and went on
-    here.forget([(batch[0].topic, 0)])  # the partition comes back to this worker
+    here.resume([(batch[0].topic, 0)])  # the partition comes back to this worker
     assert reasons(here, batch[4:]) == []
     assert offline_hub.store("langson-ppc").count() == 6
     assert here.stored_offset((batch[0].topic, 0)) == 6
