@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from projections.engine import ProjectionEngine
 from projections.projector import LogMessage, parsed
@@ -86,21 +86,22 @@ class Backfill:
         end = {p: self._live.get((topic, p), 0) for p in start}
         await self._join_where_retained_away(topic, start, end)
         batches = reader.batches(topic, start=start, end=end, size=BATCH_SIZE)
+        # The next batch is read and parsed (in a thread) while the engine projects the one before.
+        ahead = asyncio.ensure_future(asyncio.to_thread(_next_parsed, batches))
         try:
             while not self._stopping:
-                batch: list[Record] | None = await asyncio.to_thread(next, batches, None)
-                if batch is None:
+                messages = await ahead
+                if messages is None:
                     return
-                await self._send([r for r in batch if (r.topic, r.partition) in self._left])
+                ahead = asyncio.ensure_future(asyncio.to_thread(_next_parsed, batches))
+                await self._send([m for m in messages if m.tp in self._left])
         finally:
+            await asyncio.wait([ahead])
             await asyncio.to_thread(batches.close)
 
-    async def _send(self, batch: list[Record]) -> None:
-        if not batch:
+    async def _send(self, messages: list[LogMessage]) -> None:
+        if not messages:
             return
-        messages = [
-            LogMessage(r.topic, r.partition, r.offset, r.key, r.value, parsed(r.value)) for r in batch
-        ]
         answer = asyncio.wrap_future(self._engine.backfill_in_turn(self.consumer, messages))
         for message in messages:
             self._left[message.tp] = max(self._left[message.tp], message.offset + 1)
@@ -127,3 +128,11 @@ class Backfill:
             if live is None or at >= live:
                 del self._left[tp]
         return bool(self._left)
+
+
+def _next_parsed(batches: Iterator[list[Record]]) -> list[LogMessage] | None:
+    """The reader's next batch as log messages, their envelopes parsed (no key is needed); None at its end."""
+    batch = next(batches, None)
+    if batch is None:
+        return None
+    return [LogMessage(r.topic, r.partition, r.offset, r.key, r.value, parsed(r.value)) for r in batch]
