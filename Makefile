@@ -32,9 +32,10 @@ kafka-stop:
 clean: demo-down
 	rm -rf .sharehub .sharehub-test .sharehub-chaos
 
-.PHONY: bench bench-scale bench-purge bench-audit-scale bench-growth bench-profile
+.PHONY: bench bench-scale bench-backfill bench-purge bench-audit-scale bench-growth bench-profile
 EVENTS_PROFILED ?= 100000
 MEMBERS ?= 5000000
+MEMBERS_BACKFILL ?= 1000000
 EVENTS ?= 5000000
 ROWS ?= 5000000
 
@@ -43,6 +44,9 @@ bench: venv  ## The benchmark suite: the hub against plain baselines; writes BEN
 
 bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, projection and query; hours on 2 cores.
 	.venv/bin/python -m bench scale --members $(MEMBERS)
+
+bench-backfill: venv  ## A consumer's backfill of MEMBERS_BACKFILL (1,000,000) members beside the live stream: its rate, the others' freshness.
+	.venv/bin/python -m bench backfill --members $(MEMBERS_BACKFILL)
 
 bench-purge: venv  ## Time from an agreement's end on the log to the consumer losing access (R5).
 	.venv/bin/python -m bench purge

@@ -73,6 +73,11 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["report"]:
         rebuild()
         return
+    if argv[:1] == ["backfill"]:
+        from bench import backfill
+
+        backfill.main(argv[1:], _command(argv))
+        return
     if argv[:1] == ["purge"]:
         from bench import purge
 

@@ -21,6 +21,7 @@ SCALE_CHART = RESULTS / "scale.png"
 PURGE_JSON = RESULTS / "purge.json"
 GROWTH_JSON = RESULTS / "read_model_growth.json"
 FLAME_JSON = RESULTS / "flame.json"
+BACKFILL_JSON = RESULTS / "backfill.json"
 REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
@@ -158,6 +159,10 @@ def write_report() -> Path:
         lines += audit_scale_lines(load(AUDIT_SCALE_JSON))
     if PURGE_JSON.exists():
         lines += purge_section(load(PURGE_JSON))
+    if BACKFILL_JSON.exists():
+        from bench.backfill import lines as backfill_lines
+
+        lines += backfill_lines(load(BACKFILL_JSON))
     if GROWTH_JSON.exists():
         from bench.read_model_growth import lines as growth_lines
 
