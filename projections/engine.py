@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from projections.projector import Decision, LogMessage, Projector, Quarantined, Reconciled
-from projections.read_model import TopicPartition
+from projections.read_model import ReadModelStore, TopicPartition
 from sharehub.errors import EarlierBatchFailed
 
 T = TypeVar("T")
@@ -71,7 +71,9 @@ class ProjectionEngine(Protocol):
 class LocalEngine:
     """A :class:`Projector` in this process. ``before_batch`` runs before every decision and
     reconciliation (the hub brings governance up to date there, so an agreement suspended on the log stops
-    granting from the next batch on); ``on_close`` releases what the projector used."""
+    granting from the next batch on); ``on_close`` releases what the projector used. With ``store_of``
+    (a consumer's read model, made if new), an agency's first agreement gives the projector its read model
+    at the next reconciliation, to be backfilled beside the live stream; without, the worker starts over."""
 
     def __init__(
         self,
@@ -79,8 +81,10 @@ class LocalEngine:
         *,
         before_batch: Callable[[], object] = lambda: None,
         on_close: Callable[[], object] = lambda: None,
+        store_of: Callable[[str], ReadModelStore] | None = None,
     ) -> None:
         self._projector = projector
+        self._store_of = store_of
         self._before_batch = before_batch
         self._on_close = on_close
         #: The decided batch that waits for the quarantine topic before it is committed, by its ticket.
@@ -193,6 +197,9 @@ class LocalEngine:
 
     def reconcile(self) -> Reconciliation:
         self._before_batch()
+        if self._store_of is not None:
+            for consumer in self._projector.new_consumers():
+                self._projector.adopt(consumer, self._store_of(consumer))
         return Reconciliation(self._projector.reconcile(), self._projector.outgrown())
 
     def prune_history(self, horizons: Mapping[str, dt.datetime]) -> dict[str, int]:

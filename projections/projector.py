@@ -135,7 +135,7 @@ class Projector:
     ) -> None:
         self._governance = governance
         self._keys = keys
-        self._stores = stores
+        self._stores = dict(stores)
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
         #: (topic, lane)s where the log had deleted records before the first one read: a chain there with no
@@ -365,16 +365,26 @@ class Projector:
                     recorded[dataset] = wanted
         return done
 
+    def new_consumers(self) -> list[str]:
+        """Agencies that hold an agreement and have no read model here yet (:meth:`adopt` them)."""
+        consumers = {a.consumer for a in self._governance.agreements()}
+        return sorted(consumers - set(self._stores))
+
+    def adopt(self, consumer: str, store: ReadModelStore) -> None:
+        """Project into ``consumer``'s read model from now on. It stands at the start of every partition,
+        behind the stream: it is backfilled, and its terms are recorded at the next :meth:`reconcile`."""
+        with self._lock:
+            self._stores.setdefault(consumer, store)
+
     def outgrown(self) -> list[str]:
-        """What governance added since this projector was made (a dataset, a consumer): a projector reads
-        a fixed set of topics into a fixed set of read models, so it must be made again to serve them."""
+        """What governance added since this projector was made that it cannot take on (a dataset: a projector
+        reads a fixed set of topics; a consumer not adopted), so it must be made again to serve them."""
         changes = [
             f"dataset {d.id!r} declared"
             for d in self._governance.datasets()
             if d.topic not in self._dataset_by_topic
         ]
-        consumers = {a.consumer for a in self._governance.agreements()}
-        changes += [f"consumer {c!r} holds an agreement" for c in sorted(consumers - set(self._stores))]
+        changes += [f"consumer {c!r} holds an agreement" for c in self.new_consumers()]
         return changes
 
     def commit(self, decision: Decision) -> None:

@@ -28,7 +28,7 @@ def hub_engine() -> LocalEngine:
     except BaseException:
         hub.close()
         raise
-    return LocalEngine(projector, before_batch=hub.governance_state, on_close=hub.close)
+    return LocalEngine(projector, before_batch=hub.governance_state, on_close=hub.close, store_of=hub.store)
 
 
 def read_models_once_answering(hub: Hub) -> dict[str, ReadModelStore]:

@@ -42,7 +42,7 @@ def each_row_made_once(store: ReadModelStore, count: int) -> bool:
     return len(versions) == count and set(versions.values()) == {1}
 
 
-def test_R3_a_consumer_granted_while_the_worker_runs_gets_the_dataset_from_its_start(
+def test_R3_an_agencys_first_agreement_gets_it_the_dataset_from_its_start_in_the_running_worker(
     hub: Hub, worker: Worker
 ) -> None:
     publish(hub, list(generate_party_members(150, seed=31)))
@@ -64,7 +64,10 @@ def test_R3_a_consumer_granted_while_the_worker_runs_gets_the_dataset_from_its_s
     publish(hub, list(generate_party_members(20, seed=31, start_index=150)))
     wait_until(lambda: each_row_made_once(thai_nguyen, 170), timeout=60, what="170 rows", log=worker.log)
     assert each_row_made_once(dong_thap, 170), "the replay for one consumer applies nothing twice to another"
-    assert worker.alive()
+    assert worker.alive() and worker.log is not None
+    log = worker.log.read_text()
+    assert "backfilling thainguyen-ppc's read model" in log, "its first agreement: backfilled beside the stream"
+    assert "starting over" not in log
 
 
 def test_widened_terms_rebuild_the_rows_with_the_new_fields(hub: Hub, worker: Worker) -> None:
