@@ -66,7 +66,7 @@ def test_R3_an_agencys_first_agreement_gets_it_the_dataset_from_its_start_in_the
     assert each_row_made_once(dong_thap, 170), "the replay for one consumer applies nothing twice to another"
     assert worker.alive() and worker.log is not None
     log = worker.log.read_text()
-    assert "backfilling thainguyen-ppc's read model" in log, "its first agreement: backfilled beside the stream"
+    assert "backfilling thainguyen-ppc's read model" in log, "its first agreement is backfilled"
     assert "starting over" not in log
 
 
