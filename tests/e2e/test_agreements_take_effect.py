@@ -203,7 +203,7 @@ def test_a_worker_that_has_read_nothing_since_it_started_still_backfills(hub: Hu
     assert each_row_made_once(lang_son, 100)
 
 
-def test_R5_a_suspension_during_a_backfill_purges_and_the_backfill_brings_nothing_back(
+def test_R5_a_suspension_as_a_backfill_starts_purges_and_the_backfill_brings_nothing_back(
     hub: Hub, worker: Worker
 ) -> None:
     members = 12_000
@@ -219,9 +219,9 @@ def test_R5_a_suspension_during_a_backfill_purges_and_the_backfill_brings_nothin
         gov.suspend("cpo", "langson-ppc.party-members.2", "inspection")
     wait_until(lambda: logged(worker, "caught up with the stream"), timeout=120, what="the backfill's end",
                log=worker.log)  # fmt: skip
-    assert worker.log is not None
-    log = worker.log.read_text()
-    assert log.index("purged") < log.index("caught up with the stream"), "suspended while it backfilled"
+    wait_until(lambda: logged(worker, "purged"), timeout=30, what="the purge", log=worker.log)
+    # (Whether the suspension came before or after the backfill's end depends on the machine's speed; the
+    # unit test of the projector suspends between two backfill batches.)
     assert lang_son.count(DATASET) == 0, "no row of a suspended agreement, before or after its backfill"
 
 

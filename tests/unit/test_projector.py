@@ -159,6 +159,30 @@ def test_a_read_model_reset_to_a_datasets_start_is_backfilled_beside_the_live_st
     assert dong_thap.versions("party-members") == {f"PM{i:010d}": 1 for i in range(9)}, "nothing twice"
 
 
+def test_R5_a_suspension_between_two_backfill_batches_purges_and_the_backfill_brings_nothing_back(
+    offline_hub: Hub,
+) -> None:
+    p = projector(offline_hub)
+    p.reconcile()
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(6)])
+    apply(p, batch)
+    lang_son = offline_hub.store("langson-ppc")
+    lang_son.reset_dataset(
+        "party-members", batch[0].topic, terms="new", agreement_id="langson-ppc.party-members.1"
+    )
+    backfill = p.for_one("langson-ppc")
+    apply(backfill, batch[:3])
+    assert lang_son.count("party-members") == 3
+
+    with offline_hub.governing() as gov:
+        gov.suspend("cpo", "langson-ppc.party-members.1", "inspection")
+    assert p.reconcile().purged == {("langson-ppc", "party-members"): 3}
+    apply(backfill, batch[3:])  # the backfill goes on to the stream's end, granting nothing now
+    assert lang_son.count("party-members") == 0
+    assert lang_son.positions()[(batch[0].topic, 0)] == 6, "caught up: the live stream has it again"
+    assert p.lagging({(batch[0].topic, 0): 6}) == {}
+
+
 def test_a_partition_taken_over_goes_on_from_the_least_stored_position_with_its_chain_heads(
     offline_hub: Hub,
 ) -> None:
