@@ -192,15 +192,28 @@ class AccessLog:
 
     def _delivered(self, waiting: _Waiting, err: KafkaError | None, _msg: Message) -> None:
         """A delivery report (the reporting thread): once the broker has answered for the whole group, the
-        records queued meanwhile go as the next group, and the group's requests get their answers."""
+        records queued meanwhile go as the next group, and the group's requests get their answers.
+
+        The next group is sealed on the event loop of a query that waits in it, not here: sealing holds the
+        GIL for a while, and the loop would wait for it each time it lets go of it (for a read, a write)."""
         with self._sealing:
             self._answers.append((waiting, err.str() if err is not None else None))
             self._unanswered -= 1
             if self._unanswered:
                 return
             answers, self._answers = self._answers, []
-            self._send_queued()
+            if self._queued:
+                try:
+                    self._queued[0].loop.call_soon_threadsafe(self._send_next)
+                except RuntimeError:  # that loop has closed: the reporting thread sends the group itself
+                    self._send_queued()
         _answer(answers)
+
+    def _send_next(self) -> None:
+        """Send the queued records unless a query has sent a group meanwhile (they then wait for it)."""
+        with self._sealing:
+            if not self._unanswered:
+                self._send_queued()
 
     def checkpoint(self) -> None:
         """State the lane's head now (nothing when it was stated already and the broker took it). One the
