@@ -2,6 +2,8 @@
 
 The app keeps one :class:`ApiContext` in ``app.state``; a route asks for it (``Depends(context)``) and for
 its caller (``Depends(caller)``, ``Depends(own_read_model)``, ``Depends(operator)``), and gets nothing else.
+The dependencies of the API (here and beside its routes) are ``async`` even when they wait for nothing:
+FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per dependency and request.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class ApiContext:
     read_models: ReadModels
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
     found: ApiContext = request.app.state.context
     return found
 
@@ -98,7 +100,7 @@ async def own_read_model(
     return consumer
 
 
-def operator(who: Annotated[str, Depends(caller)], ctx: Annotated[ApiContext, Depends(context)]) -> str:
+async def operator(who: Annotated[str, Depends(caller)], ctx: Annotated[ApiContext, Depends(context)]) -> str:
     """The caller, if it is the hub's operator."""
     if who != ctx.governance.operator:
         raise Forbidden(f"status and metrics are for the hub operator {ctx.governance.operator!r}")

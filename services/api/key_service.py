@@ -60,7 +60,7 @@ class SubjectKeysOut(BaseModel):
     keys: dict[str, str | None]
 
 
-def owned_dataset(
+async def owned_dataset(
     dataset: Annotated[str, Path(description="Dataset id", max_length=200)],
     who: Annotated[str, Depends(caller)],
     ctx: Annotated[ApiContext, Depends(context)],

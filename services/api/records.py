@@ -54,7 +54,7 @@ class GrantedDataset(BaseModel):
     records: int
 
 
-def as_of_time(
+async def as_of_time(
     as_of: Annotated[
         str | None,
         Query(
@@ -80,7 +80,7 @@ def as_of_time(
         raise InputError("as_of: out of range (years 1 to 9999, in UTC)") from None
 
 
-def stated_purpose(
+async def stated_purpose(
     purpose: Annotated[
         str,
         Query(

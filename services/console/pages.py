@@ -55,7 +55,7 @@ async def record_browser(
         page = await records.list_records(
             consumer=reader,
             dataset=dataset,
-            purpose=records.stated_purpose(purpose),
+            purpose=await records.stated_purpose(purpose),
             ctx=visit.ctx,
             limit=PAGE_SIZE,
             after=after,
