@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from projections.projector import LogMessage, Projector, Reconciled
+from projections.read_model import ReadModelStore
 from services.hub import Hub
 from sharehub.envelope import ZERO_HASH, ChainPosition
 from tests.unit.test_avro import member
@@ -132,18 +133,28 @@ def _now() -> Any:
     return dt.datetime.now(dt.UTC)
 
 
+def projected(hub: Hub, count: int, applied: int) -> tuple[Projector, list[LogMessage]]:
+    """A reconciled projector and ``count`` members' events in one lane, the first ``applied`` projected."""
+    p = projector(hub)
+    p.reconcile()
+    batch = messages(hub, [member(member_id=f"PM{i:010d}") for i in range(count)])
+    apply(p, batch[:applied])
+    return p, batch
+
+
+def lang_son_under_new_terms(hub: Hub, topic: str) -> ReadModelStore:
+    """Lang Son's read model sent back to the dataset's start, as new terms do."""
+    store = hub.store("langson-ppc")
+    store.reset_dataset("party-members", topic, terms="new terms", agreement_id="langson-ppc.party-members.1")
+    return store
+
+
 def test_a_read_model_reset_to_a_datasets_start_is_backfilled_beside_the_live_stream(
     offline_hub: Hub,
 ) -> None:
-    p = projector(offline_hub)
-    p.reconcile()
-    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(9)])
-    apply(p, batch[:4])
-    lang_son, dong_thap = offline_hub.store("langson-ppc"), offline_hub.store("dongthap-ppc")
+    p, batch = projected(offline_hub, 9, applied=4)
     topic = batch[0].topic
-    lang_son.reset_dataset(
-        "party-members", topic, terms="new terms", agreement_id="langson-ppc.party-members.1"
-    )
+    lang_son, dong_thap = lang_son_under_new_terms(offline_hub, topic), offline_hub.store("dongthap-ppc")
     assert p.lagging({(topic, 0): 4}) == {"langson-ppc": {(topic, 0): 0}}
 
     apply(p, batch[4:6])  # the stream goes on; the reset read model must not jump to its end
@@ -162,14 +173,8 @@ def test_a_read_model_reset_to_a_datasets_start_is_backfilled_beside_the_live_st
 def test_R5_a_suspension_between_two_backfill_batches_purges_and_the_backfill_brings_nothing_back(
     offline_hub: Hub,
 ) -> None:
-    p = projector(offline_hub)
-    p.reconcile()
-    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(6)])
-    apply(p, batch)
-    lang_son = offline_hub.store("langson-ppc")
-    lang_son.reset_dataset(
-        "party-members", batch[0].topic, terms="new", agreement_id="langson-ppc.party-members.1"
-    )
+    p, batch = projected(offline_hub, 6, applied=6)
+    lang_son = lang_son_under_new_terms(offline_hub, batch[0].topic)
     backfill = p.for_one("langson-ppc")
     apply(backfill, batch[:3])
     assert lang_son.count("party-members") == 3
@@ -189,16 +194,12 @@ def test_a_partition_taken_over_goes_on_from_the_least_stored_position_with_its_
     """A partition new to a worker is judged from the read models' least position at once (with the chain
     heads of a read model standing there), so a read model reset to its start afterwards does not send the
     live stream back: it is left behind, for its backfill."""
-    p = projector(offline_hub)
-    p.reconcile()
-    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(5)])
-    apply(p, batch[:3])
-    lang_son, dong_thap = offline_hub.store("langson-ppc"), offline_hub.store("dongthap-ppc")
-    topic = batch[0].topic
+    _, batch = projected(offline_hub, 5, applied=3)
+    topic, dong_thap = batch[0].topic, offline_hub.store("dongthap-ppc")
 
     taken_over = projector(offline_hub)
     taken_over.resume([(topic, 0)])
-    lang_son.reset_dataset("party-members", topic, terms="new", agreement_id="langson-ppc.party-members.1")
+    lang_son = lang_son_under_new_terms(offline_hub, topic)
     decision = apply(taken_over, batch[3:])
     assert decision.quarantined == [], "the chains go on from the heads stored at offset 3"
     assert dong_thap.versions("party-members") == {f"PM{i:010d}": 1 for i in range(5)}
@@ -207,13 +208,9 @@ def test_a_partition_taken_over_goes_on_from_the_least_stored_position_with_its_
 
 
 def test_a_read_model_joins_the_stream_where_the_log_kept_nothing_below_it(offline_hub: Hub) -> None:
-    p = projector(offline_hub)
-    p.reconcile()
-    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(5)])
-    apply(p, batch[:3])
-    lang_son = offline_hub.store("langson-ppc")
+    p, batch = projected(offline_hub, 5, applied=3)
     topic = batch[0].topic
-    lang_son.reset_dataset("party-members", topic, terms="new", agreement_id="langson-ppc.party-members.1")
+    lang_son = lang_son_under_new_terms(offline_hub, topic)
 
     p.join_stream("langson-ppc", [(topic, 0)])
     assert lang_son.positions()[(topic, 0)] == 3
