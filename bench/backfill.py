@@ -17,17 +17,17 @@ Results go to ``bench/results/backfill.json`` and a section of ``BENCHMARKS.md``
 from __future__ import annotations
 
 import argparse
+import functools
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import machine, report
 from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, broker, hub_env, new_hub
-from bench.load import latency_summary, projection_worker, stop_group
+from bench.load import events_projected, latency_summary, projection_worker, stop_group, wait_for
 from bench.model import save
 from services.hub import Hub
 from tooling.synthetic import generate_party_members
@@ -42,18 +42,6 @@ WIDE = ["member_id", "province_code", "commune_code", "status", "party_cell", "o
 
 def log(message: str) -> None:
     print(f"[backfill {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _position(readmodels: Path, consumer: str, topic: str) -> int:
-    """The consumer's summed positions on ``topic`` (0 before its tables exist)."""
-    try:
-        with sqlite3.connect(f"file:{readmodels / consumer}.db?mode=ro", uri=True, timeout=5) as conn:
-            row = conn.execute(
-                "SELECT COALESCE(SUM(next_offset), 0) FROM positions WHERE topic = ?", (topic,)
-            )
-            return int(row.fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
 
 
 class _Fresh:
@@ -118,19 +106,6 @@ def _widen(hub: Hub) -> None:
         gov.revoke("cpo", "langson-ppc.party-members.1", "superseded by wider terms")
 
 
-def _both(readmodels: Path, topic: str) -> int:
-    return min(_position(readmodels, consumer, topic) for consumer in ("dongthap-ppc", "langson-ppc"))
-
-
-def _until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(every)
-    return time.monotonic()
-
-
 def run(members: int) -> dict[str, Any]:
     workdir = BENCH_HOME / "backfill"
     with broker(workdir / "kafka-home", SCALE_KAFKA_PORT) as bootstrap:
@@ -144,7 +119,10 @@ def run(members: int) -> dict[str, Any]:
         worker = projection_worker(hub_env(hub), workdir / "projector.log")
         try:
             started = time.monotonic()
-            _until(lambda: _both(readmodels, topic) >= members, 7200, "the first projection", every=2.0)
+            both = ["dongthap-ppc", "langson-ppc"]
+            wait_for(
+                lambda: events_projected(readmodels, both, topic) >= members, 7200, "the first pass", 2.0
+            )
             first_s = time.monotonic() - started
             log(f"projected into both read models in {first_s:,.0f} s; sampling freshness")
             fresh = _Fresh(hub, readmodels, first_index=members)
@@ -152,19 +130,12 @@ def run(members: int) -> dict[str, Any]:
                 time.sleep(BASELINE_S)
                 widened_at = time.monotonic()
                 _widen(hub)
-                reset_at = _until(
-                    lambda: _position(readmodels, "langson-ppc", topic) < members, 60, "the reset"
-                )
+                lang_son = functools.partial(events_projected, readmodels, ["langson-ppc"], topic)
+                reset_at = wait_for(lambda: lang_son() < members, 60, "the reset", 0.2)
                 log("Lang Son's read model was reset; backfilling")
-                caught_up_at = _until(
-                    lambda: (
-                        _position(readmodels, "langson-ppc", topic)
-                        >= _position(readmodels, "dongthap-ppc", topic)
-                    ),
-                    7200,
-                    "the backfill",
-                )
-                backfilled = _position(readmodels, "langson-ppc", topic)
+                dong_thap = functools.partial(events_projected, readmodels, ["dongthap-ppc"], topic)
+                caught_up_at = wait_for(lambda: lang_son() >= dong_thap(), 7200, "the backfill", 0.2)
+                backfilled = lang_son()
             finally:
                 fresh.stop()
         finally:

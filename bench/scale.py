@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import random
 import shutil
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, brok
 from bench.kafka_io import end_offsets
 from bench.load import (
     BENCH_PURPOSE,
+    events_projected,
     family_rss_kb,
     latency_summary,
     paced,
@@ -94,25 +94,6 @@ def publish(hub: Hub, members: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _projected(readmodels: Path, consumers: list[str], topic: str) -> int:
-    """Events every read model has applied: the least, over consumers, of their summed positions."""
-    least: int | None = None
-    for consumer in consumers:
-        db = readmodels / f"{consumer}.db"
-        if not db.exists():
-            return 0
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-                row = conn.execute(
-                    "SELECT COALESCE(SUM(next_offset), 0) FROM positions WHERE topic = ?", (topic,)
-                )
-                total = int(row.fetchone()[0])
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0
-        least = total if least is None else min(least, total)
-    return least or 0
-
-
 def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
     topic = hub.governance.dataset(DATASET).topic
     total = sum(end_offsets(hub.kafka, topic).values())
@@ -130,7 +111,7 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
             elapsed = time.monotonic() - started
             if proc.poll() is not None:
                 raise RuntimeError(f"the projection worker exited with {proc.returncode}; see {worker_log}")
-            done = _projected(readmodels, consumers, topic)
+            done = events_projected(readmodels, consumers, topic)
             current, highest = family_rss_kb(proc.pid)  # the worker and its engine process
             rss = current / 1024
             peak = max(peak, highest)

@@ -137,15 +137,11 @@ class LocalEngine:
         once; returns the rows applied. What it would quarantine is left out: every event below the live
         stream's position was judged there first, and quarantined then if refused. A failure stops every
         later batch, live or backfill, as :meth:`project`'s does."""
-        if self._pending is not None:
-            raise ValueError(f"decided batch {self._pending[0]} still waits to be committed")
-        self._refuse_after_failure()
         projector = self._backfills.get(consumer)
         if projector is None:
             raise ValueError(f"no backfill of {consumer!r}'s read model was started")
+        decision = self._decided(projector, batch)
         with self._failing_stops_batches():
-            self._before_batch()
-            decision = projector.decide(batch)
             projector.commit(decision)
         return decision.applied()
 
@@ -158,12 +154,7 @@ class LocalEngine:
         positions may not move past a quarantined event before it is there): one call for most batches.
         A batch returned uncommitted waits for :meth:`commit` (or :meth:`abandon`) before any other is
         decided. Once a batch failed, every later one is refused (:class:`EarlierBatchFailed`)."""
-        if self._pending is not None:
-            raise ValueError(f"decided batch {self._pending[0]} still waits to be committed")
-        self._refuse_after_failure()
-        with self._failing_stops_batches():
-            self._before_batch()
-            decision = self._projector.decide(batch)
+        decision = self._decided(self._projector, batch)
         self._tickets += 1
         judged = Judged(decision.quarantined, decision.applied(), self._tickets)
         if judged.quarantined:
@@ -173,6 +164,16 @@ class LocalEngine:
         with self._failing_stops_batches():
             self._projector.commit(decision)
         return dataclasses.replace(judged, committed=True)
+
+    def _decided(self, projector: Projector, batch: Sequence[LogMessage]) -> Decision:
+        """``projector``'s decision on ``batch``, governance brought up to date first; refused while a
+        decided batch waits for its commit, or once one failed."""
+        if self._pending is not None:
+            raise ValueError(f"decided batch {self._pending[0]} still waits to be committed")
+        self._refuse_after_failure()
+        with self._failing_stops_batches():
+            self._before_batch()
+            return projector.decide(batch)
 
     def project_in_turn(self, batch: Sequence[LogMessage]) -> Future[Judged]:
         """In this process every call is answered before the next: projected now."""

@@ -172,9 +172,10 @@ class Projector:
         sought: the partitions may have moved on under another worker): what this projector knew of them is
         dropped, and their chain heads are taken from a read model that stands there. Judged now, not at
         the next message: a read model reset to its start later is backfilled, not a reason to go back."""
+        stored = [(consumer, store.positions()) for consumer, store in self._stores.items()]
         with self._lock:
             for tp in tps:
-                self._resume(tp)
+                self._resume(tp, {consumer: positions.get(tp, 0) for consumer, positions in stored})
 
     def lagging(self, live: Mapping[TopicPartition, int]) -> dict[str, dict[TopicPartition, int]]:
         """Per consumer, the partitions of ``live`` (partition → the offset its stream takes next) where its
@@ -206,8 +207,11 @@ class Projector:
             if judged:
                 self._stores[consumer].apply([], judged, heads=heads)
 
-    def _resume(self, tp: TopicPartition) -> int:
-        stored = {consumer: store.positions().get(tp, 0) for consumer, store in self._stores.items()}
+    def _resume(self, tp: TopicPartition, stored: Mapping[str, int] | None = None) -> int:
+        """Judge ``tp`` from the least position a read model stored (``stored``: each one's there, when read
+        already), with the chain heads of a read model standing there."""
+        if stored is None:
+            stored = {consumer: store.positions().get(tp, 0) for consumer, store in self._stores.items()}
         offset = min(stored.values(), default=0)
         self._drop_heads(tp)
         self._retained_away.discard(tp)

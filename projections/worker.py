@@ -219,10 +219,9 @@ class ProjectionWorker:
             if not running.task.done():
                 continue
             del self.backfills[consumer]
-            if not running.task.cancelled() and running.task.exception() is not None:
-                await self._failed(
-                    f"backfilling {consumer}'s read model", cast(Exception, running.task.exception())
-                )
+            failure = None if running.task.cancelled() else running.task.exception()
+            if failure is not None:
+                await self._failed(f"backfilling {consumer}'s read model", cast(Exception, failure))
                 return
         try:
             lagging = await asyncio.to_thread(self.engine.lagging, dict(self.live))

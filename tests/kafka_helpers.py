@@ -18,6 +18,9 @@ from services import processes
 from services.hub import Hub
 from sharehub.kafka import read_topic, records
 
+#: Seconds the broker waits for a killed worker before its partitions go to the next (the default is 60).
+KILLED_WORKER_SESSION_S = 10
+
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ import pytest
 
 from projections.read_model import ReadModelStore
 from services.hub import Hub
-from tests.kafka_helpers import Worker, wait_until
+from tests.kafka_helpers import KILLED_WORKER_SESSION_S, Worker, wait_until
 from tooling.synthetic import generate_party_members
 
 pytestmark = pytest.mark.kafka
@@ -115,8 +115,6 @@ def test_R5_a_resumed_agreement_brings_its_rows_back_from_the_log(hub: Hub, work
 # --- backfills beside the live stream ---------------------------------------------------------------------
 
 WIDE = ["member_id", "province_code", "commune_code", "status", "party_cell", "official_date"]
-#: How long the broker waits for a killed worker's heartbeats before its partitions go to the next one.
-KILLED_WORKER_SESSION_S = 10
 
 
 def widen(hub: Hub) -> None:

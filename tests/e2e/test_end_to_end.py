@@ -23,6 +23,7 @@ from services.hub import Hub
 from sharehub.envelope import parse
 from sharehub.kafka import client_config
 from tests.kafka_helpers import (
+    KILLED_WORKER_SESSION_S,
     Worker,
     answers,
     free_port,
@@ -36,8 +37,6 @@ from tooling.synthetic import generate_party_members, write_jsonl
 
 pytestmark = pytest.mark.kafka
 DATASET = "party-members"
-#: Seconds the broker waits for a killed worker before its partitions go to the next (the default is 60).
-KILLED_WORKER_SESSION_S = 10
 
 
 def publish(hub: Hub, records: list[dict[str, object]]) -> None:
