@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import statistics
 import subprocess
 import sys
@@ -25,13 +26,13 @@ import httpx2
 
 from bench import machine, report
 from bench.environment import BENCH_HOME, DATASET, OWNER, broker, hub_env, new_hub
-from bench.load import query_api, stop_group
+from bench.load import query_api, stop_group, wait_for
 from bench.model import save
+from projections.read_model import ReadModelStore
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from tooling.synthetic import generate_party_members
 
-POLL_S = 0.02
 RESULTS = report.PURGE_JSON
 #: (consumer, how its agreement ends)
 ENDINGS = [("dongthap-ppc", "suspend"), ("langson-ppc", "revoke"), ("thainguyen-ppc", "suspend")]
@@ -49,17 +50,17 @@ def _grant_thai_nguyen(hub: Hub) -> None:
         gov.approve("op", agreement)
 
 
-def _wait(condition: Any, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(POLL_S)
-    return time.monotonic()
+def _refuses(client: httpx2.Client, path: str, auth: dict[str, str], purpose: str) -> bool:
+    return _status(client, path, auth, purpose) == 403
 
 
-def _status(client: httpx2.Client, path: str, auth: dict[str, str]) -> int:
-    return int(client.get(path, headers=auth, params={"limit": 1}).status_code)
+def _empty(store: ReadModelStore) -> bool:
+    return store.count(DATASET) == 0
+
+
+def _status(client: httpx2.Client, path: str, auth: dict[str, str], purpose: str) -> int:
+    """The API's status for one read, stating ``purpose`` (one the consumer's agreement names)."""
+    return int(client.get(path, headers=auth, params={"limit": 1, "purpose": purpose}).status_code)
 
 
 def run(members: int) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def run(members: int) -> dict[str, Any]:
         )  # fmt: skip
         stores = {c: hub.store(c) for c, _ in ENDINGS}
         try:
-            _wait(lambda: all(s.count(DATASET) == members for s in stores.values()), 600, "projection")
+            wait_for(lambda: all(s.count(DATASET) == members for s in stores.values()), 600, "projection")
             tokens = {c: issue_credential(hub, c) for c, _ in ENDINGS}
             with (
                 query_api(env, workdir / "api.log") as server,
@@ -88,21 +89,24 @@ def run(members: int) -> dict[str, Any]:
                 for consumer, ending in ENDINGS:
                     path = f"/v1/consumers/{consumer}/datasets/{DATASET}/records"
                     auth = {"Authorization": f"Bearer {tokens[consumer]}"}
-                    if _status(client, path, auth) != 200:
+                    granted = hub.governance_state(refresh=True).active_agreement(
+                        consumer, DATASET, dt.datetime.now(dt.UTC)
+                    )
+                    assert granted is not None and granted.purposes
+                    purpose = granted.purposes[0]
+                    if _status(client, path, auth, purpose) != 200:
                         raise RuntimeError(f"{consumer} cannot read before its agreement ends")
                     with hub.governing() as gov:
                         agreement = gov.state.active_agreement(consumer, DATASET, dt.datetime.now(dt.UTC))
                         assert agreement is not None
                         getattr(gov, ending)("cpo", agreement.id, "benchmark")
                     logged = time.monotonic()  # the event is on the broker (acks=all, flushed)
-                    refused = _wait(
-                        lambda p=path, a=auth: _status(client, p, a) == 403,
+                    refused = wait_for(
+                        functools.partial(_refuses, client, path, auth, purpose),
                         30,
                         f"the API refusing {consumer}",
                     )
-                    purged = _wait(
-                        lambda c=consumer: stores[c].count(DATASET) == 0, 60, f"{consumer}'s purge"
-                    )
+                    purged = wait_for(functools.partial(_empty, stores[consumer]), 60, f"{consumer}'s purge")
                     runs.append(
                         {
                             "consumer": consumer,
