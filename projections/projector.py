@@ -103,7 +103,10 @@ class Decision:
     """What one batch does: rows, purges, positions and chain heads per consumer, and what is quarantined."""
 
     rows: dict[str, list[Row]] = field(default_factory=dict)
+    #: Per consumer, the erased subjects (dataset, subject_ref): every record they have goes.
     purges: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: Per consumer, the records its row filter no longer passes (dataset, record_key): each one goes.
+    exclusions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     positions: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
     heads: ChainHeads = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
@@ -257,9 +260,9 @@ class Projector:
             moved = {tp: end for tp, end in ends.items() if tp not in lagging and end > done.get(tp, 0)}
             placed_here = [(i, v) for i, (tp, offset, v) in enumerate(placed)
                            if tp not in lagging and offset >= done.get(tp, 0)]  # fmt: skip
-            decision.rows[consumer], decision.purges[consumer] = self._for_consumer(
-                consumer, placed_here, now
-            )
+            rows, purges, exclusions = self._for_consumer(consumer, placed_here, now)
+            decision.rows[consumer], decision.purges[consumer] = rows, purges
+            decision.exclusions[consumer] = exclusions
             decision.positions[consumer] = moved
         return decision
 
@@ -310,27 +313,31 @@ class Projector:
 
     def _for_consumer(
         self, consumer: str, placed: list[tuple[int, _Apply | _Purge]], now: dt.datetime
-    ) -> tuple[list[Row], list[tuple[str, str]]]:
-        """The consumer's rows and purges for the verdicts it has not applied yet. The last verdict per
-        record wins: a purge (erasure, or a row filter the record no longer passes) drops the rows before it
-        in this batch, a later row outlives an earlier purge."""
+    ) -> tuple[list[Row], list[tuple[str, str]], list[tuple[str, str]]]:
+        """The consumer's rows, erasures and exclusions for the verdicts it has not applied yet. An erasure
+        drops its subject's rows before it in this batch; a row filter the record no longer passes drops
+        that record's rows before it. The store removes first and writes the rows after, so a later row
+        outlives an earlier removal."""
         rows: list[tuple[int, Row]] = []
-        last_row: dict[tuple[str, str], int] = {}
-        last_purge: dict[tuple[str, str], int] = {}
+        erased: dict[tuple[str, str], int] = {}
+        excluded: dict[tuple[str, str], int] = {}
         grants = _Grants(functools.partial(self._terms, consumer, now=now))
         for i, verdict in placed:
             if isinstance(verdict, _Purge):
-                last_purge[(verdict.dataset, verdict.subject_ref)] = i
+                erased[(verdict.dataset, verdict.subject_ref)] = i
                 continue
             granted = grants.row(verdict)
             if isinstance(granted, Row):
                 rows.append((i, granted))
-                last_row[(granted.dataset, granted.subject_ref)] = i
             elif granted is not None:
-                last_purge[granted] = i
-        kept = [r for i, r in rows if i > last_purge.get((r.dataset, r.subject_ref), -1)]
-        purges = [key for key, i in last_purge.items() if i > last_row.get(key, -1)]
-        return kept, purges
+                excluded[granted] = i
+        kept = [
+            r
+            for i, r in rows
+            if i > erased.get((r.dataset, r.subject_ref), -1)
+            and i > excluded.get((r.dataset, r.record_key), -1)
+        ]
+        return kept, list(erased), list(excluded)
 
     def prune_history(self, horizons: Mapping[str, dt.datetime]) -> dict[str, int]:
         """Every read model forgets, in each dataset of ``horizons``, the past versions no read "as of" its
@@ -405,6 +412,7 @@ class Projector:
                         decision.rows.get(consumer, []),
                         moved,
                         purges=decision.purges.get(consumer, []),
+                        exclusions=decision.exclusions.get(consumer, []),
                         heads=heads,
                     )
         except BaseException:
@@ -506,7 +514,7 @@ class _Grants:
         self._last: tuple[str, RecordSchema, _Terms | None] | None = None
 
     def row(self, verdict: _Apply) -> Row | tuple[str, str] | None:
-        """The consumer's row for the event; or (dataset, subject_ref) when the agreement's row filter
+        """The consumer's row for the event; or (dataset, record_key) when the agreement's row filter
         excludes the record (so an earlier version of it must go); or None: no active agreement."""
         event = verdict.event
         record = event.record
@@ -517,7 +525,7 @@ class _Grants:
         if terms is None:
             return None  # default deny
         if terms.row_filter is not None and not terms.row_filter.matches(record):
-            return (verdict.dataset, verdict.subject_ref)
+            return (verdict.dataset, verdict.record_key)
         as_json = verdict.record_json()
         header = event.envelope.header
         return Row(

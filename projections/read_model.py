@@ -19,6 +19,7 @@ import json
 import re
 import sqlite3
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,7 +37,9 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
     bindparam,
+    column,
     create_engine,
     delete,
     event,
@@ -44,6 +47,7 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    text,
     union,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -88,24 +92,42 @@ record_versions = Table(
     Index("ix_record_versions_key_time", "dataset", "record_key", "occurred_at"),
 )
 
-#: Which records each subject has had: what an erasure (or a row filter a record no longer passes) finds
-#: its rows and versions by. A pair is written once, when the record is first applied under that subject;
-#: a later version of the record adds nothing. (An index on ``subject_ref`` in ``records`` and in
-#: ``record_versions`` took a random write per row in each, and pseudonyms are random: the read model's
-#: writes slowed as it grew.) Pairs are a superset: one whose versions were all pruned finds nothing.
-record_subjects = Table(
-    "record_subjects",
+#: Which records each subject has had: what an erasure finds its rows and versions by. A pair is written when
+#: a record is applied under a subject it did not have in the read model (a later version under the same
+#: subject adds nothing). Pseudonyms are random, so a table ordered by them takes each new pair at a random
+#: page, and a batch of n rows wrote n pages, more as the read model grew. Here a pair is filed under one of
+#: :data:`SUBJECT_BUCKETS` buckets (from its pseudonym) and the time of its batch: each batch appends at the
+#: end of at most that many buckets, whatever the size of the read model, and an erasure reads its
+#: subject's bucket, one contiguous range of 1/:data:`SUBJECT_BUCKETS` of the pairs. Pairs are a superset:
+#: one whose record left (a row filter, pruned versions) finds nothing.
+subject_records = Table(
+    "subject_records",
     metadata,
     Column("dataset", String(64), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    #: When the pair's batch was written, in microseconds since the epoch: later pairs go after earlier ones.
+    Column("written_us", BigInteger, primary_key=True),
     Column("subject_ref", String(64), primary_key=True),
     Column("record_key", String(256), primary_key=True),
     sqlite_with_rowid=False,
 )
 
-#: The indexes on ``subject_ref`` that ``record_subjects`` replaces: dropped from a read model made before
-#: it, once its pairs are filled in (:meth:`ReadModelStore.create`).
+#: How many buckets a read model's pairs are filed in (:func:`subject_bucket`).
+SUBJECT_BUCKETS = 64
+
+#: What a read model made before ``subject_records`` found a subject's rows by: its pairs move into
+#: ``subject_records`` and these go (:meth:`ReadModelStore.create`). The indexes on ``subject_ref`` took a
+#: random write per row in ``records`` and in ``record_versions``; ``record_subjects`` was ordered by
+#: pseudonym.
+_SUPERSEDED_TABLES = ("record_subjects",)
 _SUPERSEDED_INDEXES = ("ix_records_subject_ref", "ix_record_versions_subject")
 _PAIR_COLUMNS = ("dataset", "subject_ref", "record_key")
+
+
+def subject_bucket(subject_ref: str) -> int:
+    """The bucket a subject's pairs are filed in: spread evenly whatever the pseudonym's form."""
+    return zlib.crc32(subject_ref.encode()) % SUBJECT_BUCKETS
+
 
 positions = Table(
     "positions",
@@ -230,18 +252,32 @@ class ReadModelStore:
                     raise
 
     def _create_tables(self, conn: Connection) -> None:
-        """The tables that are missing. A read model made before ``record_subjects`` gets its pairs from the
-        rows and versions it holds, and loses the indexes they replace, in the same transaction."""
+        """The tables that are missing. A read model made before ``subject_records`` gets its pairs from the
+        pairs or the rows and versions it holds, and loses what they replace, in the same transaction."""
         found = inspect(conn)
         made_before = found.has_table("records", schema=self._schema) and not found.has_table(
-            "record_subjects", schema=self._schema
+            "subject_records", schema=self._schema
         )
         metadata.create_all(conn)
         if not made_before:
             return
-        held = union(*(select(*(table.c[n] for n in _PAIR_COLUMNS)) for table in (records, record_versions)))
-        conn.execute(record_subjects.insert().from_select(list(_PAIR_COLUMNS), held))
         prefix = "" if self._schema is None else f'"{self._schema}".'
+        if found.has_table("record_subjects", schema=self._schema):
+            held: Any = text(f"SELECT dataset, subject_ref, record_key FROM {prefix}record_subjects")
+        else:
+            held = union(*(select(*(t.c[n] for n in _PAIR_COLUMNS)) for t in (records, record_versions)))
+        now_us = time.time_ns() // 1_000
+        for part in conn.execute(held).partitions(10_000):
+            conn.execute(
+                subject_records.insert(),
+                [
+                    {"dataset": d, "bucket": subject_bucket(s), "written_us": now_us, "subject_ref": s,
+                     "record_key": k}
+                    for d, s, k in part
+                ],
+            )  # fmt: skip
+        for name in _SUPERSEDED_TABLES:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {prefix}{name}")
         for name in _SUPERSEDED_INDEXES:
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prefix}{name}")
 
@@ -285,18 +321,21 @@ class ReadModelStore:
         new_positions: Mapping[TopicPartition, int],
         *,
         purges: Sequence[tuple[str, str]] = (),
+        exclusions: Sequence[tuple[str, str]] = (),
         heads: ChainHeads | None = None,
     ) -> None:
-        """Upsert ``rows``, then purge erased subjects ((dataset, subject_ref)), and move the positions and
-        chain heads forward, all in one transaction."""
+        """Purge erased subjects ((dataset, subject_ref)) and excluded records ((dataset, record_key)), then
+        upsert ``rows``, and move the positions and chain heads forward, all in one transaction."""
         upsert = self._upserts
         with self.engine.begin() as conn:
+            if purges:
+                self._purge_subjects(conn, purges)
+            if exclusions:
+                named = [{"excluded_dataset": d, "excluded_key": key} for d, key in exclusions]
+                for stmt in upsert.exclusions:
+                    conn.execute(stmt, named)
             if rows:
                 self._write_rows(conn, rows)
-            if purges:
-                named = [{"purged_dataset": dataset, "purged_subject": ref} for dataset, ref in purges]
-                for stmt in upsert.purges:
-                    conn.execute(stmt, named)
             if heads:
                 conn.execute(
                     upsert.chain_heads,
@@ -310,13 +349,29 @@ class ReadModelStore:
                     upsert.positions,
                     [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in new_positions.items()],
                 )
-        if purges:
+        if purges or exclusions:
             self.forget_deleted()
+
+    def _purge_subjects(self, conn: Connection, purges: Sequence[tuple[str, str]]) -> None:
+        """Each erased subject's rows and versions, found by its pairs (one read of its bucket), then the
+        pairs."""
+        upsert = self._upserts
+        found: list[dict[str, Any]] = []
+        for dataset, ref in dict.fromkeys(purges):
+            named = {"dataset": dataset, "bucket": subject_bucket(ref), "subject_ref": ref}
+            found += [
+                {**named, "written_us": w, "record_key": k} for w, k in conn.execute(upsert.pairs_of, named)
+            ]
+        if found:
+            for stmt in upsert.purges:
+                conn.execute(stmt, found)
 
     def _write_rows(self, conn: Connection, rows: Sequence[Row]) -> None:
         """Every row as a version; the last row per key as the current record, counting every event
-        applied to its key (later events for the same key win); each record's subject as a pair."""
+        applied to its key (later events for the same key win); a pair for each record applied under a
+        subject it does not have yet."""
         upsert = self._upserts
+        pairs = self._new_pairs(conn, rows)
         last: dict[tuple[str, str], int] = {}
         applied: dict[tuple[str, str], int] = {}
         for i, r in enumerate(rows):
@@ -340,13 +395,36 @@ class ReadModelStore:
         processed: dict[int, Any] = {}
         upsert.write(conn, upsert.records, current, processed)
         upsert.write(conn, upsert.versions, versions, processed)
-        # Each record's subject, once per batch (the table keeps it once ever).
-        pairs = sorted({(r.dataset, r.subject_ref, r.record_key) for r in rows})
-        subjects = {name: [p[n] for p in pairs] for n, name in enumerate(_PAIR_COLUMNS)}
+        if not pairs:
+            return
+        subjects: dict[str, list[Any]] = {
+            "dataset": [d for d, _, _ in pairs],
+            "bucket": [subject_bucket(ref) for _, ref, _ in pairs],
+            "written_us": [time.time_ns() // 1_000] * len(pairs),
+            "subject_ref": [ref for _, ref, _ in pairs],
+            "record_key": [key for _, _, key in pairs],
+        }
         if upsert.subjects_in_arrays is not None:
             conn.execute(upsert.subjects_in_arrays, subjects)
         else:
             upsert.write(conn, upsert.subjects, subjects, processed)
+
+    def _new_pairs(self, conn: Connection, rows: Sequence[Row]) -> list[tuple[str, str, str]]:
+        """(dataset, subject, key) of each record ``rows`` apply under a subject it does not have in the
+        read model now (new, or given to another subject), in order, each once."""
+        keys: dict[str, list[str]] = {}
+        for r in rows:
+            keys.setdefault(r.dataset, []).append(r.record_key)
+        held: dict[tuple[str, str], str] = {}
+        for dataset, named in keys.items():
+            found = conn.execute(self._upserts.held_subjects, {"dataset": dataset, "keys": named})
+            held.update(((dataset, key), ref) for key, ref in found)
+        pairs: dict[tuple[str, str, str], None] = {}
+        for r in rows:
+            if held.get((r.dataset, r.record_key)) != r.subject_ref:
+                held[(r.dataset, r.record_key)] = r.subject_ref
+                pairs[(r.dataset, r.subject_ref, r.record_key)] = None
+        return list(pairs)
 
     def purge_dataset(self, dataset: str) -> int:
         """Delete every row of ``dataset`` and its recorded terms (its agreement ended: R5); returns how many
@@ -354,7 +432,7 @@ class ReadModelStore:
         with self.engine.begin() as conn:
             conn.execute(delete(grants).where(grants.c.dataset == dataset))
             conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
-            conn.execute(delete(record_subjects).where(record_subjects.c.dataset == dataset))
+            conn.execute(delete(subject_records).where(subject_records.c.dataset == dataset))
             purged = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
         self.forget_deleted()
         return purged
@@ -379,7 +457,7 @@ class ReadModelStore:
         with self.engine.begin() as conn:
             deleted = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
             conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
-            conn.execute(delete(record_subjects).where(record_subjects.c.dataset == dataset))
+            conn.execute(delete(subject_records).where(subject_records.c.dataset == dataset))
             conn.execute(delete(positions).where(positions.c.topic == topic))
             conn.execute(delete(chain_heads).where(chain_heads.c.topic == topic))
             stmt = insert(grants).values(
@@ -415,7 +493,7 @@ class ReadModelStore:
         """Make this read model's rows, positions and chain heads exactly ``source``'s, in one transaction:
         a reader sees the old contents until the commit and the new ones after (the rebuild's swap)."""
         with self.engine.begin() as conn, source.engine.connect() as src:
-            for table in (records, record_versions, record_subjects, positions, chain_heads, grants):
+            for table in (records, record_versions, subject_records, positions, chain_heads, grants):
                 conn.execute(delete(table))
                 result = src.execution_options(yield_per=chunk).execute(select(table))
                 for part in result.partitions(chunk):
@@ -575,11 +653,14 @@ class _Upserts:
             },
         )
         self.versions = insert(record_versions)
-        self.subjects = insert(record_subjects).on_conflict_do_nothing()
+        self.subjects = insert(subject_records).on_conflict_do_nothing()
         #: On PostgreSQL, a batch's pairs in one statement, each column as an array (rows one by one cost
         #: more in SQLAlchemy's per-row handling than the server's work).
         self.subjects_in_arrays = _pairs_in_arrays() if dialect.name == "postgresql" else None
+        self.held_subjects = _held_subjects(dialect.name)
+        self.pairs_of = _pairs_of_subject()
         self.purges = _subject_purges()
+        self.exclusions = _record_exclusions()
         self.chain_heads = heads.on_conflict_do_update(
             index_elements=[chain_heads.c.topic, chain_heads.c.partition, chain_heads.c.producer],
             set_={"sequence": heads.excluded.sequence, "hash": heads.excluded.hash},
@@ -593,7 +674,7 @@ class _Upserts:
             for stmt, table in (
                 (self.records, records),
                 (self.versions, record_versions),
-                (self.subjects, record_subjects),
+                (self.subjects, subject_records),
             ):
                 self._direct[id(stmt)] = _DirectStatement(stmt, table, dialect)
 
@@ -611,38 +692,69 @@ class _Upserts:
 
 
 def _pairs_in_arrays() -> Any:
-    """INSERT of (dataset, subject, key) pairs given as three arrays, the pairs already there left as they
-    are (PostgreSQL)."""
+    """INSERT of pairs given column by column as arrays, the pairs already there left as they are
+    (PostgreSQL)."""
+    types = {"bucket": Integer, "written_us": BigInteger}
+    names = [c.name for c in subject_records.c]
     arrays = (
-        func.unnest(*(bindparam(name, type_=postgresql.ARRAY(String)) for name in _PAIR_COLUMNS))
-        .table_valued(*_PAIR_COLUMNS)
+        func.unnest(*(bindparam(n, type_=postgresql.ARRAY(types.get(n, String))) for n in names))
+        .table_valued(*names)
         .render_derived()
     )
     return (
-        postgresql.insert(record_subjects)
-        .from_select(list(_PAIR_COLUMNS), select(*(arrays.c[name] for name in _PAIR_COLUMNS)))
+        postgresql.insert(subject_records)
+        .from_select(names, select(*(arrays.c[n] for n in names)))
         .on_conflict_do_nothing()
     )
 
 
-def _subject_purges() -> list[Any]:
-    """The statements that purge one subject of one dataset (``purged_dataset``, ``purged_subject``): its
-    rows and versions, found by its pairs; then the pairs."""
-    dataset = bindparam("purged_dataset", type_=String)
-    subject = bindparam("purged_subject", type_=String)
-    keys = select(record_subjects.c.record_key).where(
-        record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
+def _held_subjects(dialect: str) -> Any:
+    """(record_key, subject_ref) of the records of ``dataset`` among ``keys`` (a list), one statement
+    whatever their number: an array on PostgreSQL, a JSON array on SQLite."""
+    query = select(records.c.record_key, records.c.subject_ref)
+    if dialect == "postgresql":
+        keys: Any = bindparam("keys", type_=postgresql.ARRAY(String))
+        return query.where(records.c.dataset == bindparam("dataset"), records.c.record_key == any_(keys))
+    listed: Any = select(column("value")).select_from(func.json_each(bindparam("keys", type_=JSON)))
+    return query.where(records.c.dataset == bindparam("dataset"), records.c.record_key.in_(listed))
+
+
+def _pairs_of_subject() -> Any:
+    """(written_us, record_key) of the pairs of one subject (``dataset``, ``bucket``, ``subject_ref``): a
+    read of its bucket."""
+    pairs = subject_records.c
+    return select(pairs.written_us, pairs.record_key).where(
+        pairs.dataset == bindparam("dataset"),
+        pairs.bucket == bindparam("bucket"),
+        pairs.subject_ref == bindparam("subject_ref"),
     )
+
+
+def _subject_purges() -> list[Any]:
+    """The statements that purge one pair of an erased subject (every column of ``subject_records`` as a
+    parameter): its record and versions while they are the subject's, then the pair; each by its key."""
+    named = {c.name: bindparam(c.name, type_=c.type) for c in subject_records.c}
     return [
         *(
             delete(table).where(
-                table.c.dataset == dataset, table.c.record_key.in_(keys), table.c.subject_ref == subject
+                table.c.dataset == named["dataset"],
+                table.c.record_key == named["record_key"],
+                table.c.subject_ref == named["subject_ref"],
             )
             for table in (records, record_versions)
         ),
-        delete(record_subjects).where(
-            record_subjects.c.dataset == dataset, record_subjects.c.subject_ref == subject
-        ),
+        delete(subject_records).where(*(c == named[c.name] for c in subject_records.c)),
+    ]
+
+
+def _record_exclusions() -> list[Any]:
+    """The statements that remove one record (``excluded_dataset``, ``excluded_key``) and its versions: a
+    row filter it no longer passes. Its pair stays (pairs are a superset)."""
+    dataset = bindparam("excluded_dataset", type_=String)
+    key = bindparam("excluded_key", type_=String)
+    return [
+        delete(table).where(table.c.dataset == dataset, table.c.record_key == key)
+        for table in (records, record_versions)
     ]
 
 

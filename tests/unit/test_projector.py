@@ -9,6 +9,7 @@ from projections.projector import LogMessage, Projector, Reconciled
 from projections.read_model import ReadModelStore
 from services.hub import Hub
 from sharehub.envelope import ZERO_HASH, ChainPosition
+from tests.e2e.test_governance_in_projection import DATASET, THAI_NGUYEN, grant_thai_nguyen_its_own_members
 from tests.unit.test_avro import member
 from tests.unit.test_envelope import sealed
 
@@ -276,3 +277,29 @@ def test_a_lane_whose_start_moved_goes_on_once_a_retention_in_force_could_have_d
         "PM0000000002",
         "PM0000000003",
     ]
+
+
+def test_a_record_the_row_filter_excludes_then_passes_again_in_one_batch_loses_its_history_as_in_two(
+    offline_hub: Hub,
+) -> None:
+    """A record that leaves a read model (its row filter no longer passes) takes its versions along; a
+    later event that passes again brings it back as a new record, whether or not the two come in one
+    batch."""
+    grant_thai_nguyen_its_own_members(offline_hub)
+    key_since = offline_hub.governance.agencies_["coc"].key("coc/custody/1").valid_from
+    moments = [key_since + dt.timedelta(milliseconds=ms) for ms in (100, 200, 300)]
+    history = [
+        member(province_code=THAI_NGUYEN, commune_code="05500"),
+        member(province_code="20", commune_code="06000"),  # a transfer out: the filter no longer passes
+        member(province_code=THAI_NGUYEN, commune_code="05600"),  # and back
+    ]
+    sealed_history = messages(offline_hub, history, occurred=moments)
+    thai_nguyen = offline_hub.store("thainguyen-ppc")
+    p = projector(offline_hub)
+    apply(p, sealed_history[:1])
+    assert thai_nguyen.get(DATASET, "PM0000000001") is not None
+    apply(p, sealed_history[1:])  # out and back in one batch
+    assert thai_nguyen.get(DATASET, "PM0000000001")["fields"]["commune_code"] == "05600"  # type: ignore[index]
+    assert thai_nguyen.get(DATASET, "PM0000000001", as_of=moments[0]) is None
+    assert thai_nguyen.version_count(DATASET) == 1
+    assert thai_nguyen.versions(DATASET) == {"PM0000000001": 1}
