@@ -404,10 +404,7 @@ class ReadModelStore:
             "subject_ref": [ref for _, ref, _ in pairs],
             "record_key": [key for _, _, key in pairs],
         }
-        if upsert.subjects_in_arrays is not None:
-            conn.execute(upsert.subjects_in_arrays, subjects)
-        else:
-            upsert.write(conn, upsert.subjects, subjects, processed)
+        upsert.write(conn, upsert.subjects, subjects, processed)
 
     def _new_pairs(self, conn: Connection, rows: Sequence[Row]) -> list[tuple[str, str, str]]:
         """(dataset, subject, key) of each record ``rows`` apply under a subject it does not have in the
@@ -630,33 +627,18 @@ class ReadModelStore:
 
 
 class _Upserts:
-    """The write statements of :meth:`ReadModelStore.apply`, built once per dialect. On SQLite, rows go
+    """The write statements of :meth:`ReadModelStore.apply`, built once per dialect. Rows never go through
+    SQLAlchemy's per-row parameter handling, which cost more than the database's work: on SQLite they go
     straight to the driver's executemany (SQL compiled once, each value through its column type's own bind
-    processor): SQLAlchemy's per-row parameter handling cost more than the database's work."""
+    processor); on PostgreSQL a batch is one statement per table, its rows given as one JSON array."""
 
     def __init__(self, dialect: Dialect) -> None:
         insert = insert_for(dialect.name)
-        rec = insert(records)
         heads = insert(chain_heads)
         pos = insert(positions)
-        self.records = rec.on_conflict_do_update(
-            index_elements=[records.c.dataset, records.c.record_key],
-            set_={
-                # A key that a later event gives another subject is that subject's now: its erasure takes it.
-                "subject_ref": rec.excluded.subject_ref,
-                "fields": rec.excluded.fields,
-                "event_id": rec.excluded.event_id,
-                "occurred_at": rec.excluded.occurred_at,
-                "agreement_id": rec.excluded.agreement_id,
-                "applied_at": rec.excluded.applied_at,
-                "version": records.c.version + rec.excluded.version,
-            },
-        )
+        self.records = _records_upsert(insert(records))
         self.versions = insert(record_versions)
         self.subjects = insert(subject_records).on_conflict_do_nothing()
-        #: On PostgreSQL, a batch's pairs in one statement, each column as an array (rows one by one cost
-        #: more in SQLAlchemy's per-row handling than the server's work).
-        self.subjects_in_arrays = _pairs_in_arrays() if dialect.name == "postgresql" else None
         self.held_subjects = _held_subjects(dialect.name)
         self.pairs_of = _pairs_of_subject()
         self.purges = _subject_purges()
@@ -670,13 +652,17 @@ class _Upserts:
             set_={"next_offset": pos.excluded.next_offset},
         )
         self._direct: dict[int, _DirectStatement] = {}
-        if dialect.name == "sqlite":
-            for stmt, table in (
-                (self.records, records),
-                (self.versions, record_versions),
-                (self.subjects, subject_records),
-            ):
+        self._from_json: dict[int, tuple[Any, tuple[str, ...]]] = {}
+        written = (
+            (self.records, records),
+            (self.versions, record_versions),
+            (self.subjects, subject_records),
+        )
+        for stmt, table in written:
+            if dialect.name == "sqlite":
                 self._direct[id(stmt)] = _DirectStatement(stmt, table, dialect)
+            else:
+                self._from_json[id(stmt)] = _from_json(table)
 
     def write(
         self, conn: Connection, stmt: Any, columns: dict[str, list[Any]], processed: dict[int, Any]
@@ -684,28 +670,48 @@ class _Upserts:
         """Execute ``stmt`` once per row, given column by column (every list as long). ``processed``:
         values already through their bind processor, by identity, for as long as the columns live."""
         direct = self._direct.get(id(stmt))
-        if direct is None:
-            rows = zip(*columns.values(), strict=True)
-            conn.execute(stmt, [dict(zip(columns, values, strict=True)) for values in rows])
-        else:
+        if direct is not None:
             conn.exec_driver_sql(direct.sql, direct.parameters(columns, processed))
+            return
+        from_json, names = self._from_json[id(stmt)]
+        given = [columns[n] for n in names]
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*given, strict=True)]
+        conn.execute(from_json, {"rows": rows})
 
 
-def _pairs_in_arrays() -> Any:
-    """INSERT of pairs given column by column as arrays, the pairs already there left as they are
-    (PostgreSQL)."""
-    types = {"bucket": Integer, "written_us": BigInteger}
-    names = [c.name for c in subject_records.c]
-    arrays = (
-        func.unnest(*(bindparam(n, type_=postgresql.ARRAY(types.get(n, String))) for n in names))
-        .table_valued(*names)
-        .render_derived()
+def _records_upsert(rec: Any) -> Any:
+    """``rec`` (an INSERT into ``records``) that updates a record already there: the later event wins, and
+    the record counts every event applied to it."""
+    return rec.on_conflict_do_update(
+        index_elements=[records.c.dataset, records.c.record_key],
+        set_={
+            # A key that a later event gives another subject is that subject's now: its erasure takes it.
+            "subject_ref": rec.excluded.subject_ref,
+            "fields": rec.excluded.fields,
+            "event_id": rec.excluded.event_id,
+            "occurred_at": rec.excluded.occurred_at,
+            "agreement_id": rec.excluded.agreement_id,
+            "applied_at": rec.excluded.applied_at,
+            "version": records.c.version + rec.excluded.version,
+        },
     )
-    return (
-        postgresql.insert(subject_records)
-        .from_select(names, select(*(arrays.c[n] for n in names)))
-        .on_conflict_do_nothing()
+
+
+def _from_json(table: Table) -> tuple[Any, tuple[str, ...]]:
+    """An INSERT into ``table`` (PostgreSQL) whose rows come as one JSON array of objects (``rows``), read
+    on the server by ``json_to_recordset``; and the columns it takes, in order."""
+    names = tuple(str(c.name) for c in table.c if not (c.primary_key and c.autoincrement is True))
+    given = (
+        func.json_to_recordset(bindparam("rows", type_=JSON))
+        .table_valued(*(column(n, table.c[n].type) for n in names))
+        .render_derived(with_types=True)
     )
+    from_json = postgresql.insert(table).from_select(list(names), select(*(given.c[n] for n in names)))
+    if table is records:
+        return _records_upsert(from_json), names
+    if table is subject_records:
+        return from_json.on_conflict_do_nothing(), names
+    return from_json, names
 
 
 def _held_subjects(dialect: str) -> Any:
