@@ -54,8 +54,8 @@ bench-purge: venv  ## Time from an agreement's end on the log to the consumer lo
 bench-audit-scale: venv  ## EVENTS (5,000,000) party-members events: a plain read, the audit with 1 worker and one per CPU.
 	.venv/bin/python -m bench audit-scale --events $(EVENTS)
 
-bench-growth: venv  ## ROWS (5,000,000) rows into a read model: its write rate as it grows, against a plain loop.
-	.venv/bin/python -m bench read-model-growth --rows $(ROWS)
+bench-growth: venv  ## ROWS (5,000,000) rows into a read model: its write rate as it grows, against a plain loop (GROWTH_ON=postgres: PostgreSQL).
+	.venv/bin/python -m bench read-model-growth --rows $(ROWS) $(if $(filter postgres,$(GROWTH_ON)),--postgres)
 
 bench-profile: venv  ## py-spy flame graphs (bench/results/flame-*.svg) of publishing and projecting EVENTS_PROFILED (100,000).
 	.venv/bin/python -m bench profile --events $(EVENTS_PROFILED)

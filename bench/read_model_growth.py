@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from bench import machine, report
-from bench.environment import BENCH_HOME
+from bench.environment import BENCH_HOME, postgres
 from bench.load import rss_kb
 from bench.model import save
 from projections.read_model import ReadModelStore, Row
@@ -188,14 +188,27 @@ def main(argv: list[str], command: str) -> None:
     parser.add_argument("--slice", type=int, default=250_000, help="rows per measured slice after the first")
     parser.add_argument("--keys", choices=("new", "random"), default="new")
     parser.add_argument("--url", help="read-model URL template ({consumer}); a SQLite file by default")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="a PostgreSQL read model: SHAREHUB_BENCH_POSTGRES_URL, or one started for the run",
+    )
     parser.add_argument("--home", type=Path, default=BENCH_HOME / "read-model-growth")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-save", action="store_true", help="print only; keep the stored result")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.batch < 1 or args.slice < 1:
         parser.error("--rows, --batch and --slice must be positive")
-    result = run(args, command)
+    if args.postgres and args.url:
+        parser.error("--postgres and --url name two read models: give one")
+    if args.postgres:
+        with postgres() as url:
+            args.url = url
+            result = run(args, command)
+    else:
+        result = run(args, command)
     if not args.no_save:
-        save(report.GROWTH_JSON, result)
-        log(f"wrote {report.GROWTH_JSON} and {report.write_report()}")
+        path = report.GROWTH_POSTGRESQL_JSON if result["backend"] == "postgresql" else report.GROWTH_JSON
+        save(path, result)
+        log(f"wrote {path} and {report.write_report()}")
     print("\n".join(lines(result)))

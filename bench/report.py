@@ -20,6 +20,8 @@ SUITE_CHART = RESULTS / "suite.png"
 SCALE_CHART = RESULTS / "scale.png"
 PURGE_JSON = RESULTS / "purge.json"
 GROWTH_JSON = RESULTS / "read_model_growth.json"
+#: The same measure on a PostgreSQL read model (``--url``).
+GROWTH_POSTGRESQL_JSON = RESULTS / "read_model_growth_postgresql.json"
 FLAME_JSON = RESULTS / "flame.json"
 BACKFILL_JSON = RESULTS / "backfill.json"
 REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -163,10 +165,13 @@ def write_report() -> Path:
         from bench.backfill import lines as backfill_lines
 
         lines += backfill_lines(load(BACKFILL_JSON))
-    if GROWTH_JSON.exists():
+    grown = [load(path) for path in (GROWTH_JSON, GROWTH_POSTGRESQL_JSON) if path.exists()]
+    if grown:
         from bench.read_model_growth import lines as growth_lines
 
-        lines += ["## A read model's write rate as it grows", "", *growth_lines(load(GROWTH_JSON)), ""]
+        lines += ["## A read model's write rate as it grows", ""]
+        for result in grown:
+            lines += [*growth_lines(result), ""]
     if FLAME_JSON.exists():
         from bench.profile import lines as flame_lines
 
