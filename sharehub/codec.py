@@ -160,6 +160,7 @@ class DatasetCodec:
         subjects = [subject_key_id(self.dataset, ref) for ref in refs] if schema.personal_fields else []
         if subjects:
             keys.ensure_subject_keys(self.dataset, refs)
+            keys.prefetch_subject_keys(subjects)  # one look-up for the chunk, not one per event
         sealer = self._sealer(producing, keys, schema, event_type, len(datums))
         outcomes: list[tuple[Sealed, bytes] | SubjectErased] = []
         for index, (datum, ref) in enumerate(zip(datums, refs, strict=True)):
