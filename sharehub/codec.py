@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sharehub import chain
 from sharehub.avro import RecordSchema
@@ -69,6 +69,15 @@ class DatasetKeys(Protocol):
 
     def forget_cached(self, key_id: str) -> None:
         """Drop a subject key from any cache (it was destroyed, perhaps by another process)."""
+
+
+@runtime_checkable
+class KeysAskedAhead(Protocol):
+    """Keys that come from a service answering while this process seals (the hub's key service, over
+    HTTP): subjects' keys can be asked for before the events that need them are sealed."""
+
+    def ensure_subject_keys_ahead(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
+        """Start making (durably) and fetching these subjects' keys; ensure_subject_keys waits for it."""
 
 
 class CodecGovernance(SignerDirectory, Protocol):
@@ -175,6 +184,16 @@ class DatasetCodec:
         sealed = [o for o in outcomes if not isinstance(o, SubjectErased)]
         signed = iter(self._signed([event for event, _ in sealed], producing))
         return [o if isinstance(o, SubjectErased) else SealedEvent(next(signed), o[1]) for o in outcomes]
+
+    def ask_ahead(self, datums: Sequence[dict[str, Any]]) -> None:
+        """Have the subjects' keys of records to be sealed next asked for now, when the keys come from a
+        service that answers meanwhile (:class:`KeysAskedAhead`); otherwise this does nothing."""
+        keys = self._with_keys()
+        if not datums or not isinstance(keys, KeysAskedAhead):
+            return
+        if self._governance.current_schema(self.dataset).personal_fields:
+            refs = [self.pseudonym(str(d[self.key_field])) for d in datums]
+            keys.ensure_subject_keys_ahead(self.dataset, refs)
 
     def erase(self, record_key: str) -> SealedEvent:
         """The producer's ERASED event for one record's subject (destroying its key is governance's step)."""
