@@ -11,9 +11,12 @@ Sealing runs encode → encrypt → sign::
     signature  = Ed25519(producer's key, "sharehub-batch-v1" + batch size + Merkle root of the batch's bodies)
     wire       = body + batch_index + batch_size + batch_path + signature    (the Avro Envelope record)
 
-One signature covers a whole batch of events (:func:`sign_batch`): each event carries its inclusion path,
-so any single event still verifies on its own, and a verifier that has checked a batch's root once skips
-the signature check for the rest of the batch (:class:`VerifiedRoots`). :func:`seal` is a batch of one.
+A chunk's events are sealed by one :class:`EventSealer`, which lays out what they share once (the header's
+fixed fields, the data key's cipher) and draws their random ids and nonces together; :func:`seal_unsigned`
+is a chunk of one. One signature covers a whole batch of events (:func:`sign_batch`): each event carries
+its inclusion path, so any single event still verifies on its own, and a verifier that has checked a
+batch's root once skips the signature check for the rest of the batch (:class:`VerifiedRoots`).
+:func:`seal` is a batch of one.
 
 Opening runs the exact reverse in three steps, each with its own errors (:mod:`sharehub.errors`):
 :func:`parse` (structure, no key), :func:`authenticate` (dataset, signature, owner: public keys only — the
