@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -57,6 +58,8 @@ class KeyServiceClient:
         patience_s: float = PATIENCE_S,
     ) -> None:
         self.patience_s = patience_s
+        #: Set on close: a call waiting to ask again (on the asking-ahead thread, perhaps) gives up at once.
+        self._closing = threading.Event()
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {credential}"},
@@ -76,6 +79,7 @@ class KeyServiceClient:
         return f"KeyServiceClient(url={str(self._http.base_url)!r})"
 
     def close(self) -> None:
+        self._closing.set()
         if self._asker is not None:
             self._asker.shutdown(wait=True)
             self._asker = None
@@ -181,7 +185,8 @@ class KeyServiceClient:
                 if left <= 0:
                     waited = f" (asked again for {self.patience_s:g} s)" if self.patience_s > 0 else ""
                     raise KeyServiceUnavailable(f"{exc}{waited}") from None
-                time.sleep(min(pause, left))
+                if self._closing.wait(min(pause, left)):
+                    raise KeyServiceUnavailable(f"{exc} (the client was closed meanwhile)") from None
                 pause = min(pause * 2, LONGEST_PAUSE_S)
 
     def _call_once(self, method: str, path: str, missing: type[Exception], **kwargs: Any) -> dict[str, Any]:

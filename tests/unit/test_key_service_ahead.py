@@ -38,3 +38,12 @@ def test_keys_already_held_are_not_asked_for_again() -> None:
         client.ensure_subject_keys(DATASET, [b"\x03" * 16])  # no request: nothing to refuse
     finally:
         client.close()
+
+
+def test_closing_does_not_wait_out_the_patience_of_a_request_asked_ahead() -> None:
+    client = KeyServiceClient(f"https://127.0.0.1:{free_port()}", "credential", patience_s=60)
+    client.ensure_subject_keys_ahead(DATASET, [b"\x04" * 16])
+    time.sleep(0.2)  # asked once, refused, now waiting to ask again
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 5
