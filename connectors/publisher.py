@@ -187,7 +187,6 @@ class Publisher:
                 self._send(outcome, position)
                 report.published += 1
         self._checkpoint_lanes(CHECKPOINT_EVERY)
-        self._producer.poll(0)  # deliveries acknowledged so far: once a chunk, not once an event
         if progress is not None:
             progress(chunk.lines)
 
@@ -401,6 +400,7 @@ class Publisher:
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)
+        self._producer.poll(0)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
