@@ -47,7 +47,7 @@ def test_a_wrong_index_size_leaf_or_sibling_proves_nothing(n: int, data: st.Data
 
 
 def test_all_paths_at_once_equal_one_path_at_a_time() -> None:
-    for n in [*range(1, 34), 100, 255, 256, 257]:  # every small shape, and about one signature batch
+    for n in (1, 2, 3, 7, 8, 9, 100):
         leaves_ = leaves(n)
         top, paths = tree(leaves_)
         assert top == root(leaves_)
