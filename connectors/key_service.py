@@ -4,7 +4,9 @@ What it receives stays in this process's memory, never on the site's disk: the c
 routing key of each dataset it seals (one request per dataset), and subjects' keys, asked for in batches
 before the events that need them are sealed (the hub creates them durably before it answers). A subject
 the hub answers with ``null`` was erased: :meth:`subject_key` then raises ``SubjectErased``, and the
-publisher refuses the record.
+publisher refuses the record. A publisher asks for the next chunk's subjects ahead of need
+(:meth:`KeyServiceClient.ensure_subject_keys_ahead`, on one thread of the client): the hub answers while the
+publisher seals the chunk before it, and the keys are still made, durably, before any event that needs them.
 
 A hub that does not answer (no connection, a timeout, a 5xx or 429) is asked again, after a pause that
 doubles from ``FIRST_PAUSE_S`` to ``LONGEST_PAUSE_S``, for up to ``patience_s`` (``PATIENCE_S`` by
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import base64
 import ssl
+import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
@@ -54,6 +58,8 @@ class KeyServiceClient:
         patience_s: float = PATIENCE_S,
     ) -> None:
         self.patience_s = patience_s
+        #: Set on close: a call waiting to ask again (on the asking-ahead thread, perhaps) gives up at once.
+        self._closing = threading.Event()
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {credential}"},
@@ -65,11 +71,18 @@ class KeyServiceClient:
         self._routing: dict[str, SecretBytes] = {}
         #: key id -> key, or None: erased
         self._subjects: dict[str, SecretBytes | None] = {}
+        #: Subjects' keys asked for ahead of need (:meth:`ensure_subject_keys_ahead`), and who asks.
+        self._ahead: Future[None] | None = None
+        self._asker: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"KeyServiceClient(url={str(self._http.base_url)!r})"
 
     def close(self) -> None:
+        self._closing.set()
+        if self._asker is not None:
+            self._asker.shutdown(wait=True)
+            self._asker = None
         self._http.close()
 
     # --- DatasetKeys -------------------------------------------------------------------------------
@@ -92,8 +105,28 @@ class KeyServiceClient:
         return self._routing[dataset]
 
     def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
-        wanted = [r for r in dict.fromkeys(subject_refs) if subject_key_id(dataset, r) not in self._subjects]
+        wanted = self._missing(dataset, subject_refs)
+        if wanted and self._ahead is not None:  # asked for already, perhaps: its answer (or error) first
+            ahead, self._ahead = self._ahead, None
+            ahead.result()
+            wanted = self._missing(dataset, wanted)
         self._ask(dataset, wanted, create=True)
+
+    def ensure_subject_keys_ahead(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
+        """Start asking for these subjects' keys (made if new) on a thread of this client, and return: the
+        hub answers while the caller seals what it has. :meth:`ensure_subject_keys` for any of them waits
+        for that answer, and raises what asking raised."""
+        wanted = self._missing(dataset, subject_refs)
+        if not wanted:
+            return
+        if self._ahead is not None:
+            wait([self._ahead])  # one request ahead at a time; an error is raised when its keys are needed
+        if self._asker is None:
+            self._asker = ThreadPoolExecutor(1, thread_name_prefix="key-service")
+        self._ahead = self._asker.submit(self._ask, dataset, wanted, create=True)
+
+    def _missing(self, dataset: str, subject_refs: Iterable[bytes]) -> list[bytes]:
+        return [r for r in dict.fromkeys(subject_refs) if subject_key_id(dataset, r) not in self._subjects]
 
     def subject_key(self, key_id: str) -> SecretBytes:
         if key_id not in self._subjects:
@@ -152,7 +185,8 @@ class KeyServiceClient:
                 if left <= 0:
                     waited = f" (asked again for {self.patience_s:g} s)" if self.patience_s > 0 else ""
                     raise KeyServiceUnavailable(f"{exc}{waited}") from None
-                time.sleep(min(pause, left))
+                if self._closing.wait(min(pause, left)):
+                    raise KeyServiceUnavailable(f"{exc} (the client was closed meanwhile)") from None
                 pause = min(pause * 2, LONGEST_PAUSE_S)
 
     def _call_once(self, method: str, path: str, missing: type[Exception], **kwargs: Any) -> dict[str, Any]:

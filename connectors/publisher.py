@@ -5,7 +5,8 @@ record's pseudonym, so its changes stay in order; each lane carries its own hash
 the topic already holds, and a signed checkpoint of each chain goes to the owner's checkpoint topic every
 ``CHECKPOINT_EVERY`` events and at every flush. The codec (:mod:`sharehub.codec`) seals records a chunk at a
 time and signs them in batches of up to 256, one signature over each batch's Merkle root; subjects' keys
-are created, durably, before any event that needs them is sealed. Only the dataset's owner publishes.
+are created, durably, before any event that needs them is sealed: those of the next chunk are asked for
+(from a key service, on a thread) while this chunk is sealed and sent. Only the dataset's owner publishes.
 A line may carry its own event type (an outbox row does): UPSERTED and CORRECTED lines are records of the
 schema, an ERASED line only names its subject by the dataset's key field; runs of one type are sealed in
 turn, in the lines' order.
@@ -61,6 +62,14 @@ class _Valid(NamedTuple):
     number: int
     datum: dict[str, Any]
     event_type: str
+
+
+class _Validated(NamedTuple):
+    """A chunk of lines, validated: how many lines it held, the valid ones, and what it refused or skipped."""
+
+    lines: int
+    valid: list[_Valid]
+    refused: PublishReport
 
 
 @dataclass(frozen=True)
@@ -137,24 +146,49 @@ class Publisher:
         headers) and a line whose lane already holds it is skipped. ``progress`` is told how many lines
         each chunk held, once the chunk was handed to the producer."""
         report = PublishReport()
+        # One chunk ahead: the next chunk is validated, and its subjects' keys asked for, before this one is
+        # sealed and sent (a key service answers meanwhile: its round trip no longer stops the sealing).
+        pending: _Validated | None = None
         for chunk in _chunks(iter(lines), CHUNK):
-            valid = self._valid(chunk, report, resume, event_type)
-            # Sealed and sent run by run in the lines' order: each lane's chain is the order it is sent in.
-            for kind, grouped in groupby(valid, key=lambda v: v.event_type):
-                run = list(grouped)
-                outcomes = self._seal(kind, [v.datum for v in run])
-                for line, outcome in zip(run, outcomes, strict=True):
-                    if isinstance(outcome, SubjectErased):
-                        report.rejected.append(BadLine(line.number, ERASED))
-                        continue
-                    position = None if resume is None else SourcePosition(resume.source, line.number)
-                    self._send(outcome, position)
-                    report.published += 1
-            self._checkpoint_lanes(CHECKPOINT_EVERY)
-            if progress is not None:
-                progress(len(chunk))
+            validated = self._validated(chunk, resume, event_type)
+            if pending is not None:
+                self._publish_chunk(pending, report, resume, progress)
+            pending = validated
+        if pending is not None:
+            self._publish_chunk(pending, report, resume, progress)
         self.flush()
         return report
+
+    def _validated(self, chunk: list[Line | BadLine], resume: Resume | None, event_type: str) -> _Validated:
+        """A chunk's valid lines (its refusals and skips kept for its turn), its subjects' keys asked for."""
+        refused = PublishReport()
+        valid = self._valid(chunk, refused, resume, event_type)
+        self._codec.ask_ahead([v.datum for v in valid if v.event_type != "ERASED"])
+        return _Validated(len(chunk), valid, refused)
+
+    def _publish_chunk(
+        self,
+        chunk: _Validated,
+        report: PublishReport,
+        resume: Resume | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        report.rejected += chunk.refused.rejected
+        report.skipped += chunk.refused.skipped
+        # Sealed and sent run by run in the lines' order: each lane's chain is the order it is sent in.
+        for kind, grouped in groupby(chunk.valid, key=lambda v: v.event_type):
+            run = list(grouped)
+            outcomes = self._seal(kind, [v.datum for v in run])
+            for line, outcome in zip(run, outcomes, strict=True):
+                if isinstance(outcome, SubjectErased):
+                    report.rejected.append(BadLine(line.number, ERASED))
+                    continue
+                position = None if resume is None else SourcePosition(resume.source, line.number)
+                self._send(outcome, position)
+                report.published += 1
+        self._checkpoint_lanes(CHECKPOINT_EVERY)
+        if progress is not None:
+            progress(chunk.lines)
 
     def invalid_records(self, records: Iterable[Any]) -> list[BadLine]:
         """The records (numbered from 1) that do not match the dataset's schema and rules, and why."""

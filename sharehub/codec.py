@@ -21,13 +21,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sharehub import chain
 from sharehub.avro import RecordSchema
 from sharehub.envelope import (
     ChainPosition,
     Envelope,
+    EventSealer,
     Sealed,
     SignerDirectory,
     VerifiedRoots,
@@ -36,7 +37,6 @@ from sharehub.envelope import (
     lane_for,
     parse,
     pseudonym,
-    seal_unsigned,
     sign_batch,
 )
 from sharehub.errors import ChainViolation, EnvelopeError, SubjectErased
@@ -69,6 +69,15 @@ class DatasetKeys(Protocol):
 
     def forget_cached(self, key_id: str) -> None:
         """Drop a subject key from any cache (it was destroyed, perhaps by another process)."""
+
+
+@runtime_checkable
+class KeysAskedAhead(Protocol):
+    """Keys that come from a service answering while this process seals (the hub's key service, over
+    HTTP): subjects' keys can be asked for before the events that need them are sealed."""
+
+    def ensure_subject_keys_ahead(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
+        """Start making (durably) and fetching these subjects' keys; ensure_subject_keys waits for it."""
 
 
 class CodecGovernance(SignerDirectory, Protocol):
@@ -157,37 +166,42 @@ class DatasetCodec:
         producing, keys = self._producer(), self._with_keys()
         schema = self._governance.current_schema(self.dataset)
         refs = [self.pseudonym(str(d[self.key_field])) for d in datums]
-        if schema.personal_fields:
+        subjects = [subject_key_id(self.dataset, ref) for ref in refs] if schema.personal_fields else []
+        if subjects:
             keys.ensure_subject_keys(self.dataset, refs)
-        data_key_id = keys.current_data_key_id(self.dataset)
-        data_key = keys.data_key(data_key_id)
+            keys.prefetch_subject_keys(subjects)  # one look-up for the chunk, not one per event
+        sealer = self._sealer(producing, keys, schema, event_type, len(datums))
         outcomes: list[tuple[Sealed, bytes] | SubjectErased] = []
-        for datum, ref in zip(datums, refs, strict=True):
-            subject = subject_key_id(self.dataset, ref) if schema.personal_fields else ""
+        for index, (datum, ref) in enumerate(zip(datums, refs, strict=True)):
+            subject = subjects[index] if subjects else ""
             try:
                 subject_key = keys.subject_key(subject) if subject else None
             except SubjectErased as erased:
                 outcomes.append(erased)
                 continue
-            event = self._next(
-                producing, schema, datum, ref, event_type, data_key_id, data_key, subject, subject_key,
-                occurred_at,
-            )  # fmt: skip
+            event = self._next(producing, sealer, datum, ref, subject, subject_key, occurred_at)
             outcomes.append((event, ref))
         sealed = [o for o in outcomes if not isinstance(o, SubjectErased)]
         signed = iter(self._signed([event for event, _ in sealed], producing))
         return [o if isinstance(o, SubjectErased) else SealedEvent(next(signed), o[1]) for o in outcomes]
+
+    def ask_ahead(self, datums: Sequence[dict[str, Any]]) -> None:
+        """Have the subjects' keys of records to be sealed next asked for now, when the keys come from a
+        service that answers meanwhile (:class:`KeysAskedAhead`); otherwise this does nothing."""
+        keys = self._with_keys()
+        if not datums or not isinstance(keys, KeysAskedAhead):
+            return
+        if self._governance.current_schema(self.dataset).personal_fields:
+            refs = [self.pseudonym(str(d[self.key_field])) for d in datums]
+            keys.ensure_subject_keys_ahead(self.dataset, refs)
 
     def erase(self, record_key: str) -> SealedEvent:
         """The producer's ERASED event for one record's subject (destroying its key is governance's step)."""
         producing, keys = self._producer(), self._with_keys()
         schema = self._governance.current_schema(self.dataset)
         ref = self.pseudonym(record_key)
-        data_key_id = keys.current_data_key_id(self.dataset)
-        event = self._next(
-            producing, schema, None, ref, "ERASED", data_key_id, keys.data_key(data_key_id),
-            subject_key_id(self.dataset, ref), None, None,
-        )  # fmt: skip
+        sealer = self._sealer(producing, keys, schema, "ERASED", 1)
+        event = self._next(producing, sealer, None, ref, subject_key_id(self.dataset, ref), None, None)
         return SealedEvent(self._signed([event], producing)[0], ref)
 
     def pseudonym(self, record_key: str) -> bytes:
@@ -196,35 +210,31 @@ class DatasetCodec:
             self._routing = self._with_keys().routing_key(self.dataset)
         return pseudonym(self._routing, record_key)
 
+    def _sealer(
+        self, producing: Producing, keys: DatasetKeys, schema: RecordSchema, event_type: str, expected: int
+    ) -> EventSealer:
+        """What seals a chunk of ``expected`` events of one type: bound once to all they share."""
+        data_key_id = keys.current_data_key_id(self.dataset)
+        return EventSealer(
+            schema=schema, producer=producing.agency, dataset=self.dataset, event_type=event_type,
+            signing_key_id=producing.signer.key_id, data_key_id=data_key_id,
+            data_key=keys.data_key(data_key_id), expected=expected,
+        )  # fmt: skip
+
     def _next(
         self,
         producing: Producing,
-        schema: RecordSchema,
+        sealer: EventSealer,
         datum: dict[str, Any] | None,
         ref: bytes,
-        event_type: str,
-        data_key_id: str,
-        data_key: SecretBytes,
         subject: str,
         subject_key: SecretBytes | None,
         occurred_at: dt.datetime | None,
     ) -> Sealed:
         lane = lane_for(ref, producing.lanes)
         head = producing.head(lane)
-        event = seal_unsigned(
-            schema=schema,
-            record=datum,
-            producer=producing.agency,
-            dataset=self.dataset,
-            event_type=event_type,
-            position=ChainPosition(lane, head.sequence + 1, head.hash),
-            signing_key_id=producing.signer.key_id,
-            data_key_id=data_key_id,
-            data_key=data_key,
-            subject_key_id=subject,
-            subject_key=subject_key,
-            occurred_at=occurred_at,
-        )
+        position = ChainPosition(lane, head.sequence + 1, head.hash)
+        event = sealer.seal(datum, position, subject, subject_key, None, occurred_at)
         producing.heads[lane] = chain.head_after(event)
         return event
 

@@ -11,9 +11,12 @@ Sealing runs encode → encrypt → sign::
     signature  = Ed25519(producer's key, "sharehub-batch-v1" + batch size + Merkle root of the batch's bodies)
     wire       = body + batch_index + batch_size + batch_path + signature    (the Avro Envelope record)
 
-One signature covers a whole batch of events (:func:`sign_batch`): each event carries its inclusion path,
-so any single event still verifies on its own, and a verifier that has checked a batch's root once skips
-the signature check for the rest of the batch (:class:`VerifiedRoots`). :func:`seal` is a batch of one.
+A chunk's events are sealed by one :class:`EventSealer`, which lays out what they share once (the header's
+fixed fields, the data key's cipher) and draws their random ids and nonces together; :func:`seal_unsigned`
+is a chunk of one. One signature covers a whole batch of events (:func:`sign_batch`): each event carries
+its inclusion path, so any single event still verifies on its own, and a verifier that has checked a
+batch's root once skips the signature check for the rest of the batch (:class:`VerifiedRoots`).
+:func:`seal` is a batch of one.
 
 Opening runs the exact reverse in three steps, each with its own errors (:mod:`sharehub.errors`):
 :func:`parse` (structure, no key), :func:`authenticate` (dataset, signature, owner: public keys only — the
@@ -31,7 +34,6 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -241,51 +243,156 @@ def seal_unsigned(
     occurred_at: dt.datetime | None = None,
 ) -> Sealed:
     """Encode and encrypt one record (a valid Avro datum for ``schema``; None for ERASED)."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"event type {event_type!r} is not one of {EVENT_TYPES}")
-    if len(position.prev_hash) != HASH_SIZE:
-        raise ValueError("prev_hash must be a 32-byte SHA-256")
-    if (record is None) != (event_type == "ERASED"):
-        raise ValueError("an ERASED event carries no record, every other event one")
-    personal_fields = schema.personal_fields
-    if personal_fields and not subject_key_id:
-        raise ValueError(f"{schema.name} has personal fields: a subject key is required")
-    header = Header(
-        producer=producer,
-        dataset=dataset,
-        event_type=event_type,
-        event_id=event_id or str(uuid.uuid4()),
-        occurred_at=_in_utc(occurred_at) if occurred_at is not None else dt.datetime.now(dt.UTC),
-        lane=position.lane,
-        sequence=position.sequence,
-        prev_hash=position.prev_hash,
-        schema_fingerprint=schema.fingerprint,
-        signer_key_id=signing_key_id,
-        data_key_id=data_key_id,
-        subject_key_id=subject_key_id,
-        nonce=secrets.token_bytes(NONCE_SIZE),
-        personal_nonce=secrets.token_bytes(NONCE_SIZE)
-        if personal_fields and record is not None
-        else NO_NONCE,
-    )
-    header_bytes = _PREFIX + _HEADER_SCHEMA.encode(header._asdict())
-    shared, personal = b"", b""
-    if record is not None:
-        shared = schema.shared_part.encode_single_object({k: record[k] for k in schema.shared_part.fields})
-        if personal_fields:
-            personal = schema.personal_part.encode_single_object({k: record[k] for k in personal_fields})
-    ciphertext = AESGCM(data_key.reveal()).encrypt(header.nonce, shared, header_bytes)
-    personal_ciphertext = b""
-    if personal:
-        if subject_key is None:
-            raise ValueError("a record with personal fields needs its subject's key")
-        personal_ciphertext = AESGCM(subject_key.reveal()).encrypt(
-            header.personal_nonce, personal, header_bytes
+    sealer = EventSealer(
+        schema=schema, producer=producer, dataset=dataset, event_type=event_type,
+        signing_key_id=signing_key_id, data_key_id=data_key_id, data_key=data_key, expected=1,
+    )  # fmt: skip
+    return sealer.seal(record, position, subject_key_id, subject_key, event_id, occurred_at)
+
+
+class EventSealer:
+    """Seals the events of a chunk: one schema, producer, dataset, event type, signing key and data key.
+    What every event shares is made once (the header's fixed fields in Avro, the data key's cipher), and
+    the random event ids and nonces are drawn for many events at a time: the per-event work is encoding
+    the record, encrypting it, and laying out the header's own fields."""
+
+    def __init__(
+        self,
+        *,
+        schema: RecordSchema,
+        producer: str,
+        dataset: str,
+        event_type: str,
+        signing_key_id: str,
+        data_key_id: str,
+        data_key: SecretBytes,
+        expected: int = 256,
+    ) -> None:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"event type {event_type!r} is not one of {EVENT_TYPES}")
+        self._schema = schema
+        self._personal = bool(schema.personal_fields)
+        self._fixed = (producer, dataset, event_type, schema.fingerprint, signing_key_id, data_key_id)
+        # The header in Avro is these runs of fixed fields, each event's own fields between them.
+        self._before_id = _PREFIX + _avro_string(producer) + _avro_string(dataset)
+        self._before_id += _varint(EVENT_TYPES.index(event_type))
+        self._before_subject = schema.fingerprint + _avro_string(signing_key_id) + _avro_string(data_key_id)
+        self._data_cipher = AESGCM(data_key.reveal())
+        #: Random bytes for this many events are drawn at once (an event id and up to two nonces each).
+        self._draw = max(1, expected) * (UUID_SIZE + 2 * NONCE_SIZE)
+        self._random, self._taken = b"", 0
+
+    def seal(
+        self,
+        record: dict[str, Any] | None,
+        position: ChainPosition,
+        subject_key_id: str = "",
+        subject_key: SecretBytes | None = None,
+        event_id: str | None = None,
+        occurred_at: dt.datetime | None = None,
+    ) -> Sealed:
+        """Encode and encrypt one record (a valid Avro datum for the schema; None for ERASED)."""
+        event_type = self._fixed[2]
+        if len(position.prev_hash) != HASH_SIZE:
+            raise ValueError("prev_hash must be a 32-byte SHA-256")
+        if (record is None) != (event_type == "ERASED"):
+            raise ValueError("an ERASED event carries no record, every other event one")
+        if self._personal and not subject_key_id:
+            raise ValueError(f"{self._schema.name} has personal fields: a subject key is required")
+        header = self._header(record, position, subject_key_id, event_id, occurred_at)
+        header_bytes = self._header_bytes(header)
+        shared, personal = b"", b""
+        if record is not None:
+            # fastavro writes a record's own fields and no others: the datum needs no copy per part.
+            shared = self._schema.shared_part.encode_single_object(record)
+            if self._personal:
+                personal = self._schema.personal_part.encode_single_object(record)
+        ciphertext = self._data_cipher.encrypt(header.nonce, shared, header_bytes)
+        personal_ciphertext = b""
+        if personal:
+            if subject_key is None:
+                raise ValueError("a record with personal fields needs its subject's key")
+            personal_ciphertext = AESGCM(subject_key.reveal()).encrypt(
+                header.personal_nonce, personal, header_bytes
+            )
+        body = header_bytes + _avro_bytes(ciphertext) + _avro_bytes(personal_ciphertext)
+        if len(body) > MAX_ENVELOPE_SIZE // 2:
+            raise PayloadInvalid(f"sealed event is {len(body)} bytes; the limit is {MAX_ENVELOPE_SIZE // 2}")
+        return Sealed(header, body, ciphertext, personal_ciphertext, len(header_bytes))
+
+    def _header(
+        self,
+        record: dict[str, Any] | None,
+        position: ChainPosition,
+        subject_key_id: str,
+        event_id: str | None,
+        occurred_at: dt.datetime | None,
+    ) -> Header:
+        producer, dataset, event_type, fingerprint, signing_key_id, data_key_id = self._fixed
+        random_id = self._take(UUID_SIZE)
+        return Header(
+            producer=producer,
+            dataset=dataset,
+            event_type=event_type,
+            event_id=event_id or uuid4_text(random_id),
+            occurred_at=_in_utc(occurred_at) if occurred_at is not None else dt.datetime.now(dt.UTC),
+            lane=position.lane,
+            sequence=position.sequence,
+            prev_hash=position.prev_hash,
+            schema_fingerprint=fingerprint,
+            signer_key_id=signing_key_id,
+            data_key_id=data_key_id,
+            subject_key_id=subject_key_id,
+            nonce=self._take(NONCE_SIZE),
+            personal_nonce=self._take(NONCE_SIZE) if self._personal and record is not None else NO_NONCE,
         )
-    body = header_bytes + _avro_bytes(ciphertext) + _avro_bytes(personal_ciphertext)
-    if len(body) > MAX_ENVELOPE_SIZE // 2:
-        raise PayloadInvalid(f"sealed event is {len(body)} bytes; the limit is {MAX_ENVELOPE_SIZE // 2}")
-    return Sealed(header, body, ciphertext, personal_ciphertext, len(header_bytes))
+
+    def _header_bytes(self, header: Header) -> bytes:
+        """The header in Avro as the envelope schema lays it out (what fastavro writes, field by field)."""
+        return b"".join(
+            (
+                self._before_id,
+                _avro_string(header.event_id),
+                _varint(_micros(header.occurred_at)),
+                _varint(header.lane),
+                _varint(header.sequence),
+                header.prev_hash,
+                self._before_subject,
+                _avro_string(header.subject_key_id),
+                header.nonce,
+                header.personal_nonce,
+            )
+        )
+
+    def _take(self, size: int) -> bytes:
+        if self._taken + size > len(self._random):
+            self._random, self._taken = secrets.token_bytes(self._draw), 0
+        taken = self._random[self._taken : self._taken + size]
+        self._taken += size
+        return taken
+
+
+UUID_SIZE = 16
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def uuid4_text(random16: bytes) -> str:
+    """A random (version 4) UUID made of 16 random bytes, as ``str(uuid.uuid4())`` writes it."""
+    raw = bytearray(random16)
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _micros(moment: dt.datetime) -> int:
+    """An aware datetime as Avro's timestamp-micros (exact integer arithmetic, as fastavro does it)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _avro_string(text: str) -> bytes:
+    return _avro_bytes(text.encode())
 
 
 def _in_utc(moment: dt.datetime) -> dt.datetime:
@@ -330,7 +437,7 @@ def _batch_message(size: int, root: bytes) -> bytes:
 
 def pseudonym(routing_key: SecretBytes, record_key: str) -> bytes:
     """A record's pseudonym: keyed hash, stable per record, revealing nothing. Kafka key and subject ref."""
-    return hmac.new(routing_key.reveal(), record_key.encode(), hashlib.sha256).digest()[:16]
+    return hmac.digest(routing_key.reveal(), record_key.encode(), "sha256")[:16]  # one-shot: no HMAC object
 
 
 def lane_for(record_pseudonym: bytes, lanes: int) -> int:

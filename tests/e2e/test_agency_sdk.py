@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
@@ -23,7 +24,9 @@ from confluent_kafka.admin import AdminClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from connectors.jsonl_source import Line
 from connectors.key_service import KeyServiceClient
+from connectors.publisher import ERASED
 from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
 from connectors.site import AgencySite
 from services import processes
@@ -152,15 +155,30 @@ def test_the_key_service_answers_only_a_datasets_owner(hub: Hub, api: str) -> No
 
 
 def test_an_erased_subject_cannot_be_published_from_the_site(hub: Hub, api: str, tmp_path: Path) -> None:
+    """Over several chunks (each validated, its subjects' keys asked for, while the one before is sealed), the
+    refusals are those of each line, in the lines' order; the rest is published, each lane one chain."""
     home = _site(hub, tmp_path, api)
-    member = next(iter(generate_party_members(1, seed=9)))
+    members: list[Any] = list(generate_party_members(1100, seed=9))
     codec = hub.codec(DATASET)
-    key_id = subject_key_id(DATASET, codec.pseudonym(member["member_id"]))
-    hub.keys.ensure_subject_keys(DATASET, [codec.pseudonym(member["member_id"])])
-    hub.keys.destroy_subject_key(key_id)
+    erased = codec.pseudonym(members[700]["member_id"])
+    hub.keys.ensure_subject_keys(DATASET, [erased])
+    hub.keys.destroy_subject_key(subject_key_id(DATASET, erased))
+    members[2]["gender"] = "OTHER"
+    members[599]["member_id"] = 42
+    members[1029] = "not a record"
+    handed: list[int] = []
     with open_publisher(home, DATASET, PASSPHRASE) as publisher:
-        report = publisher.publish_records([member])
-    assert report.published == 0 and "erased" in report.rejected[0].reason
+        report = publisher.publish_lines(
+            (Line(n, r) for n, r in enumerate(members, start=1)), progress=handed.append
+        )
+    assert [(bad.number, bad.reason.split(":")[0]) for bad in report.rejected] == [
+        (3, "gender"), (600, "member_id"), (701, ERASED.split(":")[0]), (1030, "record"),
+    ]  # fmt: skip
+    assert report.published == 1096 and handed == [512, 512, 76]
+    topic = hub.governance.dataset(DATASET).topic
+    opened = codec.open_many([(p, raw) for p, _, raw in topic_messages(hub, topic)], heads={})
+    assert [type(o).__name__ for o in opened] == ["Opened"] * 1096  # each lane's chain unbroken
+    assert not hub.keys.has(subject_key_id(DATASET, codec.pseudonym("42")), "subject")
 
 
 def test_refusals_at_the_site_are_clear_and_publish_nothing(hub: Hub, api: str, tmp_path: Path) -> None:

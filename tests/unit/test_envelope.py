@@ -9,7 +9,7 @@ from typing import Any
 import fastavro
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.projector import LogMessage, Projector
@@ -315,3 +315,81 @@ def test_the_proofs_varints_are_avros_encoding_of_a_long(n: int) -> None:
     if n >= 0:
         value = bytes(n % 300)
         assert envelope_module._avro_bytes_size(value) == len(envelope_module._avro_bytes(value))
+
+
+_TEXT = st.text(max_size=80)
+_HEADERS = st.fixed_dictionaries(
+    {
+        "producer": _TEXT,
+        "dataset": _TEXT,
+        "event_type": st.sampled_from(envelope_module.EVENT_TYPES),
+        "event_id": _TEXT,
+        "occurred_at": st.datetimes(
+            min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=st.timezones()
+        ),
+        "lane": st.integers(0, 2**31 - 1),
+        "sequence": st.integers(1, 2**63 - 1),
+        "prev_hash": st.binary(min_size=32, max_size=32),
+        "signing_key_id": _TEXT,
+        "data_key_id": _TEXT,
+        "subject_key_id": _TEXT,
+    }
+)
+
+
+@settings(max_examples=50)
+@given(fields=_HEADERS)
+def test_the_header_laid_out_per_chunk_is_what_avro_writes_for_it(fields: dict[str, Any]) -> None:
+    """The sealer writes each header from pieces made once per chunk (the fixed fields) and the event's own
+    fields; the bytes must be exactly Avro's encoding of the header record, so that every reader, signature
+    and audit sees the same envelope as before."""
+    from sharehub.envelope import _HEADER_SCHEMA, _PREFIX, EventSealer
+    from sharehub.keys import SecretBytes
+
+    schema = envelope_module.load_schema("envelope")  # any schema: only its fingerprint is in the header
+    sealer = EventSealer(
+        schema=schema, producer=fields["producer"], dataset=fields["dataset"],
+        event_type=fields["event_type"], signing_key_id=fields["signing_key_id"],
+        data_key_id=fields["data_key_id"], data_key=SecretBytes(bytes(32)), expected=2,
+    )  # fmt: skip
+    position = ChainPosition(fields["lane"], fields["sequence"], fields["prev_hash"])
+    header = sealer._header(
+        None, position, fields["subject_key_id"], fields["event_id"] or None, fields["occurred_at"]
+    )
+    assert header.event_id == (fields["event_id"] or header.event_id)
+    expected = _PREFIX + _HEADER_SCHEMA.encode(header._asdict())
+    assert sealer._header_bytes(header) == expected
+    assert _HEADER_SCHEMA.decode(expected[len(_PREFIX) :]) == header._asdict()
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_event_ids_are_random_uuids_as_uuid4_writes_them(random16: bytes) -> None:
+    import uuid
+
+    from sharehub.envelope import uuid4_text
+
+    assert uuid4_text(random16) == str(uuid.UUID(bytes=random16, version=4))
+
+
+def test_events_sealed_in_one_chunk_draw_their_own_ids_and_nonces(offline_hub: Hub) -> None:
+    """Randomness is drawn for many events at once: no two events share an id or a nonce, and a chunk
+    longer than what was drawn draws again."""
+    unsigned = unsigned_batch(offline_hub, 7)
+    schema = offline_hub.governance.current_schema(DATASET)
+    from sharehub.envelope import EventSealer
+
+    key_id = offline_hub.keys.current_data_key_id(DATASET)
+    sealer = EventSealer(
+        schema=schema, producer="coc", dataset=DATASET, event_type="UPSERTED", signing_key_id="k",
+        data_key_id=key_id, data_key=offline_hub.keys.data_key(key_id), expected=2,
+    )  # fmt: skip
+    datum = record_from_json(schema, member(member_id="PM0000000001"))
+    subject = subject_of(offline_hub, "PM0000000001")
+    more = [
+        sealer.seal(datum, ChainPosition(0, i, ZERO_HASH), subject, offline_hub.keys.subject_key(subject))
+        for i in range(1, 6)
+    ]
+    headers = [e.header for e in unsigned + more]
+    assert len({h.event_id for h in headers}) == len(headers)
+    nonces = [h.nonce for h in headers] + [h.personal_nonce for h in headers]
+    assert len(set(nonces)) == len(nonces)
