@@ -149,13 +149,17 @@ class Publisher:
         # One chunk ahead: the next chunk is validated, and its subjects' keys asked for, before this one is
         # sealed and sent (a key service answers meanwhile: its round trip no longer stops the sealing).
         pending: _Validated | None = None
-        for chunk in _chunks(iter(lines), CHUNK):
-            validated = self._validated(chunk, resume, event_type)
+        try:
+            for chunk in _chunks(iter(lines), CHUNK):
+                validated = self._validated(chunk, resume, event_type)
+                if pending is not None:
+                    ready, pending = pending, None
+                    self._publish_chunk(ready, report, resume, progress)
+                pending = validated
+        finally:
+            # The last chunk; or, when the source failed part-way, the chunk read before it is still sent.
             if pending is not None:
                 self._publish_chunk(pending, report, resume, progress)
-            pending = validated
-        if pending is not None:
-            self._publish_chunk(pending, report, resume, progress)
         self.flush()
         return report
 

@@ -181,6 +181,28 @@ def test_an_erased_subject_cannot_be_published_from_the_site(hub: Hub, api: str,
     assert not hub.keys.has(subject_key_id(DATASET, codec.pseudonym("42")), "subject")
 
 
+def test_a_source_that_fails_part_way_still_publishes_every_chunk_read_before_it(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    """A chunk is validated while the one before it waits to be sealed: a source that fails while the next
+    chunk is read must not take the waiting chunk down with it."""
+    home = _site(hub, tmp_path, api)
+    members: list[Any] = list(generate_party_members(600, seed=13))
+
+    def failing_source() -> Iterator[Line]:
+        yield from (Line(n, r) for n, r in enumerate(members, start=1))
+        raise OSError("the source file went away")
+
+    handed: list[int] = []
+    with open_publisher(home, DATASET, PASSPHRASE) as publisher:
+        with pytest.raises(OSError, match="went away"):
+            publisher.publish_lines(failing_source(), progress=handed.append)
+        publisher.flush()
+    assert handed == [512]
+    topic = hub.governance.dataset(DATASET).topic
+    assert len(list(topic_messages(hub, topic))) == 512
+
+
 def test_refusals_at_the_site_are_clear_and_publish_nothing(hub: Hub, api: str, tmp_path: Path) -> None:
     home = _site(hub, tmp_path, api)
     with pytest.raises(InputError, match="'coc' may not publish 'citizen-feedback'"):
