@@ -2,7 +2,8 @@
 
 A consumer's read model is written in batches (``ReadModelStore.apply``: the current rows, every version,
 each record's subject, positions, one transaction). The rate is measured over consecutive slices of rows
-as the store grows, from empty to ``--rows``, and reported against the rate over its first 20,000 rows:
+as the store grows, from empty to ``--rows``, and reported against the rate over its first 20,000 rows
+(the median of :data:`FIRST_FILLS` fills of empty read models: one takes a fraction of a second):
 #22's "no slowdown with size" asks for at least 0.80 at 5,000,000 rows. The same run writes the same rows,
 slice by slice and in turn with the hub's, through a plain loop: one sqlite3 table of current rows keyed
 by (dataset, key), the same pragmas, one transaction per batch, no history and no subjects. Its own
@@ -21,6 +22,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import sys
 import time
 import uuid
@@ -38,6 +40,8 @@ from projections.read_model import ReadModelStore, Row
 
 #: The size the rate is compared with.
 FIRST_ROWS = 20_000
+#: How many times the first slice is written (into fresh read models): its rate is their median.
+FIRST_FILLS = 3
 DATASET = "party-members"
 _FIELDS = {
     "full_name": "Nguyễn Văn An",
@@ -118,6 +122,28 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     url = args.url or f"sqlite:///{workdir}/{{consumer}}.db"
+    # The first slice lasts a fraction of a second: it is measured again into fresh read models, and the
+    # rate it is compared with is the median of every fill.
+    fills = [_fill(url, workdir / f"fill-{i}", args) for i in range(FIRST_FILLS - 1)]
+    measured, backend = _grow(url, workdir, args)
+    fills.append((measured[0]["hub_rows_per_s"], measured[0]["plain_rows_per_s"]))
+    first_hub, first_plain = statistics.median(h for h, _ in fills), statistics.median(p for _, p in fills)
+    last = measured[-1]
+    return {
+        **machine.run_header(command),
+        "rows": args.rows,
+        "batch": args.batch,
+        "keys": args.keys,
+        "backend": backend,
+        "slices": measured,
+        "first_fills": [{"hub_rows_per_s": h, "plain_rows_per_s": p} for h, p in fills],
+        "hub_last_vs_first": last["hub_rows_per_s"] / first_hub,
+        "plain_last_vs_first": last["plain_rows_per_s"] / first_plain,
+    }
+
+
+def _grow(url: str, workdir: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """The rates slice by slice, the read model growing from empty to ``args.rows``; and its backend."""
     store = ReadModelStore(url, f"growth-{uuid.uuid4().hex[:8]}")
     store.create()
     plain = _Plain(workdir / "plain.db")
@@ -144,17 +170,25 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         store.drop()
         store.close()
         plain.db.close()
-    first, last = measured[0], measured[-1]
-    return {
-        **machine.run_header(command),
-        "rows": args.rows,
-        "batch": args.batch,
-        "keys": args.keys,
-        "backend": store.engine.dialect.name,
-        "slices": measured,
-        "hub_last_vs_first": last["hub_rows_per_s"] / first["hub_rows_per_s"],
-        "plain_last_vs_first": last["plain_rows_per_s"] / first["plain_rows_per_s"],
-    }
+    return measured, store.engine.dialect.name
+
+
+def _fill(url: str, directory: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """(hub, plain) rows/s filling fresh, empty read models with the first slice's rows."""
+    directory.mkdir()
+    rows = min(FIRST_ROWS, args.rows)
+    work = batches(0, rows, args.batch, args.keys, random.Random(args.seed))
+    store = ReadModelStore(url, f"fill-{uuid.uuid4().hex[:8]}")  # a read model of its own
+    store.create()
+    plain = _Plain(directory / "plain.db")
+    try:
+        hub_s = _timed(lambda b, n: store.apply(b, {("growth", 0): n}), work, 0)
+        plain_s = _timed(plain.apply, work, 0)
+    finally:
+        store.drop()
+        store.close()
+        plain.db.close()
+    return rows / hub_s, rows / plain_s
 
 
 def lines(result: dict[str, Any]) -> list[str]:
@@ -174,11 +208,16 @@ def lines(result: dict[str, Any]) -> list[str]:
         )
     out += [
         "",
-        f"Rate at {result['rows']:,} rows against the first {FIRST_ROWS:,}: hub "
+        f"Rate at {result['rows']:,} rows against the first {FIRST_ROWS:,}{_filled(result)}: hub "
         f"{result['hub_last_vs_first']:.2f}, plain loop {result['plain_last_vs_first']:.2f} "
         "(target for the hub: at least 0.80 at 5,000,000 rows).",
     ]
     return out
+
+
+def _filled(result: dict[str, Any]) -> str:
+    fills = result.get("first_fills")  # absent from results made before the first slice was repeated
+    return f" (the median of {len(fills)} fills of empty read models)" if fills else ""
 
 
 def main(argv: list[str], command: str) -> None:
