@@ -176,19 +176,9 @@ def _grow(url: str, workdir: Path, args: argparse.Namespace) -> tuple[list[dict[
 def _fill(url: str, directory: Path, args: argparse.Namespace) -> tuple[float, float]:
     """(hub, plain) rows/s filling fresh, empty read models with the first slice's rows."""
     directory.mkdir()
-    rows = min(FIRST_ROWS, args.rows)
-    work = batches(0, rows, args.batch, args.keys, random.Random(args.seed))
-    store = ReadModelStore(url, f"fill-{uuid.uuid4().hex[:8]}")  # a read model of its own
-    store.create()
-    plain = _Plain(directory / "plain.db")
-    try:
-        hub_s = _timed(lambda b, n: store.apply(b, {("growth", 0): n}), work, 0)
-        plain_s = _timed(plain.apply, work, 0)
-    finally:
-        store.drop()
-        store.close()
-        plain.db.close()
-    return rows / hub_s, rows / plain_s
+    first = argparse.Namespace(**{**vars(args), "rows": min(FIRST_ROWS, args.rows)})
+    (filled,), _ = _grow(url, directory, first)
+    return filled["hub_rows_per_s"], filled["plain_rows_per_s"]
 
 
 def lines(result: dict[str, Any]) -> list[str]:

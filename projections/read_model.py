@@ -20,7 +20,7 @@ import re
 import sqlite3
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -638,7 +638,7 @@ class _Upserts:
         pos = insert(positions)
         self.records = _records_upsert(insert(records))
         self.versions = insert(record_versions)
-        self.subjects = insert(subject_records).on_conflict_do_nothing()
+        self.subjects = _pair_kept(insert(subject_records))
         self.held_subjects = _held_subjects(dialect.name)
         self.pairs_of = _pairs_of_subject()
         self.purges = _subject_purges()
@@ -654,15 +654,15 @@ class _Upserts:
         self._direct: dict[int, _DirectStatement] = {}
         self._from_json: dict[int, tuple[Any, tuple[str, ...]]] = {}
         written = (
-            (self.records, records),
-            (self.versions, record_versions),
-            (self.subjects, subject_records),
+            (self.records, records, _records_upsert),
+            (self.versions, record_versions, None),
+            (self.subjects, subject_records, _pair_kept),
         )
-        for stmt, table in written:
+        for stmt, table, on_conflict in written:
             if dialect.name == "sqlite":
                 self._direct[id(stmt)] = _DirectStatement(stmt, table, dialect)
             else:
-                self._from_json[id(stmt)] = _from_json(table)
+                self._from_json[id(stmt)] = _from_json(table, on_conflict)
 
     def write(
         self, conn: Connection, stmt: Any, columns: dict[str, list[Any]], processed: dict[int, Any]
@@ -677,6 +677,11 @@ class _Upserts:
         given = [columns[n] for n in names]
         rows = [dict(zip(names, values, strict=True)) for values in zip(*given, strict=True)]
         conn.execute(from_json, {"rows": rows})
+
+
+def _pair_kept(pairs: Any) -> Any:
+    """``pairs`` (an INSERT into ``subject_records``) that leaves a pair already there as it is."""
+    return pairs.on_conflict_do_nothing()
 
 
 def _records_upsert(rec: Any) -> Any:
@@ -697,9 +702,10 @@ def _records_upsert(rec: Any) -> Any:
     )
 
 
-def _from_json(table: Table) -> tuple[Any, tuple[str, ...]]:
+def _from_json(table: Table, on_conflict: Callable[[Any], Any] | None) -> tuple[Any, tuple[str, ...]]:
     """An INSERT into ``table`` (PostgreSQL) whose rows come as one JSON array of objects (``rows``), read
-    on the server by ``json_to_recordset``; and the columns it takes, in order."""
+    on the server by ``json_to_recordset``, meeting a row already there as ``on_conflict`` says (the rule
+    of the row-by-row statement); and the columns it takes, in order."""
     names = tuple(str(c.name) for c in table.c if not (c.primary_key and c.autoincrement is True))
     given = (
         func.json_to_recordset(bindparam("rows", type_=JSON))
@@ -707,11 +713,7 @@ def _from_json(table: Table) -> tuple[Any, tuple[str, ...]]:
         .render_derived(with_types=True)
     )
     from_json = postgresql.insert(table).from_select(list(names), select(*(given.c[n] for n in names)))
-    if table is records:
-        return _records_upsert(from_json), names
-    if table is subject_records:
-        return from_json.on_conflict_do_nothing(), names
-    return from_json, names
+    return (from_json if on_conflict is None else on_conflict(from_json)), names
 
 
 def _held_subjects(dialect: str) -> Any:
