@@ -143,11 +143,6 @@ def _on_topic(hub: Hub, reader: TopicReader | None = None) -> int:
     return sum(high - low for low, high in reader.partitions(topic).values())
 
 
-#: Rows in the outbox the connector is killed in: enough that a kill after the first 1,000 lands before the
-#: last row at today's publishing speed (with 3,000, a run finished all of them before the kill).
-OUTBOX_ROWS = 8000
-
-
 def _kill_mid_batch(process: subprocess.Popen[str], hub: Hub, journal: Path, at_least: int) -> None:
     """SIGKILL ``process`` once a batch after ``at_least`` rows is partly on the topic (its first chunk
     acknowledged, the next being sealed), not yet journaled."""
@@ -175,7 +170,7 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
     setup = _run(env, "connect", "outbox-setup", "--mapping", str(mapping), "--role", outbox.role,
                  "--dsn", outbox.admin)  # fmt: skip
     assert setup.returncode == 0, setup.stderr
-    members: list[dict[str, Any]] = list(generate_party_members(OUTBOX_ROWS, seed=41))
+    members: list[dict[str, Any]] = list(generate_party_members(3000, seed=41))
     rows: list[tuple[str, Any]] = [("MemberRegistered", m) for m in members]
     rows[10] = ("MemberRegistered", {**members[10], "gender": "X"})  # id 11: not the schema's
     rows[100] = ("MemberPromoted", members[100])  # id 101: a type the mapping does not name
@@ -193,14 +188,14 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
     time.sleep(1)  # what the killed process had handed to the network lands now or never
     killed = _outbox_state(journal)
     extra = _on_topic(hub) - (killed.published + killed.skipped)
-    assert 1000 <= killed.published + killed.skipped + killed.rejected < OUTBOX_ROWS and extra >= 100
+    assert 1000 <= killed.published + killed.skipped + killed.rejected < 3000 and extra >= 100
 
     port = free_port()
     following = _start(env, *common, "--metrics-port", str(port), "--poll-interval", "0.2")
-    wait_until(lambda: _acknowledged(journal) == OUTBOX_ROWS and _outbox_state(journal).pending == 0
+    wait_until(lambda: _acknowledged(journal) == 3000 and _outbox_state(journal).pending == 0
                or following.poll() is not None, timeout=120, what="every row acknowledged")  # fmt: skip
     # The database drops the connector's connection: it connects again and goes on with what comes next.
-    later = list(generate_party_members(20, seed=41, start_index=OUTBOX_ROWS))
+    later = list(generate_party_members(20, seed=41, start_index=3000))
     with outbox.connect() as conn:
         dropped = outbox.backends(conn)
         conn.execute(
@@ -208,7 +203,7 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
         )
         outbox.insert(conn, [("MemberRegistered", m) for m in later])
     members += later
-    wait_until(lambda: _acknowledged(journal) == len(members) and _outbox_state(journal).pending == 0
+    wait_until(lambda: _acknowledged(journal) == 3020 and _outbox_state(journal).pending == 0
                or following.poll() is not None, timeout=60, what="rows after a lost connection")  # fmt: skip
     with outbox.connect() as conn:
         assert dropped and not outbox.backends(conn) & dropped, "the connector read through a new connection"
@@ -233,15 +228,15 @@ def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
     assert [r["id"] for r in rejects] == [11, 101, 500]
     assert "gender" in rejects[0]["reason"] and "MemberPromoted" in rejects[1]["reason"]
     assert "not a JSON object" in rejects[2]["reason"]
-    assert outbox.count() == len(members), "the outbox is only read"
+    assert outbox.count() == 3020, "the outbox is only read"
 
     label = f'dataset="{DATASET}",file="{state.name}"'
     assert f"sharehub_connector_rejects{{{label}}} 3.0" in metrics
     assert f"sharehub_connector_lines_pending{{{label}}} 0.0" in metrics
-    assert f"sharehub_connector_lines_acknowledged{{{label}}} {len(members)}.0" in metrics
+    assert f"sharehub_connector_lines_acknowledged{{{label}}} 3020.0" in metrics
     status = _run(env, "connect", "status")
     row = next((line for line in status.stdout.splitlines() if "outbox:" in line), status.stdout)
-    assert "following" in row and str(len(members)) in row and " 3 " in row
+    assert "following" in row and "3020" in row and " 3 " in row
 
 
 def test_rows_go_in_commit_order_and_a_notify_wakes_the_connector(
