@@ -39,6 +39,7 @@ from tests.e2e.test_connectors import (
     _start,
 )
 from tests.kafka_helpers import free_port, topic_messages, wait_until
+from tests.process_helpers import kill_when
 from tooling.synthetic import generate_party_members
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -143,41 +144,19 @@ def _on_topic(hub: Hub, reader: TopicReader | None = None) -> int:
     return sum(high - low for low, high in reader.partitions(topic).values())
 
 
-def _frozen(process: subprocess.Popen[str]) -> None:
-    """SIGSTOP ``process`` and wait until every one of its threads has stopped."""
-    process.send_signal(signal.SIGSTOP)
-    tasks = Path(f"/proc/{process.pid}/task")
-    while not all(_stopped(task) for task in tasks.iterdir()):
-        time.sleep(0.001)
-
-
-def _stopped(task: Path) -> bool:
-    try:
-        stat = (task / "stat").read_text()
-    except FileNotFoundError:  # a thread that has ended
-        return True
-    return stat[stat.rindex(")") + 2] in "tTZX"
-
-
 def _kill_mid_batch(process: subprocess.Popen[str], hub: Hub, journal: Path, at_least: int) -> None:
     """SIGKILL ``process`` once a batch after ``at_least`` rows is partly on the topic (its first chunk
-    acknowledged), not yet journaled. Each look is taken with the process stopped, so the journal cannot
-    move between the look and the kill, whatever the speed of the connector."""
-    deadline = time.monotonic() + 120
+    acknowledged), not yet journaled."""
     with TopicReader(hub.kafka) as reader:
-        while process.poll() is None and time.monotonic() < deadline:
-            _frozen(process)
+
+        def mid_batch() -> bool:
             try:
                 written = sum(s.published + s.skipped for s in _outbox_states(journal))
             except ConfigurationError:  # stopped inside a write of its journal, holding its lock
-                written = 0
-            if written >= at_least and _on_topic(hub, reader) >= written + 100:
-                break
-            process.send_signal(signal.SIGCONT)
-            time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL, "the connector finished before it could be killed"
+                return False
+            return written >= at_least and _on_topic(hub, reader) >= written + 100
+
+        kill_when(process, mid_batch)
 
 
 def test_the_outbox_connector_killed_mid_batch_publishes_every_row_once(
