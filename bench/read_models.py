@@ -24,8 +24,9 @@ _SCHEMA_BYTES = text(
     "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r'"
 )
-#: The server settings that decide what a PostgreSQL commit costs, recorded with the run.
-_DURABILITY = ("server_version", "fsync", "synchronous_commit", "full_page_writes")
+#: The server settings that decide what a PostgreSQL commit costs and keeps, recorded with the run.
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+_SHOWN = ("server_version", *DURABILITY)
 
 
 def backend(hub: Hub) -> str:
@@ -84,11 +85,11 @@ def bare_engine(hub: Hub, consumer: str) -> tuple[Engine, str]:
 
 
 def server_settings(hub: Hub) -> dict[str, Any]:
-    """The backend, and for PostgreSQL where it runs and how durably it commits (:data:`_DURABILITY`)."""
+    """The backend, and for PostgreSQL where it runs and how durably it commits (:data:`DURABILITY`)."""
     name = backend(hub)
     if name != "postgresql":
         return {"backend": name}
     store = hub.store(hub.consumers()[0])
     with store.engine.connect() as conn:
-        shown = {s: str(conn.exec_driver_sql(f"SHOW {s}").scalar_one()) for s in _DURABILITY}
+        shown = {s: str(conn.exec_driver_sql(f"SHOW {s}").scalar_one()) for s in _SHOWN}
     return {"backend": name, "host": store.engine.url.host, **shown}

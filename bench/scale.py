@@ -53,6 +53,7 @@ from bench.load import (
 )
 from bench.model import save
 from bench.read_models import (
+    DURABILITY,
     bare_engine,
     disk_bytes,
     drop_schemas,
@@ -74,11 +75,10 @@ def notes(read_models: dict[str, Any]) -> list[str]:
     """What the report says of how the run was made, true of the backend that ran (``read_models``, from
     :func:`bench.read_models.server_settings`)."""
     if read_models["backend"] == "postgresql":
-        server = read_models
+        durability = ", ".join(f"{k}={read_models[k]}" for k in DURABILITY)
         each = (
-            f"a schema of its own in one PostgreSQL {server['server_version']} database on {server['host']} "
-            f"(fsync={server['fsync']}, synchronous_commit={server['synchronous_commit']}, "
-            f"full_page_writes={server['full_page_writes']})"
+            f"a schema of its own in one PostgreSQL {read_models['server_version']} database on "
+            f"{read_models['host']} ({durability})"
         )
     else:
         each = "a SQLite file in WAL mode with synchronous=FULL"
