@@ -42,8 +42,8 @@ ROWS ?= 5000000
 bench: venv  ## The benchmark suite: the hub against plain baselines; writes BENCHMARKS.md and bench/results/.
 	.venv/bin/python -m bench
 
-bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, projection and query; hours on 2 cores.
-	.venv/bin/python -m bench scale --members $(MEMBERS)
+bench-scale: venv  ## MEMBERS (5,000,000) party members through publish, projection and query; hours on 2 cores (SCALE_ON=postgres: PostgreSQL read models).
+	.venv/bin/python -m bench scale --members $(MEMBERS) $(if $(filter postgres,$(SCALE_ON)),--postgres)
 
 bench-backfill: venv  ## A consumer's backfill of MEMBERS_BACKFILL (1,000,000) members beside the live stream: its rate, the others' freshness.
 	.venv/bin/python -m bench backfill --members $(MEMBERS_BACKFILL)

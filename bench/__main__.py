@@ -3,6 +3,7 @@
 python -m bench [--quick] [--only a,c] [--query-rate R]   hub against baselines; writes BENCHMARKS.md
                                            (not with --quick, --only or another query rate than 500)
 python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
+                                           (--postgres: on PostgreSQL read models)
 python -m bench audit-scale --events N   plain read vs audit (1 and N workers) of N published events
 python -m bench purge [--members N]        time from an agreement's end to the consumer losing access
 python -m bench read-model-growth --rows N a read model's write rate as it grows, against a plain loop
@@ -61,8 +62,9 @@ def rebuild() -> None:
     if report.SUITE_JSON.exists():
         results = [ScenarioResult.from_json(r) for r in load(report.SUITE_JSON)["results"]]
         charts.suite_chart(results, report.SUITE_CHART)
-    if report.SCALE_JSON.exists():
-        charts.scale_chart(load(report.SCALE_JSON), report.SCALE_CHART)
+    for scale in report.SCALE_RUNS.values():
+        if scale.json.exists():
+            charts.scale_chart(load(scale.json), scale.chart)
     print(f"[bench] wrote {report.write_report()}", file=sys.stderr)
 
 

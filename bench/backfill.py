@@ -27,8 +27,9 @@ from typing import Any
 
 from bench import machine, report
 from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, broker, hub_env, new_hub
-from bench.load import events_projected, latency_summary, projection_worker, stop_group, wait_for
+from bench.load import latency_summary, projection_worker, stop_group, wait_for
 from bench.model import save
+from bench.read_models import events_projected
 from services.hub import Hub
 from tooling.synthetic import generate_party_members
 
@@ -120,9 +121,7 @@ def run(members: int) -> dict[str, Any]:
         try:
             started = time.monotonic()
             both = ["dongthap-ppc", "langson-ppc"]
-            wait_for(
-                lambda: events_projected(readmodels, both, topic) >= members, 7200, "the first pass", 2.0
-            )
+            wait_for(lambda: events_projected(hub, both, topic) >= members, 7200, "the first pass", 2.0)
             first_s = time.monotonic() - started
             log(f"projected into both read models in {first_s:,.0f} s; sampling freshness")
             fresh = _Fresh(hub, readmodels, first_index=members)
@@ -130,10 +129,10 @@ def run(members: int) -> dict[str, Any]:
                 time.sleep(BASELINE_S)
                 widened_at = time.monotonic()
                 _widen(hub)
-                lang_son = functools.partial(events_projected, readmodels, ["langson-ppc"], topic)
+                lang_son = functools.partial(events_projected, hub, ["langson-ppc"], topic)
                 reset_at = wait_for(lambda: lang_son() < members, 60, "the reset", 0.2)
                 log("Lang Son's read model was reset; backfilling")
-                dong_thap = functools.partial(events_projected, readmodels, ["dongthap-ppc"], topic)
+                dong_thap = functools.partial(events_projected, hub, ["dongthap-ppc"], topic)
                 caught_up_at = wait_for(lambda: lang_son() >= dong_thap(), 7200, "the backfill", 0.2)
                 backfilled = lang_son()
             finally:

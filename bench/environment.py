@@ -30,8 +30,9 @@ BENCH_HOME = Path("/tmp/sharehub-bench")
 BENCH_KAFKA_PORT = 29792
 #: The scale run has a broker of its own, so the suite can run (and stop its broker) meanwhile.
 SCALE_KAFKA_PORT = 29796
-#: The PostgreSQL the outbox scenario starts when none is named (scripts/postgres.sh, data under /tmp).
-BENCH_PG_PORT = 29798
+#: The PostgreSQL the outbox scenario and the runs on PostgreSQL read models start when none is named
+#: (scripts/postgres.sh, data under /tmp); past the scale broker's three ports (29796-29798).
+BENCH_PG_PORT = 29799
 #: Any address where nothing listens: hubs that never talk to Kafka are given this one.
 NO_BROKER = "127.0.0.1:9"
 DATASET = "party-members"
@@ -92,22 +93,24 @@ def bench_spec(prefix: str | None = None) -> GovSpec:
     )
 
 
-def settings(home: Path, bootstrap: str | None, read_models: Path | None = None) -> Settings:
-    """Settings for a bench hub; explicit values, so SHAREHUB_* variables of the caller do not leak in."""
-    url = f"sqlite:///{read_models.resolve()}/{{consumer}}.db" if read_models is not None else None
+def settings(home: Path, bootstrap: str | None, read_model_url: str | None = None) -> Settings:
+    """Settings for a bench hub; explicit values, so SHAREHUB_* variables of the caller do not leak in.
+    Read models: SQLite files under ``home`` unless ``read_model_url`` names others (a PostgreSQL URL:
+    a schema per consumer in that database)."""
     return Settings(
         home=home,
         kafka_bootstrap=str(bootstrap) if bootstrap else NO_BROKER,
         master_key=None,
-        read_model_url=url,
+        read_model_url=read_model_url,
         read_model_password_file=None,
     )
 
 
-def new_hub(home: Path, bootstrap: str | None) -> Hub:
-    """Governance, keys and (with a broker) topics in a fresh ``home``; read models under it."""
+def new_hub(home: Path, bootstrap: str | None, read_model_url: str | None = None) -> Hub:
+    """Governance, keys and (with a broker) topics in a fresh ``home``; read models under it, or where
+    ``read_model_url`` says (:func:`settings`)."""
     shutil.rmtree(home, ignore_errors=True)
-    s = settings(home, bootstrap)
+    s = settings(home, bootstrap, read_model_url)
     hub = Hub(s, log=None if bootstrap is not None else MemoryLog())
     load(hub.governance_desk(), bench_spec(), topics=bootstrap is not None)
     if bootstrap is not None:
@@ -147,7 +150,8 @@ def hub_with_read_models(hub: Hub, read_models: Path) -> Hub:
     """The same governance and keys as ``hub``, with its read models in ``read_models`` (made empty)."""
     shutil.rmtree(read_models, ignore_errors=True)
     read_models.mkdir(parents=True)
-    return Hub(settings(hub.home, hub.settings.kafka_bootstrap, read_models))
+    url = f"sqlite:///{read_models.resolve()}/{{consumer}}.db"
+    return Hub(settings(hub.home, hub.settings.kafka_bootstrap, url))
 
 
 def hub_env(hub: Hub) -> dict[str, str]:

@@ -14,7 +14,6 @@ import asyncio
 import os
 import signal
 import socket
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -263,25 +262,6 @@ def _wait_healthy(server: Server, log: Path) -> None:
 #: Every query states its purpose (R7): the one the demo's agreement of dongthap-ppc on party-members names
 #: (demo/hub.yaml), the consumer every benchmark queries as.
 BENCH_PURPOSE = {"purpose": "party-member-management"}
-
-
-def events_projected(readmodels: Path, consumers: list[str], topic: str) -> int:
-    """Events every read model has applied: the least, over consumers, of their summed positions."""
-    least: int | None = None
-    for consumer in consumers:
-        db = readmodels / f"{consumer}.db"
-        if not db.exists():
-            return 0
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-                row = conn.execute(
-                    "SELECT COALESCE(SUM(next_offset), 0) FROM positions WHERE topic = ?", (topic,)
-                )
-                total = int(row.fetchone()[0])
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0
-        least = total if least is None else min(least, total)
-    return least or 0
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.02) -> float:

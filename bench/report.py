@@ -6,8 +6,9 @@ measuring again, and so a suite run does not erase the scale run's section or th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.model import ScenarioResult
 from bench.stats import Summary, rates
@@ -18,6 +19,9 @@ SCALE_JSON = RESULTS / "scale.json"
 AUDIT_SCALE_JSON = RESULTS / "audit_scale.json"
 SUITE_CHART = RESULTS / "suite.png"
 SCALE_CHART = RESULTS / "scale.png"
+#: The scale run on PostgreSQL read models (``--postgres``).
+SCALE_POSTGRESQL_JSON = RESULTS / "scale_postgresql.json"
+SCALE_POSTGRESQL_CHART = RESULTS / "scale_postgresql.png"
 PURGE_JSON = RESULTS / "purge.json"
 GROWTH_JSON = RESULTS / "read_model_growth.json"
 #: The same measure on a PostgreSQL read model (``--url``).
@@ -25,6 +29,22 @@ GROWTH_POSTGRESQL_JSON = RESULTS / "read_model_growth_postgresql.json"
 FLAME_JSON = RESULTS / "flame.json"
 BACKFILL_JSON = RESULTS / "backfill.json"
 REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+class ScaleRun(NamedTuple):
+    """Where the scale run on one read-model backend keeps its result and its chart."""
+
+    #: As the report names it.
+    backend: str
+    json: Path
+    chart: Path
+
+
+#: By the read models' SQLAlchemy dialect, in the report's order.
+SCALE_RUNS = {
+    "sqlite": ScaleRun("SQLite", SCALE_JSON, SCALE_CHART),
+    "postgresql": ScaleRun("PostgreSQL", SCALE_POSTGRESQL_JSON, SCALE_POSTGRESQL_CHART),
+}
 
 
 def _n(value: float) -> str:
@@ -103,10 +123,24 @@ def suite_section(suite: dict[str, Any]) -> list[str]:
     return out
 
 
-def scale_section(scale: dict[str, Any]) -> list[str]:
+def scale_sections(runs: Iterable[ScaleRun] = SCALE_RUNS.values()) -> list[str]:
+    """A section per backend the scale run has a result of; SQLite's says so when it has none, the others'
+    are left out."""
+    from bench.model import load
     from bench.scale_report import scale_lines
 
-    return scale_lines(scale, SCALE_CHART.relative_to(REPORT.parent))
+    lines: list[str] = []
+    for run in runs:
+        if run.json.exists():
+            lines += scale_lines(load(run.json), run.backend, _from_report(run.chart), _from_report(run.json))
+        elif run.backend == "SQLite":
+            lines += ["## Scale run: SQLite read models", "", "Not measured yet: run `make bench-scale`.", ""]
+    return lines
+
+
+def _from_report(path: Path) -> Path:
+    """``path`` as BENCHMARKS.md links it: relative to the report when it is in the repository."""
+    return path.relative_to(REPORT.parent) if path.is_relative_to(REPORT.parent) else path
 
 
 def purge_section(purge: dict[str, Any]) -> list[str]:
@@ -140,8 +174,9 @@ def write_report() -> Path:
         "# sharehub benchmarks",
         "",
         "Written by `make bench` (the suite: `.venv/bin/python -m bench`) and `make bench-scale`",
-        "(`.venv/bin/python -m bench scale`), the audit at scale by `.venv/bin/python -m bench audit-scale`;",
-        "rebuilt from `bench/results/*.json` by `.venv/bin/python -m bench report`. Numbers are from one",
+        "(`.venv/bin/python -m bench scale`; `SCALE_ON=postgres`, `--postgres`, on PostgreSQL read models),",
+        "the audit at scale by `.venv/bin/python -m bench audit-scale`; rebuilt from `bench/results/*.json`",
+        "by `.venv/bin/python -m bench report`. Numbers are from one",
         "small machine and one single-node local broker: they compare the hub with plain code doing the same",
         "visible work on the same machine in the same run, and say nothing about a production cluster.",
         "",
@@ -150,10 +185,7 @@ def write_report() -> Path:
         lines += suite_section(load(SUITE_JSON))
     else:
         lines += ["## Hub against baselines", "", "Not measured yet: run `make bench`.", ""]
-    if SCALE_JSON.exists():
-        lines += scale_section(load(SCALE_JSON))
-    else:
-        lines += ["## Scale run", "", "Not measured yet: run `make bench-scale`.", ""]
+    lines += scale_sections()
     if AUDIT_SCALE_JSON.exists():
         from bench.audit_scale_report import audit_scale_lines
 

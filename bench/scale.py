@@ -8,7 +8,10 @@
 3. **Query**: the real API (``sharehub serve``, uvicorn) over the filled read model, at a fixed rate, random
    keys over all N members, beside a bare SQLAlchemy read of the same rows.
 
-Results go to ``bench/results/scale.json``, ``BENCHMARKS.md`` and ``bench/results/scale.png``.
+The read models are SQLite files, or with ``--postgres`` a schema per consumer in a PostgreSQL database
+(:func:`bench.environment.postgres`: the one SHAREHUB_BENCH_POSTGRES_URL names, or one started for the run),
+whose schemas of an earlier run are dropped first. Results go to ``bench/results/scale.json`` and
+``scale.png`` (``scale_postgresql.json`` and ``scale_postgresql.png`` on PostgreSQL), and ``BENCHMARKS.md``.
 """
 
 from __future__ import annotations
@@ -21,15 +24,23 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import nullcontext
 from typing import Any
 
 from bench import charts, machine, report
-from bench.environment import BENCH_HOME, DATASET, OWNER, SCALE_KAFKA_PORT, broker, hub_env, new_hub
+from bench.environment import (
+    BENCH_HOME,
+    DATASET,
+    OWNER,
+    SCALE_KAFKA_PORT,
+    broker,
+    hub_env,
+    new_hub,
+    postgres,
+)
 from bench.kafka_io import end_offsets
 from bench.load import (
     BENCH_PURPOSE,
-    events_projected,
     family_rss_kb,
     latency_summary,
     paced,
@@ -41,6 +52,16 @@ from bench.load import (
     stop_group,
 )
 from bench.model import save
+from bench.read_models import (
+    DURABILITY,
+    bare_engine,
+    disk_bytes,
+    drop_schemas,
+    events_projected,
+    server_settings,
+    stored_bytes,
+)
+from projections.worker import BATCH_SIZE
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
 from tooling.synthetic import generate_party_members
@@ -50,13 +71,25 @@ PROGRESS_EVERY = 100_000
 CONSUMER = "dongthap-ppc"
 
 
-NOTES = [
-    "Phases run one after the other on the same 2-core machine as the broker: publishing is finished "
-    "before the worker starts, so the projection rate is the worker catching up on a full topic.",
-    "The projection writes every event to both party-members read models (Dong Thap and Lang Son), each a "
-    "SQLite file in WAL mode with synchronous=FULL, one transaction per batch of up to 500 events.",
-    "Query latency is measured from when each request was due at the fixed rate (no coordinated omission).",
-]
+def notes(read_models: dict[str, Any]) -> list[str]:
+    """What the report says of how the run was made, true of the backend that ran (``read_models``, from
+    :func:`bench.read_models.server_settings`)."""
+    if read_models["backend"] == "postgresql":
+        durability = ", ".join(f"{k}={read_models[k]}" for k in DURABILITY)
+        each = (
+            f"a schema of its own in one PostgreSQL {read_models['server_version']} database on "
+            f"{read_models['host']} ({durability})"
+        )
+    else:
+        each = "a SQLite file in WAL mode with synchronous=FULL"
+    return [
+        "Phases run one after the other on the same 2-core machine as the broker: publishing is finished "
+        "before the worker starts, so the projection rate is the worker catching up on a full topic.",
+        "The projection writes every event to both party-members read models (Dong Thap and Lang Son), each "
+        f"{each}, one transaction per batch of up to {BATCH_SIZE:,} events.",
+        "Query latency is measured from when each request was due at the fixed rate (no coordinated "
+        "omission).",
+    ]
 
 
 def log(message: str) -> None:
@@ -97,7 +130,6 @@ def publish(hub: Hub, members: int, seed: int) -> dict[str, Any]:
 def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
     topic = hub.governance.dataset(DATASET).topic
     total = sum(end_offsets(hub.kafka, topic).values())
-    readmodels = hub.home / "readmodels"
     consumers = hub.consumers()
     worker_log = hub.home / "projector.log"
     proc = projection_worker(hub_env(hub), worker_log)
@@ -111,7 +143,7 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
             elapsed = time.monotonic() - started
             if proc.poll() is not None:
                 raise RuntimeError(f"the projection worker exited with {proc.returncode}; see {worker_log}")
-            done = events_projected(readmodels, consumers, topic)
+            done = events_projected(hub, consumers, topic)
             current, highest = family_rss_kb(proc.pid)  # the worker and its engine process
             rss = current / 1024
             peak = max(peak, highest)
@@ -145,7 +177,7 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
 
 def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict[str, Any]:
     import httpx2
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
     token = issue_credential(hub, CONSUMER)
     keys = [f"PM{n:010d}" for n in random.Random(seed).choices(range(1, members + 1), k=requests)]
@@ -162,9 +194,8 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
             f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, **BENCH_PURPOSE}
         )
         page.raise_for_status()
-    db = hub.home / "readmodels" / f"{CONSUMER}.db"
-    engine = create_engine(f"sqlite:///{db}")
-    statement = text("SELECT fields FROM records WHERE dataset = :d AND record_key = :k")
+    engine, table = bare_engine(hub, CONSUMER)
+    statement = text(f"SELECT fields FROM {table} WHERE dataset = :d AND record_key = :k")
 
     def read(i: int) -> None:
         with engine.connect() as conn:  # a pooled connection per read, as the API's store takes
@@ -174,7 +205,7 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
 
     bare = paced(requests, rate, read)
     with engine.connect() as conn:
-        rows = int(conn.execute(text("SELECT COUNT(*) FROM records")).scalar_one())
+        rows = int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
     engine.dispose()
     return {
         "requests": requests,
@@ -183,7 +214,7 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
         "api": latency_summary(api),
         "bare_sqlalchemy": latency_summary(bare),
         "api_server_peak_rss_mib": server.peak_rss_kb / 1024,
-        "read_model_bytes": db.stat().st_size,
+        "read_model_bytes": stored_bytes(hub, CONSUMER),
     }
 
 
@@ -194,35 +225,63 @@ def main(argv: list[str], command: str) -> None:
     parser.add_argument("--requests", type=int, default=3_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--deadline-minutes", type=float, default=240.0, help="give up projecting after this")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="PostgreSQL read models: SHAREHUB_BENCH_POSTGRES_URL, or a server started for the run",
+    )
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
-    parser.add_argument("--keep", action="store_true", help="keep the read models and topics afterwards")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the read models (files or schemas) and topics afterwards"
+    )
     args = parser.parse_args(argv)
+    if args.members < 1 or args.requests < 1 or args.rate <= 0:
+        parser.error("--members and --requests must be positive, --rate more than 0")
+    with postgres() if args.postgres else nullcontext(None) as read_model_url:
+        result = run(args, command, read_model_url)
+    files = report.SCALE_RUNS[result["read_models"]["backend"]]
+    save(files.json, result)
+    charts.scale_chart(result, files.chart)
+    log(f"wrote {files.json}, {report.write_report()} and {files.chart}")
+
+
+def run(args: argparse.Namespace, command: str, read_model_url: str | None) -> dict[str, Any]:
+    """Publish, project and query on a fresh hub whose read models are SQLite files, or where
+    ``read_model_url`` says."""
     home = BENCH_HOME / "scale"
-    hub_home = home / "hub"
     result: dict[str, Any] = {**machine.run_header(command), "members": args.members}
     wall = time.monotonic()
     try:
         with broker(home / "kafka-home", SCALE_KAFKA_PORT) as bootstrap:
-            hub = new_hub(hub_home, bootstrap)
+            hub = new_hub(home / "hub", bootstrap, read_model_url)
+            read_models = (hub.settings.read_model_url_template, hub.consumers())
+            drop_schemas(*read_models)  # what an earlier run left in the database
             try:
-                log(f"publishing {args.members:,} party members to {hub.governance.dataset(DATASET).topic}")
-                result["publish"] = publish(hub, args.members, args.seed)
-                log(f"publish: {result['publish']['rate']:,.0f} ev/s; starting the projection worker")
-                result["projection"] = project(hub, args.deadline_minutes * 60)
-                log(f"projection: {result['projection']['rate']:,.0f} ev/s; querying")
-                result["query"] = query(hub, args.members, args.requests, args.rate, args.seed)
-                result["disk"] = {"read_models_bytes": _size(hub_home / "readmodels")}
+                result["read_models"] = server_settings(hub)
+                result |= phases(hub, args)
             finally:
                 hub.close()
+                if not args.keep:
+                    drop_schemas(*read_models)
     finally:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     result["wall_s"] = round(time.monotonic() - wall, 1)
-    result["notes"] = NOTES + args.note
-    save(report.SCALE_JSON, result)
-    charts.scale_chart(result, report.SCALE_CHART)
-    log(f"wrote {report.write_report()} and {report.SCALE_CHART}")
+    result["notes"] = notes(result["read_models"]) + args.note
+    return result
 
 
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def phases(hub: Hub, args: argparse.Namespace) -> dict[str, Any]:
+    """The three phases, one after the other, and what the read models take on disk at the end."""
+    log(f"publishing {args.members:,} party members to {hub.governance.dataset(DATASET).topic}")
+    published = publish(hub, args.members, args.seed)
+    log(f"publish: {published['rate']:,.0f} ev/s; starting the projection worker")
+    projected = project(hub, args.deadline_minutes * 60)
+    log(f"projection: {projected['rate']:,.0f} ev/s; querying")
+    queried = query(hub, args.members, args.requests, args.rate, args.seed)
+    return {
+        "publish": published,
+        "projection": projected,
+        "query": queried,
+        "disk": {"read_models_bytes": disk_bytes(hub)},
+    }

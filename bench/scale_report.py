@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 TARGET = 5_000_000
+#: What runs the full size, by the backend the report names.
+MAKE_SCALE = {"SQLite": "make bench-scale", "PostgreSQL": "make bench-scale SCALE_ON=postgres"}
 
 
 def _rate_between(samples: list[dict[str, float]], start: float, end: float) -> float:
@@ -15,14 +17,16 @@ def _rate_between(samples: list[dict[str, float]], start: float, end: float) -> 
     return (last["events"] - first["events"]) / max(1e-9, last["t"] - first["t"])
 
 
-def scale_lines(scale: dict[str, Any], chart: Path) -> list[str]:
+def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: Path) -> list[str]:
+    """The section of the run on ``backend``'s read models (SQLite or PostgreSQL): its chart at ``chart``,
+    every memory sample in ``samples_file``."""
     pub, proj, q = scale["publish"], scale["projection"], scale["query"]
     samples = proj["samples"]
     later = [s["rss_mib"] for s in samples[len(samples) // 4 :]] or [0.0]
     publisher_rss = [s["rss_mib"] for s in pub["samples"]] or [pub["peak_rss_mib"]]
     first_quarter, last_quarter = _rate_between(samples, 0.0, 0.25), _rate_between(samples, 0.75, 1.0)
     lines = [
-        "## Scale run",
+        f"## Scale run: {backend} read models",
         "",
         f"Started {scale['date']} on code {scale.get('code', 'unknown')} with `{scale['command']}`: "
         f"{scale['members']:,} synthetic party members through publish → projection → query, "
@@ -36,7 +40,7 @@ def scale_lines(scale: dict[str, Any], chart: Path) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: |",
         f"| publish (generate → validate → subject keys → seal → sign → produce) | {pub['events']:,} "
         f"| {pub['seconds']:,.0f} | {pub['rate']:,.0f} | {pub['peak_rss_mib']:,.0f} MiB (publisher) |",
-        f"| projection (faust worker, {len(proj['consumers'])} read models, SQLite) | {proj['events']:,} "
+        f"| projection (faust worker, {len(proj['consumers'])} read models, {backend}) | {proj['events']:,} "
         f"| {proj['seconds']:,.0f} | {proj['rate']:,.0f} ({proj['rate_after_start']:,.0f} after a "
         f"{proj['start_s']:.0f} s start) | {proj['peak_rss_mib']:,.0f} MiB (worker) |",
         "",
@@ -52,7 +56,7 @@ def scale_lines(scale: dict[str, Any], chart: Path) -> list[str]:
             f"**Not 5,000,000.** At these rates a {TARGET:,}-member run would take about "
             f"{(publish_min + project_min) / 60:.1f} hours ({publish_min:,.0f} minutes to publish, "
             f"{project_min:,.0f} to project), more than the hour this run was given, so it ran the largest "
-            "size that fit. `make bench-scale` runs the full 5,000,000.",
+            f"size that fit. `{MAKE_SCALE[backend]}` runs the full 5,000,000.",
             "",
         ]
     lines += [
@@ -72,7 +76,7 @@ def scale_lines(scale: dict[str, Any], chart: Path) -> list[str]:
         f"![projector memory during the scale run]({chart})",
         "",
         "Projection worker RSS, sampled every 5 s (about 20 of the samples shown; all are in "
-        "`bench/results/scale.json`):",
+        f"`{samples_file}`):",
         "",
         "| seconds | events projected | worker RSS (MiB) |",
         "| ---: | ---: | ---: |",
