@@ -67,13 +67,15 @@ def broker(home: Path = BENCH_HOME, port: int = BENCH_KAFKA_PORT, *, fresh: bool
 @contextmanager
 def postgres() -> Iterator[str]:
     """The PostgreSQL named by SHAREHUB_BENCH_POSTGRES_URL (or the tests' SHAREHUB_TEST_POSTGRES_URL), or a
-    throwaway local one (``scripts/postgres.sh``) on :data:`BENCH_PG_PORT`, stopped on the way out."""
+    throwaway local one (``scripts/postgres.sh``) on :data:`BENCH_PG_PORT`, stopped on the way out. That one
+    commits as production does (fsync and full-page writes on), not as the suite's server, which turns them
+    off for speed."""
     named = os.environ.get("SHAREHUB_BENCH_POSTGRES_URL") or os.environ.get("SHAREHUB_TEST_POSTGRES_URL")
     if named:
         yield named
         return
     script = [str(REPO / "scripts" / "postgres.sh")]
-    env = os.environ | {"SHAREHUB_TEST_PG_PORT": str(BENCH_PG_PORT)}
+    env = os.environ | {"SHAREHUB_TEST_PG_PORT": str(BENCH_PG_PORT), "SHAREHUB_PG_DURABLE": "1"}
     started = subprocess.run([*script, "start"], env=env, check=True, capture_output=True, text=True)
     try:
         yield started.stdout.strip().splitlines()[-1]
