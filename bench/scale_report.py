@@ -55,8 +55,7 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
         lines += [
             f"**Not 5,000,000.** At these rates a {TARGET:,}-member run would take about "
             f"{(publish_min + project_min) / 60:.1f} hours ({publish_min:,.0f} minutes to publish, "
-            f"{project_min:,.0f} to project), more than the hour this run was given, so it ran the largest "
-            f"size that fit. `{MAKE_SCALE[backend]}` runs the full 5,000,000.",
+            f"{project_min:,.0f} to project). `{MAKE_SCALE[backend]}` runs the full 5,000,000.",
             "",
         ]
     lines += [
