@@ -1,7 +1,8 @@
 """``python -m bench``: the suite (``--quick`` for tiny sizes), ``scale``, and ``report``.
 
-python -m bench [--quick] [--only a,c] [--query-rate R]   hub against baselines; writes BENCHMARKS.md
-                                           (not with --quick, --only or another query rate than 500)
+python -m bench [--quick] [--only a,c] [--query-rate R] [--api-workers N]
+                                           hub against baselines; writes BENCHMARKS.md (not with --quick,
+                                           --only, another query rate than 500 or another API than 1 process)
 python -m bench scale --members 5000000    publish → projection → query at scale, projector RSS sampled
                                            (--postgres: on PostgreSQL read models)
 python -m bench audit-scale --events N   plain read vs audit (1 and N workers) of N published events
@@ -14,6 +15,7 @@ python -m bench report                     rebuild BENCHMARKS.md and the charts 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import shutil
 import sys
@@ -33,22 +35,23 @@ def _command(argv: list[str]) -> str:
     return shlex.join([".venv/bin/python", "-m", "bench", *argv])
 
 
-def suite(argv: list[str], quick: bool, only: set[str] | None, query_rate: float) -> None:
+def suite(argv: list[str], quick: bool, only: set[str] | None, query_rate: float, api_workers: int) -> None:
     workdir = BENCH_HOME / ("quick" if quick else "suite")
     shutil.rmtree(workdir, ignore_errors=True)
     needs_kafka = any(s.needs_kafka for s in SCENARIOS if only is None or s.id in only or s.name in only)
+    config = Config(quick, workdir, None, query_rate=query_rate, api_workers=api_workers)
     if needs_kafka:
         with broker() as bootstrap:
-            results = run_suite(Config(quick, workdir, bootstrap, query_rate=query_rate), only)
+            results = run_suite(dataclasses.replace(config, bootstrap=bootstrap), only)
     else:
-        results = run_suite(Config(quick, workdir, None, query_rate=query_rate), only)
+        results = run_suite(config, only)
     payload = {
         **machine.run_header("make bench" if argv == [] else _command(argv)),
         "results": [r.to_json() for r in results],
     }
-    if quick or only is not None or query_rate != DEFAULT_QUERY_RATE:
+    if quick or only is not None or query_rate != DEFAULT_QUERY_RATE or api_workers != 1:
         # Partial, tiny or other-rate runs are for checking the code, or for a question of their own; only a
-        # full run at the published rate replaces the published numbers.
+        # full run at the published rate and one API process replaces the published numbers.
         save(workdir / "suite.json", payload)
         for line in report.suite_section(payload):
             print(line)
@@ -130,11 +133,19 @@ def main(argv: list[str]) -> None:
         default=DEFAULT_QUERY_RATE,
         help="requests/s of the query scenario (d); a run at another rate than 500 is not published",
     )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        help="processes the query API runs in scenario d (SHAREHUB_API_WORKERS); not published unless 1",
+    )
     args = parser.parse_args(argv)
     if args.query_rate <= 0:
         parser.error("--query-rate must be more than 0")
+    if not 1 <= args.api_workers <= 64:
+        parser.error("--api-workers must be 1 to 64")
     only = set(args.only.split(",")) if args.only else None
-    suite(argv, args.quick, only, args.query_rate)
+    suite(argv, args.quick, only, args.query_rate, args.api_workers)
 
 
 if __name__ == "__main__":

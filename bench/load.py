@@ -217,7 +217,7 @@ def served(command: list[str], env: dict[str, str], log: Path) -> Iterator[Serve
         _wait_healthy(server, log)
         yield server
     finally:
-        server.peak_rss_kb = peak_rss_kb(proc.pid)
+        server.peak_rss_kb = family_rss_kb(proc.pid)[1]  # with its worker processes, when it has some
         stop_group(proc)
 
 

@@ -22,6 +22,8 @@ class Config:
     seed: int = 384
     #: Requests per second the query scenario sends, the same to the API and to the database.
     query_rate: float = 500.0
+    #: Processes ``sharehub serve`` runs in the query scenario (SHAREHUB_API_WORKERS).
+    api_workers: int = 1
 
     @property
     def reps(self) -> int:
@@ -54,6 +56,7 @@ class Config:
             "bootstrap": self.bootstrap,
             "seed": self.seed,
             "query_rate": self.query_rate,
+            "api_workers": self.api_workers,
         }
 
     @classmethod
@@ -67,7 +70,10 @@ class Config:
             password = SecretBytes(Path(password_file).read_text().strip().encode())
             tls = KafkaTls(Path(ca_file)) if ca_file else None  # over TLS, verified with the broker's CA
             bootstrap = KafkaAccess(bootstrap, "admin", password, tls)
-        return cls(raw["quick"], Path(raw["workdir"]), bootstrap, raw["seed"], raw.get("query_rate", 500.0))
+        return cls(
+            raw["quick"], Path(raw["workdir"]), bootstrap, raw["seed"], raw.get("query_rate", 500.0),
+            raw.get("api_workers", 1),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

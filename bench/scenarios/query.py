@@ -49,7 +49,8 @@ def run(config: Config) -> ScenarioResult:
         engine = create_engine(f"sqlite:///{db}")
         statement = text("SELECT fields FROM records WHERE dataset = :d AND record_key = :k")
         auth = {"Authorization": f"Bearer {token}"}
-        with query_api(hub_env(hub), hub.home / "api.log") as server:
+        env = hub_env(hub) | {"SHAREHUB_API_WORKERS": str(config.api_workers)}
+        with query_api(env, hub.home / "api.log") as server:
 
             def read(i: int) -> None:
                 # A pooled connection per read, as the API's store takes one per request.
@@ -91,8 +92,9 @@ def run(config: Config) -> ScenarioResult:
         measurements=measured,
         notes=[
             f"{config.requests:,} requests per repetition at {config.request_rate:.0f}/s over a read model "
-            f"of {n:,} members, after one unmeasured repetition of each side; the client, the server and "
-            "the broker share the machine's 2 cores.",
+            f"of {n:,} members, after one unmeasured repetition of each side; the client, the server "
+            f"({config.api_workers} process{'es' if config.api_workers > 1 else ''}) and the broker share "
+            "the machine's 2 cores.",
         ],
         helper_rss_kb={"query API server": server_rss},
     )
