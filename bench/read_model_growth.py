@@ -36,6 +36,7 @@ from bench import machine, report
 from bench.environment import BENCH_HOME, postgres
 from bench.load import rss_kb
 from bench.model import save
+from bench.read_models import described, engine_settings
 from projections.read_model import ReadModelStore, Row
 
 #: The size the rate is compared with.
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     # The first slice lasts a fraction of a second: it is measured again into fresh read models, and the
     # rate it is compared with is the median of every fill.
     fills = [_fill(url, workdir / f"fill-{i}", args) for i in range(FIRST_FILLS - 1)]
-    measured, backend = _grow(url, workdir, args)
+    measured, database = _grow(url, workdir, args)
     fills.append((measured[0]["hub_rows_per_s"], measured[0]["plain_rows_per_s"]))
     first_hub, first_plain = statistics.median(h for h, _ in fills), statistics.median(p for _, p in fills)
     last = measured[-1]
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "rows": args.rows,
         "batch": args.batch,
         "keys": args.keys,
-        "backend": backend,
+        "backend": database["backend"],
+        "database": database,
         "slices": measured,
         "first_fills": [{"hub_rows_per_s": h, "plain_rows_per_s": p} for h, p in fills],
         "hub_last_vs_first": last["hub_rows_per_s"] / first_hub,
@@ -142,10 +144,12 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     }
 
 
-def _grow(url: str, workdir: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
-    """The rates slice by slice, the read model growing from empty to ``args.rows``; and its backend."""
+def _grow(url: str, workdir: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rates slice by slice, the read model growing from empty to ``args.rows``; and its database
+    (:func:`bench.read_models.engine_settings`)."""
     store = ReadModelStore(url, f"growth-{uuid.uuid4().hex[:8]}")
     store.create()
+    database = engine_settings(store.engine)
     plain = _Plain(workdir / "plain.db")
     rng = random.Random(args.seed)
     measured: list[dict[str, Any]] = []
@@ -170,7 +174,7 @@ def _grow(url: str, workdir: Path, args: argparse.Namespace) -> tuple[list[dict[
         store.drop()
         store.close()
         plain.db.close()
-    return measured, store.engine.dialect.name
+    return measured, database
 
 
 def _fill(url: str, directory: Path, args: argparse.Namespace) -> tuple[float, float]:
@@ -184,8 +188,8 @@ def _fill(url: str, directory: Path, args: argparse.Namespace) -> tuple[float, f
 def lines(result: dict[str, Any]) -> list[str]:
     out = [
         f"`{result['command']}`, {result['date']}, code {result['code']}: {result['rows']:,} rows "
-        f"({result['keys']} keys) in batches of {result['batch']:,} into a {result['backend']} read model, "
-        "and the same rows through the plain loop, slice by slice in turn.",
+        f"({result['keys']} keys) in batches of {result['batch']:,} into a {result['backend']} read model"
+        f"{_server(result)}, and the same rows through the plain loop, slice by slice in turn.",
         "",
         "| rows in the read model | hub rows/s | plain rows/s | hub / plain | RSS |",
         "| ---: | ---: | ---: | ---: | ---: |",
@@ -203,6 +207,13 @@ def lines(result: dict[str, Any]) -> list[str]:
         "(target for the hub: at least 0.80 at 5,000,000 rows).",
     ]
     return out
+
+
+def _server(result: dict[str, Any]) -> str:
+    if result["backend"] != "postgresql":
+        return ""
+    database = result.get("database")  # absent from results made before it was recorded
+    return f" ({described(database)})" if database else " (its server's durability settings not recorded)"
 
 
 def _filled(result: dict[str, Any]) -> str:

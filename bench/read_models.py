@@ -85,11 +85,25 @@ def bare_engine(hub: Hub, consumer: str) -> tuple[Engine, str]:
 
 
 def server_settings(hub: Hub) -> dict[str, Any]:
-    """The backend, and for PostgreSQL where it runs and how durably it commits (:data:`DURABILITY`)."""
-    name = backend(hub)
+    """The backend of the hub's read models, and for PostgreSQL where it runs and how durably it commits
+    (:data:`DURABILITY`)."""
+    return engine_settings(hub.store(hub.consumers()[0]).engine)
+
+
+def engine_settings(engine: Engine) -> dict[str, Any]:
+    """:func:`server_settings` of the database ``engine`` writes to."""
+    name = engine.dialect.name
     if name != "postgresql":
         return {"backend": name}
-    store = hub.store(hub.consumers()[0])
-    with store.engine.connect() as conn:
+    with engine.connect() as conn:
         shown = {s: str(conn.exec_driver_sql(f"SHOW {s}").scalar_one()) for s in _SHOWN}
-    return {"backend": name, "host": store.engine.url.host, **shown}
+    return {"backend": name, "host": engine.url.host, **shown}
+
+
+def described(settings: dict[str, Any]) -> str:
+    """What :func:`engine_settings` found, in a few words for a report: "" for SQLite (its settings are
+    the store's own)."""
+    if settings["backend"] != "postgresql":
+        return ""
+    durability = ", ".join(f"{k}={settings[k]}" for k in DURABILITY)
+    return f"PostgreSQL {settings['server_version']} on {settings['host']} ({durability})"

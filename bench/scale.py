@@ -53,8 +53,8 @@ from bench.load import (
 )
 from bench.model import save
 from bench.read_models import (
-    DURABILITY,
     bare_engine,
+    described,
     disk_bytes,
     drop_schemas,
     events_projected,
@@ -75,11 +75,7 @@ def notes(read_models: dict[str, Any]) -> list[str]:
     """What the report says of how the run was made, true of the backend that ran (``read_models``, from
     :func:`bench.read_models.server_settings`)."""
     if read_models["backend"] == "postgresql":
-        durability = ", ".join(f"{k}={read_models[k]}" for k in DURABILITY)
-        each = (
-            f"a schema of its own in one PostgreSQL {read_models['server_version']} database on "
-            f"{read_models['host']} ({durability})"
-        )
+        each = f"a schema of its own in one database of {described(read_models)}"
     else:
         each = "a SQLite file in WAL mode with synchronous=FULL"
     return [

@@ -14,7 +14,15 @@ import pytest
 from sqlalchemy import inspect, text
 
 from bench.environment import settings
-from bench.read_models import backend, bare_engine, drop_schemas, events_projected, stored_bytes
+from bench.read_models import (
+    backend,
+    bare_engine,
+    described,
+    drop_schemas,
+    engine_settings,
+    events_projected,
+    stored_bytes,
+)
 from projections.read_model import Row, schema_name
 from services.hub import Hub
 
@@ -65,3 +73,19 @@ def test_progress_is_the_slowest_consumers_positions_on_the_topic(hub: Hub) -> N
         with hub.store(ahead).engine.connect() as conn:
             schemas = set(inspect(conn).get_schema_names())
         assert not schemas & {schema_name(c) for c in consumers}
+
+
+def test_a_report_says_how_durably_the_postgresql_server_it_measured_commits(hub: Hub) -> None:
+    consumer = _consumers()[0]
+    try:
+        engine = hub.store(consumer).engine
+        found = engine_settings(engine)
+        with engine.connect() as conn:
+            fsync = conn.exec_driver_sql("SHOW fsync").scalar_one() if backend(hub) == "postgresql" else None
+    finally:
+        drop_schemas(hub.settings.read_model_url_template, [consumer])
+    assert found["backend"] == backend(hub)
+    if fsync is None:
+        assert described(found) == ""
+    else:
+        assert f"fsync={fsync}" in described(found) and "full_page_writes=" in described(found)

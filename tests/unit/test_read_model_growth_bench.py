@@ -40,3 +40,18 @@ def test_a_small_run_writes_every_row_and_reports_each_slice(tmp_path: Path, key
     assert (written[0] == 23_000) == (keys == "new")
     text = "\n".join(growth.lines(result))
     assert "| 23,000 |" in text and "against the first 20,000 (the median of 3 fills" in text
+
+
+def test_a_postgresql_result_states_its_servers_durability_or_that_it_was_not_recorded() -> None:
+    result = {
+        "command": "growth", "date": "today", "code": "abc", "rows": 20_000, "keys": "new", "batch": 1_000,
+        "backend": "postgresql", "hub_last_vs_first": 1.0, "plain_last_vs_first": 1.0,
+        "slices": [{"rows_at_end": 20_000, "hub_rows_per_s": 1.0, "plain_rows_per_s": 2.0, "rss_mib": 1.0}],
+    }  # fmt: skip
+    assert "durability settings not recorded" in growth.lines(result)[0]
+    database = {"backend": "postgresql", "host": "db", "server_version": "15", "fsync": "off",
+                "synchronous_commit": "on", "full_page_writes": "off"}  # fmt: skip
+    assert (
+        "(PostgreSQL 15 on db (fsync=off, synchronous_commit=on, full_page_writes=off))"
+        in growth.lines({**result, "database": database})[0]
+    )
