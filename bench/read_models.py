@@ -31,7 +31,11 @@ _SHOWN = ("server_version", *DURABILITY)
 
 def backend(hub: Hub) -> str:
     """The dialect of the hub's read models: ``sqlite`` or ``postgresql``."""
-    return make_url(hub.settings.read_model_url_template.replace("{consumer}", "x")).get_backend_name()
+    return _dialect(hub.settings.read_model_url_template)
+
+
+def _dialect(url_template: str) -> str:
+    return make_url(url_template.replace("{consumer}", "x")).get_backend_name()
 
 
 def events_projected(hub: Hub, consumers: list[str], topic: str) -> int:
@@ -48,7 +52,7 @@ def drop_schemas(url_template: str, consumers: list[str]) -> None:
     """Remove the consumers' schemas, with whatever an earlier run left in them, from a PostgreSQL
     database. Nothing to do for SQLite read models: their files live in the hub's home, which a run
     starts afresh and removes."""
-    if make_url(url_template.replace("{consumer}", "x")).get_backend_name() != "postgresql":
+    if _dialect(url_template) != "postgresql":
         return
     for consumer in consumers:
         store = ReadModelStore(url_template, consumer)
