@@ -42,6 +42,7 @@ idempotent, and removes the grants an earlier version made that this one no long
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,6 +77,8 @@ from sharehub.kafka import KafkaAccess, TopicSpec, align_retention, client_confi
 from sharehub.keys import LocalKeyStore
 
 SCRAM_ITERATIONS = 8192
+#: How long :func:`until_shown` waits for the broker to show the grants just made.
+SHOWN_WITHIN_S = 30.0
 #: The query API's topics after the prefix (``GovState.access_log_topic``, ``.access_checkpoint_topic``).
 ACCESS_LOG_TOPICS = ("access-log", "access-log.checkpoints")
 
@@ -347,9 +350,57 @@ def _any_grant(
 
 
 def _create(admin: AdminClient, bindings: list[AclBinding]) -> None:
+    """Create the grants, and return once the broker shows every one of them (:func:`until_shown`)."""
     unique = list(dict.fromkeys(bindings))  # an owner of several datasets needs its group ACL once
     for binding, future in admin.create_acls(unique).items():
         try:
             future.result()
         except KafkaException as exc:
             raise BrokerError(f"could not create the ACL {binding}: {exc}") from None
+    until_shown(admin, unique)
+
+
+def until_shown(admin: AdminClient, bindings: list[AclBinding], timeout: float = SHOWN_WITHIN_S) -> None:
+    """Wait until the broker describes every one of ``bindings``.
+
+    The controller acknowledges a new grant once its metadata log holds it; a broker applies that log a
+    moment later, and until then it neither shows the grant nor authorises by it. So an agency told that
+    governance granted it a topic could be refused on its first write. Waiting here makes "provisioned" mean
+    "in force". Raises :class:`BrokerError` naming the grants still missing after ``timeout`` seconds."""
+    wanted = {str(b) for b in bindings}
+    principals = sorted({b.principal for b in bindings})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            shown = {str(acl) for acl in grants_of(admin, principals)}
+        except KafkaException as exc:
+            raise BrokerError(f"could not read back the grants just made: {exc}") from None
+        missing = wanted - shown
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"the broker does not show {len(missing)} grant(s) {timeout:g} s after making them, "
+                f"such as {min(missing)}"
+            )
+        time.sleep(0.05)
+
+
+def grants_of(admin: AdminClient, principals: list[str]) -> list[AclBinding]:
+    """Every grant the broker shows for each of ``principals`` (asked for at once)."""
+    # None: any resource name, any host (the library's stubs declare only str).
+    asked = [
+        admin.describe_acls(
+            AclBindingFilter(
+                ResourceType.ANY,
+                None,  # type: ignore[arg-type]
+                ResourcePatternType.ANY,
+                principal,
+                None,  # type: ignore[arg-type]
+                AclOperation.ANY,
+                AclPermissionType.ANY,
+            )
+        )
+        for principal in principals
+    ]
+    return [acl for future in asked for acl in future.result()]

@@ -12,16 +12,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    ConfigResource,
-    ResourcePatternType,
-    ResourceType,
-)
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 
+from services.broker_access import grants_of
 from services.hub import Hub
 from sharehub.kafka import client_config
 
@@ -51,21 +44,7 @@ def snapshot(hub: Hub) -> Snapshot:
     # Each principal of this hub (and any other named in its namespace) asked for at once: the broker holds
     # the grants of every test hub, and this one's are what a change here could touch.
     principals = [f"User:{prefix}.{name}" for name in ["hub", *hub.governance.agencies_, *_SPARE_NAMES]]
-    asked = [
-        admin.describe_acls(
-            AclBindingFilter(
-                ResourceType.ANY,
-                None,
-                ResourcePatternType.ANY,
-                principal,
-                None,
-                AclOperation.ANY,
-                AclPermissionType.ANY,
-            )  # fmt: skip
-        )
-        for principal in principals
-    ]
-    acls = [acl for future in asked for acl in future.result()]
+    acls = grants_of(admin, principals)
     users = admin.describe_user_scram_credentials([p.removeprefix("User:") for p in principals])
     store = hub.home / "keys.db"
     reader = sqlite3.connect(f"file:{store}?mode=ro", uri=True)

@@ -5,16 +5,26 @@ checked by the authorisation matrix (tests/authz/test_matrix.py)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
+from services.broker_access import until_shown
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import plan_spec
 from services.hub import Hub
-from sharehub.errors import ConfigurationError
+from sharehub.errors import BrokerError, ConfigurationError
 from sharehub.gov.commands import DeclareDataset, RegisterAgency
 from sharehub.kafka import KafkaAccess, client_config, watermarks
 from sharehub.keys import SecretBytes
@@ -90,3 +100,31 @@ def test_governance_needs_the_brokers_super_user_only_to_make_its_own_principal(
         assert "hcmc-ppc" in state.agencies_
         topic = state.dataset("cadres").topic
         assert write(without_super_user.kafka_as("coc"), topic) == [None], "made, and granted to its owner"
+
+
+def owner_write_grant(hub: Hub, owner: str, topic: str) -> AclBinding:
+    principal = f"User:{hub.anchors.topic_prefix}.{owner}"
+    return AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal, "*",
+                      AclOperation.WRITE, AclPermissionType.ALLOW)  # fmt: skip
+
+
+def test_a_dataset_declared_is_granted_to_its_owner_by_the_time_governance_answers(hub: Hub) -> None:
+    """Provisioning returns only once the broker shows the grants it made: with no time left to wait, the
+    new topic's write grant is already there."""
+    perform(hub.governance_desk(), Caller("cpo", local=True), "declare-dataset",
+            DeclareDataset(id="cadres", owner="coc", description="Cadre records",
+                           classification="secret", key_field="cadre_id"))  # fmt: skip
+    topic = hub.governance_state(refresh=True).dataset("cadres").topic
+    admin = AdminClient(client_config(hub.kafka_admin))
+    until_shown(admin, [owner_write_grant(hub, "coc", topic)], timeout=0)
+
+
+def test_a_grant_the_broker_never_shows_is_reported_not_waited_for_forever(hub: Hub) -> None:
+    never_made = owner_write_grant(hub, "coc", f"{hub.anchors.topic_prefix}.coc.never-declared")
+    admin = AdminClient(client_config(hub.kafka_admin))
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match=r"does not show 1 grant\(s\) 0.5 s after making them") as refused:
+        until_shown(admin, [never_made, owner_write_grant(hub, "coc", hub.governance.dataset(DATASET).topic)],
+                    timeout=0.5)  # fmt: skip
+    assert "never-declared" in str(refused.value)
+    assert time.monotonic() - started < 5
