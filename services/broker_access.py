@@ -42,7 +42,6 @@ idempotent, and removes the grants an earlier version made that this one no long
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,6 +61,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
+from services.broker_in_force import until_gone, until_logins, until_shown
 from services.principals import (
     API_PRINCIPAL,
     GOVERNANCE_PRINCIPAL,
@@ -77,8 +77,6 @@ from sharehub.kafka import KafkaAccess, TopicSpec, align_retention, client_confi
 from sharehub.keys import LocalKeyStore
 
 SCRAM_ITERATIONS = 8192
-#: How long :func:`until_shown` waits for the broker to show the grants just made.
-SHOWN_WITHIN_S = 30.0
 #: The query API's topics after the prefix (``GovState.access_log_topic``, ``.access_checkpoint_topic``).
 ACCESS_LOG_TOPICS = ("access-log", "access-log.checkpoints")
 
@@ -155,6 +153,7 @@ def _upsert_principals(logins: BrokerProvisioning, admin: AdminClient, names: li
         UserScramCredentialUpsertion(p, info, logins.keys.broker_password(p).reveal()) for p in principals
     ]
     _alter(admin, upserts)
+    until_logins(admin, principals, known=True)
 
 
 def _drop_logins_out_of_custody(logins: BrokerProvisioning, admin: AdminClient, agencies: list[str]) -> None:
@@ -174,6 +173,7 @@ def _drop_logins_out_of_custody(logins: BrokerProvisioning, admin: AdminClient, 
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
                 raise BrokerError(f"could not remove the credentials of principal {user!r}: {exc}") from None
+    until_logins(admin, stale, known=False)
     for principal in stale:
         logins.keys.forget_broker_password(principal)
 
@@ -340,6 +340,7 @@ def _delete_grants_no_longer_made(admin: AdminClient, principal_of: Principal, s
             future.result()
         except KafkaException as exc:
             raise BrokerError(f"could not remove the old grant {binding_filter}: {exc}") from None
+    until_gone(admin, stale)
 
 
 def _any_grant(
@@ -358,49 +359,3 @@ def _create(admin: AdminClient, bindings: list[AclBinding]) -> None:
         except KafkaException as exc:
             raise BrokerError(f"could not create the ACL {binding}: {exc}") from None
     until_shown(admin, unique)
-
-
-def until_shown(admin: AdminClient, bindings: list[AclBinding], timeout: float = SHOWN_WITHIN_S) -> None:
-    """Wait until the broker describes every one of ``bindings``.
-
-    The controller acknowledges a new grant once its metadata log holds it; a broker applies that log a
-    moment later, and until then it neither shows the grant nor authorises by it. So an agency told that
-    governance granted it a topic could be refused on its first write. Waiting here makes "provisioned" mean
-    "in force". Raises :class:`BrokerError` naming the grants still missing after ``timeout`` seconds."""
-    wanted = {str(b) for b in bindings}
-    principals = sorted({b.principal for b in bindings})
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            shown = {str(acl) for acl in grants_of(admin, principals)}
-        except KafkaException as exc:
-            raise BrokerError(f"could not read back the grants just made: {exc}") from None
-        missing = wanted - shown
-        if not missing:
-            return
-        if time.monotonic() >= deadline:
-            raise BrokerError(
-                f"the broker does not show {len(missing)} grant(s) {timeout:g} s after making them, "
-                f"such as {min(missing)}"
-            )
-        time.sleep(0.05)
-
-
-def grants_of(admin: AdminClient, principals: list[str]) -> list[AclBinding]:
-    """Every grant the broker shows for each of ``principals`` (asked for at once)."""
-    # None: any resource name, any host (the library's stubs declare only str).
-    asked = [
-        admin.describe_acls(
-            AclBindingFilter(
-                ResourceType.ANY,
-                None,  # type: ignore[arg-type]
-                ResourcePatternType.ANY,
-                principal,
-                None,  # type: ignore[arg-type]
-                AclOperation.ANY,
-                AclPermissionType.ANY,
-            )
-        )
-        for principal in principals
-    ]
-    return [acl for future in asked for acl in future.result()]

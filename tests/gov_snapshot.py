@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 
-from services.broker_access import grants_of
+from services.broker_in_force import grants_of, login_known
 from services.hub import Hub
 from sharehub.kafka import client_config
 
@@ -57,7 +56,7 @@ def snapshot(hub: Hub) -> Snapshot:
         key_rows=rows,
         topics=_topics(admin, prefix),
         acls=tuple(sorted(str(a) for a in acls)),
-        principals=tuple(sorted(u for u, found in users.items() if _exists(found))),
+        principals=tuple(sorted(u for u, found in users.items() if login_known(found))),
     )
 
 
@@ -68,12 +67,3 @@ def _topics(admin: AdminClient, prefix: str) -> tuple[tuple[str, str], ...]:
     asked = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name) for name in names])
     retention = {r.name: f.result(timeout=10)["retention.ms"].value for r, f in asked.items()}
     return tuple((name, retention[name]) for name in names)
-
-
-def _exists(future: Any) -> bool:
-    """Whether a SCRAM user was found (the broker answers an unknown one with an error)."""
-    try:
-        future.result()
-    except Exception:  # noqa: BLE001 - RESOURCE_NOT_FOUND: no such user
-        return False
-    return True

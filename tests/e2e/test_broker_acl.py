@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -20,7 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from services.broker_access import until_shown
+from services.broker_in_force import until_gone, until_logins, until_shown
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import plan_spec
 from services.hub import Hub
@@ -123,8 +124,33 @@ def test_a_grant_the_broker_never_shows_is_reported_not_waited_for_forever(hub: 
     never_made = owner_write_grant(hub, "coc", f"{hub.anchors.topic_prefix}.coc.never-declared")
     admin = AdminClient(client_config(hub.kafka_admin))
     started = time.monotonic()
-    with pytest.raises(BrokerError, match=r"does not show 1 grant\(s\) 0.5 s after making them") as refused:
+    with pytest.raises(
+        BrokerError, match=r"1 grant\(s\) just made are not shown by the broker 0.5 s later"
+    ) as refused:
         until_shown(admin, [never_made, owner_write_grant(hub, "coc", hub.governance.dataset(DATASET).topic)],
                     timeout=0.5)  # fmt: skip
     assert "never-declared" in str(refused.value)
     assert time.monotonic() - started < 5
+
+
+def test_a_grant_still_shown_after_its_deletion_or_a_login_never_made_is_reported(hub: Hub) -> None:
+    """The other two waits give up the same way: a grant that is there is not "gone", a login that was never
+    made is not "known" (and one that was made is not "deleted")."""
+    admin = AdminClient(client_config(hub.kafka_admin))
+    topic = hub.governance.dataset(DATASET).topic
+    existing = owner_write_grant(hub, "coc", topic)
+    every_grant_of_the_owner_on_it = AclBindingFilter(
+        existing.restype, existing.name, existing.resource_pattern_type, existing.principal, "*",
+        AclOperation.ANY, AclPermissionType.ANY,
+    )  # fmt: skip
+    # Its write, read and describe grants.
+    with pytest.raises(BrokerError, match=r"3 grant\(s\) just deleted are still shown .* 0.3 s later"):
+        until_gone(admin, [every_grant_of_the_owner_on_it], timeout=0.3)
+    coc = f"{hub.anchors.topic_prefix}.coc"
+    never = f"{hub.anchors.topic_prefix}.never-registered"
+    with pytest.raises(BrokerError, match="login\\(s\\) just made are not known .* such as " + never):
+        until_logins(admin, [coc, never], known=True, timeout=0.3)
+    with pytest.raises(BrokerError, match="login\\(s\\) just deleted are still known .* such as " + coc):
+        until_logins(admin, [coc, never], known=False, timeout=0.3)
+    until_logins(admin, [coc], known=True, timeout=0)
+    until_logins(admin, [never], known=False, timeout=0)
