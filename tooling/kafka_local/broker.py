@@ -38,6 +38,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -89,6 +90,9 @@ _quiet = logging.getLogger("sharehub.kafka_local.librdkafka")
 #: again before it was reaped) would otherwise leave its ``Popen`` to be collected unpolled: Python warns
 #: "subprocess ... is still running" then, which a test run counts as an error.
 _LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
+#: Held while ``_LAUNCHED`` is read or changed: a cluster stops its nodes from threads of its own, each of
+#: which reaps every broker that exited.
+_LAUNCHED_LOCK = threading.Lock()
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
 
@@ -334,9 +338,10 @@ class LocalKafka:
         # A broker started by this very process is our child (it is in _LAUNCHED): unless reaped it lingers
         # as a zombie (still in /proc). Brokers started by another command were reparented and are reaped
         # there.
-        for pid, launched in list(_LAUNCHED.items()):
-            if launched.poll() is not None:
-                del _LAUNCHED[pid]
+        with _LAUNCHED_LOCK:
+            for pid, launched in list(_LAUNCHED.items()):
+                if launched.poll() is not None:
+                    del _LAUNCHED[pid]
         for p in pids:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(p, os.WNOHANG)
@@ -538,7 +543,8 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _LAUNCHED[self._proc.pid] = self._proc
+        with _LAUNCHED_LOCK:
+            _LAUNCHED[self._proc.pid] = self._proc
         self.pid_file.write_text(f"{self._proc.pid}\n")
         return self._proc.pid
 
