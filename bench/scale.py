@@ -41,6 +41,7 @@ from bench.environment import (
 from bench.kafka_io import end_offsets
 from bench.load import (
     BENCH_PURPOSE,
+    CLIENT_CONNECTIONS,
     family_rss_kb,
     latency_summary,
     paced,
@@ -185,7 +186,9 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
     ):
         # Warm-up: connection, caches.
         paced_gets(min(50, requests), rate, server.base + path, keys, auth, server.tls)
-        api = paced_gets(requests, rate, server.base + path, keys, auth, server.tls)
+        api = paced_gets(
+            requests, rate, server.base + path, keys, auth, server.tls, connect_first=CLIENT_CONNECTIONS
+        )
         page = client.get(
             f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, **BENCH_PURPOSE}
         )

@@ -95,3 +95,13 @@ def test_an_answer_other_than_200_fails_the_run(server: str) -> None:
     assert len(paced_gets(3, 100.0, f"{server}/ok/", ["a", "b", "c"], {})) == 3
     with pytest.raises(RuntimeError, match=r"GET [abc]: 404"):
         paced_gets(3, 100.0, f"{server}/missing/", ["a", "b", "c"], {})
+
+
+def test_connections_opened_first_are_not_timed(server: str) -> None:
+    _Answers.started.clear()
+    latencies = paced_gets(3, 100.0, f"{server}/ok/", ["a", "b", "c"], {}, connect_first=5)
+    assert len(latencies) == 3
+    # Five untimed GETs of the keys in turn (at once, so in any order), all answered before the first timed
+    # one went out.
+    assert sorted(_Answers.started[:5]) == ["/ok/a", "/ok/a", "/ok/b", "/ok/b", "/ok/c"]
+    assert _Answers.started[5:] == ["/ok/a", "/ok/b", "/ok/c"]
