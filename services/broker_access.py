@@ -153,7 +153,6 @@ def _upsert_principals(logins: BrokerProvisioning, admin: AdminClient, names: li
         UserScramCredentialUpsertion(p, info, logins.keys.broker_password(p).reveal()) for p in principals
     ]
     _alter(admin, upserts)
-    until_logins(admin, principals, known=True)
 
 
 def _drop_logins_out_of_custody(logins: BrokerProvisioning, admin: AdminClient, agencies: list[str]) -> None:
@@ -186,11 +185,14 @@ def set_password(admin_access: KafkaAccess, principal: str, password: bytes) -> 
 
 
 def _alter(admin: AdminClient, alterations: list[UserScramCredentialAlteration]) -> None:
-    for user, future in admin.alter_user_scram_credentials(alterations).items():
+    """Set the credentials, and return once the broker knows a login of each user (:func:`until_logins`)."""
+    altered = admin.alter_user_scram_credentials(alterations)
+    for user, future in altered.items():
         try:
             future.result()
         except KafkaException as exc:
             raise BrokerError(f"could not set the credentials of principal {user!r}: {exc}") from None
+    until_logins(admin, list(altered), known=True)
 
 
 def _allow(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -48,8 +50,7 @@ def until_gone(
     """Wait until the broker shows no grant that one of ``filters`` matches (grants just deleted)."""
 
     def left() -> list[str]:
-        asked = [admin.describe_acls(f) for f in filters]
-        return sorted(str(acl) for future in asked for acl in future.result())
+        return sorted(str(acl) for acl in _described(admin, filters))
 
     _until_none(left, "grant(s) just deleted are still shown", timeout)
 
@@ -72,32 +73,36 @@ def until_logins(
 
 
 def grants_of(admin: AdminClient, principals: list[str]) -> list[AclBinding]:
-    """Every grant the broker shows for each of ``principals`` (asked for at once)."""
+    """Every grant the broker shows for each of ``principals``."""
     # None: any resource name, any host (the library's stubs declare only str).
-    asked = [
-        admin.describe_acls(
-            AclBindingFilter(
-                ResourceType.ANY,
-                None,  # type: ignore[arg-type]
-                ResourcePatternType.ANY,
-                principal,
-                None,  # type: ignore[arg-type]
-                AclOperation.ANY,
-                AclPermissionType.ANY,
-            )
+    every_grant_of = [
+        AclBindingFilter(
+            ResourceType.ANY,
+            None,  # type: ignore[arg-type]
+            ResourcePatternType.ANY,
+            principal,
+            None,  # type: ignore[arg-type]
+            AclOperation.ANY,
+            AclPermissionType.ANY,
         )
         for principal in principals
     ]
-    return [acl for future in asked for acl in future.result()]
+    return _described(admin, every_grant_of)
 
 
-def login_known(future: object) -> bool:
+def login_known(future: Future[Any]) -> bool:
     """Whether a described SCRAM user exists (the broker answers an unknown one with an error)."""
     try:
-        future.result()  # type: ignore[attr-defined]
+        future.result()
     except KafkaException:
         return False
     return True
+
+
+def _described(admin: AdminClient, filters: list[AclBindingFilter]) -> list[AclBinding]:
+    """Every grant the broker shows that one of ``filters`` matches (asked for at once)."""
+    asked = [admin.describe_acls(f) for f in filters]
+    return [acl for future in asked for acl in future.result()]
 
 
 def _until_none(outstanding: Callable[[], list[str]], what: str, timeout: float) -> None:

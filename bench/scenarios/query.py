@@ -70,7 +70,7 @@ def run(config: Config) -> ScenarioResult:
                         auth,
                         server.tls,
                         connect_first=CLIENT_CONNECTIONS,
-                    )  # fmt: skip
+                    )
                 )
 
             def baseline_side(_rep: int) -> dict[str, float]:
