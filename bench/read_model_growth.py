@@ -110,7 +110,7 @@ class _Plain:
         self.db.execute("COMMIT")
 
 
-def _timed(apply: Callable[[list[Row], int], None], work: list[list[Row]], done: int) -> float:
+def _timed(apply: Callable[[list[Row], int], object], work: list[list[Row]], done: int) -> float:
     started = time.perf_counter()
     for batch in work:
         done += len(batch)

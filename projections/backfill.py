@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterator, Mapping
 
 from projections.engine import ProjectionEngine
+from projections.generations import described
 from projections.projector import LogMessage, parsed
 from projections.read_model import TopicPartition
 from sharehub.kafka import Record, TopicReader
@@ -72,15 +73,15 @@ class Backfill:
         finally:
             await asyncio.to_thread(reader.close)
         if not self._stopping:
-            log.info("%s's read model caught up with the stream: %d events read again, %d rows applied",
-                     self.consumer, self.events, self.rows)  # fmt: skip
+            log.info("%s caught up with the stream: %d events read again, %d rows applied",
+                     described(self.consumer), self.events, self.rows)  # fmt: skip
 
     async def _read(self, reader: TopicReader, topic: str) -> None:
         """One pass over ``topic``'s partitions left, up to where the live stream stands now."""
         bounds = await asyncio.to_thread(reader.partitions, topic)
         for tp in [tp for tp in self._left if tp[0] == topic and tp[1] not in bounds]:
-            log.warning("%s[%d] is gone from the broker: %s's read model is not backfilled there", *tp,
-                        self.consumer)  # fmt: skip
+            log.warning("%s[%d] is gone from the broker: %s is not backfilled there", *tp,
+                        described(self.consumer))  # fmt: skip
             del self._left[tp]
         start = {p: max(at, bounds[p][0]) for (t, p), at in self._left.items() if t == topic and p in bounds}
         end = {p: self._live.get((topic, p), 0) for p in start}

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections.generations import BuildingGeneration, granted, only_widens, target_of
 from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
 from sharehub import chain
 from sharehub.avro import RecordSchema
@@ -121,9 +122,22 @@ class Reconciled:
 
     #: The consumer's agreement ended (revoked, suspended, expired): its rows left the read model (R5).
     purged: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: New terms (an activation, or an agreement replaced by wider or narrower terms): the dataset starts
-    #: over in the read model and is backfilled from its first event.
+    #: New terms (an activation, or an agreement replaced by narrower terms): the dataset starts over in the
+    #: read model and is backfilled from its first event.
     reset: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: New terms that only widen the grant: a new generation is built beside the rows served (how many).
+    building: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: A generation built has caught up and is served now (how many rows it has).
+    swapped: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Per consumer, rows of generations swapped out that were deleted this round.
+    retired: dict[str, int] = field(default_factory=dict)
+
+
+#: How long one reconciliation may spend deleting a read model's retired generation (live batches wait).
+RETIRED_BUDGET_S = 0.25
+
+#: A projection target: a consumer's read model, or a generation of one of its datasets being built.
+Target = ReadModelStore | BuildingGeneration
 
 
 class Projector:
@@ -135,10 +149,15 @@ class Projector:
         keys: DatasetKeys,
         stores: Mapping[str, ReadModelStore],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        *,
+        builds: Mapping[str, BuildingGeneration] | None = None,
     ) -> None:
         self._governance = governance
         self._keys = keys
         self._stores = dict(stores)
+        #: Generations being built (:mod:`projections.generations`), by target; known from the read models
+        #: at each :meth:`reconcile`.
+        self._builds = dict(builds or {})
         self._clock = clock
         self._dataset_by_topic = {d.topic: d.id for d in governance.datasets()}
         #: (topic, lane)s where the log had deleted records before the first one read: a chain there with no
@@ -162,20 +181,33 @@ class Projector:
 
     def stored_offset(self, tp: TopicPartition) -> int:
         """The least position any read model stored for ``tp``: where reading must resume. Read-only."""
-        return min((store.positions().get(tp, 0) for store in self._stores.values()), default=0)
+        return min((store.positions().get(tp, 0) for store in self._resumed_from().values()), default=0)
 
-    def for_one(self, consumer: str) -> Projector:
-        """A projector of its own over ``consumer``'s read model alone, under the same governance and keys:
-        it backfills that read model from its positions (its own chain heads and judged offsets), beside
-        this one, which leaves a read model behind its stream alone (:meth:`decide`)."""
-        return Projector(self._governance, self._keys, {consumer: self._stores[consumer]}, self._clock)
+    def _targets(self) -> dict[str, Target]:
+        """Every read model, then every generation being built: what a batch is decided and committed for."""
+        return {**self._stores, **self._builds}
+
+    def _resumed_from(self) -> Mapping[str, Target]:
+        """What the stream resumes from: the read models (a generation being built is backfilled, never a
+        reason to go back); for a projector that backfills a generation alone, that generation."""
+        return self._stores or self._builds
+
+    def for_one(self, target: str) -> Projector:
+        """A projector of its own over one target alone (a consumer's read model, or a generation being
+        built), under the same governance and keys: it backfills that target from its positions (its own
+        chain heads and judged offsets), beside this one, which leaves a target behind its stream alone
+        (:meth:`decide`)."""
+        if target in self._builds:
+            builds = {target: self._builds[target]}
+            return Projector(self._governance, self._keys, {}, self._clock, builds=builds)
+        return Projector(self._governance, self._keys, {target: self._stores[target]}, self._clock)
 
     def resume(self, tps: Sequence[TopicPartition]) -> None:
         """The stream of ``tps`` goes on from the least position a read model stored (where the worker
         sought: the partitions may have moved on under another worker): what this projector knew of them is
         dropped, and their chain heads are taken from a read model that stands there. Judged now, not at
         the next message: a read model reset to its start later is backfilled, not a reason to go back."""
-        stored = [(consumer, store.positions()) for consumer, store in self._stores.items()]
+        stored = [(consumer, store.positions()) for consumer, store in self._resumed_from().items()]
         with self._lock:
             for tp in tps:
                 self._resume(tp, {consumer: positions.get(tp, 0) for consumer, positions in stored})
@@ -185,10 +217,12 @@ class Projector:
         read model stands behind the stream (a dataset reset to its start for new terms), with its position
         there: what must be backfilled. Read-only: one query per read model."""
         behind: dict[str, dict[TopicPartition, int]] = {}
-        for consumer, store in self._stores.items():
+        for consumer, store in self._targets().items():
             stored = store.positions()
             late = {
-                tp: stored.get(tp, 0) for tp, next_offset in live.items() if stored.get(tp, 0) < next_offset
+                tp: stored.get(tp, 0)
+                for tp, next_offset in live.items()
+                if stored.get(tp, 0) < next_offset and _covers(store, tp)
             }
             if late:
                 behind[consumer] = late
@@ -208,19 +242,20 @@ class Projector:
             judged = {tp: self._judged[tp] for tp in tps if tp in self._judged}
             heads = {k: v for k, v in self._heads.items() if k[:2] in judged}
             if judged:
-                self._stores[consumer].apply([], judged, heads=heads)
+                self._targets()[consumer].apply([], judged, heads=heads)
 
     def _resume(self, tp: TopicPartition, stored: Mapping[str, int] | None = None) -> int:
         """Judge ``tp`` from the least position a read model stored (``stored``: each one's there, when read
         already), with the chain heads of a read model standing there."""
+        resumed_from = self._resumed_from()
         if stored is None:
-            stored = {consumer: store.positions().get(tp, 0) for consumer, store in self._stores.items()}
+            stored = {consumer: store.positions().get(tp, 0) for consumer, store in resumed_from.items()}
         offset = min(stored.values(), default=0)
         self._drop_heads(tp)
         self._retained_away.discard(tp)
         behind = [c for c, position in stored.items() if position == offset]
         if offset and behind:
-            self._heads.update(self._stores[behind[0]].chain_heads(tp))
+            self._heads.update(resumed_from[behind[0]].chain_heads(tp))
         self._judged[tp] = offset
         return offset
 
@@ -254,16 +289,19 @@ class Projector:
             ends[message.tp] = max(ends.get(message.tp, 0), message.offset + 1)
         placed = [(v.message.tp, v.message.offset, v) for v in verdicts]
         now = self._clock()
-        for consumer, store in self._stores.items():
+        for target, store in self._targets().items():
             done = store.positions()
-            lagging = {tp for tp, start in takes_over.items() if done.get(tp, 0) < start}
+            # A partition the target stands behind in is left alone (backfilled), as is another dataset's.
+            lagging = {
+                tp for tp, start in takes_over.items() if done.get(tp, 0) < start or not _covers(store, tp)
+            }
             moved = {tp: end for tp, end in ends.items() if tp not in lagging and end > done.get(tp, 0)}
             placed_here = [(i, v) for i, (tp, offset, v) in enumerate(placed)
                            if tp not in lagging and offset >= done.get(tp, 0)]  # fmt: skip
-            rows, purges, exclusions = self._for_consumer(consumer, placed_here, now)
-            decision.rows[consumer], decision.purges[consumer] = rows, purges
-            decision.exclusions[consumer] = exclusions
-            decision.positions[consumer] = moved
+            rows, purges, exclusions = self._for_consumer(store.consumer, placed_here, now)
+            decision.rows[target], decision.purges[target] = rows, purges
+            decision.exclusions[target] = exclusions
+            decision.positions[target] = moved
         return decision
 
     def _verdicts(
@@ -349,8 +387,10 @@ class Projector:
 
     def reconcile(self) -> Reconciled:
         """Bring every read model in line with the agreements active now. A dataset whose consumer holds no
-        active agreement any more is purged (R5); one whose active terms differ from those its rows were
-        projected under is reset to its start, to be backfilled (activation, widening, narrowing)."""
+        active agreement any more is purged, every generation of it (R5). One whose active terms differ from
+        those its rows were projected under is projected again from its start: beside the rows served when
+        the new terms only widen the grant (:mod:`projections.generations`), in their place otherwise. A
+        generation built that has caught up is swapped in; one swapped out loses some of its rows."""
         now = self._clock()
         done = Reconciled()
         with self._lock:
@@ -362,19 +402,55 @@ class Projector:
                         recorded.setdefault(dataset, "unrecorded")  # rows of unknown terms: start over
                 else:
                     recorded.update(store.recorded_terms())  # a replay another process requested
+                kept = store.generations()
                 for topic, dataset in self._dataset_by_topic.items():
                     agreement = self._governance.active_agreement(consumer, dataset, now)
                     wanted = None if agreement is None else self._terms_digest(consumer, agreement)
+                    gen = kept.get(dataset)
                     if recorded.get(dataset) == wanted:
+                        if gen is not None and gen.building is not None and store.swap_built(dataset, topic):
+                            done.swapped[(consumer, dataset)] = store.count(dataset)
                         continue
                     if agreement is None or wanted is None:
-                        done.purged[(consumer, dataset)] = store.purge_dataset(dataset)
+                        done.purged[(consumer, dataset)] = store.purge_dataset(dataset, topic)
+                        recorded[dataset] = wanted
+                        continue
+                    grant = self._granted(consumer, agreement)
+                    if (
+                        gen is not None
+                        and gen.building is None
+                        and only_widens(store.granted(dataset), grant)
+                    ):
+                        store.delete_retired()  # a generation swapped out before goes first, whole
+                        store.start_building(
+                            dataset, topic, terms=wanted, agreement_id=agreement.id, granted=grant
+                        )
+                        done.building[(consumer, dataset)] = store.count(dataset)
                     else:
                         done.reset[(consumer, dataset)] = store.reset_dataset(
-                            dataset, topic, terms=wanted, agreement_id=agreement.id
+                            dataset, topic, terms=wanted, agreement_id=agreement.id, granted=grant
                         )
                     recorded[dataset] = wanted
+                retired = store.delete_retired(budget_s=RETIRED_BUDGET_S)
+                if retired:
+                    done.retired[consumer] = retired
+                self._follow_builds(consumer, store)
         return done
+
+    def _follow_builds(self, consumer: str, store: ReadModelStore) -> None:
+        """Project into every generation ``consumer``'s read model builds now (whichever worker opened it),
+        and no longer into one swapped in or given up."""
+        topic_of = {dataset: topic for topic, dataset in self._dataset_by_topic.items()}
+        building = {
+            target_of(consumer, dataset): dataset
+            for dataset, gen in store.generations().items()
+            if gen.building is not None and dataset in topic_of
+        }
+        for target in [t for t, b in self._builds.items() if b.consumer == consumer and t not in building]:
+            del self._builds[target]
+        for target, dataset in building.items():
+            if target not in self._builds:
+                self._builds[target] = BuildingGeneration(store, dataset, topic_of[dataset])
 
     def new_consumers(self) -> list[str]:
         """Agencies that hold an agreement and have no read model here yet (:meth:`adopt` them)."""
@@ -404,7 +480,8 @@ class Projector:
 
     def _commit(self, decision: Decision) -> None:
         try:
-            for consumer, store in self._stores.items():
+            # A generation being built commits after its read model: it never stands ahead of the rows served.
+            for consumer, store in self._targets().items():
                 moved = decision.positions.get(consumer, {})
                 heads = {k: v for k, v in decision.heads.items() if k[:2] in moved}
                 if moved:
@@ -473,6 +550,11 @@ class Projector:
             for name in agreement.fields
             if name in current and level(current[name].classification) > clearance
         )
+
+    def _granted(self, consumer: str, agreement: Agreement) -> str:
+        """What the agreement grants ``consumer`` (:func:`projections.generations.granted`)."""
+        withheld = self._withheld(consumer, agreement)
+        return granted((name for name in agreement.fields if name not in withheld), agreement.row_filter)
 
     def _terms_digest(self, consumer: str, agreement: Agreement) -> str:
         """What ``consumer``'s rows of the agreement's dataset depend on: its terms, less what is withheld."""
@@ -548,6 +630,11 @@ class _Grants:
         terms = self._terms[key]
         self._last = (dataset, schema, terms)
         return terms
+
+
+def _covers(target: Target, tp: TopicPartition) -> bool:
+    """Whether ``target`` takes ``tp``'s events: a read model every dataset's, a generation its dataset's."""
+    return not isinstance(target, BuildingGeneration) or tp[0] == target.topic
 
 
 def parsed(raw: bytes) -> Envelope | EnvelopeError:

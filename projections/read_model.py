@@ -13,6 +13,7 @@ segments until they are recycled: see docs/security.md for what an operator runs
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -20,7 +21,7 @@ import re
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,6 +37,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     and_,
     any_,
     bindparam,
@@ -48,6 +50,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     union,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -149,7 +152,9 @@ chain_heads = Table(
 )
 
 #: Per dataset, the terms (sharehub.gov.views.terms_digest) the dataset's rows were projected under. Rows
-#: of terms that are no longer the active ones are reset and projected again from the dataset's start.
+#: of terms that are no longer the active ones are projected again from the dataset's start: beside the
+#: rows served, when the new terms only widen what is granted (blue/green, :mod:`projections.generations`);
+#: in their place otherwise.
 grants = Table(
     "grants",
     metadata,
@@ -157,7 +162,38 @@ grants = Table(
     Column("terms", String(64), nullable=False),
     Column("agreement_id", String(128), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    #: What the terms grant (JSON: the fields a consumer sees and the row filter): what tells new terms that
+    #: only widen it from those that narrow it. NULL: not recorded (a read model made before).
+    Column("granted", Text, nullable=True),
+    #: The storage name the served rows are kept under (:func:`other_storage`); NULL: the dataset's own.
+    Column("stored_as", String(64), nullable=True),
+    #: The storage name of the generation being built under the terms, while one is.
+    Column("building_as", String(64), nullable=True),
+    #: The storage name of a generation swapped out, while its rows are being deleted.
+    Column("retired_as", String(64), nullable=True),
 )
+
+#: The columns of ``grants`` a read model made before generations lacks (:meth:`ReadModelStore.create`).
+_GENERATION_COLUMNS = ("granted", "stored_as", "building_as", "retired_as")
+
+#: What ends a storage name that is not the dataset's own, and a building generation's positions' topic.
+#: Dataset ids and topic names never hold it.
+OTHER = "~"
+
+
+def other_storage(name: str) -> str:
+    """The storage name a new generation of the rows kept under ``name`` is built under: the two alternate."""
+    return name[: -len(OTHER)] if name.endswith(OTHER) else name + OTHER
+
+
+class Generations(NamedTuple):
+    """Where a dataset's rows are kept in a read model: the generation served, and while new terms are
+    projected beside it, the one being built; and one swapped out whose rows are still being deleted."""
+
+    served: str
+    building: str | None = None
+    retired: str | None = None
+
 
 #: Recorded terms that no agreement has: the dataset is projected again from its start.
 REPLAY = "replay requested"
@@ -258,10 +294,15 @@ class ReadModelStore:
         made_before = found.has_table("records", schema=self._schema) and not found.has_table(
             "subject_records", schema=self._schema
         )
+        prefix = "" if self._schema is None else f'"{self._schema}".'
+        if found.has_table("grants", schema=self._schema):
+            has = {c["name"] for c in found.get_columns("grants", schema=self._schema)}
+            for name in (n for n in _GENERATION_COLUMNS if n not in has):
+                kind = grants.c[name].type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {prefix}grants ADD COLUMN {name} {kind}")
         metadata.create_all(conn)
         if not made_before:
             return
-        prefix = "" if self._schema is None else f'"{self._schema}".'
         if found.has_table("record_subjects", schema=self._schema):
             held: Any = text(f"SELECT dataset, subject_ref, record_key FROM {prefix}record_subjects")
         else:
@@ -298,22 +339,45 @@ class ReadModelStore:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def positions(self) -> dict[TopicPartition, int]:
+    def positions(self, *, building: str | None = None) -> dict[TopicPartition, int]:
+        """Partition → the offset of the next message to apply, of the served rows; ``building`` (a topic):
+        of the generation built of its dataset (none while none is)."""
+        query = select(positions.c.topic, positions.c.partition, positions.c.next_offset)
+        if building is None:
+            query = query.where(positions.c.topic.not_like(f"%{OTHER}"))
+        else:
+            query = query.where(positions.c.topic == building + OTHER)
         with self.engine.connect() as conn:
-            return {
-                (t, p): o
-                for t, p, o in conn.execute(
-                    select(positions.c.topic, positions.c.partition, positions.c.next_offset)
-                )
-            }
+            return {(t.removesuffix(OTHER), p): o for t, p, o in conn.execute(query)}
 
-    def chain_heads(self, tp: TopicPartition) -> ChainHeads:
-        query = select(chain_heads).where(chain_heads.c.topic == tp[0], chain_heads.c.partition == tp[1])
+    def chain_heads(self, tp: TopicPartition, *, building: bool = False) -> ChainHeads:
+        """The chain heads in ``tp`` of the served rows, or (``building``) of the generation being built."""
+        topic = tp[0] + OTHER if building else tp[0]
+        query = select(chain_heads).where(chain_heads.c.topic == topic, chain_heads.c.partition == tp[1])
         with self.engine.connect() as conn:
             return {
-                (r.topic, r.partition, r.producer): (int(r.sequence), bytes(r.hash))
+                (tp[0], r.partition, r.producer): (int(r.sequence), bytes(r.hash))
                 for r in conn.execute(query)
             }
+
+    def generations(self) -> dict[str, Generations]:
+        """Dataset → where its rows are kept, for every dataset granted here."""
+        with self.engine.connect() as conn:
+            return _generations(conn)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A transaction that reads where rows are kept, then writes: no swap of generations can come
+        between. SQLite's write lock is taken at its start; PostgreSQL's ``grants`` rows are locked by
+        :func:`_generations` (``lock``)."""
+        if not self.embedded:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
 
     def apply(
         self,
@@ -323,11 +387,24 @@ class ReadModelStore:
         purges: Sequence[tuple[str, str]] = (),
         exclusions: Sequence[tuple[str, str]] = (),
         heads: ChainHeads | None = None,
-    ) -> None:
+        building: tuple[str, str] | None = None,
+    ) -> bool:
         """Purge erased subjects ((dataset, subject_ref)) and excluded records ((dataset, record_key)), then
-        upsert ``rows``, and move the positions and chain heads forward, all in one transaction."""
+        upsert ``rows``, and move the positions and chain heads forward, all in one transaction. ``building``
+        (dataset, topic): into the generation of that dataset being built, and of it alone; nothing is
+        written, and False returned, once none is (it was swapped in, or given up)."""
         upsert = self._upserts
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
+            placed = _Placed(rows, new_positions, purges, exclusions, heads or {})
+            kept = _generations(conn, lock=not self.embedded)
+            if building is None:
+                placed = placed.served(kept)
+            else:
+                gen = kept.get(building[0])
+                if gen is None or gen.building is None:
+                    return False
+                placed = placed.building(building[0], building[1], gen.building)
+            rows, new_positions, purges, exclusions, heads = placed
             if purges:
                 self._purge_subjects(conn, purges)
             if exclusions:
@@ -351,6 +428,7 @@ class ReadModelStore:
                 )
         if purges or exclusions:
             self.forget_deleted()
+        return True
 
     def _purge_subjects(self, conn: Connection, purges: Sequence[tuple[str, str]]) -> None:
         """Each erased subject's rows and versions, found by its pairs (one read of its bucket), then the
@@ -423,14 +501,19 @@ class ReadModelStore:
                 pairs[(r.dataset, r.subject_ref, r.record_key)] = None
         return list(pairs)
 
-    def purge_dataset(self, dataset: str) -> int:
-        """Delete every row of ``dataset`` and its recorded terms (its agreement ended: R5); returns how many
-        rows. Positions stay: the events were judged, and a later grant starts the dataset over."""
-        with self.engine.begin() as conn:
+    def purge_dataset(self, dataset: str, topic: str | None = None) -> int:
+        """Delete every row of ``dataset``, of every generation, and its recorded terms (its agreement ended:
+        R5); returns how many rows. The served rows' positions stay: the events were judged, and a later
+        grant starts the dataset over. A generation being built (of ``topic``) loses its positions too."""
+        names = [dataset, other_storage(dataset)]
+        with self._writing() as conn:
             conn.execute(delete(grants).where(grants.c.dataset == dataset))
-            conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
-            conn.execute(delete(subject_records).where(subject_records.c.dataset == dataset))
-            purged = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
+            conn.execute(delete(record_versions).where(record_versions.c.dataset.in_(names)))
+            conn.execute(delete(subject_records).where(subject_records.c.dataset.in_(names)))
+            purged = int(conn.execute(delete(records).where(records.c.dataset.in_(names))).rowcount or 0)
+            if topic is not None:
+                conn.execute(delete(positions).where(positions.c.topic == topic + OTHER))
+                conn.execute(delete(chain_heads).where(chain_heads.c.topic == topic + OTHER))
         self.forget_deleted()
         return purged
 
@@ -445,39 +528,115 @@ class ReadModelStore:
             assert isinstance(driver, sqlite3.Connection)
             return truncate_write_ahead_log(driver)
 
-    def reset_dataset(self, dataset: str, topic: str, *, terms: str, agreement_id: str) -> int:
-        """Start ``dataset`` over under new terms (an agreement activated, or replaced by wider or narrower
-        ones): its rows go, its topic's positions and chain heads go back to the start, and the terms are
-        recorded, in one transaction. Returns how many rows went. The projection then brings the dataset
-        back from its first event (the backfill)."""
+    def reset_dataset(
+        self, dataset: str, topic: str, *, terms: str, agreement_id: str, granted: str | None = None
+    ) -> int:
+        """Start ``dataset`` over under new terms (an agreement activated, or replaced by narrower ones): its
+        rows of every generation go, its topic's positions and chain heads go back to the start, and the
+        terms (and ``granted``, what they grant) are recorded, in one transaction. Returns how many rows
+        went. The projection then brings the dataset back from its first event (the backfill)."""
         insert = insert_for(self._dialect)
-        with self.engine.begin() as conn:
-            deleted = int(conn.execute(delete(records).where(records.c.dataset == dataset)).rowcount or 0)
-            conn.execute(delete(record_versions).where(record_versions.c.dataset == dataset))
-            conn.execute(delete(subject_records).where(subject_records.c.dataset == dataset))
-            conn.execute(delete(positions).where(positions.c.topic == topic))
-            conn.execute(delete(chain_heads).where(chain_heads.c.topic == topic))
+        names = [dataset, other_storage(dataset)]
+        with self._writing() as conn:
             stmt = insert(grants).values(
-                dataset=dataset, terms=terms, agreement_id=agreement_id, recorded_at=dt.datetime.now(dt.UTC)
-            )
+                dataset=dataset, terms=terms, agreement_id=agreement_id, recorded_at=dt.datetime.now(dt.UTC),
+                granted=granted, stored_as=None, building_as=None, retired_as=None,
+            )  # fmt: skip
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[grants.c.dataset],
-                    set_={
-                        "terms": stmt.excluded.terms,
-                        "agreement_id": stmt.excluded.agreement_id,
-                        "recorded_at": stmt.excluded.recorded_at,
-                    },
+                    set_={name: stmt.excluded[name] for name in _RECORDED},
                 )
             )
+            deleted = int(conn.execute(delete(records).where(records.c.dataset.in_(names))).rowcount or 0)
+            conn.execute(delete(record_versions).where(record_versions.c.dataset.in_(names)))
+            conn.execute(delete(subject_records).where(subject_records.c.dataset.in_(names)))
+            for table in (positions, chain_heads):
+                conn.execute(delete(table).where(table.c.topic.in_([topic, topic + OTHER])))
         self.forget_deleted()
+        return deleted
+
+    def start_building(self, dataset: str, topic: str, *, terms: str, agreement_id: str, granted: str) -> str:
+        """Record new terms that only widen what ``dataset``'s served rows grant, and open a generation to
+        project them into from the dataset's start, beside the served one (which goes on being served and
+        kept up to date); returns its storage name. :meth:`swap_built` serves it once it has caught up."""
+        with self._writing() as conn:
+            gen = _generations(conn, lock=not self.embedded).get(dataset)
+            if gen is None or gen.building is not None or gen.retired is not None:
+                raise ValueError(f"{dataset!r} has no served generation alone to build beside: {gen}")
+            building = other_storage(gen.served)
+            for table in (positions, chain_heads):
+                conn.execute(delete(table).where(table.c.topic == topic + OTHER))
+            conn.execute(
+                grants.update()
+                .where(grants.c.dataset == dataset)
+                .values(terms=terms, agreement_id=agreement_id, granted=granted, building_as=building,
+                        recorded_at=dt.datetime.now(dt.UTC))
+            )  # fmt: skip
+        return building
+
+    def swap_built(self, dataset: str, topic: str) -> bool:
+        """Serve ``dataset``'s generation being built, once it stands at least where the served one does in
+        every partition of ``topic`` (read here, whichever worker projects them): its positions and chain
+        heads become the served ones, and the generation served until now is retired (see
+        :meth:`delete_retired`), in one transaction. False: nothing changed (none is built, or not yet)."""
+        with self._writing() as conn:
+            gen = _generations(conn, lock=not self.embedded).get(dataset)
+            if gen is None or gen.building is None:
+                return False
+            stands = select(positions.c.partition, positions.c.next_offset)
+            served = {p: at for p, at in conn.execute(stands.where(positions.c.topic == topic))}
+            built = {p: at for p, at in conn.execute(stands.where(positions.c.topic == topic + OTHER))}
+            if any(built.get(p, 0) < at for p, at in served.items()):
+                return False
+            for table in (positions, chain_heads):
+                built_rows = [
+                    {**r._mapping, "topic": topic}
+                    for r in conn.execute(select(table).where(table.c.topic == topic + OTHER))
+                ]
+                conn.execute(delete(table).where(table.c.topic.in_([topic, topic + OTHER])))
+                if built_rows:
+                    conn.execute(insert_for(self._dialect)(table), built_rows)
+            conn.execute(
+                grants.update()
+                .where(grants.c.dataset == dataset)
+                .values(stored_as=None if gen.building == dataset else gen.building, building_as=None,
+                        retired_as=gen.served)
+            )  # fmt: skip
+        return True
+
+    def delete_retired(self, *, budget_s: float | None = None, chunk: int = 5_000) -> int:
+        """Delete the rows of generations swapped out, ``chunk`` rows of a table per transaction (so live
+        batches pass between), until none is left or ``budget_s`` has passed; returns how many rows went.
+        A retired generation whose rows are all gone is forgotten."""
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        deleted = 0
+        for dataset, gen in sorted(self.generations().items()):
+            if gen.retired is None:
+                continue
+            while deadline is None or time.monotonic() < deadline:
+                with self._writing() as conn:
+                    went = sum(
+                        int(conn.execute(stmt).rowcount or 0) for stmt in _chunk_of(gen.retired, chunk)
+                    )
+                    if not went:
+                        conn.execute(
+                            grants.update()
+                            .where(grants.c.dataset == dataset, grants.c.retired_as == gen.retired)
+                            .values(retired_as=None)
+                        )
+                deleted += went
+                if not went:
+                    break
+        if deleted:
+            self.forget_deleted()
         return deleted
 
     def request_replay(self, dataset: str) -> bool:
         """Ask the projection to project ``dataset`` again from its start (events it refused pass now): the
         recorded terms are marked stale, and the worker's next reconcile resets the dataset under its own
         lock. False when this read model holds no grant of ``dataset``."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             marked = conn.execute(grants.update().where(grants.c.dataset == dataset).values(terms=REPLAY))
             return bool(marked.rowcount)
 
@@ -485,6 +644,12 @@ class ReadModelStore:
         """Dataset → the terms its rows were projected under."""
         with self.engine.connect() as conn:
             return {d: t for d, t in conn.execute(select(grants.c.dataset, grants.c.terms))}
+
+    def granted(self, dataset: str) -> str | None:
+        """What the recorded terms of ``dataset`` grant (as recorded); None: not recorded."""
+        query = select(grants.c.granted).where(grants.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
 
     def replace_with(self, source: ReadModelStore, *, chunk: int = 5_000) -> None:
         """Make this read model's rows, positions and chain heads exactly ``source``'s, in one transaction:
@@ -500,20 +665,24 @@ class ReadModelStore:
         """SHA-256 over what the consumer can see, in key order: dataset, key, granted fields (canonical
         JSON) and how many events made each record. Equal read models hash equal, wherever they live."""
         digest = hashlib.sha256()
-        query = select(records.c.dataset, records.c.record_key, records.c.fields, records.c.version).order_by(
-            records.c.dataset, records.c.record_key
+        query = select(records.c.record_key, records.c.fields, records.c.version).order_by(
+            records.c.record_key
         )
         with self.engine.connect() as conn:
-            for dataset, key, fields, version in conn.execution_options(yield_per=5_000).execute(query):
-                canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-                digest.update(f"{dataset}\t{key}\t{canonical}\t{version}\n".encode())
+            for name, dataset in sorted(_visible(conn).items(), key=lambda kept: kept[1]):
+                held = query.where(records.c.dataset == name)
+                for key, fields, version in conn.execution_options(yield_per=5_000).execute(held):
+                    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                    digest.update(f"{dataset}\t{key}\t{canonical}\t{version}\n".encode())
         return digest.hexdigest()
 
     # --- reading ---------------------------------------------------------------------------------
 
     def versions(self, dataset: str) -> dict[str, int]:
         """Record key → number of events applied to it."""
-        query = select(records.c.record_key, records.c.version).where(records.c.dataset == dataset)
+        query = select(records.c.record_key, records.c.version).where(
+            records.c.dataset == _served_name(dataset)
+        )
         with self.engine.connect() as conn:
             return {k: int(v) for k, v in conn.execute(query)}
 
@@ -533,9 +702,8 @@ class ReadModelStore:
         ``as_of``: each record as its latest version up to that time had it (records without one are left
         out)."""
         if as_of is None:
-            source = (
-                select(records.c.record_key, records.c.fields).where(records.c.dataset == dataset).subquery()
-            )
+            served = records.c.dataset == _served_name(dataset)
+            source = select(records.c.record_key, records.c.fields).where(served).subquery()
         else:
             source = _versions_as_of(dataset, as_of)
         query = select(source.c.record_key, source.c.fields)
@@ -564,13 +732,17 @@ class ReadModelStore:
             return None if found is None else {"key": record_key, "fields": found}
         if as_of is None:
             query = select(records.c.fields).where(
-                records.c.dataset == dataset, records.c.record_key == record_key
+                records.c.dataset == _served_name(dataset), records.c.record_key == record_key
             )
         else:
             v = record_versions.c
             query = (
                 select(v.fields)
-                .where(v.dataset == dataset, v.record_key == record_key, v.occurred_at <= _utc(as_of))
+                .where(
+                    v.dataset == _served_name(dataset),
+                    v.record_key == record_key,
+                    v.occurred_at <= _utc(as_of),
+                )
                 .order_by(v.occurred_at.desc(), v.id.desc())
                 .limit(1)
             )
@@ -584,28 +756,32 @@ class ReadModelStore:
         (it is what such a read answers until the next version). Datasets not named keep every version;
         current rows are never touched. One transaction; returns how many versions went."""
         forgotten = 0
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
+            kept = _generations(conn, lock=not self.embedded)
             for dataset, before in sorted(horizons.items()):
-                result = conn.execute(_superseded_versions(dataset, before))
-                forgotten += int(result.rowcount or 0)
+                gen = kept.get(dataset, Generations(dataset))
+                for name in (n for n in (gen.served, gen.building) if n is not None):
+                    forgotten += int(conn.execute(_superseded_versions(name, before)).rowcount or 0)
         return forgotten
 
     def version_count(self, dataset: str) -> int:
         """How many record versions ``dataset`` keeps for reads "as of" a past time."""
-        query = select(func.count()).select_from(record_versions).where(record_versions.c.dataset == dataset)
+        served = record_versions.c.dataset == _served_name(dataset)
+        query = select(func.count()).select_from(record_versions).where(served)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def count(self, dataset: str | None = None) -> int:
-        query = select(func.count()).select_from(records)
-        if dataset is not None:
-            query = query.where(records.c.dataset == dataset)
+        """How many records the consumer sees, of ``dataset`` or of every dataset."""
+        if dataset is None:
+            return sum(n for _, n in self.datasets())
+        query = select(func.count()).select_from(records).where(records.c.dataset == _served_name(dataset))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def last_applied(self, dataset: str) -> dt.datetime | None:
         """When a row of ``dataset`` was last written (None: never)."""
-        query = select(func.max(records.c.applied_at)).where(records.c.dataset == dataset)
+        query = select(func.max(records.c.applied_at)).where(records.c.dataset == _served_name(dataset))
         with self.engine.connect() as conn:
             found = conn.execute(query).scalar_one_or_none()
         if found is not None and found.tzinfo is None:  # SQLite keeps no zone; the hub writes UTC
@@ -614,16 +790,106 @@ class ReadModelStore:
 
     def holds(self, dataset: str) -> bool:
         """Whether any row of ``dataset`` is here (one index probe, whatever the size)."""
-        query = select(records.c.record_key).where(records.c.dataset == dataset).limit(1)
+        query = select(records.c.record_key).where(records.c.dataset == _served_name(dataset)).limit(1)
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
     def datasets(self) -> list[tuple[str, int]]:
-        query = (
-            select(records.c.dataset, func.count()).group_by(records.c.dataset).order_by(records.c.dataset)
-        )
+        """(dataset, how many records the consumer sees) of each dataset it holds rows of, in order."""
+        query = select(records.c.dataset, func.count()).group_by(records.c.dataset)
         with self.engine.connect() as conn:
-            return [(d, int(n)) for d, n in conn.execute(query)]
+            visible = _visible(conn)
+            counted = [(visible[name], int(n)) for name, n in conn.execute(query) if name in visible]
+        return sorted(counted)
+
+
+#: The columns of ``grants`` that recording new terms sets.
+_RECORDED = ("terms", "agreement_id", "recorded_at", *_GENERATION_COLUMNS)
+
+
+def _generations(conn: Connection, *, lock: bool = False) -> dict[str, Generations]:
+    """Dataset → where its rows are kept, read in ``conn``; ``lock``: the rows read stay as they are until
+    its transaction ends (PostgreSQL; on SQLite the transaction holds the file's write lock already)."""
+    g = grants.c
+    query = select(g.dataset, g.stored_as, g.building_as, g.retired_as)
+    if lock:
+        query = query.with_for_update(read=True)
+    return {
+        d: Generations(served or d, building, retired) for d, served, building, retired in conn.execute(query)
+    }
+
+
+def _served_name(dataset: Any) -> Any:
+    """SQL: the storage name ``dataset``'s served rows are kept under (its own, unless a generation built
+    under another was swapped in)."""
+    stored = select(grants.c.stored_as).where(grants.c.dataset == dataset).scalar_subquery()
+    return func.coalesce(stored, dataset)
+
+
+def _visible(conn: Connection) -> dict[str, str]:
+    """Storage name → dataset, of every generation served (rows of no recorded terms are kept under their
+    dataset's own name); generations built or retired are not."""
+    kept = _generations(conn)
+    hidden = {name for gen in kept.values() for name in (gen.building, gen.retired) if name}
+    served = {gen.served: dataset for dataset, gen in kept.items()}
+    held = conn.execute(select(records.c.dataset).distinct()).scalars()
+    return {name: served.get(name, name) for name in held if name in served or name not in hidden}
+
+
+def _chunk_of(name: str, chunk: int) -> list[Any]:
+    """DELETEs of up to ``chunk`` rows kept under storage ``name`` from each table (pairs, versions, rows)."""
+    pairs, versions, rows = subject_records.c, record_versions.c, records.c
+    pair_key = tuple_(pairs.dataset, pairs.bucket, pairs.written_us, pairs.subject_ref, pairs.record_key)
+    return [
+        delete(subject_records).where(
+            pair_key.in_(select(*subject_records.c).where(pairs.dataset == name).limit(chunk))
+        ),
+        delete(record_versions).where(
+            versions.id.in_(select(versions.id).where(versions.dataset == name).limit(chunk))
+        ),
+        delete(records).where(
+            rows.dataset == name,
+            rows.record_key.in_(select(rows.record_key).where(rows.dataset == name).limit(chunk)),
+        ),
+    ]
+
+
+class _Placed(NamedTuple):
+    """What one transaction of :meth:`ReadModelStore.apply` writes, by dataset and topic."""
+
+    rows: Sequence[Row]
+    positions: Mapping[TopicPartition, int]
+    purges: Sequence[tuple[str, str]]
+    exclusions: Sequence[tuple[str, str]]
+    heads: ChainHeads
+
+    def served(self, kept: Mapping[str, Generations]) -> _Placed:
+        """Into the served generations (``kept``): rows under their storage names; an erased subject out of a
+        retired generation too, whose rows are not all deleted yet."""
+        moved = {d: gen for d, gen in kept.items() if gen.served != d or gen.retired is not None}
+        if not moved:
+            return self
+
+        def name(dataset: str) -> str:
+            gen = moved.get(dataset)
+            return dataset if gen is None else gen.served
+
+        rows = [r if name(r.dataset) == r.dataset else r._replace(dataset=name(r.dataset)) for r in self.rows]
+        purges = [(name(d), ref) for d, ref in self.purges]
+        purges += [(g.retired, ref) for d, ref in self.purges if (g := moved.get(d)) and g.retired]
+        exclusions = [(name(d), key) for d, key in self.exclusions]
+        return self._replace(rows=rows, purges=purges, exclusions=exclusions)
+
+    def building(self, dataset: str, topic: str, name: str) -> _Placed:
+        """Into ``dataset``'s generation being built (storage ``name``), whose positions and chain heads are
+        kept under ``topic`` + :data:`OTHER`; nothing of another dataset."""
+        return _Placed(
+            rows=[r._replace(dataset=name) for r in self.rows if r.dataset == dataset],
+            positions={(t + OTHER, p): at for (t, p), at in self.positions.items() if t == topic},
+            purges=[(name, ref) for d, ref in self.purges if d == dataset],
+            exclusions=[(name, key) for d, key in self.exclusions if d == dataset],
+            heads={(t + OTHER, p, who): h for (t, p, who), h in self.heads.items() if t == topic},
+        )
 
 
 class _Upserts:
@@ -773,7 +1039,8 @@ class _PointRead:
 
     def __init__(self, dialect: Dialect) -> None:
         query = select(records.c.fields).where(
-            records.c.dataset == bindparam("dataset"), records.c.record_key == bindparam("record_key")
+            records.c.dataset == _served_name(bindparam("dataset")),
+            records.c.record_key == bindparam("record_key"),
         )
         compiled = query.compile(dialect=dialect)
         self.sql = compiled.string
@@ -858,7 +1125,7 @@ def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:
     )
     ranked = (
         select(v.record_key, v.fields, latest_first.label("rank"))
-        .where(v.dataset == dataset, v.occurred_at <= _utc(as_of))
+        .where(v.dataset == _served_name(dataset), v.occurred_at <= _utc(as_of))
         .subquery()
     )
     return select(ranked.c.record_key, ranked.c.fields).where(ranked.c.rank == 1).subquery()

@@ -31,6 +31,7 @@ from faust.types.auth import CredentialsT
 from projections.assignor import GuardedAssignor
 from projections.backfill import Backfill
 from projections.engine import Judged, ProjectionEngine
+from projections.generations import described, target_of
 from projections.projector import LogMessage, parsed
 from projections.quarantine import encode_quarantined
 from projections.read_model import TopicPartition
@@ -202,11 +203,21 @@ class ProjectionWorker:
             log.warning(
                 "purged %d rows of %s from %s's read model: no active agreement", rows, dataset, consumer
             )
-        for (consumer, dataset), rows in sorted(reconciled.done.reset.items()):
+        done = reconciled.done
+        for (consumer, dataset), rows in sorted(done.reset.items()):
             log.warning("%s's read model takes %s from its start under new terms (%d rows reset)", consumer,
                         dataset, rows)  # fmt: skip
-            if consumer in self.backfills:
-                self.backfills[consumer].stop()  # it backfilled the old terms: a fresh one follows
+        for (consumer, dataset), rows in sorted(done.building.items()):
+            log.warning("%s's read model builds %s under wider terms beside the %d rows it serves", consumer,
+                        dataset, rows)  # fmt: skip
+        for (consumer, dataset), rows in sorted(done.swapped.items()):
+            log.info("%s's read model serves its new generation of %s (%d rows)", consumer, dataset, rows)
+        for consumer, rows in sorted(done.retired.items()):
+            log.info("%s's read model deleted %d rows of a generation swapped out", consumer, rows)
+        for consumer, dataset in {*done.reset, *done.purged, *done.building, *done.swapped}:
+            for target in (consumer, target_of(consumer, dataset)):
+                if target in self.backfills:
+                    self.backfills[target].stop()  # it backfilled the old terms: a fresh one follows
         if reconciled.restart_reasons:
             self._start_over(reconciled.restart_reasons, logging.WARNING)
             return
@@ -231,7 +242,7 @@ class ProjectionWorker:
         for consumer, positions in sorted(lagging.items()):
             if consumer not in self.backfills and not self.restart_reasons:
                 where = ", ".join(f"{t}[{p}] from {o}" for (t, p), o in sorted(positions.items()))
-                log.info("backfilling %s's read model beside the live stream: %s", consumer, where)
+                log.info("backfilling %s beside the live stream: %s", described(consumer), where)
                 self.backfills[consumer] = Backfill(
                     self.engine, self._bootstrap, consumer, positions, self.live
                 )

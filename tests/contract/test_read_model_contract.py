@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +13,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from projections.read_model import ReadModelStore, Row, schema_name
-
-
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/{{consumer}}.db"
-
-
-def postgres_url(_tmp_path: Path) -> str:
-    url = os.environ.get("SHAREHUB_TEST_POSTGRES_URL")
-    if not url:
-        pytest.fail(
-            "SHAREHUB_TEST_POSTGRES_URL is not set: run the suite with 'make test', which starts PostgreSQL"
-        )
-    return url
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(sqlite_url, id="sqlite"),
-        pytest.param(postgres_url, id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def url_template(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return str(request.param(tmp_path))
-
-
-@pytest.fixture
-def store(url_template: str) -> Iterator[ReadModelStore]:
-    s = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
-    s.create()
-    yield s
-    s.drop()
-    s.close()
+from tests.contract.conftest import sqlite_url
 
 
 def row(key: str, **fields: object) -> Row:
