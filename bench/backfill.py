@@ -208,7 +208,7 @@ def lines(result: dict[str, Any]) -> list[str]:
         f"| backfill, until swapped in | {result['backfilled_events']:,} events in "
         f"{result['backfill_s']:,.1f} s ({result['backfill_rate']:,.0f} ev/s) |",
         f"| Lang Son's rows served during the build (least seen) | {result['served_least']:,} "
-        f"(before: {result['served_before']:,}) |",
+        f"(first pass: {result['served_before']:,}) |",
         f"| every row served with the wider fields after the swap | {_yes(result['wide_after_swap'])} |",
         f"| old generation deleted after the swap | {result['retired_deleted_s']:,.1f} s |",
         f"| freshness before (p50 / p99 / max) | {_summary(before)} |",

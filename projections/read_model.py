@@ -562,6 +562,9 @@ class ReadModelStore:
         kept up to date); returns its storage name. :meth:`swap_built` serves it once it has caught up."""
         with self._writing() as conn:
             gen = _generations(conn, lock=not self.embedded).get(dataset)
+            recorded = conn.execute(select(grants.c.terms).where(grants.c.dataset == dataset)).scalar()
+            if gen is not None and gen.building is not None and recorded == terms:
+                return gen.building  # another worker opened it for the same terms first
             if gen is None or gen.building is not None or gen.retired is not None:
                 raise ValueError(f"{dataset!r} has no served generation alone to build beside: {gen}")
             building = other_storage(gen.served)

@@ -214,10 +214,11 @@ class ProjectionWorker:
             log.info("%s's read model serves its new generation of %s (%d rows)", consumer, dataset, rows)
         for consumer, rows in sorted(done.retired.items()):
             log.info("%s's read model deleted %d rows of a generation swapped out", consumer, rows)
-        for consumer, dataset in {*done.reset, *done.purged, *done.building, *done.swapped}:
-            for target in (consumer, target_of(consumer, dataset)):
-                if target in self.backfills:
-                    self.backfills[target].stop()  # it backfilled the old terms: a fresh one follows
+        # A backfill of rows the terms no longer stand behind stops (a fresh one follows where one is due).
+        started_over = [(c, target_of(c, d)) for c, d in {*done.reset, *done.purged}]
+        for target in [t for pair in started_over for t in pair] + [target_of(*k) for k in done.swapped]:
+            if target in self.backfills:
+                self.backfills[target].stop()
         if reconciled.restart_reasons:
             self._start_over(reconciled.restart_reasons, logging.WARNING)
             return

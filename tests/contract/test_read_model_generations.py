@@ -131,7 +131,11 @@ def test_a_reset_takes_every_generation_and_the_building_positions(store: ReadMo
 
 def test_a_generation_is_built_beside_one_served_alone(store: ReadModelStore) -> None:
     served_under_narrow_terms(store, ["a"])
-    store.start_building(DATASET, TOPIC, terms="wide", agreement_id="ag-2", granted=WIDE)
+    name = store.start_building(DATASET, TOPIC, terms="wide", agreement_id="ag-2", granted=WIDE)
+    store.apply([row("a", name="A")], {(TOPIC, 0): 1}, building=(DATASET, TOPIC))
+    again = store.start_building(DATASET, TOPIC, terms="wide", agreement_id="ag-2", granted=WIDE)
+    assert again == name, "a second worker reconciling the same terms finds the generation opened"
+    assert store.positions(building=TOPIC) == {(TOPIC, 0): 1}, "and leaves it as it stands"
     with pytest.raises(ValueError, match="no served generation alone"):
         store.start_building(DATASET, TOPIC, terms="wider", agreement_id="ag-3", granted=WIDE)
     with pytest.raises(ValueError, match="no served generation alone"):
