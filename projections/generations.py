@@ -60,9 +60,11 @@ class BuildingGeneration:
     dataset alone, with positions and chain heads of its own. Once the generation is swapped in or given up,
     it writes nothing, and stands where the served rows do (so nothing backfills it)."""
 
-    def __init__(self, store: ReadModelStore, dataset: str, topic: str) -> None:
+    def __init__(self, store: ReadModelStore, consumer: str, dataset: str, topic: str) -> None:
         self.store = store
-        self.consumer = store.consumer
+        #: The agency whose terms the generation is projected under (its read model may be named otherwise,
+        #: as a rebuild's scratch store is).
+        self.consumer = consumer
         self.dataset = dataset
         self.topic = topic
 

@@ -298,7 +298,8 @@ class Projector:
             moved = {tp: end for tp, end in ends.items() if tp not in lagging and end > done.get(tp, 0)}
             placed_here = [(i, v) for i, (tp, offset, v) in enumerate(placed)
                            if tp not in lagging and offset >= done.get(tp, 0)]  # fmt: skip
-            rows, purges, exclusions = self._for_consumer(store.consumer, placed_here, now)
+            consumer = store.consumer if isinstance(store, BuildingGeneration) else target
+            rows, purges, exclusions = self._for_consumer(consumer, placed_here, now)
             decision.rows[target], decision.purges[target] = rows, purges
             decision.exclusions[target] = exclusions
             decision.positions[target] = moved
@@ -450,7 +451,7 @@ class Projector:
             del self._builds[target]
         for target, dataset in building.items():
             if target not in self._builds:
-                self._builds[target] = BuildingGeneration(store, dataset, topic_of[dataset])
+                self._builds[target] = BuildingGeneration(store, consumer, dataset, topic_of[dataset])
 
     def new_consumers(self) -> list[str]:
         """Agencies that hold an agreement and have no read model here yet (:meth:`adopt` them)."""

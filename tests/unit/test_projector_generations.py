@@ -4,7 +4,10 @@ take the rows away first; an agreement that ends takes every generation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from projections.generations import only_widens
+from projections.projector import Projector
 from projections.read_model import Generations, ReadModelStore
 from services.hub import Hub
 from tests.unit.test_avro import member
@@ -113,3 +116,22 @@ def test_terms_only_widen_a_grant_with_the_same_row_filter_and_every_field_kept(
     assert not only_widens(narrow, '{"fields":["a","c"],"row_filter":null}')
     assert not only_widens(narrow, '{"fields":["a","b"],"row_filter":"status = \\"OFFICIAL\\""}')
     assert not only_widens(None, narrow), "what rows made before recorded nothing hold is not known"
+
+
+def test_a_read_model_named_otherwise_than_its_agency_is_projected_and_built_under_the_agencys_terms(
+    offline_hub: Hub, tmp_path: Path
+) -> None:
+    """A rebuild's scratch store is named ``<agency>__rebuild``: the projector's key names the agency."""
+    scratch = ReadModelStore(f"sqlite:///{tmp_path}/{{consumer}}.db", "langson-ppc__rebuild")
+    scratch.create()
+    p = Projector(offline_hub.governance, offline_hub.keys, {"langson-ppc": scratch})
+    p.reconcile()
+    batch = messages(offline_hub, [member(member_id=f"PM{i:010d}") for i in range(3)])
+    apply(p, batch)
+    assert fields_served(scratch) == {frozenset(NARROW)} and scratch.count(DATASET) == 3
+
+    replace_lang_sons_terms(offline_hub, WIDE)
+    assert p.reconcile().building == {("langson-ppc", DATASET): 3}
+    apply(p.for_one(BUILD), batch)
+    assert p.reconcile().swapped == {("langson-ppc", DATASET): 3}
+    assert fields_served(scratch) == {frozenset(WIDE)}
