@@ -47,11 +47,12 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    literal,
     or_,
     select,
     text,
     tuple_,
-    union,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, make_url
@@ -80,11 +81,13 @@ records = Table(
     Column("version", BigInteger, nullable=False),
 )
 
-#: Every version of every record, for reads "as of" a past time: each one as granted, stamped with the time
-#: its event occurred. A record that leaves the read model (erasure, a row filter it no longer passes, an
-#: agreement that ends) takes its versions along: the past is no more visible than the present.
-record_versions = Table(
-    "record_versions",
+#: Every past version of every record, for reads "as of" a past time: each one as granted, stamped with the
+#: time its event occurred. The current version is the record's row in ``records``, kept once: a version
+#: comes here when a later event for its record supersedes it. A record that leaves the read model (erasure,
+#: a row filter it no longer passes, an agreement that ends) takes its versions along: the past is no more
+#: visible than the present.
+record_history = Table(
+    "record_history",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("dataset", String(64), nullable=False),
@@ -92,7 +95,7 @@ record_versions = Table(
     Column("subject_ref", String(64), nullable=False),
     Column("fields", JSON, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Index("ix_record_versions_key_time", "dataset", "record_key", "occurred_at"),
+    Index("ix_record_history_key_time", "dataset", "record_key", "occurred_at"),
 )
 
 #: Which records each subject has had: what an erasure finds its rows and versions by. A pair is written when
@@ -288,8 +291,9 @@ class ReadModelStore:
                     raise
 
     def _create_tables(self, conn: Connection) -> None:
-        """The tables that are missing. A read model made before ``subject_records`` gets its pairs from the
-        pairs or the rows and versions it holds, and loses what they replace, in the same transaction."""
+        """The tables and columns that are missing, in the same transaction as what a read model made before
+        them needs: pairs for ``subject_records``, columns of ``grants`` for generations, and past versions
+        alone in ``record_history`` (``record_versions`` held every version, the current one too)."""
         found = inspect(conn)
         made_before = found.has_table("records", schema=self._schema) and not found.has_table(
             "subject_records", schema=self._schema
@@ -301,12 +305,23 @@ class ReadModelStore:
                 kind = grants.c[name].type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {prefix}grants ADD COLUMN {name} {kind}")
         metadata.create_all(conn)
-        if not made_before:
-            return
+        versioned = ["records"]
+        if found.has_table("record_versions", schema=self._schema):
+            versioned.append("record_versions")
+        if made_before:
+            self._pair_subjects(conn, found, prefix, versioned)
+        if len(versioned) > 1:
+            _keep_past_versions_alone(conn, prefix)
+
+    def _pair_subjects(self, conn: Connection, found: Any, prefix: str, versioned: list[str]) -> None:
+        """A read model made before ``subject_records``: its pairs, from the pairs it kept or the rows and
+        versions it holds (``versioned``: their tables); what they replace goes."""
         if found.has_table("record_subjects", schema=self._schema):
             held: Any = text(f"SELECT dataset, subject_ref, record_key FROM {prefix}record_subjects")
         else:
-            held = union(*(select(*(t.c[n] for n in _PAIR_COLUMNS)) for t in (records, record_versions)))
+            held = text(
+                " UNION ".join(f"SELECT {', '.join(_PAIR_COLUMNS)} FROM {prefix}{t}" for t in versioned)
+            )
         now_us = time.time_ns() // 1_000
         for part in conn.execute(held).partitions(10_000):
             conn.execute(
@@ -445,11 +460,14 @@ class ReadModelStore:
                 conn.execute(stmt, found)
 
     def _write_rows(self, conn: Connection, rows: Sequence[Row]) -> None:
-        """Every row as a version; the last row per key as the current record, counting every event
-        applied to its key (later events for the same key win); a pair for each record applied under a
-        subject it does not have yet."""
+        """The last row per key as the current record, counting every event applied to its key (later
+        events for the same key win); the record it replaces, and every earlier row of the batch for its
+        key, as past versions, in that order; a pair for each record applied under a subject it does not
+        have yet."""
         upsert = self._upserts
-        pairs = self._new_pairs(conn, rows)
+        pairs, held = self._new_pairs(conn, rows)
+        for dataset, keys in held.items():  # current versions about to be superseded: into the history
+            conn.execute(upsert.supersede, {"dataset": dataset, "keys": keys})
         last: dict[tuple[str, str], int] = {}
         applied: dict[tuple[str, str], int] = {}
         for i, r in enumerate(rows):
@@ -465,6 +483,11 @@ class ReadModelStore:
         }
         kept = list(last.values())
         current = {name: [column[i] for i in kept] for name, column in versions.items()}
+        if len(kept) < len(rows):
+            past = sorted(set(range(len(rows))) - set(kept))
+            versions = {name: [column[i] for i in past] for name, column in versions.items()}
+        else:
+            versions = {}
         current["event_id"] = [rows[i].event_id for i in kept]
         current["agreement_id"] = [rows[i].agreement_id for i in kept]
         current["applied_at"] = [dt.datetime.now(dt.UTC)] * len(kept)
@@ -472,7 +495,8 @@ class ReadModelStore:
         # A current row shares its fields and time with its version: processed once for both.
         processed: dict[int, Any] = {}
         upsert.write(conn, upsert.records, current, processed)
-        upsert.write(conn, upsert.versions, versions, processed)
+        if versions:
+            upsert.write(conn, upsert.versions, versions, processed)
         if not pairs:
             return
         subjects: dict[str, list[Any]] = {
@@ -484,9 +508,12 @@ class ReadModelStore:
         }
         upsert.write(conn, upsert.subjects, subjects, processed)
 
-    def _new_pairs(self, conn: Connection, rows: Sequence[Row]) -> list[tuple[str, str, str]]:
+    def _new_pairs(
+        self, conn: Connection, rows: Sequence[Row]
+    ) -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
         """(dataset, subject, key) of each record ``rows`` apply under a subject it does not have in the
-        read model now (new, or given to another subject), in order, each once."""
+        read model now (new, or given to another subject), in order, each once; and per dataset, the keys of
+        ``rows`` the read model holds a record of now."""
         keys: dict[str, list[str]] = {}
         for r in rows:
             keys.setdefault(r.dataset, []).append(r.record_key)
@@ -494,12 +521,15 @@ class ReadModelStore:
         for dataset, named in keys.items():
             found = conn.execute(self._upserts.held_subjects, {"dataset": dataset, "keys": named})
             held.update(((dataset, key), ref) for key, ref in found)
+        present: dict[str, list[str]] = {}
+        for dataset, key in held:
+            present.setdefault(dataset, []).append(key)
         pairs: dict[tuple[str, str, str], None] = {}
         for r in rows:
             if held.get((r.dataset, r.record_key)) != r.subject_ref:
                 held[(r.dataset, r.record_key)] = r.subject_ref
                 pairs[(r.dataset, r.subject_ref, r.record_key)] = None
-        return list(pairs)
+        return list(pairs), present
 
     def purge_dataset(self, dataset: str, topic: str | None = None) -> int:
         """Delete every row of ``dataset``, of every generation, and its recorded terms (its agreement ended:
@@ -508,7 +538,7 @@ class ReadModelStore:
         names = [dataset, other_storage(dataset)]
         with self._writing() as conn:
             conn.execute(delete(grants).where(grants.c.dataset == dataset))
-            conn.execute(delete(record_versions).where(record_versions.c.dataset.in_(names)))
+            conn.execute(delete(record_history).where(record_history.c.dataset.in_(names)))
             conn.execute(delete(subject_records).where(subject_records.c.dataset.in_(names)))
             purged = int(conn.execute(delete(records).where(records.c.dataset.in_(names))).rowcount or 0)
             if topic is not None:
@@ -549,7 +579,7 @@ class ReadModelStore:
                 )
             )
             deleted = int(conn.execute(delete(records).where(records.c.dataset.in_(names))).rowcount or 0)
-            conn.execute(delete(record_versions).where(record_versions.c.dataset.in_(names)))
+            conn.execute(delete(record_history).where(record_history.c.dataset.in_(names)))
             conn.execute(delete(subject_records).where(subject_records.c.dataset.in_(names)))
             for table in (positions, chain_heads):
                 conn.execute(delete(table).where(table.c.topic.in_([topic, topic + OTHER])))
@@ -658,7 +688,7 @@ class ReadModelStore:
         """Make this read model's rows, positions and chain heads exactly ``source``'s, in one transaction:
         a reader sees the old contents until the commit and the new ones after (the rebuild's swap)."""
         with self.engine.begin() as conn, source.engine.connect() as src:
-            for table in (records, record_versions, subject_records, positions, chain_heads, grants):
+            for table in (records, record_history, subject_records, positions, chain_heads, grants):
                 conn.execute(delete(table))
                 result = src.execution_options(yield_per=chunk).execute(select(table))
                 for part in result.partitions(chunk):
@@ -738,15 +768,10 @@ class ReadModelStore:
                 records.c.dataset == _served_name(dataset), records.c.record_key == record_key
             )
         else:
-            v = record_versions.c
+            versions = _versions_until(dataset, as_of, record_key)
             query = (
-                select(v.fields)
-                .where(
-                    v.dataset == _served_name(dataset),
-                    v.record_key == record_key,
-                    v.occurred_at <= _utc(as_of),
-                )
-                .order_by(v.occurred_at.desc(), v.id.desc())
+                select(versions.c.fields)
+                .order_by(versions.c.occurred_at.desc(), versions.c.seq.desc())
                 .limit(1)
             )
         with self.engine.connect() as conn:
@@ -768,11 +793,12 @@ class ReadModelStore:
         return forgotten
 
     def version_count(self, dataset: str) -> int:
-        """How many record versions ``dataset`` keeps for reads "as of" a past time."""
-        served = record_versions.c.dataset == _served_name(dataset)
-        query = select(func.count()).select_from(record_versions).where(served)
+        """How many record versions ``dataset`` keeps for reads "as of" a past time (current ones too)."""
+        name = _served_name(dataset)
+        past = select(func.count()).select_from(record_history).where(record_history.c.dataset == name)
+        current = select(func.count()).select_from(records).where(records.c.dataset == name)
         with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(past).scalar_one()) + int(conn.execute(current).scalar_one())
 
     def count(self, dataset: str | None = None) -> int:
         """How many records the consumer sees, of ``dataset`` or of every dataset."""
@@ -841,13 +867,13 @@ def _visible(conn: Connection) -> dict[str, str]:
 
 def _chunk_of(name: str, chunk: int) -> list[Any]:
     """DELETEs of up to ``chunk`` rows kept under storage ``name`` from each table (pairs, versions, rows)."""
-    pairs, versions, rows = subject_records.c, record_versions.c, records.c
+    pairs, versions, rows = subject_records.c, record_history.c, records.c
     pair_key = tuple_(pairs.dataset, pairs.bucket, pairs.written_us, pairs.subject_ref, pairs.record_key)
     return [
         delete(subject_records).where(
             pair_key.in_(select(*subject_records.c).where(pairs.dataset == name).limit(chunk))
         ),
-        delete(record_versions).where(
+        delete(record_history).where(
             versions.id.in_(select(versions.id).where(versions.dataset == name).limit(chunk))
         ),
         delete(records).where(
@@ -906,9 +932,10 @@ class _Upserts:
         heads = insert(chain_heads)
         pos = insert(positions)
         self.records = _records_upsert(insert(records))
-        self.versions = insert(record_versions)
+        self.versions = insert(record_history)
         self.subjects = _pair_kept(insert(subject_records))
         self.held_subjects = _held_subjects(dialect.name)
+        self.supersede = _superseding(dialect.name)
         self.pairs_of = _pairs_of_subject()
         self.purges = _subject_purges()
         self.exclusions = _record_exclusions()
@@ -924,7 +951,7 @@ class _Upserts:
         self._from_json: dict[int, tuple[Any, tuple[str, ...]]] = {}
         written = (
             (self.records, records, _records_upsert),
-            (self.versions, record_versions, None),
+            (self.versions, record_history, None),
             (self.subjects, subject_records, _pair_kept),
         )
         for stmt, table, on_conflict in written:
@@ -987,13 +1014,44 @@ def _from_json(table: Table, on_conflict: Callable[[Any], Any] | None) -> tuple[
 
 def _held_subjects(dialect: str) -> Any:
     """(record_key, subject_ref) of the records of ``dataset`` among ``keys`` (a list), one statement
-    whatever their number: an array on PostgreSQL, a JSON array on SQLite."""
-    query = select(records.c.record_key, records.c.subject_ref)
+    whatever their number."""
+    return select(records.c.record_key, records.c.subject_ref).where(_among_keys(dialect))
+
+
+def _among_keys(dialect: str) -> Any:
+    """SQL: a record of ``dataset`` among ``keys`` (a list: an array on PostgreSQL, JSON on SQLite)."""
     if dialect == "postgresql":
         keys: Any = bindparam("keys", type_=postgresql.ARRAY(String))
-        return query.where(records.c.dataset == bindparam("dataset"), records.c.record_key == any_(keys))
+        return and_(records.c.dataset == bindparam("dataset"), records.c.record_key == any_(keys))
     listed: Any = select(column("value")).select_from(func.json_each(bindparam("keys", type_=JSON)))
-    return query.where(records.c.dataset == bindparam("dataset"), records.c.record_key.in_(listed))
+    return and_(records.c.dataset == bindparam("dataset"), records.c.record_key.in_(listed))
+
+
+#: The columns a current record and its past versions share.
+_VERSION_COLUMNS = ("dataset", "record_key", "subject_ref", "fields", "occurred_at")
+
+
+def _superseding(dialect: str) -> Any:
+    """INSERT into ``record_history`` of the current records of ``dataset`` among ``keys``, as they are
+    (copied in the database, the fields' text unchanged): done just before later events replace them."""
+    current = select(*(records.c[n] for n in _VERSION_COLUMNS)).where(_among_keys(dialect))
+    return record_history.insert().from_select(list(_VERSION_COLUMNS), current)
+
+
+def _keep_past_versions_alone(conn: Connection, prefix: str) -> None:
+    """A read model made before ``record_history``: its ``record_versions`` held every version, the current
+    one too. Each version but the one its current record is (the last applied with the record's time) goes
+    into ``record_history``, in the order applied; then ``record_versions`` goes."""
+    # (NOT EXISTS with index lookups: a NOT IN over millions of ids is not hashed in PostgreSQL's work_mem.)
+    conn.exec_driver_sql(
+        f"INSERT INTO {prefix}record_history (dataset, record_key, subject_ref, fields, occurred_at) "
+        "SELECT v.dataset, v.record_key, v.subject_ref, v.fields, v.occurred_at "
+        f"FROM {prefix}record_versions v WHERE NOT EXISTS (SELECT 1 FROM {prefix}records r "
+        "WHERE r.dataset = v.dataset AND r.record_key = v.record_key AND r.occurred_at = v.occurred_at "
+        f"AND v.id = (SELECT max(c.id) FROM {prefix}record_versions c WHERE c.dataset = v.dataset "
+        "AND c.record_key = v.record_key AND c.occurred_at = v.occurred_at)) ORDER BY v.id"
+    )
+    conn.exec_driver_sql(f"DROP TABLE {prefix}record_versions")
 
 
 def _pairs_of_subject() -> Any:
@@ -1018,7 +1076,7 @@ def _subject_purges() -> list[Any]:
                 table.c.record_key == named["record_key"],
                 table.c.subject_ref == named["subject_ref"],
             )
-            for table in (records, record_versions)
+            for table in (records, record_history)
         ),
         delete(subject_records).where(*(c == named[c.name] for c in subject_records.c)),
     ]
@@ -1031,7 +1089,7 @@ def _record_exclusions() -> list[Any]:
     key = bindparam("excluded_key", type_=String)
     return [
         delete(table).where(table.c.dataset == dataset, table.c.record_key == key)
-        for table in (records, record_versions)
+        for table in (records, record_history)
     ]
 
 
@@ -1099,9 +1157,10 @@ class _DirectStatement:
 
 
 def _superseded_versions(dataset: str, before: dt.datetime) -> Any:
-    """DELETE of ``dataset``'s versions that occurred before ``before`` and have a later version of their
-    record at or before it: no read "as of" ``before`` or later returns them."""
-    older, newer = record_versions.alias("older"), record_versions.alias("newer")
+    """DELETE of ``dataset``'s past versions that occurred before ``before`` and have a later version of
+    their record at or before it (a later past version, or the current record, which is later than every
+    past one of the same time): no read "as of" ``before`` or later returns them."""
+    older, newer = record_history.alias("older"), record_history.alias("newer")
     horizon = _utc(before)
     superseded = (
         select(newer.c.id)
@@ -1116,21 +1175,50 @@ def _superseded_versions(dataset: str, before: dt.datetime) -> Any:
         )
         .exists()
     )
-    doomed = select(older.c.id).where(older.c.dataset == dataset, older.c.occurred_at < horizon, superseded)
-    return delete(record_versions).where(record_versions.c.id.in_(doomed))
+    current = (
+        select(records.c.record_key)
+        .where(
+            records.c.dataset == older.c.dataset,
+            records.c.record_key == older.c.record_key,
+            records.c.occurred_at <= horizon,
+            records.c.occurred_at >= older.c.occurred_at,
+        )
+        .exists()
+    )
+    doomed = select(older.c.id).where(
+        older.c.dataset == dataset, older.c.occurred_at < horizon, or_(superseded, current)
+    )
+    return delete(record_history).where(record_history.c.id.in_(doomed))
+
+
+#: Where a current record ranks among versions of the same time: after every past one.
+_CURRENT = 2**62
+
+
+def _versions_until(dataset: str, as_of: dt.datetime, record_key: str | None = None) -> Any:
+    """(record_key, fields, occurred_at, seq) of every version of ``dataset``'s served records (past and
+    current; of ``record_key`` alone, if given) that occurred at or before ``as_of``. The latest of a
+    record is the one of the latest time, then of the highest ``seq``."""
+    name, until = _served_name(dataset), _utc(as_of)
+    h, r = record_history.c, records.c
+    past = select(h.record_key, h.fields, h.occurred_at, h.id.label("seq")).where(
+        h.dataset == name, h.occurred_at <= until
+    )
+    current = select(r.record_key, r.fields, r.occurred_at, literal(_CURRENT, BigInteger).label("seq")).where(
+        r.dataset == name, r.occurred_at <= until
+    )
+    if record_key is not None:
+        past, current = past.where(h.record_key == record_key), current.where(r.record_key == record_key)
+    return union_all(past, current).subquery()
 
 
 def _versions_as_of(dataset: str, as_of: dt.datetime) -> Any:
     """(record_key, fields) of each record's latest version that occurred at or before ``as_of``."""
-    v = record_versions.c
+    versions = _versions_until(dataset, as_of)
     latest_first = func.row_number().over(
-        partition_by=v.record_key, order_by=(v.occurred_at.desc(), v.id.desc())
+        partition_by=versions.c.record_key, order_by=(versions.c.occurred_at.desc(), versions.c.seq.desc())
     )
-    ranked = (
-        select(v.record_key, v.fields, latest_first.label("rank"))
-        .where(v.dataset == _served_name(dataset), v.occurred_at <= _utc(as_of))
-        .subquery()
-    )
+    ranked = select(versions.c.record_key, versions.c.fields, latest_first.label("rank")).subquery()
     return select(ranked.c.record_key, ranked.c.fields).where(ranked.c.rank == 1).subquery()
 
 

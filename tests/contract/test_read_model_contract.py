@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from projections.read_model import ReadModelStore, Row, schema_name
+from projections.read_model import ReadModelStore, Row, record_history, schema_name
 from tests.contract.conftest import sqlite_url
 
 
@@ -316,6 +316,84 @@ def test_a_pair_is_written_when_a_record_meets_a_subject_and_not_for_each_later_
     assert store.version_count("party-members") == 0
 
 
+def made_before_record_history(store: ReadModelStore) -> None:
+    """Turn ``store`` into a read model as made before ``record_history``: ``record_versions`` held every
+    version, the current one too, in the order applied."""
+    prefix = "" if store.embedded else f'"{schema_name(store.consumer)}".'
+    key = "INTEGER PRIMARY KEY AUTOINCREMENT" if store.embedded else "BIGSERIAL PRIMARY KEY"
+    moment = "DATETIME" if store.embedded else "TIMESTAMP WITH TIME ZONE"
+    columns = "dataset, record_key, subject_ref, fields, occurred_at"
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE {prefix}record_versions (id {key}, dataset VARCHAR(64) NOT NULL, "
+            "record_key VARCHAR(256) NOT NULL, subject_ref VARCHAR(64) NOT NULL, fields JSON NOT NULL, "
+            f"occurred_at {moment} NOT NULL)"
+        )
+        for table in ("record_history", "records"):
+            conn.exec_driver_sql(
+                f"INSERT INTO {prefix}record_versions ({columns}) SELECT {columns} FROM {prefix}{table}"
+                + (" ORDER BY id" if table == "record_history" else "")
+            )
+        conn.exec_driver_sql(f"DROP TABLE {prefix}record_history")
+
+
+def test_a_read_model_made_before_record_history_keeps_each_past_version_once(url_template: str) -> None:
+    made = ReadModelStore(url_template, f"c-{uuid.uuid4().hex[:8]}")
+    made.create()
+    try:
+        made.apply(
+            [versioned("A", 2, status="PROBATIONARY"), versioned("B", 2, status="OFFICIAL")], {("t", 0): 2}
+        )
+        made.apply([versioned("A", 3, status="OFFICIAL")], {("t", 0): 3})
+        made_before_record_history(made)
+        made.close()
+        reopened = ReadModelStore(url_template, made.consumer)
+        reopened.create()
+        schema = None if reopened.embedded else schema_name(reopened.consumer)
+        with reopened.engine.connect() as conn:
+            assert not inspect(conn).has_table("record_versions", schema=schema)
+            past = conn.execute(select(record_history.c.record_key, record_history.c.fields)).all()
+        assert past == [("A", {"status": "PROBATIONARY"})], "the past version alone; current ones once"
+        assert reopened.get("party-members", "A", as_of=at(2)) == {
+            "key": "A",
+            "fields": {"status": "PROBATIONARY"},
+        }
+        assert reopened.get("party-members", "A", as_of=at(4)) == {
+            "key": "A",
+            "fields": {"status": "OFFICIAL"},
+        }
+        assert reopened.version_count("party-members") == 3
+        reopened.create()  # a second start finds it made, and changes nothing
+        assert reopened.version_count("party-members") == 3
+        reopened.apply([versioned("B", 5, status="EXPELLED")], {("t", 0): 4})
+        assert reopened.get("party-members", "B", as_of=at(4)) == {
+            "key": "B",
+            "fields": {"status": "OFFICIAL"},
+        }
+        reopened.close()
+    finally:
+        made.drop()
+        made.close()
+
+
+def test_the_current_version_is_kept_once_and_moves_to_the_history_when_superseded(
+    store: ReadModelStore,
+) -> None:
+    store.apply([versioned("A", 2, v=1), versioned("A", 3, v=2), versioned("B", 2, v=1)], {("t", 0): 3})
+    with store.engine.connect() as conn:
+        assert conn.execute(select(record_history.c.record_key, record_history.c.fields)).all() == [
+            ("A", {"v": 1})
+        ]
+    store.apply([versioned("A", 4, v=3), versioned("B", 4, v=2)], {("t", 0): 5})
+    with store.engine.connect() as conn:
+        past = conn.execute(
+            select(record_history.c.record_key, record_history.c.fields).order_by(record_history.c.id)
+        )
+        assert past.all() == [("A", {"v": 1}), ("A", {"v": 2}), ("B", {"v": 1})]
+    assert store.version_count("party-members") == 5
+    assert [store.get("party-members", "A", as_of=at(d))["fields"]["v"] for d in (2, 3, 4)] == [1, 2, 3]  # type: ignore[index]
+
+
 #: How a read model made before ``subject_records`` found a subject's rows.
 _EARLIER_LAYOUTS = {
     # pairs in a table ordered by pseudonym
@@ -343,6 +421,7 @@ def test_a_read_model_made_before_subject_records_gets_its_pairs_and_purges_as_b
             [versioned("A", 2, status="OFFICIAL"), versioned("B", 2, status="OFFICIAL")], {("t", 0): 2}
         )
         made.apply([versioned("A", 3, status="EXPELLED")], {("t", 0): 3})
+        made_before_record_history(made)  # as every read model made before subject_records was
         prefix = "" if made.embedded else f'"{schema_name(made.consumer)}".'
         with made.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE {prefix}subject_records")
@@ -355,7 +434,7 @@ def test_a_read_model_made_before_subject_records_gets_its_pairs_and_purges_as_b
         with reopened.engine.connect() as conn:
             found = inspect(conn)
             names = {
-                i["name"] for t in ("records", "record_versions") for i in found.get_indexes(t, schema=schema)
+                i["name"] for t in ("records", "record_history") for i in found.get_indexes(t, schema=schema)
             }
             assert not found.has_table("record_subjects", schema=schema)
         assert not names & {"ix_records_subject_ref", "ix_record_versions_subject"}
