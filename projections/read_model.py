@@ -380,6 +380,10 @@ class ReadModelStore:
         with self.engine.connect() as conn:
             return _generations(conn)
 
+    def _row_lock(self, mode: str) -> str | None:
+        """The lock :func:`_generations` takes on ``grants`` in a transaction of :meth:`_writing`."""
+        return None if self.embedded else mode
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Connection]:
         """A transaction that reads where rows are kept, then writes: no swap of generations can come
@@ -411,7 +415,7 @@ class ReadModelStore:
         upsert = self._upserts
         with self._writing() as conn:
             placed = _Placed(rows, new_positions, purges, exclusions, heads or {})
-            kept = _generations(conn, lock=not self.embedded)
+            kept = _generations(conn, lock=self._row_lock("share"))
             if building is None:
                 placed = placed.served(kept)
             else:
@@ -591,7 +595,7 @@ class ReadModelStore:
         project them into from the dataset's start, beside the served one (which goes on being served and
         kept up to date); returns its storage name. :meth:`swap_built` serves it once it has caught up."""
         with self._writing() as conn:
-            gen = _generations(conn, lock=not self.embedded).get(dataset)
+            gen = _generations(conn, lock=self._row_lock("update")).get(dataset)
             recorded = conn.execute(select(grants.c.terms).where(grants.c.dataset == dataset)).scalar()
             if gen is not None and gen.building is not None and recorded == terms:
                 return gen.building  # another worker opened it for the same terms first
@@ -614,7 +618,7 @@ class ReadModelStore:
         heads become the served ones, and the generation served until now is retired (see
         :meth:`delete_retired`), in one transaction. False: nothing changed (none is built, or not yet)."""
         with self._writing() as conn:
-            gen = _generations(conn, lock=not self.embedded).get(dataset)
+            gen = _generations(conn, lock=self._row_lock("update")).get(dataset)
             if gen is None or gen.building is None:
                 return False
             stands = select(positions.c.partition, positions.c.next_offset)
@@ -785,7 +789,7 @@ class ReadModelStore:
         current rows are never touched. One transaction; returns how many versions went."""
         forgotten = 0
         with self._writing() as conn:
-            kept = _generations(conn, lock=not self.embedded)
+            kept = _generations(conn, lock=self._row_lock("share"))
             for dataset, before in sorted(horizons.items()):
                 gen = kept.get(dataset, Generations(dataset))
                 for name in (n for n in (gen.served, gen.building) if n is not None):
@@ -836,13 +840,15 @@ class ReadModelStore:
 _RECORDED = ("terms", "agreement_id", "recorded_at", *_GENERATION_COLUMNS)
 
 
-def _generations(conn: Connection, *, lock: bool = False) -> dict[str, Generations]:
-    """Dataset → where its rows are kept, read in ``conn``; ``lock``: the rows read stay as they are until
-    its transaction ends (PostgreSQL; on SQLite the transaction holds the file's write lock already)."""
+def _generations(conn: Connection, *, lock: str | None = None) -> dict[str, Generations]:
+    """Dataset → where its rows are kept, read in ``conn``. ``lock`` (PostgreSQL; on SQLite the transaction
+    holds the file's write lock already): "share", the rows read stay as they are until the transaction
+    ends (a write of rows); "update", and no one else may lock them meanwhile (a change of generations, so
+    two workers' swaps wait for each other instead of deadlocking)."""
     g = grants.c
     query = select(g.dataset, g.stored_as, g.building_as, g.retired_as)
-    if lock:
-        query = query.with_for_update(read=True)
+    if lock is not None:
+        query = query.with_for_update(read=lock == "share")
     return {
         d: Generations(served or d, building, retired) for d, served, building, retired in conn.execute(query)
     }

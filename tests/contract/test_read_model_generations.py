@@ -4,6 +4,8 @@ caught up, and the generation swapped out leaves nothing behind."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import uuid
 
 import pytest
@@ -154,3 +156,26 @@ def test_a_read_model_made_before_generations_gets_their_columns_and_serves_its_
     store.create()
     assert store.generations() == {DATASET: Generations(DATASET)} and store.granted(DATASET) is None
     assert store.get(DATASET, "a") == {"key": "a", "fields": {"status": "OFFICIAL"}}
+
+
+def test_two_workers_swapping_at_once_swap_once_and_neither_fails(
+    store: ReadModelStore, url_template: str
+) -> None:
+    served_under_narrow_terms(store, ["a"])
+    store.start_building(DATASET, TOPIC, terms="wide", agreement_id="ag-2", granted=WIDE)
+    store.apply([row("a", name="A")], {(TOPIC, 0): 1}, building=(DATASET, TOPIC))
+    workers = [ReadModelStore(url_template, store.consumer) for _ in range(2)]
+    start = threading.Barrier(len(workers))
+
+    def swap(worker: ReadModelStore) -> bool:
+        start.wait()
+        return worker.swap_built(DATASET, TOPIC)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+            swapped = sorted(pool.map(swap, workers))
+    finally:
+        for worker in workers:
+            worker.close()
+    assert swapped == [False, True]
+    assert store.generations()[DATASET] == Generations(DATASET + "~", retired=DATASET)
