@@ -645,25 +645,25 @@ class ReadModelStore:
     def delete_retired(self, *, budget_s: float | None = None, chunk: int = 5_000) -> int:
         """Delete the rows of generations swapped out, ``chunk`` rows of a table per transaction (so live
         batches pass between), until none is left or ``budget_s`` has passed; returns how many rows went.
-        A retired generation whose rows are all gone is forgotten."""
+        A retired generation is forgotten in the transaction that finds fewer than ``chunk`` rows left in
+        every table (so, with ``budget_s``, however slow the disk: at least one transaction runs)."""
         deadline = None if budget_s is None else time.monotonic() + budget_s
         deleted = 0
         for dataset, gen in sorted(self.generations().items()):
             if gen.retired is None:
                 continue
-            while deadline is None or time.monotonic() < deadline:
+            while True:
                 with self._writing() as conn:
-                    went = sum(
-                        int(conn.execute(stmt).rowcount or 0) for stmt in _chunk_of(gen.retired, chunk)
-                    )
-                    if not went:
+                    went = [int(conn.execute(stmt).rowcount or 0) for stmt in _chunk_of(gen.retired, chunk)]
+                    finished = all(n < chunk for n in went)
+                    if finished:
                         conn.execute(
                             grants.update()
                             .where(grants.c.dataset == dataset, grants.c.retired_as == gen.retired)
                             .values(retired_as=None)
                         )
-                deleted += went
-                if not went:
+                deleted += sum(went)
+                if finished or (deadline is not None and time.monotonic() >= deadline):
                     break
         if deleted:
             self.forget_deleted()

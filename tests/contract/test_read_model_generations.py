@@ -179,3 +179,15 @@ def test_two_workers_swapping_at_once_swap_once_and_neither_fails(
             worker.close()
     assert swapped == [False, True]
     assert store.generations()[DATASET] == Generations(DATASET + "~", retired=DATASET)
+
+
+def test_a_retired_generation_smaller_than_a_chunk_goes_in_one_transaction_whatever_the_budget(
+    store: ReadModelStore,
+) -> None:
+    served_under_narrow_terms(store, ["a", "b"])
+    store.start_building(DATASET, TOPIC, terms="wide", agreement_id="ag-2", granted=WIDE)
+    store.apply([row(k, name=k) for k in ("a", "b")], {(TOPIC, 0): 2}, building=(DATASET, TOPIC))
+    assert store.swap_built(DATASET, TOPIC)
+    assert store.delete_retired(budget_s=0.0) == 4, "two rows and their two pairs"
+    assert store.generations()[DATASET].retired is None
+    assert stored_rows(store) == {DATASET + "~": 2}
