@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.generations import BuildingGeneration, granted, only_widens, target_of
-from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
+from projections.read_model import ChainHeads, Generations, ReadModelStore, Row, TopicPartition
 from sharehub import chain
 from sharehub.avro import RecordSchema
 from sharehub.codec import DatasetCodec, DatasetKeys, Opened, codecs_by_topic
@@ -404,6 +404,7 @@ class Projector:
                 else:
                     recorded.update(store.recorded_terms())  # a replay another process requested
                 kept = store.generations()
+                changed = False  # where the rows are kept: read again after a change, not every round
                 for topic, dataset in self._dataset_by_topic.items():
                     agreement = self._governance.active_agreement(consumer, dataset, now)
                     wanted = None if agreement is None else self._terms_digest(consumer, agreement)
@@ -411,7 +412,9 @@ class Projector:
                     if recorded.get(dataset) == wanted:
                         if gen is not None and gen.building is not None and store.swap_built(dataset, topic):
                             done.swapped[(consumer, dataset)] = store.count(dataset)
+                            changed = True
                         continue
+                    changed = True
                     if agreement is None or wanted is None:
                         done.purged[(consumer, dataset)] = store.purge_dataset(dataset, topic)
                         recorded[dataset] = wanted
@@ -432,19 +435,21 @@ class Projector:
                             dataset, topic, terms=wanted, agreement_id=agreement.id, granted=grant
                         )
                     recorded[dataset] = wanted
-                retired = store.delete_retired(budget_s=RETIRED_BUDGET_S)
-                if retired:
+                if changed:
+                    kept = store.generations()
+                retiring = any(gen.retired is not None for gen in kept.values())
+                if retiring and (retired := store.delete_retired(budget_s=RETIRED_BUDGET_S)):
                     done.retired[consumer] = retired
-                self._follow_builds(consumer, store)
+                self._follow_builds(consumer, store, kept)
         return done
 
-    def _follow_builds(self, consumer: str, store: ReadModelStore) -> None:
-        """Project into every generation ``consumer``'s read model builds now (whichever worker opened it),
-        and no longer into one swapped in or given up."""
+    def _follow_builds(self, consumer: str, store: ReadModelStore, kept: Mapping[str, Generations]) -> None:
+        """Project into every generation ``consumer``'s read model builds now (``kept``: where its rows are
+        kept, whichever worker opened a generation), and no longer into one swapped in or given up."""
         topic_of = {dataset: topic for topic, dataset in self._dataset_by_topic.items()}
         building = {
             target_of(consumer, dataset): dataset
-            for dataset, gen in store.generations().items()
+            for dataset, gen in kept.items()
             if gen.building is not None and dataset in topic_of
         }
         for target in [t for t, b in self._builds.items() if b.consumer == consumer and t not in building]:
