@@ -37,7 +37,8 @@ from bench.environment import BENCH_HOME, postgres
 from bench.load import rss_kb
 from bench.model import save
 from bench.read_models import described, engine_settings
-from projections.read_model import ReadModelStore, Row
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import Row
 
 #: The size the rate is compared with.
 FIRST_ROWS = 20_000

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from projections.read_model import ReadModelStore, schema_name
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import schema_name
 from services.hub import Hub
 
 #: Every table of a schema with its indexes and TOAST: what the consumer's read model takes in the database.

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from projections.engine import ProjectionEngine
 from projections.generations import described
 from projections.projector import LogMessage, parsed
-from projections.read_model import TopicPartition
+from projections.read_model_tables import TopicPartition
 from sharehub.kafka import Record, TopicReader
 
 log = logging.getLogger("sharehub.projection")

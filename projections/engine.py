@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from projections.projector import Decision, LogMessage, Projector, Quarantined, Reconciled
-from projections.read_model import ReadModelStore, TopicPartition
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import TopicPartition
 from sharehub.errors import EarlierBatchFailed
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from typing import Any
 
 from projections.engine import Judged, LocalEngine, Reconciliation
 from projections.projector import LogMessage
-from projections.read_model import TopicPartition
+from projections.read_model_tables import TopicPartition
 from sharehub.collector import collect_for_batches
 from sharehub.errors import EngineProcessError
 from sharehub.lifetime import die_with

@@ -4,7 +4,7 @@ New terms for a consumer's dataset used to reset its rows and backfill them from
 backfill ran (minutes, at millions of records), the consumer saw a dataset filling up from nothing. Terms that
 only widen what is granted (more fields, the same row filter; a replay of what was refused) need not take
 anything away first. The read model opens a second **generation** of the dataset beside the served one, under
-another storage name in the same tables (:func:`projections.read_model.other_storage`):
+another storage name in the same tables (:func:`projections.read_model_tables.other_storage`):
 
 - the served generation goes on taking the live stream (under the terms active now, which withhold nothing
   it holds) and goes on answering every read;
@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from projections.read_model import ChainHeads, ReadModelStore, Row, TopicPartition
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import ChainHeads, Row, TopicPartition
 
 
 def target_of(consumer: str, dataset: str) -> str:

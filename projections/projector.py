@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.generations import BuildingGeneration, granted, only_widens, target_of
-from projections.read_model import ChainHeads, Generations, ReadModelStore, Row, TopicPartition
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import ChainHeads, Generations, Row, TopicPartition
 from sharehub import chain
 from sharehub.avro import RecordSchema
 from sharehub.codec import DatasetCodec, DatasetKeys, Opened, codecs_by_topic

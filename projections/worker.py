@@ -34,7 +34,7 @@ from projections.engine import Judged, ProjectionEngine
 from projections.generations import described, target_of
 from projections.projector import LogMessage, parsed
 from projections.quarantine import encode_quarantined
-from projections.read_model import TopicPartition
+from projections.read_model_tables import TopicPartition
 from sharehub.collector import collect_for_batches
 from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 

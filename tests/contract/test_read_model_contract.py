@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from projections.read_model import ReadModelStore, Row, record_history, schema_name
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import Row, record_history, schema_name
 from tests.contract.conftest import sqlite_url
 
 

@@ -11,7 +11,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from projections.read_model import Generations, ReadModelStore, records, subject_records
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import Generations, records, subject_records
 from tests.contract.test_read_model_contract import row
 
 DATASET, TOPIC = "party-members", "sharehub.party-members"

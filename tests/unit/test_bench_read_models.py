@@ -23,7 +23,7 @@ from bench.read_models import (
     events_projected,
     stored_bytes,
 )
-from projections.read_model import Row, schema_name
+from projections.read_model_tables import Row, schema_name
 from services.hub import Hub
 
 

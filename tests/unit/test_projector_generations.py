@@ -8,7 +8,8 @@ from pathlib import Path
 
 from projections.generations import only_widens
 from projections.projector import Projector
-from projections.read_model import Generations, ReadModelStore
+from projections.read_model import ReadModelStore
+from projections.read_model_tables import Generations
 from services.hub import Hub
 from tests.unit.test_avro import member
 from tests.unit.test_projector import apply, messages, projected, projector
