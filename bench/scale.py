@@ -42,6 +42,9 @@ from bench.kafka_io import end_offsets
 from bench.load import (
     BENCH_PURPOSE,
     CLIENT_CONNECTIONS,
+    command_line,
+    cpu_seconds,
+    family,
     family_rss_kb,
     latency_summary,
     paced,
@@ -155,6 +158,7 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
                 raise RuntimeError(
                     f"projection did not finish within {deadline_s:.0f} s ({done:,}/{total:,})"
                 )
+        cpu = worker_cpu_seconds(proc.pid)
     finally:
         peak = max(peak, family_rss_kb(proc.pid)[1])
         stop_group(proc)
@@ -167,9 +171,23 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
         "rate_after_start": total / steady if steady > 0 else 0.0,
         "start_s": round(first_event_at or 0.0, 1),
         "peak_rss_mib": peak / 1024,
+        "cpu_us_per_event": {role: round(used * 1e6 / total, 1) for role, used in cpu.items()},
         "samples": samples,
         "consumers": consumers,
     }
+
+
+def worker_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds the projection worker ``pid`` (``sharehub project``) has used, per process that does its
+    work: ``worker``, the faust app that takes batches from Kafka; ``engine``, the process that opens them
+    and writes the read models. Its supervisor and multiprocessing's resource tracker only wait."""
+    used = {"worker": 0.0, "engine": 0.0}
+    for member in family(pid):
+        command = command_line(member)
+        role = "engine" if "spawn_main" in command else "worker" if " project run" in command else None
+        if role is not None:
+            used[role] += cpu_seconds(member)
+    return used
 
 
 def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict[str, Any]:

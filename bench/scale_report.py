@@ -48,6 +48,7 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
         f"quarter: {last_quarter:,.0f} events/s. Publisher RSS while publishing: "
         f"{min(publisher_rss):.0f}–{max(publisher_rss):.0f} MiB.",
         "",
+        *_cpu_lines(proj),
     ]
     if scale["members"] < TARGET:
         publish_min = TARGET / pub["rate"] / 60
@@ -87,3 +88,16 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
     lines += [f"| {s['t']:,.0f} | {s['events']:,} | {s['rss_mib']:,.0f} |" for s in shown]
     lines += [""] + [f"- {note}" for note in scale.get("notes", [])]
     return lines
+
+
+def _cpu_lines(projection: dict[str, Any]) -> list[str]:
+    """Where the projection's CPU went, per event (runs of before it was measured have no such line)."""
+    cpu = projection.get("cpu_us_per_event")
+    if not cpu:
+        return []
+    return [
+        f"CPU per event projected, over the whole phase (start-up included; from /proc): the worker's faust "
+        f"process {cpu['worker']:,.0f} µs, its engine process {cpu['engine']:,.0f} µs. Each process has "
+        f"one core at most, so the busier one bounds the rate: {1e6 / max(cpu.values()):,.0f} events/s.",
+        "",
+    ]

@@ -70,3 +70,16 @@ def test_each_measured_backend_has_its_section_and_an_unmeasured_postgresql_none
     assert "Not measured yet" not in text
     assert text.index("2 read models, SQLite)") < text.index("2 read models, PostgreSQL)")
     assert f"all are in `{postgresql.json}`" in text
+
+
+def test_the_projections_cpu_per_event_is_reported_per_process_with_the_rate_the_busier_allows() -> None:
+    result = scale_result(5_000_000, [])
+    result["projection"]["cpu_us_per_event"] = {"worker": 139.4, "engine": 121.0}
+    text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    assert "the worker's faust process 139 µs, its engine process 121 µs" in text
+    assert "the busier one bounds the rate: 7,174 events/s" in text
+
+
+def test_a_run_of_before_the_cpu_was_measured_has_no_cpu_line() -> None:
+    text = "\n".join(scale_lines(scale_result(5_000_000, []), "SQLite", Path("s.png"), Path("s.json")))
+    assert "CPU per event" not in text
