@@ -119,7 +119,7 @@ class ReadModelStore:
             self.engine = engine.execution_options(schema_translate_map={None: self._schema})
         self._dialect = self.engine.dialect.name
         self._upserts = Upserts(self.engine.dialect)
-        self._point_read = PointRead(self.engine.dialect) if self.embedded else None
+        self._point_read = PointRead(self.engine.dialect, self._schema)
 
     @property
     def embedded(self) -> bool:
@@ -624,20 +624,13 @@ class ReadModelStore:
         self, dataset: str, record_key: str, *, as_of: dt.datetime | None = None
     ) -> dict[str, Any] | None:
         """The record; ``as_of``: as its latest version up to that time had it (None: none yet)."""
-        if as_of is None and self._point_read is not None:
+        if as_of is None:
             found = self._point_read.fields(self.engine, dataset, record_key)
             return None if found is None else {"key": record_key, "fields": found}
-        if as_of is None:
-            query = select(records.c.fields).where(
-                records.c.dataset == served_name(dataset), records.c.record_key == record_key
-            )
-        else:
-            versions = versions_until(dataset, as_of, record_key)
-            query = (
-                select(versions.c.fields)
-                .order_by(versions.c.occurred_at.desc(), versions.c.seq.desc())
-                .limit(1)
-            )
+        versions = versions_until(dataset, as_of, record_key)
+        query = (
+            select(versions.c.fields).order_by(versions.c.occurred_at.desc(), versions.c.seq.desc()).limit(1)
+        )
         with self.engine.connect() as conn:
             found = conn.execute(query).scalar_one_or_none()
         return None if found is None else {"key": record_key, "fields": found}

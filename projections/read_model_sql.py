@@ -311,29 +311,36 @@ def _record_exclusions() -> list[Any]:
 
 class PointRead:
     """The current fields of one record by key, compiled once and run on the driver's own cursor: the query
-    API's most frequent read, where building, compiling and wrapping the statement cost more than SQLite's
-    lookup."""
+    API's most frequent read, where building, compiling and wrapping the statement cost more than the
+    database's lookup. ``schema``: the PostgreSQL schema the read model's tables are in (named in the SQL)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, schema: str | None = None) -> None:
         query = select(records.c.fields).where(
             records.c.dataset == served_name(bindparam("dataset")),
             records.c.record_key == bindparam("record_key"),
         )
-        compiled = query.compile(dialect=dialect)
+        in_schema: dict[str, Any] = {"schema_translate_map": {None: schema}, "render_schema_translate": True}
+        compiled = query.compile(dialect=dialect, **(in_schema if schema else {}))
         self.sql = compiled.string
+        #: The parameters in order, for a driver that takes them by place (SQLite); none for one that takes
+        #: them by name (psycopg).
         self.names: list[str] = list(compiled.positiontup or [])
         self.load = records.c.fields.type.dialect_impl(dialect).result_processor(dialect, None)
 
     def fields(self, engine: Engine, dataset: str, record_key: str) -> Any:
         given = {"dataset": dataset, "record_key": record_key}
-        conn = engine.raw_connection()  # from the pool, and back to it (rolled back) on close
-        try:
-            cursor = conn.cursor()
-            cursor.execute(self.sql, tuple(given[n] for n in self.names))
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            conn.close()
+        if self.names:  # SQLite: the driver's cursor on a pooled connection, rolled back on close
+            conn = engine.raw_connection()
+            try:
+                cursor = conn.cursor()
+                cursor.execute(self.sql, tuple(given[n] for n in self.names))
+                row = cursor.fetchone()
+                cursor.close()
+            finally:
+                conn.close()
+        else:  # a database server: through a Connection, whose errors say when it does not answer
+            with engine.connect() as connection:
+                row = connection.exec_driver_sql(self.sql, given).first()
         if row is None:
             return None
         return row[0] if self.load is None else self.load(row[0])
