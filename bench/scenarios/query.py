@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
 
 from sqlalchemy import create_engine, text
 
 from bench import records
 from bench.environment import DATASET, OWNER, hub_env, new_hub
 from bench.kafka_io import read_batches
-from bench.load import CLIENT_CONNECTIONS, latency_summary, paced, paced_gets, query_api
+from bench.load import (
+    CLIENT_CONNECTIONS,
+    Server,
+    cpu_seconds,
+    family,
+    latency_summary,
+    paced,
+    paced_gets,
+    query_api,
+)
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
 from projections.projector import LogMessage, Projector
@@ -61,17 +72,21 @@ def run(config: Config) -> ScenarioResult:
                     raise RuntimeError(f"{keys[i]} is not in the read model")
 
             def hub_side(_rep: int) -> dict[str, float]:
-                return latency_summary(
-                    paced_gets(
-                        config.requests,
-                        config.request_rate,
-                        server.base + path,
-                        keys,
-                        auth,
-                        server.tls,
-                        connect_first=CLIENT_CONNECTIONS,
-                    )
+                server_before, client_before = _cpu_of(server), time.process_time()
+                latencies = paced_gets(
+                    config.requests,
+                    config.request_rate,
+                    server.base + path,
+                    keys,
+                    auth,
+                    server.tls,
+                    connect_first=CLIENT_CONNECTIONS,
                 )
+                return {
+                    **latency_summary(latencies),
+                    "server_cpu_ms": 1000 * (_cpu_of(server) - server_before) / config.requests,
+                    "client_cpu_ms": 1000 * (time.process_time() - client_before) / config.requests,
+                }
 
             def baseline_side(_rep: int) -> dict[str, float]:
                 return latency_summary(paced(config.requests, config.request_rate, read))
@@ -103,6 +118,7 @@ def run(config: Config) -> ScenarioResult:
             f"its {CLIENT_CONNECTIONS} connections before its clock starts; the client, the server "
             f"({config.api_workers} process{'es' if config.api_workers > 1 else ''}) and the broker share "
             "the machine's 2 cores.",
+            _cpu_note(measured["hub"], config.request_rate),
         ],
         helper_rss_kb={"query API server": server_rss},
     )
@@ -117,3 +133,19 @@ def _fill(hub: Hub, bootstrap: str) -> None:
         messages = [LogMessage.of(m) for m in batch]
         decision = projector.decide(messages)
         projector.commit(decision)
+
+
+def _cpu_of(server: Server) -> float:
+    """CPU seconds the query API's processes have used so far."""
+    return sum(cpu_seconds(pid) for pid in family(server.proc.pid))
+
+
+def _cpu_note(hub: dict[str, list[float]], rate: float) -> str:
+    """What each request cost in CPU, on the server and in the client (medians over the repetitions), the
+    opening of the repetition's connections (TLS handshakes) shared among its requests."""
+    server, client = statistics.median(hub["server_cpu_ms"]), statistics.median(hub["client_cpu_ms"])
+    return (
+        f"CPU per request (medians; from /proc, the opening of the connections included): the server "
+        f"{server:.2f} ms, the client {client:.2f} ms. At {rate:.0f} requests/s the server's processes use "
+        f"{server * rate / 1000:.0%} of a core and the client {client * rate / 1000:.0%}."
+    )

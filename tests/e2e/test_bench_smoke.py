@@ -14,7 +14,7 @@ import pytest
 from bench.charts import suite_chart
 from bench.model import Config, ScenarioResult
 from bench.report import scenario_table
-from bench.scenarios import envelope, site_publish
+from bench.scenarios import envelope, query, site_publish
 from bench.stats import Summary, percentile
 from sharehub.kafka import KafkaAccess
 
@@ -63,3 +63,20 @@ def test_quick_site_publish_scenario_runs_against_the_real_broker(
     assert result.id == "f"
     hub, baseline = result.measurements["hub"]["publish_s"], result.measurements["baseline"]["produce_s"]
     assert len(hub) == len(baseline) == config.reps and all(s > 0 for s in hub + baseline)
+
+
+@pytest.mark.kafka
+def test_quick_query_scenario_says_what_each_request_cost_the_server_and_the_client(
+    kafka_admin: KafkaAccess, tmp_path: Path
+) -> None:
+    """Scenario d end to end at the --quick sizes (the real query API over TLS, its access log on the broker):
+    each repetition also measures the CPU the server's processes and the client spent per request, and the
+    notes say it."""
+    config = Config(quick=True, workdir=tmp_path, bootstrap=kafka_admin)
+    result = query.run(config)
+    assert result.id == "d"
+    for side in ("server_cpu_ms", "client_cpu_ms"):
+        spent = result.measurements["hub"][side]
+        assert len(spent) == config.reps and all(ms > 0 for ms in spent)
+    note = next(n for n in result.notes if n.startswith("CPU per request"))
+    assert f"At {config.request_rate:.0f} requests/s the server's processes use" in note
