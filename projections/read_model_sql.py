@@ -310,9 +310,10 @@ def _record_exclusions() -> list[Any]:
 
 
 class PointRead:
-    """The current fields of one record by key, compiled once and run on the driver's own cursor: the query
-    API's most frequent read, where building, compiling and wrapping the statement cost more than the
-    database's lookup. ``schema``: the PostgreSQL schema the read model's tables are in (named in the SQL)."""
+    """The current fields of one record by key, compiled once and run as the driver's SQL (on SQLite, on the
+    driver's own cursor): the query API's most frequent read, where building, compiling and wrapping the
+    statement cost more than the database's lookup. ``schema``: the PostgreSQL schema the read model's
+    tables are in (named in the SQL)."""
 
     def __init__(self, dialect: Dialect, schema: str | None = None) -> None:
         query = select(records.c.fields).where(
