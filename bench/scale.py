@@ -180,13 +180,14 @@ def project(hub: Hub, deadline_s: float) -> dict[str, Any]:
 def worker_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds the projection worker ``pid`` (``sharehub project``) has used, per process that does its
     work: ``worker``, the faust app that takes batches from Kafka; ``engine``, the process that opens them
-    and writes the read models. Its supervisor and multiprocessing's resource tracker only wait."""
-    used = {"worker": 0.0, "engine": 0.0}
+    and writes the read models. Its supervisor and multiprocessing's resource tracker only wait. A role no
+    process was found in is left out (the report then says nothing of the CPU), never counted as none."""
+    used: dict[str, float] = {}
     for member in family(pid):
         command = command_line(member)
         role = "engine" if "spawn_main" in command else "worker" if " project run" in command else None
         if role is not None:
-            used[role] += cpu_seconds(member)
+            used[role] = used.get(role, 0.0) + cpu_seconds(member)
     return used
 
 

@@ -92,8 +92,8 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
 
 def _cpu_lines(projection: dict[str, Any]) -> list[str]:
     """Where the projection's CPU went, per event (runs of before it was measured have no such line)."""
-    cpu = projection.get("cpu_us_per_event")
-    if not cpu:
+    cpu = projection.get("cpu_us_per_event") or {}
+    if not (cpu.get("worker") and cpu.get("engine")):
         return []
     return [
         f"CPU per event projected, over the whole phase (start-up included; from /proc): the worker's faust "

@@ -66,3 +66,12 @@ def test_cpu_is_counted_for_the_worker_process_and_its_spawned_engine_apart(tmp_
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_process_of_neither_role_is_not_counted_as_either() -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert worker_cpu_seconds(other.pid) == {}
+    finally:
+        other.kill()
+        other.wait()

@@ -80,6 +80,10 @@ def test_the_projections_cpu_per_event_is_reported_per_process_with_the_rate_the
     assert "the busier one bounds the rate: 7,174 events/s" in text
 
 
-def test_a_run_of_before_the_cpu_was_measured_has_no_cpu_line() -> None:
-    text = "\n".join(scale_lines(scale_result(5_000_000, []), "SQLite", Path("s.png"), Path("s.json")))
-    assert "CPU per event" not in text
+def test_a_run_of_before_the_cpu_was_measured_or_with_a_process_not_found_has_no_cpu_line() -> None:
+    before = scale_result(5_000_000, [])
+    one_found = scale_result(5_000_000, [])
+    one_found["projection"]["cpu_us_per_event"] = {"worker": 120.0}
+    for result in (before, one_found):
+        text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+        assert "CPU per event" not in text
