@@ -148,13 +148,19 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of a process's ``/proc/<pid>/stat`` after its command name (state, parent, ...); empty
+    if the process is gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time a live process has used so far, in seconds; 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 def command_line(pid: int) -> str:
@@ -180,10 +186,9 @@ def family(pid: int) -> list[int]:
     """``pid`` and every process descended from it (a worker and its engine process), from /proc."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
+        fields = _stat_fields(stat)
+        if fields:
+            parents[int(stat.parent.name)] = int(fields[1])
     found = [pid]
     for member in found:
         found.extend(child for child, parent in parents.items() if parent == member)
@@ -195,6 +200,11 @@ def family_rss_kb(pid: int) -> tuple[int, int]:
     of each one's peak: an upper bound of the family's."""
     members = family(pid)
     return sum(rss_kb(m) for m in members), sum(peak_rss_kb(m) for m in members)
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU seconds ``pid`` and its live descendants have used so far, together."""
+    return sum(cpu_seconds(member) for member in family(pid))
 
 
 class Server:

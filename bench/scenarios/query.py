@@ -25,9 +25,7 @@ from bench.environment import DATASET, OWNER, hub_env, new_hub
 from bench.kafka_io import read_batches
 from bench.load import (
     CLIENT_CONNECTIONS,
-    Server,
-    cpu_seconds,
-    family,
+    family_cpu_seconds,
     latency_summary,
     paced,
     paced_gets,
@@ -72,7 +70,7 @@ def run(config: Config) -> ScenarioResult:
                     raise RuntimeError(f"{keys[i]} is not in the read model")
 
             def hub_side(_rep: int) -> dict[str, float]:
-                server_before, client_before = _cpu_of(server), time.process_time()
+                server_before, client_before = family_cpu_seconds(server.proc.pid), time.process_time()
                 latencies = paced_gets(
                     config.requests,
                     config.request_rate,
@@ -82,10 +80,12 @@ def run(config: Config) -> ScenarioResult:
                     server.tls,
                     connect_first=CLIENT_CONNECTIONS,
                 )
+                server_spent = family_cpu_seconds(server.proc.pid) - server_before
+                client_spent = time.process_time() - client_before
                 return {
                     **latency_summary(latencies),
-                    "server_cpu_ms": 1000 * (_cpu_of(server) - server_before) / config.requests,
-                    "client_cpu_ms": 1000 * (time.process_time() - client_before) / config.requests,
+                    "server_cpu_ms": 1000 * server_spent / config.requests,
+                    "client_cpu_ms": 1000 * client_spent / config.requests,
                 }
 
             def baseline_side(_rep: int) -> dict[str, float]:
@@ -133,11 +133,6 @@ def _fill(hub: Hub, bootstrap: str) -> None:
         messages = [LogMessage.of(m) for m in batch]
         decision = projector.decide(messages)
         projector.commit(decision)
-
-
-def _cpu_of(server: Server) -> float:
-    """CPU seconds the query API's processes have used so far."""
-    return sum(cpu_seconds(pid) for pid in family(server.proc.pid))
 
 
 def _cpu_note(hub: dict[str, list[float]], rate: float) -> str:
