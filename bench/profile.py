@@ -51,8 +51,8 @@ STAGES = {
         ("engine: open (signatures, chains, decryption)", "DatasetCodec.open_many"),
         ("engine: write the read models", "Projector.commit"),
         ("worker: faust's fetcher", "Fetcher._fetcher"),
-        ("worker: faust's agent (per-message path)", "Agent._execute_actor"),
-        ("worker: draining the consumer", "Consumer._drain_messages"),
+        ("worker: taking a batch (parse, hand to the engine)", "ProjectionWorker.take_batch"),
+        ("worker: draining the consumer, a batch at a time", "BatchConsumer._drain_messages"),
     ],
 }
 CHUNK = 10_000

@@ -4,12 +4,13 @@ Positions live in the read models, not in Kafka's consumer-group offsets: on eve
 the worker seeks to the least position any read model stored, and the projector skips what a read model
 already holds. That is what makes a SIGKILL at any moment harmless.
 
-The worker takes the next batch from Kafka while the engine (in a process of its own, see
-:mod:`projections.engine_process`) projects the one before, and sends it at once, so that it waits in the
-engine: faust's work per message and the projection's run on two cores, and the engine never waits for the
-worker. Batches are projected one at a time, in the order taken; before partitions are taken away in a
-rebalance, every batch already taken is committed. A batch that fails makes the worker start over from the
-read models' positions: the stream has moved past events no read model holds.
+The worker takes the next batch from Kafka (whole, as faust's consumer fetched it:
+:mod:`projections.intake`) while the engine (in a process of its own, see :mod:`projections.engine_process`)
+projects the one before, and sends it at once, so that it waits in the engine: taking and parsing, and the
+projection, run on two cores, and the engine never waits for the worker. Batches are projected one at a
+time, in the order taken; before partitions are taken away in a rebalance, every batch already taken is
+committed. A batch that fails makes the worker start over from the read models' positions: the stream has
+moved past events no read model holds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from projections.assignor import GuardedAssignor
 from projections.backfill import Backfill
 from projections.engine import Judged, ProjectionEngine
 from projections.generations import described, target_of
+from projections.intake import batch_consumers
 from projections.projector import LogMessage, parsed
 from projections.quarantine import encode_quarantined
 from projections.read_model_tables import TopicPartition
@@ -40,8 +42,8 @@ from sharehub.kafka import SASL_MECHANISM, KafkaAccess
 
 log = logging.getLogger("sharehub.projection")
 
+#: The most records one batch to the engine holds (faust's consumer returns at most this many per fetch).
 BATCH_SIZE = 1000
-BATCH_WAIT_S = 0.2
 #: How often the worker brings read models in line with the agreements (the purge's latency, plus the
 #: governance refresh), and checks whether it must start over.
 RECONCILE_EVERY_S = 1.0
@@ -81,19 +83,29 @@ class ProjectionWorker:
         self.reconciled_at: float | None = None
         self.assigned_at: float | None = None
         self._held: set[TP] = set()
+        #: How many assignments the worker has placed itself at (each seeks every partition it holds), and
+        #: whether it stands at the last one (not while partitions are being taken away or given).
+        self.assignments = 0
+        self._placed = asyncio.Event()
         #: Per partition held, the offset the live stream takes next; and the backfills running beside it,
         #: by consumer (:mod:`projections.backfill`).
         self.live: dict[TopicPartition, int] = {}
         self.backfills: dict[str, Backfill] = {}
         self._bootstrap = bootstrap
         self._worker: faust.Worker | None = None
+        #: Set once the app stops: no batch is sent to the engine from then on.
+        self._stopping = False
+        self._collecting_for_batches = False
         self.app = _faust_app(bootstrap, group, datadir, session_timeout_s)
+        # faust's consumer subscribes to the topics its conductor holds, and hands each batch it fetches to
+        # take_batch (no agent: faust's path per message was most of the worker's CPU).
+        self.app.transport.Consumer = batch_consumers(self)  # type: ignore[assignment,misc]
         # acks=False: faust commits no offsets to Kafka. Positions live in the read models alone; a committed
         # offset would have faust seek there (and drop everything below it) when partitions are assigned.
         self._topics = set(engine.topics)
-        datasets = self.app.topic(*engine.topics, key_type=bytes, value_type=bytes, acks=False)
+        self.app.topics.add(self.app.topic(*engine.topics, key_type=bytes, value_type=bytes, acks=False))
         self._quarantine = self.app.topic(quarantine_topic, key_type=bytes, value_type=bytes)
-        self.app.agent(datasets, name="project")(self._project)
+        self.app.on_before_shutdown.connect(cast(Any, self._finish_before_shutdown))
         self.app.timer(interval=RECONCILE_EVERY_S, name="reconcile")(self._reconcile)
         self.app.timer(interval=PRUNE_HISTORY_EVERY_S, name="prune-history")(self._prune_history)
         # (mode types its handlers as plain functions; a bound coroutine method is what it calls all the same)
@@ -114,28 +126,43 @@ class ProjectionWorker:
 
     # --- the stream -----------------------------------------------------------------------------------
 
-    async def _project(self, stream: faust.StreamT[Any]) -> None:
-        collect_for_batches()  # the app, its consumer and the engine are made by the time agents start
-        events_of = cast(faust.Stream[bytes], stream).take_events  # (not in faust's StreamT protocol)
-        try:
-            async for events in events_of(BATCH_SIZE, within=BATCH_WAIT_S):
-                if self.restart_reasons:
-                    continue  # starting over from the read models' positions: these are read again then
-                # Parsed here (no key is needed), so the engine only verifies, decrypts and writes.
-                batch = [
-                    LogMessage(m.topic, m.partition, m.offset, m.key, m.value or b"", parsed(m.value or b""))
-                    for m in (e.message for e in events)
-                ]
-                # Sent at once: it crosses to the engine while the batch before is projected. Where the
-                # stream stands moves in the same step, so a backfill's hand-over is ordered with it.
-                answer = asyncio.wrap_future(self.engine.project_in_turn(batch))
-                for message in batch:
-                    self.live[message.tp] = max(self.live.get(message.tp, 0), message.offset + 1)
-                self.in_flight.append(asyncio.ensure_future(self._finish(batch, answer)))
-                await self._while_more_in_flight_than(1)  # one batch waits in the engine, no more
-        finally:
-            await self._stop_backfills()
-            await self._while_more_in_flight_than(0)  # a stopping agent does not cancel a batch half way
+    async def take_batch(self, records: list[Any], fetched_in: int) -> None:
+        """Send a batch of records to the engine, and wait while one batch before it is still there.
+
+        Each partition's records follow on from where the stream stands, unless the worker was placed at
+        an assignment while they were fetched: they may come from before its seek or after, so the stream
+        goes back to where it stands, and they are read again from there. While partitions are being taken
+        away or given, the batch waits for the worker to stand at the new assignment."""
+        if self.restart_reasons or self._stopping:
+            return  # starting over, or stopping: these are read again from the read models' positions
+        await self._placed.wait()
+        if fetched_in != self.assignments:
+            back = {TP(topic, partition): offset for (topic, partition), offset in self.live.items()}
+            if back:
+                await self.app.consumer.seek_wait(back)
+            return
+        if not self._collecting_for_batches:
+            collect_for_batches()  # the app, its consumer and the engine are made by the first batch
+            self._collecting_for_batches = True
+        # Parsed here (no key is needed), so the engine only verifies, decrypts and writes.
+        batch = [
+            LogMessage(r.topic, r.partition, r.offset, r.key, r.value or b"", parsed(r.value or b""))
+            for r in records
+        ]
+        # Sent at once: it crosses to the engine while the batch before is projected. Where the stream
+        # stands moves in the same step, so a backfill's hand-over is ordered with it.
+        answer = asyncio.wrap_future(self.engine.project_in_turn(batch))
+        for message in batch:
+            self.live[message.tp] = max(self.live.get(message.tp, 0), message.offset + 1)
+        self.in_flight.append(asyncio.ensure_future(self._finish(batch, answer)))
+        await self._while_more_in_flight_than(1)  # one batch waits in the engine, no more
+
+    async def _finish_before_shutdown(self, sender: Any, **_: Any) -> None:
+        """The app stops (its fetcher has stopped): no batch is sent from now on, the backfills stop after
+        the batch each has in the engine, and the batches in flight finish (none is cancelled half way)."""
+        self._stopping = True
+        await self._stop_backfills()
+        await self._while_more_in_flight_than(0)
 
     async def _while_more_in_flight_than(self, count: int) -> None:
         while len(self.in_flight) > count:
@@ -241,7 +268,7 @@ class ProjectionWorker:
             await self._failed("finding read models behind the stream", exc)
             return
         for consumer, positions in sorted(lagging.items()):
-            if consumer not in self.backfills and not self.restart_reasons:
+            if consumer not in self.backfills and not (self.restart_reasons or self._stopping):
                 where = ", ".join(f"{t}[{p}] from {o}" for (t, p), o in sorted(positions.items()))
                 log.info("backfilling %s beside the live stream: %s", described(consumer), where)
                 self.backfills[consumer] = Backfill(
@@ -286,6 +313,7 @@ class ProjectionWorker:
         """Partitions may go to another worker: every batch taken from them, live or backfill, is finished
         before they go."""
         self.assigned_at = None
+        self._placed.clear()
         await self._stop_backfills()
         if self.in_flight:
             await asyncio.wait(list(self.in_flight))
@@ -311,7 +339,10 @@ class ProjectionWorker:
             await self.app.consumer.seek_wait(offsets)
         self.live.clear()  # (the same mapping: backfills started later read it)
         self.live.update({**held, **new})
-        await asyncio.wrap_future(self.engine.resume_in_turn(sorted(new)))
+        resumed = self.engine.resume_in_turn(sorted(new))  # before any batch taken from here on
+        self.assignments += 1
+        self._placed.set()
+        await asyncio.wrap_future(resumed)
         for tp, offset in sorted(offsets.items()):
             log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
         self.assigned_at = time.monotonic()
@@ -349,6 +380,7 @@ def _faust_app(bootstrap: str, group: str, datadir: Path, session_timeout_s: flo
         topic_disable_leader=True,
         topic_allow_declare=False,  # governance creates every topic; the projection creates none
         consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=BATCH_SIZE,
         broker_session_timeout=session_timeout_s,
         producer_acks=-1,
         PartitionAssignor=GuardedAssignor,  # a member with malformed metadata gets nothing, not a crash
