@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 from faust.types.auth import CredentialsT
 
@@ -138,8 +139,11 @@ class ProjectionWorker:
         await self._placed.wait()
         if fetched_in != self.assignments:
             back = {TP(topic, partition): offset for (topic, partition), offset in self.live.items()}
-            if back:
-                await self.app.consumer.seek_wait(back)
+            try:
+                if back:
+                    await self.app.consumer.seek_wait(back)
+            except IllegalStateError:  # a partition was taken away meanwhile: the next assignment seeks all
+                log.info("partitions moved while the stream went back; the next assignment places it")
             return
         if not self._collecting_for_batches:
             collect_for_batches()  # the app, its consumer and the engine are made by the first batch
