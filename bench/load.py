@@ -11,6 +11,7 @@ request's latency, and spent twice the CPU of this loop on the cores the server 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -41,6 +42,26 @@ def paced(count: int, rate: float, call: Callable[[int], None]) -> list[float]:
         call(i)
 
     return asyncio.run(_open_loop(count, rate, run))
+
+
+@contextmanager
+def collector_pauses() -> Iterator[list[float]]:
+    """The milliseconds each of this process's garbage collections took while the block ran: a client that
+    pauses delays the requests it sends, and its pauses count in the latencies it measures."""
+    pauses: list[float] = []
+    started: list[float] = []
+
+    def timed(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses.append((time.perf_counter() - started.pop()) * 1000)
+
+    gc.callbacks.append(timed)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(timed)
 
 
 def paced_gets(

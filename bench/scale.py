@@ -42,6 +42,7 @@ from bench.kafka_io import end_offsets
 from bench.load import (
     BENCH_PURPOSE,
     CLIENT_CONNECTIONS,
+    collector_pauses,
     command_line,
     cpu_seconds,
     family,
@@ -205,9 +206,10 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
     ):
         # Warm-up: connection, caches.
         paced_gets(min(50, requests), rate, server.base + path, keys, auth, server.tls)
-        api = paced_gets(
-            requests, rate, server.base + path, keys, auth, server.tls, connect_first=CLIENT_CONNECTIONS
-        )
+        with collector_pauses() as pauses:
+            api = paced_gets(
+                requests, rate, server.base + path, keys, auth, server.tls, connect_first=CLIENT_CONNECTIONS
+            )
         page = client.get(
             f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records", params={"limit": 1000, **BENCH_PURPOSE}
         )
@@ -232,6 +234,7 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
         "api": latency_summary(api),
         "bare_sqlalchemy": latency_summary(bare),
         "api_server_peak_rss_mib": server.peak_rss_kb / 1024,
+        "client_collections": {"count": len(pauses), "longest_ms": max(pauses, default=0.0)},
         "read_model_bytes": stored_bytes(hub, CONSUMER),
     }
 

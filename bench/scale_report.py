@@ -71,7 +71,7 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
         f"| {q['bare_sqlalchemy']['p99_ms']:.2f} ms | {q['bare_sqlalchemy']['max_ms']:.1f} ms |",
         "",
         f"Query API server peak RSS: {q['api_server_peak_rss_mib']:.0f} MiB. Projection worker RSS over the "
-        f"last three quarters of the run: {min(later):.0f}–{max(later):.0f} MiB.",
+        f"last three quarters of the run: {min(later):.0f}–{max(later):.0f} MiB.{_client_pauses(q)}",
         "",
         f"![projector memory during the scale run]({chart})",
         "",
@@ -101,3 +101,15 @@ def _cpu_lines(projection: dict[str, Any]) -> list[str]:
         f"one core at most, so the busier one bounds the rate: {1e6 / max(cpu.values()):,.0f} events/s.",
         "",
     ]
+
+
+def _client_pauses(query: dict[str, Any]) -> str:
+    """What the query client's own garbage collections took while it sent the API's requests (its pauses
+    count in the latencies it measures); nothing for a run from before they were measured."""
+    pauses = query.get("client_collections")
+    if pauses is None:
+        return ""
+    return (
+        f" The query client collected garbage {pauses['count']:,} times while it sent the API's requests, "
+        f"the longest for {pauses['longest_ms']:.1f} ms."
+    )

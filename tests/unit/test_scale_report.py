@@ -87,3 +87,13 @@ def test_a_run_of_before_the_cpu_was_measured_or_with_a_process_not_found_has_no
     for result in (before, one_found):
         text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
         assert "CPU per event" not in text
+
+
+def test_the_query_clients_own_collections_are_reported_and_a_run_without_them_says_nothing() -> None:
+    result = scale_result(5_000_000, [])
+    before = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    assert "collected garbage" not in before
+    result["query"]["client_collections"] = {"count": 1234, "longest_ms": 187.46}
+    text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    assert "The query client collected garbage 1,234 times while it sent the API's requests, " in text
+    assert "the longest for 187.5 ms." in text
