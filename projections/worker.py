@@ -134,9 +134,9 @@ class ProjectionWorker:
         an assignment while they were fetched: they may come from before its seek or after, so the stream
         goes back to where it stands, and they are read again from there. While partitions are being taken
         away or given, the batch waits for the worker to stand at the new assignment."""
+        await self._placed.wait()
         if self.restart_reasons or self._stopping:
             return  # starting over, or stopping: these are read again from the read models' positions
-        await self._placed.wait()
         if fetched_in != self.assignments:
             back = {TP(topic, partition): offset for (topic, partition), offset in self.live.items()}
             try:
