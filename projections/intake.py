@@ -5,7 +5,7 @@ event and queues it for a stream, which hands it to an agent. On this kind of ma
 worker about 90-100 µs of CPU per message, against 4-5 µs to take the same records in the batches its
 consumer fetches them in (200,000 records of 420 bytes, the same app and broker, one after the other). So
 the worker keeps faust's app, consumer, fetcher service, flow control and rebalancing, and replaces only the
-fetcher's drain loop: each batch of records the consumer returns goes to one callable, whole.
+fetcher's drain loop: each batch of records the consumer returns goes to the worker (a :class:`Taker`), whole.
 """
 
 from __future__ import annotations
