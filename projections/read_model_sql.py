@@ -326,11 +326,13 @@ class PointRead:
         #: The parameters in order, for a driver that takes them by place (SQLite); none for one that takes
         #: them by name (psycopg).
         self.names: list[str] = list(compiled.positiontup or [])
+        #: SQLite answers from a local file: the driver's own cursor, no Connection around it.
+        self.on_driver_cursor = dialect.name == "sqlite"
         self.load = records.c.fields.type.dialect_impl(dialect).result_processor(dialect, None)
 
     def fields(self, engine: Engine, dataset: str, record_key: str) -> Any:
         given = {"dataset": dataset, "record_key": record_key}
-        if self.names:  # SQLite: the driver's cursor on a pooled connection, rolled back on close
+        if self.on_driver_cursor:  # on a pooled connection, rolled back on close
             conn = engine.raw_connection()
             try:
                 cursor = conn.cursor()
@@ -355,6 +357,8 @@ class _DirectStatement:
         compiled = stmt.compile(dialect=dialect, column_keys=keys)
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
+        #: SQLite answers from a local file: the driver's own cursor, no Connection around it.
+        self.on_driver_cursor = dialect.name == "sqlite"
         # The dialect's own implementation of each type: a generic DateTime has no bind processor, and the
         # driver's default would write another text form than the one every query compares with.
         self.processors = [

@@ -138,10 +138,8 @@ class ProjectionWorker:
         if self.restart_reasons or self._stopping:
             return  # starting over, or stopping: these are read again from the read models' positions
         if fetched_in != self.assignments:
-            back = {TP(topic, partition): offset for (topic, partition), offset in self.live.items()}
             try:
-                if back:
-                    await self.app.consumer.seek_wait(back)
+                await self._seek(self.live)
             except IllegalStateError:  # a partition was taken away meanwhile: the next assignment seeks all
                 log.info("partitions moved while the stream went back; the next assignment places it")
             return
@@ -335,21 +333,25 @@ class ProjectionWorker:
                 (tp.topic, tp.partition): self.engine.stored_offset((tp.topic, tp.partition)) for tp in newly
             }
         )
-        offsets = {TP(t, p): offset for (t, p), offset in {**held, **new}.items()}
-        # Seek in faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread
-        # races the fetcher. Then, in one step, the stream stands there and the engine takes the new
-        # partitions from the read models' positions (a batch read meanwhile has moved them, or is skipped).
-        if offsets:
-            await self.app.consumer.seek_wait(offsets)
+        # The stream goes there; then, in one step, it stands there and the engine takes the new partitions
+        # from the read models' positions (a batch read meanwhile has moved them, or is skipped).
+        placed = {**held, **new}
+        await self._seek(placed)
         self.live.clear()  # (the same mapping: backfills started later read it)
-        self.live.update({**held, **new})
+        self.live.update(placed)
         resumed = self.engine.resume_in_turn(sorted(new))  # before any batch taken from here on
         self.assignments += 1
         self._placed.set()
         await asyncio.wrap_future(resumed)
-        for tp, offset in sorted(offsets.items()):
-            log.info("resuming %s[%d] at %d", tp.topic, tp.partition, offset)
+        for (topic, partition), offset in sorted(placed.items()):
+            log.info("resuming %s[%d] at %d", topic, partition, offset)
         self.assigned_at = time.monotonic()
+
+    async def _seek(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Have the consumer read each partition of ``positions`` from its offset next. The seek runs in
+        faust's consumer thread (seek_wait), where the fetcher runs: a seek from this thread races it."""
+        if positions:
+            await self.app.consumer.seek_wait({TP(t, p): offset for (t, p), offset in positions.items()})
 
 
 def _listed(horizons: Mapping[str, dt.datetime]) -> str:
