@@ -12,7 +12,7 @@ import datetime as dt
 import io
 import json
 import math
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -22,7 +22,8 @@ import fastavro
 from fastavro.schema import fingerprint as _fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from sharehub.errors import RecordValidationError, UnknownReferenceError
+from sharehub.errors import UnknownReferenceError
+from sharehub.json_records import record_converter
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 FINGERPRINT_SIZE = 8
@@ -102,6 +103,11 @@ class RecordSchema:
         return converted
 
     @cached_property
+    def json_converter(self) -> Callable[[Any], dict[str, Any]]:
+        """Converts a JSON record to an Avro datum of this schema (:func:`record_from_json`)."""
+        return record_converter(self.raw)
+
+    @cached_property
     def _not_json_as_is(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if not _json_as_is(spec.type))
 
@@ -139,9 +145,6 @@ class RecordSchema:
         }
         return RecordSchema.from_json(f"{self.name}#{suffix.lower()}", raw)
 
-
-#: The largest finite 32-bit float.
-_FLOAT_MAX = 3.4028234663852886e38
 
 _PRIMITIVES_AS_IS = frozenset({"null", "boolean", "int", "long", "float", "double", "string"})
 
@@ -232,149 +235,11 @@ def split_single_object(data: bytes) -> tuple[bytes, bytes]:
 
 # --- JSON records <-> Avro data ------------------------------------------------------------------
 
-_INT_RANGE = (-(2**31), 2**31 - 1)
-_LONG_RANGE = (-(2**63), 2**63 - 1)
-
 
 def record_from_json(schema: RecordSchema, obj: Any) -> dict[str, Any]:
-    """A JSON object as an Avro datum of ``schema``, or RecordValidationError naming the field."""
-    return _convert_record(schema.raw, obj, path="")
-
-
-def _convert_record(rec: Schema, obj: Any, path: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise RecordValidationError(f"{path or 'record'}: expected a JSON object, got {_kind(obj)}")
-    known = {f["name"] for f in rec["fields"]}
-    unknown = sorted(set(obj) - known)
-    if unknown:
-        raise RecordValidationError(f"{path or 'record'}: unknown field(s) {', '.join(map(repr, unknown))}")
-    out: dict[str, Any] = {}
-    for f in rec["fields"]:
-        where = f"{path}.{f['name']}" if path else f["name"]
-        if f["name"] in obj:
-            out[f["name"]] = _convert(f["type"], obj[f["name"]], where)
-        elif "default" in f:
-            out[f["name"]] = f["default"]
-        else:
-            raise RecordValidationError(f"{where}: required field is missing")
-    return out
-
-
-def _convert(t: Any, v: Any, path: str) -> Any:  # noqa: C901 - one branch per Avro type reads best
-    if isinstance(t, list):
-        return _convert_union(t, v, path)
-    if isinstance(t, str):
-        t = {"type": t}
-    kind, logical = t["type"], t.get("logicalType")
-    if v is None and kind != "null":
-        raise RecordValidationError(f"{path}: may not be null")
-    if kind == "null":
-        if v is not None:
-            raise RecordValidationError(f"{path}: expected null, got {_kind(v)}")
-        return None
-    if kind == "boolean":
-        if not isinstance(v, bool):
-            raise RecordValidationError(f"{path}: expected true or false, got {_kind(v)}")
-        return v
-    if kind == "int" and logical == "date":
-        return _date(v, path)
-    if kind == "long" and logical in ("timestamp-millis", "timestamp-micros"):
-        return _timestamp(v, path)
-    if kind in ("int", "long"):
-        low, high = _INT_RANGE if kind == "int" else _LONG_RANGE
-        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-            raise RecordValidationError(f"{path}: expected an integer ({kind}), got {_kind(v)}")
-        return v
-    if kind in ("float", "double"):
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise RecordValidationError(f"{path}: expected a number, got {_kind(v)}")
-        return _finite_number(kind, v, path)
-    if kind == "string":
-        if not isinstance(v, str):
-            raise RecordValidationError(f"{path}: expected a string, got {_kind(v)}")
-        return v
-    if kind == "enum":
-        if v not in t["symbols"]:
-            raise RecordValidationError(f"{path}: {v!r} is not one of {', '.join(t['symbols'])}")
-        return v
-    if kind == "array":
-        if not isinstance(v, list):
-            raise RecordValidationError(f"{path}: expected a list, got {_kind(v)}")
-        return [_convert(t["items"], item, f"{path}[{i}]") for i, item in enumerate(v)]
-    if kind == "map":
-        if not isinstance(v, dict):
-            raise RecordValidationError(f"{path}: expected an object, got {_kind(v)}")
-        return {k: _convert(t["values"], item, f"{path}.{k}") for k, item in v.items()}
-    if kind == "record":
-        return _convert_record(t, v, path)
-    raise RecordValidationError(f"{path}: Avro type {kind!r} is not supported in JSON input")
-
-
-def _finite_number(kind: str, v: int | float, path: str) -> float:
-    """``v`` as a float or double; a NaN or an infinity is refused (JSON has neither), and so is a number
-    the type cannot hold."""
-    if isinstance(v, float) and not math.isfinite(v):
-        raise RecordValidationError(f"{path}: expected a finite number, got {v!r}")
-    try:
-        number = float(v)
-    except OverflowError:
-        number = math.inf
-    if abs(number) > (_FLOAT_MAX if kind == "float" else sys.float_info.max):
-        raise RecordValidationError(f"{path}: the number is too large for an Avro {kind}")
-    return number
-
-
-def _convert_union(branches: list[Any], v: Any, path: str) -> Any:
-    if v is None:
-        if "null" in branches:
-            return None
-        raise RecordValidationError(f"{path}: may not be null")
-    errors = []
-    for branch in branches:
-        if branch == "null":
-            continue
-        try:
-            return _convert(branch, v, path)
-        except RecordValidationError as exc:
-            errors.append(str(exc))
-    raise RecordValidationError(errors[0] if len(errors) == 1 else f"{path}: matches no branch of the union")
-
-
-def _date(v: Any, path: str) -> dt.date:
-    if not isinstance(v, str):
-        raise RecordValidationError(f"{path}: expected a date YYYY-MM-DD, got {_kind(v)}")
-    try:
-        return dt.date.fromisoformat(v)
-    except ValueError:
-        raise RecordValidationError(f"{path}: {v!r} is not a valid date YYYY-MM-DD") from None
-
-
-def _timestamp(v: Any, path: str) -> dt.datetime:
-    if not isinstance(v, str):
-        raise RecordValidationError(f"{path}: expected an ISO-8601 timestamp, got {_kind(v)}")
-    try:
-        ts = dt.datetime.fromisoformat(v)
-    except ValueError:
-        raise RecordValidationError(f"{path}: {v!r} is not a valid ISO-8601 timestamp") from None
-    if ts.tzinfo is None:
-        raise RecordValidationError(f"{path}: timestamp {v!r} needs a UTC offset")
-    return ts
-
-
-def _kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int | float):
-        return f"the number {v!r}"
-    if isinstance(v, str):
-        return f"the string {v[:40]!r}"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return type(v).__name__
+    """A JSON object as an Avro datum of ``schema``, or RecordValidationError naming the field
+    (:mod:`sharehub.json_records`: the schema's converter is made once)."""
+    return schema.json_converter(obj)
 
 
 #: Values that are their own JSON form (most fields of most records: no call per field for them).

@@ -124,6 +124,95 @@ def test_a_missing_required_field_is_named() -> None:
         record_from_json(PARTY_MEMBERS, record)
 
 
+NESTED = RecordSchema.from_json(
+    "nested",
+    {
+        "type": "record",
+        "name": "Nested",
+        "fields": [
+            {
+                "name": "address",
+                "type": {
+                    "type": "record",
+                    "name": "Address",
+                    "fields": [
+                        {"name": "street", "type": "string"},
+                        {
+                            "name": "rooms",
+                            "type": {
+                                "type": "array",
+                                "items": {
+                                    "type": "record",
+                                    "name": "Room",
+                                    "fields": [{"name": "lit", "type": "boolean"}],
+                                },
+                            },
+                            "default": [],
+                        },
+                    ],
+                },
+            },
+            {"name": "counts", "type": {"type": "map", "values": ["null", "int"]}, "default": {}},
+            {
+                "name": "either",
+                "type": ["null", "int", {"type": "int", "logicalType": "date"}],
+                "default": None,
+            },
+            {
+                "name": "seen",
+                "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}],
+                "default": None,
+            },
+        ],
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"address": None}, "address: may not be null"),
+        ({"address": {"street": "Hung Vuong", "floor": 2}}, "address: unknown field(s) 'floor'"),
+        ({"address": {}}, "address.street: required field is missing"),
+        (
+            {"address": {"street": "Hung Vuong", "rooms": [{"lit": True}, {"lit": 1}]}},
+            "address.rooms[1].lit: expected true or false, got the number 1",
+        ),
+        (
+            {"address": {"street": "x"}, "counts": {"a": 1, "b": "2"}},
+            "counts.b: expected an integer (int), got the string '2'",
+        ),
+        ({"address": {"street": "x"}, "either": "soon"}, "either: matches no branch of the union"),
+        (
+            {"address": {"street": "x"}, "seen": "2026-01-31T17:00:00"},
+            "seen: timestamp '2026-01-31T17:00:00' needs a UTC offset",
+        ),
+        ("a string", "record: expected a JSON object, got the string 'a string'"),
+    ],
+)
+def test_a_refusal_names_the_whole_path_to_the_value(record: Any, message: str) -> None:
+    """Records inside records, lists and maps: the refusal names each step to the value, and a union of
+    one branch besides null says why that branch refused it."""
+    with pytest.raises(RecordValidationError) as caught:
+        record_from_json(NESTED, record)
+    assert str(caught.value) == message
+
+
+def test_nested_values_convert_and_fill_their_defaults() -> None:
+    datum = record_from_json(
+        NESTED,
+        {"address": {"street": "x", "rooms": [{"lit": False}]}, "counts": {"a": None}, "either": 3,
+         "seen": "2026-01-31T17:00:00+07:00"},
+    )  # fmt: skip
+    assert datum == {
+        "address": {"street": "x", "rooms": [{"lit": False}]},
+        "counts": {"a": None},
+        "either": 3,
+        "seen": dt.datetime(2026, 1, 31, 10, 0, tzinfo=dt.UTC),
+    }
+    assert record_from_json(NESTED, {"address": {"street": "y"}})["address"]["rooms"] == []
+
+
 def test_a_record_must_be_an_object() -> None:
     with pytest.raises(RecordValidationError, match="expected a JSON object"):
         record_from_json(PARTY_MEMBERS, ["not", "a", "record"])
