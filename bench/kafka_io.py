@@ -7,6 +7,7 @@ producer is a bare confluent-kafka producer with the hub's producer settings.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
 from confluent_kafka import Producer
@@ -63,3 +64,35 @@ class RawProducer:
     def _delivered(self, error: object, _msg: object) -> None:
         if error is not None:
             self._failures.append(str(error))
+
+
+#: The size of an access record, about: what a round trip of the broker is timed with.
+ROUND_TRIP_BYTES = 600
+
+
+class RoundTrips:
+    """One message at a time to ``topic`` (acks=all, idempotent, sent at once: the access log's settings),
+    each waited for until the broker acknowledges it: the broker's part of a query's latency."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._producer = Producer({**producer_config(bootstrap), "linger.ms": 0})
+        self._topic = topic
+        self._value = bytes(ROUND_TRIP_BYTES)
+
+    def send(self, _i: int = 0) -> None:
+        outcome: list[object] = []
+
+        def answered(err: object, _msg: object) -> None:
+            outcome.append(err)
+
+        self._producer.produce(self._topic, value=self._value, on_delivery=answered)
+        deadline = time.monotonic() + STALL_S
+        while not outcome:
+            if time.monotonic() > deadline:
+                raise KafkaBenchError(f"{self._topic}: not acknowledged in {STALL_S:.0f} s")
+            self._producer.poll(0.05)
+        if outcome[0] is not None:
+            raise KafkaBenchError(f"{self._topic}: refused: {outcome[0]}")
+
+    def close(self) -> None:
+        self._producer.flush(STALL_S)

@@ -6,7 +6,8 @@
    topic from the start. Its RSS is sampled every few seconds with the events its read models hold, until
    every read model's stored positions reach the topic's end.
 3. **Query**: the real API (``sharehub serve``, uvicorn) over the filled read model, at a fixed rate, random
-   keys over all N members, beside a bare SQLAlchemy read of the same rows.
+   keys over all N members; then, at the same rate, a bare SQLAlchemy read of other random members and the
+   broker's round trip of one message (acks=all), the two parts of a query's latency it does not add.
 
 The read models are SQLite files, or with ``--postgres`` a schema per consumer in a PostgreSQL database
 (:func:`bench.environment.postgres`: the one SHAREHUB_BENCH_POSTGRES_URL names, or one started for the run),
@@ -38,7 +39,7 @@ from bench.environment import (
     new_hub,
     postgres,
 )
-from bench.kafka_io import end_offsets
+from bench.kafka_io import RoundTrips, end_offsets
 from bench.load import (
     BENCH_PURPOSE,
     CLIENT_CONNECTIONS,
@@ -69,6 +70,7 @@ from bench.read_models import (
 from projections.worker import BATCH_SIZE
 from services.governance_bootstrap import issue_credential
 from services.hub import Hub
+from sharehub.kafka import ensure_topics
 from tooling.synthetic import generate_party_members
 
 SAMPLE_EVERY_S = 5.0
@@ -89,7 +91,9 @@ def notes(read_models: dict[str, Any]) -> list[str]:
         "The projection writes every event to both party-members read models (Dong Thap and Lang Son), each "
         f"{each}, one transaction per batch of up to {BATCH_SIZE:,} events.",
         "Query latency is measured from when each request was due at the fixed rate (no coordinated "
-        "omission), once the projection's writes have reached the disk (os.sync()).",
+        "omission), once the projection's writes have reached the disk (os.sync()). The bare read and the "
+        "broker's round trips follow the API's requests, at the same rate; the bare read asks for other "
+        "random members than the API did.",
     ]
 
 
@@ -192,12 +196,16 @@ def worker_cpu_seconds(pid: int) -> dict[str, float]:
     return used
 
 
-def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict[str, Any]:
+def query(hub: Hub, members: int, requests: int, rate: float, seed: int, bootstrap: str) -> dict[str, Any]:
+    """The API's latencies; then, at the same rate, a bare read of other random members (none of the pages
+    the API's requests brought into memory favours it), and the broker's round trip of one message
+    acknowledged by every replica (what each answer waits for its access record)."""
     import httpx2
     from sqlalchemy import text
 
     token = issue_credential(hub, CONSUMER)
-    keys = [f"PM{n:010d}" for n in random.Random(seed).choices(range(1, members + 1), k=requests)]
+    keys = _random_members(members, requests, seed)
+    bare_keys = _random_members(members, requests, seed + 1)
     path = f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records/"
     auth = {"Authorization": f"Bearer {token}"}
     with (
@@ -219,11 +227,19 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
 
     def read(i: int) -> None:
         with engine.connect() as conn:  # a pooled connection per read, as the API's store takes
-            found = conn.execute(statement, {"d": DATASET, "k": keys[i]}).scalar_one_or_none()
+            found = conn.execute(statement, {"d": DATASET, "k": bare_keys[i]}).scalar_one_or_none()
         if found is None:
-            raise RuntimeError(f"{keys[i]} is not in the read model")
+            raise RuntimeError(f"{bare_keys[i]} is not in the read model")
 
     bare = paced(requests, rate, read)
+    round_trip_topic = f"{hub.governance.topic_prefix}.bench.round-trips"
+    ensure_topics(bootstrap, [(round_trip_topic, 1)])
+    one_at_a_time = RoundTrips(bootstrap, round_trip_topic)
+    try:
+        one_at_a_time.send()  # the connection and the topic's metadata, not timed
+        round_trips = paced(requests, rate, one_at_a_time.send)
+    finally:
+        one_at_a_time.close()
     with engine.connect() as conn:
         rows = int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
     engine.dispose()
@@ -233,10 +249,16 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int) -> dict
         "rows": rows,
         "api": latency_summary(api),
         "bare_sqlalchemy": latency_summary(bare),
+        "broker_round_trip": latency_summary(round_trips),
         "api_server_peak_rss_mib": server.peak_rss_kb / 1024,
         "client_collections": {"count": len(pauses), "longest_ms": max(pauses, default=0.0)},
         "read_model_bytes": stored_bytes(hub, CONSUMER),
     }
+
+
+def _random_members(members: int, count: int, seed: int) -> list[str]:
+    """``count`` keys of members drawn at random (with repeats) from the ``members`` published."""
+    return [f"PM{n:010d}" for n in random.Random(seed).choices(range(1, members + 1), k=count)]
 
 
 def main(argv: list[str], command: str) -> None:
@@ -279,7 +301,7 @@ def run(args: argparse.Namespace, command: str, read_model_url: str | None) -> d
             drop_schemas(*read_models)  # what an earlier run left in the database
             try:
                 result["read_models"] = server_settings(hub)
-                result |= phases(hub, args)
+                result |= phases(hub, args, bootstrap)
             finally:
                 hub.close()
                 if not args.keep:
@@ -292,15 +314,17 @@ def run(args: argparse.Namespace, command: str, read_model_url: str | None) -> d
     return result
 
 
-def phases(hub: Hub, args: argparse.Namespace) -> dict[str, Any]:
-    """The three phases, one after the other, and what the read models take on disk at the end."""
+def phases(hub: Hub, args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
+    """The three phases, one after the other, and what the read models take on disk at the end
+    (``bootstrap``: the broker's address with its super user's login, which times the broker's round
+    trips on a topic of its own)."""
     log(f"publishing {args.members:,} party members to {hub.governance.dataset(DATASET).topic}")
     published = publish(hub, args.members, args.seed)
     log(f"publish: {published['rate']:,.0f} ev/s; starting the projection worker")
     projected = project(hub, args.deadline_minutes * 60)
     log(f"projection: {projected['rate']:,.0f} ev/s; querying")
     os.sync()  # the projection's writes reach the disk now, not while requests are measured
-    queried = query(hub, args.members, args.requests, args.rate, args.seed)
+    queried = query(hub, args.members, args.requests, args.rate, args.seed, bootstrap)
     return {
         "publish": published,
         "projection": projected,

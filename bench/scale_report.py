@@ -69,6 +69,7 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
         f"| {q['api']['max_ms']:.1f} ms |",
         f"| bare SQLAlchemy read | {q['bare_sqlalchemy']['p50_ms']:.2f} ms "
         f"| {q['bare_sqlalchemy']['p99_ms']:.2f} ms | {q['bare_sqlalchemy']['max_ms']:.1f} ms |",
+        *_round_trip_row(q),
         "",
         f"Query API server peak RSS: {q['api_server_peak_rss_mib']:.0f} MiB. Projection worker RSS over the "
         f"last three quarters of the run: {min(later):.0f}–{max(later):.0f} MiB.{_client_pauses(q)}",
@@ -100,6 +101,18 @@ def _cpu_lines(projection: dict[str, Any]) -> list[str]:
         f"process {cpu['worker']:,.0f} µs, its engine process {cpu['engine']:,.0f} µs. Each process has "
         f"one core at most, so the busier one bounds the rate: {1e6 / max(cpu.values()):,.0f} events/s.",
         "",
+    ]
+
+
+def _round_trip_row(query: dict[str, Any]) -> list[str]:
+    """The broker's round trip of one message (acks=all), the wait of each answer for its access record;
+    nothing for a run from before it was measured."""
+    trips = query.get("broker_round_trip")
+    if trips is None:
+        return []
+    return [
+        f"| broker round trip, one message acks=all | {trips['p50_ms']:.2f} ms | {trips['p99_ms']:.2f} ms "
+        f"| {trips['max_ms']:.1f} ms |"
     ]
 
 

@@ -97,3 +97,17 @@ def test_the_query_clients_own_collections_are_reported_and_a_run_without_them_s
     text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
     assert "The query client collected garbage 1,234 times while it sent the API's requests, " in text
     assert "the longest for 187.5 ms." in text
+
+
+def test_the_brokers_round_trips_get_a_row_beside_the_api_and_a_run_without_them_has_none() -> None:
+    result = scale_result(5_000_000, [])
+    before = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    assert "broker round trip" not in before
+    result["query"]["broker_round_trip"] = {"p50_ms": 1.234, "p99_ms": 56.78, "max_ms": 123.45}
+    lines = scale_lines(result, "SQLite", Path("s.png"), Path("s.json"))
+    row = "| broker round trip, one message acks=all | 1.23 ms | 56.78 ms | 123.5 ms |"
+    assert row in lines
+    assert (
+        lines.index(row)
+        == next(i for i, line in enumerate(lines) if line.startswith("| bare SQLAlchemy")) + 1
+    )
