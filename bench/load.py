@@ -152,6 +152,29 @@ def latency_summary(latencies: list[float], prefix: str = "") -> dict[str, float
     }
 
 
+#: An answer later than this is part of a pause (:func:`late_runs`).
+LATE_MS = 50.0
+
+
+def late_runs(latencies: list[float], rate: float, over_ms: float = LATE_MS) -> list[dict[str, float]]:
+    """Where answers came back late, in the order requests were due at ``rate``: each run of late answers in
+    a row, as the second into the series its first request was due, how many it holds and the longest. An
+    open-loop series times each request from when it was due, so one pause makes a run of late answers; a
+    pause of the whole machine shows as a run in whichever series was being measured."""
+    runs: list[dict[str, float]] = []
+    current: dict[str, float] | None = None
+    for i, ms in enumerate(latencies):
+        if ms <= over_ms:
+            current = None
+            continue
+        if current is None:
+            current = {"at_s": round(i / rate, 3), "requests": 0, "longest_ms": 0.0}
+            runs.append(current)
+        current["requests"] += 1
+        current["longest_ms"] = max(current["longest_ms"], round(ms, 1))
+    return runs
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -43,11 +43,13 @@ from bench.kafka_io import RoundTrips, end_offsets
 from bench.load import (
     BENCH_PURPOSE,
     CLIENT_CONNECTIONS,
+    LATE_MS,
     collector_pauses,
     command_line,
     cpu_seconds,
     family,
     family_rss_kb,
+    late_runs,
     latency_summary,
     paced,
     paced_gets,
@@ -206,6 +208,8 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int, bootstr
     from sqlalchemy import text
 
     token = issue_credential(hub, CONSUMER)
+    #: When each series began (seconds since the epoch), to line its late answers up with the others'.
+    started: dict[str, float] = {}
     keys = _random_members(members, requests, seed)
     bare_keys = _random_members(members, requests, seed + 1)
     path = f"/v1/consumers/{CONSUMER}/datasets/{DATASET}/records/"
@@ -220,6 +224,7 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int, bootstr
         freeze_startup_objects()
         # Warm-up: connection, caches.
         paced_gets(min(50, requests), rate, server.base + path, keys, auth, server.tls)
+        started["api"] = time.time()
         with collector_pauses() as pauses:
             api = paced_gets(
                 requests, rate, server.base + path, keys, auth, server.tls, connect_first=CLIENT_CONNECTIONS
@@ -237,18 +242,21 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int, bootstr
         if found is None:
             raise RuntimeError(f"{bare_keys[i]} is not in the read model")
 
+    started["bare_sqlalchemy"] = time.time()
     bare = paced(requests, rate, read)
     round_trip_topic = f"{hub.governance.topic_prefix}.bench.round-trips"
     ensure_topics(bootstrap, [(round_trip_topic, 1)])
     one_at_a_time = RoundTrips(bootstrap, round_trip_topic)
     try:
         one_at_a_time.send()  # the connection and the topic's metadata, not timed
+        started["broker_round_trip"] = time.time()
         round_trips = paced(requests, rate, one_at_a_time.send)
     finally:
         one_at_a_time.close()
     with engine.connect() as conn:
         rows = int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
     engine.dispose()
+    series_latencies = {"api": api, "bare_sqlalchemy": bare, "broker_round_trip": round_trips}
     return {
         "requests": requests,
         "rate": rate,
@@ -259,6 +267,13 @@ def query(hub: Hub, members: int, requests: int, rate: float, seed: int, bootstr
         "api_server_peak_rss_mib": server.peak_rss_kb / 1024,
         "client_collections": {"count": len(pauses), "longest_ms": max(pauses, default=0.0)},
         "read_model_bytes": stored_bytes(hub, CONSUMER),
+        "late": {
+            "over_ms": LATE_MS,
+            **{
+                series: {"started_at": started[series], "runs": late_runs(latencies, rate)}
+                for series, latencies in series_latencies.items()
+            },
+        },
     }
 
 

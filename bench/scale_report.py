@@ -72,7 +72,8 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
         *_round_trip_row(q),
         "",
         f"Query API server peak RSS: {q['api_server_peak_rss_mib']:.0f} MiB. Projection worker RSS over the "
-        f"last three quarters of the run: {min(later):.0f}–{max(later):.0f} MiB.{_client_pauses(q)}",
+        f"last three quarters of the run: {min(later):.0f}–{max(later):.0f} MiB.{_client_pauses(q)}"
+        f"{_late_answers(q)}",
         "",
         f"![projector memory during the scale run]({chart})",
         "",
@@ -114,6 +115,33 @@ def _round_trip_row(query: dict[str, Any]) -> list[str]:
         f"| broker round trip, one message acks=all | {trips['p50_ms']:.2f} ms | {trips['p99_ms']:.2f} ms "
         f"| {trips['max_ms']:.1f} ms |"
     ]
+
+
+#: How the report names each timed series of the query phase.
+_SERIES = {"api": "the API's", "bare_sqlalchemy": "the bare read's", "broker_round_trip": "the broker's"}
+
+
+def _late_answers(query: dict[str, Any]) -> str:
+    """Each series' runs of late answers in a row (a pause makes one), at the seconds after the API's first
+    request was due, so that a pause of the whole machine lines up across series; nothing for a run from
+    before they were kept."""
+    late = query.get("late")
+    if not late:
+        return ""
+    origin = late["api"]["started_at"]
+    told = []
+    for series, name in _SERIES.items():
+        runs = late[series]["runs"]
+        offset = late[series]["started_at"] - origin
+        where = ", ".join(
+            f"{offset + r['at_s']:,.1f} s ({r['requests']:,.0f} answers, up to {r['longest_ms']:,.0f} ms)"
+            for r in runs
+        )
+        told.append(f"{name} at {where}" if runs else f"{name}: none")
+    return (
+        f" Answers later than {late['over_ms']:.0f} ms, by runs in a row (one pause makes one run), in "
+        f"seconds after the API's first request: {'; '.join(told)}."
+    )
 
 
 def _client_pauses(query: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.load import paced, paced_gets
+from bench.load import late_runs, paced, paced_gets
 
 
 def test_every_call_is_made_once_and_timed_from_when_it_was_due() -> None:
@@ -105,3 +105,16 @@ def test_connections_opened_first_are_not_timed(server: str) -> None:
     # one went out.
     assert sorted(_Answers.started[:5]) == ["/ok/a", "/ok/a", "/ok/b", "/ok/b", "/ok/c"]
     assert _Answers.started[5:] == ["/ok/a", "/ok/b", "/ok/c"]
+
+
+def test_late_answers_are_told_as_runs_with_where_each_began_and_its_longest() -> None:
+    latencies = [1.0, 2.0, 80.0, 300.0, 60.0, 3.0, 50.0, 51.0, 2.0, 120.0]
+    assert late_runs(latencies, rate=200.0) == [
+        {"at_s": 0.01, "requests": 3, "longest_ms": 300.0},
+        {"at_s": 0.035, "requests": 1, "longest_ms": 51.0},  # 50.0 is not late: only what is over the bar
+        {"at_s": 0.045, "requests": 1, "longest_ms": 120.0},
+    ]
+    assert late_runs([1.0, 2.0], rate=200.0) == []
+    assert late_runs([10.0, 20.0], rate=100.0, over_ms=5.0) == [
+        {"at_s": 0.0, "requests": 2, "longest_ms": 20.0}
+    ]

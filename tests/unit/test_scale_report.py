@@ -111,3 +111,24 @@ def test_the_brokers_round_trips_get_a_row_beside_the_api_and_a_run_without_them
         lines.index(row)
         == next(i for i, line in enumerate(lines) if line.startswith("| bare SQLAlchemy")) + 1
     )
+
+
+def test_late_answers_are_placed_on_one_clock_across_the_series() -> None:
+    result = scale_result(5_000_000, [])
+    before = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    assert "Answers later than" not in before
+    result["query"]["late"] = {
+        "over_ms": 50.0,
+        "api": {"started_at": 1000.0, "runs": [{"at_s": 3.2, "requests": 61, "longest_ms": 205.1}]},
+        "bare_sqlalchemy": {
+            "started_at": 1016.5,
+            "runs": [{"at_s": 2.0, "requests": 1200, "longest_ms": 307.6}],
+        },
+        "broker_round_trip": {"started_at": 1033.0, "runs": []},
+    }
+    text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    assert (
+        " Answers later than 50 ms, by runs in a row (one pause makes one run), in seconds after the API's "
+        "first request: the API's at 3.2 s (61 answers, up to 205 ms); the bare read's at 18.5 s "
+        "(1,200 answers, up to 308 ms); the broker's: none."
+    ) in text
