@@ -65,11 +65,13 @@ def scale_lines(scale: dict[str, Any], backend: str, chart: Path, samples_file: 
         "",
         "| | p50 | p99 | max |",
         "| --- | ---: | ---: | ---: |",
-        f"| query API (uvicorn, HTTP) | {q['api']['p50_ms']:.2f} ms | {q['api']['p99_ms']:.2f} ms "
-        f"| {q['api']['max_ms']:.1f} ms |",
-        f"| bare SQLAlchemy read | {q['bare_sqlalchemy']['p50_ms']:.2f} ms "
-        f"| {q['bare_sqlalchemy']['p99_ms']:.2f} ms | {q['bare_sqlalchemy']['max_ms']:.1f} ms |",
-        *_round_trip_row(q),
+        _latency_row("query API (uvicorn, HTTP)", q["api"]),
+        _latency_row("bare SQLAlchemy read", q["bare_sqlalchemy"]),
+        *(
+            [_latency_row("broker round trip, one message acks=all", q["broker_round_trip"])]
+            if "broker_round_trip" in q  # runs from before it was measured have none
+            else []
+        ),
         "",
         f"Query API server peak RSS: {q['api_server_peak_rss_mib']:.0f} MiB. Projection worker RSS over the "
         f"last three quarters of the run: {min(later):.0f}–{max(later):.0f} MiB.{_client_pauses(q)}"
@@ -105,16 +107,10 @@ def _cpu_lines(projection: dict[str, Any]) -> list[str]:
     ]
 
 
-def _round_trip_row(query: dict[str, Any]) -> list[str]:
-    """The broker's round trip of one message (acks=all), the wait of each answer for its access record;
-    nothing for a run from before it was measured."""
-    trips = query.get("broker_round_trip")
-    if trips is None:
-        return []
-    return [
-        f"| broker round trip, one message acks=all | {trips['p50_ms']:.2f} ms | {trips['p99_ms']:.2f} ms "
-        f"| {trips['max_ms']:.1f} ms |"
-    ]
+def _latency_row(name: str, summary: dict[str, float]) -> str:
+    """One row of the query table: a series' p50, p99 and max (:func:`bench.load.latency_summary`)."""
+    p50, p99, longest = summary["p50_ms"], summary["p99_ms"], summary["max_ms"]
+    return f"| {name} | {p50:.2f} ms | {p99:.2f} ms | {longest:.1f} ms |"
 
 
 #: How the report names each timed series of the query phase.

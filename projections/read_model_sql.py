@@ -357,8 +357,6 @@ class _DirectStatement:
         compiled = stmt.compile(dialect=dialect, column_keys=keys)
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
-        #: SQLite answers from a local file: the driver's own cursor, no Connection around it.
-        self.on_driver_cursor = dialect.name == "sqlite"
         # The dialect's own implementation of each type: a generic DateTime has no bind processor, and the
         # driver's default would write another text form than the one every query compares with.
         self.processors = [

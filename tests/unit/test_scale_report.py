@@ -34,6 +34,11 @@ def scale_result(members: int, notes: list[str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _sqlite_report(result: dict[str, Any]) -> str:
+    """The report's text for ``result`` as a run on SQLite."""
+    return "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+
+
 def test_a_postgresql_section_names_its_backend_samples_and_rerun() -> None:
     result = scale_result(20_000, ["each a schema of its own in one PostgreSQL 15 database"])
     chart, samples = Path("bench/results/scale_postgresql.png"), Path("bench/results/scale_postgresql.json")
@@ -75,7 +80,7 @@ def test_each_measured_backend_has_its_section_and_an_unmeasured_postgresql_none
 def test_the_projections_cpu_per_event_is_reported_per_process_with_the_rate_the_busier_allows() -> None:
     result = scale_result(5_000_000, [])
     result["projection"]["cpu_us_per_event"] = {"worker": 139.4, "engine": 121.0}
-    text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    text = _sqlite_report(result)
     assert "the worker's faust process 139 µs, its engine process 121 µs" in text
     assert "the busier one bounds the rate: 7,174 events/s" in text
 
@@ -85,23 +90,23 @@ def test_a_run_of_before_the_cpu_was_measured_or_with_a_process_not_found_has_no
     one_found = scale_result(5_000_000, [])
     one_found["projection"]["cpu_us_per_event"] = {"worker": 120.0}
     for result in (before, one_found):
-        text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+        text = _sqlite_report(result)
         assert "CPU per event" not in text
 
 
 def test_the_query_clients_own_collections_are_reported_and_a_run_without_them_says_nothing() -> None:
     result = scale_result(5_000_000, [])
-    before = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    before = _sqlite_report(result)
     assert "collected garbage" not in before
     result["query"]["client_collections"] = {"count": 1234, "longest_ms": 187.46}
-    text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    text = _sqlite_report(result)
     assert "The query client collected garbage 1,234 times while it sent the API's requests, " in text
     assert "the longest for 187.5 ms." in text
 
 
 def test_the_brokers_round_trips_get_a_row_beside_the_api_and_a_run_without_them_has_none() -> None:
     result = scale_result(5_000_000, [])
-    before = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    before = _sqlite_report(result)
     assert "broker round trip" not in before
     result["query"]["broker_round_trip"] = {"p50_ms": 1.234, "p99_ms": 56.78, "max_ms": 123.45}
     lines = scale_lines(result, "SQLite", Path("s.png"), Path("s.json"))
@@ -115,7 +120,7 @@ def test_the_brokers_round_trips_get_a_row_beside_the_api_and_a_run_without_them
 
 def test_late_answers_are_placed_on_one_clock_across_the_series() -> None:
     result = scale_result(5_000_000, [])
-    before = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    before = _sqlite_report(result)
     assert "Answers later than" not in before
     result["query"]["late"] = {
         "over_ms": 50.0,
@@ -126,7 +131,7 @@ def test_late_answers_are_placed_on_one_clock_across_the_series() -> None:
         },
         "broker_round_trip": {"started_at": 1033.0, "runs": []},
     }
-    text = "\n".join(scale_lines(result, "SQLite", Path("s.png"), Path("s.json")))
+    text = _sqlite_report(result)
     assert (
         " Answers later than 50 ms, by runs in a row (one pause makes one run), in seconds after the API's "
         "first request: the API's at 3.2 s (61 answers, up to 205 ms); the bare read's at 18.5 s "
