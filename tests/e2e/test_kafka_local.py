@@ -87,7 +87,14 @@ def test_start_returns_bootstrap_and_messages_round_trip(kafka: LocalKafka) -> N
     # Partitions and replication left to the broker: its defaults (3 and 1) must be usable.
     for future in admin.create_topics([NewTopic(topic, num_partitions=-1, replication_factor=-1)]).values():
         future.result(timeout=30)
-    assert len(admin.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 3
+    # Creation returns before the broker's own metadata cache has the topic: ask until it does.
+    deadline = time.monotonic() + 30
+    described = admin.list_topics(topic=topic, timeout=10).topics[topic]
+    while described.error is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        described = admin.list_topics(topic=topic, timeout=10).topics[topic]
+    assert described.error is None, described.error
+    assert len(described.partitions) == 3
 
     producer = Producer(client_config(kafka.admin_access()))
     producer.produce(topic, key=b"k", value=b"hello sharehub")
