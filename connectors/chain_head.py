@@ -6,7 +6,7 @@ is found. Forged or corrupt messages at the end of a lane are passed over, so th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from sharehub.chain import ChainHead, head_after
 from sharehub.codec import DatasetCodec
@@ -18,9 +18,16 @@ WINDOW = 200
 
 
 def recover_chain_heads(
-    bootstrap: str, topic: str, producer: str, codec: DatasetCodec, *, timeout: float = 30.0
+    bootstrap: str,
+    topic: str,
+    producer: str,
+    codec: DatasetCodec,
+    *,
+    only: Collection[int] | None = None,
+    timeout: float = 30.0,
 ) -> tuple[int, dict[int, ChainHead]]:
-    """(number of lanes, chain head per lane that has one), verified with the dataset's ``codec``."""
+    """(number of lanes, chain head per lane that has one), verified with the dataset's ``codec``; with
+    ``only``, the heads of those lanes alone."""
     with TopicReader(bootstrap, timeout=timeout) as reader:
         lanes = reader.partitions(topic)
         if not lanes:
@@ -29,6 +36,8 @@ def recover_chain_heads(
             )
         heads = {}
         for lane, (low, high) in lanes.items():
+            if only is not None and lane not in only:
+                continue
             found = _newest_in_lane(reader, topic, lane, low, high, producer, codec)
             if found is not None:
                 heads[lane] = found

@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
+from connectors.dataset_publishing import DatasetPublishing
 from connectors.journal import Journal, SourceState
 from connectors.jsonl_source import BadLine, Line
-from connectors.publisher import Publisher, PublishReport, Resume
+from connectors.validated_chunks import PublishReport, Resume
 
 #: Records between two checkpoints of the journal (each one waits for the broker's acks).
 CHECKPOINT_EVERY = 10_000
@@ -80,7 +81,7 @@ class ExactlyOnce:
     """Publishes sources through ``publisher`` exactly once, remembering them in ``journal``."""
 
     def __init__(
-        self, publisher: Publisher, journal: Journal, *, checkpoint_every: int = CHECKPOINT_EVERY
+        self, publisher: DatasetPublishing, journal: Journal, *, checkpoint_every: int = CHECKPOINT_EVERY
     ) -> None:
         self.publisher = publisher
         self.journal = journal

@@ -15,22 +15,21 @@ turn, in the lines' order.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from itertools import groupby, islice
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from itertools import groupby
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.chain_head import recover_chain_heads
+from connectors.dataset_publishing import DatasetPublishing
 from connectors.jsonl_source import BadLine, Line
-from connectors.record_rules import RecordRules
-from connectors.source_positions import Headers, SourcePosition, written_positions
+from connectors.source_positions import Headers, SourcePosition
+from connectors.validated_chunks import ChunkValidator, PublishReport, Resume, ValidatedChunk, chunks
 from sharehub import chain
-from sharehub.avro import RecordSchema
 from sharehub.checkpoints import seal_checkpoint
-from sharehub.codec import DatasetCodec, DatasetKeys, Producing, SealedEvent
-from sharehub.envelope import Envelope, lane_for
+from sharehub.codec import DatasetKeys, Producing, SealedEvent
+from sharehub.envelope import Envelope
 from sharehub.errors import (
     BrokerError,
     ChainViolation,
@@ -41,7 +40,7 @@ from sharehub.errors import (
     UnknownSigner,
 )
 from sharehub.gov.views import GovernanceView
-from sharehub.kafka import TopicReader, producer_config
+from sharehub.kafka import producer_config
 from sharehub.keys import Signer
 
 CHECKPOINT_EVERY = 1000
@@ -50,38 +49,10 @@ ERASED = "this data subject was erased; it cannot be published"
 CHUNK = 512
 
 
-@dataclass
-class PublishReport:
-    published: int = 0
-    rejected: list[BadLine] = field(default_factory=list)
-    #: Lines whose record its lane already holds (published before, see :mod:`connectors.exactly_once`).
-    skipped: int = 0
-
-
-class _Valid(NamedTuple):
-    number: int
-    datum: dict[str, Any]
-    event_type: str
-
-
-class _Validated(NamedTuple):
-    """A chunk of lines, validated: how many lines it held, the valid ones, and what it refused or skipped."""
-
-    lines: int
-    valid: list[_Valid]
-    refused: PublishReport
-
-
-@dataclass(frozen=True)
-class Resume:
-    """What a source already has on the topic: its id, and lane → the highest position written there."""
-
-    source: str
-    written: Mapping[int, int]
-
-
-class Publisher:
-    """Publishes records of one dataset as its owner agency, signing with the agency's key."""
+class Publisher(DatasetPublishing):
+    """Publishes records of one dataset as its owner agency, signing with the agency's key; with
+    ``lanes``, only into those lanes (one of several processes: :mod:`connectors.lane_split`), whose
+    chains alone it recovers."""
 
     def __init__(
         self,
@@ -92,47 +63,21 @@ class Publisher:
         signer: Signer,
         agency: str,
         dataset: str,
+        lanes: frozenset[int] | None = None,
     ) -> None:
-        ds = governance.dataset(dataset)
-        governance.agency(agency)
-        if ds.owner != agency:
-            raise InputError(f"{agency!r} may not publish {dataset!r}: its owner is {ds.owner!r}")
+        super().__init__(
+            bootstrap=bootstrap, governance=governance, keys=keys, agency=agency, dataset=dataset
+        )
         _check_signer(governance, agency, signer)
-        self._dataset = ds
-        self._agency = agency
-        self._rules = RecordRules(governance, dataset)
-        self._codec = DatasetCodec(ds.id, ds.key_field, governance, keys)
-        lanes, heads = recover_chain_heads(bootstrap, ds.topic, agency, self._codec)
-        self._codec.producing = Producing(agency, signer, lanes, heads)
+        count, heads = recover_chain_heads(bootstrap, self.topic, agency, self._codec, only=lanes)
+        self._codec.producing = Producing(agency, signer, count, heads, owned=lanes)
+        self._validator = ChunkValidator(self._rules, self._codec, count, name_lanes=False)
         self._checkpoint_topic = governance.checkpoint_topic(agency)
         self._unchecked: dict[int, int] = {}
-        self._bootstrap = bootstrap
-        self._lane_reader: TopicReader | None = None
         self._producer = Producer(producer_config(bootstrap))
-        #: Lane → the offset after the last event of this publisher the broker acknowledged there.
-        self.acked_ends: dict[int, int] = {}
         self._failures: list[str] = []
-        self._on_close: list[Callable[[], None]] = []
-
-    @property
-    def topic(self) -> str:
-        return self._dataset.topic
-
-    @property
-    def key_field(self) -> str:
-        """The field that names a record's subject (its pseudonym, its lane)."""
-        return self._dataset.key_field
-
-    @property
-    def schema(self) -> RecordSchema:
-        """The dataset's current schema, which records are validated against."""
-        return self._rules.schema
 
     # --- publishing ----------------------------------------------------------------------------------
-
-    def publish_records(self, records: Iterable[Any], *, event_type: str = "UPSERTED") -> PublishReport:
-        """Publish many JSON records; invalid ones are reported by their position (1-based)."""
-        return self.publish_lines((Line(i, r) for i, r in enumerate(records, start=1)), event_type=event_type)
 
     def publish_lines(
         self,
@@ -145,17 +90,29 @@ class Publisher:
         """Publish numbered lines; with ``resume``, each event carries its source and line number (Kafka
         headers) and a line whose lane already holds it is skipped. ``progress`` is told how many lines
         each chunk held, once the chunk was handed to the producer."""
+        validated = (
+            self._validator.validated(chunk, resume, event_type) for chunk in chunks(iter(lines), CHUNK)
+        )
+        return self.publish_validated(validated, resume, progress)
+
+    def publish_validated(
+        self,
+        validated: Iterable[ValidatedChunk],
+        resume: Resume | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PublishReport:
+        """Publish chunks already validated, in order, then flush. One chunk ahead: the next chunk's
+        subjects' keys are asked for before this one is sealed and sent (a key service answers meanwhile:
+        its round trip no longer stops the sealing)."""
         report = PublishReport()
-        # One chunk ahead: the next chunk is validated, and its subjects' keys asked for, before this one is
-        # sealed and sent (a key service answers meanwhile: its round trip no longer stops the sealing).
-        pending: _Validated | None = None
+        pending: ValidatedChunk | None = None
         try:
-            for chunk in _chunks(iter(lines), CHUNK):
-                validated = self._validated(chunk, resume, event_type)
+            for chunk in validated:
+                self._codec.ask_ahead([v.datum for v in chunk.valid if v.event_type != "ERASED"])
                 if pending is not None:
                     ready, pending = pending, None
                     self._publish_chunk(ready, report, resume, progress)
-                pending = validated
+                pending = chunk
         finally:
             # The last chunk; or, when the source failed part-way, the chunk read before it is still sent.
             if pending is not None:
@@ -163,16 +120,9 @@ class Publisher:
         self.flush()
         return report
 
-    def _validated(self, chunk: list[Line | BadLine], resume: Resume | None, event_type: str) -> _Validated:
-        """A chunk's valid lines (its refusals and skips kept for its turn), its subjects' keys asked for."""
-        refused = PublishReport()
-        valid = self._valid(chunk, refused, resume, event_type)
-        self._codec.ask_ahead([v.datum for v in valid if v.event_type != "ERASED"])
-        return _Validated(len(chunk), valid, refused)
-
     def _publish_chunk(
         self,
-        chunk: _Validated,
+        chunk: ValidatedChunk,
         report: PublishReport,
         resume: Resume | None,
         progress: Callable[[int], None] | None,
@@ -272,57 +222,6 @@ class Publisher:
             progress(len(fresh) + report.skipped)
         return report
 
-    def written_positions(self, source: str, since: Mapping[int, int]) -> dict[int, int]:
-        """Lane → the highest position of ``source`` this agency wrote there at or after ``since[lane]``."""
-        return written_positions(self._bootstrap, self.topic, self._agency, self._codec, source, since)
-
-    def lane_ends(self) -> dict[int, int]:
-        """Lane → the offset after its last event now (where anything sent from now on will lie), asked with
-        one reader kept open while the publisher is (a new client per call cost a TLS and SCRAM login each
-        time: most of a gateway request's fixed cost)."""
-        if self._lane_reader is None:
-            self._lane_reader = TopicReader(self._bootstrap)
-            self.on_close(self._close_lane_reader)
-        return {lane: high for lane, (_, high) in self._lane_reader.partitions(self.topic).items()}
-
-    def _close_lane_reader(self) -> None:
-        if self._lane_reader is not None:
-            self._lane_reader.close()
-            self._lane_reader = None
-
-    def _valid(
-        self, chunk: list[Line | BadLine], report: PublishReport, resume: Resume | None, event_type: str
-    ) -> list[_Valid]:
-        """The chunk's records that are valid and not yet on the topic, as Avro data with their numbers (an
-        erasure's datum holds only its key)."""
-        valid: list[_Valid] = []
-        lanes = self._codec.producing.lanes if self._codec.producing is not None else 1
-        for line in chunk:
-            if isinstance(line, BadLine):
-                report.rejected.append(line)
-                continue
-            kind = line.event_type or event_type
-            try:
-                datum = self._erasure(line.record) if kind == "ERASED" else self._rules.validated(line.record)
-            except RecordValidationError as exc:
-                report.rejected.append(BadLine(line.number, str(exc)))
-                continue
-            if resume is not None:
-                lane = lane_for(self._codec.pseudonym(str(datum[self._dataset.key_field])), lanes)
-                if line.number <= resume.written.get(lane, 0):
-                    report.skipped += 1
-                    continue
-            valid.append(_Valid(line.number, datum, kind))
-        return valid
-
-    def _erasure(self, record: Any) -> dict[str, Any]:
-        """The key an erasure names its subject by (the dataset's key field), all it needs of its record."""
-        key_field = self._dataset.key_field
-        key = record.get(key_field) if isinstance(record, dict) else None
-        if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
-            raise RecordValidationError(f"an erasure names its subject by {key_field!r}, which it lacks")
-        return {key_field: key}
-
     def _seal(self, event_type: str, datums: list[dict[str, Any]]) -> list[SealedEvent | SubjectErased]:
         if event_type == "ERASED":
             return [self._codec.erase(str(d[self._dataset.key_field])) for d in datums]
@@ -350,19 +249,7 @@ class Publisher:
         try:
             self.flush()
         finally:
-            for close in self._on_close:
-                close()
-            self._on_close.clear()
-
-    def on_close(self, close: Callable[[], None]) -> None:
-        """Have ``close`` called when this publisher closes (a key service client it alone uses)."""
-        self._on_close.append(close)
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+            super().close()
 
     # --- to the broker -------------------------------------------------------------------------------
 
@@ -413,11 +300,6 @@ class Publisher:
             lane, offset = message.partition(), message.offset()
             if lane is not None and offset is not None:
                 self.acked_ends[lane] = max(self.acked_ends.get(lane, 0), offset + 1)
-
-
-def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while chunk := list(islice(items, size)):
-        yield chunk
 
 
 def _message_key(envelope: Envelope) -> bytes:

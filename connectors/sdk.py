@@ -27,6 +27,7 @@ does not know).
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import ssl
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.key_service import PATIENCE_S, KeyServiceClient
+from connectors.lane_split import LaneSplitPublisher
 from connectors.publisher import Publisher
 from connectors.site import AgencySite, check_passphrase
 from sharehub.errors import ConfigurationError, InputError, WrongSecret
@@ -222,11 +224,17 @@ class SiteSession:
 
 
 def open_publisher(
-    home: Path, dataset: str, passphrase: bytes, *, key_service_patience_s: float = PATIENCE_S
+    home: Path,
+    dataset: str,
+    passphrase: bytes,
+    *,
+    key_service_patience_s: float = PATIENCE_S,
+    lanes: frozenset[int] | None = None,
 ) -> Publisher:
     """A publisher of ``dataset`` as the site's agency, entirely from the site (close it, or use it as a
     context manager: it flushes, checkpoints, and forgets the keys it was given). While the hub's key
-    service does not answer, each of its calls waits for up to ``key_service_patience_s``."""
+    service does not answer, each of its calls waits for up to ``key_service_patience_s``. With ``lanes``,
+    it publishes into those lanes only (one of several processes: :func:`open_lane_split_publisher`)."""
     signer = AgencySite(home).signing_key(passphrase)  # a token's: one session for the publisher's life
     try:
         session = SiteSession(home, passphrase)
@@ -239,6 +247,7 @@ def open_publisher(
                 signer=signer,
                 agency=session.site.agency,
                 dataset=dataset,
+                lanes=lanes,
             )
         except BaseException:
             keys.close()
@@ -248,4 +257,37 @@ def open_publisher(
         raise
     publisher.on_close(keys.close)
     publisher.on_close(signer.close)
+    return publisher
+
+
+def open_lane_split_publisher(
+    home: Path,
+    dataset: str,
+    passphrase: bytes,
+    processes: int,
+    *,
+    key_service_patience_s: float = PATIENCE_S,
+) -> LaneSplitPublisher:
+    """A publisher of ``dataset`` as the site's agency that seals from ``processes`` processes, each an
+    :func:`open_publisher` of its share of the dataset's lanes (:mod:`connectors.lane_split`): for a source
+    larger than one process can seal. This process validates and routes; it holds the key service's routing
+    key, never a signing key. Close it, or use it as a context manager."""
+    session = SiteSession(home, passphrase)
+    keys = session.key_service(key_service_patience_s)
+    try:
+        publisher = LaneSplitPublisher(
+            bootstrap=session.kafka,
+            governance=session.governance(),
+            keys=keys,
+            agency=session.site.agency,
+            dataset=dataset,
+            processes=processes,
+            opener=functools.partial(
+                open_publisher, home, dataset, passphrase, key_service_patience_s=key_service_patience_s
+            ),
+        )
+    except BaseException:
+        keys.close()
+        raise
+    publisher.on_close(keys.close)
     return publisher

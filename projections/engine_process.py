@@ -16,7 +16,6 @@ import datetime as dt
 import itertools
 import multiprocessing
 import os
-import pickle
 import queue
 import signal
 import threading
@@ -30,7 +29,7 @@ from projections.projector import LogMessage
 from projections.read_model_tables import TopicPartition
 from sharehub.collector import collect_for_batches
 from sharehub.errors import EngineProcessError
-from sharehub.lifetime import die_with
+from sharehub.lifetime import die_with, portable
 
 #: How long the engine process may take to start (imports, governance, keys, read models).
 START_TIMEOUT_S = 120.0
@@ -225,7 +224,7 @@ def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], a
     try:
         engine = factory(*args)
     except BaseException as exc:
-        conn.send(("error", _portable(exc)))
+        conn.send(("error", portable(exc, EngineProcessError)))
         return
     collect_for_batches()
     try:
@@ -250,7 +249,7 @@ def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], a
             try:
                 result = getattr(engine, method)(*call_args)
             except Exception as exc:
-                conn.send((call_id, "error", _portable(exc)))
+                conn.send((call_id, "error", portable(exc, EngineProcessError)))
             else:
                 conn.send((call_id, "ok", result))
     finally:
@@ -267,12 +266,3 @@ def _receive(conn: Connection, calls: queue.SimpleQueue[_Call | None]) -> None:
         calls.put(call)
         if call is None:
             return
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives the pipe, else an EngineProcessError that names it."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return EngineProcessError(f"{type(exc).__name__}: {exc}")

@@ -96,6 +96,8 @@ class Producing:
     heads: dict[int, chain.ChainHead] = field(default_factory=dict)
     #: Events per signature (one Ed25519 signature over the Merkle root of the batch).
     batch: int = SIGN_BATCH
+    #: The only lanes this producer seals into, when it is one of several (None: every lane).
+    owned: frozenset[int] | None = None
 
     def head(self, lane: int) -> chain.ChainHead:
         return self.heads.get(lane, chain.GENESIS)
@@ -232,6 +234,10 @@ class DatasetCodec:
         occurred_at: dt.datetime | None,
     ) -> Sealed:
         lane = lane_for(ref, producing.lanes)
+        if producing.owned is not None and lane not in producing.owned:
+            raise ChainViolation(
+                "misrouted", f"lane {lane} is sealed by another of the agency's publishing processes"
+            )
         head = producing.head(lane)
         position = ChainPosition(lane, head.sequence + 1, head.hash)
         event = sealer.seal(datum, position, subject, subject_key, None, occurred_at)

@@ -46,6 +46,7 @@
     │   └── Forbidden                 authenticated, but not allowed (HTTP 403)
     │       └── PurposeNotAllowed          a query stating a purpose its agreement does not name
     ├── BrokerError               Kafka unreachable or a delivery failed
+    ├── PublishingProcessError    one of the processes publishing a dataset's lanes failed to start, or exited
     ├── KeyServiceUnavailable     the hub's key service did not answer (nothing is sealed without it)
     ├── ReadModelUnavailable      the read-model database did not answer (HTTP 503 with Retry-After)
     ├── SourceUnavailable         a connector's source (an agency's database) did not answer
@@ -243,6 +244,10 @@ class PurposeNotAllowed(Forbidden):
 
 class BrokerError(SharehubError):
     """Kafka could not be reached, or refused or lost a write."""
+
+
+class PublishingProcessError(SharehubError):
+    """One of the processes publishing a dataset's lanes side by side failed to start, or exited."""
 
 
 class KeyServiceUnavailable(SharehubError):

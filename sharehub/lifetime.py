@@ -1,11 +1,14 @@
 """A child process that must not outlive its parent: killed the moment the parent dies (Linux's
-parent-death signal), however the parent dies, even by SIGKILL."""
+parent-death signal), however the parent dies, even by SIGKILL; and its errors, made fit to cross the pipe
+to its parent."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import signal
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 
@@ -19,3 +22,12 @@ def die_with(parent: int) -> None:
         pass
     if os.getppid() != parent:
         os._exit(1)
+
+
+def portable(exc: BaseException, fallback: Callable[[str], BaseException]) -> BaseException:
+    """``exc`` if it survives a pipe to the parent (pickled), else ``fallback`` of a message naming it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return fallback(f"{type(exc).__name__}: {exc}")

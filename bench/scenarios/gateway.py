@@ -76,7 +76,7 @@ def _measure(
     n = config.events
     url = f"{base}/v1/datasets/{DATASET}/records"
     batches = [records.members(n, config.seed, start_index=rep * n) for rep in range(config.reps)]
-    raw = RawProduce.of(hub, config)
+    raw = RawProduce.of(hub, config, (config.reps + 1) * n)
     client = httpx2.Client(verify=tls, timeout=120, headers={"Authorization": f"Bearer {token}"})
     post = _poster(client, url)
     post("warm-up", records.members(WARM_UP, config.seed, start_index=config.reps * n))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bench import records
@@ -19,7 +20,7 @@ from bench.environment import DATASET, OWNER, new_hub
 from bench.kafka_io import RawProducer
 from bench.model import Config, Row, ScenarioResult
 from bench.stats import interleaved
-from connectors.publisher import Publisher
+from connectors.dataset_publishing import DatasetPublishing
 from services.hub import Hub
 from sharehub.kafka import ensure_topics
 
@@ -31,7 +32,7 @@ def run(config: Config) -> ScenarioResult:
     hub = new_hub(config.workdir / "publish", config.bootstrap)
     try:
         publisher = hub.publisher(OWNER, DATASET)
-        measured, notes = publisher_against_raw_produce(hub, config, publisher)
+        measured, notes = publishers_against_raw_produce(hub, config, {"publish_s": publisher})
     finally:
         hub.close()
     return ScenarioResult(
@@ -57,7 +58,8 @@ class RawProduce:
     notes: list[str]
 
     @classmethod
-    def of(cls, hub: Hub, config: Config) -> RawProduce:
+    def of(cls, hub: Hub, config: Config, first_unused: int) -> RawProduce:
+        """Sized after members from ``first_unused`` on (members no side publishes)."""
         assert config.bootstrap is not None
         dataset = hub.governance.dataset(DATASET)
         raw_topic = f"{hub.governance.topic_prefix}.bench.raw-produce"
@@ -66,7 +68,7 @@ class RawProduce:
         sealer = records.Sealer.of(hub)
         # Sizes from other members of the same kind: sealing the timed ones here would make their subject
         # keys before the first repetition, and spare it work the others do.
-        others = records.members(n, config.seed, start_index=(config.reps + 1) * n)
+        others = records.members(n, config.seed, start_index=first_unused)
         sizes = [len(e.raw) for e in sealer.seal_chain(sealer.datums(hub, others))]
         payloads = [(os.urandom(16), os.urandom(size)) for size in sizes]
         producer = RawProducer(config.bootstrap, raw_topic)
@@ -84,28 +86,39 @@ class RawProduce:
         return {"produce_s": time.perf_counter() - started}
 
 
-def publisher_against_raw_produce(
-    hub: Hub, config: Config, publisher: Publisher
+def publishers_against_raw_produce(
+    hub: Hub, config: Config, publishers: Mapping[str, DatasetPublishing]
 ) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
-    """``publisher`` against a raw producer of same-size messages, interleaved over ``config.reps``; closes
-    ``publisher``. Each repetition publishes new members, so both pay for first-time work alike; each client
-    is made once and warmed up before any timing."""
-    n = config.events
-    batches = [records.members(n, config.seed, start_index=rep * n) for rep in range(config.reps)]
-    raw = RawProduce.of(hub, config)
-    # Warmed up (connection, producer id, metadata) before any timing.
-    publisher.publish_records(records.members(WARM_UP, config.seed, start_index=config.reps * n))
+    """Each of ``publishers`` (by the name of its measurement) against a raw producer of same-size
+    messages, interleaved over ``config.reps`` (the publishers in turn, the first one changing each
+    repetition); closes them. Every publish is of members never published before, so each pays for
+    first-time work alike; each client is made once and warmed up before any timing."""
+    n, sides = config.events, len(publishers)
+    batches = [
+        [records.members(n, config.seed, start_index=(rep * sides + side) * n) for side in range(sides)]
+        for rep in range(config.reps)
+    ]
+    unused = config.reps * sides * n
+    raw = RawProduce.of(hub, config, unused)
+    for side, publisher in enumerate(publishers.values()):  # warmed up: connection, producer id, metadata
+        warm_up = records.members(WARM_UP, config.seed, start_index=unused + n + side * WARM_UP)
+        publisher.publish_records(warm_up)
+    named = list(publishers.items())
 
     def hub_side(rep: int) -> dict[str, float]:
-        started = time.perf_counter()
-        report = publisher.publish_records(batches[rep])  # returns once the broker acknowledged all
-        elapsed = time.perf_counter() - started
-        if report.published != n or report.rejected:
-            raise RuntimeError(f"published {report.published} of {n}: {report.rejected[:1]}")
-        return {"publish_s": elapsed}
+        took = {}
+        for side in [(rep + k) % sides for k in range(sides)]:
+            name, publisher = named[side]
+            started = time.perf_counter()
+            report = publisher.publish_records(batches[rep][side])  # returns once the broker acknowledged all
+            took[name] = time.perf_counter() - started
+            if report.published != n or report.rejected:
+                raise RuntimeError(f"{name}: published {report.published} of {n}: {report.rejected[:1]}")
+        return took
 
     try:
         measured = interleaved(config.reps, hub_side, raw.side)
     finally:
-        publisher.close()
+        for publisher in publishers.values():
+            publisher.close()
     return measured, raw.notes

@@ -4,19 +4,31 @@ Hub: ``connectors.sdk.open_publisher`` at a site of the owner: its own signing k
 client certificate of the hub CA, mutual TLS), governance read from the log and verified against the pinned
 operator key, and the dataset's keys from the hub's key service over HTTPS (a ``sharehub serve`` process;
 subjects' keys asked for in batches of 512, created durably at the hub, each release in the access log
-first). Baseline: the same number of messages of the same sizes, random bytes under random keys, produced
-by confluent-kafka with the same producer settings (as in scenario b).
+first). The same from :data:`PROCESSES` processes (``open_lane_split_publisher``: this process validates
+and routes, each child seals its share of the lanes with its own key session, key service client and
+producer), each repetition publishing with both in turn. Baseline: the same number of messages of the same
+sizes, random bytes under random keys, produced by confluent-kafka with the same producer settings (as in
+scenario b).
 """
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from bench.environment import DATASET, OWNER, hub_env, new_hub
 from bench.load import query_api
 from bench.model import Config, Row, ScenarioResult
-from bench.scenarios.publish import publisher_against_raw_produce
-from connectors.sdk import BrokerLogin, HubAddress, connect, make_tls_request, open_publisher
+from bench.scenarios.publish import publishers_against_raw_produce
+from connectors.dataset_publishing import DatasetPublishing
+from connectors.sdk import (
+    BrokerLogin,
+    HubAddress,
+    connect,
+    make_tls_request,
+    open_lane_split_publisher,
+    open_publisher,
+)
 from connectors.site import PASSPHRASE_BESIDE, AgencySite
 from services.gov_operations import Caller, perform
 from services.governance_bootstrap import issue_credential
@@ -26,6 +38,8 @@ from sharehub.gov import anchors
 from sharehub.keys import write_private
 
 PASSPHRASE = b"the owner's site keeps this one"
+#: Processes of the split publisher: one a core.
+PROCESSES = 2
 
 
 def _mutual_tls(bootstrap: str) -> str:
@@ -61,8 +75,11 @@ def run(config: Config) -> ScenarioResult:
     try:
         with query_api(hub_env(hub), hub.home / "api.log") as server:
             site = connected_site(hub, config.bootstrap, server.base)
-            publisher = open_publisher(site, DATASET, PASSPHRASE)
-            measured, notes = publisher_against_raw_produce(hub, config, publisher)
+            publishers: dict[str, DatasetPublishing] = {
+                "publish_s": open_publisher(site, DATASET, PASSPHRASE),
+                "publish_split_s": open_lane_split_publisher(site, DATASET, PASSPHRASE, PROCESSES),
+            }
+            measured, notes = publishers_against_raw_produce(hub, config, publishers)
     finally:
         hub.close()
     return ScenarioResult(
@@ -71,7 +88,27 @@ def run(config: Config) -> ScenarioResult:
         hub="open_publisher(site).publish_records: site key, keys from the key service, own principal",
         baseline="confluent_kafka.Producer.produce of random bytes of the same sizes, then flush",
         reps=config.reps,
-        rows=[Row("site publish vs produce", "throughput", "publish_s", "produce_s", config.events)],
+        rows=[
+            Row("site publish vs produce", "throughput", "publish_s", "produce_s", config.events),
+            Row(
+                f"site publish, {PROCESSES} processes vs produce",
+                "throughput",
+                "publish_split_s",
+                "produce_s",
+                config.events,
+            ),
+        ],
         measurements=measured,
-        notes=[*notes, "The key service is a local `sharehub serve` process on the same 2 cores."],
+        notes=[
+            *notes,
+            "The key service is a local `sharehub serve` process on the same 2 cores.",
+            f"One process against {PROCESSES} (same run, same repetitions): "
+            f"{_speedup(measured['hub']):.2f}x the one-process rate (median of the repetitions' ratios).",
+        ],
     )
+
+
+def _speedup(hub: dict[str, list[float]]) -> float:
+    """The split publisher's rate over the single one's: the median of the repetitions' time ratios."""
+    ratios = [one / split for one, split in zip(hub["publish_s"], hub["publish_split_s"], strict=True)]
+    return statistics.median(ratios)

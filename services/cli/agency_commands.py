@@ -6,18 +6,20 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from connectors.publisher import Publisher
 from connectors.site import AgencySite
 from services.cli.errors import reports_errors
 from sharehub.errors import InputError
 from sharehub.keys import Signer
 from sharehub.pkcs11_token import SOFTHSM_MODULE
 from sharehub.token_signer import Pkcs11Token
+
+if TYPE_CHECKING:
+    from connectors.dataset_publishing import DatasetPublishing
 
 app = typer.Typer(help="An agency's own site: its signing keys and their registration requests.")
 err = Console(stderr=True, soft_wrap=True)
@@ -114,12 +116,18 @@ def site_passphrase(home: Path, passphrase_file: Path | None = None) -> bytes:
     return _passphrase(passphrase_file, new=False, site=home)
 
 
-def site_publisher(home: Path, agency: str, dataset: str, passphrase_file: Path | None) -> Publisher:
-    """A publisher of ``dataset`` running entirely from ``agency``'s connected site at ``home``."""
-    from connectors.sdk import open_publisher
+def site_publisher(
+    home: Path, agency: str, dataset: str, passphrase_file: Path | None, processes: int = 1
+) -> DatasetPublishing:
+    """A publisher of ``dataset`` running entirely from ``agency``'s connected site at ``home``; with
+    ``processes`` above 1, sealing from that many processes (:mod:`connectors.lane_split`)."""
+    from connectors.sdk import open_lane_split_publisher, open_publisher
 
     _site_of(home, agency)
-    return open_publisher(home, dataset, _passphrase(passphrase_file, new=False, site=home))
+    passphrase = _passphrase(passphrase_file, new=False, site=home)
+    if processes > 1:
+        return open_lane_split_publisher(home, dataset, passphrase, processes)
+    return open_publisher(home, dataset, passphrase)
 
 
 @app.command("init")

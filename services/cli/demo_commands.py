@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from connectors.publisher import PublishReport
+from connectors.validated_chunks import PublishReport
 from projections.read_model import ReadModelStore
 from services import governance_bootstrap, processes
 from services.cli.errors import fail, reports_errors

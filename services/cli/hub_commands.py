@@ -21,7 +21,7 @@ from services.hub import Hub
 from sharehub.errors import InputError
 
 if TYPE_CHECKING:
-    from connectors.publisher import Publisher
+    from connectors.dataset_publishing import DatasetPublishing
     from services.audit import AuditReport
     from services.audit import TimeWindow as AuditWindow
     from services.cli.progress import Tracker
@@ -66,6 +66,14 @@ def publish(
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Lines between two checkpoints", min=1)] = 10_000,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Seal from this many processes, each its share of the dataset's lanes (connected sites)",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Validate, seal and publish each line of FILE exactly once: run again on the same file, it resumes
     where the last run stood (nothing is sent twice); bad lines are reported by number, good lines go."""
@@ -77,7 +85,8 @@ def publish(
 
     home = Settings().home
     facts = FileFacts.of(file)
-    with Journal(home, dataset) as journal, _publisher(home, site, agency, dataset, passphrase_file) as pub:
+    opened = _publisher(home, site, agency, dataset, passphrase_file, processes)
+    with Journal(home, dataset) as journal, opened as pub:
         core = ExactlyOnce(pub, journal, checkpoint_every=checkpoint_every)
         with line_progress(err, quiet=quiet) as tracker:
             report = core.publish(
@@ -99,10 +108,10 @@ def publish(
 
 @contextmanager
 def _publisher(
-    home: Path, site: Path | None, agency: str, dataset: str, passphrase_file: Path | None
-) -> Iterator[Publisher]:
-    """From the agency's connected site (the SDK), else the hub's publisher signing with a site's key or
-    the hub's own (the hub closed with it)."""
+    home: Path, site: Path | None, agency: str, dataset: str, passphrase_file: Path | None, processes: int
+) -> Iterator[DatasetPublishing]:
+    """From the agency's connected site (the SDK; from ``processes`` processes), else the hub's publisher
+    signing with a site's key or the hub's own (the hub closed with it)."""
     from connectors.sdk import is_connected
     from connectors.site import AgencySite
     from services.cli.agency_commands import site_publisher, site_signer
@@ -110,9 +119,14 @@ def _publisher(
     if site is None and AgencySite.is_site(home):
         site = home
     if site is not None and is_connected(site):  # the agency SDK, entirely from the agency's site
-        with site_publisher(site, agency, dataset, passphrase_file) as publisher:
+        with site_publisher(site, agency, dataset, passphrase_file, processes) as publisher:
             yield publisher
         return
+    if processes > 1:
+        raise InputError(
+            "--processes needs a connected agency site (each process opens the site's key and asks the "
+            "hub's key service): connect one with 'sharehub agency connect', or publish with one process"
+        )
     signer = None if site is None else site_signer(site, agency, passphrase_file)
     with Hub() as hub, hub.publisher(agency, dataset, signer=signer) as publisher:
         if signer is not None:

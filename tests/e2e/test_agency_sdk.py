@@ -55,8 +55,7 @@ DATASET = "party-members"
 PASSPHRASE = b"kept at the site of coc"
 
 
-@pytest.fixture
-def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
+def own_sites_hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
     """A hub in whose custody coc and go are not: they make their keys and broker logins at their sites."""
     settings = Settings(
         home=tmp_path / "home", kafka_bootstrap=kafka_bootstrap, master_key=None, read_model_url=None
@@ -64,6 +63,9 @@ def hub(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Hub]:
     with Hub(settings) as hub:
         load_with_sites(hub, demo_spec(own_sites=("coc", "go")), ["coc", "go"])  # they sign their own acts
         yield hub
+
+
+hub = pytest.fixture(own_sites_hub, name="hub")
 
 
 def _site(

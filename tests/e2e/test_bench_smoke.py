@@ -57,12 +57,16 @@ def test_quick_site_publish_scenario_runs_against_the_real_broker(
     kafka_admin: KafkaAccess, tmp_path: Path
 ) -> None:
     """Scenario f end to end at the --quick sizes: an agency site, the key service, mutual TLS, the raw
-    producer beside it (and with it scenario b's comparison, which it shares)."""
+    producer beside it (and with it scenario b's comparison, which it shares); one process and two."""
     config = Config(quick=True, workdir=tmp_path, bootstrap=kafka_admin)
     result = site_publish.run(config)
     assert result.id == "f"
     hub, baseline = result.measurements["hub"]["publish_s"], result.measurements["baseline"]["produce_s"]
     assert len(hub) == len(baseline) == config.reps and all(s > 0 for s in hub + baseline)
+    split = result.measurements["hub"]["publish_split_s"]  # the same from two processes, in the same run
+    assert len(split) == config.reps and all(s > 0 for s in split)
+    assert [row.hub_key for row in result.rows] == ["publish_s", "publish_split_s"]
+    assert any("x the one-process rate" in note for note in result.notes)
 
 
 @pytest.mark.kafka
