@@ -337,15 +337,44 @@ class LocalKeyStore:
                 self._insert(key_id, "routing", dataset, secrets.token_bytes(KEY_SIZE))
 
     def ensure_subject_keys(self, dataset: str, subject_refs: Iterable[bytes]) -> None:
-        wanted = {subject_key_id(dataset, ref) for ref in subject_refs}
-        rows = [self._wrap(key_id, "subject", secrets.token_bytes(KEY_SIZE)) for key_id in wanted]
-        now, kek_id = _now(), self._kek.kek_id
+        """Make the subjects' keys that do not exist yet (an erased subject's tombstone exists: it stays
+        erased), durably, in one transaction. The new keys stay in this process's cache, so sealing with
+        them reads nothing back; subjects known already cost one read and no write."""
+        asked = {subject_key_id(dataset, ref) for ref in subject_refs}
+        wanted = sorted(key_id for key_id in asked if key_id not in self._subjects)  # one look-up each
+        if not wanted or not self._not_stored(wanted):
+            return
+        outer = self._db.in_transaction
         with self._write():  # one transaction: keys are durable before any event that needs them is sent
+            made = [(key_id, secrets.token_bytes(KEY_SIZE)) for key_id in self._not_stored(wanted)]
+            now, kek_id = _now(), self._kek.kek_id
             self._db.executemany(
-                "INSERT OR IGNORE INTO keys (key_id, kind, owner, wrapped, created_at, kek_id)"
+                "INSERT INTO keys (key_id, kind, owner, wrapped, created_at, kek_id)"
                 " VALUES (?, 'subject', ?, ?, ?, ?)",
-                [(key_id, dataset, wrapped, now, kek_id) for key_id, wrapped in rows],
+                [
+                    (key_id, dataset, self._wrap(key_id, "subject", key)[1], now, kek_id)
+                    for key_id, key in made
+                ],
             )
+        if not outer:  # committed (inside a caller's transaction, a rollback may still undo them)
+            for key_id, key in made:
+                self._subjects[key_id] = SecretBytes(key)
+            while len(self._subjects) > _SUBJECT_CACHE:
+                self._subjects.popitem(last=False)
+
+    def _not_stored(self, key_ids: list[str]) -> list[str]:
+        """Those of ``key_ids`` the store holds no subject key (nor tombstone) for."""
+        stored: set[str] = set()
+        for start in range(0, len(key_ids), 500):
+            chunk = key_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            stored.update(
+                row[0]
+                for row in self._db.execute(
+                    f"SELECT key_id FROM keys WHERE kind = 'subject' AND key_id IN ({marks})", chunk
+                )
+            )
+        return [key_id for key_id in key_ids if key_id not in stored]
 
     def destroy_subject_key(self, key_id: str) -> Shredded:
         """Crypto-shred: forget the key material, keep a tombstone. The wrapped key's bytes are zeroed in

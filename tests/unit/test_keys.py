@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from services.hub import Hub
-from sharehub.errors import ConfigurationError, UnknownDataKey
+from sharehub.errors import ConfigurationError, SubjectErased, UnknownDataKey
 from sharehub.kek import FileKek
-from sharehub.keys import LocalKeyStore, SecretBytes, load_master_key
+from sharehub.keys import LocalKeyStore, SecretBytes, load_master_key, subject_key_id
 
 
 def test_the_master_key_file_is_created_owner_only(tmp_path: Path) -> None:
@@ -73,3 +73,39 @@ def test_reprs_never_show_key_material(offline_hub: Hub) -> None:
 def test_an_unknown_data_key_is_an_error_not_a_crash(offline_hub: Hub) -> None:
     with pytest.raises(UnknownDataKey, match="no data-encryption key 'nope'"):
         offline_hub.keys.data_key("nope")
+
+
+def test_subject_keys_are_made_once_and_a_new_one_is_what_another_store_reads(offline_hub: Hub) -> None:
+    keys, dataset = offline_hub.keys, "party-members"
+    refs = [bytes([n]) * 16 for n in range(1, 6)]
+    keys.ensure_subject_keys(dataset, refs[:3])
+    other = LocalKeyStore(offline_hub.home / "keys.db", offline_hub.keys._kek)  # nothing cached there
+    made = {subject_key_id(dataset, ref): keys.subject_key(subject_key_id(dataset, ref)) for ref in refs[:3]}
+    assert {k: other.subject_key(k).reveal() for k in made} == {k: v.reveal() for k, v in made.items()}
+
+    changes = keys._db.total_changes
+    keys.ensure_subject_keys(dataset, refs[:3])  # known already: nothing written
+    other.ensure_subject_keys(dataset, refs[:3])
+    assert keys._db.total_changes == changes
+    first = subject_key_id(dataset, refs[0])
+    assert other.subject_key(first).reveal() == made[first].reveal()
+
+    other.ensure_subject_keys(dataset, refs)  # two new ones, made by the other process
+    for ref in refs[3:]:
+        assert (
+            keys.subject_key(subject_key_id(dataset, ref)).reveal()
+            == other.subject_key(subject_key_id(dataset, ref)).reveal()
+        )
+
+
+def test_an_erased_subject_stays_erased_when_its_key_is_asked_to_be_made(offline_hub: Hub) -> None:
+    keys, dataset, ref = offline_hub.keys, "party-members", b"\x07" * 16
+    key_id = subject_key_id(dataset, ref)
+    keys.ensure_subject_keys(dataset, [ref])
+    keys.destroy_subject_key(key_id)
+    keys.ensure_subject_keys(dataset, [ref])
+    with pytest.raises(SubjectErased):
+        keys.subject_key(key_id)
+    fresh = LocalKeyStore(offline_hub.home / "keys.db", offline_hub.keys._kek)
+    with pytest.raises(SubjectErased):
+        fresh.subject_key(key_id)
