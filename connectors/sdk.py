@@ -16,6 +16,9 @@ produces with the agency's own broker principal::
     with open_publisher(Path("/srv/sharehub-site"), "party-members", passphrase) as publisher:
         report = publisher.publish_records(records)
 
+For a source larger than one process can seal, :func:`open_lane_split_publisher` seals from several
+processes, each an :func:`open_publisher` of its share of the dataset's lanes (:mod:`connectors.lane_split`).
+
 A key service that does not answer is asked again for up to ``key_service_patience_s`` (5 minutes by
 default, :mod:`connectors.key_service`): a publish waits through a restart of the hub's API instead of
 failing. Each refusal is one exception: ``UnknownReferenceError`` (no such dataset), ``InputError`` (not
