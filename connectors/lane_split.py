@@ -42,7 +42,7 @@ from connectors.validated_chunks import ChunkValidator, PublishReport, Resume, V
 from sharehub.codec import DatasetKeys
 from sharehub.errors import BrokerError, InputError, PublishingProcessError
 from sharehub.gov.views import GovernanceView
-from sharehub.lifetime import die_with, portable
+from sharehub.lifetime import die_with, portable, receive_into
 
 #: How long a publishing process may take to start (imports, governance, keys, its lanes' chains).
 START_TIMEOUT_S = 120.0
@@ -283,7 +283,7 @@ def _serve(conn: Connection, parent: int, opener: Opener, lanes: frozenset[int])
         conn.send(("error", portable(exc, PublishingProcessError)))
         return
     received: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=QUEUED)
-    threading.Thread(target=_receive, args=(conn, received), daemon=True).start()
+    threading.Thread(target=receive_into, args=(conn, received.put), daemon=True).start()
     try:
         conn.send(("ready", None))
         while (message := received.get()) is not None:
@@ -312,15 +312,3 @@ def _round(received: queue.Queue[tuple[str, Any] | None]) -> Iterator[ValidatedC
             return
         yield ValidatedChunk(len(valid), valid, PublishReport())
     raise _Closed
-
-
-def _receive(conn: Connection, received: queue.Queue[tuple[str, Any] | None]) -> None:
-    """Take messages off the pipe as they come; None once it closes or says stop."""
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            message = None
-        received.put(message)
-        if message is None:
-            return

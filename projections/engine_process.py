@@ -29,7 +29,7 @@ from projections.projector import LogMessage
 from projections.read_model_tables import TopicPartition
 from sharehub.collector import collect_for_batches
 from sharehub.errors import EngineProcessError
-from sharehub.lifetime import die_with, portable
+from sharehub.lifetime import die_with, portable, receive_into
 
 #: How long the engine process may take to start (imports, governance, keys, read models).
 START_TIMEOUT_S = 120.0
@@ -230,7 +230,7 @@ def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], a
     try:
         conn.send(("ok", engine.topics))
         calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        receiver = threading.Thread(target=_receive, args=(conn, calls), name="sharehub-engine-calls")
+        receiver = threading.Thread(target=receive_into, args=(conn, calls.put), name="sharehub-engine-calls")
         receiver.daemon = True
         receiver.start()
         held_back: collections.deque[_Call] = collections.deque()
@@ -254,15 +254,3 @@ def _serve(conn: Connection, parent: int, factory: Callable[..., LocalEngine], a
                 conn.send((call_id, "ok", result))
     finally:
         engine.close()
-
-
-def _receive(conn: Connection, calls: queue.SimpleQueue[_Call | None]) -> None:
-    """Take calls off the pipe as they come; None once it closes or says stop."""
-    while True:
-        try:
-            call = conn.recv()
-        except (EOFError, OSError):
-            call = None
-        calls.put(call)
-        if call is None:
-            return

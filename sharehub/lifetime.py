@@ -1,6 +1,6 @@
 """A child process that must not outlive its parent: killed the moment the parent dies (Linux's
-parent-death signal), however the parent dies, even by SIGKILL; and its errors, made fit to cross the pipe
-to its parent."""
+parent-death signal), however the parent dies, even by SIGKILL; what its parent sends it, taken off the pipe
+as it comes; and its errors, made fit to cross the pipe back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import pickle
 import signal
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,3 +33,16 @@ def portable(exc: BaseException, fallback: Callable[[str], BaseException]) -> Ba
         return exc
     except Exception:
         return fallback(f"{type(exc).__name__}: {exc}")
+
+
+def receive_into(conn: Connection, put: Callable[[Any], None]) -> None:
+    """Hand each message from ``conn`` to ``put`` as it comes (a thread's loop); None once the pipe closes or
+    the sender says stop (sends None). ``put`` may block: the sender then waits once the pipe is full."""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = None
+        put(message)
+        if message is None:
+            return
