@@ -97,6 +97,17 @@ def _site(
     return home
 
 
+def site_only_env(home: Path) -> dict[str, str]:
+    """The environment of a command run at the site ``home``: nothing of the hub's settings, the site's home
+    alone, its passphrase kept beside its keys (owner-only)."""
+    secret = home / "signing.passphrase"
+    secret.write_bytes(PASSPHRASE)
+    secret.chmod(0o600)
+    return {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
+        "SHAREHUB_HOME": str(home)
+    }
+
+
 def _tls(hub: Hub) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(hub.settings.ca_file))
 
@@ -282,15 +293,9 @@ def test_the_command_line_publishes_from_the_site_home_and_not_from_the_hubs(
     hub: Hub, api: str, tmp_path: Path
 ) -> None:
     home = _site(hub, tmp_path, api)
-    secret = home / "signing.passphrase"
-    secret.write_bytes(PASSPHRASE)
-    secret.chmod(0o600)
+    from_site = site_only_env(home)
     data = tmp_path / "members.jsonl"
     write_jsonl(generate_party_members(3, seed=4), data)
-    # Nothing of the hub's settings: the site's home alone.
-    from_site = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
-        "SHAREHUB_HOME": str(home)
-    }
     run = subprocess.run([sys.executable, "-m", "services", "publish", "--as", "coc", "--dataset", DATASET,
                           str(data)], env=from_site, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr

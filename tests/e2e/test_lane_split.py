@@ -23,7 +23,7 @@ from connectors.sdk import open_lane_split_publisher
 from services.hub import Hub
 from sharehub.codec import Opened
 from sharehub.errors import InputError, PublishingProcessError
-from tests.e2e.test_agency_sdk import DATASET, PASSPHRASE, _site, own_sites_hub
+from tests.e2e.test_agency_sdk import DATASET, PASSPHRASE, _site, own_sites_hub, site_only_env
 from tests.kafka_helpers import sharehub, topic_messages
 from tooling.synthetic import generate_party_members, write_jsonl
 
@@ -131,16 +131,9 @@ def test_a_process_count_out_of_range_is_refused_before_anything_starts(
 def test_the_command_line_publishes_a_file_from_processes_exactly_once(
     hub: Hub, api: str, tmp_path: Path
 ) -> None:
-    home = _site(hub, tmp_path, api)
-    secret = home / "signing.passphrase"
-    secret.write_bytes(PASSPHRASE)
-    secret.chmod(0o600)
+    from_site = site_only_env(_site(hub, tmp_path, api))
     source = tmp_path / "members.jsonl"
     write_jsonl(generate_party_members(900, seed=24), source)
-    # Nothing of the hub's settings: the site's home alone.
-    from_site = {k: v for k, v in os.environ.items() if not k.startswith("SHAREHUB_")} | {
-        "SHAREHUB_HOME": str(home)
-    }
     command = [sys.executable, "-m", "services", "publish", str(source), "--as", "coc", "--dataset", DATASET,
                "--processes", "2", "--quiet"]  # fmt: skip
     first = subprocess.run(command, env=from_site, capture_output=True, text=True, timeout=300)
