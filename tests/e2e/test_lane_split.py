@@ -22,7 +22,7 @@ from connectors.jsonl_source import BadLine, Line
 from connectors.sdk import open_lane_split_publisher
 from services.hub import Hub
 from sharehub.codec import Opened
-from sharehub.errors import InputError, PublishingProcessError
+from sharehub.errors import InputError, PublishingProcessError, WrongSecret
 from tests.e2e.test_agency_sdk import DATASET, PASSPHRASE, _site, own_sites_hub, site_only_env
 from tests.kafka_helpers import sharehub, topic_messages
 from tooling.synthetic import generate_party_members, write_jsonl
@@ -116,6 +116,19 @@ def test_a_publishing_process_that_dies_is_one_clear_error_and_the_chains_go_on_
     with open_lane_split_publisher(home, DATASET, PASSPHRASE, 2) as again:
         assert again.publish_records(members).published == 6000
     assert sum(len(keys) for keys in _lanes_in_order(hub).values()) == landed + 6000
+
+
+def test_a_process_that_cannot_open_the_sites_key_is_the_clear_error_of_that_and_none_stays(
+    hub: Hub, api: str, tmp_path: Path
+) -> None:
+    """With a password login the starting process opens no key of the site: each publishing process opens
+    the signing key itself, and its refusal is the publish's error, as with one process."""
+    home = _site(hub, tmp_path, api, password=True)
+    with pytest.raises(WrongSecret, match="does not open"):
+        open_lane_split_publisher(home, DATASET, b"not the site's passphrase", 2)
+    assert not multiprocessing.active_children()
+    with open_lane_split_publisher(home, DATASET, PASSPHRASE, 2) as publisher:  # the right one: it publishes
+        assert publisher.publish_records(list(generate_party_members(10, seed=25))).published == 10
 
 
 def test_a_process_count_out_of_range_is_refused_before_anything_starts(
