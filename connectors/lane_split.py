@@ -124,6 +124,8 @@ class LaneSplitPublisher(DatasetPublishing):
         """As :meth:`Publisher.publish_lines`, each lane's records sealed and sent by its process."""
         if self._broken is not None:
             raise PublishingProcessError(f"this publisher stopped after an error: {self._broken}")
+        if not self._processes:
+            raise PublishingProcessError("this publisher is closed")
         self._settled = False
         try:
             return self._publish(lines, event_type, resume, progress)

@@ -56,6 +56,8 @@ def test_two_processes_publish_every_record_once_each_lane_in_the_sources_order(
         assert len(multiprocessing.active_children()) == 2
         report = publisher.publish_records(members)
     assert not multiprocessing.active_children(), "closing stops every process"
+    with pytest.raises(PublishingProcessError, match="this publisher is closed"):
+        publisher.publish_records(members[:1])
     assert report.published == 1499 and report.skipped == 0
     assert [bad.number for bad in report.rejected] == [100] and "member_id" in report.rejected[0].reason
     lanes = _lanes_in_order(hub)
