@@ -34,9 +34,12 @@ import functools
 import json
 import secrets
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from connectors.dataset_publishing import DatasetPublishing
 from connectors.key_service import PATIENCE_S, KeyServiceClient
 from connectors.lane_split import LaneSplitPublisher
 from connectors.publisher import Publisher
@@ -55,6 +58,8 @@ BROKER_PASSWORD_FILE = "broker.password"
 CLIENT_KEY_FILE = "client.key"
 CLIENT_CSR_FILE = "client.csr"
 CLIENT_CERT_FILE = "client.pem"
+
+PublisherT = TypeVar("PublisherT", bound=DatasetPublishing)
 
 
 @dataclass(frozen=True)
@@ -241,9 +246,10 @@ def open_publisher(
     signer = AgencySite(home).signing_key(passphrase)  # a token's: one session for the publisher's life
     try:
         session = SiteSession(home, passphrase)
-        keys = session.key_service(key_service_patience_s)
-        try:
-            publisher = Publisher(
+        publisher = _with_key_service(
+            session,
+            key_service_patience_s,
+            lambda keys: Publisher(
                 bootstrap=session.kafka,
                 governance=session.governance(),
                 keys=keys,
@@ -251,14 +257,11 @@ def open_publisher(
                 agency=session.site.agency,
                 dataset=dataset,
                 lanes=lanes,
-            )
-        except BaseException:
-            keys.close()
-            raise
+            ),
+        )
     except BaseException:
         signer.close()
         raise
-    publisher.on_close(keys.close)
     publisher.on_close(signer.close)
     return publisher
 
@@ -276,19 +279,32 @@ def open_lane_split_publisher(
     larger than one process can seal. This process validates and routes; it holds the key service's routing
     key, never a signing key. Close it, or use it as a context manager."""
     session = SiteSession(home, passphrase)
-    keys = session.key_service(key_service_patience_s)
-    try:
-        publisher = LaneSplitPublisher(
+    opener = functools.partial(
+        open_publisher, home, dataset, passphrase, key_service_patience_s=key_service_patience_s
+    )
+    return _with_key_service(
+        session,
+        key_service_patience_s,
+        lambda keys: LaneSplitPublisher(
             bootstrap=session.kafka,
             governance=session.governance(),
             keys=keys,
             agency=session.site.agency,
             dataset=dataset,
             processes=processes,
-            opener=functools.partial(
-                open_publisher, home, dataset, passphrase, key_service_patience_s=key_service_patience_s
-            ),
-        )
+            opener=opener,
+        ),
+    )
+
+
+def _with_key_service(
+    session: SiteSession, patience_s: float, make: Callable[[KeyServiceClient], PublisherT]
+) -> PublisherT:
+    """``make(keys)`` with a client of the hub's key service that closes with the publisher made, or at
+    once if making it fails."""
+    keys = session.key_service(patience_s)
+    try:
+        publisher = make(keys)
     except BaseException:
         keys.close()
         raise

@@ -359,23 +359,30 @@ class LocalKeyStore:
             )
         if not outer:  # committed (inside a caller's transaction, a rollback may still undo them)
             for key_id, key in made:
-                self._subjects[key_id] = SecretBytes(key)
-            while len(self._subjects) > _SUBJECT_CACHE:
-                self._subjects.popitem(last=False)
+                self._cache_subject(key_id, SecretBytes(key))
 
     def _not_stored(self, key_ids: list[str]) -> list[str]:
         """Those of ``key_ids`` the store holds no subject key (nor tombstone) for."""
-        stored: set[str] = set()
+        stored = {key_id for key_id, _ in self._subject_rows(key_ids, erased_too=True)}
+        return [key_id for key_id in key_ids if key_id not in stored]
+
+    def _subject_rows(self, key_ids: list[str], *, erased_too: bool) -> Iterator[tuple[str, bytes | None]]:
+        """(key id, wrapped key) of the subject keys of ``key_ids`` the store holds, one query per 500;
+        with ``erased_too``, erased subjects' tombstones too (their wrapped key None)."""
+        held = "" if erased_too else " AND wrapped IS NOT NULL"
         for start in range(0, len(key_ids), 500):
             chunk = key_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            stored.update(
-                row[0]
-                for row in self._db.execute(
-                    f"SELECT key_id FROM keys WHERE kind = 'subject' AND key_id IN ({marks})", chunk
-                )
-            )
-        return [key_id for key_id in key_ids if key_id not in stored]
+            yield from self._db.execute(
+                f"SELECT key_id, wrapped FROM keys WHERE kind = 'subject'{held} AND key_id IN ({marks})",
+                chunk,
+            ).fetchall()
+
+    def _cache_subject(self, key_id: str, key: SecretBytes) -> None:
+        """Keep a subject key in this process's cache, the least recently used going past its size."""
+        self._subjects[key_id] = key
+        while len(self._subjects) > _SUBJECT_CACHE:
+            self._subjects.popitem(last=False)
 
     def destroy_subject_key(self, key_id: str) -> Shredded:
         """Crypto-shred: forget the key material, keep a tombstone. The wrapped key's bytes are zeroed in
@@ -470,9 +477,7 @@ class LocalKeyStore:
         if found[0] is None:
             raise SubjectErased(f"the subject of {key_id!r} was erased on {found[1]}")
         key = SecretBytes(self._unwrap(key_id, "subject", found[0]))
-        self._subjects[key_id] = key
-        if len(self._subjects) > _SUBJECT_CACHE:
-            self._subjects.popitem(last=False)
+        self._cache_subject(key_id, key)
         return key
 
     def prefetch_subject_keys(self, key_ids: Iterable[str]) -> None:
@@ -480,18 +485,9 @@ class LocalKeyStore:
         asks for many): :meth:`subject_key` then finds them. Destroyed or unknown keys are left out, for
         :meth:`subject_key` to refuse as it always does."""
         wanted = sorted({k for k in key_ids if k not in self._subjects})
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found = self._db.execute(
-                f"SELECT key_id, wrapped FROM keys WHERE kind = 'subject' AND wrapped IS NOT NULL"
-                f" AND key_id IN ({marks})",
-                chunk,
-            ).fetchall()
-            for key_id, wrapped in found:
-                self._subjects[key_id] = SecretBytes(self._unwrap(key_id, "subject", wrapped))
-        while len(self._subjects) > _SUBJECT_CACHE:
-            self._subjects.popitem(last=False)
+        for key_id, wrapped in self._subject_rows(wanted, erased_too=False):
+            assert wrapped is not None
+            self._cache_subject(key_id, SecretBytes(self._unwrap(key_id, "subject", wrapped)))
 
     def forget_cached(self, key_id: str) -> None:
         """Drop a subject key from this process's cache (after another process destroyed it)."""
